@@ -1,0 +1,48 @@
+use std::fmt;
+
+/// One problem with a config: where and which rule, never the offending value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issue {
+    pub path: String,
+    pub rule: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.rule)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {kind}")]
+    Read {
+        path: String,
+        kind: std::io::ErrorKind,
+    },
+    #[error("config is not valid TOML at line {line}, column {column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("config has {} problem(s):\n{}", .0.len(), render(.0))]
+    Invalid(Vec<Issue>),
+}
+
+fn render(issues: &[Issue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("  - {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigError {
+    pub fn issues(&self) -> &[Issue] {
+        match self {
+            ConfigError::Invalid(v) => v,
+            _ => &[],
+        }
+    }
+}

@@ -1,0 +1,756 @@
+//! Raw -> validated. Every rule adds an [`Issue`] with its path; nothing stops at the first.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::raw::{RawConfig, RawLimits, RawModel, RawProvider, RawServer};
+use crate::{ConfigError, Issue, SecretRef};
+
+/// The name of the built-in offline provider. Reserved: a configured provider may not use it.
+pub const MOCK_PROVIDER: &str = "mock";
+
+/// Largest config file we read: a config is a few KiB; more is a mistake.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub policy: Policy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the source of truth lives. A PostgreSQL URL may carry a password, so it is secret.
+#[derive(Clone, Debug)]
+pub enum StoreUrl {
+    /// SQLite in the data dir (the embedded default).
+    Embedded,
+    Url(SecretRef),
+}
+
+/// Read once at start; a reload that changes any of this is refused.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub store: StoreUrl,
+    pub master_key: Option<SecretRef>,
+    pub log_format: LogFormat,
+    pub header_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub max_connections: NonZeroU32,
+}
+
+impl ServerConfig {
+    /// Names of static fields that differ: a reload that touches these is refused by name.
+    pub fn changed_fields(&self, o: &Self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.data_listen != o.data_listen {
+            v.push("server.data_listen");
+        }
+        if self.admin_listen != o.admin_listen {
+            v.push("server.admin_listen");
+        }
+        if self.data_dir != o.data_dir {
+            v.push("server.data_dir");
+        }
+        if !matches!(
+            (&self.store, &o.store),
+            (StoreUrl::Embedded, StoreUrl::Embedded)
+        ) && !matches!((&self.store, &o.store), (StoreUrl::Url(a), StoreUrl::Url(b)) if a == b)
+        {
+            v.push("server.database_url");
+        }
+        if self.master_key != o.master_key {
+            v.push("server.master_key");
+        }
+        if self.log_format != o.log_format {
+            v.push("server.log_format");
+        }
+        if self.header_read_timeout != o.header_read_timeout {
+            v.push("server.header_read_timeout_ms");
+        }
+        if self.shutdown_grace != o.shutdown_grace {
+            v.push("server.shutdown_grace_ms");
+        }
+        if self.max_connections != o.max_connections {
+            v.push("server.max_connections");
+        }
+        v
+    }
+}
+
+/// Bounds on what a caller may send. Dynamic: may change on reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub max_body_bytes: NonZeroU32,
+    pub max_json_depth: NonZeroU32,
+    pub max_messages: NonZeroU32,
+    pub max_embedding_inputs: NonZeroU32,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: nz32(4 * 1024 * 1024),
+            max_json_depth: nz32(32),
+            max_messages: nz32(2048),
+            max_embedding_inputs: nz32(2048),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI itself.
+    OpenAi,
+    /// Any server that speaks OpenAI's API (vLLM, Ollama, llama.cpp, ...).
+    OpenAiCompatible,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub api_key: Option<SecretRef>,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_stream_duration: Duration,
+    pub max_response_bytes: NonZeroU64,
+    pub max_idle_connections: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    Chat,
+    Embedding,
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    pub name: String,
+    pub provider: String,
+    pub provider_model: String,
+    pub kind: ModelKind,
+    pub aliases: Vec<String>,
+}
+
+/// The reloadable part of the config.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub limits: RequestLimits,
+    pub mock_enabled: bool,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The embedded default has no issues by construction.
+        match Config::from_raw(RawConfig::default()) {
+            Ok(c) => c,
+            Err(_) => unreachable_default(),
+        }
+    }
+}
+
+#[cold]
+fn unreachable_default() -> Config {
+    Config {
+        server: ServerConfig {
+            data_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            data_dir: PathBuf::from("./gatehouse-data"),
+            store: StoreUrl::Embedded,
+            master_key: None,
+            log_format: LogFormat::Text,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            max_connections: nz32(10_000),
+        },
+        policy: Policy {
+            limits: RequestLimits::default(),
+            mock_enabled: true,
+            providers: vec![],
+            models: vec![],
+        },
+    }
+}
+
+const fn nz32(v: u32) -> NonZeroU32 {
+    match NonZeroU32::new(v) {
+        Some(n) => n,
+        None => NonZeroU32::MIN,
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read_err = |e: std::io::Error| ConfigError::Read {
+            path: path.display().to_string(),
+            kind: e.kind(),
+        };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::Invalid(vec![Issue {
+                path: "<file>".into(),
+                rule: format!("must be at most {MAX_CONFIG_BYTES} bytes"),
+            }]));
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        Config::from_toml(&text)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut issues = Vec::new();
+        let server = server(raw.server, &mut issues);
+        let limits = limits(&raw.limits, &mut issues);
+        let mock_enabled = raw.mock.enabled.unwrap_or(true);
+        let providers = providers(raw.providers, &mut issues);
+        let models = models(raw.models, &providers, mock_enabled, &mut issues);
+        if issues.is_empty() {
+            Ok(Config {
+                server,
+                policy: Policy {
+                    limits,
+                    mock_enabled,
+                    providers,
+                    models,
+                },
+            })
+        } else {
+            Err(ConfigError::Invalid(issues))
+        }
+    }
+}
+
+/// TOML's own messages quote the offending line, which may hold a secret: keep only the
+/// position and the first line of the message, minus anything quoted.
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column) = e
+        .span()
+        .map(|s| {
+            let before = &text[..s.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            (line, column)
+        })
+        .unwrap_or((0, 0));
+    let first = e.message().lines().next().unwrap_or("syntax error");
+    // field names in "unknown field `x`, expected ..." are ours and safe; values are not.
+    let message = if first.starts_with("unknown field")
+        || first.starts_with("missing field")
+        || first.starts_with("invalid type")
+    {
+        first.to_owned()
+    } else {
+        "syntax error".to_owned()
+    };
+    ConfigError::Syntax {
+        line,
+        column,
+        message,
+    }
+}
+
+fn issue(issues: &mut Vec<Issue>, path: impl Into<String>, rule: impl Into<String>) {
+    issues.push(Issue {
+        path: path.into(),
+        rule: rule.into(),
+    });
+}
+
+fn socket(
+    v: Option<String>,
+    default: SocketAddr,
+    path: &str,
+    issues: &mut Vec<Issue>,
+) -> SocketAddr {
+    match v {
+        None => default,
+        Some(s) => s.parse().unwrap_or_else(|_| {
+            issue(issues, path, "must be an address like 127.0.0.1:8080");
+            default
+        }),
+    }
+}
+
+fn ms(
+    v: Option<u64>,
+    default_ms: u64,
+    min: u64,
+    max: u64,
+    path: &str,
+    issues: &mut Vec<Issue>,
+) -> Duration {
+    let v = v.unwrap_or(default_ms);
+    if !(min..=max).contains(&v) {
+        issue(
+            issues,
+            path,
+            format!("must be between {min} and {max} milliseconds"),
+        );
+    }
+    Duration::from_millis(v.clamp(min, max))
+}
+
+fn bounded32(
+    v: Option<u64>,
+    default: u32,
+    max: u32,
+    path: &str,
+    issues: &mut Vec<Issue>,
+) -> NonZeroU32 {
+    let v = v.unwrap_or(u64::from(default));
+    if v == 0 || v > u64::from(max) {
+        issue(issues, path, format!("must be between 1 and {max}"));
+        return nz32(default);
+    }
+    nz32(u32::try_from(v).unwrap_or(default))
+}
+
+fn server(raw: RawServer, issues: &mut Vec<Issue>) -> ServerConfig {
+    let data_listen = socket(
+        raw.data_listen,
+        SocketAddr::from(([127, 0, 0, 1], 8080)),
+        "server.data_listen",
+        issues,
+    );
+    let admin_listen = socket(
+        raw.admin_listen,
+        SocketAddr::from(([127, 0, 0, 1], 8081)),
+        "server.admin_listen",
+        issues,
+    );
+    let data_dir = PathBuf::from(
+        raw.data_dir
+            .unwrap_or_else(|| "./gatehouse-data".to_owned()),
+    );
+    let store = match raw.database_url {
+        None => StoreUrl::Embedded,
+        Some(s) => match SecretRef::parse(&s) {
+            Ok(r) => StoreUrl::Url(r),
+            Err(rule) => {
+                issue(issues, "server.database_url", rule);
+                StoreUrl::Embedded
+            }
+        },
+    };
+    let master_key = raw.master_key.and_then(|s| {
+        SecretRef::parse(&s)
+            .map_err(|rule| issue(issues, "server.master_key", rule))
+            .ok()
+    });
+    let log_format = match raw.log_format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(_) => {
+            issue(issues, "server.log_format", "must be \"text\" or \"json\"");
+            LogFormat::Text
+        }
+    };
+    ServerConfig {
+        data_listen,
+        admin_listen,
+        data_dir,
+        store,
+        master_key,
+        log_format,
+        header_read_timeout: ms(
+            raw.header_read_timeout_ms,
+            10_000,
+            100,
+            300_000,
+            "server.header_read_timeout_ms",
+            issues,
+        ),
+        shutdown_grace: ms(
+            raw.shutdown_grace_ms,
+            30_000,
+            0,
+            3_600_000,
+            "server.shutdown_grace_ms",
+            issues,
+        ),
+        max_connections: bounded32(
+            raw.max_connections,
+            10_000,
+            1_000_000,
+            "server.max_connections",
+            issues,
+        ),
+    }
+}
+
+fn limits(raw: &RawLimits, issues: &mut Vec<Issue>) -> RequestLimits {
+    let d = RequestLimits::default();
+    RequestLimits {
+        max_body_bytes: bounded32(
+            raw.max_body_bytes,
+            d.max_body_bytes.get(),
+            256 * 1024 * 1024,
+            "limits.max_body_bytes",
+            issues,
+        ),
+        max_json_depth: bounded32(
+            raw.max_json_depth,
+            d.max_json_depth.get(),
+            128,
+            "limits.max_json_depth",
+            issues,
+        ),
+        max_messages: bounded32(
+            raw.max_messages,
+            d.max_messages.get(),
+            100_000,
+            "limits.max_messages",
+            issues,
+        ),
+        max_embedding_inputs: bounded32(
+            raw.max_embedding_inputs,
+            d.max_embedding_inputs.get(),
+            100_000,
+            "limits.max_embedding_inputs",
+            issues,
+        ),
+    }
+}
+
+/// Names appear in URLs, metrics labels and logs: keep them boring.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
+}
+
+fn required<'a>(v: &'a Option<String>, path: &str, issues: &mut Vec<Issue>) -> &'a str {
+    match v.as_deref() {
+        Some(s) => s,
+        None => {
+            issue(issues, path, "is required");
+            ""
+        }
+    }
+}
+
+fn base_url(s: &str, path: &str, issues: &mut Vec<Issue>) -> String {
+    match url::Url::parse(s) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.query().is_none()
+                && u.fragment().is_none() =>
+        {
+            u.as_str().trim_end_matches('/').to_owned()
+        }
+        Ok(_) => {
+            issue(
+                issues,
+                path,
+                "must be an http(s) URL with a host and without credentials, query or fragment",
+            );
+            String::new()
+        }
+        Err(_) => {
+            issue(issues, path, "must be a URL");
+            String::new()
+        }
+    }
+}
+
+fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConfig> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, p) in raw.into_iter().enumerate() {
+        let at = |f: &str| format!("providers[{i}].{f}");
+        let name = required(&p.name, &at("name"), issues).to_owned();
+        if !name.is_empty() && !valid_name(&name) {
+            issue(
+                issues,
+                at("name"),
+                "must be 1-128 characters of [A-Za-z0-9-_.:/]",
+            );
+        }
+        if name == MOCK_PROVIDER {
+            issue(
+                issues,
+                at("name"),
+                "\"mock\" is reserved for the built-in mock provider",
+            );
+        }
+        if !name.is_empty() && !seen.insert(name.clone()) {
+            issue(issues, at("name"), "is used by another provider");
+        }
+        let kind = match p.kind.as_deref() {
+            Some("openai") => ProviderKind::OpenAi,
+            None | Some("openai_compatible") => ProviderKind::OpenAiCompatible,
+            Some(_) => {
+                issue(
+                    issues,
+                    at("kind"),
+                    "must be \"openai\" or \"openai_compatible\"",
+                );
+                ProviderKind::OpenAiCompatible
+            }
+        };
+        let base_url = match (&p.base_url, kind) {
+            (None, ProviderKind::OpenAi) => "https://api.openai.com/v1".to_owned(),
+            (None, _) => {
+                issue(
+                    issues,
+                    at("base_url"),
+                    "is required for openai_compatible providers",
+                );
+                String::new()
+            }
+            (Some(u), _) => base_url(u, &at("base_url"), issues),
+        };
+        let api_key = p.api_key.as_deref().and_then(|s| {
+            SecretRef::parse(s)
+                .map_err(|rule| issue(issues, at("api_key"), rule))
+                .ok()
+        });
+        if api_key.is_none() && kind == ProviderKind::OpenAi && p.api_key.is_none() {
+            issue(issues, at("api_key"), "is required for kind \"openai\"");
+        }
+        out.push(ProviderConfig {
+            name,
+            kind,
+            base_url,
+            api_key,
+            connect_timeout: ms(
+                p.connect_timeout_ms,
+                3_000,
+                10,
+                60_000,
+                &at("connect_timeout_ms"),
+                issues,
+            ),
+            first_byte_timeout: ms(
+                p.first_byte_timeout_ms,
+                120_000,
+                10,
+                3_600_000,
+                &at("first_byte_timeout_ms"),
+                issues,
+            ),
+            idle_timeout: ms(
+                p.idle_timeout_ms,
+                60_000,
+                10,
+                3_600_000,
+                &at("idle_timeout_ms"),
+                issues,
+            ),
+            max_stream_duration: ms(
+                p.max_stream_duration_ms,
+                1_800_000,
+                100,
+                86_400_000,
+                &at("max_stream_duration_ms"),
+                issues,
+            ),
+            max_response_bytes: NonZeroU64::new(p.max_response_bytes.unwrap_or(32 * 1024 * 1024))
+                .unwrap_or_else(|| {
+                    issue(issues, at("max_response_bytes"), "must be at least 1");
+                    NonZeroU64::MIN
+                }),
+            max_idle_connections: usize::try_from(
+                p.max_idle_connections.unwrap_or(256).min(65_536),
+            )
+            .unwrap_or(256),
+        });
+    }
+    out
+}
+
+fn models(
+    raw: Vec<RawModel>,
+    providers: &[ProviderConfig],
+    mock_enabled: bool,
+    issues: &mut Vec<Issue>,
+) -> Vec<ModelConfig> {
+    let mut names: HashSet<String> = HashSet::new();
+    if mock_enabled {
+        names.insert("mock".to_owned());
+        names.insert("mock-embedding".to_owned());
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, m) in raw.into_iter().enumerate() {
+        let at = |f: &str| format!("models[{i}].{f}");
+        let name = required(&m.name, &at("name"), issues).to_owned();
+        if !name.is_empty() && !valid_name(&name) {
+            issue(
+                issues,
+                at("name"),
+                "must be 1-128 characters of [A-Za-z0-9-_.:/]",
+            );
+        }
+        if !name.is_empty() && !names.insert(name.clone()) {
+            issue(issues, at("name"), "is already a model name or alias");
+        }
+        let provider = required(&m.provider, &at("provider"), issues).to_owned();
+        if !provider.is_empty() && !providers.iter().any(|p| p.name == provider) {
+            issue(issues, at("provider"), "names no configured provider");
+        }
+        let kind = match m.kind.as_deref() {
+            None | Some("chat") => ModelKind::Chat,
+            Some("embedding") => ModelKind::Embedding,
+            Some(_) => {
+                issue(issues, at("kind"), "must be \"chat\" or \"embedding\"");
+                ModelKind::Chat
+            }
+        };
+        for (j, a) in m.aliases.iter().enumerate() {
+            if !valid_name(a) {
+                issue(
+                    issues,
+                    format!("models[{i}].aliases[{j}]"),
+                    "must be 1-128 characters of [A-Za-z0-9-_.:/]",
+                );
+            } else if !names.insert(a.clone()) {
+                issue(
+                    issues,
+                    format!("models[{i}].aliases[{j}]"),
+                    "is already a model name or alias",
+                );
+            }
+        }
+        let provider_model = m.provider_model.unwrap_or_else(|| name.clone());
+        if provider_model.is_empty() || provider_model.len() > 256 {
+            issue(issues, at("provider_model"), "must be 1-256 characters");
+        }
+        out.push(ModelConfig {
+            name,
+            provider,
+            provider_model,
+            kind,
+            aliases: m.aliases,
+        });
+    }
+    out
+}
+
+/// Resolves every secret reference of the policy now, so a reload with a missing secret
+/// fails before it is swapped in. Errors name the reference, never the value.
+impl ProviderConfig {
+    pub fn resolve_api_key(
+        &self,
+        env: crate::EnvLookup<'_>,
+    ) -> Result<Option<SecretString>, String> {
+        match &self.api_key {
+            None => Ok(None),
+            Some(r) => {
+                let s = r.resolve(env)?;
+                if s.expose_secret().len() > 4096
+                    || s.expose_secret().chars().any(|c| c.is_control())
+                {
+                    return Err(format!(
+                        "api key for provider {} is not a valid header value",
+                        self.name
+                    ));
+                }
+                Ok(Some(s))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_embedded_default() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.server.data_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:8081");
+        assert!(matches!(c.server.store, StoreUrl::Embedded));
+        assert!(c.policy.mock_enabled);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_name() {
+        let err = Config::from_toml("[server]\ndata_listn = \"x\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("data_listn"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn all_errors_are_collected_with_paths() {
+        let text = r#"
+            [limits]
+            max_body_bytes = 0
+            [[providers]]
+            name = "mock"
+            kind = "nope"
+            base_url = "ftp://x"
+            [[models]]
+            name = "m"
+            provider = "missing"
+            aliases = ["m"]
+        "#;
+        let err = Config::from_toml(text).unwrap_err();
+        let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "limits.max_body_bytes",
+                "providers[0].name",
+                "providers[0].kind",
+                "providers[0].base_url",
+                "models[0].provider",
+                "models[0].aliases[0]",
+            ]
+        );
+    }
+
+    #[test]
+    fn literal_secrets_are_refused_and_never_echoed() {
+        let text = "[[providers]]\nname = \"openai\"\nkind = \"openai\"\napi_key = \"sk-live-SECRETSECRET\"\n";
+        let err = Config::from_toml(text).unwrap_err().to_string();
+        assert!(err.contains("providers[0].api_key"), "{err}");
+        assert!(!err.contains("SECRETSECRET"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_do_not_echo_the_file() {
+        let text = "[server]\nmaster_key = \"sk-live-SECRETSECRET\nbroken";
+        let err = Config::from_toml(text).unwrap_err().to_string();
+        assert!(!err.contains("SECRETSECRET"), "{err}");
+        assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn static_changes_are_named() {
+        let a = Config::from_toml("").unwrap().server;
+        let b = Config::from_toml("[server]\ndata_listen = \"127.0.0.1:9999\"")
+            .unwrap()
+            .server;
+        assert_eq!(a.changed_fields(&b), ["server.data_listen"]);
+        assert!(a.changed_fields(&a.clone()).is_empty());
+    }
+}

@@ -1,0 +1,78 @@
+//! Newtypes for ids, so an org id can never be passed where a project id is expected.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new, time-ordered id (UUIDv7: index-friendly inserts).
+            pub fn generate() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// Parses the canonical hyphenated form; anything else is rejected.
+            pub fn parse(s: &str) -> Option<Self> {
+                if s.len() != 36 {
+                    return None;
+                }
+                Uuid::try_parse(s).ok().map(Self)
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.as_hyphenated().fmt(f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.as_hyphenated())
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An organization: the tenant boundary.
+    OrgId
+);
+id_type!(
+    /// A project inside an organization.
+    ProjectId
+);
+id_type!(
+    /// An API key's public id (never the secret).
+    KeyId
+);
+id_type!(
+    /// Correlates one request across logs, metrics exemplars and the audit trail.
+    RequestId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_garbage() {
+        let id = OrgId::generate();
+        assert_eq!(OrgId::parse(&id.to_string()), Some(id));
+        assert_eq!(OrgId::parse("not-a-uuid"), None);
+        assert_eq!(OrgId::parse(""), None);
+        // the simple (unhyphenated) form is not canonical: one spelling per id
+        assert_eq!(OrgId::parse(&id.as_uuid().simple().to_string()), None);
+    }
+}

@@ -1,0 +1,14 @@
+//! The vocabulary every other Gatehouse crate speaks: tenant ids, the authenticated
+//! [`Principal`], the per-request [`RequestCx`], gate names and verdicts, and the one
+//! [`DenyCode`] table that maps every refusal to an HTTP status and an OpenAI-style body.
+//!
+//! This crate performs no I/O and holds no policy. It must not depend on any other
+//! Gatehouse crate.
+
+mod context;
+mod deny;
+mod ids;
+
+pub use context::{GateName, GateOutcome, Principal, RequestCx, TrailEntry};
+pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
+pub use ids::{KeyId, OrgId, ProjectId, RequestId};

@@ -1,0 +1,14 @@
+//! Gatehouse's secrets: the client key format (prefix, 256 random bits, checksum), keyed
+//! hashing of keys at rest (HMAC-SHA-256 under a subkey of the master key), and the master
+//! key itself (from the environment or a 0600 file).
+//!
+//! Every primitive comes from aws-lc-rs (the same provider rustls uses); this crate only
+//! composes them. Nothing here implements `Debug` in a way that prints a secret.
+
+mod error;
+mod keys;
+mod master;
+
+pub use error::Error;
+pub use keys::{KeyDigest, KeyHasher, KeyKind, check_format, generate_key};
+pub use master::{MasterKey, MasterKeySource, load_or_create_master_key};

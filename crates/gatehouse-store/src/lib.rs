@@ -1,0 +1,21 @@
+//! The source of truth: organizations, projects, API keys and admin tokens, in SQLite (the
+//! embedded default) or PostgreSQL (production), behind one [`Store`].
+//!
+//! Every query that touches tenant data takes the org id as a parameter. SQL is static text
+//! with `$N` binds (which both SQLite and PostgreSQL accept), never built with `format!`.
+//! The store is not on the hot path: the data plane reads keys from a cache in front of it.
+
+mod error;
+mod records;
+mod store;
+
+pub use error::Error;
+pub use records::{AdminTokenRow, KeyRow, NewKey, Tenant};
+pub use store::{Backend, Store};
+
+/// Unix time in milliseconds, the one time representation the store uses.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

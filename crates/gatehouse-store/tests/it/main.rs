@@ -1,0 +1,5 @@
+//! The same store suite, run against SQLite and PostgreSQL.
+
+mod harness;
+mod keys;
+mod tenants;
