@@ -1,1 +1,57 @@
-fn _x() {}
+//! The control plane (`/admin/v1`, `/metrics`, health) on its own port, loopback by default.
+//! Handlers are thin: authenticate the admin token, validate the body strictly, call the
+//! store, map the result. Responses never contain a key digest; a key's secret appears once,
+//! in the answer to its creation.
+//!
+//! Roles, users and the full RBAC matrix arrive with the tenancy issue (#3); today every
+//! valid admin token is a platform admin.
+
+mod auth;
+mod body;
+mod keys;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use gatehouse_core::{Denial, DenyCode};
+use gatehouse_gates::authenticate::KeyVerifier;
+use gatehouse_proxy::AppState;
+use gatehouse_security::KeyHasher;
+use gatehouse_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub app: AppState,
+    pub store: Store,
+    pub verifier: Arc<KeyVerifier>,
+    pub hasher: Arc<KeyHasher>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/admin/v1/keys", post(keys::create).get(keys::list))
+        .route("/admin/v1/keys/{id}", get(keys::get))
+        .route("/admin/v1/keys/{id}/revoke", post(keys::revoke))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(gatehouse_proxy::healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { Denial::new(DenyCode::NotFound) })
+        .method_not_allowed_fallback(|| async { Denial::new(DenyCode::MethodNotAllowed) })
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    match &s.metrics {
+        Some(h) => ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => Denial::new(DenyCode::NotFound).into_response(),
+    }
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    gatehouse_proxy::ready(&s.store).await
+}

@@ -16,26 +16,15 @@ impl fmt::Display for Issue {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {kind}")]
-    Read {
-        path: String,
-        kind: std::io::ErrorKind,
-    },
+    Read { path: String, kind: std::io::ErrorKind },
     #[error("config is not valid TOML at line {line}, column {column}: {message}")]
-    Syntax {
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Syntax { line: usize, column: usize, message: String },
     #[error("config has {} problem(s):\n{}", .0.len(), render(.0))]
     Invalid(Vec<Issue>),
 }
 
 fn render(issues: &[Issue]) -> String {
-    issues
-        .iter()
-        .map(|i| format!("  - {i}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    issues.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n")
 }
 
 impl ConfigError {

@@ -23,9 +23,8 @@ impl SecretRef {
     /// in a config file. The error never includes the value.
     pub fn parse(s: &str) -> Result<Self, &'static str> {
         if let Some(name) = s.strip_prefix("env:") {
-            let ok = !name.is_empty()
-                && name.len() <= 128
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let ok =
+                !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             return if ok {
                 Ok(SecretRef::Env(name.to_owned()))
             } else {
@@ -50,18 +49,13 @@ impl SecretRef {
                 _ => Err(format!("environment variable {name} is not set")),
             },
             SecretRef::File(path) => {
-                let meta = std::fs::metadata(path).map_err(|e| {
-                    format!("cannot read secret file {}: {}", path.display(), e.kind())
-                })?;
+                let meta = std::fs::metadata(path)
+                    .map_err(|e| format!("cannot read secret file {}: {}", path.display(), e.kind()))?;
                 if meta.len() > MAX_SECRET_FILE_BYTES {
-                    return Err(format!(
-                        "secret file {} is larger than {MAX_SECRET_FILE_BYTES} bytes",
-                        path.display()
-                    ));
+                    return Err(format!("secret file {} is larger than {MAX_SECRET_FILE_BYTES} bytes", path.display()));
                 }
-                let raw = std::fs::read_to_string(path).map_err(|e| {
-                    format!("cannot read secret file {}: {}", path.display(), e.kind())
-                })?;
+                let raw = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read secret file {}: {}", path.display(), e.kind()))?;
                 let trimmed = raw.trim_end_matches(['\n', '\r']);
                 if trimmed.is_empty() {
                     return Err(format!("secret file {} is empty", path.display()));
@@ -100,12 +94,7 @@ mod tests {
         let env = |k: &str| (k == "KEY").then(|| "s3cret".to_owned());
         let r = SecretRef::parse("env:KEY").unwrap();
         assert_eq!(r.resolve(&env).unwrap().expose_secret(), "s3cret");
-        assert!(
-            SecretRef::parse("env:OTHER")
-                .unwrap()
-                .resolve(&env)
-                .is_err()
-        );
+        assert!(SecretRef::parse("env:OTHER").unwrap().resolve(&env).is_err());
 
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");

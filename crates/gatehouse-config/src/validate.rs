@@ -64,10 +64,8 @@ impl ServerConfig {
         if self.data_dir != o.data_dir {
             v.push("server.data_dir");
         }
-        if !matches!(
-            (&self.store, &o.store),
-            (StoreUrl::Embedded, StoreUrl::Embedded)
-        ) && !matches!((&self.store, &o.store), (StoreUrl::Url(a), StoreUrl::Url(b)) if a == b)
+        if !matches!((&self.store, &o.store), (StoreUrl::Embedded, StoreUrl::Embedded))
+            && !matches!((&self.store, &o.store), (StoreUrl::Url(a), StoreUrl::Url(b)) if a == b)
         {
             v.push("server.database_url");
         }
@@ -181,12 +179,7 @@ fn unreachable_default() -> Config {
             shutdown_grace: Duration::from_secs(30),
             max_connections: nz32(10_000),
         },
-        policy: Policy {
-            limits: RequestLimits::default(),
-            mock_enabled: true,
-            providers: vec![],
-            models: vec![],
-        },
+        policy: Policy { limits: RequestLimits::default(), mock_enabled: true, providers: vec![], models: vec![] },
     }
 }
 
@@ -200,10 +193,7 @@ const fn nz32(v: u32) -> NonZeroU32 {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let read_err = |e: std::io::Error| ConfigError::Read {
-            path: path.display().to_string(),
-            kind: e.kind(),
-        };
+        let read_err = |e: std::io::Error| ConfigError::Read { path: path.display().to_string(), kind: e.kind() };
         let meta = std::fs::metadata(path).map_err(read_err)?;
         if meta.len() > MAX_CONFIG_BYTES {
             return Err(ConfigError::Invalid(vec![Issue {
@@ -228,15 +218,7 @@ impl Config {
         let providers = providers(raw.providers, &mut issues);
         let models = models(raw.models, &providers, mock_enabled, &mut issues);
         if issues.is_empty() {
-            Ok(Config {
-                server,
-                policy: Policy {
-                    limits,
-                    mock_enabled,
-                    providers,
-                    models,
-                },
-            })
+            Ok(Config { server, policy: Policy { limits, mock_enabled, providers, models } })
         } else {
             Err(ConfigError::Invalid(issues))
         }
@@ -265,26 +247,14 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
     } else {
         "syntax error".to_owned()
     };
-    ConfigError::Syntax {
-        line,
-        column,
-        message,
-    }
+    ConfigError::Syntax { line, column, message }
 }
 
 fn issue(issues: &mut Vec<Issue>, path: impl Into<String>, rule: impl Into<String>) {
-    issues.push(Issue {
-        path: path.into(),
-        rule: rule.into(),
-    });
+    issues.push(Issue { path: path.into(), rule: rule.into() });
 }
 
-fn socket(
-    v: Option<String>,
-    default: SocketAddr,
-    path: &str,
-    issues: &mut Vec<Issue>,
-) -> SocketAddr {
+fn socket(v: Option<String>, default: SocketAddr, path: &str, issues: &mut Vec<Issue>) -> SocketAddr {
     match v {
         None => default,
         Some(s) => s.parse().unwrap_or_else(|_| {
@@ -294,32 +264,15 @@ fn socket(
     }
 }
 
-fn ms(
-    v: Option<u64>,
-    default_ms: u64,
-    min: u64,
-    max: u64,
-    path: &str,
-    issues: &mut Vec<Issue>,
-) -> Duration {
+fn ms(v: Option<u64>, default_ms: u64, min: u64, max: u64, path: &str, issues: &mut Vec<Issue>) -> Duration {
     let v = v.unwrap_or(default_ms);
     if !(min..=max).contains(&v) {
-        issue(
-            issues,
-            path,
-            format!("must be between {min} and {max} milliseconds"),
-        );
+        issue(issues, path, format!("must be between {min} and {max} milliseconds"));
     }
     Duration::from_millis(v.clamp(min, max))
 }
 
-fn bounded32(
-    v: Option<u64>,
-    default: u32,
-    max: u32,
-    path: &str,
-    issues: &mut Vec<Issue>,
-) -> NonZeroU32 {
+fn bounded32(v: Option<u64>, default: u32, max: u32, path: &str, issues: &mut Vec<Issue>) -> NonZeroU32 {
     let v = v.unwrap_or(u64::from(default));
     if v == 0 || v > u64::from(max) {
         issue(issues, path, format!("must be between 1 and {max}"));
@@ -329,22 +282,10 @@ fn bounded32(
 }
 
 fn server(raw: RawServer, issues: &mut Vec<Issue>) -> ServerConfig {
-    let data_listen = socket(
-        raw.data_listen,
-        SocketAddr::from(([127, 0, 0, 1], 8080)),
-        "server.data_listen",
-        issues,
-    );
-    let admin_listen = socket(
-        raw.admin_listen,
-        SocketAddr::from(([127, 0, 0, 1], 8081)),
-        "server.admin_listen",
-        issues,
-    );
-    let data_dir = PathBuf::from(
-        raw.data_dir
-            .unwrap_or_else(|| "./gatehouse-data".to_owned()),
-    );
+    let data_listen = socket(raw.data_listen, SocketAddr::from(([127, 0, 0, 1], 8080)), "server.data_listen", issues);
+    let admin_listen =
+        socket(raw.admin_listen, SocketAddr::from(([127, 0, 0, 1], 8081)), "server.admin_listen", issues);
+    let data_dir = PathBuf::from(raw.data_dir.unwrap_or_else(|| "./gatehouse-data".to_owned()));
     let store = match raw.database_url {
         None => StoreUrl::Embedded,
         Some(s) => match SecretRef::parse(&s) {
@@ -355,11 +296,8 @@ fn server(raw: RawServer, issues: &mut Vec<Issue>) -> ServerConfig {
             }
         },
     };
-    let master_key = raw.master_key.and_then(|s| {
-        SecretRef::parse(&s)
-            .map_err(|rule| issue(issues, "server.master_key", rule))
-            .ok()
-    });
+    let master_key =
+        raw.master_key.and_then(|s| SecretRef::parse(&s).map_err(|rule| issue(issues, "server.master_key", rule)).ok());
     let log_format = match raw.log_format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
@@ -383,21 +321,8 @@ fn server(raw: RawServer, issues: &mut Vec<Issue>) -> ServerConfig {
             "server.header_read_timeout_ms",
             issues,
         ),
-        shutdown_grace: ms(
-            raw.shutdown_grace_ms,
-            30_000,
-            0,
-            3_600_000,
-            "server.shutdown_grace_ms",
-            issues,
-        ),
-        max_connections: bounded32(
-            raw.max_connections,
-            10_000,
-            1_000_000,
-            "server.max_connections",
-            issues,
-        ),
+        shutdown_grace: ms(raw.shutdown_grace_ms, 30_000, 0, 3_600_000, "server.shutdown_grace_ms", issues),
+        max_connections: bounded32(raw.max_connections, 10_000, 1_000_000, "server.max_connections", issues),
     }
 }
 
@@ -411,20 +336,8 @@ fn limits(raw: &RawLimits, issues: &mut Vec<Issue>) -> RequestLimits {
             "limits.max_body_bytes",
             issues,
         ),
-        max_json_depth: bounded32(
-            raw.max_json_depth,
-            d.max_json_depth.get(),
-            128,
-            "limits.max_json_depth",
-            issues,
-        ),
-        max_messages: bounded32(
-            raw.max_messages,
-            d.max_messages.get(),
-            100_000,
-            "limits.max_messages",
-            issues,
-        ),
+        max_json_depth: bounded32(raw.max_json_depth, d.max_json_depth.get(), 128, "limits.max_json_depth", issues),
+        max_messages: bounded32(raw.max_messages, d.max_messages.get(), 100_000, "limits.max_messages", issues),
         max_embedding_inputs: bounded32(
             raw.max_embedding_inputs,
             d.max_embedding_inputs.get(),
@@ -439,8 +352,7 @@ fn limits(raw: &RawLimits, issues: &mut Vec<Issue>) -> RequestLimits {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
 }
 
 fn required<'a>(v: &'a Option<String>, path: &str, issues: &mut Vec<Issue>) -> &'a str {
@@ -466,11 +378,7 @@ fn base_url(s: &str, path: &str, issues: &mut Vec<Issue>) -> String {
             u.as_str().trim_end_matches('/').to_owned()
         }
         Ok(_) => {
-            issue(
-                issues,
-                path,
-                "must be an http(s) URL with a host and without credentials, query or fragment",
-            );
+            issue(issues, path, "must be an http(s) URL with a host and without credentials, query or fragment");
             String::new()
         }
         Err(_) => {
@@ -487,18 +395,10 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
         let at = |f: &str| format!("providers[{i}].{f}");
         let name = required(&p.name, &at("name"), issues).to_owned();
         if !name.is_empty() && !valid_name(&name) {
-            issue(
-                issues,
-                at("name"),
-                "must be 1-128 characters of [A-Za-z0-9-_.:/]",
-            );
+            issue(issues, at("name"), "must be 1-128 characters of [A-Za-z0-9-_.:/]");
         }
         if name == MOCK_PROVIDER {
-            issue(
-                issues,
-                at("name"),
-                "\"mock\" is reserved for the built-in mock provider",
-            );
+            issue(issues, at("name"), "\"mock\" is reserved for the built-in mock provider");
         }
         if !name.is_empty() && !seen.insert(name.clone()) {
             issue(issues, at("name"), "is used by another provider");
@@ -507,31 +407,22 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
             Some("openai") => ProviderKind::OpenAi,
             None | Some("openai_compatible") => ProviderKind::OpenAiCompatible,
             Some(_) => {
-                issue(
-                    issues,
-                    at("kind"),
-                    "must be \"openai\" or \"openai_compatible\"",
-                );
+                issue(issues, at("kind"), "must be \"openai\" or \"openai_compatible\"");
                 ProviderKind::OpenAiCompatible
             }
         };
         let base_url = match (&p.base_url, kind) {
             (None, ProviderKind::OpenAi) => "https://api.openai.com/v1".to_owned(),
             (None, _) => {
-                issue(
-                    issues,
-                    at("base_url"),
-                    "is required for openai_compatible providers",
-                );
+                issue(issues, at("base_url"), "is required for openai_compatible providers");
                 String::new()
             }
             (Some(u), _) => base_url(u, &at("base_url"), issues),
         };
-        let api_key = p.api_key.as_deref().and_then(|s| {
-            SecretRef::parse(s)
-                .map_err(|rule| issue(issues, at("api_key"), rule))
-                .ok()
-        });
+        let api_key = p
+            .api_key
+            .as_deref()
+            .and_then(|s| SecretRef::parse(s).map_err(|rule| issue(issues, at("api_key"), rule)).ok());
         if api_key.is_none() && kind == ProviderKind::OpenAi && p.api_key.is_none() {
             issue(issues, at("api_key"), "is required for kind \"openai\"");
         }
@@ -540,14 +431,7 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
             kind,
             base_url,
             api_key,
-            connect_timeout: ms(
-                p.connect_timeout_ms,
-                3_000,
-                10,
-                60_000,
-                &at("connect_timeout_ms"),
-                issues,
-            ),
+            connect_timeout: ms(p.connect_timeout_ms, 3_000, 10, 60_000, &at("connect_timeout_ms"), issues),
             first_byte_timeout: ms(
                 p.first_byte_timeout_ms,
                 120_000,
@@ -556,14 +440,7 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
                 &at("first_byte_timeout_ms"),
                 issues,
             ),
-            idle_timeout: ms(
-                p.idle_timeout_ms,
-                60_000,
-                10,
-                3_600_000,
-                &at("idle_timeout_ms"),
-                issues,
-            ),
+            idle_timeout: ms(p.idle_timeout_ms, 60_000, 10, 3_600_000, &at("idle_timeout_ms"), issues),
             max_stream_duration: ms(
                 p.max_stream_duration_ms,
                 1_800_000,
@@ -572,15 +449,13 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
                 &at("max_stream_duration_ms"),
                 issues,
             ),
-            max_response_bytes: NonZeroU64::new(p.max_response_bytes.unwrap_or(32 * 1024 * 1024))
-                .unwrap_or_else(|| {
+            max_response_bytes: NonZeroU64::new(p.max_response_bytes.unwrap_or(32 * 1024 * 1024)).unwrap_or_else(
+                || {
                     issue(issues, at("max_response_bytes"), "must be at least 1");
                     NonZeroU64::MIN
-                }),
-            max_idle_connections: usize::try_from(
-                p.max_idle_connections.unwrap_or(256).min(65_536),
-            )
-            .unwrap_or(256),
+                },
+            ),
+            max_idle_connections: usize::try_from(p.max_idle_connections.unwrap_or(256).min(65_536)).unwrap_or(256),
         });
     }
     out
@@ -602,11 +477,7 @@ fn models(
         let at = |f: &str| format!("models[{i}].{f}");
         let name = required(&m.name, &at("name"), issues).to_owned();
         if !name.is_empty() && !valid_name(&name) {
-            issue(
-                issues,
-                at("name"),
-                "must be 1-128 characters of [A-Za-z0-9-_.:/]",
-            );
+            issue(issues, at("name"), "must be 1-128 characters of [A-Za-z0-9-_.:/]");
         }
         if !name.is_empty() && !names.insert(name.clone()) {
             issue(issues, at("name"), "is already a model name or alias");
@@ -625,30 +496,16 @@ fn models(
         };
         for (j, a) in m.aliases.iter().enumerate() {
             if !valid_name(a) {
-                issue(
-                    issues,
-                    format!("models[{i}].aliases[{j}]"),
-                    "must be 1-128 characters of [A-Za-z0-9-_.:/]",
-                );
+                issue(issues, format!("models[{i}].aliases[{j}]"), "must be 1-128 characters of [A-Za-z0-9-_.:/]");
             } else if !names.insert(a.clone()) {
-                issue(
-                    issues,
-                    format!("models[{i}].aliases[{j}]"),
-                    "is already a model name or alias",
-                );
+                issue(issues, format!("models[{i}].aliases[{j}]"), "is already a model name or alias");
             }
         }
         let provider_model = m.provider_model.unwrap_or_else(|| name.clone());
         if provider_model.is_empty() || provider_model.len() > 256 {
             issue(issues, at("provider_model"), "must be 1-256 characters");
         }
-        out.push(ModelConfig {
-            name,
-            provider,
-            provider_model,
-            kind,
-            aliases: m.aliases,
-        });
+        out.push(ModelConfig { name, provider, provider_model, kind, aliases: m.aliases });
     }
     out
 }
@@ -656,21 +513,13 @@ fn models(
 /// Resolves every secret reference of the policy now, so a reload with a missing secret
 /// fails before it is swapped in. Errors name the reference, never the value.
 impl ProviderConfig {
-    pub fn resolve_api_key(
-        &self,
-        env: crate::EnvLookup<'_>,
-    ) -> Result<Option<SecretString>, String> {
+    pub fn resolve_api_key(&self, env: crate::EnvLookup<'_>) -> Result<Option<SecretString>, String> {
         match &self.api_key {
             None => Ok(None),
             Some(r) => {
                 let s = r.resolve(env)?;
-                if s.expose_secret().len() > 4096
-                    || s.expose_secret().chars().any(|c| c.is_control())
-                {
-                    return Err(format!(
-                        "api key for provider {} is not a valid header value",
-                        self.name
-                    ));
+                if s.expose_secret().len() > 4096 || s.expose_secret().chars().any(|c| c.is_control()) {
+                    return Err(format!("api key for provider {} is not a valid header value", self.name));
                 }
                 Ok(Some(s))
             }
@@ -747,9 +596,7 @@ mod tests {
     #[test]
     fn static_changes_are_named() {
         let a = Config::from_toml("").unwrap().server;
-        let b = Config::from_toml("[server]\ndata_listen = \"127.0.0.1:9999\"")
-            .unwrap()
-            .server;
+        let b = Config::from_toml("[server]\ndata_listen = \"127.0.0.1:9999\"").unwrap().server;
         assert_eq!(a.changed_fields(&b), ["server.data_listen"]);
         assert!(a.changed_fields(&a.clone()).is_empty());
     }

@@ -27,6 +27,26 @@ impl Principal {
     }
 }
 
+/// Where a resolved model is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The built-in offline mock provider.
+    Mock,
+    /// The configured provider at this index of the policy's provider list.
+    Upstream(usize),
+}
+
+/// A model resolved to the deployment that serves it.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// Canonical model name (aliases resolve to it).
+    pub model: Arc<str>,
+    pub provider: Arc<str>,
+    pub target: Target,
+    /// The provider's own name for the model.
+    pub provider_model: Arc<str>,
+}
+
 /// A stable name for each step of the request path: recorded in the trail, logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GateName {
@@ -83,8 +103,8 @@ pub struct RequestCx {
     pub principal: Option<Principal>,
     /// The model name as the caller asked for it, once parsed.
     pub requested_model: Option<Box<str>>,
-    /// The canonical model name after alias resolution.
-    pub model: Option<Arc<str>>,
+    /// Set by the route gate.
+    pub route: Option<Arc<Route>>,
     pub trail: Vec<TrailEntry>,
 }
 
@@ -96,7 +116,7 @@ impl RequestCx {
             credential,
             principal: None,
             requested_model: None,
-            model: None,
+            route: None,
             trail: Vec::with_capacity(10),
         }
     }

@@ -44,18 +44,8 @@ pub struct Row {
     pub message: &'static str,
 }
 
-const fn row(
-    status: u16,
-    error_type: &'static str,
-    code: &'static str,
-    message: &'static str,
-) -> Row {
-    Row {
-        status,
-        error_type,
-        code,
-        message,
-    }
+const fn row(status: u16, error_type: &'static str, code: &'static str, message: &'static str) -> Row {
+    Row { status, error_type, code, message }
 }
 
 impl DenyCode {
@@ -95,24 +85,9 @@ impl DenyCode {
                 "missing_credentials",
                 "no credential was provided; send an API key as 'Authorization: Bearer <key>'",
             ),
-            InvalidApiKey => row(
-                401,
-                "authentication_error",
-                "invalid_api_key",
-                "the API key is not valid",
-            ),
-            InvalidToken => row(
-                401,
-                "authentication_error",
-                "invalid_token",
-                "the token is not valid",
-            ),
-            ExpiredCredential => row(
-                401,
-                "authentication_error",
-                "expired_token",
-                "the credential has expired",
-            ),
+            InvalidApiKey => row(401, "authentication_error", "invalid_api_key", "the API key is not valid"),
+            InvalidToken => row(401, "authentication_error", "invalid_token", "the token is not valid"),
+            ExpiredCredential => row(401, "authentication_error", "expired_token", "the credential has expired"),
             PermissionDenied => row(
                 403,
                 "permission_error",
@@ -125,30 +100,12 @@ impl DenyCode {
                 "model_not_found",
                 "the model does not exist or this credential may not use it",
             ),
-            NotFound => row(
-                404,
-                "invalid_request_error",
-                "not_found",
-                "the requested resource does not exist",
-            ),
-            MethodNotAllowed => row(
-                405,
-                "invalid_request_error",
-                "method_not_allowed",
-                "the method is not allowed on this resource",
-            ),
-            InvalidRequest => row(
-                400,
-                "invalid_request_error",
-                "invalid_request",
-                "the request is not valid",
-            ),
-            InvalidJson => row(
-                400,
-                "invalid_request_error",
-                "invalid_request",
-                "the request body is not valid JSON",
-            ),
+            NotFound => row(404, "invalid_request_error", "not_found", "the requested resource does not exist"),
+            MethodNotAllowed => {
+                row(405, "invalid_request_error", "method_not_allowed", "the method is not allowed on this resource")
+            }
+            InvalidRequest => row(400, "invalid_request_error", "invalid_request", "the request is not valid"),
+            InvalidJson => row(400, "invalid_request_error", "invalid_request", "the request body is not valid JSON"),
             UnsupportedMediaType => row(
                 415,
                 "invalid_request_error",
@@ -167,60 +124,36 @@ impl DenyCode {
                 "request_too_large",
                 "the request exceeds the gateway's limits on nesting depth or item count",
             ),
-            ContentBlocked => row(
-                400,
-                "invalid_request_error",
-                "content_blocked",
-                "the request was blocked by a content policy",
-            ),
+            ContentBlocked => {
+                row(400, "invalid_request_error", "content_blocked", "the request was blocked by a content policy")
+            }
             RateLimitExceeded => row(
                 429,
                 "rate_limit_error",
                 "rate_limit_exceeded",
                 "rate limit exceeded; retry after the time given in 'Retry-After'",
             ),
-            InsufficientQuota => row(
-                429,
-                "insufficient_quota",
-                "insufficient_quota",
-                "the budget for this credential is exhausted",
-            ),
+            InsufficientQuota => {
+                row(429, "insufficient_quota", "insufficient_quota", "the budget for this credential is exhausted")
+            }
             Unavailable => row(
                 503,
                 "server_error",
                 "unavailable",
                 "a store required to decide this request is unavailable; retry later",
             ),
-            UpstreamRejected => row(
-                400,
-                "invalid_request_error",
-                "upstream_rejected",
-                "the provider rejected the request as invalid",
-            ),
+            UpstreamRejected => {
+                row(400, "invalid_request_error", "upstream_rejected", "the provider rejected the request as invalid")
+            }
             UpstreamRateLimited => row(
                 429,
                 "rate_limit_error",
                 "upstream_rate_limited",
                 "the provider is rate limiting this gateway; retry later",
             ),
-            UpstreamError => row(
-                502,
-                "server_error",
-                "upstream_error",
-                "the provider failed to answer the request",
-            ),
-            UpstreamTimeout => row(
-                504,
-                "server_error",
-                "upstream_timeout",
-                "the provider did not answer in time",
-            ),
-            Internal => row(
-                500,
-                "server_error",
-                "internal_error",
-                "the gateway failed to process the request",
-            ),
+            UpstreamError => row(502, "server_error", "upstream_error", "the provider failed to answer the request"),
+            UpstreamTimeout => row(504, "server_error", "upstream_timeout", "the provider did not answer in time"),
+            Internal => row(500, "server_error", "internal_error", "the gateway failed to process the request"),
         }
     }
 
@@ -235,10 +168,7 @@ impl DenyCode {
 
     /// Whether a `Retry-After` header belongs on this refusal.
     pub const fn retries(self) -> bool {
-        matches!(
-            self,
-            DenyCode::RateLimitExceeded | DenyCode::UpstreamRateLimited | DenyCode::Unavailable
-        )
+        matches!(self, DenyCode::RateLimitExceeded | DenyCode::UpstreamRateLimited | DenyCode::Unavailable)
     }
 }
 
@@ -257,11 +187,7 @@ pub struct Denial {
 
 impl Denial {
     pub const fn new(code: DenyCode) -> Self {
-        Self {
-            code,
-            param: None,
-            retry_after_secs: None,
-        }
+        Self { code, param: None, retry_after_secs: None }
     }
 
     pub const fn with_param(mut self, param: &'static str) -> Self {
@@ -278,12 +204,7 @@ impl Denial {
     pub fn body(&self) -> ErrorBody {
         let row = self.code.row();
         ErrorBody {
-            error: ErrorDetail {
-                message: row.message,
-                error_type: row.error_type,
-                param: self.param,
-                code: row.code,
-            },
+            error: ErrorDetail { message: row.message, error_type: row.error_type, param: self.param, code: row.code },
         }
     }
 
@@ -316,14 +237,10 @@ pub struct ErrorDetail {
 /// The one renderer: both planes answer every refusal through this.
 impl IntoResponse for Denial {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, self.body_bytes()).into_response();
         let headers = resp.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if self.code.retries() {
             let secs = self.retry_after_secs.unwrap_or(1).max(1);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -345,10 +262,7 @@ mod tests {
             assert!(!row.message.is_empty());
             // fixed messages: lowercase start, no trailing period, no placeholders
             assert!(!row.message.contains('{'), "{code:?}");
-            assert!(
-                row.message.chars().next().is_some_and(|c| c.is_lowercase()),
-                "{code:?}"
-            );
+            assert!(row.message.chars().next().is_some_and(|c| c.is_lowercase()), "{code:?}");
         }
     }
 
@@ -358,11 +272,7 @@ mod tests {
             .iter()
             .map(|c| {
                 let d = Denial::new(*c);
-                (
-                    format!("{c:?}"),
-                    c.status(),
-                    serde_json::to_value(d.body()).unwrap(),
-                )
+                (format!("{c:?}"), c.status(), serde_json::to_value(d.body()).unwrap())
             })
             .collect();
         insta::assert_json_snapshot!("refusal_table", bodies);
@@ -370,9 +280,7 @@ mod tests {
 
     #[test]
     fn rate_limits_carry_retry_after() {
-        let resp = Denial::new(DenyCode::RateLimitExceeded)
-            .retry_after(7)
-            .into_response();
+        let resp = Denial::new(DenyCode::RateLimitExceeded).retry_after(7).into_response();
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
         let resp = Denial::new(DenyCode::InvalidApiKey).into_response();
@@ -381,12 +289,7 @@ mod tests {
 
     #[test]
     fn param_is_rendered() {
-        let body = serde_json::to_value(
-            Denial::new(DenyCode::ContentBlocked)
-                .with_param("pii")
-                .body(),
-        )
-        .unwrap();
+        let body = serde_json::to_value(Denial::new(DenyCode::ContentBlocked).with_param("pii").body()).unwrap();
         assert_eq!(body["error"]["param"], "pii");
     }
 }

@@ -9,6 +9,6 @@ mod context;
 mod deny;
 mod ids;
 
-pub use context::{GateName, GateOutcome, Principal, RequestCx, TrailEntry};
+pub use context::{GateName, GateOutcome, Principal, RequestCx, Route, Target, TrailEntry};
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
 pub use ids::{KeyId, OrgId, ProjectId, RequestId};

@@ -1,1 +1,19 @@
-fn _x() {}
+//! The policy gates of the data plane and the one place that fixes their order
+//! ([`chain`]). A gate decides ([`Verdict`]); it never writes a response, never performs
+//! HTTP, and never sees another gate's internals. The proxy calls [`chain::admit`] before
+//! the provider and [`chain::finish`] after it.
+//!
+//! This crate must not import the proxy or any HTTP server type.
+
+pub mod authenticate;
+pub mod authorize;
+pub mod cache;
+pub mod chain;
+mod gate;
+pub mod guardrails;
+pub mod limits;
+pub mod meter;
+pub mod route;
+
+pub use chain::{Admitted, Gates, admit, admit_listing, finish};
+pub use gate::{CachedResponse, Gate, Verdict};

@@ -193,10 +193,7 @@ mod tests {
         let k = generate_key(KeyKind::Api);
         let h1 = KeyHasher::new(&m1);
         assert_eq!(h1.digest(KeyKind::Api, &k), h1.digest(KeyKind::Api, &k));
-        assert_ne!(
-            h1.digest(KeyKind::Api, &k),
-            KeyHasher::new(&m2).digest(KeyKind::Api, &k)
-        );
+        assert_ne!(h1.digest(KeyKind::Api, &k), KeyHasher::new(&m2).digest(KeyKind::Api, &k));
         assert_ne!(h1.digest(KeyKind::Api, &k), h1.digest(KeyKind::Admin, &k));
     }
 

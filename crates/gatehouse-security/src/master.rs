@@ -70,18 +70,12 @@ pub fn load_or_create_master_key(
         return Ok((MasterKey::parse(p)?, MasterKeySource::Provided));
     }
     let path = dir.join("master.key");
-    let io = |e: std::io::Error| Error::MasterKeyIo {
-        path: path.display().to_string(),
-        kind: e.kind(),
-    };
+    let io = |e: std::io::Error| Error::MasterKeyIo { path: path.display().to_string(), kind: e.kind() };
     match std::fs::metadata(&path) {
         Ok(meta) => {
             check_mode(&path, &meta)?;
             let text = std::fs::read_to_string(&path).map_err(io)?;
-            Ok((
-                MasterKey::parse(&SecretString::from(text))?,
-                MasterKeySource::ExistingFile,
-            ))
+            Ok((MasterKey::parse(&SecretString::from(text))?, MasterKeySource::ExistingFile))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = MasterKey::generate();
@@ -98,19 +92,12 @@ pub fn load_or_create_master_key(
 #[cfg(unix)]
 fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
 }
 
 #[cfg(not(unix))]
 fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 #[cfg(unix)]
@@ -118,10 +105,7 @@ fn check_mode(path: &Path, meta: &std::fs::Metadata) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(Error::MasterKeyPermissions {
-            path: path.display().to_string(),
-            mode,
-        });
+        return Err(Error::MasterKeyPermissions { path: path.display().to_string(), mode });
     }
     Ok(())
 }
@@ -146,10 +130,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("master.key"))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -162,10 +143,7 @@ mod tests {
         load_or_create_master_key(None, dir.path()).unwrap();
         let p = dir.path().join("master.key");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(
-            load_or_create_master_key(None, dir.path()),
-            Err(Error::MasterKeyPermissions { .. })
-        ));
+        assert!(matches!(load_or_create_master_key(None, dir.path()), Err(Error::MasterKeyPermissions { .. })));
     }
 
     #[test]

@@ -65,16 +65,14 @@ impl TryFrom<RawKeyRow> for KeyRow {
     fn try_from(r: RawKeyRow) -> Result<Self, Error> {
         let allowed_models = match r.allowed_models {
             None => None,
-            Some(s) => Some(
-                serde_json::from_str::<Vec<String>>(&s)
-                    .map_err(|_| Error::Corrupt("api_keys.allowed_models"))?,
-            ),
+            Some(s) => {
+                Some(serde_json::from_str::<Vec<String>>(&s).map_err(|_| Error::Corrupt("api_keys.allowed_models"))?)
+            }
         };
         Ok(KeyRow {
             id: KeyId::parse(&r.id).ok_or(Error::Corrupt("api_keys.id"))?,
             org: OrgId::parse(&r.org_id).ok_or(Error::Corrupt("api_keys.org_id"))?,
-            project: ProjectId::parse(&r.project_id)
-                .ok_or(Error::Corrupt("api_keys.project_id"))?,
+            project: ProjectId::parse(&r.project_id).ok_or(Error::Corrupt("api_keys.project_id"))?,
             name: r.name,
             hint: r.hint,
             allowed_models,
@@ -95,11 +93,6 @@ pub(crate) struct RawAdminTokenRow {
 
 impl From<RawAdminTokenRow> for AdminTokenRow {
     fn from(r: RawAdminTokenRow) -> Self {
-        AdminTokenRow {
-            id: r.id,
-            name: r.name,
-            created_at: r.created_at,
-            revoked_at: r.revoked_at,
-        }
+        AdminTokenRow { id: r.id, name: r.name, created_at: r.created_at, revoked_at: r.revoked_at }
     }
 }

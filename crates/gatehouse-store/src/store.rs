@@ -58,14 +58,9 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(opts)
-            .await?;
-        Ok(Store {
-            pool: Pool::Sqlite(pool),
-        })
+        let pool =
+            SqlitePoolOptions::new().max_connections(4).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(opts).await?;
+        Ok(Store { pool: Pool::Sqlite(pool) })
     }
 
     /// Connects to PostgreSQL. `schema`, when given, is used as the search path (tests give
@@ -75,14 +70,8 @@ impl Store {
         if let Some(s) = schema {
             opts = opts.options([("search_path", s)]);
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(opts)
-            .await?;
-        Ok(Store {
-            pool: Pool::Postgres(pool),
-        })
+        let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(opts).await?;
+        Ok(Store { pool: Pool::Postgres(pool) })
     }
 
     pub fn backend(&self) -> Backend {
@@ -94,24 +83,14 @@ impl Store {
 
     pub async fn migrate(&self) -> Result<(), Error> {
         match &self.pool {
-            Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite")
-                .run(p)
-                .await
-                .map_err(Error::Migrate),
-            Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres")
-                .run(p)
-                .await
-                .map_err(Error::Migrate),
+            Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await.map_err(Error::Migrate),
+            Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await.map_err(Error::Migrate),
         }
     }
 
     /// For `/readyz`: one trivial round trip.
     pub async fn ping(&self) -> Result<(), Error> {
-        on_pool!(self, |p| sqlx::query("SELECT 1")
-            .execute(p)
-            .await
-            .map(|_| ())
-            .map_err(Error::from))
+        on_pool!(self, |p| sqlx::query("SELECT 1").execute(p).await.map(|_| ()).map_err(Error::from))
     }
 
     pub async fn close(&self) {
@@ -126,84 +105,63 @@ impl Store {
             sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, 'default', $2) ON CONFLICT (name) DO NOTHING")
             .bind(&org_id).bind(now).execute(p).await.map(|r| r.rows_affected())
         })?;
-        let org = self
-            .org_by_name("default")
-            .await?
-            .ok_or(Error::Corrupt("organizations.default"))?;
+        let org = self.org_by_name("default").await?.ok_or(Error::Corrupt("organizations.default"))?;
         let project_id = ProjectId::generate().to_string();
         on_pool!(self, |p| {
             sqlx::query("INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, 'default', $3) ON CONFLICT (org_id, name) DO NOTHING")
             .bind(&project_id).bind(org.to_string()).bind(now).execute(p).await.map(|r| r.rows_affected())
         })?;
-        let project = self
-            .project_by_name(org, "default")
-            .await?
-            .ok_or(Error::Corrupt("projects.default"))?;
+        let project = self.project_by_name(org, "default").await?.ok_or(Error::Corrupt("projects.default"))?;
         Ok(Tenant { org, project })
     }
 
     pub async fn create_org(&self, name: &str) -> Result<OrgId, Error> {
         let id = OrgId::generate();
-        on_pool!(self, |p| sqlx::query(
-            "INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)"
-        )
-        .bind(id.to_string())
-        .bind(name)
-        .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        on_pool!(self, |p| sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(id.to_string())
+            .bind(name)
+            .bind(now_ms())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(id)
     }
 
     pub async fn create_project(&self, org: OrgId, name: &str) -> Result<ProjectId, Error> {
         let id = ProjectId::generate();
-        on_pool!(self, |p| sqlx::query(
-            "INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)"
-        )
-        .bind(id.to_string())
-        .bind(org.to_string())
-        .bind(name)
-        .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        on_pool!(self, |p| sqlx::query("INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(id.to_string())
+            .bind(org.to_string())
+            .bind(name)
+            .bind(now_ms())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(id)
     }
 
     pub async fn org_by_name(&self, name: &str) -> Result<Option<OrgId>, Error> {
-        let id: Option<String> = on_pool!(self, |p| sqlx::query_scalar(
-            "SELECT id FROM organizations WHERE name = $1"
-        )
-        .bind(name)
-        .fetch_optional(p)
-        .await)?;
-        id.map(|s| OrgId::parse(&s).ok_or(Error::Corrupt("organizations.id")))
-            .transpose()
+        let id: Option<String> =
+            on_pool!(self, |p| sqlx::query_scalar("SELECT id FROM organizations WHERE name = $1")
+                .bind(name)
+                .fetch_optional(p)
+                .await)?;
+        id.map(|s| OrgId::parse(&s).ok_or(Error::Corrupt("organizations.id"))).transpose()
     }
 
     /// Scoped by org: a project name in another org is not found.
-    pub async fn project_by_name(
-        &self,
-        org: OrgId,
-        name: &str,
-    ) -> Result<Option<ProjectId>, Error> {
-        let id: Option<String> = on_pool!(self, |p| sqlx::query_scalar(
-            "SELECT id FROM projects WHERE org_id = $1 AND name = $2"
-        )
-        .bind(org.to_string())
-        .bind(name)
-        .fetch_optional(p)
-        .await)?;
-        id.map(|s| ProjectId::parse(&s).ok_or(Error::Corrupt("projects.id")))
-            .transpose()
+    pub async fn project_by_name(&self, org: OrgId, name: &str) -> Result<Option<ProjectId>, Error> {
+        let id: Option<String> =
+            on_pool!(self, |p| sqlx::query_scalar("SELECT id FROM projects WHERE org_id = $1 AND name = $2")
+                .bind(org.to_string())
+                .bind(name)
+                .fetch_optional(p)
+                .await)?;
+        id.map(|s| ProjectId::parse(&s).ok_or(Error::Corrupt("projects.id"))).transpose()
     }
 
     pub async fn insert_key(&self, k: &NewKey) -> Result<(), Error> {
-        let models = k
-            .allowed_models
-            .as_ref()
-            .map(|m| serde_json::to_string(m).unwrap_or_default());
+        let models = k.allowed_models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
         on_pool!(self, |p| {
             sqlx::query(
             "INSERT INTO api_keys (id, org_id, project_id, name, digest, hint, allowed_models, created_at, expires_at) \
@@ -217,10 +175,8 @@ impl Store {
 
     /// The one unscoped key lookup: by digest, for authentication (the digest is the proof).
     pub async fn key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<KeyRow>, Error> {
-        let row: Option<RawKeyRow> = on_pool!(self, |p| sqlx::query_as(KEY_BY_DIGEST)
-            .bind(&digest[..])
-            .fetch_optional(p)
-            .await)?;
+        let row: Option<RawKeyRow> =
+            on_pool!(self, |p| sqlx::query_as(KEY_BY_DIGEST).bind(&digest[..]).fetch_optional(p).await)?;
         row.map(KeyRow::try_from).transpose()
     }
 
@@ -234,12 +190,7 @@ impl Store {
     }
 
     /// Keys of one org (optionally one project), newest first, at most `limit`.
-    pub async fn list_keys(
-        &self,
-        org: OrgId,
-        project: Option<ProjectId>,
-        limit: u32,
-    ) -> Result<Vec<KeyRow>, Error> {
+    pub async fn list_keys(&self, org: OrgId, project: Option<ProjectId>, limit: u32) -> Result<Vec<KeyRow>, Error> {
         let project = project.map(|p| p.to_string());
         let rows: Vec<RawKeyRow> = on_pool!(self, |p| sqlx::query_as(KEYS_OF_ORG)
             .bind(org.to_string())
@@ -250,47 +201,39 @@ impl Store {
         rows.into_iter().map(KeyRow::try_from).collect()
     }
 
-    /// Marks a key revoked; false when no such key exists in this org (or it was revoked).
-    pub async fn revoke_key(&self, org: OrgId, id: KeyId) -> Result<bool, Error> {
-        let n = on_pool!(self, |p| {
-            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL")
-            .bind(now_ms()).bind(org.to_string()).bind(id.to_string()).execute(p).await.map(|r| r.rows_affected())
+    /// Marks a key revoked and returns its digest (so caches can evict it at once); `None`
+    /// when no such unrevoked key exists in this org.
+    pub async fn revoke_key(&self, org: OrgId, id: KeyId) -> Result<Option<[u8; 32]>, Error> {
+        let digest: Option<Vec<u8>> = on_pool!(self, |p| {
+            sqlx::query_scalar(
+            "UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL RETURNING digest")
+            .bind(now_ms()).bind(org.to_string()).bind(id.to_string()).fetch_optional(p).await
         })?;
-        Ok(n > 0)
+        digest.map(|d| <[u8; 32]>::try_from(d.as_slice()).map_err(|_| Error::Corrupt("api_keys.digest"))).transpose()
     }
 
     /// Digests of keys revoked at or after `since_ms`, so every replica can evict them from
     /// its cache without a per-request round trip.
     pub async fn revoked_since(&self, since_ms: i64) -> Result<Vec<([u8; 32], i64)>, Error> {
-        let rows: Vec<(Vec<u8>, i64)> = on_pool!(self, |p| sqlx::query_as(
-            "SELECT digest, revoked_at FROM api_keys WHERE revoked_at >= $1"
-        )
-        .bind(since_ms)
-        .fetch_all(p)
-        .await)?;
+        let rows: Vec<(Vec<u8>, i64)> =
+            on_pool!(self, |p| sqlx::query_as("SELECT digest, revoked_at FROM api_keys WHERE revoked_at >= $1")
+                .bind(since_ms)
+                .fetch_all(p)
+                .await)?;
         rows.into_iter()
             .map(|(d, t)| {
-                <[u8; 32]>::try_from(d.as_slice())
-                    .map(|d| (d, t))
-                    .map_err(|_| Error::Corrupt("api_keys.digest"))
+                <[u8; 32]>::try_from(d.as_slice()).map(|d| (d, t)).map_err(|_| Error::Corrupt("api_keys.digest"))
             })
             .collect()
     }
 
     pub async fn admin_token_count(&self) -> Result<i64, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM admin_tokens WHERE revoked_at IS NULL"
-        )
-        .fetch_one(p)
-        .await)?)
+        Ok(on_pool!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM admin_tokens WHERE revoked_at IS NULL")
+            .fetch_one(p)
+            .await)?)
     }
 
-    pub async fn insert_admin_token(
-        &self,
-        id: &str,
-        name: &str,
-        digest: &[u8; 32],
-    ) -> Result<(), Error> {
+    pub async fn insert_admin_token(&self, id: &str, name: &str, digest: &[u8; 32]) -> Result<(), Error> {
         on_pool!(self, |p| sqlx::query(
             "INSERT INTO admin_tokens (id, name, digest, created_at) VALUES ($1, $2, $3, $4)"
         )
@@ -304,10 +247,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn admin_token_by_digest(
-        &self,
-        digest: &[u8; 32],
-    ) -> Result<Option<AdminTokenRow>, Error> {
+    pub async fn admin_token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AdminTokenRow>, Error> {
         let row: Option<RawAdminTokenRow> = on_pool!(self, |p| sqlx::query_as(
             "SELECT id, name, created_at, revoked_at FROM admin_tokens WHERE digest = $1"
         )
@@ -327,7 +267,5 @@ macro_rules! select_keys {
 }
 const KEY_BY_DIGEST: &str = concat!(select_keys!(), " WHERE digest = $1");
 const KEY_BY_ID: &str = concat!(select_keys!(), " WHERE org_id = $1 AND id = $2");
-const KEYS_OF_ORG: &str = concat!(
-    select_keys!(),
-    " WHERE org_id = $1 AND ($2 IS NULL OR project_id = $2) ORDER BY id DESC LIMIT $3"
-);
+const KEYS_OF_ORG: &str =
+    concat!(select_keys!(), " WHERE org_id = $1 AND ($2 IS NULL OR project_id = $2) ORDER BY id DESC LIMIT $3");

@@ -1,1 +1,21 @@
-fn main() {}
+//! `gatehouse`: the binary. Parses the command line and wires the crates together; it holds
+//! no policy of its own.
+
+mod cli;
+mod client;
+mod reload;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    // One crypto provider for every TLS user in the process (reqwest/rustls); installing it
+    // explicitly avoids a panic if a dependency ever enables a second one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return cli::fail(&format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(cli::run(cli))
+}

@@ -10,14 +10,9 @@ pub struct TestStore {
 
 pub async fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("gatehouse.db"))
-        .await
-        .unwrap();
+    let store = Store::open_sqlite(&dir.path().join("gatehouse.db")).await.unwrap();
     store.migrate().await.unwrap();
-    TestStore {
-        store,
-        _dir: Some(dir),
-    }
+    TestStore { store, _dir: Some(dir) }
 }
 
 pub fn postgres_url() -> String {
@@ -35,17 +30,12 @@ pub async fn postgres() -> Option<TestStore> {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("PostgreSQL at {url} is required under CI=true: {e}");
             }
-            eprintln!(
-                "SKIPPED: PostgreSQL at {url} is unreachable ({e}); set CI=true to make this fatal"
-            );
+            eprintln!("SKIPPED: PostgreSQL at {url} is unreachable ({e}); set CI=true to make this fatal");
             return None;
         }
     };
     // the schema name is ours (a UUID), not input
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
     admin.close().await;
     let store = Store::connect_postgres(&url, Some(&schema)).await.unwrap();
     store.migrate().await.unwrap();

@@ -25,10 +25,7 @@ both_backends!(key_round_trip_by_digest_and_id, |store: Store| async move {
     let row = store.key_by_digest(&[1; 32]).await.unwrap().unwrap();
     assert_eq!(row.id, k.id);
     assert_eq!(row.org, t.org);
-    assert_eq!(
-        row.allowed_models.as_deref(),
-        Some(&["mock".to_owned(), "gpt-4o".to_owned()][..])
-    );
+    assert_eq!(row.allowed_models.as_deref(), Some(&["mock".to_owned(), "gpt-4o".to_owned()][..]));
     assert_eq!(row.expires_at, k.expires_at);
     assert_eq!(row.revoked_at, None);
     assert_eq!(store.key(t.org, k.id).await.unwrap(), Some(row));
@@ -43,80 +40,43 @@ both_backends!(keys_are_invisible_across_orgs, |store: Store| async move {
 
     assert_eq!(store.key(other, k.id).await.unwrap(), None);
     assert!(store.list_keys(other, None, 100).await.unwrap().is_empty());
-    assert!(
-        !store.revoke_key(other, k.id).await.unwrap(),
-        "another org must not revoke it"
-    );
-    assert_eq!(
-        store.key(t.org, k.id).await.unwrap().unwrap().revoked_at,
-        None
-    );
+    assert_eq!(store.revoke_key(other, k.id).await.unwrap(), None, "another org must not revoke it");
+    assert_eq!(store.key(t.org, k.id).await.unwrap().unwrap().revoked_at, None);
 });
 
-both_backends!(
-    revocation_is_recorded_once_and_visible_to_pollers,
-    |store: Store| async move {
-        let t = store.ensure_default_tenant().await.unwrap();
-        let before = now_ms();
-        let a = new_key(&t, 4, None);
-        let b = new_key(&t, 5, None);
-        store.insert_key(&a).await.unwrap();
-        store.insert_key(&b).await.unwrap();
+both_backends!(revocation_is_recorded_once_and_visible_to_pollers, |store: Store| async move {
+    let t = store.ensure_default_tenant().await.unwrap();
+    let before = now_ms();
+    let a = new_key(&t, 4, None);
+    let b = new_key(&t, 5, None);
+    store.insert_key(&a).await.unwrap();
+    store.insert_key(&b).await.unwrap();
 
-        assert!(store.revoke_key(t.org, a.id).await.unwrap());
-        assert!(
-            !store.revoke_key(t.org, a.id).await.unwrap(),
-            "second revoke is a no-op"
-        );
+    assert_eq!(store.revoke_key(t.org, a.id).await.unwrap(), Some([4; 32]));
+    assert_eq!(store.revoke_key(t.org, a.id).await.unwrap(), None, "second revoke is a no-op");
 
-        let revoked = store.revoked_since(before).await.unwrap();
-        assert_eq!(revoked.len(), 1);
-        assert_eq!(revoked[0].0, [4; 32]);
-        assert!(
-            store
-                .key_by_digest(&[4; 32])
-                .await
-                .unwrap()
-                .unwrap()
-                .revoked_at
-                .is_some()
-        );
+    let revoked = store.revoked_since(before).await.unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].0, [4; 32]);
+    assert!(store.key_by_digest(&[4; 32]).await.unwrap().unwrap().revoked_at.is_some());
 
-        let listed = store.list_keys(t.org, Some(t.project), 10).await.unwrap();
-        assert_eq!(listed.len(), 2);
-        assert_eq!(listed[0].id, b.id, "newest first");
-        assert_eq!(
-            store
-                .list_keys(t.org, Some(t.project), 1)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-    }
-);
+    let listed = store.list_keys(t.org, Some(t.project), 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, b.id, "newest first");
+    assert_eq!(store.list_keys(t.org, Some(t.project), 1).await.unwrap().len(), 1);
+});
 
 both_backends!(duplicate_digest_is_a_conflict, |store: Store| async move {
     let t = store.ensure_default_tenant().await.unwrap();
     store.insert_key(&new_key(&t, 6, None)).await.unwrap();
-    assert!(matches!(
-        store.insert_key(&new_key(&t, 6, None)).await,
-        Err(gatehouse_store::Error::Conflict)
-    ));
+    assert!(matches!(store.insert_key(&new_key(&t, 6, None)).await, Err(gatehouse_store::Error::Conflict)));
 });
 
 both_backends!(admin_tokens, |store: Store| async move {
     assert_eq!(store.admin_token_count().await.unwrap(), 0);
-    store
-        .insert_admin_token("tok1", "bootstrap", &[9; 32])
-        .await
-        .unwrap();
+    store.insert_admin_token("tok1", "bootstrap", &[9; 32]).await.unwrap();
     assert_eq!(store.admin_token_count().await.unwrap(), 1);
-    let row = store
-        .admin_token_by_digest(&[9; 32])
-        .await
-        .unwrap()
-        .unwrap();
+    let row = store.admin_token_by_digest(&[9; 32]).await.unwrap().unwrap();
     assert_eq!(row.name, "bootstrap");
     assert_eq!(store.admin_token_by_digest(&[8; 32]).await.unwrap(), None);
 });

@@ -7,10 +7,7 @@ both_backends!(default_tenant_is_idempotent, |store: Store| async move {
     let b = store.ensure_default_tenant().await.unwrap();
     assert_eq!(a, b);
     assert_eq!(store.org_by_name("default").await.unwrap(), Some(a.org));
-    assert_eq!(
-        store.project_by_name(a.org, "default").await.unwrap(),
-        Some(a.project)
-    );
+    assert_eq!(store.project_by_name(a.org, "default").await.unwrap(), Some(a.project));
     store.ping().await.unwrap();
 });
 
@@ -22,12 +19,6 @@ both_backends!(projects_are_scoped_by_org, |store: Store| async move {
     assert_eq!(store.project_by_name(globex, "web").await.unwrap(), None);
     // the same project name in another org is fine; twice in one org is a conflict
     store.create_project(globex, "web").await.unwrap();
-    assert!(matches!(
-        store.create_project(acme, "web").await,
-        Err(Error::Conflict)
-    ));
-    assert!(matches!(
-        store.create_org("acme").await,
-        Err(Error::Conflict)
-    ));
+    assert!(matches!(store.create_project(acme, "web").await, Err(Error::Conflict)));
+    assert!(matches!(store.create_org("acme").await, Err(Error::Conflict)));
 });

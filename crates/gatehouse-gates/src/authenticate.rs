@@ -1,0 +1,165 @@
+//! Who is calling. API keys are verified against a bounded, short-lived cache in front of the
+//! store, so a key that was already verified costs one HMAC and one map lookup, never a
+//! database round trip. Misses are cached too (briefly), and concurrent misses for the same
+//! key share one store lookup.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gatehouse_core::{Denial, DenyCode, GateName, GateOutcome, Principal, RequestCx};
+use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, check_format};
+use gatehouse_store::{KeyRow, Store, now_ms};
+use quick_cache::sync::Cache;
+use secrecy::{ExposeSecret, SecretString};
+
+/// How long a verified key is trusted without asking the store again. Revocations do not
+/// wait for this: they are evicted directly and by the revocation poller.
+pub const POSITIVE_TTL: Duration = Duration::from_secs(30);
+/// How long an unknown digest is remembered, so a flood of bad keys does not hit the store.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug)]
+enum Entry {
+    Valid { principal: Principal, expires_at: Option<i64>, at: Instant },
+    Invalid { at: Instant },
+}
+
+impl Entry {
+    fn fresh(&self, now: Instant) -> bool {
+        match self {
+            Entry::Valid { at, .. } => now.duration_since(*at) < POSITIVE_TTL,
+            Entry::Invalid { at } => now.duration_since(*at) < NEGATIVE_TTL,
+        }
+    }
+}
+
+/// Verifies API keys; shared by every config snapshot (a reload keeps the cache warm).
+pub struct KeyVerifier {
+    store: Store,
+    hasher: Arc<KeyHasher>,
+    cache: Cache<KeyDigest, Entry>,
+}
+
+impl KeyVerifier {
+    pub fn new(store: Store, hasher: Arc<KeyHasher>, capacity: usize) -> Self {
+        Self { store, hasher, cache: Cache::new(capacity) }
+    }
+
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
+    /// The principal behind a presented key, or the refusal.
+    pub async fn verify(&self, presented: &SecretString) -> Result<Principal, Denial> {
+        // Structure and checksum first: garbage and typos never reach the cache or the store.
+        if check_format(presented.expose_secret()) != Some(KeyKind::Api) {
+            return Err(Denial::new(DenyCode::InvalidApiKey));
+        }
+        let digest = self.hasher.digest(KeyKind::Api, presented);
+        let now = Instant::now();
+        let entry = match self.cache.get(&digest) {
+            Some(e) if e.fresh(now) => e,
+            _ => {
+                // Drop a stale entry so the single-flight load below runs.
+                self.cache.remove(&digest);
+                let store = &self.store;
+                self.cache
+                    .get_or_insert_async(&digest, async move {
+                        let row = store.key_by_digest(&digest.0).await?;
+                        Ok::<_, gatehouse_store::Error>(entry_for(row, Instant::now()))
+                    })
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(gate = "authenticate", error = %e, "key store unavailable");
+                        Denial::new(DenyCode::Unavailable)
+                    })?
+            }
+        };
+        match entry {
+            Entry::Invalid { .. } => Err(Denial::new(DenyCode::InvalidApiKey)),
+            Entry::Valid { principal, expires_at, .. } => match expires_at {
+                Some(t) if t <= now_ms() => Err(Denial::new(DenyCode::ExpiredCredential)),
+                _ => Ok(principal),
+            },
+        }
+    }
+
+    /// Forgets a key at once (on revoke, here or on another replica).
+    pub fn evict(&self, digest: &KeyDigest) {
+        self.cache.remove(digest);
+    }
+
+    /// Evicts every key revoked at or after `since_ms`; returns how many the store reported.
+    pub async fn evict_revoked_since(&self, since_ms: i64) -> Result<usize, gatehouse_store::Error> {
+        let revoked = self.store.revoked_since(since_ms).await?;
+        for (d, _) in &revoked {
+            self.evict(&KeyDigest(*d));
+        }
+        Ok(revoked.len())
+    }
+
+    /// Keeps every replica's cache honest: polls the store for revocations, so a revoke
+    /// anywhere takes effect here within `every` (plus one store round trip).
+    pub async fn run_revocation_poller(self: Arc<Self>, every: Duration) {
+        // Overlap windows generously: clocks of replicas differ a little, a re-evict is free.
+        const OVERLAP_MS: i64 = 10_000;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut since = now_ms() - OVERLAP_MS;
+        loop {
+            tick.tick().await;
+            let started = now_ms();
+            match self.evict_revoked_since(since).await {
+                Ok(_) => since = started - OVERLAP_MS,
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation poll failed; keys stay cached at most the positive ttl")
+                }
+            }
+        }
+    }
+}
+
+fn entry_for(row: Option<KeyRow>, at: Instant) -> Entry {
+    match row {
+        Some(k) if k.revoked_at.is_none() => Entry::Valid {
+            principal: Principal {
+                org: k.org,
+                project: k.project,
+                key: k.id,
+                allowed_models: k.allowed_models.map(|m| m.into_iter().map(String::into_boxed_str).collect()),
+            },
+            expires_at: k.expires_at,
+            at,
+        },
+        _ => Entry::Invalid { at },
+    }
+}
+
+/// The first gate: turns the presented credential into a [`Principal`].
+pub struct AuthenticateGate {
+    pub verifier: Arc<KeyVerifier>,
+}
+
+impl AuthenticateGate {
+    pub const NAME: GateName = GateName::Authenticate;
+
+    /// Identity comes from headers only, never from the body: it runs before the body is parsed.
+    pub async fn check(&self, cx: &mut RequestCx) -> Result<(), Denial> {
+        let outcome = match cx.credential.take() {
+            None => Err(Denial::new(DenyCode::MissingCredentials)),
+            // The credential leaves the context here: nothing after this gate can see it.
+            Some(c) => self.verifier.verify(&c).await,
+        };
+        match outcome {
+            Ok(p) => {
+                cx.principal = Some(p);
+                cx.record(Self::NAME, GateOutcome::Pass);
+                Ok(())
+            }
+            Err(d) => {
+                cx.record(Self::NAME, GateOutcome::Deny(d.code));
+                Err(d)
+            }
+        }
+    }
+}

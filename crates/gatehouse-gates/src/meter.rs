@@ -1,0 +1,96 @@
+//! Meter & audit: one log event and a set of metrics per finished request. Content-free by
+//! construction: nothing here can reach the prompt or the response, only counts and codes.
+
+use gatehouse_core::{DenyCode, RequestCx};
+use gatehouse_providers::Usage;
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Finished {
+    pub endpoint: &'static str,
+    pub status: u16,
+    pub code: Option<DenyCode>,
+    pub usage: Option<Usage>,
+    pub reached_provider: bool,
+    /// For streams: "completed", "cancelled", "upstream_failed", "cut".
+    pub stream_end: Option<&'static str>,
+}
+
+impl Finished {
+    pub fn served(endpoint: &'static str, status: u16, usage: Option<Usage>) -> Self {
+        Finished { endpoint, status, code: None, usage, reached_provider: true, stream_end: None }
+    }
+
+    pub fn refused(endpoint: &'static str, code: DenyCode) -> Self {
+        Finished {
+            endpoint,
+            status: code.status(),
+            code: Some(code),
+            usage: None,
+            reached_provider: false,
+            stream_end: None,
+        }
+    }
+}
+
+/// Histogram buckets for request latency, in seconds: from 100 µs (gateway overhead) to
+/// minutes (long streams). Explicit, so Prometheus gets aggregatable histograms.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0,
+];
+
+pub fn record(cx: &RequestCx, done: &Finished) {
+    let elapsed = cx.started.elapsed();
+    let outcome = match done.code {
+        None => "allowed",
+        Some(_) if done.reached_provider => "upstream_failed",
+        Some(_) => "denied",
+    };
+    let code = done.code.map_or("ok", DenyCode::as_str);
+    let (org, project) = cx
+        .principal
+        .as_ref()
+        .map_or_else(|| (String::new(), String::new()), |p| (p.org.to_string(), p.project.to_string()));
+    let model = cx.route.as_ref().map_or("", |r| &r.model).to_owned();
+    // The gate that decided: the one that refused, or none for an allowed request.
+    let gate = cx
+        .trail
+        .iter()
+        .find(|e| matches!(e.outcome, gatehouse_core::GateOutcome::Deny(_)))
+        .map_or("none", |e| e.gate.as_str());
+
+    metrics::counter!("gatehouse_requests_total",
+        "endpoint" => done.endpoint, "outcome" => outcome, "code" => code, "gate" => gate,
+        "org" => org.clone(), "project" => project.clone(), "model" => model.clone())
+    .increment(1);
+    metrics::histogram!("gatehouse_request_duration_seconds", "endpoint" => done.endpoint, "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+    if let Some(u) = done.usage {
+        metrics::counter!("gatehouse_tokens_total", "kind" => "prompt", "org" => org.clone(), "project" => project.clone(), "model" => model.clone())
+            .increment(u.prompt_tokens);
+        metrics::counter!("gatehouse_tokens_total", "kind" => "completion", "org" => org, "project" => project, "model" => model)
+            .increment(u.completion_tokens);
+    }
+
+    let principal = cx.principal.as_ref();
+    tracing::info!(
+        target: "gatehouse::audit",
+        request_id = %cx.request_id,
+        org = principal.map(|p| tracing::field::display(p.org)),
+        project = principal.map(|p| tracing::field::display(p.project)),
+        key = principal.map(|p| tracing::field::display(p.key)),
+        model = cx.route.as_ref().map(|r| &*r.model),
+        provider = cx.route.as_ref().map(|r| &*r.provider),
+        endpoint = done.endpoint,
+        status = done.status,
+        outcome,
+        code,
+        gate,
+        stream_end = done.stream_end,
+        prompt_tokens = done.usage.map(|u| u.prompt_tokens),
+        completion_tokens = done.usage.map(|u| u.completion_tokens),
+        latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "request finished"
+    );
+}

@@ -1,0 +1,107 @@
+//! Model name or alias -> the deployment that serves it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gatehouse_config::{ModelKind, Policy};
+use gatehouse_core::{Denial, DenyCode, GateName, RequestCx, Route, Target};
+use gatehouse_providers::{ApiRequest, Endpoint, mock};
+
+use crate::{Gate, Verdict};
+
+#[derive(Debug)]
+pub struct RouteEntry {
+    pub route: Arc<Route>,
+    pub kind: ModelKind,
+}
+
+/// Built once per config snapshot; lookups are one hash probe.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    by_name: HashMap<Box<str>, Arc<RouteEntry>>,
+    models: Vec<Arc<RouteEntry>>,
+}
+
+impl RouteTable {
+    /// Names were validated unique by the config crate, so later entries never shadow.
+    pub fn build(policy: &Policy) -> RouteTable {
+        let mut t = RouteTable::default();
+        if policy.mock_enabled {
+            t.add(mock::CHAT_MODEL, &[], mock::PROVIDER, Target::Mock, mock::CHAT_MODEL, ModelKind::Chat);
+            t.add(
+                mock::EMBEDDING_MODEL,
+                &[],
+                mock::PROVIDER,
+                Target::Mock,
+                mock::EMBEDDING_MODEL,
+                ModelKind::Embedding,
+            );
+        }
+        for m in &policy.models {
+            if let Some(i) = policy.providers.iter().position(|p| p.name == m.provider) {
+                t.add(&m.name, &m.aliases, &m.provider, Target::Upstream(i), &m.provider_model, m.kind);
+            }
+        }
+        t
+    }
+
+    fn add(
+        &mut self,
+        name: &str,
+        aliases: &[String],
+        provider: &str,
+        target: Target,
+        provider_model: &str,
+        kind: ModelKind,
+    ) {
+        let entry = Arc::new(RouteEntry {
+            route: Arc::new(Route {
+                model: name.into(),
+                provider: provider.into(),
+                target,
+                provider_model: provider_model.into(),
+            }),
+            kind,
+        });
+        self.by_name.insert(name.into(), entry.clone());
+        for a in aliases {
+            self.by_name.insert(a.as_str().into(), entry.clone());
+        }
+        self.models.push(entry);
+    }
+
+    pub fn resolve(&self, name: &str) -> Option<&Arc<RouteEntry>> {
+        self.by_name.get(name)
+    }
+
+    /// Every canonical model, in config order.
+    pub fn models(&self) -> &[Arc<RouteEntry>] {
+        &self.models
+    }
+}
+
+pub struct RouteGate {
+    pub table: Arc<RouteTable>,
+}
+
+fn serves(kind: ModelKind, endpoint: Endpoint) -> bool {
+    matches!(
+        (kind, endpoint),
+        (ModelKind::Chat, Endpoint::ChatCompletions) | (ModelKind::Embedding, Endpoint::Embeddings)
+    )
+}
+
+impl Gate for RouteGate {
+    const NAME: GateName = GateName::Route;
+
+    async fn check(&self, cx: &mut RequestCx, req: &mut ApiRequest) -> Verdict {
+        match self.table.resolve(&req.model) {
+            // A model of the wrong kind for this endpoint does not exist *here*.
+            Some(e) if serves(e.kind, req.endpoint) => {
+                cx.route = Some(e.route.clone());
+                Verdict::Pass
+            }
+            _ => Verdict::Deny(Denial::new(DenyCode::ModelNotFound).with_param("model")),
+        }
+    }
+}

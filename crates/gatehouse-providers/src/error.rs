@@ -1,0 +1,40 @@
+use gatehouse_core::{DenyCode, HasDenyCode};
+
+/// Why a caller's request or a provider's response could not be understood. Carries no
+/// content: callers render the code, logs get the variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("body is not valid JSON")]
+    Json,
+    #[error("body must be a JSON object")]
+    NotAnObject,
+    #[error("field {0} is missing or has the wrong type")]
+    Field(&'static str),
+    #[error("JSON nesting is deeper than allowed")]
+    TooDeep,
+    #[error("field {0} has more items than allowed")]
+    TooMany(&'static str),
+    #[error("SSE event larger than allowed")]
+    EventTooLarge,
+}
+
+impl Error {
+    /// The request field the error is about, for the refusal's `param`.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            Error::Field(f) | Error::TooMany(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+impl HasDenyCode for Error {
+    fn deny_code(&self) -> DenyCode {
+        match self {
+            Error::Json => DenyCode::InvalidJson,
+            Error::NotAnObject | Error::Field(_) => DenyCode::InvalidRequest,
+            Error::TooDeep | Error::TooMany(_) => DenyCode::RequestTooComplex,
+            Error::EventTooLarge => DenyCode::UpstreamError,
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The parsed view of a data-plane request: the fields gates decide on, plus the whole
+//! object so that fields we do not know pass through to the provider untouched.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::{Error, check_depth};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// Path below the provider's base URL.
+    pub const fn upstream_path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat_completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// Limits applied while parsing (from the config snapshot).
+#[derive(Clone, Copy, Debug)]
+pub struct RequestBounds {
+    pub max_depth: u32,
+    pub max_messages: u32,
+    pub max_embedding_inputs: u32,
+}
+
+const MAX_MODEL_NAME: usize = 256;
+
+#[derive(Clone, Debug)]
+pub struct ApiRequest {
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub stream: bool,
+    /// Messages (chat) or inputs (embeddings).
+    pub item_count: usize,
+    body: Map<String, Value>,
+}
+
+impl ApiRequest {
+    /// Parses and validates a request body. Bounded: depth is checked before any tree is
+    /// built, and item counts before anything iterates them.
+    pub fn parse(endpoint: Endpoint, body: &[u8], bounds: RequestBounds) -> Result<ApiRequest, Error> {
+        check_depth(body, bounds.max_depth)?;
+        let value: Value = serde_json::from_slice(body).map_err(|_| Error::Json)?;
+        let Value::Object(body) = value else {
+            return Err(Error::NotAnObject);
+        };
+        let model = match body.get("model") {
+            Some(Value::String(m)) if !m.is_empty() && m.len() <= MAX_MODEL_NAME => m.clone(),
+            _ => return Err(Error::Field("model")),
+        };
+        let stream = match body.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(Error::Field("stream")),
+        };
+        let item_count = match endpoint {
+            Endpoint::ChatCompletions => match body.get("messages") {
+                Some(Value::Array(m)) if m.len() > bounds.max_messages as usize => {
+                    return Err(Error::TooMany("messages"));
+                }
+                Some(Value::Array(m)) if !m.is_empty() && m.iter().all(Value::is_object) => m.len(),
+                _ => return Err(Error::Field("messages")),
+            },
+            Endpoint::Embeddings => match body.get("input") {
+                Some(Value::String(_)) => 1,
+                Some(Value::Array(a)) if a.len() > bounds.max_embedding_inputs as usize => {
+                    return Err(Error::TooMany("input"));
+                }
+                Some(Value::Array(a)) if !a.is_empty() => a.len(),
+                _ => return Err(Error::Field("input")),
+            },
+        };
+        if endpoint == Endpoint::Embeddings && stream {
+            return Err(Error::Field("stream"));
+        }
+        Ok(ApiRequest { endpoint, model, stream, item_count, body })
+    }
+
+    /// The body to send upstream: the caller's object with `model` replaced by the
+    /// provider's name for it. For streams, usage reporting is switched on (if the caller
+    /// did not decide) so metering sees the real token counts.
+    pub fn to_upstream_body(&self, provider_model: &str) -> Bytes {
+        let mut body = self.body.clone();
+        body.insert("model".to_owned(), Value::String(provider_model.to_owned()));
+        if self.stream && !body.contains_key("stream_options") {
+            let mut opts = Map::new();
+            opts.insert("include_usage".to_owned(), Value::Bool(true));
+            body.insert("stream_options".to_owned(), Value::Object(opts));
+        }
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// Read-only access for gates that inspect content (guardrails).
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
+    }
+
+    /// Total characters of text content in messages or inputs: a cheap size signal for
+    /// the mock provider and for token estimates.
+    pub fn text_len(&self) -> usize {
+        fn walk(v: &Value) -> usize {
+            match v {
+                Value::String(s) => s.len(),
+                Value::Array(a) => a.iter().map(walk).sum(),
+                Value::Object(o) => o.get("content").or_else(|| o.get("text")).map_or(0, walk),
+                _ => 0,
+            }
+        }
+        match self.endpoint {
+            Endpoint::ChatCompletions => self.body.get("messages").map_or(0, walk),
+            Endpoint::Embeddings => self.body.get("input").map_or(0, walk),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const B: RequestBounds = RequestBounds { max_depth: 16, max_messages: 4, max_embedding_inputs: 3 };
+
+    fn chat(body: &str) -> Result<ApiRequest, Error> {
+        ApiRequest::parse(Endpoint::ChatCompletions, body.as_bytes(), B)
+    }
+
+    #[test]
+    fn keeps_unknown_fields_and_swaps_the_model() {
+        let r = chat(
+            r#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"x_vendor":{"a":[1,2]},"temperature":0.2}"#,
+        )
+        .unwrap();
+        assert_eq!(r.model, "fast");
+        assert!(!r.stream);
+        let out: Value = serde_json::from_slice(&r.to_upstream_body("gpt-4o-mini")).unwrap();
+        assert_eq!(out["model"], "gpt-4o-mini");
+        assert_eq!(out["x_vendor"]["a"][1], 2);
+        assert_eq!(out["temperature"], 0.2);
+        assert!(out.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn streams_ask_for_usage_unless_the_caller_chose() {
+        let r = chat(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let out: Value = serde_json::from_slice(&r.to_upstream_body("m")).unwrap();
+        assert_eq!(out["stream_options"]["include_usage"], true);
+        let r = chat(r#"{"model":"m","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let out: Value = serde_json::from_slice(&r.to_upstream_body("m")).unwrap();
+        assert_eq!(out["stream_options"]["include_usage"], false);
+    }
+
+    #[test]
+    fn rejects_bad_shapes_with_the_field_name() {
+        assert_eq!(chat("not json").unwrap_err(), Error::Json);
+        assert_eq!(chat("[1]").unwrap_err(), Error::NotAnObject);
+        assert_eq!(chat(r#"{"messages":[{}]}"#).unwrap_err(), Error::Field("model"));
+        assert_eq!(chat(r#"{"model":5,"messages":[{}]}"#).unwrap_err(), Error::Field("model"));
+        assert_eq!(chat(r#"{"model":"m","messages":[]}"#).unwrap_err(), Error::Field("messages"));
+        assert_eq!(chat(r#"{"model":"m","messages":["x"]}"#).unwrap_err(), Error::Field("messages"));
+        assert_eq!(chat(r#"{"model":"m","stream":"yes","messages":[{}]}"#).unwrap_err(), Error::Field("stream"));
+        assert_eq!(chat(r#"{"model":"m","messages":[{},{},{},{},{}]}"#).unwrap_err(), Error::TooMany("messages"));
+        let deep = format!(r#"{{"model":"m","messages":[{{}}],"x":{}{}}}"#, "[".repeat(20), "]".repeat(20));
+        assert_eq!(chat(&deep).unwrap_err(), Error::TooDeep);
+    }
+
+    #[test]
+    fn embeddings_inputs_are_bounded() {
+        let e = |b: &str| ApiRequest::parse(Endpoint::Embeddings, b.as_bytes(), B);
+        assert_eq!(e(r#"{"model":"m","input":"hello"}"#).unwrap().item_count, 1);
+        assert_eq!(e(r#"{"model":"m","input":["a","b"]}"#).unwrap().item_count, 2);
+        assert_eq!(e(r#"{"model":"m","input":["a","b","c","d"]}"#).unwrap_err(), Error::TooMany("input"));
+        assert_eq!(e(r#"{"model":"m"}"#).unwrap_err(), Error::Field("input"));
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = ApiRequest::parse(Endpoint::ChatCompletions, &body, B);
+            let _ = ApiRequest::parse(Endpoint::Embeddings, &body, B);
+        }
+
+        #[test]
+        fn parse_never_panics_on_jsonish(body in r#"[\{\}\[\]":,a-z0-9 ]{0,200}"#) {
+            let _ = ApiRequest::parse(Endpoint::ChatCompletions, body.as_bytes(), B);
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The live configuration: one immutable snapshot of gates and upstreams behind an
+//! `ArcSwap`. A request loads the snapshot once and uses it to the end, so a reload never
+//! changes the rules under a request in flight.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use gatehouse_config::{EnvLookup, Policy, RequestLimits};
+use gatehouse_gates::Gates;
+use gatehouse_gates::authenticate::{AuthenticateGate, KeyVerifier};
+use gatehouse_gates::authorize::AuthorizeGate;
+use gatehouse_gates::cache::CacheGate;
+use gatehouse_gates::guardrails::{GuardrailsInGate, GuardrailsOutGate};
+use gatehouse_gates::limits::LimitsGate;
+use gatehouse_gates::route::{RouteGate, RouteTable};
+use gatehouse_providers::RequestBounds;
+use gatehouse_store::Store;
+
+use crate::Upstream;
+
+pub struct Runtime {
+    pub gates: Gates,
+    /// Indexed like the policy's provider list (`Target::Upstream(i)`).
+    pub upstreams: Vec<Upstream>,
+    pub limits: RequestLimits,
+}
+
+/// Builds a snapshot; fails (leaving the running one in place) if any provider cannot be
+/// built, e.g. a secret reference that does not resolve.
+pub fn build_runtime(policy: &Policy, verifier: Arc<KeyVerifier>, env: EnvLookup<'_>) -> Result<Runtime, String> {
+    let upstreams = policy.providers.iter().map(|p| Upstream::build(p, env)).collect::<Result<Vec<_>, _>>()?;
+    let table = Arc::new(RouteTable::build(policy));
+    let l = policy.limits;
+    let gates = Gates {
+        authenticate: AuthenticateGate { verifier },
+        authorize: AuthorizeGate { table: table.clone() },
+        guardrails_in: GuardrailsInGate,
+        route: RouteGate { table: table.clone() },
+        limits: LimitsGate,
+        cache: CacheGate,
+        guardrails_out: GuardrailsOutGate,
+        bounds: RequestBounds {
+            max_depth: l.max_json_depth.get(),
+            max_messages: l.max_messages.get(),
+            max_embedding_inputs: l.max_embedding_inputs.get(),
+        },
+        table,
+    };
+    Ok(Runtime { gates, upstreams, limits: l })
+}
+
+/// Shared by every handler of the data plane.
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: Arc<ArcSwap<Runtime>>,
+    pub store: Store,
+}
+
+impl AppState {
+    pub fn new(runtime: Runtime, store: Store) -> Self {
+        Self { runtime: Arc::new(ArcSwap::from_pointee(runtime)), store }
+    }
+}

@@ -1,0 +1,71 @@
+//! The generic transport stack both planes share, outermost first. Policy never lives here.
+
+use std::any::Any;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use gatehouse_core::{Denial, DenyCode, RequestId};
+use http::{HeaderName, HeaderValue, header};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn panicked(_: Box<dyn Any + Send + 'static>) -> Response {
+    // The panic payload may hold request data: it is not logged or returned.
+    tracing::error!("handler panicked; answered 500");
+    Denial::new(DenyCode::Internal).into_response()
+}
+
+async fn overloaded(_: tower::BoxError) -> Response {
+    Denial::new(DenyCode::Unavailable).retry_after(1).into_response()
+}
+
+/// Every request gets a fresh id of ours; a client-sent `x-request-id` is not trusted for
+/// audit correlation and is replaced.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = RequestId::generate();
+    req.extensions_mut().insert(id);
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}
+
+fn span(req: &Request) -> tracing::Span {
+    // The route template, never the raw URI: query strings can carry secrets.
+    let path = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    let id = req.extensions().get::<RequestId>().map(|i| i.to_string()).unwrap_or_default();
+    tracing::debug_span!("http", method = %req.method(), path, request_id = %id)
+}
+
+/// Wraps a router in the shared stack. `max_in_flight` requests at once; beyond that new
+/// requests are shed with 503 instead of queueing without bound.
+pub fn with_transport_layers(router: Router, max_in_flight: usize) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            // a bug must answer 500, not kill the connection task
+            .layer(CatchPanicLayer::custom(panicked))
+            // credentials are redacted in any header debug output from here inward
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::PROXY_AUTHORIZATION,
+                header::COOKIE,
+                HeaderName::from_static("x-api-key"),
+            ]))
+            .layer(middleware::from_fn(request_id))
+            // span with method, route and id: no headers, no bodies, no query
+            .layer(TraceLayer::new_for_http().make_span_with(span))
+            .layer(HandleErrorLayer::new(overloaded))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(max_in_flight)),
+    )
+}

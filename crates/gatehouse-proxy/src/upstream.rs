@@ -1,0 +1,116 @@
+//! One configured provider: its HTTP client and the bounds on every call to it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_config::{EnvLookup, ProviderConfig};
+use gatehouse_core::DenyCode;
+use gatehouse_providers::Endpoint;
+use http::HeaderValue;
+use secrecy::ExposeSecret;
+
+pub struct Upstream {
+    pub name: Arc<str>,
+    chat_url: String,
+    embeddings_url: String,
+    /// `Authorization: Bearer <provider key>`, marked sensitive so it never prints.
+    auth: Option<HeaderValue>,
+    pub client: reqwest::Client,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_stream_duration: Duration,
+    pub max_response_bytes: u64,
+}
+
+impl Upstream {
+    /// Builds the client and resolves the provider's secret reference. Errors name the
+    /// provider and the reference, never the secret.
+    pub fn build(cfg: &ProviderConfig, env: EnvLookup<'_>) -> Result<Upstream, String> {
+        let auth = match cfg.resolve_api_key(env)? {
+            None => None,
+            Some(key) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+                    .map_err(|_| format!("api key for provider {} is not a valid header value", cfg.name))?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            // the idle gap between body chunks; first byte and total time are bounded by callers
+            .read_timeout(cfg.idle_timeout)
+            // a provider that redirects is misconfigured or hostile: never follow
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(cfg.max_idle_connections)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build http client for provider {}: {e}", cfg.name))?;
+        Ok(Upstream {
+            name: cfg.name.as_str().into(),
+            chat_url: format!("{}{}", cfg.base_url, Endpoint::ChatCompletions.upstream_path()),
+            embeddings_url: format!("{}{}", cfg.base_url, Endpoint::Embeddings.upstream_path()),
+            auth,
+            client,
+            first_byte_timeout: cfg.first_byte_timeout,
+            idle_timeout: cfg.idle_timeout,
+            max_stream_duration: cfg.max_stream_duration,
+            max_response_bytes: cfg.max_response_bytes.get(),
+        })
+    }
+
+    /// A request carrying only what we choose: our body, our provider credential, the
+    /// request id for correlation. No client header is copied.
+    pub fn request(&self, endpoint: Endpoint, request_id: &str, body: bytes::Bytes) -> reqwest::RequestBuilder {
+        let url = match endpoint {
+            Endpoint::ChatCompletions => &self.chat_url,
+            Endpoint::Embeddings => &self.embeddings_url,
+        };
+        let mut rb = self
+            .client
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-request-id", request_id)
+            .body(body);
+        if let Some(a) = &self.auth {
+            rb = rb.header(http::header::AUTHORIZATION, a.clone());
+        }
+        rb
+    }
+}
+
+/// What a provider's non-success status means for our caller. The provider's body is never
+/// copied: it may echo key fragments or internal details.
+pub fn refusal_for_status(status: u16) -> DenyCode {
+    match status {
+        400 | 404 | 409 | 413 | 422 => DenyCode::UpstreamRejected,
+        429 => DenyCode::UpstreamRateLimited,
+        408 | 504 => DenyCode::UpstreamTimeout,
+        // 401/403: our provider credential is wrong, not the caller's; 5xx: provider failed
+        _ => DenyCode::UpstreamError,
+    }
+}
+
+/// A provider's Retry-After in whole seconds, bounded to something sane.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u32> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .map(|s| s.clamp(1, 3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_without_leaking() {
+        assert_eq!(refusal_for_status(400), DenyCode::UpstreamRejected);
+        assert_eq!(refusal_for_status(401), DenyCode::UpstreamError);
+        assert_eq!(refusal_for_status(429), DenyCode::UpstreamRateLimited);
+        assert_eq!(refusal_for_status(503), DenyCode::UpstreamError);
+        assert_eq!(refusal_for_status(504), DenyCode::UpstreamTimeout);
+    }
+}

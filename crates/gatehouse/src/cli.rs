@@ -1,0 +1,143 @@
+//! The command line. `serve` runs the gateway; `validate` checks a config file; `keys` talks
+//! to a running gateway's admin API with an admin token, like kubectl talks to its API server.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gatehouse_config::Config;
+
+use crate::client::AdminClient;
+
+#[derive(Parser, Debug)]
+#[command(name = "gatehouse", version, about = "A self-hosted, security-first AI gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway (data plane and control plane).
+    Serve(ServeArgs),
+    /// Check a config file and report every problem with its path.
+    Validate {
+        /// The config file (TOML).
+        file: PathBuf,
+    },
+    /// Manage API keys through a running gateway's admin API.
+    Keys {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Config file; without one the embedded defaults apply (SQLite, mock provider).
+    #[arg(long, env = "GATEHOUSE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data plane listen address (default 127.0.0.1:8080).
+    #[arg(long, env = "GATEHOUSE_DATA_LISTEN")]
+    pub data_listen: Option<String>,
+    /// Control plane listen address (default 127.0.0.1:8081).
+    #[arg(long, env = "GATEHOUSE_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// Directory for the SQLite database and the generated master key (default ./gatehouse-data).
+    #[arg(long, env = "GATEHOUSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AdminConn {
+    /// The control plane's URL.
+    #[arg(long, env = "GATEHOUSE_ADMIN_URL", default_value = "http://127.0.0.1:8081", global = true)]
+    pub admin_url: String,
+    /// An admin token (gtha_...). Prefer the environment variable over the flag: flags show
+    /// up in process listings.
+    #[arg(long, env = "GATEHOUSE_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "table", global = true)]
+    pub output: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// Create an API key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        /// Comma-separated model allow-list (canonical names); default: every model.
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// Lifetime, e.g. 30d, 12h.
+        #[arg(long)]
+        expires_in: Option<humantime::Duration>,
+    },
+    /// List API keys (never their secrets).
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Revoke an API key by id; takes effect on the data plane within a second.
+    Revoke { id: String },
+}
+
+/// Prints an error to stderr and returns the failure exit code.
+pub fn fail(msg: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "error: {msg}");
+    ExitCode::FAILURE
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => match crate::serve::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("{e:#}")),
+        },
+        Command::Validate { file } => match Config::load(&file) {
+            Ok(_) => {
+                let _ = writeln!(std::io::stdout(), "{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("{}: {e}", file.display())),
+        },
+        Command::Keys { conn, action } => {
+            let client = match AdminClient::new(&conn) {
+                Ok(c) => c,
+                Err(e) => return fail(&format!("{e:#}")),
+            };
+            match client.keys(action, conn.output).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&format!("{e:#}")),
+            }
+        }
+    }
+}

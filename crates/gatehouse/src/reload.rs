@@ -1,0 +1,84 @@
+//! Hot reload of the dynamic config: on SIGHUP, and when the file's content changes (polled,
+//! which also catches Kubernetes' symlink swaps that file-event watchers miss). Parse ->
+//! validate -> build -> swap; any failure keeps the running snapshot.
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_config::{Config, ServerConfig};
+use gatehouse_gates::authenticate::KeyVerifier;
+use gatehouse_proxy::{AppState, build_runtime};
+
+const POLL: Duration = Duration::from_secs(1);
+
+fn fingerprint(path: &PathBuf) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
+}
+
+fn reload(path: &PathBuf, running: &ServerConfig, app: &AppState, verifier: &Arc<KeyVerifier>) {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "config reload rejected; keeping the running config");
+            return;
+        }
+    };
+    // CLI/env overrides apply to static fields only, so compare what the file itself says
+    // about them with what the file said at start.
+    let changed = running.changed_fields(&cfg.server);
+    if !changed.is_empty() {
+        tracing::error!(fields = ?changed, "config reload rejected: static fields need a restart; keeping the running config");
+        return;
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    match build_runtime(&cfg.policy, verifier.clone(), &env) {
+        Ok(rt) => {
+            app.runtime.store(Arc::new(rt));
+            metrics::counter!("gatehouse_config_reloads_total", "outcome" => "applied").increment(1);
+            tracing::info!(path = %path.display(), "config reloaded");
+        }
+        Err(e) => {
+            metrics::counter!("gatehouse_config_reloads_total", "outcome" => "rejected").increment(1);
+            tracing::error!(error = %e, "config reload rejected; keeping the running config");
+        }
+    }
+}
+
+pub async fn watch(path: PathBuf, _server: ServerConfig, app: AppState, verifier: Arc<KeyVerifier>) {
+    // The static part as the file states it, before CLI/env overrides.
+    let Ok(initial) = Config::load(&path) else { return };
+    let file_server = initial.server;
+    let mut last = fingerprint(&path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let by_signal = {
+            let hup_recv = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = hup_recv => true,
+                () = tokio::time::sleep(POLL) => false,
+            }
+        };
+        #[cfg(not(unix))]
+        let by_signal = {
+            tokio::time::sleep(POLL).await;
+            false
+        };
+        let now = fingerprint(&path);
+        if by_signal || (now.is_some() && now != last) {
+            last = now;
+            reload(&path, &file_server, &app, &verifier);
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! `gatehouse serve`: load config, open the store, bootstrap on first start, build the
+//! runtime snapshot, bind both planes, serve until a signal, drain.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use gatehouse_admin::AdminState;
+use gatehouse_config::{Config, LogFormat, SecretRef, ServerConfig, StoreUrl};
+use gatehouse_gates::authenticate::KeyVerifier;
+use gatehouse_gates::meter::LATENCY_BUCKETS;
+use gatehouse_proxy::{AppState, build_runtime, with_transport_layers};
+use gatehouse_security::{KeyHasher, KeyKind, MasterKeySource, generate_key, load_or_create_master_key};
+use gatehouse_store::{NewKey, Store, Tenant, now_ms};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::{LogFormatArg, ServeArgs};
+
+/// The environment variable that, when set, points the gateway at PostgreSQL.
+const DATABASE_URL_ENV: &str = "GATEHOUSE_DATABASE_URL";
+const MASTER_KEY_ENV: &str = "GATEHOUSE_MASTER_KEY";
+/// How often every replica asks the store for revocations.
+const REVOCATION_POLL: Duration = Duration::from_millis(250);
+/// Verified keys kept in memory at most.
+const KEY_CACHE_CAPACITY: usize = 100_000;
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+fn apply_overrides(server: &mut ServerConfig, args: &ServeArgs) -> anyhow::Result<()> {
+    if let Some(a) = &args.data_listen {
+        server.data_listen = a.parse().with_context(|| "--data-listen must be an address like 127.0.0.1:8080")?;
+    }
+    if let Some(a) = &args.admin_listen {
+        server.admin_listen = a.parse().with_context(|| "--admin-listen must be an address like 127.0.0.1:8081")?;
+    }
+    if let Some(d) = &args.data_dir {
+        server.data_dir = d.clone();
+    }
+    if let Some(f) = args.log_format {
+        server.log_format = match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    if matches!(server.store, StoreUrl::Embedded) && std::env::var_os(DATABASE_URL_ENV).is_some() {
+        server.store = StoreUrl::Url(SecretRef::Env(DATABASE_URL_ENV.to_owned()));
+    }
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    // Logs go to stderr; stdout carries only the start-up banner.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+async fn open_store(server: &ServerConfig) -> anyhow::Result<Store> {
+    let store = match &server.store {
+        StoreUrl::Embedded => {
+            let path = server.data_dir.join("gatehouse.db");
+            Store::open_sqlite(&path).await.with_context(|| format!("cannot open SQLite at {}", path.display()))?
+        }
+        StoreUrl::Url(r) => {
+            let url = r.resolve(&env).map_err(anyhow::Error::msg)?;
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("database url must be a postgres:// URL");
+            }
+            // the URL may hold a password: errors say only that the connection failed
+            Store::connect_postgres(url, None).await.context("cannot connect to PostgreSQL")?
+        }
+    };
+    store.migrate().await.context("cannot apply store migrations")?;
+    Ok(store)
+}
+
+/// Secrets minted on first start, printed once.
+struct Bootstrap {
+    admin_token: SecretString,
+    api_key: SecretString,
+}
+
+async fn bootstrap(store: &Store, hasher: &KeyHasher, tenant: Tenant) -> anyhow::Result<Option<Bootstrap>> {
+    if store.admin_token_count().await? > 0 {
+        return Ok(None);
+    }
+    let admin_token = generate_key(KeyKind::Admin);
+    let id = gatehouse_core::KeyId::generate().to_string();
+    store.insert_admin_token(&id, "bootstrap", &hasher.digest(KeyKind::Admin, &admin_token).0).await?;
+    let api_key = generate_key(KeyKind::Api);
+    store
+        .insert_key(&NewKey {
+            id: gatehouse_core::KeyId::generate(),
+            org: tenant.org,
+            project: tenant.project,
+            name: "quickstart".to_owned(),
+            digest: hasher.digest(KeyKind::Api, &api_key).0,
+            hint: KeyHasher::hint(KeyKind::Api, &api_key),
+            allowed_models: None,
+            created_at: now_ms(),
+            expires_at: None,
+        })
+        .await?;
+    tracing::info!(target: "gatehouse::audit", action = "system.bootstrap", "bootstrap admin token and quickstart key created");
+    Ok(Some(Bootstrap { admin_token, api_key }))
+}
+
+fn banner(data: SocketAddr, admin: SocketAddr, boot: Option<&Bootstrap>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "gatehouse: data plane    http://{data}");
+    let _ = writeln!(out, "gatehouse: control plane http://{admin}");
+    if let Some(b) = boot {
+        let key = b.api_key.expose_secret();
+        let _ = writeln!(
+            out,
+            "\nFirst start. These secrets are shown once and stored only as keyed hashes:\n\
+             \n  admin token:  {admin_token}\n  api key:      {key}\n\
+             \nTry it:\n\
+             \n  curl http://{data}/v1/chat/completions \\\n    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"mock\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'\n\
+             \n  python -c 'from openai import OpenAI; c = OpenAI(base_url=\"http://{data}/v1\", api_key=\"{key}\"); print(c.chat.completions.create(model=\"mock\", messages=[{{\"role\":\"user\",\"content\":\"hello\"}}]).choices[0].message.content)'\n\
+             \nManage keys:  GATEHOUSE_ADMIN_TOKEN={admin_token} gatehouse keys list\n",
+            admin_token = b.admin_token.expose_secret(),
+        );
+    }
+    let _ = writeln!(out, "gatehouse: ready");
+    let _ = out.flush();
+}
+
+async fn shutdown_signal(tx: watch::Sender<bool>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                let _ = tx.send(true);
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested; draining in-flight requests");
+    let _ = tx.send(true);
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        None => Config::default(),
+    };
+    apply_overrides(&mut config.server, &args)?;
+    let server = config.server.clone();
+    init_tracing(server.log_format);
+
+    create_private_dir(&server.data_dir)
+        .with_context(|| format!("cannot create data dir {}", server.data_dir.display()))?;
+    let provided = match &server.master_key {
+        Some(r) => Some(r.resolve(&env).map_err(anyhow::Error::msg)?),
+        None => env(MASTER_KEY_ENV).map(SecretString::from),
+    };
+    let (master, source) = load_or_create_master_key(provided.as_ref(), &server.data_dir)?;
+    if source == MasterKeySource::GeneratedFile {
+        tracing::warn!(
+            path = %server.data_dir.join("master.key").display(),
+            "GENERATED A MASTER KEY FILE. Every stored secret depends on it: back it up, or set \
+             GATEHOUSE_MASTER_KEY from a secret store in production"
+        );
+    }
+    let hasher = Arc::new(KeyHasher::new(&master));
+    drop(master);
+
+    let store = open_store(&server).await?;
+    let tenant = store.ensure_default_tenant().await?;
+    let metrics = PrometheusBuilder::new()
+        .set_buckets(LATENCY_BUCKETS)
+        .context("invalid histogram buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+
+    let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), KEY_CACHE_CAPACITY));
+    let runtime = build_runtime(&config.policy, verifier.clone(), &env).map_err(anyhow::Error::msg)?;
+    let app = AppState::new(runtime, store.clone());
+
+    let data_listener = TcpListener::bind(server.data_listen)
+        .await
+        .with_context(|| format!("cannot bind data plane {}", server.data_listen))?;
+    let admin_listener = TcpListener::bind(server.admin_listen)
+        .await
+        .with_context(|| format!("cannot bind control plane {}", server.admin_listen))?;
+    let data_addr = data_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    if !admin_addr.ip().is_loopback() {
+        tracing::warn!(addr = %admin_addr, "control plane is bound to a non-loopback address without TLS; put it behind a TLS-terminating proxy or firewall it");
+    }
+
+    let boot = bootstrap(&store, &hasher, tenant).await?;
+
+    tokio::spawn(verifier.clone().run_revocation_poller(REVOCATION_POLL));
+    {
+        let h = metrics.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                t.tick().await;
+                h.run_upkeep();
+            }
+        });
+    }
+    if let Some(path) = args.config.clone() {
+        tokio::spawn(crate::reload::watch(path, server.clone(), app.clone(), verifier.clone()));
+    }
+
+    let max_conn = server.max_connections.get() as usize;
+    let data_router = with_transport_layers(gatehouse_proxy::router(app.clone()), max_conn);
+    let admin_router = with_transport_layers(
+        gatehouse_admin::router(AdminState {
+            app: app.clone(),
+            store: store.clone(),
+            verifier,
+            hasher,
+            metrics: Some(metrics),
+        }),
+        1024,
+    );
+
+    let (tx, rx) = watch::channel(false);
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    tokio::spawn(shutdown_signal(tx));
+    tracing::info!(data = %data_addr, admin = %admin_addr, store = ?store.backend(), "gatehouse started");
+    banner(data_addr, admin_addr, boot.as_ref());
+
+    let data = gatehouse_proxy::serve(
+        data_listener,
+        data_router,
+        server.header_read_timeout,
+        max_conn,
+        server.shutdown_grace,
+        stop(rx.clone()),
+    );
+    let admin = gatehouse_proxy::serve(
+        admin_listener,
+        admin_router,
+        server.header_read_timeout,
+        1024,
+        server.shutdown_grace,
+        stop(rx),
+    );
+    tokio::join!(data, admin);
+    store.close().await;
+    tracing::info!("gatehouse stopped");
+    Ok(())
+}
