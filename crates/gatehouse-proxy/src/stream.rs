@@ -1,5 +1,7 @@
-//! Streaming pass-through. Bytes go to the client as they arrive, unchanged; on the side each
-//! SSE event is scanned (bounded) for usage and handed to the output guardrail. The stream is
+//! Streaming pass-through. Bytes go to the client unchanged and as soon as each event is
+//! complete (a provider's partial event is held back, bounded, until its end arrives, so a
+//! stream cut mid-event never hands the client half an event); on the side each SSE event is
+//! scanned for usage and handed to the output guardrail. The stream is
 //! bounded in idle time, total time and event size, and ends with an OpenAI-style error event
 //! when it has to be cut. Metering happens in a drop guard, so a client that disconnects
 //! mid-stream is still metered and audited exactly once.
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use gatehouse_core::{Denial, DenyCode, RequestCx};
 use gatehouse_gates::Verdict;
@@ -23,6 +25,24 @@ use crate::Runtime;
 
 /// Largest single SSE event we inspect; a provider sending more is malformed or hostile.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// An error of the stream we relay: the provider's connection, or nothing (the mock).
+pub trait StreamError: Display {
+    /// The provider went quiet for longer than the client's idle (read) timeout.
+    fn is_timeout(&self) -> bool;
+}
+
+impl StreamError for reqwest::Error {
+    fn is_timeout(&self) -> bool {
+        reqwest::Error::is_timeout(self)
+    }
+}
+
+impl StreamError for std::convert::Infallible {
+    fn is_timeout(&self) -> bool {
+        false
+    }
+}
 
 /// Meters the request when dropped, whatever ended it.
 struct FinishGuard {
@@ -60,6 +80,19 @@ pub struct Inspected<S> {
     deadline: Pin<Box<Sleep>>,
     saw_done: bool,
     finished: bool,
+    /// Bytes of an event that has not ended yet.
+    pending: BytesMut,
+}
+
+/// Length of the prefix of `b` that ends with a complete event (after its blank line).
+fn complete_prefix(b: &[u8]) -> usize {
+    let mut end = 0;
+    for i in 1..b.len() {
+        if b[i] == b'\n' && (b[i - 1] == b'\n' || (i >= 2 && b[i - 1] == b'\r' && b[i - 2] == b'\n')) {
+            end = i + 1;
+        }
+    }
+    end
 }
 
 /// The bounds on one stream.
@@ -72,7 +105,7 @@ pub struct StreamBounds {
 impl<S, E> Inspected<S>
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
-    E: Display,
+    E: StreamError,
 {
     pub fn new(inner: S, runtime: Arc<Runtime>, cx: RequestCx, endpoint: &'static str, bounds: StreamBounds) -> Self {
         let now = Instant::now();
@@ -86,6 +119,7 @@ where
             deadline: Box::pin(tokio::time::sleep_until(now + bounds.max_duration)),
             saw_done: false,
             finished: false,
+            pending: BytesMut::new(),
         }
     }
 
@@ -97,6 +131,20 @@ where
         frame.extend_from_slice(&Denial::new(code).body_bytes());
         frame.extend_from_slice(b"\n\n");
         Poll::Ready(Some(Ok(Bytes::from(frame))))
+    }
+
+    /// What of `chunk` may go to the client now: everything up to the last complete event.
+    /// The common case (a chunk holding whole events) is forwarded without a copy.
+    fn release(&mut self, chunk: Bytes) -> Result<Option<Bytes>, DenyCode> {
+        if self.pending.is_empty() && complete_prefix(&chunk) == chunk.len() {
+            return Ok(Some(chunk));
+        }
+        self.pending.extend_from_slice(&chunk);
+        if self.pending.len() > MAX_EVENT_BYTES {
+            return Err(DenyCode::UpstreamError);
+        }
+        let n = complete_prefix(&self.pending);
+        Ok((n > 0).then(|| self.pending.split_to(n).freeze()))
     }
 
     /// Looks at a chunk's complete events; returns a refusal if the stream must stop.
@@ -124,7 +172,7 @@ where
 impl<S, E> Stream for Inspected<S>
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
-    E: Display,
+    E: StreamError,
 {
     type Item = Result<Bytes, std::io::Error>;
 
@@ -137,38 +185,74 @@ where
             tracing::warn!(request_id = %this.guard.cx.request_id, "stream exceeded its maximum duration; cut");
             return this.cut("cut", DenyCode::UpstreamTimeout);
         }
-        match this.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.idle_timer.as_mut().reset(Instant::now() + this.idle);
-                match this.inspect(&chunk) {
-                    Ok(()) => Poll::Ready(Some(Ok(chunk))),
-                    Err(DenyCode::UpstreamError) => {
-                        tracing::warn!(request_id = %this.guard.cx.request_id, "provider sent a malformed or oversized event; stream cut");
-                        this.cut("upstream_failed", DenyCode::UpstreamError)
-                    }
-                    Err(code) => this.cut("blocked", code),
+        loop {
+            let chunk = match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => chunk,
+                Poll::Ready(Some(Err(e))) => return this.on_error(&e),
+                Poll::Ready(None) => return this.on_end(),
+                Poll::Pending => return this.on_pending(cx),
+            };
+            this.idle_timer.as_mut().reset(Instant::now() + this.idle);
+            let checked = this.inspect(&chunk).and_then(|()| this.release(chunk));
+            match checked {
+                Ok(Some(ready)) => return Poll::Ready(Some(Ok(ready))),
+                // only part of an event so far: keep reading
+                Ok(None) => continue,
+                Err(DenyCode::UpstreamError) => {
+                    tracing::warn!(request_id = %this.guard.cx.request_id, "provider sent a malformed or oversized event; stream cut");
+                    return this.cut("upstream_failed", DenyCode::UpstreamError);
                 }
-            }
-            Poll::Ready(Some(Err(e))) => {
-                tracing::warn!(request_id = %this.guard.cx.request_id, error = %e, "provider stream failed");
-                this.cut("upstream_failed", DenyCode::UpstreamError)
-            }
-            Poll::Ready(None) if this.saw_done => {
-                this.finished = true;
-                this.guard.end = Some(("completed", None));
-                Poll::Ready(None)
-            }
-            Poll::Ready(None) => {
-                tracing::warn!(request_id = %this.guard.cx.request_id, "provider closed the stream before [DONE]");
-                this.cut("upstream_failed", DenyCode::UpstreamError)
-            }
-            Poll::Pending => {
-                if this.idle_timer.as_mut().poll(cx).is_ready() {
-                    tracing::warn!(request_id = %this.guard.cx.request_id, "provider stream went idle; cut");
-                    return this.cut("upstream_timeout", DenyCode::UpstreamTimeout);
-                }
-                Poll::Pending
+                Err(code) => return this.cut("blocked", code),
             }
         }
+    }
+}
+
+impl<S, E> Inspected<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: StreamError,
+{
+    fn on_error(&mut self, e: &E) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        if e.is_timeout() {
+            tracing::warn!(request_id = %self.guard.cx.request_id, "provider stream went idle; cut");
+            return self.cut("upstream_timeout", DenyCode::UpstreamTimeout);
+        }
+        tracing::warn!(request_id = %self.guard.cx.request_id, error = %e, "provider stream failed");
+        self.cut("upstream_failed", DenyCode::UpstreamError)
+    }
+
+    fn on_end(&mut self) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        if !self.saw_done {
+            tracing::warn!(request_id = %self.guard.cx.request_id, "provider closed the stream before [DONE]");
+            return self.cut("upstream_failed", DenyCode::UpstreamError);
+        }
+        self.finished = true;
+        self.guard.end = Some(("completed", None));
+        // trailing bytes after [DONE] (a final newline) end the body
+        let rest = std::mem::take(&mut self.pending);
+        if rest.is_empty() { Poll::Ready(None) } else { Poll::Ready(Some(Ok(rest.freeze()))) }
+    }
+
+    fn on_pending(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        if self.idle_timer.as_mut().poll(cx).is_ready() {
+            tracing::warn!(request_id = %self.guard.cx.request_id, "provider stream went idle; cut");
+            return self.cut("upstream_timeout", DenyCode::UpstreamTimeout);
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_prefix;
+
+    #[test]
+    fn complete_prefix_ends_after_the_last_blank_line() {
+        assert_eq!(complete_prefix(b""), 0);
+        assert_eq!(complete_prefix(b"data: a\n\n"), 10);
+        assert_eq!(complete_prefix(b"data: a\n\ndata: b"), 10);
+        assert_eq!(complete_prefix(b"data: a\r\n\r\ndata"), 12);
+        assert_eq!(complete_prefix(b"data: a\n"), 0);
     }
 }

@@ -1,1 +1,32 @@
-fn _x() {}
+//! Test and benchmark harness. [`FakeProvider`] is a real HTTP server on an ephemeral port
+//! that speaks OpenAI's API (JSON and SSE) and can be scripted to misbehave; [`TestGateway`]
+//! starts the real `gatehouse` binary on ephemeral ports with its own data dir.
+//!
+//! A dev-dependency only: nothing in the product depends on this crate.
+
+#![expect(clippy::panic, reason = "a test harness whose setup fails must stop the test loudly")]
+
+mod fake;
+mod gateway;
+
+pub use fake::{Behavior, FakeProvider, Recorded, UPSTREAM_SECRET_IN_ERRORS};
+pub use gateway::{GatewayBuilder, TestGateway};
+
+/// Polls `f` every 20 ms until it returns true or `within` passes. Tests wait on conditions,
+/// never on bare sleeps.
+pub async fn eventually<F, Fut>(within: std::time::Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

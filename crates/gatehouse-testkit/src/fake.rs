@@ -1,0 +1,248 @@
+//! A scriptable OpenAI-compatible upstream over real HTTP.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// A string the fake puts into its error bodies: a test asserts it never reaches a client.
+pub const UPSTREAM_SECRET_IN_ERRORS: &str = "sk-upstream-LEAKED-0123456789";
+
+/// How the fake answers the next requests.
+#[derive(Clone, Debug, Default)]
+pub enum Behavior {
+    /// Answer normally.
+    #[default]
+    Ok,
+    /// Answer normally after a delay.
+    Latency(Duration),
+    /// Answer with this status and an error body that contains [`UPSTREAM_SECRET_IN_ERRORS`].
+    Status(u16),
+    /// A non-streamed body of this many bytes.
+    HugeBody(usize),
+    /// Streams: a valid chunk, then one event larger than any sane limit.
+    OversizedEvent,
+    /// Streams: two chunks, then the connection closes without `[DONE]`.
+    Disconnect,
+    /// Streams: one chunk, then silence forever.
+    Stall,
+    /// Streams: chunks every 10 ms, forever.
+    Endless,
+    /// Never answers at all.
+    Hang,
+    /// Redirects to another URL (a gateway must not follow).
+    Redirect,
+    /// Streams slowly: each chunk after this delay (for drain tests).
+    SlowStream(Duration),
+}
+
+/// What the fake saw of the last request.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+struct Shared {
+    calls: AtomicUsize,
+    behavior: ArcSwap<Behavior>,
+    last: ArcSwap<Option<Recorded>>,
+    stream_chunks: usize,
+}
+
+pub struct FakeProvider {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeProvider {
+    /// Starts on 127.0.0.1:0.
+    pub async fn spawn() -> FakeProvider {
+        match Self::spawn_on("127.0.0.1:0", 8).await {
+            Ok(f) => f,
+            Err(e) => panic!("fake provider failed to start: {e}"),
+        }
+    }
+
+    /// Starts on `addr` with `stream_chunks` content chunks per streamed answer.
+    pub async fn spawn_on(addr: &str, stream_chunks: usize) -> anyhow::Result<FakeProvider> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            calls: AtomicUsize::new(0),
+            behavior: ArcSwap::from_pointee(Behavior::Ok),
+            last: ArcSwap::from_pointee(None),
+            stream_chunks,
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
+            .route("/v1/models", get(models))
+            .with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let _ = axum::serve(listener, app.into_make_service()).await;
+        });
+        Ok(FakeProvider { addr, shared, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The OpenAI-style base URL, e.g. `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Requests received so far (of any kind).
+    pub fn calls(&self) -> usize {
+        self.shared.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn set(&self, b: Behavior) {
+        self.shared.behavior.store(Arc::new(b));
+    }
+
+    pub fn last_request(&self) -> Option<Recorded> {
+        (**self.shared.last.load()).clone()
+    }
+}
+
+fn record(s: &Shared, path: &str, headers: &HeaderMap, body: &Bytes) -> Value {
+    s.calls.fetch_add(1, Ordering::SeqCst);
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    s.last.store(Arc::new(Some(Recorded { path: path.to_owned(), headers: headers.clone(), body: v.clone() })));
+    v
+}
+
+fn error_response(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = json!({"error": {"message": format!("upstream says no; your key {UPSTREAM_SECRET_IN_ERRORS} is bad"), "type": "x", "code": "x"}});
+    let mut resp = (code, axum::Json(body)).into_response();
+    if status == 429 {
+        resp.headers_mut().insert(header::RETRY_AFTER, "7".parse().unwrap_or(header::HeaderValue::from_static("1")));
+    }
+    resp
+}
+
+fn frame(v: &Value) -> Bytes {
+    Bytes::from(format!("data: {v}\n\n"))
+}
+
+fn chunk(model: &str, content: &str) -> Value {
+    json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+           "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]})
+}
+
+async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let req = record(&s, "/v1/chat/completions", &headers, &body);
+    let model = req["model"].as_str().unwrap_or("fake").to_owned();
+    let stream = req["stream"].as_bool().unwrap_or(false);
+    let behavior = (**s.behavior.load()).clone();
+    match behavior {
+        Behavior::Status(code) => return error_response(code),
+        Behavior::Hang => {
+            std::future::pending::<()>().await;
+        }
+        Behavior::Redirect => {
+            return (StatusCode::FOUND, [(header::LOCATION, "http://127.0.0.1:9/elsewhere")]).into_response();
+        }
+        Behavior::Latency(d) => tokio::time::sleep(d).await,
+        Behavior::HugeBody(n) if !stream => {
+            let filler = "x".repeat(n);
+            return ([(header::CONTENT_TYPE, "application/json")], format!("{{\"filler\":\"{filler}\"}}"))
+                .into_response();
+        }
+        _ => {}
+    }
+    if !stream {
+        let body = json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the fake provider."}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12},
+            "system_fingerprint": "fp_fake",
+        });
+        return axum::Json(body).into_response();
+    }
+    let n = s.stream_chunks;
+    let m = model.clone();
+    let normal = futures_util::stream::iter((0..n).map(move |i| frame(&chunk(&m, &format!("tok{i} ")))))
+        .chain(futures_util::stream::iter([
+            frame(&json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+                          "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}})),
+            Bytes::from_static(b"data: [DONE]\n\n"),
+        ]));
+    let body: futures_util::stream::BoxStream<'static, Bytes> = match behavior {
+        Behavior::OversizedEvent => {
+            let big = format!("data: {{\"x\":\"{}\"", "y".repeat(2 * 1024 * 1024));
+            futures_util::stream::iter([frame(&chunk("m", "ok ")), Bytes::from(big)]).boxed()
+        }
+        Behavior::Disconnect => normal.take(2).boxed(),
+        Behavior::Stall => {
+            futures_util::stream::iter([frame(&chunk("m", "ok "))]).chain(futures_util::stream::pending()).boxed()
+        }
+        Behavior::Endless => futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Some((frame(&chunk("m", "more ")), ()))
+        })
+        .boxed(),
+        Behavior::SlowStream(d) => normal
+            .then(move |b| async move {
+                tokio::time::sleep(d).await;
+                b
+            })
+            .boxed(),
+        _ => normal.boxed(),
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(body.map(Ok::<_, Infallible>)))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn embeddings(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let req = record(&s, "/v1/embeddings", &headers, &body);
+    if let Behavior::Status(code) = **s.behavior.load() {
+        return error_response(code);
+    }
+    let n = match &req["input"] {
+        Value::Array(a) => a.len(),
+        _ => 1,
+    };
+    let data: Vec<Value> =
+        (0..n).map(|i| json!({"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]})).collect();
+    axum::Json(json!({"object": "list", "data": data, "model": req["model"], "usage": {"prompt_tokens": 3, "total_tokens": 3}}))
+        .into_response()
+}
+
+async fn models(State(s): State<Arc<Shared>>) -> Response {
+    s.calls.fetch_add(1, Ordering::SeqCst);
+    axum::Json(
+        json!({"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 1, "owned_by": "fake"}]}),
+    )
+    .into_response()
+}

@@ -1,0 +1,134 @@
+//! Hostile and malformed input: every case a clear, fixed refusal; nothing reaches the provider.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_testkit::FakeProvider;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{gateway, gateway_with, upstream_config};
+
+async fn raw_post(gw: &gatehouse_testkit::TestGateway, key: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let resp = gw
+        .http
+        .post(format!("{}/v1/chat/completions", gw.data_url))
+        .bearer_auth(key)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn every_refusal_is_a_fixed_openai_error() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway()
+        .config(&upstream_config(&fake))
+        .config("[limits]\nmax_body_bytes = 4096\nmax_json_depth = 8\nmax_messages = 4\n")
+        .env("FAKE_UPSTREAM_KEY", "sk-x")
+        .spawn()
+        .await;
+    let k = gw.key();
+    let msg = |n: usize| json!({"model": "fake-model", "messages": vec![json!({"role": "user", "content": "x"}); n]});
+    let deep = format!(
+        r#"{{"model":"fake-model","messages":[{{"role":"user","content":"x"}}],"x":{}1{}}}"#,
+        "[".repeat(20),
+        "]".repeat(20)
+    );
+
+    let cases: Vec<(&str, (u16, Value))> = vec![
+        ("malformed_json", raw_post(&gw, k, "application/json", b"{\"model\": ".to_vec()).await),
+        ("not_an_object", raw_post(&gw, k, "application/json", b"[1,2]".to_vec()).await),
+        (
+            "missing_model",
+            raw_post(&gw, k, "application/json", br#"{"messages":[{"role":"user","content":"x"}]}"#.to_vec()).await,
+        ),
+        ("wrong_content_type", raw_post(&gw, k, "text/plain", serde_json::to_vec(&msg(1)).unwrap()).await),
+        ("too_large", raw_post(&gw, k, "application/json", vec![b' '; 10_000]).await),
+        ("too_deep", raw_post(&gw, k, "application/json", deep.into_bytes()).await),
+        ("too_many_messages", raw_post(&gw, k, "application/json", serde_json::to_vec(&msg(5)).unwrap()).await),
+        (
+            "unknown_model",
+            raw_post(
+                &gw,
+                k,
+                "application/json",
+                br#"{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}"#.to_vec(),
+            )
+            .await,
+        ),
+        ("unknown_route", {
+            let r = gw.get("/v1/nope", Some(k)).await;
+            (r.status().as_u16(), r.json().await.unwrap())
+        }),
+        ("wrong_method", {
+            let r = gw.get("/v1/chat/completions", Some(k)).await;
+            (r.status().as_u16(), r.json().await.unwrap())
+        }),
+    ];
+    insta::assert_json_snapshot!("refusals_over_http", cases);
+    assert_eq!(fake.calls(), 0, "no malformed request reaches the provider");
+}
+
+#[tokio::test]
+async fn refusals_do_not_echo_the_prompt_or_the_key() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway_with(&fake).await;
+    let canary = "CANARY-PROMPT-7f3a";
+    let body = json!({"model": "unknown-model", "messages": [{"role": "user", "content": canary}]});
+    let resp = gw.post("/v1/chat/completions", Some(gw.key()), &body).await;
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains(canary));
+    let wrong_key = format!("gth_{canary}");
+    let resp = gw.post("/v1/chat/completions", Some(&wrong_key), &body).await;
+    assert!(!resp.text().await.unwrap().contains(canary));
+    // and a successful request leaves neither prompt nor key in the logs
+    gw.post(
+        "/v1/chat/completions",
+        Some(gw.key()),
+        &json!({"model": "fake-model", "messages": [{"role": "user", "content": canary}]}),
+    )
+    .await;
+    let logs = gw.logs();
+    assert!(logs.contains("request finished"), "audit lines are logged");
+    assert!(!logs.contains(canary), "prompt content in logs");
+    assert!(!logs.contains(gw.key()), "credential in logs");
+    assert!(!logs.contains(crate::common::PROVIDER_SECRET), "provider secret in logs");
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let gw = gateway().server("header_read_timeout_ms = 500").spawn().await;
+    let addr = gw.data_url.trim_start_matches("http://");
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    // the server must close the connection (or answer 408) instead of waiting forever
+    let read = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "slowloris connection was held open");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_lying_content_length_does_not_bypass_the_cap() {
+    let gw = gateway().config("[limits]\nmax_body_bytes = 1024\n").spawn().await;
+    let addr = gw.data_url.trim_start_matches("http://");
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        gw.key()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 4000];
+    sock.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.unwrap();
+    sock.write_all(&chunk).await.unwrap();
+    sock.write_all(b"\r\n0\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+}

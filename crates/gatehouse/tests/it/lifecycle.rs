@@ -1,0 +1,77 @@
+//! Process lifecycle and the CLI: graceful drain, and `gatehouse keys` against a live gateway.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use gatehouse_testkit::{Behavior, FakeProvider};
+use serde_json::json;
+
+use crate::common::gateway_with;
+
+#[tokio::test]
+async fn shutdown_drains_an_in_flight_stream() {
+    let fake = FakeProvider::spawn().await;
+    fake.set(Behavior::SlowStream(Duration::from_millis(60)));
+    let mut gw = gateway_with(&fake).await;
+    let body = json!({"model": "fake-model", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let resp = gw.post("/v1/chat/completions", Some(gw.key()), &body).await;
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+
+    gw.terminate();
+    let mut rest = String::new();
+    while let Some(c) = stream.next().await {
+        rest.push_str(&String::from_utf8_lossy(&c.expect("stream must not be cut by shutdown")));
+    }
+    assert!(rest.trim_end().ends_with("data: [DONE]"), "the stream finished: {rest}");
+    let status = gw.wait_exit(Duration::from_secs(10)).await.expect("gateway exits after draining");
+    assert!(status.success());
+}
+
+fn cli(gw: &gatehouse_testkit::TestGateway, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env_clear()
+        .env("GATEHOUSE_ADMIN_URL", &gw.admin_url)
+        .env("GATEHOUSE_ADMIN_TOKEN", gw.admin_token.as_deref().unwrap())
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test]
+async fn keys_cli_creates_lists_and_revokes() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway_with(&fake).await;
+    let (ok, out) = cli(
+        &gw,
+        &["keys", "create", "--name", "ci-key", "--models", "fake-model,mock", "--expires-in", "1h", "-o", "json"],
+    );
+    assert!(ok, "{out}");
+    let created: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(gw.chat(key, "fake-model").await.status(), 200);
+
+    let (ok, table) = cli(&gw, &["keys", "list"]);
+    assert!(ok, "{table}");
+    assert!(table.contains("ci-key") && table.contains("fake-model,mock"), "{table}");
+    assert!(!table.contains(key), "list never shows secrets");
+
+    let (ok, out) = cli(&gw, &["keys", "revoke", id]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&gw, &["keys", "revoke", id]);
+    assert!(!ok && out.contains("404"), "{out}");
+
+    let (ok, out) = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["keys", "list"])
+        .env_clear()
+        .env("GATEHOUSE_ADMIN_URL", &gw.admin_url)
+        .env("GATEHOUSE_ADMIN_TOKEN", "gtha_wrong")
+        .output()
+        .map(|o| (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned()))
+        .unwrap();
+    assert!(!ok && out.contains("401"), "{out}");
+}

@@ -1,0 +1,73 @@
+//! The embedded default works offline with the mock provider.
+
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::common::{gateway, json};
+
+#[tokio::test]
+async fn first_start_prints_secrets_once_and_the_mock_answers() {
+    let gw = gateway().spawn().await;
+    let key = gw.api_key.clone().expect("first start prints an api key");
+    assert!(key.starts_with("gth_"));
+    assert!(gw.admin_token.as_deref().unwrap().starts_with("gtha_"));
+
+    let resp = gw.chat(&key, "mock").await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let v = json(resp).await;
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("mock provider"));
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+
+    let emb = gw.post("/v1/embeddings", Some(&key), &json!({"model": "mock-embedding", "input": ["a", "b"]})).await;
+    assert_eq!(emb.status(), 200);
+    assert_eq!(json(emb).await["data"].as_array().unwrap().len(), 2);
+
+    let models = json(gw.get("/v1/models", Some(&key)).await).await;
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["mock", "mock-embedding"]);
+    assert_eq!(gw.get("/v1/models/mock", Some(&key)).await.status(), 200);
+    assert_eq!(gw.get("/healthz", None).await.status(), 200);
+    assert_eq!(gw.get("/readyz", None).await.status(), 200);
+
+    // a restart on the same data dir keeps the key and prints no new secrets
+    let dir = gw.stop().await;
+    let again = gateway().data_dir(dir).spawn().await;
+    assert!(again.api_key.is_none() && again.admin_token.is_none(), "secrets are shown only once");
+    assert_eq!(again.chat(&key, "mock").await.status(), 200);
+}
+
+#[tokio::test]
+async fn mock_streams_chunk_by_chunk_with_usage() {
+    let gw = gateway().spawn().await;
+    let body = json!({"model": "mock", "stream": true, "messages": [{"role": "user", "content": "hello"}]});
+    let resp = gw.post("/v1/chat/completions", Some(gw.key()), &body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut chunks = 0;
+    let mut text = String::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(c) = stream.next().await {
+        chunks += 1;
+        text.push_str(std::str::from_utf8(&c.unwrap()).unwrap());
+    }
+    assert!(chunks > 1, "the stream arrives in pieces");
+    assert!(text.contains("\"usage\""));
+    assert!(text.trim_end().ends_with("data: [DONE]"));
+}
+
+#[tokio::test]
+async fn metrics_count_outcomes_by_code_without_content() {
+    let gw = gateway().spawn().await;
+    gw.chat(gw.key(), "mock").await;
+    gw.chat("gth_wrong", "mock").await;
+    let metrics = gw.http.get(format!("{}/metrics", gw.admin_url)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("gatehouse_requests_total{endpoint=\"chat_completions\",outcome=\"allowed\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("code=\"invalid_api_key\",gate=\"authenticate\""), "{metrics}");
+    assert!(metrics.contains("gatehouse_request_duration_seconds_bucket"));
+    assert!(!metrics.contains("hello"), "no prompt content in metrics");
+    assert!(!metrics.contains(gw.key()), "no credential in metrics");
+}
