@@ -156,30 +156,13 @@ pub struct Policy {
 }
 
 impl Default for Config {
+    /// The embedded default: the same values an empty file yields.
     fn default() -> Self {
-        // The embedded default has no issues by construction.
-        match Config::from_raw(RawConfig::default()) {
-            Ok(c) => c,
-            Err(_) => unreachable_default(),
-        }
-    }
-}
-
-#[cold]
-fn unreachable_default() -> Config {
-    Config {
-        server: ServerConfig {
-            data_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            data_dir: PathBuf::from("./gatehouse-data"),
-            store: StoreUrl::Embedded,
-            master_key: None,
-            log_format: LogFormat::Text,
-            header_read_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(30),
-            max_connections: nz32(10_000),
-        },
-        policy: Policy { limits: RequestLimits::default(), mock_enabled: true, providers: vec![], models: vec![] },
+        let mut issues = Vec::new();
+        let server = server(RawServer::default(), &mut issues);
+        let limits = limits(&RawLimits::default(), &mut issues);
+        debug_assert!(issues.is_empty(), "defaults must satisfy their own rules");
+        Config { server, policy: Policy { limits, mock_enabled: true, providers: vec![], models: vec![] } }
     }
 }
 

@@ -98,6 +98,8 @@ impl FakeProvider {
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
+            .route("/__fake/behavior", post(script))
+            .route("/__fake/calls", get(calls))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             use axum::serve::ListenerExt;
@@ -245,4 +247,26 @@ async fn models(State(s): State<Arc<Shared>>) -> Response {
         json!({"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 1, "owned_by": "fake"}]}),
     )
     .into_response()
+}
+
+/// Scripting over HTTP, for the Python suite and load runs that use the binary:
+/// `{"kind": "ok" | "status" | "latency" | "hang" | "disconnect" | "stall" | "oversized", "status": N, "ms": N}`.
+async fn script(State(s): State<Arc<Shared>>, axum::Json(v): axum::Json<Value>) -> Response {
+    let ms = Duration::from_millis(v["ms"].as_u64().unwrap_or(0));
+    let b = match v["kind"].as_str() {
+        Some("ok") => Behavior::Ok,
+        Some("status") => Behavior::Status(u16::try_from(v["status"].as_u64().unwrap_or(500)).unwrap_or(500)),
+        Some("latency") => Behavior::Latency(ms),
+        Some("hang") => Behavior::Hang,
+        Some("disconnect") => Behavior::Disconnect,
+        Some("stall") => Behavior::Stall,
+        Some("oversized") => Behavior::OversizedEvent,
+        _ => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    s.behavior.store(Arc::new(b));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn calls(State(s): State<Arc<Shared>>) -> Response {
+    axum::Json(json!({"calls": s.calls.load(Ordering::SeqCst)})).into_response()
 }

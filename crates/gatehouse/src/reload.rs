@@ -3,7 +3,7 @@
 //! validate -> build -> swap; any failure keeps the running snapshot.
 
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,14 +13,14 @@ use gatehouse_proxy::{AppState, build_runtime};
 
 const POLL: Duration = Duration::from_secs(1);
 
-fn fingerprint(path: &PathBuf) -> Option<u64> {
+fn fingerprint(path: &Path) -> Option<u64> {
     let bytes = std::fs::read(path).ok()?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     Some(h.finish())
 }
 
-fn reload(path: &PathBuf, running: &ServerConfig, app: &AppState, verifier: &Arc<KeyVerifier>) {
+fn reload(path: &Path, running: &ServerConfig, app: &AppState, verifier: &Arc<KeyVerifier>) {
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, one command:
+#   - Rust: unit tests, property tests, store tests on SQLite and PostgreSQL, and end-to-end
+#     tests that start the real `gatehouse` binary against a real fake upstream;
+#   - Python: the official `openai` client against the real binaries (in a venv).
+# PostgreSQL is expected at GATEHOUSE_TEST_POSTGRES_URL (default
+# postgres://postgres@127.0.0.1:5432/test). Outside CI its tests are skipped with a loud
+# message when it is down; with CI=true they fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs=${CARGO_BUILD_JOBS:-2}
+cargo build -j"$jobs" --workspace --bins
+cargo test -j"$jobs" --workspace
+
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+venv=${GATEHOUSE_VENV:-.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+GATEHOUSE_BIN="$target/debug/gatehouse" FAKE_PROVIDER_BIN="$target/debug/fake-provider" \
+  "$venv/bin/python" -m pytest -q tests/python

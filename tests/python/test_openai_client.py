@@ -1,0 +1,114 @@
+"""The official `openai` package against Gatehouse: it must work unmodified, and every
+refusal must surface as the SDK's typed error."""
+
+import openai
+import pytest
+from openai import OpenAI
+
+
+def client(gateway, key=None):
+    return OpenAI(base_url=gateway.data_url + "/v1", api_key=key or gateway.api_key, max_retries=0, timeout=10)
+
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture(autouse=True)
+def reset_fake(fake):
+    fake.behave(kind="ok")
+    yield
+    fake.behave(kind="ok")
+
+
+@pytest.mark.parametrize("model, expected", [("mock", "mock provider"), ("fake-model", "fake provider")])
+def test_chat_completion(gateway, model, expected):
+    resp = client(gateway).chat.completions.create(model=model, messages=MESSAGES)
+    assert expected in resp.choices[0].message.content
+    assert resp.usage.prompt_tokens > 0
+    assert resp.usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize("model", ["mock", "fake-model"])
+def test_streamed_chat_completion(gateway, model):
+    stream = client(gateway).chat.completions.create(
+        model=model, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    text, usage, chunks = "", None, 0
+    for chunk in stream:
+        chunks += 1
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+        if chunk.usage:
+            usage = chunk.usage
+    assert chunks > 2
+    assert text
+    assert usage is not None and usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize("model", ["mock-embedding", "fake-embed"])
+def test_embeddings(gateway, model):
+    resp = client(gateway).embeddings.create(model=model, input=["one", "two"])
+    assert len(resp.data) == 2
+    assert len(resp.data[0].embedding) > 0
+
+
+def test_models_list_and_retrieve(gateway):
+    c = client(gateway)
+    ids = [m.id for m in c.models.list()]
+    assert ids == ["mock", "mock-embedding", "fake-model", "fake-embed"]
+    assert c.models.retrieve("fake-model").id == "fake-model"
+
+
+def test_wrong_key_is_authentication_error(gateway, fake):
+    before = fake.calls()
+    with pytest.raises(openai.AuthenticationError) as e:
+        client(gateway, key="gth_not-a-real-key").chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert e.value.code == "invalid_api_key"
+    assert fake.calls() == before
+
+
+def test_unknown_and_forbidden_models_are_not_found(gateway, fake):
+    with pytest.raises(openai.NotFoundError) as e:
+        client(gateway).chat.completions.create(model="gpt-nope", messages=MESSAGES)
+    assert e.value.code == "model_not_found"
+    limited = gateway.create_key(name="py-limited", models=["mock"])["key"]
+    before = fake.calls()
+    with pytest.raises(openai.NotFoundError):
+        client(gateway, key=limited).chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert fake.calls() == before
+    assert [m.id for m in client(gateway, key=limited).models.list()] == ["mock"]
+
+
+def test_bad_request_is_bad_request_error(gateway):
+    with pytest.raises(openai.BadRequestError) as e:
+        client(gateway).chat.completions.create(model="fake-model", messages=[])
+    assert e.value.code == "invalid_request"
+    assert e.value.param == "messages"
+
+
+def test_upstream_rate_limit_is_rate_limit_error(gateway, fake):
+    fake.behave(kind="status", status=429)
+    with pytest.raises(openai.RateLimitError) as e:
+        client(gateway).chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert e.value.code == "upstream_rate_limited"
+    assert "sk-" not in str(e.value), "provider error text must not be relayed"
+
+
+def test_upstream_failure_and_timeout_are_server_errors(gateway, fake):
+    fake.behave(kind="status", status=500)
+    with pytest.raises(openai.InternalServerError) as e:
+        client(gateway).chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert e.value.status_code == 502
+    fake.behave(kind="hang")
+    with pytest.raises(openai.InternalServerError) as e:
+        client(gateway).chat.completions.create(model="fake-model", messages=MESSAGES)
+    assert e.value.status_code == 504
+
+
+def test_a_stream_cut_mid_way_raises_an_api_error(gateway, fake):
+    fake.behave(kind="disconnect")
+    stream = client(gateway).chat.completions.create(model="fake-model", messages=MESSAGES, stream=True)
+    with pytest.raises(openai.APIError) as e:
+        for _ in stream:
+            pass
+    assert "provider" in str(e.value)
