@@ -1,1 +1,107 @@
-fn main() {}
+//! Hot-path micro-benchmarks, each beside a naive baseline measured in the same run:
+//!   key_verify: a cached key (one HMAC + one cache probe) vs asking SQLite every time;
+//!   admit:      the whole gate chain with embedded stores vs just parsing the body as JSON.
+//! Run: cargo bench -p gatehouse-gates --bench hot_path
+
+#![expect(clippy::expect_used, reason = "benchmark setup: a failure must stop the run")]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use gatehouse_core::{DenyCode, KeyId, RequestCx, RequestId};
+use gatehouse_gates::authenticate::{AuthenticateGate, KeyVerifier};
+use gatehouse_gates::authorize::AuthorizeGate;
+use gatehouse_gates::cache::CacheGate;
+use gatehouse_gates::guardrails::{GuardrailsInGate, GuardrailsOutGate};
+use gatehouse_gates::limits::LimitsGate;
+use gatehouse_gates::route::{RouteGate, RouteTable};
+use gatehouse_gates::{Gates, admit};
+use gatehouse_providers::{Endpoint, RequestBounds};
+use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
+use gatehouse_store::{NewKey, Store, now_ms};
+use secrecy::SecretString;
+
+const BODY: &[u8] = br#"{"model":"mock","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the plot of Hamlet in two sentences, please."}],"temperature":0.2,"max_tokens":128}"#;
+
+struct Fixture {
+    gates: Gates,
+    store: Store,
+    hasher: Arc<KeyHasher>,
+    key: SecretString,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_sqlite(&dir.path().join("bench.db")).await.expect("sqlite");
+    store.migrate().await.expect("migrate");
+    let t = store.ensure_default_tenant().await.expect("tenant");
+    let hasher = Arc::new(KeyHasher::new(&MasterKey::from_bytes([3; 32])));
+    let key = generate_key(KeyKind::Api);
+    store
+        .insert_key(&NewKey {
+            id: KeyId::generate(),
+            org: t.org,
+            project: t.project,
+            name: "bench".into(),
+            digest: hasher.digest(KeyKind::Api, &key).0,
+            hint: "h".into(),
+            allowed_models: None,
+            created_at: now_ms(),
+            expires_at: None,
+        })
+        .await
+        .expect("insert");
+    let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), 10_000));
+    let table = Arc::new(RouteTable::build(&gatehouse_config::Config::default().policy));
+    let gates = Gates {
+        authenticate: AuthenticateGate { verifier },
+        authorize: AuthorizeGate { table: table.clone() },
+        guardrails_in: GuardrailsInGate,
+        route: RouteGate { table: table.clone() },
+        limits: LimitsGate,
+        cache: CacheGate,
+        guardrails_out: GuardrailsOutGate,
+        bounds: RequestBounds { max_depth: 32, max_messages: 2048, max_embedding_inputs: 2048 },
+        table,
+    };
+    Fixture { gates, store, hasher, key, _dir: dir }
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let f = rt.block_on(fixture());
+    // warm the cache
+    rt.block_on(f.gates.authenticate.verifier.verify(&f.key)).expect("valid key");
+
+    let mut g = c.benchmark_group("key_verify");
+    g.bench_function("cache_hit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(f.gates.authenticate.verifier.verify(black_box(&f.key)).await.is_ok()) })
+    });
+    g.bench_function("baseline_store_lookup_every_time", |b| {
+        b.to_async(&rt).iter(|| async {
+            let d = f.hasher.digest(KeyKind::Api, black_box(&f.key));
+            black_box(f.store.key_by_digest(&d.0).await.expect("lookup").is_some())
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("admit");
+    g.bench_function("full_chain_embedded", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut cx = RequestCx::new(RequestId::generate(), Some(f.key.clone()));
+            let body = async { Ok::<_, DenyCode>(Bytes::from_static(BODY)) };
+            black_box(admit(&f.gates, &mut cx, Endpoint::ChatCompletions, body).await.is_ok())
+        })
+    });
+    g.bench_function("baseline_json_parse_only", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(black_box(BODY)).is_ok()))
+    });
+    g.finish();
+}
+
+criterion_group!(hot_path, benches);
+criterion_main!(hot_path);

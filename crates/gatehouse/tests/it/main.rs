@@ -1,7 +1,12 @@
 //! End-to-end tests: the real `gatehouse` binary on ephemeral ports, real HTTP, a real fake
 //! upstream. Each test gets its own data dir.
 
-#![expect(clippy::unwrap_used, clippy::panic, clippy::print_stderr, reason = "test harness code: a failed setup must fail the test loudly")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "test harness code: a failed setup must fail the test loudly"
+)]
 
 mod auth;
 mod bad_input;
