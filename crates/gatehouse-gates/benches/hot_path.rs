@@ -11,12 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse_core::{DenyCode, KeyId, RequestCx, RequestId};
-use gatehouse_gates::authenticate::{AuthenticateGate, KeyVerifier};
-use gatehouse_gates::authorize::AuthorizeGate;
-use gatehouse_gates::cache::CacheGate;
-use gatehouse_gates::guardrails::{GuardrailsInGate, GuardrailsOutGate};
-use gatehouse_gates::limits::LimitsGate;
-use gatehouse_gates::route::{RouteGate, RouteTable};
+use gatehouse_gates::authenticate::KeyVerifier;
+use gatehouse_gates::route::RouteTable;
 use gatehouse_gates::{Gates, admit};
 use gatehouse_providers::{Endpoint, RequestBounds};
 use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
@@ -56,17 +52,8 @@ async fn fixture() -> Fixture {
         .expect("insert");
     let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), 10_000));
     let table = Arc::new(RouteTable::build(&gatehouse_config::Config::default().policy));
-    let gates = Gates {
-        authenticate: AuthenticateGate { verifier },
-        authorize: AuthorizeGate { table: table.clone() },
-        guardrails_in: GuardrailsInGate,
-        route: RouteGate { table: table.clone() },
-        limits: LimitsGate,
-        cache: CacheGate,
-        guardrails_out: GuardrailsOutGate,
-        bounds: RequestBounds { max_depth: 32, max_messages: 2048, max_embedding_inputs: 2048 },
-        table,
-    };
+    let bounds = RequestBounds { max_depth: 32, max_messages: 2048, max_embedding_inputs: 2048 };
+    let gates = Gates::new(verifier, table, bounds);
     Fixture { gates, store, hasher, key, _dir: dir }
 }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, GateName, GateOutcome, RequestCx};
 use gatehouse_providers::{ApiRequest, Endpoint, RequestBounds};
 
-use crate::authenticate::AuthenticateGate;
+use crate::authenticate::{AuthenticateGate, KeyVerifier};
 use crate::authorize::AuthorizeGate;
 use crate::cache::CacheGate;
 use crate::guardrails::{GuardrailsInGate, GuardrailsOutGate};
@@ -31,6 +31,24 @@ pub struct Gates {
     pub guardrails_out: GuardrailsOutGate,
     pub bounds: RequestBounds,
     pub table: Arc<RouteTable>,
+}
+
+impl Gates {
+    /// The gates for one snapshot: the key verifier is shared across snapshots (its cache
+    /// survives reloads); the route table and bounds come from the snapshot's policy.
+    pub fn new(verifier: Arc<KeyVerifier>, table: Arc<RouteTable>, bounds: RequestBounds) -> Gates {
+        Gates {
+            authenticate: AuthenticateGate { verifier },
+            authorize: AuthorizeGate { table: table.clone() },
+            guardrails_in: GuardrailsInGate,
+            route: RouteGate { table: table.clone() },
+            limits: LimitsGate,
+            cache: CacheGate,
+            guardrails_out: GuardrailsOutGate,
+            bounds,
+            table,
+        }
+    }
 }
 
 /// Why admission stopped early.
@@ -138,7 +156,6 @@ fn refuse(cx: &mut RequestCx, code: DenyCode) -> Denial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authenticate::KeyVerifier;
     use gatehouse_core::{KeyId, RequestId};
     use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
     use gatehouse_store::{NewKey, Store, now_ms};
@@ -174,17 +191,8 @@ mod tests {
         let verifier = Arc::new(KeyVerifier::new(store, hasher, 1000));
         let policy = gatehouse_config::Config::default().policy;
         let table = Arc::new(RouteTable::build(&policy));
-        let gates = Gates {
-            authenticate: AuthenticateGate { verifier },
-            authorize: AuthorizeGate { table: table.clone() },
-            guardrails_in: GuardrailsInGate,
-            route: RouteGate { table: table.clone() },
-            limits: LimitsGate,
-            cache: CacheGate,
-            guardrails_out: GuardrailsOutGate,
-            bounds: RequestBounds { max_depth: 16, max_messages: 8, max_embedding_inputs: 8 },
-            table,
-        };
+        let bounds = RequestBounds { max_depth: 16, max_messages: 8, max_embedding_inputs: 8 };
+        let gates = Gates::new(verifier, table, bounds);
         Fixture { gates, key, _dir: dir }
     }
 

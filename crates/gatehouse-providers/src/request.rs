@@ -93,10 +93,11 @@ impl ApiRequest {
     /// The body to send upstream: the caller's object with `model` replaced by the
     /// provider's name for it. For streams, usage reporting is switched on (if the caller
     /// did not decide) so metering sees the real token counts.
-    pub fn to_upstream_body(&self, provider_model: &str) -> Bytes {
-        let mut body = self.body.clone();
+    pub fn into_upstream_body(self, provider_model: &str) -> Bytes {
+        let stream = self.stream;
+        let mut body = self.body;
         body.insert("model".to_owned(), Value::String(provider_model.to_owned()));
-        if self.stream && !body.contains_key("stream_options") {
+        if stream && !body.contains_key("stream_options") {
             let mut opts = Map::new();
             opts.insert("include_usage".to_owned(), Value::Bool(true));
             body.insert("stream_options".to_owned(), Value::Object(opts));
@@ -147,7 +148,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.model, "fast");
         assert!(!r.stream);
-        let out: Value = serde_json::from_slice(&r.to_upstream_body("gpt-4o-mini")).unwrap();
+        let out: Value = serde_json::from_slice(&r.into_upstream_body("gpt-4o-mini")).unwrap();
         assert_eq!(out["model"], "gpt-4o-mini");
         assert_eq!(out["x_vendor"]["a"][1], 2);
         assert_eq!(out["temperature"], 0.2);
@@ -157,10 +158,10 @@ mod tests {
     #[test]
     fn streams_ask_for_usage_unless_the_caller_chose() {
         let r = chat(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
-        let out: Value = serde_json::from_slice(&r.to_upstream_body("m")).unwrap();
+        let out: Value = serde_json::from_slice(&r.into_upstream_body("m")).unwrap();
         assert_eq!(out["stream_options"]["include_usage"], true);
         let r = chat(r#"{"model":"m","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
-        let out: Value = serde_json::from_slice(&r.to_upstream_body("m")).unwrap();
+        let out: Value = serde_json::from_slice(&r.into_upstream_body("m")).unwrap();
         assert_eq!(out["stream_options"]["include_usage"], false);
     }
 

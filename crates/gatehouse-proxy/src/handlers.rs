@@ -188,7 +188,8 @@ async fn forward(
     let Some(up) = rt.upstreams.get(i) else {
         return refuse(cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false);
     };
-    let body = req.to_upstream_body(provider_model);
+    let stream = req.stream;
+    let body = req.into_upstream_body(provider_model);
     let started = std::time::Instant::now();
     let send = up.request(endpoint, &cx.request_id.to_string(), body).send();
     let resp = match tokio::time::timeout(up.first_byte_timeout, send).await {
@@ -215,7 +216,7 @@ async fn forward(
         }
         return refuse(cx, endpoint.as_str(), d, true);
     }
-    if req.stream {
+    if stream {
         let is_sse = resp
             .headers()
             .get(header::CONTENT_TYPE)

@@ -7,12 +7,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use gatehouse_config::{EnvLookup, Policy, RequestLimits};
 use gatehouse_gates::Gates;
-use gatehouse_gates::authenticate::{AuthenticateGate, KeyVerifier};
-use gatehouse_gates::authorize::AuthorizeGate;
-use gatehouse_gates::cache::CacheGate;
-use gatehouse_gates::guardrails::{GuardrailsInGate, GuardrailsOutGate};
-use gatehouse_gates::limits::LimitsGate;
-use gatehouse_gates::route::{RouteGate, RouteTable};
+use gatehouse_gates::authenticate::KeyVerifier;
+use gatehouse_gates::route::RouteTable;
 use gatehouse_providers::RequestBounds;
 use gatehouse_store::Store;
 
@@ -31,21 +27,12 @@ pub fn build_runtime(policy: &Policy, verifier: Arc<KeyVerifier>, env: EnvLookup
     let upstreams = policy.providers.iter().map(|p| Upstream::build(p, env)).collect::<Result<Vec<_>, _>>()?;
     let table = Arc::new(RouteTable::build(policy));
     let l = policy.limits;
-    let gates = Gates {
-        authenticate: AuthenticateGate { verifier },
-        authorize: AuthorizeGate { table: table.clone() },
-        guardrails_in: GuardrailsInGate,
-        route: RouteGate { table: table.clone() },
-        limits: LimitsGate,
-        cache: CacheGate,
-        guardrails_out: GuardrailsOutGate,
-        bounds: RequestBounds {
-            max_depth: l.max_json_depth.get(),
-            max_messages: l.max_messages.get(),
-            max_embedding_inputs: l.max_embedding_inputs.get(),
-        },
-        table,
+    let bounds = RequestBounds {
+        max_depth: l.max_json_depth.get(),
+        max_messages: l.max_messages.get(),
+        max_embedding_inputs: l.max_embedding_inputs.get(),
     };
+    let gates = Gates::new(verifier, table, bounds);
     Ok(Runtime { gates, upstreams, limits: l })
 }
 

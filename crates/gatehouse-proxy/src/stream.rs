@@ -250,9 +250,9 @@ mod tests {
     #[test]
     fn complete_prefix_ends_after_the_last_blank_line() {
         assert_eq!(complete_prefix(b""), 0);
-        assert_eq!(complete_prefix(b"data: a\n\n"), 10);
-        assert_eq!(complete_prefix(b"data: a\n\ndata: b"), 10);
-        assert_eq!(complete_prefix(b"data: a\r\n\r\ndata"), 12);
+        assert_eq!(complete_prefix(b"data: a\n\n"), 9);
+        assert_eq!(complete_prefix(b"data: a\n\ndata: b"), 9);
+        assert_eq!(complete_prefix(b"data: a\r\n\r\ndata"), 11);
         assert_eq!(complete_prefix(b"data: a\n"), 0);
     }
 }

@@ -56,15 +56,22 @@ fn apply_overrides(server: &mut ServerConfig, args: &ServeArgs) -> anyhow::Resul
     Ok(())
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to stderr (stdout carries only the start-up banner) through a writer thread, so a
+/// slow log sink never blocks a runtime worker. Not lossy: when the queue is full, callers
+/// wait rather than drop audit lines. The guard flushes at exit.
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    // Logs go to stderr; stdout carries only the start-up banner.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("gatehouse-log")
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
     };
+    guard
 }
 
 #[cfg(unix)]
@@ -181,7 +188,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     apply_overrides(&mut config.server, &args)?;
     let server = config.server.clone();
-    init_tracing(server.log_format);
+    let _log_guard = init_tracing(server.log_format);
 
     create_private_dir(&server.data_dir)
         .with_context(|| format!("cannot create data dir {}", server.data_dir.display()))?;
