@@ -73,7 +73,10 @@ measure() { # $1 url, $2 script, $3 concurrency
 import re, sys
 t = sys.stdin.read()
 def us(v):
-    n, u = re.match(r"([\d.]+)(\w+)", v).groups()
+    m = re.match(r"([\d.]+)([a-z]+)", v)
+    if not m:
+        sys.exit("cannot read wrk output:\n" + t)
+    n, u = m.groups()
     return float(n) * {"us": 1, "ms": 1e3, "s": 1e6}[u]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
 p50 = us(re.search(r"50%\s+(\S+)", t).group(1))

@@ -27,20 +27,25 @@ impl SseScanner {
     }
 
     /// Feeds the next chunk (any split, even mid-line) and calls `on_event` for each event
-    /// the chunk completes.
+    /// the chunk completes. Lines wholly inside the chunk are read in place, without a copy.
     pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) -> Result<(), Error> {
         let mut rest = chunk;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
             let (head, tail) = rest.split_at(pos);
             rest = &tail[1..];
             if self.line.len() + head.len() > self.max_event_bytes {
                 return Err(Error::EventTooLarge);
             }
-            self.line.extend_from_slice(head);
-            if self.line.last() == Some(&b'\r') {
-                self.line.pop();
+            if self.line.is_empty() {
+                self.end_line(head, &mut on_event)?;
+            } else {
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(head);
+                let ended = self.end_line(&line, &mut on_event);
+                line.clear();
+                self.line = line;
+                ended?;
             }
-            self.end_line(&mut on_event)?;
         }
         if self.line.len() + rest.len() > self.max_event_bytes {
             return Err(Error::EventTooLarge);
@@ -49,8 +54,9 @@ impl SseScanner {
         Ok(())
     }
 
-    fn end_line(&mut self, on_event: &mut impl FnMut(SseEvent<'_>)) -> Result<(), Error> {
-        if self.line.is_empty() {
+    fn end_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) -> Result<(), Error> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
             if self.has_data {
                 if self.data == b"[DONE]" {
                     on_event(SseEvent::Done);
@@ -62,7 +68,7 @@ impl SseScanner {
             self.has_data = false;
             return Ok(());
         }
-        if let Some(value) = self.line.strip_prefix(b"data:") {
+        if let Some(value) = line.strip_prefix(b"data:") {
             let value = value.strip_prefix(b" ").unwrap_or(value);
             if self.data.len() + value.len() + 1 > self.max_event_bytes {
                 return Err(Error::EventTooLarge);
@@ -74,7 +80,6 @@ impl SseScanner {
             self.has_data = true;
         }
         // comments (":"), event:, id: and retry: carry nothing Gatehouse acts on
-        self.line.clear();
         Ok(())
     }
 }

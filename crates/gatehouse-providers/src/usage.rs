@@ -22,7 +22,7 @@ pub fn usage_from_body(body: &[u8]) -> Option<Usage> {
 
 /// Usage from one SSE `data:` payload. Cheap reject first: most chunks carry no usage.
 pub fn usage_from_chunk(data: &[u8]) -> Option<Usage> {
-    if !data.windows(7).any(|w| w == b"\"usage\"") {
+    if memchr::memmem::find(data, b"\"usage\"").is_none() {
         return None;
     }
     usage_from_body(data)

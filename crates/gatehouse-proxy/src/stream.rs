@@ -85,14 +85,17 @@ pub struct Inspected<S> {
 }
 
 /// Length of the prefix of `b` that ends with a complete event (after its blank line).
+/// Searches from the end: a chunk usually ends exactly at an event boundary.
 fn complete_prefix(b: &[u8]) -> usize {
-    let mut end = 0;
-    for i in 1..b.len() {
-        if b[i] == b'\n' && (b[i - 1] == b'\n' || (i >= 2 && b[i - 1] == b'\r' && b[i - 2] == b'\n')) {
-            end = i + 1;
+    let mut end = b.len();
+    while let Some(i) = memchr::memrchr(b'\n', &b[..end]) {
+        let before = &b[..i];
+        if before.ends_with(b"\n") || before.ends_with(b"\n\r") {
+            return i + 1;
         }
+        end = i;
     }
-    end
+    0
 }
 
 /// The bounds on one stream.
