@@ -79,8 +79,9 @@ def us(v):
     n, u = m.groups()
     return float(n) * {"us": 1, "ms": 1e3, "s": 1e6}[u]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-p50 = us(re.search(r"50%\s+(\S+)", t).group(1))
-p99 = us(re.search(r"99%\s+(\S+)", t).group(1))
+# anchored: "92.50%" in the thread stats must not match
+p50 = us(re.search(r"^\s+50%\s+(\S+)", t, re.M).group(1))
+p99 = us(re.search(r"^\s+99%\s+(\S+)", t, re.M).group(1))
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
 print(rps, p50, p99, errs.group(1) if errs else 0)'
 }
