@@ -79,3 +79,12 @@ async fn reload_applies_new_models_and_keeps_the_old_on_error() {
     assert!(eventually(Duration::from_secs(5), || async { gw.logs().contains("NOT_SET_ANYWHERE is not set") }).await);
     assert!(models().await.contains(&"fresh".to_owned()));
 }
+
+#[tokio::test]
+async fn the_mock_provider_can_be_switched_off() {
+    let gw = gateway().config("[mock]\nenabled = false\n").spawn().await;
+    let models = json(gw.get("/v1/models", Some(gw.key())).await).await;
+    assert_eq!(models["data"].as_array().unwrap().len(), 0);
+    let r = gw.chat(gw.key(), "mock").await;
+    assert_eq!(r.status(), 404);
+}

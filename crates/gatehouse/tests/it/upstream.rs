@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use gatehouse_testkit::{Behavior, FakeProvider, UPSTREAM_SECRET_IN_ERRORS};
+use gatehouse_testkit::{Behavior, FakeProvider, UPSTREAM_SECRET_IN_ERRORS, eventually};
 use serde_json::{Value, json};
 
 use crate::common::{PROVIDER_SECRET, gateway_with, json};
@@ -57,6 +57,32 @@ async fn streams_pass_through_and_end_with_done() {
     assert!(text.contains("tok0 ") && text.contains("tok7 "), "{text}");
     assert!(text.trim_end().ends_with("data: [DONE]"));
     assert_eq!(fake.last_request().unwrap().body["stream_options"]["include_usage"], true);
+    // usage from the final chunk is metered, and the audit line says how the stream ended
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            let logs = gw.logs();
+            logs.contains("stream_end=\"completed\"") && logs.contains("completion_tokens=8")
+        })
+        .await,
+        "{}",
+        gw.logs()
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_stream_is_metered_as_cancelled() {
+    let fake = FakeProvider::spawn().await;
+    fake.set(Behavior::SlowStream(Duration::from_millis(100)));
+    let gw = gateway_with(&fake).await;
+    let resp = gw.post("/v1/chat/completions", Some(gw.key()), &chat_body("fake-model", true)).await;
+    let mut stream = resp.bytes_stream();
+    assert!(stream.next().await.is_some());
+    drop(stream);
+    assert!(
+        eventually(Duration::from_secs(3), || async { gw.logs().contains("stream_end=\"cancelled\"") }).await,
+        "{}",
+        gw.logs()
+    );
 }
 
 #[tokio::test]
