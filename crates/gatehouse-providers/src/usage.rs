@@ -22,9 +22,7 @@ pub fn usage_from_body(body: &[u8]) -> Option<Usage> {
 
 /// Usage from one SSE `data:` payload. Cheap reject first: most chunks carry no usage.
 pub fn usage_from_chunk(data: &[u8]) -> Option<Usage> {
-    if memchr::memmem::find(data, b"\"usage\"").is_none() {
-        return None;
-    }
+    memchr::memmem::find(data, b"\"usage\"")?;
     usage_from_body(data)
 }
 
