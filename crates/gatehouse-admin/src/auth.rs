@@ -1,5 +1,5 @@
 //! Admin-token authentication for the control plane. Not on the data plane's hot path, so
-//! every call asks the store (a revoked token stops working at once).
+//! every call asks the store (a revoked token stops working at once). Failures are audited.
 
 use axum::extract::FromRequestParts;
 use gatehouse_core::{Denial, DenyCode};
@@ -8,20 +8,20 @@ use http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::AdminState;
-
-/// An authenticated operator. Today every admin token acts as a platform admin.
-#[derive(Debug, Clone)]
-pub struct Operator {
-    pub token_id: String,
-}
+use crate::audit::{AuditCx, Outcome, record};
+use crate::rbac::{Operator, Role};
 
 impl FromRequestParts<AdminState> for Operator {
     type Rejection = Denial;
 
     async fn from_request_parts(parts: &mut Parts, s: &AdminState) -> Result<Self, Denial> {
+        let acx = AuditCx::from_parts(parts);
+        let denied = |code: DenyCode| async move {
+            record(s, &acx, "anonymous", "auth.admin_token", None, None, Outcome::Denied(code)).await;
+            Err(Denial::new(code))
+        };
         let Some(v) = parts.headers.get(http::header::AUTHORIZATION) else {
-            audit_denied("missing_credentials");
-            return Err(Denial::new(DenyCode::MissingCredentials));
+            return denied(DenyCode::MissingCredentials).await;
         };
         let token = v
             .to_str()
@@ -30,24 +30,22 @@ impl FromRequestParts<AdminState> for Operator {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| SecretString::from(t.trim().to_owned()));
         let Some(token) = token.filter(|t| check_format(t.expose_secret()) == Some(KeyKind::Admin)) else {
-            audit_denied("invalid_token");
-            return Err(Denial::new(DenyCode::InvalidToken));
+            return denied(DenyCode::InvalidToken).await;
         };
         let digest = s.hasher.digest(KeyKind::Admin, &token);
         match s.store.admin_token_by_digest(&digest.0).await {
-            Ok(Some(row)) if row.revoked_at.is_none() => Ok(Operator { token_id: row.id }),
-            Ok(_) => {
-                audit_denied("invalid_token");
-                Err(Denial::new(DenyCode::InvalidToken))
-            }
+            Ok(Some(row)) if row.revoked_at.is_none() => match Role::parse(&row.role) {
+                // a scoped role without an org, or an unknown role, is refused, never widened
+                Some(role) if role == Role::PlatformAdmin || row.org.is_some() => {
+                    Ok(Operator { token_id: row.id, role, org: row.org })
+                }
+                _ => denied(DenyCode::InvalidToken).await,
+            },
+            Ok(_) => denied(DenyCode::InvalidToken).await,
             Err(e) => {
                 tracing::warn!(error = %e, "admin token lookup failed");
                 Err(Denial::new(DenyCode::Unavailable))
             }
         }
     }
-}
-
-fn audit_denied(code: &'static str) {
-    tracing::info!(target: "gatehouse::audit", plane = "control", outcome = "denied", code, "admin authentication failed");
 }

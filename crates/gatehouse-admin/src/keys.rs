@@ -1,18 +1,19 @@
 //! `/admin/v1/keys`: create (the secret is shown once), list, get, revoke.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gatehouse_core::{Denial, DenyCode, HasDenyCode, KeyId, OrgId};
 use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, generate_key};
 use gatehouse_store::{KeyRow, NewKey, now_ms};
 use http::StatusCode;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::AdminState;
-use crate::auth::Operator;
+use crate::audit::{AuditCx, respond};
 use crate::body::StrictJson;
+use crate::rbac::{Operator, Permission, check};
 
 const MAX_NAME: usize = 64;
 const MAX_MODELS: usize = 256;
@@ -86,22 +87,47 @@ fn store_denial(e: &gatehouse_store::Error) -> Denial {
     Denial::new(e.deny_code())
 }
 
-async fn org_named(s: &AdminState, name: &str) -> Result<OrgId, Denial> {
-    match s.store.org_by_name(name).await {
-        Ok(Some(o)) => Ok(o),
-        Ok(None) => Err(Denial::new(DenyCode::NotFound).with_param("org")),
-        Err(e) => Err(store_denial(&e)),
-    }
+/// The org an operator addresses: by name when given, else its own (platform admins
+/// default to `default`). Another tenant's org is not found, exactly like a missing one.
+async fn target_org(s: &AdminState, op: &Operator, name: Option<&str>, p: Permission) -> Result<OrgId, Denial> {
+    let org = match (name, op.org) {
+        (None, Some(own)) => own,
+        (name, _) => match s.store.org_by_name(name.unwrap_or("default")).await {
+            Ok(Some(o)) => o,
+            Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("org")),
+            Err(e) => return Err(store_denial(&e)),
+        },
+    };
+    check(op, p, Some(org))?;
+    Ok(org)
 }
 
-pub async fn create(State(s): State<AdminState>, op: Operator, StrictJson(req): StrictJson<CreateKey>) -> Response {
-    match create_inner(&s, &op, req).await {
-        Ok(r) => r,
-        Err(d) => d.into_response(),
+pub async fn create(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    body: Result<StrictJson<CreateKey>, Denial>,
+) -> Response {
+    let r = async {
+        let StrictJson(req) = body?;
+        create_inner(&s, &op, req).await
     }
+    .await;
+    let (ids, r) = match r {
+        Ok((org, id, v)) => (Some((org, id)), Ok(v)),
+        Err(d) => (None, Err(d)),
+    };
+    respond(&s, &acx, &op, "key.create", ids.map(|i| i.0), ids.map(|i| i.1.to_string()), r).await
 }
 
-async fn create_inner(s: &AdminState, op: &Operator, req: CreateKey) -> Result<Response, Denial> {
+async fn create_inner(
+    s: &AdminState,
+    op: &Operator,
+    req: CreateKey,
+) -> Result<(OrgId, KeyId, (StatusCode, Value)), Denial> {
+    // Key creation in any project of the org; members' own-project keys arrive with project
+    // membership (issue #3, next step).
+    let org = target_org(s, op, req.org.as_deref(), Permission::KeyWriteAny).await?;
     if !valid_name(&req.name) {
         return Err(bad("name"));
     }
@@ -121,7 +147,6 @@ async fn create_inner(s: &AdminState, op: &Operator, req: CreateKey) -> Result<R
         Some(n) if (1..=MAX_EXPIRES_IN_SECS).contains(&n) => Some(now_ms() + i64::try_from(n).unwrap_or(0) * 1000),
         Some(_) => return Err(bad("expires_in_seconds")),
     };
-    let org = org_named(s, req.org.as_deref().unwrap_or("default")).await?;
     let project = match s.store.project_by_name(org, req.project.as_deref().unwrap_or("default")).await {
         Ok(Some(p)) => p,
         Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
@@ -140,8 +165,6 @@ async fn create_inner(s: &AdminState, op: &Operator, req: CreateKey) -> Result<R
         expires_at,
     };
     s.store.insert_key(&new).await.map_err(|e| store_denial(&e))?;
-    tracing::info!(target: "gatehouse::audit", plane = "control", actor = %op.token_id, action = "key.create",
-        target = %new.id, org = %org, outcome = "allowed", "api key created");
     let view = KeyView {
         id: new.id.to_string(),
         name: new.name,
@@ -153,7 +176,8 @@ async fn create_inner(s: &AdminState, op: &Operator, req: CreateKey) -> Result<R
         expires_at,
         revoked_at: None,
     };
-    Ok((StatusCode::CREATED, Json(Created { view, key: secret.expose_secret().to_owned() })).into_response())
+    let body = serde_json::to_value(Created { view, key: secret.expose_secret().to_owned() }).unwrap_or(Value::Null);
+    Ok((org, new.id, (StatusCode::CREATED, body)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,73 +193,102 @@ pub struct ListQuery {
 
 pub async fn list(
     State(s): State<AdminState>,
-    _op: Operator,
+    op: Operator,
+    acx: AuditCx,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(q)) = q else {
-        return bad("query").into_response();
-    };
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return bad("limit").into_response();
-    }
-    let org = match org_named(&s, q.org.as_deref().unwrap_or("default")).await {
-        Ok(o) => o,
-        Err(d) => return d.into_response(),
-    };
-    let project = match q.project.as_deref() {
-        None => None,
-        Some(name) => match s.store.project_by_name(org, name).await {
-            Ok(Some(p)) => Some(p),
-            Ok(None) => return Denial::new(DenyCode::NotFound).with_param("project").into_response(),
-            Err(e) => return store_denial(&e).into_response(),
-        },
-    };
-    match s.store.list_keys(org, project, limit).await {
-        Ok(rows) => {
-            let data: Vec<KeyView> = rows.into_iter().map(KeyView::from).collect();
-            Json(serde_json::json!({"object": "list", "data": data})).into_response()
+    let mut org_seen = None;
+    let r = async {
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(bad("limit"));
         }
-        Err(e) => store_denial(&e).into_response(),
+        let org = target_org(&s, &op, q.org.as_deref(), Permission::KeyRead).await?;
+        org_seen = Some(org);
+        let project = match q.project.as_deref() {
+            None => None,
+            Some(name) => match s.store.project_by_name(org, name).await {
+                Ok(Some(p)) => Some(p),
+                Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
+                Err(e) => return Err(store_denial(&e)),
+            },
+        };
+        let rows = s.store.list_keys(org, project, limit).await.map_err(|e| store_denial(&e))?;
+        let data: Vec<KeyView> = rows.into_iter().map(KeyView::from).collect();
+        Ok((StatusCode::OK, json!({"object": "list", "data": data})))
     }
+    .await;
+    respond(&s, &acx, &op, "key.list", org_seen, None, r).await
 }
 
-/// Keys are addressed by id within the default org for now; an id from elsewhere is 404.
-async fn scoped_key(s: &AdminState, id: &str) -> Result<(OrgId, KeyId), Denial> {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgQuery {
+    #[serde(default)]
+    org: Option<String>,
+}
+
+/// A key id within the addressed org; an id from elsewhere is 404 like a missing one.
+async fn scoped_key(
+    s: &AdminState,
+    op: &Operator,
+    org: Option<&str>,
+    id: &str,
+    p: Permission,
+) -> Result<(OrgId, KeyId), Denial> {
+    let org = target_org(s, op, org, p).await?;
     let id = KeyId::parse(id).ok_or(Denial::new(DenyCode::NotFound))?;
-    let org = org_named(s, "default").await?;
     Ok((org, id))
 }
 
-pub async fn get(State(s): State<AdminState>, _op: Operator, Path(id): Path<String>) -> Response {
-    let (org, id) = match scoped_key(&s, &id).await {
-        Ok(x) => x,
-        Err(d) => return d.into_response(),
-    };
-    match s.store.key(org, id).await {
-        Ok(Some(k)) => Json(KeyView::from(k)).into_response(),
-        Ok(None) => Denial::new(DenyCode::NotFound).into_response(),
-        Err(e) => store_denial(&e).into_response(),
+pub async fn get(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(id): Path<String>,
+    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let mut org_seen = None;
+    let r = async {
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let (org, kid) = scoped_key(&s, &op, q.org.as_deref(), &id, Permission::KeyRead).await?;
+        org_seen = Some(org);
+        match s.store.key(org, kid).await {
+            Ok(Some(k)) => Ok((StatusCode::OK, serde_json::to_value(KeyView::from(k)).unwrap_or(Value::Null))),
+            Ok(None) => Err(Denial::new(DenyCode::NotFound)),
+            Err(e) => Err(store_denial(&e)),
+        }
     }
+    .await;
+    respond(&s, &acx, &op, "key.read", org_seen, Some(id.clone()), r).await
 }
 
-pub async fn revoke(State(s): State<AdminState>, op: Operator, Path(id): Path<String>) -> Response {
-    let (org, id) = match scoped_key(&s, &id).await {
-        Ok(x) => x,
-        Err(d) => return d.into_response(),
-    };
-    match s.store.revoke_key(org, id).await {
-        Ok(Some(digest)) => {
-            // This replica forgets the key now; others within their poll interval.
-            s.verifier.evict(&KeyDigest(digest));
-            tracing::info!(target: "gatehouse::audit", plane = "control", actor = %op.token_id, action = "key.revoke",
-                target = %id, org = %org, outcome = "allowed", "api key revoked");
-            match s.store.key(org, id).await {
-                Ok(Some(k)) => Json(KeyView::from(k)).into_response(),
-                _ => StatusCode::NO_CONTENT.into_response(),
+pub async fn revoke(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(id): Path<String>,
+    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let mut org_seen = None;
+    let r = async {
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let (org, kid) = scoped_key(&s, &op, q.org.as_deref(), &id, Permission::KeyWriteAny).await?;
+        org_seen = Some(org);
+        match s.store.revoke_key(org, kid).await {
+            Ok(Some(digest)) => {
+                // This replica forgets the key now; others within their poll interval.
+                s.verifier.evict(&KeyDigest(digest));
+                match s.store.key(org, kid).await {
+                    Ok(Some(k)) => Ok((StatusCode::OK, serde_json::to_value(KeyView::from(k)).unwrap_or(Value::Null))),
+                    _ => Err(Denial::new(DenyCode::NotFound)),
+                }
             }
+            Ok(None) => Err(Denial::new(DenyCode::NotFound)),
+            Err(e) => Err(store_denial(&e)),
         }
-        Ok(None) => Denial::new(DenyCode::NotFound).into_response(),
-        Err(e) => store_denial(&e).into_response(),
     }
+    .await;
+    respond(&s, &acx, &op, "key.revoke", org_seen, Some(id.clone()), r).await
 }

@@ -3,12 +3,16 @@
 //! store, map the result. Responses never contain a key digest; a key's secret appears once,
 //! in the answer to its creation.
 //!
-//! Roles, users and the full RBAC matrix arrive with the tenancy issue (#3); today every
-//! valid admin token is a platform admin.
+//! Authorization is [`rbac`]: one permission per route, one matrix, one check that also
+//! scopes by organization (another tenant's objects answer 404). Every decision is audited.
 
+mod audit;
 mod auth;
 mod body;
 mod keys;
+mod orgs;
+pub mod rbac;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -37,6 +41,16 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/keys", post(keys::create).get(keys::list))
         .route("/admin/v1/keys/{id}", get(keys::get))
         .route("/admin/v1/keys/{id}/revoke", post(keys::revoke))
+        .route("/admin/v1/tokens", post(tokens::create))
+        .route("/admin/v1/audit", get(orgs::list_audit))
+        .route("/admin/v1/orgs", post(orgs::create_org).get(orgs::list_orgs))
+        .route("/admin/v1/orgs/{org}", get(orgs::get_org).patch(orgs::update_org))
+        .route("/admin/v1/orgs/{org}/disable", post(orgs::disable_org))
+        .route("/admin/v1/orgs/{org}/enable", post(orgs::enable_org))
+        .route("/admin/v1/orgs/{org}/projects", post(orgs::create_project).get(orgs::list_projects))
+        .route("/admin/v1/orgs/{org}/projects/{project}", get(orgs::get_project).patch(orgs::update_project))
+        .route("/admin/v1/orgs/{org}/projects/{project}/disable", post(orgs::disable_project))
+        .route("/admin/v1/orgs/{org}/projects/{project}/enable", post(orgs::enable_project))
         .route("/metrics", get(metrics))
         .route("/healthz", get(gatehouse_proxy::healthz))
         .route("/readyz", get(readyz))

@@ -89,17 +89,18 @@ impl KeyVerifier {
         self.cache.remove(digest);
     }
 
-    /// Evicts every key revoked at or after `since_ms`; returns how many the store reported.
-    pub async fn evict_revoked_since(&self, since_ms: i64) -> Result<usize, gatehouse_store::Error> {
-        let revoked = self.store.revoked_since(since_ms).await?;
-        for (d, _) in &revoked {
+    /// Evicts every key whose standing changed at or after `since_ms` (revoked, or its org or
+    /// project disabled or enabled); returns how many the store reported.
+    pub async fn evict_changed_since(&self, since_ms: i64) -> Result<usize, gatehouse_store::Error> {
+        let changed = self.store.keys_changed_since(since_ms).await?;
+        for d in &changed {
             self.evict(&KeyDigest(*d));
         }
-        Ok(revoked.len())
+        Ok(changed.len())
     }
 
-    /// Keeps every replica's cache honest: polls the store for revocations, so a revoke
-    /// anywhere takes effect here within `every` (plus one store round trip).
+    /// Keeps every replica's cache honest: polls the store's key change feed, so a revoke or a
+    /// disabled org/project anywhere takes effect here within `every` (plus one round trip).
     pub async fn run_revocation_poller(self: Arc<Self>, every: Duration) {
         // Overlap windows generously: clocks of replicas differ a little, a re-evict is free.
         const OVERLAP_MS: i64 = 10_000;
@@ -109,7 +110,7 @@ impl KeyVerifier {
         loop {
             tick.tick().await;
             let started = now_ms();
-            match self.evict_revoked_since(since).await {
+            match self.evict_changed_since(since).await {
                 Ok(_) => since = started - OVERLAP_MS,
                 Err(e) => {
                     tracing::warn!(error = %e, "revocation poll failed; keys stay cached at most the positive ttl")
@@ -121,7 +122,7 @@ impl KeyVerifier {
 
 fn entry_for(row: Option<KeyRow>, at: Instant) -> Entry {
     match row {
-        Some(k) if k.revoked_at.is_none() => Entry::Valid {
+        Some(k) if k.is_usable() => Entry::Valid {
             principal: Principal {
                 org: k.org,
                 project: k.project,

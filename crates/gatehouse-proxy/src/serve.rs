@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests (including streams) finish for up to `grace`.
@@ -33,7 +35,7 @@ pub async fn serve(
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -47,7 +49,13 @@ pub async fn serve(
         };
         // small writes (SSE events) must not wait for Nagle
         let _ = stream.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        // The peer address is available to handlers (the control plane audits it); the data
+        // plane never logs or labels it.
+        let svc = app.clone().map_request(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -5,12 +5,31 @@
 //! with `$N` binds (which both SQLite and PostgreSQL accept), never built with `format!`.
 //! The store is not on the hot path: the data plane reads keys from a cache in front of it.
 
+/// Runs the same static SQL with the same binds on whichever backend this store has.
+macro_rules! on_pool {
+    ($store:expr, |$q:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite(pool) => {
+                let $q = pool;
+                $body
+            }
+            $crate::store::Pool::Postgres(pool) => {
+                let $q = pool;
+                $body
+            }
+        }
+    };
+}
+
+mod audit;
 mod error;
 mod records;
 mod store;
+mod tenancy;
 
+pub use audit::{AuditEvent, AuditRow};
 pub use error::Error;
-pub use records::{AdminTokenRow, KeyRow, NewKey, Tenant};
+pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, Tenant};
 pub use store::{Backend, Store};
 
 /// Unix time in milliseconds, the one time representation the store uses.

@@ -35,6 +35,15 @@ pub struct KeyRow {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The key's org or project is disabled: the key does not work until it is re-enabled.
+    pub scope_disabled: bool,
+}
+
+impl KeyRow {
+    /// Whether the key may authenticate right now (expiry is checked separately, per request).
+    pub fn is_usable(&self) -> bool {
+        self.revoked_at.is_none() && !self.scope_disabled
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +52,9 @@ pub struct AdminTokenRow {
     pub name: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The role name as stored; the control plane parses it (an unknown role is refused).
+    pub role: String,
+    pub org: Option<OrgId>,
 }
 
 /// The raw row as both backends return it.
@@ -57,6 +69,8 @@ pub(crate) struct RawKeyRow {
     created_at: i64,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
+    org_disabled_at: Option<i64>,
+    project_disabled_at: Option<i64>,
 }
 
 impl TryFrom<RawKeyRow> for KeyRow {
@@ -79,20 +93,103 @@ impl TryFrom<RawKeyRow> for KeyRow {
             created_at: r.created_at,
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
+            scope_disabled: r.org_disabled_at.is_some() || r.project_disabled_at.is_some(),
         })
     }
 }
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct RawAdminTokenRow {
-    pub id: String,
-    pub name: String,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
+    id: String,
+    name: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+    role: String,
+    org_id: Option<String>,
 }
 
-impl From<RawAdminTokenRow> for AdminTokenRow {
-    fn from(r: RawAdminTokenRow) -> Self {
-        AdminTokenRow { id: r.id, name: r.name, created_at: r.created_at, revoked_at: r.revoked_at }
+impl TryFrom<RawAdminTokenRow> for AdminTokenRow {
+    type Error = Error;
+
+    fn try_from(r: RawAdminTokenRow) -> Result<Self, Error> {
+        let org = r.org_id.map(|o| OrgId::parse(&o).ok_or(Error::Corrupt("admin_tokens.org_id"))).transpose()?;
+        Ok(AdminTokenRow {
+            id: r.id,
+            name: r.name,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+            role: r.role,
+            org,
+        })
+    }
+}
+
+/// An organization as the control plane shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgRow {
+    pub id: OrgId,
+    pub name: String,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RawOrgRow {
+    id: String,
+    name: String,
+    created_at: i64,
+    disabled_at: Option<i64>,
+}
+
+impl TryFrom<RawOrgRow> for OrgRow {
+    type Error = Error;
+
+    fn try_from(r: RawOrgRow) -> Result<Self, Error> {
+        Ok(OrgRow {
+            id: OrgId::parse(&r.id).ok_or(Error::Corrupt("organizations.id"))?,
+            name: r.name,
+            created_at: r.created_at,
+            disabled_at: r.disabled_at,
+        })
+    }
+}
+
+/// A project, with its model allow-list (`None`: every model).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectRow {
+    pub id: ProjectId,
+    pub org: OrgId,
+    pub name: String,
+    pub allowed_models: Option<Vec<String>>,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RawProjectRow {
+    id: String,
+    org_id: String,
+    name: String,
+    allowed_models: Option<String>,
+    created_at: i64,
+    disabled_at: Option<i64>,
+}
+
+impl TryFrom<RawProjectRow> for ProjectRow {
+    type Error = Error;
+
+    fn try_from(r: RawProjectRow) -> Result<Self, Error> {
+        let allowed_models = r
+            .allowed_models
+            .map(|s| serde_json::from_str::<Vec<String>>(&s).map_err(|_| Error::Corrupt("projects.allowed_models")))
+            .transpose()?;
+        Ok(ProjectRow {
+            id: ProjectId::parse(&r.id).ok_or(Error::Corrupt("projects.id"))?,
+            org: OrgId::parse(&r.org_id).ok_or(Error::Corrupt("projects.org_id"))?,
+            name: r.name,
+            allowed_models,
+            created_at: r.created_at,
+            disabled_at: r.disabled_at,
+        })
     }
 }

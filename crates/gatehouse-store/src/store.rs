@@ -17,7 +17,7 @@ pub enum Backend {
 }
 
 #[derive(Clone, Debug)]
-enum Pool {
+pub(crate) enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -25,23 +25,7 @@ enum Pool {
 /// The source of truth. Cheap to clone (a pool handle).
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: Pool,
-}
-
-/// Runs the same static SQL with the same binds on whichever backend this store has.
-macro_rules! on_pool {
-    ($store:expr, |$q:ident| $body:expr) => {
-        match &$store.pool {
-            Pool::Sqlite(pool) => {
-                let $q = pool;
-                $body
-            }
-            Pool::Postgres(pool) => {
-                let $q = pool;
-                $body
-            }
-        }
-    };
+    pub(crate) pool: Pool,
 }
 
 /// Bounds every wait for the database so a dead store surfaces as `Unavailable`, not a hang.
@@ -164,8 +148,8 @@ impl Store {
         let models = k.allowed_models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
         on_pool!(self, |p| {
             sqlx::query(
-            "INSERT INTO api_keys (id, org_id, project_id, name, digest, hint, allowed_models, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            "INSERT INTO api_keys (id, org_id, project_id, name, digest, hint, allowed_models, created_at, expires_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8)")
             .bind(k.id.to_string()).bind(k.org.to_string()).bind(k.project.to_string()).bind(&k.name)
             .bind(&k.digest[..]).bind(&k.hint).bind(&models).bind(k.created_at).bind(k.expires_at)
             .execute(p).await.map(|r| r.rows_affected())
@@ -206,25 +190,73 @@ impl Store {
     pub async fn revoke_key(&self, org: OrgId, id: KeyId) -> Result<Option<[u8; 32]>, Error> {
         let digest: Option<Vec<u8>> = on_pool!(self, |p| {
             sqlx::query_scalar(
-            "UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL RETURNING digest")
+            "UPDATE api_keys SET revoked_at = $1, updated_at = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL RETURNING digest")
             .bind(now_ms()).bind(org.to_string()).bind(id.to_string()).fetch_optional(p).await
         })?;
         digest.map(|d| <[u8; 32]>::try_from(d.as_slice()).map_err(|_| Error::Corrupt("api_keys.digest"))).transpose()
     }
 
-    /// Digests of keys revoked at or after `since_ms`, so every replica can evict them from
-    /// its cache without a per-request round trip.
-    pub async fn revoked_since(&self, since_ms: i64) -> Result<Vec<([u8; 32], i64)>, Error> {
-        let rows: Vec<(Vec<u8>, i64)> =
-            on_pool!(self, |p| sqlx::query_as("SELECT digest, revoked_at FROM api_keys WHERE revoked_at >= $1")
+    /// Digests of keys whose standing changed at or after `since_ms` (revoked, or their org or
+    /// project disabled or enabled), so every replica can evict them from its cache without a
+    /// per-request round trip.
+    pub async fn keys_changed_since(&self, since_ms: i64) -> Result<Vec<[u8; 32]>, Error> {
+        let rows: Vec<Vec<u8>> =
+            on_pool!(self, |p| sqlx::query_scalar("SELECT digest FROM api_keys WHERE updated_at >= $1")
                 .bind(since_ms)
                 .fetch_all(p)
                 .await)?;
         rows.into_iter()
-            .map(|(d, t)| {
-                <[u8; 32]>::try_from(d.as_slice()).map(|d| (d, t)).map_err(|_| Error::Corrupt("api_keys.digest"))
-            })
+            .map(|d| <[u8; 32]>::try_from(d.as_slice()).map_err(|_| Error::Corrupt("api_keys.digest")))
             .collect()
+    }
+
+    /// Disables (or re-enables) an organization and, in the same transaction, marks all its
+    /// keys changed so every replica drops them from its cache. False if no such org.
+    pub async fn set_org_disabled(&self, org: OrgId, disabled: bool) -> Result<bool, Error> {
+        let now = now_ms();
+        let at = disabled.then_some(now);
+        let n = on_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("UPDATE organizations SET disabled_at = $1 WHERE id = $2")
+                .bind(at)
+                .bind(org.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE api_keys SET updated_at = $1 WHERE org_id = $2")
+                .bind(now)
+                .bind(org.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(n)
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Disables (or re-enables) a project of an org, with its keys, like [`Store::set_org_disabled`].
+    pub async fn set_project_disabled(&self, org: OrgId, project: ProjectId, disabled: bool) -> Result<bool, Error> {
+        let now = now_ms();
+        let at = disabled.then_some(now);
+        let n = on_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("UPDATE projects SET disabled_at = $1 WHERE org_id = $2 AND id = $3")
+                .bind(at)
+                .bind(org.to_string())
+                .bind(project.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE api_keys SET updated_at = $1 WHERE org_id = $2 AND project_id = $3")
+                .bind(now)
+                .bind(org.to_string())
+                .bind(project.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(n)
+        })?;
+        Ok(n > 0)
     }
 
     pub async fn admin_token_count(&self) -> Result<i64, Error> {
@@ -233,14 +265,25 @@ impl Store {
             .await)?)
     }
 
-    pub async fn insert_admin_token(&self, id: &str, name: &str, digest: &[u8; 32]) -> Result<(), Error> {
+    /// Stores an admin token's digest with the role it acts with and the org it acts in
+    /// (`None`: platform scope).
+    pub async fn insert_admin_token(
+        &self,
+        id: &str,
+        name: &str,
+        digest: &[u8; 32],
+        role: &str,
+        org: Option<OrgId>,
+    ) -> Result<(), Error> {
         on_pool!(self, |p| sqlx::query(
-            "INSERT INTO admin_tokens (id, name, digest, created_at) VALUES ($1, $2, $3, $4)"
+            "INSERT INTO admin_tokens (id, name, digest, created_at, role, org_id) VALUES ($1, $2, $3, $4, $5, $6)"
         )
         .bind(id)
         .bind(name)
         .bind(&digest[..])
         .bind(now_ms())
+        .bind(role)
+        .bind(org.map(|o| o.to_string()))
         .execute(p)
         .await
         .map(|r| r.rows_affected()))?;
@@ -249,12 +292,12 @@ impl Store {
 
     pub async fn admin_token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AdminTokenRow>, Error> {
         let row: Option<RawAdminTokenRow> = on_pool!(self, |p| sqlx::query_as(
-            "SELECT id, name, created_at, revoked_at FROM admin_tokens WHERE digest = $1"
+            "SELECT id, name, created_at, revoked_at, role, org_id FROM admin_tokens WHERE digest = $1"
         )
         .bind(&digest[..])
         .fetch_optional(p)
         .await)?;
-        Ok(row.map(AdminTokenRow::from))
+        row.map(AdminTokenRow::try_from).transpose()
     }
 }
 
@@ -262,10 +305,12 @@ impl Store {
 // macro that expands to a literal inside `concat!`.
 macro_rules! select_keys {
     () => {
-        "SELECT id, org_id, project_id, name, hint, allowed_models, created_at, expires_at, revoked_at FROM api_keys"
+        "SELECT k.id, k.org_id, k.project_id, k.name, k.hint, k.allowed_models, k.created_at, k.expires_at, k.revoked_at, \
+         o.disabled_at AS org_disabled_at, p.disabled_at AS project_disabled_at \
+         FROM api_keys k JOIN organizations o ON o.id = k.org_id JOIN projects p ON p.id = k.project_id"
     };
 }
-const KEY_BY_DIGEST: &str = concat!(select_keys!(), " WHERE digest = $1");
-const KEY_BY_ID: &str = concat!(select_keys!(), " WHERE org_id = $1 AND id = $2");
+const KEY_BY_DIGEST: &str = concat!(select_keys!(), " WHERE k.digest = $1");
+const KEY_BY_ID: &str = concat!(select_keys!(), " WHERE k.org_id = $1 AND k.id = $2");
 const KEYS_OF_ORG: &str =
-    concat!(select_keys!(), " WHERE org_id = $1 AND ($2 IS NULL OR project_id = $2) ORDER BY id DESC LIMIT $3");
+    concat!(select_keys!(), " WHERE k.org_id = $1 AND ($2 IS NULL OR k.project_id = $2) ORDER BY k.id DESC LIMIT $3");

@@ -55,9 +55,10 @@ both_backends!(revocation_is_recorded_once_and_visible_to_pollers, |store: Store
     assert_eq!(store.revoke_key(t.org, a.id).await.unwrap(), Some([4; 32]));
     assert_eq!(store.revoke_key(t.org, a.id).await.unwrap(), None, "second revoke is a no-op");
 
-    let revoked = store.revoked_since(before).await.unwrap();
-    assert_eq!(revoked.len(), 1);
-    assert_eq!(revoked[0].0, [4; 32]);
+    let changed = store.keys_changed_since(before).await.unwrap();
+    assert!(changed.contains(&[4; 32]));
+    let after = now_ms() + 1;
+    assert!(store.keys_changed_since(after).await.unwrap().is_empty());
     assert!(store.key_by_digest(&[4; 32]).await.unwrap().unwrap().revoked_at.is_some());
 
     let listed = store.list_keys(t.org, Some(t.project), 10).await.unwrap();
@@ -74,9 +75,46 @@ both_backends!(duplicate_digest_is_a_conflict, |store: Store| async move {
 
 both_backends!(admin_tokens, |store: Store| async move {
     assert_eq!(store.admin_token_count().await.unwrap(), 0);
-    store.insert_admin_token("tok1", "bootstrap", &[9; 32]).await.unwrap();
+    store.insert_admin_token("tok1", "bootstrap", &[9; 32], "platform_admin", None).await.unwrap();
     assert_eq!(store.admin_token_count().await.unwrap(), 1);
     let row = store.admin_token_by_digest(&[9; 32]).await.unwrap().unwrap();
     assert_eq!(row.name, "bootstrap");
+    assert_eq!(row.role, "platform_admin");
+    assert_eq!(row.org, None);
     assert_eq!(store.admin_token_by_digest(&[8; 32]).await.unwrap(), None);
+});
+
+both_backends!(disabling_an_org_or_project_disables_its_keys, |store: Store| async move {
+    let t = store.ensure_default_tenant().await.unwrap();
+    let other = store.create_project(t.org, "other").await.unwrap();
+    let a = new_key(&t, 10, None);
+    let mut b = new_key(&t, 11, None);
+    b.project = other;
+    store.insert_key(&a).await.unwrap();
+    store.insert_key(&b).await.unwrap();
+    let usable = |d: u8| {
+        let store = store.clone();
+        async move { store.key_by_digest(&[d; 32]).await.unwrap().unwrap().is_usable() }
+    };
+    assert!(usable(10).await && usable(11).await);
+
+    // the change feed has millisecond resolution: step past the keys' creation time
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    let before = now_ms();
+    assert!(store.set_project_disabled(t.org, other, true).await.unwrap());
+    assert!(usable(10).await, "other projects are untouched");
+    assert!(!usable(11).await);
+    assert_eq!(store.keys_changed_since(before).await.unwrap(), vec![[11; 32]]);
+
+    assert!(store.set_org_disabled(t.org, true).await.unwrap());
+    assert!(!usable(10).await && !usable(11).await);
+    assert!(store.set_org_disabled(t.org, false).await.unwrap());
+    assert!(usable(10).await, "re-enabling the org restores its keys");
+    assert!(!usable(11).await, "the project is still disabled");
+    assert!(store.set_project_disabled(t.org, other, false).await.unwrap());
+    assert!(usable(11).await);
+
+    let stranger = store.create_org("stranger").await.unwrap();
+    assert!(!store.set_project_disabled(stranger, other, true).await.unwrap(), "scoped by org");
+    assert!(usable(11).await);
 });

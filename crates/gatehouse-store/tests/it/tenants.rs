@@ -22,3 +22,55 @@ both_backends!(projects_are_scoped_by_org, |store: Store| async move {
     assert!(matches!(store.create_project(acme, "web").await, Err(Error::Conflict)));
     assert!(matches!(store.create_org("acme").await, Err(Error::Conflict)));
 });
+
+both_backends!(orgs_and_projects_list_get_and_update, |store: Store| async move {
+    let a = store.create_org("alpha").await.unwrap();
+    let b = store.create_org("beta").await.unwrap();
+    let orgs = store.list_orgs(None, 10).await.unwrap();
+    assert_eq!(orgs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["alpha", "beta"]);
+    assert_eq!(store.list_orgs(Some(a), 10).await.unwrap().len(), 1, "pagination by id");
+    assert!(store.rename_org(b, "beta2").await.unwrap());
+    assert_eq!(store.org(b).await.unwrap().unwrap().name, "beta2");
+
+    let p = store.create_project(a, "web").await.unwrap();
+    let models = vec!["mock".to_owned()];
+    assert!(store.update_project(a, p, "web2", Some(&models)).await.unwrap());
+    let row = store.project(a, p).await.unwrap().unwrap();
+    assert_eq!(row.name, "web2");
+    assert_eq!(row.allowed_models, Some(models));
+    assert_eq!(store.project(b, p).await.unwrap(), None, "another org's project is not found");
+    assert!(!store.update_project(b, p, "x", None).await.unwrap());
+    assert_eq!(store.list_projects(a, None, 10).await.unwrap().len(), 1);
+    assert!(store.list_projects(b, None, 10).await.unwrap().is_empty());
+});
+
+both_backends!(audit_events_are_stored_and_scoped, |store: Store| async move {
+    use gatehouse_store::{AuditEvent, now_ms};
+    let a = store.create_org("alpha").await.unwrap();
+    let b = store.create_org("beta").await.unwrap();
+    for (org, action, outcome) in
+        [(Some(a), "key.create", "allowed"), (Some(b), "key.revoke", "denied"), (None, "auth.login", "denied")]
+    {
+        store
+            .append_audit(&AuditEvent {
+                at: now_ms(),
+                org,
+                actor: "tok".into(),
+                action,
+                target: Some("x".into()),
+                outcome,
+                status: 201,
+                request_id: Some("r".into()),
+                source: Some("127.0.0.1".into()),
+            })
+            .await
+            .unwrap();
+    }
+    let all = store.list_audit(None, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].action, "auth.login", "newest first");
+    let only_a = store.list_audit(Some(a), 10).await.unwrap();
+    assert_eq!(only_a.len(), 1);
+    assert_eq!(only_a[0].action, "key.create");
+    assert_eq!(only_a[0].status, 201);
+});

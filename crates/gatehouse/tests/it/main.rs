@@ -8,6 +8,7 @@
     reason = "test harness code: a failed setup must fail the test loudly"
 )]
 
+mod admin;
 mod auth;
 mod bad_input;
 mod common;

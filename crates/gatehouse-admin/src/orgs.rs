@@ -1,0 +1,373 @@
+//! `/admin/v1/orgs` and `/admin/v1/orgs/{org}/projects`: create, list, get, update, disable
+//! and enable. Disabling an org or project disables all its keys on every replica within the
+//! key-change poll interval.
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use gatehouse_core::{Denial, DenyCode, HasDenyCode, OrgId, ProjectId};
+use gatehouse_store::{OrgRow, ProjectRow};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AdminState;
+use crate::audit::{AuditCx, respond};
+use crate::body::StrictJson;
+use crate::rbac::{Operator, Permission, check};
+
+const MAX_NAME: usize = 64;
+
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_NAME && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn bad(param: &'static str) -> Denial {
+    Denial::new(DenyCode::InvalidRequest).with_param(param)
+}
+
+fn store_err(e: &gatehouse_store::Error) -> Denial {
+    tracing::warn!(error = %e, "admin store call failed");
+    match e {
+        gatehouse_store::Error::Conflict => Denial::new(DenyCode::InvalidRequest).with_param("name"),
+        _ => Denial::new(e.deny_code()),
+    }
+}
+
+fn org_json(o: &OrgRow) -> Value {
+    json!({"id": o.id.to_string(), "name": o.name, "created_at": o.created_at, "disabled_at": o.disabled_at})
+}
+
+fn project_json(p: &ProjectRow) -> Value {
+    json!({"id": p.id.to_string(), "org_id": p.org.to_string(), "name": p.name, "models": p.allowed_models,
+           "created_at": p.created_at, "disabled_at": p.disabled_at})
+}
+
+/// Path ids that do not parse are simply objects that do not exist.
+fn org_id(s: &str) -> Result<OrgId, Denial> {
+    OrgId::parse(s).ok_or(Denial::new(DenyCode::NotFound))
+}
+
+fn project_id(s: &str) -> Result<ProjectId, Denial> {
+    ProjectId::parse(s).ok_or(Denial::new(DenyCode::NotFound))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+fn limit(p: &Page) -> Result<u32, Denial> {
+    match p.limit.unwrap_or(100) {
+        l @ 1..=1000 => Ok(l),
+        _ => Err(bad("limit")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameBody {
+    name: String,
+}
+
+pub async fn create_org(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    body: Result<StrictJson<NameBody>, Denial>,
+) -> Response {
+    let r = async {
+        check(&op, Permission::OrgCreate, None)?;
+        let StrictJson(b) = body?;
+        if !valid_name(&b.name) {
+            return Err(bad("name"));
+        }
+        let id = s.store.create_org(&b.name).await.map_err(|e| store_err(&e))?;
+        let row = s.store.org(id).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::Internal))?;
+        Ok((row.id, (StatusCode::CREATED, org_json(&row))))
+    }
+    .await;
+    let (org, r) = split(r);
+    respond(&s, &acx, &op, "org.create", org, org.map(|o| o.to_string()), r).await
+}
+
+/// Separates the id an audit row needs from the handler's result.
+fn split<I: Copy, T>(r: Result<(I, T), Denial>) -> (Option<I>, Result<T, Denial>) {
+    match r {
+        Ok((i, t)) => (Some(i), Ok(t)),
+        Err(d) => (None, Err(d)),
+    }
+}
+
+pub async fn list_orgs(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let r = async {
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let limit = limit(&q)?;
+        let rows = match op.org {
+            // a scoped operator sees exactly its own org
+            Some(own) => {
+                check(&op, Permission::OrgRead, Some(own))?;
+                s.store.org(own).await.map_err(|e| store_err(&e))?.into_iter().collect::<Vec<_>>()
+            }
+            None => {
+                let after = q.after.as_deref().map(org_id).transpose().map_err(|_| bad("after"))?;
+                s.store.list_orgs(after, limit).await.map_err(|e| store_err(&e))?
+            }
+        };
+        Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(org_json).collect::<Vec<_>>()})))
+    }
+    .await;
+    respond(&s, &acx, &op, "org.list", op.org, None, r).await
+}
+
+pub async fn get_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(id): Path<String>) -> Response {
+    let org = OrgId::parse(&id);
+    let r = async {
+        let org = org_id(&id)?;
+        check(&op, Permission::OrgRead, Some(org))?;
+        let row = s.store.org(org).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::NotFound))?;
+        Ok((StatusCode::OK, org_json(&row)))
+    }
+    .await;
+    respond(&s, &acx, &op, "org.read", org, Some(id.clone()), r).await
+}
+
+pub async fn update_org(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(id): Path<String>,
+    body: Result<StrictJson<NameBody>, Denial>,
+) -> Response {
+    let org = OrgId::parse(&id);
+    let r = async {
+        let org = org_id(&id)?;
+        check(&op, Permission::OrgUpdate, Some(org))?;
+        let StrictJson(b) = body?;
+        if !valid_name(&b.name) {
+            return Err(bad("name"));
+        }
+        if !s.store.rename_org(org, &b.name).await.map_err(|e| store_err(&e))? {
+            return Err(Denial::new(DenyCode::NotFound));
+        }
+        let row = s.store.org(org).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::NotFound))?;
+        Ok((StatusCode::OK, org_json(&row)))
+    }
+    .await;
+    respond(&s, &acx, &op, "org.update", org, Some(id.clone()), r).await
+}
+
+async fn set_org_disabled(
+    s: &AdminState,
+    op: &Operator,
+    id: &str,
+    disabled: bool,
+) -> Result<(StatusCode, Value), Denial> {
+    let org = org_id(id)?;
+    // Cross-tenant first (404), then the right: only platform admins switch orgs on and off.
+    check(op, Permission::OrgRead, Some(org))?;
+    check(op, Permission::OrgCreate, None)?;
+    if !s.store.set_org_disabled(org, disabled).await.map_err(|e| store_err(&e))? {
+        return Err(Denial::new(DenyCode::NotFound));
+    }
+    let row = s.store.org(org).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::NotFound))?;
+    Ok((StatusCode::OK, org_json(&row)))
+}
+
+pub async fn disable_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(id): Path<String>) -> Response {
+    let r = set_org_disabled(&s, &op, &id, true).await;
+    respond(&s, &acx, &op, "org.disable", OrgId::parse(&id), Some(id.clone()), r).await
+}
+
+pub async fn enable_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(id): Path<String>) -> Response {
+    let r = set_org_disabled(&s, &op, &id, false).await;
+    respond(&s, &acx, &op, "org.enable", OrgId::parse(&id), Some(id.clone()), r).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectBody {
+    name: String,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+}
+
+fn valid_models(s: &AdminState, models: Option<&[String]>) -> Result<(), Denial> {
+    let Some(models) = models else { return Ok(()) };
+    let rt = s.app.runtime.load();
+    let known = |m: &String| rt.gates.table.resolve(m).is_some_and(|e| &*e.route.model == m);
+    if models.is_empty() || models.len() > 256 || !models.iter().all(known) {
+        return Err(bad("models"));
+    }
+    Ok(())
+}
+
+pub async fn create_project(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(org): Path<String>,
+    body: Result<StrictJson<ProjectBody>, Denial>,
+) -> Response {
+    let org_parsed = OrgId::parse(&org);
+    let r = async {
+        let org = org_id(&org)?;
+        check(&op, Permission::ProjectWrite, Some(org))?;
+        let StrictJson(b) = body?;
+        if !valid_name(&b.name) {
+            return Err(bad("name"));
+        }
+        valid_models(&s, b.models.as_deref())?;
+        if s.store.org(org).await.map_err(|e| store_err(&e))?.is_none() {
+            return Err(Denial::new(DenyCode::NotFound));
+        }
+        let id = s.store.create_project(org, &b.name).await.map_err(|e| store_err(&e))?;
+        if b.models.is_some() {
+            s.store.update_project(org, id, &b.name, b.models.as_deref()).await.map_err(|e| store_err(&e))?;
+        }
+        let row = s.store.project(org, id).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::Internal))?;
+        Ok((id, (StatusCode::CREATED, project_json(&row))))
+    }
+    .await;
+    let (id, r) = split(r);
+    respond(&s, &acx, &op, "project.create", org_parsed, id.map(|i| i.to_string()), r).await
+}
+
+pub async fn list_projects(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(org): Path<String>,
+    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let org_parsed = OrgId::parse(&org);
+    let r = async {
+        let org = org_id(&org)?;
+        check(&op, Permission::ProjectRead, Some(org))?;
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let limit = limit(&q)?;
+        let after = q.after.as_deref().map(project_id).transpose().map_err(|_| bad("after"))?;
+        let rows = s.store.list_projects(org, after, limit).await.map_err(|e| store_err(&e))?;
+        Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(project_json).collect::<Vec<_>>()})))
+    }
+    .await;
+    respond(&s, &acx, &op, "project.list", org_parsed, None, r).await
+}
+
+pub async fn get_project(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path((org, id)): Path<(String, String)>,
+) -> Response {
+    let org_parsed = OrgId::parse(&org);
+    let r = async {
+        let org = org_id(&org)?;
+        check(&op, Permission::ProjectRead, Some(org))?;
+        let row = s.store.project(org, project_id(&id)?).await.map_err(|e| store_err(&e))?;
+        Ok((StatusCode::OK, project_json(&row.ok_or(Denial::new(DenyCode::NotFound))?)))
+    }
+    .await;
+    respond(&s, &acx, &op, "project.read", org_parsed, Some(id.clone()), r).await
+}
+
+pub async fn update_project(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path((org, id)): Path<(String, String)>,
+    body: Result<StrictJson<ProjectBody>, Denial>,
+) -> Response {
+    let org_parsed = OrgId::parse(&org);
+    let r = async {
+        let org = org_id(&org)?;
+        check(&op, Permission::ProjectWrite, Some(org))?;
+        let pid = project_id(&id)?;
+        let StrictJson(b) = body?;
+        if !valid_name(&b.name) {
+            return Err(bad("name"));
+        }
+        valid_models(&s, b.models.as_deref())?;
+        if !s.store.update_project(org, pid, &b.name, b.models.as_deref()).await.map_err(|e| store_err(&e))? {
+            return Err(Denial::new(DenyCode::NotFound));
+        }
+        let row = s.store.project(org, pid).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::NotFound))?;
+        Ok((StatusCode::OK, project_json(&row)))
+    }
+    .await;
+    respond(&s, &acx, &op, "project.update", org_parsed, Some(id.clone()), r).await
+}
+
+async fn set_project_disabled(
+    s: &AdminState,
+    op: &Operator,
+    org: &str,
+    id: &str,
+    disabled: bool,
+) -> Result<(StatusCode, Value), Denial> {
+    let org = org_id(org)?;
+    check(op, Permission::ProjectWrite, Some(org))?;
+    let pid = project_id(id)?;
+    if !s.store.set_project_disabled(org, pid, disabled).await.map_err(|e| store_err(&e))? {
+        return Err(Denial::new(DenyCode::NotFound));
+    }
+    let row = s.store.project(org, pid).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::NotFound))?;
+    Ok((StatusCode::OK, project_json(&row)))
+}
+
+pub async fn disable_project(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path((org, id)): Path<(String, String)>,
+) -> Response {
+    let r = set_project_disabled(&s, &op, &org, &id, true).await;
+    respond(&s, &acx, &op, "project.disable", OrgId::parse(&org), Some(id.clone()), r).await
+}
+
+pub async fn enable_project(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path((org, id)): Path<(String, String)>,
+) -> Response {
+    let r = set_project_disabled(&s, &op, &org, &id, false).await;
+    respond(&s, &acx, &op, "project.enable", OrgId::parse(&org), Some(id.clone()), r).await
+}
+
+/// `GET /admin/v1/audit`: newest first; scoped operators see their org only.
+pub async fn list_audit(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let r = async {
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let limit = limit(&q)?;
+        if q.after.is_some() {
+            return Err(bad("after"));
+        }
+        check(&op, Permission::AuditRead, op.org)?;
+        let rows = s.store.list_audit(op.org, limit).await.map_err(|e| store_err(&e))?;
+        let data: Vec<Value> = rows
+            .into_iter()
+            .map(|r| {
+                json!({"id": r.id, "at": r.at, "org_id": r.org_id, "actor": r.actor, "action": r.action,
+                       "target": r.target, "outcome": r.outcome, "status": r.status,
+                       "request_id": r.request_id, "source": r.source})
+            })
+            .collect();
+        Ok((StatusCode::OK, json!({"object": "list", "data": data})))
+    }
+    .await;
+    respond(&s, &acx, &op, "audit.read", op.org, None, r).await
+}

@@ -1,0 +1,97 @@
+//! Organizations and projects as the control plane manages them. Every project query is
+//! scoped by org id: a project of another org is not found.
+
+use gatehouse_core::{OrgId, ProjectId};
+
+use crate::records::{RawOrgRow, RawProjectRow};
+use crate::{Error, OrgRow, ProjectRow, Store};
+
+impl Store {
+    pub async fn org(&self, id: OrgId) -> Result<Option<OrgRow>, Error> {
+        let row: Option<RawOrgRow> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT id, name, created_at, disabled_at FROM organizations WHERE id = $1"
+        )
+        .bind(id.to_string())
+        .fetch_optional(p)
+        .await)?;
+        row.map(OrgRow::try_from).transpose()
+    }
+
+    /// Organizations by id (time-ordered), after `after` when given, at most `limit`.
+    pub async fn list_orgs(&self, after: Option<OrgId>, limit: u32) -> Result<Vec<OrgRow>, Error> {
+        let rows: Vec<RawOrgRow> = on_pool!(self, |p| {
+            sqlx::query_as(
+            "SELECT id, name, created_at, disabled_at FROM organizations WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        )
+        .bind(after.map(|a| a.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(p)
+        .await
+        })?;
+        rows.into_iter().map(OrgRow::try_from).collect()
+    }
+
+    pub async fn rename_org(&self, id: OrgId, name: &str) -> Result<bool, Error> {
+        let n = on_pool!(self, |p| sqlx::query("UPDATE organizations SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id.to_string())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+
+    pub async fn project(&self, org: OrgId, id: ProjectId) -> Result<Option<ProjectRow>, Error> {
+        let row: Option<RawProjectRow> = on_pool!(self, |p| {
+            sqlx::query_as(
+            "SELECT id, org_id, name, allowed_models, created_at, disabled_at FROM projects WHERE org_id = $1 AND id = $2"
+        )
+        .bind(org.to_string())
+        .bind(id.to_string())
+        .fetch_optional(p)
+        .await
+        })?;
+        row.map(ProjectRow::try_from).transpose()
+    }
+
+    pub async fn list_projects(
+        &self,
+        org: OrgId,
+        after: Option<ProjectId>,
+        limit: u32,
+    ) -> Result<Vec<ProjectRow>, Error> {
+        let rows: Vec<RawProjectRow> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT id, org_id, name, allowed_models, created_at, disabled_at FROM projects \
+             WHERE org_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        )
+        .bind(org.to_string())
+        .bind(after.map(|a| a.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(p)
+        .await)?;
+        rows.into_iter().map(ProjectRow::try_from).collect()
+    }
+
+    /// Sets a project's name and model allow-list (`None`: every model). False if the
+    /// project does not exist in this org.
+    pub async fn update_project(
+        &self,
+        org: OrgId,
+        id: ProjectId,
+        name: &str,
+        allowed_models: Option<&[String]>,
+    ) -> Result<bool, Error> {
+        let models = allowed_models.map(|m| serde_json::to_string(m).unwrap_or_default());
+        let n = on_pool!(self, |p| sqlx::query(
+            "UPDATE projects SET name = $1, allowed_models = $2 WHERE org_id = $3 AND id = $4"
+        )
+        .bind(name)
+        .bind(&models)
+        .bind(org.to_string())
+        .bind(id.to_string())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+}

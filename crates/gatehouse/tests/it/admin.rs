@@ -1,0 +1,170 @@
+//! The control plane: orgs and projects, tenant isolation, escalation, and the audit trail.
+
+use std::time::Duration;
+
+use gatehouse_testkit::{TestGateway, eventually};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::gateway;
+
+async fn call(gw: &TestGateway, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut rb = gw.http.request(method, format!("{}{path}", gw.admin_url)).bearer_auth(token);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let resp = rb.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn root(gw: &TestGateway) -> String {
+    gw.admin_token.clone().unwrap()
+}
+
+async fn new_org(gw: &TestGateway, name: &str) -> String {
+    let (st, v) = call(gw, &root(gw), Method::POST, "/admin/v1/orgs", Some(json!({"name": name}))).await;
+    assert_eq!(st, 201, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn mint(gw: &TestGateway, as_token: &str, role: &str, org: Option<&str>) -> (u16, Value) {
+    let mut body = json!({"name": format!("{role}-token"), "role": role});
+    if let Some(o) = org {
+        body["org"] = json!(o);
+    }
+    call(gw, as_token, Method::POST, "/admin/v1/tokens", Some(body)).await
+}
+
+#[tokio::test]
+async fn disabling_a_project_or_org_stops_its_keys_within_a_second() {
+    let gw = gateway().spawn().await;
+    let org = new_org(&gw, "acme").await;
+    let (st, project) =
+        call(&gw, &root(&gw), Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(json!({"name": "web"})))
+            .await;
+    assert_eq!(st, 201, "{project}");
+    let pid = project["id"].as_str().unwrap();
+    let (_, key) = gw.create_key(json!({"name": "k", "org": "acme", "project": "web"})).await;
+    assert_eq!(gw.chat(&key, "mock").await.status(), 200);
+
+    let works = |want: u16| {
+        let key = key.clone();
+        let gw = &gw;
+        async move { eventually(Duration::from_secs(1), || async { gw.chat(&key, "mock").await.status() == want }).await }
+    };
+    let (st, _) =
+        call(&gw, &root(&gw), Method::POST, &format!("/admin/v1/orgs/{org}/projects/{pid}/disable"), None).await;
+    assert_eq!(st, 200);
+    assert!(works(401).await, "a disabled project's keys stop within a second");
+    let (st, _) =
+        call(&gw, &root(&gw), Method::POST, &format!("/admin/v1/orgs/{org}/projects/{pid}/enable"), None).await;
+    assert_eq!(st, 200);
+    assert!(works(200).await, "re-enabling restores the keys");
+    let (st, v) = call(&gw, &root(&gw), Method::POST, &format!("/admin/v1/orgs/{org}/disable"), None).await;
+    assert_eq!(st, 200);
+    assert!(v["disabled_at"].is_i64());
+    assert!(works(401).await, "a disabled org's keys stop within a second");
+    // the default org is untouched
+    assert_eq!(gw.chat(gw.key(), "mock").await.status(), 200);
+}
+
+#[tokio::test]
+async fn tenants_are_isolated_and_nobody_escalates() {
+    let gw = gateway().spawn().await;
+    let acme = new_org(&gw, "acme").await;
+    let globex = new_org(&gw, "globex").await;
+    let (st, admin) = mint(&gw, &root(&gw), "org_admin", Some(&acme)).await;
+    assert_eq!(st, 201, "{admin}");
+    let admin = admin["token"].as_str().unwrap().to_owned();
+    let (_, viewer) = mint(&gw, &admin, "viewer", Some(&acme)).await;
+    let viewer = viewer["token"].as_str().unwrap().to_owned();
+
+    // an org admin sees exactly its org
+    let (st, list) = call(&gw, &admin, Method::GET, "/admin/v1/orgs", None).await;
+    assert_eq!(st, 200);
+    let names: Vec<&str> = list["data"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["acme"]);
+
+    // another tenant's objects answer exactly like missing ones
+    let missing = gatehouse_core::OrgId::generate().to_string();
+    let (st_other, body_other) = call(&gw, &admin, Method::GET, &format!("/admin/v1/orgs/{globex}"), None).await;
+    let (st_missing, body_missing) = call(&gw, &admin, Method::GET, &format!("/admin/v1/orgs/{missing}"), None).await;
+    assert_eq!((st_other, &body_other), (st_missing, &body_missing));
+    assert_eq!(st_other, 404);
+    for (method, path, body) in [
+        (Method::PATCH, format!("/admin/v1/orgs/{globex}"), Some(json!({"name": "pwned"}))),
+        (Method::POST, format!("/admin/v1/orgs/{globex}/projects"), Some(json!({"name": "x"}))),
+        (Method::GET, format!("/admin/v1/orgs/{globex}/projects"), None),
+        (Method::GET, "/admin/v1/keys?org=globex".to_owned(), None),
+        (Method::POST, "/admin/v1/keys".to_owned(), Some(json!({"name": "x", "org": "globex"}))),
+    ] {
+        let (st, v) = call(&gw, &admin, method.clone(), &path, body).await;
+        assert_eq!(st, 404, "{method} {path}: {v}");
+    }
+
+    // escalation: no platform admins from an org admin, no tokens for other orgs, no org switches
+    assert_eq!(mint(&gw, &admin, "platform_admin", None).await.0, 403);
+    assert_eq!(mint(&gw, &admin, "org_admin", Some(&globex)).await.0, 404);
+    assert_eq!(call(&gw, &admin, Method::POST, "/admin/v1/orgs", Some(json!({"name": "new"}))).await.0, 403);
+    assert_eq!(call(&gw, &admin, Method::POST, &format!("/admin/v1/orgs/{acme}/disable"), None).await.0, 403);
+    // a viewer reads but never writes
+    assert_eq!(call(&gw, &viewer, Method::GET, &format!("/admin/v1/orgs/{acme}/projects"), None).await.0, 200);
+    assert_eq!(
+        call(&gw, &viewer, Method::POST, &format!("/admin/v1/orgs/{acme}/projects"), Some(json!({"name": "v"})))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(mint(&gw, &viewer, "viewer", Some(&acme)).await.0, 403);
+    // mass assignment: fields that are not ours to set are rejected
+    let (st, v) = call(
+        &gw,
+        &admin,
+        Method::POST,
+        &format!("/admin/v1/orgs/{acme}/projects"),
+        Some(json!({"name": "p", "org_id": globex})),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    // the org admin does manage its own org
+    assert_eq!(
+        call(&gw, &admin, Method::POST, &format!("/admin/v1/orgs/{acme}/projects"), Some(json!({"name": "mine"})))
+            .await
+            .0,
+        201
+    );
+}
+
+#[tokio::test]
+async fn every_decision_is_audited_with_its_facts() {
+    let gw = gateway().spawn().await;
+    let acme = new_org(&gw, "acme").await;
+    let (_, admin) = mint(&gw, &root(&gw), "org_admin", Some(&acme)).await;
+    let admin = admin["token"].as_str().unwrap().to_owned();
+    call(&gw, &admin, Method::POST, &format!("/admin/v1/orgs/{acme}/projects"), Some(json!({"name": "web"}))).await;
+    call(&gw, &admin, Method::POST, "/admin/v1/orgs", Some(json!({"name": "nope"}))).await;
+    call(&gw, "gtha_wrong", Method::GET, "/admin/v1/orgs", None).await;
+
+    let (st, audit) = call(&gw, &root(&gw), Method::GET, "/admin/v1/audit?limit=50", None).await;
+    assert_eq!(st, 200);
+    let events = audit["data"].as_array().unwrap();
+    let find = |action: &str, outcome: &str| {
+        events.iter().find(|e| e["action"] == action && e["outcome"] == outcome).cloned().unwrap_or(Value::Null)
+    };
+    let created = find("project.create", "allowed");
+    assert_eq!(created["org_id"], acme.as_str());
+    assert_eq!(created["status"], 201);
+    assert!(created["request_id"].is_string() && created["source"] == "127.0.0.1", "{created}");
+    assert_eq!(find("org.create", "denied")["status"], 403);
+    assert_eq!(find("auth.admin_token", "denied")["actor"], "anonymous");
+    assert!(find("token.create", "allowed").is_object());
+
+    // an org admin reads only its org's trail
+    let (_, scoped) = call(&gw, &admin, Method::GET, "/admin/v1/audit", None).await;
+    assert!(scoped["data"].as_array().unwrap().iter().all(|e| e["org_id"] == acme.as_str()), "{scoped}");
+    // no secret ever lands in the trail
+    assert!(!audit.to_string().contains("gtha_"));
+    let logs = gw.logs();
+    assert!(!logs.contains(&admin), "admin tokens never reach the log");
+}
