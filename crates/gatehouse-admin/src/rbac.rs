@@ -145,9 +145,36 @@ pub fn may_grant(op: &Operator, role: Role) -> bool {
     }
 }
 
+/// The matrix as a Markdown table, for docs/ADMIN-API.md (a test keeps the doc in step).
+pub fn matrix_markdown() -> String {
+    let mut out = String::from("| permission |");
+    for r in Role::ALL {
+        out.push_str(&format!(" {} |", r.as_str()));
+    }
+    out.push_str("\n| --- |");
+    for _ in Role::ALL {
+        out.push_str(" :-: |");
+    }
+    for p in Permission::ALL {
+        out.push_str(&format!("\n| `{}` |", p.as_str()));
+        for r in Role::ALL {
+            out.push_str(if allows(r, p) { " yes |" } else { " — |" });
+        }
+    }
+    out.push('\n');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_matrix_is_the_enforced_one() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ADMIN-API.md")).unwrap();
+        let table = matrix_markdown();
+        assert!(doc.contains(&table), "docs/ADMIN-API.md must contain the generated matrix:\n{table}");
+    }
 
     fn op(role: Role, org: Option<OrgId>) -> Operator {
         Operator { token_id: "t".into(), role, org }
