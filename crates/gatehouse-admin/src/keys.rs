@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use gatehouse_core::{Denial, DenyCode, HasDenyCode, KeyId, OrgId};
+use gatehouse_core::{Denial, DenyCode, KeyId, OrgId};
 use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, generate_key};
 use gatehouse_store::{KeyRow, NewKey, now_ms};
 use http::StatusCode;
@@ -14,6 +14,7 @@ use crate::AdminState;
 use crate::audit::{AuditCx, respond};
 use crate::body::StrictJson;
 use crate::rbac::{Operator, Permission, check};
+use crate::reply::{bad, store_err};
 
 const MAX_NAME: usize = 64;
 const MAX_MODELS: usize = 256;
@@ -78,15 +79,6 @@ fn valid_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '))
 }
 
-fn bad(param: &'static str) -> Denial {
-    Denial::new(DenyCode::InvalidRequest).with_param(param)
-}
-
-fn store_denial(e: &gatehouse_store::Error) -> Denial {
-    tracing::warn!(error = %e, "admin store call failed");
-    Denial::new(e.deny_code())
-}
-
 /// The org an operator addresses: by name when given, else its own (platform admins
 /// default to `default`). Another tenant's org is not found, exactly like a missing one.
 async fn target_org(s: &AdminState, op: &Operator, name: Option<&str>, p: Permission) -> Result<OrgId, Denial> {
@@ -95,7 +87,7 @@ async fn target_org(s: &AdminState, op: &Operator, name: Option<&str>, p: Permis
         (name, _) => match s.store.org_by_name(name.unwrap_or("default")).await {
             Ok(Some(o)) => o,
             Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("org")),
-            Err(e) => return Err(store_denial(&e)),
+            Err(e) => return Err(store_err(e)),
         },
     };
     check(op, p, Some(org))?;
@@ -150,7 +142,7 @@ async fn create_inner(
     let project = match s.store.project_by_name(org, req.project.as_deref().unwrap_or("default")).await {
         Ok(Some(p)) => p,
         Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
-        Err(e) => return Err(store_denial(&e)),
+        Err(e) => return Err(store_err(e)),
     };
     let secret = generate_key(KeyKind::Api);
     let new = NewKey {
@@ -164,7 +156,7 @@ async fn create_inner(
         created_at: now_ms(),
         expires_at,
     };
-    s.store.insert_key(&new).await.map_err(|e| store_denial(&e))?;
+    s.store.insert_key(&new).await.map_err(store_err)?;
     let view = KeyView {
         id: new.id.to_string(),
         name: new.name,
@@ -211,10 +203,10 @@ pub async fn list(
             Some(name) => match s.store.project_by_name(org, name).await {
                 Ok(Some(p)) => Some(p),
                 Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
-                Err(e) => return Err(store_denial(&e)),
+                Err(e) => return Err(store_err(e)),
             },
         };
-        let rows = s.store.list_keys(org, project, limit).await.map_err(|e| store_denial(&e))?;
+        let rows = s.store.list_keys(org, project, limit).await.map_err(store_err)?;
         let data: Vec<KeyView> = rows.into_iter().map(KeyView::from).collect();
         Ok((StatusCode::OK, json!({"object": "list", "data": data})))
     }
@@ -242,6 +234,11 @@ async fn scoped_key(
     Ok((org, id))
 }
 
+async fn key_view(s: &AdminState, org: OrgId, id: KeyId) -> Result<(StatusCode, Value), Denial> {
+    let k = s.store.key(org, id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+    Ok((StatusCode::OK, serde_json::to_value(KeyView::from(k)).unwrap_or(Value::Null)))
+}
+
 pub async fn get(
     State(s): State<AdminState>,
     op: Operator,
@@ -254,11 +251,7 @@ pub async fn get(
         let Query(q) = q.map_err(|_| bad("query"))?;
         let (org, kid) = scoped_key(&s, &op, q.org.as_deref(), &id, Permission::KeyRead).await?;
         org_seen = Some(org);
-        match s.store.key(org, kid).await {
-            Ok(Some(k)) => Ok((StatusCode::OK, serde_json::to_value(KeyView::from(k)).unwrap_or(Value::Null))),
-            Ok(None) => Err(Denial::new(DenyCode::NotFound)),
-            Err(e) => Err(store_denial(&e)),
-        }
+        key_view(&s, org, kid).await
     }
     .await;
     respond(&s, &acx, &op, "key.read", org_seen, Some(id.clone()), r).await
@@ -280,13 +273,10 @@ pub async fn revoke(
             Ok(Some(digest)) => {
                 // This replica forgets the key now; others within their poll interval.
                 s.verifier.evict(&KeyDigest(digest));
-                match s.store.key(org, kid).await {
-                    Ok(Some(k)) => Ok((StatusCode::OK, serde_json::to_value(KeyView::from(k)).unwrap_or(Value::Null))),
-                    _ => Err(Denial::new(DenyCode::NotFound)),
-                }
+                key_view(&s, org, kid).await
             }
             Ok(None) => Err(Denial::new(DenyCode::NotFound)),
-            Err(e) => Err(store_denial(&e)),
+            Err(e) => Err(store_err(e)),
         }
     }
     .await;

@@ -12,6 +12,7 @@ mod body;
 mod keys;
 mod orgs;
 pub mod rbac;
+mod reply;
 mod tokens;
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use gatehouse_core::{Denial, DenyCode, HasDenyCode, OrgId, ProjectId};
+use gatehouse_core::{Denial, DenyCode, OrgId, ProjectId};
 use gatehouse_store::{OrgRow, ProjectRow};
 use http::StatusCode;
 use serde::Deserialize;
@@ -14,23 +14,12 @@ use crate::AdminState;
 use crate::audit::{AuditCx, respond};
 use crate::body::StrictJson;
 use crate::rbac::{Operator, Permission, check};
+use crate::reply::{bad, found, store_err};
 
 const MAX_NAME: usize = 64;
 
 pub fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_NAME && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn bad(param: &'static str) -> Denial {
-    Denial::new(DenyCode::InvalidRequest).with_param(param)
-}
-
-fn store_err(e: &gatehouse_store::Error) -> Denial {
-    tracing::warn!(error = %e, "admin store call failed");
-    match e {
-        gatehouse_store::Error::Conflict => Denial::new(DenyCode::InvalidRequest).with_param("name"),
-        _ => Denial::new(e.deny_code()),
-    }
 }
 
 fn org_json(o: &OrgRow) -> Value {
@@ -40,6 +29,16 @@ fn org_json(o: &OrgRow) -> Value {
 fn project_json(p: &ProjectRow) -> Value {
     json!({"id": p.id.to_string(), "org_id": p.org.to_string(), "name": p.name, "models": p.allowed_models,
            "created_at": p.created_at, "disabled_at": p.disabled_at})
+}
+
+async fn org_view(s: &AdminState, org: OrgId) -> Result<(StatusCode, Value), Denial> {
+    let row = s.store.org(org).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+    Ok((StatusCode::OK, org_json(&row)))
+}
+
+async fn project_view(s: &AdminState, org: OrgId, id: ProjectId) -> Result<(StatusCode, Value), Denial> {
+    let row = s.store.project(org, id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+    Ok((StatusCode::OK, project_json(&row)))
 }
 
 /// Path ids that do not parse are simply objects that do not exist.
@@ -85,8 +84,8 @@ pub async fn create_org(
         if !valid_name(&b.name) {
             return Err(bad("name"));
         }
-        let id = s.store.create_org(&b.name).await.map_err(|e| store_err(&e))?;
-        let row = s.store.org(id).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::Internal))?;
+        let id = s.store.create_org(&b.name).await.map_err(store_err)?;
+        let row = s.store.org(id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::Internal))?;
         Ok((row.id, (StatusCode::CREATED, org_json(&row))))
     }
     .await;
@@ -115,11 +114,11 @@ pub async fn list_orgs(
             // a scoped operator sees exactly its own org
             Some(own) => {
                 check(&op, Permission::OrgRead, Some(own))?;
-                s.store.org(own).await.map_err(|e| store_err(&e))?.into_iter().collect::<Vec<_>>()
+                s.store.org(own).await.map_err(store_err)?.into_iter().collect::<Vec<_>>()
             }
             None => {
                 let after = q.after.as_deref().map(org_id).transpose().map_err(|_| bad("after"))?;
-                s.store.list_orgs(after, limit).await.map_err(|e| store_err(&e))?
+                s.store.list_orgs(after, limit).await.map_err(store_err)?
             }
         };
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(org_json).collect::<Vec<_>>()})))
@@ -133,8 +132,7 @@ pub async fn get_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Pa
     let r = async {
         let org = org_id(&id)?;
         check(&op, Permission::OrgRead, Some(org))?;
-        let row = s.store.org(org).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::NotFound))?;
-        Ok((StatusCode::OK, org_json(&row)))
+        org_view(&s, org).await
     }
     .await;
     respond(&s, &acx, &op, "org.read", org, Some(id.clone()), r).await
@@ -155,11 +153,8 @@ pub async fn update_org(
         if !valid_name(&b.name) {
             return Err(bad("name"));
         }
-        if !s.store.rename_org(org, &b.name).await.map_err(|e| store_err(&e))? {
-            return Err(Denial::new(DenyCode::NotFound));
-        }
-        let row = s.store.org(org).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::NotFound))?;
-        Ok((StatusCode::OK, org_json(&row)))
+        found(s.store.rename_org(org, &b.name).await.map_err(store_err)?)?;
+        org_view(&s, org).await
     }
     .await;
     respond(&s, &acx, &op, "org.update", org, Some(id.clone()), r).await
@@ -175,11 +170,8 @@ async fn set_org_disabled(
     // Cross-tenant first (404), then the right: only platform admins switch orgs on and off.
     check(op, Permission::OrgRead, Some(org))?;
     check(op, Permission::OrgCreate, None)?;
-    if !s.store.set_org_disabled(org, disabled).await.map_err(|e| store_err(&e))? {
-        return Err(Denial::new(DenyCode::NotFound));
-    }
-    let row = s.store.org(org).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::NotFound))?;
-    Ok((StatusCode::OK, org_json(&row)))
+    found(s.store.set_org_disabled(org, disabled).await.map_err(store_err)?)?;
+    org_view(s, org).await
 }
 
 pub async fn disable_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(id): Path<String>) -> Response {
@@ -226,14 +218,14 @@ pub async fn create_project(
             return Err(bad("name"));
         }
         valid_models(&s, b.models.as_deref())?;
-        if s.store.org(org).await.map_err(|e| store_err(&e))?.is_none() {
+        if s.store.org(org).await.map_err(store_err)?.is_none() {
             return Err(Denial::new(DenyCode::NotFound));
         }
-        let id = s.store.create_project(org, &b.name).await.map_err(|e| store_err(&e))?;
+        let id = s.store.create_project(org, &b.name).await.map_err(store_err)?;
         if b.models.is_some() {
-            s.store.update_project(org, id, &b.name, b.models.as_deref()).await.map_err(|e| store_err(&e))?;
+            s.store.update_project(org, id, &b.name, b.models.as_deref()).await.map_err(store_err)?;
         }
-        let row = s.store.project(org, id).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::Internal))?;
+        let row = s.store.project(org, id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::Internal))?;
         Ok((id, (StatusCode::CREATED, project_json(&row))))
     }
     .await;
@@ -255,7 +247,7 @@ pub async fn list_projects(
         let Query(q) = q.map_err(|_| bad("query"))?;
         let limit = limit(&q)?;
         let after = q.after.as_deref().map(project_id).transpose().map_err(|_| bad("after"))?;
-        let rows = s.store.list_projects(org, after, limit).await.map_err(|e| store_err(&e))?;
+        let rows = s.store.list_projects(org, after, limit).await.map_err(store_err)?;
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(project_json).collect::<Vec<_>>()})))
     }
     .await;
@@ -272,8 +264,7 @@ pub async fn get_project(
     let r = async {
         let org = org_id(&org)?;
         check(&op, Permission::ProjectRead, Some(org))?;
-        let row = s.store.project(org, project_id(&id)?).await.map_err(|e| store_err(&e))?;
-        Ok((StatusCode::OK, project_json(&row.ok_or(Denial::new(DenyCode::NotFound))?)))
+        project_view(&s, org, project_id(&id)?).await
     }
     .await;
     respond(&s, &acx, &op, "project.read", org_parsed, Some(id.clone()), r).await
@@ -296,11 +287,8 @@ pub async fn update_project(
             return Err(bad("name"));
         }
         valid_models(&s, b.models.as_deref())?;
-        if !s.store.update_project(org, pid, &b.name, b.models.as_deref()).await.map_err(|e| store_err(&e))? {
-            return Err(Denial::new(DenyCode::NotFound));
-        }
-        let row = s.store.project(org, pid).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::NotFound))?;
-        Ok((StatusCode::OK, project_json(&row)))
+        found(s.store.update_project(org, pid, &b.name, b.models.as_deref()).await.map_err(store_err)?)?;
+        project_view(&s, org, pid).await
     }
     .await;
     respond(&s, &acx, &op, "project.update", org_parsed, Some(id.clone()), r).await
@@ -316,11 +304,8 @@ async fn set_project_disabled(
     let org = org_id(org)?;
     check(op, Permission::ProjectWrite, Some(org))?;
     let pid = project_id(id)?;
-    if !s.store.set_project_disabled(org, pid, disabled).await.map_err(|e| store_err(&e))? {
-        return Err(Denial::new(DenyCode::NotFound));
-    }
-    let row = s.store.project(org, pid).await.map_err(|e| store_err(&e))?.ok_or(Denial::new(DenyCode::NotFound))?;
-    Ok((StatusCode::OK, project_json(&row)))
+    found(s.store.set_project_disabled(org, pid, disabled).await.map_err(store_err)?)?;
+    project_view(s, org, pid).await
 }
 
 pub async fn disable_project(
@@ -357,7 +342,7 @@ pub async fn list_audit(
             return Err(bad("after"));
         }
         check(&op, Permission::AuditRead, op.org)?;
-        let rows = s.store.list_audit(op.org, limit).await.map_err(|e| store_err(&e))?;
+        let rows = s.store.list_audit(op.org, limit).await.map_err(store_err)?;
         let data: Vec<Value> = rows
             .into_iter()
             .map(|r| {

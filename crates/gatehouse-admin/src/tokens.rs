@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use gatehouse_core::{Denial, DenyCode, HasDenyCode, OrgId};
+use gatehouse_core::{Denial, DenyCode, OrgId};
 use gatehouse_security::{KeyKind, generate_key};
 use http::StatusCode;
 use secrecy::ExposeSecret;
@@ -15,6 +15,7 @@ use crate::audit::{AuditCx, respond};
 use crate::body::StrictJson;
 use crate::orgs::valid_name;
 use crate::rbac::{Operator, Permission, Role, check, may_grant};
+use crate::reply::{bad, store_err};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +36,6 @@ pub async fn create(
     let mut org_seen = None;
     let r = async {
         let StrictJson(b) = body?;
-        let bad = |p| Denial::new(DenyCode::InvalidRequest).with_param(p);
         if !valid_name(&b.name) {
             return Err(bad("name"));
         }
@@ -52,7 +52,7 @@ pub async fn create(
             return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
         }
         if let Some(o) = org
-            && s.store.org(o).await.map_err(|e| Denial::new(e.deny_code()))?.is_none()
+            && s.store.org(o).await.map_err(store_err)?.is_none()
         {
             return Err(Denial::new(DenyCode::NotFound).with_param("org"));
         }
@@ -61,7 +61,7 @@ pub async fn create(
         s.store
             .insert_admin_token(&id, &b.name, &s.hasher.digest(KeyKind::Admin, &token).0, role.as_str(), org)
             .await
-            .map_err(|e| Denial::new(e.deny_code()))?;
+            .map_err(store_err)?;
         Ok((
             StatusCode::CREATED,
             json!({"id": id, "name": b.name, "role": role.as_str(), "org_id": org.map(|o| o.to_string()),

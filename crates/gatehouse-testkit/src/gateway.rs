@@ -164,6 +164,13 @@ impl TestGateway {
         std::fs::read_to_string(self.data_path().join("gatehouse.log")).unwrap_or_default()
     }
 
+    /// The logs once `marker` has appeared in them (they are written by a background thread),
+    /// so assertions about what is absent are not vacuously true. Gives up after 5 s.
+    pub async fn logs_once(&self, marker: &str) -> String {
+        crate::eventually(Duration::from_secs(5), || async { self.logs().contains(marker) }).await;
+        self.logs()
+    }
+
     /// Replaces the non-server part of the config file (hot reload tests).
     pub fn rewrite_config(&self, rest: &str) -> anyhow::Result<()> {
         write_config(&self.config_path, self.data_path(), &self.server_extra, rest)

@@ -165,6 +165,7 @@ async fn every_decision_is_audited_with_its_facts() {
     assert!(scoped["data"].as_array().unwrap().iter().all(|e| e["org_id"] == acme.as_str()), "{scoped}");
     // no secret ever lands in the trail
     assert!(!audit.to_string().contains("gtha_"));
-    let logs = gw.logs();
+    let logs = gw.logs_once("audit.read").await;
+    assert!(logs.contains("admin decision"));
     assert!(!logs.contains(&admin), "admin tokens never reach the log");
 }

@@ -92,7 +92,7 @@ async fn refusals_do_not_echo_the_prompt_or_the_key() {
         &json!({"model": "fake-model", "messages": [{"role": "user", "content": canary}]}),
     )
     .await;
-    let logs = gw.logs();
+    let logs = gw.logs_once("request finished").await;
     assert!(logs.contains("request finished"), "audit lines are logged");
     assert!(!logs.contains(canary), "prompt content in logs");
     assert!(!logs.contains(gw.key()), "credential in logs");

@@ -32,7 +32,8 @@ fn fresh_schema_url() -> Option<String> {
 async fn the_gateway_runs_on_postgres() {
     let Some(url) = fresh_schema_url() else { return };
     let gw = gateway().env("GATEHOUSE_DATABASE_URL", &url).spawn().await;
-    assert!(gw.logs().contains("Postgres"), "{}", gw.logs());
+    let logs = gw.logs_once("gatehouse started").await;
+    assert!(logs.contains("Postgres"), "{logs}");
     let key = gw.key().to_owned();
     assert_eq!(gw.chat(&key, "mock").await.status(), 200);
     let (id, second) = gw.create_key(serde_json::json!({"name": "pg"})).await;
