@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod body;
 mod keys;
+mod members;
 mod orgs;
 pub mod rbac;
 mod reply;
@@ -48,6 +49,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/orgs/{org}", get(orgs::get_org).patch(orgs::update_org))
         .route("/admin/v1/orgs/{org}/disable", post(orgs::disable_org))
         .route("/admin/v1/orgs/{org}/enable", post(orgs::enable_org))
+        .route("/admin/v1/orgs/{org}/members", post(members::add).get(members::list))
+        .route("/admin/v1/orgs/{org}/members/{user}", axum::routing::delete(members::remove))
         .route("/admin/v1/orgs/{org}/projects", post(orgs::create_project).get(orgs::list_projects))
         .route("/admin/v1/orgs/{org}/projects/{project}", get(orgs::get_project).patch(orgs::update_project))
         .route("/admin/v1/orgs/{org}/projects/{project}/disable", post(orgs::disable_project))

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use gatehouse_core::{Denial, DenyCode, OrgId};
+use gatehouse_core::{Denial, DenyCode, OrgId, UserId};
 use gatehouse_security::{KeyKind, generate_key};
 use http::StatusCode;
 use secrecy::ExposeSecret;
@@ -25,6 +25,9 @@ pub struct CreateToken {
     /// Required for every role but `platform_admin`.
     #[serde(default)]
     org: Option<String>,
+    /// The member the token acts for; the token's role may not exceed theirs.
+    #[serde(default)]
+    user: Option<String>,
 }
 
 pub async fn create(
@@ -56,15 +59,30 @@ pub async fn create(
         {
             return Err(Denial::new(DenyCode::NotFound).with_param("org"));
         }
+        let user = match (b.user.as_deref(), org) {
+            (None, _) => None,
+            (Some(_), None) => return Err(bad("user")),
+            (Some(u), Some(o)) => {
+                let uid = UserId::parse(u).ok_or(Denial::new(DenyCode::NotFound).with_param("user"))?;
+                let m = s.store.member(o, uid).await.map_err(store_err)?;
+                let theirs =
+                    m.and_then(|m| Role::parse(&m.role)).ok_or(Denial::new(DenyCode::NotFound).with_param("user"))?;
+                if role > theirs {
+                    return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
+                }
+                Some(uid)
+            }
+        };
         let token = generate_key(KeyKind::Admin);
         let id = gatehouse_core::KeyId::generate().to_string();
         s.store
-            .insert_admin_token(&id, &b.name, &s.hasher.digest(KeyKind::Admin, &token).0, role.as_str(), org)
+            .insert_admin_token(&id, &b.name, &s.hasher.digest(KeyKind::Admin, &token).0, role.as_str(), org, user)
             .await
             .map_err(store_err)?;
         Ok((
             StatusCode::CREATED,
             json!({"id": id, "name": b.name, "role": role.as_str(), "org_id": org.map(|o| o.to_string()),
+                   "user_id": user.map(|u| u.to_string()),
                    "token": token.expose_secret()}),
         ))
     }

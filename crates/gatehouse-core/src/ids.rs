@@ -58,6 +58,10 @@ id_type!(
     KeyId
 );
 id_type!(
+    /// A user or service account.
+    UserId
+);
+id_type!(
     /// Correlates one request across logs, metrics exemplars and the audit trail.
     RequestId
 );

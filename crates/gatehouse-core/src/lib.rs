@@ -11,4 +11,4 @@ mod ids;
 
 pub use context::{GateName, GateOutcome, Principal, RequestCx, Route, Target, TrailEntry};
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
-pub use ids::{KeyId, OrgId, ProjectId, RequestId};
+pub use ids::{KeyId, OrgId, ProjectId, RequestId, UserId};

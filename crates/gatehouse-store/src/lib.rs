@@ -26,11 +26,13 @@ mod error;
 mod records;
 mod store;
 mod tenancy;
+mod users;
 
 pub use audit::{AuditEvent, AuditRow};
 pub use error::Error;
 pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, Tenant};
 pub use store::{Backend, Store};
+pub use users::MemberRow;
 
 /// Unix time in milliseconds, the one time representation the store uses.
 pub fn now_ms() -> i64 {

@@ -274,9 +274,11 @@ impl Store {
         digest: &[u8; 32],
         role: &str,
         org: Option<OrgId>,
+        user: Option<gatehouse_core::UserId>,
     ) -> Result<(), Error> {
-        on_pool!(self, |p| sqlx::query(
-            "INSERT INTO admin_tokens (id, name, digest, created_at, role, org_id) VALUES ($1, $2, $3, $4, $5, $6)"
+        on_pool!(self, |p| {
+            sqlx::query(
+            "INSERT INTO admin_tokens (id, name, digest, created_at, role, org_id, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )
         .bind(id)
         .bind(name)
@@ -284,9 +286,11 @@ impl Store {
         .bind(now_ms())
         .bind(role)
         .bind(org.map(|o| o.to_string()))
+        .bind(user.map(|u| u.to_string()))
         .execute(p)
         .await
-        .map(|r| r.rows_affected()))?;
+        .map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 

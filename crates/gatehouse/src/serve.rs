@@ -118,7 +118,14 @@ async fn bootstrap(store: &Store, hasher: &KeyHasher, tenant: Tenant) -> anyhow:
     let admin_token = generate_key(KeyKind::Admin);
     let id = gatehouse_core::KeyId::generate().to_string();
     store
-        .insert_admin_token(&id, "bootstrap", &hasher.digest(KeyKind::Admin, &admin_token).0, "platform_admin", None)
+        .insert_admin_token(
+            &id,
+            "bootstrap",
+            &hasher.digest(KeyKind::Admin, &admin_token).0,
+            "platform_admin",
+            None,
+            None,
+        )
         .await?;
     let api_key = generate_key(KeyKind::Api);
     store

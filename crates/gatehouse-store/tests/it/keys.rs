@@ -75,7 +75,7 @@ both_backends!(duplicate_digest_is_a_conflict, |store: Store| async move {
 
 both_backends!(admin_tokens, |store: Store| async move {
     assert_eq!(store.admin_token_count().await.unwrap(), 0);
-    store.insert_admin_token("tok1", "bootstrap", &[9; 32], "platform_admin", None).await.unwrap();
+    store.insert_admin_token("tok1", "bootstrap", &[9; 32], "platform_admin", None, None).await.unwrap();
     assert_eq!(store.admin_token_count().await.unwrap(), 1);
     let row = store.admin_token_by_digest(&[9; 32]).await.unwrap().unwrap();
     assert_eq!(row.name, "bootstrap");

@@ -74,3 +74,22 @@ both_backends!(audit_events_are_stored_and_scoped, |store: Store| async move {
     assert_eq!(only_a[0].action, "key.create");
     assert_eq!(only_a[0].status, 201);
 });
+
+both_backends!(members_have_one_role_per_org, |store: Store| async move {
+    let a = store.create_org("alpha").await.unwrap();
+    let b = store.create_org("beta").await.unwrap();
+    let ann = store.ensure_user("ann@example.com", "Ann", "human").await.unwrap();
+    assert_eq!(store.ensure_user("ann@example.com", "Ann again", "human").await.unwrap(), ann, "one user per email");
+    store.set_membership(a, ann, "viewer").await.unwrap();
+    store.set_membership(a, ann, "org_admin").await.unwrap();
+    assert_eq!(store.member(a, ann).await.unwrap().unwrap().role, "org_admin");
+    assert_eq!(store.member(b, ann).await.unwrap(), None, "membership is per org");
+    assert_eq!(store.list_members(a, 10).await.unwrap().len(), 1);
+    assert!(store.list_members(b, 10).await.unwrap().is_empty());
+
+    store.insert_admin_token("t-ann", "ann", &[42; 32], "org_admin", Some(a), Some(ann)).await.unwrap();
+    assert!(store.remove_membership(a, ann).await.unwrap());
+    assert!(!store.remove_membership(a, ann).await.unwrap());
+    let token = store.admin_token_by_digest(&[42; 32]).await.unwrap().unwrap();
+    assert!(token.revoked_at.is_some(), "leaving an org revokes the tokens that acted there");
+});

@@ -169,3 +169,54 @@ async fn every_decision_is_audited_with_its_facts() {
     assert!(logs.contains("admin decision"));
     assert!(!logs.contains(&admin), "admin tokens never reach the log");
 }
+
+#[tokio::test]
+async fn members_have_bounded_roles_and_leaving_revokes_their_tokens() {
+    let gw = gateway().spawn().await;
+    let acme = new_org(&gw, "acme").await;
+    let (_, admin) = mint(&gw, &root(&gw), "org_admin", Some(&acme)).await;
+    let admin = admin["token"].as_str().unwrap().to_owned();
+    let members = format!("/admin/v1/orgs/{acme}/members");
+
+    let add = |role: &str| json!({"email": "ann@example.com", "name": "Ann", "role": role});
+    let (st, ann) = call(&gw, &admin, Method::POST, &members, Some(add("member"))).await;
+    assert_eq!(st, 201, "{ann}");
+    let ann_id = ann["user_id"].as_str().unwrap().to_owned();
+    assert_eq!(call(&gw, &admin, Method::POST, &members, Some(add("platform_admin"))).await.0, 403);
+    assert_eq!(
+        call(&gw, &admin, Method::POST, &members, Some(add("superuser"))).await.0,
+        400,
+        "unknown roles are refused"
+    );
+    let (st, v) =
+        call(&gw, &admin, Method::POST, &members, Some(json!({"email": "bad", "name": "x", "role": "viewer"}))).await;
+    assert_eq!((st, v["error"]["param"].as_str()), (400, Some("email")));
+
+    // a token for ann may not exceed ann's role
+    let token_for = |role: &str| json!({"name": "ann-token", "role": role, "org": acme, "user": ann_id});
+    assert_eq!(call(&gw, &admin, Method::POST, "/admin/v1/tokens", Some(token_for("org_admin"))).await.0, 403);
+    let (st, t) = call(&gw, &admin, Method::POST, "/admin/v1/tokens", Some(token_for("member"))).await;
+    assert_eq!(st, 201, "{t}");
+    let ann_token = t["token"].as_str().unwrap().to_owned();
+    // a member cannot manage members
+    assert_eq!(
+        call(
+            &gw,
+            &ann_token,
+            Method::POST,
+            &members,
+            Some(json!({"email": "bob@example.com", "name": "Bob", "role": "viewer"}))
+        )
+        .await
+        .0,
+        403
+    );
+    let (st, list) = call(&gw, &admin, Method::GET, &members, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+
+    // leaving the org revokes the tokens that acted for ann there
+    assert_eq!(call(&gw, &admin, Method::DELETE, &format!("{members}/{ann_id}"), None).await.0, 200);
+    assert_eq!(call(&gw, &ann_token, Method::GET, &format!("/admin/v1/orgs/{acme}"), None).await.0, 401);
+    assert_eq!(call(&gw, &admin, Method::DELETE, &format!("{members}/{ann_id}"), None).await.0, 404);
+}

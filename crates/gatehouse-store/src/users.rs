@@ -1,0 +1,134 @@
+//! Users (people and service accounts) and their membership of organizations, each with one
+//! role. Membership queries are scoped by org: a user of another org is not found.
+
+use gatehouse_core::{OrgId, UserId};
+
+use crate::{Error, Store, now_ms};
+
+/// A member of an org as the control plane shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRow {
+    pub user: UserId,
+    pub email: String,
+    pub name: String,
+    /// `human` or `service`.
+    pub kind: String,
+    /// The role name as stored; the control plane parses it.
+    pub role: String,
+    pub created_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RawMemberRow {
+    id: String,
+    email: String,
+    name: String,
+    kind: String,
+    role: String,
+    created_at: i64,
+}
+
+impl TryFrom<RawMemberRow> for MemberRow {
+    type Error = Error;
+
+    fn try_from(r: RawMemberRow) -> Result<Self, Error> {
+        Ok(MemberRow {
+            user: UserId::parse(&r.id).ok_or(Error::Corrupt("users.id"))?,
+            email: r.email,
+            name: r.name,
+            kind: r.kind,
+            role: r.role,
+            created_at: r.created_at,
+        })
+    }
+}
+
+impl Store {
+    /// The user with this email, created if missing (emails are unique across the gateway).
+    pub async fn ensure_user(&self, email: &str, name: &str, kind: &str) -> Result<UserId, Error> {
+        let id = UserId::generate().to_string();
+        on_pool!(self, |p| {
+            sqlx::query(
+            "INSERT INTO users (id, email, name, kind, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email) DO NOTHING"
+        )
+        .bind(&id)
+        .bind(email)
+        .bind(name)
+        .bind(kind)
+        .bind(now_ms())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        let id: String = on_pool!(self, |p| sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_one(p)
+            .await)?;
+        UserId::parse(&id).ok_or(Error::Corrupt("users.id"))
+    }
+
+    /// Grants (or changes) a user's role in an org.
+    pub async fn set_membership(&self, org: OrgId, user: UserId, role: &str) -> Result<(), Error> {
+        on_pool!(self, |p| sqlx::query(
+            "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role"
+        )
+        .bind(org.to_string())
+        .bind(user.to_string())
+        .bind(role)
+        .bind(now_ms())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn member(&self, org: OrgId, user: UserId) -> Result<Option<MemberRow>, Error> {
+        let row: Option<RawMemberRow> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT u.id, u.email, u.name, u.kind, m.role, m.created_at FROM memberships m \
+             JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.user_id = $2"
+        )
+        .bind(org.to_string())
+        .bind(user.to_string())
+        .fetch_optional(p)
+        .await)?;
+        row.map(MemberRow::try_from).transpose()
+    }
+
+    pub async fn list_members(&self, org: OrgId, limit: u32) -> Result<Vec<MemberRow>, Error> {
+        let rows: Vec<RawMemberRow> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT u.id, u.email, u.name, u.kind, m.role, m.created_at FROM memberships m \
+             JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.id LIMIT $2"
+        )
+        .bind(org.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(p)
+        .await)?;
+        rows.into_iter().map(MemberRow::try_from).collect()
+    }
+
+    /// Removes a user from an org and revokes the admin tokens that acted for them there.
+    pub async fn remove_membership(&self, org: OrgId, user: UserId) -> Result<bool, Error> {
+        let now = now_ms();
+        let n = on_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
+                .bind(org.to_string())
+                .bind(user.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(
+                "UPDATE admin_tokens SET revoked_at = $1 WHERE org_id = $2 AND user_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(org.to_string())
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(n)
+        })?;
+        Ok(n > 0)
+    }
+}
