@@ -33,6 +33,98 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Manage organizations (platform admins create, disable and enable them).
+    Orgs {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        action: OrgsAction,
+    },
+    /// Manage the projects of an organization.
+    Projects {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        action: ProjectsAction,
+    },
+    /// Manage the members (people and service accounts) of an organization.
+    Members {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        action: MembersAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgsAction {
+    Create {
+        name: String,
+    },
+    List,
+    /// Disables the org and every key in it (within a second on every replica).
+    Disable {
+        org: String,
+    },
+    Enable {
+        org: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectsAction {
+    Create {
+        /// Org id or name.
+        #[arg(long)]
+        org: String,
+        name: String,
+        /// Comma-separated model allow-list (canonical names).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+    },
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Disables the project and every key in it.
+    Disable {
+        #[arg(long)]
+        org: String,
+        project: String,
+    },
+    Enable {
+        #[arg(long)]
+        org: String,
+        project: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MembersAction {
+    /// Adds a person (or, with --service, a service account) with a role, or changes the role.
+    Add {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// viewer, member or org_admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        service: bool,
+    },
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Removes a member and revokes the admin tokens that acted for them in the org.
+    Remove {
+        #[arg(long)]
+        org: String,
+        user_id: String,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -116,6 +208,22 @@ pub fn fail(msg: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Runs one admin-API command and maps its result to an exit code.
+async fn admin<F, Fut>(conn: &AdminConn, f: F) -> ExitCode
+where
+    F: FnOnce(AdminClient, Output) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let client = match AdminClient::new(conn) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("{e:#}")),
+    };
+    match f(client, conn.output).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => match crate::serve::run(args).await {
@@ -129,15 +237,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => fail(&format!("{}: {e}", file.display())),
         },
-        Command::Keys { conn, action } => {
-            let client = match AdminClient::new(&conn) {
-                Ok(c) => c,
-                Err(e) => return fail(&format!("{e:#}")),
-            };
-            match client.keys(action, conn.output).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&format!("{e:#}")),
-            }
-        }
+        Command::Keys { conn, action } => admin(&conn, |c, out| async move { c.keys(action, out).await }).await,
+        Command::Orgs { conn, action } => admin(&conn, |c, out| async move { c.orgs(action, out).await }).await,
+        Command::Projects { conn, action } => admin(&conn, |c, out| async move { c.projects(action, out).await }).await,
+        Command::Members { conn, action } => admin(&conn, |c, out| async move { c.members(action, out).await }).await,
     }
 }

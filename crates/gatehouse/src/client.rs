@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use comfy_table::Table;
 use serde_json::{Value, json};
 
-use crate::cli::{AdminConn, KeysAction, Output};
+use crate::cli::{AdminConn, KeysAction, MembersAction, OrgsAction, Output, ProjectsAction};
 
 pub struct AdminClient {
     base: String,
@@ -123,4 +123,129 @@ impl AdminClient {
         }
         Ok(())
     }
+}
+
+/// Prints an API answer: the JSON as is, or the named fields of each item as a table.
+fn print(v: &Value, output: Output, columns: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if output == Output::Json {
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    let items: Vec<&Value> = match v["data"].as_array() {
+        Some(list) => list.iter().collect(),
+        None => vec![v],
+    };
+    let mut t = Table::new();
+    t.set_header(columns.iter().map(|(h, _)| *h));
+    for item in items {
+        t.add_row(columns.iter().map(|(_, f)| match &item[*f] {
+            Value::Null => "-".to_owned(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }));
+    }
+    writeln!(out, "{t}")?;
+    Ok(())
+}
+
+const ORG_COLUMNS: &[(&str, &str)] = &[("ID", "id"), ("NAME", "name"), ("DISABLED", "disabled_at")];
+const PROJECT_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("NAME", "name"), ("MODELS", "models"), ("DISABLED", "disabled_at")];
+const MEMBER_COLUMNS: &[(&str, &str)] =
+    &[("USER", "user_id"), ("EMAIL", "email"), ("NAME", "name"), ("KIND", "kind"), ("ROLE", "role")];
+
+impl AdminClient {
+    /// An org id, given its id or its name (names are looked up among the orgs this token sees).
+    async fn org_id(&self, org: &str) -> anyhow::Result<String> {
+        if is_uuid(org) {
+            return Ok(org.to_owned());
+        }
+        let list = self.call(reqwest::Method::GET, "/admin/v1/orgs", None, &[("limit", "1000".to_owned())]).await?;
+        find_id(&list, org).with_context(|| format!("no organization named {org}"))
+    }
+
+    async fn project_id(&self, org: &str, project: &str) -> anyhow::Result<String> {
+        if is_uuid(project) {
+            return Ok(project.to_owned());
+        }
+        let path = format!("/admin/v1/orgs/{org}/projects");
+        let list = self.call(reqwest::Method::GET, &path, None, &[("limit", "1000".to_owned())]).await?;
+        find_id(&list, project).with_context(|| format!("no project named {project}"))
+    }
+
+    pub async fn orgs(&self, action: OrgsAction, output: Output) -> anyhow::Result<()> {
+        use reqwest::Method;
+        let v = match action {
+            OrgsAction::Create { name } => {
+                self.call(Method::POST, "/admin/v1/orgs", Some(json!({"name": name})), &[]).await?
+            }
+            OrgsAction::List => self.call(Method::GET, "/admin/v1/orgs", None, &[]).await?,
+            OrgsAction::Disable { org } => {
+                let id = self.org_id(&org).await?;
+                self.call(Method::POST, &format!("/admin/v1/orgs/{id}/disable"), None, &[]).await?
+            }
+            OrgsAction::Enable { org } => {
+                let id = self.org_id(&org).await?;
+                self.call(Method::POST, &format!("/admin/v1/orgs/{id}/enable"), None, &[]).await?
+            }
+        };
+        print(&v, output, ORG_COLUMNS)
+    }
+
+    pub async fn projects(&self, action: ProjectsAction, output: Output) -> anyhow::Result<()> {
+        use reqwest::Method;
+        let v = match action {
+            ProjectsAction::Create { org, name, models } => {
+                let org = self.org_id(&org).await?;
+                let mut body = json!({"name": name});
+                if let Some(m) = models {
+                    body["models"] = json!(m);
+                }
+                self.call(Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(body), &[]).await?
+            }
+            ProjectsAction::List { org } => {
+                let org = self.org_id(&org).await?;
+                self.call(Method::GET, &format!("/admin/v1/orgs/{org}/projects"), None, &[]).await?
+            }
+            ProjectsAction::Disable { org, project } => self.switch_project(&org, &project, "disable").await?,
+            ProjectsAction::Enable { org, project } => self.switch_project(&org, &project, "enable").await?,
+        };
+        print(&v, output, PROJECT_COLUMNS)
+    }
+
+    async fn switch_project(&self, org: &str, project: &str, verb: &str) -> anyhow::Result<Value> {
+        let org = self.org_id(org).await?;
+        let project = self.project_id(&org, project).await?;
+        self.call(reqwest::Method::POST, &format!("/admin/v1/orgs/{org}/projects/{project}/{verb}"), None, &[]).await
+    }
+
+    pub async fn members(&self, action: MembersAction, output: Output) -> anyhow::Result<()> {
+        use reqwest::Method;
+        let v = match action {
+            MembersAction::Add { org, email, name, role, service } => {
+                let org = self.org_id(&org).await?;
+                let kind = if service { "service" } else { "human" };
+                let body = json!({"email": email, "name": name, "role": role, "kind": kind});
+                self.call(Method::POST, &format!("/admin/v1/orgs/{org}/members"), Some(body), &[]).await?
+            }
+            MembersAction::List { org } => {
+                let org = self.org_id(&org).await?;
+                self.call(Method::GET, &format!("/admin/v1/orgs/{org}/members"), None, &[]).await?
+            }
+            MembersAction::Remove { org, user_id } => {
+                let org = self.org_id(&org).await?;
+                self.call(Method::DELETE, &format!("/admin/v1/orgs/{org}/members/{user_id}"), None, &[]).await?
+            }
+        };
+        print(&v, output, MEMBER_COLUMNS)
+    }
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+fn find_id(list: &Value, name: &str) -> Option<String> {
+    list["data"].as_array()?.iter().find(|o| o["name"] == name).and_then(|o| o["id"].as_str()).map(str::to_owned)
 }

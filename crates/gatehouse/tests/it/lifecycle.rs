@@ -75,3 +75,46 @@ async fn keys_cli_creates_lists_and_revokes() {
         .unwrap();
     assert!(!ok && out.contains("401"), "{out}");
 }
+
+#[tokio::test]
+async fn tenancy_cli_manages_orgs_projects_and_members_by_name() {
+    let gw = crate::common::gateway().spawn().await;
+    let (ok, out) = cli(&gw, &["orgs", "create", "acme", "-o", "json"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&gw, &["projects", "create", "--org", "acme", "web", "--models", "mock"]);
+    assert!(ok && out.contains("web") && out.contains("mock"), "{out}");
+    let (ok, out) = cli(
+        &gw,
+        &[
+            "members",
+            "add",
+            "--org",
+            "acme",
+            "--email",
+            "ci@example.com",
+            "--name",
+            "CI",
+            "--role",
+            "member",
+            "--service",
+        ],
+    );
+    assert!(ok && out.contains("service") && out.contains("member"), "{out}");
+    let (ok, out) = cli(&gw, &["members", "list", "--org", "acme", "-o", "json"]);
+    assert!(ok, "{out}");
+    let members: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(members["data"][0]["email"], "ci@example.com");
+
+    let (_, key) = gw.create_key(json!({"name": "k", "org": "acme", "project": "web"})).await;
+    assert_eq!(gw.chat(&key, "mock").await.status(), 200);
+    let (ok, out) = cli(&gw, &["projects", "disable", "--org", "acme", "web"]);
+    assert!(ok, "{out}");
+    assert!(
+        gatehouse_testkit::eventually(Duration::from_secs(1), || async { gw.chat(&key, "mock").await.status() == 401 })
+            .await
+    );
+    let (ok, out) = cli(&gw, &["orgs", "list"]);
+    assert!(ok && out.contains("acme") && out.contains("default"), "{out}");
+    let (ok, out) = cli(&gw, &["projects", "list", "--org", "nope"]);
+    assert!(!ok && out.contains("no organization named nope"), "{out}");
+}
