@@ -14,6 +14,7 @@ mod members;
 mod orgs;
 pub mod rbac;
 mod reply;
+pub mod routes;
 mod tokens;
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use gatehouse_core::{Denial, DenyCode};
 use gatehouse_gates::authenticate::KeyVerifier;
 use gatehouse_proxy::AppState;
@@ -39,22 +40,14 @@ pub struct AdminState {
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/admin/v1/keys", post(keys::create).get(keys::list))
-        .route("/admin/v1/keys/{id}", get(keys::get))
-        .route("/admin/v1/keys/{id}/revoke", post(keys::revoke))
-        .route("/admin/v1/tokens", post(tokens::create))
-        .route("/admin/v1/audit", get(orgs::list_audit))
-        .route("/admin/v1/orgs", post(orgs::create_org).get(orgs::list_orgs))
-        .route("/admin/v1/orgs/{org}", get(orgs::get_org).patch(orgs::update_org))
-        .route("/admin/v1/orgs/{org}/disable", post(orgs::disable_org))
-        .route("/admin/v1/orgs/{org}/enable", post(orgs::enable_org))
-        .route("/admin/v1/orgs/{org}/members", post(members::add).get(members::list))
-        .route("/admin/v1/orgs/{org}/members/{user}", axum::routing::delete(members::remove))
-        .route("/admin/v1/orgs/{org}/projects", post(orgs::create_project).get(orgs::list_projects))
-        .route("/admin/v1/orgs/{org}/projects/{project}", get(orgs::get_project).patch(orgs::update_project))
-        .route("/admin/v1/orgs/{org}/projects/{project}/disable", post(orgs::disable_project))
-        .route("/admin/v1/orgs/{org}/projects/{project}/enable", post(orgs::enable_project))
+    // Built from the route table only: a route cannot exist without its permission entry.
+    let mut router = Router::new();
+    for spec in routes::ROUTES {
+        if let Some(h) = routes::handler(spec) {
+            router = router.route(spec.path, h);
+        }
+    }
+    router
         .route("/metrics", get(metrics))
         .route("/healthz", get(gatehouse_proxy::healthz))
         .route("/readyz", get(readyz))

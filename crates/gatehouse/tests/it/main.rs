@@ -14,6 +14,7 @@ mod bad_input;
 mod common;
 mod config;
 mod lifecycle;
+mod matrix;
 mod postgres;
 mod quickstart;
 mod upstream;

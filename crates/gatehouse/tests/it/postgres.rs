@@ -9,7 +9,7 @@ fn postgres_url() -> String {
 
 /// A fresh schema and a URL whose connections use it; `None` when PostgreSQL is unreachable
 /// outside CI (under `CI=true` that is a failure).
-fn fresh_schema_url() -> Option<String> {
+pub fn fresh_schema_url() -> Option<String> {
     let url = postgres_url();
     let schema = format!("gw_{}", std::process::id())
         + &format!("_{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
