@@ -12,6 +12,7 @@ mod body;
 mod keys;
 mod members;
 mod orgs;
+pub mod ratelimit;
 pub mod rbac;
 mod reply;
 pub mod routes;
@@ -37,18 +38,20 @@ pub struct AdminState {
     pub verifier: Arc<KeyVerifier>,
     pub hasher: Arc<KeyHasher>,
     pub metrics: Option<PrometheusHandle>,
+    pub limits: Arc<ratelimit::AdminLimits>,
 }
 
 pub fn router(state: AdminState) -> Router {
     // Built from the route table only: a route cannot exist without its permission entry.
-    let mut router = Router::new();
+    let mut api = Router::new();
     for spec in routes::ROUTES {
         if let Some(h) = routes::handler(spec) {
-            router = router.route(spec.path, h);
+            api = api.route(spec.path, h);
         }
     }
-    router
-        .route("/metrics", get(metrics))
+    // rate limits before authentication: token guessing is bounded per source address
+    let api = api.route_layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit));
+    api.route("/metrics", get(metrics))
         .route("/healthz", get(gatehouse_proxy::healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { Denial::new(DenyCode::NotFound) })

@@ -30,6 +30,8 @@ pub struct RawServer {
     pub header_read_timeout_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub max_connections: Option<u64>,
+    pub admin_mutations_per_minute: Option<u64>,
+    pub admin_requests_per_minute_per_source: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

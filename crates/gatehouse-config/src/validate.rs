@@ -49,6 +49,11 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: NonZeroU32,
+    /// Control-plane mutations one admin token may make per minute (burst: a quarter of it).
+    pub admin_mutations_per_minute: NonZeroU32,
+    /// Control-plane requests one source address may make per minute, authenticated or not
+    /// (bounds token guessing).
+    pub admin_requests_per_minute_per_source: NonZeroU32,
 }
 
 impl ServerConfig {
@@ -83,6 +88,12 @@ impl ServerConfig {
         }
         if self.max_connections != o.max_connections {
             v.push("server.max_connections");
+        }
+        if self.admin_mutations_per_minute != o.admin_mutations_per_minute {
+            v.push("server.admin_mutations_per_minute");
+        }
+        if self.admin_requests_per_minute_per_source != o.admin_requests_per_minute_per_source {
+            v.push("server.admin_requests_per_minute_per_source");
         }
         v
     }
@@ -306,6 +317,20 @@ fn server(raw: RawServer, issues: &mut Vec<Issue>) -> ServerConfig {
         ),
         shutdown_grace: ms(raw.shutdown_grace_ms, 30_000, 0, 3_600_000, "server.shutdown_grace_ms", issues),
         max_connections: bounded32(raw.max_connections, 10_000, 1_000_000, "server.max_connections", issues),
+        admin_mutations_per_minute: bounded32(
+            raw.admin_mutations_per_minute,
+            600,
+            1_000_000,
+            "server.admin_mutations_per_minute",
+            issues,
+        ),
+        admin_requests_per_minute_per_source: bounded32(
+            raw.admin_requests_per_minute_per_source,
+            6_000,
+            10_000_000,
+            "server.admin_requests_per_minute_per_source",
+            issues,
+        ),
     }
 }
 

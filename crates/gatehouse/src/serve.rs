@@ -266,6 +266,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             verifier,
             hasher,
             metrics: Some(metrics),
+            limits: Arc::new(gatehouse_admin::ratelimit::AdminLimits::new(
+                server.admin_mutations_per_minute.get(),
+                server.admin_requests_per_minute_per_source.get(),
+            )),
         }),
         1024,
     );

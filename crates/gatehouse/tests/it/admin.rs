@@ -220,3 +220,28 @@ async fn members_have_bounded_roles_and_leaving_revokes_their_tokens() {
     assert_eq!(call(&gw, &ann_token, Method::GET, &format!("/admin/v1/orgs/{acme}"), None).await.0, 401);
     assert_eq!(call(&gw, &admin, Method::DELETE, &format!("{members}/{ann_id}"), None).await.0, 404);
 }
+
+#[tokio::test]
+async fn control_plane_mutations_are_rate_limited_per_token() {
+    let gw = gateway().server("admin_mutations_per_minute = 8").spawn().await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for i in 0..3 {
+        let resp = gw
+            .http
+            .post(format!("{}/admin/v1/orgs", gw.admin_url))
+            .bearer_auth(root(&gw))
+            .json(&json!({"name": format!("o{i}")}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+        retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    }
+    assert_eq!(statuses, [201, 201, 429], "a burst of a quarter of the per-minute rate, then 429");
+    assert!(retry_after.is_some_and(|s| s.parse::<u32>().unwrap() >= 1));
+    // reads are not mutations
+    assert_eq!(call(&gw, &root(&gw), Method::GET, "/admin/v1/orgs", None).await.0, 200);
+    let (_, audit) = call(&gw, &root(&gw), Method::GET, "/admin/v1/audit", None).await;
+    assert!(audit.to_string().contains("ratelimit.admin"), "{audit}");
+}
