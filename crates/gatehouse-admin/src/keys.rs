@@ -282,3 +282,73 @@ pub async fn revoke(
     .await;
     respond(&s, &acx, &op, "key.revoke", org_seen, Some(id.clone()), r).await
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    /// How long the old secret keeps working (0 = revoked at once; at most a day).
+    #[serde(default)]
+    grace_seconds: Option<u64>,
+}
+
+const MAX_GRACE_SECS: u64 = 24 * 3600;
+
+/// A new secret with the same name, project, models and expiry; the old secret is revoked, or
+/// expires after the grace period so clients can switch without downtime.
+pub async fn rotate(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(id): Path<String>,
+    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<StrictJson<Rotate>, Denial>,
+) -> Response {
+    let mut org_seen = None;
+    let r = async {
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let (org, kid) = scoped_key(&s, &op, q.org.as_deref(), &id, Permission::KeyWriteAny).await?;
+        org_seen = Some(org);
+        // an empty body is the same as `{}`
+        let grace = match body {
+            Ok(StrictJson(b)) => b.grace_seconds.unwrap_or(0),
+            Err(d) if d.code == DenyCode::UnsupportedMediaType => 0,
+            Err(d) => return Err(d),
+        };
+        if grace > MAX_GRACE_SECS {
+            return Err(bad("grace_seconds"));
+        }
+        let old = s.store.key(org, kid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+        if old.revoked_at.is_some() {
+            return Err(Denial::new(DenyCode::NotFound));
+        }
+        let secret = generate_key(KeyKind::Api);
+        let new = NewKey {
+            id: KeyId::generate(),
+            org,
+            project: old.project,
+            name: old.name.clone(),
+            digest: s.hasher.digest(KeyKind::Api, &secret).0,
+            hint: KeyHasher::hint(KeyKind::Api, &secret),
+            allowed_models: old.allowed_models.clone(),
+            created_at: now_ms(),
+            expires_at: old.expires_at,
+        };
+        s.store.insert_key(&new).await.map_err(store_err)?;
+        let retired = if grace == 0 {
+            s.store.revoke_key(org, kid).await
+        } else {
+            s.store.expire_key_at(org, kid, now_ms() + i64::try_from(grace).unwrap_or(0) * 1000).await
+        }
+        .map_err(store_err)?;
+        if let Some(digest) = retired {
+            s.verifier.evict(&KeyDigest(digest));
+        }
+        let view =
+            KeyView::from(s.store.key(org, new.id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::Internal))?);
+        let body =
+            serde_json::to_value(Created { view, key: secret.expose_secret().to_owned() }).unwrap_or(Value::Null);
+        Ok((StatusCode::CREATED, json!({"rotated_from": id, "grace_seconds": grace, "key": body})))
+    }
+    .await;
+    respond(&s, &acx, &op, "key.rotate", org_seen, Some(id.clone()), r).await
+}

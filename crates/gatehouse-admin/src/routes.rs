@@ -64,6 +64,7 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/admin/v1/keys", P::KeyRead, Org, "key.list"),
     r("GET", "/admin/v1/keys/{id}", P::KeyRead, Org, "key.read"),
     r("POST", "/admin/v1/keys/{id}/revoke", P::KeyWriteAny, Org, "key.revoke"),
+    r("POST", "/admin/v1/keys/{id}/rotate", P::KeyWriteAny, Org, "key.rotate"),
     r("GET", "/admin/v1/audit", P::AuditRead, Own, "audit.read"),
 ];
 
@@ -90,6 +91,7 @@ pub(crate) fn handler(spec: &RouteSpec) -> Option<MethodRouter<AdminState>> {
         ("GET", "/admin/v1/keys") => get(keys::list),
         ("GET", "/admin/v1/keys/{id}") => get(keys::get),
         ("POST", "/admin/v1/keys/{id}/revoke") => post(keys::revoke),
+        ("POST", "/admin/v1/keys/{id}/rotate") => post(keys::rotate),
         ("GET", "/admin/v1/audit") => get(orgs::list_audit),
         _ => return None,
     })

@@ -185,6 +185,24 @@ impl Store {
         rows.into_iter().map(KeyRow::try_from).collect()
     }
 
+    /// Shortens an unrevoked key's life to end at `at` (never lengthens it) and returns its
+    /// digest; `None` when no such unrevoked key exists in this org. Used by rotation's grace.
+    pub async fn expire_key_at(&self, org: OrgId, id: KeyId, at: i64) -> Result<Option<[u8; 32]>, Error> {
+        let digest: Option<Vec<u8>> = on_pool!(self, |p| {
+            sqlx::query_scalar(
+                "UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > $1 THEN $1 ELSE expires_at END, \
+                 updated_at = $2 WHERE org_id = $3 AND id = $4 AND revoked_at IS NULL RETURNING digest",
+            )
+            .bind(at)
+            .bind(now_ms())
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .fetch_optional(p)
+            .await
+        })?;
+        digest.map(|d| <[u8; 32]>::try_from(d.as_slice()).map_err(|_| Error::Corrupt("api_keys.digest"))).transpose()
+    }
+
     /// Marks a key revoked and returns its digest (so caches can evict it at once); `None`
     /// when no such unrevoked key exists in this org.
     pub async fn revoke_key(&self, org: OrgId, id: KeyId) -> Result<Option<[u8; 32]>, Error> {

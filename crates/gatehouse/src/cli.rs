@@ -199,7 +199,21 @@ pub enum KeysAction {
         limit: Option<u32>,
     },
     /// Revoke an API key by id; takes effect on the data plane within a second.
-    Revoke { id: String },
+    Revoke {
+        id: String,
+        /// The key's org (name); default: your own, or `default` for platform admins.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Replace a key's secret, keeping its settings; the old secret stops at once or after --grace.
+    Rotate {
+        id: String,
+        #[arg(long)]
+        org: Option<String>,
+        /// How long the old secret keeps working, e.g. 10m (at most 24h).
+        #[arg(long)]
+        grace: Option<humantime::Duration>,
+    },
 }
 
 /// Prints an error to stderr and returns the failure exit code.

@@ -113,11 +113,30 @@ impl AdminClient {
                     }
                 }
             }
-            KeysAction::Revoke { id } => {
-                let v = self.call(reqwest::Method::POST, &format!("/admin/v1/keys/{id}/revoke"), None, &[]).await?;
+            KeysAction::Revoke { id, org } => {
+                let q: Vec<_> = org.map(|o| ("org", o)).into_iter().collect();
+                let v = self.call(reqwest::Method::POST, &format!("/admin/v1/keys/{id}/revoke"), None, &q).await?;
                 match output {
                     Output::Json => writeln!(out, "{v}")?,
                     Output::Table => writeln!(out, "revoked {}", v["id"].as_str().unwrap_or(&id))?,
+                }
+            }
+            KeysAction::Rotate { id, org, grace } => {
+                let q: Vec<_> = org.map(|o| ("org", o)).into_iter().collect();
+                let body = json!({"grace_seconds": grace.map_or(0, |g| Duration::from(g).as_secs())});
+                let v =
+                    self.call(reqwest::Method::POST, &format!("/admin/v1/keys/{id}/rotate"), Some(body), &q).await?;
+                match output {
+                    Output::Json => writeln!(out, "{v}")?,
+                    Output::Table => {
+                        writeln!(out, "id:      {}", v["key"]["id"].as_str().unwrap_or(""))?;
+                        writeln!(out, "key:     {}", v["key"]["key"].as_str().unwrap_or(""))?;
+                        writeln!(
+                            out,
+                            "\nThe old key {id} stops after {} s. The new key is shown only this once.",
+                            v["grace_seconds"]
+                        )?;
+                    }
                 }
             }
         }

@@ -117,3 +117,34 @@ async fn the_control_plane_requires_an_admin_token() {
     let r = gw.admin(reqwest::Method::POST, "/admin/v1/keys", Some(&json!({"name": "x", "digest": "00"}))).await;
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn rotation_hands_out_a_new_secret_and_retires_the_old_one() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway_with(&fake).await;
+    let (id, old) = gw.create_key(json!({"name": "svc", "models": ["fake-model"]})).await;
+    assert_eq!(gw.chat(&old, "fake-model").await.status(), 200);
+
+    // with a grace period both work for a while
+    let resp = gw
+        .admin(reqwest::Method::POST, &format!("/admin/v1/keys/{id}/rotate"), Some(&json!({"grace_seconds": 60})))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let v = json(resp).await;
+    let new = v["key"]["key"].as_str().unwrap().to_owned();
+    let new_id = v["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(v["key"]["models"], json!(["fake-model"]), "settings carry over");
+    assert_eq!(gw.chat(&new, "fake-model").await.status(), 200);
+    assert_eq!(gw.chat(&old, "fake-model").await.status(), 200, "the old secret works during the grace");
+
+    // without one the old secret stops at once
+    let resp = gw.admin(reqwest::Method::POST, &format!("/admin/v1/keys/{new_id}/rotate"), None).await;
+    assert_eq!(resp.status(), 201);
+    let newest = json(resp).await["key"]["key"].as_str().unwrap().to_owned();
+    assert_eq!(gw.chat(&newest, "fake-model").await.status(), 200);
+    assert!(eventually(Duration::from_secs(1), || async { gw.chat(&new, "fake-model").await.status() == 401 }).await);
+    let bad = gw
+        .admin(reqwest::Method::POST, &format!("/admin/v1/keys/{id}/rotate"), Some(&json!({"grace_seconds": 999999})))
+        .await;
+    assert_eq!(bad.status(), 400);
+}

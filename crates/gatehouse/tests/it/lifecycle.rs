@@ -60,6 +60,11 @@ async fn keys_cli_creates_lists_and_revokes() {
     assert!(table.contains("ci-key") && table.contains("fake-model,mock"), "{table}");
     assert!(!table.contains(key), "list never shows secrets");
 
+    let (ok, out) = cli(&gw, &["keys", "rotate", id, "--grace", "10m", "-o", "json"]);
+    assert!(ok, "{out}");
+    let rotated: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(rotated["grace_seconds"], 600);
+    assert_eq!(gw.chat(rotated["key"]["key"].as_str().unwrap(), "fake-model").await.status(), 200);
     let (ok, out) = cli(&gw, &["keys", "revoke", id]);
     assert!(ok, "{out}");
     let (ok, out) = cli(&gw, &["keys", "revoke", id]);

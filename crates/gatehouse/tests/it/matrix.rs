@@ -69,14 +69,15 @@ async fn tenant(gw: &TestGateway, name: &str) -> Tenant {
 async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Option<Value>) {
     // routes that consume their object get a fresh one each time
     let user = if spec.method == "DELETE" { fresh_member(gw, &t.id).await } else { t.user.clone() };
-    let key = if spec.path.ends_with("/revoke") { fresh_key(gw, t).await } else { t.key.clone() };
+    let consumes_key = spec.path.ends_with("/revoke") || spec.path.ends_with("/rotate");
+    let key = if consumes_key { fresh_key(gw, t).await } else { t.key.clone() };
     let mut path = spec
         .path
         .replace("{org}", &t.id)
         .replace("{project}", &t.project)
         .replace("{user}", &user)
         .replace("{id}", &key);
-    if spec.path.starts_with("/admin/v1/keys") && spec.method != "POST" || spec.path.ends_with("/revoke") {
+    if spec.path.starts_with("/admin/v1/keys") && spec.method != "POST" || consumes_key {
         path.push_str(&format!("?org={}", t.name));
     }
     let body = match (spec.method, spec.path) {
@@ -90,6 +91,7 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         }
         ("POST", "/admin/v1/tokens") => Some(json!({"name": "t", "role": "viewer", "org": t.id})),
         ("POST", "/admin/v1/keys") => Some(json!({"name": unique("k"), "org": t.name, "project": "p"})),
+        ("POST", "/admin/v1/keys/{id}/rotate") => Some(json!({})),
         _ => None,
     };
     (path, body)
