@@ -78,6 +78,24 @@ class Gateway:
 
 @pytest.fixture(scope="session")
 def gateway(fake):
+    proc, gw = start_gateway(fake)
+    yield gw
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def fuzz_gateway(fake):
+    """A gateway of its own for schema fuzzing, with control-plane rate limits out of the way."""
+    proc, gw = start_gateway(
+        fake, 'admin_mutations_per_minute = 1000000\nadmin_requests_per_minute_per_source = 10000000\n'
+    )
+    yield gw
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+def start_gateway(fake, server_extra=""):
     tmp = tempfile.mkdtemp(prefix="gatehouse-py-")
     config = os.path.join(tmp, "gatehouse.toml")
     with open(config, "w") as f:
@@ -87,6 +105,7 @@ def gateway(fake):
 data_listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 data_dir = "{tmp}/data"
+{server_extra}
 
 [[providers]]
 name = "fake"
@@ -125,6 +144,4 @@ kind = "embedding"
         ]:
             if line.startswith(prefix):
                 values[key] = line[len(prefix) :].strip()
-    yield Gateway(values["data"], values["admin"], values["api_key"], values["admin_token"])
-    proc.terminate()
-    proc.wait(timeout=15)
+    return proc, Gateway(values["data"], values["admin"], values["api_key"], values["admin_token"])

@@ -11,6 +11,7 @@ mod auth;
 mod body;
 mod keys;
 mod members;
+pub mod openapi;
 mod orgs;
 pub mod ratelimit;
 pub mod rbac;
@@ -51,7 +52,8 @@ pub fn router(state: AdminState) -> Router {
     }
     // rate limits before authentication: token guessing is bounded per source address
     let api = api.route_layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit));
-    api.route("/metrics", get(metrics))
+    api.route("/admin/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(gatehouse_proxy::healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { Denial::new(DenyCode::NotFound) })

@@ -1,0 +1,189 @@
+//! The OpenAPI 3.1 document of the control plane, built from the route table: every route in
+//! [`ROUTES`] appears with its request and response schemas, so the document cannot drift from
+//! the router (a test also walks the table against it). Served at `/admin/v1/openapi.json`.
+
+use serde_json::{Value, json};
+
+use crate::routes::{ROUTES, RouteSpec};
+
+fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn list_of(name: &str) -> Value {
+    json!({"type": "object", "required": ["object", "data"], "properties": {
+        "object": {"const": "list"}, "data": {"type": "array", "items": r(name)}}})
+}
+
+fn nullable(t: &str) -> Value {
+    json!({"type": [t, "null"]})
+}
+
+const NAME: &str = "^[A-Za-z0-9._-]{1,64}$";
+
+fn components() -> Value {
+    let s = |t: &str| json!({"type": t});
+    json!({
+        "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer", "description": "an admin token (gtha_...)"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["message", "type", "param", "code"],
+                "properties": {"message": s("string"), "type": s("string"), "param": nullable("string"), "code": s("string")}}}},
+            "Org": {"type": "object", "required": ["id", "name", "created_at", "disabled_at"], "properties": {
+                "id": s("string"), "name": s("string"), "created_at": s("integer"), "disabled_at": nullable("integer")}},
+            "Project": {"type": "object", "required": ["id", "org_id", "name", "models", "created_at", "disabled_at"], "properties": {
+                "id": s("string"), "org_id": s("string"), "name": s("string"),
+                "models": {"type": ["array", "null"], "items": s("string")},
+                "created_at": s("integer"), "disabled_at": nullable("integer")}},
+            "Member": {"type": "object", "required": ["user_id", "email", "name", "kind", "role", "created_at"], "properties": {
+                "user_id": s("string"), "email": s("string"), "name": s("string"), "kind": s("string"),
+                "role": s("string"), "created_at": s("integer")}},
+            "Key": {"type": "object", "required": ["id", "name", "org_id", "project_id", "hint", "models", "created_at", "expires_at", "revoked_at"],
+                "properties": {"id": s("string"), "name": s("string"), "org_id": s("string"), "project_id": s("string"),
+                "hint": s("string"), "models": {"type": ["array", "null"], "items": s("string")}, "created_at": s("integer"),
+                "expires_at": nullable("integer"), "revoked_at": nullable("integer")}},
+            "KeyCreated": {"allOf": [r("Key"), {"type": "object", "required": ["key"], "properties": {"key": s("string")}}]},
+            "KeyRotated": {"type": "object", "required": ["rotated_from", "grace_seconds", "key"], "properties": {
+                "rotated_from": s("string"), "grace_seconds": s("integer"), "key": r("KeyCreated")}},
+            "Token": {"type": "object", "required": ["id", "name", "role", "org_id", "user_id", "token"], "properties": {
+                "id": s("string"), "name": s("string"), "role": s("string"), "org_id": nullable("string"),
+                "user_id": nullable("string"), "token": s("string")}},
+            "AuditEvent": {"type": "object", "required": ["id", "at", "org_id", "actor", "action", "target", "outcome", "status", "request_id", "source"],
+                "properties": {"id": s("string"), "at": s("integer"), "org_id": nullable("string"), "actor": s("string"),
+                "action": s("string"), "target": nullable("string"), "outcome": {"enum": ["allowed", "denied"]},
+                "status": s("integer"), "request_id": nullable("string"), "source": nullable("string")}},
+            "NameBody": {"type": "object", "additionalProperties": false, "required": ["name"],
+                "properties": {"name": {"type": "string", "pattern": NAME}}},
+            "ProjectBody": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+                "name": {"type": "string", "pattern": NAME}, "models": {"type": "array", "items": s("string")}}},
+            "AddMember": {"type": "object", "additionalProperties": false, "required": ["email", "name", "role"], "properties": {
+                "email": {"type": "string", "format": "email"}, "name": {"type": "string", "minLength": 1, "maxLength": 128},
+                "role": {"enum": ["viewer", "member", "org_admin"]}, "kind": {"enum": ["human", "service"]}}},
+            "CreateToken": {"type": "object", "additionalProperties": false, "required": ["name", "role"], "properties": {
+                "name": {"type": "string", "pattern": NAME},
+                "role": {"enum": ["viewer", "member", "org_admin", "platform_admin"]},
+                "org": s("string"), "user": s("string")}},
+            "CreateKey": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9._ -]{1,64}$"}, "org": s("string"), "project": s("string"),
+                "models": {"type": "array", "items": s("string")},
+                "expires_in_seconds": {"type": "integer", "minimum": 1, "maximum": 315_360_000}}},
+            "Rotate": {"type": "object", "additionalProperties": false, "properties": {
+                "grace_seconds": {"type": "integer", "minimum": 0, "maximum": 86_400}}},
+        }
+    })
+}
+
+/// Request body schema, success status and success schema of one route.
+fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
+    Some(match (spec.method, spec.path) {
+        ("POST", "/admin/v1/orgs") => (Some("NameBody"), 201, r("Org")),
+        ("GET", "/admin/v1/orgs") => (None, 200, list_of("Org")),
+        ("GET", "/admin/v1/orgs/{org}") => (None, 200, r("Org")),
+        ("PATCH", "/admin/v1/orgs/{org}") => (Some("NameBody"), 200, r("Org")),
+        ("POST", "/admin/v1/orgs/{org}/disable") | ("POST", "/admin/v1/orgs/{org}/enable") => (None, 200, r("Org")),
+        ("POST", "/admin/v1/orgs/{org}/members") => (Some("AddMember"), 201, r("Member")),
+        ("GET", "/admin/v1/orgs/{org}/members") => (None, 200, list_of("Member")),
+        ("DELETE", "/admin/v1/orgs/{org}/members/{user}") => (None, 200, r("Member")),
+        ("POST", "/admin/v1/orgs/{org}/projects") => (Some("ProjectBody"), 201, r("Project")),
+        ("GET", "/admin/v1/orgs/{org}/projects") => (None, 200, list_of("Project")),
+        ("GET", "/admin/v1/orgs/{org}/projects/{project}") => (None, 200, r("Project")),
+        ("PATCH", "/admin/v1/orgs/{org}/projects/{project}") => (Some("ProjectBody"), 200, r("Project")),
+        ("POST", "/admin/v1/orgs/{org}/projects/{project}/disable")
+        | ("POST", "/admin/v1/orgs/{org}/projects/{project}/enable") => (None, 200, r("Project")),
+        ("POST", "/admin/v1/tokens") => (Some("CreateToken"), 201, r("Token")),
+        ("POST", "/admin/v1/keys") => (Some("CreateKey"), 201, r("KeyCreated")),
+        ("GET", "/admin/v1/keys") => (None, 200, list_of("Key")),
+        ("GET", "/admin/v1/keys/{id}") => (None, 200, r("Key")),
+        ("POST", "/admin/v1/keys/{id}/revoke") => (None, 200, r("Key")),
+        ("POST", "/admin/v1/keys/{id}/rotate") => (Some("Rotate"), 201, r("KeyRotated")),
+        ("GET", "/admin/v1/audit") => (None, 200, list_of("AuditEvent")),
+        _ => return None,
+    })
+}
+
+fn query_params(spec: &RouteSpec) -> Vec<Value> {
+    let q = |name: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "schema": schema});
+    let limit = q("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000}));
+    match (spec.method, spec.path) {
+        ("GET", "/admin/v1/orgs") | ("GET", "/admin/v1/orgs/{org}/projects") => {
+            vec![q("after", json!({"type": "string"})), limit]
+        }
+        ("GET", "/admin/v1/orgs/{org}/members") | ("GET", "/admin/v1/audit") => vec![limit],
+        ("GET", "/admin/v1/keys") => {
+            vec![q("org", json!({"type": "string"})), q("project", json!({"type": "string"})), limit]
+        }
+        (_, p) if p.starts_with("/admin/v1/keys/") => vec![q("org", json!({"type": "string"}))],
+        _ => vec![],
+    }
+}
+
+fn operation(spec: &RouteSpec) -> Option<Value> {
+    let (body, status, success) = shape(spec)?;
+    let mut params: Vec<Value> = spec
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    params.extend(query_params(spec));
+    let mut op = json!({
+        "operationId": spec.action.replace('.', "_"),
+        "summary": spec.action,
+        "description": format!("Needs `{}`.", spec.permission.as_str()),
+        "security": [{"adminToken": []}],
+        "parameters": params,
+        "responses": {
+            status.to_string(): {"description": "success", "content": {"application/json": {"schema": success}}},
+            "default": {"description": "a refusal", "content": {"application/json": {"schema": r("Error")}}},
+        },
+    });
+    if let Some(b) = body {
+        op["requestBody"] = json!({"required": b != "Rotate", "content": {"application/json": {"schema": r(b)}}});
+    }
+    Some(op)
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for spec in ROUTES {
+        if let Some(op) = operation(spec) {
+            let item = paths.entry(spec.path.to_owned()).or_insert_with(|| json!({}));
+            item[spec.method.to_ascii_lowercase()] = op;
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Gatehouse control plane", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Admin API. Every route needs an admin token; see docs/ADMIN-API.md for roles."},
+        "paths": paths,
+        "components": components(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_document() {
+        let doc = document();
+        for spec in ROUTES {
+            let op = &doc["paths"][spec.path][spec.method.to_ascii_lowercase()];
+            assert!(op.is_object(), "{} {} is missing from the OpenAPI document", spec.method, spec.path);
+            assert_eq!(op["summary"], spec.action);
+        }
+        let ops: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(ops, ROUTES.len(), "no operation without a route");
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document();
+        let text = doc.to_string();
+        for (i, _) in text.match_indices("#/components/schemas/") {
+            let name: String = text[i + 21..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            assert!(doc["components"]["schemas"][&name].is_object(), "dangling $ref {name}");
+        }
+    }
+}
