@@ -144,6 +144,14 @@ async fn create_inner(
         Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
         Err(e) => return Err(store_err(e)),
     };
+    // A key never reaches past its project's allow-list; asking for more is refused rather than
+    // silently narrowed.
+    let project_models = s.store.project(org, project).await.map_err(store_err)?.and_then(|p| p.allowed_models);
+    if let (Some(allowed), Some(asked)) = (&project_models, &req.models)
+        && !asked.iter().all(|m| allowed.contains(m))
+    {
+        return Err(Denial::new(DenyCode::PermissionDenied).with_param("models"));
+    }
     let secret = generate_key(KeyKind::Api);
     let new = NewKey {
         id: KeyId::generate(),

@@ -127,7 +127,7 @@ fn entry_for(row: Option<KeyRow>, at: Instant) -> Entry {
                 org: k.org,
                 project: k.project,
                 key: k.id,
-                allowed_models: k.allowed_models.map(|m| m.into_iter().map(String::into_boxed_str).collect()),
+                allowed_models: k.effective_models().map(|m| m.into_iter().map(String::into_boxed_str).collect()),
             },
             expires_at: k.expires_at,
             at,

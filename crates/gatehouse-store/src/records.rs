@@ -37,12 +37,24 @@ pub struct KeyRow {
     pub revoked_at: Option<i64>,
     /// The key's org or project is disabled: the key does not work until it is re-enabled.
     pub scope_disabled: bool,
+    /// The project's model allow-list (`None`: every model); a key never reaches past it.
+    pub project_models: Option<Vec<String>>,
 }
 
 impl KeyRow {
     /// Whether the key may authenticate right now (expiry is checked separately, per request).
     pub fn is_usable(&self) -> bool {
         self.revoked_at.is_none() && !self.scope_disabled
+    }
+
+    /// The models this key may use: its own list narrowed by its project's.
+    pub fn effective_models(&self) -> Option<Vec<String>> {
+        match (&self.allowed_models, &self.project_models) {
+            (None, None) => None,
+            (Some(k), None) => Some(k.clone()),
+            (None, Some(p)) => Some(p.clone()),
+            (Some(k), Some(p)) => Some(k.iter().filter(|m| p.contains(m)).cloned().collect()),
+        }
     }
 }
 
@@ -71,6 +83,7 @@ pub(crate) struct RawKeyRow {
     revoked_at: Option<i64>,
     org_disabled_at: Option<i64>,
     project_disabled_at: Option<i64>,
+    project_models: Option<String>,
 }
 
 impl TryFrom<RawKeyRow> for KeyRow {
@@ -94,6 +107,10 @@ impl TryFrom<RawKeyRow> for KeyRow {
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
             scope_disabled: r.org_disabled_at.is_some() || r.project_disabled_at.is_some(),
+            project_models: r
+                .project_models
+                .map(|s| serde_json::from_str::<Vec<String>>(&s).map_err(|_| Error::Corrupt("projects.allowed_models")))
+                .transpose()?,
         })
     }
 }

@@ -4,7 +4,7 @@
 use gatehouse_core::{OrgId, ProjectId};
 
 use crate::records::{RawOrgRow, RawProjectRow};
-use crate::{Error, OrgRow, ProjectRow, Store};
+use crate::{Error, OrgRow, ProjectRow, Store, now_ms};
 
 impl Store {
     pub async fn org(&self, id: OrgId) -> Result<Option<OrgRow>, Error> {
@@ -72,8 +72,9 @@ impl Store {
         rows.into_iter().map(ProjectRow::try_from).collect()
     }
 
-    /// Sets a project's name and model allow-list (`None`: every model). False if the
-    /// project does not exist in this org.
+    /// Sets a project's name and model allow-list (`None`: every model), and marks its keys
+    /// changed so every replica re-reads their allow-list. False if the project does not
+    /// exist in this org.
     pub async fn update_project(
         &self,
         org: OrgId,
@@ -82,16 +83,26 @@ impl Store {
         allowed_models: Option<&[String]>,
     ) -> Result<bool, Error> {
         let models = allowed_models.map(|m| serde_json::to_string(m).unwrap_or_default());
-        let n = on_pool!(self, |p| sqlx::query(
-            "UPDATE projects SET name = $1, allowed_models = $2 WHERE org_id = $3 AND id = $4"
-        )
-        .bind(name)
-        .bind(&models)
-        .bind(org.to_string())
-        .bind(id.to_string())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        let now = now_ms();
+        let n = on_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("UPDATE projects SET name = $1, allowed_models = $2 WHERE org_id = $3 AND id = $4")
+                .bind(name)
+                .bind(&models)
+                .bind(org.to_string())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE api_keys SET updated_at = $1 WHERE org_id = $2 AND project_id = $3")
+                .bind(now)
+                .bind(org.to_string())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(n)
+        })?;
         Ok(n > 0)
     }
 }

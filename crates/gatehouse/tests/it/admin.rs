@@ -245,3 +245,53 @@ async fn control_plane_mutations_are_rate_limited_per_token() {
     let (_, audit) = call(&gw, &root(&gw), Method::GET, "/admin/v1/audit", None).await;
     assert!(audit.to_string().contains("ratelimit.admin"), "{audit}");
 }
+
+#[tokio::test]
+async fn a_project_allow_list_bounds_its_keys() {
+    let gw = gateway().spawn().await;
+    let org = new_org(&gw, "acme").await;
+    let (st, p) = call(
+        &gw,
+        &root(&gw),
+        Method::POST,
+        &format!("/admin/v1/orgs/{org}/projects"),
+        Some(json!({"name": "web", "models": ["mock"]})),
+    )
+    .await;
+    assert_eq!(st, 201, "{p}");
+    let pid = p["id"].as_str().unwrap();
+
+    // a key cannot be wider than its project
+    let (st, v) = call(
+        &gw,
+        &root(&gw),
+        Method::POST,
+        "/admin/v1/keys",
+        Some(json!({"name": "wide", "org": "acme", "project": "web", "models": ["mock-embedding"]})),
+    )
+    .await;
+    assert_eq!((st, v["error"]["param"].as_str()), (403, Some("models")));
+
+    // a key without its own list gets the project's
+    let (_, key) = gw.create_key(json!({"name": "k", "org": "acme", "project": "web"})).await;
+    assert_eq!(gw.chat(&key, "mock").await.status(), 200);
+    let emb = gw.post("/v1/embeddings", Some(&key), &json!({"model": "mock-embedding", "input": "x"})).await;
+    assert_eq!(emb.status(), 404);
+
+    // narrowing the project reaches its keys within a second
+    let (st, _) = call(
+        &gw,
+        &root(&gw),
+        Method::PATCH,
+        &format!("/admin/v1/orgs/{org}/projects/{pid}"),
+        Some(json!({"name": "web", "models": ["mock-embedding"]})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(
+        gatehouse_testkit::eventually(std::time::Duration::from_secs(1), || async {
+            gw.chat(&key, "mock").await.status() == 404
+        })
+        .await
+    );
+}
