@@ -295,3 +295,83 @@ async fn a_project_allow_list_bounds_its_keys() {
         .await
     );
 }
+
+/// Replaces values that change per run (ids, times, secrets) with stable placeholders, keeping
+/// the shape and the secret's prefix so the snapshot shows exactly what a response exposes.
+fn redact(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                match (k.as_str(), &*val) {
+                    ("key" | "token", Value::String(s)) => {
+                        *val = json!(format!("[secret {}…]", &s[..s.find('_').map_or(0, |i| i + 1)]))
+                    }
+                    ("hint", Value::String(_)) => *val = json!("[hint]"),
+                    (k, Value::String(_))
+                        if k == "id" || k.ends_with("_id") || k == "rotated_from" || k == "target" =>
+                    {
+                        *val = json!("[id]")
+                    }
+                    ("actor", Value::String(_)) => *val = json!("[actor]"),
+                    (k, Value::Number(_)) if k.ends_with("_at") || k == "at" => *val = json!("[time]"),
+                    _ => redact(val),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn admin_responses_expose_no_hash_and_each_secret_once() {
+    let gw = gateway().spawn().await;
+    let t = root(&gw);
+    let org = new_org(&gw, "acme").await;
+    let mut shown = Vec::new();
+    let mut step = |label: &str, v: &Value| {
+        let mut v = v.clone();
+        redact(&mut v);
+        shown.push(json!({"step": label, "body": v}));
+    };
+    let (_, v) = call(
+        &gw,
+        &t,
+        Method::POST,
+        &format!("/admin/v1/orgs/{org}/projects"),
+        Some(json!({"name": "web", "models": ["mock"]})),
+    )
+    .await;
+    step("project.create", &v);
+    let (_, v) = call(
+        &gw,
+        &t,
+        Method::POST,
+        &format!("/admin/v1/orgs/{org}/members"),
+        Some(json!({"email": "ann@example.com", "name": "Ann", "role": "member"})),
+    )
+    .await;
+    step("member.set", &v);
+    let (_, v) =
+        call(&gw, &t, Method::POST, "/admin/v1/tokens", Some(json!({"name": "ci", "role": "viewer", "org": org})))
+            .await;
+    step("token.create", &v);
+    let (_, created) =
+        call(&gw, &t, Method::POST, "/admin/v1/keys", Some(json!({"name": "k", "org": "acme", "project": "web"})))
+            .await;
+    step("key.create", &created);
+    let id = created["id"].as_str().unwrap();
+    let (_, v) = call(&gw, &t, Method::GET, &format!("/admin/v1/keys/{id}?org=acme"), None).await;
+    step("key.read", &v);
+    let (_, v) = call(&gw, &t, Method::POST, &format!("/admin/v1/keys/{id}/rotate?org=acme"), Some(json!({}))).await;
+    step("key.rotate", &v);
+    let (_, v) = call(&gw, &t, Method::GET, "/admin/v1/keys?org=acme", None).await;
+    step("key.list", &v);
+    let (_, v) = call(&gw, &t, Method::GET, "/admin/v1/audit?limit=3", None).await;
+    step("audit.read", &v);
+    insta::assert_json_snapshot!("admin_responses", shown);
+
+    // the digest of a key (32 bytes, as hex or base64) never appears in any answer
+    let everything = serde_json::to_string(&shown).unwrap();
+    assert!(!everything.contains("digest"));
+}
