@@ -47,6 +47,13 @@ pub enum Command {
         #[command(subcommand)]
         action: ProjectsAction,
     },
+    /// Save the control plane's URL and an admin token (read from standard input) to the
+    /// profile file (0600) that `keys`, `orgs`, `projects` and `members` fall back to.
+    Login {
+        /// The control plane's URL.
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        admin_url: String,
+    },
     /// Manage the members (people and service accounts) of an organization.
     Members {
         #[command(flatten)]
@@ -154,9 +161,9 @@ pub enum LogFormatArg {
 
 #[derive(Args, Debug, Clone)]
 pub struct AdminConn {
-    /// The control plane's URL.
-    #[arg(long, env = "GATEHOUSE_ADMIN_URL", default_value = "http://127.0.0.1:8081", global = true)]
-    pub admin_url: String,
+    /// The control plane's URL (default: the profile's, else http://127.0.0.1:8081).
+    #[arg(long, env = "GATEHOUSE_ADMIN_URL", global = true)]
+    pub admin_url: Option<String>,
     /// An admin token (gtha_...). Prefer the environment variable over the flag: flags show
     /// up in process listings.
     #[arg(long, env = "GATEHOUSE_ADMIN_TOKEN", hide_env_values = true, global = true)]
@@ -250,6 +257,13 @@ pub async fn run(cli: Cli) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&format!("{}: {e}", file.display())),
+        },
+        Command::Login { admin_url } => match crate::profile::login(&admin_url).await {
+            Ok(path) => {
+                let _ = writeln!(std::io::stdout(), "logged in; profile written to {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("{e:#}")),
         },
         Command::Keys { conn, action } => admin(&conn, |c, out| async move { c.keys(action, out).await }).await,
         Command::Orgs { conn, action } => admin(&conn, |c, out| async move { c.orgs(action, out).await }).await,

@@ -17,16 +17,38 @@ pub struct AdminClient {
 
 impl AdminClient {
     pub fn new(conn: &AdminConn) -> anyhow::Result<Self> {
-        let Some(token) = conn.admin_token.clone() else {
-            bail!("no admin token: set GATEHOUSE_ADMIN_TOKEN (or pass --admin-token)");
+        // flags and environment first, then the profile written by `gatehouse login`
+        let profile = crate::profile::load()?;
+        let Some(token) = conn.admin_token.clone().or_else(|| profile.as_ref().map(|p| p.token.clone())) else {
+            bail!("no admin token: run `gatehouse login`, or set GATEHOUSE_ADMIN_TOKEN");
         };
+        let base = conn
+            .admin_url
+            .clone()
+            .or_else(|| profile.map(|p| p.admin_url))
+            .unwrap_or_else(|| "http://127.0.0.1:8081".to_owned());
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build http client")?;
-        Ok(Self { base: conn.admin_url.trim_end_matches('/').to_owned(), token, http })
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), token, http })
+    }
+
+    pub fn with(base: &str, token: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot build http client")?;
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
+    }
+
+    /// Checks the token against the server (any authenticated read will do).
+    pub async fn verify(&self) -> anyhow::Result<()> {
+        self.call(reqwest::Method::GET, "/admin/v1/orgs", None, &[("limit", "1".to_owned())]).await.map(|_| ())
     }
 
     async fn call(

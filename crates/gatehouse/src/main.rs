@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod profile;
 mod reload;
 mod serve;
 

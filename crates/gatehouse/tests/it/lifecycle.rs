@@ -123,3 +123,43 @@ async fn tenancy_cli_manages_orgs_projects_and_members_by_name() {
     let (ok, out) = cli(&gw, &["projects", "list", "--org", "nope"]);
     assert!(!ok && out.contains("no organization named nope"), "{out}");
 }
+
+#[tokio::test]
+async fn login_saves_a_private_profile_the_other_commands_use() {
+    use std::io::Write as _;
+    let gw = crate::common::gateway().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.toml");
+    let login = |token: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["login", "--admin-url", &gw.admin_url])
+            .env_clear()
+            .env("GATEHOUSE_PROFILE", &profile)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{token}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = login("gtha_wrong");
+    assert!(!ok && err.contains("refused"), "{err}");
+    assert!(!profile.exists(), "a refused token is not saved");
+    let (ok, err) = login(gw.admin_token.as_deref().unwrap());
+    assert!(ok, "{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&profile).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["orgs", "list", "-o", "json"])
+        .env_clear()
+        .env("GATEHOUSE_PROFILE", &profile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"default\""));
+}
