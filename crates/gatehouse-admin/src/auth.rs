@@ -37,7 +37,7 @@ impl FromRequestParts<AdminState> for Operator {
             Ok(Some(row)) if row.revoked_at.is_none() => match Role::parse(&row.role) {
                 // a scoped role without an org, or an unknown role, is refused, never widened
                 Some(role) if role == Role::PlatformAdmin || row.org.is_some() => {
-                    Ok(Operator { token_id: row.id, role, org: row.org })
+                    Ok(Operator { token_id: row.id, role, org: row.org, user: row.user })
                 }
                 _ => denied(DenyCode::InvalidToken).await,
             },

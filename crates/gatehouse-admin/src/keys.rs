@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::AdminState;
 use crate::audit::{AuditCx, respond};
 use crate::body::StrictJson;
-use crate::rbac::{Operator, Permission, check};
+use crate::rbac::{Operator, Permission, allows, check};
 use crate::reply::{bad, store_err};
 
 const MAX_NAME: usize = 64;
@@ -117,9 +117,13 @@ async fn create_inner(
     op: &Operator,
     req: CreateKey,
 ) -> Result<(OrgId, KeyId, (StatusCode, Value)), Denial> {
-    // Key creation in any project of the org; members' own-project keys arrive with project
-    // membership (issue #3, next step).
-    let org = target_org(s, op, req.org.as_deref(), Permission::KeyWriteAny).await?;
+    // Who may mint: `key.write_any` in any project of the org; `key.write_own` only in a
+    // project the operator's member belongs to, and the key is then theirs.
+    let org = target_org(s, op, req.org.as_deref(), Permission::KeyRead).await?;
+    let may_own = allows(op.role, Permission::KeyWriteOwn) && op.user.is_some();
+    if !allows(op.role, Permission::KeyWriteAny) && !may_own {
+        return Err(Denial::new(DenyCode::PermissionDenied));
+    }
     if !valid_name(&req.name) {
         return Err(bad("name"));
     }
@@ -144,6 +148,16 @@ async fn create_inner(
         Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
         Err(e) => return Err(store_err(e)),
     };
+    let owner = if allows(op.role, Permission::KeyWriteAny) {
+        None
+    } else if allows(op.role, Permission::KeyWriteOwn)
+        && let Some(user) = op.user
+        && s.store.is_project_member(org, project, user).await.map_err(store_err)?
+    {
+        Some(user)
+    } else {
+        return Err(Denial::new(DenyCode::PermissionDenied).with_param("project"));
+    };
     // A key never reaches past its project's allow-list; asking for more is refused rather than
     // silently narrowed.
     let project_models = s.store.project(org, project).await.map_err(store_err)?.and_then(|p| p.allowed_models);
@@ -163,6 +177,7 @@ async fn create_inner(
         allowed_models: req.models,
         created_at: now_ms(),
         expires_at,
+        user: owner,
     };
     s.store.insert_key(&new).await.map_err(store_err)?;
     let view = KeyView {
@@ -340,6 +355,7 @@ pub async fn rotate(
             allowed_models: old.allowed_models.clone(),
             created_at: now_ms(),
             expires_at: old.expires_at,
+            user: None,
         };
         s.store.insert_key(&new).await.map_err(store_err)?;
         let retired = if grace == 0 {

@@ -67,6 +67,10 @@ fn components() -> Value {
                 "name": {"type": "string", "pattern": "^[A-Za-z0-9._ -]{1,64}$"}, "org": s("string"), "project": s("string"),
                 "models": {"type": "array", "items": s("string")},
                 "expires_in_seconds": {"type": "integer", "minimum": 1, "maximum": 315_360_000}}},
+            "ProjectMemberBody": {"type": "object", "additionalProperties": false, "required": ["user_id"],
+                "properties": {"user_id": s("string")}},
+            "ProjectMember": {"type": "object", "required": ["project_id", "user_id"],
+                "properties": {"project_id": s("string"), "user_id": s("string")}},
             "Rotate": {"type": "object", "additionalProperties": false, "properties": {
                 "grace_seconds": {"type": "integer", "minimum": 0, "maximum": 86_400}}},
         }
@@ -90,6 +94,9 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         ("PATCH", "/admin/v1/orgs/{org}/projects/{project}") => (Some("ProjectBody"), 200, r("Project")),
         ("POST", "/admin/v1/orgs/{org}/projects/{project}/disable")
         | ("POST", "/admin/v1/orgs/{org}/projects/{project}/enable") => (None, 200, r("Project")),
+        ("POST", "/admin/v1/orgs/{org}/projects/{project}/members") => {
+            (Some("ProjectMemberBody"), 201, r("ProjectMember"))
+        }
         ("POST", "/admin/v1/tokens") => (Some("CreateToken"), 201, r("Token")),
         ("POST", "/admin/v1/keys") => (Some("CreateKey"), 201, r("KeyCreated")),
         ("GET", "/admin/v1/keys") => (None, 200, list_of("Key")),

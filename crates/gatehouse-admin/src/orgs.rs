@@ -356,3 +356,36 @@ pub async fn list_audit(
     .await;
     respond(&s, &acx, &op, "audit.read", op.org, None, r).await
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectMemberBody {
+    user_id: String,
+}
+
+/// Adds an org member to a project; members with `key.write_own` may then mint their own keys
+/// in it. Idempotent.
+pub async fn add_project_member(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path((org, id)): Path<(String, String)>,
+    body: Result<StrictJson<ProjectMemberBody>, Denial>,
+) -> Response {
+    let org_parsed = OrgId::parse(&org);
+    let r = async {
+        let org = org_id(&org)?;
+        check(&op, Permission::ProjectWrite, Some(org))?;
+        let pid = project_id(&id)?;
+        let StrictJson(b) = body?;
+        let user =
+            gatehouse_core::UserId::parse(&b.user_id).ok_or(Denial::new(DenyCode::NotFound).with_param("user_id"))?;
+        // false: no such project in this org, or the user is not a member of the org
+        if !s.store.add_project_member(org, pid, user).await.map_err(store_err)? {
+            return Err(Denial::new(DenyCode::NotFound).with_param("user_id"));
+        }
+        Ok((StatusCode::CREATED, json!({"project_id": pid.to_string(), "user_id": user.to_string()})))
+    }
+    .await;
+    respond(&s, &acx, &op, "project.member_add", org_parsed, Some(id.clone()), r).await
+}

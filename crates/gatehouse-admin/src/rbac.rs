@@ -119,6 +119,8 @@ pub struct Operator {
     pub role: Role,
     /// The org the operator acts in; `None` only for platform admins.
     pub org: Option<OrgId>,
+    /// The member the operator's token acts for, if it was minted for one.
+    pub user: Option<gatehouse_core::UserId>,
 }
 
 /// The one check. `target` is the org that owns the object (or `None` for platform-scope
@@ -177,7 +179,7 @@ mod tests {
     }
 
     fn op(role: Role, org: Option<OrgId>) -> Operator {
-        Operator { token_id: "t".into(), role, org }
+        Operator { token_id: "t".into(), role, org, user: None }
     }
 
     #[test]

@@ -47,6 +47,7 @@ async fn fixture() -> Fixture {
             allowed_models: None,
             created_at: now_ms(),
             expires_at: None,
+            user: None,
         })
         .await
         .expect("insert");

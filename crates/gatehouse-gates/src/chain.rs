@@ -185,6 +185,7 @@ mod tests {
                 allowed_models: allowed,
                 created_at: now_ms(),
                 expires_at: None,
+                user: None,
             })
             .await
             .unwrap();

@@ -21,6 +21,8 @@ pub struct NewKey {
     pub allowed_models: Option<Vec<String>>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+    /// The member who owns the key, when a member minted it for themselves.
+    pub user: Option<gatehouse_core::UserId>,
 }
 
 /// A stored key, without its digest (nothing outside the store needs it).
@@ -67,6 +69,8 @@ pub struct AdminTokenRow {
     /// The role name as stored; the control plane parses it (an unknown role is refused).
     pub role: String,
     pub org: Option<OrgId>,
+    /// The member the token acts for, if any.
+    pub user: Option<gatehouse_core::UserId>,
 }
 
 /// The raw row as both backends return it.
@@ -123,6 +127,7 @@ pub(crate) struct RawAdminTokenRow {
     revoked_at: Option<i64>,
     role: String,
     org_id: Option<String>,
+    user_id: Option<String>,
 }
 
 impl TryFrom<RawAdminTokenRow> for AdminTokenRow {
@@ -137,6 +142,10 @@ impl TryFrom<RawAdminTokenRow> for AdminTokenRow {
             revoked_at: r.revoked_at,
             role: r.role,
             org,
+            user: r
+                .user_id
+                .map(|u| gatehouse_core::UserId::parse(&u).ok_or(Error::Corrupt("admin_tokens.user_id")))
+                .transpose()?,
         })
     }
 }

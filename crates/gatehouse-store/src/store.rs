@@ -148,10 +148,10 @@ impl Store {
         let models = k.allowed_models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
         on_pool!(self, |p| {
             sqlx::query(
-            "INSERT INTO api_keys (id, org_id, project_id, name, digest, hint, allowed_models, created_at, expires_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8)")
+            "INSERT INTO api_keys (id, org_id, project_id, name, digest, hint, allowed_models, created_at, expires_at, updated_at, user_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $10)")
             .bind(k.id.to_string()).bind(k.org.to_string()).bind(k.project.to_string()).bind(&k.name)
-            .bind(&k.digest[..]).bind(&k.hint).bind(&models).bind(k.created_at).bind(k.expires_at)
+            .bind(&k.digest[..]).bind(&k.hint).bind(&models).bind(k.created_at).bind(k.expires_at).bind(k.user.map(|u| u.to_string()))
             .execute(p).await.map(|r| r.rows_affected())
         })?;
         Ok(())
@@ -314,7 +314,7 @@ impl Store {
 
     pub async fn admin_token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AdminTokenRow>, Error> {
         let row: Option<RawAdminTokenRow> = on_pool!(self, |p| sqlx::query_as(
-            "SELECT id, name, created_at, revoked_at, role, org_id FROM admin_tokens WHERE digest = $1"
+            "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens WHERE digest = $1"
         )
         .bind(&digest[..])
         .fetch_optional(p)

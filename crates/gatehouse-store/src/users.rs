@@ -107,7 +107,8 @@ impl Store {
         rows.into_iter().map(MemberRow::try_from).collect()
     }
 
-    /// Removes a user from an org and revokes the admin tokens that acted for them there.
+    /// Removes a user from an org (and its projects) and revokes the admin tokens that acted
+    /// for them there.
     pub async fn remove_membership(&self, org: OrgId, user: UserId) -> Result<bool, Error> {
         let now = now_ms();
         let n = on_pool!(self, |p| {
@@ -129,6 +130,49 @@ impl Store {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(n)
         })?;
+        Ok(n > 0)
+    }
+}
+
+impl Store {
+    /// Adds an org member to a project of that org. False if the project is not in the org or
+    /// the user is not a member of it.
+    pub async fn add_project_member(
+        &self,
+        org: OrgId,
+        project: gatehouse_core::ProjectId,
+        user: UserId,
+    ) -> Result<bool, Error> {
+        let n = on_pool!(self, |p| sqlx::query(
+            "INSERT INTO project_members (project_id, user_id, org_id, created_at) \
+             SELECT p.id, m.user_id, p.org_id, $4 FROM projects p JOIN memberships m ON m.org_id = p.org_id \
+             WHERE p.org_id = $1 AND p.id = $2 AND m.user_id = $3 \
+             ON CONFLICT (project_id, user_id) DO NOTHING"
+        )
+        .bind(org.to_string())
+        .bind(project.to_string())
+        .bind(user.to_string())
+        .bind(now_ms())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n > 0 || self.is_project_member(org, project, user).await?)
+    }
+
+    pub async fn is_project_member(
+        &self,
+        org: OrgId,
+        project: gatehouse_core::ProjectId,
+        user: UserId,
+    ) -> Result<bool, Error> {
+        let n: i64 = on_pool!(self, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM project_members WHERE org_id = $1 AND project_id = $2 AND user_id = $3"
+        )
+        .bind(org.to_string())
+        .bind(project.to_string())
+        .bind(user.to_string())
+        .fetch_one(p)
+        .await)?;
         Ok(n > 0)
     }
 }

@@ -139,6 +139,7 @@ async fn bootstrap(store: &Store, hasher: &KeyHasher, tenant: Tenant) -> anyhow:
             allowed_models: None,
             created_at: now_ms(),
             expires_at: None,
+            user: None,
         })
         .await?;
     tracing::info!(target: "gatehouse::audit", action = "system.bootstrap", "bootstrap admin token and quickstart key created");

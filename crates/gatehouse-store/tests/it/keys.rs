@@ -14,6 +14,7 @@ fn new_key(t: &gatehouse_store::Tenant, digest: u8, models: Option<Vec<String>>)
         allowed_models: models,
         created_at: now_ms(),
         expires_at: Some(now_ms() + 60_000),
+        user: None,
     }
 }
 

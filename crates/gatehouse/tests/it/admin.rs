@@ -1,5 +1,6 @@
 //! The control plane: orgs and projects, tenant isolation, escalation, and the audit trail.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use gatehouse_testkit::{TestGateway, eventually};
@@ -374,4 +375,77 @@ async fn admin_responses_expose_no_hash_and_each_secret_once() {
     // the digest of a key (32 bytes, as hex or base64) never appears in any answer
     let everything = serde_json::to_string(&shown).unwrap();
     assert!(!everything.contains("digest"));
+}
+
+#[tokio::test]
+async fn members_mint_keys_only_in_their_own_projects() {
+    let gw = gateway().spawn().await;
+    let t = root(&gw);
+    let org = new_org(&gw, "acme").await;
+    let mut projects = HashMap::new();
+    for name in ["web", "ops"] {
+        let (_, p) =
+            call(&gw, &t, Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(json!({"name": name}))).await;
+        projects.insert(name, p["id"].as_str().unwrap().to_owned());
+    }
+    let (_, ann) = call(
+        &gw,
+        &t,
+        Method::POST,
+        &format!("/admin/v1/orgs/{org}/members"),
+        Some(json!({"email": "ann@example.com", "name": "Ann", "role": "member"})),
+    )
+    .await;
+    let ann = ann["user_id"].as_str().unwrap().to_owned();
+    let (st, _) = call(
+        &gw,
+        &t,
+        Method::POST,
+        &format!("/admin/v1/orgs/{org}/projects/{}/members", projects["web"]),
+        Some(json!({"user_id": ann})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let (_, tok) = call(
+        &gw,
+        &t,
+        Method::POST,
+        "/admin/v1/tokens",
+        Some(json!({"name": "ann", "role": "member", "org": org, "user": ann})),
+    )
+    .await;
+    let ann_token = tok["token"].as_str().unwrap().to_owned();
+    let (_, unbound) =
+        call(&gw, &t, Method::POST, "/admin/v1/tokens", Some(json!({"name": "nobody", "role": "member", "org": org})))
+            .await;
+    let unbound = unbound["token"].as_str().unwrap().to_owned();
+
+    let mint = |token: String, project: &'static str| {
+        let gw = &gw;
+        async move {
+            call(
+                gw,
+                &token,
+                Method::POST,
+                "/admin/v1/keys",
+                Some(json!({"name": "mine", "org": "acme", "project": project})),
+            )
+            .await
+        }
+    };
+    let (st, key) = mint(ann_token.clone(), "web").await;
+    assert_eq!(st, 201, "{key}");
+    assert_eq!(gw.chat(key["key"].as_str().unwrap(), "mock").await.status(), 200);
+    assert_eq!(mint(ann_token.clone(), "ops").await.0, 403, "not a member of ops");
+    assert_eq!(mint(unbound, "web").await.0, 403, "a member token bound to nobody owns nothing");
+    // and someone outside the org cannot add people to its projects
+    let (st, _) = call(
+        &gw,
+        &t,
+        Method::POST,
+        &format!("/admin/v1/orgs/{org}/projects/{}/members", projects["ops"]),
+        Some(json!({"user_id": gatehouse_core::UserId::generate().to_string()})),
+    )
+    .await;
+    assert_eq!(st, 404, "only org members join projects");
 }
