@@ -31,9 +31,10 @@ fn components() -> Value {
                 "properties": {"message": s("string"), "type": s("string"), "param": nullable("string"), "code": s("string")}}}},
             "Org": {"type": "object", "required": ["id", "name", "created_at", "disabled_at"], "properties": {
                 "id": s("string"), "name": s("string"), "created_at": s("integer"), "disabled_at": nullable("integer")}},
-            "Project": {"type": "object", "required": ["id", "org_id", "name", "models", "created_at", "disabled_at"], "properties": {
+            "Project": {"type": "object", "required": ["id", "org_id", "name", "models", "default_limits", "guardrail_policy", "created_at", "disabled_at"], "properties": {
                 "id": s("string"), "org_id": s("string"), "name": s("string"),
                 "models": {"type": ["array", "null"], "items": s("string")},
+                "default_limits": {"type": ["object", "null"]}, "guardrail_policy": nullable("string"),
                 "created_at": s("integer"), "disabled_at": nullable("integer")}},
             "Member": {"type": "object", "required": ["user_id", "email", "name", "kind", "role", "created_at"], "properties": {
                 "user_id": s("string"), "email": s("string"), "name": s("string"), "kind": s("string"),
@@ -55,7 +56,11 @@ fn components() -> Value {
             "NameBody": {"type": "object", "additionalProperties": false, "required": ["name"],
                 "properties": {"name": {"type": "string", "pattern": NAME}}},
             "ProjectBody": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
-                "name": {"type": "string", "pattern": NAME}, "models": {"type": "array", "items": s("string")}}},
+                "name": {"type": "string", "pattern": NAME}, "models": {"type": "array", "items": s("string")},
+                "default_limits": {"type": "object", "additionalProperties": false, "properties": {
+                    "rpm": {"type": "integer", "minimum": 1, "maximum": 100_000_000},
+                    "tpm": {"type": "integer", "minimum": 1, "maximum": 100_000_000}}},
+                "guardrail_policy": {"type": "string", "pattern": NAME}}},
             "AddMember": {"type": "object", "additionalProperties": false, "required": ["email", "name", "role"], "properties": {
                 "email": {"type": "string", "format": "email"}, "name": {"type": "string", "minLength": 1, "maxLength": 128},
                 "role": {"enum": ["viewer", "member", "org_admin"]}, "kind": {"enum": ["human", "service"]}}},

@@ -28,6 +28,7 @@ fn org_json(o: &OrgRow) -> Value {
 
 fn project_json(p: &ProjectRow) -> Value {
     json!({"id": p.id.to_string(), "org_id": p.org.to_string(), "name": p.name, "models": p.allowed_models,
+           "default_limits": p.default_limits, "guardrail_policy": p.guardrail_policy,
            "created_at": p.created_at, "disabled_at": p.disabled_at})
 }
 
@@ -190,6 +191,45 @@ pub struct ProjectBody {
     name: String,
     #[serde(default)]
     models: Option<Vec<String>>,
+    #[serde(default)]
+    default_limits: Option<DefaultLimits>,
+    #[serde(default)]
+    guardrail_policy: Option<String>,
+}
+
+/// Default limits for a project's keys. Stored and shown now; enforced by the limits gate
+/// (issue #7).
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rpm: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tpm: Option<u32>,
+}
+
+const MAX_LIMIT: u32 = 100_000_000;
+
+/// Validates a project body into the settings the store keeps.
+fn settings(s: &AdminState, b: ProjectBody) -> Result<gatehouse_store::ProjectSettings, Denial> {
+    if !valid_name(&b.name) {
+        return Err(bad("name"));
+    }
+    valid_models(s, b.models.as_deref())?;
+    if let Some(l) = &b.default_limits
+        && [l.rpm, l.tpm].into_iter().flatten().any(|v| v == 0 || v > MAX_LIMIT)
+    {
+        return Err(bad("default_limits"));
+    }
+    if b.guardrail_policy.as_deref().is_some_and(|p| !valid_name(p)) {
+        return Err(bad("guardrail_policy"));
+    }
+    Ok(gatehouse_store::ProjectSettings {
+        name: b.name,
+        allowed_models: b.models,
+        default_limits: b.default_limits.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)),
+        guardrail_policy: b.guardrail_policy,
+    })
 }
 
 fn valid_models(s: &AdminState, models: Option<&[String]>) -> Result<(), Denial> {
@@ -214,17 +254,12 @@ pub async fn create_project(
         let org = org_id(&org)?;
         check(&op, Permission::ProjectWrite, Some(org))?;
         let StrictJson(b) = body?;
-        if !valid_name(&b.name) {
-            return Err(bad("name"));
-        }
-        valid_models(&s, b.models.as_deref())?;
+        let settings = settings(&s, b)?;
         if s.store.org(org).await.map_err(store_err)?.is_none() {
             return Err(Denial::new(DenyCode::NotFound));
         }
-        let id = s.store.create_project(org, &b.name).await.map_err(store_err)?;
-        if b.models.is_some() {
-            s.store.update_project(org, id, &b.name, b.models.as_deref()).await.map_err(store_err)?;
-        }
+        let id = s.store.create_project(org, &settings.name).await.map_err(store_err)?;
+        s.store.update_project(org, id, &settings).await.map_err(store_err)?;
         let row = s.store.project(org, id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::Internal))?;
         Ok((id, (StatusCode::CREATED, project_json(&row))))
     }
@@ -283,11 +318,8 @@ pub async fn update_project(
         check(&op, Permission::ProjectWrite, Some(org))?;
         let pid = project_id(&id)?;
         let StrictJson(b) = body?;
-        if !valid_name(&b.name) {
-            return Err(bad("name"));
-        }
-        valid_models(&s, b.models.as_deref())?;
-        found(s.store.update_project(org, pid, &b.name, b.models.as_deref()).await.map_err(store_err)?)?;
+        let settings = settings(&s, b)?;
+        found(s.store.update_project(org, pid, &settings).await.map_err(store_err)?)?;
         project_view(&s, org, pid).await
     }
     .await;

@@ -30,7 +30,7 @@ mod users;
 
 pub use audit::{AuditEvent, AuditRow};
 pub use error::Error;
-pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, Tenant};
+pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, ProjectSettings, Tenant};
 pub use store::{Backend, Store};
 pub use users::MemberRow;
 

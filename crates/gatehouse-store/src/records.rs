@@ -180,8 +180,21 @@ impl TryFrom<RawOrgRow> for OrgRow {
     }
 }
 
+/// What an operator sets on a project.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProjectSettings {
+    pub name: String,
+    /// `None`: every model the gateway serves.
+    pub allowed_models: Option<Vec<String>>,
+    /// Default limits for the project's keys, as validated by the control plane; enforced by
+    /// the limits gate once it exists (issue #7).
+    pub default_limits: Option<serde_json::Value>,
+    /// The name of the guardrail policy applied to the project (issue #6).
+    pub guardrail_policy: Option<String>,
+}
+
 /// A project, with its model allow-list (`None`: every model).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ProjectRow {
     pub id: ProjectId,
     pub org: OrgId,
@@ -189,6 +202,8 @@ pub struct ProjectRow {
     pub allowed_models: Option<Vec<String>>,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
+    pub default_limits: Option<serde_json::Value>,
+    pub guardrail_policy: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -199,6 +214,8 @@ pub(crate) struct RawProjectRow {
     allowed_models: Option<String>,
     created_at: i64,
     disabled_at: Option<i64>,
+    default_limits: Option<String>,
+    guardrail_policy: Option<String>,
 }
 
 impl TryFrom<RawProjectRow> for ProjectRow {
@@ -216,6 +233,11 @@ impl TryFrom<RawProjectRow> for ProjectRow {
             allowed_models,
             created_at: r.created_at,
             disabled_at: r.disabled_at,
+            default_limits: r
+                .default_limits
+                .map(|s| serde_json::from_str(&s).map_err(|_| Error::Corrupt("projects.default_limits")))
+                .transpose()?,
+            guardrail_policy: r.guardrail_policy,
         })
     }
 }

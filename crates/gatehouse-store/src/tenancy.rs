@@ -4,7 +4,7 @@
 use gatehouse_core::{OrgId, ProjectId};
 
 use crate::records::{RawOrgRow, RawProjectRow};
-use crate::{Error, OrgRow, ProjectRow, Store, now_ms};
+use crate::{Error, OrgRow, ProjectRow, ProjectSettings, Store, now_ms};
 
 impl Store {
     pub async fn org(&self, id: OrgId) -> Result<Option<OrgRow>, Error> {
@@ -44,7 +44,7 @@ impl Store {
     pub async fn project(&self, org: OrgId, id: ProjectId) -> Result<Option<ProjectRow>, Error> {
         let row: Option<RawProjectRow> = on_pool!(self, |p| {
             sqlx::query_as(
-            "SELECT id, org_id, name, allowed_models, created_at, disabled_at FROM projects WHERE org_id = $1 AND id = $2"
+            "SELECT id, org_id, name, allowed_models, created_at, disabled_at, default_limits, guardrail_policy FROM projects WHERE org_id = $1 AND id = $2"
         )
         .bind(org.to_string())
         .bind(id.to_string())
@@ -60,40 +60,42 @@ impl Store {
         after: Option<ProjectId>,
         limit: u32,
     ) -> Result<Vec<ProjectRow>, Error> {
-        let rows: Vec<RawProjectRow> = on_pool!(self, |p| sqlx::query_as(
-            "SELECT id, org_id, name, allowed_models, created_at, disabled_at FROM projects \
+        let rows: Vec<RawProjectRow> = on_pool!(self, |p| {
+            sqlx::query_as(
+            "SELECT id, org_id, name, allowed_models, created_at, disabled_at, default_limits, guardrail_policy FROM projects \
              WHERE org_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
         )
         .bind(org.to_string())
         .bind(after.map(|a| a.to_string()))
         .bind(i64::from(limit))
         .fetch_all(p)
-        .await)?;
+        .await
+        })?;
         rows.into_iter().map(ProjectRow::try_from).collect()
     }
 
     /// Sets a project's name and model allow-list (`None`: every model), and marks its keys
     /// changed so every replica re-reads their allow-list. False if the project does not
     /// exist in this org.
-    pub async fn update_project(
-        &self,
-        org: OrgId,
-        id: ProjectId,
-        name: &str,
-        allowed_models: Option<&[String]>,
-    ) -> Result<bool, Error> {
-        let models = allowed_models.map(|m| serde_json::to_string(m).unwrap_or_default());
+    pub async fn update_project(&self, org: OrgId, id: ProjectId, settings: &ProjectSettings) -> Result<bool, Error> {
+        let models = settings.allowed_models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
+        let limits = settings.default_limits.as_ref().map(ToString::to_string);
         let now = now_ms();
         let n = on_pool!(self, |p| {
             let mut tx = p.begin().await?;
-            let n = sqlx::query("UPDATE projects SET name = $1, allowed_models = $2 WHERE org_id = $3 AND id = $4")
-                .bind(name)
-                .bind(&models)
-                .bind(org.to_string())
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let n = sqlx::query(
+                "UPDATE projects SET name = $1, allowed_models = $2, default_limits = $3, guardrail_policy = $4 \
+                 WHERE org_id = $5 AND id = $6",
+            )
+            .bind(&settings.name)
+            .bind(&models)
+            .bind(&limits)
+            .bind(&settings.guardrail_policy)
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             sqlx::query("UPDATE api_keys SET updated_at = $1 WHERE org_id = $2 AND project_id = $3")
                 .bind(now)
                 .bind(org.to_string())

@@ -449,3 +449,25 @@ async fn members_mint_keys_only_in_their_own_projects() {
     .await;
     assert_eq!(st, 404, "only org members join projects");
 }
+
+#[tokio::test]
+async fn projects_carry_policy_references_for_limits_and_guardrails() {
+    let gw = gateway().spawn().await;
+    let t = root(&gw);
+    let org = new_org(&gw, "acme").await;
+    let path = format!("/admin/v1/orgs/{org}/projects");
+    let body = json!({"name": "web", "default_limits": {"rpm": 60, "tpm": 100000}, "guardrail_policy": "strict"});
+    let (st, p) = call(&gw, &t, Method::POST, &path, Some(body)).await;
+    assert_eq!(st, 201, "{p}");
+    assert_eq!(p["default_limits"], json!({"rpm": 60, "tpm": 100000}));
+    assert_eq!(p["guardrail_policy"], "strict");
+    for (bad, param) in [
+        (json!({"name": "x", "default_limits": {"rpm": 0}}), "default_limits"),
+        (json!({"name": "x", "guardrail_policy": "no spaces"}), "guardrail_policy"),
+    ] {
+        let (st, v) = call(&gw, &t, Method::POST, &path, Some(bad)).await;
+        assert_eq!((st, v["error"]["param"].as_str()), (400, Some(param)));
+    }
+    let (st, _) = call(&gw, &t, Method::POST, &path, Some(json!({"name": "x", "default_limits": {"rps": 1}}))).await;
+    assert_eq!(st, 400, "unknown limit kinds are refused");
+}
