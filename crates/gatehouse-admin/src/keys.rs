@@ -202,6 +202,9 @@ pub struct ListQuery {
     org: Option<String>,
     #[serde(default)]
     project: Option<String>,
+    /// Keys older than this key id (the last id of the previous page).
+    #[serde(default)]
+    before: Option<String>,
     #[serde(default)]
     limit: Option<u32>,
 }
@@ -229,7 +232,11 @@ pub async fn list(
                 Err(e) => return Err(store_err(e)),
             },
         };
-        let rows = s.store.list_keys(org, project, limit).await.map_err(store_err)?;
+        let before = match q.before.as_deref() {
+            None => None,
+            Some(b) => Some(KeyId::parse(b).ok_or(bad("before"))?),
+        };
+        let rows = s.store.list_keys(org, project, before, limit).await.map_err(store_err)?;
         let data: Vec<KeyView> = rows.into_iter().map(KeyView::from).collect();
         Ok((StatusCode::OK, json!({"object": "list", "data": data})))
     }

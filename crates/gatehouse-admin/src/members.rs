@@ -101,6 +101,8 @@ pub async fn add(
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -119,7 +121,11 @@ pub async fn list(
             l @ 1..=1000 => l,
             _ => return Err(bad("limit")),
         };
-        let rows = s.store.list_members(org, limit).await.map_err(store_err)?;
+        let after = match q.after.as_deref() {
+            None => None,
+            Some(a) => Some(UserId::parse(a).ok_or(bad("after"))?),
+        };
+        let rows = s.store.list_members(org, after, limit).await.map_err(store_err)?;
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(member_json).collect::<Vec<_>>()})))
     }
     .await;

@@ -173,12 +173,20 @@ impl Store {
         row.map(KeyRow::try_from).transpose()
     }
 
-    /// Keys of one org (optionally one project), newest first, at most `limit`.
-    pub async fn list_keys(&self, org: OrgId, project: Option<ProjectId>, limit: u32) -> Result<Vec<KeyRow>, Error> {
+    /// Keys of one org (optionally one project), newest first, older than `before` when given,
+    /// at most `limit`.
+    pub async fn list_keys(
+        &self,
+        org: OrgId,
+        project: Option<ProjectId>,
+        before: Option<KeyId>,
+        limit: u32,
+    ) -> Result<Vec<KeyRow>, Error> {
         let project = project.map(|p| p.to_string());
         let rows: Vec<RawKeyRow> = on_pool!(self, |p| sqlx::query_as(KEYS_OF_ORG)
             .bind(org.to_string())
             .bind(&project)
+            .bind(before.map(|b| b.to_string()))
             .bind(i64::from(limit))
             .fetch_all(p)
             .await)?;
@@ -334,5 +342,7 @@ macro_rules! select_keys {
 }
 const KEY_BY_DIGEST: &str = concat!(select_keys!(), " WHERE k.digest = $1");
 const KEY_BY_ID: &str = concat!(select_keys!(), " WHERE k.org_id = $1 AND k.id = $2");
-const KEYS_OF_ORG: &str =
-    concat!(select_keys!(), " WHERE k.org_id = $1 AND ($2 IS NULL OR k.project_id = $2) ORDER BY k.id DESC LIMIT $3");
+const KEYS_OF_ORG: &str = concat!(
+    select_keys!(),
+    " WHERE k.org_id = $1 AND ($2 IS NULL OR k.project_id = $2) AND ($3 IS NULL OR k.id < $3) ORDER BY k.id DESC LIMIT $4"
+);

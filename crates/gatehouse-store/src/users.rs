@@ -95,12 +95,14 @@ impl Store {
         row.map(MemberRow::try_from).transpose()
     }
 
-    pub async fn list_members(&self, org: OrgId, limit: u32) -> Result<Vec<MemberRow>, Error> {
+    /// Members by user id, after `after` when given, at most `limit`.
+    pub async fn list_members(&self, org: OrgId, after: Option<UserId>, limit: u32) -> Result<Vec<MemberRow>, Error> {
         let rows: Vec<RawMemberRow> = on_pool!(self, |p| sqlx::query_as(
             "SELECT u.id, u.email, u.name, u.kind, m.role, m.created_at FROM memberships m \
-             JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.id LIMIT $2"
+             JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND ($2 IS NULL OR u.id > $2) ORDER BY u.id LIMIT $3"
         )
         .bind(org.to_string())
+        .bind(after.map(|a| a.to_string()))
         .bind(i64::from(limit))
         .fetch_all(p)
         .await)?;

@@ -40,7 +40,7 @@ both_backends!(keys_are_invisible_across_orgs, |store: Store| async move {
     store.insert_key(&k).await.unwrap();
 
     assert_eq!(store.key(other, k.id).await.unwrap(), None);
-    assert!(store.list_keys(other, None, 100).await.unwrap().is_empty());
+    assert!(store.list_keys(other, None, None, 100).await.unwrap().is_empty());
     assert_eq!(store.revoke_key(other, k.id).await.unwrap(), None, "another org must not revoke it");
     assert_eq!(store.key(t.org, k.id).await.unwrap().unwrap().revoked_at, None);
 });
@@ -62,10 +62,14 @@ both_backends!(revocation_is_recorded_once_and_visible_to_pollers, |store: Store
     assert!(store.keys_changed_since(after).await.unwrap().is_empty());
     assert!(store.key_by_digest(&[4; 32]).await.unwrap().unwrap().revoked_at.is_some());
 
-    let listed = store.list_keys(t.org, Some(t.project), 10).await.unwrap();
+    let listed = store.list_keys(t.org, Some(t.project), None, 10).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].id, b.id, "newest first");
-    assert_eq!(store.list_keys(t.org, Some(t.project), 1).await.unwrap().len(), 1);
+    let first = store.list_keys(t.org, Some(t.project), None, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let next = store.list_keys(t.org, Some(t.project), Some(first[0].id), 10).await.unwrap();
+    assert_eq!(next.len(), 1, "the next page starts after the last id");
+    assert_eq!(next[0].id, a.id);
 });
 
 both_backends!(duplicate_digest_is_a_conflict, |store: Store| async move {

@@ -93,8 +93,8 @@ both_backends!(members_have_one_role_per_org, |store: Store| async move {
     store.set_membership(a, ann, "org_admin").await.unwrap();
     assert_eq!(store.member(a, ann).await.unwrap().unwrap().role, "org_admin");
     assert_eq!(store.member(b, ann).await.unwrap(), None, "membership is per org");
-    assert_eq!(store.list_members(a, 10).await.unwrap().len(), 1);
-    assert!(store.list_members(b, 10).await.unwrap().is_empty());
+    assert_eq!(store.list_members(a, None, 10).await.unwrap().len(), 1);
+    assert!(store.list_members(b, None, 10).await.unwrap().is_empty());
 
     store.insert_admin_token("t-ann", "ann", &[42; 32], "org_admin", Some(a), Some(ann)).await.unwrap();
     assert!(store.remove_membership(a, ann).await.unwrap());
