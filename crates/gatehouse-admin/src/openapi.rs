@@ -49,6 +49,9 @@ fn components() -> Value {
             "Token": {"type": "object", "required": ["id", "name", "role", "org_id", "user_id", "token"], "properties": {
                 "id": s("string"), "name": s("string"), "role": s("string"), "org_id": nullable("string"),
                 "user_id": nullable("string"), "token": s("string")}},
+            "TokenInfo": {"type": "object", "required": ["id", "name", "role", "org_id", "user_id", "created_at", "revoked_at"], "properties": {
+                "id": s("string"), "name": s("string"), "role": s("string"), "org_id": nullable("string"),
+                "user_id": nullable("string"), "created_at": s("integer"), "revoked_at": nullable("integer")}},
             "AuditEvent": {"type": "object", "required": ["id", "at", "org_id", "actor", "action", "target", "outcome", "status", "request_id", "source"],
                 "properties": {"id": s("string"), "at": s("integer"), "org_id": nullable("string"), "actor": s("string"),
                 "action": s("string"), "target": nullable("string"), "outcome": {"enum": ["allowed", "denied"]},
@@ -103,6 +106,8 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
             (Some("ProjectMemberBody"), 201, r("ProjectMember"))
         }
         ("POST", "/admin/v1/tokens") => (Some("CreateToken"), 201, r("Token")),
+        ("GET", "/admin/v1/tokens") => (None, 200, list_of("TokenInfo")),
+        ("POST", "/admin/v1/tokens/{id}/revoke") => (None, 200, r("TokenInfo")),
         ("POST", "/admin/v1/keys") => (Some("CreateKey"), 201, r("KeyCreated")),
         ("GET", "/admin/v1/keys") => (None, 200, list_of("Key")),
         ("GET", "/admin/v1/keys/{id}") => (None, 200, r("Key")),

@@ -89,3 +89,67 @@ pub async fn create(
     .await;
     respond(&s, &acx, &op, "token.create", org_seen, None, r).await
 }
+
+fn token_json(t: &gatehouse_store::AdminTokenRow) -> serde_json::Value {
+    json!({"id": t.id, "name": t.name, "role": t.role, "org_id": t.org.map(|o| o.to_string()),
+           "user_id": t.user.map(|u| u.to_string()), "created_at": t.created_at, "revoked_at": t.revoked_at})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListTokens {
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `GET /admin/v1/tokens`: the tokens of the operator's org (platform admins: all), never
+/// their secrets or digests.
+pub async fn list(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    q: Result<axum::extract::Query<ListTokens>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let r = async {
+        let axum::extract::Query(q) = q.map_err(|_| bad("query"))?;
+        let limit = match q.limit.unwrap_or(100) {
+            l @ 1..=1000 => l,
+            _ => return Err(bad("limit")),
+        };
+        check(&op, Permission::MembershipWrite, op.org)?;
+        let rows = s.store.list_admin_tokens(op.org, limit).await.map_err(store_err)?;
+        Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(token_json).collect::<Vec<_>>()})))
+    }
+    .await;
+    respond(&s, &acx, &op, "token.list", op.org, None, r).await
+}
+
+/// `POST /admin/v1/tokens/{id}/revoke`: takes effect on the next call (tokens are checked
+/// against the store on every request).
+pub async fn revoke(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let mut org_seen = None;
+    let r = async {
+        let t = s.store.admin_token(&id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+        org_seen = t.org;
+        // a platform token is invisible to everyone but platform admins
+        if t.org.is_none() && op.role != Role::PlatformAdmin {
+            return Err(Denial::new(DenyCode::NotFound));
+        }
+        check(&op, Permission::MembershipWrite, t.org)?;
+        if !Role::parse(&t.role).is_some_and(|r| may_grant(&op, r)) {
+            return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
+        }
+        if !s.store.revoke_admin_token(&id).await.map_err(store_err)? {
+            return Err(Denial::new(DenyCode::NotFound));
+        }
+        let t = s.store.admin_token(&id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+        Ok((StatusCode::OK, token_json(&t)))
+    }
+    .await;
+    respond(&s, &acx, &op, "token.revoke", org_seen, Some(id.clone()), r).await
+}

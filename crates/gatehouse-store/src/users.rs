@@ -178,3 +178,41 @@ impl Store {
         Ok(n > 0)
     }
 }
+
+impl Store {
+    /// Admin tokens (never their digests), newest first; `org = None` lists every token.
+    pub async fn list_admin_tokens(&self, org: Option<OrgId>, limit: u32) -> Result<Vec<crate::AdminTokenRow>, Error> {
+        let rows: Vec<crate::records::RawAdminTokenRow> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens \
+             WHERE ($1 IS NULL OR org_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
+        )
+        .bind(org.map(|o| o.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(p)
+        .await)?;
+        rows.into_iter().map(crate::AdminTokenRow::try_from).collect()
+    }
+
+    pub async fn admin_token(&self, id: &str) -> Result<Option<crate::AdminTokenRow>, Error> {
+        let row: Option<crate::records::RawAdminTokenRow> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await)?;
+        row.map(crate::AdminTokenRow::try_from).transpose()
+    }
+
+    /// Revokes an admin token; false if it does not exist or was already revoked.
+    pub async fn revoke_admin_token(&self, id: &str) -> Result<bool, Error> {
+        let n = on_pool!(self, |p| sqlx::query(
+            "UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL"
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+}

@@ -471,3 +471,41 @@ async fn projects_carry_policy_references_for_limits_and_guardrails() {
     let (st, _) = call(&gw, &t, Method::POST, &path, Some(json!({"name": "x", "default_limits": {"rps": 1}}))).await;
     assert_eq!(st, 400, "unknown limit kinds are refused");
 }
+
+#[tokio::test]
+async fn a_revoked_admin_token_stops_at_once_and_listings_hold_no_secret() {
+    let gw = gateway().spawn().await;
+    let acme = new_org(&gw, "acme").await;
+    let (_, admin) = mint(&gw, &root(&gw), "org_admin", Some(&acme)).await;
+    let admin_token = admin["token"].as_str().unwrap().to_owned();
+    let (_, viewer) = mint(&gw, &admin_token, "viewer", Some(&acme)).await;
+    let viewer_token = viewer["token"].as_str().unwrap().to_owned();
+    let viewer_id = viewer["id"].as_str().unwrap().to_owned();
+    assert_eq!(call(&gw, &viewer_token, Method::GET, &format!("/admin/v1/orgs/{acme}"), None).await.0, 200);
+
+    let (st, list) = call(&gw, &admin_token, Method::GET, "/admin/v1/tokens", None).await;
+    assert_eq!(st, 200);
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "the org's own tokens only: {list}");
+    assert!(!list.to_string().contains("gtha_"), "listings hold no secret");
+
+    // an org admin cannot revoke the platform's bootstrap token (it does not exist for them)
+    let (_, all) = call(&gw, &root(&gw), Method::GET, "/admin/v1/tokens", None).await;
+    let bootstrap = all["data"].as_array().unwrap().iter().find(|t| t["role"] == "platform_admin").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        call(&gw, &admin_token, Method::POST, &format!("/admin/v1/tokens/{bootstrap}/revoke"), None).await.0,
+        404
+    );
+
+    assert_eq!(
+        call(&gw, &admin_token, Method::POST, &format!("/admin/v1/tokens/{viewer_id}/revoke"), None).await.0,
+        200
+    );
+    assert_eq!(call(&gw, &viewer_token, Method::GET, &format!("/admin/v1/orgs/{acme}"), None).await.0, 401);
+    assert_eq!(
+        call(&gw, &admin_token, Method::POST, &format!("/admin/v1/tokens/{viewer_id}/revoke"), None).await.0,
+        404
+    );
+}

@@ -53,6 +53,11 @@ async fn fresh_key(gw: &TestGateway, t: &Tenant) -> String {
     ok(gw, Method::POST, "/admin/v1/keys", body).await["id"].as_str().unwrap().to_owned()
 }
 
+async fn fresh_token(gw: &TestGateway, t: &Tenant) -> String {
+    let body = json!({"name": unique("t"), "role": "viewer", "org": t.id});
+    ok(gw, Method::POST, "/admin/v1/tokens", body).await["id"].as_str().unwrap().to_owned()
+}
+
 async fn tenant(gw: &TestGateway, name: &str) -> Tenant {
     let id = ok(gw, Method::POST, "/admin/v1/orgs", json!({"name": name})).await["id"].as_str().unwrap().to_owned();
     let project = ok(gw, Method::POST, &format!("/admin/v1/orgs/{id}/projects"), json!({"name": "p"})).await["id"]
@@ -69,8 +74,15 @@ async fn tenant(gw: &TestGateway, name: &str) -> Tenant {
 async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Option<Value>) {
     // routes that consume their object get a fresh one each time
     let user = if spec.method == "DELETE" { fresh_member(gw, &t.id).await } else { t.user.clone() };
-    let consumes_key = spec.path.ends_with("/revoke") || spec.path.ends_with("/rotate");
-    let key = if consumes_key { fresh_key(gw, t).await } else { t.key.clone() };
+    let is_token_route = spec.path.starts_with("/admin/v1/tokens/");
+    let consumes_key = !is_token_route && (spec.path.ends_with("/revoke") || spec.path.ends_with("/rotate"));
+    let key = if consumes_key {
+        fresh_key(gw, t).await
+    } else if is_token_route {
+        fresh_token(gw, t).await
+    } else {
+        t.key.clone()
+    };
     let mut path = spec
         .path
         .replace("{org}", &t.id)
