@@ -297,8 +297,16 @@ pub async fn revoke(
     let mut org_seen = None;
     let r = async {
         let Query(q) = q.map_err(|_| bad("query"))?;
-        let (org, kid) = scoped_key(&s, &op, q.org.as_deref(), &id, Permission::KeyWriteAny).await?;
+        let (org, kid) = scoped_key(&s, &op, q.org.as_deref(), &id, Permission::KeyRead).await?;
         org_seen = Some(org);
+        // `key.write_any` revokes any key of the org; `key.write_own` only the operator's own.
+        if !allows(op.role, Permission::KeyWriteAny) {
+            let key = s.store.key(org, kid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+            let own = allows(op.role, Permission::KeyWriteOwn) && op.user.is_some() && key.user == op.user;
+            if !own {
+                return Err(Denial::new(DenyCode::PermissionDenied));
+            }
+        }
         match s.store.revoke_key(org, kid).await {
             Ok(Some(digest)) => {
                 // This replica forgets the key now; others within their poll interval.

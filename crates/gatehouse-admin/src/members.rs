@@ -153,6 +153,69 @@ pub async fn remove(
     respond(&s, &acx, &op, "member.remove", OrgId::parse(&org), Some(user.clone()), r).await
 }
 
+pub async fn get(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path((org, user)): Path<(String, String)>,
+) -> Response {
+    let r = async {
+        let org = org_id(&org)?;
+        check(&op, Permission::UserRead, Some(org))?;
+        let uid = UserId::parse(&user).ok_or(Denial::new(DenyCode::NotFound))?;
+        let m = s.store.member(org, uid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+        Ok((StatusCode::OK, member_json(&m)))
+    }
+    .await;
+    respond(&s, &acx, &op, "member.read", OrgId::parse(&org), Some(user.clone()), r).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMember {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+/// Changes a member's display name and/or role; the same bounds as granting apply.
+pub async fn update(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path((org, user)): Path<(String, String)>,
+    body: Result<StrictJson<UpdateMember>, Denial>,
+) -> Response {
+    let r = async {
+        let org = org_id(&org)?;
+        check(&op, Permission::MembershipWrite, Some(org))?;
+        let uid = UserId::parse(&user).ok_or(Denial::new(DenyCode::NotFound))?;
+        let StrictJson(b) = body?;
+        let existing = s.store.member(org, uid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+        if !Role::parse(&existing.role).is_some_and(|r| may_grant(&op, r)) {
+            return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
+        }
+        if let Some(name) = &b.name {
+            if !valid_display_name(name) {
+                return Err(bad("name"));
+            }
+            found(s.store.rename_member(org, uid, name).await.map_err(store_err)?)?;
+        }
+        if let Some(role) = &b.role {
+            let role = Role::parse(role).ok_or(bad("role"))?;
+            if role == Role::PlatformAdmin || !may_grant(&op, role) {
+                return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
+            }
+            s.store.set_membership(org, uid, role.as_str()).await.map_err(store_err)?;
+        }
+        let m = s.store.member(org, uid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+        Ok((StatusCode::OK, member_json(&m)))
+    }
+    .await;
+    respond(&s, &acx, &op, "member.update", OrgId::parse(&org), Some(user.clone()), r).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

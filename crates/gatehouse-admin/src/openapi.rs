@@ -67,6 +67,9 @@ fn components() -> Value {
             "AddMember": {"type": "object", "additionalProperties": false, "required": ["email", "name", "role"], "properties": {
                 "email": {"type": "string", "format": "email"}, "name": {"type": "string", "minLength": 1, "maxLength": 128},
                 "role": {"enum": ["viewer", "member", "org_admin"]}, "kind": {"enum": ["human", "service"]}}},
+            "UpdateMember": {"type": "object", "additionalProperties": false, "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 128},
+                "role": {"enum": ["viewer", "member", "org_admin"]}}},
             "CreateToken": {"type": "object", "additionalProperties": false, "required": ["name", "role"], "properties": {
                 "name": {"type": "string", "pattern": NAME},
                 "role": {"enum": ["viewer", "member", "org_admin", "platform_admin"]},
@@ -95,6 +98,8 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         ("POST", "/admin/v1/orgs/{org}/disable") | ("POST", "/admin/v1/orgs/{org}/enable") => (None, 200, r("Org")),
         ("POST", "/admin/v1/orgs/{org}/members") => (Some("AddMember"), 201, r("Member")),
         ("GET", "/admin/v1/orgs/{org}/members") => (None, 200, list_of("Member")),
+        ("GET", "/admin/v1/orgs/{org}/members/{user}") => (None, 200, r("Member")),
+        ("PATCH", "/admin/v1/orgs/{org}/members/{user}") => (Some("UpdateMember"), 200, r("Member")),
         ("DELETE", "/admin/v1/orgs/{org}/members/{user}") => (None, 200, r("Member")),
         ("POST", "/admin/v1/orgs/{org}/projects") => (Some("ProjectBody"), 201, r("Project")),
         ("GET", "/admin/v1/orgs/{org}/projects") => (None, 200, list_of("Project")),

@@ -41,6 +41,8 @@ pub struct KeyRow {
     pub scope_disabled: bool,
     /// The project's model allow-list (`None`: every model); a key never reaches past it.
     pub project_models: Option<Vec<String>>,
+    /// The member who owns the key, when a member minted it.
+    pub user: Option<gatehouse_core::UserId>,
 }
 
 impl KeyRow {
@@ -88,6 +90,7 @@ pub(crate) struct RawKeyRow {
     org_disabled_at: Option<i64>,
     project_disabled_at: Option<i64>,
     project_models: Option<String>,
+    user_id: Option<String>,
 }
 
 impl TryFrom<RawKeyRow> for KeyRow {
@@ -114,6 +117,10 @@ impl TryFrom<RawKeyRow> for KeyRow {
             project_models: r
                 .project_models
                 .map(|s| serde_json::from_str::<Vec<String>>(&s).map_err(|_| Error::Corrupt("projects.allowed_models")))
+                .transpose()?,
+            user: r
+                .user_id
+                .map(|u| gatehouse_core::UserId::parse(&u).ok_or(Error::Corrupt("api_keys.user_id")))
                 .transpose()?,
         })
     }

@@ -216,3 +216,21 @@ impl Store {
         Ok(n > 0)
     }
 }
+
+impl Store {
+    /// Renames a user, if they are a member of `org` (an org admin edits only its own people).
+    pub async fn rename_member(&self, org: OrgId, user: UserId, name: &str) -> Result<bool, Error> {
+        let n = on_pool!(self, |p| {
+            sqlx::query(
+            "UPDATE users SET name = $1 WHERE id = $2 AND EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = $3 AND m.user_id = $2)"
+        )
+        .bind(name)
+        .bind(user.to_string())
+        .bind(org.to_string())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        Ok(n > 0)
+    }
+}

@@ -437,6 +437,20 @@ async fn members_mint_keys_only_in_their_own_projects() {
     assert_eq!(st, 201, "{key}");
     assert_eq!(gw.chat(key["key"].as_str().unwrap(), "mock").await.status(), 200);
     assert_eq!(mint(ann_token.clone(), "ops").await.0, 403, "not a member of ops");
+    // a member revokes their own keys, and only those
+    let own_id = key["id"].as_str().unwrap().to_owned();
+    let (_, other) =
+        call(&gw, &t, Method::POST, "/admin/v1/keys", Some(json!({"name": "admins", "org": "acme", "project": "web"})))
+            .await;
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(&gw, &ann_token, Method::POST, &format!("/admin/v1/keys/{other_id}/revoke?org=acme"), None).await.0,
+        403
+    );
+    assert_eq!(
+        call(&gw, &ann_token, Method::POST, &format!("/admin/v1/keys/{own_id}/revoke?org=acme"), None).await.0,
+        200
+    );
     assert_eq!(mint(unbound, "web").await.0, 403, "a member token bound to nobody owns nothing");
     // and someone outside the org cannot add people to its projects
     let (st, _) = call(

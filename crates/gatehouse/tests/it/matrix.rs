@@ -101,6 +101,7 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         ("POST", "/admin/v1/orgs/{org}/members") => {
             Some(json!({"email": format!("{}@example.com", unique("n")), "name": "N", "role": "viewer"}))
         }
+        ("PATCH", "/admin/v1/orgs/{org}/members/{user}") => Some(json!({"name": "Renamed"})),
         ("POST", "/admin/v1/orgs/{org}/projects/{project}/members") => Some(json!({"user_id": t.user})),
         ("POST", "/admin/v1/tokens") => Some(json!({"name": "t", "role": "viewer", "org": t.id})),
         ("POST", "/admin/v1/keys") => Some(json!({"name": unique("k"), "org": t.name, "project": "p"})),
