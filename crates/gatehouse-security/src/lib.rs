@@ -1,10 +1,11 @@
 //! Gatehouse's secrets: the client key format (prefix, 256 random bits, checksum), keyed
-//! hashing of keys at rest (HMAC-SHA-256 under a subkey of the master key), and the master
-//! key itself (from the environment or a 0600 file).
+//! hashing of keys at rest (HMAC-SHA-256 under a subkey of the master key), the master
+//! key itself (from the environment or a 0600 file), and the audit hash chain ([`chain`]).
 //!
 //! Every primitive comes from aws-lc-rs (the same provider rustls uses); this crate only
 //! composes them. Nothing here implements `Debug` in a way that prints a secret.
 
+pub mod chain;
 mod error;
 mod keys;
 mod master;
