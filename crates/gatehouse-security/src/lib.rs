@@ -6,6 +6,7 @@
 //! composes them. Nothing here implements `Debug` in a way that prints a secret.
 
 pub mod chain;
+pub mod checkpoint;
 mod error;
 mod keys;
 mod master;
