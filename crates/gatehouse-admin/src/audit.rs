@@ -1,13 +1,17 @@
-//! Every control-plane decision — each mutation and each denial — becomes one row in the audit
-//! store (and a `gatehouse::audit` log line): actor, action, target, org, outcome, status,
-//! request id, source address. Content-free: ids and codes only.
+//! Every control-plane decision — each mutation and each denial — becomes one event in the
+//! tamper-evident audit log (and a `gatehouse::audit` log line): actor, action, target, org,
+//! outcome, status, request id, source address. Content-free: ids and codes only.
+//!
+//! The response waits for the event to be durable: an allowed mutation whose event cannot be
+//! recorded answers 503 (the writer spools when the store is down, so this only happens
+//! with `fail_closed` or a failing spool).
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::response::{IntoResponse, Response};
+use gatehouse_audit::{Actor, Event, EventKind};
 use gatehouse_core::{Denial, DenyCode, OrgId, RequestId};
-use gatehouse_store::{AuditEvent, now_ms};
 use http::StatusCode;
 use http::request::Parts;
 
@@ -17,15 +21,15 @@ use crate::rbac::Operator;
 /// Request facts the audit row needs.
 #[derive(Clone, Debug, Default)]
 pub struct AuditCx {
-    pub request_id: Option<String>,
-    pub source: Option<String>,
+    pub request_id: Option<RequestId>,
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl AuditCx {
     pub fn from_parts(parts: &Parts) -> AuditCx {
         AuditCx {
-            request_id: parts.extensions.get::<RequestId>().map(ToString::to_string),
-            source: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+            request_id: parts.extensions.get::<RequestId>().copied(),
+            source: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
         }
     }
 }
@@ -44,37 +48,31 @@ pub enum Outcome {
     Denied(DenyCode),
 }
 
-/// Writes one audit row. A failure to write is logged loudly; the tamper-evident write path
-/// with spooling and fail-closed options arrives with issue #4.
+/// Records one decision and waits until it is durable.
 pub async fn record(
     s: &AdminState,
     cx: &AuditCx,
-    actor: &str,
-    action: &'static str,
+    actor: Actor,
+    kind: EventKind,
     org: Option<OrgId>,
     target: Option<String>,
     outcome: Outcome,
-) {
-    let (outcome, status, code) = match outcome {
-        Outcome::Allowed(st) => ("allowed", st.as_u16(), "ok"),
-        Outcome::Denied(c) => ("denied", c.status(), c.as_str()),
+) -> Result<(), gatehouse_audit::Unavailable> {
+    let (out, status, code) = match outcome {
+        Outcome::Allowed(st) => (gatehouse_audit::Outcome::Allowed, st.as_u16(), "ok"),
+        Outcome::Denied(c) => (gatehouse_audit::Outcome::Denied, c.status(), c.as_str()),
     };
-    tracing::info!(target: "gatehouse::audit", plane = "control", actor, action, org = org.map(tracing::field::display),
-        target = target.as_deref(), outcome, status, code, request_id = cx.request_id.as_deref(), "admin decision");
-    let event = AuditEvent {
-        at: now_ms(),
-        org,
-        actor: actor.to_owned(),
-        action,
-        target,
-        outcome,
-        status,
-        request_id: cx.request_id.clone(),
-        source: cx.source.clone(),
-    };
-    if let Err(e) = s.store.append_audit(&event).await {
-        tracing::error!(error = %e, action, "audit write failed");
-    }
+    let mut e = Event::new(kind, out, status, code, actor);
+    tracing::info!(target: "gatehouse::audit", plane = "control", actor = %e.actor.render(), action = kind.as_str(),
+        org = org.map(tracing::field::display), target = target.as_deref(), outcome = out.as_str(), status, code,
+        request_id = cx.request_id.map(tracing::field::display), "admin decision");
+    e.org = org;
+    e.target = target;
+    e.request_id = cx.request_id;
+    e.source = cx.source;
+    s.audit.record(e).await.inspect_err(|_| {
+        tracing::error!(target: "gatehouse::audit", action = kind.as_str(), "audit event not recorded");
+    })
 }
 
 /// Audits the result of a handler and turns it into the response.
@@ -82,18 +80,20 @@ pub async fn respond(
     s: &AdminState,
     cx: &AuditCx,
     op: &Operator,
-    action: &'static str,
+    kind: EventKind,
     org: Option<OrgId>,
     target: Option<String>,
     result: Result<(StatusCode, serde_json::Value), Denial>,
 ) -> Response {
+    let actor = Actor::AdminToken(op.token_id.clone());
     match result {
-        Ok((status, body)) => {
-            record(s, cx, &op.token_id, action, org, target, Outcome::Allowed(status)).await;
-            (status, axum::Json(body)).into_response()
-        }
+        Ok((status, body)) => match record(s, cx, actor, kind, org, target, Outcome::Allowed(status)).await {
+            Ok(()) => (status, axum::Json(body)).into_response(),
+            // the change may have happened, but unaudited success is not reported as success
+            Err(_) => Denial::new(DenyCode::Unavailable).into_response(),
+        },
         Err(d) => {
-            record(s, cx, &op.token_id, action, org, target, Outcome::Denied(d.code)).await;
+            let _ = record(s, cx, actor, kind, org, target, Outcome::Denied(d.code)).await;
             d.into_response()
         }
     }

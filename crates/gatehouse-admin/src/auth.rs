@@ -2,6 +2,7 @@
 //! every call asks the store (a revoked token stops working at once). Failures are audited.
 
 use axum::extract::FromRequestParts;
+use gatehouse_audit::{Actor, EventKind as K};
 use gatehouse_core::{Denial, DenyCode};
 use gatehouse_security::{KeyKind, check_format};
 use http::request::Parts;
@@ -17,7 +18,7 @@ impl FromRequestParts<AdminState> for Operator {
     async fn from_request_parts(parts: &mut Parts, s: &AdminState) -> Result<Self, Denial> {
         let acx = AuditCx::from_parts(parts);
         let denied = |code: DenyCode| async move {
-            record(s, &acx, "anonymous", "auth.admin_token", None, None, Outcome::Denied(code)).await;
+            let _ = record(s, &acx, Actor::Anonymous, K::AuthAdminToken, None, None, Outcome::Denied(code)).await;
             Err(Denial::new(code))
         };
         let Some(v) = parts.headers.get(http::header::AUTHORIZATION) else {

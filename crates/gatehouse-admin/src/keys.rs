@@ -2,6 +2,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, KeyId, OrgId};
 use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, generate_key};
 use gatehouse_store::{KeyRow, NewKey, now_ms};
@@ -109,7 +110,7 @@ pub async fn create(
         Ok((org, id, v)) => (Some((org, id)), Ok(v)),
         Err(d) => (None, Err(d)),
     };
-    respond(&s, &acx, &op, "key.create", ids.map(|i| i.0), ids.map(|i| i.1.to_string()), r).await
+    respond(&s, &acx, &op, K::KeyCreate, ids.map(|i| i.0), ids.map(|i| i.1.to_string()), r).await
 }
 
 async fn create_inner(
@@ -241,7 +242,7 @@ pub async fn list(
         Ok((StatusCode::OK, json!({"object": "list", "data": data})))
     }
     .await;
-    respond(&s, &acx, &op, "key.list", org_seen, None, r).await
+    respond(&s, &acx, &op, K::KeyList, org_seen, None, r).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,7 +285,7 @@ pub async fn get(
         key_view(&s, org, kid).await
     }
     .await;
-    respond(&s, &acx, &op, "key.read", org_seen, Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::KeyRead, org_seen, Some(id.clone()), r).await
 }
 
 pub async fn revoke(
@@ -318,7 +319,7 @@ pub async fn revoke(
         }
     }
     .await;
-    respond(&s, &acx, &op, "key.revoke", org_seen, Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::KeyRevoke, org_seen, Some(id.clone()), r).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -389,5 +390,5 @@ pub async fn rotate(
         Ok((StatusCode::CREATED, json!({"rotated_from": id, "grace_seconds": grace, "key": body})))
     }
     .await;
-    respond(&s, &acx, &op, "key.rotate", org_seen, Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::KeyRotate, org_seen, Some(id.clone()), r).await
 }

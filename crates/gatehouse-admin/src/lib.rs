@@ -18,6 +18,7 @@ pub mod rbac;
 mod reply;
 pub mod routes;
 mod tokens;
+mod trail;
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ pub struct AdminState {
     pub hasher: Arc<KeyHasher>,
     pub metrics: Option<PrometheusHandle>,
     pub limits: Arc<ratelimit::AdminLimits>,
+    pub audit: gatehouse_audit::Auditor,
 }
 
 pub fn router(state: AdminState) -> Router {

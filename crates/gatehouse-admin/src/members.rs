@@ -3,6 +3,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, OrgId, UserId};
 use gatehouse_store::MemberRow;
 use http::StatusCode;
@@ -94,7 +95,7 @@ pub async fn add(
         Ok((StatusCode::CREATED, member_json(&m)))
     }
     .await;
-    respond(&s, &acx, &op, "member.set", OrgId::parse(&org), user_seen.map(|u| u.to_string()), r).await
+    respond(&s, &acx, &op, K::MemberSet, OrgId::parse(&org), user_seen.map(|u| u.to_string()), r).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,7 +130,7 @@ pub async fn list(
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(member_json).collect::<Vec<_>>()})))
     }
     .await;
-    respond(&s, &acx, &op, "member.list", OrgId::parse(&org), None, r).await
+    respond(&s, &acx, &op, K::MemberList, OrgId::parse(&org), None, r).await
 }
 
 pub async fn remove(
@@ -150,7 +151,7 @@ pub async fn remove(
         Ok((StatusCode::OK, member_json(&existing)))
     }
     .await;
-    respond(&s, &acx, &op, "member.remove", OrgId::parse(&org), Some(user.clone()), r).await
+    respond(&s, &acx, &op, K::MemberRemove, OrgId::parse(&org), Some(user.clone()), r).await
 }
 
 pub async fn get(
@@ -167,7 +168,7 @@ pub async fn get(
         Ok((StatusCode::OK, member_json(&m)))
     }
     .await;
-    respond(&s, &acx, &op, "member.read", OrgId::parse(&org), Some(user.clone()), r).await
+    respond(&s, &acx, &op, K::MemberRead, OrgId::parse(&org), Some(user.clone()), r).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,7 +214,7 @@ pub async fn update(
         Ok((StatusCode::OK, member_json(&m)))
     }
     .await;
-    respond(&s, &acx, &op, "member.update", OrgId::parse(&org), Some(user.clone()), r).await
+    respond(&s, &acx, &op, K::MemberUpdate, OrgId::parse(&org), Some(user.clone()), r).await
 }
 
 #[cfg(test)]

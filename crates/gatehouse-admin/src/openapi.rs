@@ -52,10 +52,17 @@ fn components() -> Value {
             "TokenInfo": {"type": "object", "required": ["id", "name", "role", "org_id", "user_id", "created_at", "revoked_at"], "properties": {
                 "id": s("string"), "name": s("string"), "role": s("string"), "org_id": nullable("string"),
                 "user_id": nullable("string"), "created_at": s("integer"), "revoked_at": nullable("integer")}},
-            "AuditEvent": {"type": "object", "required": ["id", "at", "org_id", "actor", "action", "target", "outcome", "status", "request_id", "source"],
-                "properties": {"id": s("string"), "at": s("integer"), "org_id": nullable("string"), "actor": s("string"),
-                "action": s("string"), "target": nullable("string"), "outcome": {"enum": ["allowed", "denied"]},
-                "status": s("integer"), "request_id": nullable("string"), "source": nullable("string")}},
+            "AuditEvent": {"type": "object",
+                "required": ["v", "seq", "chain", "id", "at", "action", "category", "outcome", "status", "code", "actor", "hash"],
+                "properties": {"v": s("integer"), "seq": s("integer"), "chain": s("string"), "id": s("string"),
+                "at": {"type": "string", "format": "date-time"}, "action": s("string"), "category": s("string"),
+                "outcome": {"enum": ["allowed", "denied", "failed"]}, "status": s("integer"), "code": s("string"),
+                "org_id": s("string"), "project_id": s("string"), "actor": s("string"), "target": s("string"),
+                "request_id": s("string"), "source": s("string"), "endpoint": s("string"), "gate": s("string"),
+                "model": s("string"), "stream_end": s("string"), "latency_us": s("integer"),
+                "prompt_tokens": s("integer"), "completion_tokens": s("integer"), "hash": s("string")}},
+            "AuditKey": {"type": "object", "required": ["key", "name", "origin_prefix", "algorithm"], "properties": {
+                "key": s("string"), "name": s("string"), "origin_prefix": s("string"), "algorithm": s("string")}},
             "NameBody": {"type": "object", "additionalProperties": false, "required": ["name"],
                 "properties": {"name": {"type": "string", "pattern": NAME}}},
             "ProjectBody": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
@@ -119,6 +126,8 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         ("POST", "/admin/v1/keys/{id}/revoke") => (None, 200, r("Key")),
         ("POST", "/admin/v1/keys/{id}/rotate") => (Some("Rotate"), 201, r("KeyRotated")),
         ("GET", "/admin/v1/audit") => (None, 200, list_of("AuditEvent")),
+        ("GET", "/admin/v1/audit/export") => (None, 200, json!({"type": "string"})),
+        ("GET", "/admin/v1/audit/key") => (None, 200, r("AuditKey")),
         _ => return None,
     })
 }
@@ -130,12 +139,35 @@ fn query_params(spec: &RouteSpec) -> Vec<Value> {
         ("GET", "/admin/v1/orgs") | ("GET", "/admin/v1/orgs/{org}/projects") => {
             vec![q("after", json!({"type": "string"})), limit]
         }
-        ("GET", "/admin/v1/orgs/{org}/members") | ("GET", "/admin/v1/audit") => vec![limit],
+        ("GET", "/admin/v1/orgs/{org}/members") => vec![limit],
+        ("GET", "/admin/v1/audit") => vec![
+            limit,
+            q("org", json!({"type": "string"})),
+            q("action", json!({"type": "string"})),
+            q("actor", json!({"type": "string", "maxLength": 128})),
+        ],
+        ("GET", "/admin/v1/audit/export") => vec![
+            q("format", json!({"enum": ["ndjson", "csv"]})),
+            q("from", json!({"type": "string", "format": "date-time"})),
+            q("to", json!({"type": "string", "format": "date-time"})),
+            q("org", json!({"type": "string"})),
+            q("actor", json!({"type": "string", "maxLength": 128})),
+            q("action", json!({"type": "string"})),
+        ],
         ("GET", "/admin/v1/keys") => {
             vec![q("org", json!({"type": "string"})), q("project", json!({"type": "string"})), limit]
         }
         (_, p) if p.starts_with("/admin/v1/keys/") => vec![q("org", json!({"type": "string"}))],
         _ => vec![],
+    }
+}
+
+/// The export streams NDJSON or CSV; everything else answers JSON.
+fn success_content(spec: &RouteSpec, schema: Value) -> Value {
+    if spec.path == "/admin/v1/audit/export" {
+        json!({"application/x-ndjson": {"schema": schema}, "text/csv": {"schema": schema}})
+    } else {
+        json!({"application/json": {"schema": schema}})
     }
 }
 
@@ -149,13 +181,13 @@ fn operation(spec: &RouteSpec) -> Option<Value> {
         .collect();
     params.extend(query_params(spec));
     let mut op = json!({
-        "operationId": spec.action.replace('.', "_"),
-        "summary": spec.action,
+        "operationId": spec.action.as_str().replace('.', "_"),
+        "summary": spec.action.as_str(),
         "description": format!("Needs `{}`.", spec.permission.as_str()),
         "security": [{"adminToken": []}],
         "parameters": params,
         "responses": {
-            status.to_string(): {"description": "success", "content": {"application/json": {"schema": success}}},
+            status.to_string(): {"description": "success", "content": success_content(spec, success)},
             "default": {"description": "a refusal", "content": {"application/json": {"schema": r("Error")}}},
         },
     });
@@ -193,7 +225,7 @@ mod tests {
         for spec in ROUTES {
             let op = &doc["paths"][spec.path][spec.method.to_ascii_lowercase()];
             assert!(op.is_object(), "{} {} is missing from the OpenAPI document", spec.method, spec.path);
-            assert_eq!(op["summary"], spec.action);
+            assert_eq!(op["summary"], spec.action.as_str());
         }
         let ops: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
         assert_eq!(ops, ROUTES.len(), "no operation without a route");

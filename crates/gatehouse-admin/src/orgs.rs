@@ -4,6 +4,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, OrgId, ProjectId};
 use gatehouse_store::{OrgRow, ProjectRow};
 use http::StatusCode;
@@ -91,7 +92,7 @@ pub async fn create_org(
     }
     .await;
     let (org, r) = split(r);
-    respond(&s, &acx, &op, "org.create", org, org.map(|o| o.to_string()), r).await
+    respond(&s, &acx, &op, K::OrgCreate, org, org.map(|o| o.to_string()), r).await
 }
 
 /// Separates the id an audit row needs from the handler's result.
@@ -125,7 +126,7 @@ pub async fn list_orgs(
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(org_json).collect::<Vec<_>>()})))
     }
     .await;
-    respond(&s, &acx, &op, "org.list", op.org, None, r).await
+    respond(&s, &acx, &op, K::OrgList, op.org, None, r).await
 }
 
 pub async fn get_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(id): Path<String>) -> Response {
@@ -136,7 +137,7 @@ pub async fn get_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Pa
         org_view(&s, org).await
     }
     .await;
-    respond(&s, &acx, &op, "org.read", org, Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::OrgRead, org, Some(id.clone()), r).await
 }
 
 pub async fn update_org(
@@ -158,7 +159,7 @@ pub async fn update_org(
         org_view(&s, org).await
     }
     .await;
-    respond(&s, &acx, &op, "org.update", org, Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::OrgUpdate, org, Some(id.clone()), r).await
 }
 
 async fn set_org_disabled(
@@ -177,12 +178,12 @@ async fn set_org_disabled(
 
 pub async fn disable_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(id): Path<String>) -> Response {
     let r = set_org_disabled(&s, &op, &id, true).await;
-    respond(&s, &acx, &op, "org.disable", OrgId::parse(&id), Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::OrgDisable, OrgId::parse(&id), Some(id.clone()), r).await
 }
 
 pub async fn enable_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(id): Path<String>) -> Response {
     let r = set_org_disabled(&s, &op, &id, false).await;
-    respond(&s, &acx, &op, "org.enable", OrgId::parse(&id), Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::OrgEnable, OrgId::parse(&id), Some(id.clone()), r).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,7 +266,7 @@ pub async fn create_project(
     }
     .await;
     let (id, r) = split(r);
-    respond(&s, &acx, &op, "project.create", org_parsed, id.map(|i| i.to_string()), r).await
+    respond(&s, &acx, &op, K::ProjectCreate, org_parsed, id.map(|i| i.to_string()), r).await
 }
 
 pub async fn list_projects(
@@ -286,7 +287,7 @@ pub async fn list_projects(
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(project_json).collect::<Vec<_>>()})))
     }
     .await;
-    respond(&s, &acx, &op, "project.list", org_parsed, None, r).await
+    respond(&s, &acx, &op, K::ProjectList, org_parsed, None, r).await
 }
 
 pub async fn get_project(
@@ -302,7 +303,7 @@ pub async fn get_project(
         project_view(&s, org, project_id(&id)?).await
     }
     .await;
-    respond(&s, &acx, &op, "project.read", org_parsed, Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::ProjectRead, org_parsed, Some(id.clone()), r).await
 }
 
 pub async fn update_project(
@@ -323,7 +324,7 @@ pub async fn update_project(
         project_view(&s, org, pid).await
     }
     .await;
-    respond(&s, &acx, &op, "project.update", org_parsed, Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::ProjectUpdate, org_parsed, Some(id.clone()), r).await
 }
 
 async fn set_project_disabled(
@@ -347,7 +348,7 @@ pub async fn disable_project(
     Path((org, id)): Path<(String, String)>,
 ) -> Response {
     let r = set_project_disabled(&s, &op, &org, &id, true).await;
-    respond(&s, &acx, &op, "project.disable", OrgId::parse(&org), Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::ProjectDisable, OrgId::parse(&org), Some(id.clone()), r).await
 }
 
 pub async fn enable_project(
@@ -357,36 +358,7 @@ pub async fn enable_project(
     Path((org, id)): Path<(String, String)>,
 ) -> Response {
     let r = set_project_disabled(&s, &op, &org, &id, false).await;
-    respond(&s, &acx, &op, "project.enable", OrgId::parse(&org), Some(id.clone()), r).await
-}
-
-/// `GET /admin/v1/audit`: newest first; scoped operators see their org only.
-pub async fn list_audit(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
-        let limit = limit(&q)?;
-        if q.after.is_some() {
-            return Err(bad("after"));
-        }
-        check(&op, Permission::AuditRead, op.org)?;
-        let rows = s.store.list_audit(op.org, limit).await.map_err(store_err)?;
-        let data: Vec<Value> = rows
-            .into_iter()
-            .map(|r| {
-                json!({"id": r.id, "at": r.at, "org_id": r.org_id, "actor": r.actor, "action": r.action,
-                       "target": r.target, "outcome": r.outcome, "status": r.status,
-                       "request_id": r.request_id, "source": r.source})
-            })
-            .collect();
-        Ok((StatusCode::OK, json!({"object": "list", "data": data})))
-    }
-    .await;
-    respond(&s, &acx, &op, "audit.read", op.org, None, r).await
+    respond(&s, &acx, &op, K::ProjectEnable, OrgId::parse(&org), Some(id.clone()), r).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,5 +391,5 @@ pub async fn add_project_member(
         Ok((StatusCode::CREATED, json!({"project_id": pid.to_string(), "user_id": user.to_string()})))
     }
     .await;
-    respond(&s, &acx, &op, "project.member_add", org_parsed, Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::ProjectMemberAdd, org_parsed, Some(id.clone()), r).await
 }

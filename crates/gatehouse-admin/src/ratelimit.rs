@@ -2,6 +2,7 @@
 //! (which bounds admin-token guessing). A small GCRA cell per key in a bounded cache; over the
 //! limit answers 429 `rate_limit_exceeded` with `Retry-After`, and the refusal is audited.
 
+use gatehouse_audit::EventKind as K;
 use std::hash::{BuildHasher, Hash};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,8 +111,16 @@ pub async fn limit(State(s): State<AdminState>, req: Request, next: Next) -> Res
         Err(wait) => {
             let (parts, _) = req.into_parts();
             let acx = AuditCx::from_parts(&parts);
-            record(&s, &acx, "anonymous", "ratelimit.admin", None, None, Outcome::Denied(DenyCode::RateLimitExceeded))
-                .await;
+            let _ = record(
+                &s,
+                &acx,
+                gatehouse_audit::Actor::Anonymous,
+                K::AdminRateLimited,
+                None,
+                None,
+                Outcome::Denied(DenyCode::RateLimitExceeded),
+            )
+            .await;
             too_many(wait).into_response()
         }
     }

@@ -4,9 +4,10 @@
 //! (every route x every role x own org / other org) and docs/ADMIN-API.md lists it.
 
 use axum::routing::{MethodRouter, delete, get, patch, post};
+use gatehouse_audit::EventKind as K;
 
 use crate::rbac::Permission;
-use crate::{AdminState, keys, members, orgs, tokens};
+use crate::{AdminState, keys, members, orgs, tokens, trail};
 
 /// Which org a route acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,17 +27,11 @@ pub struct RouteSpec {
     pub path: &'static str,
     pub permission: Permission,
     pub scope: Scope,
-    /// The `action` of the audit row every call writes.
-    pub action: &'static str,
+    /// The audit event every call writes.
+    pub action: K,
 }
 
-const fn r(
-    method: &'static str,
-    path: &'static str,
-    permission: Permission,
-    scope: Scope,
-    action: &'static str,
-) -> RouteSpec {
+const fn r(method: &'static str, path: &'static str, permission: Permission, scope: Scope, action: K) -> RouteSpec {
     RouteSpec { method, path, permission, scope, action }
 }
 
@@ -44,33 +39,35 @@ use Permission as P;
 use Scope::{Org, Own, Platform};
 
 pub const ROUTES: &[RouteSpec] = &[
-    r("POST", "/admin/v1/orgs", P::OrgCreate, Platform, "org.create"),
-    r("GET", "/admin/v1/orgs", P::OrgRead, Own, "org.list"),
-    r("GET", "/admin/v1/orgs/{org}", P::OrgRead, Org, "org.read"),
-    r("PATCH", "/admin/v1/orgs/{org}", P::OrgUpdate, Org, "org.update"),
-    r("POST", "/admin/v1/orgs/{org}/disable", P::OrgCreate, Org, "org.disable"),
-    r("POST", "/admin/v1/orgs/{org}/enable", P::OrgCreate, Org, "org.enable"),
-    r("POST", "/admin/v1/orgs/{org}/members", P::MembershipWrite, Org, "member.set"),
-    r("GET", "/admin/v1/orgs/{org}/members", P::UserRead, Org, "member.list"),
-    r("GET", "/admin/v1/orgs/{org}/members/{user}", P::UserRead, Org, "member.read"),
-    r("PATCH", "/admin/v1/orgs/{org}/members/{user}", P::MembershipWrite, Org, "member.update"),
-    r("DELETE", "/admin/v1/orgs/{org}/members/{user}", P::MembershipWrite, Org, "member.remove"),
-    r("POST", "/admin/v1/orgs/{org}/projects", P::ProjectWrite, Org, "project.create"),
-    r("GET", "/admin/v1/orgs/{org}/projects", P::ProjectRead, Org, "project.list"),
-    r("GET", "/admin/v1/orgs/{org}/projects/{project}", P::ProjectRead, Org, "project.read"),
-    r("PATCH", "/admin/v1/orgs/{org}/projects/{project}", P::ProjectWrite, Org, "project.update"),
-    r("POST", "/admin/v1/orgs/{org}/projects/{project}/disable", P::ProjectWrite, Org, "project.disable"),
-    r("POST", "/admin/v1/orgs/{org}/projects/{project}/enable", P::ProjectWrite, Org, "project.enable"),
-    r("POST", "/admin/v1/orgs/{org}/projects/{project}/members", P::ProjectWrite, Org, "project.member_add"),
-    r("POST", "/admin/v1/tokens", P::MembershipWrite, Org, "token.create"),
-    r("GET", "/admin/v1/tokens", P::MembershipWrite, Own, "token.list"),
-    r("POST", "/admin/v1/tokens/{id}/revoke", P::MembershipWrite, Org, "token.revoke"),
-    r("POST", "/admin/v1/keys", P::KeyWriteAny, Org, "key.create"),
-    r("GET", "/admin/v1/keys", P::KeyRead, Org, "key.list"),
-    r("GET", "/admin/v1/keys/{id}", P::KeyRead, Org, "key.read"),
-    r("POST", "/admin/v1/keys/{id}/revoke", P::KeyWriteAny, Org, "key.revoke"),
-    r("POST", "/admin/v1/keys/{id}/rotate", P::KeyWriteAny, Org, "key.rotate"),
-    r("GET", "/admin/v1/audit", P::AuditRead, Own, "audit.read"),
+    r("POST", "/admin/v1/orgs", P::OrgCreate, Platform, K::OrgCreate),
+    r("GET", "/admin/v1/orgs", P::OrgRead, Own, K::OrgList),
+    r("GET", "/admin/v1/orgs/{org}", P::OrgRead, Org, K::OrgRead),
+    r("PATCH", "/admin/v1/orgs/{org}", P::OrgUpdate, Org, K::OrgUpdate),
+    r("POST", "/admin/v1/orgs/{org}/disable", P::OrgCreate, Org, K::OrgDisable),
+    r("POST", "/admin/v1/orgs/{org}/enable", P::OrgCreate, Org, K::OrgEnable),
+    r("POST", "/admin/v1/orgs/{org}/members", P::MembershipWrite, Org, K::MemberSet),
+    r("GET", "/admin/v1/orgs/{org}/members", P::UserRead, Org, K::MemberList),
+    r("GET", "/admin/v1/orgs/{org}/members/{user}", P::UserRead, Org, K::MemberRead),
+    r("PATCH", "/admin/v1/orgs/{org}/members/{user}", P::MembershipWrite, Org, K::MemberUpdate),
+    r("DELETE", "/admin/v1/orgs/{org}/members/{user}", P::MembershipWrite, Org, K::MemberRemove),
+    r("POST", "/admin/v1/orgs/{org}/projects", P::ProjectWrite, Org, K::ProjectCreate),
+    r("GET", "/admin/v1/orgs/{org}/projects", P::ProjectRead, Org, K::ProjectList),
+    r("GET", "/admin/v1/orgs/{org}/projects/{project}", P::ProjectRead, Org, K::ProjectRead),
+    r("PATCH", "/admin/v1/orgs/{org}/projects/{project}", P::ProjectWrite, Org, K::ProjectUpdate),
+    r("POST", "/admin/v1/orgs/{org}/projects/{project}/disable", P::ProjectWrite, Org, K::ProjectDisable),
+    r("POST", "/admin/v1/orgs/{org}/projects/{project}/enable", P::ProjectWrite, Org, K::ProjectEnable),
+    r("POST", "/admin/v1/orgs/{org}/projects/{project}/members", P::ProjectWrite, Org, K::ProjectMemberAdd),
+    r("POST", "/admin/v1/tokens", P::MembershipWrite, Org, K::TokenCreate),
+    r("GET", "/admin/v1/tokens", P::MembershipWrite, Own, K::TokenList),
+    r("POST", "/admin/v1/tokens/{id}/revoke", P::MembershipWrite, Org, K::TokenRevoke),
+    r("POST", "/admin/v1/keys", P::KeyWriteAny, Org, K::KeyCreate),
+    r("GET", "/admin/v1/keys", P::KeyRead, Org, K::KeyList),
+    r("GET", "/admin/v1/keys/{id}", P::KeyRead, Org, K::KeyRead),
+    r("POST", "/admin/v1/keys/{id}/revoke", P::KeyWriteAny, Org, K::KeyRevoke),
+    r("POST", "/admin/v1/keys/{id}/rotate", P::KeyWriteAny, Org, K::KeyRotate),
+    r("GET", "/admin/v1/audit", P::AuditRead, Own, K::AuditRead),
+    r("GET", "/admin/v1/audit/export", P::AuditRead, Own, K::AuditExport),
+    r("GET", "/admin/v1/audit/key", P::AuditRead, Own, K::AuditKey),
 ];
 
 /// The handler of a table entry; `None` would be a table row without code (a test forbids it).
@@ -102,7 +99,9 @@ pub(crate) fn handler(spec: &RouteSpec) -> Option<MethodRouter<AdminState>> {
         ("GET", "/admin/v1/keys/{id}") => get(keys::get),
         ("POST", "/admin/v1/keys/{id}/revoke") => post(keys::revoke),
         ("POST", "/admin/v1/keys/{id}/rotate") => post(keys::rotate),
-        ("GET", "/admin/v1/audit") => get(orgs::list_audit),
+        ("GET", "/admin/v1/audit") => get(trail::list),
+        ("GET", "/admin/v1/audit/export") => get(trail::export),
+        ("GET", "/admin/v1/audit/key") => get(trail::key),
         _ => return None,
     })
 }
@@ -120,7 +119,7 @@ mod tests {
             assert!(handler(spec).is_some(), "{} {} has no handler", spec.method, spec.path);
             assert!(seen.insert((spec.method, spec.path)), "{} {} listed twice", spec.method, spec.path);
         }
-        let actions: HashSet<_> = ROUTES.iter().map(|s| s.action).collect();
+        let actions: HashSet<_> = ROUTES.iter().map(|s| s.action.as_str()).collect();
         assert_eq!(actions.len(), ROUTES.len(), "each route audits under its own action");
     }
 

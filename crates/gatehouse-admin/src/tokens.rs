@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::response::Response;
+use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, OrgId, UserId};
 use gatehouse_security::{KeyKind, generate_key};
 use http::StatusCode;
@@ -87,7 +88,7 @@ pub async fn create(
         ))
     }
     .await;
-    respond(&s, &acx, &op, "token.create", org_seen, None, r).await
+    respond(&s, &acx, &op, K::TokenCreate, org_seen, None, r).await
 }
 
 fn token_json(t: &gatehouse_store::AdminTokenRow) -> serde_json::Value {
@@ -121,7 +122,7 @@ pub async fn list(
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(token_json).collect::<Vec<_>>()})))
     }
     .await;
-    respond(&s, &acx, &op, "token.list", op.org, None, r).await
+    respond(&s, &acx, &op, K::TokenList, op.org, None, r).await
 }
 
 /// `POST /admin/v1/tokens/{id}/revoke`: takes effect on the next call (tokens are checked
@@ -151,5 +152,5 @@ pub async fn revoke(
         Ok((StatusCode::OK, token_json(&t)))
     }
     .await;
-    respond(&s, &acx, &op, "token.revoke", org_seen, Some(id.clone()), r).await
+    respond(&s, &acx, &op, K::TokenRevoke, org_seen, Some(id.clone()), r).await
 }

@@ -16,6 +16,6 @@ mod validate;
 pub use error::{ConfigError, Issue};
 pub use secret::{EnvLookup, SecretRef};
 pub use validate::{
-    Config, LogFormat, MOCK_PROVIDER, ModelConfig, ModelKind, Policy, ProviderConfig, ProviderKind, RequestLimits,
-    ServerConfig, StoreUrl,
+    AuditFailure, AuditSettings, Config, DataPlaneAudit, LogFormat, MOCK_PROVIDER, ModelConfig, ModelKind, Policy,
+    ProviderConfig, ProviderKind, RequestLimits, ServerConfig, StoreUrl,
 };

@@ -11,6 +11,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
     pub mock: RawMock,
     #[serde(default)]
     pub providers: Vec<RawProvider>,
@@ -32,6 +34,19 @@ pub struct RawServer {
     pub max_connections: Option<u64>,
     pub admin_mutations_per_minute: Option<u64>,
     pub admin_requests_per_minute_per_source: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub data_plane: Option<String>,
+    pub on_store_failure: Option<String>,
+    pub checkpoint_every_events: Option<u64>,
+    pub checkpoint_interval_ms: Option<u64>,
+    pub retention_days: Option<u64>,
+    pub file: Option<String>,
+    pub spool_max_mb: Option<u64>,
+    pub queue_capacity: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::raw::{RawConfig, RawLimits, RawModel, RawProvider, RawServer};
+use crate::raw::{RawAudit, RawConfig, RawLimits, RawModel, RawProvider, RawServer};
 use crate::{ConfigError, Issue, SecretRef};
 
 /// The name of the built-in offline provider. Reserved: a configured provider may not use it.
@@ -54,6 +54,38 @@ pub struct ServerConfig {
     /// Control-plane requests one source address may make per minute, authenticated or not
     /// (bounds token guessing).
     pub admin_requests_per_minute_per_source: NonZeroU32,
+    pub audit: AuditSettings,
+}
+
+/// Which data-plane requests become audit events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataPlaneAudit {
+    /// Every request, allowed or not.
+    All,
+    /// Refusals and failures only.
+    Denials,
+}
+
+/// What the audit writer does when the store cannot take events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditFailure {
+    Spool,
+    FailClosed,
+}
+
+/// The `[audit]` section. Static: the writer starts once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub data_plane: DataPlaneAudit,
+    pub on_store_failure: AuditFailure,
+    pub checkpoint_every_events: NonZeroU32,
+    pub checkpoint_interval: Duration,
+    /// `None`: keep forever.
+    pub retention: Option<Duration>,
+    /// The JSONL mirror.
+    pub file: Option<PathBuf>,
+    pub spool_max_bytes: u64,
+    pub queue_capacity: NonZeroU32,
 }
 
 impl ServerConfig {
@@ -94,6 +126,9 @@ impl ServerConfig {
         }
         if self.admin_requests_per_minute_per_source != o.admin_requests_per_minute_per_source {
             v.push("server.admin_requests_per_minute_per_source");
+        }
+        if self.audit != o.audit {
+            v.push("audit");
         }
         v
     }
@@ -170,7 +205,7 @@ impl Default for Config {
     /// The embedded default: the same values an empty file yields.
     fn default() -> Self {
         let mut issues = Vec::new();
-        let server = server(RawServer::default(), &mut issues);
+        let server = server(RawServer::default(), RawAudit::default(), &mut issues);
         let limits = limits(&RawLimits::default(), &mut issues);
         debug_assert!(issues.is_empty(), "defaults must satisfy their own rules");
         Config { server, policy: Policy { limits, mock_enabled: true, providers: vec![], models: vec![] } }
@@ -206,7 +241,7 @@ impl Config {
 
     fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut issues = Vec::new();
-        let server = server(raw.server, &mut issues);
+        let server = server(raw.server, raw.audit, &mut issues);
         let limits = limits(&raw.limits, &mut issues);
         let mock_enabled = raw.mock.enabled.unwrap_or(true);
         let providers = providers(raw.providers, &mut issues);
@@ -275,7 +310,55 @@ fn bounded32(v: Option<u64>, default: u32, max: u32, path: &str, issues: &mut Ve
     nz32(u32::try_from(v).unwrap_or(default))
 }
 
-fn server(raw: RawServer, issues: &mut Vec<Issue>) -> ServerConfig {
+fn audit(raw: RawAudit, issues: &mut Vec<Issue>) -> AuditSettings {
+    let data_plane = match raw.data_plane.as_deref() {
+        None | Some("all") => DataPlaneAudit::All,
+        Some("denials") => DataPlaneAudit::Denials,
+        Some(_) => {
+            issue(issues, "audit.data_plane", "must be \"all\" or \"denials\"");
+            DataPlaneAudit::All
+        }
+    };
+    let on_store_failure = match raw.on_store_failure.as_deref() {
+        None | Some("spool") => AuditFailure::Spool,
+        Some("fail_closed") => AuditFailure::FailClosed,
+        Some(_) => {
+            issue(issues, "audit.on_store_failure", "must be \"spool\" or \"fail_closed\"");
+            AuditFailure::Spool
+        }
+    };
+    let retention_days = raw.retention_days.unwrap_or(90);
+    if retention_days > 36_500 {
+        issue(issues, "audit.retention_days", "must be between 0 (keep forever) and 36500");
+    }
+    let retention = (retention_days > 0).then(|| Duration::from_secs(retention_days.min(36_500) * 86_400));
+    let spool_mb = bounded32(raw.spool_max_mb, 64, 1_048_576, "audit.spool_max_mb", issues);
+    AuditSettings {
+        data_plane,
+        on_store_failure,
+        checkpoint_every_events: bounded32(
+            raw.checkpoint_every_events,
+            1_000,
+            1_000_000,
+            "audit.checkpoint_every_events",
+            issues,
+        ),
+        checkpoint_interval: ms(
+            raw.checkpoint_interval_ms,
+            10_000,
+            100,
+            3_600_000,
+            "audit.checkpoint_interval_ms",
+            issues,
+        ),
+        retention,
+        file: raw.file.map(PathBuf::from),
+        spool_max_bytes: u64::from(spool_mb.get()) * 1024 * 1024,
+        queue_capacity: bounded32(raw.queue_capacity, 16_384, 1_048_576, "audit.queue_capacity", issues),
+    }
+}
+
+fn server(raw: RawServer, raw_audit: RawAudit, issues: &mut Vec<Issue>) -> ServerConfig {
     let data_listen = socket(raw.data_listen, SocketAddr::from(([127, 0, 0, 1], 8080)), "server.data_listen", issues);
     let admin_listen =
         socket(raw.admin_listen, SocketAddr::from(([127, 0, 0, 1], 8081)), "server.admin_listen", issues);
@@ -331,6 +414,7 @@ fn server(raw: RawServer, issues: &mut Vec<Issue>) -> ServerConfig {
             "server.admin_requests_per_minute_per_source",
             issues,
         ),
+        audit: audit(raw_audit, issues),
     }
 }
 

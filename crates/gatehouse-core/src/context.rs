@@ -106,6 +106,8 @@ pub struct RequestCx {
     /// Set by the route gate.
     pub route: Option<Arc<Route>>,
     pub trail: Vec<TrailEntry>,
+    /// The peer address, for the audit trail.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl RequestCx {
@@ -118,6 +120,7 @@ impl RequestCx {
             requested_model: None,
             route: None,
             trail: Vec::with_capacity(10),
+            source: None,
         }
     }
 

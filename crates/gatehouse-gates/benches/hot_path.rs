@@ -54,7 +54,7 @@ async fn fixture() -> Fixture {
     let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), 10_000));
     let table = Arc::new(RouteTable::build(&gatehouse_config::Config::default().policy));
     let bounds = RequestBounds { max_depth: 32, max_messages: 2048, max_embedding_inputs: 2048 };
-    let gates = Gates::new(verifier, table, bounds);
+    let gates = Gates::new(verifier, table, bounds, gatehouse_gates::meter::AuditHook::off());
     Fixture { gates, store, hasher, key, _dir: dir }
 }
 

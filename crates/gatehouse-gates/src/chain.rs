@@ -1,8 +1,8 @@
 //! THE order of the request path. Read this file top to bottom to know what runs before what;
 //! `tests::order_is_pinned` fails if it changes.
 //!
-//!   authenticate -> parse -> authorize -> guardrails(in) -> route -> limits -> cache
-//!     -> [provider, in the proxy] -> guardrails(out) -> meter & audit
+//!   [audit trail accepting] -> authenticate -> parse -> authorize -> guardrails(in) -> route
+//!     -> limits -> cache -> [provider, in the proxy] -> guardrails(out) -> meter & audit
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::authorize::AuthorizeGate;
 use crate::cache::CacheGate;
 use crate::guardrails::{GuardrailsInGate, GuardrailsOutGate};
 use crate::limits::LimitsGate;
-use crate::meter::{self, Finished};
+use crate::meter::{self, AuditHook, Finished};
 use crate::route::{RouteGate, RouteTable};
 use crate::{CachedResponse, Gate, Verdict};
 
@@ -31,12 +31,13 @@ pub struct Gates {
     pub guardrails_out: GuardrailsOutGate,
     pub bounds: RequestBounds,
     pub table: Arc<RouteTable>,
+    pub audit: AuditHook,
 }
 
 impl Gates {
     /// The gates for one snapshot: the key verifier is shared across snapshots (its cache
     /// survives reloads); the route table and bounds come from the snapshot's policy.
-    pub fn new(verifier: Arc<KeyVerifier>, table: Arc<RouteTable>, bounds: RequestBounds) -> Gates {
+    pub fn new(verifier: Arc<KeyVerifier>, table: Arc<RouteTable>, bounds: RequestBounds, audit: AuditHook) -> Gates {
         Gates {
             authenticate: AuthenticateGate { verifier },
             authorize: AuthorizeGate { table: table.clone() },
@@ -47,6 +48,7 @@ impl Gates {
             guardrails_out: GuardrailsOutGate,
             bounds,
             table,
+            audit,
         }
     }
 }
@@ -111,6 +113,8 @@ pub async fn admit<B>(g: &Gates, cx: &mut RequestCx, endpoint: Endpoint, body: B
 where
     B: Future<Output = Result<Bytes, DenyCode>>,
 {
+    // A deployment that requires an audit trail (fail-closed) serves nothing it cannot record.
+    audit_accepting(g, cx)?;
     // Identity first, from headers only: an anonymous caller learns nothing from the body's
     // validation, and every later gate keys on tenant, project and key.
     g.authenticate.check(cx).await?;
@@ -133,18 +137,27 @@ where
 
 /// `GET /v1/models`: identity only; the listing itself is filtered by the allow-list.
 pub async fn admit_listing(g: &Gates, cx: &mut RequestCx) -> Result<(), Denial> {
+    audit_accepting(g, cx).map_err(|_| Denial::new(DenyCode::Unavailable))?;
     g.authenticate.check(cx).await
+}
+
+fn audit_accepting(g: &Gates, cx: &mut RequestCx) -> Result<(), Stop> {
+    if g.audit.accepting() {
+        return Ok(());
+    }
+    cx.record(GateName::Meter, GateOutcome::Deny(DenyCode::Unavailable));
+    Err(Stop::Deny(Denial::new(DenyCode::Unavailable)))
 }
 
 /// The response side, after the provider answered (or did not): guardrails on what goes
 /// back, then meter & audit. Called exactly once per request, also for refusals, cancelled
 /// streams and upstream failures.
-pub fn finish(cx: &mut RequestCx, done: Finished) {
+pub fn finish(audit: &AuditHook, cx: &mut RequestCx, done: Finished) {
     if done.reached_provider {
         cx.record(GuardrailsOutGate::NAME, GateOutcome::Pass);
     }
     cx.record(GateName::Meter, done.code.map_or(GateOutcome::Pass, GateOutcome::Deny));
-    meter::record(cx, &done);
+    meter::record(audit, cx, &done);
 }
 
 /// A refusal while reading the body (too large, wrong content type, client went away).
@@ -193,7 +206,7 @@ mod tests {
         let policy = gatehouse_config::Config::default().policy;
         let table = Arc::new(RouteTable::build(&policy));
         let bounds = RequestBounds { max_depth: 16, max_messages: 8, max_embedding_inputs: 8 };
-        let gates = Gates::new(verifier, table, bounds);
+        let gates = Gates::new(verifier, table, bounds, AuditHook::off());
         Fixture { gates, key, _dir: dir }
     }
 
@@ -213,7 +226,7 @@ mod tests {
         let mut cx = RequestCx::new(RequestId::generate(), Some(f.key.clone()));
         let admitted = admit(&f.gates, &mut cx, Endpoint::ChatCompletions, body(HELLO)).await;
         assert!(admitted.is_ok());
-        finish(&mut cx, Finished::served("chat_completions", 200, None));
+        finish(&AuditHook::off(), &mut cx, Finished::served("chat_completions", 200, None));
         assert_eq!(
             names(&cx),
             [

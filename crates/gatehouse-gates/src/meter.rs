@@ -1,8 +1,45 @@
-//! Meter & audit: one log event and a set of metrics per finished request. Content-free by
-//! construction: nothing here can reach the prompt or the response, only counts and codes.
+//! Meter & audit: metrics, one log event and one audit event per finished request.
+//! Content-free by construction: nothing here can reach the prompt or the response, only
+//! ids, counts and codes.
 
-use gatehouse_core::{DenyCode, RequestCx};
+use gatehouse_audit::{Actor, Auditor, Event, EventKind, Outcome};
+use gatehouse_core::{DenyCode, GateName, GateOutcome, RequestCx};
 use gatehouse_providers::Usage;
+
+/// Where data-plane decisions go. `None` only in benchmarks and unit tests of the chain.
+#[derive(Clone, Debug)]
+pub struct AuditHook {
+    pub auditor: Option<Auditor>,
+    /// Audit allowed requests too, not only refusals and failures.
+    pub allowed_too: bool,
+}
+
+impl AuditHook {
+    pub fn off() -> AuditHook {
+        AuditHook { auditor: None, allowed_too: false }
+    }
+
+    /// False when the trail is fail-closed and cannot record: requests are then refused.
+    pub fn accepting(&self) -> bool {
+        self.auditor.as_ref().is_none_or(Auditor::accepting)
+    }
+}
+
+/// The event kind of a refusal, by the gate that decided it.
+fn kind(gate: Option<GateName>, done: &Finished) -> EventKind {
+    match gate {
+        None if done.code.is_some() && done.reached_provider => EventKind::ProviderFailed,
+        None if done.code.is_some() => EventKind::RequestDenied,
+        None => EventKind::RequestAllowed,
+        Some(GateName::Authenticate) => EventKind::AuthApiKey,
+        Some(GateName::Parse) => EventKind::RequestInvalid,
+        Some(GateName::GuardrailsIn | GateName::GuardrailsOut) => EventKind::GuardrailBlocked,
+        Some(GateName::Route) => EventKind::ProviderNoRoute,
+        Some(GateName::Limits) => EventKind::LimitExceeded,
+        Some(GateName::Provider | GateName::Meter) => EventKind::ProviderFailed,
+        Some(GateName::Authorize | GateName::Cache) => EventKind::RequestDenied,
+    }
+}
 
 /// How a request ended.
 #[derive(Clone, Copy, Debug)]
@@ -19,6 +56,11 @@ pub struct Finished {
 impl Finished {
     pub fn served(endpoint: &'static str, status: u16, usage: Option<Usage>) -> Self {
         Finished { endpoint, status, code: None, usage, reached_provider: true, stream_end: None }
+    }
+
+    /// A model listing: answered by the gateway itself.
+    pub fn listed() -> Self {
+        Finished { endpoint: "models", status: 200, code: None, usage: None, reached_provider: false, stream_end: None }
     }
 
     pub fn refused(endpoint: &'static str, code: DenyCode) -> Self {
@@ -40,7 +82,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     300.0,
 ];
 
-pub fn record(cx: &RequestCx, done: &Finished) {
+pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
     let elapsed = cx.started.elapsed();
     let outcome = match done.code {
         None => "allowed",
@@ -54,11 +96,12 @@ pub fn record(cx: &RequestCx, done: &Finished) {
         .map_or_else(|| (String::new(), String::new()), |p| (p.org.to_string(), p.project.to_string()));
     let model = cx.route.as_ref().map_or("", |r| &r.model).to_owned();
     // The gate that decided: the one that refused, or none for an allowed request.
-    let gate = cx
+    let deciding = cx
         .trail
         .iter()
-        .find(|e| matches!(e.outcome, gatehouse_core::GateOutcome::Deny(_)))
-        .map_or("none", |e| e.gate.as_str());
+        .find(|e| matches!(e.outcome, GateOutcome::Deny(_)) && e.gate != GateName::Meter)
+        .map(|e| e.gate);
+    let gate = deciding.map_or("none", GateName::as_str);
 
     metrics::counter!("gatehouse_requests_total",
         "endpoint" => done.endpoint, "outcome" => outcome, "code" => code, "gate" => gate,
@@ -93,4 +136,28 @@ pub fn record(cx: &RequestCx, done: &Finished) {
         latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "request finished"
     );
+
+    if let Some(a) = &hook.auditor
+        && (done.code.is_some() || hook.allowed_too)
+    {
+        let out = match outcome {
+            "allowed" => Outcome::Allowed,
+            "denied" => Outcome::Denied,
+            _ => Outcome::Failed,
+        };
+        let actor = principal.map_or(Actor::Anonymous, |p| Actor::Key(p.key));
+        let mut e = Event::new(kind(deciding, done), out, done.status, code, actor);
+        e.org = principal.map(|p| p.org);
+        e.project = principal.map(|p| p.project);
+        e.request_id = Some(cx.request_id);
+        e.source = cx.source;
+        e.endpoint = Some(done.endpoint);
+        e.gate = deciding.map(GateName::as_str);
+        e.model = cx.route.as_ref().map(|r| r.model.clone());
+        e.stream_end = done.stream_end;
+        e.latency = Some(elapsed);
+        e.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
+        e.completion_tokens = done.usage.map(|u| u.completion_tokens);
+        a.submit(e);
+    }
 }

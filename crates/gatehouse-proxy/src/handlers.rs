@@ -1,12 +1,13 @@
 //! Data-plane handlers: extract, call the chain, dispatch to the mock or an upstream, map the
 //! result. Every exit path goes through `chain::finish` exactly once.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
@@ -97,10 +98,10 @@ async fn embeddings(State(app): State<AppState>, Extension(id): Extension<Reques
 }
 
 /// Refuses, metering the refusal first.
-fn refuse(mut cx: RequestCx, endpoint: &'static str, denial: Denial, reached_provider: bool) -> Response {
+fn refuse(rt: &Runtime, mut cx: RequestCx, endpoint: &'static str, denial: Denial, reached_provider: bool) -> Response {
     let mut done = Finished::refused(endpoint, denial.code);
     done.reached_provider = reached_provider;
-    finish(&mut cx, done);
+    finish(&rt.gates.audit, &mut cx, done);
     denial.into_response()
 }
 
@@ -108,25 +109,26 @@ async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) 
     let (parts, body) = req.into_parts();
     let rt = app.runtime.load_full();
     let mut cx = RequestCx::new(id, credential(&parts.headers));
+    cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let limit = rt.limits.max_body_bytes.get() as usize;
     let admitted = admit(&rt.gates, &mut cx, endpoint, read_body(&parts.headers, body, limit)).await;
     let request = match admitted {
         Ok(a) => a.request,
-        Err(Stop::Deny(d)) => return refuse(cx, endpoint.as_str(), d, false),
+        Err(Stop::Deny(d)) => return refuse(&rt, cx, endpoint.as_str(), d, false),
         Err(Stop::Serve(hit)) => {
-            finish(&mut cx, Finished::served(endpoint.as_str(), 200, usage_from_body(&hit.body)));
+            finish(&rt.gates.audit, &mut cx, Finished::served(endpoint.as_str(), 200, usage_from_body(&hit.body)));
             return json_response(hit.body);
         }
     };
     let Some(route) = cx.route.clone() else {
         // admit() sets a route on success; fail closed if that ever breaks
-        return refuse(cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false);
+        return refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false);
     };
     match route.target {
         Target::Mock => serve_mock(rt, cx, endpoint, &request),
         Target::Upstream(i) => match rt.upstreams.get(i) {
             Some(_) => forward(rt.clone(), cx, endpoint, request, i, &route.provider_model).await,
-            None => refuse(cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false),
+            None => refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false),
         },
     }
 }
@@ -157,7 +159,7 @@ fn serve_mock(rt: Arc<Runtime>, mut cx: RequestCx, endpoint: Endpoint, req: &Api
     match endpoint {
         Endpoint::Embeddings => {
             let (body, usage) = mock::embeddings(req);
-            finish(&mut cx, Finished::served(endpoint.as_str(), 200, Some(usage)));
+            finish(&rt.gates.audit, &mut cx, Finished::served(endpoint.as_str(), 200, Some(usage)));
             json_response(body)
         }
         Endpoint::ChatCompletions if req.stream => {
@@ -169,9 +171,9 @@ fn serve_mock(rt: Arc<Runtime>, mut cx: RequestCx, endpoint: Endpoint, req: &Api
         Endpoint::ChatCompletions => {
             let (body, usage) = mock::chat(req, &id, unix_now());
             if let Verdict::Deny(d) = rt.gates.guardrails_out.check_response(&cx, &body) {
-                return refuse(cx, endpoint.as_str(), d, true);
+                return refuse(&rt, cx, endpoint.as_str(), d, true);
             }
-            finish(&mut cx, Finished::served(endpoint.as_str(), 200, Some(usage)));
+            finish(&rt.gates.audit, &mut cx, Finished::served(endpoint.as_str(), 200, Some(usage)));
             json_response(body)
         }
     }
@@ -186,7 +188,7 @@ async fn forward(
     provider_model: &str,
 ) -> Response {
     let Some(up) = rt.upstreams.get(i) else {
-        return refuse(cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false);
+        return refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false);
     };
     let stream = req.stream;
     let body = req.into_upstream_body(provider_model);
@@ -197,11 +199,11 @@ async fn forward(
         Ok(Err(e)) => {
             let code = if e.is_timeout() { DenyCode::UpstreamTimeout } else { DenyCode::UpstreamError };
             tracing::warn!(request_id = %cx.request_id, provider = %up.name, connect = e.is_connect(), timeout = e.is_timeout(), "provider request failed");
-            return refuse(cx, endpoint.as_str(), Denial::new(code), true);
+            return refuse(&rt, cx, endpoint.as_str(), Denial::new(code), true);
         }
         Err(_) => {
             tracing::warn!(request_id = %cx.request_id, provider = %up.name, "provider did not answer before the first-byte timeout");
-            return refuse(cx, endpoint.as_str(), Denial::new(DenyCode::UpstreamTimeout), true);
+            return refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::UpstreamTimeout), true);
         }
     };
     metrics::histogram!("gatehouse_upstream_first_byte_seconds", "provider" => up.name.to_string())
@@ -214,7 +216,7 @@ async fn forward(
         if let Some(s) = retry_after(resp.headers()) {
             d = d.retry_after(s);
         }
-        return refuse(cx, endpoint.as_str(), d, true);
+        return refuse(&rt, cx, endpoint.as_str(), d, true);
     }
     if stream {
         let is_sse = resp
@@ -224,7 +226,7 @@ async fn forward(
             .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
         if !is_sse {
             tracing::warn!(request_id = %cx.request_id, provider = %up.name, "provider answered a stream request without an event stream");
-            return refuse(cx, endpoint.as_str(), Denial::new(DenyCode::UpstreamError), true);
+            return refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::UpstreamError), true);
         }
         let bounds = StreamBounds { idle: up.idle_timeout, max_duration: up.max_stream_duration };
         let inner = resp.bytes_stream();
@@ -234,15 +236,15 @@ async fn forward(
         Ok(Ok(b)) => b,
         Ok(Err(code)) => {
             tracing::warn!(request_id = %cx.request_id, provider = %up.name, code = code.as_str(), "provider response unusable");
-            return refuse(cx, endpoint.as_str(), Denial::new(code), true);
+            return refuse(&rt, cx, endpoint.as_str(), Denial::new(code), true);
         }
-        Err(_) => return refuse(cx, endpoint.as_str(), Denial::new(DenyCode::UpstreamTimeout), true),
+        Err(_) => return refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::UpstreamTimeout), true),
     };
     let mut cx = cx;
     if let Verdict::Deny(d) = rt.gates.guardrails_out.check_response(&cx, &body) {
-        return refuse(cx, endpoint.as_str(), d, true);
+        return refuse(&rt, cx, endpoint.as_str(), d, true);
     }
-    finish(&mut cx, Finished::served(endpoint.as_str(), 200, usage_from_body(&body)));
+    finish(&rt.gates.audit, &mut cx, Finished::served(endpoint.as_str(), 200, usage_from_body(&body)));
     json_response(body)
 }
 
@@ -273,11 +275,17 @@ fn model_json(name: &str, owner: &str) -> serde_json::Value {
 }
 
 /// Only the models this credential may use; others do not exist for it.
-async fn list_models(State(app): State<AppState>, Extension(id): Extension<RequestId>, headers: HeaderMap) -> Response {
+async fn list_models(
+    State(app): State<AppState>,
+    Extension(id): Extension<RequestId>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
     let rt = app.runtime.load_full();
     let mut cx = RequestCx::new(id, credential(&headers));
+    cx.source = peer.map(|Extension(c)| c.0.ip());
     if let Err(d) = admit_listing(&rt.gates, &mut cx).await {
-        return refuse(cx, "models", d, false);
+        return refuse(&rt, cx, "models", d, false);
     }
     let data: Vec<_> = rt
         .gates
@@ -287,6 +295,7 @@ async fn list_models(State(app): State<AppState>, Extension(id): Extension<Reque
         .filter(|e| AuthorizeGate::may_use(&cx, &e.route.model))
         .map(|e| model_json(&e.route.model, &e.route.provider))
         .collect();
+    finish(&rt.gates.audit, &mut cx, Finished::listed());
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
@@ -294,18 +303,22 @@ async fn get_model(
     State(app): State<AppState>,
     Extension(id): Extension<RequestId>,
     Path(model): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
     let rt = app.runtime.load_full();
     let mut cx = RequestCx::new(id, credential(&headers));
+    cx.source = peer.map(|Extension(c)| c.0.ip());
     if let Err(d) = admit_listing(&rt.gates, &mut cx).await {
-        return refuse(cx, "models", d, false);
+        return refuse(&rt, cx, "models", d, false);
     }
     match rt.gates.table.resolve(&model) {
         Some(e) if e.route.model.as_ref() == model && AuthorizeGate::may_use(&cx, &e.route.model) => {
-            Json(model_json(&e.route.model, &e.route.provider)).into_response()
+            let body = model_json(&e.route.model, &e.route.provider);
+            finish(&rt.gates.audit, &mut cx, Finished::listed());
+            Json(body).into_response()
         }
-        _ => Denial::new(DenyCode::ModelNotFound).with_param("model").into_response(),
+        _ => refuse(&rt, cx, "models", Denial::new(DenyCode::ModelNotFound).with_param("model"), false),
     }
 }
 

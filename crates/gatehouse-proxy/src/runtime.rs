@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use gatehouse_config::{EnvLookup, Policy, RequestLimits};
 use gatehouse_gates::Gates;
 use gatehouse_gates::authenticate::KeyVerifier;
+use gatehouse_gates::meter::AuditHook;
 use gatehouse_gates::route::RouteTable;
 use gatehouse_providers::RequestBounds;
 use gatehouse_store::Store;
@@ -23,7 +24,12 @@ pub struct Runtime {
 
 /// Builds a snapshot; fails (leaving the running one in place) if any provider cannot be
 /// built, e.g. a secret reference that does not resolve.
-pub fn build_runtime(policy: &Policy, verifier: Arc<KeyVerifier>, env: EnvLookup<'_>) -> Result<Runtime, String> {
+pub fn build_runtime(
+    policy: &Policy,
+    verifier: Arc<KeyVerifier>,
+    audit: AuditHook,
+    env: EnvLookup<'_>,
+) -> Result<Runtime, String> {
     let upstreams = policy.providers.iter().map(|p| Upstream::build(p, env)).collect::<Result<Vec<_>, _>>()?;
     let table = Arc::new(RouteTable::build(policy));
     let l = policy.limits;
@@ -32,7 +38,7 @@ pub fn build_runtime(policy: &Policy, verifier: Arc<KeyVerifier>, env: EnvLookup
         max_messages: l.max_messages.get(),
         max_embedding_inputs: l.max_embedding_inputs.get(),
     };
-    let gates = Gates::new(verifier, table, bounds);
+    let gates = Gates::new(verifier, table, bounds, audit);
     Ok(Runtime { gates, upstreams, limits: l })
 }
 
@@ -41,10 +47,13 @@ pub fn build_runtime(policy: &Policy, verifier: Arc<KeyVerifier>, env: EnvLookup
 pub struct AppState {
     pub runtime: Arc<ArcSwap<Runtime>>,
     pub store: Store,
+    /// Static across reloads; every rebuilt snapshot gets it.
+    pub audit: AuditHook,
 }
 
 impl AppState {
     pub fn new(runtime: Runtime, store: Store) -> Self {
-        Self { runtime: Arc::new(ArcSwap::from_pointee(runtime)), store }
+        let audit = runtime.gates.audit.clone();
+        Self { runtime: Arc::new(ArcSwap::from_pointee(runtime)), store, audit }
     }
 }

@@ -46,6 +46,7 @@ impl StreamError for std::convert::Infallible {
 
 /// Meters the request when dropped, whatever ended it.
 struct FinishGuard {
+    audit: gatehouse_gates::meter::AuditHook,
     cx: RequestCx,
     endpoint: &'static str,
     usage: Option<Usage>,
@@ -57,6 +58,7 @@ impl Drop for FinishGuard {
         // No end recorded means the client went away before the stream finished.
         let (end, code) = self.end.unwrap_or(("cancelled", None));
         gatehouse_gates::finish(
+            &self.audit,
             &mut self.cx,
             Finished {
                 endpoint: self.endpoint,
@@ -112,11 +114,12 @@ where
 {
     pub fn new(inner: S, runtime: Arc<Runtime>, cx: RequestCx, endpoint: &'static str, bounds: StreamBounds) -> Self {
         let now = Instant::now();
+        let audit = runtime.gates.audit.clone();
         Inspected {
             inner: Box::pin(inner),
             runtime,
             scanner: SseScanner::new(MAX_EVENT_BYTES),
-            guard: FinishGuard { cx, endpoint, usage: None, end: None },
+            guard: FinishGuard { audit, cx, endpoint, usage: None, end: None },
             idle: bounds.idle,
             idle_timer: Box::pin(tokio::time::sleep_until(now + bounds.idle)),
             deadline: Box::pin(tokio::time::sleep_until(now + bounds.max_duration)),

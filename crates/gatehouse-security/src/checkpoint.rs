@@ -36,6 +36,9 @@ pub enum CheckpointError {
     Key,
 }
 
+/// The signed-note signature type byte for Ed25519.
+const ED25519_ALG: u8 = 0x01;
+
 fn key_id(name: &str, public_key: &[u8]) -> [u8; 4] {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(name.as_bytes());
@@ -113,6 +116,36 @@ pub struct Checkpoint {
 impl CheckpointVerifier {
     pub fn new(name: &str, public_key: [u8; 32]) -> CheckpointVerifier {
         CheckpointVerifier { name: name.to_owned(), public_key, key_id: key_id(name, &public_key) }
+    }
+
+    /// The signed-note verifier key text, `<name>+<key id hex>+<base64(0x01 || public key)>`:
+    /// what an auditor pins to check checkpoints and exports offline.
+    pub fn to_vkey(&self) -> String {
+        let mut blob = vec![ED25519_ALG];
+        blob.extend_from_slice(&self.public_key);
+        format!("{}+{}+{}", self.name, hex::encode(self.key_id), STANDARD.encode(blob))
+    }
+
+    /// Parses a verifier key; the embedded key id must match the name and key.
+    pub fn from_vkey(vkey: &str) -> Result<CheckpointVerifier, CheckpointError> {
+        if vkey.len() > 512 {
+            return Err(CheckpointError::Malformed);
+        }
+        let mut parts = vkey.trim().splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(CheckpointError::Malformed);
+        };
+        let blob = STANDARD.decode(key).map_err(|_| CheckpointError::Malformed)?;
+        if !valid_key_name(name) || blob.len() != 33 || blob[0] != ED25519_ALG {
+            return Err(CheckpointError::Malformed);
+        }
+        let mut pk = [0u8; 32];
+        pk.copy_from_slice(&blob[1..]);
+        let v = CheckpointVerifier::new(name, pk);
+        if hex::encode(v.key_id) != id {
+            return Err(CheckpointError::Malformed);
+        }
+        Ok(v)
     }
 
     /// Parses (bounded) and verifies a note; extra signatures by other keys are ignored.
@@ -197,7 +230,26 @@ mod tests {
         assert!(v.verify(&s.sign("o", state(1)).unwrap()).is_ok());
     }
 
+    #[test]
+    fn a_vkey_round_trips_and_rejects_a_wrong_id() {
+        let v = signer().verifier();
+        let vkey = v.to_vkey();
+        assert!(vkey.starts_with("gatehouse.example/audit+"));
+        assert_eq!(CheckpointVerifier::from_vkey(&vkey), Ok(v));
+        let mut wrong = vkey.clone();
+        let plus = wrong.find('+').unwrap() + 1;
+        let c = if wrong.as_bytes()[plus] == b'0' { "1" } else { "0" };
+        wrong.replace_range(plus..=plus, c);
+        assert_eq!(CheckpointVerifier::from_vkey(&wrong), Err(CheckpointError::Malformed));
+        assert!(CheckpointVerifier::from_vkey("a+b").is_err());
+    }
+
     proptest! {
+        #[test]
+        fn vkey_parsing_never_panics(s in ".{0,200}") {
+            let _ = CheckpointVerifier::from_vkey(&s);
+        }
+
         #[test]
         fn parsing_never_panics(note in ".{0,400}") {
             let _ = signer().verifier().verify(&note);

@@ -28,7 +28,7 @@ mod store;
 mod tenancy;
 mod users;
 
-pub use audit::{AuditEvent, AuditRow};
+pub use audit::{AnchorRow, AuditFilter, AuditRow, AuditTx, ChainHead, CheckpointRow, NewAuditRecord};
 pub use error::Error;
 pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, ProjectSettings, Tenant};
 pub use store::{Backend, Store};

@@ -1,6 +1,7 @@
 //! Test and benchmark harness. [`FakeProvider`] is a real HTTP server on an ephemeral port
 //! that speaks OpenAI's API (JSON and SSE) and can be scripted to misbehave; [`TestGateway`]
-//! starts the real `gatehouse` binary on ephemeral ports with its own data dir.
+//! starts the real `gatehouse` binary on ephemeral ports with its own data dir; [`stores`]
+//! gives each test a fresh SQLite file or PostgreSQL schema.
 //!
 //! A dev-dependency only: nothing in the product depends on this crate.
 
@@ -8,6 +9,7 @@
 
 mod fake;
 mod gateway;
+pub mod stores;
 
 pub use fake::{Behavior, FakeProvider, Recorded, UPSTREAM_SECRET_IN_ERRORS};
 pub use gateway::{GatewayBuilder, TestGateway};

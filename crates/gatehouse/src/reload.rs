@@ -7,11 +7,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatehouse_audit::{Actor, Event, EventKind, Outcome};
 use gatehouse_config::{Config, ServerConfig};
 use gatehouse_gates::authenticate::KeyVerifier;
 use gatehouse_proxy::{AppState, build_runtime};
 
 const POLL: Duration = Duration::from_secs(1);
+
+/// Every reload attempt is a configuration event in the audit trail.
+fn audit_reload(app: &AppState, outcome: Outcome, status: u16, code: &'static str) {
+    if let Some(a) = &app.audit.auditor {
+        a.submit(Event::new(EventKind::ConfigReload, outcome, status, code, Actor::System));
+    }
+}
 
 fn fingerprint(path: &Path) -> Option<u64> {
     let bytes = std::fs::read(path).ok()?;
@@ -25,6 +33,7 @@ fn reload(path: &Path, running: &ServerConfig, app: &AppState, verifier: &Arc<Ke
         Ok(c) => c,
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "config reload rejected; keeping the running config");
+            audit_reload(app, Outcome::Denied, 400, "config_invalid");
             return;
         }
     };
@@ -33,18 +42,21 @@ fn reload(path: &Path, running: &ServerConfig, app: &AppState, verifier: &Arc<Ke
     let changed = running.changed_fields(&cfg.server);
     if !changed.is_empty() {
         tracing::error!(fields = ?changed, "config reload rejected: static fields need a restart; keeping the running config");
+        audit_reload(app, Outcome::Denied, 400, "config_static_changed");
         return;
     }
     let env = |k: &str| std::env::var(k).ok();
-    match build_runtime(&cfg.policy, verifier.clone(), &env) {
+    match build_runtime(&cfg.policy, verifier.clone(), app.audit.clone(), &env) {
         Ok(rt) => {
             app.runtime.store(Arc::new(rt));
             metrics::counter!("gatehouse_config_reloads_total", "outcome" => "applied").increment(1);
             tracing::info!(path = %path.display(), "config reloaded");
+            audit_reload(app, Outcome::Allowed, 200, "ok");
         }
         Err(e) => {
             metrics::counter!("gatehouse_config_reloads_total", "outcome" => "rejected").increment(1);
             tracing::error!(error = %e, "config reload rejected; keeping the running config");
+            audit_reload(app, Outcome::Denied, 400, "config_invalid");
         }
     }
 }

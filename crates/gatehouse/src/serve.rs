@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use gatehouse_admin::AdminState;
-use gatehouse_config::{Config, LogFormat, SecretRef, ServerConfig, StoreUrl};
+use gatehouse_audit::{Actor, Auditor, Event, EventKind, FailurePolicy, Outcome, WriterConfig};
+use gatehouse_config::{AuditFailure, Config, DataPlaneAudit, LogFormat, SecretRef, ServerConfig, StoreUrl};
 use gatehouse_gates::authenticate::KeyVerifier;
-use gatehouse_gates::meter::LATENCY_BUCKETS;
+use gatehouse_gates::meter::{AuditHook, LATENCY_BUCKETS};
 use gatehouse_proxy::{AppState, build_runtime, with_transport_layers};
 use gatehouse_security::{KeyHasher, KeyKind, MasterKeySource, generate_key, load_or_create_master_key};
 use gatehouse_store::{NewKey, Store, Tenant, now_ms};
@@ -191,6 +192,29 @@ async fn shutdown_signal(tx: watch::Sender<bool>) {
     let _ = tx.send(true);
 }
 
+fn writer_config(server: &ServerConfig) -> WriterConfig {
+    let a = &server.audit;
+    let mut c = WriterConfig::new(server.data_dir.join("audit-spool.jsonl"));
+    c.queue = a.queue_capacity.get() as usize;
+    c.checkpoint_every = u64::from(a.checkpoint_every_events.get());
+    c.checkpoint_interval = a.checkpoint_interval;
+    c.failure = match a.on_store_failure {
+        AuditFailure::Spool => FailurePolicy::Spool,
+        AuditFailure::FailClosed => FailurePolicy::FailClosed,
+    };
+    c.spool_max_bytes = a.spool_max_bytes;
+    c.file = a.file.clone();
+    c.retention = a.retention;
+    c
+}
+
+async fn system_event(auditor: &Auditor, kind: EventKind) {
+    let e = Event::new(kind, Outcome::Allowed, 200, "ok", Actor::System);
+    if auditor.record(e).await.is_err() {
+        tracing::error!(action = kind.as_str(), "audit event not recorded");
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
         Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
@@ -215,6 +239,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let hasher = Arc::new(KeyHasher::new(&master));
+    let checkpoint_signer = gatehouse_audit::signer(&master).map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
     drop(master);
 
     let store = open_store(&server).await?;
@@ -225,8 +250,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .install_recorder()
         .context("cannot install the metrics recorder")?;
 
+    let auditor = gatehouse_audit::start(store.clone(), checkpoint_signer, writer_config(&server))
+        .await
+        .context("cannot start the audit writer")?;
+    let hook =
+        AuditHook { auditor: Some(auditor.clone()), allowed_too: server.audit.data_plane == DataPlaneAudit::All };
+    system_event(&auditor, EventKind::SystemStart).await;
+
     let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), KEY_CACHE_CAPACITY));
-    let runtime = build_runtime(&config.policy, verifier.clone(), &env).map_err(anyhow::Error::msg)?;
+    let runtime = build_runtime(&config.policy, verifier.clone(), hook, &env).map_err(anyhow::Error::msg)?;
     let app = AppState::new(runtime, store.clone());
 
     let data_listener = TcpListener::bind(server.data_listen)
@@ -271,6 +303,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 server.admin_mutations_per_minute.get(),
                 server.admin_requests_per_minute_per_source.get(),
             )),
+            audit: auditor.clone(),
         }),
         1024,
     );
@@ -300,6 +333,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         stop(rx),
     );
     tokio::join!(data, admin);
+    // every request has finished: record the stop, write what is queued, sign the tails
+    system_event(&auditor, EventKind::SystemStop).await;
+    auditor.shutdown().await;
     store.close().await;
     tracing::info!("gatehouse stopped");
     Ok(())

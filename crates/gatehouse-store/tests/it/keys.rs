@@ -1,7 +1,7 @@
 use gatehouse_core::KeyId;
 use gatehouse_store::{NewKey, Store, now_ms};
 
-use crate::both_backends;
+use gatehouse_testkit::both_backends;
 
 fn new_key(t: &gatehouse_store::Tenant, digest: u8, models: Option<Vec<String>>) -> NewKey {
     NewKey {

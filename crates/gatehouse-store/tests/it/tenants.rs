@@ -1,6 +1,6 @@
 use gatehouse_store::{Error, Store};
 
-use crate::both_backends;
+use gatehouse_testkit::both_backends;
 
 both_backends!(default_tenant_is_idempotent, |store: Store| async move {
     let a = store.ensure_default_tenant().await.unwrap();
@@ -51,37 +51,6 @@ both_backends!(orgs_and_projects_list_get_and_update, |store: Store| async move 
     assert!(!store.update_project(b, p, &x).await.unwrap());
     assert_eq!(store.list_projects(a, None, 10).await.unwrap().len(), 1);
     assert!(store.list_projects(b, None, 10).await.unwrap().is_empty());
-});
-
-both_backends!(audit_events_are_stored_and_scoped, |store: Store| async move {
-    use gatehouse_store::{AuditEvent, now_ms};
-    let a = store.create_org("alpha").await.unwrap();
-    let b = store.create_org("beta").await.unwrap();
-    for (org, action, outcome) in
-        [(Some(a), "key.create", "allowed"), (Some(b), "key.revoke", "denied"), (None, "auth.login", "denied")]
-    {
-        store
-            .append_audit(&AuditEvent {
-                at: now_ms(),
-                org,
-                actor: "tok".into(),
-                action,
-                target: Some("x".into()),
-                outcome,
-                status: 201,
-                request_id: Some("r".into()),
-                source: Some("127.0.0.1".into()),
-            })
-            .await
-            .unwrap();
-    }
-    let all = store.list_audit(None, 10).await.unwrap();
-    assert_eq!(all.len(), 3);
-    assert_eq!(all[0].action, "auth.login", "newest first");
-    let only_a = store.list_audit(Some(a), 10).await.unwrap();
-    assert_eq!(only_a.len(), 1);
-    assert_eq!(only_a[0].action, "key.create");
-    assert_eq!(only_a[0].status, 201);
 });
 
 both_backends!(members_have_one_role_per_org, |store: Store| async move {

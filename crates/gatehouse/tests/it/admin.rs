@@ -314,7 +314,10 @@ fn redact(v: &mut Value) {
                         *val = json!("[id]")
                     }
                     ("actor", Value::String(_)) => *val = json!("[actor]"),
+                    ("hash", Value::String(_)) => *val = json!("[hash]"),
+                    ("chain", Value::String(s)) if s.starts_with("org/") => *val = json!("org/[id]"),
                     (k, Value::Number(_)) if k.ends_with("_at") || k == "at" => *val = json!("[time]"),
+                    ("at", Value::String(_)) => *val = json!("[time]"),
                     _ => redact(val),
                 }
             }

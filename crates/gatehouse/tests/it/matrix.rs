@@ -161,7 +161,7 @@ async fn run_matrix(gw: TestGateway) {
                         assert_eq!(status, code, "{} {} as {role:?} (own={own}): {v}", spec.method, spec.path)
                     }
                 }
-                outcomes.insert((spec.action, if want.is_none() { "allowed" } else { "denied" }));
+                outcomes.insert((spec.action.as_str(), if want.is_none() { "allowed" } else { "denied" }));
                 checked += 1;
             }
         }

@@ -1,0 +1,205 @@
+//! `/admin/v1/audit`: the newest events, the streamed export, and the checkpoint key.
+//! Scoped like everything else: an org's operators see their org's chain only; platform
+//! admins see every chain or pick one with `?org=`.
+
+use std::time::UNIX_EPOCH;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use gatehouse_audit::EventKind as K;
+use gatehouse_audit::export::{ExportRequest, Format, Selection};
+use gatehouse_core::{Denial, OrgId};
+use gatehouse_store::AuditFilter;
+use http::{StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AdminState;
+use crate::audit::{AuditCx, Outcome, record, respond};
+use crate::rbac::{Operator, Permission, Role, check};
+use crate::reply::{bad, store_err};
+
+/// The org whose chain an operator reads: their own, or (platform admins) the one asked for.
+fn scope(op: &Operator, org: Option<&str>) -> Result<Option<OrgId>, Denial> {
+    let asked = match org {
+        Some(s) => Some(OrgId::parse(s).ok_or(Denial::new(gatehouse_core::DenyCode::NotFound))?),
+        None => None,
+    };
+    let target = if op.role == Role::PlatformAdmin { asked } else { asked.or(op.org) };
+    check(op, Permission::AuditRead, target.or(op.org))?;
+    Ok(target)
+}
+
+fn action(s: Option<&str>) -> Result<Option<String>, Denial> {
+    s.map(|a| K::parse(a).map(|k| k.as_str().to_owned()).ok_or(bad("action"))).transpose()
+}
+
+fn actor(s: Option<&str>) -> Result<Option<String>, Denial> {
+    match s {
+        Some(a) if a.len() > 128 || a.chars().any(char::is_control) => Err(bad("actor")),
+        other => Ok(other.map(str::to_owned)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    org: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    actor: Option<String>,
+}
+
+/// `GET /admin/v1/audit`: newest first, each event as its line plus its chain hash.
+pub async fn list(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let mut scoped = op.org;
+    let r = async {
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let limit = match q.limit.unwrap_or(100) {
+            l @ 1..=1000 => l,
+            _ => return Err(bad("limit")),
+        };
+        let org = scope(&op, q.org.as_deref())?;
+        scoped = org;
+        let f = AuditFilter {
+            chain: org.map(|o| gatehouse_audit::chain_of(Some(o))),
+            action: action(q.action.as_deref())?,
+            actor: actor(q.actor.as_deref())?,
+            ..AuditFilter::default()
+        };
+        let rows = s.store.audit_latest(&f, limit).await.map_err(store_err)?;
+        let data: Vec<Value> = rows
+            .into_iter()
+            .map(|r| {
+                let mut v: Value = serde_json::from_str(&r.line).unwrap_or(Value::Null);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("hash".into(), Value::String(hex::encode(&r.hash)));
+                }
+                v
+            })
+            .collect();
+        Ok((StatusCode::OK, json!({"object": "list", "data": data})))
+    }
+    .await;
+    respond(&s, &acx, &op, K::AuditRead, scoped, None, r).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    org: Option<String>,
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+}
+
+fn millis(s: Option<&str>, param: &'static str) -> Result<Option<i64>, Denial> {
+    s.map(|t| {
+        let at = humantime::parse_rfc3339(t).map_err(|_| bad(param))?;
+        let d = at.duration_since(UNIX_EPOCH).map_err(|_| bad(param))?;
+        i64::try_from(d.as_millis()).map_err(|_| bad(param))
+    })
+    .transpose()
+}
+
+/// `GET /admin/v1/audit/export`: streamed NDJSON (verifiable offline) or CSV. The export
+/// itself is audited before the first byte is sent.
+pub async fn export(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let actor_id = gatehouse_audit::Actor::AdminToken(op.token_id.clone());
+    let mut scoped = op.org;
+    let plan = async {
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let format = match q.format.as_deref() {
+            None | Some("ndjson") => Format::Ndjson,
+            Some("csv") => Format::Csv,
+            Some(_) => return Err(bad("format")),
+        };
+        let org = scope(&op, q.org.as_deref())?;
+        scoped = org;
+        let (from_ms, to_ms) = (millis(q.from.as_deref(), "from")?, millis(q.to.as_deref(), "to")?);
+        let filter = AuditFilter {
+            chain: None,
+            from_ms,
+            to_ms,
+            actor: actor(q.actor.as_deref())?,
+            action: action(q.action.as_deref())?,
+        };
+        let selection = Selection {
+            org: org.map(|o| o.to_string()),
+            from: q.from,
+            to: q.to,
+            actor: filter.actor.clone(),
+            action: filter.action.clone(),
+        };
+        let chains = org.map(|o| vec![gatehouse_audit::chain_of(Some(o))]);
+        Ok(ExportRequest { chains, filter, selection, format })
+    }
+    .await;
+    let req = match plan {
+        Ok(req) => req,
+        Err(d) => {
+            let _ = record(&s, &acx, actor_id, K::AuditExport, scoped, None, Outcome::Denied(d.code)).await;
+            return d.into_response();
+        }
+    };
+    let target = Some(if req.format == Format::Csv { "csv" } else { "ndjson" }.to_owned());
+    if record(&s, &acx, actor_id, K::AuditExport, scoped, target, Outcome::Allowed(StatusCode::OK)).await.is_err() {
+        return Denial::new(gatehouse_core::DenyCode::Unavailable).into_response();
+    }
+    let (content_type, name) = match req.format {
+        Format::Ndjson => ("application/x-ndjson", "gatehouse-audit.ndjson"),
+        Format::Csv => ("text/csv; charset=utf-8", "gatehouse-audit.csv"),
+    };
+    let rx = gatehouse_audit::export::spawn(s.store.clone(), req, s.audit.verifier().to_vkey());
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        // a store failure mid-way ends the body with an error: the client sees a cut
+        // transfer, never a short export that looks complete
+        rx.recv().await.map(|chunk| (chunk.map_err(std::io::Error::other), rx))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// `GET /admin/v1/audit/key`: the signed-note verifier key checkpoints are signed under.
+/// Public, but auditors should pin it out of band rather than trust it per export.
+pub async fn key(State(s): State<AdminState>, op: Operator, acx: AuditCx) -> Response {
+    let r = check(&op, Permission::AuditRead, op.org).map(|()| {
+        let v = s.audit.verifier();
+        (
+            StatusCode::OK,
+            json!({"key": v.to_vkey(), "name": v.name, "origin_prefix": gatehouse_audit::origin(""),
+                   "algorithm": "Ed25519"}),
+        )
+    });
+    respond(&s, &acx, &op, K::AuditKey, op.org, None, r).await
+}

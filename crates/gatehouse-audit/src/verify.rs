@@ -1,0 +1,410 @@
+//! Verification of chains from the store, an export or the JSONL mirror. Every source feeds
+//! the same [`ChainCheck`]: the retention anchor and checkpoints first (signatures checked),
+//! then records in seq order, each hash recomputed over the exact stored bytes.
+//!
+//! What is detected, and as what:
+//! - a changed byte in a line: `modified` at that record;
+//! - a deleted, inserted or swapped record: `seq_gap` or `unlinked`;
+//! - a chain rewritten consistently (hashes recomputed) without the key: `rewritten` at the
+//!   first checkpoint that no longer matches;
+//! - a truncated tail: `truncated` (a checkpoint names a seq past the last record);
+//! - a forged or altered checkpoint or anchor: `checkpoint_forged` / `anchor_forged`.
+//!
+//! Records after the newest checkpoint are linked but not yet signed; the report says how
+//! many (the checkpoint interval bounds that window). Deleting a tail together with the
+//! checkpoints after it is only visible against a checkpoint saved earlier: pass it as a
+//! witness.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+use std::path::Path;
+
+use gatehouse_security::chain::{Anchor, link};
+use gatehouse_security::checkpoint::CheckpointVerifier;
+use gatehouse_store::{AuditFilter, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::event::{LineHead, MAX_LINE_BYTES};
+use crate::writer::origin;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Problem {
+    /// The line's bytes do not hash to the stored hash.
+    Modified,
+    /// The record does not point at its predecessor.
+    Unlinked,
+    /// Sequence numbers skip, repeat or go backwards.
+    SeqGap,
+    /// The line is not a well-formed event for this position, or the store's columns
+    /// disagree with it.
+    Malformed,
+    /// A checkpoint's signature does not verify, or it names another log.
+    CheckpointForged,
+    /// A valid checkpoint does not match the record at its seq: the chain was rewritten.
+    Rewritten,
+    /// A checkpoint names a seq beyond the last record: the tail is missing.
+    Truncated,
+    /// The retention anchor's signature does not verify.
+    AnchorForged,
+}
+
+impl Problem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::Modified => "modified",
+            Problem::Unlinked => "unlinked",
+            Problem::SeqGap => "seq_gap",
+            Problem::Malformed => "malformed",
+            Problem::CheckpointForged => "checkpoint_forged",
+            Problem::Rewritten => "rewritten",
+            Problem::Truncated => "truncated",
+            Problem::AnchorForged => "anchor_forged",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("chain {chain}: {} at seq {seq}", problem.as_str())]
+pub struct Failure {
+    pub chain: String,
+    pub seq: u64,
+    pub problem: Problem,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    pub chain: String,
+    pub records: u64,
+    /// The seq the verified range starts after (the retention anchor), 0 from genesis.
+    pub anchored_at: u64,
+    pub last_seq: u64,
+    pub checkpoints: u64,
+    /// The newest seq covered by a valid checkpoint.
+    pub signed_through: u64,
+    /// Gaps skipped in a filtered export.
+    pub gaps: u64,
+}
+
+/// Verifies one chain incrementally.
+pub struct ChainCheck {
+    report: ChainReport,
+    at: Anchor,
+    checkpoints: BTreeMap<u64, [u8; 32]>,
+    allow_gaps: bool,
+}
+
+impl ChainCheck {
+    /// `anchor`: `(seq, hash, note)` of a retention anchor; `checkpoints`: `(seq, note)`.
+    pub fn new<'a>(
+        chain: &str,
+        key: &CheckpointVerifier,
+        anchor: Option<(u64, &[u8], &str)>,
+        checkpoints: impl IntoIterator<Item = (u64, &'a str)>,
+        allow_gaps: bool,
+    ) -> Result<ChainCheck, Failure> {
+        let fail = |seq, problem| Failure { chain: chain.to_owned(), seq, problem };
+        let origin = origin(chain);
+        let mut at = Anchor::GENESIS;
+        if let Some((seq, hash, note)) = anchor {
+            let cp = key.verify(note).map_err(|_| fail(seq, Problem::AnchorForged))?;
+            if cp.origin != origin || cp.anchor.next_seq != seq + 1 || cp.anchor.hash[..] != *hash {
+                return Err(fail(seq, Problem::AnchorForged));
+            }
+            at = cp.anchor;
+        }
+        let mut map = BTreeMap::new();
+        for (seq, note) in checkpoints {
+            let cp = key.verify(note).map_err(|_| fail(seq, Problem::CheckpointForged))?;
+            if cp.origin != origin || cp.anchor.next_seq != seq + 1 {
+                return Err(fail(seq, Problem::CheckpointForged));
+            }
+            if seq < at.next_seq {
+                // covered by the anchor: must agree with it where they meet
+                if seq + 1 == at.next_seq && cp.anchor.hash != at.hash {
+                    return Err(fail(seq, Problem::Rewritten));
+                }
+                continue;
+            }
+            map.insert(seq, cp.anchor.hash);
+        }
+        let report = ChainReport {
+            chain: chain.to_owned(),
+            anchored_at: at.next_seq - 1,
+            last_seq: at.next_seq - 1,
+            checkpoints: map.len() as u64,
+            ..ChainReport::default()
+        };
+        Ok(ChainCheck { report, at, checkpoints: map, allow_gaps })
+    }
+
+    fn fail(&self, seq: u64, problem: Problem) -> Failure {
+        Failure { chain: self.report.chain.clone(), seq, problem }
+    }
+
+    /// The next record. `line` must be the stored bytes.
+    pub fn push(&mut self, seq: u64, prev_hash: &[u8], hash: &[u8], line: &[u8]) -> Result<(), Failure> {
+        if seq != self.at.next_seq {
+            if !(self.allow_gaps && seq > self.at.next_seq) {
+                return Err(self.fail(seq, Problem::SeqGap));
+            }
+            // a filtered export: continue from this record's own claim
+            self.report.gaps += 1;
+            let prev: [u8; 32] = prev_hash.try_into().map_err(|_| self.fail(seq, Problem::Malformed))?;
+            self.at = Anchor { next_seq: seq, hash: prev };
+        }
+        if prev_hash != self.at.hash {
+            return Err(self.fail(seq, Problem::Unlinked));
+        }
+        let computed = link(&self.at.hash, line);
+        if computed[..] != *hash {
+            return Err(self.fail(seq, Problem::Modified));
+        }
+        if line.len() > MAX_LINE_BYTES {
+            return Err(self.fail(seq, Problem::Malformed));
+        }
+        let head: LineHead = serde_json::from_slice(line).map_err(|_| self.fail(seq, Problem::Malformed))?;
+        if head.seq != seq || head.chain != self.report.chain {
+            return Err(self.fail(seq, Problem::Malformed));
+        }
+        if let Some(signed) = self.checkpoints.get(&seq) {
+            if *signed != computed {
+                return Err(self.fail(seq, Problem::Rewritten));
+            }
+            self.report.signed_through = seq;
+        }
+        self.at = Anchor { next_seq: seq + 1, hash: computed };
+        self.report.records += 1;
+        self.report.last_seq = seq;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<ChainReport, Failure> {
+        if !self.allow_gaps && self.checkpoints.range(self.report.last_seq + 1..).next().is_some() {
+            return Err(self.fail(self.report.last_seq + 1, Problem::Truncated));
+        }
+        Ok(self.report)
+    }
+}
+
+/// The outcome of verifying a whole source.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub chains: Vec<ChainReport>,
+}
+
+impl Report {
+    pub fn records(&self) -> u64 {
+        self.chains.iter().map(|c| c.records).sum()
+    }
+
+    /// Records newer than their chain's last checkpoint.
+    pub fn unsigned(&self) -> u64 {
+        self.chains.iter().map(|c| c.last_seq.saturating_sub(c.signed_through.max(c.anchored_at))).sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Broken(Failure),
+    #[error("store: {0}")]
+    Store(#[from] gatehouse_store::Error),
+    #[error("file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("file line {0} is not an audit export line")]
+    BadFile(u64),
+}
+
+impl From<Failure> for VerifyError {
+    fn from(f: Failure) -> Self {
+        VerifyError::Broken(f)
+    }
+}
+
+/// Verifies every chain in the store (or one), streaming records page by page.
+/// `witnesses` are checkpoint notes saved earlier, per chain.
+pub async fn verify_store(
+    store: &Store,
+    key: &CheckpointVerifier,
+    only: Option<&str>,
+    witnesses: &HashMap<String, Vec<(u64, String)>>,
+) -> Result<Report, VerifyError> {
+    const PAGE: u32 = 1_000;
+    let mut report = Report::default();
+    for chain in store.audit_chains().await? {
+        if only.is_some_and(|c| c != chain) {
+            continue;
+        }
+        // checkpoints before records: a checkpoint signed meanwhile cannot name a record we
+        // did not read
+        let anchor = store.audit_anchor(&chain).await?;
+        let cps = store.audit_checkpoints(&chain).await?;
+        let mut notes: Vec<(u64, &str)> = Vec::with_capacity(cps.len());
+        for c in &cps {
+            notes.push((u64::try_from(c.seq).map_err(|_| fail(&chain, 0, Problem::Malformed))?, &c.note));
+        }
+        if let Some(w) = witnesses.get(&chain) {
+            notes.extend(w.iter().map(|(s, n)| (*s, n.as_str())));
+        }
+        let anchor_ref = match &anchor {
+            Some(a) => {
+                Some((u64::try_from(a.seq).map_err(|_| fail(&chain, 0, Problem::Malformed))?, &a.hash[..], &*a.note))
+            }
+            None => None,
+        };
+        let mut check = ChainCheck::new(&chain, key, anchor_ref, notes, false)?;
+        let filter = AuditFilter { chain: Some(chain.clone()), ..AuditFilter::default() };
+        let mut after: Option<i64> = None;
+        loop {
+            let rows = store.audit_page(&filter, after.map(|s| (chain.as_str(), s)), PAGE).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.seq);
+            for r in &rows {
+                let seq = u64::try_from(r.seq).map_err(|_| fail(&chain, 0, Problem::SeqGap))?;
+                check.push(seq, &r.prev_hash, &r.hash, r.line.as_bytes())?;
+                // the filter columns must say what the hashed line says
+                let head: LineHead =
+                    serde_json::from_str(&r.line).map_err(|_| fail(&chain, seq, Problem::Malformed))?;
+                let at_ok = humantime::parse_rfc3339(&head.at).ok().and_then(|t| {
+                    t.duration_since(std::time::UNIX_EPOCH).ok().and_then(|d| i64::try_from(d.as_millis()).ok())
+                }) == Some(r.at);
+                if head.id != r.event_id || head.actor != r.actor || head.action != r.action || !at_ok {
+                    return Err(fail(&chain, seq, Problem::Malformed).into());
+                }
+            }
+            if rows.len() < PAGE as usize {
+                break;
+            }
+        }
+        report.chains.push(check.finish()?);
+    }
+    Ok(report)
+}
+
+fn fail(chain: &str, seq: u64, problem: Problem) -> Failure {
+    Failure { chain: chain.to_owned(), seq, problem }
+}
+
+#[derive(Deserialize)]
+struct FileLine<'a> {
+    r#type: &'a str,
+    #[serde(default)]
+    chain: Option<String>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    prev_hash: Option<&'a str>,
+    #[serde(default)]
+    hash: Option<&'a str>,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    filtered: Option<bool>,
+    #[serde(borrow, default)]
+    event: Option<&'a RawValue>,
+}
+
+/// A line of an export is a few hundred bytes; a checkpoint note at most 16 KiB.
+const MAX_FILE_LINE: usize = 64 * 1024;
+
+/// Reads lines of at most `MAX_FILE_LINE` bytes.
+fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8]) -> Result<(), VerifyError>) -> Result<(), VerifyError> {
+    let mut r = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut buf = Vec::new();
+    let mut n = 0u64;
+    loop {
+        buf.clear();
+        let read = std::io::Read::take(&mut r, MAX_FILE_LINE as u64 + 1).read_until(b'\n', &mut buf)?;
+        if read == 0 {
+            return Ok(());
+        }
+        n += 1;
+        if buf.len() > MAX_FILE_LINE {
+            return Err(VerifyError::BadFile(n));
+        }
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if !line.is_empty() {
+            f(n, line)?;
+        }
+    }
+}
+
+/// Verifies an NDJSON export or a JSONL mirror. Two passes over the file: anchors and
+/// checkpoints first, then records; memory stays bounded by the number of checkpoints.
+pub fn verify_file(
+    path: &Path,
+    key: &CheckpointVerifier,
+    witnesses: &HashMap<String, Vec<(u64, String)>>,
+) -> Result<Report, VerifyError> {
+    #[derive(Default)]
+    struct Meta {
+        anchor: Option<(u64, Vec<u8>, String)>,
+        checkpoints: Vec<(u64, String)>,
+    }
+    let mut meta: BTreeMap<String, Meta> = BTreeMap::new();
+    let mut filtered = false;
+    for_each_line(path, |n, line| {
+        let l: FileLine<'_> = serde_json::from_slice(line).map_err(|_| VerifyError::BadFile(n))?;
+        match (l.r#type, l.chain, l.seq) {
+            ("export", _, _) => filtered = l.filtered.unwrap_or(true),
+            ("anchor", Some(chain), Some(seq)) => {
+                let hash = l.hash.and_then(|h| hex::decode(h).ok()).ok_or(VerifyError::BadFile(n))?;
+                meta.entry(chain).or_default().anchor = Some((seq, hash, l.note.ok_or(VerifyError::BadFile(n))?));
+            }
+            ("checkpoint", Some(chain), Some(seq)) => {
+                meta.entry(chain).or_default().checkpoints.push((seq, l.note.ok_or(VerifyError::BadFile(n))?));
+            }
+            ("record", Some(chain), Some(_)) => {
+                meta.entry(chain).or_default();
+            }
+            _ => return Err(VerifyError::BadFile(n)),
+        }
+        Ok(())
+    })?;
+    let mut checks: BTreeMap<String, ChainCheck> = BTreeMap::new();
+    for (chain, m) in &meta {
+        let mut notes: Vec<(u64, &str)> = m.checkpoints.iter().map(|(s, n)| (*s, n.as_str())).collect();
+        if let Some(w) = witnesses.get(chain) {
+            notes.extend(w.iter().map(|(s, n)| (*s, n.as_str())));
+        }
+        let anchor = m.anchor.as_ref().map(|(s, h, n)| (*s, &h[..], n.as_str()));
+        checks.insert(chain.clone(), ChainCheck::new(chain, key, anchor, notes, filtered)?);
+    }
+    for_each_line(path, |n, line| {
+        let l: FileLine<'_> = serde_json::from_slice(line).map_err(|_| VerifyError::BadFile(n))?;
+        if l.r#type != "record" {
+            return Ok(());
+        }
+        let (Some(chain), Some(seq), Some(prev), Some(hash), Some(event)) =
+            (l.chain, l.seq, l.prev_hash, l.hash, l.event)
+        else {
+            return Err(VerifyError::BadFile(n));
+        };
+        let check = checks.get_mut(&chain).ok_or(VerifyError::BadFile(n))?;
+        let prev = hex::decode(prev).map_err(|_| fail(&chain, seq, Problem::Malformed))?;
+        let hash = hex::decode(hash).map_err(|_| fail(&chain, seq, Problem::Malformed))?;
+        check.push(seq, &prev, &hash, event.get().as_bytes())?;
+        Ok(())
+    })?;
+    let mut report = Report::default();
+    for (_, c) in checks {
+        report.chains.push(c.finish()?);
+    }
+    Ok(report)
+}
+
+/// Parses saved checkpoint notes (a file of notes separated by blank lines is awkward, so
+/// witnesses are given as an NDJSON file of checkpoint lines, e.g. from an earlier export).
+pub fn witnesses_from_file(path: &Path) -> Result<HashMap<String, Vec<(u64, String)>>, VerifyError> {
+    let mut out: HashMap<String, Vec<(u64, String)>> = HashMap::new();
+    for_each_line(path, |n, line| {
+        let l: FileLine<'_> = serde_json::from_slice(line).map_err(|_| VerifyError::BadFile(n))?;
+        if let ("checkpoint", Some(chain), Some(seq), Some(note)) = (l.r#type, l.chain, l.seq, l.note) {
+            out.entry(chain).or_default().push((seq, note));
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}

@@ -1,0 +1,531 @@
+//! The single writer: one task owns appending, so events never interleave within a process
+//! and the request path never takes a lock. Callers hand events to a bounded queue; the
+//! writer drains it in batches, extends each event's chain inside one transaction per batch
+//! (the chain heads are locked rows, so replicas sharing PostgreSQL extend one sequence per
+//! chain), signs checkpoints, and mirrors to the optional JSONL file.
+//!
+//! When the store fails, events are spooled to a local file (fsync'd before they are
+//! acknowledged) and replayed, in order and without duplicates, once the store is back. With
+//! `fail_closed`, nothing is spooled: callers waiting for an acknowledgement get an error and
+//! [`Auditor::accepting`] turns false so the data plane refuses new requests.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gatehouse_security::chain::{Anchor, link};
+use gatehouse_security::checkpoint::{CheckpointSigner, CheckpointVerifier};
+use gatehouse_store::{AnchorRow, ChainHead, NewAuditRecord, Store, now_ms};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{Actor, Event, EventKind, Outcome, Pending};
+use crate::export;
+use crate::spool::Spool;
+
+/// What happens when the store cannot take events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Spool to a local file and replay; requests keep flowing.
+    Spool,
+    /// Refuse: acknowledgements fail and the data plane answers 503 until the store is back.
+    FailClosed,
+}
+
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    pub queue: usize,
+    pub batch_max: usize,
+    /// Sign a checkpoint after this many events on a chain...
+    pub checkpoint_every: u64,
+    /// ...or after this long, whichever comes first.
+    pub checkpoint_interval: Duration,
+    pub failure: FailurePolicy,
+    pub spool: PathBuf,
+    pub spool_max_bytes: u64,
+    /// Mirror every record and checkpoint to this JSONL file (the export format).
+    pub file: Option<PathBuf>,
+    /// Prune records older than this, keeping a signed anchor.
+    pub retention: Option<Duration>,
+}
+
+impl WriterConfig {
+    pub fn new(spool: PathBuf) -> WriterConfig {
+        WriterConfig {
+            queue: 16_384,
+            batch_max: 512,
+            checkpoint_every: 1_000,
+            checkpoint_interval: Duration::from_secs(10),
+            failure: FailurePolicy::Spool,
+            spool,
+            spool_max_bytes: 64 * 1024 * 1024,
+            file: None,
+            retention: Some(Duration::from_secs(90 * 24 * 3600)),
+        }
+    }
+}
+
+/// The origin line of a chain's checkpoints.
+pub fn origin(chain: &str) -> String {
+    format!("gatehouse/audit/{chain}")
+}
+
+/// The name the checkpoint key signs under.
+pub const KEY_NAME: &str = "gatehouse-audit";
+
+/// The checkpoint signing key: a purpose-bound subkey of the master key, so it exists
+/// wherever the master key does (and only there) and never needs storing.
+pub fn signer(
+    master: &gatehouse_security::MasterKey,
+) -> Result<CheckpointSigner, gatehouse_security::checkpoint::CheckpointError> {
+    CheckpointSigner::from_seed(KEY_NAME, &master.derive(b"gatehouse/v1/audit-checkpoint"))
+}
+
+/// The event could not be recorded durably (fail-closed, or the spool failed too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("audit trail unavailable")]
+pub struct Unavailable;
+
+type Ack = oneshot::Sender<Result<(), Unavailable>>;
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events move into the channel's slots; boxing would add an allocation per request"
+)]
+enum Msg {
+    Event(Event, Option<Ack>),
+    Flush(oneshot::Sender<()>),
+    Stop(oneshot::Sender<()>),
+}
+
+struct Shared {
+    healthy: AtomicBool,
+    failure: FailurePolicy,
+    verifier: CheckpointVerifier,
+}
+
+/// The handle every producer holds. Cheap to clone.
+#[derive(Clone)]
+pub struct Auditor {
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Auditor")
+    }
+}
+
+impl Auditor {
+    /// Records an event and waits until it is durable (committed, or spooled and fsync'd).
+    /// Used where the caller's answer depends on it: control-plane decisions.
+    pub async fn record(&self, e: Event) -> Result<(), Unavailable> {
+        let (ack, done) = oneshot::channel();
+        // a full queue makes the caller wait: back-pressure, never a silent drop
+        self.tx.send(Msg::Event(e, Some(ack))).await.map_err(|_| Unavailable)?;
+        done.await.map_err(|_| Unavailable)?
+    }
+
+    /// Queues an event without waiting: the data plane's path (also from `Drop`). When the
+    /// queue is full the event is handed to a task that waits for room, so it is delayed,
+    /// not dropped.
+    pub fn submit(&self, e: Event) {
+        match self.tx.try_send(Msg::Event(e, None)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(m)) => {
+                metrics::counter!("gatehouse_audit_queue_full_total").increment(1);
+                let tx = self.tx.clone();
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        if tx.send(m).await.is_err() {
+                            tracing::error!(target: "gatehouse::audit", "audit writer stopped; event lost");
+                        }
+                    });
+                } else {
+                    tracing::error!(target: "gatehouse::audit", "audit queue full outside a runtime; event lost");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                metrics::counter!("gatehouse_audit_events_total", "result" => "lost").increment(1);
+                tracing::error!(target: "gatehouse::audit", "audit writer stopped; event lost");
+            }
+        }
+    }
+
+    /// False only with `fail_closed` while the store cannot take events: the data plane then
+    /// refuses requests instead of serving them unaudited.
+    pub fn accepting(&self) -> bool {
+        self.shared.failure == FailurePolicy::Spool || self.shared.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Waits until everything queued before this call is written.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Writes what is queued, signs a final checkpoint and stops the writer.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The public key checkpoints verify under.
+    pub fn verifier(&self) -> &CheckpointVerifier {
+        &self.shared.verifier
+    }
+}
+
+/// Starts the writer task. The store must be migrated.
+pub async fn start(store: Store, signer: CheckpointSigner, cfg: WriterConfig) -> std::io::Result<Auditor> {
+    let spool = Spool::open(cfg.spool.clone(), cfg.spool_max_bytes).await?;
+    let file = match &cfg.file {
+        Some(p) => Some(export::open_append(p).await?),
+        None => None,
+    };
+    let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+    let shared = Arc::new(Shared { healthy: AtomicBool::new(true), failure: cfg.failure, verifier: signer.verifier() });
+    let w = Writer { store, signer, cfg, rx, shared: shared.clone(), spool, file, last_retention: None };
+    tokio::spawn(w.run());
+    Ok(Auditor { tx, shared })
+}
+
+struct Writer {
+    store: Store,
+    signer: CheckpointSigner,
+    cfg: WriterConfig,
+    rx: mpsc::Receiver<Msg>,
+    shared: Arc<Shared>,
+    spool: Spool,
+    file: Option<tokio::fs::File>,
+    last_retention: Option<Instant>,
+}
+
+/// What one turn of the loop took off the queue.
+#[derive(Default)]
+struct Batch {
+    events: Vec<Pending>,
+    acks: Vec<Ack>,
+    flushes: Vec<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn take(&mut self, m: Msg) {
+        match m {
+            Msg::Event(e, ack) => {
+                self.events.push(e.pending());
+                self.acks.extend(ack);
+            }
+            Msg::Flush(f) => self.flushes.push(f),
+            Msg::Stop(s) => self.stop = Some(s),
+        }
+    }
+}
+
+/// A record as committed, for the file mirror.
+struct Written {
+    chain: String,
+    seq: u64,
+    prev_hash: [u8; 32],
+    hash: [u8; 32],
+    line: String,
+}
+
+/// What one commit produced.
+#[derive(Default)]
+struct Committed {
+    records: Vec<Written>,
+    checkpoints: Vec<(String, u64, String)>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1).min(self.cfg.checkpoint_interval));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let first = tokio::select! {
+                m = self.rx.recv() => m,
+                _ = tick.tick() => {
+                    self.periodic(&mut last_checkpoint).await;
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
+            let mut b = Batch::default();
+            b.take(first);
+            while b.events.len() < self.cfg.batch_max {
+                match self.rx.try_recv() {
+                    Ok(m) => b.take(m),
+                    Err(_) => break,
+                }
+            }
+            let result = if b.events.is_empty() { Ok(()) } else { self.write(std::mem::take(&mut b.events)).await };
+            for a in b.acks {
+                let _ = a.send(result);
+            }
+            for f in b.flushes {
+                let _ = f.send(());
+            }
+            if let Some(s) = b.stop {
+                self.checkpoint_all().await;
+                let _ = s.send(());
+                break;
+            }
+        }
+    }
+
+    /// Writes one batch: spooled events first (order), then these; spools on failure.
+    async fn write(&mut self, events: Vec<Pending>) -> Result<(), Unavailable> {
+        let n = events.len() as u64;
+        metrics::histogram!("gatehouse_audit_batch_size").record(n as f64);
+        if self.spool.has_pending() {
+            self.replay().await;
+        }
+        if !self.spool.has_pending() {
+            match self.commit(&events, false).await {
+                Ok(c) => {
+                    self.set_healthy(true);
+                    metrics::counter!("gatehouse_audit_events_total", "result" => "written").increment(n);
+                    self.mirror(c).await;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.set_healthy(false);
+                    tracing::error!(target: "gatehouse::audit", error = %e, events = n, "audit store write failed");
+                }
+            }
+        }
+        if self.cfg.failure == FailurePolicy::FailClosed {
+            metrics::counter!("gatehouse_audit_events_total", "result" => "refused").increment(n);
+            return Err(Unavailable);
+        }
+        match self.spool.append(&events).await {
+            Ok(()) => {
+                metrics::counter!("gatehouse_audit_events_total", "result" => "spooled").increment(n);
+                tracing::warn!(target: "gatehouse::audit", events = n, "audit events spooled until the store is back");
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!("gatehouse_audit_events_total", "result" => "refused").increment(n);
+                tracing::error!(target: "gatehouse::audit", error = %e, events = n, "audit spool failed; events refused");
+                Err(Unavailable)
+            }
+        }
+    }
+
+    fn set_healthy(&self, ok: bool) {
+        self.shared.healthy.store(ok, Ordering::Relaxed);
+        metrics::gauge!("gatehouse_audit_store_healthy").set(if ok { 1.0 } else { 0.0 });
+    }
+
+    /// Moves spooled events into the store, in chunks, skipping any that a commit before a
+    /// crash already stored. The spool is removed only after all of it is committed.
+    async fn replay(&mut self) {
+        let pending = match self.spool.read().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(target: "gatehouse::audit", error = %e, "audit spool unreadable; kept for inspection");
+                return;
+            }
+        };
+        let total = pending.len();
+        for chunk in pending.chunks(self.cfg.batch_max.max(1)) {
+            match self.commit(chunk, true).await {
+                Ok(c) => self.mirror(c).await,
+                Err(e) => {
+                    self.set_healthy(false);
+                    tracing::warn!(target: "gatehouse::audit", error = %e, "audit store still unavailable; spool kept");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.spool.clear().await {
+            tracing::error!(target: "gatehouse::audit", error = %e, "audit spool could not be cleared");
+            return;
+        }
+        self.set_healthy(true);
+        tracing::info!(target: "gatehouse::audit", events = total, "spooled audit events replayed");
+        let mut e = Event::new(EventKind::AuditReplayed, Outcome::Allowed, 200, "ok", Actor::System);
+        e.target = Some(total.to_string());
+        if let Ok(c) = self.commit(&[e.pending()], false).await {
+            self.mirror(c).await;
+        }
+    }
+
+    /// One transaction: lock each touched chain's head (in name order, so concurrent
+    /// writers cannot deadlock), link and insert the events, sign where a checkpoint is due.
+    async fn commit(&self, events: &[Pending], dedupe: bool) -> Result<Committed, gatehouse_store::Error> {
+        let mut by_chain: BTreeMap<&str, Vec<&Pending>> = BTreeMap::new();
+        for p in events {
+            by_chain.entry(p.chain.as_str()).or_default().push(p);
+        }
+        let mut out = Committed::default();
+        let mut tx = self.store.begin_audit().await?;
+        for (chain, evs) in by_chain {
+            let mut head = tx.lock_head(chain).await?;
+            for p in evs {
+                if dedupe && tx.event_exists(&p.id).await? {
+                    continue;
+                }
+                let seq = head.seq + 1;
+                let line = p.line(seq);
+                let hash = link(&head.hash, line.as_bytes());
+                tx.insert(&NewAuditRecord {
+                    chain,
+                    seq,
+                    prev_hash: &head.hash,
+                    hash: &hash,
+                    line: &line,
+                    event_id: &p.id,
+                    at: p.at_ms,
+                    actor: &p.actor,
+                    action: &p.action,
+                })
+                .await?;
+                out.records.push(Written { chain: chain.to_owned(), seq, prev_hash: head.hash, hash, line });
+                head.seq = seq;
+                head.hash = hash;
+            }
+            if head.seq >= head.checkpoint_seq + self.cfg.checkpoint_every.max(1) {
+                self.sign_into(&mut tx, chain, &mut head, &mut out).await?;
+            }
+            tx.set_head(chain, head).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn sign_into(
+        &self,
+        tx: &mut gatehouse_store::AuditTx,
+        chain: &str,
+        head: &mut ChainHead,
+        out: &mut Committed,
+    ) -> Result<(), gatehouse_store::Error> {
+        let at = Anchor { next_seq: head.seq + 1, hash: head.hash };
+        let note = self.signer.sign(&origin(chain), at).map_err(|_| gatehouse_store::Error::Corrupt("chain name"))?;
+        tx.insert_checkpoint(chain, head.seq, now_ms(), &note).await?;
+        metrics::counter!("gatehouse_audit_checkpoints_total").increment(1);
+        head.checkpoint_seq = head.seq;
+        out.checkpoints.push((chain.to_owned(), head.seq, note));
+        Ok(())
+    }
+
+    /// Signs every chain that moved since its last checkpoint.
+    async fn checkpoint_all(&mut self) {
+        let r = async {
+            let mut out = Committed::default();
+            let mut tx = self.store.begin_audit().await?;
+            for chain in tx.unsigned_chains().await? {
+                let mut head = tx.lock_head(&chain).await?;
+                if head.seq > head.checkpoint_seq {
+                    self.sign_into(&mut tx, &chain, &mut head, &mut out).await?;
+                    tx.set_head(&chain, head).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, gatehouse_store::Error>(out)
+        }
+        .await;
+        match r {
+            Ok(c) => self.mirror(c).await,
+            Err(e) => tracing::warn!(target: "gatehouse::audit", error = %e, "audit checkpoint failed; will retry"),
+        }
+    }
+
+    async fn periodic(&mut self, last_checkpoint: &mut Instant) {
+        if self.spool.has_pending() {
+            self.replay().await;
+        } else if !self.shared.healthy.load(Ordering::Relaxed) {
+            // fail-closed and down: probe with a real append, which also records the recovery
+            let e = Event::new(EventKind::AuditRecovered, Outcome::Allowed, 200, "ok", Actor::System);
+            if let Ok(c) = self.commit(&[e.pending()], false).await {
+                self.set_healthy(true);
+                tracing::info!(target: "gatehouse::audit", "audit store writable again");
+                self.mirror(c).await;
+            }
+        }
+        if last_checkpoint.elapsed() >= self.cfg.checkpoint_interval {
+            *last_checkpoint = Instant::now();
+            self.checkpoint_all().await;
+        }
+        if let Some(keep) = self.cfg.retention
+            && self.last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY.min(keep / 4))
+        {
+            self.last_retention = Some(Instant::now());
+            self.prune(keep).await;
+        }
+    }
+
+    /// Drops each chain's prefix older than `keep`, replacing it with a signed anchor.
+    async fn prune(&mut self, keep: Duration) {
+        let cutoff = now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        let r = async {
+            let mut pruned = 0u64;
+            for chain in self.store.audit_chains().await? {
+                let Some(last) = self.store.audit_prunable_through(&chain, cutoff).await? else { continue };
+                let (_, hash) = last.hashes()?;
+                let seq = last.seq_u64()?;
+                let note = self
+                    .signer
+                    .sign(&origin(&chain), Anchor { next_seq: seq + 1, hash })
+                    .map_err(|_| gatehouse_store::Error::Corrupt("chain name"))?;
+                let mut tx = self.store.begin_audit().await?;
+                pruned += tx
+                    .prune(&AnchorRow { chain: chain.clone(), seq: last.seq, hash: hash.to_vec(), note, at: now_ms() })
+                    .await?;
+                tx.commit().await?;
+            }
+            Ok::<_, gatehouse_store::Error>(pruned)
+        }
+        .await;
+        match r {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(target: "gatehouse::audit", records = n, "audit retention pruned");
+                let mut e = Event::new(EventKind::AuditPruned, Outcome::Allowed, 200, "ok", Actor::System);
+                e.target = Some(n.to_string());
+                let _ = self.write(vec![e.pending()]).await;
+            }
+            Err(e) => tracing::warn!(target: "gatehouse::audit", error = %e, "audit retention failed; will retry"),
+        }
+    }
+
+    /// Appends what was committed to the JSONL mirror, if configured. The store is the
+    /// record; a mirror failure is logged and counted.
+    async fn mirror(&mut self, c: Committed) {
+        let Some(f) = self.file.as_mut() else { return };
+        let mut buf = String::new();
+        for r in &c.records {
+            buf.push_str(&export::record_line(&r.chain, r.seq, &r.prev_hash, &r.hash, &r.line));
+        }
+        for (chain, seq, note) in &c.checkpoints {
+            buf.push_str(&export::checkpoint_line(chain, *seq, note));
+        }
+        if buf.is_empty() {
+            return;
+        }
+        if let Err(e) = async {
+            f.write_all(buf.as_bytes()).await?;
+            f.flush().await
+        }
+        .await
+        {
+            metrics::counter!("gatehouse_audit_file_errors_total").increment(1);
+            tracing::error!(target: "gatehouse::audit", error = %e, "audit file mirror write failed");
+        }
+    }
+}
+
+/// How often retention runs at most (it is cheap when nothing is due); short retentions
+/// (tests) run every quarter of the retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
