@@ -13,4 +13,4 @@ mod master;
 
 pub use error::Error;
 pub use keys::{KeyDigest, KeyHasher, KeyKind, check_format, generate_key};
-pub use master::{MasterKey, MasterKeySource, load_or_create_master_key};
+pub use master::{MasterKey, MasterKeySource, load_master_key, load_or_create_master_key};

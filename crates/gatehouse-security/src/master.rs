@@ -60,6 +60,20 @@ impl fmt::Debug for MasterKey {
     }
 }
 
+/// Uses `provided` when set; otherwise reads an existing `dir/master.key` (tools that must
+/// never mint a key, like `gatehouse audit verify`).
+pub fn load_master_key(provided: Option<&SecretString>, dir: &Path) -> Result<MasterKey, Error> {
+    if let Some(p) = provided {
+        return MasterKey::parse(p);
+    }
+    let path = dir.join("master.key");
+    let io = |e: std::io::Error| Error::MasterKeyIo { path: path.display().to_string(), kind: e.kind() };
+    let meta = std::fs::metadata(&path).map_err(io)?;
+    check_mode(&path, &meta)?;
+    let text = std::fs::read_to_string(&path).map_err(io)?;
+    MasterKey::parse(&SecretString::from(text))
+}
+
 /// Uses `provided` when set; otherwise reads `dir/master.key`, creating it (mode 0600,
 /// never overwriting) on first start. A key file readable by others is refused.
 pub fn load_or_create_master_key(

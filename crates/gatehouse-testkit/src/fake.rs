@@ -21,6 +21,11 @@ use tokio::net::TcpListener;
 pub const UPSTREAM_SECRET_IN_ERRORS: &str = "sk-upstream-LEAKED-0123456789";
 
 /// How the fake answers the next requests.
+/// A string only provider responses carry (canary tests look for it where it must not be).
+pub const REPLY_CANARY: &str = "reply-canary-5d1e ";
+/// The content of a non-streamed answer.
+pub const FAKE_REPLY: &str = "Hello from the fake provider. reply-canary-5d1e";
+
 #[derive(Clone, Debug, Default)]
 pub enum Behavior {
     /// Answer normally.
@@ -184,7 +189,7 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     if !stream {
         let body = json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the fake provider."}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": FAKE_REPLY}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12},
             "system_fingerprint": "fp_fake",
         });
@@ -192,7 +197,10 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     }
     let n = s.stream_chunks;
     let m = model.clone();
-    let normal = futures_util::stream::iter((0..n).map(move |i| frame(&chunk(&m, &format!("tok{i} ")))))
+    let normal = futures_util::stream::iter((0..n).map(move |i| {
+        let canary = if i == 0 { REPLY_CANARY } else { "" };
+        frame(&chunk(&m, &format!("{canary}tok{i} ")))
+    }))
         .chain(futures_util::stream::iter([
             frame(&json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
                           "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}})),

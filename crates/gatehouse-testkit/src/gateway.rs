@@ -245,6 +245,13 @@ impl TestGateway {
         tokio::time::timeout(within, self.child.wait()).await.ok().and_then(Result::ok)
     }
 
+    /// SIGKILL: no drain, no flush (crash tests). Hands back the data dir.
+    pub async fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.start_kill();
+        let _ = self.wait_exit(Duration::from_secs(10)).await;
+        self.dir.take().unwrap_or_else(|| tempfile::tempdir().unwrap_or_else(|_| fail("no tempdir")))
+    }
+
     /// Stops the process and hands back its data dir (restart tests).
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.terminate();

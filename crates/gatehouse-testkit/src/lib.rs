@@ -11,7 +11,7 @@ mod fake;
 mod gateway;
 pub mod stores;
 
-pub use fake::{Behavior, FakeProvider, Recorded, UPSTREAM_SECRET_IN_ERRORS};
+pub use fake::{Behavior, FAKE_REPLY, FakeProvider, REPLY_CANARY, Recorded, UPSTREAM_SECRET_IN_ERRORS};
 pub use gateway::{GatewayBuilder, TestGateway};
 
 /// Polls `f` every 20 ms until it returns true or `within` passes. Tests wait on conditions,

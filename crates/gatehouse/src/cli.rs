@@ -61,6 +61,11 @@ pub enum Command {
         #[command(subcommand)]
         action: MembersAction,
     },
+    /// Verify, export and inspect the tamper-evident audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: crate::audit_cmd::AuditAction,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -269,5 +274,22 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Orgs { conn, action } => admin(&conn, |c, out| async move { c.orgs(action, out).await }).await,
         Command::Projects { conn, action } => admin(&conn, |c, out| async move { c.projects(action, out).await }).await,
         Command::Members { conn, action } => admin(&conn, |c, out| async move { c.members(action, out).await }).await,
+        Command::Audit { action } => audit(action).await,
+    }
+}
+
+async fn audit(action: crate::audit_cmd::AuditAction) -> ExitCode {
+    use crate::audit_cmd::AuditAction;
+    match action {
+        AuditAction::Verify(a) => match crate::audit_cmd::verify(a).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => fail(&format!("{e:#}")),
+        },
+        AuditAction::Key { local } => match crate::audit_cmd::key(&local) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("{e:#}")),
+        },
+        AuditAction::Export { conn, q } => admin(&conn, |c, _| async move { c.audit_export(q).await }).await,
     }
 }

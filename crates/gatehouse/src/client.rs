@@ -290,3 +290,52 @@ fn is_uuid(s: &str) -> bool {
 fn find_id(list: &Value, name: &str) -> Option<String> {
     list["data"].as_array()?.iter().find(|o| o["name"] == name).and_then(|o| o["id"].as_str()).map(str::to_owned)
 }
+
+impl AdminClient {
+    /// Streams `GET /admin/v1/audit/export` to `out` (or standard output) chunk by chunk.
+    pub async fn audit_export(&self, q: crate::audit_cmd::ExportArgs) -> anyhow::Result<()> {
+        use futures_util::StreamExt;
+        let mut query = vec![("format", q.format.clone())];
+        for (k, v) in [("from", &q.from), ("to", &q.to), ("org", &q.org), ("actor", &q.actor), ("action", &q.action)] {
+            if let Some(v) = v {
+                query.push((k, v.clone()));
+            }
+        }
+        let resp = self
+            .http
+            .get(format!("{}/admin/v1/audit/export", self.base))
+            .bearer_auth(&self.token)
+            .query(&query)
+            // an export of a long history may take a while; the connect timeout still applies
+            .timeout(Duration::from_secs(6 * 3600))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            let msg = v["error"]["message"].as_str().unwrap_or("request failed");
+            let param = v["error"]["param"].as_str().map(|p| format!(" ({p})")).unwrap_or_default();
+            bail!("{} {msg}{param}", status.as_u16());
+        }
+        let mut sink: Box<dyn Write + Send> = match &q.out {
+            Some(p) => Box::new(create_private_file(p).with_context(|| format!("cannot create {}", p.display()))?),
+            None => Box::new(std::io::stdout()),
+        };
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            // a cut transfer is an error, never a silently short export
+            sink.write_all(&chunk.context("export interrupted")?)?;
+        }
+        sink.flush()?;
+        Ok(())
+    }
+}
+
+fn create_private_file(p: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(p)
+}

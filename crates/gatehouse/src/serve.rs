@@ -86,7 +86,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
-async fn open_store(server: &ServerConfig) -> anyhow::Result<Store> {
+pub async fn open_store(server: &ServerConfig) -> anyhow::Result<Store> {
     let store = match &server.store {
         StoreUrl::Embedded => {
             let path = server.data_dir.join("gatehouse.db");
@@ -215,21 +215,32 @@ async fn system_event(auditor: &Auditor, kind: EventKind) {
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// The config `serve` would run with (file, then flags and environment).
+pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     let mut config = match &args.config {
         Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
         None => Config::default(),
     };
-    apply_overrides(&mut config.server, &args)?;
+    apply_overrides(&mut config.server, args)?;
+    Ok(config)
+}
+
+/// The master key's configured source (config reference, else the environment), if any.
+pub fn provided_master_key(server: &ServerConfig) -> anyhow::Result<Option<SecretString>> {
+    Ok(match &server.master_key {
+        Some(r) => Some(r.resolve(&env).map_err(anyhow::Error::msg)?),
+        None => env(MASTER_KEY_ENV).map(SecretString::from),
+    })
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
     let server = config.server.clone();
     let _log_guard = init_tracing(server.log_format);
 
     create_private_dir(&server.data_dir)
         .with_context(|| format!("cannot create data dir {}", server.data_dir.display()))?;
-    let provided = match &server.master_key {
-        Some(r) => Some(r.resolve(&env).map_err(anyhow::Error::msg)?),
-        None => env(MASTER_KEY_ENV).map(SecretString::from),
-    };
+    let provided = provided_master_key(&server)?;
     let (master, source) = load_or_create_master_key(provided.as_ref(), &server.data_dir)?;
     if source == MasterKeySource::GeneratedFile {
         tracing::warn!(

@@ -3,39 +3,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use gatehouse_testkit::{TestGateway, eventually};
+use gatehouse_testkit::eventually;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::gateway;
-
-async fn call(gw: &TestGateway, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = gw.http.request(method, format!("{}{path}", gw.admin_url)).bearer_auth(token);
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let resp = rb.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-fn root(gw: &TestGateway) -> String {
-    gw.admin_token.clone().unwrap()
-}
-
-async fn new_org(gw: &TestGateway, name: &str) -> String {
-    let (st, v) = call(gw, &root(gw), Method::POST, "/admin/v1/orgs", Some(json!({"name": name}))).await;
-    assert_eq!(st, 201, "{v}");
-    v["id"].as_str().unwrap().to_owned()
-}
-
-async fn mint(gw: &TestGateway, as_token: &str, role: &str, org: Option<&str>) -> (u16, Value) {
-    let mut body = json!({"name": format!("{role}-token"), "role": role});
-    if let Some(o) = org {
-        body["org"] = json!(o);
-    }
-    call(gw, as_token, Method::POST, "/admin/v1/tokens", Some(body)).await
-}
+use crate::common::{call, gateway, mint, new_org, root};
 
 #[tokio::test]
 async fn disabling_a_project_or_org_stops_its_keys_within_a_second() {

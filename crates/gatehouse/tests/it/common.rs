@@ -1,4 +1,6 @@
 use gatehouse_testkit::{FakeProvider, GatewayBuilder, TestGateway};
+use reqwest::Method;
+use serde_json::{Value, json};
 
 pub const PROVIDER_SECRET: &str = "sk-provider-secret-for-tests-000";
 
@@ -42,4 +44,32 @@ pub async fn gateway_with(fake: &FakeProvider) -> TestGateway {
 
 pub async fn json(resp: reqwest::Response) -> serde_json::Value {
     resp.json().await.unwrap()
+}
+
+pub async fn call(gw: &TestGateway, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut rb = gw.http.request(method, format!("{}{path}", gw.admin_url)).bearer_auth(token);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let resp = rb.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+pub fn root(gw: &TestGateway) -> String {
+    gw.admin_token.clone().unwrap()
+}
+
+pub async fn new_org(gw: &TestGateway, name: &str) -> String {
+    let (st, v) = call(gw, &root(gw), Method::POST, "/admin/v1/orgs", Some(json!({"name": name}))).await;
+    assert_eq!(st, 201, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+pub async fn mint(gw: &TestGateway, as_token: &str, role: &str, org: Option<&str>) -> (u16, Value) {
+    let mut body = json!({"name": format!("{role}-token"), "role": role});
+    if let Some(o) = org {
+        body["org"] = json!(o);
+    }
+    call(gw, as_token, Method::POST, "/admin/v1/tokens", Some(body)).await
 }

@@ -11,7 +11,7 @@ use gatehouse_testkit::TestGateway;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::gateway;
+use crate::common::{call, gateway};
 
 struct Tenant {
     id: String,
@@ -19,16 +19,6 @@ struct Tenant {
     project: String,
     user: String,
     key: String,
-}
-
-async fn call(gw: &TestGateway, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = gw.http.request(method, format!("{}{path}", gw.admin_url)).bearer_auth(token);
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let resp = rb.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 async fn ok(gw: &TestGateway, method: Method, path: &str, body: Value) -> Value {

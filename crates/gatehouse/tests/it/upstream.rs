@@ -34,7 +34,7 @@ async fn forwards_with_the_provider_credential_and_untouched_fields() {
     let resp = gw.post("/v1/chat/completions", Some(gw.key()), &chat_body("fast", false)).await;
     assert_eq!(resp.status(), 200);
     let v = json(resp).await;
-    assert_eq!(v["choices"][0]["message"]["content"], "Hello from the fake provider.");
+    assert_eq!(v["choices"][0]["message"]["content"], gatehouse_testkit::FAKE_REPLY);
     assert_eq!(v["system_fingerprint"], "fp_fake", "unknown response fields pass through");
 
     let seen = fake.last_request().unwrap();

@@ -1,0 +1,321 @@
+//! The audit trail end to end: a busy run exports and verifies offline with the CLI, tenant
+//! scoping of exports, a crash (SIGKILL) under sustained writes on SQLite and PostgreSQL, and
+//! canaries that must never reach the trail, the logs or the metrics.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use gatehouse_testkit::{FakeProvider, REPLY_CANARY, TestGateway};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{PROVIDER_SECRET, call, gateway, mint, new_org, root, upstream_config};
+
+const AUDIT: &str = "[audit]\ncheckpoint_every_events = 20\ncheckpoint_interval_ms = 200\n";
+
+/// Runs the `gatehouse` CLI; returns (exit ok, stdout).
+async fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        eprintln!("gatehouse {args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    (out.status.success(), stdout)
+}
+
+/// The NDJSON export as the given admin token sees it.
+async fn export(gw: &TestGateway, token: &str, query: &str) -> (u16, String) {
+    let resp =
+        gw.http.get(format!("{}/admin/v1/audit/export{query}", gw.admin_url)).bearer_auth(token).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+fn records(ndjson: &str) -> Vec<Value> {
+    ndjson.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v["type"] == "record").collect()
+}
+
+async fn vkey(gw: &TestGateway) -> String {
+    let (st, v) = call(gw, &root(gw), Method::GET, "/admin/v1/audit/key", None).await;
+    assert_eq!(st, 200, "{v}");
+    v["key"].as_str().unwrap().to_owned()
+}
+
+/// Chat requests from `n` concurrent clients, `each` requests each.
+async fn load(gw: &TestGateway, key: &str, n: usize, each: usize) {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let (http, url, key) = (gw.http.clone(), gw.data_url.clone(), key.to_owned());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..each {
+                let r = http
+                    .post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]}))
+                    .send()
+                    .await;
+                assert!(r.is_ok_and(|r| r.status() == 200));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_busy_run_exports_and_verifies_offline_with_the_cli() {
+    let gw = gateway().config(AUDIT).spawn().await;
+    let key = gw.key().to_owned();
+    load(&gw, &key, 8, 15).await;
+    for _ in 0..5 {
+        assert_eq!(gw.chat("gth_not_a_key", "mock").await.status(), 401);
+    }
+    new_org(&gw, "acme").await;
+    let vkey = vkey(&gw).await;
+    assert!(vkey.starts_with("gatehouse-audit+"));
+
+    // export through the CLI, verify the file offline against the pinned key
+    let file = gw.data_path().join("export.ndjson");
+    let token = root(&gw);
+    let (ok, _) = cli(
+        &["audit", "export", "--admin-url", &gw.admin_url, "-f", file.to_str().unwrap()],
+        &[("GATEHOUSE_ADMIN_TOKEN", &token)],
+    )
+    .await;
+    assert!(ok);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let recs = records(&text);
+    let actions: Vec<&str> = recs.iter().map(|r| r["event"]["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.iter().filter(|a| **a == "request.allowed").count(), 120, "every allowed request");
+    assert_eq!(actions.iter().filter(|a| **a == "auth.api_key").count(), 5, "every refusal");
+    assert!(actions.contains(&"org.create") && actions.contains(&"system.start"));
+    let allowed = recs.iter().find(|r| r["event"]["action"] == "request.allowed").unwrap();
+    for field in ["org_id", "project_id", "actor", "request_id", "model", "latency_us", "prompt_tokens"] {
+        assert!(!allowed["event"][field].is_null(), "allowed request events carry {field}: {allowed}");
+    }
+    let path = file.to_str().unwrap();
+    let (ok, out) = cli(&["audit", "verify", "--file", path, "--key", &vkey, "-o", "json"], &[]).await;
+    assert!(ok, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], true);
+    assert!(report["records"].as_u64().unwrap() >= 127, "{report}");
+
+    // one changed byte in the file is found and named
+    let tampered = gw.data_path().join("tampered.ndjson");
+    std::fs::write(&tampered, text.replacen("\"status\":200", "\"status\":201", 1)).unwrap();
+    let (ok, out) = cli(&["audit", "verify", "--file", tampered.to_str().unwrap(), "--key", &vkey], &[]).await;
+    assert!(!ok);
+    assert!(out.starts_with("BROKEN: chain org/") && out.contains("modified"), "{out}");
+    // a key that is not the deployment's: checkpoints do not verify
+    let other = gatehouse_security::checkpoint::CheckpointSigner::from_seed(gatehouse_audit::KEY_NAME, &[3; 32])
+        .unwrap()
+        .verifier()
+        .to_vkey();
+    let (ok, out) = cli(&["audit", "verify", "--file", path, "--key", &other], &[]).await;
+    assert!(!ok && out.contains("checkpoint_forged"), "{out}");
+
+    // after a graceful stop the store verifies too, with every chain signed to its end
+    let config = gw.config_path.clone();
+    let dir = gw.stop().await;
+    let (ok, out) = cli(&["audit", "verify", "--config", config.to_str().unwrap(), "-o", "json"], &[]).await;
+    assert!(ok, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["unsigned"], 0, "{report}");
+    drop(dir);
+}
+
+#[tokio::test]
+async fn exports_are_tenant_scoped_filtered_and_audited() {
+    let gw = gateway().spawn().await;
+    let acme = new_org(&gw, "acme").await;
+    let other = new_org(&gw, "other").await;
+    let (_, t) = mint(&gw, &root(&gw), "org_admin", Some(&acme)).await;
+    let admin = t["token"].as_str().unwrap().to_owned();
+    call(&gw, &admin, Method::POST, &format!("/admin/v1/orgs/{acme}/projects"), Some(json!({"name": "web"}))).await;
+
+    let (st, text) = export(&gw, &admin, "").await;
+    assert_eq!(st, 200);
+    let recs = records(&text);
+    assert!(!recs.is_empty());
+    assert!(recs.iter().all(|r| r["chain"] == format!("org/{acme}")), "an org admin exports its own org only");
+    assert_eq!(export(&gw, &admin, &format!("?org={other}")).await.0, 404, "another tenant's trail does not exist");
+    assert_eq!(export(&gw, &admin, "?action=nope").await.0, 400);
+    assert_eq!(export(&gw, &admin, "?from=yesterday").await.0, 400);
+    assert_eq!(export(&gw, &admin, "?format=xml").await.0, 400);
+
+    let (st, csv) = export(&gw, &admin, "?format=csv&action=project.create").await;
+    assert_eq!(st, 200);
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("chain,seq,at,action"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert!(rows[0].contains(",project.create,"));
+
+    // the exports themselves are in the trail, under the org they read
+    let (_, list) = call(&gw, &admin, Method::GET, "/admin/v1/audit?action=audit.export", None).await;
+    let exports = list["data"].as_array().unwrap();
+    assert!(exports.len() >= 2, "{list}");
+    assert!(exports.iter().all(|e| e["org_id"] == acme.as_str()));
+    // a platform admin sees every chain, or one by ?org=
+    let (st, all) = export(&gw, &root(&gw), "").await;
+    assert_eq!(st, 200);
+    let chains: HashSet<String> = records(&all).iter().map(|r| r["chain"].as_str().unwrap().to_owned()).collect();
+    assert!(chains.contains("platform") && chains.contains(&format!("org/{acme}")), "{chains:?}");
+}
+
+/// Sustained acknowledged admin writes and data-plane traffic, then SIGKILL: after a
+/// restart the chain verifies and every acknowledged event is there.
+async fn crash_under_load(builder: impl Fn() -> gatehouse_testkit::GatewayBuilder, pg_env: &[(&str, &str)]) {
+    let gw = builder().config(AUDIT).spawn().await;
+    let token = root(&gw);
+    assert!(gw.admin_token.is_some());
+    let org = new_org(&gw, "acme").await;
+    let key = gw.key().to_owned();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (http, url, token, org, stop) =
+            (gw.http.clone(), gw.admin_url.clone(), token.clone(), org.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let r = http
+                    .post(format!("{url}/admin/v1/orgs/{org}/projects"))
+                    .bearer_auth(&token)
+                    .json(&json!({"name": format!("p{w}-{i}")}))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 201 => {
+                        acked.push(r.headers()["x-request-id"].to_str().unwrap().to_owned());
+                    }
+                    // the process died mid-request: not acknowledged
+                    _ => break,
+                }
+            }
+            acked
+        }));
+    }
+    let traffic = {
+        let (http, url, key, stop) = (gw.http.clone(), gw.data_url.clone(), key.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = http
+                    .post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]}))
+                    .send()
+                    .await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let dir = gw.kill().await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    traffic.await.unwrap();
+    assert!(acked.len() > 20, "the load ran ({} acknowledged writes)", acked.len());
+    eprintln!("crash test: {} acknowledged writes before SIGKILL", acked.len());
+
+    // restart on the same store: whatever was spooled is replayed first
+    let gw = builder().config(AUDIT).data_dir(dir).spawn().await;
+    let (st, text) = export(&gw, &token, "").await;
+    assert_eq!(st, 200);
+    let stored: HashSet<String> =
+        records(&text).iter().filter_map(|r| r["event"]["request_id"].as_str().map(str::to_owned)).collect();
+    let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged events lost: {lost:?}", lost.len());
+    let config = gw.config_path.clone();
+    let _dir = gw.stop().await;
+    let (ok, out) = cli(&["audit", "verify", "--config", config.to_str().unwrap()], pg_env).await;
+    assert!(ok, "the chain is intact after the crash: {out}");
+}
+
+/// Admin writes are rate limited per token; this test wants sustained writes.
+const UNLIMITED: &str = "admin_mutations_per_minute = 1000000\nadmin_requests_per_minute_per_source = 10000000";
+
+#[tokio::test]
+async fn a_crash_loses_no_acknowledged_event_on_sqlite() {
+    crash_under_load(|| gateway().server(UNLIMITED), &[]).await;
+}
+
+#[tokio::test]
+async fn a_crash_loses_no_acknowledged_event_on_postgres() {
+    let Some(url) = crate::postgres::fresh_schema_url() else { return };
+    let env = [("GATEHOUSE_DATABASE_URL", url.as_str())];
+    crash_under_load(|| gateway().server(UNLIMITED).env("GATEHOUSE_DATABASE_URL", &url), &env).await;
+}
+
+const PROMPT_CANARY: &str = "prompt-canary-9c2f";
+
+#[tokio::test]
+async fn canaries_never_reach_the_trail_logs_or_metrics() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway().config(&upstream_config(&fake)).env("FAKE_UPSTREAM_KEY", PROVIDER_SECRET).spawn().await;
+    let key = gw.key().to_owned();
+    let msg = json!([{"role": "user", "content": format!("my secret is {PROMPT_CANARY}")},
+                     {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function",
+                      "function": {"name": "lookup", "arguments": format!("{{\"q\":\"{PROMPT_CANARY}\"}}")}}]},
+                     {"role": "tool", "tool_call_id": "c1", "content": PROMPT_CANARY}]);
+    let chat = |stream: bool, model: &str| json!({"model": model, "messages": msg, "stream": stream});
+    // allowed: JSON and streamed, upstream and mock, chat and embeddings
+    for body in [chat(false, "fake-model"), chat(true, "fake-model"), chat(false, "mock")] {
+        let r = gw.post("/v1/chat/completions", Some(&key), &body).await;
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(text.contains(REPLY_CANARY.trim()) || body["model"] == "mock", "{text}");
+    }
+    let emb = json!({"model": "fake-embed", "input": [PROMPT_CANARY]});
+    assert_eq!(gw.post("/v1/embeddings", Some(&key), &emb).await.status(), 200);
+    // refused: bad JSON with the canary, an unknown model named after it, a credential like it
+    let bad = gw
+        .http
+        .post(format!("{}/v1/chat/completions", gw.data_url))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(format!("{{\"model\": \"{PROMPT_CANARY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(gw.post("/v1/chat/completions", Some(&key), &chat(false, PROMPT_CANARY)).await.status(), 404);
+    let wrong_key = format!("gth_{PROMPT_CANARY}");
+    assert_eq!(gw.post("/v1/chat/completions", Some(&wrong_key), &chat(false, "mock")).await.status(), 401);
+    // the control plane: a body and a token carrying it
+    call(&gw, &root(&gw), Method::POST, "/admin/v1/orgs", Some(json!({"name": PROMPT_CANARY, "x": 1}))).await;
+    call(&gw, &format!("gtha_{PROMPT_CANARY}"), Method::GET, "/admin/v1/orgs", None).await;
+
+    let (_, ndjson) = export(&gw, &root(&gw), "").await;
+    let (_, csv) = export(&gw, &root(&gw), "?format=csv").await;
+    let metrics = gw.http.get(format!("{}/metrics", gw.admin_url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("gatehouse_audit_events_total"), "the writer reports itself");
+    let data_dir = gw.data_path().join("data");
+    let admin_token = root(&gw);
+    // after a graceful stop the log is complete
+    let dir = gw.stop().await;
+    let logs = std::fs::read_to_string(dir.path().join("gatehouse.log")).unwrap();
+    assert!(logs.contains("gatehouse stopped") && logs.contains("request finished"));
+    // everything on disk: the database, its WAL, any spool
+    let mut disk = Vec::new();
+    for entry in std::fs::read_dir(&data_dir).unwrap() {
+        disk.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let disk = String::from_utf8_lossy(&disk).into_owned();
+    let canaries = [PROMPT_CANARY, REPLY_CANARY.trim(), PROVIDER_SECRET, key.as_str(), admin_token.as_str()];
+    for (place, text) in [("export", &ndjson), ("csv", &csv), ("metrics", &metrics), ("logs", &logs), ("disk", &disk)] {
+        for c in canaries {
+            assert!(!text.contains(c), "{c} reached the {place}");
+        }
+    }
+    assert!(records(&ndjson).len() >= 10);
+}
