@@ -86,6 +86,9 @@ pub async fn respond(
     result: Result<(StatusCode, serde_json::Value), Denial>,
 ) -> Response {
     let actor = Actor::AdminToken(op.token_id.clone());
+    // A scoped operator's decisions belong to its own org's chain, also when it addressed
+    // another org (that org does not learn about the probe; the operator's org does).
+    let org = if op.org.is_some() { op.org } else { org };
     match result {
         Ok((status, body)) => match record(s, cx, actor, kind, org, target, Outcome::Allowed(status)).await {
             Ok(()) => (status, axum::Json(body)).into_response(),

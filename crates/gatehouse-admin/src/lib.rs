@@ -19,6 +19,7 @@ mod reply;
 pub mod routes;
 mod tokens;
 mod trail;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub struct AdminState {
     pub metrics: Option<PrometheusHandle>,
     pub limits: Arc<ratelimit::AdminLimits>,
     pub audit: gatehouse_audit::Auditor,
+    pub webhooks: Arc<gatehouse_webhooks::Webhooks>,
 }
 
 pub fn router(state: AdminState) -> Router {

@@ -61,6 +61,20 @@ fn components() -> Value {
                 "request_id": s("string"), "source": s("string"), "endpoint": s("string"), "gate": s("string"),
                 "model": s("string"), "stream_end": s("string"), "latency_us": s("integer"),
                 "prompt_tokens": s("integer"), "completion_tokens": s("integer"), "hash": s("string")}},
+            "Webhook": {"type": "object", "required": ["id", "org_id", "name", "kind", "url", "events", "outcomes", "created_at"], "properties": {
+                "id": s("string"), "org_id": nullable("string"), "name": s("string"), "kind": {"enum": ["generic", "slack", "discord"]},
+                "url": s("string"), "events": {"type": "array", "items": s("string")},
+                "outcomes": {"type": ["array", "null"], "items": s("string")}, "created_at": s("integer")}},
+            "WebhookCreated": {"allOf": [r("Webhook"), {"type": "object", "properties": {"secret": s("string")}}]},
+            "WebhookDeleted": {"type": "object", "required": ["id", "deleted"], "properties": {"id": s("string"), "deleted": s("boolean")}},
+            "Delivery": {"type": "object", "required": ["id", "webhook_id", "event_id", "action", "status", "attempts", "next_at", "last_status", "last_error", "created_at", "updated_at"],
+                "properties": {"id": s("string"), "webhook_id": s("string"), "event_id": s("string"), "action": s("string"),
+                "status": {"enum": ["pending", "delivered", "failed", "blocked"]}, "attempts": s("integer"), "next_at": s("integer"),
+                "last_status": nullable("integer"), "last_error": nullable("string"), "created_at": s("integer"), "updated_at": s("integer")}},
+            "CreateWebhook": {"type": "object", "additionalProperties": false, "required": ["name", "kind", "url", "events"], "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9._ -]{1,64}$"}, "kind": {"enum": ["generic", "slack", "discord"]},
+                "url": {"type": "string", "maxLength": 2048}, "events": {"type": "array", "minItems": 1, "maxItems": 32, "items": s("string")},
+                "outcomes": {"type": "array", "items": {"enum": ["allowed", "denied", "failed"]}}, "org": s("string")}},
             "AuditKey": {"type": "object", "required": ["key", "name", "origin_prefix", "algorithm"], "properties": {
                 "key": s("string"), "name": s("string"), "origin_prefix": s("string"), "algorithm": s("string")}},
             "NameBody": {"type": "object", "additionalProperties": false, "required": ["name"],
@@ -128,6 +142,10 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         ("GET", "/admin/v1/audit") => (None, 200, list_of("AuditEvent")),
         ("GET", "/admin/v1/audit/export") => (None, 200, json!({"type": "string"})),
         ("GET", "/admin/v1/audit/key") => (None, 200, r("AuditKey")),
+        ("POST", "/admin/v1/webhooks") => (Some("CreateWebhook"), 201, r("WebhookCreated")),
+        ("GET", "/admin/v1/webhooks") => (None, 200, list_of("Webhook")),
+        ("DELETE", "/admin/v1/webhooks/{id}") => (None, 200, r("WebhookDeleted")),
+        ("GET", "/admin/v1/webhooks/{id}/deliveries") => (None, 200, list_of("Delivery")),
         _ => return None,
     })
 }
@@ -158,6 +176,10 @@ fn query_params(spec: &RouteSpec) -> Vec<Value> {
             vec![q("org", json!({"type": "string"})), q("project", json!({"type": "string"})), limit]
         }
         (_, p) if p.starts_with("/admin/v1/keys/") => vec![q("org", json!({"type": "string"}))],
+        ("GET", "/admin/v1/webhooks") | ("DELETE", "/admin/v1/webhooks/{id}") => {
+            vec![q("org", json!({"type": "string"}))]
+        }
+        ("GET", "/admin/v1/webhooks/{id}/deliveries") => vec![q("org", json!({"type": "string"})), limit],
         _ => vec![],
     }
 }

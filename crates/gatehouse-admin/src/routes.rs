@@ -7,7 +7,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post};
 use gatehouse_audit::EventKind as K;
 
 use crate::rbac::Permission;
-use crate::{AdminState, keys, members, orgs, tokens, trail};
+use crate::{AdminState, keys, members, orgs, tokens, trail, webhooks};
 
 /// Which org a route acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +68,10 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/admin/v1/audit", P::AuditRead, Own, K::AuditRead),
     r("GET", "/admin/v1/audit/export", P::AuditRead, Own, K::AuditExport),
     r("GET", "/admin/v1/audit/key", P::AuditRead, Own, K::AuditKey),
+    r("POST", "/admin/v1/webhooks", P::OrgUpdate, Org, K::WebhookCreate),
+    r("GET", "/admin/v1/webhooks", P::AuditRead, Org, K::WebhookList),
+    r("DELETE", "/admin/v1/webhooks/{id}", P::OrgUpdate, Org, K::WebhookDelete),
+    r("GET", "/admin/v1/webhooks/{id}/deliveries", P::AuditRead, Org, K::WebhookDeliveries),
 ];
 
 /// The handler of a table entry; `None` would be a table row without code (a test forbids it).
@@ -102,6 +106,10 @@ pub(crate) fn handler(spec: &RouteSpec) -> Option<MethodRouter<AdminState>> {
         ("GET", "/admin/v1/audit") => get(trail::list),
         ("GET", "/admin/v1/audit/export") => get(trail::export),
         ("GET", "/admin/v1/audit/key") => get(trail::key),
+        ("POST", "/admin/v1/webhooks") => post(webhooks::create),
+        ("GET", "/admin/v1/webhooks") => get(webhooks::list),
+        ("DELETE", "/admin/v1/webhooks/{id}") => delete(webhooks::delete),
+        ("GET", "/admin/v1/webhooks/{id}/deliveries") => get(webhooks::deliveries),
         _ => return None,
     })
 }

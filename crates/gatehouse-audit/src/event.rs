@@ -85,6 +85,10 @@ catalogue! {
     ToolCall => ("tool.call", Tools),
     // configuration
     ConfigReload => ("config.reload", Configuration),
+    WebhookCreate => ("webhook.create", Configuration),
+    WebhookList => ("webhook.list", Configuration),
+    WebhookDelete => ("webhook.delete", Configuration),
+    WebhookDeliveries => ("webhook.deliveries", Configuration),
     // the audit trail itself
     AuditRead => ("audit.read", Exports),
     AuditExport => ("audit.export", Exports),

@@ -18,4 +18,6 @@ pub mod verify;
 pub mod writer;
 
 pub use event::{Actor, Category, Event, EventKind, Outcome, PLATFORM_CHAIN, chain_of};
-pub use writer::{Auditor, FailurePolicy, KEY_NAME, Unavailable, WriterConfig, origin, signer, start};
+pub use writer::{
+    Auditor, Delivery, FailurePolicy, KEY_NAME, Outbox, Unavailable, WriterConfig, origin, signer, start,
+};

@@ -49,6 +49,27 @@ pub struct WriterConfig {
     pub file: Option<PathBuf>,
     /// Prune records older than this, keeping a signed anchor.
     pub retention: Option<Duration>,
+    /// Webhook deliveries to create with each event, in the same transaction.
+    pub outbox: Option<Arc<dyn Outbox>>,
+}
+
+/// What an event announces to subscribers: decided per event when it is appended, so a
+/// delivery exists exactly when its event does (the outbox commits with the chain).
+pub trait Outbox: Send + Sync {
+    fn deliveries(&self, chain: &str, action: &str, line: &str) -> Vec<Delivery>;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub webhook_id: String,
+    pub org_id: Option<String>,
+    pub payload: String,
+}
+
+impl std::fmt::Debug for dyn Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outbox")
+    }
 }
 
 impl WriterConfig {
@@ -63,6 +84,7 @@ impl WriterConfig {
             spool_max_bytes: 64 * 1024 * 1024,
             file: None,
             retention: Some(Duration::from_secs(90 * 24 * 3600)),
+            outbox: None,
         }
     }
 }
@@ -391,6 +413,18 @@ impl Writer {
                     action: &p.action,
                 })
                 .await?;
+                if let Some(ob) = &self.cfg.outbox {
+                    for d in ob.deliveries(chain, &p.action, &line) {
+                        tx.insert_delivery(&gatehouse_store::NewDelivery {
+                            webhook_id: &d.webhook_id,
+                            org_id: d.org_id.as_deref(),
+                            event_id: &p.id,
+                            action: &p.action,
+                            payload: &d.payload,
+                        })
+                        .await?;
+                    }
+                }
                 out.records.push(Written { chain: chain.to_owned(), seq, prev_hash: head.hash, hash, line });
                 head.seq = seq;
                 head.hash = hash;

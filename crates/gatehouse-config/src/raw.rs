@@ -13,6 +13,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub audit: RawAudit,
     #[serde(default)]
+    pub webhooks: RawWebhooks,
+    #[serde(default)]
     pub mock: RawMock,
     #[serde(default)]
     pub providers: Vec<RawProvider>,
@@ -47,6 +49,15 @@ pub struct RawAudit {
     pub file: Option<String>,
     pub spool_max_mb: Option<u64>,
     pub queue_capacity: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhooks {
+    pub allow_private_targets: Option<Vec<String>>,
+    pub max_attempts: Option<u64>,
+    pub retry_base_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::raw::{RawAudit, RawConfig, RawLimits, RawModel, RawProvider, RawServer};
+use crate::raw::{RawAudit, RawConfig, RawLimits, RawModel, RawProvider, RawServer, RawWebhooks};
 use crate::{ConfigError, Issue, SecretRef};
 
 /// The name of the built-in offline provider. Reserved: a configured provider may not use it.
@@ -55,6 +55,17 @@ pub struct ServerConfig {
     /// (bounds token guessing).
     pub admin_requests_per_minute_per_source: NonZeroU32,
     pub audit: AuditSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// The `[webhooks]` section. Static.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Non-public ranges webhooks may target anyway (the platform admin's explicit choice).
+    pub allow_private_targets: Vec<ipnet::IpNet>,
+    pub max_attempts: NonZeroU32,
+    pub retry_base: Duration,
+    pub timeout: Duration,
 }
 
 /// Which data-plane requests become audit events.
@@ -129,6 +140,9 @@ impl ServerConfig {
         }
         if self.audit != o.audit {
             v.push("audit");
+        }
+        if self.webhooks != o.webhooks {
+            v.push("webhooks");
         }
         v
     }
@@ -205,7 +219,7 @@ impl Default for Config {
     /// The embedded default: the same values an empty file yields.
     fn default() -> Self {
         let mut issues = Vec::new();
-        let server = server(RawServer::default(), RawAudit::default(), &mut issues);
+        let server = server(RawServer::default(), RawAudit::default(), RawWebhooks::default(), &mut issues);
         let limits = limits(&RawLimits::default(), &mut issues);
         debug_assert!(issues.is_empty(), "defaults must satisfy their own rules");
         Config { server, policy: Policy { limits, mock_enabled: true, providers: vec![], models: vec![] } }
@@ -241,7 +255,7 @@ impl Config {
 
     fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut issues = Vec::new();
-        let server = server(raw.server, raw.audit, &mut issues);
+        let server = server(raw.server, raw.audit, raw.webhooks, &mut issues);
         let limits = limits(&raw.limits, &mut issues);
         let mock_enabled = raw.mock.enabled.unwrap_or(true);
         let providers = providers(raw.providers, &mut issues);
@@ -358,7 +372,31 @@ fn audit(raw: RawAudit, issues: &mut Vec<Issue>) -> AuditSettings {
     }
 }
 
-fn server(raw: RawServer, raw_audit: RawAudit, issues: &mut Vec<Issue>) -> ServerConfig {
+fn webhooks(raw: RawWebhooks, issues: &mut Vec<Issue>) -> WebhookSettings {
+    let allow = raw.allow_private_targets.unwrap_or_default();
+    if allow.len() > 64 {
+        issue(issues, "webhooks.allow_private_targets", "at most 64 ranges");
+    }
+    let allow_private_targets = allow
+        .iter()
+        .take(64)
+        .filter_map(|c| match c.parse::<ipnet::IpNet>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                issue(issues, "webhooks.allow_private_targets", "each entry must be a CIDR range like 10.0.0.0/8");
+                None
+            }
+        })
+        .collect();
+    WebhookSettings {
+        allow_private_targets,
+        max_attempts: bounded32(raw.max_attempts, 8, 50, "webhooks.max_attempts", issues),
+        retry_base: ms(raw.retry_base_ms, 2_000, 10, 3_600_000, "webhooks.retry_base_ms", issues),
+        timeout: ms(raw.timeout_ms, 10_000, 100, 60_000, "webhooks.timeout_ms", issues),
+    }
+}
+
+fn server(raw: RawServer, raw_audit: RawAudit, raw_webhooks: RawWebhooks, issues: &mut Vec<Issue>) -> ServerConfig {
     let data_listen = socket(raw.data_listen, SocketAddr::from(([127, 0, 0, 1], 8080)), "server.data_listen", issues);
     let admin_listen =
         socket(raw.admin_listen, SocketAddr::from(([127, 0, 0, 1], 8081)), "server.admin_listen", issues);
@@ -415,6 +453,7 @@ fn server(raw: RawServer, raw_audit: RawAudit, issues: &mut Vec<Issue>) -> Serve
             issues,
         ),
         audit: audit(raw_audit, issues),
+        webhooks: webhooks(raw_webhooks, issues),
     }
 }
 

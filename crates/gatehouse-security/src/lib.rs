@@ -10,6 +10,7 @@ pub mod checkpoint;
 mod error;
 mod keys;
 mod master;
+pub mod seal;
 
 pub use error::Error;
 pub use keys::{KeyDigest, KeyHasher, KeyKind, check_format, generate_key};

@@ -84,21 +84,6 @@ impl std::fmt::Debug for AuditTx {
     }
 }
 
-macro_rules! on_tx {
-    ($tx:expr, |$c:ident| $body:expr) => {
-        match $tx {
-            AuditTx::Sqlite(t) => {
-                let $c = &mut **t;
-                $body
-            }
-            AuditTx::Postgres(t) => {
-                let $c = &mut **t;
-                $body
-            }
-        }
-    };
-}
-
 fn hash32(v: &[u8]) -> Result<[u8; 32], Error> {
     v.try_into().map_err(|_| Error::Corrupt("audit hash"))
 }

@@ -21,18 +21,36 @@ macro_rules! on_pool {
     };
 }
 
+/// Like `on_pool!`, inside an audit transaction.
+macro_rules! on_tx {
+    ($tx:expr, |$c:ident| $body:expr) => {
+        match $tx {
+            $crate::AuditTx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::AuditTx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
 mod audit;
 mod error;
 mod records;
 mod store;
 mod tenancy;
 mod users;
+mod webhooks;
 
 pub use audit::{AnchorRow, AuditFilter, AuditRow, AuditTx, ChainHead, CheckpointRow, NewAuditRecord};
 pub use error::Error;
 pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, ProjectSettings, Tenant};
 pub use store::{Backend, Store};
 pub use users::MemberRow;
+pub use webhooks::{Attempt, DeliveryRow, NewDelivery, WebhookRow};
 
 /// Unix time in milliseconds, the one time representation the store uses.
 pub fn now_ms() -> i64 {

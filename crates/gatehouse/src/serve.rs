@@ -14,8 +14,11 @@ use gatehouse_config::{AuditFailure, Config, DataPlaneAudit, LogFormat, SecretRe
 use gatehouse_gates::authenticate::KeyVerifier;
 use gatehouse_gates::meter::{AuditHook, LATENCY_BUCKETS};
 use gatehouse_proxy::{AppState, build_runtime, with_transport_layers};
+use gatehouse_security::seal::Sealer;
 use gatehouse_security::{KeyHasher, KeyKind, MasterKeySource, generate_key, load_or_create_master_key};
 use gatehouse_store::{NewKey, Store, Tenant, now_ms};
+use gatehouse_webhooks::target::AddressPolicy;
+use gatehouse_webhooks::{DeliveryConfig, Webhooks};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
@@ -251,6 +254,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let hasher = Arc::new(KeyHasher::new(&master));
     let checkpoint_signer = gatehouse_audit::signer(&master).map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
+    let webhook_sealer = Sealer::new(&master, b"gatehouse/v1/seal/webhook").map_err(|e| anyhow::anyhow!("{e}"))?;
     drop(master);
 
     let store = open_store(&server).await?;
@@ -261,7 +265,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .install_recorder()
         .context("cannot install the metrics recorder")?;
 
-    let auditor = gatehouse_audit::start(store.clone(), checkpoint_signer, writer_config(&server))
+    let webhooks = Webhooks::new(
+        store.clone(),
+        webhook_sealer,
+        AddressPolicy { allow: server.webhooks.allow_private_targets.clone() },
+        DeliveryConfig {
+            max_attempts: server.webhooks.max_attempts.get(),
+            retry_base: server.webhooks.retry_base,
+            timeout: server.webhooks.timeout,
+        },
+    )
+    .context("cannot build the webhook client")?;
+    webhooks.refresh().await.context("cannot load webhooks")?;
+    let mut wcfg = writer_config(&server);
+    wcfg.outbox = Some(webhooks.clone());
+    let auditor = gatehouse_audit::start(store.clone(), checkpoint_signer, wcfg)
         .await
         .context("cannot start the audit writer")?;
     let hook =
@@ -287,6 +305,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let boot = bootstrap(&store, &hasher, tenant).await?;
 
     tokio::spawn(verifier.clone().run_revocation_poller(REVOCATION_POLL));
+    tokio::spawn(webhooks.clone().run_refresh());
+    tokio::spawn(webhooks.clone().run_delivery());
     {
         let h = metrics.clone();
         tokio::spawn(async move {
@@ -315,6 +335,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 server.admin_requests_per_minute_per_source.get(),
             )),
             audit: auditor.clone(),
+            webhooks,
         }),
         1024,
     );

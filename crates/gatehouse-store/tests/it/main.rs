@@ -5,3 +5,4 @@
 mod audit;
 mod keys;
 mod tenants;
+mod webhooks;

@@ -19,3 +19,4 @@ mod matrix;
 mod postgres;
 mod quickstart;
 mod upstream;
+mod webhooks;

@@ -48,6 +48,12 @@ async fn fresh_token(gw: &TestGateway, t: &Tenant) -> String {
     ok(gw, Method::POST, "/admin/v1/tokens", body).await["id"].as_str().unwrap().to_owned()
 }
 
+async fn fresh_webhook(gw: &TestGateway, t: &Tenant) -> String {
+    let body = json!({"name": unique("w"), "kind": "slack", "url": "https://hooks.example.com/x", "events": ["*"],
+                      "org": t.id});
+    ok(gw, Method::POST, "/admin/v1/webhooks", body).await["id"].as_str().unwrap().to_owned()
+}
+
 async fn tenant(gw: &TestGateway, name: &str) -> Tenant {
     let id = ok(gw, Method::POST, "/admin/v1/orgs", json!({"name": name})).await["id"].as_str().unwrap().to_owned();
     let project = ok(gw, Method::POST, &format!("/admin/v1/orgs/{id}/projects"), json!({"name": "p"})).await["id"]
@@ -65,9 +71,12 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
     // routes that consume their object get a fresh one each time
     let user = if spec.method == "DELETE" { fresh_member(gw, &t.id).await } else { t.user.clone() };
     let is_token_route = spec.path.starts_with("/admin/v1/tokens/");
+    let is_webhook_route = spec.path.starts_with("/admin/v1/webhooks");
     let consumes_key = !is_token_route && (spec.path.ends_with("/revoke") || spec.path.ends_with("/rotate"));
     let key = if consumes_key {
         fresh_key(gw, t).await
+    } else if is_webhook_route && spec.path.contains("{id}") {
+        fresh_webhook(gw, t).await
     } else if is_token_route {
         fresh_token(gw, t).await
     } else {
@@ -81,6 +90,9 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         .replace("{id}", &key);
     if spec.path.starts_with("/admin/v1/keys") && spec.method != "POST" || consumes_key {
         path.push_str(&format!("?org={}", t.name));
+    }
+    if is_webhook_route && spec.method != "POST" {
+        path.push_str(&format!("?org={}", t.id));
     }
     let body = match (spec.method, spec.path) {
         ("POST", "/admin/v1/orgs") => Some(json!({"name": unique("org")})),
@@ -96,6 +108,8 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         ("POST", "/admin/v1/tokens") => Some(json!({"name": "t", "role": "viewer", "org": t.id})),
         ("POST", "/admin/v1/keys") => Some(json!({"name": unique("k"), "org": t.name, "project": "p"})),
         ("POST", "/admin/v1/keys/{id}/rotate") => Some(json!({})),
+        ("POST", "/admin/v1/webhooks") => Some(json!({"name": unique("w"), "kind": "discord",
+            "url": "https://hooks.example.com/y", "events": ["key.*"], "org": t.id})),
         _ => None,
     };
     (path, body)
