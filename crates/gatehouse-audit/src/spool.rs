@@ -1,6 +1,8 @@
 //! The spool: events the store could not take, one JSON [`Pending`] per line, appended and
-//! fsync'd before they are acknowledged. A line without its newline is the tail of a write a
-//! crash interrupted; it was never acknowledged and is ignored on replay.
+//! fsync'd before they are acknowledged. The first line names the spool (`{"spool_id":..}`);
+//! replay records in the store, with each committed chunk, how many lines are done, so a
+//! crash between commit and removal resumes exactly there. A line without its newline is the
+//! tail of a write a crash interrupted; it was never acknowledged and is ignored.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,6 +42,10 @@ impl Spool {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
             let mut f = opts.open(&path)?;
+            if f.metadata()?.len() == 0 {
+                let header = format!("{{\"spool_id\":\"{}\"}}\n", uuid::Uuid::new_v4());
+                f.write_all(header.as_bytes())?;
+            }
             if f.metadata()?.len() + buf.len() as u64 > max {
                 return Err(std::io::Error::other("audit spool is full"));
             }
@@ -52,22 +58,30 @@ impl Spool {
         Ok(())
     }
 
-    /// Every complete spooled event, in spool order.
-    pub async fn read(&self) -> std::io::Result<Vec<Pending>> {
+    /// The spool's id and every complete spooled event, in spool order.
+    pub async fn read(&self) -> std::io::Result<(String, Vec<Pending>)> {
+        #[derive(serde::Deserialize)]
+        struct Header {
+            spool_id: String,
+        }
         let bytes = match tokio::fs::read(&self.path).await {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((String::new(), Vec::new())),
             Err(e) => return Err(e),
         };
-        let mut out = Vec::new();
+        let corrupt = || std::io::Error::other("audit spool line is corrupt");
         let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(&bytes[..0], |i| &bytes[..=i]);
-        for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let mut lines = complete.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+        let Some(first) = lines.next() else { return Ok((String::new(), Vec::new())) };
+        let header: Header = serde_json::from_slice(first).map_err(|_| corrupt())?;
+        let mut out = Vec::new();
+        for line in lines {
             if line.len() > MAX_SPOOL_LINE {
                 return Err(std::io::Error::other("audit spool line too long"));
             }
-            out.push(serde_json::from_slice(line).map_err(|_| std::io::Error::other("audit spool line is corrupt"))?);
+            out.push(serde_json::from_slice(line).map_err(|_| corrupt())?);
         }
-        Ok(out)
+        Ok((header.spool_id, out))
     }
 
     pub async fn clear(&mut self) -> std::io::Result<()> {

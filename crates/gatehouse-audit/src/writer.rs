@@ -38,6 +38,8 @@ pub enum FailurePolicy {
 pub struct WriterConfig {
     pub queue: usize,
     pub batch_max: usize,
+    /// How long the writer waits for more events before committing a partial batch.
+    pub linger: Duration,
     /// Sign a checkpoint after this many events on a chain...
     pub checkpoint_every: u64,
     /// ...or after this long, whichever comes first.
@@ -77,6 +79,7 @@ impl WriterConfig {
         WriterConfig {
             queue: 16_384,
             batch_max: 512,
+            linger: Duration::from_millis(2),
             checkpoint_every: 1_000,
             checkpoint_interval: Duration::from_secs(10),
             failure: FailurePolicy::Spool,
@@ -284,12 +287,7 @@ impl Writer {
             let Some(first) = first else { break };
             let mut b = Batch::default();
             b.take(first);
-            while b.events.len() < self.cfg.batch_max {
-                match self.rx.try_recv() {
-                    Ok(m) => b.take(m),
-                    Err(_) => break,
-                }
-            }
+            self.fill(&mut b).await;
             let result = if b.events.is_empty() { Ok(()) } else { self.write(std::mem::take(&mut b.events)).await };
             for a in b.acks {
                 let _ = a.send(result);
@@ -305,6 +303,28 @@ impl Writer {
         }
     }
 
+    /// Takes what is queued; if that is a small batch, sleeps once for `linger` and takes what
+    /// arrived meanwhile. One transaction for many events costs far less than one each, and
+    /// one timer wake-up per batch less than a wake-up per event. A flush or stop in the batch
+    /// skips the wait.
+    async fn fill(&mut self, b: &mut Batch) {
+        self.drain(b);
+        let small = b.events.len() < self.cfg.batch_max / 8;
+        if small && !b.events.is_empty() && b.stop.is_none() && b.flushes.is_empty() && !self.cfg.linger.is_zero() {
+            tokio::time::sleep(self.cfg.linger).await;
+            self.drain(b);
+        }
+    }
+
+    fn drain(&mut self, b: &mut Batch) {
+        while b.events.len() < self.cfg.batch_max {
+            match self.rx.try_recv() {
+                Ok(m) => b.take(m),
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Writes one batch: spooled events first (order), then these; spools on failure.
     async fn write(&mut self, events: Vec<Pending>) -> Result<(), Unavailable> {
         let n = events.len() as u64;
@@ -313,7 +333,7 @@ impl Writer {
             self.replay().await;
         }
         if !self.spool.has_pending() {
-            match self.commit(&events, false).await {
+            match self.commit(&events, None).await {
                 Ok(c) => {
                     self.set_healthy(true);
                     metrics::counter!("gatehouse_audit_events_total", "result" => "written").increment(n);
@@ -352,7 +372,7 @@ impl Writer {
     /// Moves spooled events into the store, in chunks, skipping any that a commit before a
     /// crash already stored. The spool is removed only after all of it is committed.
     async fn replay(&mut self) {
-        let pending = match self.spool.read().await {
+        let (spool_id, pending) = match self.spool.read().await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(target: "gatehouse::audit", error = %e, "audit spool unreadable; kept for inspection");
@@ -360,8 +380,18 @@ impl Writer {
             }
         };
         let total = pending.len();
-        for chunk in pending.chunks(self.cfg.batch_max.max(1)) {
-            match self.commit(chunk, true).await {
+        let done = match self.spool_done(&spool_id).await {
+            Ok(d) => usize::try_from(d).unwrap_or(usize::MAX).min(total),
+            Err(e) => {
+                self.set_healthy(false);
+                tracing::warn!(target: "gatehouse::audit", error = %e, "audit store still unavailable; spool kept");
+                return;
+            }
+        };
+        let mut at = done;
+        for chunk in pending[done..].chunks(self.cfg.batch_max.max(1)) {
+            at += chunk.len();
+            match self.commit(chunk, Some((&spool_id, at as u64))).await {
                 Ok(c) => self.mirror(c).await,
                 Err(e) => {
                     self.set_healthy(false);
@@ -378,41 +408,39 @@ impl Writer {
         tracing::info!(target: "gatehouse::audit", events = total, "spooled audit events replayed");
         let mut e = Event::new(EventKind::AuditReplayed, Outcome::Allowed, 200, "ok", Actor::System);
         e.target = Some(total.to_string());
-        if let Ok(c) = self.commit(&[e.pending()], false).await {
+        if let Ok(c) = self.commit(&[e.pending()], None).await {
             self.mirror(c).await;
         }
     }
 
+    async fn spool_done(&self, spool_id: &str) -> Result<u64, gatehouse_store::Error> {
+        let mut tx = self.store.begin_audit().await?;
+        let n = tx.spool_progress(spool_id).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// One transaction: lock each touched chain's head (in name order, so concurrent
     /// writers cannot deadlock), link and insert the events, sign where a checkpoint is due.
-    async fn commit(&self, events: &[Pending], dedupe: bool) -> Result<Committed, gatehouse_store::Error> {
+    /// `replay`: the spool and how many of its lines are done once this commits.
+    async fn commit(
+        &self,
+        events: &[Pending],
+        replay: Option<(&str, u64)>,
+    ) -> Result<Committed, gatehouse_store::Error> {
         let mut by_chain: BTreeMap<&str, Vec<&Pending>> = BTreeMap::new();
         for p in events {
             by_chain.entry(p.chain.as_str()).or_default().push(p);
         }
         let mut out = Committed::default();
         let mut tx = self.store.begin_audit().await?;
+        let mut meta: Vec<&Pending> = Vec::with_capacity(events.len());
         for (chain, evs) in by_chain {
             let mut head = tx.lock_head(chain).await?;
             for p in evs {
-                if dedupe && tx.event_exists(&p.id).await? {
-                    continue;
-                }
                 let seq = head.seq + 1;
                 let line = p.line(seq);
                 let hash = link(&head.hash, line.as_bytes());
-                tx.insert(&NewAuditRecord {
-                    chain,
-                    seq,
-                    prev_hash: &head.hash,
-                    hash: &hash,
-                    line: &line,
-                    event_id: &p.id,
-                    at: p.at_ms,
-                    actor: &p.actor,
-                    action: &p.action,
-                })
-                .await?;
                 if let Some(ob) = &self.cfg.outbox {
                     for d in ob.deliveries(chain, &p.action, &line) {
                         tx.insert_delivery(&gatehouse_store::NewDelivery {
@@ -426,6 +454,7 @@ impl Writer {
                     }
                 }
                 out.records.push(Written { chain: chain.to_owned(), seq, prev_hash: head.hash, hash, line });
+                meta.push(p);
                 head.seq = seq;
                 head.hash = hash;
             }
@@ -433,6 +462,26 @@ impl Writer {
                 self.sign_into(&mut tx, chain, &mut head, &mut out).await?;
             }
             tx.set_head(chain, head).await?;
+        }
+        let rows: Vec<NewAuditRecord<'_>> = out
+            .records
+            .iter()
+            .zip(&meta)
+            .map(|(r, p)| NewAuditRecord {
+                chain: &r.chain,
+                seq: r.seq,
+                prev_hash: &r.prev_hash,
+                hash: &r.hash,
+                line: &r.line,
+                event_id: &p.id,
+                at: p.at_ms,
+                actor: &p.actor,
+                action: &p.action,
+            })
+            .collect();
+        tx.insert_many(&rows).await?;
+        if let Some((spool_id, done)) = replay {
+            tx.set_spool_progress(spool_id, done).await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -482,7 +531,7 @@ impl Writer {
         } else if !self.shared.healthy.load(Ordering::Relaxed) {
             // fail-closed and down: probe with a real append, which also records the recovery
             let e = Event::new(EventKind::AuditRecovered, Outcome::Allowed, 200, "ok", Actor::System);
-            if let Ok(c) = self.commit(&[e.pending()], false).await {
+            if let Ok(c) = self.commit(&[e.pending()], None).await {
                 self.set_healthy(true);
                 tracing::info!(target: "gatehouse::audit", "audit store writable again");
                 self.mirror(c).await;

@@ -17,5 +17,5 @@ pub use error::{ConfigError, Issue};
 pub use secret::{EnvLookup, SecretRef};
 pub use validate::{
     AuditFailure, AuditSettings, Config, DataPlaneAudit, LogFormat, MOCK_PROVIDER, ModelConfig, ModelKind, Policy,
-    ProviderConfig, ProviderKind, RequestLimits, ServerConfig, StoreUrl, WebhookSettings,
+    ProviderConfig, ProviderKind, RequestLimits, ServerConfig, StoreUrl, TelemetrySettings, WebhookSettings,
 };

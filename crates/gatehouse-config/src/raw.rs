@@ -15,6 +15,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub webhooks: RawWebhooks,
     #[serde(default)]
+    pub telemetry: RawTelemetry,
+    #[serde(default)]
     pub mock: RawMock,
     #[serde(default)]
     pub providers: Vec<RawProvider>,
@@ -49,6 +51,7 @@ pub struct RawAudit {
     pub file: Option<String>,
     pub spool_max_mb: Option<u64>,
     pub queue_capacity: Option<u64>,
+    pub batch_linger_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +61,14 @@ pub struct RawWebhooks {
     pub max_attempts: Option<u64>,
     pub retry_base_ms: Option<u64>,
     pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<String>,
+    pub otlp_timeout_ms: Option<u64>,
+    pub otlp_export_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

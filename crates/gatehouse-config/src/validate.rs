@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::raw::{RawAudit, RawConfig, RawLimits, RawModel, RawProvider, RawServer, RawWebhooks};
+use crate::raw::{RawAudit, RawConfig, RawLimits, RawModel, RawProvider, RawServer, RawTelemetry, RawWebhooks};
 use crate::{ConfigError, Issue, SecretRef};
 
 /// The name of the built-in offline provider. Reserved: a configured provider may not use it.
@@ -56,6 +56,16 @@ pub struct ServerConfig {
     pub admin_requests_per_minute_per_source: NonZeroU32,
     pub audit: AuditSettings,
     pub webhooks: WebhookSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+/// The `[telemetry]` section. Static. Traces are off unless an endpoint is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TelemetrySettings {
+    /// OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    pub otlp_timeout: Duration,
+    pub otlp_export_interval: Duration,
 }
 
 /// The `[webhooks]` section. Static.
@@ -97,6 +107,8 @@ pub struct AuditSettings {
     pub file: Option<PathBuf>,
     pub spool_max_bytes: u64,
     pub queue_capacity: NonZeroU32,
+    /// How long the writer waits to fill a small batch.
+    pub batch_linger: Duration,
 }
 
 impl ServerConfig {
@@ -143,6 +155,9 @@ impl ServerConfig {
         }
         if self.webhooks != o.webhooks {
             v.push("webhooks");
+        }
+        if self.telemetry != o.telemetry {
+            v.push("telemetry");
         }
         v
     }
@@ -219,7 +234,8 @@ impl Default for Config {
     /// The embedded default: the same values an empty file yields.
     fn default() -> Self {
         let mut issues = Vec::new();
-        let server = server(RawServer::default(), RawAudit::default(), RawWebhooks::default(), &mut issues);
+        let sections = (RawAudit::default(), RawWebhooks::default(), RawTelemetry::default());
+        let server = server(RawServer::default(), sections, &mut issues);
         let limits = limits(&RawLimits::default(), &mut issues);
         debug_assert!(issues.is_empty(), "defaults must satisfy their own rules");
         Config { server, policy: Policy { limits, mock_enabled: true, providers: vec![], models: vec![] } }
@@ -255,7 +271,7 @@ impl Config {
 
     fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut issues = Vec::new();
-        let server = server(raw.server, raw.audit, raw.webhooks, &mut issues);
+        let server = server(raw.server, (raw.audit, raw.webhooks, raw.telemetry), &mut issues);
         let limits = limits(&raw.limits, &mut issues);
         let mock_enabled = raw.mock.enabled.unwrap_or(true);
         let providers = providers(raw.providers, &mut issues);
@@ -369,6 +385,7 @@ fn audit(raw: RawAudit, issues: &mut Vec<Issue>) -> AuditSettings {
         file: raw.file.map(PathBuf::from),
         spool_max_bytes: u64::from(spool_mb.get()) * 1024 * 1024,
         queue_capacity: bounded32(raw.queue_capacity, 16_384, 1_048_576, "audit.queue_capacity", issues),
+        batch_linger: ms(raw.batch_linger_ms, 2, 0, 1_000, "audit.batch_linger_ms", issues),
     }
 }
 
@@ -396,7 +413,30 @@ fn webhooks(raw: RawWebhooks, issues: &mut Vec<Issue>) -> WebhookSettings {
     }
 }
 
-fn server(raw: RawServer, raw_audit: RawAudit, raw_webhooks: RawWebhooks, issues: &mut Vec<Issue>) -> ServerConfig {
+fn telemetry(raw: RawTelemetry, issues: &mut Vec<Issue>) -> TelemetrySettings {
+    let otlp_endpoint = raw.otlp_endpoint.filter(|u| {
+        let ok = (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 2048;
+        if !ok {
+            issue(issues, "telemetry.otlp_endpoint", "must be an http(s) URL");
+        }
+        ok
+    });
+    TelemetrySettings {
+        otlp_endpoint,
+        otlp_timeout: ms(raw.otlp_timeout_ms, 5_000, 100, 60_000, "telemetry.otlp_timeout_ms", issues),
+        otlp_export_interval: ms(
+            raw.otlp_export_interval_ms,
+            5_000,
+            100,
+            600_000,
+            "telemetry.otlp_export_interval_ms",
+            issues,
+        ),
+    }
+}
+
+fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issues: &mut Vec<Issue>) -> ServerConfig {
+    let (raw_audit, raw_webhooks, raw_telemetry) = sections;
     let data_listen = socket(raw.data_listen, SocketAddr::from(([127, 0, 0, 1], 8080)), "server.data_listen", issues);
     let admin_listen =
         socket(raw.admin_listen, SocketAddr::from(([127, 0, 0, 1], 8081)), "server.admin_listen", issues);
@@ -454,6 +494,7 @@ fn server(raw: RawServer, raw_audit: RawAudit, raw_webhooks: RawWebhooks, issues
         ),
         audit: audit(raw_audit, issues),
         webhooks: webhooks(raw_webhooks, issues),
+        telemetry: telemetry(raw_telemetry, issues),
     }
 }
 

@@ -7,16 +7,30 @@ use gatehouse_core::{DenyCode, GateName, GateOutcome, RequestCx};
 use gatehouse_providers::Usage;
 
 /// Where data-plane decisions go. `None` only in benchmarks and unit tests of the chain.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AuditHook {
     pub auditor: Option<Auditor>,
     /// Audit allowed requests too, not only refusals and failures.
     pub allowed_too: bool,
+    /// Trace export (OTLP), off by default. It receives the audit event — the same
+    /// allow-listed fields — and nothing else.
+    pub spans: Option<std::sync::Arc<dyn SpanSink>>,
+}
+
+/// Receives one finished request as its (content-free) audit event.
+pub trait SpanSink: Send + Sync {
+    fn request(&self, e: &Event);
+}
+
+impl std::fmt::Debug for AuditHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditHook").field("allowed_too", &self.allowed_too).finish_non_exhaustive()
+    }
 }
 
 impl AuditHook {
     pub fn off() -> AuditHook {
-        AuditHook { auditor: None, allowed_too: false }
+        AuditHook { auditor: None, allowed_too: false, spans: None }
     }
 
     /// False when the trail is fail-closed and cannot record: requests are then refused.
@@ -137,27 +151,32 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
         "request finished"
     );
 
-    if let Some(a) = &hook.auditor
-        && (done.code.is_some() || hook.allowed_too)
-    {
-        let out = match outcome {
-            "allowed" => Outcome::Allowed,
-            "denied" => Outcome::Denied,
-            _ => Outcome::Failed,
-        };
-        let actor = principal.map_or(Actor::Anonymous, |p| Actor::Key(p.key));
-        let mut e = Event::new(kind(deciding, done), out, done.status, code, actor);
-        e.org = principal.map(|p| p.org);
-        e.project = principal.map(|p| p.project);
-        e.request_id = Some(cx.request_id);
-        e.source = cx.source;
-        e.endpoint = Some(done.endpoint);
-        e.gate = deciding.map(GateName::as_str);
-        e.model = cx.route.as_ref().map(|r| r.model.clone());
-        e.stream_end = done.stream_end;
-        e.latency = Some(elapsed);
-        e.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
-        e.completion_tokens = done.usage.map(|u| u.completion_tokens);
+    let audit = hook.auditor.as_ref().filter(|_| done.code.is_some() || hook.allowed_too);
+    if audit.is_none() && hook.spans.is_none() {
+        return;
+    }
+    let out = match outcome {
+        "allowed" => Outcome::Allowed,
+        "denied" => Outcome::Denied,
+        _ => Outcome::Failed,
+    };
+    let actor = principal.map_or(Actor::Anonymous, |p| Actor::Key(p.key));
+    let mut e = Event::new(kind(deciding, done), out, done.status, code, actor);
+    e.org = principal.map(|p| p.org);
+    e.project = principal.map(|p| p.project);
+    e.request_id = Some(cx.request_id);
+    e.source = cx.source;
+    e.endpoint = Some(done.endpoint);
+    e.gate = deciding.map(GateName::as_str);
+    e.model = cx.route.as_ref().map(|r| r.model.clone());
+    e.stream_end = done.stream_end;
+    e.latency = Some(elapsed);
+    e.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
+    e.completion_tokens = done.usage.map(|u| u.completion_tokens);
+    if let Some(s) = &hook.spans {
+        s.request(&e);
+    }
+    if let Some(a) = audit {
         a.submit(e);
     }
 }

@@ -127,14 +127,28 @@ impl AuditTx {
         Ok(ChainHead { seq: u64_of(row.0)?, hash: hash32(&row.1)?, checkpoint_seq: u64_of(row.2)? })
     }
 
-    /// Whether an event id is already stored (a spool replay after a crash that happened
-    /// between commit and spool truncation must not append it twice).
-    pub async fn event_exists(&mut self, event_id: &str) -> Result<bool, Error> {
-        let n: i64 = on_tx!(self, |c| sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE event_id = $1")
-            .bind(event_id)
-            .fetch_one(c)
-            .await)?;
-        Ok(n > 0)
+    /// How many lines of a spool file were already committed (0 for a new spool).
+    pub async fn spool_progress(&mut self, spool_id: &str) -> Result<u64, Error> {
+        let n: Option<i64> =
+            on_tx!(self, |c| sqlx::query_scalar("SELECT lines_done FROM audit_spool_progress WHERE spool_id = $1")
+                .bind(spool_id)
+                .fetch_optional(c)
+                .await)?;
+        n.map_or(Ok(0), u64_of)
+    }
+
+    pub async fn set_spool_progress(&mut self, spool_id: &str, lines_done: u64) -> Result<(), Error> {
+        let n = i64_of(lines_done)?;
+        on_tx!(self, |c| sqlx::query(
+            "INSERT INTO audit_spool_progress (spool_id, lines_done) VALUES ($1, $2) \
+             ON CONFLICT (spool_id) DO UPDATE SET lines_done = excluded.lines_done"
+        )
+        .bind(spool_id)
+        .bind(n)
+        .execute(c)
+        .await
+        .map(|_| ()))?;
+        Ok(())
     }
 
     pub async fn insert(&mut self, r: &NewAuditRecord<'_>) -> Result<(), Error> {
@@ -155,6 +169,69 @@ impl AuditTx {
         .execute(c)
         .await
         .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Inserts many records with one statement: the rows travel as one JSON array parameter
+    /// (static SQL per backend), so a batch costs one round trip instead of one per event.
+    pub async fn insert_many(&mut self, rows: &[NewAuditRecord<'_>]) -> Result<(), Error> {
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            chain: &'a str,
+            seq: i64,
+            prev_hash: String,
+            hash: String,
+            line: &'a str,
+            event_id: &'a str,
+            at: i64,
+            actor: &'a str,
+            action: &'a str,
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let json: Vec<Row<'_>> = rows
+            .iter()
+            .map(|r| {
+                Ok(Row {
+                    chain: r.chain,
+                    seq: i64_of(r.seq)?,
+                    prev_hash: hex::encode(r.prev_hash),
+                    hash: hex::encode(r.hash),
+                    line: r.line,
+                    event_id: r.event_id,
+                    at: r.at,
+                    actor: r.actor,
+                    action: r.action,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        let json = serde_json::to_string(&json).map_err(|_| Error::Corrupt("audit batch"))?;
+        match self {
+            AuditTx::Sqlite(t) => {
+                sqlx::query(
+                    "INSERT INTO audit_log (chain, seq, prev_hash, hash, line, event_id, at, actor, action) \
+                     SELECT value ->> 'chain', value ->> 'seq', unhex(value ->> 'prev_hash'), unhex(value ->> 'hash'), \
+                            value ->> 'line', value ->> 'event_id', value ->> 'at', value ->> 'actor', value ->> 'action' \
+                     FROM json_each($1)",
+                )
+                .bind(&json)
+                .execute(&mut **t)
+                .await?;
+            }
+            AuditTx::Postgres(t) => {
+                sqlx::query(
+                    "INSERT INTO audit_log (chain, seq, prev_hash, hash, line, event_id, at, actor, action) \
+                     SELECT r.chain, r.seq, decode(r.prev_hash, 'hex'), decode(r.hash, 'hex'), r.line, r.event_id, \
+                            r.at, r.actor, r.action \
+                     FROM jsonb_to_recordset($1::jsonb) AS r(chain text, seq bigint, prev_hash text, hash text, \
+                          line text, event_id text, at bigint, actor text, action text)",
+                )
+                .bind(&json)
+                .execute(&mut **t)
+                .await?;
+            }
+        }
         Ok(())
     }
 

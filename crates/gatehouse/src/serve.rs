@@ -199,6 +199,7 @@ fn writer_config(server: &ServerConfig) -> WriterConfig {
     let a = &server.audit;
     let mut c = WriterConfig::new(server.data_dir.join("audit-spool.jsonl"));
     c.queue = a.queue_capacity.get() as usize;
+    c.linger = a.batch_linger;
     c.checkpoint_every = u64::from(a.checkpoint_every_events.get());
     c.checkpoint_interval = a.checkpoint_interval;
     c.failure = match a.on_store_failure {
@@ -282,8 +283,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let auditor = gatehouse_audit::start(store.clone(), checkpoint_signer, wcfg)
         .await
         .context("cannot start the audit writer")?;
-    let hook =
-        AuditHook { auditor: Some(auditor.clone()), allowed_too: server.audit.data_plane == DataPlaneAudit::All };
+    let spans = match &server.telemetry.otlp_endpoint {
+        Some(url) => Some(crate::otel::OtlpSpans::start(url, &server.telemetry)?),
+        None => None,
+    };
+    let hook = AuditHook {
+        auditor: Some(auditor.clone()),
+        allowed_too: server.audit.data_plane == DataPlaneAudit::All,
+        spans: spans.clone().map(|s| s as Arc<dyn gatehouse_gates::meter::SpanSink>),
+    };
     system_event(&auditor, EventKind::SystemStart).await;
 
     let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), KEY_CACHE_CAPACITY));
@@ -368,6 +376,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // every request has finished: record the stop, write what is queued, sign the tails
     system_event(&auditor, EventKind::SystemStop).await;
     auditor.shutdown().await;
+    if let Some(s) = spans {
+        s.shutdown().await;
+    }
     store.close().await;
     tracing::info!("gatehouse stopped");
     Ok(())

@@ -11,7 +11,7 @@ CREATE TABLE audit_log (
     prev_hash  BYTEA   NOT NULL,
     hash       BYTEA   NOT NULL,
     line       TEXT    NOT NULL,
-    event_id   TEXT    NOT NULL UNIQUE,
+    event_id   TEXT    NOT NULL,
     at         BIGINT NOT NULL,
     actor      TEXT    NOT NULL,
     action     TEXT    NOT NULL,
@@ -35,6 +35,13 @@ CREATE TABLE audit_checkpoints (
     at     BIGINT NOT NULL,
     note   TEXT    NOT NULL,
     PRIMARY KEY (chain, seq)
+);
+
+-- How far a spool file's replay got, committed with each replayed chunk: a crash between
+-- commit and the spool's removal resumes after the last committed line, never repeats one.
+CREATE TABLE audit_spool_progress (
+    spool_id    TEXT    PRIMARY KEY,
+    lines_done  BIGINT NOT NULL
 );
 
 -- After retention pruned a chain's prefix: the signed state the remaining records link to.

@@ -11,12 +11,12 @@ CREATE TABLE audit_log (
     prev_hash  BLOB    NOT NULL,
     hash       BLOB    NOT NULL,
     line       TEXT    NOT NULL,
-    event_id   TEXT    NOT NULL UNIQUE,
+    event_id   TEXT    NOT NULL,
     at         INTEGER NOT NULL,
     actor      TEXT    NOT NULL,
     action     TEXT    NOT NULL,
     PRIMARY KEY (chain, seq)
-);
+) WITHOUT ROWID;
 CREATE INDEX audit_log_at ON audit_log (at);
 
 -- The head of each chain: the row every appending writer locks, so replicas extend one
@@ -35,6 +35,13 @@ CREATE TABLE audit_checkpoints (
     at     INTEGER NOT NULL,
     note   TEXT    NOT NULL,
     PRIMARY KEY (chain, seq)
+);
+
+-- How far a spool file's replay got, committed with each replayed chunk: a crash between
+-- commit and the spool's removal resumes after the last committed line, never repeats one.
+CREATE TABLE audit_spool_progress (
+    spool_id    TEXT    PRIMARY KEY,
+    lines_done  INTEGER NOT NULL
 );
 
 -- After retention pruned a chain's prefix: the signed state the remaining records link to.

@@ -319,3 +319,61 @@ async fn canaries_never_reach_the_trail_logs_or_metrics() {
     }
     assert!(records(&ndjson).len() >= 10);
 }
+
+/// What a fake collector received: (content type, body) per export.
+type Collected = std::sync::Arc<tokio::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+#[tokio::test]
+async fn otlp_spans_carry_allow_listed_fields_only() {
+    // a collector that keeps what it is sent
+    let bodies: Collected = Collected::default();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(
+                |axum::extract::State(b): axum::extract::State<Collected>,
+                 h: axum::http::HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    let ct = h.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    b.lock().await.push((ct, body.to_vec()));
+                },
+            ),
+        )
+        .with_state(bodies.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let telemetry =
+        format!("[telemetry]\notlp_endpoint = \"http://{addr}/v1/traces\"\notlp_export_interval_ms = 200\n");
+    let gw = gateway().config(&telemetry).spawn().await;
+    let key = gw.key().to_owned();
+    let body = json!({"model": "mock", "messages": [{"role": "user", "content": PROMPT_CANARY}]});
+    let resp = gw.post("/v1/chat/completions", Some(&key), &body).await;
+    assert_eq!(resp.status(), 200);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(gw.post("/v1/chat/completions", Some("gth_wrong"), &body).await.status(), 401);
+
+    let arrived = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
+        let b = bodies.lock().await;
+        b.iter().any(|(_, raw)| String::from_utf8_lossy(raw).contains(&request_id))
+    })
+    .await;
+    assert!(arrived, "the request's span reached the collector");
+    let b = bodies.lock().await;
+    assert!(b.iter().all(|(ct, _)| ct == "application/x-protobuf"));
+    let all: Vec<u8> = b.iter().flat_map(|(_, raw)| raw.clone()).collect();
+    let text = String::from_utf8_lossy(&all);
+    for field in ["gatehouse.request_id", "gatehouse.org_id", "gen_ai.request.model", "gen_ai.usage.input_tokens"] {
+        assert!(text.contains(field), "spans carry {field}");
+    }
+    assert!(text.contains("unauthenticated") || text.contains("invalid_api_key"), "refusals are traced by code");
+    for canary in [PROMPT_CANARY, key.as_str(), "gth_wrong"] {
+        assert!(!text.contains(canary), "{canary} reached a span");
+    }
+    drop(b);
+    // a graceful stop flushes the exporter and exits cleanly
+    let dir = gw.stop().await;
+    let logs = std::fs::read_to_string(dir.path().join("gatehouse.log")).unwrap();
+    assert!(logs.contains("gatehouse stopped"), "{logs}");
+}
