@@ -180,10 +180,13 @@ impl Auditor {
         }
     }
 
-    /// False only with `fail_closed` while the store cannot take events: the data plane then
-    /// refuses requests instead of serving them unaudited.
+    /// Whether the data plane may admit a request: false while the queue is full (so its
+    /// overflow stays bounded by the requests already in flight), and with `fail_closed` while
+    /// the store cannot take events. The data plane then answers 503 instead of serving
+    /// requests it could not audit.
     pub fn accepting(&self) -> bool {
-        self.shared.failure == FailurePolicy::Spool || self.shared.healthy.load(Ordering::Relaxed)
+        self.tx.capacity() > 0
+            && (self.shared.failure == FailurePolicy::Spool || self.shared.healthy.load(Ordering::Relaxed))
     }
 
     /// Waits until everything queued before this call is written.
@@ -217,7 +220,17 @@ pub async fn start(store: Store, signer: CheckpointSigner, cfg: WriterConfig) ->
     };
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
     let shared = Arc::new(Shared { healthy: AtomicBool::new(true), failure: cfg.failure, verifier: signer.verifier() });
-    let w = Writer { store, signer, cfg, rx, shared: shared.clone(), spool, file, last_retention: None };
+    let w = Writer {
+        store,
+        signer,
+        cfg,
+        rx,
+        shared: shared.clone(),
+        spool,
+        file,
+        last_retention: None,
+        last_store_try: None,
+    };
     tokio::spawn(w.run());
     Ok(Auditor { tx, shared })
 }
@@ -231,6 +244,7 @@ struct Writer {
     spool: Spool,
     file: Option<tokio::fs::File>,
     last_retention: Option<Instant>,
+    last_store_try: Option<Instant>,
 }
 
 /// What one turn of the loop took off the queue.
@@ -329,10 +343,16 @@ impl Writer {
     async fn write(&mut self, events: Vec<Pending>) -> Result<(), Unavailable> {
         let n = events.len() as u64;
         metrics::histogram!("gatehouse_audit_batch_size").record(n as f64);
-        if self.spool.has_pending() {
+        // while the store is failing, try it at most once a second (the tick retries too):
+        // a dead store must not cost every batch a connection timeout
+        let try_store = self.shared.healthy.load(Ordering::Relaxed)
+            || self.last_store_try.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if try_store && self.spool.has_pending() {
+            self.last_store_try = Some(Instant::now());
             self.replay().await;
         }
-        if !self.spool.has_pending() {
+        if try_store && !self.spool.has_pending() {
+            self.last_store_try = Some(Instant::now());
             match self.commit(&events, None).await {
                 Ok(c) => {
                     self.set_healthy(true);
@@ -612,3 +632,42 @@ impl Writer {
 /// How often retention runs at most (it is cheap when nothing is due); short retentions
 /// (tests) run every quarter of the retention.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Actor, EventKind, Outcome};
+
+    fn auditor(queue: usize, failure: FailurePolicy, healthy: bool) -> (Auditor, mpsc::Receiver<Msg>) {
+        let signer = CheckpointSigner::from_seed(KEY_NAME, &[1; 32]).unwrap();
+        let (tx, rx) = mpsc::channel(queue);
+        let shared = Arc::new(Shared { healthy: AtomicBool::new(healthy), failure, verifier: signer.verifier() });
+        (Auditor { tx, shared }, rx)
+    }
+
+    fn event() -> Event {
+        Event::new(EventKind::RequestAllowed, Outcome::Allowed, 200, "ok", Actor::System)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_stops_admission_until_it_drains() {
+        let (a, mut rx) = auditor(2, FailurePolicy::Spool, true);
+        assert!(a.accepting());
+        a.submit(event());
+        a.submit(event());
+        assert!(!a.accepting(), "no room: new requests are refused, not served unaudited");
+        // an event of a request already in flight waits for room instead of being dropped
+        a.submit(event());
+        assert!(rx.recv().await.is_some());
+        assert!(rx.recv().await.is_some());
+        assert!(rx.recv().await.is_some(), "the overflowing event arrives once there is room");
+        assert!(a.accepting());
+    }
+
+    #[test]
+    fn fail_closed_refuses_only_while_unhealthy() {
+        assert!(!auditor(4, FailurePolicy::FailClosed, false).0.accepting());
+        assert!(auditor(4, FailurePolicy::FailClosed, true).0.accepting());
+        assert!(auditor(4, FailurePolicy::Spool, false).0.accepting(), "spooling keeps serving");
+    }
+}
