@@ -44,5 +44,5 @@ off, on = fp - d, np - d
 print(f"{c:>4} | {d:>9.0f}us | {fr:>10.0f} {fp:>7.0f}us | {nr:>10.0f} {np:>7.0f}us | {off:>12.0f}us {on:>12.0f}us | {on / off - 1:+.1%} added, p50 {np / fp - 1:+.1%}")
 PY
 done
-events=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM audit_log\").fetchone()[0])" "$out/on-data/gatehouse.db" 2>/dev/null || echo "?")
-printf "\naudited gateway wrote %s events; RSS peak %.1f MiB\n" "$events" "$(awk '/VmHWM/ {print $2 / 1024}' /proc/$on_pid/status)"
+events=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) || ' events in ' || COUNT(*) || ' segments' FROM audit_log\").fetchone()[0])" "$out/on-data/gatehouse.db" 2>/dev/null || echo "?")
+printf "\naudited gateway wrote %s; RSS peak %.1f MiB\n" "$events" "$(awk '/VmHWM/ {print $2 / 1024}' /proc/$on_pid/status)"

@@ -30,8 +30,9 @@ pub struct NewAuditRecord<'a> {
     pub action: &'a str,
 }
 
-/// A stored record.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+/// A stored record: one line of a segment, with its position and hashes. `event_id`, `at`,
+/// `actor` and `action` are read from the line itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRow {
     pub chain: String,
     pub seq: i64,
@@ -151,87 +152,51 @@ impl AuditTx {
         Ok(())
     }
 
+    /// One record as a segment of its own.
     pub async fn insert(&mut self, r: &NewAuditRecord<'_>) -> Result<(), Error> {
-        let seq = i64_of(r.seq)?;
-        on_tx!(self, |c| sqlx::query(
-            "INSERT INTO audit_log (chain, seq, prev_hash, hash, line, event_id, at, actor, action) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        )
-        .bind(r.chain)
-        .bind(seq)
-        .bind(&r.prev_hash[..])
-        .bind(&r.hash[..])
-        .bind(r.line)
-        .bind(r.event_id)
-        .bind(r.at)
-        .bind(r.actor)
-        .bind(r.action)
-        .execute(c)
-        .await
-        .map(|_| ()))?;
+        self.insert_many(std::slice::from_ref(r)).await
+    }
+
+    /// Appends records as one segment per chain: consecutive records of a chain (as the
+    /// writer produces them) become one row, so a batch costs a row per chain, not per event.
+    pub async fn insert_many(&mut self, rows: &[NewAuditRecord<'_>]) -> Result<(), Error> {
+        let mut start = 0;
+        while start < rows.len() {
+            let chain = rows[start].chain;
+            let end = rows[start..].iter().position(|r| r.chain != chain).map_or(rows.len(), |n| start + n);
+            self.insert_segment(&rows[start..end]).await?;
+            start = end;
+        }
         Ok(())
     }
 
-    /// Inserts many records with one statement: the rows travel as one JSON array parameter
-    /// (static SQL per backend), so a batch costs one round trip instead of one per event.
-    pub async fn insert_many(&mut self, rows: &[NewAuditRecord<'_>]) -> Result<(), Error> {
-        #[derive(serde::Serialize)]
-        struct Row<'a> {
-            chain: &'a str,
-            seq: i64,
-            prev_hash: String,
-            hash: String,
-            line: &'a str,
-            event_id: &'a str,
-            at: i64,
-            actor: &'a str,
-            action: &'a str,
+    async fn insert_segment(&mut self, rows: &[NewAuditRecord<'_>]) -> Result<(), Error> {
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else { return Ok(()) };
+        let mut hashes = Vec::with_capacity(32 * rows.len());
+        let mut lines = String::with_capacity(rows.iter().map(|r| r.line.len() + 1).sum());
+        for r in rows {
+            hashes.extend_from_slice(r.hash);
+            lines.push_str(r.line);
+            lines.push('\n');
         }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let json: Vec<Row<'_>> = rows
-            .iter()
-            .map(|r| {
-                Ok(Row {
-                    chain: r.chain,
-                    seq: i64_of(r.seq)?,
-                    prev_hash: hex::encode(r.prev_hash),
-                    hash: hex::encode(r.hash),
-                    line: r.line,
-                    event_id: r.event_id,
-                    at: r.at,
-                    actor: r.actor,
-                    action: r.action,
-                })
-            })
-            .collect::<Result<_, Error>>()?;
-        let json = serde_json::to_string(&json).map_err(|_| Error::Corrupt("audit batch"))?;
-        match self {
-            AuditTx::Sqlite(t) => {
-                sqlx::query(
-                    "INSERT INTO audit_log (chain, seq, prev_hash, hash, line, event_id, at, actor, action) \
-                     SELECT value ->> 'chain', value ->> 'seq', unhex(value ->> 'prev_hash'), unhex(value ->> 'hash'), \
-                            value ->> 'line', value ->> 'event_id', value ->> 'at', value ->> 'actor', value ->> 'action' \
-                     FROM json_each($1)",
-                )
-                .bind(&json)
-                .execute(&mut **t)
-                .await?;
-            }
-            AuditTx::Postgres(t) => {
-                sqlx::query(
-                    "INSERT INTO audit_log (chain, seq, prev_hash, hash, line, event_id, at, actor, action) \
-                     SELECT r.chain, r.seq, decode(r.prev_hash, 'hex'), decode(r.hash, 'hex'), r.line, r.event_id, \
-                            r.at, r.actor, r.action \
-                     FROM jsonb_to_recordset($1::jsonb) AS r(chain text, seq bigint, prev_hash text, hash text, \
-                          line text, event_id text, at bigint, actor text, action text)",
-                )
-                .bind(&json)
-                .execute(&mut **t)
-                .await?;
-            }
-        }
+        let first_at = rows.iter().map(|r| r.at).min().unwrap_or(first.at);
+        let last_at = rows.iter().map(|r| r.at).max().unwrap_or(last.at);
+        let (first_seq, last_seq) = (i64_of(first.seq)?, i64_of(last.seq)?);
+        on_tx!(self, |c| sqlx::query(
+            "INSERT INTO audit_log (chain, first_seq, last_seq, prev_hash, hashes, lines, first_at, last_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )
+        .bind(first.chain)
+        .bind(first_seq)
+        .bind(last_seq)
+        .bind(&first.prev_hash[..])
+        .bind(&hashes)
+        .bind(&lines)
+        .bind(first_at)
+        .bind(last_at)
+        .execute(c)
+        .await
+        .map(|_| ()))?;
         Ok(())
     }
 
@@ -299,7 +264,7 @@ impl AuditTx {
             .execute(c)
             .await
             .map(|_| ()))?;
-        let n = on_tx!(self, |c| sqlx::query("DELETE FROM audit_log WHERE chain = $1 AND seq <= $2")
+        let n = on_tx!(self, |c| sqlx::query("DELETE FROM audit_log WHERE chain = $1 AND last_seq <= $2")
             .bind(&anchor.chain)
             .bind(anchor.seq)
             .execute(c)
@@ -340,46 +305,80 @@ impl Store {
     }
 
     /// Records in `(chain, seq)` order after the cursor `(chain, seq)`, narrowed by `f`.
-    /// Keyset-paged, so an export streams any size in bounded memory.
+    /// Keyset-paged over segments, so an export streams any size in bounded memory.
     pub async fn audit_page(
         &self,
         f: &AuditFilter,
         after: Option<(&str, i64)>,
         limit: u32,
     ) -> Result<Vec<AuditRow>, Error> {
-        let (after_chain, after_seq) = after.map_or((None, 0), |(c, s)| (Some(c), s));
-        Ok(on_pool!(self, |p| sqlx::query_as(
-            "SELECT chain, seq, prev_hash, hash, line, event_id, at, actor, action FROM audit_log \
-             WHERE ($1 IS NULL OR chain > $1 OR (chain = $1 AND seq > $2)) \
-               AND ($3 IS NULL OR chain = $3) AND ($4 IS NULL OR at >= $4) AND ($5 IS NULL OR at < $5) \
-               AND ($6 IS NULL OR actor = $6) AND ($7 IS NULL OR action = $7) \
-             ORDER BY chain, seq LIMIT $8"
-        )
-        .bind(after_chain)
-        .bind(after_seq)
-        .bind(&f.chain)
-        .bind(f.from_ms)
-        .bind(f.to_ms)
-        .bind(&f.actor)
-        .bind(&f.action)
-        .bind(i64::from(limit))
-        .fetch_all(p)
-        .await)?)
+        let limit = limit as usize;
+        let mut out = Vec::new();
+        let (mut cur_chain, mut cur_seq) = after.map_or((None, 0), |(c, s)| (Some(c.to_owned()), s));
+        loop {
+            let segs: Vec<Segment> = on_pool!(self, |p| sqlx::query_as(
+                "SELECT chain, first_seq, last_seq, prev_hash, hashes, lines FROM audit_log \
+                 WHERE ($1 IS NULL OR chain > $1 OR (chain = $1 AND last_seq > $2)) \
+                   AND ($3 IS NULL OR chain = $3) AND ($4 IS NULL OR last_at >= $4) AND ($5 IS NULL OR first_at < $5) \
+                 ORDER BY chain, first_seq LIMIT 16"
+            )
+            .bind(cur_chain.as_deref())
+            .bind(cur_seq)
+            .bind(&f.chain)
+            .bind(f.from_ms)
+            .bind(f.to_ms)
+            .fetch_all(p)
+            .await)?;
+            let Some(last) = segs.last() else { return Ok(out) };
+            (cur_chain, cur_seq) = (Some(last.chain.clone()), last.last_seq);
+            let n = segs.len();
+            for seg in segs {
+                let skip_to = if after.is_some_and(|(c, _)| c == seg.chain) { after.map_or(0, |a| a.1) } else { 0 };
+                for row in seg.explode() {
+                    if row.seq > skip_to && f.admits(&row) {
+                        out.push(row);
+                        if out.len() == limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
+            if n < 16 {
+                return Ok(out);
+            }
+        }
     }
 
     /// Newest first (by time), narrowed by `f`: the listing of `GET /admin/v1/audit`.
     pub async fn audit_latest(&self, f: &AuditFilter, limit: u32) -> Result<Vec<AuditRow>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_as(
-            "SELECT chain, seq, prev_hash, hash, line, event_id, at, actor, action FROM audit_log \
-             WHERE ($1 IS NULL OR chain = $1) AND ($2 IS NULL OR actor = $2) AND ($3 IS NULL OR action = $3) \
-             ORDER BY at DESC, seq DESC LIMIT $4"
-        )
-        .bind(&f.chain)
-        .bind(&f.actor)
-        .bind(&f.action)
-        .bind(i64::from(limit))
-        .fetch_all(p)
-        .await)?)
+        let limit = limit as usize;
+        let mut out = Vec::new();
+        let mut offset = 0i64;
+        loop {
+            let segs: Vec<Segment> = on_pool!(self, |p| sqlx::query_as(
+                "SELECT chain, first_seq, last_seq, prev_hash, hashes, lines FROM audit_log \
+                 WHERE ($1 IS NULL OR chain = $1) ORDER BY last_at DESC, chain DESC, first_seq DESC LIMIT 16 OFFSET $2"
+            )
+            .bind(&f.chain)
+            .bind(offset)
+            .fetch_all(p)
+            .await)?;
+            let n = segs.len();
+            offset += 16;
+            for seg in segs {
+                for row in seg.explode().into_iter().rev() {
+                    if f.admits(&row) {
+                        out.push(row);
+                        if out.len() == limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
+            if n < 16 {
+                return Ok(out);
+            }
+        }
     }
 
     /// A chain's checkpoints in seq order.
@@ -399,23 +398,91 @@ impl Store {
             .await)?)
     }
 
-    /// The last record of `chain` that retention may drop: every record up to it is older
-    /// than `cutoff_ms` (a prefix, so the remaining chain stays contiguous).
+    /// The last record of `chain` that retention may drop: every segment up to it holds
+    /// only events older than `cutoff_ms` (a prefix of whole segments, so the remaining chain
+    /// stays contiguous and starts at a segment).
     pub async fn audit_prunable_through(&self, chain: &str, cutoff_ms: i64) -> Result<Option<AuditRow>, Error> {
-        let first_kept: Option<i64> =
-            on_pool!(self, |p| sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE chain = $1 AND at >= $2")
-                .bind(chain)
-                .bind(cutoff_ms)
-                .fetch_one(p)
-                .await)?;
-        Ok(on_pool!(self, |p| sqlx::query_as(
-            "SELECT chain, seq, prev_hash, hash, line, event_id, at, actor, action FROM audit_log \
-             WHERE chain = $1 AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT 1"
+        let first_kept: Option<i64> = on_pool!(self, |p| sqlx::query_scalar(
+            "SELECT MIN(first_seq) FROM audit_log WHERE chain = $1 AND last_at >= $2"
+        )
+        .bind(chain)
+        .bind(cutoff_ms)
+        .fetch_one(p)
+        .await)?;
+        let seg: Option<Segment> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT chain, first_seq, last_seq, prev_hash, hashes, lines FROM audit_log \
+             WHERE chain = $1 AND ($2 IS NULL OR first_seq < $2) ORDER BY first_seq DESC LIMIT 1"
         )
         .bind(chain)
         .bind(first_kept)
         .fetch_optional(p)
-        .await)?)
+        .await)?;
+        Ok(seg.and_then(|s| s.explode().pop()))
+    }
+}
+
+/// A stored segment, as read.
+#[derive(sqlx::FromRow)]
+struct Segment {
+    chain: String,
+    first_seq: i64,
+    last_seq: i64,
+    prev_hash: Vec<u8>,
+    hashes: Vec<u8>,
+    lines: String,
+}
+
+/// The fields of a line that reads filter on.
+#[derive(serde::Deserialize)]
+struct LineFields<'a> {
+    #[serde(default)]
+    id: Option<&'a str>,
+    #[serde(default)]
+    at: Option<&'a str>,
+    #[serde(default)]
+    actor: Option<&'a str>,
+    #[serde(default)]
+    action: Option<&'a str>,
+}
+
+impl Segment {
+    /// Its lines as records. Leniently: a segment that was tampered with still yields rows
+    /// (with whatever hashes it holds), so verification can name the broken seq.
+    fn explode(self) -> Vec<AuditRow> {
+        let mut prev = self.prev_hash;
+        let mut out = Vec::new();
+        for (i, line) in self.lines.split_terminator('\n').enumerate() {
+            let hash = self.hashes.get(32 * i..32 * i + 32).map_or_else(Vec::new, <[u8]>::to_vec);
+            let fields: Option<LineFields<'_>> = serde_json::from_str(line).ok();
+            let f = fields.as_ref();
+            out.push(AuditRow {
+                chain: self.chain.clone(),
+                seq: self.first_seq + i64::try_from(i).unwrap_or(i64::MAX),
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+                line: line.to_owned(),
+                event_id: f.and_then(|f| f.id).unwrap_or("").to_owned(),
+                at: f.and_then(|f| f.at).and_then(rfc3339_ms).unwrap_or(0),
+                actor: f.and_then(|f| f.actor).unwrap_or("").to_owned(),
+                action: f.and_then(|f| f.action).unwrap_or("").to_owned(),
+            });
+        }
+        out
+    }
+}
+
+/// Milliseconds of an RFC 3339 UTC time as the lines write it (`2026-11-24T08:00:00.123Z`).
+fn rfc3339_ms(s: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339(s).ok()?;
+    i64::try_from(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()
+}
+
+impl AuditFilter {
+    fn admits(&self, r: &AuditRow) -> bool {
+        self.from_ms.is_none_or(|f| r.at >= f)
+            && self.to_ms.is_none_or(|t| r.at < t)
+            && self.actor.as_ref().is_none_or(|a| *a == r.actor)
+            && self.action.as_ref().is_none_or(|a| *a == r.action)
     }
 }
 

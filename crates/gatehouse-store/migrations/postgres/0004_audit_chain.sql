@@ -2,22 +2,25 @@
 -- migration, which no release carried.
 DROP TABLE audit_events;
 
--- One row per event. `line` holds the canonical event line byte for byte: the hash covers
--- exactly these bytes (hash = SHA-256(prev_hash || line)). The columns after `line` are
--- copies for filtering; `gatehouse audit verify` checks them against the line.
+-- One row per appended batch of a chain (a segment): its canonical event lines, byte for
+-- byte, each followed by a newline (a line never contains one), and their hashes, 32 bytes
+-- each, in seq order. Line i of a segment is seq `first_seq + i`; its prev_hash is the hash
+-- before it (`prev_hash` for the first line), and hash = SHA-256(prev_hash || line). Storing
+-- a batch per row instead of an event per row is what keeps auditing every request cheap;
+-- the chain is per event either way. `first_at`/`last_at` bound the events' times for
+-- time-filtered reads only.
 CREATE TABLE audit_log (
     chain      TEXT    NOT NULL,
-    seq        BIGINT NOT NULL,
+    first_seq  BIGINT  NOT NULL,
+    last_seq   BIGINT  NOT NULL,
     prev_hash  BYTEA   NOT NULL,
-    hash       BYTEA   NOT NULL,
-    line       TEXT    NOT NULL,
-    event_id   TEXT    NOT NULL,
-    at         BIGINT NOT NULL,
-    actor      TEXT    NOT NULL,
-    action     TEXT    NOT NULL,
-    PRIMARY KEY (chain, seq)
+    hashes     BYTEA   NOT NULL,
+    lines      TEXT    NOT NULL,
+    first_at   BIGINT  NOT NULL,
+    last_at    BIGINT  NOT NULL,
+    PRIMARY KEY (chain, first_seq)
 );
-CREATE INDEX audit_log_at ON audit_log (at);
+CREATE INDEX audit_log_last_at ON audit_log (last_at);
 
 -- The head of each chain: the row every appending writer locks, so replicas extend one
 -- sequence per chain without interleaving.

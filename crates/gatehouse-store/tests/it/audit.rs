@@ -13,8 +13,12 @@ async fn append(store: &Store, chain: &str, n: u64, at: i64) -> ChainHead {
         let seq = head.seq + 1;
         let hash = [u8::try_from(seq % 251).unwrap(); 32];
         let id = uuid::Uuid::now_v7().to_string();
-        let line = format!("{{\"seq\":{seq}}}");
         let actor = if seq % 2 == 0 { "even" } else { "odd" };
+        let when =
+            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at as u64));
+        let line = format!(
+            "{{\"seq\":{seq},\"id\":\"{id}\",\"at\":\"{when}\",\"action\":\"key.create\",\"actor\":\"{actor}\"}}"
+        );
         tx.insert(&NewAuditRecord {
             chain,
             seq,
