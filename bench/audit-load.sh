@@ -6,6 +6,7 @@
 #
 #   bash bench/audit-load.sh                       # 10 s per cell, 3 rounds, c = 16
 #   DURATION=5 ROUNDS=2 CONCURRENCY="1 16" bash bench/audit-load.sh
+#   AUDIT_EXTRA="batch_linger_ms = 25" bash bench/audit-load.sh   # more [audit] settings
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -18,10 +19,12 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
 build_bins
 start_fake
 start_gateway on "[audit]
-data_plane = \"all\""
+data_plane = \"all\"
+${AUDIT_EXTRA:-}"
 on_url=$gw_url; on_key=$gw_key; on_pid=$gw_pid
 start_gateway off "[audit]
-data_plane = \"denials\""
+data_plane = \"denials\"
+${AUDIT_EXTRA:-}"
 off_url=$gw_url; off_key=$gw_key
 sleep 1
 lua "$body_plain" "" > "$out/direct.lua"

@@ -78,8 +78,8 @@ impl WriterConfig {
     pub fn new(spool: PathBuf) -> WriterConfig {
         WriterConfig {
             queue: 16_384,
-            batch_max: 512,
-            linger: Duration::from_millis(2),
+            batch_max: 2048,
+            linger: Duration::from_millis(50),
             checkpoint_every: 1_000,
             checkpoint_interval: Duration::from_secs(10),
             failure: FailurePolicy::Spool,
@@ -127,6 +127,8 @@ enum Msg {
 
 struct Shared {
     healthy: AtomicBool,
+    /// Wakes a lingering writer when someone waits for an acknowledgement.
+    urgent: tokio::sync::Notify,
     failure: FailurePolicy,
     verifier: CheckpointVerifier,
 }
@@ -151,6 +153,7 @@ impl Auditor {
         let (ack, done) = oneshot::channel();
         // a full queue makes the caller wait: back-pressure, never a silent drop
         self.tx.send(Msg::Event(e, Some(ack))).await.map_err(|_| Unavailable)?;
+        self.shared.urgent.notify_one();
         done.await.map_err(|_| Unavailable)?
     }
 
@@ -193,6 +196,7 @@ impl Auditor {
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+            self.shared.urgent.notify_one();
             let _ = rx.await;
         }
     }
@@ -201,6 +205,7 @@ impl Auditor {
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Stop(tx)).await.is_ok() {
+            self.shared.urgent.notify_one();
             let _ = rx.await;
         }
     }
@@ -219,7 +224,12 @@ pub async fn start(store: Store, signer: CheckpointSigner, cfg: WriterConfig) ->
         None => None,
     };
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-    let shared = Arc::new(Shared { healthy: AtomicBool::new(true), failure: cfg.failure, verifier: signer.verifier() });
+    let shared = Arc::new(Shared {
+        healthy: AtomicBool::new(true),
+        urgent: tokio::sync::Notify::new(),
+        failure: cfg.failure,
+        verifier: signer.verifier(),
+    });
     let w = Writer {
         store,
         signer,
@@ -317,15 +327,19 @@ impl Writer {
         }
     }
 
-    /// Takes what is queued; if that is a small batch, sleeps once for `linger` and takes what
-    /// arrived meanwhile. One transaction for many events costs far less than one each, and
-    /// one timer wake-up per batch less than a wake-up per event. A flush or stop in the batch
-    /// skips the wait.
+    /// Takes what is queued; if that is a small batch of data-plane events, sleeps once for
+    /// `linger` and takes what arrived meanwhile. One transaction for many events costs far
+    /// less than one each, and one timer wake-up per batch less than a wake-up per event.
     async fn fill(&mut self, b: &mut Batch) {
         self.drain(b);
-        let small = b.events.len() < self.cfg.batch_max / 8;
-        if small && !b.events.is_empty() && b.stop.is_none() && b.flushes.is_empty() && !self.cfg.linger.is_zero() {
-            tokio::time::sleep(self.cfg.linger).await;
+        // someone waiting for an acknowledgement (the control plane) is never made to linger
+        let small = b.events.len() < self.cfg.batch_max / 2;
+        let waiting = !b.acks.is_empty() || b.stop.is_some() || !b.flushes.is_empty();
+        if small && !b.events.is_empty() && !waiting && !self.cfg.linger.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(self.cfg.linger) => {}
+                () = self.shared.urgent.notified() => {}
+            }
             self.drain(b);
         }
     }
@@ -641,7 +655,12 @@ mod tests {
     fn auditor(queue: usize, failure: FailurePolicy, healthy: bool) -> (Auditor, mpsc::Receiver<Msg>) {
         let signer = CheckpointSigner::from_seed(KEY_NAME, &[1; 32]).unwrap();
         let (tx, rx) = mpsc::channel(queue);
-        let shared = Arc::new(Shared { healthy: AtomicBool::new(healthy), failure, verifier: signer.verifier() });
+        let shared = Arc::new(Shared {
+            healthy: AtomicBool::new(healthy),
+            urgent: tokio::sync::Notify::new(),
+            failure,
+            verifier: signer.verifier(),
+        });
         (Auditor { tx, shared }, rx)
     }
 

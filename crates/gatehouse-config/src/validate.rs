@@ -385,7 +385,7 @@ fn audit(raw: RawAudit, issues: &mut Vec<Issue>) -> AuditSettings {
         file: raw.file.map(PathBuf::from),
         spool_max_bytes: u64::from(spool_mb.get()) * 1024 * 1024,
         queue_capacity: bounded32(raw.queue_capacity, 16_384, 1_048_576, "audit.queue_capacity", issues),
-        batch_linger: ms(raw.batch_linger_ms, 2, 0, 1_000, "audit.batch_linger_ms", issues),
+        batch_linger: ms(raw.batch_linger_ms, 50, 0, 1_000, "audit.batch_linger_ms", issues),
     }
 }
 
