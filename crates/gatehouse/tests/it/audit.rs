@@ -261,8 +261,22 @@ const PROMPT_CANARY: &str = "prompt-canary-9c2f";
 #[tokio::test]
 async fn canaries_never_reach_the_trail_logs_or_metrics() {
     let fake = FakeProvider::spawn().await;
-    let gw = gateway().config(&upstream_config(&fake)).env("FAKE_UPSTREAM_KEY", PROVIDER_SECRET).spawn().await;
+    let (hook_url, seen) = crate::webhooks::receiver().await;
+    let gw = gateway()
+        .config(&upstream_config(&fake))
+        .config("[webhooks]\nallow_private_targets = [\"127.0.0.1/32\"]\nretry_base_ms = 50\n")
+        .env("FAKE_UPSTREAM_KEY", PROVIDER_SECRET)
+        .spawn()
+        .await;
     let key = gw.key().to_owned();
+    // every event of the org and of the platform also goes out as a webhook
+    for org in [Some("default"), None] {
+        let mut body = json!({"name": "all", "kind": "generic", "url": format!("{hook_url}/generic"), "events": ["*"]});
+        if let Some(o) = org {
+            body["org"] = json!(o);
+        }
+        assert_eq!(call(&gw, &root(&gw), Method::POST, "/admin/v1/webhooks", Some(body)).await.0, 201);
+    }
     let msg = json!([{"role": "user", "content": format!("my secret is {PROMPT_CANARY}")},
                      {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function",
                       "function": {"name": "lookup", "arguments": format!("{{\"q\":\"{PROMPT_CANARY}\"}}")}}]},
@@ -296,6 +310,14 @@ async fn canaries_never_reach_the_trail_logs_or_metrics() {
     call(&gw, &format!("gtha_{PROMPT_CANARY}"), Method::GET, "/admin/v1/orgs", None).await;
 
     let (_, ndjson) = export(&gw, &root(&gw), "").await;
+    let delivered = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
+        let hits = seen.hits.lock().await;
+        hits.iter().any(|h| h.2.contains("\"request.allowed\""))
+            && hits.iter().any(|h| h.2.contains("\"auth.api_key\""))
+    })
+    .await;
+    assert!(delivered, "request events reached the webhook");
+    let hooks: String = seen.hits.lock().await.iter().map(|h| h.2.clone()).collect();
     let (_, csv) = export(&gw, &root(&gw), "?format=csv").await;
     let metrics = gw.http.get(format!("{}/metrics", gw.admin_url)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("gatehouse_audit_events_total"), "the writer reports itself");
@@ -312,7 +334,15 @@ async fn canaries_never_reach_the_trail_logs_or_metrics() {
     }
     let disk = String::from_utf8_lossy(&disk).into_owned();
     let canaries = [PROMPT_CANARY, REPLY_CANARY.trim(), PROVIDER_SECRET, key.as_str(), admin_token.as_str()];
-    for (place, text) in [("export", &ndjson), ("csv", &csv), ("metrics", &metrics), ("logs", &logs), ("disk", &disk)] {
+    let places = [
+        ("export", &ndjson),
+        ("csv", &csv),
+        ("metrics", &metrics),
+        ("logs", &logs),
+        ("disk", &disk),
+        ("webhook payloads", &hooks),
+    ];
+    for (place, text) in places {
         for c in canaries {
             assert!(!text.contains(c), "{c} reached the {place}");
         }

@@ -19,14 +19,14 @@ use tokio::sync::Mutex;
 use crate::common::{call, gateway, mint, new_org, root};
 
 #[derive(Default)]
-struct Seen {
-    hits: Mutex<Vec<(String, HeaderMap, String)>>,
+pub struct Seen {
+    pub hits: Mutex<Vec<(String, HeaderMap, String)>>,
     /// Answer 500 to this many requests on `/flaky` first.
     flaky_failures: AtomicUsize,
     elsewhere: AtomicUsize,
 }
 
-async fn receiver() -> (String, Arc<Seen>) {
+pub async fn receiver() -> (String, Arc<Seen>) {
     async fn hit(path: &'static str, s: &Seen, h: HeaderMap, body: String) {
         s.hits.lock().await.push((path.to_owned(), h, body));
     }
