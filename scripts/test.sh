@@ -20,4 +20,5 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 GATEHOUSE_BIN="$target/debug/gatehouse" FAKE_PROVIDER_BIN="$target/debug/fake-provider" \
+  MACAROON_INTEROP_BIN="$target/debug/macaroon-interop" \
   "$venv/bin/python" -m pytest -q tests/python
