@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use gatehouse_core::{KeyId, OrgId, ProjectId, RequestId};
+use gatehouse_core::{Credential, KeyId, OrgId, ProjectId, RequestId, TokenId};
 use serde::{Deserialize, Serialize};
 
 macro_rules! catalogue {
@@ -159,6 +159,10 @@ impl Outcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Actor {
     Key(KeyId),
+    /// A capability token, by registered id.
+    Token(TokenId),
+    /// A federated (OIDC) identity: configured issuer name and subject.
+    Federated(String),
     /// An admin token's id.
     AdminToken(String),
     Anonymous,
@@ -166,9 +170,19 @@ pub enum Actor {
 }
 
 impl Actor {
+    pub fn of(c: &Credential) -> Actor {
+        match c {
+            Credential::Key(k) => Actor::Key(*k),
+            Credential::Token(t) => Actor::Token(*t),
+            Credential::Federated { issuer, subject } => Actor::Federated(format!("{issuer}:{subject}")),
+        }
+    }
+
     pub fn render(&self) -> String {
         match self {
             Actor::Key(k) => format!("key:{k}"),
+            Actor::Token(t) => format!("capability:{t}"),
+            Actor::Federated(s) => format!("oidc:{s}"),
             Actor::AdminToken(t) => format!("token:{t}"),
             Actor::Anonymous => "anonymous".to_owned(),
             Actor::System => "system".to_owned(),

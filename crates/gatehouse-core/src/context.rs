@@ -5,16 +5,48 @@ use std::time::Instant;
 
 use secrecy::SecretString;
 
-use crate::{DenyCode, KeyId, OrgId, ProjectId, RequestId};
+use crate::scope::ScopeSet;
+use crate::{DenyCode, KeyId, OrgId, ProjectId, RequestId, TokenId};
+
+/// Which credential authenticated the caller (by public id; never the secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    Key(KeyId),
+    /// A capability token: the registered token whose chain was presented (the last
+    /// delegation, or the root).
+    Token(TokenId),
+    /// A federated identity: the configured issuer's name and the token's subject.
+    Federated {
+        issuer: Arc<str>,
+        subject: Arc<str>,
+    },
+}
+
+/// What a token or federated identity was granted beyond the key-style model allow-list.
+#[derive(Clone, Debug, Default)]
+pub struct Grant {
+    /// The scopes the caller may act in (API keys: unrestricted).
+    pub scopes: ScopeSet,
+    /// Registered tokens from the root to the presented one (delegations in order).
+    pub chain: Arc<[TokenId]>,
+    /// Spend caps in micro-USD, each for the chain node at that index and its descendants.
+    pub budgets_micro_usd: Arc<[(usize, u64)]>,
+    /// Requests-per-minute caps, by chain node.
+    pub rpm: Arc<[(usize, u32)]>,
+    /// Roles of a federated identity (already checked against the issuer's mapping).
+    pub roles: Arc<[Box<str>]>,
+}
 
 /// The authenticated caller. Built only by the authenticate gate.
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub org: OrgId,
     pub project: ProjectId,
-    pub key: KeyId,
+    pub credential: Credential,
     /// `None`: every model the gateway serves; `Some`: only these (canonical names).
     pub allowed_models: Option<Arc<[Box<str>]>>,
+    /// `None` for API keys (their whole project's data plane).
+    pub grant: Option<Arc<Grant>>,
 }
 
 impl Principal {
@@ -24,6 +56,11 @@ impl Principal {
             None => true,
             Some(list) => list.iter().any(|m| &**m == canonical),
         }
+    }
+
+    /// Whether this principal may perform an action (`chat:completions`, ...).
+    pub fn may(&self, action: &str) -> bool {
+        self.grant.as_ref().is_none_or(|g| g.scopes.allows(action))
     }
 }
 

@@ -62,6 +62,10 @@ id_type!(
     UserId
 );
 id_type!(
+    /// A capability token (macaroon) as registered: a root token or a delegated child.
+    TokenId
+);
+id_type!(
     /// Correlates one request across logs, metrics exemplars and the audit trail.
     RequestId
 );

@@ -8,7 +8,8 @@
 mod context;
 mod deny;
 mod ids;
+pub mod scope;
 
-pub use context::{GateName, GateOutcome, Principal, RequestCx, Route, Target, TrailEntry};
+pub use context::{Credential, GateName, GateOutcome, Grant, Principal, RequestCx, Route, Target, TrailEntry};
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
-pub use ids::{KeyId, OrgId, ProjectId, RequestId, UserId};
+pub use ids::{KeyId, OrgId, ProjectId, RequestId, TokenId, UserId};

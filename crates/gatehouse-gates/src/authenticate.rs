@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_core::{Denial, DenyCode, GateName, GateOutcome, Principal, RequestCx};
+use gatehouse_core::{Credential, Denial, DenyCode, GateName, GateOutcome, Principal, RequestCx};
 use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, check_format};
 use gatehouse_store::{KeyRow, Store, now_ms};
 use quick_cache::sync::Cache;
@@ -126,8 +126,9 @@ fn entry_for(row: Option<KeyRow>, at: Instant) -> Entry {
             principal: Principal {
                 org: k.org,
                 project: k.project,
-                key: k.id,
+                credential: Credential::Key(k.id),
                 allowed_models: k.effective_models().map(|m| m.into_iter().map(String::into_boxed_str).collect()),
+                grant: None,
             },
             expires_at: k.expires_at,
             at,

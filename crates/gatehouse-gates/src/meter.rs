@@ -136,7 +136,7 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
         request_id = %cx.request_id,
         org = principal.map(|p| tracing::field::display(p.org)),
         project = principal.map(|p| tracing::field::display(p.project)),
-        key = principal.map(|p| tracing::field::display(p.key)),
+        credential = principal.map(|p| tracing::field::display(Actor::of(&p.credential).render())),
         model = cx.route.as_ref().map(|r| &*r.model),
         provider = cx.route.as_ref().map(|r| &*r.provider),
         endpoint = done.endpoint,
@@ -160,7 +160,7 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
         "denied" => Outcome::Denied,
         _ => Outcome::Failed,
     };
-    let actor = principal.map_or(Actor::Anonymous, |p| Actor::Key(p.key));
+    let actor = principal.map_or(Actor::Anonymous, |p| Actor::of(&p.credential));
     let mut e = Event::new(kind(deciding, done), out, done.status, code, actor);
     e.org = principal.map(|p| p.org);
     e.project = principal.map(|p| p.project);

@@ -10,6 +10,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
 
 use crate::MasterKey;
 
@@ -44,15 +45,26 @@ impl Sealer {
 
     /// `record` is the associated data: what this secret belongs to (e.g. `webhook:<org>:<id>`).
     pub fn seal(&self, record: &str, secret: &SecretString) -> Result<String, SealError> {
-        let mut buf = secret.expose_secret().as_bytes().to_vec();
+        self.seal_bytes(record, secret.expose_secret().as_bytes())
+    }
+
+    pub fn open(&self, record: &str, sealed: &str) -> Result<SecretString, SealError> {
+        let plain = self.open_bytes(record, sealed)?;
+        let text = std::str::from_utf8(&plain).map_err(|_| SealError::Open)?;
+        Ok(SecretString::from(text.to_owned()))
+    }
+
+    /// Like [`Sealer::seal`] for binary secrets (key material).
+    pub fn seal_bytes(&self, record: &str, secret: &[u8]) -> Result<String, SealError> {
+        let mut buf = Zeroizing::new(secret.to_vec());
         let nonce =
-            self.key.seal_in_place_append_tag(Aad::from(record.as_bytes()), &mut buf).map_err(|_| SealError::Seal)?;
+            self.key.seal_in_place_append_tag(Aad::from(record.as_bytes()), &mut *buf).map_err(|_| SealError::Seal)?;
         let mut out = nonce.as_ref().to_vec();
         out.extend_from_slice(&buf);
         Ok(format!("{VERSION}{}", STANDARD_NO_PAD.encode(out)))
     }
 
-    pub fn open(&self, record: &str, sealed: &str) -> Result<SecretString, SealError> {
+    pub fn open_bytes(&self, record: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, SealError> {
         if sealed.len() > MAX_SEALED {
             return Err(SealError::Open);
         }
@@ -61,13 +73,20 @@ impl Sealer {
         if raw.len() < NONCE_LEN + 16 {
             return Err(SealError::Open);
         }
-        let mut body = raw.split_off(NONCE_LEN);
+        let mut body = Zeroizing::new(raw.split_off(NONCE_LEN));
         let nonce = Nonce::try_assume_unique_for_key(&raw).map_err(|_| SealError::Open)?;
-        let plain =
-            self.key.open_in_place(nonce, Aad::from(record.as_bytes()), &mut body).map_err(|_| SealError::Open)?;
-        let text = std::str::from_utf8(plain).map_err(|_| SealError::Open)?;
-        Ok(SecretString::from(text.to_owned()))
+        let n =
+            self.key.open_in_place(nonce, Aad::from(record.as_bytes()), &mut body).map_err(|_| SealError::Open)?.len();
+        body.truncate(n);
+        Ok(body)
     }
+}
+
+/// 32 bytes from the system CSPRNG (aws-lc-rs), for key material such as tenant root keys.
+pub fn random_key() -> Result<Zeroizing<[u8; 32]>, SealError> {
+    let mut k = Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::fill(&mut *k).map_err(|_| SealError::Seal)?;
+    Ok(k)
 }
 
 #[cfg(test)]
@@ -95,6 +114,16 @@ mod tests {
         let i = flipped.len() - 3;
         flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
         assert!(s.open("webhook:o:1", std::str::from_utf8(&flipped).unwrap()).is_err());
+    }
+
+    #[test]
+    fn binary_secrets_round_trip() {
+        let s = sealer(1);
+        let k = random_key().unwrap();
+        assert_ne!(*k, *random_key().unwrap());
+        let sealed = s.seal_bytes("root:o:1", &*k).unwrap();
+        assert_eq!(&**s.open_bytes("root:o:1", &sealed).unwrap(), &k[..]);
+        assert!(s.open_bytes("root:o:2", &sealed).is_err());
     }
 
     proptest! {

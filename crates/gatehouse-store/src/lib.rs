@@ -38,6 +38,7 @@ macro_rules! on_tx {
 }
 
 mod audit;
+mod capabilities;
 mod error;
 mod records;
 mod store;
@@ -46,6 +47,7 @@ mod users;
 mod webhooks;
 
 pub use audit::{AnchorRow, AuditFilter, AuditRow, AuditTx, ChainHead, CheckpointRow, NewAuditRecord};
+pub use capabilities::{CapabilityRow, CapabilityStatus, RootKeyRow};
 pub use error::Error;
 pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, ProjectSettings, Tenant};
 pub use store::{Backend, Store};

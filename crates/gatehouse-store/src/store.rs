@@ -237,7 +237,7 @@ impl Store {
     }
 
     /// Disables (or re-enables) an organization and, in the same transaction, marks all its
-    /// keys changed so every replica drops them from its cache. False if no such org.
+    /// keys and capability tokens changed so every replica drops them from its cache. False if no such org.
     pub async fn set_org_disabled(&self, org: OrgId, disabled: bool) -> Result<bool, Error> {
         let now = now_ms();
         let at = disabled.then_some(now);
@@ -250,6 +250,11 @@ impl Store {
                 .await?
                 .rows_affected();
             sqlx::query("UPDATE api_keys SET updated_at = $1 WHERE org_id = $2")
+                .bind(now)
+                .bind(org.to_string())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE capability_tokens SET changed_at = $1 WHERE org_id = $2")
                 .bind(now)
                 .bind(org.to_string())
                 .execute(&mut *tx)
@@ -274,6 +279,12 @@ impl Store {
                 .await?
                 .rows_affected();
             sqlx::query("UPDATE api_keys SET updated_at = $1 WHERE org_id = $2 AND project_id = $3")
+                .bind(now)
+                .bind(org.to_string())
+                .bind(project.to_string())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE capability_tokens SET changed_at = $1 WHERE org_id = $2 AND project_id = $3")
                 .bind(now)
                 .bind(org.to_string())
                 .bind(project.to_string())
