@@ -82,7 +82,12 @@ fn valid_name(s: &str) -> bool {
 
 /// The org an operator addresses: by name when given, else its own (platform admins
 /// default to `default`). Another tenant's org is not found, exactly like a missing one.
-async fn target_org(s: &AdminState, op: &Operator, name: Option<&str>, p: Permission) -> Result<OrgId, Denial> {
+pub(crate) async fn target_org(
+    s: &AdminState,
+    op: &Operator,
+    name: Option<&str>,
+    p: Permission,
+) -> Result<OrgId, Denial> {
     let org = match (name, op.org) {
         (None, Some(own)) => own,
         (name, _) => match s.store.org_by_name(name.unwrap_or("default")).await {
@@ -249,7 +254,7 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct OrgQuery {
     #[serde(default)]
-    org: Option<String>,
+    pub(crate) org: Option<String>,
 }
 
 /// A key id within the addressed org; an id from elsewhere is 404 like a missing one.

@@ -6,9 +6,13 @@
 //! Authorization is [`rbac`]: one permission per route, one matrix, one check that also
 //! scopes by organization (another tenant's objects answer 404). Every decision is audited.
 
+// The OpenAPI component table is one large `json!` literal.
+#![recursion_limit = "256"]
+
 mod audit;
 mod auth;
 mod body;
+pub mod capabilities;
 mod keys;
 mod members;
 pub mod openapi;
@@ -39,6 +43,7 @@ pub struct AdminState {
     pub app: AppState,
     pub store: Store,
     pub verifier: Arc<KeyVerifier>,
+    pub tokens: Arc<gatehouse_tokens::Capabilities>,
     pub hasher: Arc<KeyHasher>,
     pub metrics: Option<PrometheusHandle>,
     pub limits: Arc<ratelimit::AdminLimits>,

@@ -105,6 +105,37 @@ fn components() -> Value {
                 "properties": {"project_id": s("string"), "user_id": s("string")}},
             "Rotate": {"type": "object", "additionalProperties": false, "properties": {
                 "grace_seconds": {"type": "integer", "minimum": 0, "maximum": 86_400}}},
+            "CreateCapability": {"type": "object", "additionalProperties": false,
+                "required": ["name", "scopes", "expires_in_seconds"], "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._ -]+$"},
+                "org": s("string"), "project": s("string"),
+                "scopes": {"type": "array", "minItems": 1, "maxItems": 64, "items": s("string")},
+                "models": {"type": "array", "minItems": 1, "maxItems": 64, "items": s("string")},
+                "expires_in_seconds": {"type": "integer", "minimum": 1, "maximum": 7_776_000},
+                "budget_usd": {"type": ["string", "number"]},
+                "rpm": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+                "ips": {"type": "array", "minItems": 1, "maxItems": 64, "items": s("string")}}},
+            "CapabilityMinted": {"type": "object",
+                "required": ["id", "org_id", "project_id", "caveats", "expires_at", "token"], "properties": {
+                "id": s("string"), "org_id": s("string"), "project_id": s("string"),
+                "parent_id": {"type": ["string", "null"]},
+                "caveats": {"type": "array", "items": s("string")},
+                "expires_at": s("integer"), "token": s("string")}},
+            "Capability": {"type": "object", "required": ["id", "name", "org_id", "project_id", "caveats"],
+                "properties": {"id": s("string"), "name": s("string"), "org_id": s("string"),
+                "project_id": s("string"), "parent_id": {"type": ["string", "null"]},
+                "key_version": s("integer"), "caveats": {"type": "array", "items": s("string")},
+                "minted_by": s("string"), "created_at": s("integer"), "expires_at": s("integer"),
+                "revoked_at": {"type": ["integer", "null"]}}},
+            "CapabilityRevoked": {"type": "object", "required": ["id", "revoked"],
+                "properties": {"id": s("string"), "revoked": s("integer")}},
+            "CapabilityKey": {"type": "object", "required": ["version", "created_at", "current"],
+                "properties": {"version": s("integer"), "created_at": s("integer"), "current": s("boolean"),
+                "superseded_at": {"type": ["integer", "null"]}, "retire_at": {"type": ["integer", "null"]}}},
+            "RotateCapabilityKey": {"type": "object", "additionalProperties": false, "properties": {
+                "org": s("string"), "retire": {"enum": ["at_expiry", "now"]}}},
+            "CapabilityKeyRotated": {"type": "object", "required": ["version"],
+                "properties": {"version": s("integer")}},
         }
     })
 }
@@ -139,6 +170,11 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         ("GET", "/admin/v1/keys/{id}") => (None, 200, r("Key")),
         ("POST", "/admin/v1/keys/{id}/revoke") => (None, 200, r("Key")),
         ("POST", "/admin/v1/keys/{id}/rotate") => (Some("Rotate"), 201, r("KeyRotated")),
+        ("POST", "/admin/v1/capabilities") => (Some("CreateCapability"), 201, r("CapabilityMinted")),
+        ("GET", "/admin/v1/capabilities") => (None, 200, list_of("Capability")),
+        ("POST", "/admin/v1/capabilities/{id}/revoke") => (None, 200, r("CapabilityRevoked")),
+        ("GET", "/admin/v1/capability-keys") => (None, 200, list_of("CapabilityKey")),
+        ("POST", "/admin/v1/capability-keys/rotate") => (Some("RotateCapabilityKey"), 200, r("CapabilityKeyRotated")),
         ("GET", "/admin/v1/audit") => (None, 200, list_of("AuditEvent")),
         ("GET", "/admin/v1/audit/export") => (None, 200, json!({"type": "string"})),
         ("GET", "/admin/v1/audit/key") => (None, 200, r("AuditKey")),
@@ -176,6 +212,10 @@ fn query_params(spec: &RouteSpec) -> Vec<Value> {
             vec![q("org", json!({"type": "string"})), q("project", json!({"type": "string"})), limit]
         }
         (_, p) if p.starts_with("/admin/v1/keys/") => vec![q("org", json!({"type": "string"}))],
+        ("GET", "/admin/v1/capabilities") => vec![q("org", json!({"type": "string"})), limit],
+        ("POST", "/admin/v1/capabilities/{id}/revoke") | ("GET", "/admin/v1/capability-keys") => {
+            vec![q("org", json!({"type": "string"}))]
+        }
         ("GET", "/admin/v1/webhooks") | ("DELETE", "/admin/v1/webhooks/{id}") => {
             vec![q("org", json!({"type": "string"}))]
         }
@@ -214,7 +254,7 @@ fn operation(spec: &RouteSpec) -> Option<Value> {
         },
     });
     if let Some(b) = body {
-        op["requestBody"] = json!({"required": b != "Rotate", "content": {"application/json": {"schema": r(b)}}});
+        op["requestBody"] = json!({"required": !matches!(b, "Rotate" | "RotateCapabilityKey"), "content": {"application/json": {"schema": r(b)}}});
     }
     Some(op)
 }

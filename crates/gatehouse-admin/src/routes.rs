@@ -7,7 +7,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post};
 use gatehouse_audit::EventKind as K;
 
 use crate::rbac::Permission;
-use crate::{AdminState, keys, members, orgs, tokens, trail, webhooks};
+use crate::{AdminState, capabilities, keys, members, orgs, tokens, trail, webhooks};
 
 /// Which org a route acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +65,11 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/admin/v1/keys/{id}", P::KeyRead, Org, K::KeyRead),
     r("POST", "/admin/v1/keys/{id}/revoke", P::KeyWriteAny, Org, K::KeyRevoke),
     r("POST", "/admin/v1/keys/{id}/rotate", P::KeyWriteAny, Org, K::KeyRotate),
+    r("POST", "/admin/v1/capabilities", P::KeyWriteAny, Org, K::CapabilityMint),
+    r("GET", "/admin/v1/capabilities", P::KeyRead, Org, K::CapabilityList),
+    r("POST", "/admin/v1/capabilities/{id}/revoke", P::KeyWriteAny, Org, K::CapabilityRevoke),
+    r("GET", "/admin/v1/capability-keys", P::KeyRead, Org, K::CapabilityKeyList),
+    r("POST", "/admin/v1/capability-keys/rotate", P::OrgUpdate, Org, K::CapabilityKeyRotate),
     r("GET", "/admin/v1/audit", P::AuditRead, Own, K::AuditRead),
     r("GET", "/admin/v1/audit/export", P::AuditRead, Own, K::AuditExport),
     r("GET", "/admin/v1/audit/key", P::AuditRead, Own, K::AuditKey),
@@ -103,6 +108,11 @@ pub(crate) fn handler(spec: &RouteSpec) -> Option<MethodRouter<AdminState>> {
         ("GET", "/admin/v1/keys/{id}") => get(keys::get),
         ("POST", "/admin/v1/keys/{id}/revoke") => post(keys::revoke),
         ("POST", "/admin/v1/keys/{id}/rotate") => post(keys::rotate),
+        ("POST", "/admin/v1/capabilities") => post(capabilities::create),
+        ("GET", "/admin/v1/capabilities") => get(capabilities::list),
+        ("POST", "/admin/v1/capabilities/{id}/revoke") => post(capabilities::revoke),
+        ("GET", "/admin/v1/capability-keys") => get(capabilities::keys),
+        ("POST", "/admin/v1/capability-keys/rotate") => post(capabilities::rotate),
         ("GET", "/admin/v1/audit") => get(trail::list),
         ("GET", "/admin/v1/audit/export") => get(trail::export),
         ("GET", "/admin/v1/audit/key") => get(trail::key),

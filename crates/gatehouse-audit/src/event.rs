@@ -54,6 +54,14 @@ catalogue! {
     TokenCreate => ("token.create", Tokens),
     TokenList => ("token.list", Tokens),
     TokenRevoke => ("token.revoke", Tokens),
+    // capability tokens (macaroons) and federated identities
+    CapabilityMint => ("capability.mint", Tokens),
+    CapabilityList => ("capability.list", Tokens),
+    CapabilityRevoke => ("capability.revoke", Tokens),
+    CapabilityDelegate => ("capability.delegate", Tokens),
+    CapabilityKeyList => ("capability.key_list", Tokens),
+    CapabilityKeyRotate => ("capability.key_rotate", Tokens),
+    TokenExchange => ("token.exchange", Tokens),
     // organizations, projects, users
     OrgCreate => ("org.create", Tenancy),
     OrgList => ("org.list", Tenancy),

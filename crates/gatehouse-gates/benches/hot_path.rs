@@ -1,5 +1,7 @@
 //! Hot-path micro-benchmarks, each beside a naive baseline measured in the same run:
 //!   key_verify: a cached key (one HMAC + one cache probe) vs asking SQLite every time;
+//!   credential_verify: each credential kind on a warm cache (API key; a capability token with
+//!               5 caveats: org, project, expiry, scope, models);
 //!   admit:      the whole gate chain with embedded stores vs just parsing the body as JSON.
 //! Run: cargo bench -p gatehouse-gates --bench hot_path
 
@@ -10,19 +12,22 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
+use gatehouse_core::scope::ScopePattern;
 use gatehouse_core::{DenyCode, KeyId, RequestCx, RequestId};
-use gatehouse_gates::authenticate::KeyVerifier;
+use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::route::RouteTable;
 use gatehouse_gates::{Gates, admit};
 use gatehouse_providers::{Endpoint, RequestBounds};
 use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
 use gatehouse_store::{NewKey, Store, now_ms};
+use gatehouse_tokens::{Capabilities, MintRequest};
 use secrecy::SecretString;
 
 const BODY: &[u8] = br#"{"model":"mock","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the plot of Hamlet in two sentences, please."}],"temperature":0.2,"max_tokens":128}"#;
 
 struct Fixture {
     gates: Gates,
+    token: SecretString,
     store: Store,
     hasher: Arc<KeyHasher>,
     key: SecretString,
@@ -52,28 +57,57 @@ async fn fixture() -> Fixture {
         .await
         .expect("insert");
     let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), 10_000));
+    let sealer = Capabilities::sealer(&MasterKey::from_bytes([3; 32])).expect("sealer");
+    let tokens = Arc::new(Capabilities::new(store.clone(), sealer, 10_000));
+    let minted = tokens
+        .mint(MintRequest {
+            org: t.org,
+            project: t.project,
+            name: "bench".into(),
+            scopes: vec![ScopePattern::parse("chat:*").expect("scope")],
+            models: Some(vec!["mock".into()]),
+            ttl: std::time::Duration::from_secs(3600),
+            budget_micro_usd: None,
+            rpm: None,
+            ips: None,
+            minted_by: "bench".into(),
+        })
+        .await
+        .expect("mint");
+    assert_eq!(minted.caveats.len(), 5);
     let table = Arc::new(RouteTable::build(&gatehouse_config::Config::default().policy));
     let bounds = RequestBounds { max_depth: 32, max_messages: 2048, max_embedding_inputs: 2048 };
-    let gates = Gates::new(verifier, table, bounds, gatehouse_gates::meter::AuditHook::off());
-    Fixture { gates, store, hasher, key, _dir: dir }
+    let creds = Credentials { keys: verifier, tokens: Some(tokens) };
+    let gates = Gates::new(creds, table, bounds, gatehouse_gates::meter::AuditHook::off());
+    Fixture { gates, token: SecretString::from(minted.token), store, hasher, key, _dir: dir }
 }
 
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let f = rt.block_on(fixture());
     // warm the cache
-    rt.block_on(f.gates.authenticate.verifier.verify(&f.key)).expect("valid key");
+    let creds = &f.gates.authenticate.creds;
+    rt.block_on(creds.keys.verify(&f.key)).expect("valid key");
+    rt.block_on(creds.verify(&f.token, None)).expect("valid token");
 
     let mut g = c.benchmark_group("key_verify");
     g.bench_function("cache_hit", |b| {
-        b.to_async(&rt)
-            .iter(|| async { black_box(f.gates.authenticate.verifier.verify(black_box(&f.key)).await.is_ok()) })
+        b.to_async(&rt).iter(|| async { black_box(creds.keys.verify(black_box(&f.key)).await.is_ok()) })
     });
     g.bench_function("baseline_store_lookup_every_time", |b| {
         b.to_async(&rt).iter(|| async {
             let d = f.hasher.digest(KeyKind::Api, black_box(&f.key));
             black_box(f.store.key_by_digest(&d.0).await.expect("lookup").is_some())
         })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("credential_verify");
+    g.bench_function("api_key_cache_hit", |b| {
+        b.to_async(&rt).iter(|| async { black_box(creds.verify(black_box(&f.key), None).await.is_ok()) })
+    });
+    g.bench_function("macaroon_5_caveats", |b| {
+        b.to_async(&rt).iter(|| async { black_box(creds.verify(black_box(&f.token), None).await.is_ok()) })
     });
     g.finish();
 

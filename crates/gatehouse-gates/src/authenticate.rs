@@ -3,12 +3,14 @@
 //! database round trip. Misses are cached too (briefly), and concurrent misses for the same
 //! key share one store lookup.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatehouse_core::{Credential, Denial, DenyCode, GateName, GateOutcome, Principal, RequestCx};
 use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, check_format};
 use gatehouse_store::{KeyRow, Store, now_ms};
+use gatehouse_tokens::Capabilities;
 use quick_cache::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -137,9 +139,53 @@ fn entry_for(row: Option<KeyRow>, at: Instant) -> Entry {
     }
 }
 
+/// Every way a caller can prove who it is, shared by every config snapshot.
+#[derive(Clone)]
+pub struct Credentials {
+    pub keys: Arc<KeyVerifier>,
+    /// Capability tokens (macaroons); `None` only in narrow unit tests.
+    pub tokens: Option<Arc<Capabilities>>,
+}
+
+/// What a presented bearer credential looks like; decided without any lookup.
+#[derive(Debug, PartialEq, Eq)]
+enum Shape {
+    ApiKey,
+    Jwt,
+    Macaroon,
+}
+
+/// Anything that is not recognisably a token is treated as an API key (and refused as one
+/// by the format check): that is what nearly every typo is.
+fn shape(presented: &str) -> Shape {
+    if presented.starts_with("eyJ") && presented.bytes().filter(|b| *b == b'.').count() == 2 {
+        Shape::Jwt
+    } else if presented.starts_with("Ag") || presented.starts_with('{') || presented.starts_with('[') {
+        // V2 binary macaroons start with byte 0x02 ("Ag" in base64); JSON ones with `{`.
+        Shape::Macaroon
+    } else {
+        Shape::ApiKey
+    }
+}
+
+impl Credentials {
+    pub async fn verify(&self, presented: &SecretString, source: Option<IpAddr>) -> Result<Principal, Denial> {
+        let text = presented.expose_secret();
+        match shape(text) {
+            Shape::ApiKey => self.keys.verify(presented).await,
+            // Federated identities are not configured for the data plane here yet.
+            Shape::Jwt => Err(Denial::new(DenyCode::InvalidToken)),
+            Shape::Macaroon => match &self.tokens {
+                Some(t) => t.verify(text, source).await.map(|v| v.principal).map_err(|e| e.denial()),
+                None => Err(Denial::new(DenyCode::InvalidToken)),
+            },
+        }
+    }
+}
+
 /// The first gate: turns the presented credential into a [`Principal`].
 pub struct AuthenticateGate {
-    pub verifier: Arc<KeyVerifier>,
+    pub creds: Credentials,
 }
 
 impl AuthenticateGate {
@@ -150,7 +196,7 @@ impl AuthenticateGate {
         let outcome = match cx.credential.take() {
             None => Err(Denial::new(DenyCode::MissingCredentials)),
             // The credential leaves the context here: nothing after this gate can see it.
-            Some(c) => self.verifier.verify(&c).await,
+            Some(c) => self.creds.verify(&c, cx.source).await,
         };
         match outcome {
             Ok(p) => {
@@ -163,5 +209,20 @@ impl AuthenticateGate {
                 Err(d)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_are_told_apart_without_lookups() {
+        let key = gatehouse_security::generate_key(KeyKind::Api);
+        assert_eq!(shape(key.expose_secret()), Shape::ApiKey);
+        assert_eq!(shape("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"), Shape::Jwt);
+        assert_eq!(shape("AgEJZ2F0ZWhvdXNl"), Shape::Macaroon);
+        assert_eq!(shape("{\"v\":2}"), Shape::Macaroon);
+        assert_eq!(shape("not-a-key"), Shape::ApiKey);
     }
 }

@@ -1,4 +1,4 @@
-//! May this principal use this model? Runs before routing so that a caller learns nothing
+//! May this principal use this endpoint (token scopes) and this model? Runs before routing so that a caller learns nothing
 //! about deployments it may not use; a forbidden model answers exactly like a missing one.
 
 use std::sync::Arc;
@@ -24,9 +24,13 @@ impl Gate for AuthorizeGate {
     const NAME: GateName = GateName::Authorize;
 
     async fn check(&self, cx: &mut RequestCx, req: &mut ApiRequest) -> Verdict {
-        if cx.principal.is_none() {
+        let Some(p) = &cx.principal else {
             // Unreachable through chain.rs; fail closed if a future caller forgets authenticate.
             return Verdict::Deny(Denial::new(DenyCode::MissingCredentials));
+        };
+        // Token scopes first: a token without this endpoint's scope learns nothing else.
+        if !p.may(req.endpoint.action()) {
+            return Verdict::Deny(Denial::new(DenyCode::PermissionDenied));
         }
         // Allow-lists hold canonical names, so an alias cannot sneak past them. An unknown
         // model passes here and is refused by the route gate with the same answer.

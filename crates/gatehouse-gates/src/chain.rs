@@ -11,7 +11,7 @@ use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, GateName, GateOutcome, RequestCx};
 use gatehouse_providers::{ApiRequest, Endpoint, RequestBounds};
 
-use crate::authenticate::{AuthenticateGate, KeyVerifier};
+use crate::authenticate::{AuthenticateGate, Credentials};
 use crate::authorize::AuthorizeGate;
 use crate::cache::CacheGate;
 use crate::guardrails::{GuardrailsInGate, GuardrailsOutGate};
@@ -37,9 +37,9 @@ pub struct Gates {
 impl Gates {
     /// The gates for one snapshot: the key verifier is shared across snapshots (its cache
     /// survives reloads); the route table and bounds come from the snapshot's policy.
-    pub fn new(verifier: Arc<KeyVerifier>, table: Arc<RouteTable>, bounds: RequestBounds, audit: AuditHook) -> Gates {
+    pub fn new(creds: Credentials, table: Arc<RouteTable>, bounds: RequestBounds, audit: AuditHook) -> Gates {
         Gates {
-            authenticate: AuthenticateGate { verifier },
+            authenticate: AuthenticateGate { creds },
             authorize: AuthorizeGate { table: table.clone() },
             guardrails_in: GuardrailsInGate,
             route: RouteGate { table: table.clone() },
@@ -138,8 +138,16 @@ where
 /// `GET /v1/models`: identity only; the listing itself is filtered by the allow-list.
 pub async fn admit_listing(g: &Gates, cx: &mut RequestCx) -> Result<(), Denial> {
     audit_accepting(g, cx).map_err(|_| Denial::new(DenyCode::Unavailable))?;
-    g.authenticate.check(cx).await
+    g.authenticate.check(cx).await?;
+    if cx.principal.as_ref().is_some_and(|p| !p.may(LISTING_ACTION)) {
+        cx.record(GateName::Authorize, GateOutcome::Deny(DenyCode::PermissionDenied));
+        return Err(Denial::new(DenyCode::PermissionDenied));
+    }
+    Ok(())
 }
+
+/// The scope `GET /v1/models` needs from a capability token.
+pub const LISTING_ACTION: &str = "models:read";
 
 fn audit_accepting(g: &Gates, cx: &mut RequestCx) -> Result<(), Stop> {
     if g.audit.accepting() {
@@ -202,11 +210,12 @@ mod tests {
             })
             .await
             .unwrap();
-        let verifier = Arc::new(KeyVerifier::new(store, hasher, 1000));
+        let verifier = Arc::new(crate::authenticate::KeyVerifier::new(store, hasher, 1000));
         let policy = gatehouse_config::Config::default().policy;
         let table = Arc::new(RouteTable::build(&policy));
         let bounds = RequestBounds { max_depth: 16, max_messages: 8, max_embedding_inputs: 8 };
-        let gates = Gates::new(verifier, table, bounds, AuditHook::off());
+        let creds = crate::authenticate::Credentials { keys: verifier, tokens: None };
+        let gates = Gates::new(creds, table, bounds, AuditHook::off());
         Fixture { gates, key, _dir: dir }
     }
 

@@ -158,7 +158,7 @@ fn third_party_caveats_need_a_bound_discharge() {
     assert_eq!(verify(&root, &[]), Err(Error::MissingDischarge(3)));
     assert_eq!(verify(&root, std::slice::from_ref(&discharge)), Err(Error::BadSignature), "unbound");
     let bound = root.bind(&discharge);
-    let preds = verify(&root, &[bound.clone()]).unwrap();
+    let preds = verify(&root, std::slice::from_ref(&bound)).unwrap();
     assert_eq!(preds.len(), 5, "{preds:?}");
     assert!(preds.contains(&"expires < 2031-01-01T00:00:00Z".to_owned()));
     // A discharge bound to another root does not transfer.

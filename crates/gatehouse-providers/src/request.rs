@@ -13,6 +13,14 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The scope a capability token needs for this endpoint (see gatehouse-tokens).
+    pub const fn action(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat:completions",
+            Endpoint::Embeddings => "embeddings:create",
+        }
+    }
+
     /// Path below the provider's base URL.
     pub const fn upstream_path(self) -> &'static str {
         match self {

@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{model}", get(get_model))
+        .route("/v1/tokens/delegate", post(crate::tokens::delegate))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { Denial::new(DenyCode::NotFound) })
@@ -41,13 +42,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Longest credential we consider; anything longer is not one of ours.
-const MAX_CREDENTIAL_BYTES: usize = 512;
+/// Longest credential we consider (capability tokens with delegations and discharges, and
+/// federated JWTs, are much longer than keys); anything longer is not one of ours.
+const MAX_CREDENTIAL_BYTES: usize = 8192;
 
 /// The presented credential: `Authorization: Bearer <key>` (OpenAI) or `x-api-key` (Anthropic).
 /// A header that is present but malformed yields an empty credential, which fails as an
 /// invalid key rather than as a missing one.
-fn credential(headers: &HeaderMap) -> Option<SecretString> {
+pub(crate) fn credential(headers: &HeaderMap) -> Option<SecretString> {
     let raw = if let Some(v) = headers.get(header::AUTHORIZATION) {
         let s = v.to_str().unwrap_or("");
         match s.split_once(' ') {
@@ -73,7 +75,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Reads the body, refusing the wrong content type or more than `limit` bytes (checked on
 /// Content-Length first, then while reading, so a lying length does not help).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, DenyCode> {
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, DenyCode> {
     if !is_json(headers) {
         return Err(DenyCode::UnsupportedMediaType);
     }
@@ -359,7 +361,7 @@ mod tests {
         assert_eq!(credential(&h(&[("x-api-key", "xyz")])).unwrap().expose_secret(), "xyz");
         assert_eq!(credential(&h(&[("authorization", "Basic abc")])).unwrap().expose_secret(), "");
         assert!(credential(&h(&[])).is_none());
-        let long = "a".repeat(600);
+        let long = "a".repeat(8193);
         assert_eq!(credential(&h(&[("authorization", &format!("Bearer {long}"))])).unwrap().expose_secret(), "");
     }
 

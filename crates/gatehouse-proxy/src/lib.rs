@@ -9,6 +9,7 @@ mod handlers;
 mod runtime;
 mod serve;
 mod stream;
+mod tokens;
 mod transport;
 mod upstream;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use gatehouse_config::{EnvLookup, Policy, RequestLimits};
 use gatehouse_gates::Gates;
-use gatehouse_gates::authenticate::KeyVerifier;
+use gatehouse_gates::authenticate::Credentials;
 use gatehouse_gates::meter::AuditHook;
 use gatehouse_gates::route::RouteTable;
 use gatehouse_providers::RequestBounds;
@@ -26,7 +26,7 @@ pub struct Runtime {
 /// built, e.g. a secret reference that does not resolve.
 pub fn build_runtime(
     policy: &Policy,
-    verifier: Arc<KeyVerifier>,
+    creds: Credentials,
     audit: AuditHook,
     env: EnvLookup<'_>,
 ) -> Result<Runtime, String> {
@@ -38,7 +38,7 @@ pub fn build_runtime(
         max_messages: l.max_messages.get(),
         max_embedding_inputs: l.max_embedding_inputs.get(),
     };
-    let gates = Gates::new(verifier, table, bounds, audit);
+    let gates = Gates::new(creds, table, bounds, audit);
     Ok(Runtime { gates, upstreams, limits: l })
 }
 

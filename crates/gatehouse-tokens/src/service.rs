@@ -100,7 +100,8 @@ pub struct MintRequest {
     pub minted_by: String,
 }
 
-/// What a holder asks a child for; everything optional narrows the parent.
+/// What a holder asks a child for (built by [`crate::narrowing`]); everything optional
+/// narrows the parent.
 #[derive(Clone, Debug, Default)]
 pub struct DelegateRequest {
     pub name: String,
@@ -219,14 +220,19 @@ fn expiry_after(ttl: Duration) -> i64 {
 }
 
 impl Capabilities {
-    pub fn new(store: Store, master: &MasterKey, cache_capacity: usize) -> Result<Capabilities, TokenError> {
-        Ok(Capabilities {
+    /// The sealer for root keys, derived from the master key (which need not outlive it).
+    pub fn sealer(master: &MasterKey) -> Result<Sealer, TokenError> {
+        Sealer::new(master, SEAL_PURPOSE).map_err(|_| TokenError::Unavailable)
+    }
+
+    pub fn new(store: Store, sealer: Sealer, cache_capacity: usize) -> Capabilities {
+        Capabilities {
             store,
-            sealer: Sealer::new(master, SEAL_PURPOSE).map_err(|_| TokenError::Unavailable)?,
+            sealer,
             limits: Limits::default(),
             keys: Cache::new(1024),
             status: Cache::new(cache_capacity),
-        })
+        }
     }
 
     /// The org's current root key, created (version 1) on first use. Two replicas racing to

@@ -61,6 +61,14 @@ pub enum Command {
         #[command(subcommand)]
         action: MembersAction,
     },
+    /// Capability tokens (macaroons): mint, list, revoke, rotate the root key (admin API);
+    /// delegate (data plane); attenuate and inspect (offline).
+    Token {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        action: crate::token_cmd::TokenAction,
+    },
     /// Verify, export and inspect the tamper-evident audit trail.
     Audit {
         #[command(subcommand)]
@@ -274,6 +282,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Orgs { conn, action } => admin(&conn, |c, out| async move { c.orgs(action, out).await }).await,
         Command::Projects { conn, action } => admin(&conn, |c, out| async move { c.projects(action, out).await }).await,
         Command::Members { conn, action } => admin(&conn, |c, out| async move { c.members(action, out).await }).await,
+        Command::Token { conn, action } => crate::token_cmd::run(conn, action).await,
         Command::Audit { action } => audit(action).await,
     }
 }

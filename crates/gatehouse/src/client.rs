@@ -51,7 +51,7 @@ impl AdminClient {
         self.call(reqwest::Method::GET, "/admin/v1/orgs", None, &[("limit", "1".to_owned())]).await.map(|_| ())
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

@@ -8,6 +8,7 @@ mod otel;
 mod profile;
 mod reload;
 mod serve;
+mod token_cmd;
 
 use clap::Parser;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gatehouse_audit::{Actor, Event, EventKind, Outcome};
 use gatehouse_config::{Config, ServerConfig};
-use gatehouse_gates::authenticate::KeyVerifier;
+use gatehouse_gates::authenticate::Credentials;
 use gatehouse_proxy::{AppState, build_runtime};
 
 const POLL: Duration = Duration::from_secs(1);
@@ -28,7 +28,7 @@ fn fingerprint(path: &Path) -> Option<u64> {
     Some(h.finish())
 }
 
-fn reload(path: &Path, running: &ServerConfig, app: &AppState, verifier: &Arc<KeyVerifier>) {
+fn reload(path: &Path, running: &ServerConfig, app: &AppState, creds: &Credentials) {
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -46,7 +46,7 @@ fn reload(path: &Path, running: &ServerConfig, app: &AppState, verifier: &Arc<Ke
         return;
     }
     let env = |k: &str| std::env::var(k).ok();
-    match build_runtime(&cfg.policy, verifier.clone(), app.audit.clone(), &env) {
+    match build_runtime(&cfg.policy, creds.clone(), app.audit.clone(), &env) {
         Ok(rt) => {
             app.runtime.store(Arc::new(rt));
             metrics::counter!("gatehouse_config_reloads_total", "outcome" => "applied").increment(1);
@@ -61,7 +61,7 @@ fn reload(path: &Path, running: &ServerConfig, app: &AppState, verifier: &Arc<Ke
     }
 }
 
-pub async fn watch(path: PathBuf, _server: ServerConfig, app: AppState, verifier: Arc<KeyVerifier>) {
+pub async fn watch(path: PathBuf, _server: ServerConfig, app: AppState, creds: Credentials) {
     // The static part as the file states it, before CLI/env overrides.
     let Ok(initial) = Config::load(&path) else { return };
     let file_server = initial.server;
@@ -90,7 +90,7 @@ pub async fn watch(path: PathBuf, _server: ServerConfig, app: AppState, verifier
         let now = fingerprint(&path);
         if by_signal || (now.is_some() && now != last) {
             last = now;
-            reload(&path, &file_server, &app, &verifier);
+            reload(&path, &file_server, &app, &creds);
         }
     }
 }

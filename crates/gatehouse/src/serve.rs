@@ -11,12 +11,13 @@ use anyhow::{Context, bail};
 use gatehouse_admin::AdminState;
 use gatehouse_audit::{Actor, Auditor, Event, EventKind, FailurePolicy, Outcome, WriterConfig};
 use gatehouse_config::{AuditFailure, Config, DataPlaneAudit, LogFormat, SecretRef, ServerConfig, StoreUrl};
-use gatehouse_gates::authenticate::KeyVerifier;
+use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::meter::{AuditHook, LATENCY_BUCKETS};
 use gatehouse_proxy::{AppState, build_runtime, with_transport_layers};
 use gatehouse_security::seal::Sealer;
 use gatehouse_security::{KeyHasher, KeyKind, MasterKeySource, generate_key, load_or_create_master_key};
 use gatehouse_store::{NewKey, Store, Tenant, now_ms};
+use gatehouse_tokens::Capabilities;
 use gatehouse_webhooks::target::AddressPolicy;
 use gatehouse_webhooks::{DeliveryConfig, Webhooks};
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -256,6 +257,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let hasher = Arc::new(KeyHasher::new(&master));
     let checkpoint_signer = gatehouse_audit::signer(&master).map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
     let webhook_sealer = Sealer::new(&master, b"gatehouse/v1/seal/webhook").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let token_sealer = Capabilities::sealer(&master).map_err(|e| anyhow::anyhow!("capability tokens: {e}"))?;
     drop(master);
 
     let store = open_store(&server).await?;
@@ -295,7 +297,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     system_event(&auditor, EventKind::SystemStart).await;
 
     let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), KEY_CACHE_CAPACITY));
-    let runtime = build_runtime(&config.policy, verifier.clone(), hook, &env).map_err(anyhow::Error::msg)?;
+    let tokens = Arc::new(Capabilities::new(store.clone(), token_sealer, KEY_CACHE_CAPACITY));
+    let creds = Credentials { keys: verifier.clone(), tokens: Some(tokens.clone()) };
+    let runtime = build_runtime(&config.policy, creds.clone(), hook, &env).map_err(anyhow::Error::msg)?;
     let app = AppState::new(runtime, store.clone());
 
     let data_listener = TcpListener::bind(server.data_listen)
@@ -313,6 +317,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let boot = bootstrap(&store, &hasher, tenant).await?;
 
     tokio::spawn(verifier.clone().run_revocation_poller(REVOCATION_POLL));
+    tokio::spawn(tokens.clone().run_revocation_poller(REVOCATION_POLL));
     tokio::spawn(webhooks.clone().run_refresh());
     tokio::spawn(webhooks.clone().run_delivery());
     {
@@ -326,7 +331,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     if let Some(path) = args.config.clone() {
-        tokio::spawn(crate::reload::watch(path, server.clone(), app.clone(), verifier.clone()));
+        tokio::spawn(crate::reload::watch(path, server.clone(), app.clone(), creds.clone()));
     }
 
     let max_conn = server.max_connections.get() as usize;
@@ -336,6 +341,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             app: app.clone(),
             store: store.clone(),
             verifier,
+            tokens,
             hasher,
             metrics: Some(metrics),
             limits: Arc::new(gatehouse_admin::ratelimit::AdminLimits::new(

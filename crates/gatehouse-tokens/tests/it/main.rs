@@ -14,7 +14,7 @@ use gatehouse_testkit::both_backends;
 use gatehouse_tokens::{Capabilities, DelegateRequest, MintRequest, Minted, Rotation, TokenError};
 
 fn caps(store: &Store) -> Capabilities {
-    Capabilities::new(store.clone(), &MasterKey::from_bytes([9; 32]), 1000).unwrap()
+    Capabilities::new(store.clone(), Capabilities::sealer(&MasterKey::from_bytes([9; 32])).unwrap(), 1000)
 }
 
 fn scopes(s: &[&str]) -> Vec<ScopePattern> {
@@ -69,7 +69,7 @@ both_backends!(minted_tokens_verify_and_narrow, |store: Store| async move {
     let past = attenuate(&m.token, "expires < 2001-01-01T00:00:00Z");
     assert_eq!(c.verify(&past, None).await.unwrap_err(), TokenError::Expired);
     // Another instance with another master key cannot open the root key: unavailable, not valid.
-    let other = Capabilities::new(store.clone(), &MasterKey::from_bytes([1; 32]), 10).unwrap();
+    let other = Capabilities::new(store.clone(), Capabilities::sealer(&MasterKey::from_bytes([1; 32])).unwrap(), 10);
     assert_eq!(other.verify(&m.token, None).await.unwrap_err(), TokenError::Unavailable);
     // Garbage never reaches the store.
     for bad in ["", "x", &"A".repeat(100_000), &format!("{},{}", m.token, m.token)] {

@@ -12,6 +12,7 @@ mod admin;
 mod audit;
 mod auth;
 mod bad_input;
+mod capabilities;
 mod common;
 mod config;
 mod lifecycle;

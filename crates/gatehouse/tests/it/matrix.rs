@@ -54,6 +54,12 @@ async fn fresh_webhook(gw: &TestGateway, t: &Tenant) -> String {
     ok(gw, Method::POST, "/admin/v1/webhooks", body).await["id"].as_str().unwrap().to_owned()
 }
 
+async fn fresh_capability(gw: &TestGateway, t: &Tenant) -> String {
+    let body = json!({"name": unique("c"), "org": t.name, "project": "p", "scopes": ["chat:*"],
+                      "expires_in_seconds": 600});
+    ok(gw, Method::POST, "/admin/v1/capabilities", body).await["id"].as_str().unwrap().to_owned()
+}
+
 async fn tenant(gw: &TestGateway, name: &str) -> Tenant {
     let id = ok(gw, Method::POST, "/admin/v1/orgs", json!({"name": name})).await["id"].as_str().unwrap().to_owned();
     let project = ok(gw, Method::POST, &format!("/admin/v1/orgs/{id}/projects"), json!({"name": "p"})).await["id"]
@@ -72,8 +78,12 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
     let user = if spec.method == "DELETE" { fresh_member(gw, &t.id).await } else { t.user.clone() };
     let is_token_route = spec.path.starts_with("/admin/v1/tokens/");
     let is_webhook_route = spec.path.starts_with("/admin/v1/webhooks");
-    let consumes_key = !is_token_route && (spec.path.ends_with("/revoke") || spec.path.ends_with("/rotate"));
-    let key = if consumes_key {
+    let is_capability_route = spec.path.starts_with("/admin/v1/capabilit");
+    let consumes_key =
+        !is_token_route && !is_capability_route && (spec.path.ends_with("/revoke") || spec.path.ends_with("/rotate"));
+    let key = if is_capability_route && spec.path.contains("{id}") {
+        fresh_capability(gw, t).await
+    } else if consumes_key {
         fresh_key(gw, t).await
     } else if is_webhook_route && spec.path.contains("{id}") {
         fresh_webhook(gw, t).await
@@ -89,6 +99,9 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         .replace("{user}", &user)
         .replace("{id}", &key);
     if spec.path.starts_with("/admin/v1/keys") && spec.method != "POST" || consumes_key {
+        path.push_str(&format!("?org={}", t.name));
+    }
+    if is_capability_route && spec.method != "POST" || spec.path == "/admin/v1/capabilities/{id}/revoke" {
         path.push_str(&format!("?org={}", t.name));
     }
     if is_webhook_route && spec.method != "POST" {
@@ -108,6 +121,9 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         ("POST", "/admin/v1/tokens") => Some(json!({"name": "t", "role": "viewer", "org": t.id})),
         ("POST", "/admin/v1/keys") => Some(json!({"name": unique("k"), "org": t.name, "project": "p"})),
         ("POST", "/admin/v1/keys/{id}/rotate") => Some(json!({})),
+        ("POST", "/admin/v1/capabilities") => Some(json!({"name": unique("c"), "org": t.name, "project": "p",
+            "scopes": ["chat:*"], "models": ["mock"], "expires_in_seconds": 600, "budget_usd": "2.5", "rpm": 10})),
+        ("POST", "/admin/v1/capability-keys/rotate") => Some(json!({"org": t.name})),
         ("POST", "/admin/v1/webhooks") => Some(json!({"name": unique("w"), "kind": "discord",
             "url": "https://hooks.example.com/y", "events": ["key.*"], "org": t.id})),
         _ => None,

@@ -1,0 +1,253 @@
+//! `/admin/v1/capabilities` and `/admin/v1/capability-keys`: mint capability tokens
+//! (macaroons) for a project, list and revoke them (a revoke takes the whole delegation
+//! subtree), and rotate the org's root key.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use gatehouse_audit::EventKind as K;
+use gatehouse_core::{Denial, DenyCode, TokenId};
+use gatehouse_store::CapabilityRow;
+use gatehouse_tokens::{MintRequest, Minted, Rotation, narrowing};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AdminState;
+use crate::audit::{AuditCx, respond};
+use crate::body::StrictJson;
+use crate::keys::{OrgQuery, target_org};
+use crate::rbac::{Operator, Permission};
+use crate::reply::{bad, store_err};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCapability {
+    name: String,
+    #[serde(default)]
+    org: Option<String>,
+    #[serde(default)]
+    project: Option<String>,
+    scopes: Vec<String>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    expires_in_seconds: u64,
+    /// Decimal string or number of US dollars, at most six decimals.
+    #[serde(default)]
+    budget_usd: Option<Value>,
+    #[serde(default)]
+    rpm: Option<u32>,
+    #[serde(default)]
+    ips: Option<Vec<String>>,
+}
+
+pub fn minted_json(m: &Minted) -> Value {
+    json!({
+        "id": m.id.to_string(),
+        "org_id": m.org.to_string(),
+        "project_id": m.project.to_string(),
+        "parent_id": m.parent.map(|p| p.to_string()),
+        "caveats": m.caveats,
+        "expires_at": m.expires_at,
+        "token": m.token,
+    })
+}
+
+fn row_json(r: &CapabilityRow) -> Value {
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "org_id": r.org_id,
+        "project_id": r.project_id,
+        "parent_id": r.parent_id,
+        "key_version": r.key_version,
+        "caveats": serde_json::from_str::<Value>(&r.caveats).unwrap_or(Value::Null),
+        "minted_by": r.minted_by,
+        "created_at": r.created_at,
+        "expires_at": r.expires_at,
+        "revoked_at": r.revoked_at,
+    })
+}
+
+pub async fn create(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    body: Result<StrictJson<CreateCapability>, Denial>,
+) -> Response {
+    let mut seen = (None, None);
+    let r = async {
+        let StrictJson(req) = body?;
+        let org = target_org(&s, &op, req.org.as_deref(), Permission::KeyWriteAny).await?;
+        seen.0 = Some(org);
+        if !crate::orgs::valid_name(&req.name) {
+            return Err(bad("name"));
+        }
+        let n = narrowing(
+            Some(&req.scopes),
+            req.models.as_deref(),
+            Some(req.expires_in_seconds),
+            req.budget_usd.as_ref(),
+            req.rpm,
+            req.ips.as_deref(),
+        )
+        .map_err(|e| e.denial())?;
+        let project = match s.store.project_by_name(org, req.project.as_deref().unwrap_or("default")).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
+            Err(e) => return Err(store_err(e)),
+        };
+        if let Some(models) = &n.models {
+            // Only models the gateway serves, by canonical name, inside the project's allow-list.
+            let rt = s.app.runtime.load();
+            if !models.iter().all(|m| rt.gates.table.resolve(m).is_some_and(|e| &*e.route.model == m)) {
+                return Err(bad("models"));
+            }
+            let project_models = s.store.project(org, project).await.map_err(store_err)?.and_then(|p| p.allowed_models);
+            if let Some(allowed) = project_models
+                && !models.iter().all(|m| allowed.contains(m))
+            {
+                return Err(Denial::new(DenyCode::PermissionDenied).with_param("models"));
+            }
+        }
+        let minted = s
+            .tokens
+            .mint(MintRequest {
+                org,
+                project,
+                name: req.name,
+                scopes: n.scopes.unwrap_or_default(),
+                models: n.models,
+                ttl: n.ttl.unwrap_or(Duration::from_secs(3600)),
+                budget_micro_usd: n.budget_micro_usd,
+                rpm: n.rpm,
+                ips: n.ips,
+                minted_by: format!("admin:{}", op.token_id),
+            })
+            .await
+            .map_err(|e| e.denial())?;
+        seen.1 = Some(minted.id.to_string());
+        Ok((StatusCode::CREATED, minted_json(&minted)))
+    }
+    .await;
+    respond(&s, &acx, &op, K::CapabilityMint, seen.0, seen.1, r).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    org: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+pub async fn list(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let mut org_seen = None;
+    let r = async {
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(bad("limit"));
+        }
+        let org = target_org(&s, &op, q.org.as_deref(), Permission::KeyRead).await?;
+        org_seen = Some(org);
+        let rows = s.store.list_capabilities(org, limit).await.map_err(store_err)?;
+        let data: Vec<Value> = rows.iter().map(row_json).collect();
+        Ok((StatusCode::OK, json!({"object": "list", "data": data})))
+    }
+    .await;
+    respond(&s, &acx, &op, K::CapabilityList, org_seen, None, r).await
+}
+
+pub async fn revoke(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(id): Path<String>,
+    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let mut org_seen = None;
+    let r = async {
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let org = target_org(&s, &op, q.org.as_deref(), Permission::KeyWriteAny).await?;
+        org_seen = Some(org);
+        let tid = TokenId::parse(&id).ok_or(Denial::new(DenyCode::NotFound))?;
+        match s.tokens.revoke(org, tid).await.map_err(|e| e.denial())? {
+            None => Err(Denial::new(DenyCode::NotFound)),
+            Some(n) => Ok((StatusCode::OK, json!({"id": id, "revoked": n}))),
+        }
+    }
+    .await;
+    respond(&s, &acx, &op, K::CapabilityRevoke, org_seen, Some(id.clone()), r).await
+}
+
+pub async fn keys(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let mut org_seen = None;
+    let r = async {
+        let Query(q) = q.map_err(|_| bad("query"))?;
+        let org = target_org(&s, &op, q.org.as_deref(), Permission::KeyRead).await?;
+        org_seen = Some(org);
+        let versions = s.tokens.key_versions(org).await.map_err(|e| e.denial())?;
+        let data: Vec<Value> = versions
+            .iter()
+            .map(|v| {
+                json!({
+                    "version": v.version,
+                    "created_at": v.created_at,
+                    "current": v.superseded_at.is_none(),
+                    "superseded_at": v.superseded_at,
+                    "retire_at": v.retire_at,
+                })
+            })
+            .collect();
+        Ok((StatusCode::OK, json!({"object": "list", "data": data})))
+    }
+    .await;
+    respond(&s, &acx, &op, K::CapabilityKeyList, org_seen, None, r).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    #[serde(default)]
+    org: Option<String>,
+    /// `at_expiry` (default): older versions verify until the last token minted under them
+    /// expires. `now`: they stop at once (use after a suspected leak).
+    #[serde(default)]
+    retire: Option<String>,
+}
+
+pub async fn rotate(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    body: Result<StrictJson<RotateKey>, Denial>,
+) -> Response {
+    let mut org_seen = None;
+    let r = async {
+        let StrictJson(req) = body?;
+        let org = target_org(&s, &op, req.org.as_deref(), Permission::OrgUpdate).await?;
+        org_seen = Some(org);
+        let retire = match req.retire.as_deref() {
+            None | Some("at_expiry") => Rotation::AtExpiry,
+            Some("now") => Rotation::Now,
+            Some(_) => return Err(bad("retire")),
+        };
+        let version = s.tokens.rotate(org, retire).await.map_err(|e| e.denial())?;
+        Ok((StatusCode::OK, json!({"version": version})))
+    }
+    .await;
+    respond(&s, &acx, &op, K::CapabilityKeyRotate, org_seen, None, r).await
+}
