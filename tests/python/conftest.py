@@ -66,8 +66,11 @@ class Gateway:
         self.admin_token = admin_token
 
     def create_key(self, **body):
+        return self.admin_post("/admin/v1/keys", body)
+
+    def admin_post(self, path, body):
         req = urllib.request.Request(
-            self.admin_url + "/admin/v1/keys",
+            self.admin_url + path,
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json", "Authorization": "Bearer " + self.admin_token},
             method="POST",

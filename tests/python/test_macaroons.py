@@ -167,3 +167,27 @@ def test_python_attenuates_a_gatehouse_token():
     m.add_first_party_caveat("rpm <= 5")
     got = gatehouse({"op": "verify", "key": KEY, "token": m.serialize()})
     assert got == {"ok": True, "predicates": CAVEATS + ["rpm <= 5"]}
+
+
+def test_pymacaroons_attenuates_a_gateway_token_that_the_openai_client_then_uses(gateway):
+    """The real thing: a token minted by the gateway, narrowed by pymacaroons, presented by
+    the official openai client."""
+    import openai
+
+    minted = gateway.admin_post(
+        "/admin/v1/capabilities",
+        {"name": "py", "scopes": ["chat:*", "embeddings:create"], "expires_in_seconds": 600},
+    )
+    m = Macaroon.deserialize(minted["token"])
+    m.add_first_party_caveat("scope = chat:completions")
+    for text in (m.serialize(), m.serialize(JsonSerializer())):
+        client = openai.OpenAI(base_url=gateway.data_url + "/v1", api_key=text, max_retries=0)
+        reply = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content
+        with pytest.raises(openai.PermissionDeniedError):
+            client.embeddings.create(model="fake-embed", input="hi")
+    # A caveat pymacaroons can write but the gateway does not know is a denial, not a pass.
+    m.add_first_party_caveat("account = 3735928559")
+    client = openai.OpenAI(base_url=gateway.data_url + "/v1", api_key=m.serialize(), max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
