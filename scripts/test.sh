@@ -2,7 +2,8 @@
 # The whole test suite, one command:
 #   - Rust: unit tests, property tests, store tests on SQLite and PostgreSQL, and end-to-end
 #     tests that start the real `gatehouse` binary against a real fake upstream;
-#   - Python: the official `openai` client against the real binaries (in a venv).
+#   - Python: the official `openai` client against the real binaries (in a venv);
+#   - OIDC: a real OpenID Provider (node oidc-provider, installed here with npm ci).
 # PostgreSQL is expected at GATEHOUSE_TEST_POSTGRES_URL (default
 # postgres://postgres@127.0.0.1:5432/test). Outside CI its tests are skipped with a loud
 # message when it is down; with CI=true they fail.
@@ -10,6 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 jobs=${CARGO_BUILD_JOBS:-2}
+# The real OpenID Provider the OIDC end-to-end tests run against (node oidc-provider, pinned
+# by tests/oidc/package-lock.json).
+npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 cargo build -j"$jobs" --workspace --bins
 cargo test -j"$jobs" --workspace
 

@@ -9,6 +9,7 @@
 //! except reading a config file or a `file:` secret reference when asked to.
 
 mod error;
+pub mod oidc;
 mod raw;
 mod secret;
 mod validate;

@@ -22,6 +22,10 @@ pub struct RawConfig {
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub oidc: Vec<crate::oidc::RawOidc>,
+    #[serde(default)]
+    pub exchange: Vec<crate::oidc::RawExchange>,
 }
 
 #[derive(Debug, Default, Deserialize)]

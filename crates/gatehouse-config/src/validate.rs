@@ -57,6 +57,10 @@ pub struct ServerConfig {
     pub audit: AuditSettings,
     pub webhooks: WebhookSettings,
     pub telemetry: TelemetrySettings,
+    /// Trusted OIDC issuers (`[[oidc]]`).
+    pub oidc: Vec<crate::oidc::OidcIssuer>,
+    /// Token-exchange mint policy (`[[exchange]]`).
+    pub exchange: Vec<crate::oidc::ExchangeRule>,
 }
 
 /// The `[telemetry]` section. Static. Traces are off unless an endpoint is set.
@@ -271,7 +275,9 @@ impl Config {
 
     fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut issues = Vec::new();
-        let server = server(raw.server, (raw.audit, raw.webhooks, raw.telemetry), &mut issues);
+        let mut server = server(raw.server, (raw.audit, raw.webhooks, raw.telemetry), &mut issues);
+        server.oidc = crate::oidc::issuers(raw.oidc, &mut issues);
+        server.exchange = crate::oidc::exchange_rules(raw.exchange, &server.oidc, &mut issues);
         let limits = limits(&raw.limits, &mut issues);
         let mock_enabled = raw.mock.enabled.unwrap_or(true);
         let providers = providers(raw.providers, &mut issues);
@@ -495,6 +501,8 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
         audit: audit(raw_audit, issues),
         webhooks: webhooks(raw_webhooks, issues),
         telemetry: telemetry(raw_telemetry, issues),
+        oidc: Vec::new(),
+        exchange: Vec::new(),
     }
 }
 

@@ -77,7 +77,7 @@ async fn fixture() -> Fixture {
     assert_eq!(minted.caveats.len(), 5);
     let table = Arc::new(RouteTable::build(&gatehouse_config::Config::default().policy));
     let bounds = RequestBounds { max_depth: 32, max_messages: 2048, max_embedding_inputs: 2048 };
-    let creds = Credentials { keys: verifier, tokens: Some(tokens) };
+    let creds = Credentials { keys: verifier, tokens: Some(tokens), federated: None };
     let gates = Gates::new(creds, table, bounds, gatehouse_gates::meter::AuditHook::off());
     Fixture { gates, token: SecretString::from(minted.token), store, hasher, key, _dir: dir }
 }

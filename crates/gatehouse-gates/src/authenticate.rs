@@ -11,6 +11,8 @@ use gatehouse_core::{Credential, Denial, DenyCode, GateName, GateOutcome, Princi
 use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, check_format};
 use gatehouse_store::{KeyRow, Store, now_ms};
 use gatehouse_tokens::Capabilities;
+
+use crate::federated::FederatedVerifier;
 use quick_cache::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -145,6 +147,8 @@ pub struct Credentials {
     pub keys: Arc<KeyVerifier>,
     /// Capability tokens (macaroons); `None` only in narrow unit tests.
     pub tokens: Option<Arc<Capabilities>>,
+    /// OIDC issuers trusted for the data plane; `None` when none is configured.
+    pub federated: Option<Arc<FederatedVerifier>>,
 }
 
 /// What a presented bearer credential looks like; decided without any lookup.
@@ -173,8 +177,10 @@ impl Credentials {
         let text = presented.expose_secret();
         match shape(text) {
             Shape::ApiKey => self.keys.verify(presented).await,
-            // Federated identities are not configured for the data plane here yet.
-            Shape::Jwt => Err(Denial::new(DenyCode::InvalidToken)),
+            Shape::Jwt => match &self.federated {
+                Some(f) => f.verify(text).await,
+                None => Err(Denial::new(DenyCode::InvalidToken)),
+            },
             Shape::Macaroon => match &self.tokens {
                 Some(t) => t.verify(text, source).await.map(|v| v.principal).map_err(|e| e.denial()),
                 None => Err(Denial::new(DenyCode::InvalidToken)),

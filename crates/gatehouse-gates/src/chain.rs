@@ -214,7 +214,7 @@ mod tests {
         let policy = gatehouse_config::Config::default().policy;
         let table = Arc::new(RouteTable::build(&policy));
         let bounds = RequestBounds { max_depth: 16, max_messages: 8, max_embedding_inputs: 8 };
-        let creds = crate::authenticate::Credentials { keys: verifier, tokens: None };
+        let creds = crate::authenticate::Credentials { keys: verifier, tokens: None, federated: None };
         let gates = Gates::new(creds, table, bounds, AuditHook::off());
         Fixture { gates, key, _dir: dir }
     }

@@ -9,6 +9,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod cache;
 pub mod chain;
+pub mod federated;
 mod gate;
 pub mod guardrails;
 pub mod limits;

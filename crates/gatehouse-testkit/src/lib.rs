@@ -1,7 +1,8 @@
 //! Test and benchmark harness. [`FakeProvider`] is a real HTTP server on an ephemeral port
 //! that speaks OpenAI's API (JSON and SSE) and can be scripted to misbehave; [`TestGateway`]
 //! starts the real `gatehouse` binary on ephemeral ports with its own data dir; [`stores`]
-//! gives each test a fresh SQLite file or PostgreSQL schema.
+//! gives each test a fresh SQLite file or PostgreSQL schema; [`oidc`] runs a real OpenID
+//! Provider (node `oidc-provider`).
 //!
 //! A dev-dependency only: nothing in the product depends on this crate.
 
@@ -9,6 +10,7 @@
 
 mod fake;
 mod gateway;
+pub mod oidc;
 pub mod stores;
 
 pub use fake::{Behavior, FAKE_REPLY, FakeProvider, REPLY_CANARY, Recorded, UPSTREAM_SECRET_IN_ERRORS};

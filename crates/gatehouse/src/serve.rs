@@ -12,7 +12,9 @@ use gatehouse_admin::AdminState;
 use gatehouse_audit::{Actor, Auditor, Event, EventKind, FailurePolicy, Outcome, WriterConfig};
 use gatehouse_config::{AuditFailure, Config, DataPlaneAudit, LogFormat, SecretRef, ServerConfig, StoreUrl};
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
+use gatehouse_gates::federated::FederatedVerifier;
 use gatehouse_gates::meter::{AuditHook, LATENCY_BUCKETS};
+use gatehouse_oidc::Federation;
 use gatehouse_proxy::{AppState, build_runtime, with_transport_layers};
 use gatehouse_security::seal::Sealer;
 use gatehouse_security::{KeyHasher, KeyKind, MasterKeySource, generate_key, load_or_create_master_key};
@@ -298,7 +300,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), KEY_CACHE_CAPACITY));
     let tokens = Arc::new(Capabilities::new(store.clone(), token_sealer, KEY_CACHE_CAPACITY));
-    let creds = Credentials { keys: verifier.clone(), tokens: Some(tokens.clone()) };
+    let federation = Arc::new(Federation::new(&server.oidc).map_err(|e| anyhow::anyhow!("oidc: {e}"))?);
+    federation.spawn_refresh();
+    let federated =
+        (!federation.is_empty()).then(|| Arc::new(FederatedVerifier::new(federation.clone(), store.clone())));
+    let creds = Credentials { keys: verifier.clone(), tokens: Some(tokens.clone()), federated };
     let runtime = build_runtime(&config.policy, creds.clone(), hook, &env).map_err(anyhow::Error::msg)?;
     let app = AppState::new(runtime, store.clone());
 

@@ -17,6 +17,7 @@ mod common;
 mod config;
 mod lifecycle;
 mod matrix;
+mod oidc;
 mod postgres;
 mod quickstart;
 mod upstream;

@@ -1,0 +1,323 @@
+//! `[[oidc]]` (trusted issuers of JWT access tokens) and `[[exchange]]` (which federated
+//! workloads may swap their JWT for a capability token, and with what caveats). Static: the
+//! JWKS caches live as long as the process; change them with a restart.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::Issue;
+
+/// Signature algorithms an issuer may use. Nothing symmetric, nothing `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JwtAlg {
+    Rs256,
+    Es256,
+    EdDsa,
+}
+
+impl JwtAlg {
+    pub fn parse(s: &str) -> Option<JwtAlg> {
+        match s {
+            "RS256" => Some(JwtAlg::Rs256),
+            "ES256" => Some(JwtAlg::Es256),
+            "EdDSA" => Some(JwtAlg::EdDsa),
+            _ => None,
+        }
+    }
+}
+
+/// Where the claims a principal is built from live in the token (RFC 6901 JSON pointers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimMap {
+    pub subject: String,
+    pub org: Option<String>,
+    pub project: Option<String>,
+    pub roles: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcIssuer {
+    /// Our name for it (audit actor `oidc:<name>:<subject>`).
+    pub name: String,
+    /// Exactly the `iss` the tokens carry; discovery is `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// Skip discovery and fetch keys here.
+    pub jwks_uri: Option<String>,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<JwtAlg>,
+    pub data_plane: bool,
+    pub control_plane: bool,
+    pub claims: ClaimMap,
+    /// Org / project names used when the token has no such claim.
+    pub default_org: Option<String>,
+    pub default_project: Option<String>,
+    /// Data plane: role -> scopes. A role not listed here denies the token.
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Control plane: role -> admin role (`org_admin`, `member`, `viewer`; `platform_admin`
+    /// only if written out). A role not listed here denies the token.
+    pub admin_roles: BTreeMap<String, String>,
+    /// Refuse tokens whose `typ` is not `at+jwt` (RFC 9068): an ID token is not an access token.
+    pub require_access_token_type: bool,
+    pub clock_skew: Duration,
+    pub jwks_refresh: Duration,
+    pub unknown_kid_cooldown: Duration,
+    pub fetch_timeout: Duration,
+    pub max_document_bytes: usize,
+}
+
+/// One `[[exchange]]` rule: a federated identity of `issuer` mapped to `org` whose subject
+/// matches (and whose claims equal the given values) may get a capability token with these
+/// caveats, for at most `max_ttl` and never beyond the JWT's own expiry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeRule {
+    pub issuer: String,
+    pub org: String,
+    pub project: String,
+    /// Glob on the subject: `*` matches any run of characters.
+    pub subject: String,
+    /// JSON pointer -> required string value.
+    pub claims: BTreeMap<String, String>,
+    pub scopes: Vec<String>,
+    pub models: Option<Vec<String>>,
+    pub budget_usd: Option<String>,
+    pub rpm: Option<u32>,
+    pub max_ttl: Duration,
+    /// Exchanges one subject may make per minute.
+    pub per_subject_per_minute: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    pub name: String,
+    pub issuer: String,
+    pub jwks_uri: Option<String>,
+    pub audiences: Vec<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub planes: Option<Vec<String>>,
+    pub claims: Option<RawClaims>,
+    pub default_org: Option<String>,
+    pub default_project: Option<String>,
+    pub roles: Option<BTreeMap<String, Vec<String>>>,
+    pub admin_roles: Option<BTreeMap<String, String>>,
+    pub require_access_token_type: Option<bool>,
+    pub clock_skew_secs: Option<u64>,
+    pub jwks_refresh_secs: Option<u64>,
+    pub unknown_kid_cooldown_secs: Option<u64>,
+    pub fetch_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaims {
+    pub subject: Option<String>,
+    pub org: Option<String>,
+    pub project: Option<String>,
+    pub roles: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExchange {
+    pub issuer: String,
+    pub org: String,
+    pub project: Option<String>,
+    pub subject: String,
+    pub claims: Option<BTreeMap<String, String>>,
+    pub scopes: Vec<String>,
+    pub models: Option<Vec<String>>,
+    pub budget_usd: Option<String>,
+    pub rpm: Option<u32>,
+    pub max_ttl_secs: Option<u64>,
+    pub per_subject_per_minute: Option<u32>,
+}
+
+fn issue(issues: &mut Vec<Issue>, path: String, rule: &str) {
+    issues.push(Issue { path, rule: rule.to_owned() });
+}
+
+fn pointer(p: &str) -> bool {
+    p.starts_with('/') && p.len() <= 256
+}
+
+/// https, or http to a loopback host (tests and sidecars): keys fetched in clear text from
+/// elsewhere could be swapped on the way.
+pub fn trusted_url(u: &str) -> bool {
+    let Ok(url) = url::Url::parse(u) else { return false };
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+fn secs(v: Option<u64>, default: u64, min: u64, max: u64, path: String, issues: &mut Vec<Issue>) -> Duration {
+    let v = v.unwrap_or(default);
+    if !(min..=max).contains(&v) {
+        issues.push(Issue { path, rule: format!("must be between {min} and {max} seconds") });
+    }
+    Duration::from_secs(v.clamp(min, max))
+}
+
+const ADMIN_ROLES: [&str; 4] = ["platform_admin", "org_admin", "member", "viewer"];
+
+pub fn issuers(raw: Vec<RawOidc>, issues: &mut Vec<Issue>) -> Vec<OidcIssuer> {
+    if raw.len() > 16 {
+        issue(issues, "oidc".into(), "at most 16 issuers");
+    }
+    let mut out: Vec<OidcIssuer> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate().take(16) {
+        let at = |f: &str| format!("oidc[{i}].{f}");
+        if r.name.is_empty() || r.name.len() > 32 || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            issue(issues, at("name"), "1 to 32 letters, digits or '-'");
+        }
+        if out.iter().any(|o| o.name == r.name || o.issuer == r.issuer) {
+            issue(issues, at("name"), "names and issuers must be unique");
+        }
+        if !trusted_url(&r.issuer) {
+            issue(issues, at("issuer"), "must be an https URL (http only for loopback)");
+        }
+        if r.jwks_uri.as_deref().is_some_and(|u| !trusted_url(u)) {
+            issue(issues, at("jwks_uri"), "must be an https URL (http only for loopback)");
+        }
+        if r.audiences.is_empty() || r.audiences.len() > 16 || r.audiences.iter().any(|a| a.is_empty() || a.len() > 512)
+        {
+            issue(issues, at("audiences"), "1 to 16 non-empty audiences");
+        }
+        let algorithms = match r.algorithms {
+            None => vec![JwtAlg::Rs256, JwtAlg::Es256, JwtAlg::EdDsa],
+            Some(list) => list
+                .iter()
+                .filter_map(|a| {
+                    let p = JwtAlg::parse(a);
+                    if p.is_none() {
+                        issue(issues, at("algorithms"), "only RS256, ES256 and EdDSA are accepted");
+                    }
+                    p
+                })
+                .collect(),
+        };
+        if algorithms.is_empty() {
+            issue(issues, at("algorithms"), "at least one algorithm");
+        }
+        let planes = r.planes.unwrap_or_else(|| vec!["data".into()]);
+        if planes.is_empty() || planes.iter().any(|p| p != "data" && p != "control") {
+            issue(issues, at("planes"), "a list of \"data\" and/or \"control\"");
+        }
+        let c = r.claims.unwrap_or_default();
+        let claims = ClaimMap {
+            subject: c.subject.unwrap_or_else(|| "/sub".into()),
+            org: c.org,
+            project: c.project,
+            roles: c.roles,
+        };
+        for p in [Some(&claims.subject), claims.org.as_ref(), claims.project.as_ref(), claims.roles.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if !pointer(p) {
+                issue(issues, at("claims"), "claims are JSON pointers such as \"/sub\" or \"/realm_access/roles\"");
+            }
+        }
+        if claims.org.is_none() && r.default_org.is_none() {
+            issue(issues, at("default_org"), "set claims.org or default_org: every identity needs an org");
+        }
+        let roles = r.roles.unwrap_or_default();
+        let admin_roles = r.admin_roles.unwrap_or_default();
+        if roles.len() > 256 || admin_roles.len() > 256 {
+            issue(issues, at("roles"), "at most 256 roles");
+        }
+        if admin_roles.values().any(|v| !ADMIN_ROLES.contains(&v.as_str())) {
+            issue(issues, at("admin_roles"), "values are platform_admin, org_admin, member or viewer");
+        }
+        if planes.iter().any(|p| p == "control") && claims.roles.is_none() {
+            issue(issues, at("claims.roles"), "the control plane needs a roles claim");
+        }
+        out.push(OidcIssuer {
+            name: r.name,
+            issuer: r.issuer,
+            jwks_uri: r.jwks_uri,
+            audiences: r.audiences,
+            algorithms,
+            data_plane: planes.iter().any(|p| p == "data"),
+            control_plane: planes.iter().any(|p| p == "control"),
+            claims,
+            default_org: r.default_org,
+            default_project: r.default_project,
+            roles,
+            admin_roles,
+            require_access_token_type: r.require_access_token_type.unwrap_or(true),
+            clock_skew: secs(r.clock_skew_secs, 60, 0, 300, at("clock_skew_secs"), issues),
+            jwks_refresh: secs(r.jwks_refresh_secs, 300, 10, 86_400, at("jwks_refresh_secs"), issues),
+            unknown_kid_cooldown: secs(
+                r.unknown_kid_cooldown_secs,
+                30,
+                1,
+                3_600,
+                at("unknown_kid_cooldown_secs"),
+                issues,
+            ),
+            fetch_timeout: Duration::from_millis({
+                let v = r.fetch_timeout_ms.unwrap_or(3_000);
+                if !(100..=30_000).contains(&v) {
+                    issue(issues, at("fetch_timeout_ms"), "must be between 100 and 30000 milliseconds");
+                }
+                v.clamp(100, 30_000)
+            }),
+            max_document_bytes: 64 * 1024,
+        });
+    }
+    out
+}
+
+pub fn exchange_rules(raw: Vec<RawExchange>, issuers: &[OidcIssuer], issues: &mut Vec<Issue>) -> Vec<ExchangeRule> {
+    if raw.len() > 256 {
+        issue(issues, "exchange".into(), "at most 256 rules");
+    }
+    raw.into_iter()
+        .take(256)
+        .enumerate()
+        .map(|(i, r)| {
+            let at = |f: &str| format!("exchange[{i}].{f}");
+            if !issuers.iter().any(|o| o.name == r.issuer && o.data_plane) {
+                issue(issues, at("issuer"), "must name an [[oidc]] issuer with the data plane");
+            }
+            if r.subject.is_empty() || r.subject.len() > 256 {
+                issue(issues, at("subject"), "a subject or glob, 1 to 256 characters");
+            }
+            if r.scopes.is_empty() || r.scopes.len() > 64 {
+                issue(issues, at("scopes"), "1 to 64 scopes");
+            }
+            let claims = r.claims.unwrap_or_default();
+            if claims.keys().any(|k| !pointer(k)) {
+                issue(issues, at("claims"), "keys are JSON pointers");
+            }
+            ExchangeRule {
+                issuer: r.issuer,
+                org: r.org,
+                project: r.project.unwrap_or_else(|| "default".into()),
+                subject: r.subject,
+                claims,
+                scopes: r.scopes,
+                models: r.models,
+                budget_usd: r.budget_usd,
+                rpm: r.rpm,
+                max_ttl: secs(r.max_ttl_secs, 3_600, 60, 7 * 86_400, at("max_ttl_secs"), issues),
+                per_subject_per_minute: match r.per_subject_per_minute.unwrap_or(60) {
+                    n @ 1..=100_000 => n,
+                    _ => {
+                        issue(issues, at("per_subject_per_minute"), "must be between 1 and 100000");
+                        60
+                    }
+                },
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,219 @@
+//! Federated identities: JWT access tokens from the configured OIDC issuers, verified on the
+//! hot path against in-memory key sets.
+//!
+//! Keys come from discovery (`<issuer>/.well-known/openid-configuration` -> `jwks_uri`) or a
+//! configured `jwks_uri`, fetched with a size cap, a timeout and no redirects; refreshed in the
+//! background; refetched when a token names an unknown `kid` — by one task at a time, and at
+//! most once per cooldown, so a flood of made-up `kid`s costs the issuer one request.
+//!
+//! Refused outright: `alg: none` and every algorithm but RS256/ES256/EdDSA (so no HMAC with a
+//! public key as the secret), headers that try to bring their own key (`jku`, `x5u`, `jwk`,
+//! `x5c`), a key whose type does not match the header's algorithm, ID tokens or anything else
+//! not typed `at+jwt` (RFC 9068) unless the issuer is configured otherwise, wrong `iss`/`aud`,
+//! expired or not-yet-valid tokens and tokens issued in the future (bounded skew).
+
+mod jwks;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_config::oidc::{JwtAlg, OidcIssuer};
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::Value;
+
+pub use jwks::Issuer;
+
+/// Longest token considered (matches the data plane's credential bound).
+pub const MAX_TOKEN_BYTES: usize = 8192;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plane {
+    Data,
+    Control,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OidcError {
+    #[error("token is not acceptable: {0}")]
+    Invalid(&'static str),
+    #[error("token expired")]
+    Expired,
+    #[error("the issuer's keys are unavailable")]
+    Unavailable,
+}
+
+/// A verified token's identity, as the issuer's claim map reads it.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// Our name for the issuer.
+    pub issuer: Arc<str>,
+    pub subject: Arc<str>,
+    /// Org name (claim or the issuer's default).
+    pub org: String,
+    pub project: Option<String>,
+    pub roles: Vec<String>,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub claims: Value,
+}
+
+pub struct Federation {
+    issuers: Vec<Arc<Issuer>>,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn algorithm(a: JwtAlg) -> Algorithm {
+    match a {
+        JwtAlg::Rs256 => Algorithm::RS256,
+        JwtAlg::Es256 => Algorithm::ES256,
+        JwtAlg::EdDsa => Algorithm::EdDSA,
+    }
+}
+
+fn allowed(a: Algorithm) -> Option<JwtAlg> {
+    match a {
+        Algorithm::RS256 => Some(JwtAlg::Rs256),
+        Algorithm::ES256 => Some(JwtAlg::Es256),
+        Algorithm::EdDSA => Some(JwtAlg::EdDsa),
+        _ => None,
+    }
+}
+
+/// Reads `iss` without trusting anything else, to pick the issuer whose keys will decide.
+fn unverified_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(str::to_owned)
+}
+
+fn pointer_str(claims: &Value, p: &str) -> Option<String> {
+    match claims.pointer(p)? {
+        Value::String(s) if !s.is_empty() && s.len() <= 256 => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Roles as an array of strings or a space-separated string (both are common).
+fn pointer_roles(claims: &Value, p: &str) -> Result<Vec<String>, OidcError> {
+    let roles: Vec<String> = match claims.pointer(p) {
+        None => Vec::new(),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|r| r.as_str().map(str::to_owned).ok_or(OidcError::Invalid("roles")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(OidcError::Invalid("roles")),
+    };
+    if roles.len() > 64 || roles.iter().any(|r| r.len() > 128) {
+        return Err(OidcError::Invalid("roles"));
+    }
+    Ok(roles)
+}
+
+impl Federation {
+    pub fn new(issuers: &[OidcIssuer]) -> Result<Federation, OidcError> {
+        let issuers = issuers.iter().map(|c| Issuer::new(c.clone()).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Federation { issuers })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.issuers.is_empty()
+    }
+
+    pub fn issuer(&self, name: &str) -> Option<&OidcIssuer> {
+        self.issuers.iter().find(|i| i.config().name == name).map(|i| i.config())
+    }
+
+    /// Starts each issuer's background key refresh (the first fetch happens at once).
+    pub fn spawn_refresh(&self) {
+        for i in &self.issuers {
+            tokio::spawn(i.clone().run_refresh());
+        }
+    }
+
+    /// Verifies a JWT access token for `plane`.
+    pub async fn verify(&self, token: &str, plane: Plane) -> Result<Identity, OidcError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(OidcError::Invalid("too long"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| OidcError::Invalid("header"))?;
+        if header.jku.is_some() || header.x5u.is_some() || header.jwk.is_some() || header.x5c.is_some() {
+            return Err(OidcError::Invalid("header names its own key"));
+        }
+        let iss = unverified_issuer(token).ok_or(OidcError::Invalid("no issuer"))?;
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| {
+                let c = i.config();
+                c.issuer == iss
+                    && match plane {
+                        Plane::Data => c.data_plane,
+                        Plane::Control => c.control_plane,
+                    }
+            })
+            .ok_or(OidcError::Invalid("unknown issuer"))?;
+        let cfg = issuer.config();
+        if cfg.require_access_token_type {
+            let typ = header.typ.as_deref().unwrap_or("").to_ascii_lowercase();
+            if typ != "at+jwt" && typ != "application/at+jwt" {
+                return Err(OidcError::Invalid("not an access token"));
+            }
+        }
+        let alg = allowed(header.alg).filter(|a| cfg.algorithms.contains(a)).ok_or(OidcError::Invalid("algorithm"))?;
+        let key = issuer.key(header.kid.as_deref(), alg).await?;
+        let mut v = Validation::new(algorithm(alg));
+        v.set_issuer(&[&cfg.issuer]);
+        v.set_audience(&cfg.audiences);
+        v.leeway = cfg.clock_skew.as_secs();
+        v.validate_nbf = true;
+        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data = jsonwebtoken::decode::<Value>(token, &key, &v).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => OidcError::Expired,
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => OidcError::Invalid("audience"),
+            jsonwebtoken::errors::ErrorKind::InvalidIssuer => OidcError::Invalid("issuer"),
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => OidcError::Invalid("not yet valid"),
+            _ => OidcError::Invalid("signature or claims"),
+        })?;
+        let claims = data.claims;
+        let now = now_secs();
+        let skew = i64::try_from(cfg.clock_skew.as_secs()).unwrap_or(0);
+        if claims.get("iat").and_then(Value::as_i64).is_some_and(|iat| iat > now + skew) {
+            return Err(OidcError::Invalid("issued in the future"));
+        }
+        let expires_at = claims.get("exp").and_then(Value::as_i64).ok_or(OidcError::Invalid("exp"))?;
+        let subject = pointer_str(&claims, &cfg.claims.subject).ok_or(OidcError::Invalid("subject"))?;
+        let org = match &cfg.claims.org {
+            Some(p) => pointer_str(&claims, p),
+            None => None,
+        }
+        .or_else(|| cfg.default_org.clone())
+        .ok_or(OidcError::Invalid("org"))?;
+        let project =
+            cfg.claims.project.as_deref().and_then(|p| pointer_str(&claims, p)).or_else(|| cfg.default_project.clone());
+        let roles = match &cfg.claims.roles {
+            Some(p) => pointer_roles(&claims, p)?,
+            None => Vec::new(),
+        };
+        Ok(Identity {
+            issuer: cfg.name.as_str().into(),
+            subject: subject.into(),
+            org,
+            project,
+            roles,
+            expires_at,
+            claims,
+        })
+    }
+}
+
+/// How long a fetch may take in total: the configured timeout.
+pub(crate) fn fetch_budget(c: &OidcIssuer) -> Duration {
+    c.fetch_timeout
+}

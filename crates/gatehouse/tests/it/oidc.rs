@@ -1,0 +1,196 @@
+//! OIDC federation end to end against a real OpenID Provider (node `oidc-provider`): JWT
+//! access tokens with tenant and role claims, every algorithm we accept, key rotation by
+//! restarting the provider with a new key set, expired tokens, wrong audience, the attack
+//! headers, and a flood of unknown `kid`s that must not become a flood of JWKS fetches.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_testkit::oidc::OpenIdProvider;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{call, gateway, json, root};
+
+const AUD: &str = "https://gatehouse.test";
+
+pub fn oidc_config(op: &OpenIdProvider, extra: &str) -> String {
+    format!(
+        r#"
+[[oidc]]
+name = "op"
+issuer = "{}"
+audiences = ["{AUD}"]
+claims = {{ org = "/org", project = "/project", roles = "/roles" }}
+roles = {{ inference = ["chat:*", "embeddings:create", "models:read", "tokens:exchange"], chatter = ["chat:completions"] }}
+clock_skew_secs = 1
+unknown_kid_cooldown_secs = 2
+{extra}
+"#,
+        op.issuer
+    )
+}
+
+pub async fn acme(gw: &gatehouse_testkit::TestGateway) -> String {
+    let (st, v) = call(gw, &root(gw), Method::POST, "/admin/v1/orgs", Some(json!({"name": "acme"}))).await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let path = format!("/admin/v1/orgs/{id}/projects");
+    let (st, v) = call(gw, &root(gw), Method::POST, &path, Some(json!({"name": "default"}))).await;
+    assert!(st == 201 || st == 400, "{v}");
+    id.to_owned()
+}
+
+async fn chat(gw: &gatehouse_testkit::TestGateway, token: &str) -> (u16, Value) {
+    let resp = gw.chat(token, "mock").await;
+    let st = resp.status().as_u16();
+    (st, json(resp).await)
+}
+
+fn now() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap()
+}
+
+fn claims(op: &OpenIdProvider) -> Value {
+    json!({"iss": op.issuer, "aud": AUD, "sub": "forged", "exp": now() + 300, "iat": now(),
+           "org": "acme", "project": "default", "roles": ["inference"]})
+}
+
+fn sign(header: &Header, claims: &Value, pem: &[u8]) -> String {
+    let key = match header.alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(pem).unwrap(),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(pem).unwrap(),
+        _ => EncodingKey::from_ed_pem(pem).unwrap(),
+    };
+    jsonwebtoken::encode(header, claims, &key).unwrap()
+}
+
+fn at_jwt(alg: Algorithm, kid: &str) -> Header {
+    let mut h = Header::new(alg);
+    h.typ = Some("at+jwt".into());
+    h.kid = Some(kid.into());
+    h
+}
+
+#[tokio::test]
+async fn jwt_access_tokens_from_a_real_openid_provider() {
+    let Some(op) = OpenIdProvider::start(0, "g1").await else { return };
+    let gw = gateway().config(&oidc_config(&op, "")).spawn().await;
+    let org = acme(&gw).await;
+
+    // Every accepted algorithm, as the provider signs it.
+    for client in ["workload", "es-workload", "ed-workload"] {
+        let t = op.token(client, AUD).await;
+        let (st, v) = chat(&gw, &t).await;
+        assert_eq!(st, 200, "{client}: {v}");
+    }
+    let audit_actor = "oidc:op:workload";
+    // Roles map to scopes; an unknown role denies; an org that does not exist denies.
+    let chatter = op.token("chat-only", AUD).await;
+    assert_eq!(chat(&gw, &chatter).await.0, 200);
+    let emb = gw.post("/v1/embeddings", Some(&chatter), &json!({"model": "mock-embedding", "input": "x"})).await;
+    assert_eq!(emb.status(), 403);
+    let (st, v) = chat(&gw, &op.token("stranger", AUD).await).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (403, Some("permission_denied")));
+    let (st, v) = chat(&gw, &op.token("other-org", AUD).await).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (401, Some("invalid_token")));
+
+    // Wrong audience.
+    let (st, _) = chat(&gw, &op.token("workload", "https://other.test").await).await;
+    assert_eq!(st, 401);
+
+    // Expired (1 s lifetime, 1 s skew).
+    let short = op.token("short", AUD).await;
+    assert_eq!(chat(&gw, &short).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (st, v) = chat(&gw, &short).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (401, Some("expired_token")));
+
+    // Forged with the provider's real key: our harness signs correctly...
+    let real = op.key_pem("g1-rs");
+    assert_eq!(chat(&gw, &sign(&at_jwt(Algorithm::RS256, "g1-rs"), &claims(&op), &real)).await.0, 200);
+    // ...and each attack fails.
+    let mut id_token = at_jwt(Algorithm::RS256, "g1-rs");
+    id_token.typ = Some("JWT".into());
+    let mut no_typ = at_jwt(Algorithm::RS256, "g1-rs");
+    no_typ.typ = None;
+    let mut jku = at_jwt(Algorithm::RS256, "attacker");
+    jku.jku = Some(format!("{}/jwks", op.issuer));
+    let mut x5u = at_jwt(Algorithm::RS256, "attacker");
+    x5u.x5u = Some("https://attacker.example/cert.pem".into());
+    let attacker = op.key_pem("attacker");
+    let mut wrong_iss = claims(&op);
+    wrong_iss["iss"] = json!("https://evil.example");
+    let mut future = claims(&op);
+    future["iat"] = json!(now() + 3600);
+    let mut not_yet = claims(&op);
+    not_yet["nbf"] = json!(now() + 3600);
+    let mut no_exp = claims(&op);
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let hs = jsonwebtoken::encode(
+        &{
+            let mut h = at_jwt(Algorithm::HS256, "g1-rs");
+            h.typ = Some("at+jwt".into());
+            h
+        },
+        &claims(&op),
+        &EncodingKey::from_secret(&real),
+    )
+    .unwrap();
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt","kid":"g1-rs"}"#),
+        URL_SAFE_NO_PAD.encode(claims(&op).to_string())
+    );
+    let mut es_as_rs = at_jwt(Algorithm::ES256, "g1-rs");
+    es_as_rs.kid = Some("g1-rs".into());
+    let attacks = [
+        ("ID token (typ JWT)", sign(&id_token, &claims(&op), &real)),
+        ("no typ", sign(&no_typ, &claims(&op), &real)),
+        ("jku header", sign(&jku, &claims(&op), &attacker)),
+        ("x5u header", sign(&x5u, &claims(&op), &attacker)),
+        ("wrong issuer", sign(&at_jwt(Algorithm::RS256, "g1-rs"), &wrong_iss, &real)),
+        ("issued in the future", sign(&at_jwt(Algorithm::RS256, "g1-rs"), &future, &real)),
+        ("not yet valid", sign(&at_jwt(Algorithm::RS256, "g1-rs"), &not_yet, &real)),
+        ("no exp", sign(&at_jwt(Algorithm::RS256, "g1-rs"), &no_exp, &real)),
+        ("HS256 keyed with the public key material", hs),
+        ("alg none", none),
+        ("ES256 header on the RSA kid", sign(&es_as_rs, &claims(&op), &op.key_pem("g1-es"))),
+        ("attacker key under the real kid", sign(&at_jwt(Algorithm::RS256, "g1-rs"), &claims(&op), &attacker)),
+    ];
+    for (what, t) in attacks {
+        let (st, v) = chat(&gw, &t).await;
+        assert_eq!(st, 401, "{what}: {v}");
+    }
+
+    // A flood of unknown kids costs the provider at most one JWKS fetch per cooldown (2 s).
+    let before = op.jwks_fetches().await;
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let t = sign(&at_jwt(Algorithm::RS256, &format!("flood-{sent}")), &claims(&op), &attacker);
+        assert_eq!(chat(&gw, &t).await.0, 401);
+        sent += 1;
+    }
+    let fetched = op.jwks_fetches().await - before;
+    assert!(sent >= 50, "only {sent} requests");
+    assert!(fetched <= 1, "{sent} unknown kids in 1.5 s caused {fetched} JWKS fetches");
+
+    // Key rotation: the provider restarts with a new key set on the same address.
+    let old = op.token("workload", AUD).await;
+    let port = op.port;
+    op.stop().await;
+    let op = OpenIdProvider::start(port, "g2").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await; // let the unknown-kid cooldown pass
+    let new = op.token("workload", AUD).await;
+    let (st, v) = chat(&gw, &new).await;
+    assert_eq!(st, 200, "a token under the new key verifies after one refetch: {v}");
+    assert_eq!(chat(&gw, &old).await.0, 401, "the retired key no longer verifies");
+
+    // The trail names the federated caller.
+    let (_, trail) = call(&gw, &root(&gw), Method::GET, &format!("/admin/v1/audit?org={org}&limit=1000"), None).await;
+    assert!(trail.to_string().contains(audit_actor), "{audit_actor} not in the trail");
+    op.stop().await;
+}
