@@ -5,6 +5,7 @@
 //! Policy lives in `gatehouse-gates`; this crate moves bytes and calls `chain::admit` /
 //! `chain::finish`. It never forwards a client credential or a client header upstream.
 
+pub mod exchange;
 mod handlers;
 mod runtime;
 mod serve;

@@ -49,11 +49,13 @@ pub struct AppState {
     pub store: Store,
     /// Static across reloads; every rebuilt snapshot gets it.
     pub audit: AuditHook,
+    /// Token exchange (`POST /v1/token`), when `[[exchange]]` rules are configured.
+    pub exchange: Option<Arc<crate::exchange::Exchange>>,
 }
 
 impl AppState {
     pub fn new(runtime: Runtime, store: Store) -> Self {
         let audit = runtime.gates.audit.clone();
-        Self { runtime: Arc::new(ArcSwap::from_pointee(runtime)), store, audit }
+        Self { runtime: Arc::new(ArcSwap::from_pointee(runtime)), store, audit, exchange: None }
     }
 }

@@ -15,6 +15,7 @@ use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::federated::FederatedVerifier;
 use gatehouse_gates::meter::{AuditHook, LATENCY_BUCKETS};
 use gatehouse_oidc::Federation;
+use gatehouse_proxy::exchange::Exchange;
 use gatehouse_proxy::{AppState, build_runtime, with_transport_layers};
 use gatehouse_security::seal::Sealer;
 use gatehouse_security::{KeyHasher, KeyKind, MasterKeySource, generate_key, load_or_create_master_key};
@@ -304,9 +305,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     federation.spawn_refresh();
     let federated =
         (!federation.is_empty()).then(|| Arc::new(FederatedVerifier::new(federation.clone(), store.clone())));
-    let creds = Credentials { keys: verifier.clone(), tokens: Some(tokens.clone()), federated };
+    let creds = Credentials { keys: verifier.clone(), tokens: Some(tokens.clone()), federated: federated.clone() };
     let runtime = build_runtime(&config.policy, creds.clone(), hook, &env).map_err(anyhow::Error::msg)?;
-    let app = AppState::new(runtime, store.clone());
+    let mut app = AppState::new(runtime, store.clone());
+    if !server.exchange.is_empty()
+        && let Some(f) = &federated
+    {
+        app.exchange = Some(Arc::new(Exchange::new(server.exchange.clone(), f.clone(), tokens.clone())));
+    }
 
     let data_listener = TcpListener::bind(server.data_listen)
         .await

@@ -194,3 +194,89 @@ async fn jwt_access_tokens_from_a_real_openid_provider() {
     assert!(trail.to_string().contains(audit_actor), "{audit_actor} not in the trail");
     op.stop().await;
 }
+
+async fn exchange(gw: &gatehouse_testkit::TestGateway, form: &[(&str, &str)]) -> (u16, Value, Option<String>) {
+    let resp = gw.http.post(format!("{}/v1/token", gw.data_url)).form(form).send().await.unwrap();
+    let st = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    (st, resp.json().await.unwrap_or(Value::Null), retry)
+}
+
+const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+#[tokio::test]
+async fn token_exchange_turns_a_workload_jwt_into_a_narrow_capability_token() {
+    let Some(op) = OpenIdProvider::start(0, "x1").await else { return };
+    let rules = r#"
+[[exchange]]
+issuer = "op"
+org = "acme"
+subject = "ci-*"
+claims = { "/team" = "ml" }
+scopes = ["chat:*", "models:read"]
+models = ["mock"]
+budget_usd = "2.50"
+max_ttl_secs = 120
+per_subject_per_minute = 4
+"#;
+    let gw = gateway().config(&oidc_config(&op, rules)).spawn().await;
+    let org = acme(&gw).await;
+    let jwt = op.token("ci-runner", AUD).await;
+
+    let (st, v, _) =
+        exchange(&gw, &[("grant_type", GRANT), ("subject_token", &jwt), ("subject_token_type", JWT)]).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["issued_token_type"], "urn:ietf:params:oauth:token-type:access_token");
+    assert_eq!(v["token_type"], "Bearer");
+    assert!(v["expires_in"].as_i64().unwrap() <= 120, "capped by the rule (and the JWT): {v}");
+    let token = v["access_token"].as_str().unwrap();
+    assert_eq!(chat(&gw, token).await.0, 200);
+    let emb = gw.post("/v1/embeddings", Some(token), &json!({"model": "mock-embedding", "input": "x"})).await;
+    assert_eq!(emb.status(), 403, "the rule grants chat only");
+    let models = gw.get("/v1/models", Some(token)).await;
+    assert_eq!(models.status(), 200);
+
+    // A narrower scope may be asked for; a wider one may not.
+    let (st, v, _) = exchange(
+        &gw,
+        &[("grant_type", GRANT), ("subject_token", &jwt), ("subject_token_type", JWT), ("scope", "chat:completions")],
+    )
+    .await;
+    assert_eq!((st, v["scope"].as_str()), (200, Some("chat:completions")), "{v}");
+    let (st, v, _) = exchange(
+        &gw,
+        &[("grant_type", GRANT), ("subject_token", &jwt), ("subject_token_type", JWT), ("scope", "embeddings:create")],
+    )
+    .await;
+    assert_eq!((st, v["error"].as_str()), (400, Some("invalid_scope")));
+
+    // A subject no rule admits; a forged token; the wrong grant; a malformed request.
+    let other = op.token("workload", AUD).await;
+    let (st, v, _) =
+        exchange(&gw, &[("grant_type", GRANT), ("subject_token", &other), ("subject_token_type", JWT)]).await;
+    assert_eq!((st, v["error"].as_str()), (400, Some("invalid_grant")));
+    let mut tampered = jwt.clone();
+    tampered.pop();
+    let (st, v, _) =
+        exchange(&gw, &[("grant_type", GRANT), ("subject_token", &tampered), ("subject_token_type", JWT)]).await;
+    assert_eq!((st, v["error"].as_str()), (400, Some("invalid_grant")));
+    let (st, v, _) = exchange(&gw, &[("grant_type", "client_credentials"), ("subject_token", &jwt)]).await;
+    assert_eq!((st, v["error"].as_str()), (400, Some("unsupported_grant_type")));
+    let (st, v, _) = exchange(&gw, &[("grant_type", GRANT), ("subject_token", &jwt)]).await;
+    assert_eq!((st, v["error"].as_str()), (400, Some("invalid_request")));
+
+    // Rate-limited per subject: 4 per minute, three used above (two 200s and one invalid_scope).
+    let form = [("grant_type", GRANT), ("subject_token", jwt.as_str()), ("subject_token_type", JWT)];
+    let (st, _, _) = exchange(&gw, &form).await;
+    assert_eq!(st, 200);
+    let (st, v, retry) = exchange(&gw, &form).await;
+    assert_eq!((st, v["error"].as_str()), (429, Some("slow_down")), "{v}");
+    assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+
+    // Audited, with the workload's identity as the actor.
+    let (_, trail) = call(&gw, &root(&gw), Method::GET, &format!("/admin/v1/audit?org={org}&limit=1000"), None).await;
+    let text = trail.to_string();
+    assert!(text.contains("token.exchange") && text.contains("oidc:op:ci-runner"), "{text}");
+    op.stop().await;
+}

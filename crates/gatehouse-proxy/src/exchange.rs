@@ -1,0 +1,320 @@
+//! `POST /v1/token`: OAuth 2.0 Token Exchange (RFC 8693). A workload presents a JWT from a
+//! trusted issuer and receives a capability token whose caveats come from the first
+//! `[[exchange]]` rule that admits it (issuer, org, subject glob, claim values). The token
+//! never outlives the JWT, exchanges are rate-limited per subject, and every decision is
+//! audited. Errors use OAuth's shape (`{"error", "error_description"}`), as its clients expect.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use gatehouse_audit::{Actor, Event, EventKind, Outcome};
+use gatehouse_config::oidc::ExchangeRule;
+use gatehouse_core::scope::ScopePattern;
+use gatehouse_core::{OrgId, ProjectId, RequestId};
+use gatehouse_gates::federated::FederatedVerifier;
+use gatehouse_oidc::{Identity, OidcError, Plane};
+use gatehouse_store::now_ms;
+use gatehouse_tokens::{Capabilities, MintRequest, narrowing};
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::BodyExt;
+use quick_cache::sync::Cache;
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const MAX_BODY: usize = 16 * 1024;
+
+/// The exchange policy and what it needs; absent when no `[[exchange]]` rule is configured.
+pub struct Exchange {
+    pub rules: Vec<ExchangeRule>,
+    pub federated: Arc<FederatedVerifier>,
+    pub tokens: Arc<Capabilities>,
+    windows: Cache<(String, String), Arc<Window>>,
+}
+
+/// A fixed one-minute window per subject: lock-free, and exact enough for "N per minute".
+struct Window {
+    minute: AtomicI64,
+    count: AtomicU32,
+}
+
+impl Exchange {
+    pub fn new(rules: Vec<ExchangeRule>, federated: Arc<FederatedVerifier>, tokens: Arc<Capabilities>) -> Exchange {
+        Exchange { rules, federated, tokens, windows: Cache::new(100_000) }
+    }
+
+    /// Whether this subject may exchange once more this minute; `Err(seconds to wait)`.
+    fn admit(&self, issuer: &str, subject: &str, per_minute: u32) -> Result<(), u64> {
+        let now = now_ms();
+        let minute = now / 60_000;
+        let w = self
+            .windows
+            .get_or_insert_with(&(issuer.to_owned(), subject.to_owned()), || {
+                Ok::<_, ()>(Arc::new(Window { minute: AtomicI64::new(minute), count: AtomicU32::new(0) }))
+            })
+            .map_err(|()| 60u64)?;
+        if w.minute.swap(minute, Ordering::AcqRel) != minute {
+            w.count.store(0, Ordering::Release);
+        }
+        if w.count.fetch_add(1, Ordering::AcqRel) >= per_minute {
+            return Err(u64::try_from(60 - (now / 1000) % 60).unwrap_or(60).max(1));
+        }
+        Ok(())
+    }
+}
+
+/// `*` matches any run of characters (including none); everything else literally.
+fn glob(pattern: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == s;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !s.starts_with(first) || !s[first.len()..].ends_with(last) || s.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &s[first.len()..s.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn rule_admits(r: &ExchangeRule, id: &Identity) -> bool {
+    r.issuer == *id.issuer
+        && r.org == id.org
+        && glob(&r.subject, &id.subject)
+        && r.claims.iter().all(|(p, want)| id.claims.pointer(p).and_then(Value::as_str) == Some(want.as_str()))
+}
+
+/// An OAuth error answer.
+struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: &'static str,
+    retry_after: Option<u64>,
+}
+
+fn oauth(status: StatusCode, error: &'static str, description: &'static str) -> OAuthError {
+    OAuthError { status, error, description, retry_after: None }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut r =
+            (self.status, Json(json!({"error": self.error, "error_description": self.description}))).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = s.to_string().parse()
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        r
+    }
+}
+
+#[derive(Default)]
+struct Facts {
+    org: Option<OrgId>,
+    project: Option<ProjectId>,
+    actor: Option<String>,
+    target: Option<String>,
+}
+
+pub async fn token(State(app): State<AppState>, Extension(id): Extension<RequestId>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let mut facts = Facts::default();
+    let result = match &app.exchange {
+        None => Err(oauth(StatusCode::BAD_REQUEST, "unsupported_grant_type", "token exchange is not configured")),
+        Some(x) => {
+            let bytes = read_form(&parts.headers, body).await;
+            match bytes {
+                Ok(b) => exchange(x, &b, &mut facts).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let (outcome, status, code) = match &result {
+        Ok(_) => (Outcome::Allowed, 200, "ok"),
+        Err(e) => (Outcome::Denied, e.status.as_u16(), e.error),
+    };
+    let actor = facts.actor.map_or(Actor::Anonymous, Actor::Federated);
+    let mut e = Event::new(EventKind::TokenExchange, outcome, status, code, actor);
+    e.org = facts.org;
+    e.project = facts.project;
+    e.target = facts.target;
+    e.request_id = Some(id);
+    e.source = source;
+    e.endpoint = Some("token.exchange");
+    let recorded = match &app.audit.auditor {
+        Some(a) => a.record(e).await.is_ok(),
+        None => true,
+    };
+    match result {
+        Ok(v) if recorded => {
+            let mut r = (StatusCode::OK, Json(v)).into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+            r
+        }
+        Ok(_) => oauth(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the decision could not be audited")
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn read_form(headers: &HeaderMap, body: axum::body::Body) -> Result<Vec<u8>, OAuthError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", "use application/x-www-form-urlencoded"));
+    }
+    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes().to_vec()),
+        Err(_) => Err(oauth(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request body too large")),
+    }
+}
+
+async fn exchange(x: &Exchange, body: &[u8], facts: &mut Facts) -> Result<Value, OAuthError> {
+    let bad = |d| oauth(StatusCode::BAD_REQUEST, "invalid_request", d);
+    let (mut grant, mut subject_token, mut subject_type, mut requested, mut scope) = (None, None, None, None, None);
+    for (k, v) in url::form_urlencoded::parse(body) {
+        let slot = match &*k {
+            "grant_type" => &mut grant,
+            "subject_token" => &mut subject_token,
+            "subject_token_type" => &mut subject_type,
+            "requested_token_type" => &mut requested,
+            "scope" => &mut scope,
+            // RFC 8693 optional parameters we do not act on.
+            "audience" | "resource" => continue,
+            _ => return Err(bad("unknown parameter")),
+        };
+        if slot.replace(v.into_owned()).is_some() {
+            return Err(bad("repeated parameter"));
+        }
+    }
+    if grant.as_deref() != Some(GRANT) {
+        return Err(oauth(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be token-exchange"));
+    }
+    let subject_token = subject_token.ok_or(bad("subject_token is required"))?;
+    if !matches!(subject_type.as_deref(), Some(JWT_TYPE | ACCESS_TOKEN_TYPE)) {
+        return Err(bad("subject_token_type must be jwt or access_token"));
+    }
+    if requested.as_deref().is_some_and(|r| r != ACCESS_TOKEN_TYPE) {
+        return Err(oauth(StatusCode::BAD_REQUEST, "invalid_target", "only access tokens are issued"));
+    }
+    let id = x.federated.federation.verify(&subject_token, Plane::Data).await.map_err(|e| match e {
+        OidcError::Unavailable => {
+            oauth(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the issuer's keys are unavailable")
+        }
+        OidcError::Expired => oauth(StatusCode::BAD_REQUEST, "invalid_grant", "the subject token has expired"),
+        OidcError::Invalid(_) => oauth(StatusCode::BAD_REQUEST, "invalid_grant", "the subject token is not acceptable"),
+    })?;
+    facts.actor = Some(format!("{}:{}", id.issuer, id.subject));
+    let rule = x.rules.iter().find(|r| rule_admits(r, &id)).ok_or(oauth(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "no exchange rule admits this subject",
+    ))?;
+    x.admit(&id.issuer, &id.subject, rule.per_subject_per_minute).map_err(|wait| OAuthError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        error: "slow_down",
+        description: "too many exchanges for this subject",
+        retry_after: Some(wait),
+    })?;
+    let (org, project, _) = x
+        .federated
+        .tenant(&rule.org, &rule.project)
+        .await
+        .map_err(|_| oauth(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "store unavailable"))?
+        .ok_or(oauth(StatusCode::BAD_REQUEST, "invalid_grant", "the rule's org or project is unavailable"))?;
+    facts.org = Some(org);
+    facts.project = Some(project);
+
+    // Scopes: the rule's, or the requested subset of them.
+    let allowed: Vec<ScopePattern> = rule.scopes.iter().filter_map(|s| ScopePattern::parse(s)).collect();
+    let scopes = match scope.as_deref() {
+        None => allowed.clone(),
+        Some(text) => {
+            let asked: Vec<ScopePattern> = text
+                .split_whitespace()
+                .map(|s| ScopePattern::parse(s).ok_or(oauth(StatusCode::BAD_REQUEST, "invalid_scope", "bad scope")))
+                .collect::<Result<_, _>>()?;
+            if asked.is_empty() || !asked.iter().all(|a| allowed.iter().any(|p| p.covers(a))) {
+                return Err(oauth(StatusCode::BAD_REQUEST, "invalid_scope", "scope is wider than the rule allows"));
+            }
+            asked
+        }
+    };
+    // Never beyond the JWT's own expiry.
+    let jwt_left = id.expires_at.saturating_sub(now_ms() / 1000);
+    let ttl_secs = u64::try_from(jwt_left).unwrap_or(0).min(rule.max_ttl.as_secs());
+    if ttl_secs == 0 {
+        return Err(oauth(StatusCode::BAD_REQUEST, "invalid_grant", "the subject token expires too soon"));
+    }
+    let caps = narrowing(
+        None,
+        rule.models.as_deref(),
+        None,
+        rule.budget_usd.as_ref().map(|b| json!(b)).as_ref(),
+        rule.rpm,
+        None,
+    )
+    .map_err(|_| oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the exchange rule is invalid"))?;
+    let minted = x
+        .tokens
+        .mint(MintRequest {
+            org,
+            project,
+            name: "exchanged".into(),
+            scopes: scopes.clone(),
+            models: caps.models,
+            ttl: Duration::from_secs(ttl_secs),
+            budget_micro_usd: caps.budget_micro_usd,
+            rpm: caps.rpm,
+            ips: None,
+            minted_by: format!("oidc:{}:{}", id.issuer, id.subject),
+        })
+        .await
+        .map_err(|_| oauth(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "cannot mint now"))?;
+    facts.target = Some(minted.id.to_string());
+    let expires_in = (minted.expires_at - now_ms()).max(0) / 1000;
+    Ok(json!({
+        "access_token": minted.token,
+        "issued_token_type": ACCESS_TOKEN_TYPE,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "scope": scopes.iter().map(ScopePattern::as_str).collect::<Vec<_>>().join(" "),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs() {
+        assert!(glob("system:serviceaccount:ci:*", "system:serviceaccount:ci:runner"));
+        assert!(!glob("system:serviceaccount:ci:*", "system:serviceaccount:prod:runner"));
+        assert!(glob("*", ""));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(!glob("a*b*c", "axxc"));
+        assert!(glob("exact", "exact") && !glob("exact", "exact2"));
+        assert!(!glob("ab*ba", "aba"), "prefix and suffix may not overlap");
+    }
+}
