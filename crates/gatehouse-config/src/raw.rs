@@ -103,6 +103,9 @@ pub struct RawProvider {
     pub max_stream_duration_ms: Option<u64>,
     pub max_response_bytes: Option<u64>,
     pub max_idle_connections: Option<u64>,
+    /// Signed identity headers to this provider: the key id and a secret reference.
+    pub identity_key_id: Option<String>,
+    pub identity_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -208,6 +208,8 @@ pub struct ProviderConfig {
     pub max_stream_duration: Duration,
     pub max_response_bytes: NonZeroU64,
     pub max_idle_connections: usize,
+    /// Signed identity headers (`x-gatehouse-*`): key id and the shared secret's reference.
+    pub identity: Option<(String, SecretRef)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -636,6 +638,22 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
                 },
             ),
             max_idle_connections: usize::try_from(p.max_idle_connections.unwrap_or(256).min(65_536)).unwrap_or(256),
+            identity: match (p.identity_key_id, p.identity_key.as_deref()) {
+                (None, None) => None,
+                (Some(id), Some(key)) => {
+                    if id.is_empty()
+                        || id.len() > 64
+                        || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    {
+                        issue(issues, at("identity_key_id"), "1 to 64 letters, digits, '-', '_' or '.'");
+                    }
+                    SecretRef::parse(key).map_err(|rule| issue(issues, at("identity_key"), rule)).ok().map(|r| (id, r))
+                }
+                _ => {
+                    issue(issues, at("identity_key"), "identity_key_id and identity_key go together");
+                    None
+                }
+            },
         });
     }
     out
@@ -693,6 +711,20 @@ fn models(
 /// Resolves every secret reference of the policy now, so a reload with a missing secret
 /// fails before it is swapped in. Errors name the reference, never the value.
 impl ProviderConfig {
+    /// The identity-signing secret, resolved (at least 32 bytes).
+    pub fn resolve_identity_key(&self, env: crate::EnvLookup<'_>) -> Result<Option<(String, SecretString)>, String> {
+        match &self.identity {
+            None => Ok(None),
+            Some((id, r)) => {
+                let s = r.resolve(env)?;
+                if s.expose_secret().len() < 32 {
+                    return Err(format!("identity key for provider {} must be at least 32 bytes", self.name));
+                }
+                Ok(Some((id.clone(), s)))
+            }
+        }
+    }
+
     pub fn resolve_api_key(&self, env: crate::EnvLookup<'_>) -> Result<Option<SecretString>, String> {
         match &self.api_key {
             None => Ok(None),

@@ -196,7 +196,7 @@ async fn forward(
     let stream = req.stream;
     let body = req.into_upstream_body(provider_model);
     let started = std::time::Instant::now();
-    let send = up.request(endpoint, &cx.request_id.to_string(), body).send();
+    let send = up.request(endpoint, &cx.request_id.to_string(), body, cx.principal.as_ref()).send();
     let resp = match tokio::time::timeout(up.first_byte_timeout, send).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {

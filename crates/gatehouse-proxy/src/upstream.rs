@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_config::{EnvLookup, ProviderConfig};
-use gatehouse_core::DenyCode;
+use gatehouse_core::{Credential, DenyCode, Principal};
 use gatehouse_providers::Endpoint;
 use http::HeaderValue;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 pub struct Upstream {
     pub name: Arc<str>,
@@ -15,6 +15,10 @@ pub struct Upstream {
     embeddings_url: String,
     /// `Authorization: Bearer <provider key>`, marked sensitive so it never prints.
     auth: Option<HeaderValue>,
+    /// Signs `x-gatehouse-*` identity headers when configured: key id and secret.
+    identity: Option<(String, SecretString)>,
+    chat_path: String,
+    embeddings_path: String,
     pub client: reqwest::Client,
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
@@ -47,10 +51,17 @@ impl Upstream {
             .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build http client for provider {}: {e}", cfg.name))?;
+        let identity = cfg.resolve_identity_key(env)?;
+        let path_of = |u: &str| url::Url::parse(u).map(|u| u.path().to_owned()).unwrap_or_default();
+        let chat_url = format!("{}{}", cfg.base_url, Endpoint::ChatCompletions.upstream_path());
+        let embeddings_url = format!("{}{}", cfg.base_url, Endpoint::Embeddings.upstream_path());
         Ok(Upstream {
+            chat_path: path_of(&chat_url),
+            embeddings_path: path_of(&embeddings_url),
+            identity,
             name: cfg.name.as_str().into(),
-            chat_url: format!("{}{}", cfg.base_url, Endpoint::ChatCompletions.upstream_path()),
-            embeddings_url: format!("{}{}", cfg.base_url, Endpoint::Embeddings.upstream_path()),
+            chat_url,
+            embeddings_url,
             auth,
             client,
             first_byte_timeout: cfg.first_byte_timeout,
@@ -61,11 +72,26 @@ impl Upstream {
     }
 
     /// A request carrying only what we choose: our body, our provider credential, the
-    /// request id for correlation. No client header is copied.
-    pub fn request(&self, endpoint: Endpoint, request_id: &str, body: bytes::Bytes) -> reqwest::RequestBuilder {
-        let url = match endpoint {
-            Endpoint::ChatCompletions => &self.chat_url,
-            Endpoint::Embeddings => &self.embeddings_url,
+    /// request id for correlation, and (when configured) signed identity headers. No client
+    /// header is copied, so a client's own `x-gatehouse-*` headers never arrive.
+    pub fn request(
+        &self,
+        endpoint: Endpoint,
+        request_id: &str,
+        body: bytes::Bytes,
+        who: Option<&Principal>,
+    ) -> reqwest::RequestBuilder {
+        let (url, path) = match endpoint {
+            Endpoint::ChatCompletions => (&self.chat_url, &self.chat_path),
+            Endpoint::Embeddings => (&self.embeddings_url, &self.embeddings_path),
+        };
+        let signed = match (&self.identity, who) {
+            (Some((key_id, key)), Some(p)) => {
+                let id = identity_of(p, request_id);
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                gatehouse_identity::sign(key_id, key.expose_secret().as_bytes(), "POST", path, &body, &id, now)
+            }
+            _ => None,
         };
         let mut rb = self
             .client
@@ -76,7 +102,26 @@ impl Upstream {
         if let Some(a) = &self.auth {
             rb = rb.header(http::header::AUTHORIZATION, a.clone());
         }
+        for (name, value) in signed.into_iter().flatten() {
+            rb = rb.header(name, value);
+        }
         rb
+    }
+}
+
+/// The identity an upstream is told about: tenant ids, the credential by public id, roles.
+fn identity_of(p: &Principal, request_id: &str) -> gatehouse_identity::Identity {
+    let subject = match &p.credential {
+        Credential::Key(k) => format!("key:{k}"),
+        Credential::Token(t) => format!("capability:{t}"),
+        Credential::Federated { issuer, subject } => format!("{issuer}:{subject}"),
+    };
+    gatehouse_identity::Identity {
+        org: p.org.to_string(),
+        project: p.project.to_string(),
+        subject,
+        roles: p.grant.as_ref().map(|g| g.roles.iter().map(|r| r.to_string()).collect()).unwrap_or_default(),
+        request_id: request_id.to_owned(),
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body exactly as received (what a signature covers).
+    pub raw: Bytes,
 }
 
 struct Shared {
@@ -142,7 +144,12 @@ impl FakeProvider {
 fn record(s: &Shared, path: &str, headers: &HeaderMap, body: &Bytes) -> Value {
     s.calls.fetch_add(1, Ordering::SeqCst);
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    s.last.store(Arc::new(Some(Recorded { path: path.to_owned(), headers: headers.clone(), body: v.clone() })));
+    s.last.store(Arc::new(Some(Recorded {
+        path: path.to_owned(),
+        headers: headers.clone(),
+        body: v.clone(),
+        raw: body.clone(),
+    })));
     v
 }
 

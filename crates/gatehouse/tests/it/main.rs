@@ -15,6 +15,7 @@ mod bad_input;
 mod capabilities;
 mod common;
 mod config;
+mod identity;
 mod lifecycle;
 mod matrix;
 mod oidc;

@@ -1,0 +1,86 @@
+//! Signed identity propagation: a provider configured with an identity key receives
+//! `x-gatehouse-*` headers that verify with the published verifier (gatehouse-identity), never
+//! the client's own copies, and a replay outside the window fails.
+
+use gatehouse_identity::{Error, Verifier};
+use gatehouse_testkit::FakeProvider;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::{PROVIDER_SECRET, call, gateway, root, upstream_config};
+
+const IDENTITY_KEY: &str = "an identity key of at least thirty-two bytes";
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test]
+async fn upstreams_get_signed_identity_headers_that_verify() {
+    let fake = FakeProvider::spawn().await;
+    let config = upstream_config(&fake).replacen(
+        "api_key = \"env:FAKE_UPSTREAM_KEY\"",
+        "api_key = \"env:FAKE_UPSTREAM_KEY\"\nidentity_key_id = \"k1\"\nidentity_key = \"env:IDENTITY_KEY\"",
+        1,
+    );
+    let gw = gateway()
+        .config(&config)
+        .env("FAKE_UPSTREAM_KEY", PROVIDER_SECRET)
+        .env("IDENTITY_KEY", IDENTITY_KEY)
+        .spawn()
+        .await;
+
+    // The client tries to speak for someone else; those headers must not arrive.
+    let resp = gw
+        .http
+        .post(format!("{}/v1/chat/completions", gw.data_url))
+        .bearer_auth(gw.key())
+        .header("x-gatehouse-subject", "key:someone-else")
+        .header("x-gatehouse-org", "forged")
+        .header("x-gatehouse-signature", "v1=forged")
+        .json(&json!({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = fake.last_request().unwrap();
+    assert_eq!(seen.headers.get_all("x-gatehouse-subject").iter().count(), 1);
+    assert_ne!(seen.headers["x-gatehouse-org"], "forged");
+
+    let verifier = Verifier::new([("k1".to_owned(), IDENTITY_KEY.as_bytes().to_vec())]);
+    let id = verifier.verify(&seen.headers, "POST", &seen.path, &seen.raw, now()).unwrap();
+    assert!(id.subject.starts_with("key:"), "{id:?}");
+    assert_eq!(id.request_id, seen.headers["x-request-id"].to_str().unwrap());
+    let (_, orgs) = call(&gw, &root(&gw), Method::GET, "/admin/v1/orgs", None).await;
+    assert!(orgs.to_string().contains(&id.org), "the org id is the tenant's");
+
+    // A replay: outside the window it fails; inside it, a replay cache refuses the second use.
+    assert_eq!(verifier.verify(&seen.headers, "POST", &seen.path, &seen.raw, now() + 61), Err(Error::Stale));
+    let cached = Verifier::new([("k1".to_owned(), IDENTITY_KEY.as_bytes().to_vec())]).replay_cache(1024);
+    assert!(cached.verify(&seen.headers, "POST", &seen.path, &seen.raw, now()).is_ok());
+    assert_eq!(cached.verify(&seen.headers, "POST", &seen.path, &seen.raw, now()), Err(Error::Replayed));
+    // The body and the key are covered.
+    assert_eq!(verifier.verify(&seen.headers, "POST", &seen.path, b"{}", now()), Err(Error::BadSignature));
+    let wrong = Verifier::new([("k1".to_owned(), b"another key entirely, also 32 bytes".to_vec())]);
+    assert_eq!(wrong.verify(&seen.headers, "POST", &seen.path, &seen.raw, now()), Err(Error::BadSignature));
+}
+
+#[tokio::test]
+async fn without_an_identity_key_no_identity_headers_are_sent() {
+    let fake = FakeProvider::spawn().await;
+    let gw = crate::common::gateway_with(&fake).await;
+    let resp = gw
+        .http
+        .post(format!("{}/v1/chat/completions", gw.data_url))
+        .bearer_auth(gw.key())
+        .header("x-gatehouse-subject", "key:someone-else")
+        .json(&json!({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = fake.last_request().unwrap();
+    for h in gatehouse_identity::ALL {
+        assert!(seen.headers.get(h).is_none(), "{h} reached the provider");
+    }
+}
