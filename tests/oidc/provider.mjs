@@ -41,6 +41,7 @@ const CLIENTS = {
   stranger: { alg: 'RS256', ttl: 300, claims: { org: 'acme', project: 'default', roles: ['janitor'] } },
   'other-org': { alg: 'RS256', ttl: 300, claims: { org: 'globex', project: 'default', roles: ['inference'] } },
   short: { alg: 'RS256', ttl: 1, claims: { org: 'acme', project: 'default', roles: ['inference'] } },
+  'admin-bot': { alg: 'RS256', ttl: 300, claims: { org: 'acme', project: 'default', roles: ['gatehouse-admins'] } },
   'ci-runner': { alg: 'ES256', ttl: 600, claims: { org: 'acme', project: 'default', roles: ['inference'], team: 'ml' } },
 };
 

@@ -85,7 +85,7 @@ pub async fn respond(
     target: Option<String>,
     result: Result<(StatusCode, serde_json::Value), Denial>,
 ) -> Response {
-    let actor = Actor::AdminToken(op.token_id.clone());
+    let actor = op.actor();
     // A scoped operator's decisions belong to its own org's chain, also when it addressed
     // another org (that org does not learn about the probe; the operator's org does).
     let org = if op.org.is_some() { op.org } else { org };

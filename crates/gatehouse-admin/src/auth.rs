@@ -30,6 +30,15 @@ impl FromRequestParts<AdminState> for Operator {
             .and_then(|s| s.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| SecretString::from(t.trim().to_owned()));
+        if let (Some(t), Some(f)) = (&token, &s.federation)
+            && t.expose_secret().starts_with("eyJ")
+        {
+            return match federated(s, f, t.expose_secret()).await {
+                Ok(op) => Ok(op),
+                Err(code) if code == DenyCode::Unavailable => Err(Denial::new(code)),
+                Err(code) => denied(code).await,
+            };
+        }
         let Some(token) = token.filter(|t| check_format(t.expose_secret()) == Some(KeyKind::Admin)) else {
             return denied(DenyCode::InvalidToken).await;
         };
@@ -49,4 +58,32 @@ impl FromRequestParts<AdminState> for Operator {
             }
         }
     }
+}
+
+/// A federated operator: a JWT from an issuer trusted for the control plane. Every role it
+/// carries must be mapped (`admin_roles`); the operator acts with the highest one, in the org
+/// its claim names (platform admins in none).
+async fn federated(s: &AdminState, f: &gatehouse_oidc::Federation, jwt: &str) -> Result<Operator, DenyCode> {
+    let id = f.verify(jwt, gatehouse_oidc::Plane::Control).await.map_err(|e| match e {
+        gatehouse_oidc::OidcError::Unavailable => DenyCode::Unavailable,
+        gatehouse_oidc::OidcError::Expired => DenyCode::ExpiredCredential,
+        gatehouse_oidc::OidcError::Invalid(_) => DenyCode::InvalidToken,
+    })?;
+    let cfg = f.issuer(&id.issuer).ok_or(DenyCode::InvalidToken)?;
+    let mut role = None;
+    for r in &id.roles {
+        let mapped = cfg.admin_roles.get(r).and_then(|n| Role::parse(n)).ok_or(DenyCode::PermissionDenied)?;
+        role = role.max(Some(mapped));
+    }
+    let role = role.ok_or(DenyCode::PermissionDenied)?;
+    let org = if role == Role::PlatformAdmin {
+        None
+    } else {
+        match s.store.org_by_name(&id.org).await {
+            Ok(Some(o)) => Some(o),
+            Ok(None) => return Err(DenyCode::InvalidToken),
+            Err(_) => return Err(DenyCode::Unavailable),
+        }
+    };
+    Ok(Operator { token_id: format!("oidc:{}:{}", id.issuer, id.subject), role, org, user: None })
 }

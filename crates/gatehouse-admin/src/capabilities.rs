@@ -123,7 +123,7 @@ pub async fn create(
                 budget_micro_usd: n.budget_micro_usd,
                 rpm: n.rpm,
                 ips: n.ips,
-                minted_by: format!("admin:{}", op.token_id),
+                minted_by: op.actor().render(),
             })
             .await
             .map_err(|e| e.denial())?;

@@ -44,6 +44,8 @@ pub struct AdminState {
     pub store: Store,
     pub verifier: Arc<KeyVerifier>,
     pub tokens: Arc<gatehouse_tokens::Capabilities>,
+    /// OIDC issuers trusted for the control plane (`planes` includes `control`).
+    pub federation: Option<Arc<gatehouse_oidc::Federation>>,
     pub hasher: Arc<KeyHasher>,
     pub metrics: Option<PrometheusHandle>,
     pub limits: Arc<ratelimit::AdminLimits>,

@@ -115,12 +115,23 @@ pub const fn allows(role: Role, p: Permission) -> bool {
 /// An authenticated operator of the control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operator {
+    /// An admin token's id, or `oidc:<issuer>:<subject>` for a federated operator.
     pub token_id: String,
     pub role: Role,
     /// The org the operator acts in; `None` only for platform admins.
     pub org: Option<OrgId>,
     /// The member the operator's token acts for, if it was minted for one.
     pub user: Option<gatehouse_core::UserId>,
+}
+
+/// The audit actor for an operator.
+impl Operator {
+    pub fn actor(&self) -> gatehouse_audit::Actor {
+        match self.token_id.strip_prefix("oidc:") {
+            Some(who) => gatehouse_audit::Actor::Federated(who.to_owned()),
+            None => gatehouse_audit::Actor::AdminToken(self.token_id.clone()),
+        }
+    }
 }
 
 /// The one check. `target` is the org that owns the object (or `None` for platform-scope

@@ -128,7 +128,7 @@ pub async fn export(
     acx: AuditCx,
     q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let actor_id = gatehouse_audit::Actor::AdminToken(op.token_id.clone());
+    let actor_id = op.actor();
     let mut scoped = op.org;
     let plan = async {
         let Query(q) = q.map_err(|_| bad("query"))?;

@@ -354,6 +354,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             store: store.clone(),
             verifier,
             tokens,
+            federation: server.oidc.iter().any(|i| i.control_plane).then(|| federation.clone()),
             hasher,
             metrics: Some(metrics),
             limits: Arc::new(gatehouse_admin::ratelimit::AdminLimits::new(

@@ -280,3 +280,36 @@ per_subject_per_minute = 4
     assert!(text.contains("token.exchange") && text.contains("oidc:op:ci-runner"), "{text}");
     op.stop().await;
 }
+
+#[tokio::test]
+async fn the_control_plane_accepts_federated_operators_with_mapped_roles_only() {
+    let Some(op) = OpenIdProvider::start(0, "c1").await else { return };
+    let extra = r#"planes = ["data", "control"]
+admin_roles = { "gatehouse-admins" = "org_admin" }"#;
+    let gw = gateway().config(&oidc_config(&op, extra)).spawn().await;
+    let org = acme(&gw).await;
+    let admin = op.token("admin-bot", AUD).await;
+    let (st, v) = call(&gw, &admin, Method::GET, "/admin/v1/orgs", None).await;
+    assert_eq!(st, 200, "{v}");
+    let names: Vec<&str> = v["data"].as_array().unwrap().iter().filter_map(|o| o["name"].as_str()).collect();
+    assert_eq!(names, ["acme"], "an org admin sees its own org only");
+    let (st, _) = call(&gw, &admin, Method::POST, "/admin/v1/orgs", Some(json!({"name": "x"}))).await;
+    assert_eq!(st, 403, "org_admin cannot create orgs");
+    let (st, v) = call(
+        &gw,
+        &admin,
+        Method::POST,
+        "/admin/v1/capabilities",
+        Some(json!({"name": "fed", "scopes": ["chat:*"], "expires_in_seconds": 60})),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    // A role the control plane does not map denies; a data-plane-only issuer config would too.
+    let (st, v) = call(&gw, &op.token("workload", AUD).await, Method::GET, "/admin/v1/orgs", None).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (403, Some("permission_denied")));
+    let (st, _) = call(&gw, &op.token("admin-bot", "https://other.test").await, Method::GET, "/admin/v1/orgs", None).await;
+    assert_eq!(st, 401);
+    let (_, trail) = call(&gw, &root(&gw), Method::GET, &format!("/admin/v1/audit?org={org}&limit=1000"), None).await;
+    assert!(trail.to_string().contains("oidc:op:admin-bot"));
+    op.stop().await;
+}
