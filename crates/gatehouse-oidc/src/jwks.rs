@@ -32,6 +32,8 @@ pub struct Issuer {
     /// Unix ms of the last fetch attempt (background or on demand).
     last_fetch_ms: AtomicI64,
     fetches: AtomicU64,
+    /// Bumped whenever a fetched key set replaces the current one (cached verdicts die).
+    generation: AtomicU64,
 }
 
 fn now_ms() -> i64 {
@@ -74,11 +76,16 @@ impl Issuer {
             refetch: tokio::sync::Mutex::new(()),
             last_fetch_ms: AtomicI64::new(i64::MIN / 2),
             fetches: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         })
     }
 
     pub fn config(&self) -> &OidcIssuer {
         &self.cfg
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// How many times the key set was fetched (for the flood test and metrics).
@@ -139,7 +146,20 @@ impl Issuer {
     async fn refresh(&self) {
         self.last_fetch_ms.store(now_ms(), Ordering::Release);
         match self.fetch().await {
-            Ok(set) => self.keys.store(Arc::new(set)),
+            Ok(set) => {
+                let changed = {
+                    let cur = self.keys.load();
+                    let mut a: Vec<&String> = cur.by_kid.keys().collect();
+                    let mut b: Vec<&String> = set.by_kid.keys().collect();
+                    a.sort();
+                    b.sort();
+                    a != b || cur.anonymous.len() != set.anonymous.len()
+                };
+                self.keys.store(Arc::new(set));
+                if changed {
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                }
+            }
             Err(e) => {
                 tracing::warn!(issuer = %self.cfg.name, error = %e, "cannot fetch the issuer's keys; keeping the last good set")
             }

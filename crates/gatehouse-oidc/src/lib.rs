@@ -61,6 +61,22 @@ pub struct Identity {
 
 pub struct Federation {
     issuers: Vec<Arc<Issuer>>,
+    /// Tokens already verified, by SHA-256 of the whole token (signature included), so a
+    /// caller presenting the same JWT again costs a hash and a probe, not a signature check.
+    verified: quick_cache::sync::Cache<[u8; 32], Verified>,
+}
+
+/// How long a verified token is trusted without checking its signature again. Expiry is
+/// still checked on every hit, and a change of the issuer's key set drops the entry.
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct Verified {
+    identity: Arc<Identity>,
+    plane: Plane,
+    issuer: usize,
+    key_generation: u64,
+    at: std::time::Instant,
 }
 
 fn now_secs() -> i64 {
@@ -119,7 +135,7 @@ fn pointer_roles(claims: &Value, p: &str) -> Result<Vec<String>, OidcError> {
 impl Federation {
     pub fn new(issuers: &[OidcIssuer]) -> Result<Federation, OidcError> {
         let issuers = issuers.iter().map(|c| Issuer::new(c.clone()).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Federation { issuers })
+        Ok(Federation { issuers, verified: quick_cache::sync::Cache::new(16_384) })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -138,19 +154,46 @@ impl Federation {
     }
 
     /// Verifies a JWT access token for `plane`.
-    pub async fn verify(&self, token: &str, plane: Plane) -> Result<Identity, OidcError> {
+    pub async fn verify(&self, token: &str, plane: Plane) -> Result<Arc<Identity>, OidcError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(OidcError::Invalid("too long"));
         }
+        let digest: [u8; 32] = match aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref().try_into() {
+            Ok(d) => d,
+            Err(_) => return Err(OidcError::Invalid("digest")),
+        };
+        if let Some(v) = self.verified.get(&digest) {
+            let issuer = &self.issuers[v.issuer];
+            let skew = i64::try_from(issuer.config().clock_skew.as_secs()).unwrap_or(0);
+            if v.plane == plane && v.at.elapsed() < VERIFIED_TTL && issuer.generation() == v.key_generation {
+                if v.identity.expires_at + skew < now_secs() {
+                    return Err(OidcError::Expired);
+                }
+                return Ok(v.identity.clone());
+            }
+            self.verified.remove(&digest);
+        }
+        let (index, identity) = self.verify_uncached(token, plane).await?;
+        let identity = Arc::new(identity);
+        let key_generation = self.issuers[index].generation();
+        self.verified.insert(
+            digest,
+            Verified { identity: identity.clone(), plane, issuer: index, key_generation, at: std::time::Instant::now() },
+        );
+        Ok(identity)
+    }
+
+    async fn verify_uncached(&self, token: &str, plane: Plane) -> Result<(usize, Identity), OidcError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| OidcError::Invalid("header"))?;
         if header.jku.is_some() || header.x5u.is_some() || header.jwk.is_some() || header.x5c.is_some() {
             return Err(OidcError::Invalid("header names its own key"));
         }
         let iss = unverified_issuer(token).ok_or(OidcError::Invalid("no issuer"))?;
-        let issuer = self
+        let (index, issuer) = self
             .issuers
             .iter()
-            .find(|i| {
+            .enumerate()
+            .find(|(_, i)| {
                 let c = i.config();
                 c.issuer == iss
                     && match plane {
@@ -201,7 +244,7 @@ impl Federation {
             Some(p) => pointer_roles(&claims, p)?,
             None => Vec::new(),
         };
-        Ok(Identity {
+        Ok((index, Identity {
             issuer: cfg.name.as_str().into(),
             subject: subject.into(),
             org,
@@ -209,7 +252,7 @@ impl Federation {
             roles,
             expires_at,
             claims,
-        })
+        }))
     }
 }
 
