@@ -41,7 +41,8 @@ pub struct Exchange {
     windows: Cache<(String, String), Arc<Window>>,
 }
 
-/// A fixed one-minute window per subject: lock-free, and exact enough for "N per minute".
+/// A fixed one-minute window per subject, lock-free. At the minute boundary two racing
+/// requests may both count in the new minute's first slot (at most one extra admission).
 struct Window {
     minute: AtomicI64,
     count: AtomicU32,
