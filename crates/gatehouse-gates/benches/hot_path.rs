@@ -17,9 +17,9 @@ use gatehouse_core::scope::ScopePattern;
 use gatehouse_core::{DenyCode, KeyId, RequestCx, RequestId};
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::federated::FederatedVerifier;
-use gatehouse_oidc::Federation;
 use gatehouse_gates::route::RouteTable;
 use gatehouse_gates::{Gates, admit};
+use gatehouse_oidc::Federation;
 use gatehouse_providers::{Endpoint, RequestBounds};
 use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
 use gatehouse_store::{NewKey, Store, now_ms};
@@ -123,8 +123,8 @@ roles = {{ inference = ["chat:*"] }}
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.typ = Some("at+jwt".into());
     header.kid = Some("bench".into());
-    let jwt = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()))
-        .expect("sign");
+    let jwt =
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref())).expect("sign");
     (Arc::new(FederatedVerifier::new(federation, store.clone())), SecretString::from(jwt))
 }
 

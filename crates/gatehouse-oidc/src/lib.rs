@@ -158,10 +158,11 @@ impl Federation {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(OidcError::Invalid("too long"));
         }
-        let digest: [u8; 32] = match aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref().try_into() {
-            Ok(d) => d,
-            Err(_) => return Err(OidcError::Invalid("digest")),
-        };
+        let digest: [u8; 32] =
+            match aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref().try_into() {
+                Ok(d) => d,
+                Err(_) => return Err(OidcError::Invalid("digest")),
+            };
         if let Some(v) = self.verified.get(&digest) {
             let issuer = &self.issuers[v.issuer];
             let skew = i64::try_from(issuer.config().clock_skew.as_secs()).unwrap_or(0);
@@ -178,7 +179,13 @@ impl Federation {
         let key_generation = self.issuers[index].generation();
         self.verified.insert(
             digest,
-            Verified { identity: identity.clone(), plane, issuer: index, key_generation, at: std::time::Instant::now() },
+            Verified {
+                identity: identity.clone(),
+                plane,
+                issuer: index,
+                key_generation,
+                at: std::time::Instant::now(),
+            },
         );
         Ok(identity)
     }
@@ -244,15 +251,18 @@ impl Federation {
             Some(p) => pointer_roles(&claims, p)?,
             None => Vec::new(),
         };
-        Ok((index, Identity {
-            issuer: cfg.name.as_str().into(),
-            subject: subject.into(),
-            org,
-            project,
-            roles,
-            expires_at,
-            claims,
-        }))
+        Ok((
+            index,
+            Identity {
+                issuer: cfg.name.as_str().into(),
+                subject: subject.into(),
+                org,
+                project,
+                roles,
+                expires_at,
+                claims,
+            },
+        ))
     }
 }
 

@@ -89,6 +89,17 @@ async fn a_minted_token_is_a_narrow_credential() {
         .await
         .unwrap();
     assert!(!bad.status.success());
+    // Hostile shapes: every one is a clean 401, never a 500 or a hang.
+    let nested = format!("{}{}", "[".repeat(2000), "]".repeat(2000));
+    let many = format!("[{}]", vec![format!("\"{token}\""); 20].join(","));
+    let long_json = format!("{{\"v\":2,\"i\":\"{}\"}}", "x".repeat(7000));
+    for hostile in
+        [nested.as_str(), &many, &long_json, "Ag", "AgAAAAAAAAAAAAAAAA", "{}", "[]", &format!("{token},{token}")]
+    {
+        let resp = gw.chat(hostile, "mock").await;
+        assert_eq!(resp.status(), 401, "{}", &hostile[..hostile.len().min(40)]);
+    }
+
     let expired = cli(&["attenuate", "--caveat", "expires < 2001-01-01T00:00:00Z"], &token).await;
     let resp = gw.chat(expired.trim(), "mock").await;
     assert_eq!(resp.status(), 401);

@@ -307,7 +307,8 @@ admin_roles = { "gatehouse-admins" = "org_admin" }"#;
     // A role the control plane does not map denies; a data-plane-only issuer config would too.
     let (st, v) = call(&gw, &op.token("workload", AUD).await, Method::GET, "/admin/v1/orgs", None).await;
     assert_eq!((st, v["error"]["code"].as_str()), (403, Some("permission_denied")));
-    let (st, _) = call(&gw, &op.token("admin-bot", "https://other.test").await, Method::GET, "/admin/v1/orgs", None).await;
+    let (st, _) =
+        call(&gw, &op.token("admin-bot", "https://other.test").await, Method::GET, "/admin/v1/orgs", None).await;
     assert_eq!(st, 401);
     let (_, trail) = call(&gw, &root(&gw), Method::GET, &format!("/admin/v1/audit?org={org}&limit=1000"), None).await;
     assert!(trail.to_string().contains("oidc:op:admin-bot"));
