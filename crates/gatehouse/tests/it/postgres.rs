@@ -48,3 +48,38 @@ async fn the_gateway_runs_on_postgres() {
     // nothing was written to SQLite
     assert!(!gw.data_path().join("data/gatehouse.db").exists());
 }
+
+/// Two replicas on one PostgreSQL (one master key): a capability token minted on one and
+/// delegated on the other dies on both within a second of its revocation on the first.
+#[tokio::test]
+async fn a_capability_revoked_on_one_replica_stops_on_the_other_within_a_second() {
+    let Some(url) = fresh_schema_url() else { return };
+    let master = "5a".repeat(32);
+    let a = gateway().env("GATEHOUSE_DATABASE_URL", &url).env("GATEHOUSE_MASTER_KEY", &master).spawn().await;
+    let b = gateway().env("GATEHOUSE_DATABASE_URL", &url).env("GATEHOUSE_MASTER_KEY", &master).spawn().await;
+    let body = serde_json::json!({"name": "r", "scopes": ["chat:*", "tokens:delegate"], "expires_in_seconds": 600});
+    let resp = a.admin(reqwest::Method::POST, "/admin/v1/capabilities", Some(&body)).await;
+    assert_eq!(resp.status(), 201);
+    let minted: serde_json::Value = resp.json().await.unwrap();
+    let parent = minted["token"].as_str().unwrap().to_owned();
+    let resp = b.post("/v1/tokens/delegate", Some(&parent), &serde_json::json!({"name": "on-b"})).await;
+    assert_eq!(resp.status(), 201);
+    let child: serde_json::Value = resp.json().await.unwrap();
+    let child = child["token"].as_str().unwrap().to_owned();
+    for t in [&parent, &child] {
+        assert_eq!(b.chat(t, "mock").await.status(), 200, "b verifies (and caches) it");
+        assert_eq!(a.chat(t, "mock").await.status(), 200, "a verifies what b registered");
+    }
+    let id = minted["id"].as_str().unwrap();
+    let resp = a.admin(reqwest::Method::POST, &format!("/admin/v1/capabilities/{id}/revoke"), None).await;
+    assert_eq!(resp.status(), 200);
+    let started = std::time::Instant::now();
+    assert!(
+        gatehouse_testkit::eventually(std::time::Duration::from_secs(1), || async {
+            b.chat(&child, "mock").await.status() == 401 && b.chat(&parent, "mock").await.status() == 401
+        })
+        .await,
+        "replica b still honours a revoked tree after 1 s"
+    );
+    eprintln!("revocation reached the other replica in {:?}", started.elapsed());
+}
