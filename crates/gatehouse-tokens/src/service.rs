@@ -113,7 +113,7 @@ pub struct DelegateRequest {
     pub ips: Option<Vec<IpNet>>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Minted {
     pub id: TokenId,
     pub org: OrgId,
@@ -123,6 +123,18 @@ pub struct Minted {
     pub token: String,
     pub caveats: Vec<String>,
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for Minted {
+    // The token is a bearer credential: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Minted")
+            .field("id", &self.id)
+            .field("parent", &self.parent)
+            .field("caveats", &self.caveats)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A verified presentation.

@@ -51,7 +51,9 @@ fn attenuate(token: &str, caveat: &str) -> String {
 
 both_backends!(minted_tokens_verify_and_narrow, |store: Store| async move {
     let (c, org, project, m) = setup(&store).await;
+    assert!(!format!("{m:?}").contains(&m.token[10..]), "Debug never shows the token");
     let v = c.verify(&m.token, None).await.unwrap();
+    assert!(!format!("{v:?}").contains(&m.token[10..]));
     assert_eq!((v.principal.org, v.principal.project), (org, project));
     assert_eq!(v.principal.credential, Credential::Token(m.id));
     assert!(v.principal.may("chat:completions") && !v.principal.may("mcp:tool:github/x"));
