@@ -19,19 +19,19 @@ use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::federated::FederatedVerifier;
 use gatehouse_gates::route::RouteTable;
 use gatehouse_gates::{Gates, admit};
-use gatehouse_oidc::Federation;
+use gatehouse_oidc::{Federation, Plane};
 use gatehouse_providers::{Endpoint, RequestBounds};
 use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
 use gatehouse_store::{NewKey, Store, now_ms};
 use gatehouse_tokens::{Capabilities, MintRequest};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 const BODY: &[u8] = br#"{"model":"mock","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the plot of Hamlet in two sentences, please."}],"temperature":0.2,"max_tokens":128}"#;
 
 struct Fixture {
     gates: Gates,
     token: SecretString,
-    jwt: SecretString,
+    jwts: Jwts,
     store: Store,
     hasher: Arc<KeyHasher>,
     key: SecretString,
@@ -81,22 +81,38 @@ async fn fixture() -> Fixture {
     assert_eq!(minted.caveats.len(), 5);
     let table = Arc::new(RouteTable::build(&gatehouse_config::Config::default().policy));
     let bounds = RequestBounds { max_depth: 32, max_messages: 2048, max_embedding_inputs: 2048 };
-    let (federated, jwt) = federation(&store).await;
+    let (federated, jwts) = federation(&store).await;
     let creds = Credentials { keys: verifier, tokens: Some(tokens), federated: Some(federated) };
     let gates = Gates::new(creds, table, bounds, gatehouse_gates::meter::AuditHook::off());
-    Fixture { gates, token: SecretString::from(minted.token), jwt, store, hasher, key, _dir: dir }
+    Fixture { gates, token: SecretString::from(minted.token), jwts, store, hasher, key, _dir: dir }
 }
 
-/// An issuer whose JWKS (one P-256 key) is served on loopback, and a token it signed.
-async fn federation(store: &Store) -> (Arc<FederatedVerifier>, SecretString) {
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+/// JWTs signed with each accepted algorithm by freshly generated keys.
+struct Jwts {
+    es256: SecretString,
+    rs256: String,
+    eddsa: String,
+}
+
+/// An issuer whose JWKS (one key per algorithm) is served on loopback, and tokens it signed.
+async fn federation(store: &Store) -> (Arc<FederatedVerifier>, Jwts) {
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaPublicKeyComponents,
+    };
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen");
-    let pkcs8 = pair.to_pkcs8v1().expect("pkcs8");
-    let public = pair.public_key().as_ref().to_vec(); // 0x04 || x || y
-    let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench", "alg": "ES256", "use": "sig",
-        "x": URL_SAFE_NO_PAD.encode(&public[1..33]), "y": URL_SAFE_NO_PAD.encode(&public[33..65])}]});
+    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let ec = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen");
+    let ec_public = ec.public_key().as_ref().to_vec(); // 0x04 || x || y
+    let ed = Ed25519KeyPair::generate().expect("keygen");
+    let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
+    let rsa_public = RsaPublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "EC", "crv": "P-256", "kid": "es", "alg": "ES256", "use": "sig",
+         "x": b64(&ec_public[1..33]), "y": b64(&ec_public[33..65])},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "alg": "EdDSA", "use": "sig", "x": b64(ed.public_key().as_ref())},
+        {"kty": "RSA", "kid": "rs", "alg": "RS256", "use": "sig", "n": b64(&rsa_public.n), "e": b64(&rsa_public.e)},
+    ]});
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = axum::Router::new().route("/jwks", axum::routing::get(move || async move { axum::Json(jwks) }));
@@ -120,12 +136,38 @@ roles = {{ inference = ["chat:*"] }}
     let now = now_ms() / 1000;
     let claims = serde_json::json!({"iss": issuer, "aud": "https://gatehouse.bench", "sub": "bench", "iat": now,
         "exp": now + 3600, "roles": ["inference"]});
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.typ = Some("at+jwt".into());
-    header.kid = Some("bench".into());
-    let jwt =
-        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref())).expect("sign");
-    (Arc::new(FederatedVerifier::new(federation, store.clone())), SecretString::from(jwt))
+    let sign = |alg: jsonwebtoken::Algorithm, kid: &str, key: &jsonwebtoken::EncodingKey| {
+        let mut header = jsonwebtoken::Header::new(alg);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, &claims, key).expect("sign")
+    };
+    let ec_der = ec.to_pkcs8v1().expect("pkcs8");
+    let ed_der = ed.to_pkcs8().expect("pkcs8");
+    // jsonwebtoken signs RSA from PKCS#1 only; aws-lc-rs exports PKCS#8: sign by hand instead.
+    let rs256 = {
+        let header = b64(br#"{"alg":"RS256","typ":"at+jwt","kid":"rs"}"#);
+        let input = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+        let mut sig = vec![0u8; rsa.public_modulus_len()];
+        rsa.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .expect("rsa sign");
+        format!("{input}.{}", b64(&sig))
+    };
+    let jwts = Jwts {
+        es256: SecretString::from(sign(
+            jsonwebtoken::Algorithm::ES256,
+            "es",
+            &jsonwebtoken::EncodingKey::from_ec_der(ec_der.as_ref()),
+        )),
+        eddsa: sign(jsonwebtoken::Algorithm::EdDSA, "ed", &jsonwebtoken::EncodingKey::from_ed_der(ed_der.as_ref())),
+        rs256,
+    };
+    (Arc::new(FederatedVerifier::new(federation, store.clone())), jwts)
 }
 
 fn benches(c: &mut Criterion) {
@@ -135,7 +177,11 @@ fn benches(c: &mut Criterion) {
     let creds = &f.gates.authenticate.creds;
     rt.block_on(creds.keys.verify(&f.key)).expect("valid key");
     rt.block_on(creds.verify(&f.token, None)).expect("valid token");
-    rt.block_on(creds.verify(&f.jwt, None)).expect("valid jwt");
+    rt.block_on(creds.verify(&f.jwts.es256, None)).expect("valid jwt");
+    let federation = creds.federated.as_ref().map(|v| v.federation.clone()).expect("federation");
+    for t in [&f.jwts.rs256, &f.jwts.eddsa] {
+        rt.block_on(federation.verify_fresh(t, Plane::Data)).expect("valid jwt");
+    }
 
     let mut g = c.benchmark_group("key_verify");
     g.bench_function("cache_hit", |b| {
@@ -157,8 +203,20 @@ fn benches(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async { black_box(creds.verify(black_box(&f.token), None).await.is_ok()) })
     });
     g.bench_function("jwt_es256_cached_jwks", |b| {
-        b.to_async(&rt).iter(|| async { black_box(creds.verify(black_box(&f.jwt), None).await.is_ok()) })
+        b.to_async(&rt).iter(|| async { black_box(creds.verify(black_box(&f.jwts.es256), None).await.is_ok()) })
     });
+    // First sight of a token: the signature is checked (the verified-token cache is bypassed).
+    let es = f.jwts.es256.expose_secret().to_owned();
+    for (name, token) in [
+        ("jwt_first_sight_rs256", &f.jwts.rs256),
+        ("jwt_first_sight_es256", &es),
+        ("jwt_first_sight_eddsa", &f.jwts.eddsa),
+    ] {
+        g.bench_function(name, |b| {
+            b.to_async(&rt)
+                .iter(|| async { black_box(federation.verify_fresh(black_box(token), Plane::Data).await.is_ok()) })
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("admit");

@@ -190,6 +190,12 @@ impl Federation {
         Ok(identity)
     }
 
+    /// Verifies without consulting or filling the verified-token cache: what a token's first
+    /// presentation costs (benchmarks, diagnostics).
+    pub async fn verify_fresh(&self, token: &str, plane: Plane) -> Result<Identity, OidcError> {
+        self.verify_uncached(token, plane).await.map(|(_, id)| id)
+    }
+
     async fn verify_uncached(&self, token: &str, plane: Plane) -> Result<(usize, Identity), OidcError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| OidcError::Invalid("header"))?;
         if header.jku.is_some() || header.x5u.is_some() || header.jwk.is_some() || header.x5c.is_some() {
