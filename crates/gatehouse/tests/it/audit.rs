@@ -177,10 +177,11 @@ async fn crash_under_load(builder: impl Fn() -> gatehouse_testkit::GatewayBuilde
     let org = new_org(&gw, "acme").await;
     let key = gw.key().to_owned();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut writers = Vec::new();
     for w in 0..4 {
-        let (http, url, token, org, stop) =
-            (gw.http.clone(), gw.admin_url.clone(), token.clone(), org.clone(), stop.clone());
+        let (http, url, token, org, stop, count) =
+            (gw.http.clone(), gw.admin_url.clone(), token.clone(), org.clone(), stop.clone(), count.clone());
         writers.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut i = 0;
@@ -195,9 +196,17 @@ async fn crash_under_load(builder: impl Fn() -> gatehouse_testkit::GatewayBuilde
                 match r {
                     Ok(r) if r.status() == 201 => {
                         acked.push(r.headers()["x-request-id"].to_str().unwrap().to_owned());
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     // the process died mid-request: not acknowledged
-                    _ => break,
+                    Err(_) => break,
+                    Ok(r) => {
+                        // any other answer before the kill is worth seeing when the load is thin
+                        if !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            eprintln!("crash test writer {w}: {} before the kill", r.status());
+                        }
+                        break;
+                    }
                 }
             }
             acked
@@ -216,7 +225,13 @@ async fn crash_under_load(builder: impl Fn() -> gatehouse_testkit::GatewayBuilde
             }
         })
     };
+    // Kill under sustained load: after 1.5 s and at least 40 acknowledged writes (a machine
+    // busy with the rest of the suite may need longer than 1.5 s to get there).
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    gatehouse_testkit::eventually(Duration::from_secs(20), || async {
+        count.load(std::sync::atomic::Ordering::Relaxed) >= 40
+    })
+    .await;
     let dir = gw.kill().await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut acked = Vec::new();
