@@ -1,4 +1,7 @@
-//! Who is calling. API keys are verified against a bounded, short-lived cache in front of the
+//! Who is calling: an API key, a capability token (gatehouse-tokens) or a JWT from a trusted
+//! issuer (gatehouse-oidc), told apart by shape before any lookup ([`Credentials`]).
+//!
+//! API keys are verified against a bounded, short-lived cache in front of the
 //! store, so a key that was already verified costs one HMAC and one map lookup, never a
 //! database round trip. Misses are cached too (briefly), and concurrent misses for the same
 //! key share one store lookup.
@@ -11,10 +14,10 @@ use gatehouse_core::{Credential, Denial, DenyCode, GateName, GateOutcome, Princi
 use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, check_format};
 use gatehouse_store::{KeyRow, Store, now_ms};
 use gatehouse_tokens::Capabilities;
-
-use crate::federated::FederatedVerifier;
 use quick_cache::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::federated::FederatedVerifier;
 
 /// How long a verified key is trusted without asking the store again. Revocations do not
 /// wait for this: they are evicted directly and by the revocation poller.

@@ -1,5 +1,6 @@
-//! May this principal use this endpoint (token scopes) and this model? Runs before routing so that a caller learns nothing
-//! about deployments it may not use; a forbidden model answers exactly like a missing one.
+//! May this principal use this endpoint (token scopes) and this model? Runs before routing
+//! so that a caller learns nothing about deployments it may not use; a forbidden model
+//! answers exactly like a missing one.
 
 use std::sync::Arc;
 
