@@ -1,0 +1,48 @@
+//! Scan throughput on typical text (prose with a little PII and one secret per KiB), all PII
+//! and secret detectors on. Run: cargo bench -p gatehouse-guardrails --bench scan
+
+#![expect(clippy::expect_used, reason = "benchmark setup: a failure must stop the run")]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gatehouse_guardrails::Engine;
+
+const PROSE: &str = "The quarterly report shows steady growth across all regions. Our team reviewed the \
+    onboarding flow and found three places where customers hesitate; we propose shorter forms, \
+    clearer error messages and a progress indicator. Please send feedback to ann.lee@example.com \
+    before Friday. The staging host 10.20.30.40 will be rebuilt tonight, so expect a short outage. \
+    Budget questions go to finance; travel requests need approval two weeks ahead. ";
+
+fn text(bytes: usize) -> String {
+    let mut s = String::with_capacity(bytes + 512);
+    let mut i = 0;
+    while s.len() < bytes {
+        s.push_str(PROSE);
+        if i % 3 == 0 {
+            s.push_str("Call me at (415) 555-2671 or use key sk-proj-abcdefghijklmnopqrstuvwx0123. ");
+        }
+        i += 1;
+    }
+    s.truncate(bytes);
+    while !s.is_char_boundary(s.len()) {
+        s.pop();
+    }
+    s
+}
+
+fn benches(c: &mut Criterion) {
+    let engine = Engine::new().expect("engine");
+    let mut g = c.benchmark_group("scan_pii_secrets");
+    for kib in [1usize, 16, 256] {
+        let t = text(kib * 1024);
+        g.throughput(Throughput::Bytes(t.len() as u64));
+        g.bench_function(format!("{kib}KiB"), |b| {
+            b.iter(|| black_box(engine.scan(black_box(&t)).expect("scan").len()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(scan, benches);
+criterion_main!(scan);

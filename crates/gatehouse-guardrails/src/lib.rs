@@ -1,0 +1,162 @@
+//! The guardrail detection engine. Pure: text in, findings out, no I/O, no allocation per
+//! detector beyond the findings.
+//!
+//! One scan: normalise ([`normalize`]: NFKC, invisible and bidi controls removed), ask a
+//! `RegexSet` which detectors can match at all (one pass over the text), run only those,
+//! validate candidates (checksums, ranges, parsing, entropy), map spans back to the original
+//! text and resolve overlaps (earlier, then longer, then the detector listed first wins).
+//! [`Engine::redact`] replaces findings with typed placeholders (`[EMAIL_1]`); the same value
+//! gets the same placeholder, so a conversation stays coherent, and [`restore`] can put
+//! values back into a response for the caller who owned them.
+//!
+//! Not here yet (issue #6 continues): prompt-injection signals, custom rules, confusable
+//! skeletons, bounded decoding of base64/hex blobs, streaming hold-back.
+
+pub mod detectors;
+pub mod normalize;
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+pub use detectors::{Category, DETECTORS, Detector};
+pub use normalize::normalize;
+
+/// Texts longer than this are refused by the caller before scanning (fail closed).
+pub const MAX_SCAN_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub detector: &'static str,
+    pub category: Category,
+    pub label: &'static str,
+    /// Byte span in the original text.
+    pub span: Range<usize>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScanError {
+    TooLarge,
+}
+
+pub struct Engine {
+    set: RegexSet,
+    regexes: Vec<Regex>,
+}
+
+impl Engine {
+    /// The built-in detectors. Patterns are static; a failure to compile is a bug caught by
+    /// the tests, reported as an error rather than a panic.
+    pub fn new() -> Result<Engine, regex::Error> {
+        const LIMIT: usize = 64 * 1024 * 1024;
+        let patterns: Vec<&str> = DETECTORS.iter().map(|d| d.pattern).collect();
+        Ok(Engine {
+            set: RegexSetBuilder::new(&patterns).size_limit(LIMIT).dfa_size_limit(LIMIT).build()?,
+            regexes: patterns
+                .iter()
+                .map(|p| RegexBuilder::new(p).size_limit(LIMIT).dfa_size_limit(LIMIT).build())
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub fn scan(&self, text: &str) -> Result<Vec<Finding>, ScanError> {
+        if text.len() > MAX_SCAN_BYTES {
+            return Err(ScanError::TooLarge);
+        }
+        let n = normalize(text);
+        let mut found = Vec::new();
+        for i in self.set.matches(&n.text).iter() {
+            let d = &DETECTORS[i];
+            for caps in self.regexes[i].captures_iter(&n.text) {
+                let Some(m) = caps.get(d.group) else { continue };
+                if !(d.validate)(m.as_str()) {
+                    continue;
+                }
+                let end = if d.id == "secret.private_key" { detectors::pem_end(&n.text, m.end()) } else { m.end() };
+                let (s, e) = if n.is_identity() { (m.start(), end) } else { n.original_span(m.start(), end, text) };
+                found.push((i, Finding { detector: d.id, category: d.category, label: d.label, span: s..e }));
+            }
+        }
+        // earlier first, then longer, then the detector listed first
+        found.sort_by(|(ia, a), (ib, b)| {
+            a.span.start.cmp(&b.span.start).then(b.span.end.cmp(&a.span.end)).then(ia.cmp(ib))
+        });
+        let mut out: Vec<Finding> = Vec::with_capacity(found.len());
+        for (_, f) in found {
+            if out.last().is_some_and(|l| f.span.start < l.span.end) {
+                continue;
+            }
+            out.push(f);
+        }
+        Ok(out)
+    }
+
+    /// Replaces each finding with its typed placeholder. `placeholders` carries the mapping
+    /// across calls of one request (same value, same placeholder).
+    pub fn redact(&self, text: &str, findings: &[Finding], placeholders: &mut Placeholders) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for f in findings {
+            if f.span.start < at || f.span.end > text.len() {
+                continue;
+            }
+            out.push_str(&text[at..f.span.start]);
+            out.push_str(&placeholders.name(f.label, &text[f.span.clone()]));
+            at = f.span.end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+}
+
+/// The placeholder <-> value map of one request.
+#[derive(Default, Debug)]
+pub struct Placeholders {
+    by_value: HashMap<String, String>,
+    by_name: HashMap<String, String>,
+    counts: HashMap<&'static str, usize>,
+}
+
+impl Placeholders {
+    fn name(&mut self, label: &'static str, value: &str) -> String {
+        if let Some(n) = self.by_value.get(value) {
+            return n.clone();
+        }
+        let c = self.counts.entry(label).or_insert(0);
+        *c += 1;
+        let name = format!("[{label}_{c}]");
+        self.by_value.insert(value.to_owned(), name.clone());
+        self.by_name.insert(name.clone(), value.to_owned());
+        name
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// Puts the original values back where a response repeats a placeholder of this request.
+pub fn restore(text: &str, placeholders: &Placeholders) -> String {
+    if placeholders.is_empty() || !text.contains('[') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('[') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        match tail.find(']').map(|j| &tail[..=j]).and_then(|name| placeholders.by_name.get(name).map(|v| (name, v))) {
+            Some((name, value)) => {
+                out.push_str(value);
+                rest = &tail[name.len()..];
+            }
+            None => {
+                out.push('[');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}

@@ -1,0 +1,105 @@
+//! Normalisation that defeats the cheap smuggling tricks before any detector runs: NFKC
+//! (fullwidth and other compatibility forms fold to ASCII: `ｓｋ-` -> `sk-`), and removal of
+//! zero-width and bidirectional control characters (`s\u{200b}k-` -> `sk-`).
+//!
+//! Detectors run on the normalised text; every byte of it remembers which original byte it
+//! came from, so findings are reported (and redacted) as spans of the original.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Characters that render as nothing or reorder text: dropped before detection.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'                      // soft hyphen
+        | '\u{034F}'                    // combining grapheme joiner
+        | '\u{061C}'                    // arabic letter mark
+        | '\u{115F}' | '\u{1160}'       // hangul fillers
+        | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}'       // mongolian variation selectors and vowel separator
+        | '\u{200B}'..='\u{200F}'       // zero-width space/joiners, LRM, RLM
+        | '\u{202A}'..='\u{202E}'       // bidi embeddings and overrides
+        | '\u{2060}'..='\u{2064}'       // word joiner, invisible operators
+        | '\u{2066}'..='\u{206F}'       // bidi isolates, deprecated format controls
+        | '\u{3164}' | '\u{FFA0}'       // hangul fillers
+        | '\u{FE00}'..='\u{FE0F}'       // variation selectors
+        | '\u{FEFF}'                    // zero-width no-break space / BOM
+        | '\u{E0000}'..='\u{E007F}'     // tag characters (ASCII smuggling)
+    )
+}
+
+/// The normalised text and, for each of its bytes, the original byte offset it came from.
+pub struct Normalized {
+    pub text: String,
+    origin: Vec<u32>,
+    original_len: usize,
+}
+
+impl Normalized {
+    /// Maps a span of the normalised text back to the original. The end maps to the end of
+    /// the original character the last normalised byte came from.
+    pub fn original_span(&self, start: usize, end: usize, original: &str) -> (usize, usize) {
+        let s = self.origin.get(start).map_or(self.original_len, |o| *o as usize);
+        let e = if end == 0 {
+            s
+        } else {
+            match self.origin.get(end - 1) {
+                Some(o) => {
+                    let o = *o as usize;
+                    o + original[o..].chars().next().map_or(0, char::len_utf8)
+                }
+                None => self.original_len,
+            }
+        };
+        (s, e.max(s))
+    }
+
+    /// True when normalisation changed nothing (spans map one to one).
+    pub fn is_identity(&self) -> bool {
+        self.text.len() == self.original_len
+    }
+}
+
+/// NFKC per character (composition across characters is not needed to expose a smuggled
+/// ASCII token) and invisible characters removed. Texts over 4 GiB are not ours to scan.
+pub fn normalize(original: &str) -> Normalized {
+    let mut text = String::with_capacity(original.len());
+    let mut origin = Vec::with_capacity(original.len());
+    let ascii = original.is_ascii();
+    for (i, c) in original.char_indices() {
+        let at = u32::try_from(i).unwrap_or(u32::MAX);
+        if ascii {
+            text.push(c);
+            origin.push(at);
+            continue;
+        }
+        if is_invisible(c) {
+            continue;
+        }
+        let before = text.len();
+        if c.is_ascii() {
+            text.push(c);
+        } else {
+            text.extend(std::iter::once(c).nfkc());
+        }
+        origin.resize(text.len(), at);
+        debug_assert!(text.len() >= before);
+    }
+    Normalized { text, origin, original_len: original.len() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smuggling_folds_away_and_spans_map_back() {
+        let s = "key: ｓｋ-\u{200b}abc";
+        let n = normalize(s);
+        assert_eq!(n.text, "key: sk-abc");
+        let i = n.text.find("sk-").unwrap();
+        let (a, b) = n.original_span(i, n.text.len(), s);
+        assert_eq!(&s[a..b], "ｓｋ-\u{200b}abc");
+        assert!(!n.is_identity());
+        assert!(normalize("plain ascii").is_identity());
+    }
+}

@@ -1,0 +1,131 @@
+//! The detectors on positives with exact spans, hard negatives, smuggled variants, and the
+//! properties every scan must keep on arbitrary input.
+
+#![expect(clippy::unwrap_used, reason = "test code")]
+
+use gatehouse_guardrails::{Engine, Placeholders, restore};
+use proptest::prelude::*;
+
+fn engine() -> Engine {
+    Engine::new().unwrap()
+}
+
+/// (detector, matched text) of every finding.
+fn found(text: &str) -> Vec<(&'static str, String)> {
+    engine().scan(text).unwrap().into_iter().map(|f| (f.detector, text[f.span].to_owned())).collect()
+}
+
+#[test]
+fn positives_are_found_with_exact_spans() {
+    let cases = [
+        ("mail ann.lee+x@mail.example.co.uk now", "pii.email", "ann.lee+x@mail.example.co.uk"),
+        ("card: 4111 1111 1111 1111.", "pii.card", "4111 1111 1111 1111"),
+        ("amex 3782-822463-10005 ok", "pii.card", "3782-822463-10005"),
+        ("ssn 123-45-6789", "pii.ssn", "123-45-6789"),
+        ("IBAN DE89 3704 0044 0532 0130 00 please", "pii.iban", "DE89 3704 0044 0532 0130 00"),
+        ("call +14155552671 today", "pii.phone", "+14155552671"),
+        ("call (415) 555-2671 today", "pii.phone", "(415) 555-2671"),
+        ("call 415-555-2671 today", "pii.phone", "415-555-2671"),
+        ("host 192.168.10.20 down", "pii.ipv4", "192.168.10.20"),
+        ("v6 2001:db8:85a3::8a2e:370:7334 up", "pii.ipv6", "2001:db8:85a3::8a2e:370:7334"),
+        ("key sk-proj-abcdefghijklmnopqrstuvwxyz012345 x", "secret.openai", "sk-proj-abcdefghijklmnopqrstuvwxyz012345"),
+        (
+            "sk-ant-api03-abcdefghijklmnopqrstuvwxyz_0123",
+            "secret.anthropic",
+            "sk-ant-api03-abcdefghijklmnopqrstuvwxyz_0123",
+        ),
+        ("aws AKIAIOSFODNN7EXAMPLE", "secret.aws_access_key", "AKIAIOSFODNN7EXAMPLE"),
+        ("gh ghp_abcdefghijklmnopqrstuvwxyz0123456789", "secret.github", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+        ("slack xoxb-123456789012-abcdefABCDEF", "secret.slack", "xoxb-123456789012-abcdefABCDEF"),
+        ("stripe sk_live_abcdefghijklmnop1234", "secret.stripe", "sk_live_abcdefghijklmnop1234"),
+        ("g AIzaSyA-abcdefghijklmnopqrstuvwxyz01234", "secret.google", "AIzaSyA-abcdefghijklmnopqrstuvwxyz01234"),
+        (
+            "t eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U end",
+            "secret.jwt",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        ),
+        ("DB_PASSWORD=\"p4Ss9w0rdXq7LmZr2Tk\"", "secret.assigned", "p4Ss9w0rdXq7LmZr2Tk"),
+    ];
+    for (text, det, want) in cases {
+        let got = found(text);
+        assert!(got.contains(&(det, want.to_owned())), "{text:?}: {got:?}");
+    }
+    // assembled so that this file does not itself look like a leaked key to scanners
+    let key =
+        ["-----BEGIN ", "PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END ", "PRIVATE KEY-----"].concat();
+    assert_eq!(found(&format!("x {key} y")), [("secret.private_key", key)]);
+    let gh = format!("gth_{}", "A1b2C3d4E5".repeat(5).chars().take(49).collect::<String>());
+    assert_eq!(found(&format!("k={gh}")).first().map(|f| f.0), Some("secret.gatehouse"));
+}
+
+#[test]
+fn hard_negatives_stay_quiet() {
+    for text in [
+        "order 4111 1111 1111 1112 is not a card (Luhn)",
+        "SSN-like 000-12-3456 and 666-01-2345 and 900-12-3456 are invalid",
+        "version 10.30.00 and time 10:30:00 and ratio 3:2",
+        "IP-like 999.300.1.1 is not an address",
+        "IBAN-like DE89 3704 0044 0532 0130 01 fails mod-97",
+        "the word sk-is not a key; token = aaaaaaaaaaaaaaaaaaaaaaaa is low entropy",
+        "email-ish user@localhost has no domain suffix",
+        "a date 2024-01-15 and an isbn 978-3-16-148410-0",
+    ] {
+        assert_eq!(found(text), Vec::<(&str, String)>::new(), "{text}");
+    }
+}
+
+#[test]
+fn smuggled_values_are_found_and_spans_point_at_the_original() {
+    // fullwidth letters and a zero-width space inside an OpenAI key
+    let text = "use ｓｋ-proj-abcdefghij\u{200b}klmnopqrstuvwxyz012345 now";
+    let f = engine().scan(text).unwrap();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].detector, "secret.openai");
+    assert!(text[f[0].span.clone()].starts_with("ｓｋ-proj"));
+    assert!(text[f[0].span.clone()].ends_with("012345"));
+    // bidi override hiding an email
+    let text = "mail \u{202e}bob@example.com\u{202c} ok";
+    assert_eq!(found(text).len(), 1);
+}
+
+#[test]
+fn redaction_is_typed_consistent_and_reversible() {
+    let e = engine();
+    let text = "Ann ann@example.com wrote to bob@example.com, cc ann@example.com; card 4111111111111111";
+    let f = e.scan(text).unwrap();
+    let mut p = Placeholders::default();
+    let red = e.redact(text, &f, &mut p);
+    assert_eq!(red, "Ann [EMAIL_1] wrote to [EMAIL_2], cc [EMAIL_1]; card [CARD_1]");
+    assert!(e.scan(&red).unwrap().is_empty(), "redaction leaves nothing to find");
+    assert_eq!(
+        restore("Reply to [EMAIL_2] about [CARD_1] and [UNKNOWN_9]", &p),
+        "Reply to bob@example.com about 4111111111111111 and [UNKNOWN_9]"
+    );
+}
+
+proptest! {
+    #[test]
+    fn any_text_scans_within_bounds_and_redacts_idempotently(s in "\\PC{0,300}") {
+        let e = engine();
+        let f = e.scan(&s).unwrap();
+        for x in &f {
+            prop_assert!(x.span.start <= x.span.end && x.span.end <= s.len());
+            prop_assert!(s.is_char_boundary(x.span.start) && s.is_char_boundary(x.span.end));
+        }
+        let mut p = Placeholders::default();
+        let once = e.redact(&s, &f, &mut p);
+        let again = e.redact(&once, &e.scan(&once).unwrap(), &mut p);
+        prop_assert_eq!(&once, &again);
+    }
+
+    #[test]
+    fn arbitrary_unicode_never_panics(s in any::<String>()) {
+        let _ = engine().scan(&s);
+    }
+
+    #[test]
+    fn embedded_cards_are_always_found(prefix in "[a-z ]{0,20}", suffix in "[a-z ]{0,20}") {
+        let text = format!("{prefix} 4111-1111-1111-1111 {suffix}");
+        prop_assert!(found(&text).iter().any(|(d, _)| *d == "pii.card"));
+    }
+}
