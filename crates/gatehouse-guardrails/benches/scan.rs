@@ -1,5 +1,5 @@
 //! Scan throughput on typical text (prose with a little PII and one secret per KiB), all PII
-//! and secret detectors on. Run: cargo bench -p gatehouse-guardrails --bench scan
+//! and secret detectors on; then the same plus prompt-injection scoring. Run: cargo bench -p gatehouse-guardrails --bench scan
 
 #![expect(clippy::expect_used, reason = "benchmark setup: a failure must stop the run")]
 
@@ -39,6 +39,21 @@ fn benches(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(t.len() as u64));
         g.bench_function(format!("{kib}KiB"), |b| {
             b.iter(|| black_box(engine.scan(black_box(&t)).expect("scan").len()))
+        });
+    }
+    g.finish();
+
+    let detector = gatehouse_guardrails::injection::InjectionDetector::new().expect("detector");
+    let mut g = c.benchmark_group("scan_all_with_injection");
+    for kib in [1usize, 16, 256] {
+        let t = text(kib * 1024);
+        g.throughput(Throughput::Bytes(t.len() as u64));
+        g.bench_function(format!("{kib}KiB"), |b| {
+            b.iter(|| {
+                let findings = engine.scan(black_box(&t)).expect("scan").len();
+                let n = gatehouse_guardrails::normalize(black_box(&t));
+                black_box((findings, detector.assess(&t, &n.text).score))
+            })
         });
     }
     g.finish();

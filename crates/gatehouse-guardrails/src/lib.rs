@@ -9,10 +9,11 @@
 //! gets the same placeholder, so a conversation stays coherent, and [`restore`] can put
 //! values back into a response for the caller who owned them.
 //!
-//! Not here yet (issue #6 continues): prompt-injection signals, custom rules, confusable
-//! skeletons, bounded decoding of base64/hex blobs, streaming hold-back.
+//! Prompt injection is scored separately ([`injection`]). Not here yet (issue #6 continues):
+//! custom rules, confusable skeletons, hex blobs, streaming hold-back.
 
 pub mod detectors;
+pub mod injection;
 pub mod normalize;
 
 use std::collections::HashMap;

@@ -121,6 +121,9 @@ proptest! {
     #[test]
     fn arbitrary_unicode_never_panics(s in any::<String>()) {
         let _ = engine().scan(&s);
+        let d = gatehouse_guardrails::injection::InjectionDetector::new().unwrap();
+        let v = d.assess(&s, &gatehouse_guardrails::normalize(&s).text);
+        prop_assert!((0.0..=1.0).contains(&v.score));
     }
 
     #[test]
