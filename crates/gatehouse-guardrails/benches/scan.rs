@@ -50,8 +50,8 @@ fn benches(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(t.len() as u64));
         g.bench_function(format!("{kib}KiB"), |b| {
             b.iter(|| {
-                let findings = engine.scan(black_box(&t)).expect("scan").len();
                 let n = gatehouse_guardrails::normalize(black_box(&t));
+                let findings = engine.scan_normalized(&t, &n).expect("scan").len();
                 black_box((findings, detector.assess(&t, &n.text).score))
             })
         });

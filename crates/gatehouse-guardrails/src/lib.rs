@@ -65,7 +65,15 @@ impl Engine {
         if text.len() > MAX_SCAN_BYTES {
             return Err(ScanError::TooLarge);
         }
-        let n = normalize(text);
+        self.scan_normalized(text, &normalize(text))
+    }
+
+    /// [`Engine::scan`] on a text already normalised (so the injection detector and this
+    /// scan share one normalisation).
+    pub fn scan_normalized(&self, text: &str, n: &normalize::Normalized) -> Result<Vec<Finding>, ScanError> {
+        if text.len() > MAX_SCAN_BYTES {
+            return Err(ScanError::TooLarge);
+        }
         let mut found = Vec::new();
         for i in self.set.matches(&n.text).iter() {
             let d = &DETECTORS[i];
