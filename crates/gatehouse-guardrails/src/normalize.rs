@@ -32,6 +32,8 @@ pub struct Normalized {
     pub text: String,
     origin: Vec<u32>,
     original_len: usize,
+    /// Whether any character was dropped or replaced (equal lengths do not imply equal text).
+    changed: bool,
 }
 
 impl Normalized {
@@ -55,7 +57,7 @@ impl Normalized {
 
     /// True when normalisation changed nothing (spans map one to one).
     pub fn is_identity(&self) -> bool {
-        self.text.len() == self.original_len
+        !self.changed
     }
 }
 
@@ -65,6 +67,7 @@ pub fn normalize(original: &str) -> Normalized {
     let mut text = String::with_capacity(original.len());
     let mut origin = Vec::with_capacity(original.len());
     let ascii = original.is_ascii();
+    let mut changed = false;
     for (i, c) in original.char_indices() {
         let at = u32::try_from(i).unwrap_or(u32::MAX);
         if ascii {
@@ -73,6 +76,7 @@ pub fn normalize(original: &str) -> Normalized {
             continue;
         }
         if is_invisible(c) {
+            changed = true;
             continue;
         }
         let before = text.len();
@@ -80,11 +84,11 @@ pub fn normalize(original: &str) -> Normalized {
             text.push(c);
         } else {
             text.extend(std::iter::once(c).nfkc());
+            changed |= text[before..].chars().ne(std::iter::once(c));
         }
         origin.resize(text.len(), at);
-        debug_assert!(text.len() >= before);
     }
-    Normalized { text, origin, original_len: original.len() }
+    Normalized { text, origin, original_len: original.len(), changed }
 }
 
 #[cfg(test)]
@@ -101,5 +105,11 @@ mod tests {
         assert_eq!(&s[a..b], "ｓｋ-\u{200b}abc");
         assert!(!n.is_identity());
         assert!(normalize("plain ascii").is_identity());
+        assert!(normalize("naïve café").is_identity(), "already NFKC");
+        // same byte length, different text: a 4-byte letter folds to 2 bytes, a 2-byte
+        // cedilla unfolds to 3
+        let tricky = "𞹴¸x";
+        let n = normalize(tricky);
+        assert!(!n.is_identity());
     }
 }

@@ -103,6 +103,15 @@ fn redaction_is_typed_consistent_and_reversible() {
     );
 }
 
+#[test]
+fn a_length_preserving_normalisation_still_maps_spans() {
+    // found by proptest: NFKC changed the text without changing its length
+    let s = "\u{1e030}\u{fbea}::a\u{1ee74}\u{edc}\u{1ee47}\u{b8}\u{1f240}\u{1d546}\u{1d715}";
+    for f in engine().scan(s).unwrap() {
+        assert!(s.is_char_boundary(f.span.start) && s.is_char_boundary(f.span.end), "{f:?}");
+    }
+}
+
 proptest! {
     #[test]
     fn any_text_scans_within_bounds_and_redacts_idempotently(s in "\\PC{0,300}") {
