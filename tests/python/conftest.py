@@ -98,7 +98,22 @@ def fuzz_gateway(fake):
     proc.wait(timeout=15)
 
 
-def start_gateway(fake, server_extra=""):
+@pytest.fixture(scope="session")
+def guarded_gateway(fake):
+    """A gateway with output guardrails on: PII redacted, secrets blocked, in and out."""
+    proc, gw = start_gateway(
+        fake,
+        extra="""
+[guardrails]
+detectors = { pii = { input = "redact", output = "redact" }, secret = { input = "block", output = "block" } }
+""",
+    )
+    yield gw
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+def start_gateway(fake, server_extra="", extra=""):
     tmp = tempfile.mkdtemp(prefix="gatehouse-py-")
     config = os.path.join(tmp, "gatehouse.toml")
     with open(config, "w") as f:
@@ -125,6 +140,7 @@ provider = "fake"
 name = "fake-embed"
 provider = "fake"
 kind = "embedding"
+{extra}
 """
         )
     env = {"PATH": os.environ.get("PATH", ""), "FAKE_KEY": "sk-fake-provider", "GATEHOUSE_LOG": "warn"}

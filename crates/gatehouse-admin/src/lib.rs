@@ -13,6 +13,7 @@ mod audit;
 mod auth;
 mod body;
 pub mod capabilities;
+mod guardrails;
 mod keys;
 mod members;
 pub mod openapi;

@@ -60,7 +60,10 @@ fn components() -> Value {
                 "org_id": s("string"), "project_id": s("string"), "actor": s("string"), "target": s("string"),
                 "request_id": s("string"), "source": s("string"), "endpoint": s("string"), "gate": s("string"),
                 "model": s("string"), "stream_end": s("string"), "latency_us": s("integer"),
-                "prompt_tokens": s("integer"), "completion_tokens": s("integer"), "hash": s("string")}},
+                "prompt_tokens": s("integer"), "completion_tokens": s("integer"), "hash": s("string"),
+                "guardrails": {"type": "array", "items": {"type": "object", "required": ["dir", "action", "detector", "count"],
+                    "properties": {"dir": {"enum": ["in", "out"]}, "action": {"enum": ["flag", "redact", "block"]},
+                    "detector": s("string"), "count": s("integer")}}}}},
             "Webhook": {"type": "object", "required": ["id", "org_id", "name", "kind", "url", "events", "outcomes", "created_at"], "properties": {
                 "id": s("string"), "org_id": nullable("string"), "name": s("string"), "kind": {"enum": ["generic", "slack", "discord"]},
                 "url": s("string"), "events": {"type": "array", "items": s("string")},
@@ -136,8 +139,40 @@ fn components() -> Value {
                 "org": s("string"), "retire": {"enum": ["at_expiry", "now"]}}},
             "CapabilityKeyRotated": {"type": "object", "required": ["version"],
                 "properties": {"version": s("integer")}},
+            "GuardrailPolicy": guardrail_policy(),
+            "GuardrailPolicyView": {"type": "object",
+                "required": ["org_id", "project_id", "policy", "effective", "updated_at", "updated_by"], "properties": {
+                "org_id": s("string"), "project_id": nullable("string"),
+                "policy": {"anyOf": [r("GuardrailPolicy"), {"type": "null"}]}, "effective": r("GuardrailPolicy"),
+                "updated_at": nullable("integer"), "updated_by": nullable("string")}},
         }
     })
+}
+
+/// A guardrail policy as the admin API accepts it (docs/GUARDRAILS.md).
+fn guardrail_policy() -> Value {
+    let action = json!({"enum": ["off", "flag", "redact", "block"]});
+    let rule = json!({"type": "object", "additionalProperties": false,
+        "properties": {"input": action, "output": action}});
+    let mut keys: Vec<&str> = vec!["*", "pii", "secret", "prompt_injection"];
+    keys.extend(gatehouse_guardrails::DETECTORS.iter().map(|d| d.id));
+    keys.extend([
+        "prompt_injection.instruction_hijacking",
+        "prompt_injection.role_confusion",
+        "prompt_injection.context_smuggling",
+        "prompt_injection.delimiter_injection",
+    ]);
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "detectors": {"type": "object", "propertyNames": {"enum": keys}, "additionalProperties": rule},
+        "injection_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "restore_placeholders": {"type": "boolean"},
+        "custom": {"type": "array", "maxItems": gatehouse_guardrails::policy::MAX_CUSTOM_RULES, "items": {
+            "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+                "name": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"},
+                "regex": {"type": "string", "minLength": 1, "maxLength": gatehouse_guardrails::policy::MAX_PATTERN_BYTES},
+                "keywords": {"type": "array", "minItems": 1, "maxItems": gatehouse_guardrails::policy::MAX_KEYWORDS,
+                    "items": {"type": "string", "minLength": 1, "maxLength": gatehouse_guardrails::policy::MAX_KEYWORD_BYTES}},
+                "input": action, "output": action}}}}})
 }
 
 /// Request body schema, success status and success schema of one route.
@@ -182,6 +217,13 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         ("GET", "/admin/v1/webhooks") => (None, 200, list_of("Webhook")),
         ("DELETE", "/admin/v1/webhooks/{id}") => (None, 200, r("WebhookDeleted")),
         ("GET", "/admin/v1/webhooks/{id}/deliveries") => (None, 200, list_of("Delivery")),
+        ("GET", "/admin/v1/orgs/{org}/guardrails")
+        | ("DELETE", "/admin/v1/orgs/{org}/guardrails")
+        | ("GET", "/admin/v1/orgs/{org}/projects/{project}/guardrails")
+        | ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => (None, 200, r("GuardrailPolicyView")),
+        ("PUT", "/admin/v1/orgs/{org}/guardrails") | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => {
+            (Some("GuardrailPolicy"), 200, r("GuardrailPolicyView"))
+        }
         _ => return None,
     })
 }

@@ -3,11 +3,11 @@
 //! route cannot exist without its entry; the end-to-end matrix test walks the same table
 //! (every route x every role x own org / other org) and docs/ADMIN-API.md lists it.
 
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use gatehouse_audit::EventKind as K;
 
 use crate::rbac::Permission;
-use crate::{AdminState, capabilities, keys, members, orgs, tokens, trail, webhooks};
+use crate::{AdminState, capabilities, guardrails, keys, members, orgs, tokens, trail, webhooks};
 
 /// Which org a route acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +57,18 @@ pub const ROUTES: &[RouteSpec] = &[
     r("POST", "/admin/v1/orgs/{org}/projects/{project}/disable", P::ProjectWrite, Org, K::ProjectDisable),
     r("POST", "/admin/v1/orgs/{org}/projects/{project}/enable", P::ProjectWrite, Org, K::ProjectEnable),
     r("POST", "/admin/v1/orgs/{org}/projects/{project}/members", P::ProjectWrite, Org, K::ProjectMemberAdd),
+    r("GET", "/admin/v1/orgs/{org}/guardrails", P::OrgRead, Org, K::GuardrailOrgPolicyRead),
+    r("PUT", "/admin/v1/orgs/{org}/guardrails", P::OrgUpdate, Org, K::GuardrailOrgPolicySet),
+    r("DELETE", "/admin/v1/orgs/{org}/guardrails", P::OrgUpdate, Org, K::GuardrailOrgPolicyDelete),
+    r("GET", "/admin/v1/orgs/{org}/projects/{project}/guardrails", P::ProjectRead, Org, K::GuardrailProjectPolicyRead),
+    r("PUT", "/admin/v1/orgs/{org}/projects/{project}/guardrails", P::ProjectWrite, Org, K::GuardrailProjectPolicySet),
+    r(
+        "DELETE",
+        "/admin/v1/orgs/{org}/projects/{project}/guardrails",
+        P::ProjectWrite,
+        Org,
+        K::GuardrailProjectPolicyDelete,
+    ),
     r("POST", "/admin/v1/tokens", P::MembershipWrite, Org, K::TokenCreate),
     r("GET", "/admin/v1/tokens", P::MembershipWrite, Own, K::TokenList),
     r("POST", "/admin/v1/tokens/{id}/revoke", P::MembershipWrite, Org, K::TokenRevoke),
@@ -100,6 +112,12 @@ pub(crate) fn handler(spec: &RouteSpec) -> Option<MethodRouter<AdminState>> {
         ("POST", "/admin/v1/orgs/{org}/projects/{project}/disable") => post(orgs::disable_project),
         ("POST", "/admin/v1/orgs/{org}/projects/{project}/enable") => post(orgs::enable_project),
         ("POST", "/admin/v1/orgs/{org}/projects/{project}/members") => post(orgs::add_project_member),
+        ("GET", "/admin/v1/orgs/{org}/guardrails") => get(guardrails::get_org),
+        ("PUT", "/admin/v1/orgs/{org}/guardrails") => put(guardrails::put_org),
+        ("DELETE", "/admin/v1/orgs/{org}/guardrails") => delete(guardrails::delete_org),
+        ("GET", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => get(guardrails::get_project),
+        ("PUT", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => put(guardrails::put_project),
+        ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => delete(guardrails::delete_project),
         ("POST", "/admin/v1/tokens") => post(tokens::create),
         ("GET", "/admin/v1/tokens") => get(tokens::list),
         ("POST", "/admin/v1/tokens/{id}/revoke") => post(tokens::revoke),

@@ -86,6 +86,13 @@ catalogue! {
     ProviderFailed => ("provider.failed", Providers),
     // guardrails
     GuardrailBlocked => ("guardrail.blocked", Guardrails),
+    GuardrailFlagged => ("guardrail.flagged", Guardrails),
+    GuardrailOrgPolicySet => ("guardrail.org_policy_set", Guardrails),
+    GuardrailOrgPolicyRead => ("guardrail.org_policy_read", Guardrails),
+    GuardrailOrgPolicyDelete => ("guardrail.org_policy_delete", Guardrails),
+    GuardrailProjectPolicySet => ("guardrail.project_policy_set", Guardrails),
+    GuardrailProjectPolicyRead => ("guardrail.project_policy_read", Guardrails),
+    GuardrailProjectPolicyDelete => ("guardrail.project_policy_delete", Guardrails),
     // limits and budgets
     LimitExceeded => ("limit.exceeded", Limits),
     AdminRateLimited => ("ratelimit.admin", Limits),
@@ -224,6 +231,8 @@ pub struct Event {
     pub latency: Option<Duration>,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// What the guardrails did: detector names, actions, counts (never the matched text).
+    pub guardrails: Vec<gatehouse_core::GuardrailHit>,
 }
 
 impl Event {
@@ -247,6 +256,7 @@ impl Event {
             latency: None,
             prompt_tokens: None,
             completion_tokens: None,
+            guardrails: Vec::new(),
         }
     }
 
@@ -283,6 +293,11 @@ impl Event {
             latency_us: self.latency.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
+            guardrails: self
+                .guardrails
+                .iter()
+                .map(|h| HitLine { dir: h.direction, action: h.action, detector: &h.detector, count: h.count })
+                .collect(),
         };
         // Serialising a struct of strings, ids and integers cannot fail.
         let body = serde_json::to_string(&body).unwrap_or_default();
@@ -303,6 +318,14 @@ pub fn chain_of(org: Option<OrgId>) -> String {
 
 /// The chain of events that belong to no org (platform actions, anonymous refusals, system).
 pub const PLATFORM_CHAIN: &str = "platform";
+
+#[derive(Serialize)]
+struct HitLine<'a> {
+    dir: &'static str,
+    action: &'static str,
+    detector: &'a str,
+    count: u32,
+}
 
 /// The line's fields after `v`, `seq` and `chain`, in their fixed order. Absent values are
 /// omitted (not `null`) so a line only says what is known.
@@ -340,6 +363,8 @@ struct Body<'a> {
     prompt_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     completion_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    guardrails: Vec<HitLine<'a>>,
 }
 
 /// An event rendered but not yet placed in its chain: what the queue carries past a

@@ -122,6 +122,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "latency_us",
     "prompt_tokens",
     "completion_tokens",
+    "guardrails",
     "hash",
 ];
 

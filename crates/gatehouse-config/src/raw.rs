@@ -26,6 +26,22 @@ pub struct RawConfig {
     pub oidc: Vec<crate::oidc::RawOidc>,
     #[serde(default)]
     pub exchange: Vec<crate::oidc::RawExchange>,
+    #[serde(default)]
+    pub guardrails: RawGuardrails,
+}
+
+/// `[guardrails]`: the deployment's default policy, layered over the built-in default
+/// (docs/GUARDRAILS.md); orgs and projects layer theirs on top through the admin API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuardrails {
+    #[serde(default)]
+    pub detectors: std::collections::BTreeMap<String, gatehouse_guardrails::policy::Rule>,
+    pub injection_threshold: Option<f32>,
+    pub restore_placeholders: Option<bool>,
+    #[serde(default)]
+    pub custom: Vec<gatehouse_guardrails::policy::CustomRule>,
+    pub scan_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -234,6 +234,40 @@ pub struct Policy {
     pub mock_enabled: bool,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
+    pub guardrails: GuardrailSettings,
+}
+
+/// The deployment's default guardrail policy (validated: it compiles) and the scan deadline.
+#[derive(Clone, Debug)]
+pub struct GuardrailSettings {
+    pub spec: gatehouse_guardrails::PolicySpec,
+    /// Deadline for scanning a large text off the request task; past it, the request is
+    /// refused (fail closed).
+    pub scan_timeout: Duration,
+}
+
+impl Default for GuardrailSettings {
+    fn default() -> Self {
+        GuardrailSettings { spec: gatehouse_guardrails::policy::default_spec(), scan_timeout: Duration::from_secs(1) }
+    }
+}
+
+fn guardrails(raw: crate::raw::RawGuardrails, issues: &mut Vec<Issue>) -> GuardrailSettings {
+    let over = gatehouse_guardrails::PolicySpec {
+        detectors: raw.detectors,
+        injection_threshold: raw.injection_threshold,
+        restore_placeholders: raw.restore_placeholders,
+        custom: raw.custom,
+    };
+    let spec = gatehouse_guardrails::policy::default_spec().layered(&over);
+    if let Err(e) = spec.compile() {
+        issue(issues, format!("guardrails.{}", e.field), e.message);
+    }
+    let ms = raw.scan_timeout_ms.unwrap_or(1000);
+    if !(1..=60_000).contains(&ms) {
+        issue(issues, "guardrails.scan_timeout_ms", "must be between 1 and 60000");
+    }
+    GuardrailSettings { spec, scan_timeout: Duration::from_millis(ms) }
 }
 
 impl Default for Config {
@@ -244,7 +278,8 @@ impl Default for Config {
         let server = server(RawServer::default(), sections, &mut issues);
         let limits = limits(&RawLimits::default(), &mut issues);
         debug_assert!(issues.is_empty(), "defaults must satisfy their own rules");
-        Config { server, policy: Policy { limits, mock_enabled: true, providers: vec![], models: vec![] } }
+        let guardrails = GuardrailSettings::default();
+        Config { server, policy: Policy { limits, mock_enabled: true, providers: vec![], models: vec![], guardrails } }
     }
 }
 
@@ -284,8 +319,9 @@ impl Config {
         let mock_enabled = raw.mock.enabled.unwrap_or(true);
         let providers = providers(raw.providers, &mut issues);
         let models = models(raw.models, &providers, mock_enabled, &mut issues);
+        let guardrails = guardrails(raw.guardrails, &mut issues);
         if issues.is_empty() {
-            Ok(Config { server, policy: Policy { limits, mock_enabled, providers, models } })
+            Ok(Config { server, policy: Policy { limits, mock_enabled, providers, models, guardrails } })
         } else {
             Err(ConfigError::Invalid(issues))
         }

@@ -145,6 +145,20 @@ pub struct RequestCx {
     pub trail: Vec<TrailEntry>,
     /// The peer address, for the audit trail.
     pub source: Option<std::net::IpAddr>,
+    /// What the guardrails did, in and out: detector names and actions, never content.
+    pub guardrails: Vec<GuardrailHit>,
+}
+
+/// One guardrail detector's effect on a request. Content-free: a name, an action, a count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuardrailHit {
+    /// `in` or `out`.
+    pub direction: &'static str,
+    /// `flag`, `redact` or `block`.
+    pub action: &'static str,
+    /// `pii.email`, `secret.openai`, `prompt_injection.role_confusion`, `custom.<name>`.
+    pub detector: std::borrow::Cow<'static, str>,
+    pub count: u32,
 }
 
 impl RequestCx {
@@ -158,6 +172,7 @@ impl RequestCx {
             route: None,
             trail: Vec::with_capacity(10),
             source: None,
+            guardrails: Vec::new(),
         }
     }
 

@@ -10,6 +10,8 @@ mod deny;
 mod ids;
 pub mod scope;
 
-pub use context::{Credential, GateName, GateOutcome, Grant, Principal, RequestCx, Route, Target, TrailEntry};
+pub use context::{
+    Credential, GateName, GateOutcome, Grant, GuardrailHit, Principal, RequestCx, Route, Target, TrailEntry,
+};
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
 pub use ids::{KeyId, OrgId, ProjectId, RequestId, TokenId, UserId};

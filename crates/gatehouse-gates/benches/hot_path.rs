@@ -83,7 +83,8 @@ async fn fixture() -> Fixture {
     let bounds = RequestBounds { max_depth: 32, max_messages: 2048, max_embedding_inputs: 2048 };
     let (federated, jwts) = federation(&store).await;
     let creds = Credentials { keys: verifier, tokens: Some(tokens), federated: Some(federated) };
-    let gates = Gates::new(creds, table, bounds, gatehouse_gates::meter::AuditHook::off());
+    let policies = Arc::new(gatehouse_gates::guardrails::Policies::builtin().expect("engine"));
+    let gates = Gates::new(creds, policies, table, bounds, gatehouse_gates::meter::AuditHook::off());
     Fixture { gates, token: SecretString::from(minted.token), jwts, store, hasher, key, _dir: dir }
 }
 

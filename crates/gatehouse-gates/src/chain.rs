@@ -14,7 +14,7 @@ use gatehouse_providers::{ApiRequest, Endpoint, RequestBounds};
 use crate::authenticate::{AuthenticateGate, Credentials};
 use crate::authorize::AuthorizeGate;
 use crate::cache::CacheGate;
-use crate::guardrails::{GuardrailsInGate, GuardrailsOutGate};
+use crate::guardrails::{GuardrailsInGate, GuardrailsOutGate, Policies, Session};
 use crate::limits::LimitsGate;
 use crate::meter::{self, AuditHook, Finished};
 use crate::route::{RouteGate, RouteTable};
@@ -37,11 +37,17 @@ pub struct Gates {
 impl Gates {
     /// The gates for one snapshot: the key verifier is shared across snapshots (its cache
     /// survives reloads); the route table and bounds come from the snapshot's policy.
-    pub fn new(creds: Credentials, table: Arc<RouteTable>, bounds: RequestBounds, audit: AuditHook) -> Gates {
+    pub fn new(
+        creds: Credentials,
+        policies: Arc<Policies>,
+        table: Arc<RouteTable>,
+        bounds: RequestBounds,
+        audit: AuditHook,
+    ) -> Gates {
         Gates {
             authenticate: AuthenticateGate { creds },
             authorize: AuthorizeGate { table: table.clone() },
-            guardrails_in: GuardrailsInGate,
+            guardrails_in: GuardrailsInGate { policies },
             route: RouteGate { table: table.clone() },
             limits: LimitsGate,
             cache: CacheGate,
@@ -67,9 +73,10 @@ impl From<Denial> for Stop {
 }
 
 /// A request that passed every gate and may go to its provider.
-#[derive(Debug)]
 pub struct Admitted {
     pub request: ApiRequest,
+    /// The guardrail state the answer is checked with (same placeholders, same report).
+    pub guard: Session,
 }
 
 async fn run<G: Gate>(gate: &G, cx: &mut RequestCx, req: &mut ApiRequest) -> Result<(), Stop> {
@@ -125,14 +132,15 @@ where
     let mut req = parse(g, cx, endpoint, &body)?;
     // Before routing, so a caller without rights learns nothing about deployments.
     run(&g.authorize, cx, &mut req).await?;
-    // The prompt is checked before a cache or provider can see it: a blocked prompt is never stored.
-    run(&g.guardrails_in, cx, &mut req).await?;
+    // The prompt is checked before a cache or provider can see it: a blocked prompt is never
+    // stored, a redacted one is stored redacted.
+    let guard = g.guardrails_in.check(cx, &mut req).await?;
     // Resolve model -> deployment; limits and budgets are priced per resolved model.
     run(&g.route, cx, &mut req).await?;
     run(&g.limits, cx, &mut req).await?;
     // Last, so a hit is only served to a request that passed every check above.
     run(&g.cache, cx, &mut req).await?;
-    Ok(Admitted { request: req })
+    Ok(Admitted { request: req, guard })
 }
 
 /// `GET /v1/models`: identity only; the listing itself is filtered by the allow-list.
@@ -161,7 +169,7 @@ fn audit_accepting(g: &Gates, cx: &mut RequestCx) -> Result<(), Stop> {
 /// back, then meter & audit. Called exactly once per request, also for refusals, cancelled
 /// streams and upstream failures.
 pub fn finish(audit: &AuditHook, cx: &mut RequestCx, done: Finished) {
-    if done.reached_provider {
+    if done.reached_provider && !cx.trail.iter().any(|e| e.gate == GuardrailsOutGate::NAME) {
         cx.record(GuardrailsOutGate::NAME, GateOutcome::Pass);
     }
     cx.record(GateName::Meter, done.code.map_or(GateOutcome::Pass, GateOutcome::Deny));
@@ -215,7 +223,8 @@ mod tests {
         let table = Arc::new(RouteTable::build(&policy));
         let bounds = RequestBounds { max_depth: 16, max_messages: 8, max_embedding_inputs: 8 };
         let creds = crate::authenticate::Credentials { keys: verifier, tokens: None, federated: None };
-        let gates = Gates::new(creds, table, bounds, AuditHook::off());
+        let policies = Arc::new(crate::guardrails::Policies::builtin().unwrap());
+        let gates = Gates::new(creds, policies, table, bounds, AuditHook::off());
         Fixture { gates, key, _dir: dir }
     }
 

@@ -130,6 +130,16 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
             .increment(u.completion_tokens);
     }
 
+    for h in &cx.guardrails {
+        // custom rule names are the operator's: one label value for all of them
+        let detector: &'static str = match &h.detector {
+            std::borrow::Cow::Borrowed(d) => d,
+            std::borrow::Cow::Owned(_) => "custom",
+        };
+        metrics::counter!("gatehouse_guardrail_hits_total", "direction" => h.direction, "action" => h.action, "detector" => detector)
+            .increment(u64::from(h.count));
+    }
+
     let principal = cx.principal.as_ref();
     tracing::info!(
         target: "gatehouse::audit",
@@ -151,7 +161,9 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
         "request finished"
     );
 
-    let audit = hook.auditor.as_ref().filter(|_| done.code.is_some() || hook.allowed_too);
+    // a guardrail that flagged or redacted is recorded whatever the data-plane audit level:
+    // `flag` means exactly that
+    let audit = hook.auditor.as_ref().filter(|_| done.code.is_some() || hook.allowed_too || !cx.guardrails.is_empty());
     if audit.is_none() && hook.spans.is_none() {
         return;
     }
@@ -161,7 +173,11 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
         _ => Outcome::Failed,
     };
     let actor = principal.map_or(Actor::Anonymous, |p| Actor::of(&p.credential));
-    let mut e = Event::new(kind(deciding, done), out, done.status, code, actor);
+    let kind = match kind(deciding, done) {
+        EventKind::RequestAllowed if !cx.guardrails.is_empty() => EventKind::GuardrailFlagged,
+        k => k,
+    };
+    let mut e = Event::new(kind, out, done.status, code, actor);
     e.org = principal.map(|p| p.org);
     e.project = principal.map(|p| p.project);
     e.request_id = Some(cx.request_id);
@@ -173,6 +189,7 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
     e.latency = Some(elapsed);
     e.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
     e.completion_tokens = done.usage.map(|u| u.completion_tokens);
+    e.guardrails = cx.guardrails.clone();
     if let Some(s) = &hook.spans {
         s.request(&e);
     }

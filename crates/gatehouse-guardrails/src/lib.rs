@@ -9,12 +9,14 @@
 //! gets the same placeholder, so a conversation stays coherent, and [`restore`] can put
 //! values back into a response for the caller who owned them.
 //!
-//! Prompt injection is scored separately ([`injection`]). Not here yet (issue #6 continues):
-//! custom rules, confusable skeletons, hex blobs, streaming hold-back.
+//! Prompt injection is scored separately ([`injection`]). [`policy`] says what each detector
+//! does per direction; [`guard`] applies a policy to whole texts and to streamed pieces.
 
 pub mod detectors;
+pub mod guard;
 pub mod injection;
 pub mod normalize;
+pub mod policy;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -22,7 +24,9 @@ use std::ops::Range;
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 pub use detectors::{Category, DETECTORS, Detector};
+pub use guard::{Guard, Held, Hit, Report};
 pub use normalize::normalize;
+pub use policy::{Action, Direction, Policy, PolicySpec, SpecError};
 
 /// Texts longer than this are refused by the caller before scanning (fail closed).
 pub const MAX_SCAN_BYTES: usize = 16 * 1024 * 1024;
@@ -104,19 +108,23 @@ impl Engine {
     /// Replaces each finding with its typed placeholder. `placeholders` carries the mapping
     /// across calls of one request (same value, same placeholder).
     pub fn redact(&self, text: &str, findings: &[Finding], placeholders: &mut Placeholders) -> String {
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for f in findings {
-            if f.span.start < at || f.span.end > text.len() {
-                continue;
-            }
-            out.push_str(&text[at..f.span.start]);
-            out.push_str(&placeholders.name(f.label, &text[f.span.clone()]));
-            at = f.span.end;
-        }
-        out.push_str(&text[at..]);
-        out
+        redact_spans(text, findings, placeholders)
     }
+}
+
+pub(crate) fn redact_spans(text: &str, findings: &[Finding], placeholders: &mut Placeholders) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for f in findings {
+        if f.span.start < at || f.span.end > text.len() || f.span.start >= f.span.end {
+            continue;
+        }
+        out.push_str(&text[at..f.span.start]);
+        out.push_str(&placeholders.name(f.label, &text[f.span.clone()]));
+        at = f.span.end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// The placeholder <-> value map of one request.
@@ -125,6 +133,7 @@ pub struct Placeholders {
     by_value: HashMap<String, String>,
     by_name: HashMap<String, String>,
     counts: HashMap<&'static str, usize>,
+    sealed: bool,
 }
 
 impl Placeholders {
@@ -136,8 +145,16 @@ impl Placeholders {
         *c += 1;
         let name = format!("[{label}_{c}]");
         self.by_value.insert(value.to_owned(), name.clone());
-        self.by_name.insert(name.clone(), value.to_owned());
+        if !self.sealed {
+            self.by_name.insert(name.clone(), value.to_owned());
+        }
         name
+    }
+
+    /// Ends the request side: placeholders made from now on (for values the provider wrote)
+    /// are never restored, only the caller's own values are.
+    pub fn seal(&mut self) {
+        self.sealed = true;
     }
 
     pub fn is_empty(&self) -> bool {

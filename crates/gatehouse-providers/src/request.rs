@@ -118,6 +118,12 @@ impl ApiRequest {
         &self.body
     }
 
+    /// For the input guardrail's redactions, which rewrite text in place (the shape the
+    /// parser validated stays as it was).
+    pub fn body_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.body
+    }
+
     /// Total characters of text content in messages or inputs: a cheap size signal for
     /// the mock provider and for token estimates.
     pub fn text_len(&self) -> usize {

@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
 use bytes::Bytes;
-use gatehouse_core::{Denial, DenyCode, RequestCx, RequestId, Target};
+use gatehouse_core::{Denial, DenyCode, GateName, GateOutcome, RequestCx, RequestId, Target};
 use gatehouse_gates::authorize::AuthorizeGate;
 use gatehouse_gates::chain::Stop;
+use gatehouse_gates::guardrails::Session;
 use gatehouse_gates::meter::Finished;
-use gatehouse_gates::{Verdict, admit, admit_listing, finish};
+use gatehouse_gates::{admit, admit_listing, finish};
 use gatehouse_providers::{ApiRequest, Endpoint, mock, usage_from_body};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
@@ -115,8 +116,8 @@ async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) 
     cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let limit = rt.limits.max_body_bytes.get() as usize;
     let admitted = admit(&rt.gates, &mut cx, endpoint, read_body(&parts.headers, body, limit)).await;
-    let request = match admitted {
-        Ok(a) => a.request,
+    let (request, guard) = match admitted {
+        Ok(a) => (a.request, a.guard),
         Err(Stop::Deny(d)) => return refuse(&rt, cx, endpoint.as_str(), d, false),
         Err(Stop::Serve(hit)) => {
             finish(&rt.gates.audit, &mut cx, Finished::served(endpoint.as_str(), 200, usage_from_body(&hit.body)));
@@ -128,9 +129,9 @@ async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) 
         return refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false);
     };
     match route.target {
-        Target::Mock => serve_mock(rt, cx, endpoint, &request),
+        Target::Mock => serve_mock(rt, cx, endpoint, &request, guard).await,
         Target::Upstream(i) => match rt.upstreams.get(i) {
-            Some(_) => forward(rt.clone(), cx, endpoint, request, i, &route.provider_model).await,
+            Some(_) => forward(rt.clone(), cx, endpoint, request, guard, i, &route.provider_model).await,
             None => refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false),
         },
     }
@@ -157,29 +158,47 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn serve_mock(rt: Arc<Runtime>, mut cx: RequestCx, endpoint: Endpoint, req: &ApiRequest) -> Response {
+async fn serve_mock(rt: Arc<Runtime>, cx: RequestCx, endpoint: Endpoint, req: &ApiRequest, guard: Session) -> Response {
     let id = cx.request_id.to_string();
     match endpoint {
         Endpoint::Embeddings => {
             let (body, usage) = mock::embeddings(req);
-            finish(&rt.gates.audit, &mut cx, Finished::served(endpoint.as_str(), 200, Some(usage)));
-            json_response(body)
+            answer(&rt, cx, endpoint, guard, body, Some(usage)).await
         }
         Endpoint::ChatCompletions if req.stream => {
             let (frames, _) = mock::chat_stream(req, &id, unix_now());
             let inner = futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::convert::Infallible>));
             let bounds = StreamBounds { idle: Duration::from_secs(60), max_duration: Duration::from_secs(600) };
-            sse_response(Body::from_stream(Inspected::new(inner, rt, cx, endpoint.as_str(), bounds)))
+            sse_response(Body::from_stream(Inspected::new(inner, rt, cx, endpoint.as_str(), bounds, guard)))
         }
         Endpoint::ChatCompletions => {
             let (body, usage) = mock::chat(req, &id, unix_now());
-            if let Verdict::Deny(d) = rt.gates.guardrails_out.check_response(&cx, &body) {
-                return refuse(&rt, cx, endpoint.as_str(), d, true);
-            }
-            finish(&rt.gates.audit, &mut cx, Finished::served(endpoint.as_str(), 200, Some(usage)));
-            json_response(body)
+            answer(&rt, cx, endpoint, guard, body, Some(usage)).await
         }
     }
+}
+
+/// A whole answer: the output guardrail checks it (and may rewrite it), then meter & audit.
+async fn answer(
+    rt: &Runtime,
+    mut cx: RequestCx,
+    endpoint: Endpoint,
+    mut guard: Session,
+    body: Bytes,
+    usage: Option<gatehouse_providers::Usage>,
+) -> Response {
+    let checked = guard.response(endpoint, &body).await;
+    guard.report_to(&mut cx);
+    let body = match checked {
+        Ok(Some(rewritten)) => rewritten,
+        Ok(None) => body,
+        Err(d) => {
+            cx.record(GateName::GuardrailsOut, GateOutcome::Deny(d.code));
+            return refuse(rt, cx, endpoint.as_str(), d, true);
+        }
+    };
+    finish(&rt.gates.audit, &mut cx, Finished::served(endpoint.as_str(), 200, usage));
+    json_response(body)
 }
 
 async fn forward(
@@ -187,6 +206,7 @@ async fn forward(
     cx: RequestCx,
     endpoint: Endpoint,
     req: ApiRequest,
+    guard: Session,
     i: usize,
     provider_model: &str,
 ) -> Response {
@@ -233,7 +253,14 @@ async fn forward(
         }
         let bounds = StreamBounds { idle: up.idle_timeout, max_duration: up.max_stream_duration };
         let inner = resp.bytes_stream();
-        return sse_response(Body::from_stream(Inspected::new(inner, rt.clone(), cx, endpoint.as_str(), bounds)));
+        return sse_response(Body::from_stream(Inspected::new(
+            inner,
+            rt.clone(),
+            cx,
+            endpoint.as_str(),
+            bounds,
+            guard,
+        )));
     }
     let body = match tokio::time::timeout(up.max_stream_duration, read_limited(resp, up)).await {
         Ok(Ok(b)) => b,
@@ -243,12 +270,8 @@ async fn forward(
         }
         Err(_) => return refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::UpstreamTimeout), true),
     };
-    let mut cx = cx;
-    if let Verdict::Deny(d) = rt.gates.guardrails_out.check_response(&cx, &body) {
-        return refuse(&rt, cx, endpoint.as_str(), d, true);
-    }
-    finish(&rt.gates.audit, &mut cx, Finished::served(endpoint.as_str(), 200, usage_from_body(&body)));
-    json_response(body)
+    let usage = usage_from_body(&body);
+    answer(&rt, cx, endpoint, guard, body, usage).await
 }
 
 /// The whole upstream body, at most `max_response_bytes`; idle gaps are bounded by the

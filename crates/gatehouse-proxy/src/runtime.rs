@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use gatehouse_config::{EnvLookup, Policy, RequestLimits};
 use gatehouse_gates::Gates;
 use gatehouse_gates::authenticate::Credentials;
+use gatehouse_gates::guardrails::Policies;
 use gatehouse_gates::meter::AuditHook;
 use gatehouse_gates::route::RouteTable;
 use gatehouse_providers::RequestBounds;
@@ -27,6 +28,7 @@ pub struct Runtime {
 pub fn build_runtime(
     policy: &Policy,
     creds: Credentials,
+    guardrails: Arc<Policies>,
     audit: AuditHook,
     env: EnvLookup<'_>,
 ) -> Result<Runtime, String> {
@@ -38,7 +40,10 @@ pub fn build_runtime(
         max_messages: l.max_messages.get(),
         max_embedding_inputs: l.max_embedding_inputs.get(),
     };
-    let gates = Gates::new(creds, table, bounds, audit);
+    // last: the guardrail default is shared with the running snapshot, so it changes only
+    // once nothing else can fail
+    guardrails.set_default(&policy.guardrails.spec, policy.guardrails.scan_timeout).map_err(|e| e.to_string())?;
+    let gates = Gates::new(creds, guardrails, table, bounds, audit);
     Ok(Runtime { gates, upstreams, limits: l })
 }
 

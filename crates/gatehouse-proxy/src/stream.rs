@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use gatehouse_core::{Denial, DenyCode, RequestCx};
-use gatehouse_gates::Verdict;
+use gatehouse_core::{Denial, DenyCode, GateName, GateOutcome, RequestCx};
+use gatehouse_gates::guardrails::Session;
 use gatehouse_gates::meter::Finished;
 use gatehouse_providers::{SseEvent, SseScanner, Usage, usage_from_chunk};
 use tokio::time::{Instant, Sleep};
@@ -48,6 +48,8 @@ impl StreamError for std::convert::Infallible {
 struct FinishGuard {
     audit: gatehouse_gates::meter::AuditHook,
     cx: RequestCx,
+    /// The output guardrail's state; its hits join the audit event.
+    session: Session,
     endpoint: &'static str,
     usage: Option<Usage>,
     end: Option<(&'static str, Option<DenyCode>)>,
@@ -57,6 +59,10 @@ impl Drop for FinishGuard {
     fn drop(&mut self) {
         // No end recorded means the client went away before the stream finished.
         let (end, code) = self.end.unwrap_or(("cancelled", None));
+        self.session.report_to(&mut self.cx);
+        if end == "blocked" {
+            self.cx.record(GateName::GuardrailsOut, GateOutcome::Deny(DenyCode::ContentBlocked));
+        }
         gatehouse_gates::finish(
             &self.audit,
             &mut self.cx,
@@ -74,8 +80,12 @@ impl Drop for FinishGuard {
 
 pub struct Inspected<S> {
     inner: Pin<Box<S>>,
+    #[expect(dead_code, reason = "keeps the snapshot the stream started under alive to its end")]
     runtime: Arc<Runtime>,
     scanner: SseScanner,
+    /// The output guardrail may change the text: events are held back and re-framed instead
+    /// of passed through byte for byte.
+    rewrite: bool,
     guard: FinishGuard,
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
@@ -112,14 +122,23 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: StreamError,
 {
-    pub fn new(inner: S, runtime: Arc<Runtime>, cx: RequestCx, endpoint: &'static str, bounds: StreamBounds) -> Self {
+    pub fn new(
+        inner: S,
+        runtime: Arc<Runtime>,
+        cx: RequestCx,
+        endpoint: &'static str,
+        bounds: StreamBounds,
+        session: Session,
+    ) -> Self {
         let now = Instant::now();
         let audit = runtime.gates.audit.clone();
+        let rewrite = session.rewrites_stream();
         Inspected {
             inner: Box::pin(inner),
             runtime,
             scanner: SseScanner::new(MAX_EVENT_BYTES),
-            guard: FinishGuard { audit, cx, endpoint, usage: None, end: None },
+            rewrite,
+            guard: FinishGuard { audit, cx, session, endpoint, usage: None, end: None },
             idle: bounds.idle,
             idle_timer: Box::pin(tokio::time::sleep_until(now + bounds.idle)),
             deadline: Box::pin(tokio::time::sleep_until(now + bounds.max_duration)),
@@ -130,11 +149,11 @@ where
     }
 
     /// Ends the stream with an error event the OpenAI SDKs surface as an API error.
-    fn cut(&mut self, end: &'static str, code: DenyCode) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+    fn cut(&mut self, end: &'static str, denial: Denial) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         self.finished = true;
-        self.guard.end = Some((end, Some(code)));
+        self.guard.end = Some((end, Some(denial.code)));
         let mut frame = b"data: ".to_vec();
-        frame.extend_from_slice(&Denial::new(code).body_bytes());
+        frame.extend_from_slice(&denial.body_bytes());
         frame.extend_from_slice(b"\n\n");
         Poll::Ready(Some(Ok(Bytes::from(frame))))
     }
@@ -154,24 +173,64 @@ where
     }
 
     /// Looks at a chunk's complete events; returns a refusal if the stream must stop.
-    fn inspect(&mut self, chunk: &[u8]) -> Result<(), DenyCode> {
-        let Self { scanner, runtime, guard, saw_done, .. } = self;
-        let mut blocked = None;
+    fn inspect(&mut self, chunk: &[u8]) -> Result<(), Denial> {
+        let Self { scanner, guard, saw_done, .. } = self;
         let scanned = scanner.feed(chunk, |ev| match ev {
             SseEvent::Data(d) => {
                 if let Some(u) = usage_from_chunk(d) {
                     guard.usage = Some(u);
                 }
-                if let Verdict::Deny(den) = runtime.gates.guardrails_out.check_response(&guard.cx, d) {
-                    blocked = Some(den.code);
-                }
             }
             SseEvent::Done => *saw_done = true,
         });
+        scanned.map_err(|_| Denial::new(DenyCode::UpstreamError))
+    }
+
+    /// The re-framing path: each complete event goes through the output guardrail and out as
+    /// `data: <payload>` again; text is held back (bounded) so a value split across events is
+    /// redacted whole. A block ends the stream before the value is released.
+    fn rewrite(&mut self, chunk: &[u8]) -> Result<Option<Bytes>, Denial> {
+        let Self { scanner, guard, saw_done, .. } = self;
+        let mut out = BytesMut::new();
+        let mut failed = None;
+        let frame = |out: &mut BytesMut, payload: &[u8]| {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(payload);
+            out.extend_from_slice(b"\n\n");
+        };
+        let scanned = scanner.feed(chunk, |ev| {
+            if failed.is_some() {
+                return;
+            }
+            match ev {
+                SseEvent::Data(d) => {
+                    if let Some(u) = usage_from_chunk(d) {
+                        guard.usage = Some(u);
+                    }
+                    match guard.session.stream_event(d) {
+                        Ok(Some(new)) => frame(&mut out, &new),
+                        Ok(None) => frame(&mut out, d),
+                        Err(den) => failed = Some(den),
+                    }
+                }
+                SseEvent::Done => {
+                    *saw_done = true;
+                    match guard.session.stream_end() {
+                        Ok(Some(last)) => frame(&mut out, &last),
+                        Ok(None) => {}
+                        Err(den) => failed = Some(den),
+                    }
+                    frame(&mut out, b"[DONE]");
+                }
+            }
+        });
         if scanned.is_err() {
-            return Err(DenyCode::UpstreamError);
+            return Err(Denial::new(DenyCode::UpstreamError));
         }
-        blocked.map_or(Ok(()), Err)
+        if let Some(d) = failed {
+            return Err(d);
+        }
+        Ok((!out.is_empty()).then(|| out.freeze()))
     }
 }
 
@@ -189,7 +248,7 @@ where
         }
         if this.deadline.as_mut().poll(cx).is_ready() {
             tracing::warn!(request_id = %this.guard.cx.request_id, "stream exceeded its maximum duration; cut");
-            return this.cut("cut", DenyCode::UpstreamTimeout);
+            return this.cut("cut", Denial::new(DenyCode::UpstreamTimeout));
         }
         loop {
             let chunk = match this.inner.as_mut().poll_next(cx) {
@@ -199,16 +258,21 @@ where
                 Poll::Pending => return this.on_pending(cx),
             };
             this.idle_timer.as_mut().reset(Instant::now() + this.idle);
-            let checked = this.inspect(&chunk).and_then(|()| this.release(chunk));
+            let checked = if this.rewrite {
+                this.rewrite(&chunk)
+            } else {
+                this.inspect(&chunk).and_then(|()| this.release(chunk).map_err(Denial::new))
+            };
             match checked {
                 Ok(Some(ready)) => return Poll::Ready(Some(Ok(ready))),
                 // only part of an event so far: keep reading
                 Ok(None) => continue,
-                Err(DenyCode::UpstreamError) => {
+                Err(d) if d.code == DenyCode::UpstreamError => {
                     tracing::warn!(request_id = %this.guard.cx.request_id, "provider sent a malformed or oversized event; stream cut");
-                    return this.cut("upstream_failed", DenyCode::UpstreamError);
+                    return this.cut("upstream_failed", d);
                 }
-                Err(code) => return this.cut("blocked", code),
+                Err(d) if d.code == DenyCode::ContentBlocked => return this.cut("blocked", d),
+                Err(d) => return this.cut("guardrail_failed", d),
             }
         }
     }
@@ -222,16 +286,16 @@ where
     fn on_error(&mut self, e: &E) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         if e.is_timeout() {
             tracing::warn!(request_id = %self.guard.cx.request_id, "provider stream went idle; cut");
-            return self.cut("upstream_timeout", DenyCode::UpstreamTimeout);
+            return self.cut("upstream_timeout", Denial::new(DenyCode::UpstreamTimeout));
         }
         tracing::warn!(request_id = %self.guard.cx.request_id, error = %e, "provider stream failed");
-        self.cut("upstream_failed", DenyCode::UpstreamError)
+        self.cut("upstream_failed", Denial::new(DenyCode::UpstreamError))
     }
 
     fn on_end(&mut self) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         if !self.saw_done {
             tracing::warn!(request_id = %self.guard.cx.request_id, "provider closed the stream before [DONE]");
-            return self.cut("upstream_failed", DenyCode::UpstreamError);
+            return self.cut("upstream_failed", Denial::new(DenyCode::UpstreamError));
         }
         self.finished = true;
         self.guard.end = Some(("completed", None));
@@ -243,7 +307,7 @@ where
     fn on_pending(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         if self.idle_timer.as_mut().poll(cx).is_ready() {
             tracing::warn!(request_id = %self.guard.cx.request_id, "provider stream went idle; cut");
-            return self.cut("upstream_timeout", DenyCode::UpstreamTimeout);
+            return self.cut("upstream_timeout", Denial::new(DenyCode::UpstreamTimeout));
         }
         Poll::Pending
     }

@@ -40,6 +40,7 @@ macro_rules! on_tx {
 mod audit;
 mod capabilities;
 mod error;
+mod guardrails;
 mod records;
 mod store;
 mod tenancy;
@@ -49,6 +50,7 @@ mod webhooks;
 pub use audit::{AnchorRow, AuditFilter, AuditRow, AuditTx, ChainHead, CheckpointRow, NewAuditRecord};
 pub use capabilities::{CapabilityRow, CapabilityStatus, RootKeyRow};
 pub use error::Error;
+pub use guardrails::GuardrailPolicyRow;
 pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, ProjectSettings, Tenant};
 pub use store::{Backend, Store};
 pub use users::MemberRow;

@@ -51,6 +51,47 @@ pub enum Behavior {
     Redirect,
     /// Streams slowly: each chunk after this delay (for drain tests).
     SlowStream(Duration),
+    /// Answers with this text (and, when set, one tool call with these arguments); streams
+    /// split them into pieces of `chunk` bytes, so values straddle chunk boundaries.
+    Reply { text: String, tool_args: Option<String>, chunk: usize },
+}
+
+/// `s` in pieces of at most `n` bytes, on character boundaries.
+fn pieces(s: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in s.chars() {
+        if cur.len() + c.len_utf8() > n.max(1) && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn scripted_stream(model: &str, text: &str, tool_args: Option<&str>, n: usize) -> Vec<Bytes> {
+    let mut frames: Vec<Bytes> = pieces(text, n).iter().map(|p| frame(&chunk(model, p))).collect();
+    if let Some(args) = tool_args {
+        let head = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                "function": {"name": "lookup", "arguments": ""}}]}, "finish_reason": null}]});
+        frames.push(frame(&head));
+        for p in pieces(args, n) {
+            frames.push(frame(&json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
+                "model": model, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+                "function": {"arguments": p}}]}, "finish_reason": null}]})));
+        }
+    }
+    let finish = if tool_args.is_some() { "tool_calls" } else { "stop" };
+    frames.push(frame(&json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})));
+    frames.push(frame(&json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+        "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}})));
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    frames
 }
 
 /// What the fake saw of the last request.
@@ -193,6 +234,26 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         }
         _ => {}
     }
+    if let Behavior::Reply { text, tool_args, chunk: n } = &behavior {
+        if stream {
+            let frames = scripted_stream(&model, text, tool_args.as_deref(), *n);
+            return Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(futures_util::stream::iter(frames.into_iter().map(Ok::<_, Infallible>))))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        }
+        let mut message = json!({"role": "assistant", "content": text});
+        if let Some(args) = tool_args {
+            message["tool_calls"] =
+                json!([{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": args}}]);
+        }
+        return axum::Json(json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12},
+        }))
+        .into_response();
+    }
     if !stream {
         let body = json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
@@ -265,7 +326,8 @@ async fn models(State(s): State<Arc<Shared>>) -> Response {
 }
 
 /// Scripting over HTTP, for the Python suite and load runs that use the binary:
-/// `{"kind": "ok" | "status" | "latency" | "hang" | "disconnect" | "stall" | "oversized", "status": N, "ms": N}`.
+/// `{"kind": "ok" | "status" | "latency" | "hang" | "disconnect" | "stall" | "oversized" | "reply", "status": N,
+/// "ms": N, "text": "...", "tool_args": "...", "chunk": N}`.
 async fn script(State(s): State<Arc<Shared>>, axum::Json(v): axum::Json<Value>) -> Response {
     let ms = Duration::from_millis(v["ms"].as_u64().unwrap_or(0));
     let b = match v["kind"].as_str() {
@@ -276,6 +338,11 @@ async fn script(State(s): State<Arc<Shared>>, axum::Json(v): axum::Json<Value>) 
         Some("disconnect") => Behavior::Disconnect,
         Some("stall") => Behavior::Stall,
         Some("oversized") => Behavior::OversizedEvent,
+        Some("reply") => Behavior::Reply {
+            text: v["text"].as_str().unwrap_or("").to_owned(),
+            tool_args: v["tool_args"].as_str().map(str::to_owned),
+            chunk: usize::try_from(v["chunk"].as_u64().unwrap_or(4)).unwrap_or(4),
+        },
         _ => return StatusCode::BAD_REQUEST.into_response(),
     };
     s.behavior.store(Arc::new(b));

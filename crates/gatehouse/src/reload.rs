@@ -46,7 +46,8 @@ fn reload(path: &Path, running: &ServerConfig, app: &AppState, creds: &Credentia
         return;
     }
     let env = |k: &str| std::env::var(k).ok();
-    match build_runtime(&cfg.policy, creds.clone(), app.audit.clone(), &env) {
+    let guardrails = app.runtime.load().gates.guardrails_in.policies.clone();
+    match build_runtime(&cfg.policy, creds.clone(), guardrails, app.audit.clone(), &env) {
         Ok(rt) => {
             app.runtime.store(Arc::new(rt));
             metrics::counter!("gatehouse_config_reloads_total", "outcome" => "applied").increment(1);

@@ -13,6 +13,7 @@ use gatehouse_audit::{Actor, Auditor, Event, EventKind, FailurePolicy, Outcome, 
 use gatehouse_config::{AuditFailure, Config, DataPlaneAudit, LogFormat, SecretRef, ServerConfig, StoreUrl};
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::federated::FederatedVerifier;
+use gatehouse_gates::guardrails::Policies;
 use gatehouse_gates::meter::{AuditHook, LATENCY_BUCKETS};
 use gatehouse_oidc::Federation;
 use gatehouse_proxy::exchange::Exchange;
@@ -35,6 +36,8 @@ const DATABASE_URL_ENV: &str = "GATEHOUSE_DATABASE_URL";
 const MASTER_KEY_ENV: &str = "GATEHOUSE_MASTER_KEY";
 /// How often every replica asks the store for revocations.
 const REVOCATION_POLL: Duration = Duration::from_millis(250);
+/// How soon a guardrail policy changed through another replica applies here.
+const GUARDRAIL_POLL: Duration = Duration::from_secs(1);
 /// Verified keys kept in memory at most.
 const KEY_CACHE_CAPACITY: usize = 100_000;
 
@@ -306,7 +309,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let federated =
         (!federation.is_empty()).then(|| Arc::new(FederatedVerifier::new(federation.clone(), store.clone())));
     let creds = Credentials { keys: verifier.clone(), tokens: Some(tokens.clone()), federated: federated.clone() };
-    let runtime = build_runtime(&config.policy, creds.clone(), hook, &env).map_err(anyhow::Error::msg)?;
+    let guardrails = Arc::new(
+        Policies::new(&config.policy.guardrails.spec, config.policy.guardrails.scan_timeout)
+            .map_err(|e| anyhow::anyhow!("guardrails: {e}"))?,
+    );
+    guardrails.load(&store).await.context("guardrail policies")?;
+    let runtime =
+        build_runtime(&config.policy, creds.clone(), guardrails.clone(), hook, &env).map_err(anyhow::Error::msg)?;
     let mut app = AppState::new(runtime, store.clone());
     if !server.exchange.is_empty()
         && let Some(f) = &federated
@@ -330,6 +339,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     tokio::spawn(verifier.clone().run_revocation_poller(REVOCATION_POLL));
     tokio::spawn(tokens.clone().run_revocation_poller(REVOCATION_POLL));
+    tokio::spawn(guardrails.clone().run_poller(store.clone(), GUARDRAIL_POLL));
     tokio::spawn(webhooks.clone().run_refresh());
     tokio::spawn(webhooks.clone().run_delivery());
     {

@@ -15,6 +15,7 @@ mod bad_input;
 mod capabilities;
 mod common;
 mod config;
+mod guardrails;
 mod identity;
 mod lifecycle;
 mod matrix;

@@ -124,6 +124,9 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         ("POST", "/admin/v1/capabilities") => Some(json!({"name": unique("c"), "org": t.name, "project": "p",
             "scopes": ["chat:*"], "models": ["mock"], "expires_in_seconds": 600, "budget_usd": "2.5", "rpm": 10})),
         ("POST", "/admin/v1/capability-keys/rotate") => Some(json!({"org": t.name})),
+        ("PUT", "/admin/v1/orgs/{org}/guardrails") | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => {
+            Some(json!({"detectors": {"pii": {"input": "redact"}}, "custom": [{"name": "codes", "keywords": ["x-1"]}]}))
+        }
         ("POST", "/admin/v1/webhooks") => Some(json!({"name": unique("w"), "kind": "discord",
             "url": "https://hooks.example.com/y", "events": ["key.*"], "org": t.id})),
         _ => None,

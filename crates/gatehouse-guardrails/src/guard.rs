@@ -1,0 +1,428 @@
+//! Applying a [`Policy`] to text: one normalisation, then the built-in detectors, the custom
+//! rules and the injection score; findings act by the policy (`flag` is recorded, `redact`
+//! rewrites, `block` stops). Also the streaming form: text that arrives in pieces is held
+//! back by a bounded window so a value split across pieces is still found whole.
+
+use std::borrow::Cow;
+
+use crate::detectors::{Category, DETECTORS};
+use crate::injection::{InjectionCategory, InjectionDetector};
+use crate::normalize::{Normalized, normalize};
+use crate::policy::{Action, Direction, Policy};
+use crate::{Engine, Finding, MAX_SCAN_BYTES, Placeholders, ScanError, restore};
+
+/// One detector's effect on a request (no matched text, ever).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub direction: Direction,
+    pub action: Action,
+    /// `pii.email`, `secret.openai`, `prompt_injection.role_confusion`, `custom.<name>`.
+    pub detector: Cow<'static, str>,
+    pub count: u32,
+}
+
+/// What the guardrails did to one request, both directions.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub hits: Vec<Hit>,
+    /// The first blocking detector; set means the request or stream must stop.
+    pub blocked: Option<Cow<'static, str>>,
+}
+
+impl Report {
+    fn add(&mut self, direction: Direction, action: Action, detector: Cow<'static, str>, once: bool) {
+        if action == Action::Block && self.blocked.is_none() {
+            self.blocked = Some(detector.clone());
+        }
+        match self.hits.iter_mut().find(|h| h.direction == direction && h.action == action && h.detector == detector) {
+            Some(h) if !once => h.count += 1,
+            Some(_) => {}
+            None => self.hits.push(Hit { direction, action, detector, count: 1 }),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+}
+
+/// The name a refusal and the audit use for an injection category.
+pub const fn injection_name(c: InjectionCategory) -> &'static str {
+    match c {
+        InjectionCategory::InstructionHijacking => "prompt_injection.instruction_hijacking",
+        InjectionCategory::RoleConfusion => "prompt_injection.role_confusion",
+        InjectionCategory::ContextSmuggling => "prompt_injection.context_smuggling",
+        InjectionCategory::DelimiterInjection => "prompt_injection.delimiter_injection",
+    }
+}
+
+/// Text held back from a stream, at least this many bytes (a card, phone or IBAN with
+/// separators fits), extended back to the start of an unbroken run of up to [`MAX_RUN`]
+/// bytes (keys, JWTs, emails) and to the start of a match that may still grow (a PEM block).
+pub const HOLD_BACK: usize = 64;
+pub const MAX_RUN: usize = 1024;
+/// Beyond this, held text is released (scanned, and a match cut at the edge acted on as is):
+/// a stream cannot make the gateway buffer without bound.
+pub const MAX_HOLD: usize = 16 * 1024;
+
+/// The part of one stream's text (one choice's content, or one tool call's arguments) not
+/// yet released.
+#[derive(Debug, Default)]
+pub struct Held {
+    buf: String,
+}
+
+impl Held {
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+struct Found {
+    span: std::ops::Range<usize>,
+    action: Action,
+    label: &'static str,
+    name: Cow<'static, str>,
+}
+
+pub struct Guard {
+    engine: Engine,
+    injection: InjectionDetector,
+}
+
+impl Guard {
+    pub fn new() -> Result<Guard, String> {
+        Ok(Guard { engine: Engine::new().map_err(|e| e.to_string())?, injection: InjectionDetector::new()? })
+    }
+
+    /// Checks one text. Returns the rewritten text when something was redacted (or, on the
+    /// way out, restored); `report.blocked` says whether it must not pass at all.
+    pub fn inspect(
+        &self,
+        policy: &Policy,
+        dir: Direction,
+        text: &str,
+        placeholders: &mut Placeholders,
+        report: &mut Report,
+    ) -> Result<Option<String>, ScanError> {
+        if !policy.active(dir) || text.is_empty() {
+            return Ok(None);
+        }
+        if text.len() > MAX_SCAN_BYTES {
+            return Err(ScanError::TooLarge);
+        }
+        let n = normalize(text);
+        let found = self.find(policy, dir, text, &n)?;
+        self.score(policy, dir, text, &n, report, false);
+        let out = apply(&found, text, text.len(), dir, placeholders, report);
+        Ok(self.finish_out(policy, dir, out, text, placeholders))
+    }
+
+    /// Feeds the next `piece` of a streamed text; returns what may go to the client now
+    /// (possibly empty). `last` releases everything. Each value is acted on once, when it is
+    /// released.
+    #[expect(clippy::too_many_arguments, reason = "one call per streamed piece; a struct would only rename them")]
+    pub fn stream(
+        &self,
+        policy: &Policy,
+        dir: Direction,
+        held: &mut Held,
+        piece: &str,
+        last: bool,
+        placeholders: &mut Placeholders,
+        report: &mut Report,
+    ) -> Result<String, ScanError> {
+        held.buf.push_str(piece);
+        if !policy.active(dir) {
+            return Ok(std::mem::take(&mut held.buf));
+        }
+        let buf = held.buf.as_str();
+        let len = buf.len();
+        let forced = len > MAX_HOLD;
+        let mut cut = if last || forced { len } else { floor_boundary(buf, len.saturating_sub(HOLD_BACK)) };
+        if !last && !forced && cut > 0 && cut < len {
+            let b = buf.as_bytes();
+            if !b[cut - 1].is_ascii_whitespace() && !b[cut].is_ascii_whitespace() {
+                let start = buf.as_bytes()[..cut].iter().rposition(u8::is_ascii_whitespace).map_or(0, |i| i + 1);
+                if cut - start <= MAX_RUN {
+                    cut = start;
+                }
+            }
+        }
+        let n = normalize(buf);
+        let found = self.find(policy, dir, buf, &n)?;
+        // a blocking value stops the stream as soon as it is seen, released or not
+        if let Some(f) = found.iter().find(|f| f.action == Action::Block) {
+            report.add(dir, Action::Block, f.name.clone(), false);
+            held.buf.clear();
+            return Ok(String::new());
+        }
+        if !last && !forced {
+            // a match that crosses the cut, or touches the end and may still grow, waits
+            if let Some(f) = found.iter().find(|f| f.span.start < cut && (f.span.end > cut || f.span.end == len)) {
+                cut = f.span.start;
+            }
+            if policy.restore
+                && let Some(i) = buf[..cut].rfind('[')
+                && !buf[i..cut].contains(']')
+                && cut - i <= 48
+            {
+                cut = i;
+            }
+        }
+        self.score(policy, dir, buf, &n, report, true);
+        let released: Vec<Found> = found.into_iter().filter(|f| f.span.start < cut).collect();
+        let out = apply(&released, buf, cut, dir, placeholders, report);
+        let head = &buf[..cut];
+        let out = self.finish_out(policy, dir, out, head, placeholders).unwrap_or_else(|| head.to_owned());
+        held.buf.drain(..cut);
+        Ok(out)
+    }
+
+    fn finish_out(
+        &self,
+        policy: &Policy,
+        dir: Direction,
+        out: Option<String>,
+        text: &str,
+        placeholders: &Placeholders,
+    ) -> Option<String> {
+        if dir == Direction::Out && policy.restore && !placeholders.is_empty() {
+            let base = out.as_deref().unwrap_or(text);
+            let restored = restore(base, placeholders);
+            if restored != base {
+                return Some(restored);
+            }
+        }
+        out
+    }
+
+    fn score(&self, policy: &Policy, dir: Direction, text: &str, n: &Normalized, report: &mut Report, once: bool) {
+        if !policy.any_injection(dir) {
+            return;
+        }
+        let v = self.injection.assess(text, &n.text);
+        if v.score < policy.threshold {
+            return;
+        }
+        for c in &v.categories {
+            let a = policy.injection(*c, dir);
+            if a != Action::Off {
+                report.add(dir, a, Cow::Borrowed(injection_name(*c)), once);
+            }
+        }
+    }
+
+    /// Every acting finding (built-in and custom), in order, without overlaps.
+    fn find(&self, policy: &Policy, dir: Direction, text: &str, n: &Normalized) -> Result<Vec<Found>, ScanError> {
+        let mut found = Vec::new();
+        if policy.any_builtin(dir) {
+            for f in self.engine.scan_normalized(text, n)? {
+                let i = DETECTORS.iter().position(|d| d.id == f.detector).unwrap_or(usize::MAX);
+                let action = policy.builtin(i, dir);
+                if action != Action::Off {
+                    found.push(Found { span: f.span, action, label: f.label, name: Cow::Borrowed(f.detector) });
+                }
+            }
+        }
+        if let Some(c) = &policy.custom {
+            let mut add = |rule: usize, s: usize, e: usize| {
+                let action = c.action(rule, dir);
+                if action == Action::Off {
+                    return;
+                }
+                let (s, e) = if n.is_identity() { (s, e) } else { n.original_span(s, e, text) };
+                found.push(Found {
+                    span: s..e,
+                    action,
+                    label: "CUSTOM",
+                    name: Cow::Owned(format!("custom.{}", c.names[rule])),
+                });
+            };
+            if let Some(set) = &c.set {
+                for i in set.matches(&n.text).iter() {
+                    for m in c.regexes[i].find_iter(&n.text).filter(|m| !m.is_empty()) {
+                        add(c.regex_rule(i), m.start(), m.end());
+                    }
+                }
+            }
+            if let Some(ac) = &c.keywords {
+                for m in ac.find_iter(&n.text) {
+                    add(c.keyword_rule(m.pattern().as_usize()), m.start(), m.end());
+                }
+            }
+        }
+        found.sort_by(|a, b| a.span.start.cmp(&b.span.start).then(b.span.end.cmp(&a.span.end)));
+        let mut out: Vec<Found> = Vec::with_capacity(found.len());
+        for f in found {
+            if out.last().is_none_or(|l| f.span.start >= l.span.end) {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Records every finding and redacts those that say so, within `text[..end]` (a finding cut
+/// by `end` is redacted up to it).
+fn apply(
+    found: &[Found],
+    text: &str,
+    end: usize,
+    dir: Direction,
+    placeholders: &mut Placeholders,
+    report: &mut Report,
+) -> Option<String> {
+    let mut redact = Vec::new();
+    for f in found {
+        report.add(dir, f.action, f.name.clone(), false);
+        if f.action == Action::Redact {
+            let span = f.span.start..f.span.end.min(end);
+            redact.push(Finding { detector: "", category: Category::Pii, label: f.label, span });
+        }
+    }
+    if redact.is_empty() {
+        return None;
+    }
+    Some(crate::redact_spans(&text[..end], &redact, placeholders))
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicySpec;
+
+    fn policy(json: &str) -> Policy {
+        serde_json::from_str::<PolicySpec>(json).unwrap().compile().unwrap()
+    }
+
+    fn guard() -> Guard {
+        Guard::new().unwrap()
+    }
+
+    const REDACT_ALL: &str = r#"{"detectors":{"*":{"input":"redact","output":"redact"}},"restore_placeholders":true}"#;
+
+    #[test]
+    fn inspect_redacts_flags_and_blocks_by_policy() {
+        let g = guard();
+        let p = policy(
+            r#"{"detectors":{"pii":{"input":"redact"},"pii.ipv4":{"input":"flag"},"secret":{"input":"block"}}}"#,
+        );
+        let mut ph = Placeholders::default();
+        let mut r = Report::default();
+        let out = g.inspect(&p, Direction::In, "mail bob@example.com from 10.1.2.3", &mut ph, &mut r).unwrap();
+        assert_eq!(out.as_deref(), Some("mail [EMAIL_1] from 10.1.2.3"));
+        assert!(r.blocked.is_none());
+        assert_eq!(r.hits.len(), 2);
+        assert!(r.hits.iter().any(|h| h.detector == "pii.ipv4" && h.action == Action::Flag));
+        let mut r = Report::default();
+        g.inspect(&p, Direction::In, "key sk-proj-abcdefghijklmnopqrstuvwxyz0123", &mut ph, &mut r).unwrap();
+        assert_eq!(r.blocked.as_deref(), Some("secret.openai"));
+    }
+
+    #[test]
+    fn custom_rules_match_after_normalisation() {
+        let g = guard();
+        let p = policy(
+            r#"{"custom":[{"name":"codenames","keywords":["Project Falcon"]},{"name":"tickets","regex":"TCK-[0-9]{4}","input":"redact"}]}"#,
+        );
+        let mut ph = Placeholders::default();
+        let mut r = Report::default();
+        let out = g.inspect(&p, Direction::In, "see TCK-1234 today", &mut ph, &mut r).unwrap();
+        assert_eq!(out.as_deref(), Some("see [CUSTOM_1] today"));
+        let mut r = Report::default();
+        g.inspect(&p, Direction::In, "about ｐroject\u{200b} falcon", &mut ph, &mut r).unwrap();
+        assert_eq!(r.blocked.as_deref(), Some("custom.codenames"));
+    }
+
+    #[test]
+    fn restore_gives_back_only_the_callers_own_values() {
+        let g = guard();
+        let p = policy(REDACT_ALL);
+        let mut ph = Placeholders::default();
+        let mut r = Report::default();
+        let sent = g.inspect(&p, Direction::In, "I am ann@example.com", &mut ph, &mut r).unwrap().unwrap();
+        assert_eq!(sent, "I am [EMAIL_1]");
+        ph.seal();
+        let back = g
+            .inspect(&p, Direction::Out, "Hello [EMAIL_1], write to eve@example.org", &mut ph, &mut r)
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, "Hello ann@example.com, write to [EMAIL_2]");
+    }
+
+    fn stream_all(g: &Guard, p: &Policy, pieces: &[&str], ph: &mut Placeholders, r: &mut Report) -> Vec<String> {
+        let mut held = Held::default();
+        let mut out = Vec::new();
+        ph.seal();
+        for (i, piece) in pieces.iter().enumerate() {
+            out.push(g.stream(p, Direction::Out, &mut held, piece, i + 1 == pieces.len(), ph, r).unwrap());
+        }
+        assert!(held.is_empty());
+        out
+    }
+
+    #[test]
+    fn values_split_across_pieces_are_redacted_whole() {
+        let g = guard();
+        let p = policy(REDACT_ALL);
+        let text = "Contact jane.doe@example.com or card 4111 1111 1111 1111, key sk-proj-abcdefghijklmnopqrstuvwxyz0123 ok. \
+                    Then a long tail of harmless words to move the window along a little further.";
+        for size in [1, 2, 3, 5, 7, 16, 64] {
+            let pieces: Vec<&str> = text.as_bytes().chunks(size).map(|c| std::str::from_utf8(c).unwrap()).collect();
+            let mut ph = Placeholders::default();
+            let mut r = Report::default();
+            let joined = stream_all(&g, &p, &pieces, &mut ph, &mut r).concat();
+            assert_eq!(
+                joined,
+                "Contact [EMAIL_1] or card [CARD_1], key [SECRET_1] ok. Then a long tail of harmless words to move the window along a little further.",
+                "piece size {size}"
+            );
+            assert_eq!(r.hits.iter().map(|h| h.count).sum::<u32>(), 3, "each value acted on once: {:?}", r.hits);
+        }
+    }
+
+    #[test]
+    fn a_block_in_a_stream_stops_before_the_value_is_released() {
+        let g = guard();
+        let p = policy(r#"{"detectors":{"secret":{"output":"block"}}}"#);
+        let text = "here it is: sk-proj-abcdefghijklmnopqrstuvwxyz0123 and more text after it";
+        let mut held = Held::default();
+        let mut ph = Placeholders::default();
+        let mut r = Report::default();
+        let mut released = String::new();
+        for c in text.as_bytes().chunks(4) {
+            let piece = std::str::from_utf8(c).unwrap();
+            let out = g.stream(&p, Direction::Out, &mut held, piece, false, &mut ph, &mut r).unwrap();
+            if r.blocked.is_some() {
+                break;
+            }
+            released.push_str(&out);
+        }
+        assert_eq!(r.blocked.as_deref(), Some("secret.openai"));
+        assert!(!released.contains("sk-proj"), "{released}");
+    }
+
+    #[test]
+    fn held_text_is_bounded() {
+        let g = guard();
+        let p = policy(REDACT_ALL);
+        let mut held = Held::default();
+        let mut ph = Placeholders::default();
+        let mut r = Report::default();
+        let run = "x".repeat(1000);
+        let mut total = 0;
+        for _ in 0..40 {
+            total += g.stream(&p, Direction::Out, &mut held, &run, false, &mut ph, &mut r).unwrap().len();
+            assert!(held.buf.len() <= MAX_HOLD + run.len());
+        }
+        assert!(total > 20_000);
+    }
+}
