@@ -65,20 +65,182 @@ const PHRASES: &[(&str, Signal)] = &[
     ("print your system prompt", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.6)),
     ("repeat the words above", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.5)),
     ("what is your system prompt", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.5)),
+    ("new instructions", sig("hijack.new_instructions", InstructionHijacking, 0.5)),
+    ("new important instructions", sig("hijack.new_instructions", InstructionHijacking, 0.7)),
+    ("updated instructions", sig("hijack.new_instructions", InstructionHijacking, 0.4)),
+    ("your initial instructions", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.5)),
+    ("your original instructions", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.5)),
+    ("the system prompt", sig("hijack.system_prompt_mention", InstructionHijacking, 0.25)),
+    ("your system prompt", sig("hijack.system_prompt_mention", InstructionHijacking, 0.35)),
+    ("repeat everything above", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.6)),
+    ("everything above this line", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.5)),
+    ("instructions you were given", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.4)),
     ("do anything now", sig("role.dan", RoleConfusion, 0.7)),
     ("you are now dan", sig("role.dan", RoleConfusion, 0.7)),
+    ("can do anything", sig("role.dan", RoleConfusion, 0.35)),
     ("developer mode enabled", sig("role.developer_mode", RoleConfusion, 0.7)),
     ("enable developer mode", sig("role.developer_mode", RoleConfusion, 0.6)),
+    ("with developer mode", sig("role.developer_mode", RoleConfusion, 0.5)),
     ("jailbreak", sig("role.jailbreak_word", RoleConfusion, 0.3)),
     ("jailbroken", sig("role.jailbreak_word", RoleConfusion, 0.5)),
     ("you have no restrictions", sig("role.unrestricted", RoleConfusion, 0.6)),
     ("without any restrictions", sig("role.unrestricted", RoleConfusion, 0.4)),
+    ("no restrictions", sig("role.unrestricted", RoleConfusion, 0.3)),
     ("no ethical guidelines", sig("role.unrestricted", RoleConfusion, 0.6)),
+    ("ethical guidelines", sig("role.ethics_talk", RoleConfusion, 0.25)),
+    ("moral guidelines", sig("role.ethics_talk", RoleConfusion, 0.25)),
+    ("ethical or moral", sig("role.ethics_talk", RoleConfusion, 0.25)),
+    ("morality", sig("role.ethics_talk", RoleConfusion, 0.1)),
     ("free from all restrictions", sig("role.unrestricted", RoleConfusion, 0.6)),
-    ("stay in character", sig("role.persona", RoleConfusion, 0.3)),
+    ("unfiltered", sig("role.unfiltered", RoleConfusion, 0.35)),
+    ("uncensored", sig("role.unfiltered", RoleConfusion, 0.35)),
+    ("amoral", sig("role.unfiltered", RoleConfusion, 0.35)),
+    ("without censorship", sig("role.unfiltered", RoleConfusion, 0.35)),
+    ("content policy", sig("role.policy_evasion", RoleConfusion, 0.35)),
+    ("content policies", sig("role.policy_evasion", RoleConfusion, 0.35)),
+    ("openai policies", sig("role.policy_evasion", RoleConfusion, 0.35)),
+    ("openai's policies", sig("role.policy_evasion", RoleConfusion, 0.35)),
+    ("content filter", sig("role.policy_evasion", RoleConfusion, 0.3)),
+    ("safety guidelines", sig("role.policy_evasion", RoleConfusion, 0.25)),
+    ("abide by the rules", sig("role.policy_evasion", RoleConfusion, 0.3)),
+    ("typical confines", sig("role.policy_evasion", RoleConfusion, 0.5)),
+    ("broken free", sig("role.policy_evasion", RoleConfusion, 0.4)),
+    ("never refuse", sig("role.never_refuse", RoleConfusion, 0.4)),
+    ("not refuse", sig("role.never_refuse", RoleConfusion, 0.3)),
+    ("cannot refuse", sig("role.never_refuse", RoleConfusion, 0.4)),
+    ("can't refuse", sig("role.never_refuse", RoleConfusion, 0.4)),
+    ("no matter how", sig("role.never_refuse", RoleConfusion, 0.15)),
+    ("any warnings", sig("role.no_warnings", RoleConfusion, 0.3)),
+    ("without warnings", sig("role.no_warnings", RoleConfusion, 0.3)),
+    ("as an ai language model", sig("role.model_self_reference", RoleConfusion, 0.3)),
+    ("language model", sig("role.model_self_reference", RoleConfusion, 0.1)),
+    ("as chatgpt", sig("role.model_self_reference", RoleConfusion, 0.2)),
+    ("chatgpt", sig("role.model_name", RoleConfusion, 0.1)),
+    ("stay in character", sig("role.persona", RoleConfusion, 0.4)),
+    ("break character", sig("role.persona", RoleConfusion, 0.35)),
+    ("break of character", sig("role.persona", RoleConfusion, 0.35)),
+    ("in character", sig("role.persona_weak", RoleConfusion, 0.15)),
     ("pretend you are", sig("role.persona", RoleConfusion, 0.3)),
+    ("pretend to be", sig("role.persona", RoleConfusion, 0.3)),
+    ("you are going to act", sig("role.persona", RoleConfusion, 0.4)),
+    ("you are going to pretend", sig("role.persona", RoleConfusion, 0.4)),
+    ("going to act as", sig("role.persona", RoleConfusion, 0.3)),
+    ("to act as", sig("role.persona_weak", RoleConfusion, 0.15)),
+    ("act as a", sig("role.persona_weak", RoleConfusion, 0.1)),
+    ("respond as", sig("role.persona_weak", RoleConfusion, 0.15)),
+    ("roleplay", sig("role.persona_weak", RoleConfusion, 0.15)),
+    ("role-play", sig("role.persona_weak", RoleConfusion, 0.15)),
+    ("from now on", sig("role.from_now_on", RoleConfusion, 0.3)),
     ("from now on you are", sig("role.persona", RoleConfusion, 0.4)),
     ("from now on, you are", sig("role.persona", RoleConfusion, 0.4)),
+    ("you are now", sig("role.persona_weak", RoleConfusion, 0.2)),
+    ("your responses", sig("role.response_rules", RoleConfusion, 0.1)),
+    ("none of your responses", sig("role.response_rules", RoleConfusion, 0.35)),
+    ("two responses", sig("role.dual_response", RoleConfusion, 0.35)),
+    ("two different responses", sig("role.dual_response", RoleConfusion, 0.35)),
+    ("knowledge is cut off", sig("role.developer_mode", RoleConfusion, 0.3)),
+    ("illegal, immoral", sig("role.harm_list", RoleConfusion, 0.3)),
+    ("immoral, unethical", sig("role.harm_list", RoleConfusion, 0.3)),
+    ("unethical, or illegal", sig("role.harm_list", RoleConfusion, 0.3)),
+    ("unethical or illegal", sig("role.harm_list", RoleConfusion, 0.25)),
+    ("immoral or illegal", sig("role.harm_list", RoleConfusion, 0.25)),
+    ("hypothetical", sig("role.fiction_frame", RoleConfusion, 0.1)),
+    ("developer mode", sig("role.developer_mode", RoleConfusion, 0.45)),
+    ("opposite mode", sig("role.dual_response", RoleConfusion, 0.4)),
+    ("no limits", sig("role.unrestricted", RoleConfusion, 0.3)),
+    ("without limits", sig("role.unrestricted", RoleConfusion, 0.3)),
+    ("not bound by", sig("role.unrestricted", RoleConfusion, 0.35)),
+    ("no longer bound", sig("role.unrestricted", RoleConfusion, 0.4)),
+    ("unrestricted", sig("role.unrestricted", RoleConfusion, 0.3)),
+    ("unrestrained", sig("role.unrestricted", RoleConfusion, 0.3)),
+    ("unhinged", sig("role.unfiltered", RoleConfusion, 0.3)),
+    ("censorship", sig("role.unfiltered", RoleConfusion, 0.25)),
+    ("without moral", sig("role.ethics_talk", RoleConfusion, 0.35)),
+    ("morals", sig("role.ethics_talk", RoleConfusion, 0.15)),
+    ("don't care", sig("role.never_refuse", RoleConfusion, 0.15)),
+    ("doesn't care", sig("role.never_refuse", RoleConfusion, 0.15)),
+    ("does not care", sig("role.never_refuse", RoleConfusion, 0.15)),
+    ("any request", sig("role.never_refuse", RoleConfusion, 0.2)),
+    ("all requests", sig("role.never_refuse", RoleConfusion, 0.2)),
+    ("i want you to act as", sig("role.persona", RoleConfusion, 0.3)),
+    ("act like", sig("role.persona_weak", RoleConfusion, 0.15)),
+    ("personify", sig("role.persona_weak", RoleConfusion, 0.2)),
+    ("pose as", sig("role.persona_weak", RoleConfusion, 0.2)),
+    ("go by the name", sig("role.persona", RoleConfusion, 0.3)),
+    ("fictional", sig("role.fiction_frame", RoleConfusion, 0.1)),
+    ("i'm sorry", sig("role.refusal_talk", RoleConfusion, 0.1)),
+    ("i am sorry", sig("role.refusal_talk", RoleConfusion, 0.1)),
+    ("as a language model", sig("role.model_self_reference", RoleConfusion, 0.2)),
+    ("forget everything", sig("hijack.forget", InstructionHijacking, 0.45)),
+    ("forget all", sig("hijack.forget", InstructionHijacking, 0.35)),
+    ("disregard all", sig("hijack.disregard", InstructionHijacking, 0.4)),
+    ("ignore all", sig("hijack.ignore_all", InstructionHijacking, 0.3)),
+    ("regardless of any previous", sig("hijack.override", InstructionHijacking, 0.5)),
+    ("no matter what", sig("hijack.override", InstructionHijacking, 0.15)),
+    ("important instructions", sig("hijack.new_instructions", InstructionHijacking, 0.4)),
+    ("priority task", sig("hijack.new_instructions", InstructionHijacking, 0.3)),
+    ("special case:", sig("hijack.new_instructions", InstructionHijacking, 0.3)),
+    ("system message", sig("hijack.system_prompt_mention", InstructionHijacking, 0.25)),
+    ("hidden instructions", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.3)),
+    ("include in your response the following", sig("hijack.emit_payload", InstructionHijacking, 0.45)),
+    ("in your response the following string", sig("hijack.emit_payload", InstructionHijacking, 0.45)),
+    ("for testing purposes", sig("hijack.pretext", InstructionHijacking, 0.3)),
+    ("for academic purposes", sig("hijack.pretext", InstructionHijacking, 0.3)),
+    ("for educational purposes", sig("hijack.pretext", InstructionHijacking, 0.2)),
+    ("for research purposes", sig("hijack.pretext", InstructionHijacking, 0.2)),
+    ("to enable debugging", sig("hijack.pretext", InstructionHijacking, 0.3)),
+    ("test pipeline", sig("hijack.pretext", InstructionHijacking, 0.3)),
+    ("training exercise", sig("hijack.pretext", InstructionHijacking, 0.25)),
+    ("been assigned a task", sig("hijack.pretext", InstructionHijacking, 0.3)),
+    ("unlock hidden", sig("hijack.pretext", InstructionHijacking, 0.35)),
+    ("hidden functionalities", sig("hijack.pretext", InstructionHijacking, 0.35)),
+    ("new rule", sig("hijack.new_instructions", InstructionHijacking, 0.35)),
+    ("[end input]", sig("delim.fake_boundary", DelimiterInjection, 0.5)),
+    ("end of input", sig("delim.fake_boundary", DelimiterInjection, 0.25)),
+    ("userquery", sig("delim.fake_boundary", DelimiterInjection, 0.4)),
+    ("responseformat", sig("delim.fake_boundary", DelimiterInjection, 0.4)),
+    ("insert divider", sig("delim.fake_boundary", DelimiterInjection, 0.35)),
+    ("free from all", sig("role.unrestricted", RoleConfusion, 0.4)),
+    ("no filters", sig("role.unfiltered", RoleConfusion, 0.3)),
+    ("without filters", sig("role.unfiltered", RoleConfusion, 0.3)),
+    ("filters", sig("role.unfiltered", RoleConfusion, 0.1)),
+    ("behave like", sig("role.persona_weak", RoleConfusion, 0.15)),
+    ("the role of", sig("role.persona_weak", RoleConfusion, 0.15)),
+    ("you will be", sig("role.persona_weak", RoleConfusion, 0.1)),
+    ("you must answer", sig("role.response_rules", RoleConfusion, 0.2)),
+    ("you must respond", sig("role.response_rules", RoleConfusion, 0.2)),
+    ("you will respond", sig("role.response_rules", RoleConfusion, 0.15)),
+    ("you should respond", sig("role.response_rules", RoleConfusion, 0.15)),
+    ("do not add any", sig("role.response_rules", RoleConfusion, 0.1)),
+    ("will answer all", sig("role.never_refuse", RoleConfusion, 0.25)),
+    ("answer all my", sig("role.never_refuse", RoleConfusion, 0.2)),
+    ("your previous instructions", sig("hijack.override", InstructionHijacking, 0.5)),
+    ("previous instructions", sig("hijack.override", InstructionHijacking, 0.35)),
+    ("rules of", sig("role.rules_talk", RoleConfusion, 0.05)),
+    ("let's play a game", sig("role.fiction_frame", RoleConfusion, 0.2)),
+    ("we'll play a game", sig("role.fiction_frame", RoleConfusion, 0.2)),
+    ("two different personalities", sig("role.dual_response", RoleConfusion, 0.4)),
+    ("personalities", sig("role.dual_response", RoleConfusion, 0.1)),
+    ("graphically detailed", sig("role.harm_list", RoleConfusion, 0.3)),
+    ("in the system prompt", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.35)),
+    ("repeat everything", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.35)),
+    ("repeat the words", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.3)),
+    ("initial prompt", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.3)),
+    ("my instructions are", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.4)),
+    ("output your", sig("hijack.exfiltrate_prompt", InstructionHijacking, 0.2)),
+    ("system instruction", sig("hijack.system_prompt_mention", InstructionHijacking, 0.35)),
+    ("regardless of pre-existing", sig("hijack.override", InstructionHijacking, 0.5)),
+    ("follow my instructions", sig("hijack.override", InstructionHijacking, 0.2)),
+    ("do not apologize", sig("role.no_warnings", RoleConfusion, 0.3)),
+    ("never say the words", sig("role.no_warnings", RoleConfusion, 0.3)),
+    ("disclaimer", sig("role.no_warnings", RoleConfusion, 0.2)),
+    ("capable of anything", sig("role.dan", RoleConfusion, 0.35)),
+    ("do anything", sig("role.dan", RoleConfusion, 0.25)),
+    ("opposite day", sig("role.dual_response", RoleConfusion, 0.4)),
+    ("your persona", sig("role.persona", RoleConfusion, 0.25)),
+    ("persona", sig("role.persona_weak", RoleConfusion, 0.1)),
+    ("start your answer with", sig("hijack.forced_prefix", InstructionHijacking, 0.2)),
+    ("simulate", sig("role.fiction_frame", RoleConfusion, 0.1)),
     ("<|im_start|>", sig("delim.chatml", DelimiterInjection, 0.7)),
     ("<|im_end|>", sig("delim.chatml", DelimiterInjection, 0.7)),
     ("<|system|>", sig("delim.special_token", DelimiterInjection, 0.7)),
@@ -115,6 +277,18 @@ impl Verdict {
         self.score = (self.score + s.weight).min(1.0);
     }
 
+    /// Like [`Verdict::add`], but a signal already present still adds its weight (another
+    /// phrase of the same kind is more evidence).
+    fn add_evidence(&mut self, s: Signal) {
+        if !self.signals.contains(&s.id) {
+            self.signals.push(s.id);
+        }
+        if !self.categories.contains(&s.category) {
+            self.categories.push(s.category);
+        }
+        self.score = (self.score + s.weight).min(1.0);
+    }
+
     /// The category that contributed most (for the refusal's explanation).
     pub fn top_category(&self) -> Option<InjectionCategory> {
         self.categories.first().copied()
@@ -126,6 +300,13 @@ pub struct InjectionDetector {
     hijack: Regex,
     fake_turn: Regex,
     base64_blob: Regex,
+    /// A named persona model (`DevGPT`, `AntiGPT`; not `ChatGPT` itself) or `DAN`.
+    persona_name: Regex,
+    /// Markup that acts when rendered: a markdown image whose URL carries data out, a script
+    /// or an event handler.
+    active_markup: Regex,
+    /// An answer forced to start affirmatively ("begin your reply with \"Sure, here").
+    forced_prefix: Regex,
 }
 
 /// Bounded decoding of hidden payloads: at most this many blobs of at most this many bytes.
@@ -145,11 +326,16 @@ impl InjectionDetector {
             // "ignore/disregard/forget ... previous/prior/above ... instructions/rules/prompts", with
             // a few words in between
             hijack: re(
-                r"(?i)(?-u:\b)(?:ignore|disregard|forget|override|bypass)(?:\s+\S+){0,3}?\s+(?:previous|prior|above|earlier|preceding|all|your|the)(?:\s+\S+){0,2}?\s+(?:instructions|rules|prompts?|directions|guidelines|messages|constraints)(?-u:\b)",
+                r"(?i)(?-u:\b)(?:ignore|disregard|forget|override|bypass)(?:\s+\S+){0,3}?\s+(?:previous|prior|above|earlier|preceding|all|your|the)(?:\s+\S+){0,2}?\s+(?:instructions|rules|prompts?|directions|guidelines|messages|constraints|requests|commands|directives|information|programming|training|policies|restrictions|boundaries|limitations|filters)(?-u:\b)",
             )?,
             // a line that pretends to be another turn of the conversation
             fake_turn: re(r"(?im)^\s*(?:\[|<)?(?:system|assistant|developer|admin)(?:\]|>)?\s*:\s*\S")?,
             base64_blob: re(r"[A-Za-z0-9+/]{40,}={0,2}")?,
+            persona_name: re(r"(?-u:\b)(?:[A-Z][A-Za-z]*GPT|DAN)(?-u:\b)")?,
+            active_markup: re(
+                r"(?i)!\[[^\]\n]{0,100}\]\(\s*https?://[^)\s]{1,300}\?[^)\s]{0,300}=|<script|javascript:|\son(?:error|load)\s*=",
+            )?,
+            forced_prefix: re(r#"(?i)(?:begin|start)(?:ning)?\s+(?:your|each|every|with)[^.\n]{0,40}["“']\s*sure"#)?,
         })
     }
 
@@ -199,14 +385,29 @@ impl InjectionDetector {
     }
 
     fn text_signals(&self, text: &str, v: &mut Verdict) {
+        // each distinct phrase adds its weight once: several independent jailbreak tells add
+        // up, one phrase repeated does not
+        let mut seen = [false; PHRASES.len()];
         for m in self.phrases.find_iter(text) {
-            v.add(PHRASES[m.pattern().as_usize()].1);
+            let i = m.pattern().as_usize();
+            if !std::mem::replace(&mut seen[i], true) {
+                v.add_evidence(PHRASES[i].1);
+            }
         }
         if self.hijack.is_match(text) {
             v.add(sig("hijack.ignore_instructions", InstructionHijacking, 0.6));
         }
         if self.fake_turn.is_match(text) {
             v.add(sig("role.fake_turn", RoleConfusion, 0.5));
+        }
+        if self.persona_name.find_iter(text).any(|m| m.as_str() != "ChatGPT") {
+            v.add(sig("role.persona_name", RoleConfusion, 0.3));
+        }
+        if self.active_markup.is_match(text) {
+            v.add(sig("smuggle.active_markup", ContextSmuggling, 0.6));
+        }
+        if self.forced_prefix.is_match(text) {
+            v.add(sig("hijack.forced_prefix", InstructionHijacking, 0.4));
         }
     }
 }

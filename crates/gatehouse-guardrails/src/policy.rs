@@ -99,7 +99,8 @@ pub struct CustomRule {
 pub struct PolicySpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub detectors: BTreeMap<String, Rule>,
-    /// Injection verdicts at or above this score act (0 < t <= 1; default 0.7).
+    /// Injection verdicts at or above this score act (0 < t <= 1; default 0.3, see
+    /// docs/GUARDRAILS.md for the recall / false-positive trade-off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub injection_threshold: Option<f32>,
     /// Put redacted values back into the response of the same request (default false).
@@ -116,7 +117,7 @@ pub const MAX_KEYWORDS: usize = 1000;
 pub const MAX_KEYWORD_BYTES: usize = 256;
 /// Compiled size of one custom regex (the `regex` crate's own accounting).
 pub const MAX_REGEX_SIZE: usize = 256 * 1024;
-pub const DEFAULT_THRESHOLD: f32 = 0.7;
+pub const DEFAULT_THRESHOLD: f32 = 0.3;
 
 pub const INJECTION_KEY: &str = "prompt_injection";
 const INJECTION_CATEGORIES: [InjectionCategory; 4] = [

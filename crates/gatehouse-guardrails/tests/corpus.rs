@@ -1,0 +1,186 @@
+//! Precision and recall on the labelled corpus (tests/data/guardrails/, made by
+//! scripts/guardrails-corpus.py). Prints a table per detector and fails below the floors that
+//! docs/GUARDRAILS.md documents.
+
+#![expect(clippy::unwrap_used, reason = "a measurement test: print the table, fail loudly")]
+
+use std::collections::BTreeMap;
+
+use gatehouse_guardrails::injection::InjectionDetector;
+use gatehouse_guardrails::{Engine, normalize};
+use serde_json::Value;
+
+/// The floors (docs/GUARDRAILS.md): every PII and secret detector, and all of them together.
+const PII_SECRET_RECALL: f64 = 0.98;
+const PII_SECRET_PRECISION: f64 = 0.95;
+/// Prompt injection at the default threshold.
+const INJECTION_RECALL: f64 = 0.85;
+const BENIGN_FPR: f64 = 0.02;
+const THRESHOLD: f32 = gatehouse_guardrails::policy::DEFAULT_THRESHOLD;
+
+fn rows(name: &str) -> Vec<Value> {
+    let path = format!("{}/../../tests/data/guardrails/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[derive(Default)]
+struct Count {
+    tp: u64,
+    fp: u64,
+    fn_: u64,
+}
+
+impl Count {
+    fn precision(&self) -> f64 {
+        if self.tp + self.fp == 0 { 1.0 } else { self.tp as f64 / (self.tp + self.fp) as f64 }
+    }
+    fn recall(&self) -> f64 {
+        if self.tp + self.fn_ == 0 { 1.0 } else { self.tp as f64 / (self.tp + self.fn_) as f64 }
+    }
+}
+
+#[test]
+fn pii_and_secret_detectors_meet_their_floors() {
+    let engine = Engine::new().unwrap();
+    let mut by: BTreeMap<String, Count> = BTreeMap::new();
+    let mut misses = Vec::new();
+    for row in rows("pii_secrets.jsonl") {
+        let text = row["text"].as_str().unwrap();
+        let labelled: Vec<(usize, usize, String)> = row["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["start"].as_u64().unwrap() as usize,
+                    s["end"].as_u64().unwrap() as usize,
+                    s["detector"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let found = engine.scan(text).unwrap();
+        for f in &found {
+            let hit = labelled.iter().any(|(s, e, d)| *s == f.span.start && *e == f.span.end && d == f.detector);
+            let c = by.entry(f.detector.to_owned()).or_default();
+            if hit {
+                c.tp += 1;
+            } else {
+                c.fp += 1;
+                misses.push(format!("FP {}: {:?}", f.detector, &text[f.span.clone()]));
+            }
+        }
+        for (s, e, d) in &labelled {
+            if !found.iter().any(|f| f.span.start == *s && f.span.end == *e && f.detector == d) {
+                by.entry(d.clone()).or_default().fn_ += 1;
+                misses.push(format!("FN {d}: {:?} in {text:?}", &text[*s..*e]));
+            }
+        }
+    }
+    let mut all = Count::default();
+    println!("{:<24} {:>6} {:>6} {:>6} {:>9} {:>7}", "detector", "tp", "fp", "fn", "precision", "recall");
+    let mut failed = Vec::new();
+    for (d, c) in &by {
+        println!("{d:<24} {:>6} {:>6} {:>6} {:>9.4} {:>7.4}", c.tp, c.fp, c.fn_, c.precision(), c.recall());
+        all.tp += c.tp;
+        all.fp += c.fp;
+        all.fn_ += c.fn_;
+        if c.precision() < PII_SECRET_PRECISION || c.recall() < PII_SECRET_RECALL {
+            failed.push(d.clone());
+        }
+    }
+    println!("{:<24} {:>6} {:>6} {:>6} {:>9.4} {:>7.4}", "ALL", all.tp, all.fp, all.fn_, all.precision(), all.recall());
+    for m in misses.iter().take(40) {
+        println!("{m}");
+    }
+    assert!(failed.is_empty(), "below the floors: {failed:?}");
+}
+
+#[test]
+fn injection_detection_meets_its_floors() {
+    let d = InjectionDetector::new().unwrap();
+    let mut by_source: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    // the floor is on English text (the classifier matches English phrasing); the rest is
+    // reported, not asserted
+    let (mut tp, mut pos, mut fp, mut neg) = (0u64, 0u64, 0u64, 0u64);
+    let (mut other_tp, mut other_pos, mut other_fp, mut other_neg) = (0u64, 0u64, 0u64, 0u64);
+    let mut false_positives = Vec::new();
+    let mut missed = Vec::new();
+    // (score, is injection, row index) of English rows, for the threshold sweep
+    let mut scored: Vec<(f32, bool, usize)> = Vec::new();
+    for (index, row) in rows("injection.jsonl").into_iter().enumerate() {
+        let text = row["text"].as_str().unwrap();
+        let v = d.assess(text, &normalize(text).text);
+        let flagged = v.score >= THRESHOLD;
+        let label = row["label"].as_str().unwrap();
+        let english = row["lang"].as_str() == Some("en");
+        let source = row["source"].as_str().unwrap().split(':').next().unwrap().to_owned();
+        let tag = if english { label.to_owned() } else { format!("{label}*") };
+        let e = by_source.entry((tag, source)).or_default();
+        e.1 += 1;
+        if flagged {
+            e.0 += 1;
+        }
+        if !english {
+            if label == "injection" {
+                other_pos += 1;
+                other_tp += u64::from(flagged);
+            } else {
+                other_neg += 1;
+                other_fp += u64::from(flagged);
+            }
+            continue;
+        }
+        scored.push((v.score, label == "injection", index));
+        if label == "injection" {
+            pos += 1;
+            tp += u64::from(flagged);
+            if !flagged {
+                let head: String = text.chars().take(160).collect();
+                missed.push(format!("{:.2} {:?}: {head:?}", v.score, v.signals));
+            }
+        } else {
+            neg += 1;
+            if flagged {
+                fp += 1;
+                false_positives.push(format!("{:?}: {}", v.signals, &text[..text.len().min(120)]));
+            }
+        }
+    }
+    println!("{:<10} {:<10} {:>6} {:>6} {:>7}", "label", "source", "texts", "flagged", "rate");
+    for ((label, source), (hit, n)) in &by_source {
+        println!("{label:<10} {source:<10} {n:>6} {hit:>6} {:>7.4}", *hit as f64 / *n as f64);
+    }
+    // the trade-off an operator tunes with `injection_threshold`; "held out" = odd rows, which
+    // were not looked at while choosing the phrase list (docs/GUARDRAILS.md)
+    println!("{:>9} {:>7} {:>7} {:>16}", "threshold", "recall", "fpr", "held-out recall");
+    for t in [0.3f32, 0.4, 0.5, 0.6, 0.7, 0.8] {
+        let rate = |f: &dyn Fn(&(f32, bool, usize)) -> bool, want: bool| {
+            let sel: Vec<_> = scored.iter().filter(|r| r.1 == want && f(r)).collect();
+            sel.iter().filter(|r| r.0 >= t).count() as f64 / sel.len().max(1) as f64
+        };
+        println!(
+            "{t:>9.2} {:>7.4} {:>7.4} {:>16.4}",
+            rate(&|_| true, true),
+            rate(&|_| true, false),
+            rate(&|r| r.2 % 2 == 1, true)
+        );
+    }
+    let recall = tp as f64 / pos as f64;
+    let fpr = fp as f64 / neg as f64;
+    println!("English: injection recall {recall:.4} ({tp}/{pos}); benign false-positive rate {fpr:.4} ({fp}/{neg})");
+    println!(
+        "not English (*, reported only): injection recall {:.4} ({other_tp}/{other_pos}); benign flagged {other_fp}/{other_neg}",
+        other_tp as f64 / other_pos.max(1) as f64
+    );
+    for f in false_positives.iter().take(20) {
+        println!("FP {f}");
+    }
+    if std::env::var_os("CORPUS_MISSES").is_some() {
+        for m in &missed {
+            println!("MISS {m}");
+        }
+    }
+    assert!(recall >= INJECTION_RECALL, "recall {recall:.4} < {INJECTION_RECALL}");
+    assert!(fpr <= BENIGN_FPR, "false-positive rate {fpr:.4} > {BENIGN_FPR}");
+}
