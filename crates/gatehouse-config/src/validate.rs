@@ -826,6 +826,21 @@ mod tests {
     }
 
     #[test]
+    fn guardrails_layer_over_the_default_and_report_paths_without_patterns() {
+        let c = Config::from_toml("[guardrails]\ndetectors = { pii = { input = \"redact\" } }\n").unwrap();
+        let d = &c.policy.guardrails.spec.detectors;
+        assert_eq!(d["pii"].input, Some(gatehouse_guardrails::Action::Redact));
+        assert_eq!(d["secret"].input, Some(gatehouse_guardrails::Action::Block), "the default stays underneath");
+        let err = Config::from_toml(
+            "[guardrails]\nscan_timeout_ms = 0\ncustom = [{ name = \"x\", regex = \"(SECRET-PATTERN\" }]\n",
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["guardrails.custom[0].regex", "guardrails.scan_timeout_ms"]);
+        assert!(!err.to_string().contains("SECRET-PATTERN"));
+    }
+
+    #[test]
     fn literal_secrets_are_refused_and_never_echoed() {
         let text = "[[providers]]\nname = \"openai\"\nkind = \"openai\"\napi_key = \"sk-live-SECRETSECRET\"\n";
         let err = Config::from_toml(text).unwrap_err().to_string();

@@ -143,7 +143,8 @@ fn injection_detection_meets_its_floors() {
             neg += 1;
             if flagged {
                 fp += 1;
-                false_positives.push(format!("{:?}: {}", v.signals, &text[..text.len().min(120)]));
+                let head: String = text.chars().take(120).collect();
+                false_positives.push(format!("{:?}: {head}", v.signals));
             }
         }
     }
