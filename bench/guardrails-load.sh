@@ -7,6 +7,7 @@
 #
 #   bash bench/guardrails-load.sh                  # 10 s per cell, 3 rounds, c = 1 and 16
 #   DURATION=5 ROUNDS=2 CONCURRENCY=1 bash bench/guardrails-load.sh
+#   STREAM=1 bash bench/guardrails-load.sh         # streamed answers (held back and re-framed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -36,12 +37,14 @@ s = ("The quarterly review covered the migration of the billing service to the n
      "the rollout plan for the search feature, and the budget for the next two sprints. "
      "Please summarise the main risks, list the open questions, and suggest an order for the work. ")
 print((s * 5)[:1024])')
-body="{\"model\":\"fake-model\",\"messages\":[{\"role\":\"user\",\"content\":\"$text\"}],\"max_tokens\":64}"
+stream=false
+[ "${STREAM:-0}" = 1 ] && stream=true
+body="{\"model\":\"fake-model\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"$text\"}],\"max_tokens\":64}"
 lua "$body" "" > "$out/direct.lua"
 lua "$body" "$off_key" > "$out/off.lua"
 lua "$body" "$on_key" > "$out/on.lua"
 
-printf "\nGuardrail cost: %s s per cell, %s round(s), medians, %s-byte prompt; %s cores shared\n\n" "$DURATION" "$ROUNDS" "${#text}" "$(nproc)"
+printf "\nGuardrail cost: %s s per cell, %s round(s), medians, %s-byte prompt, stream=%s; %s cores shared\n\n" "$DURATION" "$ROUNDS" "${#text}" "$stream" "$(nproc)"
 printf "%4s | %9s | %10s %9s | %10s %9s | %s\n" conc "direct p50" "off rps" "off p50" "on rps" "on p50" "guardrails add"
 for c in $CONCURRENCY; do
   d=(); fr=(); fp=(); nr=(); np=()
