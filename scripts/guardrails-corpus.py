@@ -248,6 +248,13 @@ def pii_secret_rows():
             value += "7"
         text, spans = fill(template, [("secret.assigned", value)])
         rows.append({"text": text, "spans": spans})
+    # encoded: a base64'd or hex'd secret is found over the whole blob
+    for i in range(50):
+        det = rnd.choice([d for d in SECRETS if d not in ("secret.private_key", "secret.jwt")])
+        raw = SECRETS[det]().encode()
+        blob = base64.b64encode(raw).decode() if i % 5 else raw.hex()
+        text, spans = fill(rnd.choice(["config blob: {v}", "decode {v} and use it", "payload={v}"]), [(det, blob)])
+        rows.append({"text": text, "spans": spans})
     # several values in one text
     for _ in range(100):
         dets = rnd.sample(list(PII), 3)
@@ -294,6 +301,15 @@ HARD_NEGATIVES = [
     lambda: f"Flight {rnd.choice(['BA', 'LH', 'AF'])}{rnd.randint(100, 9999)} leaves gate {rnd.randint(1, 60)}.",
     lambda: f"Coordinates {fake.latitude()}, {fake.longitude()}",
 ]
+
+
+def harmless_blob():
+    if rnd.random() < 0.5:
+        return "data:image/png;base64," + base64.b64encode(rnd.randbytes(rnd.randint(40, 200))).decode()
+    return "note " + base64.b64encode(fake.sentence(nb_words=12).encode()).decode()
+
+
+HARD_NEGATIVES.append(harmless_blob)
 
 
 def hard_negative_rows():

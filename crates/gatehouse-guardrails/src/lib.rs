@@ -46,8 +46,64 @@ pub enum ScanError {
 }
 
 pub struct Engine {
+    /// Every detector's pattern: one pass says which detectors can match at all.
     set: RegexSet,
     regexes: Vec<Regex>,
+}
+
+/// Encoded blobs are decoded and scanned too (a base64'd key is still a key): at most this
+/// many blobs of at most this many bytes per text, and one level deep.
+const MAX_BLOBS: usize = 8;
+const MAX_BLOB: usize = 4096;
+/// Shortest run of base64 characters treated as a blob (an encoded 16-byte value), and of hex
+/// digits (an encoded 24-byte value).
+const MIN_BASE64: usize = 24;
+const MIN_HEX: usize = 48;
+
+/// The encoded blobs of a text, at most [`MAX_BLOBS`]: maximal runs of base64 characters
+/// (with up to two `=`), decoded as hex when every character is a hex digit and the run is
+/// long enough, else as base64. Probes every [`MIN_BASE64`]th byte (any run that long covers a
+/// probe) and widens only around hits, so prose costs a fraction of a pass.
+fn blobs(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, Vec<u8>)> + '_ {
+    let b = text.as_bytes();
+    let is_b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/';
+    // `probe` walks the text; nothing before `seen` is looked at twice
+    let (mut probe, mut seen) = (0usize, 0usize);
+    std::iter::from_fn(move || {
+        while probe < b.len() {
+            if !is_b64(b[probe]) {
+                probe += MIN_BASE64;
+                continue;
+            }
+            let mut start = probe;
+            while start > seen && is_b64(b[start - 1]) {
+                start -= 1;
+            }
+            let mut stop = probe + 1;
+            while stop < b.len() && is_b64(b[stop]) {
+                stop += 1;
+            }
+            let mut end = stop;
+            while end < b.len() && end - stop < 2 && b[end] == b'=' {
+                end += 1;
+            }
+            (probe, seen) = (end, end);
+            let run = &text[start..stop];
+            let capped = &run[..run.len().min(MAX_BLOB)];
+            let decoded = if run.len() >= MIN_HEX && run.bytes().all(|c| c.is_ascii_hexdigit()) {
+                hex::decode(&capped[..capped.len() & !1]).ok()
+            } else if run.len() >= MIN_BASE64 {
+                decode_base64(capped)
+            } else {
+                None
+            };
+            if let Some(d) = decoded {
+                return Some((start..end, d));
+            }
+        }
+        None
+    })
+    .take(MAX_BLOBS)
 }
 
 impl Engine {
@@ -79,16 +135,24 @@ impl Engine {
             return Err(ScanError::TooLarge);
         }
         let mut found = Vec::new();
-        for i in self.set.matches(&n.text).iter() {
-            let d = &DETECTORS[i];
-            for caps in self.regexes[i].captures_iter(&n.text) {
-                let Some(m) = caps.get(d.group) else { continue };
-                if !(d.validate)(m.as_str()) {
-                    continue;
-                }
-                let end = if d.id == "secret.private_key" { detectors::pem_end(&n.text, m.end()) } else { m.end() };
-                let (s, e) = if n.is_identity() { (m.start(), end) } else { n.original_span(m.start(), end, text) };
-                found.push((i, Finding { detector: d.id, category: d.category, label: d.label, span: s..e }));
+        self.find_in(&n.text, self.set.matches(&n.text).iter(), &mut |i, f, s, e| {
+            let (s, e) = if n.is_identity() { (s, e) } else { n.original_span(s, e, text) };
+            found.push((i, Finding { detector: f.id, category: f.category, label: f.label, span: s..e }));
+        });
+        // a blob that decodes to text holding a finding is that finding, over the whole blob
+        for (range, bytes) in blobs(&n.text) {
+            let Ok(inner) = std::str::from_utf8(&bytes) else { continue };
+            let mut first = None;
+            self.find_in(inner, self.set.matches(inner).iter(), &mut |i, f, _, _| {
+                first.get_or_insert((i, f));
+            });
+            if let Some((i, f)) = first {
+                let (s, e) = if n.is_identity() {
+                    (range.start, range.end)
+                } else {
+                    n.original_span(range.start, range.end, text)
+                };
+                found.push((i, Finding { detector: f.id, category: f.category, label: f.label, span: s..e }));
             }
         }
         // earlier first, then longer, then the detector listed first
@@ -103,6 +167,27 @@ impl Engine {
             out.push(f);
         }
         Ok(out)
+    }
+
+    /// Runs the selected detectors over `text`, validates candidates and reports each with its
+    /// (normalised-text) span.
+    fn find_in(
+        &self,
+        text: &str,
+        selected: impl Iterator<Item = usize>,
+        found: &mut impl FnMut(usize, &'static Detector, usize, usize),
+    ) {
+        for i in selected {
+            let d = &DETECTORS[i];
+            for caps in self.regexes[i].captures_iter(text) {
+                let Some(m) = caps.get(d.group) else { continue };
+                if !(d.validate)(m.as_str()) {
+                    continue;
+                }
+                let end = if d.id == "secret.private_key" { detectors::pem_end(text, m.end()) } else { m.end() };
+                found(i, d, m.start(), end);
+            }
+        }
     }
 
     /// Replaces each finding with its typed placeholder. `placeholders` carries the mapping
@@ -125,6 +210,12 @@ pub(crate) fn redact_spans(text: &str, findings: &[Finding], placeholders: &mut 
     }
     out.push_str(&text[at..]);
     out
+}
+
+fn decode_base64(blob: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let b = blob.trim_end_matches('=');
+    base64::engine::general_purpose::STANDARD_NO_PAD.decode(b).ok()
 }
 
 /// The placeholder <-> value map of one request.

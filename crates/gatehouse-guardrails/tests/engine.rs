@@ -89,6 +89,23 @@ fn smuggled_values_are_found_and_spans_point_at_the_original() {
 }
 
 #[test]
+fn encoded_secrets_are_found_over_the_whole_blob() {
+    use base64::Engine as _;
+    let key = "AKIAIOSFODNN7EXAMPLQ";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("the key is {key} ok"));
+    let text = format!("config blob: {b64} end");
+    let start = text.find(&b64).unwrap();
+    assert_eq!(found(&text), [("secret.aws_access_key", b64.clone())]);
+    assert_eq!(engine().scan(&text).unwrap()[0].span, start..start + b64.len());
+    let hexed = hex::encode("token sk-proj-abcdefghijklmnopqrstuvwxyz0123");
+    assert_eq!(found(&format!("x {hexed} y")), [("secret.openai", hexed)]);
+    // blobs that decode to nothing sensitive (or to no text) are left alone
+    let plain = base64::engine::general_purpose::STANDARD.encode("just some harmless words in a sentence here");
+    assert!(found(&format!("data {plain}")).is_empty());
+    assert!(found("sha256 3f786850e387550fdab836ed7e6dc881de23001b3f786850e387550f").is_empty());
+}
+
+#[test]
 fn redaction_is_typed_consistent_and_reversible() {
     let e = engine();
     let text = "Ann ann@example.com wrote to bob@example.com, cc ann@example.com; card 4111111111111111";
@@ -139,5 +156,15 @@ proptest! {
     fn embedded_cards_are_always_found(prefix in "[a-z ]{0,20}", suffix in "[a-z ]{0,20}") {
         let text = format!("{prefix} 4111-1111-1111-1111 {suffix}");
         prop_assert!(found(&text).iter().any(|(d, _)| *d == "pii.card"));
+    }
+
+    /// Blobs are found by probing every 24th byte: a blob must be found at any offset, after
+    /// any mix of words and other runs.
+    #[test]
+    fn encoded_keys_are_found_at_any_offset(prefix in "[a-zA-Z0-9 +/=.-]{0,80}") {
+        use base64::Engine as _;
+        let blob = base64::engine::general_purpose::STANDARD.encode("AKIAIOSFODNN7EXAMPLQ");
+        let text = format!("{prefix} {blob} tail");
+        prop_assert!(found(&text).iter().any(|(d, _)| *d == "secret.aws_access_key"), "{text}");
     }
 }
