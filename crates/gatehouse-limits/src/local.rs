@@ -1,0 +1,161 @@
+//! The in-process backend: the embedded default, for one replica. State lives in 64 shards,
+//! each behind its own short-held lock (a hash probe and a few integer operations), so there
+//! is no global lock; a reservation over several budgets locks their shards in index order.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::{Budget, Rate, RateDecision, Reservation, Reserved, Standing, gcra, reservation_id};
+
+const SHARDS: usize = 64;
+
+#[derive(Default)]
+struct Shard {
+    tats: HashMap<String, u64>,
+    /// Prune passed TATs when the map grows past this (doubling: amortised O(1) per call).
+    tats_gc_at: usize,
+    budgets: HashMap<String, BudgetState>,
+}
+
+#[derive(Default)]
+struct BudgetState {
+    spent: u64,
+    /// Unsettled reservations: id -> (amount, expires at, µs on this backend's clock). An
+    /// expired hold no longer counts as reserved but is kept for [`GRACE_US`], so a late
+    /// settle still finds it (and counts the spend) and a repeated settle finds nothing.
+    holds: HashMap<String, (u64, u64)>,
+    /// spend is forgotten after this (µs), for periodic budgets
+    forget_at: Option<u64>,
+}
+
+/// How long an expired, unsettled hold is remembered (one hour).
+pub(crate) const GRACE_US: u64 = 3_600_000_000;
+
+impl BudgetState {
+    fn reserved(&mut self, now: u64) -> u64 {
+        self.holds.retain(|_, (_, exp)| exp.saturating_add(GRACE_US) > now);
+        self.holds.values().filter(|(_, exp)| *exp > now).map(|(a, _)| *a).sum()
+    }
+}
+
+pub struct Local {
+    shards: Vec<Mutex<Shard>>,
+    hasher: RandomState,
+    epoch: Instant,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local::new()
+    }
+}
+
+impl Local {
+    pub fn new() -> Local {
+        Local {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: RandomState::new(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// µs on a monotonic clock (starting at 1 s so "0" never means "now").
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX).saturating_add(1_000_000)
+    }
+
+    fn shard_of(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) as usize) % SHARDS
+    }
+
+    pub fn rate(&self, key: &str, rate: Rate, cost: u64) -> RateDecision {
+        let now = self.now();
+        let mut shard = self.shards[self.shard_of(key)].lock();
+        let stored = shard.tats.get(key).copied();
+        let (decision, new_tat) = gcra(stored, now, rate, cost);
+        if let Some(t) = new_tat {
+            shard.tats.insert(key.to_owned(), t);
+        }
+        // keys whose TAT has passed hold no information: drop them now and then
+        if shard.tats.len() > shard.tats_gc_at.max(4096) {
+            shard.tats.retain(|_, t| *t > now);
+            shard.tats_gc_at = shard.tats.len() * 2;
+        }
+        decision
+    }
+
+    /// Locks the shards of `keys` in index order (no deadlock between two multi-key calls).
+    fn lock_all(&self, keys: impl Iterator<Item = usize>) -> Vec<(usize, MutexGuard<'_, Shard>)> {
+        let mut idx: Vec<usize> = keys.collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter().map(|i| (i, self.shards[i].lock())).collect()
+    }
+
+    pub fn reserve(&self, budgets: &[Budget], amount: u64, hold: Duration) -> Reserved {
+        let now = self.now();
+        let mut guards = self.lock_all(budgets.iter().map(|b| self.shard_of(&b.key)));
+        let shard_for = |key: &str| -> usize {
+            let s = self.shard_of(key);
+            guards.iter().position(|(i, _)| *i == s).unwrap_or(0)
+        };
+        let positions: Vec<usize> = budgets.iter().map(|b| shard_for(&b.key)).collect();
+        for (n, b) in budgets.iter().enumerate() {
+            let state = guards[positions[n]].1.budgets.entry(b.key.clone()).or_default();
+            if state.forget_at.is_some_and(|t| t <= now) {
+                *state = BudgetState::default();
+            }
+            let reserved = state.reserved(now);
+            if state.spent.saturating_add(reserved).saturating_add(amount) > b.limit {
+                return Reserved::Exhausted { budget: n };
+            }
+        }
+        let id = reservation_id();
+        let expires = now.saturating_add(u64::try_from(hold.as_micros()).unwrap_or(u64::MAX));
+        for (n, b) in budgets.iter().enumerate() {
+            let state = guards[positions[n]].1.budgets.entry(b.key.clone()).or_default();
+            state.holds.insert(id.clone(), (amount, expires));
+        }
+        Reserved::Granted(Reservation { id, amount, budgets: budgets.to_vec() })
+    }
+
+    pub fn settle(&self, r: &Reservation, actual: u64) {
+        let now = self.now();
+        let Some(first) = r.budgets.first() else { return };
+        let mut guards = self.lock_all(r.budgets.iter().map(|b| self.shard_of(&b.key)));
+        // settled once: the first budget's hold is the receipt
+        let home = self.shard_of(&first.key);
+        let unsettled = guards
+            .iter_mut()
+            .find(|(i, _)| *i == home)
+            .and_then(|(_, shard)| shard.budgets.get(&first.key))
+            .is_some_and(|state| state.holds.contains_key(&r.id));
+        if !unsettled {
+            return;
+        }
+        for b in &r.budgets {
+            let s = self.shard_of(&b.key);
+            let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == s) else { continue };
+            let state = shard.budgets.entry(b.key.clone()).or_default();
+            state.holds.remove(&r.id);
+            state.spent = state.spent.saturating_add(actual);
+            if state.forget_at.is_none()
+                && let Some(keep) = b.retain
+            {
+                state.forget_at = Some(now.saturating_add(u64::try_from(keep.as_micros()).unwrap_or(u64::MAX)));
+            }
+        }
+    }
+
+    pub fn standing(&self, key: &str) -> Standing {
+        let now = self.now();
+        let mut shard = self.shards[self.shard_of(key)].lock();
+        match shard.budgets.get_mut(key) {
+            Some(s) if s.forget_at.is_none_or(|t| t > now) => Standing { spent: s.spent, reserved: s.reserved(now) },
+            _ => Standing::default(),
+        }
+    }
+}
