@@ -44,6 +44,7 @@ mod guardrails;
 mod records;
 mod store;
 mod tenancy;
+mod usage;
 mod users;
 mod webhooks;
 
@@ -53,6 +54,7 @@ pub use error::Error;
 pub use guardrails::GuardrailPolicyRow;
 pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, ProjectSettings, Tenant};
 pub use store::{Backend, Store};
+pub use usage::{UsageFilter, UsageRecord, UsageTotal, utc_day};
 pub use users::MemberRow;
 pub use webhooks::{Attempt, DeliveryRow, NewDelivery, WebhookRow};
 

@@ -5,4 +5,5 @@
 mod audit;
 mod keys;
 mod tenants;
+mod usage;
 mod webhooks;

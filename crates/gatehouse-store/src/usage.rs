@@ -1,0 +1,140 @@
+//! The usage ledger: what each request really used and cost, once per request (the request id
+//! is the key, so a retried write changes nothing), summed per day for usage queries, and
+//! pruned by age.
+
+use gatehouse_core::OrgId;
+
+use crate::{Error, Store};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub request_id: String,
+    /// Milliseconds since the epoch; `day` is derived from it (UTC).
+    pub at: i64,
+    pub org_id: String,
+    pub project_id: String,
+    /// `key:<id>`, `capability:<id>`, `oidc:<issuer>:<subject>`.
+    pub credential: String,
+    pub model: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_micro_usd: i64,
+}
+
+/// Which rows a usage query sums. `org` is always required: usage is tenant data.
+#[derive(Clone, Debug, Default)]
+pub struct UsageFilter {
+    pub project_id: Option<String>,
+    pub credential: Option<String>,
+    pub model: Option<String>,
+    /// Inclusive UTC days, `YYYY-MM-DD`.
+    pub from_day: Option<String>,
+    pub to_day: Option<String>,
+}
+
+/// One line of a usage report: a day x project x credential x model.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct UsageTotal {
+    pub day: String,
+    pub project_id: String,
+    pub credential: String,
+    pub model: String,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_micro_usd: i64,
+}
+
+/// `YYYY-MM-DD` (UTC) of a millisecond timestamp (times before 1970 count as 1970-01-01).
+pub fn utc_day(at_ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(at_ms).unwrap_or(0));
+    let mut s = humantime::format_rfc3339_seconds(t).to_string();
+    s.truncate(10);
+    s
+}
+
+impl Store {
+    /// Writes settled requests in one transaction; a request already in the ledger is left as
+    /// it is (settlement is exactly once even if the write is retried).
+    pub async fn record_usage(&self, rows: &[UsageRecord]) -> Result<(), Error> {
+        const SQL: &str = "INSERT INTO usage_ledger (request_id, at, day, org_id, project_id, credential, model, \
+             prompt_tokens, completion_tokens, cached_tokens, cost_micro_usd) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (request_id) DO NOTHING";
+        macro_rules! write_all {
+            ($pool:expr) => {{
+                let mut tx = $pool.begin().await?;
+                for r in rows {
+                    sqlx::query(SQL)
+                        .bind(&r.request_id)
+                        .bind(r.at)
+                        .bind(utc_day(r.at))
+                        .bind(&r.org_id)
+                        .bind(&r.project_id)
+                        .bind(&r.credential)
+                        .bind(&r.model)
+                        .bind(r.prompt_tokens)
+                        .bind(r.completion_tokens)
+                        .bind(r.cached_tokens)
+                        .bind(r.cost_micro_usd)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }};
+        }
+        match &self.pool {
+            crate::store::Pool::Sqlite(p) => write_all!(p),
+            crate::store::Pool::Postgres(p) => write_all!(p),
+        }
+        Ok(())
+    }
+
+    /// Usage of one org, summed per day, project, credential and model, newest day first.
+    pub async fn usage(&self, org: OrgId, f: &UsageFilter) -> Result<Vec<UsageTotal>, Error> {
+        Ok(on_pool!(self, |p| sqlx::query_as(
+            "SELECT day, project_id, credential, model, COUNT(*) AS requests, \
+             CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
+             CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
+             CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, \
+             CAST(SUM(cost_micro_usd) AS BIGINT) AS cost_micro_usd \
+             FROM usage_ledger WHERE org_id = $1 \
+             AND ($2 IS NULL OR project_id = $2) AND ($3 IS NULL OR credential = $3) \
+             AND ($4 IS NULL OR model = $4) AND ($5 IS NULL OR day >= $5) AND ($6 IS NULL OR day <= $6) \
+             GROUP BY day, project_id, credential, model \
+             ORDER BY day DESC, project_id, credential, model LIMIT 10000"
+        )
+        .bind(org.to_string())
+        .bind(f.project_id.as_deref())
+        .bind(f.credential.as_deref())
+        .bind(f.model.as_deref())
+        .bind(f.from_day.as_deref())
+        .bind(f.to_day.as_deref())
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// Deletes ledger rows older than `before_ms`; returns how many.
+    pub async fn prune_usage(&self, before_ms: i64) -> Result<u64, Error> {
+        Ok(on_pool!(self, |p| sqlx::query("DELETE FROM usage_ledger WHERE at < $1")
+            .bind(before_ms)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_day;
+
+    #[test]
+    fn utc_days_match_the_calendar() {
+        assert_eq!(utc_day(0), "1970-01-01");
+        assert_eq!(utc_day(951_782_400_000), "2000-02-29");
+        assert_eq!(utc_day(1_795_996_799_999), "2026-11-29");
+        assert_eq!(utc_day(1_795_996_800_000), "2026-11-30");
+        assert_eq!(utc_day(-1), "1970-01-01");
+    }
+}
