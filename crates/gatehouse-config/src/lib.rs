@@ -11,6 +11,7 @@
 mod error;
 pub mod oidc;
 mod raw;
+pub mod redis;
 mod secret;
 mod validate;
 

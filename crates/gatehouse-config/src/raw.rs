@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub exchange: Vec<crate::oidc::RawExchange>,
     #[serde(default)]
     pub guardrails: RawGuardrails,
+    #[serde(default)]
+    pub redis: crate::redis::RawRedis,
 }
 
 /// `[guardrails]`: the deployment's default policy, layered over the built-in default

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub oidc: Vec<crate::oidc::OidcIssuer>,
     /// Token-exchange mint policy (`[[exchange]]`).
     pub exchange: Vec<crate::oidc::ExchangeRule>,
+    /// The shared limits store (`[redis]`); `None`: limits live in the process.
+    pub redis: Option<crate::redis::RedisSettings>,
 }
 
 /// The `[telemetry]` section. Static. Traces are off unless an endpoint is set.
@@ -156,6 +158,9 @@ impl ServerConfig {
         }
         if self.audit != o.audit {
             v.push("audit");
+        }
+        if self.redis != o.redis {
+            v.push("redis");
         }
         if self.webhooks != o.webhooks {
             v.push("webhooks");
@@ -315,6 +320,7 @@ impl Config {
         let mut server = server(raw.server, (raw.audit, raw.webhooks, raw.telemetry), &mut issues);
         server.oidc = crate::oidc::issuers(raw.oidc, &mut issues);
         server.exchange = crate::oidc::exchange_rules(raw.exchange, &server.oidc, &mut issues);
+        server.redis = crate::redis::redis(raw.redis, &mut issues);
         let limits = limits(&raw.limits, &mut issues);
         let mock_enabled = raw.mock.enabled.unwrap_or(true);
         let providers = providers(raw.providers, &mut issues);
@@ -541,6 +547,7 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
         telemetry: telemetry(raw_telemetry, issues),
         oidc: Vec::new(),
         exchange: Vec::new(),
+        redis: None,
     }
 }
 

@@ -84,7 +84,8 @@ async fn fixture() -> Fixture {
     let (federated, jwts) = federation(&store).await;
     let creds = Credentials { keys: verifier, tokens: Some(tokens), federated: Some(federated) };
     let policies = Arc::new(gatehouse_gates::guardrails::Policies::builtin().expect("engine"));
-    let gates = Gates::new(creds, policies, table, bounds, gatehouse_gates::meter::AuditHook::off());
+    let limits = Arc::new(gatehouse_gates::limits::LimitsBackend::local());
+    let gates = Gates::new(creds, policies, limits, table, bounds, gatehouse_gates::meter::AuditHook::off());
     Fixture { gates, token: SecretString::from(minted.token), jwts, store, hasher, key, _dir: dir }
 }
 

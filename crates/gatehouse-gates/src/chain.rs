@@ -15,7 +15,7 @@ use crate::authenticate::{AuthenticateGate, Credentials};
 use crate::authorize::AuthorizeGate;
 use crate::cache::CacheGate;
 use crate::guardrails::{GuardrailsInGate, GuardrailsOutGate, Policies, Session};
-use crate::limits::LimitsGate;
+use crate::limits::{LimitsBackend, LimitsGate};
 use crate::meter::{self, AuditHook, Finished};
 use crate::route::{RouteGate, RouteTable};
 use crate::{CachedResponse, Gate, Verdict};
@@ -40,6 +40,7 @@ impl Gates {
     pub fn new(
         creds: Credentials,
         policies: Arc<Policies>,
+        limits: Arc<LimitsBackend>,
         table: Arc<RouteTable>,
         bounds: RequestBounds,
         audit: AuditHook,
@@ -49,7 +50,7 @@ impl Gates {
             authorize: AuthorizeGate { table: table.clone() },
             guardrails_in: GuardrailsInGate { policies },
             route: RouteGate { table: table.clone() },
-            limits: LimitsGate,
+            limits: LimitsGate { backend: limits },
             cache: CacheGate,
             guardrails_out: GuardrailsOutGate,
             bounds,
@@ -224,7 +225,8 @@ mod tests {
         let bounds = RequestBounds { max_depth: 16, max_messages: 8, max_embedding_inputs: 8 };
         let creds = crate::authenticate::Credentials { keys: verifier, tokens: None, federated: None };
         let policies = Arc::new(crate::guardrails::Policies::builtin().unwrap());
-        let gates = Gates::new(creds, policies, table, bounds, AuditHook::off());
+        let limits = Arc::new(LimitsBackend::local());
+        let gates = Gates::new(creds, policies, limits, table, bounds, AuditHook::off());
         Fixture { gates, key, _dir: dir }
     }
 

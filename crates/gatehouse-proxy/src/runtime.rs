@@ -9,6 +9,7 @@ use gatehouse_config::{EnvLookup, Policy, RequestLimits};
 use gatehouse_gates::Gates;
 use gatehouse_gates::authenticate::Credentials;
 use gatehouse_gates::guardrails::Policies;
+use gatehouse_gates::limits::LimitsBackend;
 use gatehouse_gates::meter::AuditHook;
 use gatehouse_gates::route::RouteTable;
 use gatehouse_providers::RequestBounds;
@@ -29,6 +30,7 @@ pub fn build_runtime(
     policy: &Policy,
     creds: Credentials,
     guardrails: Arc<Policies>,
+    limits: Arc<LimitsBackend>,
     audit: AuditHook,
     env: EnvLookup<'_>,
 ) -> Result<Runtime, String> {
@@ -43,7 +45,7 @@ pub fn build_runtime(
     // last: the guardrail default is shared with the running snapshot, so it changes only
     // once nothing else can fail
     guardrails.set_default(&policy.guardrails.spec, policy.guardrails.scan_timeout).map_err(|e| e.to_string())?;
-    let gates = Gates::new(creds, guardrails, table, bounds, audit);
+    let gates = Gates::new(creds, guardrails, limits, table, bounds, audit);
     Ok(Runtime { gates, upstreams, limits: l })
 }
 

@@ -46,8 +46,11 @@ fn reload(path: &Path, running: &ServerConfig, app: &AppState, creds: &Credentia
         return;
     }
     let env = |k: &str| std::env::var(k).ok();
-    let guardrails = app.runtime.load().gates.guardrails_in.policies.clone();
-    match build_runtime(&cfg.policy, creds.clone(), guardrails, app.audit.clone(), &env) {
+    let (guardrails, limits) = {
+        let rt = app.runtime.load();
+        (rt.gates.guardrails_in.policies.clone(), rt.gates.limits.backend.clone())
+    };
+    match build_runtime(&cfg.policy, creds.clone(), guardrails, limits, app.audit.clone(), &env) {
         Ok(rt) => {
             app.runtime.store(Arc::new(rt));
             metrics::counter!("gatehouse_config_reloads_total", "outcome" => "applied").increment(1);

@@ -14,7 +14,9 @@ use gatehouse_config::{AuditFailure, Config, DataPlaneAudit, LogFormat, SecretRe
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::federated::FederatedVerifier;
 use gatehouse_gates::guardrails::Policies;
+use gatehouse_gates::limits::LimitsBackend;
 use gatehouse_gates::meter::{AuditHook, LATENCY_BUCKETS};
+use gatehouse_limits::{Limits, RedisConfig, RedisLimits};
 use gatehouse_oidc::Federation;
 use gatehouse_proxy::exchange::Exchange;
 use gatehouse_proxy::{AppState, build_runtime, with_transport_layers};
@@ -314,8 +316,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("guardrails: {e}"))?,
     );
     guardrails.load(&store).await.context("guardrail policies")?;
-    let runtime =
-        build_runtime(&config.policy, creds.clone(), guardrails.clone(), hook, &env).map_err(anyhow::Error::msg)?;
+    let limits = Arc::new(limits_backend(&server).await?);
+    let runtime = build_runtime(&config.policy, creds.clone(), guardrails.clone(), limits, hook, &env)
+        .map_err(anyhow::Error::msg)?;
     let mut app = AppState::new(runtime, store.clone());
     if !server.exchange.is_empty()
         && let Some(f) = &federated
@@ -411,4 +414,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("gatehouse stopped");
     Ok(())
+}
+
+/// In-process limits, or Redis when `[redis]` is configured (then it must answer at start; once
+/// connected, the connection manager reconnects by itself).
+async fn limits_backend(server: &ServerConfig) -> anyhow::Result<LimitsBackend> {
+    let Some(r) = &server.redis else {
+        return Ok(LimitsBackend::local());
+    };
+    let url = r.url.resolve(&env).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
+    let cfg = RedisConfig { url: url.expose_secret().to_owned(), prefix: r.key_prefix.clone(), timeout: r.timeout };
+    let limits = RedisLimits::connect(cfg).await.map_err(|e| anyhow::anyhow!("limits store: {e}"))?;
+    Ok(LimitsBackend { limits: Limits::Redis(limits), rates_fail_open: r.rates_fail_open })
 }

@@ -18,6 +18,7 @@ mod config;
 mod guardrails;
 mod identity;
 mod lifecycle;
+mod limits;
 mod matrix;
 mod oidc;
 mod postgres;
