@@ -848,6 +848,25 @@ mod tests {
     }
 
     #[test]
+    fn redis_needs_a_secret_reference_and_sane_bounds() {
+        let c = Config::from_toml("[redis]\nurl = \"env:REDIS_URL\"\n").unwrap();
+        let r = c.server.redis.unwrap();
+        assert_eq!(
+            (r.key_prefix.as_str(), r.timeout, r.rates_fail_open),
+            ("gatehouse", Duration::from_millis(250), true)
+        );
+        let err = Config::from_toml(
+            "[redis]\nurl = \"redis://:hunter2@db:6379\"\nkey_prefix = \"a b\"\ntimeout_ms = 5\nrates_on_failure = \"maybe\"\n",
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["redis.url", "redis.key_prefix", "redis.timeout_ms", "redis.rates_on_failure"]);
+        assert!(!err.to_string().contains("hunter2"));
+        let err = Config::from_toml("[redis]\ntimeout_ms = 100\n").unwrap_err();
+        assert_eq!(err.issues()[0].path, "redis.url");
+    }
+
+    #[test]
     fn literal_secrets_are_refused_and_never_echoed() {
         let text = "[[providers]]\nname = \"openai\"\nkind = \"openai\"\napi_key = \"sk-live-SECRETSECRET\"\n";
         let err = Config::from_toml(text).unwrap_err().to_string();
