@@ -147,6 +147,18 @@ pub struct RequestCx {
     pub source: Option<std::net::IpAddr>,
     /// What the guardrails did, in and out: detector names and actions, never content.
     pub guardrails: Vec<GuardrailHit>,
+    /// The tightest request rate that applied (for the `x-ratelimit-*` headers).
+    pub rate_limit: Option<RateLimitInfo>,
+}
+
+/// One rate's standing after this request, in OpenAI's header terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    /// Requests per minute.
+    pub limit: u64,
+    pub remaining: u64,
+    /// Until the rate is back to a full burst.
+    pub reset: std::time::Duration,
 }
 
 /// One guardrail detector's effect on a request. Content-free: a name, an action, a count.
@@ -173,6 +185,7 @@ impl RequestCx {
             trail: Vec::with_capacity(10),
             source: None,
             guardrails: Vec::new(),
+            rate_limit: None,
         }
     }
 

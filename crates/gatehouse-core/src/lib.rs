@@ -11,7 +11,8 @@ mod ids;
 pub mod scope;
 
 pub use context::{
-    Credential, GateName, GateOutcome, Grant, GuardrailHit, Principal, RequestCx, Route, Target, TrailEntry,
+    Credential, GateName, GateOutcome, Grant, GuardrailHit, Principal, RateLimitInfo, RequestCx, Route, Target,
+    TrailEntry,
 };
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
 pub use ids::{KeyId, OrgId, ProjectId, RequestId, TokenId, UserId};

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use gatehouse_core::{Denial, DenyCode, GateName, RequestCx};
+use gatehouse_core::{Denial, DenyCode, GateName, RateLimitInfo, RequestCx};
 use gatehouse_limits::{Limits, Rate};
 use gatehouse_providers::ApiRequest;
 
@@ -46,7 +46,15 @@ impl Gate for LimitsGate {
         for &(node, rpm) in grant.rpm.iter() {
             let Some(token) = grant.chain.get(node) else { continue };
             let key = format!("token:{token}");
-            match self.backend.limits.rate(&key, rate(rpm), 1).await {
+            let decision = self.backend.limits.rate(&key, rate(rpm), 1).await;
+            if let Ok(d) = &decision {
+                // report the tightest rate: the one with the fewest requests left
+                let info = RateLimitInfo { limit: u64::from(rpm), remaining: d.remaining, reset: d.reset };
+                if cx.rate_limit.is_none_or(|r| info.remaining < r.remaining) {
+                    cx.rate_limit = Some(info);
+                }
+            }
+            match decision {
                 Ok(d) if d.allowed => {}
                 Ok(d) => {
                     let secs = u32::try_from(d.retry_after.as_millis().div_ceil(1000)).unwrap_or(u32::MAX).max(1);

@@ -116,6 +116,17 @@ async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) 
     cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let limit = rt.limits.max_body_bytes.get() as usize;
     let admitted = admit(&rt.gates, &mut cx, endpoint, read_body(&parts.headers, body, limit)).await;
+    let rate = cx.rate_limit;
+    let resp = dispatch(rt, cx, endpoint, admitted).await;
+    with_rate_headers(resp, rate)
+}
+
+async fn dispatch(
+    rt: Arc<Runtime>,
+    mut cx: RequestCx,
+    endpoint: Endpoint,
+    admitted: Result<gatehouse_gates::Admitted, Stop>,
+) -> Response {
     let (request, guard) = match admitted {
         Ok(a) => (a.request, a.guard),
         Err(Stop::Deny(d)) => return refuse(&rt, cx, endpoint.as_str(), d, false),
@@ -135,6 +146,32 @@ async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) 
             None => refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false),
         },
     }
+}
+
+/// A reset time as OpenAI writes it: `250ms`, `6s`, `1.5s`.
+fn reset_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = format!("{}.{:03}", ms / 1000, ms % 1000);
+    format!("{}s", secs.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// OpenAI's `x-ratelimit-*-requests` headers, for the tightest rate that applied.
+fn with_rate_headers(mut resp: Response, rate: Option<gatehouse_core::RateLimitInfo>) -> Response {
+    let Some(r) = rate else { return resp };
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit-requests", r.limit.to_string()),
+        ("x-ratelimit-remaining-requests", r.remaining.to_string()),
+        ("x-ratelimit-reset-requests", reset_text(r.reset)),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(http::HeaderName::from_static(name), v);
+        }
+    }
+    resp
 }
 
 fn json_response(body: Bytes) -> Response {
@@ -387,6 +424,14 @@ mod tests {
         assert!(credential(&h(&[])).is_none());
         let long = "a".repeat(8193);
         assert_eq!(credential(&h(&[("authorization", &format!("Bearer {long}"))])).unwrap().expose_secret(), "");
+    }
+
+    #[test]
+    fn reset_times_read_like_openais() {
+        assert_eq!(reset_text(Duration::from_millis(250)), "250ms");
+        assert_eq!(reset_text(Duration::from_secs(6)), "6s");
+        assert_eq!(reset_text(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(reset_text(Duration::from_millis(60_010)), "60.01s");
     }
 
     #[test]

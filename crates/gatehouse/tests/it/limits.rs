@@ -20,15 +20,23 @@ async fn mint(gw: &TestGateway, body: Value) -> String {
 /// Retry-After once its burst is spent.
 async fn rpm_caveat_is_enforced(gw: &TestGateway) {
     let token = mint(gw, json!({"name": "slow", "scopes": ["chat:*"], "expires_in_seconds": 600, "rpm": 2})).await;
-    assert_eq!(gw.chat(&token, "mock").await.status(), 200);
+    let ok = gw.chat(&token, "mock").await;
+    assert_eq!(ok.status(), 200);
+    let h = |r: &reqwest::Response, n: &str| r.headers()[n].to_str().unwrap().to_owned();
+    assert_eq!(h(&ok, "x-ratelimit-limit-requests"), "2");
+    assert_eq!(h(&ok, "x-ratelimit-remaining-requests"), "0");
+    assert!(h(&ok, "x-ratelimit-reset-requests").ends_with('s'), "{}", h(&ok, "x-ratelimit-reset-requests"));
     let resp = gw.chat(&token, "mock").await;
     assert_eq!(resp.status(), 429);
+    assert_eq!(h(&resp, "x-ratelimit-remaining-requests"), "0");
     let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=30).contains(&retry), "{retry}");
     assert_eq!(json(resp).await["error"]["code"], "rate_limit_exceeded");
-    // another token is not affected
+    // another token is not affected; a credential without a rate gets no rate headers
     let other = mint(gw, json!({"name": "other", "scopes": ["chat:*"], "expires_in_seconds": 600, "rpm": 2})).await;
     assert_eq!(gw.chat(&other, "mock").await.status(), 200);
+    let plain = gw.chat(gw.key(), "mock").await;
+    assert!(plain.headers().get("x-ratelimit-limit-requests").is_none());
 }
 
 #[tokio::test]
