@@ -47,6 +47,9 @@ pub struct Principal {
     pub allowed_models: Option<Arc<[Box<str>]>>,
     /// `None` for API keys (their whole project's data plane).
     pub grant: Option<Arc<Grant>>,
+    /// Requests per minute for this credential itself (an API key: its project's
+    /// `default_limits.rpm`); token rates are in the grant, per delegation node.
+    pub rpm: Option<u32>,
 }
 
 impl Principal {

@@ -136,6 +136,7 @@ fn entry_for(row: Option<KeyRow>, at: Instant) -> Entry {
                 credential: Credential::Key(k.id),
                 allowed_models: k.effective_models().map(|m| m.into_iter().map(String::into_boxed_str).collect()),
                 grant: None,
+                rpm: k.project_rpm,
             },
             expires_at: k.expires_at,
             at,

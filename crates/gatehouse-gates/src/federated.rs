@@ -112,6 +112,7 @@ impl FederatedVerifier {
         let mut scopes = ScopeSet::unrestricted();
         scopes.restrict(patterns);
         Ok(Principal {
+            rpm: None,
             org,
             project,
             credential: Credential::Federated { issuer: id.issuer.clone(), subject: id.subject.clone() },

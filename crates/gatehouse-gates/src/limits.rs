@@ -1,6 +1,7 @@
-//! Rate limits and budgets (reserve before, settle after). Enforced so far: the `rpm` caveats
-//! of a capability token, per node of its delegation chain (a parent's rate is shared by all of
-//! its descendants). The rest of issue #7 (per key/project/org/model rates, TPM, budgets) builds
+//! Rate limits and budgets (reserve before, settle after). Enforced so far: an API key's
+//! requests per minute (its project's `default_limits.rpm`) and the `rpm` caveats of a
+//! capability token, per node of its delegation chain (a parent's rate is shared by all of its
+//! descendants). The rest of issue #7 (per key/project/org/model rates, TPM, budgets) builds
 //! on the same backend. Request-size bounds are enforced earlier, at parse time.
 
 use std::sync::Arc;
@@ -40,12 +41,21 @@ impl Gate for LimitsGate {
     const NAME: GateName = GateName::Limits;
 
     async fn check(&self, cx: &mut RequestCx, _req: &mut ApiRequest) -> Verdict {
-        let Some(grant) = cx.principal.as_ref().and_then(|p| p.grant.clone()) else {
-            return Verdict::Pass;
-        };
-        for &(node, rpm) in grant.rpm.iter() {
-            let Some(token) = grant.chain.get(node) else { continue };
-            let key = format!("token:{token}");
+        let Some(p) = cx.principal.as_ref() else { return Verdict::Pass };
+        // the credential's own rate (an API key: its project's default), then each delegation
+        // node's (a parent's rate is shared by everything delegated from it)
+        let mut rates: Vec<(String, u32)> = Vec::new();
+        if let (Some(rpm), gatehouse_core::Credential::Key(id)) = (p.rpm, &p.credential) {
+            rates.push((format!("key:{id}"), rpm));
+        }
+        if let Some(grant) = &p.grant {
+            for &(node, rpm) in grant.rpm.iter() {
+                if let Some(token) = grant.chain.get(node) {
+                    rates.push((format!("token:{token}"), rpm));
+                }
+            }
+        }
+        for (key, rpm) in rates {
             let decision = self.backend.limits.rate(&key, rate(rpm), 1).await;
             if let Ok(d) = &decision {
                 // report the tightest rate: the one with the fewest requests left

@@ -43,6 +43,8 @@ pub struct KeyRow {
     pub project_models: Option<Vec<String>>,
     /// The member who owns the key, when a member minted it.
     pub user: Option<gatehouse_core::UserId>,
+    /// Requests per minute for each key of the project (`default_limits.rpm`).
+    pub project_rpm: Option<u32>,
 }
 
 impl KeyRow {
@@ -91,6 +93,7 @@ pub(crate) struct RawKeyRow {
     project_disabled_at: Option<i64>,
     project_models: Option<String>,
     user_id: Option<String>,
+    project_limits: Option<String>,
 }
 
 impl TryFrom<RawKeyRow> for KeyRow {
@@ -122,6 +125,14 @@ impl TryFrom<RawKeyRow> for KeyRow {
                 .user_id
                 .map(|u| gatehouse_core::UserId::parse(&u).ok_or(Error::Corrupt("api_keys.user_id")))
                 .transpose()?,
+            project_rpm: r
+                .project_limits
+                .map(|s| {
+                    serde_json::from_str::<serde_json::Value>(&s).map_err(|_| Error::Corrupt("projects.default_limits"))
+                })
+                .transpose()?
+                .and_then(|v| v.get("rpm").and_then(serde_json::Value::as_u64))
+                .and_then(|n| u32::try_from(n).ok()),
         })
     }
 }

@@ -498,6 +498,7 @@ impl Capabilities {
             roles: Arc::new([]),
         };
         let principal = Principal {
+            rpm: None,
             org: ident.org,
             project,
             credential: Credential::Token(node),

@@ -164,3 +164,25 @@ async fn while_redis_is_down_open_rates_pass_closed_rates_refuse_and_both_recove
     .await;
     assert!(recovered, "the gateway reconnects without a restart");
 }
+
+#[tokio::test]
+async fn keys_of_a_project_get_its_default_rate_each() {
+    let gw = gateway().spawn().await;
+    let (_, orgs) = call(&gw, &root(&gw), reqwest::Method::GET, "/admin/v1/orgs", None).await;
+    let org = orgs["data"].as_array().unwrap().iter().find(|o| o["name"] == "default").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = json!({"name": "metered", "default_limits": {"rpm": 6}});
+    let (st, v) =
+        call(&gw, &root(&gw), reqwest::Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(body)).await;
+    assert_eq!(st, 201, "{v}");
+    let (_, k1) = gw.create_key(json!({"name": "k1", "org": "default", "project": "metered"})).await;
+    let (_, k2) = gw.create_key(json!({"name": "k2", "org": "default", "project": "metered"})).await;
+    let first = gw.chat(&k1, "mock").await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-ratelimit-limit-requests"], "6");
+    assert_eq!(gw.chat(&k1, "mock").await.status(), 429, "6 per minute: a burst of one");
+    assert_eq!(gw.chat(&k2, "mock").await.status(), 200, "each key has its own rate");
+    assert_eq!(gw.chat(gw.key(), "mock").await.status(), 200, "keys of other projects are not limited");
+}
