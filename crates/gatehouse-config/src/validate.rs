@@ -54,6 +54,8 @@ pub struct ServerConfig {
     /// Control-plane requests one source address may make per minute, authenticated or not
     /// (bounds token guessing).
     pub admin_requests_per_minute_per_source: NonZeroU32,
+    /// Replicas serving together (declared); more than one needs PostgreSQL and `[redis]`.
+    pub replicas: NonZeroU32,
     pub audit: AuditSettings,
     pub webhooks: WebhookSettings,
     pub telemetry: TelemetrySettings,
@@ -155,6 +157,9 @@ impl ServerConfig {
         }
         if self.admin_requests_per_minute_per_source != o.admin_requests_per_minute_per_source {
             v.push("server.admin_requests_per_minute_per_source");
+        }
+        if self.replicas != o.replicas {
+            v.push("server.replicas");
         }
         if self.audit != o.audit {
             v.push("audit");
@@ -321,6 +326,14 @@ impl Config {
         server.oidc = crate::oidc::issuers(raw.oidc, &mut issues);
         server.exchange = crate::oidc::exchange_rules(raw.exchange, &server.oidc, &mut issues);
         server.redis = crate::redis::redis(raw.redis, &mut issues);
+        if server.replicas.get() > 1 && server.redis.is_none() {
+            // A limit that silently becomes per replica is a security bug (docs/SECURITY.md).
+            issue(
+                &mut issues,
+                "server.replicas",
+                "more than one replica needs [redis] (rate limits and budgets would otherwise be per replica)",
+            );
+        }
         let limits = limits(&raw.limits, &mut issues);
         let mock_enabled = raw.mock.enabled.unwrap_or(true);
         let providers = providers(raw.providers, &mut issues);
@@ -542,6 +555,7 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
             "server.admin_requests_per_minute_per_source",
             issues,
         ),
+        replicas: bounded32(raw.replicas, 1, 1000, "server.replicas", issues),
         audit: audit(raw_audit, issues),
         webhooks: webhooks(raw_webhooks, issues),
         telemetry: telemetry(raw_telemetry, issues),
@@ -845,6 +859,14 @@ mod tests {
         let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, ["guardrails.custom[0].regex", "guardrails.scan_timeout_ms"]);
         assert!(!err.to_string().contains("SECRET-PATTERN"));
+    }
+
+    #[test]
+    fn several_replicas_need_shared_limits() {
+        let err = Config::from_toml("[server]\nreplicas = 3\n").unwrap_err();
+        assert_eq!(err.issues()[0].path, "server.replicas");
+        let c = Config::from_toml("[server]\nreplicas = 3\n[redis]\nurl = \"env:REDIS_URL\"\n").unwrap();
+        assert_eq!(c.server.replicas.get(), 3);
     }
 
     #[test]

@@ -66,6 +66,13 @@ fn apply_overrides(server: &mut ServerConfig, args: &ServeArgs) -> anyhow::Resul
     if matches!(server.store, StoreUrl::Embedded) && std::env::var_os(DATABASE_URL_ENV).is_some() {
         server.store = StoreUrl::Url(SecretRef::Env(DATABASE_URL_ENV.to_owned()));
     }
+    // Checked after the overrides: the store can come from the environment.
+    if server.replicas.get() > 1 && matches!(server.store, StoreUrl::Embedded) {
+        bail!(
+            "server.replicas = {} needs PostgreSQL (GATEHOUSE_DATABASE_URL or server.database_url): replicas on their own SQLite files would not share keys, revocations or limits",
+            server.replicas
+        );
+    }
     Ok(())
 }
 
