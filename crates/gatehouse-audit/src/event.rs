@@ -95,6 +95,7 @@ catalogue! {
     GuardrailProjectPolicyDelete => ("guardrail.project_policy_delete", Guardrails),
     // limits and budgets
     LimitExceeded => ("limit.exceeded", Limits),
+    LimitFailOpen => ("limit.fail_open", Limits),
     AdminRateLimited => ("ratelimit.admin", Limits),
     // MCP and tools (the MCP gateway emits these)
     ToolCall => ("tool.call", Tools),

@@ -152,6 +152,9 @@ pub struct RequestCx {
     pub guardrails: Vec<GuardrailHit>,
     /// The tightest request rate that applied (for the `x-ratelimit-*` headers).
     pub rate_limit: Option<RateLimitInfo>,
+    /// A limit check could not be made (its store was down) and passed by policy (fail open):
+    /// the request is audited whatever the audit level.
+    pub limits_degraded: bool,
 }
 
 /// One rate's standing after this request, in OpenAI's header terms.
@@ -189,6 +192,7 @@ impl RequestCx {
             source: None,
             guardrails: Vec::new(),
             rate_limit: None,
+            limits_degraded: false,
         }
     }
 

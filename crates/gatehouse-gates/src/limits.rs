@@ -74,6 +74,7 @@ impl Gate for LimitsGate {
                     metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "rate", "policy" => "open")
                         .increment(1);
                     tracing::warn!(request_id = %cx.request_id, "limits store unavailable; rate check passed (fail open)");
+                    cx.limits_degraded = true;
                     return Verdict::Pass;
                 }
                 Err(_) => {

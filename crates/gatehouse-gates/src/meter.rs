@@ -163,7 +163,10 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
 
     // a guardrail that flagged or redacted is recorded whatever the data-plane audit level:
     // `flag` means exactly that
-    let audit = hook.auditor.as_ref().filter(|_| done.code.is_some() || hook.allowed_too || !cx.guardrails.is_empty());
+    let audit = hook
+        .auditor
+        .as_ref()
+        .filter(|_| done.code.is_some() || hook.allowed_too || !cx.guardrails.is_empty() || cx.limits_degraded);
     if audit.is_none() && hook.spans.is_none() {
         return;
     }
@@ -174,6 +177,7 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
     };
     let actor = principal.map_or(Actor::Anonymous, |p| Actor::of(&p.credential));
     let kind = match kind(deciding, done) {
+        EventKind::RequestAllowed if cx.limits_degraded => EventKind::LimitFailOpen,
         EventKind::RequestAllowed if !cx.guardrails.is_empty() => EventKind::GuardrailFlagged,
         k => k,
     };

@@ -156,6 +156,13 @@ async fn while_redis_is_down_open_rates_pass_closed_rates_refuse_and_both_recove
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "no request hangs past the timeout");
     }
     assert!(open.logs().contains("fail open"), "a fail-open pass is logged");
+    let audited = gatehouse_testkit::eventually(std::time::Duration::from_secs(3), || async {
+        let (_, v) =
+            call(&open, &root(&open), reqwest::Method::GET, "/admin/v1/audit?action=limit.fail_open", None).await;
+        v["data"].as_array().is_some_and(|a| a.len() >= 3)
+    })
+    .await;
+    assert!(audited, "and audited, one event per request that passed unchecked");
 
     let _redis = OwnRedis::start(port).await.unwrap();
     let recovered = gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || async {
