@@ -112,3 +112,17 @@ def test_a_stream_cut_mid_way_raises_an_api_error(gateway, fake):
         for _ in stream:
             pass
     assert "provider" in str(e.value)
+
+
+def test_a_rate_limited_token_is_a_rate_limit_error_with_openais_headers(gateway):
+    minted = gateway.admin_post(
+        "/admin/v1/capabilities", {"name": "slow", "scopes": ["chat:*"], "expires_in_seconds": 600, "rpm": 2}
+    )
+    c = client(gateway, minted["token"])
+    ok = c.chat.completions.with_raw_response.create(model="mock", messages=MESSAGES)
+    assert ok.headers["x-ratelimit-limit-requests"] == "2"
+    assert ok.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError) as e:
+        c.chat.completions.create(model="mock", messages=MESSAGES)
+    assert e.value.code == "rate_limit_exceeded"
+    assert int(e.value.response.headers["retry-after"]) >= 1
