@@ -42,6 +42,9 @@ pub struct Policies {
     guard: Arc<Guard>,
     table: ArcSwap<Table>,
     scan_timeout: ArcSwap<Duration>,
+    /// One store read-and-rebuild at a time, so a poll that read the table before an admin
+    /// write cannot replace the newer table after it (never taken on the request path).
+    reload: tokio::sync::Mutex<()>,
 }
 
 struct Table {
@@ -67,6 +70,7 @@ impl Policies {
                 stored: Vec::new(),
             }),
             scan_timeout: ArcSwap::from_pointee(scan_timeout),
+            reload: tokio::sync::Mutex::new(()),
         };
         p.rebuild(Some(default), Some(Vec::new())).map_err(|e| e.to_string())?;
         Ok(p)
@@ -152,6 +156,7 @@ impl Policies {
     /// Reads every stored policy into the table. A row that does not parse (written by a
     /// newer version, say) is skipped with an error log; the rest still apply.
     pub async fn load(&self, store: &gatehouse_store::Store) -> Result<(), gatehouse_store::Error> {
+        let _one_at_a_time = self.reload.lock().await;
         let rows = store.all_guardrail_policies().await?;
         let mut specs = Vec::with_capacity(rows.len());
         for r in rows {
