@@ -19,7 +19,7 @@ use crate::reply::{bad, store_err};
 
 /// Resolves the path to an existing org (and project) the operator may act on; anything
 /// else is not found.
-async fn scope(
+pub(crate) async fn scope(
     s: &AdminState,
     op: &Operator,
     org: &str,

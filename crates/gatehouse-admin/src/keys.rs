@@ -258,7 +258,7 @@ pub struct OrgQuery {
 }
 
 /// A key id within the addressed org; an id from elsewhere is 404 like a missing one.
-async fn scoped_key(
+pub(crate) async fn scoped_key(
     s: &AdminState,
     op: &Operator,
     org: Option<&str>,

@@ -15,6 +15,7 @@ mod body;
 pub mod capabilities;
 mod guardrails;
 mod keys;
+mod limits;
 mod members;
 pub mod openapi;
 mod orgs;

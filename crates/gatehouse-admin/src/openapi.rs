@@ -139,6 +139,33 @@ fn components() -> Value {
                 "org": s("string"), "retire": {"enum": ["at_expiry", "now"]}}},
             "CapabilityKeyRotated": {"type": "object", "required": ["version"],
                 "properties": {"version": s("integer")}},
+            "LimitSpec": {"type": "object", "additionalProperties": false, "properties": {
+                "rpm": {"type": "integer", "minimum": 1, "maximum": gatehouse_limits::spec::MAX_RPM},
+                "budgets": {"type": "array", "maxItems": gatehouse_limits::spec::MAX_BUDGETS, "items": {
+                    "type": "object", "additionalProperties": false, "required": ["period"], "properties": {
+                    "period": {"enum": ["daily", "monthly", "lifetime"]},
+                    "usd": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000_000},
+                    "tokens": {"type": "integer", "minimum": 1},
+                    "alert_at": {"type": "array", "maxItems": 4, "items": {"type": "integer", "minimum": 1, "maximum": 99}}}}}}},
+            "LimitView": {"type": "object",
+                "required": ["org_id", "project_id", "key_id", "limits", "standing", "updated_at", "updated_by"], "properties": {
+                "org_id": s("string"), "project_id": nullable("string"), "key_id": nullable("string"),
+                "limits": {"anyOf": [r("LimitSpec"), {"type": "null"}]},
+                "standing": {"type": "array", "items": {"type": "object",
+                    "required": ["period", "unit", "limit", "spent", "reserved"], "properties": {
+                    "period": {"enum": ["daily", "monthly", "lifetime"]}, "unit": {"enum": ["usd", "tokens"]},
+                    "limit": s("number"), "spent": s("number"), "reserved": s("number")}}},
+                "updated_at": nullable("integer"), "updated_by": nullable("string")}},
+            "UsageReport": {"type": "object", "required": ["object", "data", "total"], "properties": {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": {"type": "object", "required": ["day", "project_id", "credential", "model",
+                    "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_micro_usd"], "properties": {
+                    "day": s("string"), "project_id": s("string"), "credential": s("string"), "model": s("string"),
+                    "requests": s("integer"), "prompt_tokens": s("integer"), "completion_tokens": s("integer"),
+                    "cached_tokens": s("integer"), "cost_micro_usd": s("integer")}}},
+                "total": {"type": "object", "required": ["requests", "prompt_tokens", "completion_tokens", "cost_micro_usd"],
+                    "properties": {"requests": s("integer"), "prompt_tokens": s("integer"),
+                    "completion_tokens": s("integer"), "cost_micro_usd": s("integer")}}}},
             "GuardrailPolicy": guardrail_policy(),
             "GuardrailPolicyView": {"type": "object",
                 "required": ["org_id", "project_id", "policy", "effective", "updated_at", "updated_by"], "properties": {
@@ -224,6 +251,16 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         ("PUT", "/admin/v1/orgs/{org}/guardrails") | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => {
             (Some("GuardrailPolicy"), 200, r("GuardrailPolicyView"))
         }
+        ("GET", "/admin/v1/orgs/{org}/limits")
+        | ("DELETE", "/admin/v1/orgs/{org}/limits")
+        | ("GET", "/admin/v1/orgs/{org}/projects/{project}/limits")
+        | ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/limits")
+        | ("GET", "/admin/v1/keys/{id}/limits")
+        | ("DELETE", "/admin/v1/keys/{id}/limits") => (None, 200, r("LimitView")),
+        ("PUT", "/admin/v1/orgs/{org}/limits")
+        | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/limits")
+        | ("PUT", "/admin/v1/keys/{id}/limits") => (Some("LimitSpec"), 200, r("LimitView")),
+        ("GET", "/admin/v1/orgs/{org}/usage") => (None, 200, r("UsageReport")),
         _ => return None,
     })
 }
@@ -236,6 +273,14 @@ fn query_params(spec: &RouteSpec) -> Vec<Value> {
             vec![q("after", json!({"type": "string"})), limit]
         }
         ("GET", "/admin/v1/orgs/{org}/members") => vec![limit],
+        ("GET", "/admin/v1/orgs/{org}/usage") => vec![
+            q("project", json!({"type": "string"})),
+            q("key", json!({"type": "string"})),
+            q("token", json!({"type": "string"})),
+            q("model", json!({"type": "string", "maxLength": 256})),
+            q("from", json!({"type": "string", "format": "date"})),
+            q("to", json!({"type": "string", "format": "date"})),
+        ],
         ("GET", "/admin/v1/audit") => vec![
             limit,
             q("org", json!({"type": "string"})),

@@ -7,7 +7,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use gatehouse_audit::EventKind as K;
 
 use crate::rbac::Permission;
-use crate::{AdminState, capabilities, guardrails, keys, members, orgs, tokens, trail, webhooks};
+use crate::{AdminState, capabilities, guardrails, keys, limits, members, orgs, tokens, trail, webhooks};
 
 /// Which org a route acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +69,13 @@ pub const ROUTES: &[RouteSpec] = &[
         Org,
         K::GuardrailProjectPolicyDelete,
     ),
+    r("GET", "/admin/v1/orgs/{org}/limits", P::OrgRead, Org, K::LimitOrgRead),
+    r("PUT", "/admin/v1/orgs/{org}/limits", P::OrgUpdate, Org, K::LimitOrgSet),
+    r("DELETE", "/admin/v1/orgs/{org}/limits", P::OrgUpdate, Org, K::LimitOrgDelete),
+    r("GET", "/admin/v1/orgs/{org}/projects/{project}/limits", P::ProjectRead, Org, K::LimitProjectRead),
+    r("PUT", "/admin/v1/orgs/{org}/projects/{project}/limits", P::ProjectWrite, Org, K::LimitProjectSet),
+    r("DELETE", "/admin/v1/orgs/{org}/projects/{project}/limits", P::ProjectWrite, Org, K::LimitProjectDelete),
+    r("GET", "/admin/v1/orgs/{org}/usage", P::OrgRead, Org, K::UsageRead),
     r("POST", "/admin/v1/tokens", P::MembershipWrite, Org, K::TokenCreate),
     r("GET", "/admin/v1/tokens", P::MembershipWrite, Own, K::TokenList),
     r("POST", "/admin/v1/tokens/{id}/revoke", P::MembershipWrite, Org, K::TokenRevoke),
@@ -77,6 +84,9 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/admin/v1/keys/{id}", P::KeyRead, Org, K::KeyRead),
     r("POST", "/admin/v1/keys/{id}/revoke", P::KeyWriteAny, Org, K::KeyRevoke),
     r("POST", "/admin/v1/keys/{id}/rotate", P::KeyWriteAny, Org, K::KeyRotate),
+    r("GET", "/admin/v1/keys/{id}/limits", P::KeyRead, Org, K::LimitKeyRead),
+    r("PUT", "/admin/v1/keys/{id}/limits", P::KeyWriteAny, Org, K::LimitKeySet),
+    r("DELETE", "/admin/v1/keys/{id}/limits", P::KeyWriteAny, Org, K::LimitKeyDelete),
     r("POST", "/admin/v1/capabilities", P::KeyWriteAny, Org, K::CapabilityMint),
     r("GET", "/admin/v1/capabilities", P::KeyRead, Org, K::CapabilityList),
     r("POST", "/admin/v1/capabilities/{id}/revoke", P::KeyWriteAny, Org, K::CapabilityRevoke),
@@ -118,6 +128,16 @@ pub(crate) fn handler(spec: &RouteSpec) -> Option<MethodRouter<AdminState>> {
         ("GET", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => get(guardrails::get_project),
         ("PUT", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => put(guardrails::put_project),
         ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => delete(guardrails::delete_project),
+        ("GET", "/admin/v1/orgs/{org}/limits") => get(limits::get_org),
+        ("PUT", "/admin/v1/orgs/{org}/limits") => put(limits::put_org),
+        ("DELETE", "/admin/v1/orgs/{org}/limits") => delete(limits::delete_org),
+        ("GET", "/admin/v1/orgs/{org}/projects/{project}/limits") => get(limits::get_project),
+        ("PUT", "/admin/v1/orgs/{org}/projects/{project}/limits") => put(limits::put_project),
+        ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/limits") => delete(limits::delete_project),
+        ("GET", "/admin/v1/orgs/{org}/usage") => get(limits::get_usage),
+        ("GET", "/admin/v1/keys/{id}/limits") => get(limits::get_key),
+        ("PUT", "/admin/v1/keys/{id}/limits") => put(limits::put_key),
+        ("DELETE", "/admin/v1/keys/{id}/limits") => delete(limits::delete_key),
         ("POST", "/admin/v1/tokens") => post(tokens::create),
         ("GET", "/admin/v1/tokens") => get(tokens::list),
         ("POST", "/admin/v1/tokens/{id}/revoke") => post(tokens::revoke),

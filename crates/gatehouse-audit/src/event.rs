@@ -96,6 +96,17 @@ catalogue! {
     // limits and budgets
     LimitExceeded => ("limit.exceeded", Limits),
     LimitFailOpen => ("limit.fail_open", Limits),
+    BudgetThreshold => ("budget.threshold", Limits),
+    LimitOrgRead => ("limit.org_policy_read", Limits),
+    LimitOrgSet => ("limit.org_policy_set", Limits),
+    LimitOrgDelete => ("limit.org_policy_delete", Limits),
+    LimitProjectRead => ("limit.project_policy_read", Limits),
+    LimitProjectSet => ("limit.project_policy_set", Limits),
+    LimitProjectDelete => ("limit.project_policy_delete", Limits),
+    LimitKeyRead => ("limit.key_policy_read", Limits),
+    LimitKeySet => ("limit.key_policy_set", Limits),
+    LimitKeyDelete => ("limit.key_policy_delete", Limits),
+    UsageRead => ("usage.read", Limits),
     AdminRateLimited => ("ratelimit.admin", Limits),
     // MCP and tools (the MCP gateway emits these)
     ToolCall => ("tool.call", Tools),

@@ -8,6 +8,7 @@
 //! may be reloaded; building and swapping it is the binary's job. This crate does no I/O
 //! except reading a config file or a `file:` secret reference when asked to.
 
+pub mod budgets;
 mod error;
 pub mod oidc;
 mod raw;

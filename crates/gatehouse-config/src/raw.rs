@@ -30,6 +30,10 @@ pub struct RawConfig {
     pub guardrails: RawGuardrails,
     #[serde(default)]
     pub redis: crate::redis::RawRedis,
+    #[serde(default)]
+    pub prices: std::collections::BTreeMap<String, crate::budgets::RawPrice>,
+    #[serde(default)]
+    pub budgets: crate::budgets::RawBudgets,
 }
 
 /// `[guardrails]`: the deployment's default policy, layered over the built-in default

@@ -13,6 +13,9 @@ use crate::{ConfigError, Issue, SecretRef};
 
 /// The name of the built-in offline provider. Reserved: a configured provider may not use it.
 pub const MOCK_PROVIDER: &str = "mock";
+/// The built-in mock chat and embedding models (when `[mock] enabled`).
+pub const MOCK_MODEL: &str = "mock";
+pub const MOCK_EMBEDDING_MODEL: &str = "mock-embedding";
 
 /// Largest config file we read: a config is a few KiB; more is a mistake.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -245,6 +248,9 @@ pub struct Policy {
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
     pub guardrails: GuardrailSettings,
+    /// Canonical model name -> price (`[prices.<model>]`).
+    pub prices: crate::budgets::Prices,
+    pub budgets: crate::budgets::BudgetSettings,
 }
 
 /// The deployment's default guardrail policy (validated: it compiles) and the scan deadline.
@@ -289,7 +295,18 @@ impl Default for Config {
         let limits = limits(&RawLimits::default(), &mut issues);
         debug_assert!(issues.is_empty(), "defaults must satisfy their own rules");
         let guardrails = GuardrailSettings::default();
-        Config { server, policy: Policy { limits, mock_enabled: true, providers: vec![], models: vec![], guardrails } }
+        Config {
+            server,
+            policy: Policy {
+                limits,
+                mock_enabled: true,
+                providers: vec![],
+                models: vec![],
+                guardrails,
+                prices: [MOCK_MODEL, MOCK_EMBEDDING_MODEL].map(|m| (m.to_owned(), Default::default())).into(),
+                budgets: crate::budgets::BudgetSettings::default(),
+            },
+        }
     }
 }
 
@@ -339,8 +356,23 @@ impl Config {
         let providers = providers(raw.providers, &mut issues);
         let models = models(raw.models, &providers, mock_enabled, &mut issues);
         let guardrails = guardrails(raw.guardrails, &mut issues);
+        let mut names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        if mock_enabled {
+            names.extend([MOCK_MODEL, MOCK_EMBEDDING_MODEL]);
+        }
+        let mut prices = crate::budgets::prices(raw.prices, &names, &mut issues);
+        if mock_enabled {
+            // the built-in mock costs nothing (a configured price wins)
+            for m in [MOCK_MODEL, MOCK_EMBEDDING_MODEL] {
+                prices.entry(m.to_owned()).or_default();
+            }
+        }
+        let budgets = crate::budgets::budgets(raw.budgets, &mut issues);
         if issues.is_empty() {
-            Ok(Config { server, policy: Policy { limits, mock_enabled, providers, models, guardrails } })
+            Ok(Config {
+                server,
+                policy: Policy { limits, mock_enabled, providers, models, guardrails, prices, budgets },
+            })
         } else {
             Err(ConfigError::Invalid(issues))
         }
@@ -724,8 +756,8 @@ fn models(
 ) -> Vec<ModelConfig> {
     let mut names: HashSet<String> = HashSet::new();
     if mock_enabled {
-        names.insert("mock".to_owned());
-        names.insert("mock-embedding".to_owned());
+        names.insert(MOCK_MODEL.to_owned());
+        names.insert(MOCK_EMBEDDING_MODEL.to_owned());
     }
     let mut out = Vec::with_capacity(raw.len());
     for (i, m) in raw.into_iter().enumerate() {

@@ -79,12 +79,14 @@ async fn fixture() -> Fixture {
         .await
         .expect("mint");
     assert_eq!(minted.caveats.len(), 5);
-    let table = Arc::new(RouteTable::build(&gatehouse_config::Config::default().policy));
+    let policy = gatehouse_config::Config::default().policy;
+    let table = Arc::new(RouteTable::build(&policy));
     let bounds = RequestBounds { max_depth: 32, max_messages: 2048, max_embedding_inputs: 2048 };
     let (federated, jwts) = federation(&store).await;
     let creds = Credentials { keys: verifier, tokens: Some(tokens), federated: Some(federated) };
     let policies = Arc::new(gatehouse_gates::guardrails::Policies::builtin().expect("engine"));
-    let limits = Arc::new(gatehouse_gates::limits::LimitsBackend::local());
+    let limits =
+        gatehouse_gates::limits::LimitsGate::new(Arc::new(gatehouse_gates::limits::LimitsBackend::local()), &policy);
     let gates = Gates::new(creds, policies, limits, table, bounds, gatehouse_gates::meter::AuditHook::off());
     Fixture { gates, token: SecretString::from(minted.token), jwts, store, hasher, key, _dir: dir }
 }

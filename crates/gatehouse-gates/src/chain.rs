@@ -15,7 +15,8 @@ use crate::authenticate::{AuthenticateGate, Credentials};
 use crate::authorize::AuthorizeGate;
 use crate::cache::CacheGate;
 use crate::guardrails::{GuardrailsInGate, GuardrailsOutGate, Policies, Session};
-use crate::limits::{LimitsBackend, LimitsGate};
+use crate::ledger::Hold;
+use crate::limits::LimitsGate;
 use crate::meter::{self, AuditHook, Finished};
 use crate::route::{RouteGate, RouteTable};
 use crate::{CachedResponse, Gate, Verdict};
@@ -40,7 +41,7 @@ impl Gates {
     pub fn new(
         creds: Credentials,
         policies: Arc<Policies>,
-        limits: Arc<LimitsBackend>,
+        limits: LimitsGate,
         table: Arc<RouteTable>,
         bounds: RequestBounds,
         audit: AuditHook,
@@ -50,7 +51,7 @@ impl Gates {
             authorize: AuthorizeGate { table: table.clone() },
             guardrails_in: GuardrailsInGate { policies },
             route: RouteGate { table: table.clone() },
-            limits: LimitsGate { backend: limits },
+            limits,
             cache: CacheGate,
             guardrails_out: GuardrailsOutGate,
             bounds,
@@ -78,6 +79,8 @@ pub struct Admitted {
     pub request: ApiRequest,
     /// The guardrail state the answer is checked with (same placeholders, same report).
     pub guard: Session,
+    /// The budget reservations, settled to the real use when the request ends.
+    pub hold: Hold,
 }
 
 async fn run<G: Gate>(gate: &G, cx: &mut RequestCx, req: &mut ApiRequest) -> Result<(), Stop> {
@@ -138,10 +141,21 @@ where
     let guard = g.guardrails_in.check(cx, &mut req).await?;
     // Resolve model -> deployment; limits and budgets are priced per resolved model.
     run(&g.route, cx, &mut req).await?;
-    run(&g.limits, cx, &mut req).await?;
-    // Last, so a hit is only served to a request that passed every check above.
+    // Rates, then the worst case reserved on every budget; the hold settles it later.
+    let hold = match g.limits.check(cx, &req).await {
+        Ok(h) => {
+            cx.record(LimitsGate::NAME, GateOutcome::Pass);
+            h
+        }
+        Err(d) => {
+            cx.record(LimitsGate::NAME, GateOutcome::Deny(d.code));
+            return Err(Stop::Deny(d));
+        }
+    };
+    // Last, so a hit is only served to a request that passed every check above (a hit drops
+    // the hold: nothing reached a provider).
     run(&g.cache, cx, &mut req).await?;
-    Ok(Admitted { request: req, guard })
+    Ok(Admitted { request: req, guard, hold })
 }
 
 /// `GET /v1/models`: identity only; the listing itself is filtered by the allow-list.
@@ -225,7 +239,7 @@ mod tests {
         let bounds = RequestBounds { max_depth: 16, max_messages: 8, max_embedding_inputs: 8 };
         let creds = crate::authenticate::Credentials { keys: verifier, tokens: None, federated: None };
         let policies = Arc::new(crate::guardrails::Policies::builtin().unwrap());
-        let limits = Arc::new(LimitsBackend::local());
+        let limits = LimitsGate::new(Arc::new(crate::limits::LimitsBackend::local()), &policy);
         let gates = Gates::new(creds, policies, limits, table, bounds, AuditHook::off());
         Fixture { gates, key, _dir: dir }
     }

@@ -12,6 +12,7 @@ pub mod chain;
 pub mod federated;
 mod gate;
 pub mod guardrails;
+pub mod ledger;
 pub mod limits;
 pub mod meter;
 pub mod route;

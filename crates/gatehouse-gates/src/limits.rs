@@ -1,28 +1,129 @@
-//! Rate limits and budgets (reserve before, settle after). Enforced so far: an API key's
-//! requests per minute (its project's `default_limits.rpm`) and the `rpm` caveats of a
-//! capability token, per node of its delegation chain (a parent's rate is shared by all of its
-//! descendants). The rest of issue #7 (per key/project/org/model rates, TPM, budgets) builds
-//! on the same backend. Request-size bounds are enforced earlier, at parse time.
+//! Limits & budgets: rates (GCRA) and budgets (reserve before the call, settle after it).
+//!
+//! Rates, all checked per request: the credential's own (an API key: its own limit policy,
+//! else its project's `default_limits.rpm`), the project's and the org's totals (their limit
+//! policies), and each delegation node of a capability token (`rpm` caveats; a parent's rate
+//! is shared by all of its descendants).
+//!
+//! Budgets (USD or tokens; daily, monthly or lifetime) of the org, project and key, and the
+//! `budget_usd` caveats of every node of a token's delegation chain: the worst case of the
+//! request (its body's size as prompt tokens plus its output cap, priced per model) is
+//! reserved on all of them at once or on none; the [`Hold`] settles it to the real use when
+//! the request ends ([`crate::ledger`]). Request-size bounds are enforced earlier, at parse.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use gatehouse_core::{Denial, DenyCode, GateName, RateLimitInfo, RequestCx};
-use gatehouse_limits::{Limits, Rate};
+use arc_swap::ArcSwap;
+use gatehouse_config::budgets::{BudgetSettings, Price, Prices, Unpriced};
+use gatehouse_core::{Credential, Denial, DenyCode, GateName, KeyId, OrgId, ProjectId, RateLimitInfo, RequestCx};
+use gatehouse_limits::spec::{CompiledBudget, LimitSpec, Period, Unit};
+use gatehouse_limits::{Budget, Limits, Rate, Reserved};
 use gatehouse_providers::ApiRequest;
+use gatehouse_store::{LimitPolicyRow, LimitScope, Store};
 
-use crate::{Gate, Verdict};
+use crate::ledger::{BudgetMeta, Hold, Ledger};
 
-/// The limits store of the deployment (in-process, or Redis for several replicas) and what a
-/// rate check does when that store cannot answer.
+/// The limits store of the deployment (in-process, or Redis for several replicas), what a
+/// rate check does when that store cannot answer, the per-scope policies and the ledger that
+/// settles budgets. Shared by every config snapshot.
 pub struct LimitsBackend {
-    pub limits: Limits,
-    /// Pass (counted in `gatehouse_limits_unavailable_total` and logged) rather than refuse.
+    pub limits: Arc<Limits>,
+    /// Pass (counted in `gatehouse_limits_unavailable_total` and audited) rather than refuse.
+    /// Budgets always fail closed.
     pub rates_fail_open: bool,
+    pub policies: Arc<LimitPolicies>,
+    /// `None` in unit tests and benchmarks: holds are then released without a ledger.
+    pub ledger: Option<Ledger>,
 }
 
 impl LimitsBackend {
+    /// In-process limits without a ledger (tests, benchmarks).
     pub fn local() -> LimitsBackend {
-        LimitsBackend { limits: Limits::Local(gatehouse_limits::Local::new()), rates_fail_open: true }
+        LimitsBackend {
+            limits: Arc::new(Limits::Local(gatehouse_limits::Local::new())),
+            rates_fail_open: true,
+            policies: Arc::new(LimitPolicies::default()),
+            ledger: None,
+        }
+    }
+}
+
+/// A scope's limits, compiled.
+#[derive(Debug, Default)]
+pub struct ScopeLimits {
+    pub rpm: Option<u32>,
+    pub budgets: Vec<CompiledBudget>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Scope {
+    Org(OrgId),
+    Project(ProjectId),
+    Key(KeyId),
+}
+
+/// Every stored limit policy, in memory (one hash lookup per scope per request). Re-read from
+/// the store on a short poll and after each admin write.
+#[derive(Default)]
+pub struct LimitPolicies {
+    table: ArcSwap<HashMap<Scope, Arc<ScopeLimits>>>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl LimitPolicies {
+    fn scope(r: &LimitPolicyRow) -> Option<Scope> {
+        match (r.project_id.is_empty(), r.key_id.is_empty()) {
+            (true, true) => OrgId::parse(&r.org_id).map(Scope::Org),
+            (false, true) => ProjectId::parse(&r.project_id).map(Scope::Project),
+            (true, false) => KeyId::parse(&r.key_id).map(Scope::Key),
+            (false, false) => None,
+        }
+    }
+
+    /// Reads every stored policy into the table. A row that does not parse (written by a
+    /// newer version, say) is skipped with an error log; the rest still apply.
+    pub async fn load(&self, store: &Store) -> Result<(), gatehouse_store::Error> {
+        let _one_at_a_time = self.reload.lock().await;
+        let rows = store.all_limit_policies().await?;
+        let mut table = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let spec = serde_json::from_str::<LimitSpec>(&r.spec).ok();
+            let compiled = spec.as_ref().and_then(|s| s.compile().ok().map(|b| (s.rpm, b)));
+            match (Self::scope(&r), compiled) {
+                (Some(scope), Some((rpm, budgets))) => {
+                    table.insert(scope, Arc::new(ScopeLimits { rpm, budgets }));
+                }
+                _ => {
+                    tracing::error!(org = %r.org_id, project = %r.project_id, key = %r.key_id, "stored limit policy unreadable; skipped")
+                }
+            }
+        }
+        self.table.store(Arc::new(table));
+        Ok(())
+    }
+
+    /// Keeps this replica's table in step with the store (changes made through another
+    /// replica's admin API arrive within one interval).
+    pub async fn run_poller(self: Arc<Self>, store: Store, every: Duration) {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            t.tick().await;
+            if let Err(e) = self.load(&store).await {
+                tracing::warn!(error = %e, "limit policies could not be re-read; keeping the current ones");
+            }
+        }
+    }
+}
+
+/// The scope a stored policy row names, for the admin API.
+pub fn store_scope(project: Option<ProjectId>, key: Option<KeyId>) -> LimitScope {
+    match (project, key) {
+        (_, Some(k)) => LimitScope::Key(k),
+        (Some(p), None) => LimitScope::Project(p),
+        (None, None) => LimitScope::Org,
     }
 }
 
@@ -33,20 +134,54 @@ fn rate(rpm: u32) -> Rate {
     Rate { per_minute, burst: per_minute.div_ceil(6).max(1) }
 }
 
-pub struct LimitsGate {
-    pub backend: Arc<LimitsBackend>,
+/// The budget key of a scope for the period that contains `now`, and how long its spend must
+/// be kept (the period's rest, rounded up; lifetime budgets forever).
+pub fn period_key(scope: &str, b: &CompiledBudget, now: SystemTime) -> Budget {
+    let day = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let day = gatehouse_store::utc_day(i64::try_from(day).unwrap_or(i64::MAX));
+    let (tag, retain) = match b.period {
+        Period::Daily => (format!("d{day}"), Some(Duration::from_secs(2 * 86_400))),
+        Period::Monthly => (format!("m{}", &day[..7]), Some(Duration::from_secs(33 * 86_400))),
+        Period::Lifetime => ("life".to_owned(), None),
+    };
+    Budget { key: format!("b:{scope}:{tag}:{}", b.unit.as_str()), limit: b.limit, retain }
 }
 
-impl Gate for LimitsGate {
-    const NAME: GateName = GateName::Limits;
+pub struct LimitsGate {
+    pub backend: Arc<LimitsBackend>,
+    pub prices: Arc<Prices>,
+    pub budgets: BudgetSettings,
+}
 
-    async fn check(&self, cx: &mut RequestCx, _req: &mut ApiRequest) -> Verdict {
-        let Some(p) = cx.principal.as_ref() else { return Verdict::Pass };
-        // the credential's own rate (an API key: its project's default), then each delegation
-        // node's (a parent's rate is shared by everything delegated from it)
+impl LimitsGate {
+    pub fn new(backend: Arc<LimitsBackend>, policy: &gatehouse_config::Policy) -> LimitsGate {
+        LimitsGate { backend, prices: Arc::new(policy.prices.clone()), budgets: policy.budgets.clone() }
+    }
+
+    /// Rates first (cheap, and a refused request reserves nothing), then budgets. The hold
+    /// that comes back must reach the end of the request: it settles the reservation.
+    pub async fn check(&self, cx: &mut RequestCx, req: &ApiRequest) -> Result<Hold, Denial> {
+        let Some(p) = cx.principal.as_ref() else { return Ok(Hold::none()) };
+        let table = self.backend.policies.table.load();
+        let org = table.get(&Scope::Org(p.org)).cloned();
+        let project = table.get(&Scope::Project(p.project)).cloned();
+        let key = match &p.credential {
+            Credential::Key(id) => table.get(&Scope::Key(*id)).cloned(),
+            _ => None,
+        };
+        drop(table);
+
         let mut rates: Vec<(String, u32)> = Vec::new();
-        if let (Some(rpm), gatehouse_core::Credential::Key(id)) = (p.rpm, &p.credential) {
+        if let Credential::Key(id) = &p.credential
+            && let Some(rpm) = key.as_ref().and_then(|k| k.rpm).or(p.rpm)
+        {
             rates.push((format!("key:{id}"), rpm));
+        }
+        if let Some(rpm) = project.as_ref().and_then(|s| s.rpm) {
+            rates.push((format!("project:{}", p.project), rpm));
+        }
+        if let Some(rpm) = org.as_ref().and_then(|s| s.rpm) {
+            rates.push((format!("org:{}", p.org), rpm));
         }
         if let Some(grant) = &p.grant {
             for &(node, rpm) in grant.rpm.iter() {
@@ -55,42 +190,113 @@ impl Gate for LimitsGate {
                 }
             }
         }
-        for (key, rpm) in rates {
-            let decision = self.backend.limits.rate(&key, rate(rpm), 1).await;
-            if let Ok(d) = &decision {
-                // report the tightest rate: the one with the fewest requests left
-                let info = RateLimitInfo { limit: u64::from(rpm), remaining: d.remaining, reset: d.reset };
-                if cx.rate_limit.is_none_or(|r| info.remaining < r.remaining) {
-                    cx.rate_limit = Some(info);
-                }
+        for (name, rpm) in rates {
+            self.rate(cx, &name, rpm).await?;
+        }
+
+        let p = cx.principal.as_ref().ok_or(Denial::new(DenyCode::Internal))?;
+        let now = SystemTime::now();
+        let mut budgets: Vec<(Budget, BudgetMeta)> = Vec::new();
+        let mut add = |scope: String, list: &[CompiledBudget]| {
+            for b in list {
+                let budget = period_key(&scope, b, now);
+                budgets.push((budget, BudgetMeta::new(&scope, b)));
             }
-            match decision {
-                Ok(d) if d.allowed => {}
-                Ok(d) => {
-                    let secs = u32::try_from(d.retry_after.as_millis().div_ceil(1000)).unwrap_or(u32::MAX).max(1);
-                    return Verdict::Deny(Denial::new(DenyCode::RateLimitExceeded).retry_after(secs));
-                }
-                Err(_) if self.backend.rates_fail_open => {
-                    metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "rate", "policy" => "open")
-                        .increment(1);
-                    tracing::warn!(request_id = %cx.request_id, "limits store unavailable; rate check passed (fail open)");
-                    cx.limits_degraded = true;
-                    return Verdict::Pass;
-                }
-                Err(_) => {
-                    metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "rate", "policy" => "closed")
-                        .increment(1);
-                    return Verdict::Deny(Denial::new(DenyCode::Unavailable));
+        };
+        if let Some(s) = &org {
+            add(format!("org:{}", p.org), &s.budgets);
+        }
+        if let Some(s) = &project {
+            add(format!("project:{}", p.project), &s.budgets);
+        }
+        if let (Some(s), Credential::Key(id)) = (&key, &p.credential) {
+            add(format!("key:{id}"), &s.budgets);
+        }
+        if let Some(grant) = &p.grant {
+            for &(node, micro) in grant.budgets_micro_usd.iter() {
+                if let Some(token) = grant.chain.get(node) {
+                    let b =
+                        CompiledBudget { period: Period::Lifetime, unit: Unit::Usd, limit: micro, alert_at: vec![] };
+                    add(format!("token:{token}"), std::slice::from_ref(&b));
                 }
             }
         }
-        Verdict::Pass
+        let model = cx.route.as_ref().map_or_else(|| Arc::from(req.model.as_str()), |r| r.model.clone());
+        let price = self.prices.get(&*model).copied();
+        let mut hold = Hold::new(self.backend.ledger.clone(), cx, model, price, req, &self.budgets);
+        if budgets.is_empty() {
+            return Ok(hold);
+        }
+        let (usd, tokens): (Vec<_>, Vec<_>) = budgets.into_iter().partition(|(_, m)| m.unit == Unit::Usd);
+        let price = match price {
+            Some(p) => p,
+            None if usd.is_empty() || self.budgets.unpriced == Unpriced::Free => Price::default(),
+            None => {
+                tracing::info!(request_id = %cx.request_id, model = %hold.model(), "refused: a USD budget applies and the model has no price");
+                return Err(Denial::new(DenyCode::PermissionDenied).with_param("model"));
+            }
+        };
+        let (prompt, output) = hold.worst_case();
+        let worst_usd = price.cost(prompt, 0, output);
+        for (list, amount) in [(usd, worst_usd), (tokens, prompt.saturating_add(output))] {
+            if list.is_empty() {
+                continue;
+            }
+            let (keys, meta): (Vec<Budget>, Vec<BudgetMeta>) = list.into_iter().unzip();
+            match self.backend.limits.reserve(&keys, amount, self.budgets.hold).await {
+                Ok(Reserved::Granted(r)) => hold.add(r, meta),
+                Ok(Reserved::Exhausted { budget }) => {
+                    let m = meta.get(budget);
+                    tracing::info!(request_id = %cx.request_id, budget = m.map(|m| m.label.as_str()), "budget exhausted");
+                    return Err(Denial::new(DenyCode::InsufficientQuota));
+                }
+                Err(_) => {
+                    metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "budget", "policy" => "closed")
+                        .increment(1);
+                    tracing::warn!(request_id = %cx.request_id, "limits store unavailable; budget check failed closed");
+                    return Err(Denial::new(DenyCode::Unavailable));
+                }
+            }
+        }
+        Ok(hold)
     }
+
+    async fn rate(&self, cx: &mut RequestCx, name: &str, rpm: u32) -> Result<(), Denial> {
+        let decision = self.backend.limits.rate(name, rate(rpm), 1).await;
+        if let Ok(d) = &decision {
+            // report the tightest rate: the one with the fewest requests left
+            let info = RateLimitInfo { limit: u64::from(rpm), remaining: d.remaining, reset: d.reset };
+            if cx.rate_limit.is_none_or(|r| info.remaining < r.remaining) {
+                cx.rate_limit = Some(info);
+            }
+        }
+        match decision {
+            Ok(d) if d.allowed => Ok(()),
+            Ok(d) => {
+                let secs = u32::try_from(d.retry_after.as_millis().div_ceil(1000)).unwrap_or(u32::MAX).max(1);
+                Err(Denial::new(DenyCode::RateLimitExceeded).retry_after(secs))
+            }
+            Err(_) if self.backend.rates_fail_open => {
+                metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "rate", "policy" => "open")
+                    .increment(1);
+                tracing::warn!(request_id = %cx.request_id, "limits store unavailable; rate check passed (fail open)");
+                cx.limits_degraded = true;
+                Ok(())
+            }
+            Err(_) => {
+                metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "rate", "policy" => "closed")
+                    .increment(1);
+                Err(Denial::new(DenyCode::Unavailable))
+            }
+        }
+    }
+
+    pub const NAME: GateName = GateName::Limits;
 }
 
 #[cfg(test)]
 mod tests {
-    use super::rate;
+    use super::*;
 
     #[test]
     fn a_minute_rate_bursts_ten_seconds_worth() {
@@ -98,5 +304,16 @@ mod tests {
         assert_eq!(rate(2).burst, 1);
         assert_eq!(rate(1).burst, 1);
         assert_eq!(rate(7).burst, 2);
+    }
+
+    #[test]
+    fn budget_keys_name_scope_period_and_unit() {
+        // 2026-11-24T12:00:00Z
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_521_600);
+        let b = |period, unit| CompiledBudget { period, unit, limit: 5, alert_at: vec![] };
+        assert_eq!(period_key("org:o", &b(Period::Daily, Unit::Usd), now).key, "b:org:o:d2026-11-24:usd");
+        assert_eq!(period_key("org:o", &b(Period::Monthly, Unit::Tokens), now).key, "b:org:o:m2026-11:tokens");
+        let life = period_key("token:t", &b(Period::Lifetime, Unit::Usd), now);
+        assert_eq!((life.key.as_str(), life.retain), ("b:token:t:life:usd", None));
     }
 }

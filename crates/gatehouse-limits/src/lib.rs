@@ -23,6 +23,8 @@ mod redis_backend;
 
 use std::time::Duration;
 
+pub mod spec;
+
 pub use local::Local;
 pub use redis_backend::{RedisConfig, RedisLimits};
 
@@ -154,13 +156,11 @@ impl Limits {
     }
 
     /// Releases the reservation and records `actual` against each of its budgets; once per
-    /// reservation (a repeated settle changes nothing).
-    pub async fn settle(&self, reservation: &Reservation, actual: u64) -> Result<(), Unavailable> {
+    /// reservation (a repeated settle changes nothing and answers `None`). Answers each
+    /// budget's spend after this settle, so a caller sees which thresholds it crossed.
+    pub async fn settle(&self, reservation: &Reservation, actual: u64) -> Result<Option<Vec<u64>>, Unavailable> {
         match self {
-            Limits::Local(l) => {
-                l.settle(reservation, actual);
-                Ok(())
-            }
+            Limits::Local(l) => Ok(l.settle(reservation, actual)),
             Limits::Redis(r) => r.settle(reservation, actual).await,
         }
     }

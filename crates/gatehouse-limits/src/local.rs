@@ -122,9 +122,9 @@ impl Local {
         Reserved::Granted(Reservation { id, amount, budgets: budgets.to_vec() })
     }
 
-    pub fn settle(&self, r: &Reservation, actual: u64) {
+    pub fn settle(&self, r: &Reservation, actual: u64) -> Option<Vec<u64>> {
         let now = self.now();
-        let Some(first) = r.budgets.first() else { return };
+        let first = r.budgets.first()?;
         let mut guards = self.lock_all(r.budgets.iter().map(|b| self.shard_of(&b.key)));
         // settled once: the first budget's hold is the receipt
         let home = self.shard_of(&first.key);
@@ -134,8 +134,9 @@ impl Local {
             .and_then(|(_, shard)| shard.budgets.get(&first.key))
             .is_some_and(|state| state.holds.contains_key(&r.id));
         if !unsettled {
-            return;
+            return None;
         }
+        let mut after = Vec::with_capacity(r.budgets.len());
         for b in &r.budgets {
             let s = self.shard_of(&b.key);
             let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == s) else { continue };
@@ -147,6 +148,20 @@ impl Local {
             {
                 state.forget_at = Some(now.saturating_add(u64::try_from(keep.as_micros()).unwrap_or(u64::MAX)));
             }
+            after.push(state.spent);
+        }
+        Some(after)
+    }
+
+    /// Restores a budget's spend persisted before a restart (`forget_after`: what is left of its
+    /// period; `None` for lifetime budgets). Spend counted since start is kept if larger.
+    pub fn seed(&self, key: &str, spent: u64, forget_after: Option<Duration>) {
+        let now = self.now();
+        let mut shard = self.shards[self.shard_of(key)].lock();
+        let state = shard.budgets.entry(key.to_owned()).or_default();
+        state.spent = state.spent.max(spent);
+        if let Some(after) = forget_after {
+            state.forget_at = Some(now.saturating_add(u64::try_from(after.as_micros()).unwrap_or(u64::MAX)));
         }
     }
 

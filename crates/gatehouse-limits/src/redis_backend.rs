@@ -82,22 +82,24 @@ return {1, 0}
 /// KEYS = spent_1, holds_1, ...; ARGV = member, actual, retain ms per budget (0 = forever).
 /// The first budget's hold is the receipt: present means not yet settled (also when expired,
 /// within the grace hour, so the spend still counts); absent means settled, and nothing changes.
+/// Returns {0} when already settled, else {1, spent_1 after, spent_2 after, ...}.
 const SETTLE: &str = r#"
 if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then
-  return 0
+  return {0}
 end
 local n = #KEYS / 2
+local after = {1}
 for i = 1, n do
   if i > 1 then
     redis.call('ZREM', KEYS[2 * i], ARGV[1])
   end
-  redis.call('INCRBY', KEYS[2 * i - 1], ARGV[2])
+  after[i + 1] = redis.call('INCRBY', KEYS[2 * i - 1], ARGV[2])
   local keep = tonumber(ARGV[2 + i])
   if keep > 0 and redis.call('PTTL', KEYS[2 * i - 1]) < 0 then
     redis.call('PEXPIRE', KEYS[2 * i - 1], keep)
   end
 end
-return 1
+return after
 "#;
 
 /// KEYS = spent, holds. Returns {spent, reserved}.
@@ -187,7 +189,7 @@ impl RedisLimits {
         }
     }
 
-    pub async fn settle(&self, r: &Reservation, actual: u64) -> Result<(), Unavailable> {
+    pub async fn settle(&self, r: &Reservation, actual: u64) -> Result<Option<Vec<u64>>, Unavailable> {
         let mut inv = self.settle.prepare_invoke();
         for b in &r.budgets {
             inv.key(self.key("spent", &b.key)).key(self.key("holds", &b.key));
@@ -196,8 +198,8 @@ impl RedisLimits {
         for b in &r.budgets {
             inv.arg(b.retain.map_or(0, ms));
         }
-        let _: u8 = self.run(inv).await?;
-        Ok(())
+        let mut out: Vec<u64> = self.run(inv).await?;
+        Ok((out.first() == Some(&1)).then(|| out.split_off(1)))
     }
 
     pub async fn standing(&self, key: &str) -> Result<Standing, Unavailable> {

@@ -95,10 +95,10 @@ async fn reservations_count_until_settled_and_settle_counts_real_use() {
         }
         assert_eq!(l.reserve(&b, 30, hold).await.unwrap(), Reserved::Exhausted { budget: 0 }, "{name}");
         assert_eq!(l.standing("org-a").await.unwrap(), Standing { spent: 0, reserved: 90 }, "{name}");
-        l.settle(&granted[0], 10).await.unwrap();
+        assert_eq!(l.settle(&granted[0], 10).await.unwrap(), Some(vec![10]), "{name}: spend after the settle");
         assert_eq!(l.standing("org-a").await.unwrap(), Standing { spent: 10, reserved: 60 }, "{name}");
         // settling twice changes nothing
-        l.settle(&granted[0], 10).await.unwrap();
+        assert_eq!(l.settle(&granted[0], 10).await.unwrap(), None, "{name}");
         assert_eq!(l.standing("org-a").await.unwrap(), Standing { spent: 10, reserved: 60 }, "{name}");
         assert!(matches!(l.reserve(&b, 30, hold).await.unwrap(), Reserved::Granted(_)), "{name}: 10 + 60 + 30 fits");
         assert_eq!(l.reserve(&b, 1, hold).await.unwrap(), Reserved::Exhausted { budget: 0 }, "{name}");

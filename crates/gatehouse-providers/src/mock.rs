@@ -19,7 +19,7 @@ const DIMENSIONS: usize = 8;
 fn usage(req: &ApiRequest, completion_tokens: u64) -> Usage {
     // about four bytes per token, the usual rule of thumb; at least one token
     let prompt_tokens = (req.text_len() as u64).div_ceil(4).max(1);
-    Usage { prompt_tokens, completion_tokens }
+    Usage { prompt_tokens, completion_tokens, cached_tokens: 0 }
 }
 
 fn usage_json(u: Usage) -> serde_json::Value {
@@ -102,7 +102,7 @@ pub fn embeddings(req: &ApiRequest) -> (Bytes, Usage) {
             json!({"object": "embedding", "index": i, "embedding": v.iter().map(|x| x / norm).collect::<Vec<_>>()})
         })
         .collect();
-    let u = Usage { prompt_tokens: (req.text_len() as u64).div_ceil(4).max(1), completion_tokens: 0 };
+    let u = Usage { prompt_tokens: (req.text_len() as u64).div_ceil(4).max(1), completion_tokens: 0, cached_tokens: 0 };
     let body = json!({
         "object": "list",
         "data": data,

@@ -54,7 +54,26 @@ pub struct ApiRequest {
     pub stream: bool,
     /// Messages (chat) or inputs (embeddings).
     pub item_count: usize,
+    /// Size of the body as sent: an upper bound on its prompt tokens for byte-level BPE
+    /// tokenizers (a token is at least one byte; a message's template overhead is smaller
+    /// than its JSON punctuation), which is what a budget reserves before the call.
+    pub body_bytes: usize,
+    /// The most output tokens the caller allows (`max_completion_tokens`, else `max_tokens`),
+    /// times `n` choices; `None` when the caller set no cap.
+    pub max_output: Option<u64>,
     body: Map<String, Value>,
+}
+
+/// Largest output cap or choice count we take at face value; beyond it a value is a mistake.
+const MAX_OUTPUT_TOKENS: u64 = 100_000_000;
+const MAX_CHOICES: u64 = 128;
+
+/// A positive integer field, bounded; absent or null is `None`.
+fn bounded_count(body: &Map<String, Value>, field: &'static str, max: u64) -> Result<Option<u64>, Error> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().filter(|n| (1..=max).contains(n)).map(Some).ok_or(Error::Field(field)),
+    }
 }
 
 impl ApiRequest {
@@ -62,6 +81,7 @@ impl ApiRequest {
     /// built, and item counts before anything iterates them.
     pub fn parse(endpoint: Endpoint, body: &[u8], bounds: RequestBounds) -> Result<ApiRequest, Error> {
         check_depth(body, bounds.max_depth)?;
+        let body_bytes = body.len();
         let value: Value = serde_json::from_slice(body).map_err(|_| Error::Json)?;
         let Value::Object(body) = value else {
             return Err(Error::NotAnObject);
@@ -95,7 +115,18 @@ impl ApiRequest {
         if endpoint == Endpoint::Embeddings && stream {
             return Err(Error::Field("stream"));
         }
-        Ok(ApiRequest { endpoint, model, stream, item_count, body })
+        let max_output = match endpoint {
+            Endpoint::Embeddings => Some(0),
+            Endpoint::ChatCompletions => {
+                let cap = match bounded_count(&body, "max_completion_tokens", MAX_OUTPUT_TOKENS)? {
+                    Some(n) => Some(n),
+                    None => bounded_count(&body, "max_tokens", MAX_OUTPUT_TOKENS)?,
+                };
+                let choices = bounded_count(&body, "n", MAX_CHOICES)?.unwrap_or(1);
+                cap.map(|c| c * choices)
+            }
+        };
+        Ok(ApiRequest { endpoint, model, stream, item_count, body_bytes, max_output, body })
     }
 
     /// The body to send upstream: the caller's object with `model` replaced by the
@@ -152,6 +183,30 @@ mod tests {
 
     fn chat(body: &str) -> Result<ApiRequest, Error> {
         ApiRequest::parse(Endpoint::ChatCompletions, body.as_bytes(), B)
+    }
+
+    #[test]
+    fn output_caps_are_read_bounded_and_multiplied_by_choices() {
+        let r = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":100,"n":3}"#).unwrap();
+        assert_eq!(r.max_output, Some(300));
+        assert_eq!(r.body_bytes, 74);
+        let r = chat(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":100,"max_completion_tokens":7}"#,
+        )
+        .unwrap();
+        assert_eq!(r.max_output, Some(7), "max_completion_tokens wins");
+        assert_eq!(chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap().max_output, None);
+        for bad in [
+            r#""max_tokens":0"#,
+            r#""max_tokens":-1"#,
+            r#""max_tokens":1.5"#,
+            r#""max_tokens":"9""#,
+            r#""n":0"#,
+            r#""n":1000"#,
+        ] {
+            let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],{bad}}}"#);
+            assert!(matches!(chat(&body), Err(Error::Field(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use gatehouse_core::{Denial, DenyCode, GateName, GateOutcome, RequestCx, Request
 use gatehouse_gates::authorize::AuthorizeGate;
 use gatehouse_gates::chain::Stop;
 use gatehouse_gates::guardrails::Session;
+use gatehouse_gates::ledger::{Hold, Used};
 use gatehouse_gates::meter::Finished;
 use gatehouse_gates::{admit, admit_listing, finish};
 use gatehouse_providers::{ApiRequest, Endpoint, mock, usage_from_body};
@@ -127,8 +128,8 @@ async fn dispatch(
     endpoint: Endpoint,
     admitted: Result<gatehouse_gates::Admitted, Stop>,
 ) -> Response {
-    let (request, guard) = match admitted {
-        Ok(a) => (a.request, a.guard),
+    let (request, guard, hold) = match admitted {
+        Ok(a) => (a.request, a.guard, a.hold),
         Err(Stop::Deny(d)) => return refuse(&rt, cx, endpoint.as_str(), d, false),
         Err(Stop::Serve(hit)) => {
             finish(&rt.gates.audit, &mut cx, Finished::served(endpoint.as_str(), 200, usage_from_body(&hit.body)));
@@ -140,9 +141,9 @@ async fn dispatch(
         return refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false);
     };
     match route.target {
-        Target::Mock => serve_mock(rt, cx, endpoint, &request, guard).await,
+        Target::Mock => serve_mock(rt, cx, endpoint, &request, guard, hold).await,
         Target::Upstream(i) => match rt.upstreams.get(i) {
-            Some(_) => forward(rt.clone(), cx, endpoint, request, guard, i, &route.provider_model).await,
+            Some(_) => forward(rt.clone(), cx, endpoint, request, (guard, hold), i, &route.provider_model).await,
             None => refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false),
         },
     }
@@ -195,35 +196,47 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-async fn serve_mock(rt: Arc<Runtime>, cx: RequestCx, endpoint: Endpoint, req: &ApiRequest, guard: Session) -> Response {
+async fn serve_mock(
+    rt: Arc<Runtime>,
+    cx: RequestCx,
+    endpoint: Endpoint,
+    req: &ApiRequest,
+    guard: Session,
+    hold: Hold,
+) -> Response {
     let id = cx.request_id.to_string();
     match endpoint {
         Endpoint::Embeddings => {
             let (body, usage) = mock::embeddings(req);
-            answer(&rt, cx, endpoint, guard, body, Some(usage)).await
+            answer(&rt, cx, endpoint, (guard, hold), body, Some(usage)).await
         }
         Endpoint::ChatCompletions if req.stream => {
             let (frames, _) = mock::chat_stream(req, &id, unix_now());
             let inner = futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::convert::Infallible>));
             let bounds = StreamBounds { idle: Duration::from_secs(60), max_duration: Duration::from_secs(600) };
-            sse_response(Body::from_stream(Inspected::new(inner, rt, cx, endpoint.as_str(), bounds, guard)))
+            sse_response(Body::from_stream(Inspected::new(inner, rt, cx, endpoint.as_str(), bounds, (guard, hold))))
         }
         Endpoint::ChatCompletions => {
             let (body, usage) = mock::chat(req, &id, unix_now());
-            answer(&rt, cx, endpoint, guard, body, Some(usage)).await
+            answer(&rt, cx, endpoint, (guard, hold), body, Some(usage)).await
         }
     }
 }
 
-/// A whole answer: the output guardrail checks it (and may rewrite it), then meter & audit.
+/// A whole answer: the output guardrail checks it (and may rewrite it), then the budgets are
+/// settled (the provider was paid whatever the guardrail decides), then meter & audit.
 async fn answer(
     rt: &Runtime,
     mut cx: RequestCx,
     endpoint: Endpoint,
-    mut guard: Session,
+    (mut guard, hold): (Session, Hold),
     body: Bytes,
     usage: Option<gatehouse_providers::Usage>,
 ) -> Response {
+    hold.settle(match usage {
+        Some(u) => Used::Reported(u),
+        None => Used::Estimated { completion_tokens: (body.len() as u64).div_ceil(4) },
+    });
     let checked = guard.response(endpoint, &body).await;
     guard.report_to(&mut cx);
     let body = match checked {
@@ -243,10 +256,11 @@ async fn forward(
     cx: RequestCx,
     endpoint: Endpoint,
     req: ApiRequest,
-    guard: Session,
+    guard: (Session, Hold),
     i: usize,
     provider_model: &str,
 ) -> Response {
+    // any refusal below drops the hold: the provider answered nothing billable
     let Some(up) = rt.upstreams.get(i) else {
         return refuse(&rt, cx, endpoint.as_str(), Denial::new(DenyCode::Internal), false);
     };

@@ -45,6 +45,7 @@ pub fn build_runtime(
     // last: the guardrail default is shared with the running snapshot, so it changes only
     // once nothing else can fail
     guardrails.set_default(&policy.guardrails.spec, policy.guardrails.scan_timeout).map_err(|e| e.to_string())?;
+    let limits = gatehouse_gates::limits::LimitsGate::new(limits, policy);
     let gates = Gates::new(creds, guardrails, limits, table, bounds, audit);
     Ok(Runtime { gates, upstreams, limits: l })
 }

@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use gatehouse_core::{Denial, DenyCode, GateName, GateOutcome, RequestCx};
 use gatehouse_gates::guardrails::Session;
+use gatehouse_gates::ledger::{Hold, Used};
 use gatehouse_gates::meter::Finished;
 use gatehouse_providers::{SseEvent, SseScanner, Usage, usage_from_chunk};
 use tokio::time::{Instant, Sleep};
@@ -52,6 +53,11 @@ struct FinishGuard {
     session: Session,
     endpoint: &'static str,
     usage: Option<Usage>,
+    /// Data events that carried no usage: about one completion token each, the estimate a
+    /// stream that ends without the provider's count settles with.
+    events: u64,
+    /// The budget reservations, settled when the stream ends however it ends.
+    hold: Option<Hold>,
     end: Option<(&'static str, Option<DenyCode>)>,
 }
 
@@ -59,6 +65,12 @@ impl Drop for FinishGuard {
     fn drop(&mut self) {
         // No end recorded means the client went away before the stream finished.
         let (end, code) = self.end.unwrap_or(("cancelled", None));
+        if let Some(hold) = self.hold.take() {
+            hold.settle(match self.usage {
+                Some(u) => Used::Reported(u),
+                None => Used::Estimated { completion_tokens: self.events },
+            });
+        }
         self.session.report_to(&mut self.cx);
         if end == "blocked" {
             self.cx.record(GateName::GuardrailsOut, GateOutcome::Deny(DenyCode::ContentBlocked));
@@ -87,6 +99,8 @@ pub struct Inspected<S> {
     /// of passed through byte for byte.
     rewrite: bool,
     guard: FinishGuard,
+    /// The output tokens a budget reserved for this stream: past it the stream is cut.
+    output_cap: Option<u64>,
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
     deadline: Pin<Box<Sleep>>,
@@ -128,9 +142,10 @@ where
         cx: RequestCx,
         endpoint: &'static str,
         bounds: StreamBounds,
-        session: Session,
+        (session, hold): (Session, Hold),
     ) -> Self {
         let now = Instant::now();
+        let output_cap = hold.output_cap();
         let audit = runtime.gates.audit.clone();
         let rewrite = session.rewrites_stream();
         Inspected {
@@ -138,7 +153,8 @@ where
             runtime,
             scanner: SseScanner::new(MAX_EVENT_BYTES),
             rewrite,
-            guard: FinishGuard { audit, cx, session, endpoint, usage: None, end: None },
+            guard: FinishGuard { audit, cx, session, endpoint, usage: None, events: 0, hold: Some(hold), end: None },
+            output_cap,
             idle: bounds.idle,
             idle_timer: Box::pin(tokio::time::sleep_until(now + bounds.idle)),
             deadline: Box::pin(tokio::time::sleep_until(now + bounds.max_duration)),
@@ -176,11 +192,10 @@ where
     fn inspect(&mut self, chunk: &[u8]) -> Result<(), Denial> {
         let Self { scanner, guard, saw_done, .. } = self;
         let scanned = scanner.feed(chunk, |ev| match ev {
-            SseEvent::Data(d) => {
-                if let Some(u) = usage_from_chunk(d) {
-                    guard.usage = Some(u);
-                }
-            }
+            SseEvent::Data(d) => match usage_from_chunk(d) {
+                Some(u) => guard.usage = Some(u),
+                None => guard.events += 1,
+            },
             SseEvent::Done => *saw_done = true,
         });
         scanned.map_err(|_| Denial::new(DenyCode::UpstreamError))
@@ -204,8 +219,9 @@ where
             }
             match ev {
                 SseEvent::Data(d) => {
-                    if let Some(u) = usage_from_chunk(d) {
-                        guard.usage = Some(u);
+                    match usage_from_chunk(d) {
+                        Some(u) => guard.usage = Some(u),
+                        None => guard.events += 1,
                     }
                     match guard.session.stream_event(d) {
                         Ok(Some(new)) => frame(&mut out, &new),
@@ -263,6 +279,11 @@ where
             } else {
                 this.inspect(&chunk).and_then(|()| this.release(chunk).map_err(Denial::new))
             };
+            if this.output_cap.is_some_and(|cap| this.guard.events > cap) {
+                // the reservation is spent: what the provider sends beyond it is not paid for
+                tracing::warn!(request_id = %this.guard.cx.request_id, "stream ran past its budget reservation; cut");
+                return this.cut("budget", Denial::new(DenyCode::InsufficientQuota));
+            }
             match checked {
                 Ok(Some(ready)) => return Poll::Ready(Some(Ok(ready))),
                 // only part of an event so far: keep reading

@@ -41,6 +41,7 @@ mod audit;
 mod capabilities;
 mod error;
 mod guardrails;
+mod limits;
 mod records;
 mod store;
 mod tenancy;
@@ -52,6 +53,7 @@ pub use audit::{AnchorRow, AuditFilter, AuditRow, AuditTx, ChainHead, Checkpoint
 pub use capabilities::{CapabilityRow, CapabilityStatus, RootKeyRow};
 pub use error::Error;
 pub use guardrails::GuardrailPolicyRow;
+pub use limits::{BudgetSpend, LimitPolicyRow, LimitScope};
 pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, ProjectSettings, Tenant};
 pub use store::{Backend, Store};
 pub use usage::{UsageFilter, UsageRecord, UsageTotal, utc_day};

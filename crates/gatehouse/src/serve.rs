@@ -14,7 +14,8 @@ use gatehouse_config::{AuditFailure, Config, DataPlaneAudit, LogFormat, SecretRe
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::federated::FederatedVerifier;
 use gatehouse_gates::guardrails::Policies;
-use gatehouse_gates::limits::LimitsBackend;
+use gatehouse_gates::ledger::Ledger;
+use gatehouse_gates::limits::{LimitPolicies, LimitsBackend};
 use gatehouse_gates::meter::{AuditHook, LATENCY_BUCKETS};
 use gatehouse_limits::{Limits, RedisConfig, RedisLimits};
 use gatehouse_oidc::Federation;
@@ -323,8 +324,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("guardrails: {e}"))?,
     );
     guardrails.load(&store).await.context("guardrail policies")?;
-    let limits = Arc::new(limits_backend(&server).await?);
-    let runtime = build_runtime(&config.policy, creds.clone(), guardrails.clone(), limits, hook, &env)
+    let limits = Arc::new(limits_backend(&server, &store, &auditor).await?);
+    let runtime = build_runtime(&config.policy, creds.clone(), guardrails.clone(), limits.clone(), hook, &env)
         .map_err(anyhow::Error::msg)?;
     let mut app = AppState::new(runtime, store.clone());
     if !server.exchange.is_empty()
@@ -350,6 +351,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(verifier.clone().run_revocation_poller(REVOCATION_POLL));
     tokio::spawn(tokens.clone().run_revocation_poller(REVOCATION_POLL));
     tokio::spawn(guardrails.clone().run_poller(store.clone(), GUARDRAIL_POLL));
+    tokio::spawn(limits.policies.clone().run_poller(store.clone(), GUARDRAIL_POLL));
+    tokio::spawn(prune_ledger(app.clone()));
     tokio::spawn(webhooks.clone().run_refresh());
     tokio::spawn(webhooks.clone().run_delivery());
     {
@@ -412,7 +415,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         stop(rx),
     );
     tokio::join!(data, admin);
-    // every request has finished: record the stop, write what is queued, sign the tails
+    // every request has finished: settle and write what is queued (bounded: a limits store that
+    // is down would hold settlements back for up to an hour), record the stop, write what is
+    // queued, sign the tails
+    if let Some(ledger) = &limits.ledger
+        && tokio::time::timeout(server.shutdown_grace, ledger.flush()).await.is_err()
+    {
+        tracing::error!("shutdown: some settlements were still pending (limits store unavailable?)");
+    }
     system_event(&auditor, EventKind::SystemStop).await;
     auditor.shutdown().await;
     if let Some(s) = spans {
@@ -424,13 +434,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// In-process limits, or Redis when `[redis]` is configured (then it must answer at start; once
-/// connected, the connection manager reconnects by itself).
-async fn limits_backend(server: &ServerConfig) -> anyhow::Result<LimitsBackend> {
-    let Some(r) = &server.redis else {
-        return Ok(LimitsBackend::local());
+/// connected, the connection manager reconnects by itself); the stored limit policies; the
+/// settlement task.
+async fn limits_backend(server: &ServerConfig, store: &Store, auditor: &Auditor) -> anyhow::Result<LimitsBackend> {
+    let (limits, rates_fail_open) = match &server.redis {
+        None => (Limits::Local(gatehouse_limits::Local::new()), true),
+        Some(r) => {
+            let url = r.url.resolve(&env).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
+            let cfg =
+                RedisConfig { url: url.expose_secret().to_owned(), prefix: r.key_prefix.clone(), timeout: r.timeout };
+            let limits = RedisLimits::connect(cfg).await.map_err(|e| anyhow::anyhow!("limits store: {e}"))?;
+            (Limits::Redis(limits), r.rates_fail_open)
+        }
     };
-    let url = r.url.resolve(&env).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
-    let cfg = RedisConfig { url: url.expose_secret().to_owned(), prefix: r.key_prefix.clone(), timeout: r.timeout };
-    let limits = RedisLimits::connect(cfg).await.map_err(|e| anyhow::anyhow!("limits store: {e}"))?;
-    Ok(LimitsBackend { limits: Limits::Redis(limits), rates_fail_open: r.rates_fail_open })
+    let limits = Arc::new(limits);
+    let restored = gatehouse_gates::ledger::restore_spend(store, &limits).await.context("budget spend")?;
+    if restored > 0 {
+        tracing::info!(budgets = restored, "budget spend restored from the store");
+    }
+    let policies = Arc::new(LimitPolicies::default());
+    policies.load(store).await.context("limit policies")?;
+    let ledger = Ledger::start(store.clone(), limits.clone(), Some(auditor.clone()));
+    Ok(LimitsBackend { limits, rates_fail_open, policies, ledger: Some(ledger) })
+}
+
+/// Deletes usage ledger rows past the retention (`[budgets] ledger_retention_days`), hourly.
+async fn prune_ledger(app: AppState) {
+    let mut t = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        t.tick().await;
+        let keep = app.runtime.load().gates.limits.budgets.ledger_retention;
+        let before = gatehouse_store::now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        match app.store.prune_usage(before).await {
+            Ok(n) if n > 0 => tracing::info!(rows = n, "usage ledger pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "usage ledger prune failed; will retry"),
+        }
+    }
 }

@@ -4,6 +4,7 @@
 
 mod audit;
 mod keys;
+mod limits;
 mod tenants;
 mod usage;
 mod webhooks;

@@ -12,6 +12,7 @@ mod admin;
 mod audit;
 mod auth;
 mod bad_input;
+mod budgets;
 mod capabilities;
 mod common;
 mod config;

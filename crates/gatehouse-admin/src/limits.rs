@@ -1,0 +1,339 @@
+//! Limits and budgets per scope — `/admin/v1/orgs/{org}/limits`,
+//! `/admin/v1/orgs/{org}/projects/{project}/limits`, `/admin/v1/keys/{id}/limits` — and the
+//! usage ledger (`/admin/v1/orgs/{org}/usage`). A spec is validated before it is stored; it
+//! applies on this replica at once and on the others within their poll interval (1 s). A read
+//! shows the scope's own spec and each budget's standing (spent and reserved) this period.
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use gatehouse_audit::EventKind as K;
+use gatehouse_core::{Denial, DenyCode, KeyId, OrgId, ProjectId};
+use gatehouse_limits::spec::{LimitSpec, Unit};
+use gatehouse_store::{LimitScope, UsageFilter};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AdminState;
+use crate::audit::{AuditCx, respond};
+use crate::body::StrictJson;
+use crate::keys::OrgQuery;
+use crate::rbac::{Operator, Permission};
+use crate::reply::{bad, store_err};
+
+/// The scope a request addresses, resolved and permission-checked.
+#[derive(Clone, Copy)]
+struct Target {
+    org: OrgId,
+    project: Option<ProjectId>,
+    key: Option<KeyId>,
+}
+
+impl Target {
+    fn scope(self) -> LimitScope {
+        gatehouse_gates::limits::store_scope(self.project, self.key)
+    }
+
+    fn label(self) -> String {
+        match (self.project, self.key) {
+            (_, Some(k)) => format!("key:{k}"),
+            (Some(p), None) => format!("project:{p}"),
+            (None, None) => format!("org:{}", self.org),
+        }
+    }
+}
+
+enum Addr<'a> {
+    Org(&'a str),
+    Project(&'a str, &'a str),
+    Key(&'a str, Option<&'a str>),
+}
+
+async fn target(s: &AdminState, op: &Operator, addr: &Addr<'_>, write: bool) -> Result<Target, Denial> {
+    match *addr {
+        Addr::Org(org) => {
+            let perm = if write { Permission::OrgUpdate } else { Permission::OrgRead };
+            let (org, _) = crate::guardrails::scope(s, op, org, None, perm).await?;
+            Ok(Target { org, project: None, key: None })
+        }
+        Addr::Project(org, project) => {
+            let perm = if write { Permission::ProjectWrite } else { Permission::ProjectRead };
+            let (org, project) = crate::guardrails::scope(s, op, org, Some(project), perm).await?;
+            Ok(Target { org, project, key: None })
+        }
+        Addr::Key(id, org) => {
+            let perm = if write { Permission::KeyWriteAny } else { Permission::KeyRead };
+            let (org, key) = crate::keys::scoped_key(s, op, org, id, perm).await?;
+            s.store.key(org, key).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+            Ok(Target { org, project: None, key: Some(key) })
+        }
+    }
+}
+
+fn amount(unit: Unit, v: u64) -> Value {
+    match unit {
+        // micro-USD as a decimal USD amount
+        #[expect(clippy::cast_precision_loss, reason = "display only; exact below 2^53 micro-USD")]
+        Unit::Usd => json!(v as f64 / 1_000_000.0),
+        Unit::Tokens => json!(v),
+    }
+}
+
+/// The scope's own spec and each of its budgets' standing in the current period.
+async fn view(s: &AdminState, t: Target) -> Result<(StatusCode, Value), Denial> {
+    let row = s.store.limit_policy(t.org, t.scope()).await.map_err(store_err)?;
+    let spec = row.as_ref().and_then(|r| serde_json::from_str::<LimitSpec>(&r.spec).ok());
+    let limits = s.app.runtime.load().gates.limits.backend.limits.clone();
+    let now = std::time::SystemTime::now();
+    let mut standing = Vec::new();
+    for b in spec.as_ref().and_then(|sp| sp.compile().ok()).unwrap_or_default() {
+        let budget = gatehouse_gates::limits::period_key(&t.label(), &b, now);
+        let st = limits.standing(&budget.key).await.map_err(|_| Denial::new(DenyCode::Unavailable))?;
+        standing.push(json!({
+            "period": b.period.as_str(),
+            "unit": b.unit.as_str(),
+            "limit": amount(b.unit, b.limit),
+            "spent": amount(b.unit, st.spent),
+            "reserved": amount(b.unit, st.reserved),
+        }));
+    }
+    Ok((
+        StatusCode::OK,
+        json!({
+            "org_id": t.org,
+            "project_id": t.project,
+            "key_id": t.key,
+            "limits": spec,
+            "standing": standing,
+            "updated_at": row.as_ref().map(|r| r.updated_at),
+            "updated_by": row.as_ref().map(|r| r.updated_by.clone()),
+        }),
+    ))
+}
+
+async fn reload(s: &AdminState) -> Result<(), Denial> {
+    let policies = s.app.runtime.load().gates.limits.backend.policies.clone();
+    policies.load(&s.store).await.map_err(store_err)
+}
+
+async fn get(s: &AdminState, op: &Operator, addr: Addr<'_>) -> Result<(StatusCode, Value), Denial> {
+    let t = target(s, op, &addr, false).await?;
+    view(s, t).await
+}
+
+async fn put(
+    s: &AdminState,
+    op: &Operator,
+    addr: Addr<'_>,
+    body: Result<StrictJson<LimitSpec>, Denial>,
+) -> Result<(StatusCode, Value), Denial> {
+    let t = target(s, op, &addr, true).await?;
+    let StrictJson(spec) = body?;
+    if let Err(e) = spec.compile() {
+        tracing::info!(org = %t.org, field = e.field, rule = e.rule, "limit policy refused");
+        return Err(bad(e.field));
+    }
+    let text = serde_json::to_string(&spec).map_err(|_| Denial::new(DenyCode::Internal))?;
+    s.store.put_limit_policy(t.org, t.scope(), &text, &op.actor().render()).await.map_err(store_err)?;
+    reload(s).await?;
+    view(s, t).await
+}
+
+async fn delete(s: &AdminState, op: &Operator, addr: Addr<'_>) -> Result<(StatusCode, Value), Denial> {
+    let t = target(s, op, &addr, true).await?;
+    s.store.delete_limit_policy(t.org, t.scope()).await.map_err(store_err)?;
+    reload(s).await?;
+    view(s, t).await
+}
+
+type Body = Result<StrictJson<LimitSpec>, Denial>;
+type OrgQ = Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>;
+
+pub async fn get_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(org): Path<String>) -> Response {
+    let r = get(&s, &op, Addr::Org(&org)).await;
+    respond(&s, &acx, &op, K::LimitOrgRead, OrgId::parse(&org), Some(org.clone()), r).await
+}
+
+pub async fn put_org(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(org): Path<String>,
+    body: Body,
+) -> Response {
+    let r = put(&s, &op, Addr::Org(&org), body).await;
+    respond(&s, &acx, &op, K::LimitOrgSet, OrgId::parse(&org), Some(org.clone()), r).await
+}
+
+pub async fn delete_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(org): Path<String>) -> Response {
+    let r = delete(&s, &op, Addr::Org(&org)).await;
+    respond(&s, &acx, &op, K::LimitOrgDelete, OrgId::parse(&org), Some(org.clone()), r).await
+}
+
+pub async fn get_project(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path((org, project)): Path<(String, String)>,
+) -> Response {
+    let r = get(&s, &op, Addr::Project(&org, &project)).await;
+    respond(&s, &acx, &op, K::LimitProjectRead, OrgId::parse(&org), Some(project.clone()), r).await
+}
+
+pub async fn put_project(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path((org, project)): Path<(String, String)>,
+    body: Body,
+) -> Response {
+    let r = put(&s, &op, Addr::Project(&org, &project), body).await;
+    respond(&s, &acx, &op, K::LimitProjectSet, OrgId::parse(&org), Some(project.clone()), r).await
+}
+
+pub async fn delete_project(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path((org, project)): Path<(String, String)>,
+) -> Response {
+    let r = delete(&s, &op, Addr::Project(&org, &project)).await;
+    respond(&s, &acx, &op, K::LimitProjectDelete, OrgId::parse(&org), Some(project.clone()), r).await
+}
+
+/// The org a key route acted on, for the audit event.
+fn key_org(r: &Result<(StatusCode, Value), Denial>) -> Option<OrgId> {
+    r.as_ref().ok().and_then(|(_, v)| v["org_id"].as_str()).and_then(OrgId::parse)
+}
+
+pub async fn get_key(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(id): Path<String>,
+    q: OrgQ,
+) -> Response {
+    let r = match q {
+        Ok(Query(q)) => get(&s, &op, Addr::Key(&id, q.org.as_deref())).await,
+        Err(_) => Err(bad("query")),
+    };
+    let org = key_org(&r);
+    respond(&s, &acx, &op, K::LimitKeyRead, org, Some(id.clone()), r).await
+}
+
+pub async fn put_key(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(id): Path<String>,
+    q: OrgQ,
+    body: Body,
+) -> Response {
+    let r = match q {
+        Ok(Query(q)) => put(&s, &op, Addr::Key(&id, q.org.as_deref()), body).await,
+        Err(_) => Err(bad("query")),
+    };
+    let org = key_org(&r);
+    respond(&s, &acx, &op, K::LimitKeySet, org, Some(id.clone()), r).await
+}
+
+pub async fn delete_key(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(id): Path<String>,
+    q: OrgQ,
+) -> Response {
+    let r = match q {
+        Ok(Query(q)) => delete(&s, &op, Addr::Key(&id, q.org.as_deref())).await,
+        Err(_) => Err(bad("query")),
+    };
+    let org = key_org(&r);
+    respond(&s, &acx, &op, K::LimitKeyDelete, org, Some(id.clone()), r).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    project: Option<String>,
+    key: Option<String>,
+    /// A capability token's registered id.
+    token: Option<String>,
+    model: Option<String>,
+    /// Inclusive UTC days, `YYYY-MM-DD`.
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn day(v: Option<String>, field: &'static str) -> Result<Option<String>, Denial> {
+    match v {
+        None => Ok(None),
+        Some(d) if d.len() == 10 && humantime::parse_rfc3339(&format!("{d}T00:00:00Z")).is_ok() => Ok(Some(d)),
+        Some(_) => Err(bad(field)),
+    }
+}
+
+async fn usage(
+    s: &AdminState,
+    op: &Operator,
+    org: &str,
+    q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(StatusCode, Value), Denial> {
+    let (org, _) = crate::guardrails::scope(s, op, org, None, Permission::OrgRead).await?;
+    let Query(q) = q.map_err(|_| bad("query"))?;
+    let project = match q.project {
+        Some(p) => Some(ProjectId::parse(&p).ok_or(bad("project"))?.to_string()),
+        None => None,
+    };
+    let credential = match (q.key, q.token) {
+        (Some(_), Some(_)) => return Err(bad("key")),
+        (Some(k), None) => Some(format!("key:{}", KeyId::parse(&k).ok_or(bad("key"))?)),
+        (None, Some(t)) => Some(format!("capability:{}", gatehouse_core::TokenId::parse(&t).ok_or(bad("token"))?)),
+        (None, None) => None,
+    };
+    if q.model.as_ref().is_some_and(|m| m.is_empty() || m.len() > 256) {
+        return Err(bad("model"));
+    }
+    let filter = UsageFilter {
+        project_id: project,
+        credential,
+        model: q.model,
+        from_day: day(q.from, "from")?,
+        to_day: day(q.to, "to")?,
+    };
+    let rows = s.store.usage(org, &filter).await.map_err(store_err)?;
+    let (mut requests, mut prompt, mut completion, mut cost) = (0i64, 0i64, 0i64, 0i64);
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            requests += r.requests;
+            prompt += r.prompt_tokens;
+            completion += r.completion_tokens;
+            cost += r.cost_micro_usd;
+            json!({
+                "day": r.day, "project_id": r.project_id, "credential": r.credential, "model": r.model,
+                "requests": r.requests, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                "cached_tokens": r.cached_tokens, "cost_micro_usd": r.cost_micro_usd,
+            })
+        })
+        .collect();
+    Ok((
+        StatusCode::OK,
+        json!({
+            "object": "list",
+            "data": data,
+            "total": {"requests": requests, "prompt_tokens": prompt, "completion_tokens": completion, "cost_micro_usd": cost},
+        }),
+    ))
+}
+
+pub async fn get_usage(
+    State(s): State<AdminState>,
+    op: Operator,
+    acx: AuditCx,
+    Path(org): Path<String>,
+    q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let r = usage(&s, &op, &org, q).await;
+    respond(&s, &acx, &op, K::UsageRead, OrgId::parse(&org), Some(org.clone()), r).await
+}

@@ -1,0 +1,386 @@
+//! Settlement: what a request really used goes back to its budgets and into the usage ledger.
+//!
+//! The limits gate hands every admitted request a [`Hold`]; the request's end (a whole answer,
+//! a stream that completed, failed, was cut or was cancelled by the client, a refusal after
+//! admission) settles it exactly once — explicitly, or by dropping it. Settling is queued to
+//! one background task per process ([`Ledger`]), so the request path never waits on the
+//! limits store or the database for it:
+//! - each reservation is settled to the real amount (retried while the limits store is down,
+//!   for as long as the store keeps an expired hold's receipt), and a budget whose spend
+//!   crossed one of its soft thresholds emits a `budget.threshold` audit event (webhook-able);
+//! - the request's usage and cost are written to the usage ledger in batches (retried while
+//!   the database is down; the request id makes a retried write change nothing).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_audit::{Actor, Auditor, Event, EventKind, Outcome};
+use gatehouse_config::budgets::{BudgetSettings, Price};
+use gatehouse_core::{OrgId, ProjectId, RequestCx};
+use gatehouse_limits::spec::{CompiledBudget, Unit, crossed};
+use gatehouse_limits::{Limits, Reservation};
+use gatehouse_providers::{ApiRequest, Usage};
+use gatehouse_store::{BudgetSpend, Store, UsageRecord, now_ms};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+/// What a reserved budget is, for logs and threshold events.
+#[derive(Clone, Debug)]
+pub struct BudgetMeta {
+    /// `project:<id>/monthly/usd`
+    pub label: String,
+    pub unit: Unit,
+    pub limit: u64,
+    pub alert_at: Vec<u8>,
+    /// The budget belongs to a project or a key of the request's project (not the org).
+    below_org: bool,
+}
+
+impl BudgetMeta {
+    pub(crate) fn new(scope: &str, b: &CompiledBudget) -> BudgetMeta {
+        BudgetMeta {
+            label: format!("{scope}/{}/{}", b.period.as_str(), b.unit.as_str()),
+            unit: b.unit,
+            limit: b.limit,
+            alert_at: b.alert_at.clone(),
+            below_org: !scope.starts_with("org:"),
+        }
+    }
+}
+
+/// How much of a request's use is known when it ends.
+#[derive(Clone, Copy, Debug)]
+pub enum Used {
+    /// The provider's own count.
+    Reported(Usage),
+    /// No count from the provider (a stream cancelled or cut before its usage chunk, an answer
+    /// without usage): the completion tokens estimated by the caller (streamed events, one
+    /// token each as providers stream them), and the prompt at four bytes per token.
+    Estimated { completion_tokens: u64 },
+    /// Nothing reached a provider (or it failed before answering): release the reservation.
+    Nothing,
+}
+
+struct Pending {
+    request_id: String,
+    org: OrgId,
+    project: ProjectId,
+    credential: String,
+    model: Arc<str>,
+    price: Option<Price>,
+    body_bytes: u64,
+    output_reserved: u64,
+    reservations: Vec<(Reservation, Vec<BudgetMeta>)>,
+}
+
+/// An admitted request's reservations and identity, settled once when the request ends.
+/// Dropping an unsettled hold releases it (nothing used), so no exit path can leak one.
+pub struct Hold {
+    ledger: Option<Ledger>,
+    pending: Option<Box<Pending>>,
+}
+
+impl Hold {
+    /// For requests that reach no limits gate (refused earlier) and for tests.
+    pub fn none() -> Hold {
+        Hold { ledger: None, pending: None }
+    }
+
+    pub(crate) fn new(
+        ledger: Option<Ledger>,
+        cx: &RequestCx,
+        model: Arc<str>,
+        price: Option<Price>,
+        req: &ApiRequest,
+        settings: &BudgetSettings,
+    ) -> Hold {
+        let Some(p) = cx.principal.as_ref() else { return Hold::none() };
+        let pending = Pending {
+            request_id: cx.request_id.to_string(),
+            org: p.org,
+            project: p.project,
+            credential: Actor::of(&p.credential).render(),
+            model,
+            price,
+            body_bytes: req.body_bytes as u64,
+            output_reserved: req.max_output.unwrap_or(settings.default_max_tokens),
+            reservations: Vec::new(),
+        };
+        Hold { ledger, pending: Some(Box::new(pending)) }
+    }
+
+    pub(crate) fn model(&self) -> &str {
+        self.pending.as_ref().map_or("", |p| &p.model)
+    }
+
+    /// The request's worst case: (prompt tokens, output tokens). The prompt is bounded by its
+    /// body's size (a byte-level BPE token is at least one byte).
+    pub(crate) fn worst_case(&self) -> (u64, u64) {
+        self.pending.as_ref().map_or((0, 0), |p| (p.body_bytes, p.output_reserved))
+    }
+
+    pub(crate) fn add(&mut self, r: Reservation, meta: Vec<BudgetMeta>) {
+        if let Some(p) = self.pending.as_mut() {
+            p.reservations.push((r, meta));
+        }
+    }
+
+    /// The output tokens this request reserved, when a budget applies: a stream running past
+    /// it is cut, so it cannot spend beyond its reservation.
+    pub fn output_cap(&self) -> Option<u64> {
+        self.pending.as_ref().filter(|p| !p.reservations.is_empty()).map(|p| p.output_reserved)
+    }
+
+    /// Settles the reservations to what was used and records it in the ledger.
+    pub fn settle(mut self, used: Used) {
+        self.finish(used);
+    }
+
+    fn finish(&mut self, used: Used) {
+        let Some(p) = self.pending.take() else { return };
+        let Some(ledger) = self.ledger.take() else { return };
+        let usage = match used {
+            Used::Reported(u) => Some(u),
+            Used::Estimated { completion_tokens } => {
+                Some(Usage { prompt_tokens: p.body_bytes.div_ceil(4), completion_tokens, cached_tokens: 0 })
+            }
+            Used::Nothing => None,
+        };
+        let cost = usage.map_or(0, |u| {
+            p.price.map_or(0, |price| price.cost(u.prompt_tokens, u.cached_tokens, u.completion_tokens))
+        });
+        let tokens = usage.map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens));
+        let record = usage.map(|u| UsageRecord {
+            request_id: p.request_id.clone(),
+            at: now_ms(),
+            org_id: p.org.to_string(),
+            project_id: p.project.to_string(),
+            credential: p.credential.clone(),
+            model: p.model.to_string(),
+            prompt_tokens: i64::try_from(u.prompt_tokens).unwrap_or(i64::MAX),
+            completion_tokens: i64::try_from(u.completion_tokens).unwrap_or(i64::MAX),
+            cached_tokens: i64::try_from(u.cached_tokens).unwrap_or(i64::MAX),
+            cost_micro_usd: i64::try_from(cost).unwrap_or(i64::MAX),
+        });
+        let reservations = p
+            .reservations
+            .into_iter()
+            .map(|(r, meta)| {
+                let actual = match meta.first().map(|m| m.unit) {
+                    Some(Unit::Tokens) => tokens,
+                    _ => cost,
+                };
+                (r, meta, actual)
+            })
+            .collect();
+        ledger.submit(Box::new(Settlement { org: p.org, project: p.project, reservations, record }));
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.finish(Used::Nothing);
+    }
+}
+
+struct Settlement {
+    org: OrgId,
+    project: ProjectId,
+    reservations: Vec<(Reservation, Vec<BudgetMeta>, u64)>,
+    record: Option<UsageRecord>,
+}
+
+enum Msg {
+    Settle(Box<Settlement>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The process's settlement queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// Batches of ledger rows are written at this size or this often, whichever comes first.
+const BATCH: usize = 256;
+const LINGER: Duration = Duration::from_millis(200);
+/// Rows kept while the database is down; beyond this the oldest are dropped (and counted).
+const MAX_UNWRITTEN: usize = 1_000_000;
+/// How long a settle is retried while the limits store is down: a little less than the hour
+/// the store keeps an expired hold's receipt.
+const SETTLE_RETRY_FOR: Duration = Duration::from_secs(55 * 60);
+
+impl Ledger {
+    /// Starts the settlement task. `auditor` receives threshold events.
+    /// On the in-process limits store, each settled spend is also written to the database
+    /// (`budget_spend`), so a restart keeps the budgets' periods' spend.
+    pub fn start(store: Store, limits: Arc<Limits>, auditor: Option<Auditor>) -> Ledger {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(rx, store, limits, auditor));
+        Ledger { tx }
+    }
+
+    fn submit(&self, s: Box<Settlement>) {
+        if self.tx.send(Msg::Settle(s)).is_err() {
+            metrics::counter!("gatehouse_ledger_dropped_total").increment(1);
+            tracing::error!("settlement queue closed; a request's settlement was dropped");
+        }
+    }
+
+    /// Waits until everything submitted before has been settled and written (or, for a limits
+    /// store that is down, given up by the caller's deadline). For shutdown and tests.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// Restores the in-process store's budget spend from the database (at start).
+pub async fn restore_spend(store: &Store, limits: &Limits) -> Result<usize, gatehouse_store::Error> {
+    let Limits::Local(local) = limits else { return Ok(0) };
+    let now = now_ms();
+    let rows = store.budget_spends(now).await?;
+    for r in &rows {
+        let left = r.expires_at.map(|t| Duration::from_millis(u64::try_from(t - now).unwrap_or(0)));
+        local.seed(&r.budget, u64::try_from(r.spent).unwrap_or(0), left);
+    }
+    Ok(rows.len())
+}
+
+/// What the settle tasks hand back to be persisted (in-process store only).
+type Spends = Vec<BudgetSpend>;
+
+async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, store: Store, limits: Arc<Limits>, auditor: Option<Auditor>) {
+    let mut rows: Vec<UsageRecord> = Vec::new();
+    let mut spends: Spends = Vec::new();
+    let mut settling: JoinSet<Spends> = JoinSet::new();
+    let mut tick = tokio::time::interval(LINGER);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                None => {
+                    while let Some(done) = settling.join_next().await {
+                        spends.extend(done.unwrap_or_default());
+                    }
+                    write(&store, &mut rows, &mut spends).await;
+                    return;
+                }
+                Some(Msg::Settle(s)) => {
+                    rows.extend(s.record);
+                    if !s.reservations.is_empty() {
+                        settling.spawn(settle(limits.clone(), auditor.clone(), s.org, s.project, s.reservations));
+                    }
+                    if rows.len() >= BATCH {
+                        write(&store, &mut rows, &mut spends).await;
+                    }
+                }
+                Some(Msg::Flush(done)) => {
+                    while let Some(s) = settling.join_next().await {
+                        spends.extend(s.unwrap_or_default());
+                    }
+                    write(&store, &mut rows, &mut spends).await;
+                    let _ = done.send(());
+                }
+            },
+            Some(done) = settling.join_next(), if !settling.is_empty() => spends.extend(done.unwrap_or_default()),
+            _ = tick.tick() => {
+                if !rows.is_empty() || !spends.is_empty() {
+                    write(&store, &mut rows, &mut spends).await;
+                }
+            }
+        }
+    }
+}
+
+/// Writes the pending rows; on failure keeps them (bounded) for the next attempt.
+async fn write(store: &Store, rows: &mut Vec<UsageRecord>, spends: &mut Spends) {
+    if !spends.is_empty() {
+        match store.add_budget_spend(spends).await {
+            Ok(()) => spends.clear(),
+            Err(e) => {
+                tracing::warn!(error = %e, pending = spends.len(), "budget spend write failed; will retry");
+                if spends.len() > MAX_UNWRITTEN {
+                    let over = spends.len() - MAX_UNWRITTEN;
+                    spends.drain(..over);
+                }
+            }
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    match store.record_usage(rows).await {
+        Ok(()) => {
+            metrics::counter!("gatehouse_ledger_rows_total").increment(rows.len() as u64);
+            rows.clear();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, pending = rows.len(), "usage ledger write failed; will retry");
+            if rows.len() > MAX_UNWRITTEN {
+                let over = rows.len() - MAX_UNWRITTEN;
+                rows.drain(..over);
+                metrics::counter!("gatehouse_ledger_dropped_total").increment(over as u64);
+                tracing::error!(dropped = over, "usage ledger backlog full; oldest rows dropped");
+            }
+        }
+    }
+}
+
+async fn settle(
+    limits: Arc<Limits>,
+    auditor: Option<Auditor>,
+    org: OrgId,
+    project: ProjectId,
+    reservations: Vec<(Reservation, Vec<BudgetMeta>, u64)>,
+) -> Spends {
+    let persist = matches!(*limits, Limits::Local(_));
+    let mut spends = Vec::new();
+    for (r, meta, actual) in reservations {
+        let started = tokio::time::Instant::now();
+        let after = loop {
+            match limits.settle(&r, actual).await {
+                Ok(after) => break after,
+                Err(_) if started.elapsed() < SETTLE_RETRY_FOR => {
+                    metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "settle", "policy" => "retry")
+                        .increment(1);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(_) => {
+                    tracing::error!(reservation = %r.id, "limits store unavailable for too long; a settlement was given up");
+                    break None;
+                }
+            }
+        };
+        if persist && after.is_some() && actual > 0 {
+            let now = now_ms();
+            spends.extend(r.budgets.iter().map(|b| BudgetSpend {
+                budget: b.key.clone(),
+                spent: i64::try_from(actual).unwrap_or(i64::MAX),
+                expires_at:
+                    b.retain.map(|keep| now.saturating_add(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))),
+            }));
+        }
+        // None: settled before (a retry after a lost answer); nothing crossed now
+        for (m, spent) in meta.iter().zip(after.unwrap_or_default()) {
+            for pct in crossed(&m.alert_at, m.limit, spent.saturating_sub(actual), spent) {
+                threshold(auditor.as_ref(), org, m.below_org.then_some(project), m, pct);
+            }
+        }
+    }
+    spends
+}
+
+fn threshold(auditor: Option<&Auditor>, org: OrgId, project: Option<ProjectId>, m: &BudgetMeta, pct: u8) {
+    metrics::counter!("gatehouse_budget_thresholds_total", "unit" => m.unit.as_str()).increment(1);
+    tracing::info!(org = %org, budget = %m.label, percent = pct, "budget threshold crossed");
+    if let Some(a) = auditor {
+        let mut e = Event::new(EventKind::BudgetThreshold, Outcome::Allowed, 200, "ok", Actor::System);
+        e.org = Some(org);
+        e.project = project;
+        e.target = Some(format!("{}/{pct}%", m.label));
+        a.submit(e);
+    }
+}
