@@ -189,7 +189,7 @@ mod tests {
     fn output_caps_are_read_bounded_and_multiplied_by_choices() {
         let r = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":100,"n":3}"#).unwrap();
         assert_eq!(r.max_output, Some(300));
-        assert_eq!(r.body_bytes, 74);
+        assert_eq!(r.body_bytes, 80);
         let r = chat(
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":100,"max_completion_tokens":7}"#,
         )

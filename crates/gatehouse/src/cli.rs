@@ -69,6 +69,21 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::token_cmd::TokenAction,
     },
+    /// Rate limits and budgets of an org, a project or a key (docs/LIMITS.md).
+    Limits {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        action: LimitsAction,
+    },
+    /// What was used and spent, from the usage ledger: one row per UTC day, project,
+    /// credential and model.
+    Usage {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(flatten)]
+        q: UsageArgs,
+    },
     /// Verify, export and inspect the tamper-evident audit trail.
     Audit {
         #[command(subcommand)]
@@ -145,6 +160,66 @@ pub enum MembersAction {
         org: String,
         user_id: String,
     },
+}
+
+/// Which scope a `limits` command addresses: the org, or one of its projects or keys.
+#[derive(Args, Debug, Clone)]
+pub struct LimitTarget {
+    /// Org id or name.
+    #[arg(long)]
+    pub org: String,
+    /// Project id or name (else the org itself).
+    #[arg(long, conflicts_with = "key")]
+    pub project: Option<String>,
+    /// Key id (else the org itself).
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LimitsAction {
+    /// The scope's limits and each budget's standing this period.
+    Show {
+        #[command(flatten)]
+        target: LimitTarget,
+    },
+    /// Replaces the scope's limits, e.g.
+    /// --spec '{"rpm":600,"budgets":[{"period":"monthly","usd":250,"alert_at":[80]}]}'.
+    Set {
+        #[command(flatten)]
+        target: LimitTarget,
+        #[arg(long)]
+        spec: String,
+    },
+    /// Removes the scope's own limits.
+    Clear {
+        #[command(flatten)]
+        target: LimitTarget,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct UsageArgs {
+    /// Org id or name.
+    #[arg(long)]
+    pub org: String,
+    /// Project id or name.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// An API key's id.
+    #[arg(long, conflicts_with = "token")]
+    pub key: Option<String>,
+    /// A capability token's id.
+    #[arg(long)]
+    pub token: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    /// First UTC day, YYYY-MM-DD.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last UTC day, YYYY-MM-DD.
+    #[arg(long)]
+    pub to: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -282,6 +357,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Orgs { conn, action } => admin(&conn, |c, out| async move { c.orgs(action, out).await }).await,
         Command::Projects { conn, action } => admin(&conn, |c, out| async move { c.projects(action, out).await }).await,
         Command::Members { conn, action } => admin(&conn, |c, out| async move { c.members(action, out).await }).await,
+        Command::Limits { conn, action } => admin(&conn, |c, out| async move { c.limits(action, out).await }).await,
+        Command::Usage { conn, q } => admin(&conn, |c, out| async move { c.usage(q, out).await }).await,
         Command::Token { conn, action } => crate::token_cmd::run(conn, action).await,
         Command::Audit { action } => audit(action).await,
     }

@@ -339,3 +339,95 @@ fn create_private_file(p: &std::path::Path) -> std::io::Result<std::fs::File> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     o.open(p)
 }
+
+impl AdminClient {
+    /// The admin API path of a limits scope.
+    async fn limits_path(&self, t: &crate::cli::LimitTarget) -> anyhow::Result<(String, Vec<(&'static str, String)>)> {
+        let org = self.org_id(&t.org).await?;
+        Ok(match (&t.project, &t.key) {
+            // key routes take the org by name
+            (_, Some(key)) => {
+                let name = if is_uuid(&t.org) {
+                    let o = self.call(reqwest::Method::GET, &format!("/admin/v1/orgs/{org}"), None, &[]).await?;
+                    o["name"].as_str().unwrap_or_default().to_owned()
+                } else {
+                    t.org.clone()
+                };
+                (format!("/admin/v1/keys/{key}/limits"), vec![("org", name)])
+            }
+            (Some(p), None) => {
+                (format!("/admin/v1/orgs/{org}/projects/{}/limits", self.project_id(&org, p).await?), vec![])
+            }
+            (None, None) => (format!("/admin/v1/orgs/{org}/limits"), vec![]),
+        })
+    }
+
+    pub async fn limits(&self, action: crate::cli::LimitsAction, output: Output) -> anyhow::Result<()> {
+        use crate::cli::LimitsAction;
+        use reqwest::Method;
+        let v = match action {
+            LimitsAction::Show { target } => {
+                let (path, q) = self.limits_path(&target).await?;
+                self.call(Method::GET, &path, None, &q).await?
+            }
+            LimitsAction::Set { target, spec } => {
+                let body: Value = serde_json::from_str(&spec).context("--spec is not JSON")?;
+                let (path, q) = self.limits_path(&target).await?;
+                self.call(Method::PUT, &path, Some(body), &q).await?
+            }
+            LimitsAction::Clear { target } => {
+                let (path, q) = self.limits_path(&target).await?;
+                self.call(Method::DELETE, &path, None, &q).await?
+            }
+        };
+        if output == Output::Json {
+            return print(&v, output, &[]);
+        }
+        let mut out = std::io::stdout().lock();
+        let rpm = v["limits"]["rpm"].as_u64().map_or_else(|| "-".to_owned(), |r| r.to_string());
+        writeln!(out, "rpm: {rpm}")?;
+        print(&json!({"data": v["standing"]}), output, BUDGET_COLUMNS)
+    }
+
+    pub async fn usage(&self, q: crate::cli::UsageArgs, output: Output) -> anyhow::Result<()> {
+        let org = self.org_id(&q.org).await?;
+        let mut query = Vec::new();
+        if let Some(p) = &q.project {
+            query.push(("project", self.project_id(&org, p).await?));
+        }
+        for (k, v) in [("key", q.key), ("token", q.token), ("model", q.model), ("from", q.from), ("to", q.to)] {
+            if let Some(v) = v {
+                query.push((k, v));
+            }
+        }
+        let mut v = self.call(reqwest::Method::GET, &format!("/admin/v1/orgs/{org}/usage"), None, &query).await?;
+        if output == Output::Json {
+            return print(&v, output, &[]);
+        }
+        // dollars for people; the API keeps integer micro-USD
+        let usd = |micro: &Value| format!("{:.6}", micro.as_i64().unwrap_or(0) as f64 / 1_000_000.0);
+        let mut total = v["total"].clone();
+        total["day"] = json!("TOTAL");
+        total["cost_usd"] = json!(usd(&total["cost_micro_usd"]));
+        if let Some(rows) = v["data"].as_array_mut() {
+            for r in rows.iter_mut() {
+                r["cost_usd"] = json!(usd(&r["cost_micro_usd"]));
+            }
+            rows.push(total);
+        }
+        print(&v, output, USAGE_COLUMNS)
+    }
+}
+
+const BUDGET_COLUMNS: &[(&str, &str)] =
+    &[("PERIOD", "period"), ("UNIT", "unit"), ("LIMIT", "limit"), ("SPENT", "spent"), ("RESERVED", "reserved")];
+const USAGE_COLUMNS: &[(&str, &str)] = &[
+    ("DAY", "day"),
+    ("PROJECT", "project_id"),
+    ("CREDENTIAL", "credential"),
+    ("MODEL", "model"),
+    ("REQUESTS", "requests"),
+    ("PROMPT", "prompt_tokens"),
+    ("COMPLETION", "completion_tokens"),
+    ("COST_USD", "cost_usd"),
+];

@@ -163,3 +163,37 @@ async fn login_saves_a_private_profile_the_other_commands_use() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"default\""));
 }
+
+#[tokio::test]
+async fn limits_and_usage_cli_set_a_budget_and_print_the_ledger() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway_with(&fake).await;
+    let (ok, out) = cli(&gw, &["projects", "create", "--org", "default", "web"]);
+    assert!(ok, "{out}");
+    let spec = r#"{"rpm":600,"budgets":[{"period":"daily","tokens":100000,"alert_at":[50]}]}"#;
+    let (ok, out) = cli(&gw, &["limits", "set", "--org", "default", "--project", "web", "--spec", spec]);
+    assert!(ok && out.contains("rpm: 600") && out.contains("daily") && out.contains("100000"), "{out}");
+    let (ok, out) = cli(&gw, &["limits", "set", "--org", "default", "--project", "web", "--spec", r#"{"rpm":0}"#]);
+    assert!(!ok && out.contains("400") && out.contains("rpm"), "{out}");
+
+    let (id, key) = gw.create_key(serde_json::json!({"name": "cli", "project": "web"})).await;
+    for _ in 0..2 {
+        assert_eq!(gw.chat(&key, "fake-model").await.status(), 200);
+    }
+    let (ok, out) = cli(&gw, &["limits", "show", "--org", "default", "--key", &id]);
+    assert!(ok && out.contains("rpm: -"), "a key without its own limits: {out}");
+    assert!(
+        gatehouse_testkit::eventually(std::time::Duration::from_secs(5), || async {
+            let (ok, out) = cli(&gw, &["usage", "--org", "default", "--project", "web", "-o", "json"]);
+            ok && out.contains(r#""requests":2"#)
+        })
+        .await
+    );
+    let (ok, table) = cli(&gw, &["usage", "--org", "default", "--key", &id]);
+    assert!(ok, "{table}");
+    for want in ["COST_USD", "fake-model", &format!("key:{id}"), "TOTAL", "14", "10"] {
+        assert!(table.contains(want), "{want} missing from\n{table}");
+    }
+    let (ok, out) = cli(&gw, &["usage", "--org", "default", "--from", "yesterday"]);
+    assert!(!ok && out.contains("400"), "{out}");
+}
