@@ -158,8 +158,10 @@ impl LimitsGate {
         LimitsGate { backend, prices: Arc::new(policy.prices.clone()), budgets: policy.budgets.clone() }
     }
 
-    /// Rates first (cheap, and a refused request reserves nothing), then budgets. The hold
-    /// that comes back must reach the end of the request: it settles the reservation.
+    /// Every rate and every budget of the request, checked at once: on Redis the calls are in
+    /// flight together on the one multiplexed connection, so the gate costs about one round
+    /// trip however many limits apply. A refusal releases whatever was reserved (the hold is
+    /// dropped). The hold that comes back must reach the end of the request: it settles.
     pub async fn check(&self, cx: &mut RequestCx, req: &ApiRequest) -> Result<Hold, Denial> {
         let Some(p) = cx.principal.as_ref() else { return Ok(Hold::none()) };
         let table = self.backend.policies.table.load();
@@ -183,24 +185,11 @@ impl LimitsGate {
         if let Some(rpm) = org.as_ref().and_then(|s| s.rpm) {
             rates.push((format!("org:{}", p.org), rpm));
         }
-        if let Some(grant) = &p.grant {
-            for &(node, rpm) in grant.rpm.iter() {
-                if let Some(token) = grant.chain.get(node) {
-                    rates.push((format!("token:{token}"), rpm));
-                }
-            }
-        }
-        for (name, rpm) in rates {
-            self.rate(cx, &name, rpm).await?;
-        }
-
-        let p = cx.principal.as_ref().ok_or(Denial::new(DenyCode::Internal))?;
         let now = SystemTime::now();
         let mut budgets: Vec<(Budget, BudgetMeta)> = Vec::new();
         let mut add = |scope: String, list: &[CompiledBudget]| {
             for b in list {
-                let budget = period_key(&scope, b, now);
-                budgets.push((budget, BudgetMeta::new(&scope, b)));
+                budgets.push((period_key(&scope, b, now), BudgetMeta::new(&scope, b)));
             }
         };
         if let Some(s) = &org {
@@ -213,6 +202,11 @@ impl LimitsGate {
             add(format!("key:{id}"), &s.budgets);
         }
         if let Some(grant) = &p.grant {
+            for &(node, rpm) in grant.rpm.iter() {
+                if let Some(token) = grant.chain.get(node) {
+                    rates.push((format!("token:{token}"), rpm));
+                }
+            }
             for &(node, micro) in grant.budgets_micro_usd.iter() {
                 if let Some(token) = grant.chain.get(node) {
                     let b =
@@ -224,9 +218,6 @@ impl LimitsGate {
         let model = cx.route.as_ref().map_or_else(|| Arc::from(req.model.as_str()), |r| r.model.clone());
         let price = self.prices.get(&*model).copied();
         let mut hold = Hold::new(self.backend.ledger.clone(), cx, model, price, req, &self.budgets);
-        if budgets.is_empty() {
-            return Ok(hold);
-        }
         let (usd, tokens): (Vec<_>, Vec<_>) = budgets.into_iter().partition(|(_, m)| m.unit == Unit::Usd);
         let price = match price {
             Some(p) => p,
@@ -237,32 +228,65 @@ impl LimitsGate {
             }
         };
         let (prompt, output) = hold.worst_case();
-        let worst_usd = price.cost(prompt, 0, output);
-        for (list, amount) in [(usd, worst_usd), (tokens, prompt.saturating_add(output))] {
-            if list.is_empty() {
-                continue;
-            }
-            let (keys, meta): (Vec<Budget>, Vec<BudgetMeta>) = list.into_iter().unzip();
-            match self.backend.limits.reserve(&keys, amount, self.budgets.hold).await {
+        let asks: Vec<(Vec<Budget>, Vec<BudgetMeta>, u64)> =
+            [(usd, price.cost(prompt, 0, output)), (tokens, prompt.saturating_add(output))]
+                .into_iter()
+                .filter(|(list, _)| !list.is_empty())
+                .map(|(list, amount)| {
+                    let (keys, meta): (Vec<Budget>, Vec<BudgetMeta>) = list.into_iter().unzip();
+                    (keys, meta, amount)
+                })
+                .collect();
+        if rates.is_empty() && asks.is_empty() {
+            return Ok(hold);
+        }
+
+        let limits = &self.backend.limits;
+        let (rated, reserved) = futures_util::future::join(
+            futures_util::future::join_all(rates.iter().map(|(name, rpm)| limits.rate(name, rate(*rpm), 1))),
+            futures_util::future::join_all(
+                asks.iter().map(|(keys, _, amount)| limits.reserve(keys, *amount, self.budgets.hold)),
+            ),
+        )
+        .await;
+        // granted reservations join the hold first, so any refusal below releases them
+        let mut refusal = None;
+        for ((_, meta, _), outcome) in asks.into_iter().zip(reserved) {
+            match outcome {
                 Ok(Reserved::Granted(r)) => hold.add(r, meta),
                 Ok(Reserved::Exhausted { budget }) => {
                     let m = meta.get(budget);
                     tracing::info!(request_id = %cx.request_id, budget = m.map(|m| m.label.as_str()), "budget exhausted");
-                    return Err(Denial::new(DenyCode::InsufficientQuota));
+                    refusal.get_or_insert(Denial::new(DenyCode::InsufficientQuota));
                 }
                 Err(_) => {
                     metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "budget", "policy" => "closed")
                         .increment(1);
                     tracing::warn!(request_id = %cx.request_id, "limits store unavailable; budget check failed closed");
-                    return Err(Denial::new(DenyCode::Unavailable));
+                    refusal.get_or_insert(Denial::new(DenyCode::Unavailable));
                 }
             }
         }
-        Ok(hold)
+        for ((_, rpm), decision) in rates.iter().zip(rated) {
+            if let Err(d) = self.rated(cx, *rpm, decision) {
+                // a rate refusal says when to retry: it wins over a budget's
+                refusal = Some(d);
+                break;
+            }
+        }
+        match refusal {
+            Some(d) => Err(d),
+            None => Ok(hold),
+        }
     }
 
-    async fn rate(&self, cx: &mut RequestCx, name: &str, rpm: u32) -> Result<(), Denial> {
-        let decision = self.backend.limits.rate(name, rate(rpm), 1).await;
+    /// One rate's decision: reported in the headers (the tightest), and a refusal if over.
+    fn rated(
+        &self,
+        cx: &mut RequestCx,
+        rpm: u32,
+        decision: Result<gatehouse_limits::RateDecision, gatehouse_limits::Unavailable>,
+    ) -> Result<(), Denial> {
         if let Ok(d) = &decision {
             // report the tightest rate: the one with the fewest requests left
             let info = RateLimitInfo { limit: u64::from(rpm), remaining: d.remaining, reset: d.reset };

@@ -334,3 +334,113 @@ async fn budget_spend_survives_a_restart_on_the_embedded_store() {
     assert_eq!(gw.post("/v1/chat/completions", Some(&key), &chat(20, false)).await.status(), 200);
     assert_eq!(settled(&gw, &path).await["spent"], 48);
 }
+
+/// One request of the load run below: which key, when, how it ended, what it used.
+struct Sample {
+    key: usize,
+    started: std::time::Instant,
+    took: Duration,
+    status: u16,
+    tokens: u64,
+}
+
+/// Redis killed in the middle of a load run and restarted: meanwhile the budgeted key (budgets
+/// fail closed) is refused with 503 and the rate-limited key (rates fail open) passes, nothing
+/// waits past the timeout, the gateway recovers by itself, and the usage ledger holds exactly
+/// the use of every admitted request.
+#[tokio::test]
+async fn redis_killed_under_load_refuses_budgets_passes_open_rates_and_loses_no_spend() {
+    use crate::limits::OwnRedis;
+    let Some(mut redis) = OwnRedis::any().await else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "redis-server is required under CI=true");
+        return;
+    };
+    let fake = FakeProvider::spawn().await;
+    let config = format!(
+        "{}\n[redis]\nurl = \"env:GH_TEST_REDIS\"\ntimeout_ms = 200\nrates_on_failure = \"open\"\n",
+        upstream_config(&fake)
+    );
+    let gw = gateway()
+        .config(&config)
+        .env("FAKE_UPSTREAM_KEY", PROVIDER_SECRET)
+        .env("GH_TEST_REDIS", &format!("redis://127.0.0.1:{}/0", redis.port))
+        .spawn()
+        .await;
+    let (org, _, budgeted_id, budgeted) = key_in_new_project(&gw, "closed").await;
+    let (_, _, rated_id, rated) = key_in_new_project(&gw, "open").await;
+    let spec = json!({"budgets": [{"period": "lifetime", "tokens": 1_000_000_000}]});
+    admin(&gw, Method::PUT, &format!("/admin/v1/keys/{budgeted_id}/limits"), Some(spec)).await;
+    admin(&gw, Method::PUT, &format!("/admin/v1/keys/{rated_id}/limits"), Some(json!({"rpm": 1_000_000}))).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (key, http, url, stop) = (
+                [budgeted.clone(), rated.clone()][w % 2].clone(),
+                gw.http.clone(),
+                format!("{}/v1/chat/completions", gw.data_url),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = std::time::Instant::now();
+                    let resp = http.post(&url).bearer_auth(&key).json(&chat(20, false)).send().await.unwrap();
+                    let status = resp.status().as_u16();
+                    let v: Value = resp.json().await.unwrap_or(Value::Null);
+                    let tokens = v["usage"]["total_tokens"].as_u64().unwrap_or(0);
+                    out.push(Sample { key: w % 2, started, took: started.elapsed(), status, tokens });
+                }
+                out
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    redis.kill().await;
+    let killed = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _redis = OwnRedis::start(redis.port).await.unwrap();
+    let restarted = std::time::Instant::now();
+    let recovered = eventually(Duration::from_secs(10), || async {
+        gw.post("/v1/chat/completions", Some(&budgeted), &chat(20, false)).await.status() == 200
+    })
+    .await;
+    assert!(recovered, "the budget check recovers without a restart");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut samples = Vec::new();
+    for w in workers {
+        samples.extend(w.await.unwrap());
+    }
+
+    // while Redis was down (with a margin for requests already past the check)
+    let down = |s: &Sample| s.started > killed + Duration::from_millis(300) && s.started + s.took < restarted;
+    let during: Vec<&Sample> = samples.iter().filter(|s| down(s)).collect();
+    assert!(during.iter().any(|s| s.key == 0) && during.iter().any(|s| s.key == 1), "load ran during the outage");
+    for s in &during {
+        let want = if s.key == 0 { 503 } else { 200 };
+        assert_eq!(
+            s.status,
+            want,
+            "key {} during the outage: started {:?} after the kill, took {:?}; outage {:?}",
+            s.key,
+            s.started - killed,
+            s.took,
+            restarted - killed
+        );
+    }
+    for s in &samples {
+        assert!(s.status == 200 || s.status == 503, "{}", s.status);
+        assert!(s.took < Duration::from_secs(2), "a request took {:?}", s.took);
+    }
+    // every admitted request is in the ledger with its use; nothing else is
+    for (key, id) in [(0, &budgeted_id), (1, &rated_id)] {
+        let ok: Vec<&Sample> = samples.iter().filter(|s| s.key == key && s.status == 200).collect();
+        let used: u64 = ok.iter().map(|s| s.tokens).sum();
+        // the recovery probe above was one more admitted request of the budgeted key
+        let requests = ok.len() as u64 + u64::from(key == 0);
+        let total = ledger(&gw, &org, &format!("key={id}"), requests).await;
+        let tokens = total["prompt_tokens"].as_u64().unwrap() + total["completion_tokens"].as_u64().unwrap();
+        assert_eq!(tokens, used + if key == 0 { 12 } else { 0 }, "key {key}: ledger == sum of admitted use");
+    }
+}

@@ -89,13 +89,13 @@ async fn a_configured_redis_that_does_not_answer_stops_the_start_with_a_clear_er
 }
 
 /// A Redis of the test's own on a free port, so it can be killed and restarted.
-struct OwnRedis {
-    port: u16,
+pub struct OwnRedis {
+    pub port: u16,
     child: Option<tokio::process::Child>,
 }
 
 impl OwnRedis {
-    async fn start(port: u16) -> Option<OwnRedis> {
+    pub async fn start(port: u16) -> Option<OwnRedis> {
         let child = tokio::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
@@ -104,8 +104,17 @@ impl OwnRedis {
             .ok()?;
         let mut r = OwnRedis { port, child: Some(child) };
         for _ in 0..100 {
+            // ours only if our process still runs: another test's Redis may hold the port
+            let alive = r.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+            if !alive {
+                return None;
+            }
             if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Some(r);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if r.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
+                    return Some(r);
+                }
+                return None;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
@@ -113,21 +122,30 @@ impl OwnRedis {
         None
     }
 
-    async fn kill(&mut self) {
+    /// A Redis on a free port (a few tries: a port can be taken between probe and bind).
+    pub async fn any() -> Option<OwnRedis> {
+        for _ in 0..5 {
+            if let Some(r) = OwnRedis::start(free_port()).await {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    pub async fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill().await;
         }
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[tokio::test]
 async fn while_redis_is_down_open_rates_pass_closed_rates_refuse_and_both_recover_by_themselves() {
-    let port = free_port();
-    let Some(mut redis) = OwnRedis::start(port).await else {
+    let Some(mut redis) = OwnRedis::any().await else {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("redis-server is required under CI=true");
         }
@@ -164,7 +182,7 @@ async fn while_redis_is_down_open_rates_pass_closed_rates_refuse_and_both_recove
     .await;
     assert!(audited, "and audited, one event per request that passed unchecked");
 
-    let _redis = OwnRedis::start(port).await.unwrap();
+    let _redis = OwnRedis::start(redis.port).await.unwrap();
     let recovered = gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || async {
         closed.chat(&t_closed, "mock").await.status() == 200
     })
