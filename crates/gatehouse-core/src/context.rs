@@ -50,6 +50,8 @@ pub struct Principal {
     /// Requests per minute for this credential itself (an API key: its project's
     /// `default_limits.rpm`); token rates are in the grant, per delegation node.
     pub rpm: Option<u32>,
+    /// Tokens per minute for this credential itself (an API key: `default_limits.tpm`).
+    pub tpm: Option<u64>,
 }
 
 impl Principal {
@@ -152,6 +154,8 @@ pub struct RequestCx {
     pub guardrails: Vec<GuardrailHit>,
     /// The tightest request rate that applied (for the `x-ratelimit-*` headers).
     pub rate_limit: Option<RateLimitInfo>,
+    /// The tightest token rate (tokens per minute) that applied, for `x-ratelimit-*-tokens`.
+    pub token_rate_limit: Option<RateLimitInfo>,
     /// A limit check could not be made (its store was down) and passed by policy (fail open):
     /// the request is audited whatever the audit level.
     pub limits_degraded: bool,
@@ -160,7 +164,7 @@ pub struct RequestCx {
 /// One rate's standing after this request, in OpenAI's header terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimitInfo {
-    /// Requests per minute.
+    /// Requests (or tokens) per minute.
     pub limit: u64,
     pub remaining: u64,
     /// Until the rate is back to a full burst.
@@ -192,6 +196,7 @@ impl RequestCx {
             source: None,
             guardrails: Vec::new(),
             rate_limit: None,
+            token_rate_limit: None,
             limits_degraded: false,
         }
     }

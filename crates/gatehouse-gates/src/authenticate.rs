@@ -137,6 +137,7 @@ fn entry_for(row: Option<KeyRow>, at: Instant) -> Entry {
                 allowed_models: k.effective_models().map(|m| m.into_iter().map(String::into_boxed_str).collect()),
                 grant: None,
                 rpm: k.project_rpm,
+                tpm: k.project_tpm,
             },
             expires_at: k.expires_at,
             at,

@@ -113,6 +113,7 @@ impl FederatedVerifier {
         scopes.restrict(patterns);
         Ok(Principal {
             rpm: None,
+            tpm: None,
             org,
             project,
             credential: Credential::Federated { issuer: id.issuer.clone(), subject: id.subject.clone() },

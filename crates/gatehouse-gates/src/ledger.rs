@@ -18,7 +18,7 @@ use gatehouse_audit::{Actor, Auditor, Event, EventKind, Outcome};
 use gatehouse_config::budgets::{BudgetSettings, Price};
 use gatehouse_core::{OrgId, ProjectId, RequestCx};
 use gatehouse_limits::spec::{CompiledBudget, Unit, crossed};
-use gatehouse_limits::{Limits, Reservation};
+use gatehouse_limits::{Limits, Rate, Reservation};
 use gatehouse_providers::{ApiRequest, Usage};
 use gatehouse_store::{BudgetSpend, Store, UsageRecord, now_ms};
 use tokio::sync::{mpsc, oneshot};
@@ -34,6 +34,8 @@ pub struct BudgetMeta {
     pub alert_at: Vec<u8>,
     /// The budget belongs to a project or a key of the request's project (not the org).
     below_org: bool,
+    /// Counts requests in flight: released when the request ends, never spent.
+    in_flight: bool,
 }
 
 impl BudgetMeta {
@@ -44,7 +46,23 @@ impl BudgetMeta {
             limit: b.limit,
             alert_at: b.alert_at.clone(),
             below_org: !scope.starts_with("org:"),
+            in_flight: false,
         }
+    }
+
+    pub(crate) fn in_flight(name: &str, limit: u64) -> BudgetMeta {
+        BudgetMeta {
+            label: name.to_owned(),
+            unit: Unit::Tokens,
+            limit,
+            alert_at: vec![],
+            below_org: true,
+            in_flight: true,
+        }
+    }
+
+    pub(crate) fn is_in_flight(&self) -> bool {
+        self.in_flight
     }
 }
 
@@ -71,6 +89,8 @@ struct Pending {
     body_bytes: u64,
     output_reserved: u64,
     reservations: Vec<(Reservation, Vec<BudgetMeta>)>,
+    /// Token rates charged the request's estimate: (rate key, rate, estimate).
+    token_charges: Vec<(String, Rate, u64)>,
 }
 
 /// An admitted request's reservations and identity, settled once when the request ends.
@@ -105,6 +125,7 @@ impl Hold {
             body_bytes: req.body_bytes as u64,
             output_reserved: req.max_output.unwrap_or(settings.default_max_tokens),
             reservations: Vec::new(),
+            token_charges: Vec::new(),
         };
         Hold { ledger, pending: Some(Box::new(pending)) }
     }
@@ -125,10 +146,19 @@ impl Hold {
         }
     }
 
+    pub(crate) fn charged(&mut self, rate_key: String, rate: Rate, estimate: u64) {
+        if let Some(p) = self.pending.as_mut() {
+            p.token_charges.push((rate_key, rate, estimate));
+        }
+    }
+
     /// The output tokens this request reserved, when a budget applies: a stream running past
     /// it is cut, so it cannot spend beyond its reservation.
     pub fn output_cap(&self) -> Option<u64> {
-        self.pending.as_ref().filter(|p| !p.reservations.is_empty()).map(|p| p.output_reserved)
+        self.pending
+            .as_ref()
+            .filter(|p| p.reservations.iter().any(|(_, m)| m.iter().any(|m| !m.in_flight)))
+            .map(|p| p.output_reserved)
     }
 
     /// Settles the reservations to what was used and records it in the ledger.
@@ -166,14 +196,24 @@ impl Hold {
             .reservations
             .into_iter()
             .map(|(r, meta)| {
-                let actual = match meta.first().map(|m| m.unit) {
-                    Some(Unit::Tokens) => tokens,
+                let actual = match meta.first() {
+                    Some(m) if m.in_flight => 0,
+                    Some(m) if m.unit == Unit::Tokens => tokens,
                     _ => cost,
                 };
                 (r, meta, actual)
             })
             .collect();
-        ledger.submit(Box::new(Settlement { org: p.org, project: p.project, reservations, record }));
+        let corrections = p
+            .token_charges
+            .into_iter()
+            .map(|(key, rate, estimate)| {
+                let delta = i128::from(tokens) - i128::from(estimate);
+                (key, rate, i64::try_from(delta).unwrap_or(if delta < 0 { i64::MIN } else { i64::MAX }))
+            })
+            .filter(|c| c.2 != 0)
+            .collect();
+        ledger.submit(Box::new(Settlement { org: p.org, project: p.project, reservations, corrections, record }));
     }
 }
 
@@ -187,6 +227,8 @@ struct Settlement {
     org: OrgId,
     project: ProjectId,
     reservations: Vec<(Reservation, Vec<BudgetMeta>, u64)>,
+    /// Token rates to correct from the estimate to the count: (rate key, rate, difference).
+    corrections: Vec<(String, Rate, i64)>,
     record: Option<UsageRecord>,
 }
 
@@ -269,7 +311,11 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, store: Store, limits: Arc<Lim
                     return;
                 }
                 Some(Msg::Settle(s)) => {
+                    let s = *s;
                     rows.extend(s.record);
+                    if !s.corrections.is_empty() {
+                        settling.spawn(correct(limits.clone(), s.corrections));
+                    }
                     if !s.reservations.is_empty() {
                         settling.spawn(settle(limits.clone(), auditor.clone(), s.org, s.project, s.reservations));
                     }
@@ -298,6 +344,15 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, store: Store, limits: Arc<Lim
 /// Writes the pending rows; on failure keeps them (bounded) for the next attempt.
 async fn write(store: &Store, rows: &mut Vec<UsageRecord>, spends: &mut Spends) {
     if !spends.is_empty() {
+        // one row per budget per batch, however many requests spent on it
+        let mut summed: Vec<BudgetSpend> = Vec::new();
+        for s in spends.drain(..) {
+            match summed.iter_mut().find(|x| x.budget == s.budget) {
+                Some(x) => x.spent = x.spent.saturating_add(s.spent),
+                None => summed.push(s),
+            }
+        }
+        *spends = summed;
         match store.add_budget_spend(spends).await {
             Ok(()) => spends.clear(),
             Err(e) => {
@@ -327,6 +382,18 @@ async fn write(store: &Store, rows: &mut Vec<UsageRecord>, spends: &mut Spends) 
             }
         }
     }
+}
+
+/// Token rates corrected to the real count; best effort (a rate is a rolling minute: a
+/// correction that cannot be made now would be stale by the time it could).
+async fn correct(limits: Arc<Limits>, corrections: Vec<(String, Rate, i64)>) -> Spends {
+    for (key, rate, delta) in corrections {
+        if limits.adjust(&key, rate, delta).await.is_err() {
+            metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "token_rate_correction", "policy" => "skip")
+                .increment(1);
+        }
+    }
+    Vec::new()
 }
 
 async fn settle(

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod limits;
 pub mod meter;
 pub mod route;
+pub mod tokens;
 
 pub use chain::{Admitted, Gates, admit, admit_listing, finish};
 pub use gate::{CachedResponse, Gate, Verdict};

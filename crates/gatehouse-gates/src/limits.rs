@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use gatehouse_config::budgets::{BudgetSettings, Price, Prices, Unpriced};
 use gatehouse_core::{Credential, Denial, DenyCode, GateName, KeyId, OrgId, ProjectId, RateLimitInfo, RequestCx};
-use gatehouse_limits::spec::{CompiledBudget, LimitSpec, Period, Unit};
+use gatehouse_limits::spec::{CompiledBudget, LimitSpec, ModelRates, Period, Unit};
 use gatehouse_limits::{Budget, Limits, Rate, Reserved};
 use gatehouse_providers::ApiRequest;
 use gatehouse_store::{LimitPolicyRow, LimitScope, Store};
@@ -54,6 +54,9 @@ impl LimitsBackend {
 #[derive(Debug, Default)]
 pub struct ScopeLimits {
     pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub concurrency: Option<u32>,
+    pub models: HashMap<String, ModelRates>,
     pub budgets: Vec<CompiledBudget>,
 }
 
@@ -90,10 +93,17 @@ impl LimitPolicies {
         let mut table = HashMap::with_capacity(rows.len());
         for r in rows {
             let spec = serde_json::from_str::<LimitSpec>(&r.spec).ok();
-            let compiled = spec.as_ref().and_then(|s| s.compile().ok().map(|b| (s.rpm, b)));
+            let compiled = spec.and_then(|s| s.compile().ok().map(|b| (s, b)));
             match (Self::scope(&r), compiled) {
-                (Some(scope), Some((rpm, budgets))) => {
-                    table.insert(scope, Arc::new(ScopeLimits { rpm, budgets }));
+                (Some(scope), Some((s, budgets))) => {
+                    let limits = ScopeLimits {
+                        rpm: s.rpm,
+                        tpm: s.tpm,
+                        concurrency: s.concurrency,
+                        models: s.models.into_iter().collect(),
+                        budgets,
+                    };
+                    table.insert(scope, Arc::new(limits));
                 }
                 _ => {
                     tracing::error!(org = %r.org_id, project = %r.project_id, key = %r.key_id, "stored limit policy unreadable; skipped")
@@ -132,6 +142,53 @@ pub fn store_scope(project: Option<ProjectId>, key: Option<KeyId>) -> LimitScope
 fn rate(rpm: u32) -> Rate {
     let per_minute = u64::from(rpm);
     Rate { per_minute, burst: per_minute.div_ceil(6).max(1) }
+}
+
+/// A token rate admits a whole minute's worth at once: one request may use up to the rate
+/// (a burst of a sixth would refuse every prompt larger than that, forever).
+fn token_rate(tpm: u64) -> Rate {
+    Rate { per_minute: tpm, burst: tpm.max(1) }
+}
+
+/// One rate a request is checked against.
+struct RateCheck {
+    name: String,
+    rate: Rate,
+    /// Counts tokens (the request costs its estimate) rather than requests (it costs one).
+    tokens: bool,
+}
+
+impl RateCheck {
+    fn requests(name: String, rpm: u32) -> RateCheck {
+        RateCheck { name, rate: rate(rpm), tokens: false }
+    }
+
+    fn tokens(name: String, tpm: u64) -> RateCheck {
+        RateCheck { name: format!("tpm:{name}"), rate: token_rate(tpm), tokens: true }
+    }
+}
+
+/// A scope's own rates and its rates for `model`.
+fn scope_rates(out: &mut Vec<RateCheck>, name: &str, s: &ScopeLimits, model: &str) {
+    if let Some(rpm) = s.rpm {
+        out.push(RateCheck::requests(name.to_owned(), rpm));
+    }
+    if let Some(tpm) = s.tpm {
+        out.push(RateCheck::tokens(name.to_owned(), tpm));
+    }
+    model_rates(out, name, s, model);
+}
+
+fn model_rates(out: &mut Vec<RateCheck>, name: &str, s: &ScopeLimits, model: &str) {
+    if let Some(m) = s.models.get(model) {
+        let name = format!("{name}:model:{model}");
+        if let Some(rpm) = m.rpm {
+            out.push(RateCheck::requests(name.clone(), rpm));
+        }
+        if let Some(tpm) = m.tpm {
+            out.push(RateCheck::tokens(name, tpm));
+        }
+    }
 }
 
 /// The budget key of a scope for the period that contains `now`, and how long its spend must
@@ -173,17 +230,27 @@ impl LimitsGate {
         };
         drop(table);
 
-        let mut rates: Vec<(String, u32)> = Vec::new();
-        if let Credential::Key(id) = &p.credential
-            && let Some(rpm) = key.as_ref().and_then(|k| k.rpm).or(p.rpm)
-        {
-            rates.push((format!("key:{id}"), rpm));
+        let model = cx.route.as_ref().map_or_else(|| Arc::from(req.model.as_str()), |r| r.model.clone());
+        let mut rates: Vec<RateCheck> = Vec::new();
+        if let Credential::Key(id) = &p.credential {
+            // the key's own limits replace its project's per-key defaults
+            let own = key.as_ref().map(|k| (k.rpm, k.tpm));
+            let name = format!("key:{id}");
+            if let Some(rpm) = own.and_then(|o| o.0).or(p.rpm) {
+                rates.push(RateCheck::requests(name.clone(), rpm));
+            }
+            if let Some(tpm) = own.and_then(|o| o.1).or(p.tpm) {
+                rates.push(RateCheck::tokens(name.clone(), tpm));
+            }
+            if let Some(k) = &key {
+                model_rates(&mut rates, &name, k, &model);
+            }
         }
-        if let Some(rpm) = project.as_ref().and_then(|s| s.rpm) {
-            rates.push((format!("project:{}", p.project), rpm));
+        if let Some(s) = &project {
+            scope_rates(&mut rates, &format!("project:{}", p.project), s, &model);
         }
-        if let Some(rpm) = org.as_ref().and_then(|s| s.rpm) {
-            rates.push((format!("org:{}", p.org), rpm));
+        if let Some(s) = &org {
+            scope_rates(&mut rates, &format!("org:{}", p.org), s, &model);
         }
         let now = SystemTime::now();
         let mut budgets: Vec<(Budget, BudgetMeta)> = Vec::new();
@@ -204,7 +271,7 @@ impl LimitsGate {
         if let Some(grant) = &p.grant {
             for &(node, rpm) in grant.rpm.iter() {
                 if let Some(token) = grant.chain.get(node) {
-                    rates.push((format!("token:{token}"), rpm));
+                    rates.push(RateCheck::requests(format!("token:{token}"), rpm));
                 }
             }
             for &(node, micro) in grant.budgets_micro_usd.iter() {
@@ -215,7 +282,6 @@ impl LimitsGate {
                 }
             }
         }
-        let model = cx.route.as_ref().map_or_else(|| Arc::from(req.model.as_str()), |r| r.model.clone());
         let price = self.prices.get(&*model).copied();
         let mut hold = Hold::new(self.backend.ledger.clone(), cx, model, price, req, &self.budgets);
         let (usd, tokens): (Vec<_>, Vec<_>) = budgets.into_iter().partition(|(_, m)| m.unit == Unit::Usd);
@@ -228,7 +294,7 @@ impl LimitsGate {
             }
         };
         let (prompt, output) = hold.worst_case();
-        let asks: Vec<(Vec<Budget>, Vec<BudgetMeta>, u64)> =
+        let mut asks: Vec<(Vec<Budget>, Vec<BudgetMeta>, u64)> =
             [(usd, price.cost(prompt, 0, output)), (tokens, prompt.saturating_add(output))]
                 .into_iter()
                 .filter(|(list, _)| !list.is_empty())
@@ -237,13 +303,30 @@ impl LimitsGate {
                     (keys, meta, amount)
                 })
                 .collect();
+        // requests in flight: a reservation of one against the limit, released (never spent)
+        // when the request ends; its hold expires if a replica dies mid-request
+        if let (Some(c), Credential::Key(id)) = (key.as_ref().and_then(|k| k.concurrency), &p.credential) {
+            let name = format!("inflight:key:{id}");
+            let meta = BudgetMeta::in_flight(&name, u64::from(c));
+            asks.push((vec![Budget { key: name, limit: u64::from(c), retain: None }], vec![meta], 1));
+        }
         if rates.is_empty() && asks.is_empty() {
             return Ok(hold);
         }
+        // a token rate costs the request's estimate: its prompt (tokenized where the model
+        // family is known) plus its output cap; corrected to the real count when it ends
+        let estimate = if rates.iter().any(|r| r.tokens) {
+            let provider_model = cx.route.as_ref().map_or("", |r| &r.provider_model);
+            crate::tokens::prompt_estimate(req, provider_model).saturating_add(req.max_output.unwrap_or(0))
+        } else {
+            0
+        };
 
         let limits = &self.backend.limits;
         let (rated, reserved) = futures_util::future::join(
-            futures_util::future::join_all(rates.iter().map(|(name, rpm)| limits.rate(name, rate(*rpm), 1))),
+            futures_util::future::join_all(
+                rates.iter().map(|r| limits.rate(&r.name, r.rate, if r.tokens { estimate.max(1) } else { 1 })),
+            ),
             futures_util::future::join_all(
                 asks.iter().map(|(keys, _, amount)| limits.reserve(keys, *amount, self.budgets.hold)),
             ),
@@ -257,7 +340,11 @@ impl LimitsGate {
                 Ok(Reserved::Exhausted { budget }) => {
                     let m = meta.get(budget);
                     tracing::info!(request_id = %cx.request_id, budget = m.map(|m| m.label.as_str()), "budget exhausted");
-                    refusal.get_or_insert(Denial::new(DenyCode::InsufficientQuota));
+                    refusal.get_or_insert(if m.is_some_and(BudgetMeta::is_in_flight) {
+                        Denial::new(DenyCode::RateLimitExceeded).retry_after(1)
+                    } else {
+                        Denial::new(DenyCode::InsufficientQuota)
+                    });
                 }
                 Err(_) => {
                     metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "budget", "policy" => "closed")
@@ -267,11 +354,13 @@ impl LimitsGate {
                 }
             }
         }
-        for ((_, rpm), decision) in rates.iter().zip(rated) {
-            if let Err(d) = self.rated(cx, *rpm, decision) {
+        for (r, decision) in rates.into_iter().zip(rated) {
+            if r.tokens && decision.as_ref().is_ok_and(|d| d.allowed) {
+                hold.charged(r.name.clone(), r.rate, estimate.max(1));
+            }
+            if let Err(d) = self.rated(cx, &r, decision) {
                 // a rate refusal says when to retry: it wins over a budget's
                 refusal = Some(d);
-                break;
             }
         }
         match refusal {
@@ -284,14 +373,15 @@ impl LimitsGate {
     fn rated(
         &self,
         cx: &mut RequestCx,
-        rpm: u32,
+        r: &RateCheck,
         decision: Result<gatehouse_limits::RateDecision, gatehouse_limits::Unavailable>,
     ) -> Result<(), Denial> {
         if let Ok(d) = &decision {
-            // report the tightest rate: the one with the fewest requests left
-            let info = RateLimitInfo { limit: u64::from(rpm), remaining: d.remaining, reset: d.reset };
-            if cx.rate_limit.is_none_or(|r| info.remaining < r.remaining) {
-                cx.rate_limit = Some(info);
+            // report the tightest rate of each kind: the one with the fewest left
+            let info = RateLimitInfo { limit: r.rate.per_minute, remaining: d.remaining, reset: d.reset };
+            let slot = if r.tokens { &mut cx.token_rate_limit } else { &mut cx.rate_limit };
+            if slot.is_none_or(|s| info.remaining < s.remaining) {
+                *slot = Some(info);
             }
         }
         match decision {

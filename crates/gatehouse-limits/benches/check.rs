@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
     let url = std::env::var("GATEHOUSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
     let cfg = RedisConfig { url, prefix: "gh-bench".into(), timeout: Duration::from_secs(1) };
     match rt.block_on(RedisLimits::connect(cfg)) {
-        Ok(r) => backends.push(("redis", Limits::Redis(r))),
+        Ok(r) => backends.push(("redis", Limits::Redis(Box::new(r)))),
         Err(e) => eprintln!("redis unreachable ({e}); only the in-process backend is measured"),
     }
     let rate = Rate { per_minute: u64::MAX / 1_000_000, burst: 1_000_000 };

@@ -98,6 +98,15 @@ fn gcra(stored_tat: Option<u64>, now: u64, rate: Rate, cost: u64) -> (RateDecisi
     (d, Some(new_tat))
 }
 
+/// A correction to a rate after the fact (tokens estimated before a call, counted after it):
+/// `delta` more units use the rate up further (without a check: they were spent), fewer give
+/// the difference back. The shared arithmetic of both backends.
+fn gcra_adjust(stored_tat: Option<u64>, now: u64, rate: Rate, delta: i64) -> Option<u64> {
+    let tat = stored_tat?.max(now);
+    let shift = rate.interval_us().saturating_mul(delta.unsigned_abs());
+    Some(if delta >= 0 { tat.saturating_add(shift) } else { tat.saturating_sub(shift).max(now) })
+}
+
 /// One budget a reservation must fit: the key names the scope and period
 /// (`org:<id>:2026-11`), the limit is in the budget's unit (micro-USD or tokens).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,7 +144,8 @@ pub struct Standing {
 /// The backend of one deployment.
 pub enum Limits {
     Local(Local),
-    Redis(RedisLimits),
+    /// Boxed: the client and its scripts are far larger than the in-process store's handle.
+    Redis(Box<RedisLimits>),
 }
 
 impl Limits {
@@ -143,6 +153,18 @@ impl Limits {
         match self {
             Limits::Local(l) => Ok(l.rate(key, rate, cost)),
             Limits::Redis(r) => r.rate(key, rate, cost).await,
+        }
+    }
+
+    /// Corrects a rate by `delta` units (see [`gcra_adjust`]); a rate not seen lately is left
+    /// alone.
+    pub async fn adjust(&self, key: &str, rate: Rate, delta: i64) -> Result<(), Unavailable> {
+        match self {
+            Limits::Local(l) => {
+                l.adjust(key, rate, delta);
+                Ok(())
+            }
+            Limits::Redis(r) => r.adjust(key, rate, delta).await,
         }
     }
 
@@ -182,6 +204,17 @@ mod tests {
     use super::*;
 
     const R: Rate = Rate { per_minute: 600, burst: 3 };
+
+    #[test]
+    fn an_adjustment_uses_up_or_gives_back_the_difference() {
+        let now = 1_000_000;
+        let (_, tat) = gcra(None, now, R, 3);
+        assert_eq!(tat, Some(now + 300_000));
+        assert_eq!(gcra_adjust(tat, now, R, 2), Some(now + 500_000));
+        assert_eq!(gcra_adjust(tat, now, R, -2), Some(now + 100_000));
+        assert_eq!(gcra_adjust(tat, now, R, -9), Some(now), "never before now");
+        assert_eq!(gcra_adjust(None, now, R, 5), None, "nothing to correct");
+    }
 
     #[test]
     fn gcra_admits_a_burst_then_paces() {

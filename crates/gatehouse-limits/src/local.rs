@@ -87,6 +87,14 @@ impl Local {
         decision
     }
 
+    pub fn adjust(&self, key: &str, rate: Rate, delta: i64) {
+        let now = self.now();
+        let mut shard = self.shards[self.shard_of(key)].lock();
+        if let Some(t) = crate::gcra_adjust(shard.tats.get(key).copied(), now, rate, delta) {
+            shard.tats.insert(key.to_owned(), t);
+        }
+    }
+
     /// Locks the shards of `keys` in index order (no deadlock between two multi-key calls).
     fn lock_all(&self, keys: impl Iterator<Item = usize>) -> Vec<(usize, MutexGuard<'_, Shard>)> {
         let mut idx: Vec<usize> = keys.collect();

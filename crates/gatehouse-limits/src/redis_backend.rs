@@ -25,6 +25,7 @@ pub struct RedisLimits {
     prefix: String,
     timeout: Duration,
     rate: Script,
+    adjust: Script,
     reserve: Script,
     settle: Script,
     standing: Script,
@@ -45,6 +46,21 @@ if new_tat - now > tolerance then
 end
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
 return {1, math.floor((tolerance - (new_tat - now)) / interval), new_tat - now, 0}
+"#;
+
+/// KEYS[1] = TAT; ARGV = interval µs, delta (signed). The arithmetic of `crate::gcra_adjust`.
+const ADJUST: &str = r#"
+local stored = redis.call('GET', KEYS[1])
+if not stored then
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = math.max(tonumber(stored), now)
+local shift = tonumber(ARGV[1]) * tonumber(ARGV[2])
+tat = math.max(tat + shift, now)
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+return 1
 "#;
 
 /// KEYS = spent_1, holds_1, spent_2, holds_2, ...; ARGV = amount, id, hold ms, limit_1, ...
@@ -134,6 +150,7 @@ impl RedisLimits {
             prefix: cfg.prefix,
             timeout: cfg.timeout,
             rate: Script::new(RATE),
+            adjust: Script::new(ADJUST),
             reserve: Script::new(RESERVE),
             settle: Script::new(SETTLE),
             standing: Script::new(STANDING),
@@ -169,6 +186,13 @@ impl RedisLimits {
             reset: Duration::from_micros(reset),
             retry_after: Duration::from_micros(retry),
         })
+    }
+
+    pub async fn adjust(&self, key: &str, rate: Rate, delta: i64) -> Result<(), Unavailable> {
+        let mut inv = self.adjust.key(self.key("rate", key));
+        inv.arg(rate.interval_us()).arg(delta);
+        let _: u8 = self.run(inv).await?;
+        Ok(())
     }
 
     pub async fn reserve(&self, budgets: &[Budget], amount: u64, hold: Duration) -> Result<Reserved, Unavailable> {

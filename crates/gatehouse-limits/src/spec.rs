@@ -11,8 +11,27 @@ pub struct LimitSpec {
     /// it replaces the project's per-key default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u32>,
+    /// Tokens per minute (prompt + output), estimated before the call and corrected after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once (streams count until they end). Keys only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Rates for one model within the scope (canonical model name -> rates).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub models: std::collections::BTreeMap<String, ModelRates>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<BudgetSpec>,
+}
+
+/// The rates of one model within a scope.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -87,6 +106,9 @@ pub struct SpecError {
 }
 
 pub const MAX_RPM: u32 = 1_000_000;
+pub const MAX_TPM: u64 = 1_000_000_000;
+pub const MAX_CONCURRENCY: u32 = 100_000;
+pub const MAX_MODELS: usize = 64;
 pub const MAX_BUDGETS: usize = 8;
 const MAX_USD: f64 = 1_000_000_000.0;
 const MAX_TOKENS: u64 = 1_000_000_000_000_000;
@@ -97,6 +119,23 @@ impl LimitSpec {
         let bad = |field, rule| SpecError { field, rule };
         if self.rpm.is_some_and(|r| !(1..=MAX_RPM).contains(&r)) {
             return Err(bad("rpm", "must be between 1 and 1000000"));
+        }
+        if self.tpm.is_some_and(|t| !(1..=MAX_TPM).contains(&t)) {
+            return Err(bad("tpm", "must be between 1 and 1000000000"));
+        }
+        if self.concurrency.is_some_and(|c| !(1..=MAX_CONCURRENCY).contains(&c)) {
+            return Err(bad("concurrency", "must be between 1 and 100000"));
+        }
+        if self.models.len() > MAX_MODELS {
+            return Err(bad("models", "at most 64 models per scope"));
+        }
+        for (name, m) in &self.models {
+            let valid_name = !name.is_empty() && name.len() <= 128;
+            let valid_rpm = m.rpm.is_none_or(|r| (1..=MAX_RPM).contains(&r));
+            let valid_tpm = m.tpm.is_none_or(|t| (1..=MAX_TPM).contains(&t));
+            if !valid_name || !valid_rpm || !valid_tpm || (m.rpm.is_none() && m.tpm.is_none()) {
+                return Err(bad("models", "each model names rpm and/or tpm within their bounds"));
+            }
         }
         if self.budgets.len() > MAX_BUDGETS {
             return Err(bad("budgets", "at most 8 budgets per scope"));
@@ -169,6 +208,10 @@ mod tests {
     fn bad_specs_name_their_field() {
         for (json, field) in [
             (r#"{"rpm":0}"#, "rpm"),
+            (r#"{"tpm":0}"#, "tpm"),
+            (r#"{"concurrency":0}"#, "concurrency"),
+            (r#"{"models":{"gpt-4o":{}}}"#, "models"),
+            (r#"{"models":{"gpt-4o":{"rpm":0}}}"#, "models"),
             (r#"{"budgets":[{"period":"daily"}]}"#, "budgets"),
             (r#"{"budgets":[{"period":"daily","usd":1,"tokens":1}]}"#, "budgets"),
             (r#"{"budgets":[{"period":"daily","usd":-1}]}"#, "budgets"),

@@ -26,7 +26,7 @@ async fn backends() -> Vec<(&'static str, Arc<Limits>)> {
         timeout: Duration::from_millis(500),
     };
     match RedisLimits::connect(cfg).await {
-        Ok(r) => out.push(("redis", Arc::new(Limits::Redis(r)))),
+        Ok(r) => out.push(("redis", Arc::new(Limits::Redis(Box::new(r))))),
         Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("Redis is required under CI=true: {e}"),
         Err(e) => eprintln!("\n*** Redis unreachable ({e}): the Redis half of the limits suite is SKIPPED ***\n"),
     }
@@ -59,6 +59,25 @@ async fn a_rate_admits_its_burst_then_tells_when_the_next_fits() {
         assert!(l.rate("k1", rate, 1).await.unwrap().allowed, "{name}: one interval later one more fits");
         // other keys are independent
         assert!(l.rate("k2", rate, 1).await.unwrap().allowed, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_rate_charged_an_estimate_is_corrected_to_the_count() {
+    for (name, l) in backends().await {
+        // 60 tokens a minute, all of it at once; nothing refills during the test
+        let rate = Rate { per_minute: 60, burst: 60 };
+        assert!(l.rate("tpm", rate, 50).await.unwrap().allowed, "{name}: an estimate of 50");
+        assert!(!l.rate("tpm", rate, 20).await.unwrap().allowed, "{name}: 50 + 20 > 60");
+        // the call used 30: 20 go back
+        l.adjust("tpm", rate, -20).await.unwrap();
+        let d = l.rate("tpm", rate, 20).await.unwrap();
+        assert!(d.allowed && d.remaining <= 10, "{name}: 30 + 20 fits: {d:?}");
+        // one that used more than estimated pays the difference without a check
+        l.adjust("tpm", rate, 15).await.unwrap();
+        assert!(!l.rate("tpm", rate, 1).await.unwrap().allowed, "{name}: 65 of 60");
+        l.adjust("unknown", rate, -5).await.unwrap();
+        assert!(l.rate("unknown", rate, 60).await.unwrap().allowed, "{name}: nothing was given to an unseen rate");
     }
 }
 

@@ -117,9 +117,9 @@ async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) 
     cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let limit = rt.limits.max_body_bytes.get() as usize;
     let admitted = admit(&rt.gates, &mut cx, endpoint, read_body(&parts.headers, body, limit)).await;
-    let rate = cx.rate_limit;
+    let rates = (cx.rate_limit, cx.token_rate_limit);
     let resp = dispatch(rt, cx, endpoint, admitted).await;
-    with_rate_headers(resp, rate)
+    with_rate_headers(resp, rates)
 }
 
 async fn dispatch(
@@ -159,17 +159,25 @@ fn reset_text(d: Duration) -> String {
     format!("{}s", secs.trim_end_matches('0').trim_end_matches('.'))
 }
 
-/// OpenAI's `x-ratelimit-*-requests` headers, for the tightest rate that applied.
-fn with_rate_headers(mut resp: Response, rate: Option<gatehouse_core::RateLimitInfo>) -> Response {
-    let Some(r) = rate else { return resp };
+/// OpenAI's `x-ratelimit-*-requests` and `x-ratelimit-*-tokens` headers, for the tightest
+/// request rate and token rate that applied.
+fn with_rate_headers(
+    mut resp: Response,
+    (requests, tokens): (Option<gatehouse_core::RateLimitInfo>, Option<gatehouse_core::RateLimitInfo>),
+) -> Response {
     let h = resp.headers_mut();
-    for (name, value) in [
-        ("x-ratelimit-limit-requests", r.limit.to_string()),
-        ("x-ratelimit-remaining-requests", r.remaining.to_string()),
-        ("x-ratelimit-reset-requests", reset_text(r.reset)),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(http::HeaderName::from_static(name), v);
+    let names = [
+        ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+        ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+    ];
+    for (r, (limit, remaining, reset)) in [requests, tokens].into_iter().zip(names) {
+        let Some(r) = r else { continue };
+        for (name, value) in
+            [(limit, r.limit.to_string()), (remaining, r.remaining.to_string()), (reset, reset_text(r.reset))]
+        {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(http::HeaderName::from_static(name), v);
+            }
         }
     }
     resp

@@ -45,6 +45,8 @@ pub struct KeyRow {
     pub user: Option<gatehouse_core::UserId>,
     /// Requests per minute for each key of the project (`default_limits.rpm`).
     pub project_rpm: Option<u32>,
+    /// Tokens per minute for each key of the project (`default_limits.tpm`).
+    pub project_tpm: Option<u64>,
 }
 
 impl KeyRow {
@@ -100,6 +102,13 @@ impl TryFrom<RawKeyRow> for KeyRow {
     type Error = Error;
 
     fn try_from(r: RawKeyRow) -> Result<Self, Error> {
+        let limits = r
+            .project_limits
+            .as_deref()
+            .map(|s| {
+                serde_json::from_str::<serde_json::Value>(s).map_err(|_| Error::Corrupt("projects.default_limits"))
+            })
+            .transpose()?;
         let allowed_models = match r.allowed_models {
             None => None,
             Some(s) => {
@@ -125,14 +134,12 @@ impl TryFrom<RawKeyRow> for KeyRow {
                 .user_id
                 .map(|u| gatehouse_core::UserId::parse(&u).ok_or(Error::Corrupt("api_keys.user_id")))
                 .transpose()?,
-            project_rpm: r
-                .project_limits
-                .map(|s| {
-                    serde_json::from_str::<serde_json::Value>(&s).map_err(|_| Error::Corrupt("projects.default_limits"))
-                })
-                .transpose()?
-                .and_then(|v| v.get("rpm").and_then(serde_json::Value::as_u64))
+            project_rpm: limits
+                .as_ref()
+                .and_then(|v| v.get("rpm"))
+                .and_then(serde_json::Value::as_u64)
                 .and_then(|n| u32::try_from(n).ok()),
+            project_tpm: limits.as_ref().and_then(|v| v.get("tpm")).and_then(serde_json::Value::as_u64),
         })
     }
 }

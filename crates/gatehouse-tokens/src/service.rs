@@ -499,6 +499,7 @@ impl Capabilities {
         };
         let principal = Principal {
             rpm: None,
+            tpm: None,
             org: ident.org,
             project,
             credential: Credential::Token(node),

@@ -444,7 +444,7 @@ async fn limits_backend(server: &ServerConfig, store: &Store, auditor: &Auditor)
             let cfg =
                 RedisConfig { url: url.expose_secret().to_owned(), prefix: r.key_prefix.clone(), timeout: r.timeout };
             let limits = RedisLimits::connect(cfg).await.map_err(|e| anyhow::anyhow!("limits store: {e}"))?;
-            (Limits::Redis(limits), r.rates_fail_open)
+            (Limits::Redis(Box::new(limits)), r.rates_fail_open)
         }
     };
     let limits = Arc::new(limits);

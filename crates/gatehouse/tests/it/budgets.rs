@@ -14,7 +14,7 @@ use crate::common::{PROVIDER_SECRET, gateway, upstream_config};
 /// $1 per million tokens in and out: one micro-USD per token, so costs read as token counts.
 const PRICES: &str = "[prices.\"fake-model\"]\ninput_per_mtok = 1.0\noutput_per_mtok = 1.0\n";
 
-fn chat(max_tokens: u64, stream: bool) -> Value {
+pub(crate) fn chat(max_tokens: u64, stream: bool) -> Value {
     json!({"model": "fake-model", "stream": stream, "max_tokens": max_tokens,
            "messages": [{"role": "user", "content": "hello"}]})
 }
@@ -24,7 +24,7 @@ fn worst_case(body: &Value) -> u64 {
     serde_json::to_vec(body).unwrap().len() as u64 + body["max_tokens"].as_u64().unwrap()
 }
 
-async fn admin(gw: &TestGateway, method: Method, path: &str, body: Option<Value>) -> Value {
+pub(crate) async fn admin(gw: &TestGateway, method: Method, path: &str, body: Option<Value>) -> Value {
     let resp = gw.admin(method, path, body.as_ref()).await;
     let status = resp.status();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
@@ -33,7 +33,7 @@ async fn admin(gw: &TestGateway, method: Method, path: &str, body: Option<Value>
 }
 
 /// A key of its own project, and that project's org and id.
-async fn key_in_new_project(gw: &TestGateway, name: &str) -> (String, String, String, String) {
+pub(crate) async fn key_in_new_project(gw: &TestGateway, name: &str) -> (String, String, String, String) {
     let org = admin(gw, Method::GET, "/admin/v1/orgs", None).await["data"][0]["id"].as_str().unwrap().to_owned();
     let project = admin(gw, Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(json!({"name": name}))).await;
     let project = project["id"].as_str().unwrap().to_owned();

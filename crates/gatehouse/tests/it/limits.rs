@@ -229,3 +229,52 @@ async fn several_replicas_without_shared_stores_refuse_to_start() {
         .to_string();
     assert!(err.contains("needs PostgreSQL"), "{err}");
 }
+
+/// A key's token rate (charged the estimate, corrected to the count), its rate for one model,
+/// and its requests in flight, with OpenAI's `-tokens` headers.
+#[tokio::test]
+async fn token_rates_model_rates_and_concurrency_of_a_key() {
+    use crate::budgets::{admin, chat, key_in_new_project};
+    use gatehouse_testkit::{Behavior, FakeProvider};
+    let fake = FakeProvider::spawn().await;
+    let gw = crate::common::gateway_with(&fake).await;
+    let (_, _, id, key) = key_in_new_project(&gw, "rates").await;
+    let spec = json!({"tpm": 100, "concurrency": 1, "models": {"mock": {"rpm": 6}}});
+    admin(&gw, reqwest::Method::PUT, &format!("/admin/v1/keys/{id}/limits"), Some(spec)).await;
+    let h = |r: &reqwest::Response, n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
+
+    // "hello": 2 tokens by size, 4 + 3 of chat framing, and the output cap: 9 + 85 = 94 of 100
+    let first = gw.post("/v1/chat/completions", Some(&key), &chat(85, false)).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(h(&first, "x-ratelimit-limit-tokens").as_deref(), Some("100"));
+    assert_eq!(h(&first, "x-ratelimit-remaining-tokens").as_deref(), Some("6"));
+    assert!(h(&first, "x-ratelimit-reset-tokens").is_some_and(|v| v.ends_with('s')));
+    // the call used 12 tokens: the other 82 come back once it is settled
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let resp = gw.post("/v1/chat/completions", Some(&key), &chat(85, false)).await;
+    assert_eq!(resp.status(), 429, "12 used + 94 estimated > 100");
+    assert_eq!(json(resp).await["error"]["code"], "rate_limit_exceeded");
+    let resp = gw.post("/v1/chat/completions", Some(&key), &chat(70, false)).await;
+    assert_eq!(resp.status(), 200, "12 + 79 fits only because the first estimate was corrected");
+
+    // a rate for one model: 6 a minute, a burst of one; other models are not affected
+    assert_eq!(gw.chat(&key, "mock").await.status(), 200);
+    assert_eq!(gw.chat(&key, "mock").await.status(), 429);
+
+    // one request in flight at a time
+    admin(&gw, reqwest::Method::PUT, &format!("/admin/v1/keys/{id}/limits"), Some(json!({"concurrency": 1}))).await;
+    fake.set(Behavior::Latency(std::time::Duration::from_millis(700)));
+    let slow = {
+        let (http, url, key) = (gw.http.clone(), format!("{}/v1/chat/completions", gw.data_url), key.clone());
+        tokio::spawn(
+            async move { http.post(url).bearer_auth(key).json(&chat(5, false)).send().await.unwrap().status() },
+        )
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let resp = gw.post("/v1/chat/completions", Some(&key), &chat(5, false)).await;
+    assert_eq!(resp.status(), 429, "the second concurrent request");
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(slow.await.unwrap(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(gw.post("/v1/chat/completions", Some(&key), &chat(5, false)).await.status(), 200, "released at the end");
+}
