@@ -68,12 +68,12 @@ class Gateway:
     def create_key(self, **body):
         return self.admin_post("/admin/v1/keys", body)
 
-    def admin_post(self, path, body):
+    def admin_post(self, path, body, method="POST"):
         req = urllib.request.Request(
             self.admin_url + path,
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json", "Authorization": "Bearer " + self.admin_token},
-            method="POST",
+            method=method,
         )
         with urllib.request.urlopen(req, timeout=5) as r:
             return json.load(r)

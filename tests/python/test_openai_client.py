@@ -126,3 +126,28 @@ def test_a_rate_limited_token_is_a_rate_limit_error_with_openais_headers(gateway
         c.chat.completions.create(model="mock", messages=MESSAGES)
     assert e.value.code == "rate_limit_exceeded"
     assert int(e.value.response.headers["retry-after"]) >= 1
+
+
+def test_an_exhausted_budget_is_a_rate_limit_error_with_insufficient_quota(gateway, fake):
+    fake.behave(kind="ok")
+    key = gateway.create_key(name="budgeted")
+    # a token budget too small for even one worst case (the body's bytes + max_tokens)
+    spec = {"budgets": [{"period": "daily", "tokens": 50}]}
+    gateway.admin_post("/admin/v1/keys/%s/limits" % key["id"], spec, method="PUT")
+    c = client(gateway, key["key"])
+    with pytest.raises(openai.RateLimitError) as e:
+        c.chat.completions.create(model="fake-model", messages=MESSAGES, max_tokens=100)
+    assert e.value.code == "insufficient_quota"
+    assert e.value.status_code == 429
+
+
+def test_token_rate_headers_reach_the_client(gateway, fake):
+    fake.behave(kind="ok")
+    key = gateway.create_key(name="tpm")
+    gateway.admin_post("/admin/v1/keys/%s/limits" % key["id"], {"tpm": 10000}, method="PUT")
+    raw = client(gateway, key["key"]).chat.completions.with_raw_response.create(
+        model="fake-model", messages=MESSAGES, max_tokens=50
+    )
+    assert raw.headers["x-ratelimit-limit-tokens"] == "10000"
+    assert 0 < int(raw.headers["x-ratelimit-remaining-tokens"]) < 10000
+    assert raw.parse().usage.total_tokens == 12

@@ -323,10 +323,10 @@ impl LimitsGate {
         };
 
         let limits = &self.backend.limits;
+        let checks: Vec<(&str, Rate, u64)> =
+            rates.iter().map(|r| (r.name.as_str(), r.rate, if r.tokens { estimate.max(1) } else { 1 })).collect();
         let (rated, reserved) = futures_util::future::join(
-            futures_util::future::join_all(
-                rates.iter().map(|r| limits.rate(&r.name, r.rate, if r.tokens { estimate.max(1) } else { 1 })),
-            ),
+            limits.rates(&checks),
             futures_util::future::join_all(
                 asks.iter().map(|(keys, _, amount)| limits.reserve(keys, *amount, self.budgets.hold)),
             ),
@@ -354,6 +354,11 @@ impl LimitsGate {
                 }
             }
         }
+        // one answer for all rates: each rate's own decision, or the store's failure for each
+        let rated: Vec<Result<gatehouse_limits::RateDecision, gatehouse_limits::Unavailable>> = match rated {
+            Ok(list) => list.into_iter().map(Ok).collect(),
+            Err(e) => rates.iter().map(|_| Err(e)).collect(),
+        };
         for (r, decision) in rates.into_iter().zip(rated) {
             if r.tokens && decision.as_ref().is_ok_and(|d| d.allowed) {
                 hold.charged(r.name.clone(), r.rate, estimate.max(1));

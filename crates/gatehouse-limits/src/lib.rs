@@ -30,7 +30,7 @@ pub use redis_backend::{RedisConfig, RedisLimits};
 
 /// A backend could not answer in time (Redis down or slow). What to do is the caller's policy
 /// (fail closed for budgets, fail open allowed for rates).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Unavailable;
 
 impl std::fmt::Display for Unavailable {
@@ -153,6 +153,17 @@ impl Limits {
         match self {
             Limits::Local(l) => Ok(l.rate(key, rate, cost)),
             Limits::Redis(r) => r.rate(key, rate, cost).await,
+        }
+    }
+
+    /// Several rates in one call (one round trip on Redis), each deciding on its own, in order.
+    pub async fn rates(&self, checks: &[(&str, Rate, u64)]) -> Result<Vec<RateDecision>, Unavailable> {
+        if checks.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Limits::Local(l) => Ok(checks.iter().map(|(key, rate, cost)| l.rate(key, *rate, *cost)).collect()),
+            Limits::Redis(r) => r.rates(checks).await,
         }
     }
 

@@ -25,6 +25,7 @@ pub struct RedisLimits {
     prefix: String,
     timeout: Duration,
     rate: Script,
+    rates: Script,
     adjust: Script,
     reserve: Script,
     settle: Script,
@@ -46,6 +47,31 @@ if new_tat - now > tolerance then
 end
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
 return {1, math.floor((tolerance - (new_tat - now)) / interval), new_tat - now, 0}
+"#;
+
+/// Several rates in one call: KEYS = one TAT per rate; ARGV = interval µs, tolerance µs, cost
+/// for each. Each rate decides on its own (the same arithmetic as `RATE`); returns the four
+/// numbers of each, in order.
+const RATES: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local out = {}
+for i = 1, #KEYS do
+  local interval, tolerance, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval * cost
+  if new_tat - now > tolerance then
+    local remaining = math.floor(math.max(tolerance - (tat - now), 0) / interval)
+    table.insert(out, 0); table.insert(out, remaining); table.insert(out, tat - now)
+    table.insert(out, new_tat - now - tolerance)
+  else
+    redis.call('SET', KEYS[i], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+    table.insert(out, 1); table.insert(out, math.floor((tolerance - (new_tat - now)) / interval))
+    table.insert(out, new_tat - now); table.insert(out, 0)
+  end
+end
+return out
 "#;
 
 /// KEYS[1] = TAT; ARGV = interval µs, delta (signed). The arithmetic of `crate::gcra_adjust`.
@@ -150,6 +176,7 @@ impl RedisLimits {
             prefix: cfg.prefix,
             timeout: cfg.timeout,
             rate: Script::new(RATE),
+            rates: Script::new(RATES),
             adjust: Script::new(ADJUST),
             reserve: Script::new(RESERVE),
             settle: Script::new(SETTLE),
@@ -186,6 +213,24 @@ impl RedisLimits {
             reset: Duration::from_micros(reset),
             retry_after: Duration::from_micros(retry),
         })
+    }
+
+    pub async fn rates(&self, checks: &[(&str, Rate, u64)]) -> Result<Vec<RateDecision>, Unavailable> {
+        let mut inv = self.rates.prepare_invoke();
+        for (key, rate, cost) in checks {
+            inv.key(self.key("rate", key));
+            inv.arg(rate.interval_us()).arg(rate.tolerance_us()).arg((*cost).max(1));
+        }
+        let flat: Vec<u64> = self.run(inv).await?;
+        Ok(flat
+            .chunks_exact(4)
+            .map(|c| RateDecision {
+                allowed: c[0] == 1,
+                remaining: c[1],
+                reset: Duration::from_micros(c[2]),
+                retry_after: Duration::from_micros(c[3]),
+            })
+            .collect())
     }
 
     pub async fn adjust(&self, key: &str, rate: Rate, delta: i64) -> Result<(), Unavailable> {

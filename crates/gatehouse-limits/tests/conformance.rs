@@ -63,6 +63,23 @@ async fn a_rate_admits_its_burst_then_tells_when_the_next_fits() {
 }
 
 #[tokio::test]
+async fn several_rates_in_one_call_decide_each_on_its_own() {
+    for (name, l) in backends().await {
+        let tight = Rate { per_minute: 1, burst: 1 };
+        let loose = Rate { per_minute: 600, burst: 5 };
+        let first = l.rates(&[("m-a", tight, 1), ("m-b", loose, 2)]).await.unwrap();
+        assert!(first[0].allowed && first[1].allowed, "{name}");
+        assert_eq!((first[0].remaining, first[1].remaining), (0, 3), "{name}");
+        let second = l.rates(&[("m-a", tight, 1), ("m-b", loose, 2)]).await.unwrap();
+        assert!(!second[0].allowed && second[1].allowed, "{name}: each rate on its own");
+        assert!(second[0].retry_after > Duration::from_secs(50), "{name}");
+        // the same arithmetic as one call at a time
+        assert_eq!(l.rate("m-b", loose, 1).await.unwrap().remaining, 0, "{name}");
+        assert!(l.rates(&[]).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
 async fn a_token_rate_charged_an_estimate_is_corrected_to_the_count() {
     for (name, l) in backends().await {
         // 60 tokens a minute, all of it at once; nothing refills during the test
