@@ -399,8 +399,9 @@ async fn redis_killed_under_load_refuses_budgets_passes_open_rates_and_loses_no_
     redis.kill().await;
     let killed = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _redis = OwnRedis::start(redis.port).await.unwrap();
+    // the outage ends when the new Redis starts, not when the test has seen it answer
     let restarted = std::time::Instant::now();
+    let _redis = OwnRedis::start(redis.port).await.unwrap();
     let recovered = eventually(Duration::from_secs(10), || async {
         gw.post("/v1/chat/completions", Some(&budgeted), &chat(20, false)).await.status() == 200
     })
