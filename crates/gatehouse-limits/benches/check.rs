@@ -1,4 +1,5 @@
-//! What one limit check costs: a GCRA rate check and a reserve + settle pair, in-process and
+//! What one limit check costs: a GCRA rate check, three rates in one call (what the gate does
+//! for a key, its project and its org) and a reserve + settle pair, in-process and
 //! on Redis (127.0.0.1:6379 or GATEHOUSE_TEST_REDIS_URL; skipped when unreachable).
 //!
 //!     cargo bench -p gatehouse-limits --bench check
@@ -34,6 +35,10 @@ fn bench(c: &mut Criterion) {
     for (name, l) in &backends {
         g.bench_function(format!("{name}/rate_check"), |b| {
             b.iter(|| rt.block_on(l.rate(black_box("bench-key"), rate, 1)).expect("rate"))
+        });
+        let three = [("bench-key", rate, 1), ("bench-project", rate, 1), ("bench-org", rate, 1)];
+        g.bench_function(format!("{name}/three_rates_one_call"), |b| {
+            b.iter(|| rt.block_on(l.rates(black_box(&three))).expect("rates"))
         });
         g.bench_function(format!("{name}/reserve_settle_3_budgets"), |b| {
             b.iter(|| {

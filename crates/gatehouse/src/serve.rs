@@ -41,6 +41,9 @@ const MASTER_KEY_ENV: &str = "GATEHOUSE_MASTER_KEY";
 const REVOCATION_POLL: Duration = Duration::from_millis(250);
 /// How soon a guardrail policy changed through another replica applies here.
 const GUARDRAIL_POLL: Duration = Duration::from_secs(1);
+/// How often each replica re-reads the limit policies: half a second, so a change made through
+/// another replica applies everywhere within a second even with the read itself.
+const LIMITS_POLL: Duration = Duration::from_millis(500);
 /// Verified keys kept in memory at most.
 const KEY_CACHE_CAPACITY: usize = 100_000;
 
@@ -351,7 +354,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(verifier.clone().run_revocation_poller(REVOCATION_POLL));
     tokio::spawn(tokens.clone().run_revocation_poller(REVOCATION_POLL));
     tokio::spawn(guardrails.clone().run_poller(store.clone(), GUARDRAIL_POLL));
-    tokio::spawn(limits.policies.clone().run_poller(store.clone(), GUARDRAIL_POLL));
+    tokio::spawn(limits.policies.clone().run_poller(store.clone(), LIMITS_POLL));
     tokio::spawn(prune_ledger(app.clone()));
     tokio::spawn(webhooks.clone().run_refresh());
     tokio::spawn(webhooks.clone().run_delivery());

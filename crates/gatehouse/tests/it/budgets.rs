@@ -445,3 +445,19 @@ async fn redis_killed_under_load_refuses_budgets_passes_open_rates_and_loses_no_
         assert_eq!(tokens, used + if key == 0 { 12 } else { 0 }, "key {key}: ledger == sum of admitted use");
     }
 }
+
+/// A limit set through one replica's admin API is enforced by the other within a second.
+#[tokio::test]
+async fn a_limit_set_on_one_replica_applies_on_the_other_within_a_second() {
+    let fake = FakeProvider::spawn().await;
+    let Some((a, b)) = replicas(&fake).await else { return };
+    let (_, _, key_id, key) = key_in_new_project(&a, "propagate").await;
+    assert_eq!(b.post("/v1/chat/completions", Some(&key), &chat(5, false)).await.status(), 200);
+    admin(&a, Method::PUT, &format!("/admin/v1/keys/{key_id}/limits"), Some(json!({"rpm": 1}))).await;
+    let set = std::time::Instant::now();
+    let applied = eventually(Duration::from_secs(1), || async {
+        b.post("/v1/chat/completions", Some(&key), &chat(5, false)).await.status() == 429
+    })
+    .await;
+    assert!(applied, "not applied on the other replica after {:?}", set.elapsed());
+}
