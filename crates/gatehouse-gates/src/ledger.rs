@@ -88,6 +88,9 @@ struct Pending {
     price: Option<Price>,
     body_bytes: u64,
     output_reserved: u64,
+    /// Events of a stream that carry no tokens: each choice's first (the role) and last (the
+    /// finish reason), and a little slack.
+    framing_events: u64,
     reservations: Vec<(Reservation, Vec<BudgetMeta>)>,
     /// Token rates charged the request's estimate: (rate key, rate, estimate).
     token_charges: Vec<(String, Rate, u64)>,
@@ -124,6 +127,7 @@ impl Hold {
             price,
             body_bytes: req.body_bytes as u64,
             output_reserved: req.max_output.unwrap_or(settings.default_max_tokens),
+            framing_events: 2 * req.choices + 2,
             reservations: Vec::new(),
             token_charges: Vec::new(),
         };
@@ -152,13 +156,14 @@ impl Hold {
         }
     }
 
-    /// The output tokens this request reserved, when a budget applies: a stream running past
-    /// it is cut, so it cannot spend beyond its reservation.
+    /// How many data events a stream may send when a budget applies: one per reserved output
+    /// token plus each choice's framing events. A stream running past it is cut, so it cannot
+    /// spend beyond its reservation (providers stream at most one token per content event).
     pub fn output_cap(&self) -> Option<u64> {
         self.pending
             .as_ref()
             .filter(|p| p.reservations.iter().any(|(_, m)| m.iter().any(|m| !m.in_flight)))
-            .map(|p| p.output_reserved)
+            .map(|p| p.output_reserved.saturating_add(p.framing_events))
     }
 
     /// Settles the reservations to what was used and records it in the ledger.

@@ -61,6 +61,8 @@ pub struct ApiRequest {
     /// The most output tokens the caller allows (`max_completion_tokens`, else `max_tokens`),
     /// times `n` choices; `None` when the caller set no cap.
     pub max_output: Option<u64>,
+    /// How many choices the caller asked for (`n`, 1 by default).
+    pub choices: u64,
     body: Map<String, Value>,
 }
 
@@ -115,18 +117,18 @@ impl ApiRequest {
         if endpoint == Endpoint::Embeddings && stream {
             return Err(Error::Field("stream"));
         }
-        let max_output = match endpoint {
-            Endpoint::Embeddings => Some(0),
+        let (max_output, choices) = match endpoint {
+            Endpoint::Embeddings => (Some(0), 1),
             Endpoint::ChatCompletions => {
                 let cap = match bounded_count(&body, "max_completion_tokens", MAX_OUTPUT_TOKENS)? {
                     Some(n) => Some(n),
                     None => bounded_count(&body, "max_tokens", MAX_OUTPUT_TOKENS)?,
                 };
                 let choices = bounded_count(&body, "n", MAX_CHOICES)?.unwrap_or(1);
-                cap.map(|c| c * choices)
+                (cap.map(|c| c * choices), choices)
             }
         };
-        Ok(ApiRequest { endpoint, model, stream, item_count, body_bytes, max_output, body })
+        Ok(ApiRequest { endpoint, model, stream, item_count, body_bytes, max_output, choices, body })
     }
 
     /// The body to send upstream: the caller's object with `model` replaced by the
@@ -188,7 +190,7 @@ mod tests {
     #[test]
     fn output_caps_are_read_bounded_and_multiplied_by_choices() {
         let r = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":100,"n":3}"#).unwrap();
-        assert_eq!(r.max_output, Some(300));
+        assert_eq!((r.max_output, r.choices), (Some(300), 3));
         assert_eq!(r.body_bytes, 80);
         let r = chat(
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":100,"max_completion_tokens":7}"#,

@@ -99,7 +99,7 @@ pub struct Inspected<S> {
     /// of passed through byte for byte.
     rewrite: bool,
     guard: FinishGuard,
-    /// The output tokens a budget reserved for this stream: past it the stream is cut.
+    /// The data events a budget's reservation covers for this stream: past it the stream is cut.
     output_cap: Option<u64>,
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,

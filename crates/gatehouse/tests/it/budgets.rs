@@ -163,15 +163,24 @@ async fn a_stream_is_cut_past_its_reservation_and_a_cancelled_one_settles_what_i
     let path = format!("/admin/v1/orgs/{org}/projects/{project}/limits");
     admin(&gw, Method::PUT, &path, Some(json!({"budgets": [{"period": "lifetime", "tokens": 1_000_000}]}))).await;
 
-    // a provider that never stops, and a cap of 5 output tokens: cut after the fifth
+    // a provider that keeps to the cap is not cut: 8 content events for max_tokens = 8
+    fake.set(Behavior::Ok);
+    let resp = gw.post("/v1/chat/completions", Some(&key), &chat(8, true)).await;
+    let text = resp.text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]") && !text.contains("insufficient_quota"), "{text}");
+    fake.set(Behavior::Endless);
+
+    // a provider that never stops, and a cap of 5 output tokens: cut past the fifth content event
+    // and one choice's framing (role and finish events: 2 + 2)
     let resp = gw.post("/v1/chat/completions", Some(&key), &chat(5, true)).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     let events: Vec<&str> = text.split("\n\n").filter(|e| !e.trim().is_empty()).collect();
     let last: Value = serde_json::from_str(events.last().unwrap().trim_start_matches("data: ")).unwrap();
     assert_eq!(last["error"]["code"], "insufficient_quota", "{text}");
-    // at most the five reserved events reached the client (the output guardrail may hold a few back)
-    assert!(events.len() <= 6, "{text}");
+    // at most the events the reservation covers reached the client (the output guardrail may
+    // hold a few back), then the error event
+    assert!(events.len() <= 5 + 4 + 1, "{text}");
 
     // a client that reads three events and goes away
     let resp = gw.post("/v1/chat/completions", Some(&key), &chat(1000, true)).await;
@@ -183,10 +192,11 @@ async fn a_stream_is_cut_past_its_reservation_and_a_cancelled_one_settles_what_i
     }
     drop(s);
     let st = settled(&gw, &path).await;
-    let total = ledger(&gw, &org, &format!("key={key_id}"), 2).await;
+    let total = ledger(&gw, &org, &format!("key={key_id}"), 3).await;
     let completion = total["completion_tokens"].as_u64().unwrap();
-    // 5 for the cut stream; for the cancelled one what had been streamed when it noticed
-    assert!((5 + 3..5 + 100).contains(&completion), "{total}");
+    // 8 reported by the whole stream, 9 counted for the cut one; for the cancelled one what had
+    // been streamed when it noticed
+    assert!((8 + 9 + 3..8 + 9 + 100).contains(&completion), "{total}");
     assert_eq!(st["spent"], total["prompt_tokens"].as_u64().unwrap() + completion, "budget == ledger");
     let audit = admin(&gw, Method::GET, "/admin/v1/audit?limit=20", None).await;
     let ends: Vec<&str> = audit["data"].as_array().unwrap().iter().filter_map(|e| e["stream_end"].as_str()).collect();
