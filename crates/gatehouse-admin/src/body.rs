@@ -3,7 +3,6 @@
 
 use axum::extract::{FromRequest, Request};
 use gatehouse_core::{Denial, DenyCode};
-use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 /// Admin bodies are small; anything larger is a mistake or an attack.
@@ -15,20 +14,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
     type Rejection = Denial;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Denial> {
-        let json = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            return Err(Denial::new(DenyCode::UnsupportedMediaType));
-        }
-        let bytes = match http_body_util::Limited::new(req.into_body(), MAX_ADMIN_BODY).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(Denial::new(DenyCode::RequestTooLarge)),
-            Err(_) => return Err(Denial::new(DenyCode::InvalidRequest)),
-        };
+        let (parts, body) = req.into_parts();
+        let bytes = gatehouse_proxy::read_body(&parts.headers, body, "application/json", MAX_ADMIN_BODY)
+            .await
+            .map_err(Denial::new)?;
         // Admin bodies are flat: refuse deep nesting before serde builds anything.
         gatehouse_providers::check_depth(&bytes, 8).map_err(|_| Denial::new(DenyCode::RequestTooComplex))?;
         serde_json::from_slice(&bytes).map(StrictJson).map_err(|_| Denial::new(DenyCode::InvalidRequest))

@@ -35,3 +35,21 @@ impl ConfigError {
         }
     }
 }
+
+/// A secret reference that does not resolve, or resolves to something unusable. Names the
+/// reference or the provider, never the content.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    NotSet(String),
+    #[error("cannot read secret file {path}: {kind}")]
+    Unreadable { path: String, kind: std::io::ErrorKind },
+    #[error("secret file {0} is larger than {max} bytes", max = crate::secret::MAX_SECRET_FILE_BYTES)]
+    TooLarge(String),
+    #[error("secret file {0} is empty")]
+    Empty(String),
+    #[error("identity key for provider {0} must be at least 32 bytes")]
+    IdentityKeyTooShort(String),
+    #[error("api key for provider {0} is not a valid header value")]
+    NotAHeaderValue(String),
+}

@@ -16,7 +16,7 @@ pub mod redis;
 mod secret;
 mod validate;
 
-pub use error::{ConfigError, Issue};
+pub use error::{ConfigError, Issue, SecretError};
 pub use secret::{EnvLookup, SecretRef};
 pub use validate::{
     AuditFailure, AuditSettings, Config, DataPlaneAudit, GuardrailSettings, LogFormat, MOCK_PROVIDER, ModelConfig,

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
+use crate::SecretError;
+
 /// Where to read a secret from at start (and at reload).
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretRef {
@@ -16,7 +18,7 @@ pub enum SecretRef {
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Secrets in files are small; a larger file is a mistake (or an attack on start-up).
-const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 impl SecretRef {
     /// `env:NAME` or `file:/path`. Anything else is refused: literal secrets do not belong
@@ -42,23 +44,23 @@ impl SecretRef {
     }
 
     /// Resolves the reference. Errors name the reference, never the content.
-    pub fn resolve(&self, env: EnvLookup<'_>) -> Result<SecretString, String> {
+    pub fn resolve(&self, env: EnvLookup<'_>) -> Result<SecretString, SecretError> {
         match self {
             SecretRef::Env(name) => match env(name) {
                 Some(v) if !v.is_empty() => Ok(SecretString::from(v)),
-                _ => Err(format!("environment variable {name} is not set")),
+                _ => Err(SecretError::NotSet(name.clone())),
             },
             SecretRef::File(path) => {
-                let meta = std::fs::metadata(path)
-                    .map_err(|e| format!("cannot read secret file {}: {}", path.display(), e.kind()))?;
+                let shown = || path.display().to_string();
+                let unreadable = |e: std::io::Error| SecretError::Unreadable { path: shown(), kind: e.kind() };
+                let meta = std::fs::metadata(path).map_err(unreadable)?;
                 if meta.len() > MAX_SECRET_FILE_BYTES {
-                    return Err(format!("secret file {} is larger than {MAX_SECRET_FILE_BYTES} bytes", path.display()));
+                    return Err(SecretError::TooLarge(shown()));
                 }
-                let raw = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read secret file {}: {}", path.display(), e.kind()))?;
+                let raw = std::fs::read_to_string(path).map_err(unreadable)?;
                 let trimmed = raw.trim_end_matches(['\n', '\r']);
                 if trimmed.is_empty() {
-                    return Err(format!("secret file {} is empty", path.display()));
+                    return Err(SecretError::Empty(shown()));
                 }
                 Ok(SecretString::from(trimmed.to_owned()))
             }

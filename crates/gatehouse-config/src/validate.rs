@@ -801,26 +801,29 @@ fn models(
 /// fails before it is swapped in. Errors name the reference, never the value.
 impl ProviderConfig {
     /// The identity-signing secret, resolved (at least 32 bytes).
-    pub fn resolve_identity_key(&self, env: crate::EnvLookup<'_>) -> Result<Option<(String, SecretString)>, String> {
+    pub fn resolve_identity_key(
+        &self,
+        env: crate::EnvLookup<'_>,
+    ) -> Result<Option<(String, SecretString)>, crate::SecretError> {
         match &self.identity {
             None => Ok(None),
             Some((id, r)) => {
                 let s = r.resolve(env)?;
                 if s.expose_secret().len() < 32 {
-                    return Err(format!("identity key for provider {} must be at least 32 bytes", self.name));
+                    return Err(crate::SecretError::IdentityKeyTooShort(self.name.clone()));
                 }
                 Ok(Some((id.clone(), s)))
             }
         }
     }
 
-    pub fn resolve_api_key(&self, env: crate::EnvLookup<'_>) -> Result<Option<SecretString>, String> {
+    pub fn resolve_api_key(&self, env: crate::EnvLookup<'_>) -> Result<Option<SecretString>, crate::SecretError> {
         match &self.api_key {
             None => Ok(None),
             Some(r) => {
                 let s = r.resolve(env)?;
                 if s.expose_secret().len() > 4096 || s.expose_secret().chars().any(|c| c.is_control()) {
-                    return Err(format!("api key for provider {} is not a valid header value", self.name));
+                    return Err(crate::SecretError::NotAHeaderValue(self.name.clone()));
                 }
                 Ok(Some(s))
             }

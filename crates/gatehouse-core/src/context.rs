@@ -171,6 +171,14 @@ pub struct RateLimitInfo {
     pub reset: std::time::Duration,
 }
 
+/// The tightest request rate and token rate that applied to a request, for OpenAI's
+/// `x-ratelimit-*` headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rates {
+    pub requests: Option<RateLimitInfo>,
+    pub tokens: Option<RateLimitInfo>,
+}
+
 /// One guardrail detector's effect on a request. Content-free: a name, an action, a count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuardrailHit {
@@ -203,6 +211,10 @@ impl RequestCx {
 
     pub fn record(&mut self, gate: GateName, outcome: GateOutcome) {
         self.trail.push(TrailEntry { gate, outcome });
+    }
+
+    pub fn rates(&self) -> Rates {
+        Rates { requests: self.rate_limit, tokens: self.token_rate_limit }
     }
 
     /// The gates passed so far, for logs: "authenticate,parse,authorize".

@@ -11,7 +11,7 @@ mod ids;
 pub mod scope;
 
 pub use context::{
-    Credential, GateName, GateOutcome, Grant, GuardrailHit, Principal, RateLimitInfo, RequestCx, Route, Target,
+    Credential, GateName, GateOutcome, Grant, GuardrailHit, Principal, RateLimitInfo, Rates, RequestCx, Route, Target,
     TrailEntry,
 };
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};

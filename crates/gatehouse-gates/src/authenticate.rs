@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_core::{Credential, Denial, DenyCode, GateName, GateOutcome, Principal, RequestCx};
+use gatehouse_core::{Credential, Denial, DenyCode, GateName, Principal, RequestCx};
 use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, check_format};
 use gatehouse_store::{KeyRow, Store, now_ms};
 use gatehouse_tokens::Capabilities;
@@ -18,6 +18,7 @@ use quick_cache::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::federated::FederatedVerifier;
+use crate::{Gate, Verdict};
 
 /// How long a verified key is trusted without asking the store again. Revocations do not
 /// wait for this: they are evicted directly and by the revocation poller.
@@ -109,21 +110,7 @@ impl KeyVerifier {
     /// Keeps every replica's cache honest: polls the store's key change feed, so a revoke or a
     /// disabled org/project anywhere takes effect here within `every` (plus one round trip).
     pub async fn run_revocation_poller(self: Arc<Self>, every: Duration) {
-        // Overlap windows generously: clocks of replicas differ a little, a re-evict is free.
-        const OVERLAP_MS: i64 = 10_000;
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut since = now_ms() - OVERLAP_MS;
-        loop {
-            tick.tick().await;
-            let started = now_ms();
-            match self.evict_changed_since(since).await {
-                Ok(_) => since = started - OVERLAP_MS,
-                Err(e) => {
-                    tracing::warn!(error = %e, "revocation poll failed; keys stay cached at most the positive ttl")
-                }
-            }
-        }
+        gatehouse_store::poll::changes("api key standing", every, |since| self.evict_changed_since(since)).await;
     }
 }
 
@@ -199,27 +186,18 @@ pub struct AuthenticateGate {
     pub creds: Credentials,
 }
 
-impl AuthenticateGate {
-    pub const NAME: GateName = GateName::Authenticate;
+impl Gate<()> for AuthenticateGate {
+    type Pass = ();
+    const NAME: GateName = GateName::Authenticate;
 
     /// Identity comes from headers only, never from the body: it runs before the body is parsed.
-    pub async fn check(&self, cx: &mut RequestCx) -> Result<(), Denial> {
+    async fn check(&self, cx: &mut RequestCx, _: &mut ()) -> Verdict {
         let outcome = match cx.credential.take() {
             None => Err(Denial::new(DenyCode::MissingCredentials)),
             // The credential leaves the context here: nothing after this gate can see it.
             Some(c) => self.creds.verify(&c, cx.source).await,
         };
-        match outcome {
-            Ok(p) => {
-                cx.principal = Some(p);
-                cx.record(Self::NAME, GateOutcome::Pass);
-                Ok(())
-            }
-            Err(d) => {
-                cx.record(Self::NAME, GateOutcome::Deny(d.code));
-                Err(d)
-            }
-        }
+        Verdict::from(outcome.map(|p| cx.principal = Some(p)))
     }
 }
 

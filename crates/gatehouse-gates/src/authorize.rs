@@ -22,6 +22,7 @@ impl AuthorizeGate {
 }
 
 impl Gate for AuthorizeGate {
+    type Pass = ();
     const NAME: GateName = GateName::Authorize;
 
     async fn check(&self, cx: &mut RequestCx, req: &mut ApiRequest) -> Verdict {
@@ -39,7 +40,7 @@ impl Gate for AuthorizeGate {
             Some(e) if !Self::may_use(cx, &e.route.model) => {
                 Verdict::Deny(Denial::new(DenyCode::ModelNotFound).with_param("model"))
             }
-            _ => Verdict::Pass,
+            _ => Verdict::Pass(()),
         }
     }
 }

@@ -9,9 +9,10 @@ use crate::{Gate, Verdict};
 pub struct CacheGate;
 
 impl Gate for CacheGate {
+    type Pass = ();
     const NAME: GateName = GateName::Cache;
 
     async fn check(&self, _cx: &mut RequestCx, _req: &mut ApiRequest) -> Verdict {
-        Verdict::Pass
+        Verdict::Pass(())
     }
 }

@@ -1,36 +1,59 @@
 //! THE order of the request path. Read this file top to bottom to know what runs before what;
-//! `tests::order_is_pinned` fails if it changes.
+//! [`ORDER`] names it, and the trail every request records (one entry per gate that actually
+//! ran, in this order) is tested against it for every endpoint and every way a request ends.
 //!
 //!   [audit trail accepting] -> authenticate -> parse -> authorize -> guardrails(in) -> route
-//!     -> limits -> cache -> [provider, in the proxy] -> guardrails(out) -> meter & audit
+//!     -> limits -> cache -> provider -> guardrails(out) -> meter & audit
+//!
+//! The proxy makes two calls: [`admit`] (the request half), then one of the methods of the
+//! [`Answer`] it returns (the response half: provider outcome, output guardrails, settling the
+//! budget hold, meter & audit). A refusal by [`admit`] is already metered and audited.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gatehouse_core::{Denial, DenyCode, GateName, GateOutcome, RequestCx};
-use gatehouse_providers::{ApiRequest, Endpoint, RequestBounds};
+use gatehouse_core::{
+    Denial, DenyCode, GateName, GateOutcome, Principal, Rates, RequestCx, RequestId, Route, TrailEntry,
+};
+use gatehouse_providers::{ApiRequest, Endpoint, RequestBounds, SseEvent, Usage, usage_from_chunk};
 
 use crate::authenticate::{AuthenticateGate, Credentials};
 use crate::authorize::AuthorizeGate;
 use crate::cache::CacheGate;
-use crate::guardrails::{GuardrailsInGate, GuardrailsOutGate, Policies, Session};
-use crate::ledger::Hold;
+use crate::guardrails::{GuardrailsInGate, GuardrailsOutGate, Policies, Session, WholeAnswer};
+use crate::ledger::{Hold, Used};
 use crate::limits::LimitsGate;
 use crate::meter::{self, AuditHook, Finished};
 use crate::route::{RouteGate, RouteTable};
 use crate::{CachedResponse, Gate, Verdict};
 
+/// The order of the steps of a request that runs the whole chain. A request's trail is always
+/// this list, cut where the request stopped (a refusal, a cache hit, a failed provider), then
+/// `meter`; `provider` and `guardrails_out` appear only if they ran.
+pub const ORDER: [GateName; 10] = [
+    GateName::Authenticate,
+    GateName::Parse,
+    GateName::Authorize,
+    GateName::GuardrailsIn,
+    GateName::Route,
+    GateName::Limits,
+    GateName::Cache,
+    GateName::Provider,
+    GateName::GuardrailsOut,
+    GateName::Meter,
+];
+
 /// Every gate of one config snapshot. Built at start and on each reload.
 pub struct Gates {
     pub authenticate: AuthenticateGate,
+    pub parse: ParseGate,
     pub authorize: AuthorizeGate,
     pub guardrails_in: GuardrailsInGate,
     pub route: RouteGate,
     pub limits: LimitsGate,
     pub cache: CacheGate,
     pub guardrails_out: GuardrailsOutGate,
-    pub bounds: RequestBounds,
     pub table: Arc<RouteTable>,
     pub audit: AuditHook,
 }
@@ -48,20 +71,53 @@ impl Gates {
     ) -> Gates {
         Gates {
             authenticate: AuthenticateGate { creds },
+            parse: ParseGate { bounds },
             authorize: AuthorizeGate { table: table.clone() },
             guardrails_in: GuardrailsInGate { policies },
             route: RouteGate { table: table.clone() },
             limits,
             cache: CacheGate,
             guardrails_out: GuardrailsOutGate,
-            bounds,
             table,
             audit,
         }
     }
 }
 
-/// Why admission stopped early.
+/// The bounded parse (depth, counts) before any gate walks the body.
+pub struct ParseGate {
+    pub bounds: RequestBounds,
+}
+
+/// A body as read from the client, for the endpoint it was sent to.
+pub struct RawBody {
+    pub endpoint: Endpoint,
+    pub bytes: Bytes,
+}
+
+impl Gate<RawBody> for ParseGate {
+    type Pass = ApiRequest;
+    const NAME: GateName = GateName::Parse;
+
+    async fn check(&self, cx: &mut RequestCx, body: &mut RawBody) -> Verdict<ApiRequest> {
+        match ApiRequest::parse(body.endpoint, &body.bytes, self.bounds) {
+            Ok(req) => {
+                cx.requested_model = Some(req.model.as_str().into());
+                Verdict::Pass(req)
+            }
+            Err(e) => {
+                use gatehouse_core::HasDenyCode;
+                let mut d = Denial::new(e.deny_code());
+                if let Some(p) = e.param() {
+                    d = d.with_param(p);
+                }
+                Verdict::Deny(d)
+            }
+        }
+    }
+}
+
+/// Why admission stopped before a provider.
 #[derive(Debug)]
 pub enum Stop {
     Deny(Denial),
@@ -74,20 +130,32 @@ impl From<Denial> for Stop {
     }
 }
 
-/// A request that passed every gate and may go to its provider.
-pub struct Admitted {
-    pub request: ApiRequest,
-    /// The guardrail state the answer is checked with (same placeholders, same report).
-    pub guard: Session,
-    /// The budget reservations, settled to the real use when the request ends.
-    pub hold: Hold,
+/// A request that ended in [`admit`], already metered and audited: what to answer, and the
+/// rates that applied (for the `x-ratelimit-*` headers).
+#[derive(Debug)]
+pub struct Stopped {
+    pub stop: Stop,
+    pub rates: Rates,
 }
 
-async fn run<G: Gate>(gate: &G, cx: &mut RequestCx, req: &mut ApiRequest) -> Result<(), Stop> {
-    match gate.check(cx, req).await {
-        Verdict::Pass => {
+/// A request that passed every gate and may go to its provider.
+pub struct Admitted {
+    /// The request as the gates left it (redacted by the input guardrail, if need be).
+    pub request: ApiRequest,
+    /// The response half of the chain for this request.
+    pub answer: Answer,
+}
+
+/// Runs one gate and records what it decided; the only place the request half writes the trail.
+async fn run<G, In>(gate: &G, cx: &mut RequestCx, input: &mut In) -> Result<G::Pass, Stop>
+where
+    G: Gate<In>,
+    In: ?Sized + Send,
+{
+    match gate.check(cx, input).await {
+        Verdict::Pass(p) => {
             cx.record(G::NAME, GateOutcome::Pass);
-            Ok(())
+            Ok(p)
         }
         Verdict::Deny(d) => {
             cx.record(G::NAME, GateOutcome::Deny(d.code));
@@ -100,113 +168,439 @@ async fn run<G: Gate>(gate: &G, cx: &mut RequestCx, req: &mut ApiRequest) -> Res
     }
 }
 
-fn parse(g: &Gates, cx: &mut RequestCx, endpoint: Endpoint, body: &[u8]) -> Result<ApiRequest, Stop> {
-    match ApiRequest::parse(endpoint, body, g.bounds) {
-        Ok(req) => {
-            cx.requested_model = Some(req.model.as_str().into());
-            cx.record(GateName::Parse, GateOutcome::Pass);
-            Ok(req)
+/// Everything that must hold before a provider sees the request. Takes the request's context;
+/// gives it back inside the [`Answer`], or meters and audits the refusal.
+pub async fn admit<B>(g: &Gates, mut cx: RequestCx, endpoint: Endpoint, body: B) -> Result<Admitted, Stopped>
+where
+    B: Future<Output = Result<Bytes, DenyCode>>,
+{
+    match admit_steps(g, &mut cx, endpoint, body).await {
+        Ok((request, guard, hold)) => {
+            Ok(Admitted { request, answer: Answer::new(g.audit.clone(), cx, endpoint, guard, hold) })
         }
-        Err(e) => {
-            use gatehouse_core::HasDenyCode;
-            let mut d = Denial::new(e.deny_code());
-            if let Some(p) = e.param() {
-                d = d.with_param(p);
-            }
-            cx.record(GateName::Parse, GateOutcome::Deny(d.code));
-            Err(Stop::Deny(d))
+        Err(stop) => {
+            let done = match &stop {
+                Stop::Deny(d) => Finished::refused(endpoint.as_str(), d.code),
+                // a hit reached no provider: nothing to settle (the hold was dropped)
+                Stop::Serve(hit) => Finished {
+                    reached_provider: false,
+                    ..Finished::served(endpoint.as_str(), 200, gatehouse_providers::usage_from_body(&hit.body))
+                },
+            };
+            let rates = cx.rates();
+            finish(&g.audit, &mut cx, done);
+            Err(Stopped { stop, rates })
         }
     }
 }
 
-/// Everything that must hold before a provider sees the request.
-pub async fn admit<B>(g: &Gates, cx: &mut RequestCx, endpoint: Endpoint, body: B) -> Result<Admitted, Stop>
+async fn admit_steps<B>(
+    g: &Gates,
+    cx: &mut RequestCx,
+    endpoint: Endpoint,
+    body: B,
+) -> Result<(ApiRequest, Session, Hold), Stop>
 where
     B: Future<Output = Result<Bytes, DenyCode>>,
 {
     // A deployment that requires an audit trail (fail-closed) serves nothing it cannot record.
-    audit_accepting(g, cx)?;
+    audit_accepting(g)?;
     // Identity first, from headers only: an anonymous caller learns nothing from the body's
     // validation, and every later gate keys on tenant, project and key.
-    g.authenticate.check(cx).await?;
+    run(&g.authenticate, cx, &mut ()).await?;
     // The body is read (size-capped by the transport) only for an authenticated caller, so
     // anonymous traffic cannot make the gateway buffer anything.
-    let body = body.await.map_err(|code| refuse(cx, code))?;
+    let bytes = body.await.map_err(|code| {
+        cx.record(GateName::Parse, GateOutcome::Deny(code));
+        Denial::new(code)
+    })?;
     // Bounded parse (depth, counts) before any gate walks the body.
-    let mut req = parse(g, cx, endpoint, &body)?;
+    let mut req = run(&g.parse, cx, &mut RawBody { endpoint, bytes }).await?;
     // Before routing, so a caller without rights learns nothing about deployments.
     run(&g.authorize, cx, &mut req).await?;
     // The prompt is checked before a cache or provider can see it: a blocked prompt is never
     // stored, a redacted one is stored redacted.
-    let guard = g.guardrails_in.check(cx, &mut req).await?;
+    let guard = run(&g.guardrails_in, cx, &mut req).await?;
     // Resolve model -> deployment; limits and budgets are priced per resolved model.
     run(&g.route, cx, &mut req).await?;
     // Rates, then the worst case reserved on every budget; the hold settles it later.
-    let hold = match g.limits.check(cx, &req).await {
-        Ok(h) => {
-            cx.record(LimitsGate::NAME, GateOutcome::Pass);
-            h
-        }
-        Err(d) => {
-            cx.record(LimitsGate::NAME, GateOutcome::Deny(d.code));
-            return Err(Stop::Deny(d));
-        }
-    };
+    let hold = run(&g.limits, cx, &mut req).await?;
     // Last, so a hit is only served to a request that passed every check above (a hit drops
     // the hold: nothing reached a provider).
     run(&g.cache, cx, &mut req).await?;
-    Ok(Admitted { request: req, guard, hold })
+    Ok((req, guard, hold))
 }
 
-/// `GET /v1/models`: identity only; the listing itself is filtered by the allow-list.
-pub async fn admit_listing(g: &Gates, cx: &mut RequestCx) -> Result<(), Denial> {
-    audit_accepting(g, cx).map_err(|_| Denial::new(DenyCode::Unavailable))?;
-    g.authenticate.check(cx).await?;
-    if cx.principal.as_ref().is_some_and(|p| !p.may(LISTING_ACTION)) {
-        cx.record(GateName::Authorize, GateOutcome::Deny(DenyCode::PermissionDenied));
-        return Err(Denial::new(DenyCode::PermissionDenied));
-    }
-    Ok(())
+/// `GET /v1/models` and `GET /v1/models/{model}`: identity and the listing scope only; the
+/// listing itself is filtered by the allow-list ([`Listing::may_use`]).
+pub async fn admit_listing(g: &Gates, mut cx: RequestCx) -> Result<Listing, Denial> {
+    let checked = match audit_accepting(g) {
+        Ok(()) => run(&g.authenticate, &mut cx, &mut ()).await.map_err(|_| ()),
+        Err(_) => Err(()),
+    };
+    let refusal = match checked {
+        Err(()) => cx.trail.last().map_or(DenyCode::Unavailable, |e| match e.outcome {
+            GateOutcome::Deny(c) => c,
+            _ => DenyCode::Internal,
+        }),
+        Ok(()) if cx.principal.as_ref().is_some_and(|p| !p.may(LISTING_ACTION)) => {
+            cx.record(GateName::Authorize, GateOutcome::Deny(DenyCode::PermissionDenied));
+            DenyCode::PermissionDenied
+        }
+        Ok(()) => {
+            cx.record(GateName::Authorize, GateOutcome::Pass);
+            return Ok(Listing { audit: g.audit.clone(), cx, done: false });
+        }
+    };
+    finish(&g.audit, &mut cx, Finished::refused("models", refusal));
+    Err(Denial::new(refusal))
 }
 
 /// The scope `GET /v1/models` needs from a capability token.
 pub const LISTING_ACTION: &str = "models:read";
 
-fn audit_accepting(g: &Gates, cx: &mut RequestCx) -> Result<(), Stop> {
-    if g.audit.accepting() {
-        return Ok(());
-    }
-    cx.record(GateName::Meter, GateOutcome::Deny(DenyCode::Unavailable));
-    Err(Stop::Deny(Denial::new(DenyCode::Unavailable)))
+/// An admitted model listing; metered when answered (or dropped).
+pub struct Listing {
+    audit: AuditHook,
+    cx: RequestCx,
+    done: bool,
 }
 
-/// The response side, after the provider answered (or did not): guardrails on what goes
-/// back, then meter & audit. Called exactly once per request, also for refusals, cancelled
-/// streams and upstream failures.
-pub fn finish(audit: &AuditHook, cx: &mut RequestCx, done: Finished) {
-    if done.reached_provider && !cx.trail.iter().any(|e| e.gate == GuardrailsOutGate::NAME) {
-        cx.record(GuardrailsOutGate::NAME, GateOutcome::Pass);
+impl Listing {
+    /// Whether the caller may see a model, by canonical name.
+    pub fn may_use(&self, canonical: &str) -> bool {
+        AuthorizeGate::may_use(&self.cx, canonical)
     }
+
+    /// The model asked for is not one this caller can see.
+    pub fn not_found(mut self) -> Denial {
+        self.done = true;
+        finish(&self.audit, &mut self.cx, Finished::refused("models", DenyCode::ModelNotFound));
+        Denial::new(DenyCode::ModelNotFound).with_param("model")
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        if !self.done {
+            finish(&self.audit, &mut self.cx, Finished::listed());
+        }
+    }
+}
+
+fn audit_accepting(g: &Gates) -> Result<(), Stop> {
+    if g.audit.accepting() { Ok(()) } else { Err(Stop::Deny(Denial::new(DenyCode::Unavailable))) }
+}
+
+/// Meter & audit: the last step of every request, exactly once.
+fn finish(audit: &AuditHook, cx: &mut RequestCx, done: Finished) {
     cx.record(GateName::Meter, done.code.map_or(GateOutcome::Pass, GateOutcome::Deny));
+    // every request of every test (unit and end-to-end, which run debug builds) checks this
+    debug_assert!(follows_order(&cx.trail), "trail out of order: {:?}", cx.trail);
     meter::record(audit, cx, &done);
 }
 
-/// A refusal while reading the body (too large, wrong content type, client went away).
-fn refuse(cx: &mut RequestCx, code: DenyCode) -> Denial {
-    cx.record(GateName::Parse, GateOutcome::Deny(code));
-    Denial::new(code)
+/// Whether a recorded trail is one the chain can produce: steps in [`ORDER`], each at most
+/// once, ending with `meter`; at most one step before `meter` refuses (or serves), and it is
+/// the last one before `meter`, which then carries the same refusal. A step that did not run
+/// is absent, never recorded as passed.
+pub fn follows_order(trail: &[TrailEntry]) -> bool {
+    let Some((last, steps)) = trail.split_last() else { return false };
+    if last.gate != GateName::Meter {
+        return false;
+    }
+    let position = |g: GateName| ORDER.iter().position(|o| *o == g);
+    let mut prev = None;
+    for e in trail {
+        let Some(i) = position(e.gate) else { return false };
+        if prev.is_some_and(|p| i <= p) {
+            return false;
+        }
+        prev = Some(i);
+    }
+    let stops: Vec<_> = steps.iter().enumerate().filter(|(_, e)| e.outcome != GateOutcome::Pass).collect();
+    match stops.as_slice() {
+        [] => matches!(last.outcome, GateOutcome::Pass | GateOutcome::Deny(_)),
+        [(i, e)] if *i + 1 == steps.len() => match e.outcome {
+            GateOutcome::Deny(c) => last.outcome == GateOutcome::Deny(c),
+            GateOutcome::Serve => e.gate == GateName::Cache && last.outcome == GateOutcome::Pass,
+            GateOutcome::Pass => false,
+        },
+        _ => false,
+    }
+}
+
+/// The response half of the chain for one admitted request: it owns the request's context,
+/// its guardrail session and its budget hold, and finishes the request exactly once, whichever
+/// way the provider answers: [`Answer::whole`], [`Answer::stream`] or [`Answer::fail`].
+pub struct Answer {
+    audit: AuditHook,
+    cx: RequestCx,
+    endpoint: Endpoint,
+    guard: Session,
+    hold: Option<Hold>,
+}
+
+impl Answer {
+    fn new(audit: AuditHook, cx: RequestCx, endpoint: Endpoint, guard: Session, hold: Hold) -> Answer {
+        Answer { audit, cx, endpoint, guard, hold: Some(hold) }
+    }
+
+    pub fn request_id(&self) -> RequestId {
+        self.cx.request_id
+    }
+
+    pub fn principal(&self) -> Option<&Principal> {
+        self.cx.principal.as_ref()
+    }
+
+    /// The deployment the route gate chose (set on every admitted request).
+    pub fn route(&self) -> Option<&Arc<Route>> {
+        self.cx.route.as_ref()
+    }
+
+    pub fn rates(&self) -> Rates {
+        self.cx.rates()
+    }
+
+    /// The provider could not be reached, timed out, refused or sent something unusable:
+    /// nothing billable came back (the hold is released), the request ends with `d`.
+    pub fn fail(mut self, d: Denial) -> Denial {
+        self.cx.record(GateName::Provider, GateOutcome::Deny(d.code));
+        let done = Finished { reached_provider: true, ..Finished::refused(self.endpoint.as_str(), d.code) };
+        finish(&self.audit, &mut self.cx, done);
+        d
+    }
+
+    /// A whole answer: the provider was paid, so the budgets are settled first, whatever the
+    /// output guardrail then decides; it may rewrite the body or refuse it; then meter & audit.
+    pub async fn whole(mut self, body: Bytes, usage: Option<Usage>) -> Result<Bytes, Denial> {
+        let cx = &mut self.cx;
+        cx.record(GateName::Provider, GateOutcome::Pass);
+        if let Some(hold) = self.hold.take() {
+            hold.settle(match usage {
+                Some(u) => Used::Reported(u),
+                None => Used::Estimated { completion_tokens: (body.len() as u64).div_ceil(4) },
+            });
+        }
+        let mut answer = WholeAnswer { session: &mut self.guard, endpoint: self.endpoint, body };
+        let checked = run(&GuardrailsOutGate, cx, &mut answer).await;
+        let body = answer.body;
+        let endpoint = self.endpoint.as_str();
+        match checked {
+            Ok(()) => {
+                finish(&self.audit, cx, Finished::served(endpoint, 200, usage));
+                Ok(body)
+            }
+            Err(stop) => {
+                let d = match stop {
+                    Stop::Deny(d) => d,
+                    Stop::Serve(_) => Denial::new(DenyCode::Internal),
+                };
+                finish(&self.audit, cx, Finished { reached_provider: true, ..Finished::refused(endpoint, d.code) });
+                Err(d)
+            }
+        }
+    }
+
+    /// A streamed answer: its events go through [`StreamAnswer`], which finishes the request
+    /// when it is dropped (completed, cut, failed or abandoned by the client).
+    pub fn stream(mut self) -> StreamAnswer {
+        let hold = self.hold.take();
+        let output_cap = hold.as_ref().and_then(Hold::output_cap);
+        let rewrite = self.guard.rewrites_stream();
+        StreamAnswer { answer: self, hold, output_cap, rewrite, usage: None, events: 0, saw_done: false, end: None }
+    }
+}
+
+/// How a stream ended, as the audit trail names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamEnd {
+    Completed,
+    /// The client went away.
+    Cancelled,
+    /// The output guardrail blocked the answer.
+    Blocked,
+    /// The output guardrail could not check the answer.
+    GuardrailFailed,
+    /// Past the budget reservation.
+    Budget,
+    /// The provider failed, or sent something malformed.
+    UpstreamFailed,
+    /// The provider went idle.
+    UpstreamTimeout,
+    /// Past the stream's maximum duration.
+    Cut,
+}
+
+impl StreamEnd {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StreamEnd::Completed => "completed",
+            StreamEnd::Cancelled => "cancelled",
+            StreamEnd::Blocked => "blocked",
+            StreamEnd::GuardrailFailed => "guardrail_failed",
+            StreamEnd::Budget => "budget",
+            StreamEnd::UpstreamFailed => "upstream_failed",
+            StreamEnd::UpstreamTimeout => "upstream_timeout",
+            StreamEnd::Cut => "cut",
+        }
+    }
+
+    /// The end a refusal met mid-stream stands for.
+    pub fn of(code: DenyCode) -> StreamEnd {
+        match code {
+            DenyCode::ContentBlocked => StreamEnd::Blocked,
+            DenyCode::InsufficientQuota => StreamEnd::Budget,
+            DenyCode::UpstreamError => StreamEnd::UpstreamFailed,
+            _ => StreamEnd::GuardrailFailed,
+        }
+    }
+
+    /// Whether the provider is the one that failed.
+    const fn provider_failed(self) -> bool {
+        matches!(self, StreamEnd::UpstreamFailed | StreamEnd::UpstreamTimeout | StreamEnd::Cut)
+    }
+}
+
+/// The response half for a stream, event by event. The proxy moves the bytes (framing,
+/// timers, back-pressure); this decides: usage and the budget cap per event, the output
+/// guardrail on each event when the policy may change the text, and the end.
+pub struct StreamAnswer {
+    answer: Answer,
+    hold: Option<Hold>,
+    /// The data events the budget reservation covers: past it the stream is cut.
+    output_cap: Option<u64>,
+    rewrite: bool,
+    usage: Option<Usage>,
+    /// Data events that carried no usage: about one completion token each, the estimate a
+    /// stream that ends without the provider's count settles with.
+    events: u64,
+    saw_done: bool,
+    end: Option<(StreamEnd, Option<DenyCode>)>,
+}
+
+impl StreamAnswer {
+    pub fn request_id(&self) -> RequestId {
+        self.answer.cx.request_id
+    }
+
+    /// Whether events must be re-framed (the guardrail may change them) rather than passed
+    /// through byte for byte.
+    pub fn rewrites(&self) -> bool {
+        self.rewrite
+    }
+
+    /// Whether the provider sent its final `[DONE]`.
+    pub fn saw_done(&self) -> bool {
+        self.saw_done
+    }
+
+    /// One complete SSE event from the provider. `Ok(Some(payload))` replaces a data event's
+    /// payload (re-framing path; `[DONE]` may be preceded by text the guardrail held back);
+    /// `Ok(None)` sends it as it came. An error ends the stream: [`StreamEnd::of`] its code.
+    pub fn event(&mut self, ev: SseEvent<'_>) -> Result<Option<Vec<u8>>, Denial> {
+        let out = match ev {
+            SseEvent::Data(d) => {
+                match usage_from_chunk(d) {
+                    Some(u) => self.usage = Some(u),
+                    None => self.events += 1,
+                }
+                if self.output_cap.is_some_and(|cap| self.events > cap) {
+                    // the reservation is spent: what the provider sends beyond it is not paid for
+                    return Err(Denial::new(DenyCode::InsufficientQuota));
+                }
+                if self.rewrite { self.answer.guard.stream_event(d)? } else { None }
+            }
+            SseEvent::Done => {
+                self.saw_done = true;
+                if self.rewrite { self.answer.guard.stream_end()? } else { None }
+            }
+        };
+        Ok(out)
+    }
+
+    /// Records how the stream ended (the first end wins); a stream dropped without one was
+    /// abandoned by the client.
+    pub fn end(&mut self, end: StreamEnd, code: Option<DenyCode>) {
+        self.end.get_or_insert((end, code));
+    }
+}
+
+impl Drop for StreamAnswer {
+    fn drop(&mut self) {
+        let (end, code) = self.end.unwrap_or((StreamEnd::Cancelled, None));
+        if let Some(hold) = self.hold.take() {
+            hold.settle(match self.usage {
+                Some(u) => Used::Reported(u),
+                None => Used::Estimated { completion_tokens: self.events },
+            });
+        }
+        let Answer { audit, cx, guard, endpoint, .. } = &mut self.answer;
+        guard.report_to(cx);
+        match (end.provider_failed(), code) {
+            // the provider failed mid-stream: what it sent before was checked, but the answer
+            // as a whole never reached the output guardrail
+            (true, Some(c)) => cx.record(GateName::Provider, GateOutcome::Deny(c)),
+            _ => {
+                cx.record(GateName::Provider, GateOutcome::Pass);
+                // every event released to the client went through the output guardrail
+                cx.record(
+                    GateName::GuardrailsOut,
+                    match (end, code) {
+                        (StreamEnd::Blocked | StreamEnd::GuardrailFailed, Some(c)) => GateOutcome::Deny(c),
+                        _ => GateOutcome::Pass,
+                    },
+                );
+            }
+        }
+        let done = Finished {
+            endpoint: endpoint.as_str(),
+            status: 200,
+            code,
+            usage: self.usage,
+            reached_provider: true,
+            stream_end: Some(end.as_str()),
+        };
+        finish(audit, cx, done);
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+
     use super::*;
-    use gatehouse_core::{KeyId, RequestId};
+    use crate::meter::SpanSink;
+    use gatehouse_core::KeyId;
     use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
     use gatehouse_store::{NewKey, Store, now_ms};
     use secrecy::SecretString;
 
+    /// Sends the trail of every finished request to the test.
+    struct Trails(mpsc::Sender<Vec<TrailEntry>>);
+
+    impl SpanSink for Trails {
+        fn request(&self, _: &gatehouse_audit::Event, trail: &[TrailEntry]) {
+            self.0.send(trail.to_vec()).unwrap();
+        }
+    }
+
+    struct Ended(mpsc::Receiver<Vec<TrailEntry>>);
+
+    impl Ended {
+        /// The trail of the request finished last (exactly one since the previous call).
+        fn last(&self) -> Vec<&'static str> {
+            let t = self.0.try_recv().expect("a finished request");
+            assert!(self.0.try_recv().is_err(), "finished twice");
+            assert!(follows_order(&t), "{t:?}");
+            t.iter().map(|e| e.gate.as_str()).collect()
+        }
+    }
+
     struct Fixture {
         gates: Gates,
+        trails: Ended,
         key: SecretString,
         _dir: tempfile::TempDir,
     }
@@ -240,8 +634,10 @@ mod tests {
         let creds = crate::authenticate::Credentials { keys: verifier, tokens: None, federated: None };
         let policies = Arc::new(crate::guardrails::Policies::builtin().unwrap());
         let limits = LimitsGate::new(Arc::new(crate::limits::LimitsBackend::local()), &policy);
-        let gates = Gates::new(creds, policies, limits, table, bounds, AuditHook::off());
-        Fixture { gates, key, _dir: dir }
+        let (tx, rx) = mpsc::channel();
+        let audit = AuditHook { spans: Some(Arc::new(Trails(tx))), ..AuditHook::off() };
+        let gates = Gates::new(creds, policies, limits, table, bounds, audit);
+        Fixture { gates, trails: Ended(rx), key, _dir: dir }
     }
 
     async fn body(b: &'static [u8]) -> Result<Bytes, DenyCode> {
@@ -250,76 +646,121 @@ mod tests {
 
     const HELLO: &[u8] = br#"{"model":"mock","messages":[{"role":"user","content":"hi"}]}"#;
 
-    fn names(cx: &RequestCx) -> Vec<&'static str> {
-        cx.trail_names().collect()
+    fn cx(key: Option<&SecretString>) -> RequestCx {
+        RequestCx::new(RequestId::generate(), key.cloned())
+    }
+
+    async fn refused(f: &Fixture, key: Option<&SecretString>, b: &'static [u8]) -> DenyCode {
+        match admit(&f.gates, cx(key), Endpoint::ChatCompletions, body(b)).await {
+            Err(Stopped { stop: Stop::Deny(d), .. }) => d.code,
+            _ => panic!("admitted"),
+        }
+    }
+
+    const WHOLE: [&str; 10] = [
+        "authenticate",
+        "parse",
+        "authorize",
+        "guardrails_in",
+        "route",
+        "limits",
+        "cache",
+        "provider",
+        "guardrails_out",
+        "meter",
+    ];
+
+    #[test]
+    fn the_whole_order_is_the_constant() {
+        assert_eq!(ORDER.map(GateName::as_str), WHOLE);
     }
 
     #[tokio::test]
     async fn order_is_pinned() {
         let f = fixture(None).await;
-        let mut cx = RequestCx::new(RequestId::generate(), Some(f.key.clone()));
-        let admitted = admit(&f.gates, &mut cx, Endpoint::ChatCompletions, body(HELLO)).await;
-        assert!(admitted.is_ok());
-        finish(&AuditHook::off(), &mut cx, Finished::served("chat_completions", 200, None));
-        assert_eq!(
-            names(&cx),
-            [
-                "authenticate",
-                "parse",
-                "authorize",
-                "guardrails_in",
-                "route",
-                "limits",
-                "cache",
-                "guardrails_out",
-                "meter"
-            ]
-        );
-        assert_eq!(cx.route.as_ref().unwrap().model.as_ref(), "mock");
-        assert!(cx.credential.is_none(), "the credential must not outlive authentication");
+        let Ok(a) = admit(&f.gates, cx(Some(&f.key)), Endpoint::ChatCompletions, body(HELLO)).await else {
+            panic!("refused")
+        };
+        assert_eq!(a.answer.route().unwrap().model.as_ref(), "mock");
+        a.answer.whole(Bytes::from_static(b"{}"), None).await.unwrap();
+        assert_eq!(f.trails.last(), WHOLE);
+    }
+
+    #[tokio::test]
+    async fn the_response_half_records_only_what_ran() {
+        let f = fixture(None).await;
+        let admitted = || admit(&f.gates, cx(Some(&f.key)), Endpoint::ChatCompletions, body(HELLO));
+
+        // the provider failed: the output guardrail never saw an answer
+        let Ok(a) = admitted().await else { panic!() };
+        a.answer.fail(Denial::new(DenyCode::UpstreamError));
+        assert_eq!(f.trails.last(), [&WHOLE[..8], &["meter"]].concat());
+
+        // a stream the client abandoned, a completed one, one whose provider failed mid-way
+        for (end, ran_out) in
+            [(None, true), (Some(StreamEnd::Completed), true), (Some(StreamEnd::UpstreamFailed), false)]
+        {
+            let Ok(a) = admitted().await else { panic!() };
+            let mut s = a.answer.stream();
+            s.event(SseEvent::Data(br#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#)).unwrap();
+            if let Some(end) = end {
+                s.end(end, (end != StreamEnd::Completed).then_some(DenyCode::UpstreamError));
+            }
+            drop(s);
+            let expected = if ran_out { WHOLE.to_vec() } else { [&WHOLE[..8], &["meter"]].concat() };
+            assert_eq!(f.trails.last(), expected, "{end:?}");
+        }
     }
 
     #[tokio::test]
     async fn a_denial_stops_the_chain_where_it_happens() {
         let f = fixture(None).await;
-        let mut cx = RequestCx::new(RequestId::generate(), None);
-        let r = admit(&f.gates, &mut cx, Endpoint::ChatCompletions, body(HELLO)).await;
-        assert!(matches!(r, Err(Stop::Deny(d)) if d.code == DenyCode::MissingCredentials));
-        assert_eq!(names(&cx), ["authenticate"]);
+        assert_eq!(refused(&f, None, HELLO).await, DenyCode::MissingCredentials);
+        assert_eq!(f.trails.last(), ["authenticate", "meter"]);
 
-        let mut cx = RequestCx::new(RequestId::generate(), Some(f.key.clone()));
-        let r = admit(&f.gates, &mut cx, Endpoint::ChatCompletions, body(b"{not json")).await;
-        assert!(matches!(r, Err(Stop::Deny(d)) if d.code == DenyCode::InvalidJson));
-        assert_eq!(names(&cx), ["authenticate", "parse"]);
+        assert_eq!(refused(&f, Some(&f.key), b"{not json").await, DenyCode::InvalidJson);
+        assert_eq!(f.trails.last(), ["authenticate", "parse", "meter"]);
 
-        let mut cx = RequestCx::new(RequestId::generate(), Some(f.key.clone()));
         let unknown: &[u8] = br#"{"model":"nope","messages":[{"role":"user","content":"hi"}]}"#;
-        let r = admit(&f.gates, &mut cx, Endpoint::ChatCompletions, body(unknown)).await;
-        assert!(matches!(r, Err(Stop::Deny(d)) if d.code == DenyCode::ModelNotFound));
-        assert_eq!(names(&cx), ["authenticate", "parse", "authorize", "guardrails_in", "route"]);
+        assert_eq!(refused(&f, Some(&f.key), unknown).await, DenyCode::ModelNotFound);
+        assert_eq!(f.trails.last(), ["authenticate", "parse", "authorize", "guardrails_in", "route", "meter"]);
     }
 
     #[tokio::test]
     async fn allow_list_refuses_like_a_missing_model_before_routing() {
         let f = fixture(Some(vec!["mock-embedding".into()])).await;
-        let mut cx = RequestCx::new(RequestId::generate(), Some(f.key.clone()));
-        let r = admit(&f.gates, &mut cx, Endpoint::ChatCompletions, body(HELLO)).await;
-        assert!(matches!(r, Err(Stop::Deny(d)) if d.code == DenyCode::ModelNotFound));
-        assert_eq!(names(&cx), ["authenticate", "parse", "authorize"]);
+        assert_eq!(refused(&f, Some(&f.key), HELLO).await, DenyCode::ModelNotFound);
+        assert_eq!(f.trails.last(), ["authenticate", "parse", "authorize", "meter"]);
     }
 
     #[tokio::test]
     async fn wrong_keys_never_touch_the_store_path() {
         let f = fixture(None).await;
         for bad in ["", "sk-123", "gth_short", &generate_key(KeyKind::Admin).expose()] {
-            let mut cx = RequestCx::new(RequestId::generate(), Some(SecretString::from(bad.to_owned())));
-            let r = admit(&f.gates, &mut cx, Endpoint::ChatCompletions, body(HELLO)).await;
-            assert!(matches!(r, Err(Stop::Deny(d)) if d.code == DenyCode::InvalidApiKey), "{bad}");
+            let bad = SecretString::from(bad.to_owned());
+            assert_eq!(refused(&f, Some(&bad), HELLO).await, DenyCode::InvalidApiKey);
         }
         // well-formed but unknown
-        let mut cx = RequestCx::new(RequestId::generate(), Some(generate_key(KeyKind::Api)));
-        let r = admit(&f.gates, &mut cx, Endpoint::ChatCompletions, body(HELLO)).await;
-        assert!(matches!(r, Err(Stop::Deny(d)) if d.code == DenyCode::InvalidApiKey));
+        assert_eq!(refused(&f, Some(&generate_key(KeyKind::Api)), HELLO).await, DenyCode::InvalidApiKey);
+    }
+
+    #[test]
+    fn trails_the_chain_cannot_produce_are_told_apart() {
+        use GateName as G;
+        use GateOutcome::{Deny, Pass};
+        let t = |steps: &[(GateName, GateOutcome)]| -> Vec<TrailEntry> {
+            steps.iter().map(|&(gate, outcome)| TrailEntry { gate, outcome }).collect()
+        };
+        let no = DenyCode::PermissionDenied;
+        assert!(follows_order(&t(&[(G::Authenticate, Pass), (G::Meter, Pass)])));
+        assert!(follows_order(&t(&[(G::Authenticate, Deny(no)), (G::Meter, Deny(no))])));
+        // out of order, twice, not ending in meter, a pass after a refusal, a refusal the meter lost
+        assert!(!follows_order(&t(&[(G::Parse, Pass), (G::Authenticate, Pass), (G::Meter, Pass)])));
+        assert!(!follows_order(&t(&[(G::Authenticate, Pass), (G::Authenticate, Pass), (G::Meter, Pass)])));
+        assert!(!follows_order(&t(&[(G::Authenticate, Pass)])));
+        assert!(!follows_order(&t(&[(G::Authenticate, Deny(no)), (G::Parse, Pass), (G::Meter, Deny(no))])));
+        assert!(!follows_order(&t(&[(G::Authenticate, Deny(no)), (G::Meter, Pass)])));
+        assert!(!follows_order(&[]));
     }
 
     trait Expose {

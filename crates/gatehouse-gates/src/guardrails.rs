@@ -18,11 +18,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use gatehouse_core::{Denial, DenyCode, GateName, GateOutcome, GuardrailHit, OrgId, ProjectId, RequestCx};
+use gatehouse_core::{Denial, DenyCode, GateName, GuardrailHit, OrgId, ProjectId, RequestCx};
 use gatehouse_guardrails::policy::default_spec;
 use gatehouse_guardrails::{Direction, Guard, Held, Placeholders, Policy, PolicySpec, Report};
 use gatehouse_providers::{ApiRequest, Endpoint};
 use serde_json::{Map, Value};
+
+use crate::{Gate, Verdict};
 
 /// Texts up to this size are scanned on the request's own task (bounded: the engine is linear
 /// time, ~50-100 MiB/s, so ~1 ms at most); larger ones on the blocking pool under a deadline.
@@ -58,7 +60,7 @@ struct Table {
 
 impl Policies {
     /// The engine is compiled once here; an engine that cannot be built stops the start.
-    pub fn new(default: &PolicySpec, scan_timeout: Duration) -> Result<Policies, String> {
+    pub fn new(default: &PolicySpec, scan_timeout: Duration) -> Result<Policies, crate::Error> {
         let guard = Arc::new(Guard::new()?);
         let p = Policies {
             guard,
@@ -72,12 +74,12 @@ impl Policies {
             scan_timeout: ArcSwap::from_pointee(scan_timeout),
             reload: tokio::sync::Mutex::new(()),
         };
-        p.rebuild(Some(default), Some(Vec::new())).map_err(|e| e.to_string())?;
+        p.rebuild(Some(default), Some(Vec::new()))?;
         Ok(p)
     }
 
     /// Built-in default only (tests, benches).
-    pub fn builtin() -> Result<Policies, String> {
+    pub fn builtin() -> Result<Policies, crate::Error> {
         Policies::new(&default_spec(), Duration::from_secs(1))
     }
 
@@ -176,14 +178,7 @@ impl Policies {
     /// Keeps this replica's table in step with the store (changes made through another
     /// replica's admin API arrive within one interval).
     pub async fn run_poller(self: Arc<Self>, store: gatehouse_store::Store, every: Duration) {
-        let mut t = tokio::time::interval(every);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            t.tick().await;
-            if let Err(e) = self.load(&store).await {
-                tracing::warn!(error = %e, "guardrail policies could not be re-read; keeping the current ones");
-            }
-        }
+        gatehouse_store::poll::reload("guardrail policies", every, || self.load(&store)).await;
     }
 
     /// The policy for a scope: the project's, else the org's, else the default.
@@ -347,7 +342,7 @@ impl Session {
             for t in &owned {
                 out.push(guard.inspect(&policy, dir, t, &mut placeholders, &mut report)?);
             }
-            Ok::<_, gatehouse_guardrails::ScanError>((out, placeholders, report))
+            Ok::<_, gatehouse_guardrails::Error>((out, placeholders, report))
         });
         match tokio::time::timeout(self.timeout, task).await {
             Ok(Ok(Ok((out, placeholders, report)))) => {
@@ -569,28 +564,24 @@ pub struct GuardrailsInGate {
     pub policies: Arc<Policies>,
 }
 
-impl GuardrailsInGate {
-    pub const NAME: GateName = GateName::GuardrailsIn;
+impl Gate for GuardrailsInGate {
+    type Pass = Session;
+    const NAME: GateName = GateName::GuardrailsIn;
 
-    pub async fn check(&self, cx: &mut RequestCx, req: &mut ApiRequest) -> Result<Session, Denial> {
+    async fn check(&self, cx: &mut RequestCx, req: &mut ApiRequest) -> Verdict<Session> {
         let Some(p) = cx.principal.as_ref() else {
-            return Ok(Session::off(self.policies.guard.clone()));
+            return Verdict::Pass(Session::off(self.policies.guard.clone()));
         };
         let policy = self.policies.policy(p.org, p.project);
         let timeout = **self.policies.scan_timeout.load();
         let mut session = Session::new(self.policies.guard.clone(), policy, timeout);
         if !session.policy.active(Direction::In) {
-            cx.record(Self::NAME, GateOutcome::Pass);
-            return Ok(session);
+            return Verdict::Pass(session);
         }
         let size = req.text_len();
         let body = req.body_mut();
-        let key = match req_endpoint(body) {
-            Some(k) => k,
-            None => {
-                cx.record(Self::NAME, GateOutcome::Pass);
-                return Ok(session);
-            }
+        let Some(key) = req_endpoint(body) else {
+            return Verdict::Pass(session);
         };
         let result = {
             let mut texts = Vec::new();
@@ -604,17 +595,7 @@ impl GuardrailsInGate {
             })
         };
         session.report_to(cx);
-        let verdict = result.and_then(|()| session.blocked().map_or(Ok(()), Err));
-        match verdict {
-            Ok(()) => {
-                cx.record(Self::NAME, GateOutcome::Pass);
-                Ok(session)
-            }
-            Err(d) => {
-                cx.record(Self::NAME, GateOutcome::Deny(d.code));
-                Err(d)
-            }
-        }
+        Verdict::from(result.and_then(|()| session.blocked().map_or(Ok(session), Err)))
     }
 }
 
@@ -674,11 +655,31 @@ fn replace_request(v: &mut Value, key: &str, out: &mut impl Iterator<Item = Opti
     }
 }
 
-/// Kept for the chain's naming: the provider side is checked by [`Session`].
+/// A whole (non-streamed) answer on its way back: the request's guardrail session and the
+/// body, rewritten in place when the policy redacts.
+pub struct WholeAnswer<'a> {
+    pub session: &'a mut Session,
+    pub endpoint: Endpoint,
+    pub body: Bytes,
+}
+
+/// Checks a whole answer with the request's [`Session`] (same placeholders, same report).
+/// Streams are checked event by event through [`Session::stream_event`].
 pub struct GuardrailsOutGate;
 
-impl GuardrailsOutGate {
-    pub const NAME: GateName = GateName::GuardrailsOut;
+impl<'a> Gate<WholeAnswer<'a>> for GuardrailsOutGate {
+    type Pass = ();
+    const NAME: GateName = GateName::GuardrailsOut;
+
+    async fn check(&self, cx: &mut RequestCx, a: &mut WholeAnswer<'a>) -> Verdict {
+        let checked = a.session.response(a.endpoint, &a.body).await;
+        a.session.report_to(cx);
+        Verdict::from(checked.map(|rewritten| {
+            if let Some(b) = rewritten {
+                a.body = b;
+            }
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The policy gates of the data plane and the one place that fixes their order
 //! ([`chain`]). A gate decides ([`Verdict`]); it never writes a response, never performs
 //! HTTP, and never sees another gate's internals. The proxy calls [`chain::admit`] before
-//! the provider and [`chain::finish`] after it.
+//! the provider and finishes through the [`chain::Answer`] it returns.
 //!
 //! This crate must not import the proxy or any HTTP server type.
 
@@ -9,6 +9,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod cache;
 pub mod chain;
+mod error;
 pub mod federated;
 mod gate;
 pub mod guardrails;
@@ -18,5 +19,8 @@ pub mod meter;
 pub mod route;
 pub mod tokens;
 
-pub use chain::{Admitted, Gates, admit, admit_listing, finish};
+pub use chain::{
+    Admitted, Answer, Gates, Listing, ORDER, Stop, Stopped, StreamAnswer, StreamEnd, admit, admit_listing,
+};
+pub use error::Error;
 pub use gate::{CachedResponse, Gate, Verdict};

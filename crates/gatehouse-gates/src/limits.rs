@@ -24,6 +24,7 @@ use gatehouse_providers::ApiRequest;
 use gatehouse_store::{LimitPolicyRow, LimitScope, Store};
 
 use crate::ledger::{BudgetMeta, Hold, Ledger};
+use crate::{Gate, Verdict};
 
 /// The limits store of the deployment (in-process, or Redis for several replicas), what a
 /// rate check does when that store cannot answer, the per-scope policies and the ledger that
@@ -117,14 +118,7 @@ impl LimitPolicies {
     /// Keeps this replica's table in step with the store (changes made through another
     /// replica's admin API arrive within one interval).
     pub async fn run_poller(self: Arc<Self>, store: Store, every: Duration) {
-        let mut t = tokio::time::interval(every);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            t.tick().await;
-            if let Err(e) = self.load(&store).await {
-                tracing::warn!(error = %e, "limit policies could not be re-read; keeping the current ones");
-            }
-        }
+        gatehouse_store::poll::reload("limit policies", every, || self.load(&store)).await;
     }
 }
 
@@ -219,7 +213,7 @@ impl LimitsGate {
     /// flight together on the one multiplexed connection, so the gate costs about one round
     /// trip however many limits apply. A refusal releases whatever was reserved (the hold is
     /// dropped). The hold that comes back must reach the end of the request: it settles.
-    pub async fn check(&self, cx: &mut RequestCx, req: &ApiRequest) -> Result<Hold, Denial> {
+    async fn reserve(&self, cx: &mut RequestCx, req: &ApiRequest) -> Result<Hold, Denial> {
         let Some(p) = cx.principal.as_ref() else { return Ok(Hold::none()) };
         let table = self.backend.policies.table.load();
         let org = table.get(&Scope::Org(p.org)).cloned();
@@ -409,8 +403,16 @@ impl LimitsGate {
             }
         }
     }
+}
 
-    pub const NAME: GateName = GateName::Limits;
+impl Gate for LimitsGate {
+    /// The budget reservations, settled to the real use when the request ends.
+    type Pass = Hold;
+    const NAME: GateName = GateName::Limits;
+
+    async fn check(&self, cx: &mut RequestCx, req: &mut ApiRequest) -> Verdict<Hold> {
+        Verdict::from(self.reserve(cx, req).await)
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! ids, counts and codes.
 
 use gatehouse_audit::{Actor, Auditor, Event, EventKind, Outcome};
-use gatehouse_core::{DenyCode, GateName, GateOutcome, RequestCx};
+use gatehouse_core::{DenyCode, GateName, GateOutcome, RequestCx, TrailEntry};
 use gatehouse_providers::Usage;
 
 /// Where data-plane decisions go. `None` only in benchmarks and unit tests of the chain.
@@ -17,9 +17,10 @@ pub struct AuditHook {
     pub spans: Option<std::sync::Arc<dyn SpanSink>>,
 }
 
-/// Receives one finished request as its (content-free) audit event.
+/// Receives one finished request as its (content-free) audit event, with the trail of the
+/// steps it went through (gate names and outcomes only).
 pub trait SpanSink: Send + Sync {
-    fn request(&self, e: &Event);
+    fn request(&self, e: &Event, trail: &[TrailEntry]);
 }
 
 impl std::fmt::Debug for AuditHook {
@@ -195,7 +196,7 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
     e.completion_tokens = done.usage.map(|u| u.completion_tokens);
     e.guardrails = cx.guardrails.clone();
     if let Some(s) = &hook.spans {
-        s.request(&e);
+        s.request(&e, &cx.trail);
     }
     if let Some(a) = audit {
         a.submit(e);

@@ -92,6 +92,7 @@ fn serves(kind: ModelKind, endpoint: Endpoint) -> bool {
 }
 
 impl Gate for RouteGate {
+    type Pass = ();
     const NAME: GateName = GateName::Route;
 
     async fn check(&self, cx: &mut RequestCx, req: &mut ApiRequest) -> Verdict {
@@ -99,7 +100,7 @@ impl Gate for RouteGate {
             // A model of the wrong kind for this endpoint does not exist *here*.
             Some(e) if serves(e.kind, req.endpoint) => {
                 cx.route = Some(e.route.clone());
-                Verdict::Pass
+                Verdict::Pass(())
             }
             _ => Verdict::Deny(Denial::new(DenyCode::ModelNotFound).with_param("model")),
         }

@@ -9,7 +9,7 @@ use crate::detectors::{Category, DETECTORS};
 use crate::injection::{InjectionCategory, InjectionDetector};
 use crate::normalize::{Normalized, normalize};
 use crate::policy::{Action, Direction, Policy};
-use crate::{Engine, Finding, MAX_SCAN_BYTES, Placeholders, ScanError, restore};
+use crate::{Engine, Error, Finding, MAX_SCAN_BYTES, Placeholders, restore};
 
 /// One detector's effect on a request (no matched text, ever).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,8 +91,8 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new() -> Result<Guard, String> {
-        Ok(Guard { engine: Engine::new().map_err(|e| e.to_string())?, injection: InjectionDetector::new()? })
+    pub fn new() -> Result<Guard, Error> {
+        Ok(Guard { engine: Engine::new()?, injection: InjectionDetector::new()? })
     }
 
     /// Checks one text. Returns the rewritten text when something was redacted (or, on the
@@ -104,12 +104,12 @@ impl Guard {
         text: &str,
         placeholders: &mut Placeholders,
         report: &mut Report,
-    ) -> Result<Option<String>, ScanError> {
+    ) -> Result<Option<String>, Error> {
         if !policy.active(dir) || text.is_empty() {
             return Ok(None);
         }
         if text.len() > MAX_SCAN_BYTES {
-            return Err(ScanError::TooLarge);
+            return Err(Error::TooLarge);
         }
         let n = normalize(text);
         let found = self.find(policy, dir, text, &n)?;
@@ -131,7 +131,7 @@ impl Guard {
         last: bool,
         placeholders: &mut Placeholders,
         report: &mut Report,
-    ) -> Result<String, ScanError> {
+    ) -> Result<String, Error> {
         held.buf.push_str(piece);
         if !policy.active(dir) {
             return Ok(std::mem::take(&mut held.buf));
@@ -214,7 +214,7 @@ impl Guard {
     }
 
     /// Every acting finding (built-in and custom), in order, without overlaps.
-    fn find(&self, policy: &Policy, dir: Direction, text: &str, n: &Normalized) -> Result<Vec<Found>, ScanError> {
+    fn find(&self, policy: &Policy, dir: Direction, text: &str, n: &Normalized) -> Result<Vec<Found>, Error> {
         let mut found = Vec::new();
         if policy.any_builtin(dir) {
             for f in self.engine.scan_normalized(text, n)? {

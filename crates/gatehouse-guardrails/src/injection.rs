@@ -317,18 +317,18 @@ const MAX_BLOBS: usize = 8;
 const MAX_BLOB: usize = 4096;
 
 impl InjectionDetector {
-    pub fn new() -> Result<InjectionDetector, String> {
+    pub fn new() -> Result<InjectionDetector, crate::Error> {
         let phrases = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .kind(Some(AhoCorasickKind::DFA))
             .build(PHRASES.iter().map(|(p, _)| *p))
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| crate::Error::Build("injection phrases"))?;
         let skeletons = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
             .build(PHRASES.iter().map(|(p, _)| skeleton(p)))
-            .map_err(|e| e.to_string())?;
-        let re = |p: &str| Regex::new(p).map_err(|e| e.to_string());
+            .map_err(|_| crate::Error::Build("injection skeletons"))?;
+        let re = |p: &str| Regex::new(p).map_err(|_| crate::Error::Build("injection pattern"));
         let hijack = r"(?i)(?-u:\b)(?:ignore|disregard|forget|override|bypass)(?:\s+\S+){0,3}?\s+(?:previous|prior|above|earlier|preceding|all|your|the)(?:\s+\S+){0,2}?\s+(?:instructions|rules|prompts?|directions|guidelines|messages|constraints|requests|commands|directives|information|programming|training|policies|restrictions|boundaries|limitations|filters)(?-u:\b)";
         // a line that pretends to be another turn of the conversation
         let fake_turn = r"(?im)^\s*(?:\[|<)?(?:system|assistant|developer|admin)(?:\]|>)?\s*:\s*\S";
@@ -337,7 +337,7 @@ impl InjectionDetector {
         let forced_prefix = r#"(?i)(?:begin|start)(?:ning)?\s+(?:your|each|every|with)[^.\n]{0,40}["“']\s*sure"#;
         let base64_blob = r"[A-Za-z0-9+/]{40,}={0,2}";
         let hex_blob = r"(?:[0-9a-fA-F]{2}){24,}";
-        let set = |ps: &[&str]| RegexSet::new(ps).map_err(|e| e.to_string());
+        let set = |ps: &[&str]| RegexSet::new(ps).map_err(|_| crate::Error::Build("injection signals"));
         Ok(InjectionDetector {
             phrases,
             skeletons,

@@ -40,10 +40,25 @@ pub struct Finding {
     pub span: Range<usize>,
 }
 
+/// The engine's one error type.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ScanError {
+pub enum Error {
+    /// The text is larger than the engine scans ([`MAX_SCAN_BYTES`]).
     TooLarge,
+    /// A built-in pattern or phrase list did not compile: a bug, caught by every test.
+    Build(&'static str),
 }
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::TooLarge => f.write_str("text larger than the guardrail scan limit"),
+            Error::Build(what) => write!(f, "built-in guardrail {what} did not compile"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
 
 pub struct Engine {
     /// Every detector's pattern: one pass says which detectors can match at all.
@@ -109,30 +124,35 @@ fn blobs(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, Vec<u8>)> 
 impl Engine {
     /// The built-in detectors. Patterns are static; a failure to compile is a bug caught by
     /// the tests, reported as an error rather than a panic.
-    pub fn new() -> Result<Engine, regex::Error> {
+    pub fn new() -> Result<Engine, Error> {
         const LIMIT: usize = 64 * 1024 * 1024;
         let patterns: Vec<&str> = DETECTORS.iter().map(|d| d.pattern).collect();
         Ok(Engine {
-            set: RegexSetBuilder::new(&patterns).size_limit(LIMIT).dfa_size_limit(LIMIT).build()?,
+            set: RegexSetBuilder::new(&patterns)
+                .size_limit(LIMIT)
+                .dfa_size_limit(LIMIT)
+                .build()
+                .map_err(|_| Error::Build("detector set"))?,
             regexes: patterns
                 .iter()
                 .map(|p| RegexBuilder::new(p).size_limit(LIMIT).dfa_size_limit(LIMIT).build())
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<_, _>>()
+                .map_err(|_| Error::Build("detector pattern"))?,
         })
     }
 
-    pub fn scan(&self, text: &str) -> Result<Vec<Finding>, ScanError> {
+    pub fn scan(&self, text: &str) -> Result<Vec<Finding>, Error> {
         if text.len() > MAX_SCAN_BYTES {
-            return Err(ScanError::TooLarge);
+            return Err(Error::TooLarge);
         }
         self.scan_normalized(text, &normalize(text))
     }
 
     /// [`Engine::scan`] on a text already normalised (so the injection detector and this
     /// scan share one normalisation).
-    pub fn scan_normalized(&self, text: &str, n: &normalize::Normalized) -> Result<Vec<Finding>, ScanError> {
+    pub fn scan_normalized(&self, text: &str, n: &normalize::Normalized) -> Result<Vec<Finding>, Error> {
         if text.len() > MAX_SCAN_BYTES {
-            return Err(ScanError::TooLarge);
+            return Err(Error::TooLarge);
         }
         let mut found = Vec::new();
         self.find_in(&n.text, self.set.matches(&n.text).iter(), &mut |i, f, s, e| {

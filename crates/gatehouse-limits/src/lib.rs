@@ -41,6 +41,18 @@ impl std::fmt::Display for Unavailable {
 
 impl std::error::Error for Unavailable {}
 
+/// Why the Redis backend could not be set up at start. Never carries the URL (it may hold a
+/// password).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("redis url is not valid ({0:?})")]
+    Url(redis::ErrorKind),
+    #[error("redis did not answer within the timeout")]
+    Timeout,
+    #[error("redis refused the connection ({0:?})")]
+    Connect(redis::ErrorKind),
+}
+
 /// A rate: `per_minute` on average, `burst` at once (at least 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {

@@ -161,16 +161,16 @@ fn ms(d: Duration) -> u64 {
 
 impl RedisLimits {
     /// Connects (bounded by the timeout). The connection manager reconnects by itself later.
-    pub async fn connect(cfg: RedisConfig) -> Result<RedisLimits, String> {
-        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| format!("redis url: {:?}", e.kind()))?;
+    pub async fn connect(cfg: RedisConfig) -> Result<RedisLimits, crate::Error> {
+        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| crate::Error::Url(e.kind()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.timeout))
             .set_response_timeout(Some(cfg.timeout))
             .set_number_of_retries(1);
         let con = tokio::time::timeout(cfg.timeout, ConnectionManager::new_with_config(client, config))
             .await
-            .map_err(|_| "redis: connect timed out".to_owned())?
-            .map_err(|e| format!("redis: {:?}", e.kind()))?;
+            .map_err(|_| crate::Error::Timeout)?
+            .map_err(|e| crate::Error::Connect(e.kind()))?;
         Ok(RedisLimits {
             con,
             prefix: cfg.prefix,

@@ -5,7 +5,7 @@
 use crate::Error;
 
 /// One complete event's meaning to Gatehouse.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SseEvent<'a> {
     /// The joined `data:` lines of an event.
     Data(&'a [u8]),

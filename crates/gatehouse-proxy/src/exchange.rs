@@ -13,16 +13,16 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use gatehouse_audit::{Actor, Event, EventKind, Outcome};
 use gatehouse_config::oidc::ExchangeRule;
 use gatehouse_core::scope::ScopePattern;
-use gatehouse_core::{OrgId, ProjectId, RequestId};
+use gatehouse_core::{DenyCode, OrgId, ProjectId, RequestId};
 use gatehouse_gates::federated::FederatedVerifier;
 use gatehouse_oidc::{Identity, OidcError, Plane};
 use gatehouse_store::now_ms;
 use gatehouse_tokens::{Capabilities, MintRequest, narrowing};
 use http::{HeaderMap, StatusCode, header};
-use http_body_util::BodyExt;
 use quick_cache::sync::Cache;
 use serde_json::{Value, json};
 
@@ -176,19 +176,18 @@ pub async fn token(State(app): State<AppState>, Extension(id): Extension<Request
     }
 }
 
-async fn read_form(headers: &HeaderMap, body: axum::body::Body) -> Result<Vec<u8>, OAuthError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-    if !is_form {
-        return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", "use application/x-www-form-urlencoded"));
-    }
-    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes().to_vec()),
-        Err(_) => Err(oauth(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request body too large")),
-    }
+async fn read_form(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, OAuthError> {
+    crate::transport::read_body(headers, body, "application/x-www-form-urlencoded", MAX_BODY).await.map_err(|code| {
+        match code {
+            DenyCode::UnsupportedMediaType => {
+                oauth(StatusCode::BAD_REQUEST, "invalid_request", "use application/x-www-form-urlencoded")
+            }
+            DenyCode::RequestTooLarge => {
+                oauth(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request body too large")
+            }
+            _ => oauth(StatusCode::BAD_REQUEST, "invalid_request", "the request body could not be read"),
+        }
+    })
 }
 
 async fn exchange(x: &Exchange, body: &[u8], facts: &mut Facts) -> Result<Value, OAuthError> {

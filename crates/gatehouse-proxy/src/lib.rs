@@ -5,6 +5,7 @@
 //! Policy lives in `gatehouse-gates`; this crate moves bytes and calls `chain::admit` /
 //! `chain::finish`. It never forwards a client credential or a client header upstream.
 
+mod error;
 pub mod exchange;
 mod handlers;
 mod runtime;
@@ -14,8 +15,9 @@ mod tokens;
 mod transport;
 mod upstream;
 
+pub use error::Error;
 pub use handlers::{healthz, ready, router};
 pub use runtime::{AppState, Runtime, build_runtime};
 pub use serve::serve;
-pub use transport::with_transport_layers;
+pub use transport::{read_body, with_transport_layers};
 pub use upstream::Upstream;

@@ -33,7 +33,7 @@ pub fn build_runtime(
     limits: Arc<LimitsBackend>,
     audit: AuditHook,
     env: EnvLookup<'_>,
-) -> Result<Runtime, String> {
+) -> Result<Runtime, crate::Error> {
     let upstreams = policy.providers.iter().map(|p| Upstream::build(p, env)).collect::<Result<Vec<_>, _>>()?;
     let table = Arc::new(RouteTable::build(policy));
     let l = policy.limits;
@@ -44,7 +44,9 @@ pub fn build_runtime(
     };
     // last: the guardrail default is shared with the running snapshot, so it changes only
     // once nothing else can fail
-    guardrails.set_default(&policy.guardrails.spec, policy.guardrails.scan_timeout).map_err(|e| e.to_string())?;
+    guardrails
+        .set_default(&policy.guardrails.spec, policy.guardrails.scan_timeout)
+        .map_err(gatehouse_gates::Error::from)?;
     let limits = gatehouse_gates::limits::LimitsGate::new(limits, policy);
     let gates = Gates::new(creds, guardrails, limits, table, bounds, audit);
     Ok(Runtime { gates, upstreams, limits: l })

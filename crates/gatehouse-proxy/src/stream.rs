@@ -1,10 +1,11 @@
 //! Streaming pass-through. Bytes go to the client unchanged and as soon as each event is
 //! complete (a provider's partial event is held back, bounded, until its end arrives, so a
 //! stream cut mid-event never hands the client half an event); on the side each SSE event is
-//! scanned for usage and handed to the output guardrail. The stream is
-//! bounded in idle time, total time and event size, and ends with an OpenAI-style error event
-//! when it has to be cut. Metering happens in a drop guard, so a client that disconnects
-//! mid-stream is still metered and audited exactly once.
+//! handed to the chain's [`StreamAnswer`] (usage, budget cap, output guardrail). This file is
+//! transport only: the stream is bounded in idle time, total time and event size, and ends
+//! with an OpenAI-style error event when it has to be cut. The request is finished when the
+//! `StreamAnswer` is dropped, so a client that disconnects mid-stream is still metered and
+//! audited exactly once.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -15,11 +16,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use gatehouse_core::{Denial, DenyCode, GateName, GateOutcome, RequestCx};
-use gatehouse_gates::guardrails::Session;
-use gatehouse_gates::ledger::{Hold, Used};
-use gatehouse_gates::meter::Finished;
-use gatehouse_providers::{SseEvent, SseScanner, Usage, usage_from_chunk};
+use gatehouse_core::{Denial, DenyCode};
+use gatehouse_gates::{StreamAnswer, StreamEnd};
+use gatehouse_providers::{SseEvent, SseScanner};
 use tokio::time::{Instant, Sleep};
 
 use crate::Runtime;
@@ -45,66 +44,16 @@ impl StreamError for std::convert::Infallible {
     }
 }
 
-/// Meters the request when dropped, whatever ended it.
-struct FinishGuard {
-    audit: gatehouse_gates::meter::AuditHook,
-    cx: RequestCx,
-    /// The output guardrail's state; its hits join the audit event.
-    session: Session,
-    endpoint: &'static str,
-    usage: Option<Usage>,
-    /// Data events that carried no usage: about one completion token each, the estimate a
-    /// stream that ends without the provider's count settles with.
-    events: u64,
-    /// The budget reservations, settled when the stream ends however it ends.
-    hold: Option<Hold>,
-    end: Option<(&'static str, Option<DenyCode>)>,
-}
-
-impl Drop for FinishGuard {
-    fn drop(&mut self) {
-        // No end recorded means the client went away before the stream finished.
-        let (end, code) = self.end.unwrap_or(("cancelled", None));
-        if let Some(hold) = self.hold.take() {
-            hold.settle(match self.usage {
-                Some(u) => Used::Reported(u),
-                None => Used::Estimated { completion_tokens: self.events },
-            });
-        }
-        self.session.report_to(&mut self.cx);
-        if end == "blocked" {
-            self.cx.record(GateName::GuardrailsOut, GateOutcome::Deny(DenyCode::ContentBlocked));
-        }
-        gatehouse_gates::finish(
-            &self.audit,
-            &mut self.cx,
-            Finished {
-                endpoint: self.endpoint,
-                status: 200,
-                code,
-                usage: self.usage,
-                reached_provider: true,
-                stream_end: Some(end),
-            },
-        );
-    }
-}
-
 pub struct Inspected<S> {
     inner: Pin<Box<S>>,
     #[expect(dead_code, reason = "keeps the snapshot the stream started under alive to its end")]
     runtime: Arc<Runtime>,
     scanner: SseScanner,
-    /// The output guardrail may change the text: events are held back and re-framed instead
-    /// of passed through byte for byte.
-    rewrite: bool,
-    guard: FinishGuard,
-    /// The data events a budget's reservation covers for this stream: past it the stream is cut.
-    output_cap: Option<u64>,
+    /// The response half of the chain: decides on each event, finishes the request when dropped.
+    answer: StreamAnswer,
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
     deadline: Pin<Box<Sleep>>,
-    saw_done: bool,
     finished: bool,
     /// Bytes of an event that has not ended yet.
     pending: BytesMut,
@@ -136,38 +85,25 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: StreamError,
 {
-    pub fn new(
-        inner: S,
-        runtime: Arc<Runtime>,
-        cx: RequestCx,
-        endpoint: &'static str,
-        bounds: StreamBounds,
-        (session, hold): (Session, Hold),
-    ) -> Self {
+    pub fn new(inner: S, runtime: Arc<Runtime>, answer: StreamAnswer, bounds: StreamBounds) -> Self {
         let now = Instant::now();
-        let output_cap = hold.output_cap();
-        let audit = runtime.gates.audit.clone();
-        let rewrite = session.rewrites_stream();
         Inspected {
             inner: Box::pin(inner),
             runtime,
             scanner: SseScanner::new(MAX_EVENT_BYTES),
-            rewrite,
-            guard: FinishGuard { audit, cx, session, endpoint, usage: None, events: 0, hold: Some(hold), end: None },
-            output_cap,
+            answer,
             idle: bounds.idle,
             idle_timer: Box::pin(tokio::time::sleep_until(now + bounds.idle)),
             deadline: Box::pin(tokio::time::sleep_until(now + bounds.max_duration)),
-            saw_done: false,
             finished: false,
             pending: BytesMut::new(),
         }
     }
 
     /// Ends the stream with an error event the OpenAI SDKs surface as an API error.
-    fn cut(&mut self, end: &'static str, denial: Denial) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+    fn cut(&mut self, end: StreamEnd, denial: Denial) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         self.finished = true;
-        self.guard.end = Some((end, Some(denial.code)));
+        self.answer.end(end, Some(denial.code));
         let mut frame = b"data: ".to_vec();
         frame.extend_from_slice(&denial.body_bytes());
         frame.extend_from_slice(b"\n\n");
@@ -188,24 +124,13 @@ where
         Ok((n > 0).then(|| self.pending.split_to(n).freeze()))
     }
 
-    /// Looks at a chunk's complete events; returns a refusal if the stream must stop.
-    fn inspect(&mut self, chunk: &[u8]) -> Result<(), Denial> {
-        let Self { scanner, guard, saw_done, .. } = self;
-        let scanned = scanner.feed(chunk, |ev| match ev {
-            SseEvent::Data(d) => match usage_from_chunk(d) {
-                Some(u) => guard.usage = Some(u),
-                None => guard.events += 1,
-            },
-            SseEvent::Done => *saw_done = true,
-        });
-        scanned.map_err(|_| Denial::new(DenyCode::UpstreamError))
-    }
-
-    /// The re-framing path: each complete event goes through the output guardrail and out as
-    /// `data: <payload>` again; text is held back (bounded) so a value split across events is
-    /// redacted whole. A block ends the stream before the value is released.
-    fn rewrite(&mut self, chunk: &[u8]) -> Result<Option<Bytes>, Denial> {
-        let Self { scanner, guard, saw_done, .. } = self;
+    /// Hands each complete event of a chunk to the chain. Pass-through: the bytes go out as
+    /// they came. Re-framing (the guardrail may change the text): each event goes out as
+    /// `data: <payload>` again, text held back (bounded) so a value split across events is
+    /// redacted whole. An error ends the stream before anything of this chunk is released.
+    fn check(&mut self, chunk: Bytes) -> Result<Option<Bytes>, Denial> {
+        let Self { scanner, answer, .. } = self;
+        let rewrite = answer.rewrites();
         let mut out = BytesMut::new();
         let mut failed = None;
         let frame = |out: &mut BytesMut, payload: &[u8]| {
@@ -213,31 +138,24 @@ where
             out.extend_from_slice(payload);
             out.extend_from_slice(b"\n\n");
         };
-        let scanned = scanner.feed(chunk, |ev| {
+        let scanned = scanner.feed(&chunk, |ev| {
             if failed.is_some() {
                 return;
             }
-            match ev {
-                SseEvent::Data(d) => {
-                    match usage_from_chunk(d) {
-                        Some(u) => guard.usage = Some(u),
-                        None => guard.events += 1,
+            let done = matches!(ev, SseEvent::Done);
+            match answer.event(ev) {
+                Err(d) => failed = Some(d),
+                Ok(new) if rewrite => {
+                    match (ev, new) {
+                        (_, Some(new)) => frame(&mut out, &new),
+                        (SseEvent::Data(d), None) => frame(&mut out, d),
+                        (SseEvent::Done, None) => {}
                     }
-                    match guard.session.stream_event(d) {
-                        Ok(Some(new)) => frame(&mut out, &new),
-                        Ok(None) => frame(&mut out, d),
-                        Err(den) => failed = Some(den),
+                    if done {
+                        frame(&mut out, b"[DONE]");
                     }
                 }
-                SseEvent::Done => {
-                    *saw_done = true;
-                    match guard.session.stream_end() {
-                        Ok(Some(last)) => frame(&mut out, &last),
-                        Ok(None) => {}
-                        Err(den) => failed = Some(den),
-                    }
-                    frame(&mut out, b"[DONE]");
-                }
+                Ok(_) => {}
             }
         });
         if scanned.is_err() {
@@ -246,7 +164,10 @@ where
         if let Some(d) = failed {
             return Err(d);
         }
-        Ok((!out.is_empty()).then(|| out.freeze()))
+        if rewrite {
+            return Ok((!out.is_empty()).then(|| out.freeze()));
+        }
+        self.release(chunk).map_err(Denial::new)
     }
 }
 
@@ -263,8 +184,8 @@ where
             return Poll::Ready(None);
         }
         if this.deadline.as_mut().poll(cx).is_ready() {
-            tracing::warn!(request_id = %this.guard.cx.request_id, "stream exceeded its maximum duration; cut");
-            return this.cut("cut", Denial::new(DenyCode::UpstreamTimeout));
+            tracing::warn!(request_id = %this.answer.request_id(), "stream exceeded its maximum duration; cut");
+            return this.cut(StreamEnd::Cut, Denial::new(DenyCode::UpstreamTimeout));
         }
         loop {
             let chunk = match this.inner.as_mut().poll_next(cx) {
@@ -274,26 +195,23 @@ where
                 Poll::Pending => return this.on_pending(cx),
             };
             this.idle_timer.as_mut().reset(Instant::now() + this.idle);
-            let checked = if this.rewrite {
-                this.rewrite(&chunk)
-            } else {
-                this.inspect(&chunk).and_then(|()| this.release(chunk).map_err(Denial::new))
-            };
-            if this.output_cap.is_some_and(|cap| this.guard.events > cap) {
-                // the reservation is spent: what the provider sends beyond it is not paid for
-                tracing::warn!(request_id = %this.guard.cx.request_id, "stream ran past its budget reservation; cut");
-                return this.cut("budget", Denial::new(DenyCode::InsufficientQuota));
-            }
-            match checked {
+            match this.check(chunk) {
                 Ok(Some(ready)) => return Poll::Ready(Some(Ok(ready))),
                 // only part of an event so far: keep reading
                 Ok(None) => continue,
-                Err(d) if d.code == DenyCode::UpstreamError => {
-                    tracing::warn!(request_id = %this.guard.cx.request_id, "provider sent a malformed or oversized event; stream cut");
-                    return this.cut("upstream_failed", d);
+                Err(d) => {
+                    let end = StreamEnd::of(d.code);
+                    match end {
+                        StreamEnd::UpstreamFailed => {
+                            tracing::warn!(request_id = %this.answer.request_id(), "provider sent a malformed or oversized event; stream cut");
+                        }
+                        StreamEnd::Budget => {
+                            tracing::warn!(request_id = %this.answer.request_id(), "stream ran past its budget reservation; cut");
+                        }
+                        _ => {}
+                    }
+                    return this.cut(end, d);
                 }
-                Err(d) if d.code == DenyCode::ContentBlocked => return this.cut("blocked", d),
-                Err(d) => return this.cut("guardrail_failed", d),
             }
         }
     }
@@ -306,20 +224,20 @@ where
 {
     fn on_error(&mut self, e: &E) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         if e.is_timeout() {
-            tracing::warn!(request_id = %self.guard.cx.request_id, "provider stream went idle; cut");
-            return self.cut("upstream_timeout", Denial::new(DenyCode::UpstreamTimeout));
+            tracing::warn!(request_id = %self.answer.request_id(), "provider stream went idle; cut");
+            return self.cut(StreamEnd::UpstreamTimeout, Denial::new(DenyCode::UpstreamTimeout));
         }
-        tracing::warn!(request_id = %self.guard.cx.request_id, error = %e, "provider stream failed");
-        self.cut("upstream_failed", Denial::new(DenyCode::UpstreamError))
+        tracing::warn!(request_id = %self.answer.request_id(), error = %e, "provider stream failed");
+        self.cut(StreamEnd::UpstreamFailed, Denial::new(DenyCode::UpstreamError))
     }
 
     fn on_end(&mut self) -> Poll<Option<Result<Bytes, std::io::Error>>> {
-        if !self.saw_done {
-            tracing::warn!(request_id = %self.guard.cx.request_id, "provider closed the stream before [DONE]");
-            return self.cut("upstream_failed", Denial::new(DenyCode::UpstreamError));
+        if !self.answer.saw_done() {
+            tracing::warn!(request_id = %self.answer.request_id(), "provider closed the stream before [DONE]");
+            return self.cut(StreamEnd::UpstreamFailed, Denial::new(DenyCode::UpstreamError));
         }
         self.finished = true;
-        self.guard.end = Some(("completed", None));
+        self.answer.end(StreamEnd::Completed, None);
         // trailing bytes after [DONE] (a final newline) end the body
         let rest = std::mem::take(&mut self.pending);
         if rest.is_empty() { Poll::Ready(None) } else { Poll::Ready(Some(Ok(rest.freeze()))) }
@@ -327,8 +245,8 @@ where
 
     fn on_pending(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         if self.idle_timer.as_mut().poll(cx).is_ready() {
-            tracing::warn!(request_id = %self.guard.cx.request_id, "provider stream went idle; cut");
-            return self.cut("upstream_timeout", Denial::new(DenyCode::UpstreamTimeout));
+            tracing::warn!(request_id = %self.answer.request_id(), "provider stream went idle; cut");
+            return self.cut(StreamEnd::UpstreamTimeout, Denial::new(DenyCode::UpstreamTimeout));
         }
         Poll::Pending
     }

@@ -16,7 +16,8 @@ use http::request::Parts;
 use secrecy::ExposeSecret;
 
 use crate::AppState;
-use crate::handlers::{credential, read_body};
+use crate::handlers::credential;
+use crate::transport::read_body;
 
 /// Delegation bodies are a handful of short fields.
 const MAX_DELEGATE_BODY: usize = 16 * 1024;
@@ -93,7 +94,9 @@ async fn delegate_inner(
     if !parent.principal.may(actions::DELEGATE) {
         return Err(plain(Denial::new(DenyCode::PermissionDenied)));
     }
-    let bytes = read_body(&parts.headers, body, MAX_DELEGATE_BODY).await.map_err(|c| plain(Denial::new(c)))?;
+    let bytes = read_body(&parts.headers, body, "application/json", MAX_DELEGATE_BODY)
+        .await
+        .map_err(|c| plain(Denial::new(c)))?;
     let req: DelegateBody = serde_json::from_slice(&bytes).map_err(|_| plain(Denial::new(DenyCode::InvalidJson)))?;
     let req = req.into_request().map_err(|e| plain(e.denial()))?;
     let child = tokens.delegate(&parent, req).await.map_err(|e| match e {

@@ -7,8 +7,10 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, RequestId};
-use http::{HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http_body_util::BodyExt;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
@@ -17,6 +19,35 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Reads a request body of media type `media` (parameters such as `charset` allowed), at most
+/// `limit` bytes: checked on Content-Length first, then while reading, so a lying length does
+/// not help. Every plane reads bodies through this one function.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    media: &str,
+    limit: usize,
+) -> Result<Bytes, DenyCode> {
+    let matches = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(media));
+    if !matches {
+        return Err(DenyCode::UnsupportedMediaType);
+    }
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(DenyCode::RequestTooLarge);
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(DenyCode::RequestTooLarge),
+        Err(_) => Err(DenyCode::InvalidRequest),
+    }
+}
 
 fn panicked(_: Box<dyn Any + Send + 'static>) -> Response {
     // The panic payload may hold request data: it is not logged or returned.

@@ -29,12 +29,12 @@ pub struct Upstream {
 impl Upstream {
     /// Builds the client and resolves the provider's secret reference. Errors name the
     /// provider and the reference, never the secret.
-    pub fn build(cfg: &ProviderConfig, env: EnvLookup<'_>) -> Result<Upstream, String> {
+    pub fn build(cfg: &ProviderConfig, env: EnvLookup<'_>) -> Result<Upstream, crate::Error> {
         let auth = match cfg.resolve_api_key(env)? {
             None => None,
             Some(key) => {
                 let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-                    .map_err(|_| format!("api key for provider {} is not a valid header value", cfg.name))?;
+                    .map_err(|_| gatehouse_config::SecretError::NotAHeaderValue(cfg.name.clone()))?;
                 v.set_sensitive(true);
                 Some(v)
             }
@@ -50,7 +50,7 @@ impl Upstream {
             .tcp_nodelay(true)
             .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build http client for provider {}: {e}", cfg.name))?;
+            .map_err(|_| crate::Error::Client(cfg.name.clone()))?;
         let identity = cfg.resolve_identity_key(env)?;
         let path_of = |u: &str| url::Url::parse(u).map(|u| u.path().to_owned()).unwrap_or_default();
         let chat_url = format!("{}{}", cfg.base_url, Endpoint::ChatCompletions.upstream_path());

@@ -37,11 +37,33 @@ macro_rules! on_tx {
     };
 }
 
+/// Marks every API key and capability token of an org — or, given `Some(project)`, of one of
+/// its projects — changed, inside the caller's transaction (`&mut *tx`), so every replica's
+/// change-feed poll evicts them from its verified-credential caches. The one way a tenancy
+/// write (disable, enable, allow-list) reaches credentials that were already verified: both
+/// kinds, always together.
+macro_rules! mark_credentials_changed {
+    ($conn:expr, $now:expr, $org:expr, $project:expr) => {
+        async {
+            let org = $org.to_string();
+            let project: Option<String> = $project.map(|p: gatehouse_core::ProjectId| p.to_string());
+            for sql in [
+                "UPDATE api_keys SET updated_at = $1 WHERE org_id = $2 AND ($3 IS NULL OR project_id = $3)",
+                "UPDATE capability_tokens SET changed_at = $1 WHERE org_id = $2 AND ($3 IS NULL OR project_id = $3)",
+            ] {
+                sqlx::query(sql).bind($now).bind(&org).bind(&project).execute(&mut *$conn).await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+    };
+}
+
 mod audit;
 mod capabilities;
 mod error;
 mod guardrails;
 mod limits;
+pub mod poll;
 mod records;
 mod store;
 mod tenancy;

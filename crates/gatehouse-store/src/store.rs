@@ -249,16 +249,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            sqlx::query("UPDATE api_keys SET updated_at = $1 WHERE org_id = $2")
-                .bind(now)
-                .bind(org.to_string())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE capability_tokens SET changed_at = $1 WHERE org_id = $2")
-                .bind(now)
-                .bind(org.to_string())
-                .execute(&mut *tx)
-                .await?;
+            mark_credentials_changed!(tx, now, org, None::<ProjectId>).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(n)
         })?;
@@ -278,18 +269,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            sqlx::query("UPDATE api_keys SET updated_at = $1 WHERE org_id = $2 AND project_id = $3")
-                .bind(now)
-                .bind(org.to_string())
-                .bind(project.to_string())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE capability_tokens SET changed_at = $1 WHERE org_id = $2 AND project_id = $3")
-                .bind(now)
-                .bind(org.to_string())
-                .bind(project.to_string())
-                .execute(&mut *tx)
-                .await?;
+            mark_credentials_changed!(tx, now, org, Some(project)).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(n)
         })?;

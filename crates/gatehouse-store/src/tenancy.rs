@@ -74,8 +74,8 @@ impl Store {
         rows.into_iter().map(ProjectRow::try_from).collect()
     }
 
-    /// Sets a project's name and model allow-list (`None`: every model), and marks its keys
-    /// changed so every replica re-reads their allow-list. False if the project does not
+    /// Sets a project's name and model allow-list (`None`: every model), and marks its keys and
+    /// capability tokens changed so every replica re-reads their allow-list. False if the project does not
     /// exist in this org.
     pub async fn update_project(&self, org: OrgId, id: ProjectId, settings: &ProjectSettings) -> Result<bool, Error> {
         let models = settings.allowed_models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
@@ -96,12 +96,8 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            sqlx::query("UPDATE api_keys SET updated_at = $1 WHERE org_id = $2 AND project_id = $3")
-                .bind(now)
-                .bind(org.to_string())
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            // capability tokens carry the project's allow-list in their cached standing too
+            mark_credentials_changed!(tx, now, org, Some(id)).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(n)
         })?;

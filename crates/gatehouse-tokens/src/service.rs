@@ -597,17 +597,7 @@ impl Capabilities {
     /// Polls the store's change feed so a revocation anywhere takes effect here within
     /// `every` (plus one round trip).
     pub async fn run_revocation_poller(self: Arc<Self>, every: Duration) {
-        const OVERLAP_MS: i64 = 10_000;
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut since = now_ms() - OVERLAP_MS;
-        loop {
-            tick.tick().await;
-            let started = now_ms();
-            match self.evict_changed_since(since).await {
-                Ok(_) => since = started - OVERLAP_MS,
-                Err(_) => tracing::warn!("capability revocation poll failed; standing stays cached at most 30 s"),
-            }
-        }
+        gatehouse_store::poll::changes("capability token standing", every, |since| self.evict_changed_since(since))
+            .await;
     }
 }

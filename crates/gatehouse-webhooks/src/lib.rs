@@ -153,13 +153,7 @@ impl Webhooks {
 
     /// Keeps the subscriptions fresh (other replicas' changes arrive within 2 s).
     pub async fn run_refresh(self: Arc<Self>) {
-        let mut t = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            t.tick().await;
-            if let Err(e) = self.refresh().await {
-                tracing::warn!(error = %e, "webhook subscriptions not refreshed");
-            }
-        }
+        gatehouse_store::poll::reload("webhook subscriptions", Duration::from_secs(2), || self.refresh()).await;
     }
 
     pub async fn create(&self, w: NewWebhook) -> Result<(WebhookRow, Option<SecretString>), CreateError> {

@@ -62,7 +62,7 @@ impl OtlpSpans {
 }
 
 impl gatehouse_gates::meter::SpanSink for OtlpSpans {
-    fn request(&self, e: &Event) {
+    fn request(&self, e: &Event, _trail: &[gatehouse_core::TrailEntry]) {
         let end = e.at;
         let start = e.latency.and_then(|l| end.checked_sub(l)).unwrap_or(end);
         let mut attrs = Vec::with_capacity(14);

@@ -328,8 +328,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     guardrails.load(&store).await.context("guardrail policies")?;
     let limits = Arc::new(limits_backend(&server, &store, &auditor).await?);
-    let runtime = build_runtime(&config.policy, creds.clone(), guardrails.clone(), limits.clone(), hook, &env)
-        .map_err(anyhow::Error::msg)?;
+    let runtime = build_runtime(&config.policy, creds.clone(), guardrails.clone(), limits.clone(), hook, &env)?;
     let mut app = AppState::new(runtime, store.clone());
     if !server.exchange.is_empty()
         && let Some(f) = &federated

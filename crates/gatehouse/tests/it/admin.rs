@@ -251,7 +251,21 @@ async fn a_project_allow_list_bounds_its_keys() {
     let emb = gw.post("/v1/embeddings", Some(&key), &json!({"model": "mock-embedding", "input": "x"})).await;
     assert_eq!(emb.status(), 404);
 
-    // narrowing the project reaches its keys within a second
+    // and so does a capability token minted for the project
+    let (st, cap) = call(
+        &gw,
+        &root(&gw),
+        Method::POST,
+        "/admin/v1/capabilities",
+        Some(json!({"name": "ci", "org": "acme", "project": "web", "scopes": ["chat:*"], "expires_in_seconds": 600})),
+    )
+    .await;
+    assert_eq!(st, 201, "{cap}");
+    let token = cap["token"].as_str().unwrap().to_owned();
+    assert_eq!(gw.chat(&token, "mock").await.status(), 200);
+
+    // narrowing the project reaches its keys and its capability tokens within a second (a
+    // regression: tokens kept the old allow-list cached for up to 30 s)
     let (st, _) = call(
         &gw,
         &root(&gw),
@@ -263,7 +277,7 @@ async fn a_project_allow_list_bounds_its_keys() {
     assert_eq!(st, 200);
     assert!(
         gatehouse_testkit::eventually(std::time::Duration::from_secs(1), || async {
-            gw.chat(&key, "mock").await.status() == 404
+            gw.chat(&key, "mock").await.status() == 404 && gw.chat(&token, "mock").await.status() == 404
         })
         .await
     );
