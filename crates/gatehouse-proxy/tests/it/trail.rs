@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use gatehouse_config::Config;
 use gatehouse_core::{GateOutcome, KeyId, TrailEntry};
+use gatehouse_gates::ORDER;
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::chain::follows_order;
 use gatehouse_gates::guardrails::Policies;
@@ -109,18 +110,16 @@ async fn data_plane() -> DataPlane {
     }
 }
 
-const WHOLE: [&str; 10] = [
-    "authenticate",
-    "parse",
-    "authorize",
-    "guardrails_in",
-    "route",
-    "limits",
-    "cache",
-    "provider",
-    "guardrails_out",
-    "meter",
-];
+/// The chain's whole order (pinned to its literal names by the chain's own unit test).
+const WHOLE: [&str; 10] = {
+    let mut names = [""; 10];
+    let mut i = 0;
+    while i < ORDER.len() {
+        names[i] = ORDER[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 impl DataPlane {
     async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
