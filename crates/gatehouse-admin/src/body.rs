@@ -15,7 +15,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Denial> {
         let (parts, body) = req.into_parts();
-        let bytes = gatehouse_proxy::read_body(&parts.headers, body, "application/json", MAX_ADMIN_BODY)
+        let bytes = gatehouse_http::read_body(&parts.headers, body, "application/json", MAX_ADMIN_BODY)
             .await
             .map_err(Denial::new)?;
         // Admin bodies are flat: refuse deep nesting before serde builds anything.

@@ -100,8 +100,7 @@ pub async fn create(
         };
         if let Some(models) = &n.models {
             // Only models the gateway serves, by canonical name, inside the project's allow-list.
-            let rt = s.app.runtime.load();
-            if !models.iter().all(|m| rt.gates.table.resolve(m).is_some_and(|e| &*e.route.model == m)) {
+            if !s.control.serves_models(models) {
                 return Err(bad("models"));
             }
             let project_models = s.store.project(org, project).await.map_err(store_err)?.and_then(|p| p.allowed_models);

@@ -40,15 +40,11 @@ pub(crate) async fn scope(
     Ok((org, project))
 }
 
-fn policies(s: &AdminState) -> std::sync::Arc<gatehouse_gates::guardrails::Policies> {
-    s.app.runtime.load().gates.guardrails_in.policies.clone()
-}
-
 /// The scope's own spec (what was stored, or nothing) and the effective one after layering.
 async fn view(s: &AdminState, org: OrgId, project: Option<ProjectId>) -> Result<(StatusCode, Value), Denial> {
     let row = s.store.guardrail_policy(org, project).await.map_err(store_err)?;
     let own = row.as_ref().and_then(|r| serde_json::from_str::<Value>(&r.spec).ok()).unwrap_or(Value::Null);
-    let effective = serde_json::to_value(policies(s).effective(org, project)).unwrap_or(Value::Null);
+    let effective = serde_json::to_value(s.control.guardrail_policy(org, project)).unwrap_or(Value::Null);
     Ok((
         StatusCode::OK,
         json!({
@@ -82,14 +78,13 @@ async fn put(
     let perm = if project.is_some() { Permission::ProjectWrite } else { Permission::OrgUpdate };
     let (org, project) = scope(s, op, org, project, perm).await?;
     let StrictJson(spec) = body?;
-    let p = policies(s);
-    if let Err(e) = p.check(org, project, &spec) {
+    if let Err(e) = s.control.check_guardrail_policy(org, project, &spec) {
         tracing::info!(org = %org, field = %e.field, problem = %e.message, "guardrail policy refused");
         return Err(bad(field(&e)));
     }
     let json = serde_json::to_string(&spec).map_err(|_| Denial::new(DenyCode::Internal))?;
     s.store.put_guardrail_policy(org, project, &json, &op.actor().render()).await.map_err(store_err)?;
-    p.load(&s.store).await.map_err(store_err)?;
+    s.control.reload_guardrail_policies().await.map_err(store_err)?;
     view(s, org, project).await
 }
 
@@ -102,8 +97,7 @@ async fn delete(
     let perm = if project.is_some() { Permission::ProjectWrite } else { Permission::OrgUpdate };
     let (org, project) = scope(s, op, org, project, perm).await?;
     s.store.delete_guardrail_policy(org, project).await.map_err(store_err)?;
-    let p = policies(s);
-    p.load(&s.store).await.map_err(store_err)?;
+    s.control.reload_guardrail_policies().await.map_err(store_err)?;
     view(s, org, project).await
 }
 

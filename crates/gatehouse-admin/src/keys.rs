@@ -136,11 +136,7 @@ async fn create_inner(
     if let Some(models) = &req.models {
         // Every entry must be a model the gateway serves now: a typo would otherwise make
         // a key that silently works for nothing.
-        let rt = s.app.runtime.load();
-        if models.is_empty()
-            || models.len() > MAX_MODELS
-            || !models.iter().all(|m| rt.gates.table.resolve(m).is_some_and(|e| &*e.route.model == m))
-        {
+        if models.is_empty() || models.len() > MAX_MODELS || !s.control.serves_models(models) {
             return Err(bad("models"));
         }
     }
@@ -316,7 +312,7 @@ pub async fn revoke(
         match s.store.revoke_key(org, kid).await {
             Ok(Some(digest)) => {
                 // This replica forgets the key now; others within their poll interval.
-                s.verifier.evict(&KeyDigest(digest));
+                s.control.evict_key(&KeyDigest(digest));
                 key_view(&s, org, kid).await
             }
             Ok(None) => Err(Denial::new(DenyCode::NotFound)),
@@ -386,7 +382,7 @@ pub async fn rotate(
         }
         .map_err(store_err)?;
         if let Some(digest) = retired {
-            s.verifier.evict(&KeyDigest(digest));
+            s.control.evict_key(&KeyDigest(digest));
         }
         let view =
             KeyView::from(s.store.key(org, new.id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::Internal))?);

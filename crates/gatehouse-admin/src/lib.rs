@@ -34,17 +34,15 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use gatehouse_core::{Denial, DenyCode};
-use gatehouse_gates::authenticate::KeyVerifier;
-use gatehouse_proxy::AppState;
 use gatehouse_security::KeyHasher;
 use gatehouse_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 #[derive(Clone)]
 pub struct AdminState {
-    pub app: AppState,
     pub store: Store,
-    pub verifier: Arc<KeyVerifier>,
+    /// The data plane's shared services, through named operations only.
+    pub control: gatehouse_gates::control::ControlHandle,
     pub tokens: Arc<gatehouse_tokens::Capabilities>,
     /// OIDC issuers trusted for the control plane (`planes` includes `control`).
     pub federation: Option<Arc<gatehouse_oidc::Federation>>,
@@ -67,7 +65,7 @@ pub fn router(state: AdminState) -> Router {
     let api = api.route_layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit));
     api.route("/admin/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(gatehouse_proxy::healthz))
+        .route("/healthz", get(gatehouse_http::healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { Denial::new(DenyCode::NotFound) })
         .method_not_allowed_fallback(|| async { Denial::new(DenyCode::MethodNotAllowed) })
@@ -82,5 +80,5 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    gatehouse_proxy::ready(&s.store).await
+    gatehouse_http::ready(&s.store).await
 }

@@ -83,12 +83,11 @@ fn amount(unit: Unit, v: u64) -> Value {
 async fn view(s: &AdminState, t: Target) -> Result<(StatusCode, Value), Denial> {
     let row = s.store.limit_policy(t.org, t.scope()).await.map_err(store_err)?;
     let spec = row.as_ref().and_then(|r| serde_json::from_str::<LimitSpec>(&r.spec).ok());
-    let limits = s.app.runtime.load().gates.limits.backend.limits.clone();
     let now = std::time::SystemTime::now();
     let mut standing = Vec::new();
     for b in spec.as_ref().and_then(|sp| sp.compile().ok()).unwrap_or_default() {
         let budget = gatehouse_gates::limits::period_key(&t.label(), &b, now);
-        let st = limits.standing(&budget.key).await.map_err(|_| Denial::new(DenyCode::Unavailable))?;
+        let st = s.control.budget_standing(&budget.key).await.map_err(|_| Denial::new(DenyCode::Unavailable))?;
         standing.push(json!({
             "period": b.period.as_str(),
             "unit": b.unit.as_str(),
@@ -112,8 +111,7 @@ async fn view(s: &AdminState, t: Target) -> Result<(StatusCode, Value), Denial> 
 }
 
 async fn reload(s: &AdminState) -> Result<(), Denial> {
-    let policies = s.app.runtime.load().gates.limits.backend.policies.clone();
-    policies.load(&s.store).await.map_err(store_err)
+    s.control.reload_limit_policies().await.map_err(store_err)
 }
 
 async fn get(s: &AdminState, op: &Operator, addr: Addr<'_>) -> Result<(StatusCode, Value), Denial> {

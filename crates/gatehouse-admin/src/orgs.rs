@@ -235,9 +235,7 @@ fn settings(s: &AdminState, b: ProjectBody) -> Result<gatehouse_store::ProjectSe
 
 fn valid_models(s: &AdminState, models: Option<&[String]>) -> Result<(), Denial> {
     let Some(models) = models else { return Ok(()) };
-    let rt = s.app.runtime.load();
-    let known = |m: &String| rt.gates.table.resolve(m).is_some_and(|e| &*e.route.model == m);
-    if models.is_empty() || models.len() > 256 || !models.iter().all(known) {
+    if models.is_empty() || models.len() > 256 || !s.control.serves_models(models) {
         return Err(bad("models"));
     }
     Ok(())

@@ -179,6 +179,26 @@ mod tests {
         assert_eq!(actions.len(), ROUTES.len(), "each route audits under its own action");
     }
 
+    /// The planes sit side by side: below the binary, no crate depends on both, and neither
+    /// plane on the other (they share `gatehouse-http` and the services in `gatehouse-gates`).
+    #[test]
+    fn no_crate_below_the_binary_depends_on_both_planes() {
+        let crates = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        for entry in std::fs::read_dir(crates).unwrap() {
+            let dir = entry.unwrap().path();
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else { continue };
+            if name == "gatehouse" {
+                continue;
+            }
+            let uses = |c: &str| manifest.lines().any(|l| l.trim_start().starts_with(&format!("{c} =")));
+            let (data, control) = (uses("gatehouse-proxy"), uses("gatehouse-admin"));
+            assert!(!(data && control), "{name} depends on both planes");
+            assert!(!(name == "gatehouse-admin" && data), "the control plane depends on the data plane");
+            assert!(!(name == "gatehouse-proxy" && control), "the data plane depends on the control plane");
+        }
+    }
+
     #[test]
     fn the_documented_routes_are_the_served_ones() {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ADMIN-API.md")).unwrap();

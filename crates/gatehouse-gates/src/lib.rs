@@ -9,6 +9,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod cache;
 pub mod chain;
+pub mod control;
 mod error;
 pub mod federated;
 mod gate;

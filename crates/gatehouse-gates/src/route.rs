@@ -74,6 +74,11 @@ impl RouteTable {
         self.by_name.get(name)
     }
 
+    /// Whether `name` is a model served here by its canonical name (not an alias).
+    pub fn serves(&self, name: &str) -> bool {
+        self.resolve(name).is_some_and(|e| &*e.route.model == name)
+    }
+
     /// Every canonical model, in config order.
     pub fn models(&self) -> &[Arc<RouteEntry>] {
         &self.models

@@ -160,7 +160,7 @@ pub async fn token(State(app): State<AppState>, Extension(id): Extension<Request
     e.request_id = Some(id);
     e.source = source;
     e.endpoint = Some("token.exchange");
-    let recorded = match &app.audit.auditor {
+    let recorded = match &app.services.audit.auditor {
         Some(a) => a.record(e).await.is_ok(),
         None => true,
     };
@@ -177,7 +177,7 @@ pub async fn token(State(app): State<AppState>, Extension(id): Extension<Request
 }
 
 async fn read_form(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, OAuthError> {
-    crate::transport::read_body(headers, body, "application/x-www-form-urlencoded", MAX_BODY).await.map_err(|code| {
+    gatehouse_http::read_body(headers, body, "application/x-www-form-urlencoded", MAX_BODY).await.map_err(|code| {
         match code {
             DenyCode::UnsupportedMediaType => {
                 oauth(StatusCode::BAD_REQUEST, "invalid_request", "use application/x-www-form-urlencoded")

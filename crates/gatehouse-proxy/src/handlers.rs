@@ -16,14 +16,14 @@ use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, Rates, RequestCx, RequestId, Target};
 use gatehouse_gates::{Admitted, Answer, Stop, Stopped, admit, admit_listing};
 use gatehouse_providers::{ApiRequest, Endpoint, mock, usage_from_body};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 use secrecy::SecretString;
 use serde_json::json;
 
 use crate::stream::{Inspected, StreamBounds};
-use crate::transport::read_body;
 use crate::upstream::{refusal_for_status, retry_after};
 use crate::{AppState, Runtime, Upstream};
+use gatehouse_http::read_body;
 
 /// The data-plane router (without transport layers).
 pub fn router(state: AppState) -> Router {
@@ -34,7 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{model}", get(get_model))
         .route("/v1/tokens/delegate", post(crate::tokens::delegate))
         .route("/v1/token", post(crate::exchange::token))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(gatehouse_http::healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { Denial::new(DenyCode::NotFound) })
         .method_not_allowed_fallback(|| async { Denial::new(DenyCode::MethodNotAllowed) })
@@ -316,20 +316,8 @@ fn listing_cx(id: RequestId, peer: Option<Extension<ConnectInfo<SocketAddr>>>, h
     cx
 }
 
-pub async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
-}
-
 async fn readyz(State(app): State<AppState>) -> Response {
-    ready(&app.store).await
-}
-
-/// Ready when the store answers within a second.
-pub async fn ready(store: &gatehouse_store::Store) -> Response {
-    match tokio::time::timeout(Duration::from_secs(1), store.ping()).await {
-        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response(),
-    }
+    gatehouse_http::ready(&app.store).await
 }
 
 #[cfg(test)]

@@ -24,16 +24,20 @@ pub struct Runtime {
     pub limits: RequestLimits,
 }
 
+/// What every snapshot shares and no reload rebuilds: the credential verifiers and their
+/// caches, the policy tables each replica keeps fresh from the store, the limits backend and
+/// the audit hook. Lives beside the snapshot, not in it.
+#[derive(Clone)]
+pub struct Services {
+    pub creds: Credentials,
+    pub guardrails: Arc<Policies>,
+    pub limits: Arc<LimitsBackend>,
+    pub audit: AuditHook,
+}
+
 /// Builds a snapshot; fails (leaving the running one in place) if any provider cannot be
 /// built, e.g. a secret reference that does not resolve.
-pub fn build_runtime(
-    policy: &Policy,
-    creds: Credentials,
-    guardrails: Arc<Policies>,
-    limits: Arc<LimitsBackend>,
-    audit: AuditHook,
-    env: EnvLookup<'_>,
-) -> Result<Runtime, crate::Error> {
+pub fn build_runtime(policy: &Policy, services: &Services, env: EnvLookup<'_>) -> Result<Runtime, crate::Error> {
     let upstreams = policy.providers.iter().map(|p| Upstream::build(p, env)).collect::<Result<Vec<_>, _>>()?;
     let table = Arc::new(RouteTable::build(policy));
     let l = policy.limits;
@@ -44,11 +48,13 @@ pub fn build_runtime(
     };
     // last: the guardrail default is shared with the running snapshot, so it changes only
     // once nothing else can fail
-    guardrails
+    services
+        .guardrails
         .set_default(&policy.guardrails.spec, policy.guardrails.scan_timeout)
         .map_err(gatehouse_gates::Error::from)?;
-    let limits = gatehouse_gates::limits::LimitsGate::new(limits, policy);
-    let gates = Gates::new(creds, guardrails, limits, table, bounds, audit);
+    let limits = gatehouse_gates::limits::LimitsGate::new(services.limits.clone(), policy);
+    let gates =
+        Gates::new(services.creds.clone(), services.guardrails.clone(), limits, table, bounds, services.audit.clone());
     Ok(Runtime { gates, upstreams, limits: l })
 }
 
@@ -57,15 +63,14 @@ pub fn build_runtime(
 pub struct AppState {
     pub runtime: Arc<ArcSwap<Runtime>>,
     pub store: Store,
-    /// Static across reloads; every rebuilt snapshot gets it.
-    pub audit: AuditHook,
+    /// Static across reloads; every rebuilt snapshot gets them.
+    pub services: Services,
     /// Token exchange (`POST /v1/token`), when `[[exchange]]` rules are configured.
     pub exchange: Option<Arc<crate::exchange::Exchange>>,
 }
 
 impl AppState {
-    pub fn new(runtime: Runtime, store: Store) -> Self {
-        let audit = runtime.gates.audit.clone();
-        Self { runtime: Arc::new(ArcSwap::from_pointee(runtime)), store, audit, exchange: None }
+    pub fn new(runtime: Runtime, services: Services, store: Store) -> Self {
+        Self { runtime: Arc::new(ArcSwap::from_pointee(runtime)), store, services, exchange: None }
     }
 }

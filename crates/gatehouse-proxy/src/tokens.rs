@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 
 use crate::AppState;
 use crate::handlers::credential;
-use crate::transport::read_body;
+use gatehouse_http::read_body;
 
 /// Delegation bodies are a handful of short fields.
 const MAX_DELEGATE_BODY: usize = 16 * 1024;
@@ -50,7 +50,7 @@ pub async fn delegate(State(app): State<AppState>, Extension(id): Extension<Requ
     e.request_id = Some(id);
     e.source = source;
     e.endpoint = Some("tokens.delegate");
-    let recorded = match &app.audit.auditor {
+    let recorded = match &app.services.audit.auditor {
         Some(a) => a.record(e).await.is_ok(),
         None => true,
     };

@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use gatehouse_audit::{Actor, Event, EventKind, Outcome};
 use gatehouse_config::{Config, ServerConfig};
-use gatehouse_gates::authenticate::Credentials;
 use gatehouse_proxy::{AppState, build_runtime};
 
 const POLL: Duration = Duration::from_secs(1);
 
 /// Every reload attempt is a configuration event in the audit trail.
 fn audit_reload(app: &AppState, outcome: Outcome, status: u16, code: &'static str) {
-    if let Some(a) = &app.audit.auditor {
+    if let Some(a) = &app.services.audit.auditor {
         a.submit(Event::new(EventKind::ConfigReload, outcome, status, code, Actor::System));
     }
 }
@@ -28,7 +27,7 @@ fn fingerprint(path: &Path) -> Option<u64> {
     Some(h.finish())
 }
 
-fn reload(path: &Path, running: &ServerConfig, app: &AppState, creds: &Credentials) {
+fn reload(path: &Path, running: &ServerConfig, app: &AppState) {
     let cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -46,11 +45,7 @@ fn reload(path: &Path, running: &ServerConfig, app: &AppState, creds: &Credentia
         return;
     }
     let env = |k: &str| std::env::var(k).ok();
-    let (guardrails, limits) = {
-        let rt = app.runtime.load();
-        (rt.gates.guardrails_in.policies.clone(), rt.gates.limits.backend.clone())
-    };
-    match build_runtime(&cfg.policy, creds.clone(), guardrails, limits, app.audit.clone(), &env) {
+    match build_runtime(&cfg.policy, &app.services, &env) {
         Ok(rt) => {
             app.runtime.store(Arc::new(rt));
             metrics::counter!("gatehouse_config_reloads_total", "outcome" => "applied").increment(1);
@@ -65,7 +60,7 @@ fn reload(path: &Path, running: &ServerConfig, app: &AppState, creds: &Credentia
     }
 }
 
-pub async fn watch(path: PathBuf, _server: ServerConfig, app: AppState, creds: Credentials) {
+pub async fn watch(path: PathBuf, _server: ServerConfig, app: AppState) {
     // The static part as the file states it, before CLI/env overrides.
     let Ok(initial) = Config::load(&path) else { return };
     let file_server = initial.server;
@@ -94,7 +89,7 @@ pub async fn watch(path: PathBuf, _server: ServerConfig, app: AppState, creds: C
         let now = fingerprint(&path);
         if by_signal || (now.is_some() && now != last) {
             last = now;
-            reload(&path, &file_server, &app, &creds);
+            reload(&path, &file_server, &app);
         }
     }
 }

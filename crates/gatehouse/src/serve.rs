@@ -12,15 +12,17 @@ use gatehouse_admin::AdminState;
 use gatehouse_audit::{Actor, Auditor, Event, EventKind, FailurePolicy, Outcome, WriterConfig};
 use gatehouse_config::{AuditFailure, Config, DataPlaneAudit, LogFormat, SecretRef, ServerConfig, StoreUrl};
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
+use gatehouse_gates::control::ControlHandle;
 use gatehouse_gates::federated::FederatedVerifier;
 use gatehouse_gates::guardrails::Policies;
 use gatehouse_gates::ledger::Ledger;
 use gatehouse_gates::limits::{LimitPolicies, LimitsBackend};
 use gatehouse_gates::meter::{AuditHook, LATENCY_BUCKETS};
+use gatehouse_http::with_transport_layers;
 use gatehouse_limits::{Limits, RedisConfig, RedisLimits};
 use gatehouse_oidc::Federation;
 use gatehouse_proxy::exchange::Exchange;
-use gatehouse_proxy::{AppState, build_runtime, with_transport_layers};
+use gatehouse_proxy::{AppState, Services, build_runtime};
 use gatehouse_security::seal::Sealer;
 use gatehouse_security::{KeyHasher, KeyKind, MasterKeySource, generate_key, load_or_create_master_key};
 use gatehouse_store::{NewKey, Store, Tenant, now_ms};
@@ -328,8 +330,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     guardrails.load(&store).await.context("guardrail policies")?;
     let limits = Arc::new(limits_backend(&server, &store, &auditor).await?);
-    let runtime = build_runtime(&config.policy, creds.clone(), guardrails.clone(), limits.clone(), hook, &env)?;
-    let mut app = AppState::new(runtime, store.clone());
+    let services =
+        Services { creds: creds.clone(), guardrails: guardrails.clone(), limits: limits.clone(), audit: hook };
+    let runtime = build_runtime(&config.policy, &services, &env)?;
+    let mut app = AppState::new(runtime, services, store.clone());
     if !server.exchange.is_empty()
         && let Some(f) = &federated
     {
@@ -368,16 +372,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     if let Some(path) = args.config.clone() {
-        tokio::spawn(crate::reload::watch(path, server.clone(), app.clone(), creds.clone()));
+        tokio::spawn(crate::reload::watch(path, server.clone(), app.clone()));
     }
 
     let max_conn = server.max_connections.get() as usize;
     let data_router = with_transport_layers(gatehouse_proxy::router(app.clone()), max_conn);
+    // the control plane's narrow handle on the data plane: the served models are read from
+    // whichever snapshot is live, the shared services are the ones every snapshot uses
+    let live = app.runtime.clone();
+    let control = ControlHandle::new(
+        store.clone(),
+        Arc::new(move |m: &str| live.load().gates.table.serves(m)),
+        guardrails.clone(),
+        limits.clone(),
+        verifier,
+    );
     let admin_router = with_transport_layers(
         gatehouse_admin::router(AdminState {
-            app: app.clone(),
             store: store.clone(),
-            verifier,
+            control,
             tokens,
             federation: server.oidc.iter().any(|i| i.control_plane).then(|| federation.clone()),
             hasher,
@@ -400,7 +413,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(data = %data_addr, admin = %admin_addr, store = ?store.backend(), "gatehouse started");
     banner(data_addr, admin_addr, boot.as_ref());
 
-    let data = gatehouse_proxy::serve(
+    let data = gatehouse_http::serve(
         data_listener,
         data_router,
         server.header_read_timeout,
@@ -408,7 +421,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         server.shutdown_grace,
         stop(rx.clone()),
     );
-    let admin = gatehouse_proxy::serve(
+    let admin = gatehouse_http::serve(
         admin_listener,
         admin_router,
         server.header_read_timeout,

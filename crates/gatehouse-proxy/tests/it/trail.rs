@@ -15,7 +15,8 @@ use gatehouse_gates::chain::follows_order;
 use gatehouse_gates::guardrails::Policies;
 use gatehouse_gates::limits::LimitsBackend;
 use gatehouse_gates::meter::{AuditHook, SpanSink};
-use gatehouse_proxy::{AppState, build_runtime, router, with_transport_layers};
+use gatehouse_http::with_transport_layers;
+use gatehouse_proxy::{AppState, Services, build_runtime, router};
 use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
 use gatehouse_store::{NewKey, Store, now_ms};
 use gatehouse_testkit::{Behavior, FakeProvider};
@@ -92,9 +93,9 @@ async fn data_plane() -> DataPlane {
     let audit = AuditHook { spans: Some(Arc::new(Sink(tx))), ..AuditHook::off() };
     let guardrails = Arc::new(Policies::builtin().unwrap());
     let env = |name: &str| (name == "FAKE_KEY").then(|| "sk-fake".to_owned());
-    let runtime =
-        build_runtime(&config.policy, creds, guardrails, Arc::new(LimitsBackend::local()), audit, &env).unwrap();
-    let app = with_transport_layers(router(AppState::new(runtime, store)), 64);
+    let services = Services { creds, guardrails, limits: Arc::new(LimitsBackend::local()), audit };
+    let runtime = build_runtime(&config.policy, &services, &env).unwrap();
+    let app = with_transport_layers(router(AppState::new(runtime, services, store)), 64);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {

@@ -1,0 +1,82 @@
+//! The control plane's handle on the data plane's shared services: named operations, nothing
+//! else. The control plane sits beside the data plane: it never sees the runtime snapshot
+//! (gates, upstreams), only what it needs to validate and apply an administrative change here
+//! at once (other replicas follow through their store polls).
+
+use std::sync::Arc;
+
+use gatehouse_core::{OrgId, ProjectId};
+use gatehouse_guardrails::{PolicySpec, SpecError};
+use gatehouse_limits::{Standing, Unavailable};
+use gatehouse_security::KeyDigest;
+use gatehouse_store::Store;
+
+use crate::authenticate::KeyVerifier;
+use crate::guardrails::Policies;
+use crate::limits::LimitsBackend;
+
+/// Whether a name is a model the gateway serves now, by canonical name (not an alias): read
+/// from the live snapshot, whichever it is.
+pub type ServedModels = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+#[derive(Clone)]
+pub struct ControlHandle {
+    store: Store,
+    served: ServedModels,
+    guardrails: Arc<Policies>,
+    limits: Arc<LimitsBackend>,
+    keys: Arc<KeyVerifier>,
+}
+
+impl ControlHandle {
+    pub fn new(
+        store: Store,
+        served: ServedModels,
+        guardrails: Arc<Policies>,
+        limits: Arc<LimitsBackend>,
+        keys: Arc<KeyVerifier>,
+    ) -> ControlHandle {
+        ControlHandle { store, served, guardrails, limits, keys }
+    }
+
+    /// Whether every name is a model the gateway serves now, by canonical name: an allow-list
+    /// with a typo or an alias would silently allow nothing.
+    pub fn serves_models(&self, names: &[String]) -> bool {
+        names.iter().all(|m| (self.served)(m))
+    }
+
+    /// The guardrail policy in force for a scope, after layering.
+    pub fn guardrail_policy(&self, org: OrgId, project: Option<ProjectId>) -> PolicySpec {
+        self.guardrails.effective(org, project)
+    }
+
+    /// Whether a spec compiles on top of what lies below the scope.
+    pub fn check_guardrail_policy(
+        &self,
+        org: OrgId,
+        project: Option<ProjectId>,
+        spec: &PolicySpec,
+    ) -> Result<(), SpecError> {
+        self.guardrails.check(org, project, spec).map(|_| ())
+    }
+
+    /// Re-reads the stored guardrail policies now (after a change through this replica).
+    pub async fn reload_guardrail_policies(&self) -> Result<(), gatehouse_store::Error> {
+        self.guardrails.load(&self.store).await
+    }
+
+    /// Re-reads the stored limit policies now.
+    pub async fn reload_limit_policies(&self) -> Result<(), gatehouse_store::Error> {
+        self.limits.policies.load(&self.store).await
+    }
+
+    /// A budget's spend and reservations this period.
+    pub async fn budget_standing(&self, key: &str) -> Result<Standing, Unavailable> {
+        self.limits.limits.standing(key).await
+    }
+
+    /// Forgets a key this replica verified (revoked or retired).
+    pub fn evict_key(&self, digest: &KeyDigest) {
+        self.keys.evict(digest);
+    }
+}
