@@ -10,10 +10,8 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 pub struct StrictJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
-    type Rejection = Denial;
-
-    async fn from_request(req: Request, _: &S) -> Result<Self, Denial> {
+impl<T: DeserializeOwned> StrictJson<T> {
+    pub async fn read(req: Request) -> Result<Self, Denial> {
         let (parts, body) = req.into_parts();
         let bytes = gatehouse_http::read_body(&parts.headers, body, "application/json", MAX_ADMIN_BODY)
             .await
@@ -21,5 +19,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
         // Admin bodies are flat: refuse deep nesting before serde builds anything.
         gatehouse_providers::check_depth(&bytes, 8).map_err(|_| Denial::new(DenyCode::RequestTooComplex))?;
         serde_json::from_slice(&bytes).map(StrictJson).map_err(|_| Denial::new(DenyCode::InvalidRequest))
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
+    type Rejection = Denial;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Denial> {
+        StrictJson::read(req).await
     }
 }

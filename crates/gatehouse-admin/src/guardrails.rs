@@ -3,19 +3,15 @@
 //! compiled (on top of what lies below it) before it is stored, so a stored policy always
 //! works; it applies on this replica at once and on the others within their poll interval.
 
-use axum::extract::{Path, State};
-use axum::response::Response;
-use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, OrgId, ProjectId};
 use gatehouse_guardrails::PolicySpec;
 use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::AdminState;
-use crate::audit::{AuditCx, respond};
-use crate::body::StrictJson;
 use crate::rbac::{Operator, Permission, check};
 use crate::reply::{bad, store_err};
+use crate::service::{Call, Pending, Reply};
 
 /// Resolves the path to an existing org (and project) the operator may act on; anything
 /// else is not found.
@@ -68,93 +64,66 @@ fn field(e: &gatehouse_guardrails::SpecError) -> &'static str {
     }
 }
 
-async fn put(
-    s: &AdminState,
-    op: &Operator,
-    org: &str,
-    project: Option<&str>,
-    body: Result<StrictJson<PolicySpec>, Denial>,
-) -> Result<(StatusCode, Value), Denial> {
-    let perm = if project.is_some() { Permission::ProjectWrite } else { Permission::OrgUpdate };
-    let (org, project) = scope(s, op, org, project, perm).await?;
-    let StrictJson(spec) = body?;
-    if let Err(e) = s.control.check_guardrail_policy(org, project, &spec) {
+/// The org (and project) of the path, checked for the read or write right of that scope; the
+/// scope is the audit row's target.
+async fn scoped(c: &mut Call, project: bool, write: bool) -> Result<(OrgId, Option<ProjectId>), Denial> {
+    c.target_path(if project { "project" } else { "org" });
+    c.org = OrgId::parse(c.path("org"));
+    let (org, proj) = (c.path("org").to_owned(), project.then(|| c.path("project").to_owned()));
+    let perm = match (project, write) {
+        (true, true) => Permission::ProjectWrite,
+        (true, false) => Permission::ProjectRead,
+        (false, true) => Permission::OrgUpdate,
+        (false, false) => Permission::OrgRead,
+    };
+    scope(&c.s, &c.op, &org, proj.as_deref(), perm).await
+}
+
+async fn get(c: &mut Call, project: bool) -> Reply {
+    let (org, project) = scoped(c, project, false).await?;
+    view(&c.s, org, project).await
+}
+
+async fn put(c: &mut Call, project: bool) -> Reply {
+    let (org, project) = scoped(c, project, true).await?;
+    let spec: PolicySpec = c.body().await?;
+    if let Err(e) = c.s.control.check_guardrail_policy(org, project, &spec) {
         tracing::info!(org = %org, field = %e.field, problem = %e.message, "guardrail policy refused");
         return Err(bad(field(&e)));
     }
     let json = serde_json::to_string(&spec).map_err(|_| Denial::new(DenyCode::Internal))?;
-    s.store.put_guardrail_policy(org, project, &json, &op.actor().render()).await.map_err(store_err)?;
-    s.control.reload_guardrail_policies().await.map_err(store_err)?;
-    view(s, org, project).await
+    c.s.store.put_guardrail_policy(org, project, &json, &c.op.actor().render()).await.map_err(store_err)?;
+    c.s.control.reload_guardrail_policies().await.map_err(store_err)?;
+    view(&c.s, org, project).await
 }
 
-async fn delete(
-    s: &AdminState,
-    op: &Operator,
-    org: &str,
-    project: Option<&str>,
-) -> Result<(StatusCode, Value), Denial> {
-    let perm = if project.is_some() { Permission::ProjectWrite } else { Permission::OrgUpdate };
-    let (org, project) = scope(s, op, org, project, perm).await?;
-    s.store.delete_guardrail_policy(org, project).await.map_err(store_err)?;
-    s.control.reload_guardrail_policies().await.map_err(store_err)?;
-    view(s, org, project).await
+async fn delete(c: &mut Call, project: bool) -> Reply {
+    let (org, project) = scoped(c, project, true).await?;
+    c.s.store.delete_guardrail_policy(org, project).await.map_err(store_err)?;
+    c.s.control.reload_guardrail_policies().await.map_err(store_err)?;
+    view(&c.s, org, project).await
 }
 
-async fn get(s: &AdminState, op: &Operator, org: &str, project: Option<&str>) -> Result<(StatusCode, Value), Denial> {
-    let perm = if project.is_some() { Permission::ProjectRead } else { Permission::OrgRead };
-    let (org, project) = scope(s, op, org, project, perm).await?;
-    view(s, org, project).await
+pub fn get_org(c: &mut Call) -> Pending<'_> {
+    Box::pin(get(c, false))
 }
 
-pub async fn get_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(org): Path<String>) -> Response {
-    let r = get(&s, &op, &org, None).await;
-    respond(&s, &acx, &op, K::GuardrailOrgPolicyRead, OrgId::parse(&org), Some(org.clone()), r).await
+pub fn put_org(c: &mut Call) -> Pending<'_> {
+    Box::pin(put(c, false))
 }
 
-pub async fn put_org(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(org): Path<String>,
-    body: Result<StrictJson<PolicySpec>, Denial>,
-) -> Response {
-    let r = put(&s, &op, &org, None, body).await;
-    respond(&s, &acx, &op, K::GuardrailOrgPolicySet, OrgId::parse(&org), Some(org.clone()), r).await
+pub fn delete_org(c: &mut Call) -> Pending<'_> {
+    Box::pin(delete(c, false))
 }
 
-pub async fn delete_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(org): Path<String>) -> Response {
-    let r = delete(&s, &op, &org, None).await;
-    respond(&s, &acx, &op, K::GuardrailOrgPolicyDelete, OrgId::parse(&org), Some(org.clone()), r).await
+pub fn get_project(c: &mut Call) -> Pending<'_> {
+    Box::pin(get(c, true))
 }
 
-pub async fn get_project(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, project)): Path<(String, String)>,
-) -> Response {
-    let r = get(&s, &op, &org, Some(&project)).await;
-    respond(&s, &acx, &op, K::GuardrailProjectPolicyRead, OrgId::parse(&org), Some(project.clone()), r).await
+pub fn put_project(c: &mut Call) -> Pending<'_> {
+    Box::pin(put(c, true))
 }
 
-pub async fn put_project(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, project)): Path<(String, String)>,
-    body: Result<StrictJson<PolicySpec>, Denial>,
-) -> Response {
-    let r = put(&s, &op, &org, Some(&project), body).await;
-    respond(&s, &acx, &op, K::GuardrailProjectPolicySet, OrgId::parse(&org), Some(project.clone()), r).await
-}
-
-pub async fn delete_project(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, project)): Path<(String, String)>,
-) -> Response {
-    let r = delete(&s, &op, &org, Some(&project)).await;
-    respond(&s, &acx, &op, K::GuardrailProjectPolicyDelete, OrgId::parse(&org), Some(project.clone()), r).await
+pub fn delete_project(c: &mut Call) -> Pending<'_> {
+    Box::pin(delete(c, true))
 }

@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod rbac;
 mod reply;
 pub mod routes;
+mod service;
 mod tokens;
 mod trail;
 mod webhooks;

@@ -1,9 +1,6 @@
 //! `/admin/v1/orgs/{org}/members`: people and service accounts of an org, each with one role.
 //! Nobody grants, changes or removes a role above their own.
 
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, OrgId, UserId};
 use gatehouse_store::MemberRow;
 use http::StatusCode;
@@ -11,10 +8,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AdminState;
-use crate::audit::{AuditCx, respond};
-use crate::body::StrictJson;
 use crate::rbac::{Operator, Permission, Role, check, may_grant};
 use crate::reply::{bad, found, store_err};
+use crate::service::{Call, Pending};
 
 fn member_json(m: &MemberRow) -> Value {
     json!({"user_id": m.user.to_string(), "email": m.email, "name": m.name, "kind": m.kind, "role": m.role,
@@ -36,10 +32,6 @@ fn valid_display_name(s: &str) -> bool {
     !s.trim().is_empty() && s.chars().count() <= 128 && !s.chars().any(char::is_control)
 }
 
-fn org_id(s: &str) -> Result<OrgId, Denial> {
-    OrgId::parse(s).ok_or(Denial::new(DenyCode::NotFound))
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
@@ -51,18 +43,11 @@ pub struct AddMember {
     kind: Option<String>,
 }
 
-pub async fn add(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(org): Path<String>,
-    body: Result<StrictJson<AddMember>, Denial>,
-) -> Response {
-    let mut user_seen = None;
-    let r = async {
-        let org = org_id(&org)?;
-        check(&op, Permission::MembershipWrite, Some(org))?;
-        let StrictJson(b) = body?;
+pub fn add(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let org = c.path_org()?;
+        check(&c.op, Permission::MembershipWrite, Some(org))?;
+        let b: AddMember = c.body().await?;
         if !valid_email(&b.email) {
             return Err(bad("email"));
         }
@@ -71,7 +56,7 @@ pub async fn add(
         }
         let role = Role::parse(&b.role).ok_or(bad("role"))?;
         // platform admins are not org members; they act across orgs with their own tokens
-        if role == Role::PlatformAdmin || !may_grant(&op, role) {
+        if role == Role::PlatformAdmin || !may_grant(&c.op, role) {
             return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
         }
         let kind = match b.kind.as_deref() {
@@ -79,23 +64,21 @@ pub async fn add(
             Some("service") => "service",
             Some(_) => return Err(bad("kind")),
         };
-        if s.store.org(org).await.map_err(store_err)?.is_none() {
+        if c.s.store.org(org).await.map_err(store_err)?.is_none() {
             return Err(Denial::new(DenyCode::NotFound));
         }
-        let user = s.store.ensure_user(&b.email, &b.name, kind).await.map_err(store_err)?;
-        user_seen = Some(user);
+        let user = c.s.store.ensure_user(&b.email, &b.name, kind).await.map_err(store_err)?;
+        c.target = Some(user.to_string());
         // changing an existing member's role needs the right to grant the role they have now
-        if let Some(existing) = s.store.member(org, user).await.map_err(store_err)?
-            && !Role::parse(&existing.role).is_some_and(|r| may_grant(&op, r))
+        if let Some(existing) = c.s.store.member(org, user).await.map_err(store_err)?
+            && !Role::parse(&existing.role).is_some_and(|r| may_grant(&c.op, r))
         {
             return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
         }
-        s.store.set_membership(org, user, role.as_str()).await.map_err(store_err)?;
-        let m = s.store.member(org, user).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::Internal))?;
+        c.s.store.set_membership(org, user, role.as_str()).await.map_err(store_err)?;
+        let m = c.s.store.member(org, user).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::Internal))?;
         Ok((StatusCode::CREATED, member_json(&m)))
-    }
-    .await;
-    respond(&s, &acx, &op, K::MemberSet, OrgId::parse(&org), user_seen.map(|u| u.to_string()), r).await
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,17 +90,11 @@ pub struct Limit {
     limit: Option<u32>,
 }
 
-pub async fn list(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(org): Path<String>,
-    q: Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let r = async {
-        let org = org_id(&org)?;
-        check(&op, Permission::UserRead, Some(org))?;
-        let Query(q) = q.map_err(|_| bad("query"))?;
+pub fn list(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let org = c.path_org()?;
+        check(&c.op, Permission::UserRead, Some(org))?;
+        let q: Limit = c.query()?;
         let limit = match q.limit.unwrap_or(100) {
             l @ 1..=1000 => l,
             _ => return Err(bad("limit")),
@@ -126,49 +103,44 @@ pub async fn list(
             None => None,
             Some(a) => Some(UserId::parse(a).ok_or(bad("after"))?),
         };
-        let rows = s.store.list_members(org, after, limit).await.map_err(store_err)?;
+        let rows = c.s.store.list_members(org, after, limit).await.map_err(store_err)?;
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(member_json).collect::<Vec<_>>()})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::MemberList, OrgId::parse(&org), None, r).await
+    })
 }
 
-pub async fn remove(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, user)): Path<(String, String)>,
-) -> Response {
-    let r = async {
-        let org = org_id(&org)?;
-        check(&op, Permission::MembershipWrite, Some(org))?;
-        let uid = UserId::parse(&user).ok_or(Denial::new(DenyCode::NotFound))?;
-        let existing = s.store.member(org, uid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
-        if !Role::parse(&existing.role).is_some_and(|r| may_grant(&op, r)) {
-            return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
-        }
-        found(s.store.remove_membership(org, uid).await.map_err(store_err)?)?;
+/// The `{org}` and `{user}` of a member route, checked for `p`; the member is the target.
+fn scoped_member(c: &mut Call, p: Permission) -> Result<(OrgId, UserId), Denial> {
+    c.target_path("user");
+    let org = c.path_org()?;
+    check(&c.op, p, Some(org))?;
+    let user = UserId::parse(c.path("user")).ok_or(Denial::new(DenyCode::NotFound))?;
+    Ok((org, user))
+}
+
+/// The member as stored, if the operator may act on their role.
+async fn grantable(s: &AdminState, op: &Operator, org: OrgId, user: UserId) -> Result<MemberRow, Denial> {
+    let existing = s.store.member(org, user).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+    if !Role::parse(&existing.role).is_some_and(|r| may_grant(op, r)) {
+        return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
+    }
+    Ok(existing)
+}
+
+pub fn remove(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let (org, uid) = scoped_member(c, Permission::MembershipWrite)?;
+        let existing = grantable(&c.s, &c.op, org, uid).await?;
+        found(c.s.store.remove_membership(org, uid).await.map_err(store_err)?)?;
         Ok((StatusCode::OK, member_json(&existing)))
-    }
-    .await;
-    respond(&s, &acx, &op, K::MemberRemove, OrgId::parse(&org), Some(user.clone()), r).await
+    })
 }
 
-pub async fn get(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, user)): Path<(String, String)>,
-) -> Response {
-    let r = async {
-        let org = org_id(&org)?;
-        check(&op, Permission::UserRead, Some(org))?;
-        let uid = UserId::parse(&user).ok_or(Denial::new(DenyCode::NotFound))?;
-        let m = s.store.member(org, uid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+pub fn get(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let (org, uid) = scoped_member(c, Permission::UserRead)?;
+        let m = c.s.store.member(org, uid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
         Ok((StatusCode::OK, member_json(&m)))
-    }
-    .await;
-    respond(&s, &acx, &op, K::MemberRead, OrgId::parse(&org), Some(user.clone()), r).await
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,40 +153,27 @@ pub struct UpdateMember {
 }
 
 /// Changes a member's display name and/or role; the same bounds as granting apply.
-pub async fn update(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, user)): Path<(String, String)>,
-    body: Result<StrictJson<UpdateMember>, Denial>,
-) -> Response {
-    let r = async {
-        let org = org_id(&org)?;
-        check(&op, Permission::MembershipWrite, Some(org))?;
-        let uid = UserId::parse(&user).ok_or(Denial::new(DenyCode::NotFound))?;
-        let StrictJson(b) = body?;
-        let existing = s.store.member(org, uid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
-        if !Role::parse(&existing.role).is_some_and(|r| may_grant(&op, r)) {
-            return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
-        }
+pub fn update(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let (org, uid) = scoped_member(c, Permission::MembershipWrite)?;
+        let b: UpdateMember = c.body().await?;
+        grantable(&c.s, &c.op, org, uid).await?;
         if let Some(name) = &b.name {
             if !valid_display_name(name) {
                 return Err(bad("name"));
             }
-            found(s.store.rename_member(org, uid, name).await.map_err(store_err)?)?;
+            found(c.s.store.rename_member(org, uid, name).await.map_err(store_err)?)?;
         }
         if let Some(role) = &b.role {
             let role = Role::parse(role).ok_or(bad("role"))?;
-            if role == Role::PlatformAdmin || !may_grant(&op, role) {
+            if role == Role::PlatformAdmin || !may_grant(&c.op, role) {
                 return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
             }
-            s.store.set_membership(org, uid, role.as_str()).await.map_err(store_err)?;
+            c.s.store.set_membership(org, uid, role.as_str()).await.map_err(store_err)?;
         }
-        let m = s.store.member(org, uid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+        let m = c.s.store.member(org, uid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
         Ok((StatusCode::OK, member_json(&m)))
-    }
-    .await;
-    respond(&s, &acx, &op, K::MemberUpdate, OrgId::parse(&org), Some(user.clone()), r).await
+    })
 }
 
 #[cfg(test)]

@@ -2,9 +2,6 @@
 //! and enable. Disabling an org or project disables all its keys on every replica within the
 //! key-change poll interval.
 
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, OrgId, ProjectId};
 use gatehouse_store::{OrgRow, ProjectRow};
 use http::StatusCode;
@@ -12,10 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AdminState;
-use crate::audit::{AuditCx, respond};
-use crate::body::StrictJson;
-use crate::rbac::{Operator, Permission, check};
+use crate::rbac::{Permission, check};
 use crate::reply::{bad, found, store_err};
+use crate::service::{Call, Pending, Reply};
 
 const MAX_NAME: usize = 64;
 
@@ -33,12 +29,12 @@ fn project_json(p: &ProjectRow) -> Value {
            "created_at": p.created_at, "disabled_at": p.disabled_at})
 }
 
-async fn org_view(s: &AdminState, org: OrgId) -> Result<(StatusCode, Value), Denial> {
+async fn org_view(s: &AdminState, org: OrgId) -> Reply {
     let row = s.store.org(org).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
     Ok((StatusCode::OK, org_json(&row)))
 }
 
-async fn project_view(s: &AdminState, org: OrgId, id: ProjectId) -> Result<(StatusCode, Value), Denial> {
+async fn project_view(s: &AdminState, org: OrgId, id: ProjectId) -> Reply {
     let row = s.store.project(org, id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
     Ok((StatusCode::OK, project_json(&row)))
 }
@@ -74,116 +70,79 @@ pub struct NameBody {
     name: String,
 }
 
-pub async fn create_org(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    body: Result<StrictJson<NameBody>, Denial>,
-) -> Response {
-    let r = async {
-        check(&op, Permission::OrgCreate, None)?;
-        let StrictJson(b) = body?;
+pub fn create_org(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        check(&c.op, Permission::OrgCreate, None)?;
+        let b: NameBody = c.body().await?;
         if !valid_name(&b.name) {
             return Err(bad("name"));
         }
-        let id = s.store.create_org(&b.name).await.map_err(store_err)?;
-        let row = s.store.org(id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::Internal))?;
-        Ok((row.id, (StatusCode::CREATED, org_json(&row))))
-    }
-    .await;
-    let (org, r) = split(r);
-    respond(&s, &acx, &op, K::OrgCreate, org, org.map(|o| o.to_string()), r).await
+        let id = c.s.store.create_org(&b.name).await.map_err(store_err)?;
+        (c.org, c.target) = (Some(id), Some(id.to_string()));
+        let row = c.s.store.org(id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::Internal))?;
+        Ok((StatusCode::CREATED, org_json(&row)))
+    })
 }
 
-/// Separates the id an audit row needs from the handler's result.
-fn split<I: Copy, T>(r: Result<(I, T), Denial>) -> (Option<I>, Result<T, Denial>) {
-    match r {
-        Ok((i, t)) => (Some(i), Ok(t)),
-        Err(d) => (None, Err(d)),
-    }
-}
-
-pub async fn list_orgs(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
+pub fn list_orgs(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.org = c.op.org;
+        let q: Page = c.query()?;
         let limit = limit(&q)?;
-        let rows = match op.org {
+        let rows = match c.op.org {
             // a scoped operator sees exactly its own org
             Some(own) => {
-                check(&op, Permission::OrgRead, Some(own))?;
-                s.store.org(own).await.map_err(store_err)?.into_iter().collect::<Vec<_>>()
+                check(&c.op, Permission::OrgRead, Some(own))?;
+                c.s.store.org(own).await.map_err(store_err)?.into_iter().collect::<Vec<_>>()
             }
             None => {
                 let after = q.after.as_deref().map(org_id).transpose().map_err(|_| bad("after"))?;
-                s.store.list_orgs(after, limit).await.map_err(store_err)?
+                c.s.store.list_orgs(after, limit).await.map_err(store_err)?
             }
         };
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(org_json).collect::<Vec<_>>()})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::OrgList, op.org, None, r).await
+    })
 }
 
-pub async fn get_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(id): Path<String>) -> Response {
-    let org = OrgId::parse(&id);
-    let r = async {
-        let org = org_id(&id)?;
-        check(&op, Permission::OrgRead, Some(org))?;
-        org_view(&s, org).await
-    }
-    .await;
-    respond(&s, &acx, &op, K::OrgRead, org, Some(id.clone()), r).await
+pub fn get_org(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.target_path("org");
+        let org = c.path_org()?;
+        check(&c.op, Permission::OrgRead, Some(org))?;
+        org_view(&c.s, org).await
+    })
 }
 
-pub async fn update_org(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(id): Path<String>,
-    body: Result<StrictJson<NameBody>, Denial>,
-) -> Response {
-    let org = OrgId::parse(&id);
-    let r = async {
-        let org = org_id(&id)?;
-        check(&op, Permission::OrgUpdate, Some(org))?;
-        let StrictJson(b) = body?;
+pub fn update_org(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.target_path("org");
+        let org = c.path_org()?;
+        check(&c.op, Permission::OrgUpdate, Some(org))?;
+        let b: NameBody = c.body().await?;
         if !valid_name(&b.name) {
             return Err(bad("name"));
         }
-        found(s.store.rename_org(org, &b.name).await.map_err(store_err)?)?;
-        org_view(&s, org).await
-    }
-    .await;
-    respond(&s, &acx, &op, K::OrgUpdate, org, Some(id.clone()), r).await
+        found(c.s.store.rename_org(org, &b.name).await.map_err(store_err)?)?;
+        org_view(&c.s, org).await
+    })
 }
 
-async fn set_org_disabled(
-    s: &AdminState,
-    op: &Operator,
-    id: &str,
-    disabled: bool,
-) -> Result<(StatusCode, Value), Denial> {
-    let org = org_id(id)?;
+async fn set_org_disabled(c: &mut Call, disabled: bool) -> Reply {
+    c.target_path("org");
+    let org = c.path_org()?;
     // Cross-tenant first (404), then the right: only platform admins switch orgs on and off.
-    check(op, Permission::OrgRead, Some(org))?;
-    check(op, Permission::OrgCreate, None)?;
-    found(s.store.set_org_disabled(org, disabled).await.map_err(store_err)?)?;
-    org_view(s, org).await
+    check(&c.op, Permission::OrgRead, Some(org))?;
+    check(&c.op, Permission::OrgCreate, None)?;
+    found(c.s.store.set_org_disabled(org, disabled).await.map_err(store_err)?)?;
+    org_view(&c.s, org).await
 }
 
-pub async fn disable_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(id): Path<String>) -> Response {
-    let r = set_org_disabled(&s, &op, &id, true).await;
-    respond(&s, &acx, &op, K::OrgDisable, OrgId::parse(&id), Some(id.clone()), r).await
+pub fn disable_org(c: &mut Call) -> Pending<'_> {
+    Box::pin(set_org_disabled(c, true))
 }
 
-pub async fn enable_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(id): Path<String>) -> Response {
-    let r = set_org_disabled(&s, &op, &id, false).await;
-    respond(&s, &acx, &op, K::OrgEnable, OrgId::parse(&id), Some(id.clone()), r).await
+pub fn enable_org(c: &mut Call) -> Pending<'_> {
+    Box::pin(set_org_disabled(c, false))
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,122 +200,75 @@ fn valid_models(s: &AdminState, models: Option<&[String]>) -> Result<(), Denial>
     Ok(())
 }
 
-pub async fn create_project(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(org): Path<String>,
-    body: Result<StrictJson<ProjectBody>, Denial>,
-) -> Response {
-    let org_parsed = OrgId::parse(&org);
-    let r = async {
-        let org = org_id(&org)?;
-        check(&op, Permission::ProjectWrite, Some(org))?;
-        let StrictJson(b) = body?;
-        let settings = settings(&s, b)?;
-        if s.store.org(org).await.map_err(store_err)?.is_none() {
+pub fn create_project(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let org = c.path_org()?;
+        check(&c.op, Permission::ProjectWrite, Some(org))?;
+        let b: ProjectBody = c.body().await?;
+        let settings = settings(&c.s, b)?;
+        if c.s.store.org(org).await.map_err(store_err)?.is_none() {
             return Err(Denial::new(DenyCode::NotFound));
         }
-        let id = s.store.create_project(org, &settings.name).await.map_err(store_err)?;
-        s.store.update_project(org, id, &settings).await.map_err(store_err)?;
-        let row = s.store.project(org, id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::Internal))?;
-        Ok((id, (StatusCode::CREATED, project_json(&row))))
-    }
-    .await;
-    let (id, r) = split(r);
-    respond(&s, &acx, &op, K::ProjectCreate, org_parsed, id.map(|i| i.to_string()), r).await
+        let id = c.s.store.create_project(org, &settings.name).await.map_err(store_err)?;
+        c.target = Some(id.to_string());
+        c.s.store.update_project(org, id, &settings).await.map_err(store_err)?;
+        let row = c.s.store.project(org, id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::Internal))?;
+        Ok((StatusCode::CREATED, project_json(&row)))
+    })
 }
 
-pub async fn list_projects(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(org): Path<String>,
-    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let org_parsed = OrgId::parse(&org);
-    let r = async {
-        let org = org_id(&org)?;
-        check(&op, Permission::ProjectRead, Some(org))?;
-        let Query(q) = q.map_err(|_| bad("query"))?;
+pub fn list_projects(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let org = c.path_org()?;
+        check(&c.op, Permission::ProjectRead, Some(org))?;
+        let q: Page = c.query()?;
         let limit = limit(&q)?;
         let after = q.after.as_deref().map(project_id).transpose().map_err(|_| bad("after"))?;
-        let rows = s.store.list_projects(org, after, limit).await.map_err(store_err)?;
+        let rows = c.s.store.list_projects(org, after, limit).await.map_err(store_err)?;
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(project_json).collect::<Vec<_>>()})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::ProjectList, org_parsed, None, r).await
+    })
 }
 
-pub async fn get_project(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, id)): Path<(String, String)>,
-) -> Response {
-    let org_parsed = OrgId::parse(&org);
-    let r = async {
-        let org = org_id(&org)?;
-        check(&op, Permission::ProjectRead, Some(org))?;
-        project_view(&s, org, project_id(&id)?).await
-    }
-    .await;
-    respond(&s, &acx, &op, K::ProjectRead, org_parsed, Some(id.clone()), r).await
+/// The `{org}` and `{project}` of a project route, checked for `p`; the project is the target.
+fn scoped_project(c: &mut Call, p: Permission) -> Result<(OrgId, &str), Denial> {
+    c.target_path("project");
+    let org = c.path_org()?;
+    check(&c.op, p, Some(org))?;
+    Ok((org, c.path("project")))
 }
 
-pub async fn update_project(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, id)): Path<(String, String)>,
-    body: Result<StrictJson<ProjectBody>, Denial>,
-) -> Response {
-    let org_parsed = OrgId::parse(&org);
-    let r = async {
-        let org = org_id(&org)?;
-        check(&op, Permission::ProjectWrite, Some(org))?;
-        let pid = project_id(&id)?;
-        let StrictJson(b) = body?;
-        let settings = settings(&s, b)?;
-        found(s.store.update_project(org, pid, &settings).await.map_err(store_err)?)?;
-        project_view(&s, org, pid).await
-    }
-    .await;
-    respond(&s, &acx, &op, K::ProjectUpdate, org_parsed, Some(id.clone()), r).await
+pub fn get_project(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let (org, id) = scoped_project(c, Permission::ProjectRead)?;
+        let pid = project_id(id)?;
+        project_view(&c.s, org, pid).await
+    })
 }
 
-async fn set_project_disabled(
-    s: &AdminState,
-    op: &Operator,
-    org: &str,
-    id: &str,
-    disabled: bool,
-) -> Result<(StatusCode, Value), Denial> {
-    let org = org_id(org)?;
-    check(op, Permission::ProjectWrite, Some(org))?;
+pub fn update_project(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let (org, id) = scoped_project(c, Permission::ProjectWrite)?;
+        let pid = project_id(id)?;
+        let b: ProjectBody = c.body().await?;
+        let settings = settings(&c.s, b)?;
+        found(c.s.store.update_project(org, pid, &settings).await.map_err(store_err)?)?;
+        project_view(&c.s, org, pid).await
+    })
+}
+
+async fn set_project_disabled(c: &mut Call, disabled: bool) -> Reply {
+    let (org, id) = scoped_project(c, Permission::ProjectWrite)?;
     let pid = project_id(id)?;
-    found(s.store.set_project_disabled(org, pid, disabled).await.map_err(store_err)?)?;
-    project_view(s, org, pid).await
+    found(c.s.store.set_project_disabled(org, pid, disabled).await.map_err(store_err)?)?;
+    project_view(&c.s, org, pid).await
 }
 
-pub async fn disable_project(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, id)): Path<(String, String)>,
-) -> Response {
-    let r = set_project_disabled(&s, &op, &org, &id, true).await;
-    respond(&s, &acx, &op, K::ProjectDisable, OrgId::parse(&org), Some(id.clone()), r).await
+pub fn disable_project(c: &mut Call) -> Pending<'_> {
+    Box::pin(set_project_disabled(c, true))
 }
 
-pub async fn enable_project(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, id)): Path<(String, String)>,
-) -> Response {
-    let r = set_project_disabled(&s, &op, &org, &id, false).await;
-    respond(&s, &acx, &op, K::ProjectEnable, OrgId::parse(&org), Some(id.clone()), r).await
+pub fn enable_project(c: &mut Call) -> Pending<'_> {
+    Box::pin(set_project_disabled(c, false))
 }
 
 #[derive(Debug, Deserialize)]
@@ -367,27 +279,17 @@ pub struct ProjectMemberBody {
 
 /// Adds an org member to a project; members with `key.write_own` may then mint their own keys
 /// in it. Idempotent.
-pub async fn add_project_member(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, id)): Path<(String, String)>,
-    body: Result<StrictJson<ProjectMemberBody>, Denial>,
-) -> Response {
-    let org_parsed = OrgId::parse(&org);
-    let r = async {
-        let org = org_id(&org)?;
-        check(&op, Permission::ProjectWrite, Some(org))?;
-        let pid = project_id(&id)?;
-        let StrictJson(b) = body?;
+pub fn add_project_member(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let (org, id) = scoped_project(c, Permission::ProjectWrite)?;
+        let pid = project_id(id)?;
+        let b: ProjectMemberBody = c.body().await?;
         let user =
             gatehouse_core::UserId::parse(&b.user_id).ok_or(Denial::new(DenyCode::NotFound).with_param("user_id"))?;
         // false: no such project in this org, or the user is not a member of the org
-        if !s.store.add_project_member(org, pid, user).await.map_err(store_err)? {
+        if !c.s.store.add_project_member(org, pid, user).await.map_err(store_err)? {
             return Err(Denial::new(DenyCode::NotFound).with_param("user_id"));
         }
         Ok((StatusCode::CREATED, json!({"project_id": pid.to_string(), "user_id": user.to_string()})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::ProjectMemberAdd, org_parsed, Some(id.clone()), r).await
+    })
 }

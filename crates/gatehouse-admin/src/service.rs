@@ -1,0 +1,104 @@
+//! The one wrapper every admin route runs through, driven by the route table: authenticate
+//! (the [`Operator`] extractor, which audits a failure itself), run the route's service
+//! function, audit the outcome under the table's action, render. A service function is plain:
+//! it reads what it needs from the [`Call`], checks rights with `rbac::check`, talks to the
+//! store, and returns a status and a body; it never names its audit action or renders.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use gatehouse_core::{Denial, DenyCode, OrgId};
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::AdminState;
+use crate::audit::{AuditCx, respond};
+use crate::body::StrictJson;
+use crate::rbac::Operator;
+use crate::reply::bad;
+use crate::routes::RouteSpec;
+
+/// What a service answers: a status and a JSON body, or a refusal.
+pub type Reply = Result<(StatusCode, Value), Denial>;
+
+/// A service function: `fn name(c: &mut Call) -> Pending<'_> { Box::pin(async move { .. }) }`.
+pub type Pending<'a> = Pin<Box<dyn Future<Output = Reply> + Send + 'a>>;
+pub type Service = for<'a> fn(&'a mut Call) -> Pending<'a>;
+
+/// One admin request as a service function sees it.
+pub struct Call {
+    pub s: AdminState,
+    pub op: Operator,
+    params: HashMap<String, String>,
+    parts: http::request::Parts,
+    body: Option<axum::body::Body>,
+    /// The org the audit row names (the operator's own for scoped operators, see
+    /// `audit::respond`); set as soon as the service knows it.
+    pub org: Option<OrgId>,
+    /// The object the audit row names.
+    pub target: Option<String>,
+}
+
+impl Call {
+    /// A path parameter the route table's path names (empty if it names none).
+    pub fn path(&self, name: &str) -> &str {
+        self.params.get(name).map_or("", String::as_str)
+    }
+
+    /// The `{org}` path parameter, named in the audit row; an id that does not parse is an org
+    /// that does not exist.
+    pub fn path_org(&mut self) -> Result<OrgId, Denial> {
+        self.org = OrgId::parse(self.path("org"));
+        self.org.ok_or(Denial::new(DenyCode::NotFound))
+    }
+
+    /// Names a path parameter as the audit row's target.
+    pub fn target_path(&mut self, name: &str) {
+        self.target = Some(self.path(name).to_owned());
+    }
+
+    /// The query string as `T` (unknown fields refused): `invalid_request`, `param: query`.
+    pub fn query<T: DeserializeOwned>(&self) -> Result<T, Denial> {
+        let q = self.parts.uri.query().unwrap_or("");
+        serde_urlencoded_from_str(q).ok_or(bad("query"))
+    }
+
+    /// The JSON body, strictly (size, media type, depth, unknown fields): read once.
+    pub async fn body<T: DeserializeOwned>(&mut self) -> Result<T, Denial> {
+        let body = self.body.take().ok_or(Denial::new(DenyCode::InvalidRequest))?;
+        let req = Request::from_parts(self.parts.clone(), body);
+        StrictJson::<T>::read(req).await.map(|StrictJson(t)| t)
+    }
+}
+
+fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Option<T> {
+    let uri: http::Uri = format!("/?{q}").parse().ok()?;
+    axum::extract::Query::<T>::try_from_uri(&uri).ok().map(|axum::extract::Query(t)| t)
+}
+
+/// The method router of one table row: its service, wrapped.
+pub(crate) fn route(spec: &'static RouteSpec, service: Service) -> Option<MethodRouter<AdminState>> {
+    let handler = move |State(s): State<AdminState>, op: Operator, acx: AuditCx, req: Request| async move {
+        let (mut parts, body) = req.into_parts();
+        let params = Path::<HashMap<String, String>>::from_request_parts(&mut parts, &s)
+            .await
+            .map(|Path(p)| p)
+            .unwrap_or_default();
+        let mut call = Call { s, op, params, parts, body: Some(body), org: None, target: None };
+        let reply = service(&mut call).await;
+        let Call { s, op, org, target, .. } = call;
+        respond(&s, &acx, &op, spec.action, org, target, reply).await
+    };
+    Some(match spec.method {
+        "GET" => get(handler),
+        "POST" => post(handler),
+        "PUT" => put(handler),
+        "PATCH" => patch(handler),
+        "DELETE" => delete(handler),
+        _ => return None,
+    })
+}
