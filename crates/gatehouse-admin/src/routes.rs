@@ -130,6 +130,13 @@ pub(crate) fn handler(spec: &'static RouteSpec) -> Option<MethodRouter<AdminStat
         ("GET", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => guardrails::get_project,
         ("PUT", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => guardrails::put_project,
         ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => guardrails::delete_project,
+        ("POST", "/admin/v1/webhooks") => webhooks::create,
+        ("GET", "/admin/v1/webhooks") => webhooks::list,
+        ("DELETE", "/admin/v1/webhooks/{id}") => webhooks::delete,
+        ("GET", "/admin/v1/webhooks/{id}/deliveries") => webhooks::deliveries,
+        ("POST", "/admin/v1/tokens") => tokens::create,
+        ("GET", "/admin/v1/tokens") => tokens::list,
+        ("POST", "/admin/v1/tokens/{id}/revoke") => tokens::revoke,
         _ => return legacy_handler(spec),
     };
     service::route(spec, service)
@@ -149,9 +156,6 @@ fn legacy_handler(spec: &RouteSpec) -> Option<MethodRouter<AdminState>> {
         ("GET", "/admin/v1/keys/{id}/limits") => get(limits::get_key),
         ("PUT", "/admin/v1/keys/{id}/limits") => put(limits::put_key),
         ("DELETE", "/admin/v1/keys/{id}/limits") => delete(limits::delete_key),
-        ("POST", "/admin/v1/tokens") => post(tokens::create),
-        ("GET", "/admin/v1/tokens") => get(tokens::list),
-        ("POST", "/admin/v1/tokens/{id}/revoke") => post(tokens::revoke),
         ("POST", "/admin/v1/keys") => post(keys::create),
         ("GET", "/admin/v1/keys") => get(keys::list),
         ("GET", "/admin/v1/keys/{id}") => get(keys::get),
@@ -165,10 +169,6 @@ fn legacy_handler(spec: &RouteSpec) -> Option<MethodRouter<AdminState>> {
         ("GET", "/admin/v1/audit") => get(trail::list),
         ("GET", "/admin/v1/audit/export") => get(trail::export),
         ("GET", "/admin/v1/audit/key") => get(trail::key),
-        ("POST", "/admin/v1/webhooks") => post(webhooks::create),
-        ("GET", "/admin/v1/webhooks") => get(webhooks::list),
-        ("DELETE", "/admin/v1/webhooks/{id}") => delete(webhooks::delete),
-        ("GET", "/admin/v1/webhooks/{id}/deliveries") => get(webhooks::deliveries),
         _ => return None,
     })
 }

@@ -1,9 +1,6 @@
 //! `/admin/v1/tokens`: mint admin tokens that act with a role inside one org (or platform
 //! scope). Shown once; stored as a keyed hash. Nobody mints a token above their own role.
 
-use axum::extract::State;
-use axum::response::Response;
-use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, OrgId, UserId};
 use gatehouse_security::{KeyKind, generate_key};
 use http::StatusCode;
@@ -11,12 +8,10 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::AdminState;
-use crate::audit::{AuditCx, respond};
-use crate::body::StrictJson;
 use crate::orgs::valid_name;
-use crate::rbac::{Operator, Permission, Role, check, may_grant};
+use crate::rbac::{Permission, Role, check, may_grant};
 use crate::reply::{bad, store_err};
+use crate::service::{Call, Pending};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,15 +26,9 @@ pub struct CreateToken {
     user: Option<String>,
 }
 
-pub async fn create(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    body: Result<StrictJson<CreateToken>, Denial>,
-) -> Response {
-    let mut org_seen = None;
-    let r = async {
-        let StrictJson(b) = body?;
+pub fn create(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let b: CreateToken = c.body().await?;
         if !valid_name(&b.name) {
             return Err(bad("name"));
         }
@@ -50,13 +39,13 @@ pub async fn create(
             (_, Some(o)) => Some(OrgId::parse(o).ok_or(Denial::new(DenyCode::NotFound).with_param("org"))?),
             (_, None) => return Err(bad("org")),
         };
-        org_seen = org;
-        check(&op, Permission::MembershipWrite, org)?;
-        if !may_grant(&op, role) {
+        c.org = org;
+        check(&c.op, Permission::MembershipWrite, org)?;
+        if !may_grant(&c.op, role) {
             return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
         }
         if let Some(o) = org
-            && s.store.org(o).await.map_err(store_err)?.is_none()
+            && c.s.store.org(o).await.map_err(store_err)?.is_none()
         {
             return Err(Denial::new(DenyCode::NotFound).with_param("org"));
         }
@@ -65,7 +54,7 @@ pub async fn create(
             (Some(_), None) => return Err(bad("user")),
             (Some(u), Some(o)) => {
                 let uid = UserId::parse(u).ok_or(Denial::new(DenyCode::NotFound).with_param("user"))?;
-                let m = s.store.member(o, uid).await.map_err(store_err)?;
+                let m = c.s.store.member(o, uid).await.map_err(store_err)?;
                 let theirs =
                     m.and_then(|m| Role::parse(&m.role)).ok_or(Denial::new(DenyCode::NotFound).with_param("user"))?;
                 if role > theirs {
@@ -76,8 +65,8 @@ pub async fn create(
         };
         let token = generate_key(KeyKind::Admin);
         let id = gatehouse_core::KeyId::generate().to_string();
-        s.store
-            .insert_admin_token(&id, &b.name, &s.hasher.digest(KeyKind::Admin, &token).0, role.as_str(), org, user)
+        c.s.store
+            .insert_admin_token(&id, &b.name, &c.s.hasher.digest(KeyKind::Admin, &token).0, role.as_str(), org, user)
             .await
             .map_err(store_err)?;
         Ok((
@@ -86,9 +75,7 @@ pub async fn create(
                    "user_id": user.map(|u| u.to_string()),
                    "token": token.expose_secret()}),
         ))
-    }
-    .await;
-    respond(&s, &acx, &op, K::TokenCreate, org_seen, None, r).await
+    })
 }
 
 fn token_json(t: &gatehouse_store::AdminTokenRow) -> serde_json::Value {
@@ -105,52 +92,40 @@ pub struct ListTokens {
 
 /// `GET /admin/v1/tokens`: the tokens of the operator's org (platform admins: all), never
 /// their secrets or digests.
-pub async fn list(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    q: Result<axum::extract::Query<ListTokens>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let r = async {
-        let axum::extract::Query(q) = q.map_err(|_| bad("query"))?;
+pub fn list(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.org = c.op.org;
+        let q: ListTokens = c.query()?;
         let limit = match q.limit.unwrap_or(100) {
             l @ 1..=1000 => l,
             _ => return Err(bad("limit")),
         };
-        check(&op, Permission::MembershipWrite, op.org)?;
-        let rows = s.store.list_admin_tokens(op.org, limit).await.map_err(store_err)?;
+        check(&c.op, Permission::MembershipWrite, c.op.org)?;
+        let rows = c.s.store.list_admin_tokens(c.op.org, limit).await.map_err(store_err)?;
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(token_json).collect::<Vec<_>>()})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::TokenList, op.org, None, r).await
+    })
 }
 
 /// `POST /admin/v1/tokens/{id}/revoke`: takes effect on the next call (tokens are checked
 /// against the store on every request).
-pub async fn revoke(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
-    let mut org_seen = None;
-    let r = async {
-        let t = s.store.admin_token(&id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
-        org_seen = t.org;
+pub fn revoke(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.target_path("id");
+        let id = c.path("id").to_owned();
+        let t = c.s.store.admin_token(&id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+        c.org = t.org;
         // a platform token is invisible to everyone but platform admins
-        if t.org.is_none() && op.role != Role::PlatformAdmin {
+        if t.org.is_none() && c.op.role != Role::PlatformAdmin {
             return Err(Denial::new(DenyCode::NotFound));
         }
-        check(&op, Permission::MembershipWrite, t.org)?;
-        if !Role::parse(&t.role).is_some_and(|r| may_grant(&op, r)) {
+        check(&c.op, Permission::MembershipWrite, t.org)?;
+        if !Role::parse(&t.role).is_some_and(|r| may_grant(&c.op, r)) {
             return Err(Denial::new(DenyCode::PermissionDenied).with_param("role"));
         }
-        if !s.store.revoke_admin_token(&id).await.map_err(store_err)? {
+        if !c.s.store.revoke_admin_token(&id).await.map_err(store_err)? {
             return Err(Denial::new(DenyCode::NotFound));
         }
-        let t = s.store.admin_token(&id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
+        let t = c.s.store.admin_token(&id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
         Ok((StatusCode::OK, token_json(&t)))
-    }
-    .await;
-    respond(&s, &acx, &op, K::TokenRevoke, org_seen, Some(id.clone()), r).await
+    })
 }

@@ -1,9 +1,6 @@
 //! `/admin/v1/webhooks`: per-org audit subscriptions and their delivery logs. The signing
 //! secret of a generic webhook is shown once, at creation; it is stored sealed.
 
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, OrgId};
 use gatehouse_store::{DeliveryRow, WebhookRow};
 use gatehouse_webhooks::NewWebhook;
@@ -13,10 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AdminState;
-use crate::audit::{AuditCx, respond};
-use crate::body::StrictJson;
 use crate::rbac::{Operator, Permission, Role, check};
 use crate::reply::{bad, store_err};
+use crate::service::{Call, Pending};
 
 /// The org a webhook call addresses: by id or name; none means the operator's own, or for
 /// platform admins the platform itself (webhooks on platform-chain events).
@@ -65,32 +61,24 @@ pub struct CreateWebhook {
     org: Option<String>,
 }
 
-pub async fn create(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    body: Result<StrictJson<CreateWebhook>, Denial>,
-) -> Response {
-    let mut scoped = op.org;
-    let mut target = None;
-    let r = async {
-        let StrictJson(b) = body?;
-        let org = org_of(&s, &op, b.org.as_deref(), Permission::OrgUpdate).await?;
-        scoped = org;
+pub fn create(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.org = c.op.org;
+        let b: CreateWebhook = c.body().await?;
+        let org = org_of(&c.s, &c.op, b.org.as_deref(), Permission::OrgUpdate).await?;
+        c.org = org;
         let w = NewWebhook { org, name: b.name, kind: b.kind, url: b.url, events: b.events, outcomes: b.outcomes };
-        let (row, secret) = s.webhooks.create(w).await.map_err(|e| match e {
+        let (row, secret) = c.s.webhooks.create(w).await.map_err(|e| match e {
             gatehouse_webhooks::CreateError::Store => Denial::new(DenyCode::Unavailable),
             other => bad(other.param()),
         })?;
-        target = Some(row.id.clone());
+        c.target = Some(row.id.clone());
         let mut v = view(&row);
         if let Some(sec) = secret {
             v["secret"] = json!(sec.expose_secret());
         }
         Ok((StatusCode::CREATED, v))
-    }
-    .await;
-    respond(&s, &acx, &op, K::WebhookCreate, scoped, target, r).await
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,58 +90,52 @@ pub struct OrgQuery {
     limit: Option<u32>,
 }
 
-type Q = Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>;
-
-pub async fn list(State(s): State<AdminState>, op: Operator, acx: AuditCx, q: Q) -> Response {
-    let mut scoped = op.org;
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
-        let org = org_of(&s, &op, q.org.as_deref(), Permission::AuditRead).await?;
-        scoped = org;
-        let rows = s.store.list_webhooks(org).await.map_err(store_err)?;
-        Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(view).collect::<Vec<_>>()})))
+/// The query's org, checked for `p`; named in the audit row (with the path's `{id}`, if any).
+async fn scoped(c: &mut Call, p: Permission) -> Result<(Option<OrgId>, OrgQuery), Denial> {
+    c.org = c.op.org;
+    if !c.path("id").is_empty() {
+        c.target_path("id");
     }
-    .await;
-    respond(&s, &acx, &op, K::WebhookList, scoped, None, r).await
+    let q: OrgQuery = c.query()?;
+    let org = org_of(&c.s, &c.op, q.org.as_deref(), p).await?;
+    c.org = org;
+    Ok((org, q))
 }
 
-pub async fn delete(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(id): Path<String>, q: Q) -> Response {
-    let mut scoped = op.org;
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
-        let org = org_of(&s, &op, q.org.as_deref(), Permission::OrgUpdate).await?;
-        scoped = org;
-        if !s.webhooks.delete(org, &id).await.map_err(store_err)? {
+pub fn list(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let (org, _) = scoped(c, Permission::AuditRead).await?;
+        let rows = c.s.store.list_webhooks(org).await.map_err(store_err)?;
+        Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(view).collect::<Vec<_>>()})))
+    })
+}
+
+pub fn delete(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let (org, _) = scoped(c, Permission::OrgUpdate).await?;
+        let id = c.path("id").to_owned();
+        if !c.s.webhooks.delete(org, &id).await.map_err(store_err)? {
             return Err(Denial::new(DenyCode::NotFound));
         }
         Ok((StatusCode::OK, json!({"id": id, "deleted": true})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::WebhookDelete, scoped, Some(id.clone()), r).await
+    })
 }
 
-pub async fn deliveries(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(id): Path<String>,
-    q: Q,
-) -> Response {
-    let mut scoped = op.org;
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
+pub fn deliveries(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.org = c.op.org;
+        c.target_path("id");
+        let q: OrgQuery = c.query()?;
         let limit = match q.limit.unwrap_or(100) {
             l @ 1..=1000 => l,
             _ => return Err(bad("limit")),
         };
-        let org = org_of(&s, &op, q.org.as_deref(), Permission::AuditRead).await?;
-        scoped = org;
-        if s.store.webhook(org, &id).await.map_err(store_err)?.is_none() {
+        let (org, _) = scoped(c, Permission::AuditRead).await?;
+        let id = c.path("id").to_owned();
+        if c.s.store.webhook(org, &id).await.map_err(store_err)?.is_none() {
             return Err(Denial::new(DenyCode::NotFound));
         }
-        let rows = s.store.list_deliveries(org, &id, limit).await.map_err(store_err)?;
+        let rows = c.s.store.list_deliveries(org, &id, limit).await.map_err(store_err)?;
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(delivery_view).collect::<Vec<_>>()})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::WebhookDeliveries, scoped, Some(id.clone()), r).await
+    })
 }
