@@ -4,9 +4,6 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, TokenId};
 use gatehouse_store::CapabilityRow;
 use gatehouse_tokens::{MintRequest, Minted, Rotation, narrowing};
@@ -14,12 +11,10 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::AdminState;
-use crate::audit::{AuditCx, respond};
-use crate::body::StrictJson;
 use crate::keys::{OrgQuery, target_org};
-use crate::rbac::{Operator, Permission};
+use crate::rbac::Permission;
 use crate::reply::{bad, store_err};
+use crate::service::{Call, Pending};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,17 +65,11 @@ fn row_json(r: &CapabilityRow) -> Value {
     })
 }
 
-pub async fn create(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    body: Result<StrictJson<CreateCapability>, Denial>,
-) -> Response {
-    let mut seen = (None, None);
-    let r = async {
-        let StrictJson(req) = body?;
-        let org = target_org(&s, &op, req.org.as_deref(), Permission::KeyWriteAny).await?;
-        seen.0 = Some(org);
+pub fn create(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let req: CreateCapability = c.body().await?;
+        let org = target_org(&c.s, &c.op, req.org.as_deref(), Permission::KeyWriteAny).await?;
+        c.org = Some(org);
         if !crate::orgs::valid_name(&req.name) {
             return Err(bad("name"));
         }
@@ -93,44 +82,43 @@ pub async fn create(
             req.ips.as_deref(),
         )
         .map_err(|e| e.denial())?;
-        let project = match s.store.project_by_name(org, req.project.as_deref().unwrap_or("default")).await {
+        let project = match c.s.store.project_by_name(org, req.project.as_deref().unwrap_or("default")).await {
             Ok(Some(p)) => p,
             Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
             Err(e) => return Err(store_err(e)),
         };
         if let Some(models) = &n.models {
             // Only models the gateway serves, by canonical name, inside the project's allow-list.
-            if !s.control.serves_models(models) {
+            if !c.s.control.serves_models(models) {
                 return Err(bad("models"));
             }
-            let project_models = s.store.project(org, project).await.map_err(store_err)?.and_then(|p| p.allowed_models);
+            let project_models =
+                c.s.store.project(org, project).await.map_err(store_err)?.and_then(|p| p.allowed_models);
             if let Some(allowed) = project_models
                 && !models.iter().all(|m| allowed.contains(m))
             {
                 return Err(Denial::new(DenyCode::PermissionDenied).with_param("models"));
             }
         }
-        let minted = s
-            .tokens
-            .mint(MintRequest {
-                org,
-                project,
-                name: req.name,
-                scopes: n.scopes.unwrap_or_default(),
-                models: n.models,
-                ttl: n.ttl.unwrap_or(Duration::from_secs(3600)),
-                budget_micro_usd: n.budget_micro_usd,
-                rpm: n.rpm,
-                ips: n.ips,
-                minted_by: op.actor().render(),
-            })
-            .await
-            .map_err(|e| e.denial())?;
-        seen.1 = Some(minted.id.to_string());
+        let minted =
+            c.s.tokens
+                .mint(MintRequest {
+                    org,
+                    project,
+                    name: req.name,
+                    scopes: n.scopes.unwrap_or_default(),
+                    models: n.models,
+                    ttl: n.ttl.unwrap_or(Duration::from_secs(3600)),
+                    budget_micro_usd: n.budget_micro_usd,
+                    rpm: n.rpm,
+                    ips: n.ips,
+                    minted_by: c.op.actor().render(),
+                })
+                .await
+                .map_err(|e| e.denial())?;
+        c.target = Some(minted.id.to_string());
         Ok((StatusCode::CREATED, minted_json(&minted)))
-    }
-    .await;
-    respond(&s, &acx, &op, K::CapabilityMint, seen.0, seen.1, r).await
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,63 +130,42 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
-pub async fn list(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let mut org_seen = None;
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
+pub fn list(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let q: ListQuery = c.query()?;
         let limit = q.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(bad("limit"));
         }
-        let org = target_org(&s, &op, q.org.as_deref(), Permission::KeyRead).await?;
-        org_seen = Some(org);
-        let rows = s.store.list_capabilities(org, limit).await.map_err(store_err)?;
+        let org = target_org(&c.s, &c.op, q.org.as_deref(), Permission::KeyRead).await?;
+        c.org = Some(org);
+        let rows = c.s.store.list_capabilities(org, limit).await.map_err(store_err)?;
         let data: Vec<Value> = rows.iter().map(row_json).collect();
         Ok((StatusCode::OK, json!({"object": "list", "data": data})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::CapabilityList, org_seen, None, r).await
+    })
 }
 
-pub async fn revoke(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(id): Path<String>,
-    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let mut org_seen = None;
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
-        let org = target_org(&s, &op, q.org.as_deref(), Permission::KeyWriteAny).await?;
-        org_seen = Some(org);
+pub fn revoke(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.target_path("id");
+        let id = c.path("id").to_owned();
+        let q: OrgQuery = c.query()?;
+        let org = target_org(&c.s, &c.op, q.org.as_deref(), Permission::KeyWriteAny).await?;
+        c.org = Some(org);
         let tid = TokenId::parse(&id).ok_or(Denial::new(DenyCode::NotFound))?;
-        match s.tokens.revoke(org, tid).await.map_err(|e| e.denial())? {
+        match c.s.tokens.revoke(org, tid).await.map_err(|e| e.denial())? {
             None => Err(Denial::new(DenyCode::NotFound)),
             Some(n) => Ok((StatusCode::OK, json!({"id": id, "revoked": n}))),
         }
-    }
-    .await;
-    respond(&s, &acx, &op, K::CapabilityRevoke, org_seen, Some(id.clone()), r).await
+    })
 }
 
-pub async fn keys(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let mut org_seen = None;
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
-        let org = target_org(&s, &op, q.org.as_deref(), Permission::KeyRead).await?;
-        org_seen = Some(org);
-        let versions = s.tokens.key_versions(org).await.map_err(|e| e.denial())?;
+pub fn keys(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let q: OrgQuery = c.query()?;
+        let org = target_org(&c.s, &c.op, q.org.as_deref(), Permission::KeyRead).await?;
+        c.org = Some(org);
+        let versions = c.s.tokens.key_versions(org).await.map_err(|e| e.denial())?;
         let data: Vec<Value> = versions
             .iter()
             .map(|v| {
@@ -212,9 +179,7 @@ pub async fn keys(
             })
             .collect();
         Ok((StatusCode::OK, json!({"object": "list", "data": data})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::CapabilityKeyList, org_seen, None, r).await
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,25 +193,17 @@ pub struct RotateKey {
     retire: Option<String>,
 }
 
-pub async fn rotate(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    body: Result<StrictJson<RotateKey>, Denial>,
-) -> Response {
-    let mut org_seen = None;
-    let r = async {
-        let StrictJson(req) = body?;
-        let org = target_org(&s, &op, req.org.as_deref(), Permission::OrgUpdate).await?;
-        org_seen = Some(org);
+pub fn rotate(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let req: RotateKey = c.body().await?;
+        let org = target_org(&c.s, &c.op, req.org.as_deref(), Permission::OrgUpdate).await?;
+        c.org = Some(org);
         let retire = match req.retire.as_deref() {
             None | Some("at_expiry") => Rotation::AtExpiry,
             Some("now") => Rotation::Now,
             Some(_) => return Err(bad("retire")),
         };
-        let version = s.tokens.rotate(org, retire).await.map_err(|e| e.denial())?;
+        let version = c.s.tokens.rotate(org, retire).await.map_err(|e| e.denial())?;
         Ok((StatusCode::OK, json!({"version": version})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::CapabilityKeyRotate, org_seen, None, r).await
+    })
 }

@@ -19,6 +19,7 @@ use crate::AdminState;
 use crate::audit::{AuditCx, Outcome, record, respond};
 use crate::rbac::{Operator, Permission, Role, check};
 use crate::reply::{bad, store_err};
+use crate::service::{Call, Pending};
 
 /// The org whose chain an operator reads: their own, or (platform admins) the one asked for.
 fn scope(op: &Operator, org: Option<&str>) -> Result<Option<OrgId>, Denial> {
@@ -56,28 +57,23 @@ pub struct ListQuery {
 }
 
 /// `GET /admin/v1/audit`: newest first, each event as its line plus its chain hash.
-pub async fn list(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let mut scoped = op.org;
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
+pub fn list(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.org = c.op.org;
+        let q: ListQuery = c.query()?;
         let limit = match q.limit.unwrap_or(100) {
             l @ 1..=1000 => l,
             _ => return Err(bad("limit")),
         };
-        let org = scope(&op, q.org.as_deref())?;
-        scoped = org;
+        let org = scope(&c.op, q.org.as_deref())?;
+        c.org = org;
         let f = AuditFilter {
             chain: org.map(|o| gatehouse_audit::chain_of(Some(o))),
             action: action(q.action.as_deref())?,
             actor: actor(q.actor.as_deref())?,
             ..AuditFilter::default()
         };
-        let rows = s.store.audit_latest(&f, limit).await.map_err(store_err)?;
+        let rows = c.s.store.audit_latest(&f, limit).await.map_err(store_err)?;
         let data: Vec<Value> = rows
             .into_iter()
             .map(|r| {
@@ -89,9 +85,7 @@ pub async fn list(
             })
             .collect();
         Ok((StatusCode::OK, json!({"object": "list", "data": data})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::AuditRead, scoped, None, r).await
+    })
 }
 
 #[derive(Debug, Deserialize)]
