@@ -1,8 +1,5 @@
 //! `/admin/v1/keys`: create (the secret is shown once), list, get, revoke.
 
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, KeyId, OrgId};
 use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, generate_key};
 use gatehouse_store::{KeyRow, NewKey, now_ms};
@@ -12,10 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AdminState;
-use crate::audit::{AuditCx, respond};
-use crate::body::StrictJson;
 use crate::rbac::{Operator, Permission, allows, check};
 use crate::reply::{bad, store_err};
+use crate::service::{Call, Pending};
 
 const MAX_NAME: usize = 64;
 const MAX_MODELS: usize = 256;
@@ -100,22 +96,13 @@ pub(crate) async fn target_org(
     Ok(org)
 }
 
-pub async fn create(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    body: Result<StrictJson<CreateKey>, Denial>,
-) -> Response {
-    let r = async {
-        let StrictJson(req) = body?;
-        create_inner(&s, &op, req).await
-    }
-    .await;
-    let (ids, r) = match r {
-        Ok((org, id, v)) => (Some((org, id)), Ok(v)),
-        Err(d) => (None, Err(d)),
-    };
-    respond(&s, &acx, &op, K::KeyCreate, ids.map(|i| i.0), ids.map(|i| i.1.to_string()), r).await
+pub fn create(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let req: CreateKey = c.body().await?;
+        let (org, id, reply) = create_inner(&c.s, &c.op, req).await?;
+        (c.org, c.target) = (Some(org), Some(id.to_string()));
+        Ok(reply)
+    })
 }
 
 async fn create_inner(
@@ -211,24 +198,18 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
-pub async fn list(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let mut org_seen = None;
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
+pub fn list(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let q: ListQuery = c.query()?;
         let limit = q.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(bad("limit"));
         }
-        let org = target_org(&s, &op, q.org.as_deref(), Permission::KeyRead).await?;
-        org_seen = Some(org);
+        let org = target_org(&c.s, &c.op, q.org.as_deref(), Permission::KeyRead).await?;
+        c.org = Some(org);
         let project = match q.project.as_deref() {
             None => None,
-            Some(name) => match s.store.project_by_name(org, name).await {
+            Some(name) => match c.s.store.project_by_name(org, name).await {
                 Ok(Some(p)) => Some(p),
                 Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
                 Err(e) => return Err(store_err(e)),
@@ -238,12 +219,10 @@ pub async fn list(
             None => None,
             Some(b) => Some(KeyId::parse(b).ok_or(bad("before"))?),
         };
-        let rows = s.store.list_keys(org, project, before, limit).await.map_err(store_err)?;
+        let rows = c.s.store.list_keys(org, project, before, limit).await.map_err(store_err)?;
         let data: Vec<KeyView> = rows.into_iter().map(KeyView::from).collect();
         Ok((StatusCode::OK, json!({"object": "list", "data": data})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::KeyList, org_seen, None, r).await
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,36 +250,28 @@ async fn key_view(s: &AdminState, org: OrgId, id: KeyId) -> Result<(StatusCode, 
     Ok((StatusCode::OK, serde_json::to_value(KeyView::from(k)).unwrap_or(Value::Null)))
 }
 
-pub async fn get(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(id): Path<String>,
-    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let mut org_seen = None;
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
-        let (org, kid) = scoped_key(&s, &op, q.org.as_deref(), &id, Permission::KeyRead).await?;
-        org_seen = Some(org);
-        key_view(&s, org, kid).await
-    }
-    .await;
-    respond(&s, &acx, &op, K::KeyRead, org_seen, Some(id.clone()), r).await
+/// The `{id}` of a key route in the org the query addresses, checked for `p`; the key is the
+/// audit row's target.
+async fn key_in_org(c: &mut Call, p: Permission) -> Result<(OrgId, KeyId), Denial> {
+    c.target_path("id");
+    let q: OrgQuery = c.query()?;
+    let id = c.path("id").to_owned();
+    let (org, kid) = scoped_key(&c.s, &c.op, q.org.as_deref(), &id, p).await?;
+    c.org = Some(org);
+    Ok((org, kid))
 }
 
-pub async fn revoke(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(id): Path<String>,
-    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let mut org_seen = None;
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
-        let (org, kid) = scoped_key(&s, &op, q.org.as_deref(), &id, Permission::KeyRead).await?;
-        org_seen = Some(org);
+pub fn get(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let (org, kid) = key_in_org(c, Permission::KeyRead).await?;
+        key_view(&c.s, org, kid).await
+    })
+}
+
+pub fn revoke(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let (org, kid) = key_in_org(c, Permission::KeyRead).await?;
+        let (s, op) = (&c.s, &c.op);
         // `key.write_any` revokes any key of the org; `key.write_own` only the operator's own.
         if !allows(op.role, Permission::KeyWriteAny) {
             let key = s.store.key(org, kid).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
@@ -313,14 +284,12 @@ pub async fn revoke(
             Ok(Some(digest)) => {
                 // This replica forgets the key now; others within their poll interval.
                 s.control.evict_key(&KeyDigest(digest));
-                key_view(&s, org, kid).await
+                key_view(s, org, kid).await
             }
             Ok(None) => Err(Denial::new(DenyCode::NotFound)),
             Err(e) => Err(store_err(e)),
         }
-    }
-    .await;
-    respond(&s, &acx, &op, K::KeyRevoke, org_seen, Some(id.clone()), r).await
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -335,25 +304,17 @@ const MAX_GRACE_SECS: u64 = 24 * 3600;
 
 /// A new secret with the same name, project, models and expiry; the old secret is revoked, or
 /// expires after the grace period so clients can switch without downtime.
-pub async fn rotate(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(id): Path<String>,
-    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
-    body: Result<StrictJson<Rotate>, Denial>,
-) -> Response {
-    let mut org_seen = None;
-    let r = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
-        let (org, kid) = scoped_key(&s, &op, q.org.as_deref(), &id, Permission::KeyWriteAny).await?;
-        org_seen = Some(org);
+pub fn rotate(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        let (org, kid) = key_in_org(c, Permission::KeyWriteAny).await?;
+        let id = c.path("id").to_owned();
         // an empty body is the same as `{}`
-        let grace = match body {
-            Ok(StrictJson(b)) => b.grace_seconds.unwrap_or(0),
+        let grace = match c.body::<Rotate>().await {
+            Ok(b) => b.grace_seconds.unwrap_or(0),
             Err(d) if d.code == DenyCode::UnsupportedMediaType => 0,
             Err(d) => return Err(d),
         };
+        let s = &c.s;
         if grace > MAX_GRACE_SECS {
             return Err(bad("grace_seconds"));
         }
@@ -389,7 +350,5 @@ pub async fn rotate(
         let body =
             serde_json::to_value(Created { view, key: secret.expose_secret().to_owned() }).unwrap_or(Value::Null);
         Ok((StatusCode::CREATED, json!({"rotated_from": id, "grace_seconds": grace, "key": body})))
-    }
-    .await;
-    respond(&s, &acx, &op, K::KeyRotate, org_seen, Some(id.clone()), r).await
+    })
 }

@@ -3,7 +3,7 @@
 //! route cannot exist without its entry; the end-to-end matrix test walks the same table
 //! (every route x every role x own org / other org) and docs/ADMIN-API.md lists it.
 
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, put};
 use gatehouse_audit::EventKind as K;
 
 use crate::rbac::Permission;
@@ -143,6 +143,11 @@ pub(crate) fn handler(spec: &'static RouteSpec) -> Option<MethodRouter<AdminStat
         ("GET", "/admin/v1/capability-keys") => capabilities::keys,
         ("POST", "/admin/v1/capability-keys/rotate") => capabilities::rotate,
         ("GET", "/admin/v1/audit") => trail::list,
+        ("POST", "/admin/v1/keys") => keys::create,
+        ("GET", "/admin/v1/keys") => keys::list,
+        ("GET", "/admin/v1/keys/{id}") => keys::get,
+        ("POST", "/admin/v1/keys/{id}/revoke") => keys::revoke,
+        ("POST", "/admin/v1/keys/{id}/rotate") => keys::rotate,
         _ => return legacy_handler(spec),
     };
     service::route(spec, service)
@@ -162,11 +167,6 @@ fn legacy_handler(spec: &RouteSpec) -> Option<MethodRouter<AdminState>> {
         ("GET", "/admin/v1/keys/{id}/limits") => get(limits::get_key),
         ("PUT", "/admin/v1/keys/{id}/limits") => put(limits::put_key),
         ("DELETE", "/admin/v1/keys/{id}/limits") => delete(limits::delete_key),
-        ("POST", "/admin/v1/keys") => post(keys::create),
-        ("GET", "/admin/v1/keys") => get(keys::list),
-        ("GET", "/admin/v1/keys/{id}") => get(keys::get),
-        ("POST", "/admin/v1/keys/{id}/revoke") => post(keys::revoke),
-        ("POST", "/admin/v1/keys/{id}/rotate") => post(keys::rotate),
         ("GET", "/admin/v1/audit/export") => get(trail::export),
         ("GET", "/admin/v1/audit/key") => get(trail::key),
         _ => return None,
