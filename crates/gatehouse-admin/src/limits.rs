@@ -4,9 +4,6 @@
 //! applies on this replica at once and on the others within their poll interval (1 s). A read
 //! shows the scope's own spec and each budget's standing (spent and reserved) this period.
 
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use gatehouse_audit::EventKind as K;
 use gatehouse_core::{Denial, DenyCode, KeyId, OrgId, ProjectId};
 use gatehouse_limits::spec::{LimitSpec, Unit};
 use gatehouse_store::{LimitScope, UsageFilter};
@@ -15,11 +12,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AdminState;
-use crate::audit::{AuditCx, respond};
-use crate::body::StrictJson;
 use crate::keys::OrgQuery;
 use crate::rbac::{Operator, Permission};
 use crate::reply::{bad, store_err};
+use crate::service::{Call, Pending, Reply};
 
 /// The scope a request addresses, resolved and permission-checked.
 #[derive(Clone, Copy)]
@@ -114,140 +110,107 @@ async fn reload(s: &AdminState) -> Result<(), Denial> {
     s.control.reload_limit_policies().await.map_err(store_err)
 }
 
-async fn get(s: &AdminState, op: &Operator, addr: Addr<'_>) -> Result<(StatusCode, Value), Denial> {
-    let t = target(s, op, &addr, false).await?;
-    view(s, t).await
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Org,
+    Project,
+    Key,
 }
 
-async fn put(
-    s: &AdminState,
-    op: &Operator,
-    addr: Addr<'_>,
-    body: Result<StrictJson<LimitSpec>, Denial>,
-) -> Result<(StatusCode, Value), Denial> {
-    let t = target(s, op, &addr, true).await?;
-    let StrictJson(spec) = body?;
-    if let Err(e) = spec.compile() {
-        tracing::info!(org = %t.org, field = e.field, rule = e.rule, "limit policy refused");
-        return Err(bad(e.field));
+/// The scope the path (and for keys the query's org) addresses, named in the audit row and
+/// checked for the read or write right.
+async fn resolve(c: &mut Call, kind: Kind, write: bool) -> Result<Target, Denial> {
+    if kind == Kind::Key {
+        c.target_path("id");
+        let q: OrgQuery = c.query()?;
+        let id = c.path("id").to_owned();
+        return target(&c.s, &c.op, &Addr::Key(&id, q.org.as_deref()), write).await;
     }
-    let text = serde_json::to_string(&spec).map_err(|_| Denial::new(DenyCode::Internal))?;
-    s.store.put_limit_policy(t.org, t.scope(), &text, &op.actor().render()).await.map_err(store_err)?;
-    reload(s).await?;
-    view(s, t).await
+    c.target_path(if kind == Kind::Project { "project" } else { "org" });
+    c.org = OrgId::parse(c.path("org"));
+    let (org, project) = (c.path("org").to_owned(), c.path("project").to_owned());
+    let addr = if kind == Kind::Project { Addr::Project(&org, &project) } else { Addr::Org(&org) };
+    target(&c.s, &c.op, &addr, write).await
 }
 
-async fn delete(s: &AdminState, op: &Operator, addr: Addr<'_>) -> Result<(StatusCode, Value), Denial> {
-    let t = target(s, op, &addr, true).await?;
-    s.store.delete_limit_policy(t.org, t.scope()).await.map_err(store_err)?;
-    reload(s).await?;
-    view(s, t).await
+/// A key route's audit row names the key's org once the answer shows it.
+fn after(c: &mut Call, kind: Kind, reply: Reply) -> Reply {
+    if kind == Kind::Key {
+        c.org = reply.as_ref().ok().and_then(|(_, v)| v["org_id"].as_str()).and_then(OrgId::parse);
+    }
+    reply
 }
 
-type Body = Result<StrictJson<LimitSpec>, Denial>;
-type OrgQ = Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>;
-
-pub async fn get_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(org): Path<String>) -> Response {
-    let r = get(&s, &op, Addr::Org(&org)).await;
-    respond(&s, &acx, &op, K::LimitOrgRead, OrgId::parse(&org), Some(org.clone()), r).await
-}
-
-pub async fn put_org(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(org): Path<String>,
-    body: Body,
-) -> Response {
-    let r = put(&s, &op, Addr::Org(&org), body).await;
-    respond(&s, &acx, &op, K::LimitOrgSet, OrgId::parse(&org), Some(org.clone()), r).await
-}
-
-pub async fn delete_org(State(s): State<AdminState>, op: Operator, acx: AuditCx, Path(org): Path<String>) -> Response {
-    let r = delete(&s, &op, Addr::Org(&org)).await;
-    respond(&s, &acx, &op, K::LimitOrgDelete, OrgId::parse(&org), Some(org.clone()), r).await
-}
-
-pub async fn get_project(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, project)): Path<(String, String)>,
-) -> Response {
-    let r = get(&s, &op, Addr::Project(&org, &project)).await;
-    respond(&s, &acx, &op, K::LimitProjectRead, OrgId::parse(&org), Some(project.clone()), r).await
-}
-
-pub async fn put_project(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, project)): Path<(String, String)>,
-    body: Body,
-) -> Response {
-    let r = put(&s, &op, Addr::Project(&org, &project), body).await;
-    respond(&s, &acx, &op, K::LimitProjectSet, OrgId::parse(&org), Some(project.clone()), r).await
-}
-
-pub async fn delete_project(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path((org, project)): Path<(String, String)>,
-) -> Response {
-    let r = delete(&s, &op, Addr::Project(&org, &project)).await;
-    respond(&s, &acx, &op, K::LimitProjectDelete, OrgId::parse(&org), Some(project.clone()), r).await
-}
-
-/// The org a key route acted on, for the audit event.
-fn key_org(r: &Result<(StatusCode, Value), Denial>) -> Option<OrgId> {
-    r.as_ref().ok().and_then(|(_, v)| v["org_id"].as_str()).and_then(OrgId::parse)
-}
-
-pub async fn get_key(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(id): Path<String>,
-    q: OrgQ,
-) -> Response {
-    let r = match q {
-        Ok(Query(q)) => get(&s, &op, Addr::Key(&id, q.org.as_deref())).await,
-        Err(_) => Err(bad("query")),
+async fn get(c: &mut Call, kind: Kind) -> Reply {
+    let reply = match resolve(c, kind, false).await {
+        Ok(t) => view(&c.s, t).await,
+        Err(d) => Err(d),
     };
-    let org = key_org(&r);
-    respond(&s, &acx, &op, K::LimitKeyRead, org, Some(id.clone()), r).await
+    after(c, kind, reply)
 }
 
-pub async fn put_key(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(id): Path<String>,
-    q: OrgQ,
-    body: Body,
-) -> Response {
-    let r = match q {
-        Ok(Query(q)) => put(&s, &op, Addr::Key(&id, q.org.as_deref()), body).await,
-        Err(_) => Err(bad("query")),
-    };
-    let org = key_org(&r);
-    respond(&s, &acx, &op, K::LimitKeySet, org, Some(id.clone()), r).await
+async fn put(c: &mut Call, kind: Kind) -> Reply {
+    let reply = async {
+        let t = resolve(c, kind, true).await?;
+        let spec: LimitSpec = c.body().await?;
+        if let Err(e) = spec.compile() {
+            tracing::info!(org = %t.org, field = e.field, rule = e.rule, "limit policy refused");
+            return Err(bad(e.field));
+        }
+        let text = serde_json::to_string(&spec).map_err(|_| Denial::new(DenyCode::Internal))?;
+        c.s.store.put_limit_policy(t.org, t.scope(), &text, &c.op.actor().render()).await.map_err(store_err)?;
+        reload(&c.s).await?;
+        view(&c.s, t).await
+    }
+    .await;
+    after(c, kind, reply)
 }
 
-pub async fn delete_key(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(id): Path<String>,
-    q: OrgQ,
-) -> Response {
-    let r = match q {
-        Ok(Query(q)) => delete(&s, &op, Addr::Key(&id, q.org.as_deref())).await,
-        Err(_) => Err(bad("query")),
-    };
-    let org = key_org(&r);
-    respond(&s, &acx, &op, K::LimitKeyDelete, org, Some(id.clone()), r).await
+async fn delete(c: &mut Call, kind: Kind) -> Reply {
+    let reply = async {
+        let t = resolve(c, kind, true).await?;
+        c.s.store.delete_limit_policy(t.org, t.scope()).await.map_err(store_err)?;
+        reload(&c.s).await?;
+        view(&c.s, t).await
+    }
+    .await;
+    after(c, kind, reply)
+}
+
+pub fn get_org(c: &mut Call) -> Pending<'_> {
+    Box::pin(get(c, Kind::Org))
+}
+
+pub fn put_org(c: &mut Call) -> Pending<'_> {
+    Box::pin(put(c, Kind::Org))
+}
+
+pub fn delete_org(c: &mut Call) -> Pending<'_> {
+    Box::pin(delete(c, Kind::Org))
+}
+
+pub fn get_project(c: &mut Call) -> Pending<'_> {
+    Box::pin(get(c, Kind::Project))
+}
+
+pub fn put_project(c: &mut Call) -> Pending<'_> {
+    Box::pin(put(c, Kind::Project))
+}
+
+pub fn delete_project(c: &mut Call) -> Pending<'_> {
+    Box::pin(delete(c, Kind::Project))
+}
+
+pub fn get_key(c: &mut Call) -> Pending<'_> {
+    Box::pin(get(c, Kind::Key))
+}
+
+pub fn put_key(c: &mut Call) -> Pending<'_> {
+    Box::pin(put(c, Kind::Key))
+}
+
+pub fn delete_key(c: &mut Call) -> Pending<'_> {
+    Box::pin(delete(c, Kind::Key))
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,10 +238,10 @@ async fn usage(
     s: &AdminState,
     op: &Operator,
     org: &str,
-    q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<UsageQuery, Denial>,
 ) -> Result<(StatusCode, Value), Denial> {
     let (org, _) = crate::guardrails::scope(s, op, org, None, Permission::OrgRead).await?;
-    let Query(q) = q.map_err(|_| bad("query"))?;
+    let q = q?;
     let project = match q.project {
         Some(p) => Some(ProjectId::parse(&p).ok_or(bad("project"))?.to_string()),
         None => None,
@@ -325,13 +288,12 @@ async fn usage(
     ))
 }
 
-pub async fn get_usage(
-    State(s): State<AdminState>,
-    op: Operator,
-    acx: AuditCx,
-    Path(org): Path<String>,
-    q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let r = usage(&s, &op, &org, q).await;
-    respond(&s, &acx, &op, K::UsageRead, OrgId::parse(&org), Some(org.clone()), r).await
+pub fn get_usage(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.target_path("org");
+        c.org = OrgId::parse(c.path("org"));
+        let q = c.query::<UsageQuery>();
+        let org = c.path("org").to_owned();
+        usage(&c.s, &c.op, &org, q).await
+    })
 }

@@ -3,7 +3,7 @@
 //! route cannot exist without its entry; the end-to-end matrix test walks the same table
 //! (every route x every role x own org / other org) and docs/ADMIN-API.md lists it.
 
-use axum::routing::{MethodRouter, delete, get, put};
+use axum::routing::{MethodRouter, get};
 use gatehouse_audit::EventKind as K;
 
 use crate::rbac::Permission;
@@ -148,6 +148,16 @@ pub(crate) fn handler(spec: &'static RouteSpec) -> Option<MethodRouter<AdminStat
         ("GET", "/admin/v1/keys/{id}") => keys::get,
         ("POST", "/admin/v1/keys/{id}/revoke") => keys::revoke,
         ("POST", "/admin/v1/keys/{id}/rotate") => keys::rotate,
+        ("GET", "/admin/v1/orgs/{org}/limits") => limits::get_org,
+        ("PUT", "/admin/v1/orgs/{org}/limits") => limits::put_org,
+        ("DELETE", "/admin/v1/orgs/{org}/limits") => limits::delete_org,
+        ("GET", "/admin/v1/orgs/{org}/projects/{project}/limits") => limits::get_project,
+        ("PUT", "/admin/v1/orgs/{org}/projects/{project}/limits") => limits::put_project,
+        ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/limits") => limits::delete_project,
+        ("GET", "/admin/v1/orgs/{org}/usage") => limits::get_usage,
+        ("GET", "/admin/v1/keys/{id}/limits") => limits::get_key,
+        ("PUT", "/admin/v1/keys/{id}/limits") => limits::put_key,
+        ("DELETE", "/admin/v1/keys/{id}/limits") => limits::delete_key,
         _ => return legacy_handler(spec),
     };
     service::route(spec, service)
@@ -157,16 +167,6 @@ pub(crate) fn handler(spec: &'static RouteSpec) -> Option<MethodRouter<AdminStat
 /// services, issue #14).
 fn legacy_handler(spec: &RouteSpec) -> Option<MethodRouter<AdminState>> {
     Some(match (spec.method, spec.path) {
-        ("GET", "/admin/v1/orgs/{org}/limits") => get(limits::get_org),
-        ("PUT", "/admin/v1/orgs/{org}/limits") => put(limits::put_org),
-        ("DELETE", "/admin/v1/orgs/{org}/limits") => delete(limits::delete_org),
-        ("GET", "/admin/v1/orgs/{org}/projects/{project}/limits") => get(limits::get_project),
-        ("PUT", "/admin/v1/orgs/{org}/projects/{project}/limits") => put(limits::put_project),
-        ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/limits") => delete(limits::delete_project),
-        ("GET", "/admin/v1/orgs/{org}/usage") => get(limits::get_usage),
-        ("GET", "/admin/v1/keys/{id}/limits") => get(limits::get_key),
-        ("PUT", "/admin/v1/keys/{id}/limits") => put(limits::put_key),
-        ("DELETE", "/admin/v1/keys/{id}/limits") => delete(limits::delete_key),
         ("GET", "/admin/v1/audit/export") => get(trail::export),
         ("GET", "/admin/v1/audit/key") => get(trail::key),
         _ => return None,
