@@ -1,6 +1,8 @@
 //! The control plane (`/admin/v1`, `/metrics`, health) on its own port, loopback by default.
-//! Handlers are thin: authenticate the admin token, validate the body strictly, call the
-//! store, map the result. Responses never contain a key digest; a key's secret appears once,
+//! Beside the data plane, not on top of it: its view of the data plane's services is the
+//! `ControlHandle`. Every route runs through one wrapper ([`service`]) driven by the route
+//! table: authenticate the admin token, run the route's service function (strict body, the
+//! store, the rights check), audit under the table's action, render. Responses never contain a key digest; a key's secret appears once,
 //! in the answer to its creation.
 //!
 //! Authorization is [`rbac`]: one permission per route, one matrix, one check that also
@@ -23,7 +25,7 @@ pub mod ratelimit;
 pub mod rbac;
 mod reply;
 pub mod routes;
-mod service;
+pub mod service;
 mod tokens;
 mod trail;
 mod webhooks;

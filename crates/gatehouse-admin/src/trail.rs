@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AdminState;
-use crate::audit::{AuditCx, Outcome, record, respond};
+use crate::audit::{AuditCx, Outcome, record};
 use crate::rbac::{Operator, Permission, Role, check};
 use crate::reply::{bad, store_err};
 use crate::service::{Call, Pending};
@@ -186,14 +186,15 @@ pub async fn export(
 
 /// `GET /admin/v1/audit/key`: the signed-note verifier key checkpoints are signed under.
 /// Public, but auditors should pin it out of band rather than trust it per export.
-pub async fn key(State(s): State<AdminState>, op: Operator, acx: AuditCx) -> Response {
-    let r = check(&op, Permission::AuditRead, op.org).map(|()| {
-        let v = s.audit.verifier();
-        (
+pub fn key(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.org = c.op.org;
+        check(&c.op, Permission::AuditRead, c.op.org)?;
+        let v = c.s.audit.verifier();
+        Ok((
             StatusCode::OK,
             json!({"key": v.to_vkey(), "name": v.name, "origin_prefix": gatehouse_audit::origin(""),
                    "algorithm": "Ed25519"}),
-        )
-    });
-    respond(&s, &acx, &op, K::AuditKey, op.org, None, r).await
+        ))
+    })
 }
