@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::keys::{OrgQuery, target_org};
 use crate::rbac::Permission;
-use crate::reply::{bad, store_err};
+use crate::reply::{bad, page_limit, project_named, store_err};
 use crate::service::{Call, Pending};
 
 #[derive(Debug, Deserialize)]
@@ -82,11 +82,7 @@ pub fn create(c: &mut Call) -> Pending<'_> {
             req.ips.as_deref(),
         )
         .map_err(|e| e.denial())?;
-        let project = match c.s.store.project_by_name(org, req.project.as_deref().unwrap_or("default")).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
-            Err(e) => return Err(store_err(e)),
-        };
+        let project = project_named(&c.s.store, org, req.project.as_deref().unwrap_or("default")).await?;
         if let Some(models) = &n.models {
             // Only models the gateway serves, by canonical name, inside the project's allow-list.
             if !c.s.control.serves_models(models) {
@@ -133,10 +129,7 @@ pub struct ListQuery {
 pub fn list(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         let q: ListQuery = c.query()?;
-        let limit = q.limit.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(bad("limit"));
-        }
+        let limit = page_limit(q.limit)?;
         let org = target_org(&c.s, &c.op, q.org.as_deref(), Permission::KeyRead).await?;
         c.org = Some(org);
         let rows = c.s.store.list_capabilities(org, limit).await.map_err(store_err)?;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::AdminState;
 use crate::rbac::{Operator, Permission, allows, check};
-use crate::reply::{bad, store_err};
+use crate::reply::{bad, page_limit, project_named, store_err};
 use crate::service::{Call, Pending};
 
 const MAX_NAME: usize = 64;
@@ -132,11 +132,7 @@ async fn create_inner(
         Some(n) if (1..=MAX_EXPIRES_IN_SECS).contains(&n) => Some(now_ms() + i64::try_from(n).unwrap_or(0) * 1000),
         Some(_) => return Err(bad("expires_in_seconds")),
     };
-    let project = match s.store.project_by_name(org, req.project.as_deref().unwrap_or("default")).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
-        Err(e) => return Err(store_err(e)),
-    };
+    let project = project_named(&s.store, org, req.project.as_deref().unwrap_or("default")).await?;
     let owner = if allows(op.role, Permission::KeyWriteAny) {
         None
     } else if allows(op.role, Permission::KeyWriteOwn)
@@ -201,19 +197,12 @@ pub struct ListQuery {
 pub fn list(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         let q: ListQuery = c.query()?;
-        let limit = q.limit.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(bad("limit"));
-        }
+        let limit = page_limit(q.limit)?;
         let org = target_org(&c.s, &c.op, q.org.as_deref(), Permission::KeyRead).await?;
         c.org = Some(org);
         let project = match q.project.as_deref() {
             None => None,
-            Some(name) => match c.s.store.project_by_name(org, name).await {
-                Ok(Some(p)) => Some(p),
-                Ok(None) => return Err(Denial::new(DenyCode::NotFound).with_param("project")),
-                Err(e) => return Err(store_err(e)),
-            },
+            Some(name) => Some(project_named(&c.s.store, org, name).await?),
         };
         let before = match q.before.as_deref() {
             None => None,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::AdminState;
 use crate::rbac::{Operator, Permission, Role, check, may_grant};
-use crate::reply::{bad, found, store_err};
+use crate::reply::{bad, found, page_limit, store_err};
 use crate::service::{Call, Pending};
 
 fn member_json(m: &MemberRow) -> Value {
@@ -95,10 +95,7 @@ pub fn list(c: &mut Call) -> Pending<'_> {
         let org = c.path_org()?;
         check(&c.op, Permission::UserRead, Some(org))?;
         let q: Limit = c.query()?;
-        let limit = match q.limit.unwrap_or(100) {
-            l @ 1..=1000 => l,
-            _ => return Err(bad("limit")),
-        };
+        let limit = page_limit(q.limit)?;
         let after = match q.after.as_deref() {
             None => None,
             Some(a) => Some(UserId::parse(a).ok_or(bad("after"))?),

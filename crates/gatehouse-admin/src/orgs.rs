@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::AdminState;
 use crate::rbac::{Permission, check};
-use crate::reply::{bad, found, store_err};
+use crate::reply::{bad, found, page_limit, store_err};
 use crate::service::{Call, Pending, Reply};
 
 const MAX_NAME: usize = 64;
@@ -57,13 +57,6 @@ pub struct Page {
     limit: Option<u32>,
 }
 
-fn limit(p: &Page) -> Result<u32, Denial> {
-    match p.limit.unwrap_or(100) {
-        l @ 1..=1000 => Ok(l),
-        _ => Err(bad("limit")),
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NameBody {
@@ -88,7 +81,7 @@ pub fn list_orgs(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         c.org = c.op.org;
         let q: Page = c.query()?;
-        let limit = limit(&q)?;
+        let limit = page_limit(q.limit)?;
         let rows = match c.op.org {
             // a scoped operator sees exactly its own org
             Some(own) => {
@@ -222,7 +215,7 @@ pub fn list_projects(c: &mut Call) -> Pending<'_> {
         let org = c.path_org()?;
         check(&c.op, Permission::ProjectRead, Some(org))?;
         let q: Page = c.query()?;
-        let limit = limit(&q)?;
+        let limit = page_limit(q.limit)?;
         let after = q.after.as_deref().map(project_id).transpose().map_err(|_| bad("after"))?;
         let rows = c.s.store.list_projects(org, after, limit).await.map_err(store_err)?;
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(project_json).collect::<Vec<_>>()})))

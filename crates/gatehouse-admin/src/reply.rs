@@ -18,3 +18,24 @@ pub fn store_err(e: gatehouse_store::Error) -> Denial {
 pub fn found(hit: bool) -> Result<(), Denial> {
     if hit { Ok(()) } else { Err(Denial::new(DenyCode::NotFound)) }
 }
+
+/// A list's page size: 100 unless asked, at most 1000.
+pub fn page_limit(asked: Option<u32>) -> Result<u32, Denial> {
+    match asked.unwrap_or(100) {
+        l @ 1..=1000 => Ok(l),
+        _ => Err(bad("limit")),
+    }
+}
+
+/// A project of `org` by name; another org's project, like a missing one, is not found.
+pub async fn project_named(
+    store: &gatehouse_store::Store,
+    org: gatehouse_core::OrgId,
+    name: &str,
+) -> Result<gatehouse_core::ProjectId, Denial> {
+    match store.project_by_name(org, name).await {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(Denial::new(DenyCode::NotFound).with_param("project")),
+        Err(e) => Err(store_err(e)),
+    }
+}

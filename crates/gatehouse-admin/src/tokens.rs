@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::orgs::valid_name;
 use crate::rbac::{Permission, Role, check, may_grant};
-use crate::reply::{bad, store_err};
+use crate::reply::{bad, page_limit, store_err};
 use crate::service::{Call, Pending};
 
 #[derive(Debug, Deserialize)]
@@ -96,10 +96,7 @@ pub fn list(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         c.org = c.op.org;
         let q: ListTokens = c.query()?;
-        let limit = match q.limit.unwrap_or(100) {
-            l @ 1..=1000 => l,
-            _ => return Err(bad("limit")),
-        };
+        let limit = page_limit(q.limit)?;
         check(&c.op, Permission::MembershipWrite, c.op.org)?;
         let rows = c.s.store.list_admin_tokens(c.op.org, limit).await.map_err(store_err)?;
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(token_json).collect::<Vec<_>>()})))

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::AdminState;
 use crate::audit::{AuditCx, Outcome, record};
 use crate::rbac::{Operator, Permission, Role, check};
-use crate::reply::{bad, store_err};
+use crate::reply::{bad, page_limit, store_err};
 use crate::service::{Call, Pending};
 
 /// The org whose chain an operator reads: their own, or (platform admins) the one asked for.
@@ -61,10 +61,7 @@ pub fn list(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         c.org = c.op.org;
         let q: ListQuery = c.query()?;
-        let limit = match q.limit.unwrap_or(100) {
-            l @ 1..=1000 => l,
-            _ => return Err(bad("limit")),
-        };
+        let limit = page_limit(q.limit)?;
         let org = scope(&c.op, q.org.as_deref())?;
         c.org = org;
         let f = AuditFilter {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::AdminState;
 use crate::rbac::{Operator, Permission, Role, check};
-use crate::reply::{bad, store_err};
+use crate::reply::{bad, page_limit, store_err};
 use crate::service::{Call, Pending};
 
 /// The org a webhook call addresses: by id or name; none means the operator's own, or for
@@ -126,10 +126,7 @@ pub fn deliveries(c: &mut Call) -> Pending<'_> {
         c.org = c.op.org;
         c.target_path("id");
         let q: OrgQuery = c.query()?;
-        let limit = match q.limit.unwrap_or(100) {
-            l @ 1..=1000 => l,
-            _ => return Err(bad("limit")),
-        };
+        let limit = page_limit(q.limit)?;
         let (org, _) = scoped(c, Permission::AuditRead).await?;
         let id = c.path("id").to_owned();
         if c.s.store.webhook(org, &id).await.map_err(store_err)?.is_none() {
