@@ -63,8 +63,9 @@ impl Call {
 
     /// The query string as `T` (unknown fields refused): `invalid_request`, `param: query`.
     pub fn query<T: DeserializeOwned>(&self) -> Result<T, Denial> {
-        let q = self.parts.uri.query().unwrap_or("");
-        serde_urlencoded_from_str(q).ok_or(bad("query"))
+        axum::extract::Query::<T>::try_from_uri(&self.parts.uri)
+            .map(|axum::extract::Query(t)| t)
+            .map_err(|_| bad("query"))
     }
 
     /// The JSON body, strictly (size, media type, depth, unknown fields): read once.
@@ -73,11 +74,6 @@ impl Call {
         let req = Request::from_parts(self.parts.clone(), body);
         StrictJson::<T>::read(req).await.map(|StrictJson(t)| t)
     }
-}
-
-fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Option<T> {
-    let uri: http::Uri = format!("/?{q}").parse().ok()?;
-    axum::extract::Query::<T>::try_from_uri(&uri).ok().map(|axum::extract::Query(t)| t)
 }
 
 /// The method router of one table row: its service, wrapped.
