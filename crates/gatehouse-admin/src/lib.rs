@@ -53,7 +53,7 @@ pub struct AdminState {
     pub metrics: Option<PrometheusHandle>,
     pub limits: Arc<ratelimit::AdminLimits>,
     pub audit: gatehouse_audit::Auditor,
-    pub webhooks: Arc<gatehouse_webhooks::Webhooks>,
+    pub webhooks: Arc<gatehouse_audit::webhooks::Webhooks>,
 }
 
 pub fn router(state: AdminState) -> Router {

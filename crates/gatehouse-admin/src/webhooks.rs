@@ -3,7 +3,7 @@
 
 use gatehouse_core::{Denial, DenyCode, OrgId};
 use gatehouse_store::{DeliveryRow, WebhookRow};
-use gatehouse_webhooks::NewWebhook;
+use gatehouse_audit::webhooks::NewWebhook;
 use http::StatusCode;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -69,7 +69,7 @@ pub fn create(c: &mut Call) -> Pending<'_> {
         c.org = org;
         let w = NewWebhook { org, name: b.name, kind: b.kind, url: b.url, events: b.events, outcomes: b.outcomes };
         let (row, secret) = c.s.webhooks.create(w).await.map_err(|e| match e {
-            gatehouse_webhooks::CreateError::Store => Denial::new(DenyCode::Unavailable),
+            gatehouse_audit::webhooks::CreateError::Store => Denial::new(DenyCode::Unavailable),
             other => bad(other.param()),
         })?;
         c.target = Some(row.id.clone());

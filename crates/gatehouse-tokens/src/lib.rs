@@ -1,4 +1,4 @@
-//! Capability tokens: macaroons ([`gatehouse_macaroon`]) minted by the gateway under a
+//! Capability tokens: macaroons ([`macaroon`]) minted by the gateway under a
 //! per-org root key, narrowed by the caveat language ([`caveat`]), delegated as registered
 //! children, revoked with their whole subtree, and verified on the hot path from two caches
 //! (root keys, token standing) that a store poller keeps honest across replicas.
@@ -10,6 +10,7 @@
 
 pub mod caveat;
 mod ident;
+pub mod macaroon;
 mod request;
 mod service;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use gatehouse_core::scope::ScopePattern;
 use gatehouse_core::{Credential, Denial, DenyCode, Grant, OrgId, Principal, ProjectId, TokenId};
-use gatehouse_macaroon::{Encoding, Limits, Macaroon};
+use crate::macaroon::{Encoding, Limits, Macaroon};
 use gatehouse_security::MasterKey;
 use gatehouse_security::seal::{Sealer, random_key};
 use gatehouse_store::{CapabilityRow, CapabilityStatus, RootKeyRow, Store, now_ms};

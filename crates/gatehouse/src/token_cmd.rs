@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::Table;
-use gatehouse_macaroon::{Encoding, Limits, Macaroon};
+use gatehouse_tokens::macaroon::{Encoding, Limits, Macaroon};
 use gatehouse_tokens::{Caveat, TokenIdent};
 use serde_json::{Value, json};
 

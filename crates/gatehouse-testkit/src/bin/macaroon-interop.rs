@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 
-use gatehouse_macaroon::{Encoding, Limits, Macaroon};
+use gatehouse_tokens::macaroon::{Encoding, Limits, Macaroon};
 use serde_json::{Value, json};
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {

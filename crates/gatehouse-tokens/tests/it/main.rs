@@ -3,11 +3,14 @@
 
 #![expect(clippy::unwrap_used, reason = "test harness code: a failed setup must fail the test loudly")]
 
+mod macaroon_format;
+mod macaroon_vectors;
+
 use std::time::Duration;
 
 use gatehouse_core::scope::ScopePattern;
 use gatehouse_core::{Credential, OrgId, ProjectId};
-use gatehouse_macaroon::{Encoding, Limits, Macaroon};
+use gatehouse_tokens::macaroon::{Encoding, Limits, Macaroon};
 use gatehouse_security::MasterKey;
 use gatehouse_store::Store;
 use gatehouse_testkit::both_backends;

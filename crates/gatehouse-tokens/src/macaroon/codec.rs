@@ -10,7 +10,7 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
-use crate::{Caveat, Error, Limits, Macaroon, Signature};
+use super::{Caveat, Error, Limits, Macaroon, Signature};
 
 const V2: u8 = 2;
 const EOS: u8 = 0;

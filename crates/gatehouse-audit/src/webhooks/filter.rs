@@ -2,7 +2,7 @@
 //! optionally, outcomes. Validated when saved: bounded, and every pattern must be able to
 //! match something in the catalogue.
 
-use gatehouse_audit::EventKind;
+use crate::EventKind;
 
 pub const MAX_PATTERNS: usize = 32;
 const MAX_PATTERN_LEN: usize = 64;

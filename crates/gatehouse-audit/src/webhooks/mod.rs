@@ -19,15 +19,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use gatehouse_audit::{Delivery, Outbox, chain_of};
+use crate::{Delivery, Outbox, chain_of};
 use gatehouse_core::OrgId;
 use gatehouse_security::seal::Sealer;
 use gatehouse_store::{Attempt, DeliveryRow, Store, WebhookRow, now_ms};
 use secrecy::SecretString;
 
-use crate::filter::Filter;
-use crate::render::Kind;
-use crate::target::{AddressPolicy, BlockedAddress, CheckedResolver};
+use self::filter::Filter;
+use self::render::Kind;
+use self::target::{AddressPolicy, BlockedAddress, CheckedResolver};
 
 #[derive(Clone, Debug)]
 pub struct DeliveryConfig {

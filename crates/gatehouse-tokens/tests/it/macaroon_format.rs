@@ -2,7 +2,7 @@
 
 #![expect(clippy::unwrap_used, reason = "test code")]
 
-use gatehouse_macaroon::{Caveat, Encoding, Error, Limits, Macaroon};
+use gatehouse_tokens::macaroon::{Caveat, Encoding, Error, Limits, Macaroon};
 use proptest::prelude::*;
 
 const KEY: &[u8] = b"a root key of thirty-two bytes!!";

@@ -2,7 +2,7 @@
 
 #![expect(clippy::unwrap_used, clippy::panic, reason = "test code")]
 
-use gatehouse_macaroon::{Limits, Macaroon};
+use gatehouse_tokens::macaroon::{Limits, Macaroon};
 
 struct Vector {
     authorized: bool,
@@ -52,7 +52,7 @@ fn every_v2_vector_gets_its_verdict() {
         };
         assert_eq!(verdict, v.authorized, "{}", path.display());
         // Our encoder reproduces the vector byte for byte.
-        assert_eq!(root.encode(gatehouse_macaroon::Encoding::Base64Url), v.macaroons[0], "{}", path.display());
+        assert_eq!(root.encode(gatehouse_tokens::macaroon::Encoding::Base64Url), v.macaroons[0], "{}", path.display());
         ran += 1;
     }
     assert_eq!(ran, 8);

@@ -1,7 +1,7 @@
 //! Macaroons as libmacaroons defines them (`doc/format.txt`), V2 binary and V2 JSON, so that a
 //! token minted here verifies in pymacaroons/libmacaroons and the other way round.
 //!
-//! What this crate does: the format (bounded parsers, [`Limits`]), the HMAC-SHA-256 signature
+//! What this module does: the format (bounded parsers, [`Limits`]), the HMAC-SHA-256 signature
 //! chain, third-party caveats (the caveat key sealed in an XSalsa20-Poly1305 secret box under
 //! the running signature, the verification id), discharge binding, and verification with a
 //! constant-time signature comparison. What it does not do: decide what a caveat means.
