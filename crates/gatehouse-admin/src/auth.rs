@@ -3,7 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use gatehouse_audit::{Actor, EventKind as K};
-use gatehouse_core::{Denial, DenyCode};
+use gatehouse_core::{Denial, DenyCode, HasDenyCode};
 use gatehouse_security::{KeyKind, check_format};
 use http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
@@ -64,11 +64,7 @@ impl FromRequestParts<AdminState> for Operator {
 /// carries must be mapped (`admin_roles`); the operator acts with the highest one, in the org
 /// its claim names (platform admins in none).
 async fn federated(s: &AdminState, f: &gatehouse_oidc::Federation, jwt: &str) -> Result<Operator, DenyCode> {
-    let id = f.verify(jwt, gatehouse_oidc::Plane::Control).await.map_err(|e| match e {
-        gatehouse_oidc::OidcError::Unavailable => DenyCode::Unavailable,
-        gatehouse_oidc::OidcError::Expired => DenyCode::ExpiredCredential,
-        gatehouse_oidc::OidcError::Invalid(_) => DenyCode::InvalidToken,
-    })?;
+    let id = f.verify(jwt, gatehouse_oidc::Plane::Control).await.map_err(|e| e.deny_code())?;
     let cfg = f.issuer(&id.issuer).ok_or(DenyCode::InvalidToken)?;
     let mut role = None;
     for r in &id.roles {

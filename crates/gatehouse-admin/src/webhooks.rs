@@ -1,9 +1,9 @@
 //! `/admin/v1/webhooks`: per-org audit subscriptions and their delivery logs. The signing
 //! secret of a generic webhook is shown once, at creation; it is stored sealed.
 
+use gatehouse_audit::webhooks::NewWebhook;
 use gatehouse_core::{Denial, DenyCode, OrgId};
 use gatehouse_store::{DeliveryRow, WebhookRow};
-use gatehouse_audit::webhooks::NewWebhook;
 use http::StatusCode;
 use secrecy::ExposeSecret;
 use serde::Deserialize;

@@ -27,27 +27,13 @@ pub struct RawConfig {
     #[serde(default)]
     pub exchange: Vec<crate::oidc::RawExchange>,
     #[serde(default)]
-    pub guardrails: RawGuardrails,
+    pub guardrails: gatehouse_guardrails::settings::Section,
     #[serde(default)]
     pub redis: crate::redis::RawRedis,
     #[serde(default)]
     pub prices: std::collections::BTreeMap<String, crate::budgets::RawPrice>,
     #[serde(default)]
     pub budgets: crate::budgets::RawBudgets,
-}
-
-/// `[guardrails]`: the deployment's default policy, layered over the built-in default
-/// (docs/GUARDRAILS.md); orgs and projects layer theirs on top through the admin API.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawGuardrails {
-    #[serde(default)]
-    pub detectors: std::collections::BTreeMap<String, gatehouse_guardrails::policy::Rule>,
-    pub injection_threshold: Option<f32>,
-    pub restore_placeholders: Option<bool>,
-    #[serde(default)]
-    pub custom: Vec<gatehouse_guardrails::policy::CustomRule>,
-    pub scan_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::raw::{RawAudit, RawConfig, RawLimits, RawModel, RawProvider, RawServer, RawTelemetry, RawWebhooks};
+use gatehouse_guardrails::settings::{Section as GuardrailSection, Settings as GuardrailSettings};
+
 use crate::{ConfigError, Issue, SecretRef};
 
 /// The name of the built-in offline provider. Reserved: a configured provider may not use it.
@@ -63,7 +65,7 @@ pub struct ServerConfig {
     pub webhooks: WebhookSettings,
     pub telemetry: TelemetrySettings,
     /// Trusted OIDC issuers (`[[oidc]]`).
-    pub oidc: Vec<crate::oidc::OidcIssuer>,
+    pub oidc: Vec<gatehouse_oidc::settings::OidcIssuer>,
     /// Token-exchange mint policy (`[[exchange]]`).
     pub exchange: Vec<crate::oidc::ExchangeRule>,
     /// The shared limits store (`[redis]`); `None`: limits live in the process.
@@ -253,37 +255,12 @@ pub struct Policy {
     pub budgets: crate::budgets::BudgetSettings,
 }
 
-/// The deployment's default guardrail policy (validated: it compiles) and the scan deadline.
-#[derive(Clone, Debug)]
-pub struct GuardrailSettings {
-    pub spec: gatehouse_guardrails::PolicySpec,
-    /// Deadline for scanning a large text off the request task; past it, the request is
-    /// refused (fail closed).
-    pub scan_timeout: Duration,
-}
-
-impl Default for GuardrailSettings {
-    fn default() -> Self {
-        GuardrailSettings { spec: gatehouse_guardrails::policy::default_spec(), scan_timeout: Duration::from_secs(1) }
-    }
-}
-
-fn guardrails(raw: crate::raw::RawGuardrails, issues: &mut Vec<Issue>) -> GuardrailSettings {
-    let over = gatehouse_guardrails::PolicySpec {
-        detectors: raw.detectors,
-        injection_threshold: raw.injection_threshold,
-        restore_placeholders: raw.restore_placeholders,
-        custom: raw.custom,
-    };
-    let spec = gatehouse_guardrails::policy::default_spec().layered(&over);
-    if let Err(e) = spec.compile() {
+fn guardrails(raw: GuardrailSection, issues: &mut Vec<Issue>) -> GuardrailSettings {
+    let (settings, errors) = GuardrailSettings::from_section(raw);
+    for e in errors {
         issue(issues, format!("guardrails.{}", e.field), e.message);
     }
-    let ms = raw.scan_timeout_ms.unwrap_or(1000);
-    if !(1..=60_000).contains(&ms) {
-        issue(issues, "guardrails.scan_timeout_ms", "must be between 1 and 60000");
-    }
-    GuardrailSettings { spec, scan_timeout: Duration::from_millis(ms) }
+    settings
 }
 
 impl Default for Config {

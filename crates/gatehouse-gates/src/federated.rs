@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatehouse_core::scope::{ScopePattern, ScopeSet};
-use gatehouse_core::{Credential, Denial, DenyCode, Grant, OrgId, Principal, ProjectId};
-use gatehouse_oidc::{Federation, Identity, OidcError, Plane};
+use gatehouse_core::{Credential, Denial, DenyCode, Grant, HasDenyCode, OrgId, Principal, ProjectId};
+use gatehouse_oidc::{Federation, Identity, Plane};
 use gatehouse_store::Store;
 use quick_cache::sync::Cache;
 
@@ -28,14 +28,6 @@ pub struct FederatedVerifier {
     pub federation: Arc<Federation>,
     store: Store,
     tenants: Cache<(String, String), TenantEntry>,
-}
-
-pub fn oidc_denial(e: &OidcError) -> Denial {
-    match e {
-        OidcError::Invalid(_) => Denial::new(DenyCode::InvalidToken),
-        OidcError::Expired => Denial::new(DenyCode::ExpiredCredential),
-        OidcError::Unavailable => Denial::new(DenyCode::Unavailable),
-    }
 }
 
 impl FederatedVerifier {
@@ -84,7 +76,7 @@ impl FederatedVerifier {
 
     /// A data-plane principal from a JWT access token.
     pub async fn verify(&self, token: &str) -> Result<Principal, Denial> {
-        let id = self.federation.verify(token, Plane::Data).await.map_err(|e| oidc_denial(&e))?;
+        let id = self.federation.verify(token, Plane::Data).await.map_err(|e| Denial::new(e.deny_code()))?;
         self.principal(&id).await
     }
 

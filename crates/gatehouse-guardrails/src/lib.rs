@@ -17,6 +17,7 @@ pub mod guard;
 pub mod injection;
 pub mod normalize;
 pub mod policy;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -27,6 +28,7 @@ pub use detectors::{Category, DETECTORS, Detector};
 pub use guard::{Guard, Held, Hit, Report};
 pub use normalize::normalize;
 pub use policy::{Action, Direction, Policy, PolicySpec, SpecError};
+pub use settings::Settings;
 
 /// Texts longer than this are refused by the caller before scanning (fail closed).
 pub const MAX_SCAN_BYTES: usize = 16 * 1024 * 1024;

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
-use gatehouse_config::oidc::{JwtAlg, OidcIssuer, trusted_url};
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use serde_json::Value;
 
-use crate::OidcError;
+use crate::Error;
+use crate::settings::{JwtAlg, OidcIssuer, trusted_url};
 
 const MAX_KEYS: usize = 64;
 
@@ -62,13 +62,13 @@ fn key_alg(jwk: &Jwk) -> Option<JwtAlg> {
 }
 
 impl Issuer {
-    pub fn new(cfg: OidcIssuer) -> Result<Issuer, OidcError> {
+    pub fn new(cfg: OidcIssuer) -> Result<Issuer, Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.fetch_timeout)
             .timeout(cfg.fetch_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|_| OidcError::Unavailable)?;
+            .map_err(|_| Error::Unavailable)?;
         Ok(Issuer {
             cfg,
             http,
@@ -108,9 +108,9 @@ impl Issuer {
     }
 
     /// The key for a token header; an unknown `kid` triggers at most one refetch per cooldown.
-    pub(crate) async fn key(&self, kid: Option<&str>, alg: JwtAlg) -> Result<DecodingKey, OidcError> {
+    pub(crate) async fn key(&self, kid: Option<&str>, alg: JwtAlg) -> Result<DecodingKey, Error> {
         if kid.is_some_and(|k| k.len() > 256) {
-            return Err(OidcError::Invalid("kid"));
+            return Err(Error::Invalid("kid"));
         }
         if let Some(k) = self.lookup(kid, alg) {
             return Ok(k);
@@ -121,9 +121,9 @@ impl Issuer {
         }
         let set = self.keys.load();
         if set.by_kid.is_empty() && set.anonymous.is_empty() {
-            Err(OidcError::Unavailable)
+            Err(Error::Unavailable)
         } else {
-            Err(OidcError::Invalid("unknown key"))
+            Err(Error::Invalid("unknown key"))
         }
     }
 
@@ -177,31 +177,31 @@ impl Issuer {
         }
     }
 
-    async fn get_json(&self, url: &str) -> Result<Value, OidcError> {
+    async fn get_json(&self, url: &str) -> Result<Value, Error> {
         if !trusted_url(url) {
-            return Err(OidcError::Invalid("untrusted key location"));
+            return Err(Error::Invalid("untrusted key location"));
         }
-        let resp = self.http.get(url).send().await.map_err(|_| OidcError::Unavailable)?;
+        let resp = self.http.get(url).send().await.map_err(|_| Error::Unavailable)?;
         if !resp.status().is_success() {
-            return Err(OidcError::Unavailable);
+            return Err(Error::Unavailable);
         }
         let max = self.cfg.max_document_bytes;
         if resp.content_length().is_some_and(|n| n > max as u64) {
-            return Err(OidcError::Unavailable);
+            return Err(Error::Unavailable);
         }
         let mut body = Vec::new();
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| OidcError::Unavailable)?;
+            let chunk = chunk.map_err(|_| Error::Unavailable)?;
             if body.len() + chunk.len() > max {
-                return Err(OidcError::Unavailable);
+                return Err(Error::Unavailable);
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&body).map_err(|_| OidcError::Unavailable)
+        serde_json::from_slice(&body).map_err(|_| Error::Unavailable)
     }
 
-    async fn fetch(&self) -> Result<KeySet, OidcError> {
+    async fn fetch(&self) -> Result<KeySet, Error> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("gatehouse_oidc_jwks_fetches_total", "issuer" => self.cfg.name.clone()).increment(1);
         let work = async {
@@ -212,9 +212,9 @@ impl Issuer {
                     let doc = self.get_json(&format!("{base}/.well-known/openid-configuration")).await?;
                     // The document must speak for this issuer (OpenID Connect Discovery, 4.3).
                     if doc.get("issuer").and_then(Value::as_str) != Some(self.cfg.issuer.as_str()) {
-                        return Err(OidcError::Invalid("discovery document names another issuer"));
+                        return Err(Error::Invalid("discovery document names another issuer"));
                     }
-                    doc.get("jwks_uri").and_then(Value::as_str).ok_or(OidcError::Unavailable)?.to_owned()
+                    doc.get("jwks_uri").and_then(Value::as_str).ok_or(Error::Unavailable)?.to_owned()
                 }
             };
             let doc = self.get_json(&uri).await?;
@@ -238,6 +238,6 @@ impl Issuer {
         // Belt and braces: the client's own timeouts apply per request; this bounds the pair.
         tokio::time::timeout(crate::fetch_budget(&self.cfg) * 2 + Duration::from_millis(100), work)
             .await
-            .map_err(|_| OidcError::Unavailable)?
+            .map_err(|_| Error::Unavailable)?
     }
 }

@@ -13,15 +13,18 @@
 //! expired or not-yet-valid tokens and tokens issued in the future (bounded skew).
 
 mod jwks;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gatehouse_config::oidc::{JwtAlg, OidcIssuer};
+use gatehouse_core::{DenyCode, HasDenyCode};
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
+
+use crate::settings::{JwtAlg, OidcIssuer};
 
 pub use jwks::Issuer;
 
@@ -35,13 +38,23 @@ pub enum Plane {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum OidcError {
+pub enum Error {
     #[error("token is not acceptable: {0}")]
     Invalid(&'static str),
     #[error("token expired")]
     Expired,
     #[error("the issuer's keys are unavailable")]
     Unavailable,
+}
+
+impl HasDenyCode for Error {
+    fn deny_code(&self) -> DenyCode {
+        match self {
+            Error::Invalid(_) => DenyCode::InvalidToken,
+            Error::Expired => DenyCode::ExpiredCredential,
+            Error::Unavailable => DenyCode::Unavailable,
+        }
+    }
 }
 
 /// A verified token's identity, as the issuer's claim map reads it.
@@ -116,24 +129,23 @@ fn pointer_str(claims: &Value, p: &str) -> Option<String> {
 }
 
 /// Roles as an array of strings or a space-separated string (both are common).
-fn pointer_roles(claims: &Value, p: &str) -> Result<Vec<String>, OidcError> {
+fn pointer_roles(claims: &Value, p: &str) -> Result<Vec<String>, Error> {
     let roles: Vec<String> = match claims.pointer(p) {
         None => Vec::new(),
         Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|r| r.as_str().map(str::to_owned).ok_or(OidcError::Invalid("roles")))
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(OidcError::Invalid("roles")),
+        Some(Value::Array(a)) => {
+            a.iter().map(|r| r.as_str().map(str::to_owned).ok_or(Error::Invalid("roles"))).collect::<Result<_, _>>()?
+        }
+        Some(_) => return Err(Error::Invalid("roles")),
     };
     if roles.len() > 64 || roles.iter().any(|r| r.len() > 128) {
-        return Err(OidcError::Invalid("roles"));
+        return Err(Error::Invalid("roles"));
     }
     Ok(roles)
 }
 
 impl Federation {
-    pub fn new(issuers: &[OidcIssuer]) -> Result<Federation, OidcError> {
+    pub fn new(issuers: &[OidcIssuer]) -> Result<Federation, Error> {
         let issuers = issuers.iter().map(|c| Issuer::new(c.clone()).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
         Ok(Federation { issuers, verified: quick_cache::sync::Cache::new(16_384) })
     }
@@ -154,21 +166,21 @@ impl Federation {
     }
 
     /// Verifies a JWT access token for `plane`.
-    pub async fn verify(&self, token: &str, plane: Plane) -> Result<Arc<Identity>, OidcError> {
+    pub async fn verify(&self, token: &str, plane: Plane) -> Result<Arc<Identity>, Error> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(OidcError::Invalid("too long"));
+            return Err(Error::Invalid("too long"));
         }
         let digest: [u8; 32] =
             match aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref().try_into() {
                 Ok(d) => d,
-                Err(_) => return Err(OidcError::Invalid("digest")),
+                Err(_) => return Err(Error::Invalid("digest")),
             };
         if let Some(v) = self.verified.get(&digest) {
             let issuer = &self.issuers[v.issuer];
             let skew = i64::try_from(issuer.config().clock_skew.as_secs()).unwrap_or(0);
             if v.plane == plane && v.at.elapsed() < VERIFIED_TTL && issuer.generation() == v.key_generation {
                 if v.identity.expires_at + skew < now_secs() {
-                    return Err(OidcError::Expired);
+                    return Err(Error::Expired);
                 }
                 return Ok(v.identity.clone());
             }
@@ -192,16 +204,16 @@ impl Federation {
 
     /// Verifies without consulting or filling the verified-token cache: what a token's first
     /// presentation costs (benchmarks, diagnostics).
-    pub async fn verify_fresh(&self, token: &str, plane: Plane) -> Result<Identity, OidcError> {
+    pub async fn verify_fresh(&self, token: &str, plane: Plane) -> Result<Identity, Error> {
         self.verify_uncached(token, plane).await.map(|(_, id)| id)
     }
 
-    async fn verify_uncached(&self, token: &str, plane: Plane) -> Result<(usize, Identity), OidcError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| OidcError::Invalid("header"))?;
+    async fn verify_uncached(&self, token: &str, plane: Plane) -> Result<(usize, Identity), Error> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Invalid("header"))?;
         if header.jku.is_some() || header.x5u.is_some() || header.jwk.is_some() || header.x5c.is_some() {
-            return Err(OidcError::Invalid("header names its own key"));
+            return Err(Error::Invalid("header names its own key"));
         }
-        let iss = unverified_issuer(token).ok_or(OidcError::Invalid("no issuer"))?;
+        let iss = unverified_issuer(token).ok_or(Error::Invalid("no issuer"))?;
         let (index, issuer) = self
             .issuers
             .iter()
@@ -214,15 +226,15 @@ impl Federation {
                         Plane::Control => c.control_plane,
                     }
             })
-            .ok_or(OidcError::Invalid("unknown issuer"))?;
+            .ok_or(Error::Invalid("unknown issuer"))?;
         let cfg = issuer.config();
         if cfg.require_access_token_type {
             let typ = header.typ.as_deref().unwrap_or("").to_ascii_lowercase();
             if typ != "at+jwt" && typ != "application/at+jwt" {
-                return Err(OidcError::Invalid("not an access token"));
+                return Err(Error::Invalid("not an access token"));
             }
         }
-        let alg = allowed(header.alg).filter(|a| cfg.algorithms.contains(a)).ok_or(OidcError::Invalid("algorithm"))?;
+        let alg = allowed(header.alg).filter(|a| cfg.algorithms.contains(a)).ok_or(Error::Invalid("algorithm"))?;
         let key = issuer.key(header.kid.as_deref(), alg).await?;
         let mut v = Validation::new(algorithm(alg));
         v.set_issuer(&[&cfg.issuer]);
@@ -231,26 +243,26 @@ impl Federation {
         v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         let data = jsonwebtoken::decode::<Value>(token, &key, &v).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => OidcError::Expired,
-            jsonwebtoken::errors::ErrorKind::InvalidAudience => OidcError::Invalid("audience"),
-            jsonwebtoken::errors::ErrorKind::InvalidIssuer => OidcError::Invalid("issuer"),
-            jsonwebtoken::errors::ErrorKind::ImmatureSignature => OidcError::Invalid("not yet valid"),
-            _ => OidcError::Invalid("signature or claims"),
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => Error::Expired,
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => Error::Invalid("audience"),
+            jsonwebtoken::errors::ErrorKind::InvalidIssuer => Error::Invalid("issuer"),
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => Error::Invalid("not yet valid"),
+            _ => Error::Invalid("signature or claims"),
         })?;
         let claims = data.claims;
         let now = now_secs();
         let skew = i64::try_from(cfg.clock_skew.as_secs()).unwrap_or(0);
         if claims.get("iat").and_then(Value::as_i64).is_some_and(|iat| iat > now + skew) {
-            return Err(OidcError::Invalid("issued in the future"));
+            return Err(Error::Invalid("issued in the future"));
         }
-        let expires_at = claims.get("exp").and_then(Value::as_i64).ok_or(OidcError::Invalid("exp"))?;
-        let subject = pointer_str(&claims, &cfg.claims.subject).ok_or(OidcError::Invalid("subject"))?;
+        let expires_at = claims.get("exp").and_then(Value::as_i64).ok_or(Error::Invalid("exp"))?;
+        let subject = pointer_str(&claims, &cfg.claims.subject).ok_or(Error::Invalid("subject"))?;
         let org = match &cfg.claims.org {
             Some(p) => pointer_str(&claims, p),
             None => None,
         }
         .or_else(|| cfg.default_org.clone())
-        .ok_or(OidcError::Invalid("org"))?;
+        .ok_or(Error::Invalid("org"))?;
         let project =
             cfg.claims.project.as_deref().and_then(|p| pointer_str(&claims, p)).or_else(|| cfg.default_project.clone());
         let roles = match &cfg.claims.roles {

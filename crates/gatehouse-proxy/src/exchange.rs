@@ -19,7 +19,7 @@ use gatehouse_config::oidc::ExchangeRule;
 use gatehouse_core::scope::ScopePattern;
 use gatehouse_core::{DenyCode, OrgId, ProjectId, RequestId};
 use gatehouse_gates::federated::FederatedVerifier;
-use gatehouse_oidc::{Identity, OidcError, Plane};
+use gatehouse_oidc::{Identity, Plane};
 use gatehouse_store::now_ms;
 use gatehouse_tokens::{Capabilities, MintRequest, narrowing};
 use http::{HeaderMap, StatusCode, header};
@@ -219,11 +219,15 @@ async fn exchange(x: &Exchange, body: &[u8], facts: &mut Facts) -> Result<Value,
         return Err(oauth(StatusCode::BAD_REQUEST, "invalid_target", "only access tokens are issued"));
     }
     let id = x.federated.federation.verify(&subject_token, Plane::Data).await.map_err(|e| match e {
-        OidcError::Unavailable => {
+        gatehouse_oidc::Error::Unavailable => {
             oauth(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the issuer's keys are unavailable")
         }
-        OidcError::Expired => oauth(StatusCode::BAD_REQUEST, "invalid_grant", "the subject token has expired"),
-        OidcError::Invalid(_) => oauth(StatusCode::BAD_REQUEST, "invalid_grant", "the subject token is not acceptable"),
+        gatehouse_oidc::Error::Expired => {
+            oauth(StatusCode::BAD_REQUEST, "invalid_grant", "the subject token has expired")
+        }
+        gatehouse_oidc::Error::Invalid(_) => {
+            oauth(StatusCode::BAD_REQUEST, "invalid_grant", "the subject token is not acceptable")
+        }
     })?;
     facts.actor = Some(format!("{}:{}", id.issuer, id.subject));
     let rule = x.rules.iter().find(|r| rule_admits(r, &id)).ok_or(oauth(

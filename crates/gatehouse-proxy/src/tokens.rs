@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use gatehouse_audit::{Actor, Event, EventKind, Outcome};
 use gatehouse_core::{Denial, DenyCode, OrgId, ProjectId, RequestId};
-use gatehouse_tokens::{DelegateBody, TokenError, actions};
+use gatehouse_tokens::{DelegateBody, actions};
 use http::StatusCode;
 use http::request::Parts;
 use secrecy::ExposeSecret;
@@ -85,7 +85,7 @@ async fn delegate_inner(
     let presented = credential(&parts.headers).ok_or(plain(Denial::new(DenyCode::MissingCredentials)))?;
     let parent = tokens.verify(presented.expose_secret(), source).await.map_err(|e| match e {
         // An API key or garbage here is simply not a capability token.
-        TokenError::Invalid => plain(Denial::new(DenyCode::InvalidToken)),
+        gatehouse_tokens::Error::Invalid => plain(Denial::new(DenyCode::InvalidToken)),
         other => plain(other.denial()),
     })?;
     d.org = Some(parent.principal.org);
@@ -101,7 +101,7 @@ async fn delegate_inner(
     let req = req.into_request().map_err(|e| plain(e.denial()))?;
     let child = tokens.delegate(&parent, req).await.map_err(|e| match e {
         // The one refusal that explains itself: which field asks for more than the parent has.
-        TokenError::Wider(why) => (e_wider(), Some(why)),
+        gatehouse_tokens::Error::Wider(why) => (e_wider(), Some(why)),
         other => plain(other.denial()),
     })?;
     d.target = Some(child.id.to_string());

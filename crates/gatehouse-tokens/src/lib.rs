@@ -17,7 +17,7 @@ mod service;
 pub use caveat::{Caveat, CaveatError, Folded, Violation, Wider, check_not_wider};
 pub use ident::TokenIdent;
 pub use request::{DelegateBody, MAX_TTL_SECS, narrowing};
-pub use service::{Capabilities, DelegateRequest, KeyVersionView, MintRequest, Minted, Rotation, TokenError, Verified};
+pub use service::{Capabilities, DelegateRequest, Error, KeyVersionView, MintRequest, Minted, Rotation, Verified};
 
 /// The action a data-plane request needs (checked against the `scope` caveats).
 pub mod actions {

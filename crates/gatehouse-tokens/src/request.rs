@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{Caveat, DelegateRequest, TokenError};
+use crate::{Caveat, DelegateRequest, Error};
 
 /// A capability token lives at most this long; shorter is better (delegate, re-mint).
 pub const MAX_TTL_SECS: u64 = 90 * 24 * 3600;
@@ -35,10 +35,10 @@ pub struct DelegateBody {
 }
 
 impl DelegateBody {
-    pub fn into_request(self) -> Result<crate::DelegateRequest, TokenError> {
+    pub fn into_request(self) -> Result<crate::DelegateRequest, Error> {
         let name = self.name.unwrap_or_default();
         if name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ')) {
-            return Err(TokenError::BadRequest("name"));
+            return Err(Error::BadRequest("name"));
         }
         let req = narrowing(
             self.scopes.as_deref(),
@@ -61,42 +61,40 @@ pub fn narrowing(
     budget_usd: Option<&Value>,
     rpm: Option<u32>,
     ips: Option<&[String]>,
-) -> Result<DelegateRequest, TokenError> {
+) -> Result<DelegateRequest, Error> {
     let scopes = scopes
         .map(|s| {
             if s.is_empty() || s.len() > MAX_LIST {
-                return Err(TokenError::BadRequest("scopes"));
+                return Err(Error::BadRequest("scopes"));
             }
-            s.iter()
-                .map(|p| ScopePattern::parse(p).ok_or(TokenError::BadRequest("scopes")))
-                .collect::<Result<Vec<_>, _>>()
+            s.iter().map(|p| ScopePattern::parse(p).ok_or(Error::BadRequest("scopes"))).collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
     if let Some(m) = models
         && (m.is_empty() || m.len() > MAX_LIST)
     {
-        return Err(TokenError::BadRequest("models"));
+        return Err(Error::BadRequest("models"));
     }
     let ttl = expires_in_seconds
         .map(|n| {
             if (1..=MAX_TTL_SECS).contains(&n) {
                 Ok(Duration::from_secs(n))
             } else {
-                Err(TokenError::BadRequest("expires_in_seconds"))
+                Err(Error::BadRequest("expires_in_seconds"))
             }
         })
         .transpose()?;
     let budget_micro_usd = budget_usd.map(micro_usd).transpose()?;
     if rpm.is_some_and(|r| r == 0 || r > 1_000_000) {
-        return Err(TokenError::BadRequest("rpm"));
+        return Err(Error::BadRequest("rpm"));
     }
     let ips = ips
         .map(|list| {
             if list.is_empty() || list.len() > MAX_LIST {
-                return Err(TokenError::BadRequest("ips"));
+                return Err(Error::BadRequest("ips"));
             }
             list.iter()
-                .map(|c| c.parse::<IpNet>().ok().filter(|n| n.trunc() == *n).ok_or(TokenError::BadRequest("ips")))
+                .map(|c| c.parse::<IpNet>().ok().filter(|n| n.trunc() == *n).ok_or(Error::BadRequest("ips")))
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
@@ -111,14 +109,14 @@ pub fn narrowing(
     })
 }
 
-fn micro_usd(v: &Value) -> Result<u64, TokenError> {
+fn micro_usd(v: &Value) -> Result<u64, Error> {
     let text = match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
-        _ => return Err(TokenError::BadRequest("budget_usd")),
+        _ => return Err(Error::BadRequest("budget_usd")),
     };
     match Caveat::parse(format!("budget_usd <= {text}").as_bytes()) {
         Ok(Caveat::BudgetMicroUsd(m)) => Ok(m),
-        _ => Err(TokenError::BadRequest("budget_usd")),
+        _ => Err(Error::BadRequest("budget_usd")),
     }
 }

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_core::scope::ScopePattern;
-use gatehouse_core::{Credential, Denial, DenyCode, Grant, OrgId, Principal, ProjectId, TokenId};
 use crate::macaroon::{Encoding, Limits, Macaroon};
+use gatehouse_core::scope::ScopePattern;
+use gatehouse_core::{Credential, Denial, DenyCode, Grant, HasDenyCode, OrgId, Principal, ProjectId, TokenId};
 use gatehouse_security::MasterKey;
 use gatehouse_security::seal::{Sealer, random_key};
 use gatehouse_store::{CapabilityRow, CapabilityStatus, RootKeyRow, Store, now_ms};
@@ -34,7 +34,7 @@ const KEY_TTL: Duration = Duration::from_secs(5);
 const MAX_PRESENTED: usize = 1 + 8;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub enum Error {
     #[error("invalid token")]
     Invalid,
     #[error("token expired")]
@@ -51,23 +51,33 @@ pub enum TokenError {
     Unavailable,
 }
 
-impl TokenError {
+impl Error {
+    /// The refusal, with the field it concerns where there is one.
     pub fn denial(&self) -> Denial {
         match self {
-            TokenError::Invalid => Denial::new(DenyCode::InvalidToken),
-            TokenError::Expired => Denial::new(DenyCode::ExpiredCredential),
-            TokenError::Forbidden => Denial::new(DenyCode::PermissionDenied),
-            TokenError::Wider(_) => Denial::new(DenyCode::PermissionDenied).with_param("caveats"),
-            TokenError::BadRequest(p) => Denial::new(DenyCode::InvalidRequest).with_param(p),
-            TokenError::NotFound => Denial::new(DenyCode::NotFound),
-            TokenError::Unavailable => Denial::new(DenyCode::Unavailable),
+            Error::Wider(_) => Denial::new(self.deny_code()).with_param("caveats"),
+            Error::BadRequest(p) => Denial::new(self.deny_code()).with_param(p),
+            _ => Denial::new(self.deny_code()),
         }
     }
 }
 
-fn unavailable(e: gatehouse_store::Error) -> TokenError {
+impl HasDenyCode for Error {
+    fn deny_code(&self) -> DenyCode {
+        match self {
+            Error::Invalid => DenyCode::InvalidToken,
+            Error::Expired => DenyCode::ExpiredCredential,
+            Error::Forbidden | Error::Wider(_) => DenyCode::PermissionDenied,
+            Error::BadRequest(_) => DenyCode::InvalidRequest,
+            Error::NotFound => DenyCode::NotFound,
+            Error::Unavailable => DenyCode::Unavailable,
+        }
+    }
+}
+
+fn unavailable(e: gatehouse_store::Error) -> Error {
     tracing::warn!(error = %e, "capability token store call failed");
-    TokenError::Unavailable
+    Error::Unavailable
 }
 
 #[derive(Clone)]
@@ -177,8 +187,8 @@ fn record(org: OrgId, version: i64) -> String {
     format!("capability-root-key:{org}:{version}")
 }
 
-fn models_caveat(models: &[String]) -> Result<Caveat, TokenError> {
-    Caveat::parse(format!("models in [{}]", models.join(", ")).as_bytes()).map_err(|_| TokenError::BadRequest("models"))
+fn models_caveat(models: &[String]) -> Result<Caveat, Error> {
+    Caveat::parse(format!("models in [{}]", models.join(", ")).as_bytes()).map_err(|_| Error::BadRequest("models"))
 }
 
 /// The caveats both minting and delegation can ask for, in canonical order.
@@ -188,17 +198,17 @@ fn narrowing(
     budget: Option<u64>,
     rpm: Option<u32>,
     ips: Option<&[IpNet]>,
-) -> Result<Vec<Caveat>, TokenError> {
+) -> Result<Vec<Caveat>, Error> {
     let mut out = Vec::new();
     if let Some(s) = scopes {
         if s.is_empty() || s.len() > crate::caveat::MAX_LIST {
-            return Err(TokenError::BadRequest("scopes"));
+            return Err(Error::BadRequest("scopes"));
         }
         out.push(Caveat::Scope(s.to_vec()));
     }
     if let Some(m) = models {
         if m.is_empty() || m.len() > crate::caveat::MAX_LIST {
-            return Err(TokenError::BadRequest("models"));
+            return Err(Error::BadRequest("models"));
         }
         out.push(models_caveat(m)?);
     }
@@ -207,13 +217,13 @@ fn narrowing(
     }
     if let Some(r) = rpm {
         if r == 0 || r > 1_000_000 {
-            return Err(TokenError::BadRequest("rpm"));
+            return Err(Error::BadRequest("rpm"));
         }
         out.push(Caveat::Rpm(r));
     }
     if let Some(nets) = ips {
         if nets.is_empty() || nets.len() > crate::caveat::MAX_LIST || nets.iter().any(|n| n.trunc() != *n) {
-            return Err(TokenError::BadRequest("ips"));
+            return Err(Error::BadRequest("ips"));
         }
         out.push(Caveat::Ip(nets.to_vec()));
     }
@@ -233,8 +243,8 @@ fn expiry_after(ttl: Duration) -> i64 {
 
 impl Capabilities {
     /// The sealer for root keys, derived from the master key (which need not outlive it).
-    pub fn sealer(master: &MasterKey) -> Result<Sealer, TokenError> {
-        Sealer::new(master, SEAL_PURPOSE).map_err(|_| TokenError::Unavailable)
+    pub fn sealer(master: &MasterKey) -> Result<Sealer, Error> {
+        Sealer::new(master, SEAL_PURPOSE).map_err(|_| Error::Unavailable)
     }
 
     pub fn new(store: Store, sealer: Sealer, cache_capacity: usize) -> Capabilities {
@@ -249,7 +259,7 @@ impl Capabilities {
 
     /// The org's current root key, created (version 1) on first use. Two replicas racing to
     /// create it converge on whichever row landed first.
-    async fn current_key(&self, org: OrgId) -> Result<(i64, Arc<Zeroizing<[u8; 32]>>), TokenError> {
+    async fn current_key(&self, org: OrgId) -> Result<(i64, Arc<Zeroizing<[u8; 32]>>), Error> {
         for _ in 0..3 {
             let rows = self.store.root_keys(org).await.map_err(unavailable)?;
             if let Some(row) = rows.iter().find(|r| r.superseded_at.is_none()) {
@@ -258,12 +268,12 @@ impl Capabilities {
             let version = rows.first().map_or(1, |r| r.version + 1);
             self.create_key(org, version).await?;
         }
-        Err(TokenError::Unavailable)
+        Err(Error::Unavailable)
     }
 
-    async fn create_key(&self, org: OrgId, version: i64) -> Result<bool, TokenError> {
-        let key = random_key().map_err(|_| TokenError::Unavailable)?;
-        let sealed = self.sealer.seal_bytes(&record(org, version), &*key).map_err(|_| TokenError::Unavailable)?;
+    async fn create_key(&self, org: OrgId, version: i64) -> Result<bool, Error> {
+        let key = random_key().map_err(|_| Error::Unavailable)?;
+        let sealed = self.sealer.seal_bytes(&record(org, version), &*key).map_err(|_| Error::Unavailable)?;
         let row = RootKeyRow {
             org_id: org.to_string(),
             version,
@@ -275,21 +285,21 @@ impl Capabilities {
         self.store.insert_root_key(&row).await.map_err(unavailable)
     }
 
-    fn open(&self, row: &RootKeyRow) -> Result<Zeroizing<[u8; 32]>, TokenError> {
-        let org = OrgId::parse(&row.org_id).ok_or(TokenError::Unavailable)?;
+    fn open(&self, row: &RootKeyRow) -> Result<Zeroizing<[u8; 32]>, Error> {
+        let org = OrgId::parse(&row.org_id).ok_or(Error::Unavailable)?;
         let bytes = self.sealer.open_bytes(&record(org, row.version), &row.sealed).map_err(|_| {
             tracing::error!(org = %org, version = row.version, "a capability root key does not open under the master key");
-            TokenError::Unavailable
+            Error::Unavailable
         })?;
         let mut k = Zeroizing::new([0u8; 32]);
         if bytes.len() != 32 {
-            return Err(TokenError::Unavailable);
+            return Err(Error::Unavailable);
         }
         k.copy_from_slice(&bytes);
         Ok(k)
     }
 
-    async fn key(&self, org: OrgId, version: i64) -> Result<KeyEntry, TokenError> {
+    async fn key(&self, org: OrgId, version: i64) -> Result<KeyEntry, Error> {
         let now = Instant::now();
         if let Some(e) = self.keys.get(&(org, version))
             && now.duration_since(e.at) < KEY_TTL
@@ -310,7 +320,7 @@ impl Capabilities {
             .await
     }
 
-    async fn standing(&self, id: TokenId) -> Result<Option<CapabilityStatus>, TokenError> {
+    async fn standing(&self, id: TokenId) -> Result<Option<CapabilityStatus>, Error> {
         let now = Instant::now();
         if let Some(e) = self.status.get(&id)
             && now.duration_since(e.at) < STATUS_TTL
@@ -322,14 +332,14 @@ impl Capabilities {
             .status
             .get_or_insert_async(&id, async {
                 let status = self.store.capability_status(id).await.map_err(unavailable)?;
-                Ok::<_, TokenError>(StatusEntry { status, at: Instant::now() })
+                Ok::<_, Error>(StatusEntry { status, at: Instant::now() })
             })
             .await?;
         Ok(e.status)
     }
 
     /// Mints a registered root token for a project.
-    pub async fn mint(&self, req: MintRequest) -> Result<Minted, TokenError> {
+    pub async fn mint(&self, req: MintRequest) -> Result<Minted, Error> {
         let (version, key) = self.current_key(req.org).await?;
         let id = TokenId::generate();
         let ident = TokenIdent { org: req.org, key_version: version, token: id };
@@ -371,7 +381,7 @@ impl Capabilities {
         caveats: &[String],
         minted_by: &str,
         expires_at: i64,
-    ) -> Result<(), TokenError> {
+    ) -> Result<(), Error> {
         let row = CapabilityRow {
             id: id.to_string(),
             org_id: org.to_string(),
@@ -391,7 +401,7 @@ impl Capabilities {
     /// Mints a registered child of a verified presentation: the parent's macaroon plus
     /// `delegation = <child>` and the requested (narrower) caveats. A request wider than the
     /// parent is refused with the reason.
-    pub async fn delegate(&self, parent: &Verified, req: DelegateRequest) -> Result<Minted, TokenError> {
+    pub async fn delegate(&self, parent: &Verified, req: DelegateRequest) -> Result<Minted, Error> {
         let mut asked =
             narrowing(req.scopes.as_deref(), req.models.as_deref(), req.budget_micro_usd, req.rpm, req.ips.as_deref())?;
         let expires_at = match req.ttl {
@@ -399,7 +409,7 @@ impl Capabilities {
             None => parent.expires_at,
         };
         asked.push(Caveat::Expires(expires_at));
-        check_not_wider(&parent.folded, &asked).map_err(|w| TokenError::Wider(w.0))?;
+        check_not_wider(&parent.folded, &asked).map_err(|w| Error::Wider(w.0))?;
         let id = TokenId::generate();
         let mut m = parent.root.clone();
         let mut texts = vec![Caveat::Delegation(id).to_string()];
@@ -437,51 +447,51 @@ impl Capabilities {
     /// text form. Checks the signature chain, every caveat, every registered token of the
     /// delegation chain (exists, same org, parent links, not revoked, not expired) and the
     /// context (time, network). Scope and model are left to the authorize gate.
-    pub async fn verify(&self, presented: &str, source: Option<IpAddr>) -> Result<Verified, TokenError> {
+    pub async fn verify(&self, presented: &str, source: Option<IpAddr>) -> Result<Verified, Error> {
         let now = now_ms();
         let max_text = self.limits.max_bytes * 4 / 3 + 4;
         if presented.len() > MAX_PRESENTED * (max_text + 1) {
-            return Err(TokenError::Invalid);
+            return Err(Error::Invalid);
         }
         let parts = self.decode_presented(presented.trim())?;
-        let (root, discharges) = parts.split_first().ok_or(TokenError::Invalid)?;
-        let ident = TokenIdent::parse(root.identifier()).ok_or(TokenError::Invalid)?;
+        let (root, discharges) = parts.split_first().ok_or(Error::Invalid)?;
+        let ident = TokenIdent::parse(root.identifier()).ok_or(Error::Invalid)?;
         let key = self.key(ident.org, ident.key_version).await?;
-        let Some(k) = key.key else { return Err(TokenError::Invalid) };
+        let Some(k) = key.key else { return Err(Error::Invalid) };
         if key.retire_at.is_some_and(|r| r <= now) {
-            return Err(TokenError::Expired);
+            return Err(Error::Expired);
         }
-        let predicates = root.verify(&**k, discharges, &self.limits).map_err(|_| TokenError::Invalid)?;
+        let predicates = root.verify(&**k, discharges, &self.limits).map_err(|_| Error::Invalid)?;
         // Only a genuine token's caveats are interpreted; an unknown one denies.
-        let folded = Folded::fold(predicates).map_err(|_| TokenError::Invalid)?;
+        let folded = Folded::fold(predicates).map_err(|_| Error::Invalid)?;
 
         let chain: Vec<TokenId> = std::iter::once(ident.token).chain(folded.delegations.iter().copied()).collect();
         let mut project = None;
         let mut project_models = None;
         let mut expires_at = folded.expires_at.unwrap_or(0);
         for (i, id) in chain.iter().enumerate() {
-            let s = self.standing(*id).await?.ok_or(TokenError::Invalid)?;
+            let s = self.standing(*id).await?.ok_or(Error::Invalid)?;
             // Each node must hang off the previous one: a holder cannot splice in someone
             // else's delegation (and charge their budget).
             let parent_ok = if i == 0 { s.parent.is_none() } else { s.parent == Some(chain[i - 1]) };
             if s.org != ident.org || !parent_ok || project.is_some_and(|p| p != s.project) {
-                return Err(TokenError::Invalid);
+                return Err(Error::Invalid);
             }
             if !s.usable {
-                return Err(TokenError::Invalid);
+                return Err(Error::Invalid);
             }
             if s.expires_at <= now {
-                return Err(TokenError::Expired);
+                return Err(Error::Expired);
             }
             expires_at = expires_at.min(s.expires_at);
             project = Some(s.project);
             project_models = s.project_models;
         }
-        let project = project.ok_or(TokenError::Invalid)?;
+        let project = project.ok_or(Error::Invalid)?;
         folded.check(now, source, ident.org, project).map_err(|v| match v {
-            Violation::Expired => TokenError::Expired,
-            Violation::Tenant => TokenError::Invalid,
-            Violation::Network => TokenError::Forbidden,
+            Violation::Expired => Error::Expired,
+            Violation::Tenant => Error::Invalid,
+            Violation::Network => Error::Forbidden,
         })?;
         let allowed_models = match (&folded.models, project_models) {
             (None, None) => None,
@@ -511,29 +521,29 @@ impl Capabilities {
 
     /// `<root>[,<discharge>...]` in base64 forms, one V2 JSON macaroon, or a JSON array of
     /// either (JSON has commas of its own, so it is never split on them).
-    fn decode_presented(&self, text: &str) -> Result<Vec<Macaroon>, TokenError> {
-        let one = |t: &str| Macaroon::decode(t, &self.limits).map_err(|_| TokenError::Invalid);
+    fn decode_presented(&self, text: &str) -> Result<Vec<Macaroon>, Error> {
+        let one = |t: &str| Macaroon::decode(t, &self.limits).map_err(|_| Error::Invalid);
         if text.starts_with('{') {
             return Ok(vec![one(text)?]);
         }
         if text.starts_with('[') {
-            let items: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|_| TokenError::Invalid)?;
+            let items: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|_| Error::Invalid)?;
             if items.is_empty() || items.len() > MAX_PRESENTED {
-                return Err(TokenError::Invalid);
+                return Err(Error::Invalid);
             }
             return items
                 .iter()
                 .map(|v| match v {
                     serde_json::Value::String(s) => one(s),
                     serde_json::Value::Object(_) => one(&v.to_string()),
-                    _ => Err(TokenError::Invalid),
+                    _ => Err(Error::Invalid),
                 })
                 .collect();
         }
         let mut parts = Vec::with_capacity(2);
         for p in text.split(',') {
             if parts.len() == MAX_PRESENTED {
-                return Err(TokenError::Invalid);
+                return Err(Error::Invalid);
             }
             parts.push(one(p)?);
         }
@@ -542,7 +552,7 @@ impl Capabilities {
 
     /// Revokes a token and its subtree; effective here at once and on other replicas at their
     /// next poll. `None`: no such token in this org.
-    pub async fn revoke(&self, org: OrgId, id: TokenId) -> Result<Option<u64>, TokenError> {
+    pub async fn revoke(&self, org: OrgId, id: TokenId) -> Result<Option<u64>, Error> {
         let started = now_ms();
         let n = self.store.revoke_capability_tree(org, id).await.map_err(unavailable)?;
         if n.is_some() {
@@ -552,13 +562,13 @@ impl Capabilities {
     }
 
     /// Makes a new root key version current. Old versions verify until `retire`.
-    pub async fn rotate(&self, org: OrgId, retire: Rotation) -> Result<i64, TokenError> {
+    pub async fn rotate(&self, org: OrgId, retire: Rotation) -> Result<i64, Error> {
         let rows = self.store.root_keys(org).await.map_err(unavailable)?;
         let newest = rows.first().map_or(0, |r| r.version);
         let version = newest + 1;
         if !self.create_key(org, version).await? {
             // Another operator rotated at the same moment; theirs stands.
-            return Err(TokenError::BadRequest("concurrent rotation"));
+            return Err(Error::BadRequest("concurrent rotation"));
         }
         let retire_at = match retire {
             Rotation::Now => now_ms(),
@@ -573,7 +583,7 @@ impl Capabilities {
         Ok(version)
     }
 
-    pub async fn key_versions(&self, org: OrgId) -> Result<Vec<KeyVersionView>, TokenError> {
+    pub async fn key_versions(&self, org: OrgId) -> Result<Vec<KeyVersionView>, Error> {
         let rows = self.store.root_keys(org).await.map_err(unavailable)?;
         Ok(rows
             .into_iter()
@@ -586,7 +596,7 @@ impl Capabilities {
             .collect())
     }
 
-    pub async fn evict_changed_since(&self, since_ms: i64) -> Result<usize, TokenError> {
+    pub async fn evict_changed_since(&self, since_ms: i64) -> Result<usize, Error> {
         let ids = self.store.capabilities_changed_since(since_ms).await.map_err(unavailable)?;
         for id in &ids {
             self.status.remove(id);

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use gatehouse_admin::AdminState;
+use gatehouse_audit::webhooks::target::AddressPolicy;
+use gatehouse_audit::webhooks::{DeliveryConfig, Webhooks};
 use gatehouse_audit::{Actor, Auditor, Event, EventKind, FailurePolicy, Outcome, WriterConfig};
 use gatehouse_config::{AuditFailure, Config, DataPlaneAudit, LogFormat, SecretRef, ServerConfig, StoreUrl};
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
@@ -27,8 +29,6 @@ use gatehouse_security::seal::Sealer;
 use gatehouse_security::{KeyHasher, KeyKind, MasterKeySource, generate_key, load_or_create_master_key};
 use gatehouse_store::{NewKey, Store, Tenant, now_ms};
 use gatehouse_tokens::Capabilities;
-use gatehouse_audit::webhooks::target::AddressPolicy;
-use gatehouse_audit::webhooks::{DeliveryConfig, Webhooks};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;

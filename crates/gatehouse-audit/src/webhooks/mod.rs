@@ -18,8 +18,8 @@ pub mod target;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
 use crate::{Delivery, Outbox, chain_of};
+use arc_swap::ArcSwap;
 use gatehouse_core::OrgId;
 use gatehouse_security::seal::Sealer;
 use gatehouse_store::{Attempt, DeliveryRow, Store, WebhookRow, now_ms};

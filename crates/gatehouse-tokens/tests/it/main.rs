@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use gatehouse_core::scope::ScopePattern;
 use gatehouse_core::{Credential, OrgId, ProjectId};
-use gatehouse_tokens::macaroon::{Encoding, Limits, Macaroon};
 use gatehouse_security::MasterKey;
 use gatehouse_store::Store;
 use gatehouse_testkit::both_backends;
-use gatehouse_tokens::{Capabilities, DelegateRequest, MintRequest, Minted, Rotation, TokenError};
+use gatehouse_tokens::macaroon::{Encoding, Limits, Macaroon};
+use gatehouse_tokens::{Capabilities, DelegateRequest, Error, MintRequest, Minted, Rotation};
 
 fn caps(store: &Store) -> Capabilities {
     Capabilities::new(store.clone(), Capabilities::sealer(&MasterKey::from_bytes([9; 32])).unwrap(), 1000)
@@ -66,16 +66,16 @@ both_backends!(minted_tokens_verify_and_narrow, |store: Store| async move {
     let v = c.verify(&narrower, None).await.unwrap();
     assert!(!v.principal.may("embeddings:create"));
     // Unknown caveats deny; so does a token whose network does not match.
-    assert_eq!(c.verify(&attenuate(&m.token, "account = 42"), None).await.unwrap_err(), TokenError::Invalid);
+    assert_eq!(c.verify(&attenuate(&m.token, "account = 42"), None).await.unwrap_err(), Error::Invalid);
     let fenced = attenuate(&m.token, "ip in 10.0.0.0/8");
-    assert_eq!(c.verify(&fenced, Some("192.0.2.1".parse().unwrap())).await.unwrap_err(), TokenError::Forbidden);
+    assert_eq!(c.verify(&fenced, Some("192.0.2.1".parse().unwrap())).await.unwrap_err(), Error::Forbidden);
     assert!(c.verify(&fenced, Some("10.1.1.1".parse().unwrap())).await.is_ok());
     // Expired by a holder's own caveat.
     let past = attenuate(&m.token, "expires < 2001-01-01T00:00:00Z");
-    assert_eq!(c.verify(&past, None).await.unwrap_err(), TokenError::Expired);
+    assert_eq!(c.verify(&past, None).await.unwrap_err(), Error::Expired);
     // Another instance with another master key cannot open the root key: unavailable, not valid.
     let other = Capabilities::new(store.clone(), Capabilities::sealer(&MasterKey::from_bytes([1; 32])).unwrap(), 10);
-    assert_eq!(other.verify(&m.token, None).await.unwrap_err(), TokenError::Unavailable);
+    assert_eq!(other.verify(&m.token, None).await.unwrap_err(), Error::Unavailable);
     // Garbage never reaches the store.
     for bad in ["", "x", &"A".repeat(100_000), &format!("{},{}", m.token, m.token)] {
         assert!(c.verify(bad, None).await.is_err());
@@ -106,22 +106,22 @@ both_backends!(delegation_narrows_and_revocation_cascades, |store: Store| async 
 
     // Wider than the parent: refused with the reason.
     let wide = DelegateRequest { models: Some(vec!["mock-small".into()]), ..Default::default() };
-    let TokenError::Wider(why) = c.delegate(&cv, wide).await.unwrap_err() else { panic!("not a Wider") };
+    let Error::Wider(why) = c.delegate(&cv, wide).await.unwrap_err() else { panic!("not a Wider") };
     assert!(why.contains("mock-small"), "{why}");
     let wide = DelegateRequest { budget_micro_usd: Some(2_000_000), ..Default::default() };
-    assert!(matches!(c.delegate(&cv, wide).await, Err(TokenError::Wider(_))));
+    assert!(matches!(c.delegate(&cv, wide).await, Err(Error::Wider(_))));
     let wide = DelegateRequest { ttl: Some(Duration::from_secs(7200)), ..Default::default() };
-    assert!(matches!(c.delegate(&cv, wide).await, Err(TokenError::Wider(_))));
+    assert!(matches!(c.delegate(&cv, wide).await, Err(Error::Wider(_))));
 
     // A holder cannot splice a delegation it was not given into its own chain.
     let other_child = c.delegate(&parent, child_req).await.unwrap();
     let spliced = attenuate(&grandchild.token, &format!("delegation = {}", other_child.id));
-    assert_eq!(c.verify(&spliced, None).await.unwrap_err(), TokenError::Invalid);
+    assert_eq!(c.verify(&spliced, None).await.unwrap_err(), Error::Invalid);
 
     // Revoking the middle kills it and its subtree, not its parent or siblings.
     assert_eq!(c.revoke(org, child.id).await.unwrap(), Some(2));
-    assert_eq!(c.verify(&child.token, None).await.unwrap_err(), TokenError::Invalid);
-    assert_eq!(c.verify(&grandchild.token, None).await.unwrap_err(), TokenError::Invalid);
+    assert_eq!(c.verify(&child.token, None).await.unwrap_err(), Error::Invalid);
+    assert_eq!(c.verify(&grandchild.token, None).await.unwrap_err(), Error::Invalid);
     assert!(c.verify(&root.token, None).await.is_ok());
     assert!(c.verify(&other_child.token, None).await.is_ok());
     // Revoking the root kills everything below it; another org cannot even see it.
@@ -156,8 +156,8 @@ both_backends!(rotation_keeps_old_tokens_until_they_expire_or_not, |store: Store
     assert_eq!(versions[1].retire_at, Some(old.expires_at), "grace lasts until the last old token expires");
     // A compromise: retire everything older at once.
     c.rotate(org, Rotation::Now).await.unwrap();
-    assert_eq!(c.verify(&old.token, None).await.unwrap_err(), TokenError::Expired);
-    assert_eq!(c.verify(&new.token, None).await.unwrap_err(), TokenError::Expired);
+    assert_eq!(c.verify(&old.token, None).await.unwrap_err(), Error::Expired);
+    assert_eq!(c.verify(&new.token, None).await.unwrap_err(), Error::Expired);
     let newest = c.mint(mint_req(org, project)).await.unwrap();
     assert!(c.verify(&newest.token, None).await.is_ok());
     // The sealed root keys in the store are not the keys.

@@ -151,7 +151,8 @@ async fn signed_deliveries_carry_the_chain_line_and_retry() {
         .unwrap();
     let id = h["webhook-id"].to_str().unwrap();
     let ts: i64 = h["webhook-timestamp"].to_str().unwrap().parse().unwrap();
-    let expected = gatehouse_audit::webhooks::sign::signature(&SecretString::from(secret.clone()), id, ts, body).unwrap();
+    let expected =
+        gatehouse_audit::webhooks::sign::signature(&SecretString::from(secret.clone()), id, ts, body).unwrap();
     assert_eq!(h["webhook-signature"].to_str().unwrap(), expected);
     let v: Value = serde_json::from_str(body).unwrap();
     assert_eq!(v["data"]["target"], key["id"]);

@@ -1,0 +1,79 @@
+//! What an `[[oidc]]` issuer is once the config file is validated: the settings this crate's
+//! [`crate::Issuer`] runs on. The config crate reads and checks the file and builds these.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Signature algorithms an issuer may use. Nothing symmetric, nothing `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JwtAlg {
+    Rs256,
+    Es256,
+    EdDsa,
+}
+
+impl JwtAlg {
+    pub fn parse(s: &str) -> Option<JwtAlg> {
+        match s {
+            "RS256" => Some(JwtAlg::Rs256),
+            "ES256" => Some(JwtAlg::Es256),
+            "EdDSA" => Some(JwtAlg::EdDsa),
+            _ => None,
+        }
+    }
+}
+
+/// Where the claims a principal is built from live in the token (RFC 6901 JSON pointers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimMap {
+    pub subject: String,
+    pub org: Option<String>,
+    pub project: Option<String>,
+    pub roles: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcIssuer {
+    /// Our name for it (audit actor `oidc:<name>:<subject>`).
+    pub name: String,
+    /// Exactly the `iss` the tokens carry; discovery is `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// Skip discovery and fetch keys here.
+    pub jwks_uri: Option<String>,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<JwtAlg>,
+    pub data_plane: bool,
+    pub control_plane: bool,
+    pub claims: ClaimMap,
+    /// Org / project names used when the token has no such claim.
+    pub default_org: Option<String>,
+    pub default_project: Option<String>,
+    /// Data plane: role -> scopes. A role not listed here denies the token.
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Control plane: role -> admin role (`org_admin`, `member`, `viewer`; `platform_admin`
+    /// only if written out). A role not listed here denies the token.
+    pub admin_roles: BTreeMap<String, String>,
+    /// Refuse tokens whose `typ` is not `at+jwt` (RFC 9068): an ID token is not an access token.
+    pub require_access_token_type: bool,
+    pub clock_skew: Duration,
+    pub jwks_refresh: Duration,
+    pub unknown_kid_cooldown: Duration,
+    pub fetch_timeout: Duration,
+    pub max_document_bytes: usize,
+}
+
+/// https, or http to a loopback host (tests and sidecars): keys fetched in clear text from
+/// elsewhere could be swapped on the way.
+pub fn trusted_url(u: &str) -> bool {
+    let Ok(url) = url::Url::parse(u) else { return false };
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        },
+        _ => false,
+    }
+}
