@@ -14,15 +14,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse_core::scope::ScopePattern;
-use gatehouse_core::{DenyCode, KeyId, RequestCx, RequestId};
+use gatehouse_core::{DenyCode, RequestCx, RequestId};
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::federated::FederatedVerifier;
 use gatehouse_gates::route::RouteTable;
 use gatehouse_gates::{Gates, admit};
 use gatehouse_oidc::{Federation, Plane};
 use gatehouse_providers::{Endpoint, RequestBounds};
-use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
-use gatehouse_store::{NewKey, Store, now_ms};
+use gatehouse_security::{KeyHasher, KeyKind, MasterKey};
+use gatehouse_store::{Store, now_ms};
 use gatehouse_tokens::{Capabilities, MintRequest};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -35,31 +35,12 @@ struct Fixture {
     store: Store,
     hasher: Arc<KeyHasher>,
     key: SecretString,
-    _dir: tempfile::TempDir,
+    _store: gatehouse_testkit::stores::TestStore,
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open_sqlite(&dir.path().join("bench.db")).await.expect("sqlite");
-    store.migrate().await.expect("migrate");
-    let t = store.ensure_default_tenant().await.expect("tenant");
-    let hasher = Arc::new(KeyHasher::new(&MasterKey::from_bytes([3; 32])));
-    let key = generate_key(KeyKind::Api);
-    store
-        .insert_key(&NewKey {
-            id: KeyId::generate(),
-            org: t.org,
-            project: t.project,
-            name: "bench".into(),
-            digest: hasher.digest(KeyKind::Api, &key).0,
-            hint: "h".into(),
-            allowed_models: None,
-            created_at: now_ms(),
-            expires_at: None,
-            user: None,
-        })
-        .await
-        .expect("insert");
+    let keyed = gatehouse_testkit::stores::keyed(None).await;
+    let (store, t, hasher, key) = (keyed.test.store.clone(), keyed.tenant, keyed.hasher.clone(), keyed.key.clone());
     let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), 10_000));
     let sealer = Capabilities::sealer(&MasterKey::from_bytes([3; 32])).expect("sealer");
     let tokens = Arc::new(Capabilities::new(store.clone(), sealer, 10_000));
@@ -88,7 +69,7 @@ async fn fixture() -> Fixture {
     let limits =
         gatehouse_gates::limits::LimitsGate::new(Arc::new(gatehouse_gates::limits::LimitsBackend::local()), &policy);
     let gates = Gates::new(creds, policies, limits, table, bounds, gatehouse_gates::meter::AuditHook::off());
-    Fixture { gates, token: SecretString::from(minted.token), jwts, store, hasher, key, _dir: dir }
+    Fixture { gates, token: SecretString::from(minted.token), jwts, store, hasher, key, _store: keyed.test }
 }
 
 /// JWTs signed with each accepted algorithm by freshly generated keys.

@@ -572,9 +572,7 @@ mod tests {
 
     use super::*;
     use crate::meter::SpanSink;
-    use gatehouse_core::KeyId;
-    use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
-    use gatehouse_store::{NewKey, Store, now_ms};
+    use gatehouse_security::{KeyKind, generate_key};
     use secrecy::SecretString;
 
     /// Sends the trail of every finished request to the test.
@@ -602,32 +600,12 @@ mod tests {
         gates: Gates,
         trails: Ended,
         key: SecretString,
-        _dir: tempfile::TempDir,
+        _store: gatehouse_testkit::stores::TestStore,
     }
 
     async fn fixture(allowed: Option<Vec<String>>) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("g.db")).await.unwrap();
-        store.migrate().await.unwrap();
-        let t = store.ensure_default_tenant().await.unwrap();
-        let hasher = Arc::new(KeyHasher::new(&MasterKey::from_bytes([7; 32])));
-        let key = generate_key(KeyKind::Api);
-        store
-            .insert_key(&NewKey {
-                id: KeyId::generate(),
-                org: t.org,
-                project: t.project,
-                name: "k".into(),
-                digest: hasher.digest(KeyKind::Api, &key).0,
-                hint: "h".into(),
-                allowed_models: allowed,
-                created_at: now_ms(),
-                expires_at: None,
-                user: None,
-            })
-            .await
-            .unwrap();
-        let verifier = Arc::new(crate::authenticate::KeyVerifier::new(store, hasher, 1000));
+        let k = gatehouse_testkit::stores::keyed(allowed).await;
+        let verifier = Arc::new(crate::authenticate::KeyVerifier::new(k.test.store.clone(), k.hasher, 1000));
         let policy = gatehouse_config::Config::default().policy;
         let table = Arc::new(RouteTable::build(&policy));
         let bounds = RequestBounds { max_depth: 16, max_messages: 8, max_embedding_inputs: 8 };
@@ -637,7 +615,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let audit = AuditHook { spans: Some(Arc::new(Trails(tx))), ..AuditHook::off() };
         let gates = Gates::new(creds, policies, limits, table, bounds, audit);
-        Fixture { gates, trails: Ended(rx), key, _dir: dir }
+        Fixture { gates, trails: Ended(rx), key: k.key, _store: k.test }
     }
 
     async fn body(b: &'static [u8]) -> Result<Bytes, DenyCode> {

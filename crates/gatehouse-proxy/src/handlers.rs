@@ -8,13 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, Rates, RequestCx, RequestId, Target};
-use gatehouse_gates::{Admitted, Answer, Stop, Stopped, admit, admit_listing};
+use gatehouse_gates::{Admitted, Answer, Listing, Stop, Stopped, admit, admit_listing};
 use gatehouse_providers::{ApiRequest, Endpoint, mock, usage_from_body};
 use http::{HeaderMap, HeaderValue, header};
 use secrecy::SecretString;
@@ -267,18 +267,30 @@ fn model_json(name: &str, owner: &str) -> serde_json::Value {
     json!({"id": name, "object": "model", "created": 0, "owned_by": owner})
 }
 
+/// The request half of `/v1/models` (authenticate; a refusal is audited) as an extractor, so
+/// both listing handlers start from what the caller may see.
+struct Listed {
+    rt: Arc<Runtime>,
+    listing: Listing,
+}
+
+impl FromRequestParts<AppState> for Listed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, app: &AppState) -> Result<Listed, Response> {
+        let id = parts.extensions.get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
+        let mut cx = RequestCx::new(id, credential(&parts.headers));
+        cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let rt = app.runtime.load_full();
+        match admit_listing(&rt.gates, cx).await {
+            Ok(listing) => Ok(Listed { rt, listing }),
+            Err(d) => Err(d.into_response()),
+        }
+    }
+}
+
 /// Only the models this credential may use; others do not exist for it.
-async fn list_models(
-    State(app): State<AppState>,
-    Extension(id): Extension<RequestId>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-) -> Response {
-    let rt = app.runtime.load_full();
-    let listing = match admit_listing(&rt.gates, listing_cx(id, peer, &headers)).await {
-        Ok(l) => l,
-        Err(d) => return d.into_response(),
-    };
+async fn list_models(Listed { rt, listing }: Listed) -> Response {
     let data: Vec<_> = rt
         .gates
         .table
@@ -290,30 +302,13 @@ async fn list_models(
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
-async fn get_model(
-    State(app): State<AppState>,
-    Extension(id): Extension<RequestId>,
-    Path(model): Path<String>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-) -> Response {
-    let rt = app.runtime.load_full();
-    let listing = match admit_listing(&rt.gates, listing_cx(id, peer, &headers)).await {
-        Ok(l) => l,
-        Err(d) => return d.into_response(),
-    };
+async fn get_model(Path(model): Path<String>, Listed { rt, listing }: Listed) -> Response {
     match rt.gates.table.resolve(&model) {
         Some(e) if e.route.model.as_ref() == model && listing.may_use(&e.route.model) => {
             Json(model_json(&e.route.model, &e.route.provider)).into_response()
         }
         _ => listing.not_found().into_response(),
     }
-}
-
-fn listing_cx(id: RequestId, peer: Option<Extension<ConnectInfo<SocketAddr>>>, headers: &HeaderMap) -> RequestCx {
-    let mut cx = RequestCx::new(id, credential(headers));
-    cx.source = peer.map(|Extension(c)| c.0.ip());
-    cx
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {

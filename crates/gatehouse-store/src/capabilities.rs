@@ -206,10 +206,7 @@ impl Store {
                 },
                 expires_at: r.expires_at,
                 usable: r.revoked_at.is_none() && r.org_disabled.is_none() && r.project_disabled.is_none(),
-                project_models: match r.project_models {
-                    None => None,
-                    Some(j) => Some(serde_json::from_str(&j).map_err(|_| Error::Corrupt("projects.allowed_models"))?),
-                },
+                project_models: crate::records::json_column(r.project_models, "projects.allowed_models")?,
             })
         })
         .transpose()

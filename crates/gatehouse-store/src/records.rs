@@ -102,19 +102,8 @@ impl TryFrom<RawKeyRow> for KeyRow {
     type Error = Error;
 
     fn try_from(r: RawKeyRow) -> Result<Self, Error> {
-        let limits = r
-            .project_limits
-            .as_deref()
-            .map(|s| {
-                serde_json::from_str::<serde_json::Value>(s).map_err(|_| Error::Corrupt("projects.default_limits"))
-            })
-            .transpose()?;
-        let allowed_models = match r.allowed_models {
-            None => None,
-            Some(s) => {
-                Some(serde_json::from_str::<Vec<String>>(&s).map_err(|_| Error::Corrupt("api_keys.allowed_models"))?)
-            }
-        };
+        let limits: Option<serde_json::Value> = json_column(r.project_limits, "projects.default_limits")?;
+        let allowed_models = json_column(r.allowed_models, "api_keys.allowed_models")?;
         Ok(KeyRow {
             id: KeyId::parse(&r.id).ok_or(Error::Corrupt("api_keys.id"))?,
             org: OrgId::parse(&r.org_id).ok_or(Error::Corrupt("api_keys.org_id"))?,
@@ -126,10 +115,7 @@ impl TryFrom<RawKeyRow> for KeyRow {
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
             scope_disabled: r.org_disabled_at.is_some() || r.project_disabled_at.is_some(),
-            project_models: r
-                .project_models
-                .map(|s| serde_json::from_str::<Vec<String>>(&s).map_err(|_| Error::Corrupt("projects.allowed_models")))
-                .transpose()?,
+            project_models: json_column(r.project_models, "projects.allowed_models")?,
             user: r
                 .user_id
                 .map(|u| gatehouse_core::UserId::parse(&u).ok_or(Error::Corrupt("api_keys.user_id")))
@@ -247,10 +233,7 @@ impl TryFrom<RawProjectRow> for ProjectRow {
     type Error = Error;
 
     fn try_from(r: RawProjectRow) -> Result<Self, Error> {
-        let allowed_models = r
-            .allowed_models
-            .map(|s| serde_json::from_str::<Vec<String>>(&s).map_err(|_| Error::Corrupt("projects.allowed_models")))
-            .transpose()?;
+        let allowed_models = json_column(r.allowed_models, "projects.allowed_models")?;
         Ok(ProjectRow {
             id: ProjectId::parse(&r.id).ok_or(Error::Corrupt("projects.id"))?,
             org: OrgId::parse(&r.org_id).ok_or(Error::Corrupt("projects.org_id"))?,
@@ -258,11 +241,16 @@ impl TryFrom<RawProjectRow> for ProjectRow {
             allowed_models,
             created_at: r.created_at,
             disabled_at: r.disabled_at,
-            default_limits: r
-                .default_limits
-                .map(|s| serde_json::from_str(&s).map_err(|_| Error::Corrupt("projects.default_limits")))
-                .transpose()?,
+            default_limits: json_column(r.default_limits, "projects.default_limits")?,
             guardrail_policy: r.guardrail_policy,
         })
     }
+}
+
+/// A nullable column holding JSON; unreadable JSON is corruption of that column (named).
+pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+    column: &'static str,
+) -> Result<Option<T>, Error> {
+    text.map(|s| serde_json::from_str(&s).map_err(|_| Error::Corrupt(column))).transpose()
 }

@@ -130,3 +130,37 @@ macro_rules! each_store {
         }
     };
 }
+
+/// A SQLite store with the default tenant and one API key in it: what a gate, router or
+/// benchmark needs before a request can authenticate.
+pub struct Keyed {
+    pub test: TestStore,
+    pub tenant: gatehouse_store::Tenant,
+    /// The hasher the key's digest was made with (a verifier must use the same one).
+    pub hasher: std::sync::Arc<gatehouse_security::KeyHasher>,
+    pub key: secrecy::SecretString,
+}
+
+/// [`Keyed`], with the key bound to `allowed_models` (`None`: the project's).
+#[expect(clippy::unwrap_used, reason = "test setup")]
+pub async fn keyed(allowed_models: Option<Vec<String>>) -> Keyed {
+    use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
+    let test = sqlite().await;
+    let tenant = test.store.ensure_default_tenant().await.unwrap();
+    let hasher = std::sync::Arc::new(KeyHasher::new(&MasterKey::from_bytes([7; 32])));
+    let key = generate_key(KeyKind::Api);
+    let new = gatehouse_store::NewKey {
+        id: gatehouse_core::KeyId::generate(),
+        org: tenant.org,
+        project: tenant.project,
+        name: "test".into(),
+        digest: hasher.digest(KeyKind::Api, &key).0,
+        hint: "h".into(),
+        allowed_models,
+        created_at: gatehouse_store::now_ms(),
+        expires_at: None,
+        user: None,
+    };
+    test.store.insert_key(&new).await.unwrap();
+    Keyed { test, tenant, hasher, key }
+}

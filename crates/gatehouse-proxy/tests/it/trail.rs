@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_config::Config;
-use gatehouse_core::{GateOutcome, KeyId, TrailEntry};
+use gatehouse_core::{GateOutcome, TrailEntry};
 use gatehouse_gates::ORDER;
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::chain::follows_order;
@@ -17,8 +17,6 @@ use gatehouse_gates::limits::LimitsBackend;
 use gatehouse_gates::meter::{AuditHook, SpanSink};
 use gatehouse_http::with_transport_layers;
 use gatehouse_proxy::{AppState, Services, build_runtime, router};
-use gatehouse_security::{KeyHasher, KeyKind, MasterKey, generate_key};
-use gatehouse_store::{NewKey, Store, now_ms};
 use gatehouse_testkit::{Behavior, FakeProvider};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -38,7 +36,7 @@ struct DataPlane {
     http: reqwest::Client,
     trails: mpsc::UnboundedReceiver<Vec<TrailEntry>>,
     fake: FakeProvider,
-    _dir: tempfile::TempDir,
+    _store: gatehouse_testkit::stores::TestStore,
 }
 
 const CONFIG: &str = r#"
@@ -66,25 +64,8 @@ custom = [{ name = "forbidden", keywords = ["forbidden-word"], output = "block" 
 
 async fn data_plane() -> DataPlane {
     let fake = FakeProvider::spawn().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("g.db")).await.unwrap();
-    store.migrate().await.unwrap();
-    let tenant = store.ensure_default_tenant().await.unwrap();
-    let hasher = Arc::new(KeyHasher::new(&MasterKey::from_bytes([9; 32])));
-    let key = generate_key(KeyKind::Api);
-    let new = NewKey {
-        id: KeyId::generate(),
-        org: tenant.org,
-        project: tenant.project,
-        name: "k".into(),
-        digest: hasher.digest(KeyKind::Api, &key).0,
-        hint: "h".into(),
-        allowed_models: None,
-        created_at: now_ms(),
-        expires_at: None,
-        user: None,
-    };
-    store.insert_key(&new).await.unwrap();
+    let keyed = gatehouse_testkit::stores::keyed(None).await;
+    let (store, hasher) = (keyed.test.store.clone(), keyed.hasher.clone());
 
     let config = Config::from_toml(&CONFIG.replace("BASE_URL", &fake.base_url())).unwrap();
     let creds =
@@ -103,11 +84,11 @@ async fn data_plane() -> DataPlane {
     });
     DataPlane {
         url,
-        key: key.expose_secret().to_owned(),
+        key: keyed.key.expose_secret().to_owned(),
         http: reqwest::Client::builder().build().unwrap(),
         trails,
         fake,
-        _dir: dir,
+        _store: keyed.test,
     }
 }
 

@@ -7,15 +7,14 @@ use gatehouse_testkit::eventually;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{call, gateway, mint, new_org, root};
+use crate::common::{as_root, call, gateway, mint, new_org, root};
 
 #[tokio::test]
 async fn disabling_a_project_or_org_stops_its_keys_within_a_second() {
     let gw = gateway().spawn().await;
     let org = new_org(&gw, "acme").await;
     let (st, project) =
-        call(&gw, &root(&gw), Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(json!({"name": "web"})))
-            .await;
+        as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(json!({"name": "web"}))).await;
     assert_eq!(st, 201, "{project}");
     let pid = project["id"].as_str().unwrap();
     let (_, key) = gw.create_key(json!({"name": "k", "org": "acme", "project": "web"})).await;
@@ -26,15 +25,13 @@ async fn disabling_a_project_or_org_stops_its_keys_within_a_second() {
         let gw = &gw;
         async move { eventually(Duration::from_secs(1), || async { gw.chat(&key, "mock").await.status() == want }).await }
     };
-    let (st, _) =
-        call(&gw, &root(&gw), Method::POST, &format!("/admin/v1/orgs/{org}/projects/{pid}/disable"), None).await;
+    let (st, _) = as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{org}/projects/{pid}/disable"), None).await;
     assert_eq!(st, 200);
     assert!(works(401).await, "a disabled project's keys stop within a second");
-    let (st, _) =
-        call(&gw, &root(&gw), Method::POST, &format!("/admin/v1/orgs/{org}/projects/{pid}/enable"), None).await;
+    let (st, _) = as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{org}/projects/{pid}/enable"), None).await;
     assert_eq!(st, 200);
     assert!(works(200).await, "re-enabling restores the keys");
-    let (st, v) = call(&gw, &root(&gw), Method::POST, &format!("/admin/v1/orgs/{org}/disable"), None).await;
+    let (st, v) = as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{org}/disable"), None).await;
     assert_eq!(st, 200);
     assert!(v["disabled_at"].is_i64());
     assert!(works(401).await, "a disabled org's keys stop within a second");
@@ -119,7 +116,7 @@ async fn every_decision_is_audited_with_its_facts() {
     call(&gw, &admin, Method::POST, "/admin/v1/orgs", Some(json!({"name": "nope"}))).await;
     call(&gw, "gtha_wrong", Method::GET, "/admin/v1/orgs", None).await;
 
-    let (st, audit) = call(&gw, &root(&gw), Method::GET, "/admin/v1/audit?limit=50", None).await;
+    let (st, audit) = as_root(&gw, Method::GET, "/admin/v1/audit?limit=50", None).await;
     assert_eq!(st, 200);
     let events = audit["data"].as_array().unwrap();
     let find = |action: &str, outcome: &str| {
@@ -214,8 +211,8 @@ async fn control_plane_mutations_are_rate_limited_per_token() {
     assert_eq!(statuses, [201, 201, 429], "a burst of a quarter of the per-minute rate, then 429");
     assert!(retry_after.is_some_and(|s| s.parse::<u32>().unwrap() >= 1));
     // reads are not mutations
-    assert_eq!(call(&gw, &root(&gw), Method::GET, "/admin/v1/orgs", None).await.0, 200);
-    let (_, audit) = call(&gw, &root(&gw), Method::GET, "/admin/v1/audit", None).await;
+    assert_eq!(as_root(&gw, Method::GET, "/admin/v1/orgs", None).await.0, 200);
+    let (_, audit) = as_root(&gw, Method::GET, "/admin/v1/audit", None).await;
     assert!(audit.to_string().contains("ratelimit.admin"), "{audit}");
 }
 
@@ -223,9 +220,8 @@ async fn control_plane_mutations_are_rate_limited_per_token() {
 async fn a_project_allow_list_bounds_its_keys() {
     let gw = gateway().spawn().await;
     let org = new_org(&gw, "acme").await;
-    let (st, p) = call(
+    let (st, p) = as_root(
         &gw,
-        &root(&gw),
         Method::POST,
         &format!("/admin/v1/orgs/{org}/projects"),
         Some(json!({"name": "web", "models": ["mock"]})),
@@ -235,9 +231,8 @@ async fn a_project_allow_list_bounds_its_keys() {
     let pid = p["id"].as_str().unwrap();
 
     // a key cannot be wider than its project
-    let (st, v) = call(
+    let (st, v) = as_root(
         &gw,
-        &root(&gw),
         Method::POST,
         "/admin/v1/keys",
         Some(json!({"name": "wide", "org": "acme", "project": "web", "models": ["mock-embedding"]})),
@@ -252,9 +247,8 @@ async fn a_project_allow_list_bounds_its_keys() {
     assert_eq!(emb.status(), 404);
 
     // and so does a capability token minted for the project
-    let (st, cap) = call(
+    let (st, cap) = as_root(
         &gw,
-        &root(&gw),
         Method::POST,
         "/admin/v1/capabilities",
         Some(json!({"name": "ci", "org": "acme", "project": "web", "scopes": ["chat:*"], "expires_in_seconds": 600})),
@@ -266,9 +260,8 @@ async fn a_project_allow_list_bounds_its_keys() {
 
     // narrowing the project reaches its keys and its capability tokens within a second (a
     // regression: tokens kept the old allow-list cached for up to 30 s)
-    let (st, _) = call(
+    let (st, _) = as_root(
         &gw,
-        &root(&gw),
         Method::PATCH,
         &format!("/admin/v1/orgs/{org}/projects/{pid}"),
         Some(json!({"name": "web", "models": ["mock-embedding"]})),
@@ -316,7 +309,6 @@ fn redact(v: &mut Value) {
 #[tokio::test]
 async fn admin_responses_expose_no_hash_and_each_secret_once() {
     let gw = gateway().spawn().await;
-    let t = root(&gw);
     let org = new_org(&gw, "acme").await;
     let mut shown = Vec::new();
     let mut step = |label: &str, v: &Value| {
@@ -324,18 +316,16 @@ async fn admin_responses_expose_no_hash_and_each_secret_once() {
         redact(&mut v);
         shown.push(json!({"step": label, "body": v}));
     };
-    let (_, v) = call(
+    let (_, v) = as_root(
         &gw,
-        &t,
         Method::POST,
         &format!("/admin/v1/orgs/{org}/projects"),
         Some(json!({"name": "web", "models": ["mock"]})),
     )
     .await;
     step("project.create", &v);
-    let (_, v) = call(
+    let (_, v) = as_root(
         &gw,
-        &t,
         Method::POST,
         &format!("/admin/v1/orgs/{org}/members"),
         Some(json!({"email": "ann@example.com", "name": "Ann", "role": "member"})),
@@ -343,21 +333,19 @@ async fn admin_responses_expose_no_hash_and_each_secret_once() {
     .await;
     step("member.set", &v);
     let (_, v) =
-        call(&gw, &t, Method::POST, "/admin/v1/tokens", Some(json!({"name": "ci", "role": "viewer", "org": org})))
-            .await;
+        as_root(&gw, Method::POST, "/admin/v1/tokens", Some(json!({"name": "ci", "role": "viewer", "org": org}))).await;
     step("token.create", &v);
     let (_, created) =
-        call(&gw, &t, Method::POST, "/admin/v1/keys", Some(json!({"name": "k", "org": "acme", "project": "web"})))
-            .await;
+        as_root(&gw, Method::POST, "/admin/v1/keys", Some(json!({"name": "k", "org": "acme", "project": "web"}))).await;
     step("key.create", &created);
     let id = created["id"].as_str().unwrap();
-    let (_, v) = call(&gw, &t, Method::GET, &format!("/admin/v1/keys/{id}?org=acme"), None).await;
+    let (_, v) = as_root(&gw, Method::GET, &format!("/admin/v1/keys/{id}?org=acme"), None).await;
     step("key.read", &v);
-    let (_, v) = call(&gw, &t, Method::POST, &format!("/admin/v1/keys/{id}/rotate?org=acme"), Some(json!({}))).await;
+    let (_, v) = as_root(&gw, Method::POST, &format!("/admin/v1/keys/{id}/rotate?org=acme"), Some(json!({}))).await;
     step("key.rotate", &v);
-    let (_, v) = call(&gw, &t, Method::GET, "/admin/v1/keys?org=acme", None).await;
+    let (_, v) = as_root(&gw, Method::GET, "/admin/v1/keys?org=acme", None).await;
     step("key.list", &v);
-    let (_, v) = call(&gw, &t, Method::GET, "/admin/v1/audit?limit=3", None).await;
+    let (_, v) = as_root(&gw, Method::GET, "/admin/v1/audit?limit=3", None).await;
     step("audit.read", &v);
     insta::assert_json_snapshot!("admin_responses", shown);
 
@@ -369,35 +357,31 @@ async fn admin_responses_expose_no_hash_and_each_secret_once() {
 #[tokio::test]
 async fn members_mint_keys_only_in_their_own_projects() {
     let gw = gateway().spawn().await;
-    let t = root(&gw);
     let org = new_org(&gw, "acme").await;
     let mut projects = HashMap::new();
     for name in ["web", "ops"] {
         let (_, p) =
-            call(&gw, &t, Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(json!({"name": name}))).await;
+            as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(json!({"name": name}))).await;
         projects.insert(name, p["id"].as_str().unwrap().to_owned());
     }
-    let (_, ann) = call(
+    let (_, ann) = as_root(
         &gw,
-        &t,
         Method::POST,
         &format!("/admin/v1/orgs/{org}/members"),
         Some(json!({"email": "ann@example.com", "name": "Ann", "role": "member"})),
     )
     .await;
     let ann = ann["user_id"].as_str().unwrap().to_owned();
-    let (st, _) = call(
+    let (st, _) = as_root(
         &gw,
-        &t,
         Method::POST,
         &format!("/admin/v1/orgs/{org}/projects/{}/members", projects["web"]),
         Some(json!({"user_id": ann})),
     )
     .await;
     assert_eq!(st, 201);
-    let (_, tok) = call(
+    let (_, tok) = as_root(
         &gw,
-        &t,
         Method::POST,
         "/admin/v1/tokens",
         Some(json!({"name": "ann", "role": "member", "org": org, "user": ann})),
@@ -405,7 +389,7 @@ async fn members_mint_keys_only_in_their_own_projects() {
     .await;
     let ann_token = tok["token"].as_str().unwrap().to_owned();
     let (_, unbound) =
-        call(&gw, &t, Method::POST, "/admin/v1/tokens", Some(json!({"name": "nobody", "role": "member", "org": org})))
+        as_root(&gw, Method::POST, "/admin/v1/tokens", Some(json!({"name": "nobody", "role": "member", "org": org})))
             .await;
     let unbound = unbound["token"].as_str().unwrap().to_owned();
 
@@ -429,7 +413,7 @@ async fn members_mint_keys_only_in_their_own_projects() {
     // a member revokes their own keys, and only those
     let own_id = key["id"].as_str().unwrap().to_owned();
     let (_, other) =
-        call(&gw, &t, Method::POST, "/admin/v1/keys", Some(json!({"name": "admins", "org": "acme", "project": "web"})))
+        as_root(&gw, Method::POST, "/admin/v1/keys", Some(json!({"name": "admins", "org": "acme", "project": "web"})))
             .await;
     let other_id = other["id"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -442,9 +426,8 @@ async fn members_mint_keys_only_in_their_own_projects() {
     );
     assert_eq!(mint(unbound, "web").await.0, 403, "a member token bound to nobody owns nothing");
     // and someone outside the org cannot add people to its projects
-    let (st, _) = call(
+    let (st, _) = as_root(
         &gw,
-        &t,
         Method::POST,
         &format!("/admin/v1/orgs/{org}/projects/{}/members", projects["ops"]),
         Some(json!({"user_id": gatehouse_core::UserId::generate().to_string()})),
@@ -456,11 +439,10 @@ async fn members_mint_keys_only_in_their_own_projects() {
 #[tokio::test]
 async fn projects_carry_policy_references_for_limits_and_guardrails() {
     let gw = gateway().spawn().await;
-    let t = root(&gw);
     let org = new_org(&gw, "acme").await;
     let path = format!("/admin/v1/orgs/{org}/projects");
     let body = json!({"name": "web", "default_limits": {"rpm": 60, "tpm": 100000}, "guardrail_policy": "strict"});
-    let (st, p) = call(&gw, &t, Method::POST, &path, Some(body)).await;
+    let (st, p) = as_root(&gw, Method::POST, &path, Some(body)).await;
     assert_eq!(st, 201, "{p}");
     assert_eq!(p["default_limits"], json!({"rpm": 60, "tpm": 100000}));
     assert_eq!(p["guardrail_policy"], "strict");
@@ -468,10 +450,10 @@ async fn projects_carry_policy_references_for_limits_and_guardrails() {
         (json!({"name": "x", "default_limits": {"rpm": 0}}), "default_limits"),
         (json!({"name": "x", "guardrail_policy": "no spaces"}), "guardrail_policy"),
     ] {
-        let (st, v) = call(&gw, &t, Method::POST, &path, Some(bad)).await;
+        let (st, v) = as_root(&gw, Method::POST, &path, Some(bad)).await;
         assert_eq!((st, v["error"]["param"].as_str()), (400, Some(param)));
     }
-    let (st, _) = call(&gw, &t, Method::POST, &path, Some(json!({"name": "x", "default_limits": {"rps": 1}}))).await;
+    let (st, _) = as_root(&gw, Method::POST, &path, Some(json!({"name": "x", "default_limits": {"rps": 1}}))).await;
     assert_eq!(st, 400, "unknown limit kinds are refused");
 }
 
@@ -492,7 +474,7 @@ async fn a_revoked_admin_token_stops_at_once_and_listings_hold_no_secret() {
     assert!(!list.to_string().contains("gtha_"), "listings hold no secret");
 
     // an org admin cannot revoke the platform's bootstrap token (it does not exist for them)
-    let (_, all) = call(&gw, &root(&gw), Method::GET, "/admin/v1/tokens", None).await;
+    let (_, all) = as_root(&gw, Method::GET, "/admin/v1/tokens", None).await;
     let bootstrap = all["data"].as_array().unwrap().iter().find(|t| t["role"] == "platform_admin").unwrap()["id"]
         .as_str()
         .unwrap()

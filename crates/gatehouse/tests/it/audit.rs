@@ -9,7 +9,7 @@ use gatehouse_testkit::{FakeProvider, REPLY_CANARY, TestGateway};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{PROVIDER_SECRET, call, gateway, mint, new_org, root, upstream_config};
+use crate::common::{PROVIDER_SECRET, as_root, call, gateway, mint, new_org, root, upstream_config};
 
 const AUDIT: &str = "[audit]\ncheckpoint_every_events = 20\ncheckpoint_interval_ms = 200\n";
 
@@ -40,7 +40,7 @@ fn records(ndjson: &str) -> Vec<Value> {
 }
 
 async fn vkey(gw: &TestGateway) -> String {
-    let (st, v) = call(gw, &root(gw), Method::GET, "/admin/v1/audit/key", None).await;
+    let (st, v) = as_root(gw, Method::GET, "/admin/v1/audit/key", None).await;
     assert_eq!(st, 200, "{v}");
     v["key"].as_str().unwrap().to_owned()
 }
@@ -290,7 +290,7 @@ async fn canaries_never_reach_the_trail_logs_or_metrics() {
         if let Some(o) = org {
             body["org"] = json!(o);
         }
-        assert_eq!(call(&gw, &root(&gw), Method::POST, "/admin/v1/webhooks", Some(body)).await.0, 201);
+        assert_eq!(as_root(&gw, Method::POST, "/admin/v1/webhooks", Some(body)).await.0, 201);
     }
     let msg = json!([{"role": "user", "content": format!("my secret is {PROMPT_CANARY}")},
                      {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function",
@@ -321,7 +321,7 @@ async fn canaries_never_reach_the_trail_logs_or_metrics() {
     let wrong_key = format!("gth_{PROMPT_CANARY}");
     assert_eq!(gw.post("/v1/chat/completions", Some(&wrong_key), &chat(false, "mock")).await.status(), 401);
     // the control plane: a body and a token carrying it
-    call(&gw, &root(&gw), Method::POST, "/admin/v1/orgs", Some(json!({"name": PROMPT_CANARY, "x": 1}))).await;
+    as_root(&gw, Method::POST, "/admin/v1/orgs", Some(json!({"name": PROMPT_CANARY, "x": 1}))).await;
     call(&gw, &format!("gtha_{PROMPT_CANARY}"), Method::GET, "/admin/v1/orgs", None).await;
 
     let (_, ndjson) = export(&gw, &root(&gw), "").await;

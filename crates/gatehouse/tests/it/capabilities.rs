@@ -8,10 +8,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::common::{call, gateway, json, root};
+use crate::common::{as_root, gateway, json};
 
 async fn mint(gw: &gatehouse_testkit::TestGateway, body: Value) -> Value {
-    let (st, v) = call(gw, &root(gw), Method::POST, "/admin/v1/capabilities", Some(body)).await;
+    let (st, v) = as_root(gw, Method::POST, "/admin/v1/capabilities", Some(body)).await;
     assert_eq!(st, 201, "{v}");
     v
 }
@@ -159,12 +159,12 @@ async fn delegation_narrows_and_revocation_takes_the_subtree() {
     assert_eq!((st, v["error"]["code"].as_str()), (401, Some("invalid_token")));
 
     // The registry shows the tree.
-    let (_, list) = call(&gw, &root(&gw), Method::GET, "/admin/v1/capabilities", None).await;
+    let (_, list) = as_root(&gw, Method::GET, "/admin/v1/capabilities", None).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 4);
 
     // Revoking the child kills it and everything below, on the very next request.
     let cid = child["id"].as_str().unwrap();
-    let (st, v) = call(&gw, &root(&gw), Method::POST, &format!("/admin/v1/capabilities/{cid}/revoke"), None).await;
+    let (st, v) = as_root(&gw, Method::POST, &format!("/admin/v1/capabilities/{cid}/revoke"), None).await;
     assert_eq!((st, v["revoked"].as_u64()), (200, Some(3)), "{v}");
     for dead in [ctoken, gtoken, no_scope["token"].as_str().unwrap()] {
         let resp = gw.chat(dead, "mock").await;
@@ -174,7 +174,7 @@ async fn delegation_narrows_and_revocation_takes_the_subtree() {
     assert_eq!(gw.chat(ptoken, "mock").await.status(), 200, "the parent is untouched");
 
     // The audit trail names tokens by id, never by value.
-    let (_, trail) = call(&gw, &root(&gw), Method::GET, "/admin/v1/audit?limit=200", None).await;
+    let (_, trail) = as_root(&gw, Method::GET, "/admin/v1/audit?limit=200", None).await;
     let text = trail.to_string();
     assert!(text.contains("capability.delegate") && text.contains("capability.mint"));
     assert!(text.contains(&format!("capability:{cid}")));
@@ -188,16 +188,15 @@ async fn root_key_rotation_keeps_or_kills_old_tokens() {
     let gw = gateway().spawn().await;
     let body = json!({"name": "r", "scopes": ["chat:*"], "expires_in_seconds": 600});
     let old = mint(&gw, body.clone()).await["token"].as_str().unwrap().to_owned();
-    let (st, v) = call(&gw, &root(&gw), Method::POST, "/admin/v1/capability-keys/rotate", Some(json!({}))).await;
+    let (st, v) = as_root(&gw, Method::POST, "/admin/v1/capability-keys/rotate", Some(json!({}))).await;
     assert_eq!((st, v["version"].as_i64()), (200, Some(2)), "{v}");
     let new = mint(&gw, body.clone()).await["token"].as_str().unwrap().to_owned();
     assert_eq!(gw.chat(&old, "mock").await.status(), 200, "old tokens verify through the grace");
     assert_eq!(gw.chat(&new, "mock").await.status(), 200);
-    let (_, keys) = call(&gw, &root(&gw), Method::GET, "/admin/v1/capability-keys", None).await;
+    let (_, keys) = as_root(&gw, Method::GET, "/admin/v1/capability-keys", None).await;
     assert_eq!(keys["data"][0]["current"], true);
     assert!(keys["data"][1]["retire_at"].is_i64());
-    let (st, _) =
-        call(&gw, &root(&gw), Method::POST, "/admin/v1/capability-keys/rotate", Some(json!({"retire": "now"}))).await;
+    let (st, _) = as_root(&gw, Method::POST, "/admin/v1/capability-keys/rotate", Some(json!({"retire": "now"}))).await;
     assert_eq!(st, 200);
     // The key cache of this replica was dropped by the rotation itself.
     assert_eq!(gw.chat(&old, "mock").await.status(), 401);

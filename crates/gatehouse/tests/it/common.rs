@@ -56,12 +56,17 @@ pub async fn call(gw: &TestGateway, token: &str, method: Method, path: &str, bod
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// A control-plane call as the platform root (the bootstrap admin token).
+pub async fn as_root(gw: &TestGateway, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    call(gw, &root(gw), method, path, body).await
+}
+
 pub fn root(gw: &TestGateway) -> String {
     gw.admin_token.clone().unwrap()
 }
 
 pub async fn new_org(gw: &TestGateway, name: &str) -> String {
-    let (st, v) = call(gw, &root(gw), Method::POST, "/admin/v1/orgs", Some(json!({"name": name}))).await;
+    let (st, v) = as_root(gw, Method::POST, "/admin/v1/orgs", Some(json!({"name": name}))).await;
     assert_eq!(st, 201, "{v}");
     v["id"].as_str().unwrap().to_owned()
 }

@@ -10,7 +10,7 @@ use gatehouse_testkit::{Behavior, FakeProvider, TestGateway, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{PROVIDER_SECRET, call, gateway, json, root, upstream_config};
+use crate::common::{PROVIDER_SECRET, as_root, gateway, json, upstream_config};
 
 const SECRET: &str = "sk-proj-Zq8XbT3kLm9VwR2yNc5HdJ7pFa4GsE6u";
 const EMAIL: &str = "dana.whitfield@corp-mail.example";
@@ -46,12 +46,12 @@ fn streamed_content(sse: &str) -> String {
 
 /// The ids of the default org and project (where the quick-start key lives).
 async fn default_tenant(gw: &TestGateway) -> (String, String) {
-    let (_, orgs) = call(gw, &root(gw), Method::GET, "/admin/v1/orgs", None).await;
+    let (_, orgs) = as_root(gw, Method::GET, "/admin/v1/orgs", None).await;
     let org = orgs["data"].as_array().unwrap().iter().find(|o| o["name"] == "default").unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, projects) = call(gw, &root(gw), Method::GET, &format!("/admin/v1/orgs/{org}/projects"), None).await;
+    let (_, projects) = as_root(gw, Method::GET, &format!("/admin/v1/orgs/{org}/projects"), None).await;
     let project = projects["data"].as_array().unwrap().iter().find(|p| p["name"] == "default").unwrap()["id"]
         .as_str()
         .unwrap()
@@ -60,7 +60,7 @@ async fn default_tenant(gw: &TestGateway) -> (String, String) {
 }
 
 async fn audit_lines(gw: &TestGateway) -> String {
-    let (_, v) = call(gw, &root(gw), Method::GET, "/admin/v1/audit?limit=1000", None).await;
+    let (_, v) = as_root(gw, Method::GET, "/admin/v1/audit?limit=1000", None).await;
     v.to_string()
 }
 
@@ -218,9 +218,8 @@ async fn injection_and_custom_rules_block_and_policies_layer_through_the_admin_a
     assert_eq!(gw.post("/v1/chat/completions", Some(gw.key()), &chat(hijack, false)).await.status(), 200);
 
     // the org blocks injection; the project adds a keyword rule
-    let (st, v) = call(
+    let (st, v) = as_root(
         &gw,
-        &root(&gw),
         Method::PUT,
         &format!("{base}/guardrails"),
         Some(json!({"detectors": {"prompt_injection": {"input": "block"}}})),
@@ -228,9 +227,8 @@ async fn injection_and_custom_rules_block_and_policies_layer_through_the_admin_a
     .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["effective"]["detectors"]["prompt_injection"]["input"], "block");
-    let (st, v) = call(
+    let (st, v) = as_root(
         &gw,
-        &root(&gw),
         Method::PUT,
         &format!("{base}/projects/{project}/guardrails"),
         Some(json!({"custom": [{"name": "codenames", "keywords": ["Project Nightjar"]}]})),
@@ -254,13 +252,13 @@ async fn injection_and_custom_rules_block_and_policies_layer_through_the_admin_a
         (json!({"detectors": {"prompt_injection": {"input": "redact"}}}), "detectors"),
         (json!({"injection_threshold": 2}), "injection_threshold"),
     ] {
-        let (st, v) = call(&gw, &root(&gw), Method::PUT, &format!("{base}/guardrails"), Some(bad)).await;
+        let (st, v) = as_root(&gw, Method::PUT, &format!("{base}/guardrails"), Some(bad)).await;
         assert_eq!((st, v["error"]["param"].as_str()), (400, Some(field)), "{v}");
         assert!(!v.to_string().contains("SECRETPATTERN"));
     }
 
     // deleting the project's policy falls back to the org's
-    let (st, _) = call(&gw, &root(&gw), Method::DELETE, &format!("{base}/projects/{project}/guardrails"), None).await;
+    let (st, _) = as_root(&gw, Method::DELETE, &format!("{base}/projects/{project}/guardrails"), None).await;
     assert_eq!(st, 200);
     assert_eq!(gw.post("/v1/chat/completions", Some(gw.key()), &chat("project nightjar", false)).await.status(), 200);
 }

@@ -7,7 +7,7 @@ use gatehouse_testkit::FakeProvider;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::{PROVIDER_SECRET, call, gateway, root, upstream_config};
+use crate::common::{PROVIDER_SECRET, as_root, gateway, upstream_config};
 
 const IDENTITY_KEY: &str = "an identity key of at least thirty-two bytes";
 
@@ -31,18 +31,8 @@ async fn upstreams_get_signed_identity_headers_that_verify() {
         .await;
 
     // The client tries to speak for someone else; those headers must not arrive.
-    let resp = gw
-        .http
-        .post(format!("{}/v1/chat/completions", gw.data_url))
-        .bearer_auth(gw.key())
-        .header("x-gatehouse-subject", "key:someone-else")
-        .header("x-gatehouse-org", "forged")
-        .header("x-gatehouse-signature", "v1=forged")
-        .json(&json!({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let forged = [("x-gatehouse-subject", "key:someone-else"), ("x-gatehouse-org", "forged")];
+    assert_eq!(chat_claiming(&gw, &[forged[0], forged[1], ("x-gatehouse-signature", "v1=forged")]).await, 200);
     let seen = fake.last_request().unwrap();
     assert_eq!(seen.headers.get_all("x-gatehouse-subject").iter().count(), 1);
     assert_ne!(seen.headers["x-gatehouse-org"], "forged");
@@ -51,7 +41,7 @@ async fn upstreams_get_signed_identity_headers_that_verify() {
     let id = verifier.verify(&seen.headers, "POST", &seen.path, &seen.raw, now()).unwrap();
     assert!(id.subject.starts_with("key:"), "{id:?}");
     assert_eq!(id.request_id, seen.headers["x-request-id"].to_str().unwrap());
-    let (_, orgs) = call(&gw, &root(&gw), Method::GET, "/admin/v1/orgs", None).await;
+    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
     assert!(orgs.to_string().contains(&id.org), "the org id is the tenant's");
 
     // A replay: outside the window it fails; inside it, a replay cache refuses the second use.
@@ -69,18 +59,19 @@ async fn upstreams_get_signed_identity_headers_that_verify() {
 async fn without_an_identity_key_no_identity_headers_are_sent() {
     let fake = FakeProvider::spawn().await;
     let gw = crate::common::gateway_with(&fake).await;
-    let resp = gw
-        .http
-        .post(format!("{}/v1/chat/completions", gw.data_url))
-        .bearer_auth(gw.key())
-        .header("x-gatehouse-subject", "key:someone-else")
-        .json(&json!({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(chat_claiming(&gw, &[("x-gatehouse-subject", "key:someone-else")]).await, 200);
     let seen = fake.last_request().unwrap();
     for h in gatehouse_identity::ALL {
         assert!(seen.headers.get(h).is_none(), "{h} reached the provider");
     }
+}
+
+/// A chat request whose client sends identity headers of its own (which must never arrive).
+async fn chat_claiming(gw: &gatehouse_testkit::TestGateway, headers: &[(&str, &str)]) -> u16 {
+    let mut rb = gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(gw.key());
+    for (name, value) in headers {
+        rb = rb.header(*name, *value);
+    }
+    let body = json!({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]});
+    rb.json(&body).send().await.unwrap().status().as_u16()
 }

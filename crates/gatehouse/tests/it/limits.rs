@@ -4,14 +4,14 @@
 use gatehouse_testkit::TestGateway;
 use serde_json::{Value, json};
 
-use crate::common::{call, gateway, json, root};
+use crate::common::{as_root, call, gateway, json, root};
 
 fn redis_url() -> String {
     std::env::var("GATEHOUSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
 }
 
 async fn mint(gw: &TestGateway, body: Value) -> String {
-    let (st, v) = call(gw, &root(gw), reqwest::Method::POST, "/admin/v1/capabilities", Some(body)).await;
+    let (st, v) = as_root(gw, reqwest::Method::POST, "/admin/v1/capabilities", Some(body)).await;
     assert_eq!(st, 201, "{v}");
     v["token"].as_str().unwrap().to_owned()
 }
@@ -193,14 +193,13 @@ async fn while_redis_is_down_open_rates_pass_closed_rates_refuse_and_both_recove
 #[tokio::test]
 async fn keys_of_a_project_get_its_default_rate_each() {
     let gw = gateway().spawn().await;
-    let (_, orgs) = call(&gw, &root(&gw), reqwest::Method::GET, "/admin/v1/orgs", None).await;
+    let (_, orgs) = as_root(&gw, reqwest::Method::GET, "/admin/v1/orgs", None).await;
     let org = orgs["data"].as_array().unwrap().iter().find(|o| o["name"] == "default").unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let body = json!({"name": "metered", "default_limits": {"rpm": 6}});
-    let (st, v) =
-        call(&gw, &root(&gw), reqwest::Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(body)).await;
+    let (st, v) = as_root(&gw, reqwest::Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(body)).await;
     assert_eq!(st, 201, "{v}");
     let (_, k1) = gw.create_key(json!({"name": "k1", "org": "default", "project": "metered"})).await;
     let (_, k2) = gw.create_key(json!({"name": "k2", "org": "default", "project": "metered"})).await;

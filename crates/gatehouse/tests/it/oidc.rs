@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{call, gateway, json, root};
+use crate::common::{as_root, call, gateway, json};
 
 const AUD: &str = "https://gatehouse.test";
 
@@ -34,11 +34,11 @@ unknown_kid_cooldown_secs = 2
 }
 
 pub async fn acme(gw: &gatehouse_testkit::TestGateway) -> String {
-    let (st, v) = call(gw, &root(gw), Method::POST, "/admin/v1/orgs", Some(json!({"name": "acme"}))).await;
+    let (st, v) = as_root(gw, Method::POST, "/admin/v1/orgs", Some(json!({"name": "acme"}))).await;
     assert_eq!(st, 201, "{v}");
     let id = v["id"].as_str().unwrap();
     let path = format!("/admin/v1/orgs/{id}/projects");
-    let (st, v) = call(gw, &root(gw), Method::POST, &path, Some(json!({"name": "default"}))).await;
+    let (st, v) = as_root(gw, Method::POST, &path, Some(json!({"name": "default"}))).await;
     assert!(st == 201 || st == 400, "{v}");
     id.to_owned()
 }
@@ -190,7 +190,7 @@ async fn jwt_access_tokens_from_a_real_openid_provider() {
     assert_eq!(chat(&gw, &old).await.0, 401, "the retired key no longer verifies");
 
     // The trail names the federated caller.
-    let (_, trail) = call(&gw, &root(&gw), Method::GET, &format!("/admin/v1/audit?org={org}&limit=1000"), None).await;
+    let (_, trail) = as_root(&gw, Method::GET, &format!("/admin/v1/audit?org={org}&limit=1000"), None).await;
     assert!(trail.to_string().contains(audit_actor), "{audit_actor} not in the trail");
     op.stop().await;
 }
@@ -275,7 +275,7 @@ per_subject_per_minute = 4
     assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
 
     // Audited, with the workload's identity as the actor.
-    let (_, trail) = call(&gw, &root(&gw), Method::GET, &format!("/admin/v1/audit?org={org}&limit=1000"), None).await;
+    let (_, trail) = as_root(&gw, Method::GET, &format!("/admin/v1/audit?org={org}&limit=1000"), None).await;
     let text = trail.to_string();
     assert!(text.contains("token.exchange") && text.contains("oidc:op:ci-runner"), "{text}");
     op.stop().await;
@@ -310,7 +310,7 @@ admin_roles = { "gatehouse-admins" = "org_admin" }"#;
     let (st, _) =
         call(&gw, &op.token("admin-bot", "https://other.test").await, Method::GET, "/admin/v1/orgs", None).await;
     assert_eq!(st, 401);
-    let (_, trail) = call(&gw, &root(&gw), Method::GET, &format!("/admin/v1/audit?org={org}&limit=1000"), None).await;
+    let (_, trail) = as_root(&gw, Method::GET, &format!("/admin/v1/audit?org={org}&limit=1000"), None).await;
     assert!(trail.to_string().contains("oidc:op:admin-bot"));
     op.stop().await;
 }

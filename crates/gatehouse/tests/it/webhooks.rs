@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::common::{call, gateway, mint, new_org, root};
+use crate::common::{as_root, call, gateway, mint, new_org, root};
 
 #[derive(Default)]
 pub struct Seen {
@@ -199,7 +199,7 @@ async fn signed_deliveries_carry_the_chain_line_and_retry() {
     // nothing secret in any payload, and the webhook secret never in the trail or logs
     let all: String = hits.iter().map(|h| h.2.clone()).collect();
     assert!(!all.contains(&admin) && !all.contains("gth_") && !all.contains(&secret));
-    let (_, export) = call(&gw, &root(&gw), Method::GET, "/admin/v1/audit?limit=1000", None).await;
+    let (_, export) = as_root(&gw, Method::GET, "/admin/v1/audit?limit=1000", None).await;
     assert!(!export.to_string().contains(&secret));
     assert!(!gw.logs_once("webhook").await.contains(&secret));
 
