@@ -20,20 +20,14 @@ use crate::service::{Call, Pending};
 #[serde(deny_unknown_fields)]
 pub struct CreateCapability {
     name: String,
-    #[serde(default)]
     org: Option<String>,
-    #[serde(default)]
     project: Option<String>,
     scopes: Vec<String>,
-    #[serde(default)]
     models: Option<Vec<String>>,
     expires_in_seconds: u64,
     /// Decimal string or number of US dollars, at most six decimals.
-    #[serde(default)]
     budget_usd: Option<Value>,
-    #[serde(default)]
     rpm: Option<u32>,
-    #[serde(default)]
     ips: Option<Vec<String>>,
 }
 
@@ -120,9 +114,7 @@ pub fn create(c: &mut Call) -> Pending<'_> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    #[serde(default)]
     org: Option<String>,
-    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -178,11 +170,9 @@ pub fn keys(c: &mut Call) -> Pending<'_> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
-    #[serde(default)]
     org: Option<String>,
     /// `at_expiry` (default): older versions verify until the last token minted under them
     /// expires. `now`: they stop at once (use after a suspected leak).
-    #[serde(default)]
     retire: Option<String>,
 }
 

@@ -22,13 +22,9 @@ const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 24 * 3600;
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     name: String,
-    #[serde(default)]
     org: Option<String>,
-    #[serde(default)]
     project: Option<String>,
-    #[serde(default)]
     models: Option<Vec<String>>,
-    #[serde(default)]
     expires_in_seconds: Option<u64>,
 }
 
@@ -183,14 +179,10 @@ async fn create_inner(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    #[serde(default)]
     org: Option<String>,
-    #[serde(default)]
     project: Option<String>,
     /// Keys older than this key id (the last id of the previous page).
-    #[serde(default)]
     before: Option<String>,
-    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -217,7 +209,6 @@ pub fn list(c: &mut Call) -> Pending<'_> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgQuery {
-    #[serde(default)]
     pub(crate) org: Option<String>,
 }
 
@@ -285,7 +276,6 @@ pub fn revoke(c: &mut Call) -> Pending<'_> {
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
     /// How long the old secret keeps working (0 = revoked at once; at most a day).
-    #[serde(default)]
     grace_seconds: Option<u64>,
 }
 

@@ -177,40 +177,25 @@ async fn delete(c: &mut Call, kind: Kind) -> Reply {
     after(c, kind, reply)
 }
 
-pub fn get_org(c: &mut Call) -> Pending<'_> {
-    Box::pin(get(c, Kind::Org))
+/// One service per route: the verb's function on the level the route names.
+macro_rules! services {
+    ($($name:ident => $verb:ident($kind:expr);)*) => {
+        $(pub fn $name(c: &mut Call) -> Pending<'_> {
+            Box::pin($verb(c, $kind))
+        })*
+    };
 }
 
-pub fn put_org(c: &mut Call) -> Pending<'_> {
-    Box::pin(put(c, Kind::Org))
-}
-
-pub fn delete_org(c: &mut Call) -> Pending<'_> {
-    Box::pin(delete(c, Kind::Org))
-}
-
-pub fn get_project(c: &mut Call) -> Pending<'_> {
-    Box::pin(get(c, Kind::Project))
-}
-
-pub fn put_project(c: &mut Call) -> Pending<'_> {
-    Box::pin(put(c, Kind::Project))
-}
-
-pub fn delete_project(c: &mut Call) -> Pending<'_> {
-    Box::pin(delete(c, Kind::Project))
-}
-
-pub fn get_key(c: &mut Call) -> Pending<'_> {
-    Box::pin(get(c, Kind::Key))
-}
-
-pub fn put_key(c: &mut Call) -> Pending<'_> {
-    Box::pin(put(c, Kind::Key))
-}
-
-pub fn delete_key(c: &mut Call) -> Pending<'_> {
-    Box::pin(delete(c, Kind::Key))
+services! {
+    get_org => get(Kind::Org);
+    put_org => put(Kind::Org);
+    delete_org => delete(Kind::Org);
+    get_project => get(Kind::Project);
+    put_project => put(Kind::Project);
+    delete_project => delete(Kind::Project);
+    get_key => get(Kind::Key);
+    put_key => put(Kind::Key);
+    delete_key => delete(Kind::Key);
 }
 
 #[derive(Debug, Deserialize)]

@@ -39,7 +39,6 @@ pub struct AddMember {
     name: String,
     role: String,
     /// `human` (default) or `service` (a service account).
-    #[serde(default)]
     kind: Option<String>,
 }
 
@@ -84,9 +83,7 @@ pub fn add(c: &mut Call) -> Pending<'_> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
-    #[serde(default)]
     after: Option<String>,
-    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -143,9 +140,7 @@ pub fn get(c: &mut Call) -> Pending<'_> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMember {
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     role: Option<String>,
 }
 

@@ -51,9 +51,7 @@ fn project_id(s: &str) -> Result<ProjectId, Denial> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
-    #[serde(default)]
     after: Option<String>,
-    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -142,11 +140,8 @@ pub fn enable_org(c: &mut Call) -> Pending<'_> {
 #[serde(deny_unknown_fields)]
 pub struct ProjectBody {
     name: String,
-    #[serde(default)]
     models: Option<Vec<String>>,
-    #[serde(default)]
     default_limits: Option<DefaultLimits>,
-    #[serde(default)]
     guardrail_policy: Option<String>,
 }
 

@@ -19,10 +19,8 @@ pub struct CreateToken {
     name: String,
     role: String,
     /// Required for every role but `platform_admin`.
-    #[serde(default)]
     org: Option<String>,
     /// The member the token acts for; the token's role may not exceed theirs.
-    #[serde(default)]
     user: Option<String>,
 }
 
@@ -86,7 +84,6 @@ fn token_json(t: &gatehouse_store::AdminTokenRow) -> serde_json::Value {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListTokens {
-    #[serde(default)]
     limit: Option<u32>,
 }
 

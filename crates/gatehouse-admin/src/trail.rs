@@ -46,13 +46,9 @@ fn actor(s: Option<&str>) -> Result<Option<String>, Denial> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    #[serde(default)]
     limit: Option<u32>,
-    #[serde(default)]
     org: Option<String>,
-    #[serde(default)]
     action: Option<String>,
-    #[serde(default)]
     actor: Option<String>,
 }
 
@@ -88,17 +84,11 @@ pub fn list(c: &mut Call) -> Pending<'_> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
-    #[serde(default)]
     format: Option<String>,
-    #[serde(default)]
     from: Option<String>,
-    #[serde(default)]
     to: Option<String>,
-    #[serde(default)]
     org: Option<String>,
-    #[serde(default)]
     actor: Option<String>,
-    #[serde(default)]
     action: Option<String>,
 }
 

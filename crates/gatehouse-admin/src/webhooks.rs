@@ -55,9 +55,7 @@ pub struct CreateWebhook {
     kind: String,
     url: String,
     events: Vec<String>,
-    #[serde(default)]
     outcomes: Option<Vec<String>>,
-    #[serde(default)]
     org: Option<String>,
 }
 
@@ -84,9 +82,7 @@ pub fn create(c: &mut Call) -> Pending<'_> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgQuery {
-    #[serde(default)]
     org: Option<String>,
-    #[serde(default)]
     limit: Option<u32>,
 }
 

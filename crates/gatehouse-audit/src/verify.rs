@@ -280,17 +280,11 @@ fn fail(chain: &str, seq: u64, problem: Problem) -> Failure {
 #[derive(Deserialize)]
 struct FileLine<'a> {
     r#type: &'a str,
-    #[serde(default)]
     chain: Option<String>,
-    #[serde(default)]
     seq: Option<u64>,
-    #[serde(default)]
     prev_hash: Option<&'a str>,
-    #[serde(default)]
     hash: Option<&'a str>,
-    #[serde(default)]
     note: Option<String>,
-    #[serde(default)]
     filtered: Option<bool>,
     #[serde(borrow, default)]
     event: Option<&'a RawValue>,

@@ -16,7 +16,6 @@ struct RawUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
-    #[serde(default)]
     prompt_tokens_details: Option<Details>,
 }
 

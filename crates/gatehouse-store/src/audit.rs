@@ -435,13 +435,9 @@ struct Segment {
 /// The fields of a line that reads filter on.
 #[derive(serde::Deserialize)]
 struct LineFields<'a> {
-    #[serde(default)]
     id: Option<&'a str>,
-    #[serde(default)]
     at: Option<&'a str>,
-    #[serde(default)]
     actor: Option<&'a str>,
-    #[serde(default)]
     action: Option<&'a str>,
 }
 

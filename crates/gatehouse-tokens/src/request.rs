@@ -18,19 +18,12 @@ const MAX_LIST: usize = 64;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DelegateBody {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub scopes: Option<Vec<String>>,
-    #[serde(default)]
     pub models: Option<Vec<String>>,
-    #[serde(default)]
     pub expires_in_seconds: Option<u64>,
-    #[serde(default)]
     pub budget_usd: Option<Value>,
-    #[serde(default)]
     pub rpm: Option<u32>,
-    #[serde(default)]
     pub ips: Option<Vec<String>>,
 }
 

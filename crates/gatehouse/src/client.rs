@@ -27,13 +27,7 @@ impl AdminClient {
             .clone()
             .or_else(|| profile.map(|p| p.admin_url))
             .unwrap_or_else(|| "http://127.0.0.1:8081".to_owned());
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("cannot build http client")?;
-        Ok(Self { base: base.trim_end_matches('/').to_owned(), token, http })
+        Self::with(&base, &token)
     }
 
     pub fn with(base: &str, token: &str) -> anyhow::Result<Self> {
@@ -167,7 +161,7 @@ impl AdminClient {
 }
 
 /// Prints an API answer: the JSON as is, or the named fields of each item as a table.
-fn print(v: &Value, output: Output, columns: &[(&str, &str)]) -> anyhow::Result<()> {
+pub(crate) fn print(v: &Value, output: Output, columns: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if output == Output::Json {
         writeln!(out, "{v}")?;

@@ -321,22 +321,9 @@ async fn admin(c: &AdminClient, action: TokenAction, output: Output) -> anyhow::
         }
         TokenAction::Keys { org } => {
             let v = c.call(Method::GET, "/admin/v1/capability-keys", None, &org_q(org)).await?;
-            match output {
-                Output::Json => writeln!(out, "{v}")?,
-                Output::Table => {
-                    let mut t = Table::new();
-                    t.set_header(["VERSION", "CURRENT", "CREATED", "RETIRES"]);
-                    for k in v["data"].as_array().into_iter().flatten() {
-                        t.add_row([
-                            k["version"].to_string(),
-                            k["current"].to_string(),
-                            k["created_at"].to_string(),
-                            k["retire_at"].as_i64().map_or("-".into(), |t| t.to_string()),
-                        ]);
-                    }
-                    writeln!(out, "{t}")?;
-                }
-            }
+            let columns =
+                [("VERSION", "version"), ("CURRENT", "current"), ("CREATED", "created_at"), ("RETIRES", "retire_at")];
+            crate::client::print(&v, output, &columns)?;
         }
         TokenAction::RotateKey { org, now } => {
             let mut body = json!({"retire": if now { "now" } else { "at_expiry" }});
