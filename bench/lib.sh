@@ -38,6 +38,43 @@ TOML
   gw_key=$(sed -n 's/^ *api key: *//p' "$out/$name.txt")
 }
 
+# The realistic chain as users run it (issue #15): prices for the ledger, and on top of the
+# defaults (API key, guardrails, audit of every request, usage ledger) a rate and a budget on
+# the key, its project and its org, all far above what a run spends, so every request does the
+# whole check: three rates, a reservation on three budgets, a settlement.
+realistic_config='[prices."fake-model"]
+input_per_mtok = 2.5
+output_per_mtok = 10'
+
+configure_limits() { # $1 admin url, $2 admin token
+  local org project key
+  org=$(curl -sf -H "Authorization: Bearer $2" "$1/admin/v1/orgs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+  project=$(curl -sf -H "Authorization: Bearer $2" "$1/admin/v1/orgs/$org/projects" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+  key=$(curl -sf -H "Authorization: Bearer $2" "$1/admin/v1/keys?org=default" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+  put_limit "$1" "$2" "/admin/v1/orgs/$org/limits" '{"rpm":1000000,"budgets":[{"period":"monthly","usd":1000000}]}'
+  put_limit "$1" "$2" "/admin/v1/orgs/$org/projects/$project/limits" '{"rpm":1000000,"budgets":[{"period":"daily","tokens":1000000000000}]}'
+  put_limit "$1" "$2" "/admin/v1/keys/$key/limits?org=default" '{"rpm":1000000,"budgets":[{"period":"lifetime","usd":1000000}]}'
+}
+
+put_limit() { # $1 admin url, $2 token, $3 path, $4 spec
+  curl -sf -X PUT -H "Authorization: Bearer $2" -H 'Content-Type: application/json' -d "$4" "$1$3" > /dev/null
+}
+
+admin_of() { # $1 gateway name -> "admin_url token"
+  echo "$(sed -n 's/^gatehouse: control plane *//p' "$out/$1.txt") $(sed -n 's/^ *admin token: *//p' "$out/$1.txt")"
+}
+
+# A ~1 KiB chat request (system prompt + a user message), as applications send them.
+long_messages='[{"role":"system","content":"You are a careful assistant for a logistics company. Answer concisely, cite the relevant policy section when you can, never invent shipment numbers, and ask for the order id if the user has not given one. Keep answers under 120 words unless the user asks for detail. If a question concerns hazardous goods, point to section 7 of the handling manual and recommend contacting the safety desk."},{"role":"user","content":"Hello, my parcel was supposed to arrive on Tuesday but the tracking page has said in transit at the regional hub for three days now. The order was placed two weeks ago and I paid for express delivery. Could you tell me what usually causes this kind of delay, whether I am entitled to a refund of the express fee, and what I should do next? I would also like to know if I can change the delivery address to my office, since I will not be at home next week."}]'
+short_messages='[{"role":"user","content":"Summarise the plot of Hamlet in two sentences."}]'
+
+body() { # $1 short|long, $2 plain|stream
+  local m=$short_messages stream=""
+  [ "$1" = long ] && m=$long_messages
+  [ "$2" = stream ] && stream='"stream":true,'
+  printf '{"model":"fake-model",%s"messages":%s,"max_tokens":64}' "$stream" "$m"
+}
+
 body_plain='{"model":"fake-model","messages":[{"role":"user","content":"Summarise the plot of Hamlet in two sentences."}],"max_tokens":64}'
 body_stream='{"model":"fake-model","stream":true,"messages":[{"role":"user","content":"Summarise the plot of Hamlet in two sentences."}],"max_tokens":64}'
 

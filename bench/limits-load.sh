@@ -31,31 +31,14 @@ start_gateway off "$common"
 off_url=$gw_url; off_key=$gw_key
 start_gateway local "$common"
 local_url=$gw_url; local_key=$gw_key
-local_token=$(sed -n 's/^ *admin token: *//p' "$out/local.txt")
 start_gateway redis "$common
 [redis]
 url = \"env:BENCH_REDIS\"
 key_prefix = \"bench-$$\""
 redis_url=$gw_url; redis_key=$gw_key; redis_pid=$gw_pid
-redis_admin=$(sed -n 's/^gatehouse: control plane *//p' "$out/redis.txt")
-redis_token=$(sed -n 's/^ *admin token: *//p' "$out/redis.txt")
 
-limit() { # $1 admin url, $2 token, $3 path, $4 spec
-  curl -sf -X PUT -H "Authorization: Bearer $2" -H 'Content-Type: application/json' -d "$4" "$1$3" > /dev/null
-}
-configure() { # $1 admin url, $2 admin token
-  local orgs org project key
-  orgs=$(curl -sf -H "Authorization: Bearer $2" "$1/admin/v1/orgs")
-  org=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])' <<< "$orgs")
-  project=$(curl -sf -H "Authorization: Bearer $2" "$1/admin/v1/orgs/$org/projects" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
-  key=$(curl -sf -H "Authorization: Bearer $2" "$1/admin/v1/keys?org=default" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
-  limit "$1" "$2" "/admin/v1/orgs/$org/limits" '{"rpm":1000000,"budgets":[{"period":"monthly","usd":1000000}]}'
-  limit "$1" "$2" "/admin/v1/orgs/$org/projects/$project/limits" '{"rpm":1000000,"budgets":[{"period":"daily","tokens":1000000000000}]}'
-  limit "$1" "$2" "/admin/v1/keys/$key/limits?org=default" '{"rpm":1000000,"budgets":[{"period":"lifetime","usd":1000000}]}'
-}
-local_admin=$(sed -n 's/^gatehouse: control plane *//p' "$out/local.txt")
-configure "$local_admin" "$local_token"
-configure "$redis_admin" "$redis_token"
+configure_limits $(admin_of local)
+configure_limits $(admin_of redis)
 sleep 1
 
 lua "$body_plain" "" > "$out/direct.lua"

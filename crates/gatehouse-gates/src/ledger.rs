@@ -251,6 +251,11 @@ pub struct Ledger {
 /// Batches of ledger rows are written at this size or this often, whichever comes first.
 const BATCH: usize = 256;
 const LINGER: Duration = Duration::from_millis(200);
+/// After taking settlements off the queue, the settlement task waits this long before it takes
+/// more, so that it wakes per batch, not per request.
+const SETTLE_LINGER: Duration = Duration::from_millis(5);
+/// Settlements taken off the queue at once.
+const QUEUE_TAKE: usize = 1024;
 /// Rows kept while the database is down; beyond this the oldest are dropped (and counted).
 const MAX_UNWRITTEN: usize = 1_000_000;
 /// How long a settle is retried while the limits store is down: a little less than the hour
@@ -305,37 +310,55 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, store: Store, limits: Arc<Lim
     let mut settling: JoinSet<Spends> = JoinSet::new();
     let mut tick = tokio::time::interval(LINGER);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // In process, settling is a few map operations that never wait: it runs here rather than
+    // in two tasks per request. On Redis it is network I/O that may retry, so it runs beside.
+    let inline = matches!(*limits, Limits::Local(_));
+    let mut queued: Vec<Msg> = Vec::with_capacity(QUEUE_TAKE);
     loop {
         tokio::select! {
-            msg = rx.recv() => match msg {
-                None => {
+            taken = rx.recv_many(&mut queued, QUEUE_TAKE) => {
+                if taken == 0 {
                     while let Some(done) = settling.join_next().await {
                         spends.extend(done.unwrap_or_default());
                     }
                     write(&store, &mut rows, &mut spends).await;
                     return;
                 }
-                Some(Msg::Settle(s)) => {
-                    let s = *s;
-                    rows.extend(s.record);
-                    if !s.corrections.is_empty() {
-                        settling.spawn(correct(limits.clone(), s.corrections));
-                    }
-                    if !s.reservations.is_empty() {
-                        settling.spawn(settle(limits.clone(), auditor.clone(), s.org, s.project, s.reservations));
-                    }
-                    if rows.len() >= BATCH {
-                        write(&store, &mut rows, &mut spends).await;
+                let mut flushed = false;
+                for msg in queued.drain(..) {
+                    match msg {
+                        Msg::Settle(s) => {
+                            let s = *s;
+                            rows.extend(s.record);
+                            if !s.corrections.is_empty() {
+                                let fixing = correct(limits.clone(), s.corrections);
+                                if inline { fixing.await; } else { settling.spawn(fixing); }
+                            }
+                            if !s.reservations.is_empty() {
+                                let settled = settle(limits.clone(), auditor.clone(), s.org, s.project, s.reservations);
+                                if inline { spends.extend(settled.await); } else { settling.spawn(settled); }
+                            }
+                        }
+                        Msg::Flush(done) => {
+                            while let Some(s) = settling.join_next().await {
+                                spends.extend(s.unwrap_or_default());
+                            }
+                            write(&store, &mut rows, &mut spends).await;
+                            let _ = done.send(());
+                            flushed = true;
+                        }
                     }
                 }
-                Some(Msg::Flush(done)) => {
-                    while let Some(s) = settling.join_next().await {
-                        spends.extend(s.unwrap_or_default());
-                    }
+                if rows.len() >= BATCH {
                     write(&store, &mut rows, &mut spends).await;
-                    let _ = done.send(());
                 }
-            },
+                // Under load, let settlements gather instead of waking this task for each one
+                // (a wake-up per request is a context switch the request path pays for); a
+                // hold lives this much longer at most. A flush never waits.
+                if !flushed {
+                    tokio::time::sleep(SETTLE_LINGER).await;
+                }
+            }
             Some(done) = settling.join_next(), if !settling.is_empty() => spends.extend(done.unwrap_or_default()),
             _ = tick.tick() => {
                 if !rows.is_empty() || !spends.is_empty() {

@@ -27,6 +27,14 @@ struct BudgetState {
     /// expired hold no longer counts as reserved but is kept for [`GRACE_US`], so a late
     /// settle still finds it (and counts the spend) and a repeated settle finds nothing.
     holds: HashMap<String, (u64, u64)>,
+    /// The sum of the holds that expire after `counted_at` (kept on every insert and remove,
+    /// so a reserve costs O(1) instead of a pass over every hold).
+    live: u64,
+    /// When `live` was last recounted from `holds`.
+    counted_at: u64,
+    /// No hold counted in `live` expires, and no expired hold's grace ends, before this: until
+    /// then `live` is exact without a recount.
+    recount_at: u64,
     /// spend is forgotten after this (µs), for periodic budgets
     forget_at: Option<u64>,
 }
@@ -36,8 +44,32 @@ pub(crate) const GRACE_US: u64 = 3_600_000_000;
 
 impl BudgetState {
     fn reserved(&mut self, now: u64) -> u64 {
-        self.holds.retain(|_, (_, exp)| exp.saturating_add(GRACE_US) > now);
-        self.holds.values().filter(|(_, exp)| *exp > now).map(|(a, _)| *a).sum()
+        if now >= self.recount_at {
+            self.holds.retain(|_, (_, exp)| exp.saturating_add(GRACE_US) > now);
+            self.live = self.holds.values().filter(|(_, exp)| *exp > now).map(|(a, _)| *a).sum();
+            self.counted_at = now;
+            self.recount_at = self
+                .holds
+                .values()
+                .map(|(_, exp)| if *exp > now { *exp } else { exp.saturating_add(GRACE_US) })
+                .min()
+                .unwrap_or(u64::MAX);
+        }
+        self.live
+    }
+
+    fn hold(&mut self, id: &str, amount: u64, expires: u64) {
+        self.holds.insert(id.to_owned(), (amount, expires));
+        self.live = self.live.saturating_add(amount);
+        self.recount_at = self.recount_at.min(expires);
+    }
+
+    fn release(&mut self, id: &str) {
+        if let Some((amount, exp)) = self.holds.remove(id)
+            && exp > self.counted_at
+        {
+            self.live = self.live.saturating_sub(amount);
+        }
     }
 }
 
@@ -112,7 +144,11 @@ impl Local {
         };
         let positions: Vec<usize> = budgets.iter().map(|b| shard_for(&b.key)).collect();
         for (n, b) in budgets.iter().enumerate() {
-            let state = guards[positions[n]].1.budgets.entry(b.key.clone()).or_default();
+            let shard = &mut guards[positions[n]].1;
+            let state = match shard.budgets.get_mut(&b.key) {
+                Some(state) => state,
+                None => shard.budgets.entry(b.key.clone()).or_default(),
+            };
             if state.forget_at.is_some_and(|t| t <= now) {
                 *state = BudgetState::default();
             }
@@ -124,8 +160,9 @@ impl Local {
         let id = reservation_id();
         let expires = now.saturating_add(u64::try_from(hold.as_micros()).unwrap_or(u64::MAX));
         for (n, b) in budgets.iter().enumerate() {
-            let state = guards[positions[n]].1.budgets.entry(b.key.clone()).or_default();
-            state.holds.insert(id.clone(), (amount, expires));
+            if let Some(state) = guards[positions[n]].1.budgets.get_mut(&b.key) {
+                state.hold(&id, amount, expires);
+            }
         }
         Reserved::Granted(Reservation { id, amount, budgets: budgets.to_vec() })
     }
@@ -149,7 +186,7 @@ impl Local {
             let s = self.shard_of(&b.key);
             let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == s) else { continue };
             let state = shard.budgets.entry(b.key.clone()).or_default();
-            state.holds.remove(&r.id);
+            state.release(&r.id);
             state.spent = state.spent.saturating_add(actual);
             if state.forget_at.is_none()
                 && let Some(keep) = b.retain
@@ -180,5 +217,42 @@ impl Local {
             Some(s) if s.forget_at.is_none_or(|t| t > now) => Standing { spent: s.spent, reserved: s.reserved(now) },
             _ => Standing::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget() -> Vec<Budget> {
+        vec![Budget { key: "b".into(), limit: 1_000, retain: None }]
+    }
+
+    fn granted(r: Reserved) -> Reservation {
+        match r {
+            Reserved::Granted(r) => r,
+            Reserved::Exhausted { .. } => panic!("exhausted"),
+        }
+    }
+
+    /// The running sum of live holds agrees with a recount through expiry, late settles and
+    /// repeated settles.
+    #[tokio::test]
+    async fn the_reserved_sum_follows_holds_as_they_expire_and_settle() {
+        let l = Local::new();
+        let short = granted(l.reserve(&budget(), 100, Duration::from_millis(30)));
+        let long = granted(l.reserve(&budget(), 200, Duration::from_secs(60)));
+        assert_eq!(l.standing("b"), Standing { spent: 0, reserved: 300 });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(l.standing("b").reserved, 200, "the short hold expired");
+        assert_eq!(l.settle(&short, 40), Some(vec![40]), "a late settle still counts");
+        assert_eq!(l.standing("b"), Standing { spent: 40, reserved: 200 });
+        assert_eq!(l.settle(&short, 40), None, "settled once");
+        let third = granted(l.reserve(&budget(), 300, Duration::from_secs(60)));
+        assert_eq!(l.standing("b").reserved, 500);
+        assert_eq!(l.settle(&long, 10), Some(vec![50]));
+        assert_eq!(l.settle(&third, 10), Some(vec![60]));
+        assert_eq!(l.standing("b"), Standing { spent: 60, reserved: 0 });
+        assert!(matches!(l.reserve(&budget(), 941, Duration::from_secs(1)), Reserved::Exhausted { budget: 0 }));
     }
 }

@@ -55,31 +55,37 @@ pub fn utc_day(at_ms: i64) -> String {
     s
 }
 
+/// Rows per usage insert: 11 binds each stays far below SQLite's and PostgreSQL's bind limits.
+const USAGE_ROWS_PER_INSERT: usize = 256;
+
 impl Store {
-    /// Writes settled requests in one transaction; a request already in the ledger is left as
-    /// it is (settlement is exactly once even if the write is retried).
+    /// Writes settled requests in one transaction, as multi-row inserts (one statement per
+    /// [`USAGE_ROWS_PER_INSERT`] rows: a batch is a few database round trips, not one per
+    /// request); a request already in the ledger is left as it is (settlement is exactly once
+    /// even if the write is retried).
     pub async fn record_usage(&self, rows: &[UsageRecord]) -> Result<(), Error> {
-        const SQL: &str = "INSERT INTO usage_ledger (request_id, at, day, org_id, project_id, credential, model, \
-             prompt_tokens, completion_tokens, cached_tokens, cost_micro_usd) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (request_id) DO NOTHING";
+        const INSERT: &str = "INSERT INTO usage_ledger (request_id, at, day, org_id, project_id, credential, \
+             model, prompt_tokens, completion_tokens, cached_tokens, cost_micro_usd) ";
         macro_rules! write_all {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await?;
-                for r in rows {
-                    sqlx::query(SQL)
-                        .bind(&r.request_id)
-                        .bind(r.at)
-                        .bind(utc_day(r.at))
-                        .bind(&r.org_id)
-                        .bind(&r.project_id)
-                        .bind(&r.credential)
-                        .bind(&r.model)
-                        .bind(r.prompt_tokens)
-                        .bind(r.completion_tokens)
-                        .bind(r.cached_tokens)
-                        .bind(r.cost_micro_usd)
-                        .execute(&mut *tx)
-                        .await?;
+                for chunk in rows.chunks(USAGE_ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::new(INSERT);
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.request_id)
+                            .push_bind(r.at)
+                            .push_bind(utc_day(r.at))
+                            .push_bind(&r.org_id)
+                            .push_bind(&r.project_id)
+                            .push_bind(&r.credential)
+                            .push_bind(&r.model)
+                            .push_bind(r.prompt_tokens)
+                            .push_bind(r.completion_tokens)
+                            .push_bind(r.cached_tokens)
+                            .push_bind(r.cost_micro_usd);
+                    });
+                    q.push(" ON CONFLICT (request_id) DO NOTHING");
+                    q.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }};

@@ -57,3 +57,15 @@ both_backends!(usage_is_recorded_once_summed_per_day_and_scoped, |store: Store| 
     assert_eq!(store.prune_usage(now - 3_600_000).await.unwrap(), 1, "only yesterday's row is old enough");
     assert_eq!(store.usage(a, &UsageFilter::default()).await.unwrap().len(), 2);
 });
+
+both_backends!(a_large_batch_is_written_whole_across_statements, |store: Store| async move {
+    let id = store.create_org("usage-many").await.unwrap();
+    let org = id.to_string();
+    let now = now_ms();
+    // more rows than one statement carries, with a retried request inside the same batch
+    let mut rows: Vec<UsageRecord> = (0..600).map(|i| rec(&format!("m{i}"), &org, now, "p1", "gpt", 1, 10)).collect();
+    rows.push(rec("m7", &org, now, "p1", "gpt", 1, 10));
+    store.record_usage(&rows).await.unwrap();
+    let totals = store.usage(id, &UsageFilter::default()).await.unwrap();
+    assert_eq!((totals[0].requests, totals[0].cost_micro_usd), (600, 6_000));
+});
