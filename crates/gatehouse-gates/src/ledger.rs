@@ -251,10 +251,9 @@ pub struct Ledger {
 /// Batches of ledger rows are written at this size or this often, whichever comes first.
 const BATCH: usize = 256;
 const LINGER: Duration = Duration::from_millis(200);
-/// After taking settlements off the queue, the settlement task waits this long before it takes
-/// more, so that it wakes per batch, not per request.
-const SETTLE_LINGER: Duration = Duration::from_millis(5);
-/// Settlements taken off the queue at once.
+/// Settlements taken off the queue at once. The task does not linger for more: a request's
+/// in-flight reservation is released by its settlement, so a delay here would refuse the next
+/// request of a client with a concurrency limit.
 const QUEUE_TAKE: usize = 1024;
 /// Rows kept while the database is down; beyond this the oldest are dropped (and counted).
 const MAX_UNWRITTEN: usize = 1_000_000;
@@ -324,7 +323,6 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, store: Store, limits: Arc<Lim
                     write(&store, &mut rows, &mut spends).await;
                     return;
                 }
-                let mut flushed = false;
                 for msg in queued.drain(..) {
                     match msg {
                         Msg::Settle(s) => {
@@ -345,18 +343,11 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, store: Store, limits: Arc<Lim
                             }
                             write(&store, &mut rows, &mut spends).await;
                             let _ = done.send(());
-                            flushed = true;
                         }
                     }
                 }
                 if rows.len() >= BATCH {
                     write(&store, &mut rows, &mut spends).await;
-                }
-                // Under load, let settlements gather instead of waking this task for each one
-                // (a wake-up per request is a context switch the request path pays for); a
-                // hold lives this much longer at most. A flush never waits.
-                if !flushed {
-                    tokio::time::sleep(SETTLE_LINGER).await;
                 }
             }
             Some(done) = settling.join_next(), if !settling.is_empty() => spends.extend(done.unwrap_or_default()),

@@ -9,6 +9,17 @@ use serde_json::{Value, json};
 
 use crate::cli::{AdminConn, KeysAction, MembersAction, OrgsAction, Output, ProjectsAction};
 
+/// The CLI's HTTP client: bounded connect and total time, and never a redirect (a token must
+/// not follow one to another host).
+pub(crate) fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("cannot build http client")
+}
+
 pub struct AdminClient {
     base: String,
     token: String,
@@ -31,13 +42,7 @@ impl AdminClient {
     }
 
     pub fn with(base: &str, token: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("cannot build http client")?;
-        Ok(Self { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http: http_client()? })
     }
 
     /// Checks the token against the server (any authenticated read will do).

@@ -223,13 +223,7 @@ async fn delegate(url: &str, name: Option<String>, narrow: Narrow, output: Outpu
         body["name"] = json!(n);
     }
     let body = narrow.into_json(body);
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("cannot build http client")?;
-    let resp = http
+    let resp = crate::client::http_client()?
         .post(format!("{}/v1/tokens/delegate", url.trim_end_matches('/')))
         .bearer_auth(token)
         .json(&body)
