@@ -11,7 +11,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::keys::{OrgQuery, target_org};
+use crate::keys::OrgQuery;
 use crate::rbac::Permission;
 use crate::reply::{bad, page_limit, project_named, store_err};
 use crate::service::{Call, Pending};
@@ -62,8 +62,7 @@ fn row_json(r: &CapabilityRow) -> Value {
 pub fn create(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         let req: CreateCapability = c.body().await?;
-        let org = target_org(&c.s, &c.op, req.org.as_deref(), Permission::KeyWriteAny).await?;
-        c.org = Some(org);
+        let org = c.target_org(req.org.as_deref(), Permission::KeyWriteAny).await?;
         if !crate::orgs::valid_name(&req.name) {
             return Err(bad("name"));
         }
@@ -122,8 +121,7 @@ pub fn list(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         let q: ListQuery = c.query()?;
         let limit = page_limit(q.limit)?;
-        let org = target_org(&c.s, &c.op, q.org.as_deref(), Permission::KeyRead).await?;
-        c.org = Some(org);
+        let org = c.target_org(q.org.as_deref(), Permission::KeyRead).await?;
         let rows = c.s.store.list_capabilities(org, limit).await.map_err(store_err)?;
         let data: Vec<Value> = rows.iter().map(row_json).collect();
         Ok((StatusCode::OK, json!({"object": "list", "data": data})))
@@ -135,8 +133,7 @@ pub fn revoke(c: &mut Call) -> Pending<'_> {
         c.target_path("id");
         let id = c.path("id").to_owned();
         let q: OrgQuery = c.query()?;
-        let org = target_org(&c.s, &c.op, q.org.as_deref(), Permission::KeyWriteAny).await?;
-        c.org = Some(org);
+        let org = c.target_org(q.org.as_deref(), Permission::KeyWriteAny).await?;
         let tid = TokenId::parse(&id).ok_or(Denial::new(DenyCode::NotFound))?;
         match c.s.tokens.revoke(org, tid).await.map_err(|e| e.denial())? {
             None => Err(Denial::new(DenyCode::NotFound)),
@@ -148,8 +145,7 @@ pub fn revoke(c: &mut Call) -> Pending<'_> {
 pub fn keys(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         let q: OrgQuery = c.query()?;
-        let org = target_org(&c.s, &c.op, q.org.as_deref(), Permission::KeyRead).await?;
-        c.org = Some(org);
+        let org = c.target_org(q.org.as_deref(), Permission::KeyRead).await?;
         let versions = c.s.tokens.key_versions(org).await.map_err(|e| e.denial())?;
         let data: Vec<Value> = versions
             .iter()
@@ -179,8 +175,7 @@ pub struct RotateKey {
 pub fn rotate(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         let req: RotateKey = c.body().await?;
-        let org = target_org(&c.s, &c.op, req.org.as_deref(), Permission::OrgUpdate).await?;
-        c.org = Some(org);
+        let org = c.target_org(req.org.as_deref(), Permission::OrgUpdate).await?;
         let retire = match req.retire.as_deref() {
             None | Some("at_expiry") => Rotation::AtExpiry,
             Some("now") => Rotation::Now,

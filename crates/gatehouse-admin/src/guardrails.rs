@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::AdminState;
 use crate::rbac::{Operator, Permission, check};
 use crate::reply::{bad, store_err};
-use crate::service::{Call, Pending, Reply};
+use crate::service::{Call, Reply, services};
 
 /// Resolves the path to an existing org (and project) the operator may act on; anything
 /// else is not found.
@@ -104,26 +104,11 @@ async fn delete(c: &mut Call, project: bool) -> Reply {
     view(&c.s, org, project).await
 }
 
-pub fn get_org(c: &mut Call) -> Pending<'_> {
-    Box::pin(get(c, false))
-}
-
-pub fn put_org(c: &mut Call) -> Pending<'_> {
-    Box::pin(put(c, false))
-}
-
-pub fn delete_org(c: &mut Call) -> Pending<'_> {
-    Box::pin(delete(c, false))
-}
-
-pub fn get_project(c: &mut Call) -> Pending<'_> {
-    Box::pin(get(c, true))
-}
-
-pub fn put_project(c: &mut Call) -> Pending<'_> {
-    Box::pin(put(c, true))
-}
-
-pub fn delete_project(c: &mut Call) -> Pending<'_> {
-    Box::pin(delete(c, true))
+services! {
+    get_org => get(false);
+    put_org => put(false);
+    delete_org => delete(false);
+    get_project => get(true);
+    put_project => put(true);
+    delete_project => delete(true);
 }

@@ -190,8 +190,7 @@ pub fn list(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         let q: ListQuery = c.query()?;
         let limit = page_limit(q.limit)?;
-        let org = target_org(&c.s, &c.op, q.org.as_deref(), Permission::KeyRead).await?;
-        c.org = Some(org);
+        let org = c.target_org(q.org.as_deref(), Permission::KeyRead).await?;
         let project = match q.project.as_deref() {
             None => None,
             Some(name) => Some(project_named(&c.s.store, org, name).await?),

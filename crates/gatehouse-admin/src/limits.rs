@@ -15,7 +15,7 @@ use crate::AdminState;
 use crate::keys::OrgQuery;
 use crate::rbac::{Operator, Permission};
 use crate::reply::{bad, store_err};
-use crate::service::{Call, Pending, Reply};
+use crate::service::{Call, Pending, Reply, services};
 
 /// The scope a request addresses, resolved and permission-checked.
 #[derive(Clone, Copy)]
@@ -175,15 +175,6 @@ async fn delete(c: &mut Call, kind: Kind) -> Reply {
     }
     .await;
     after(c, kind, reply)
-}
-
-/// One service per route: the verb's function on the level the route names.
-macro_rules! services {
-    ($($name:ident => $verb:ident($kind:expr);)*) => {
-        $(pub fn $name(c: &mut Call) -> Pending<'_> {
-            Box::pin($verb(c, $kind))
-        })*
-    };
 }
 
 services! {

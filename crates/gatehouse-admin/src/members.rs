@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::AdminState;
 use crate::rbac::{Operator, Permission, Role, check, may_grant};
-use crate::reply::{bad, found, page_limit, store_err};
+use crate::reply::{Page, bad, found, page_limit, store_err};
 use crate::service::{Call, Pending};
 
 fn member_json(m: &MemberRow) -> Value {
@@ -80,18 +80,11 @@ pub fn add(c: &mut Call) -> Pending<'_> {
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limit {
-    after: Option<String>,
-    limit: Option<u32>,
-}
-
 pub fn list(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         let org = c.path_org()?;
         check(&c.op, Permission::UserRead, Some(org))?;
-        let q: Limit = c.query()?;
+        let q: Page = c.query()?;
         let limit = page_limit(q.limit)?;
         let after = match q.after.as_deref() {
             None => None,

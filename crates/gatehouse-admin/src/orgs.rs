@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::AdminState;
 use crate::rbac::{Permission, check};
-use crate::reply::{bad, found, page_limit, store_err};
+use crate::reply::{Page, bad, found, page_limit, store_err};
 use crate::service::{Call, Pending, Reply};
 
 const MAX_NAME: usize = 64;
@@ -46,13 +46,6 @@ fn org_id(s: &str) -> Result<OrgId, Denial> {
 
 fn project_id(s: &str) -> Result<ProjectId, Denial> {
     ProjectId::parse(s).ok_or(Denial::new(DenyCode::NotFound))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Page {
-    after: Option<String>,
-    limit: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

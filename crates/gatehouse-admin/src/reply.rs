@@ -19,6 +19,14 @@ pub fn found(hit: bool) -> Result<(), Denial> {
     if hit { Ok(()) } else { Err(Denial::new(DenyCode::NotFound)) }
 }
 
+/// The query of a list paged by the last id of the previous page.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
 /// A list's page size: 100 unless asked, at most 1000.
 pub fn page_limit(asked: Option<u32>) -> Result<u32, Denial> {
     match asked.unwrap_or(100) {

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::AdminState;
 use crate::audit::{AuditCx, respond};
 use crate::body::StrictJson;
-use crate::rbac::Operator;
+use crate::rbac::{Operator, Permission};
 use crate::reply::bad;
 use crate::routes::RouteSpec;
 
@@ -43,6 +43,17 @@ pub struct Call {
     pub target: Option<String>,
 }
 
+/// Route services that differ only in an argument: `name => verb(arg);` defines
+/// `pub fn name(c: &mut Call) -> Pending<'_>` running `verb(c, arg)`.
+macro_rules! services {
+    ($($name:ident => $verb:ident($arg:expr);)*) => {
+        $(pub fn $name(c: &mut $crate::service::Call) -> $crate::service::Pending<'_> {
+            Box::pin($verb(c, $arg))
+        })*
+    };
+}
+pub(crate) use services;
+
 impl Call {
     /// A path parameter the route table's path names (empty if it names none).
     pub fn path(&self, name: &str) -> &str {
@@ -54,6 +65,14 @@ impl Call {
     pub fn path_org(&mut self) -> Result<OrgId, Denial> {
         self.org = OrgId::parse(self.path("org"));
         self.org.ok_or(Denial::new(DenyCode::NotFound))
+    }
+
+    /// The org a request names (in its query or body; the operator's own, else `default`, when
+    /// it names none), checked for `p` and named in the audit row.
+    pub async fn target_org(&mut self, name: Option<&str>, p: Permission) -> Result<OrgId, Denial> {
+        let org = crate::keys::target_org(&self.s, &self.op, name, p).await?;
+        self.org = Some(org);
+        Ok(org)
     }
 
     /// Names a path parameter as the audit row's target.
