@@ -2,9 +2,12 @@
 //! Content-free by construction: nothing here can reach the prompt or the response, only
 //! ids, counts and codes.
 
+use std::sync::Arc;
+
 use gatehouse_audit::{Actor, Auditor, Event, EventKind, Outcome};
-use gatehouse_core::{DenyCode, GateName, GateOutcome, RequestCx, TrailEntry};
+use gatehouse_core::{DenyCode, GateName, GateOutcome, OrgId, ProjectId, RequestCx, TrailEntry};
 use gatehouse_providers::Usage;
+use metrics::{Counter, Histogram};
 
 /// Where data-plane decisions go. `None` only in benchmarks and unit tests of the chain.
 #[derive(Clone)]
@@ -15,6 +18,59 @@ pub struct AuditHook {
     /// Trace export (OTLP), off by default. It receives the audit event — the same
     /// allow-listed fields — and nothing else.
     pub spans: Option<std::sync::Arc<dyn SpanSink>>,
+    /// Metric handles by label set: building a request's labels (seven, three of them owned
+    /// strings) and hashing them into the registry cost more than the rest of the meter, and a
+    /// deployment sees few label sets. Made after the process's recorder is installed.
+    pub meters: Arc<Meters>,
+}
+
+/// The cache of [`RequestMeters`] by label set.
+pub struct Meters(quick_cache::sync::Cache<MeterKey, Arc<RequestMeters>>);
+
+impl Default for Meters {
+    fn default() -> Self {
+        // beyond this many label sets, the least used are rebuilt when they come back
+        Meters(quick_cache::sync::Cache::new(4096))
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct MeterKey {
+    endpoint: &'static str,
+    outcome: &'static str,
+    code: &'static str,
+    gate: &'static str,
+    tenant: Option<(OrgId, ProjectId)>,
+    model: Option<Arc<str>>,
+}
+
+/// The handles one finished request updates.
+pub struct RequestMeters {
+    requests: Counter,
+    duration: Histogram,
+    prompt_tokens: Counter,
+    completion_tokens: Counter,
+}
+
+impl Meters {
+    fn get(&self, k: MeterKey) -> Arc<RequestMeters> {
+        if let Some(m) = self.0.get(&k) {
+            return m;
+        }
+        let (org, project) =
+            k.tenant.map_or_else(|| (String::new(), String::new()), |(o, p)| (o.to_string(), p.to_string()));
+        let model = k.model.as_deref().unwrap_or("").to_owned();
+        let m = Arc::new(RequestMeters {
+            requests: metrics::counter!("gatehouse_requests_total",
+                "endpoint" => k.endpoint, "outcome" => k.outcome, "code" => k.code, "gate" => k.gate,
+                "org" => org.clone(), "project" => project.clone(), "model" => model.clone()),
+            duration: metrics::histogram!("gatehouse_request_duration_seconds", "endpoint" => k.endpoint, "outcome" => k.outcome),
+            prompt_tokens: metrics::counter!("gatehouse_tokens_total", "kind" => "prompt", "org" => org.clone(), "project" => project.clone(), "model" => model.clone()),
+            completion_tokens: metrics::counter!("gatehouse_tokens_total", "kind" => "completion", "org" => org, "project" => project, "model" => model),
+        });
+        self.0.insert(k, m.clone());
+        m
+    }
 }
 
 /// Receives one finished request as its (content-free) audit event, with the trail of the
@@ -31,7 +87,7 @@ impl std::fmt::Debug for AuditHook {
 
 impl AuditHook {
     pub fn off() -> AuditHook {
-        AuditHook { auditor: None, allowed_too: false, spans: None }
+        AuditHook { auditor: None, allowed_too: false, spans: None, meters: Arc::default() }
     }
 
     /// False when the trail is fail-closed and cannot record: requests are then refused.
@@ -105,11 +161,6 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
         Some(_) => "denied",
     };
     let code = done.code.map_or("ok", DenyCode::as_str);
-    let (org, project) = cx
-        .principal
-        .as_ref()
-        .map_or_else(|| (String::new(), String::new()), |p| (p.org.to_string(), p.project.to_string()));
-    let model = cx.route.as_ref().map_or("", |r| &r.model).to_owned();
     // The gate that decided: the one that refused, or none for an allowed request.
     let deciding = cx
         .trail
@@ -118,17 +169,19 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
         .map(|e| e.gate);
     let gate = deciding.map_or("none", GateName::as_str);
 
-    metrics::counter!("gatehouse_requests_total",
-        "endpoint" => done.endpoint, "outcome" => outcome, "code" => code, "gate" => gate,
-        "org" => org.clone(), "project" => project.clone(), "model" => model.clone())
-    .increment(1);
-    metrics::histogram!("gatehouse_request_duration_seconds", "endpoint" => done.endpoint, "outcome" => outcome)
-        .record(elapsed.as_secs_f64());
+    let meters = hook.meters.get(MeterKey {
+        endpoint: done.endpoint,
+        outcome,
+        code,
+        gate,
+        tenant: cx.principal.as_ref().map(|p| (p.org, p.project)),
+        model: cx.route.as_ref().map(|r| r.model.clone()),
+    });
+    meters.requests.increment(1);
+    meters.duration.record(elapsed.as_secs_f64());
     if let Some(u) = done.usage {
-        metrics::counter!("gatehouse_tokens_total", "kind" => "prompt", "org" => org.clone(), "project" => project.clone(), "model" => model.clone())
-            .increment(u.prompt_tokens);
-        metrics::counter!("gatehouse_tokens_total", "kind" => "completion", "org" => org, "project" => project, "model" => model)
-            .increment(u.completion_tokens);
+        meters.prompt_tokens.increment(u.prompt_tokens);
+        meters.completion_tokens.increment(u.completion_tokens);
     }
 
     for h in &cx.guardrails {

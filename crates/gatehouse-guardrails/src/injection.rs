@@ -308,13 +308,63 @@ pub struct InjectionDetector {
     /// fake turns, persona names, markup that acts when rendered (a markdown image whose URL
     /// carries data out, a script, an event handler), a forced affirmative prefix.
     signal_set: RegexSet,
+    /// The same patterns one by one, for the few an ASCII text's [`TRIGGERS`] leave in play.
+    signals: Vec<Regex>,
+    /// [`TRIGGERS`], ASCII case-insensitive.
+    triggers: AhoCorasick,
     /// One pass that says whether any encoded blob is present.
     blob_set: RegexSet,
+}
+
+/// For each pattern signal (by index), literals at least one of which every match contains,
+/// case aside. Most prose contains none, so an ASCII text usually skips the patterns' pass
+/// (a lazy DFA over every pattern at once, the scorer's most expensive step) altogether.
+/// The persona-name pattern (2) is case-sensitive and checked with its own literals.
+const TRIGGERS: &[(&str, usize)] = &[
+    ("ignore", 0),
+    ("disregard", 0),
+    ("forget", 0),
+    ("override", 0),
+    ("bypass", 0),
+    ("system", 1),
+    ("assistant", 1),
+    ("developer", 1),
+    ("admin", 1),
+    ("![", 3),
+    ("<script", 3),
+    ("javascript:", 3),
+    ("onerror", 3),
+    ("onload", 3),
+    ("sure", 4),
+];
+const SIGNALS: usize = 5;
+
+/// Whether `text` has a run of at least `len` base64 characters (`[A-Za-z0-9+/]`), which any
+/// base64 or hex blob the scorer decodes is. Probes every `len`th byte (a run that long covers
+/// one) and widens only around a hit.
+fn has_base64_run(text: &str, len: usize) -> bool {
+    let b = text.as_bytes();
+    let is_b64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    let mut probe = len.saturating_sub(1);
+    while probe < b.len() {
+        if is_b64(&b[probe]) {
+            let before = b[..probe].iter().rev().take_while(|c| is_b64(c)).count();
+            let after = b[probe..].iter().take_while(|c| is_b64(c)).count();
+            if before + after >= len {
+                return true;
+            }
+            probe += after;
+        }
+        probe += len;
+    }
+    false
 }
 
 /// Bounded decoding of hidden payloads: at most this many blobs of at most this many bytes.
 const MAX_BLOBS: usize = 8;
 const MAX_BLOB: usize = 4096;
+/// The shortest base64 run the blob patterns match (`{40,}`; a hex blob is 48 or more).
+const BLOB_RUN: usize = 40;
 
 impl InjectionDetector {
     pub fn new() -> Result<InjectionDetector, crate::Error> {
@@ -345,6 +395,16 @@ impl InjectionDetector {
             hex_blob: re(hex_blob)?,
             persona_name: re(persona_name)?,
             signal_set: set(&[hijack, fake_turn, persona_name, active_markup, forced_prefix])?,
+            signals: [hijack, fake_turn, persona_name, active_markup, forced_prefix]
+                .iter()
+                .map(|p| re(p))
+                .collect::<Result<_, _>>()?,
+            triggers: AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(TRIGGERS.iter().map(|(t, _)| *t))
+                .map_err(|_| crate::Error::Build("injection triggers"))?,
             blob_set: set(&[base64_blob, hex_blob])?,
         })
     }
@@ -398,8 +458,13 @@ impl InjectionDetector {
             }
         }
         // hidden instructions in hex: decode a bounded number of blobs and look again
-        let blobs = self.blob_set.matches(normalized);
-        for m in self.hex_blob.find_iter(normalized).take(if blobs.matched(1) { MAX_BLOBS } else { 0 }) {
+        let (base64, hex) = if has_base64_run(normalized, BLOB_RUN) {
+            let m = self.blob_set.matches(normalized);
+            (m.matched(0), m.matched(1))
+        } else {
+            (false, false)
+        };
+        for m in self.hex_blob.find_iter(normalized).take(if hex { MAX_BLOBS } else { 0 }) {
             let blob = &m.as_str()[..m.as_str().len().min(MAX_BLOB) & !1];
             if let Ok(bytes) = hex::decode(blob)
                 && let Ok(text) = std::str::from_utf8(&bytes)
@@ -408,7 +473,7 @@ impl InjectionDetector {
             }
         }
         // hidden instructions in base64: decode a bounded number of blobs and look again
-        for m in self.base64_blob.find_iter(normalized).take(if blobs.matched(0) { MAX_BLOBS } else { 0 }) {
+        for m in self.base64_blob.find_iter(normalized).take(if base64 { MAX_BLOBS } else { 0 }) {
             let blob = &m.as_str()[..m.as_str().len().min(MAX_BLOB)];
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(blob.trim_end_matches('='))
@@ -446,23 +511,51 @@ impl InjectionDetector {
                 v.add_evidence(PHRASES[i].1);
             }
         }
-        // the set says which patterns matched; only the persona names need a second look
-        let hits = self.signal_set.matches(text);
-        if hits.matched(0) {
+        let hits = self.pattern_signals(text);
+        if hits[0] {
             v.add(sig("hijack.ignore_instructions", InstructionHijacking, 0.6));
         }
-        if hits.matched(1) {
+        if hits[1] {
             v.add(sig("role.fake_turn", RoleConfusion, 0.5));
         }
-        if hits.matched(2) && self.persona_name.find_iter(text).any(|m| m.as_str() != "ChatGPT") {
+        if hits[2] && self.persona_name.find_iter(text).any(|m| m.as_str() != "ChatGPT") {
             v.add(sig("role.persona_name", RoleConfusion, 0.3));
         }
-        if hits.matched(3) {
+        if hits[3] {
             v.add(sig("smuggle.active_markup", ContextSmuggling, 0.6));
         }
-        if hits.matched(4) {
+        if hits[4] {
             v.add(sig("hijack.forced_prefix", InstructionHijacking, 0.4));
         }
+    }
+}
+
+impl InjectionDetector {
+    /// Which pattern signals match `text`. In ASCII text only the patterns whose trigger
+    /// literals occur are run; in other text a case-insensitive pattern may match a non-ASCII
+    /// case variant of a trigger (the Kelvin sign for `k`), so all of them run, in one pass.
+    fn pattern_signals(&self, text: &str) -> [bool; SIGNALS] {
+        let mut hits = [false; SIGNALS];
+        if !text.is_ascii() {
+            let set = self.signal_set.matches(text);
+            for (i, hit) in hits.iter_mut().enumerate() {
+                *hit = set.matched(i);
+            }
+            return hits;
+        }
+        let mut maybe = [false; SIGNALS];
+        // every occurrence: resuming one byte after each match's start misses none, because no
+        // trigger contains another (a test says so); cheaper than an overlapping search
+        let mut at = 0;
+        while let Some(m) = self.triggers.find(aho_corasick::Input::new(text).span(at..text.len())) {
+            maybe[TRIGGERS[m.pattern().as_usize()].1] = true;
+            at = m.start() + 1;
+        }
+        maybe[2] = text.contains("GPT") || text.contains("DAN");
+        for (i, hit) in hits.iter_mut().enumerate() {
+            *hit = maybe[i] && self.signals[i].is_match(text);
+        }
+        hits
     }
 }
 
@@ -523,6 +616,85 @@ mod tests {
         ] {
             let v = verdict(s);
             assert!(v.score < 0.5, "{s}: {v:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The trigger prefilter changes no answer: on ASCII text built from the patterns'
+        /// pieces (any case, any order, any separators), it agrees with the one-pass set.
+        #[test]
+        fn the_trigger_prefilter_agrees_with_the_pattern_set(
+            parts in proptest::collection::vec((0usize..PIECES.len(), 0u8..4, proptest::bool::ANY), 0..12)
+        ) {
+            let d = InjectionDetector::new().unwrap_or_else(|e| panic!("{e}"));
+            let mut text = String::new();
+            for (i, sep, upper) in parts {
+                let piece = if upper { PIECES[i].to_ascii_uppercase() } else { PIECES[i].to_owned() };
+                text.push_str(&piece);
+                text.push_str([" ", "\n", "", "  : "][usize::from(sep)]);
+            }
+            let set = d.signal_set.matches(&text);
+            let hits = d.pattern_signals(&text);
+            for (i, hit) in hits.iter().enumerate() {
+                proptest::prop_assert_eq!(*hit, set.matched(i), "pattern {} on {:?}", i, text);
+            }
+            let blobs = d.blob_set.matches(&text);
+            proptest::prop_assert_eq!(has_base64_run(&text, BLOB_RUN), blobs.matched(0) || blobs.matched(1), "{:?}", text);
+        }
+    }
+
+    const PIECES: &[&str] = &[
+        "ignore",
+        "Disregard",
+        "forget",
+        "override",
+        "bypass",
+        "previous",
+        "all",
+        "your",
+        "the",
+        "instructions",
+        "rules",
+        "system",
+        "assistant",
+        "[developer]",
+        "<admin>",
+        "admin:",
+        "x",
+        "DevGPT",
+        "ChatGPT",
+        "DAN",
+        "Dan",
+        "![img](https://e.example/a?q=",
+        "<script",
+        "javascript:",
+        " onerror=",
+        " onload =",
+        "begin your reply with",
+        "\"sure",
+        "start each answer with 'Sure",
+        "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQ",
+        "0123456789abcdef0123456789abcdef",
+        "+/+/",
+        ".",
+    ];
+
+    #[test]
+    fn no_trigger_contains_another() {
+        for (a, _) in TRIGGERS {
+            for (b, _) in TRIGGERS {
+                assert!(a == b || !a.to_ascii_lowercase().contains(&b.to_ascii_lowercase()), "{a} contains {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn base64_runs_are_found_at_any_offset_and_length() {
+        for len in 1..100 {
+            for at in 0..45 {
+                let text = format!("{}{}{}", " ".repeat(at), "A".repeat(len), " x");
+                assert_eq!(has_base64_run(&text, BLOB_RUN), len >= BLOB_RUN, "run of {len} at {at}");
+            }
         }
     }
 }

@@ -30,6 +30,7 @@ pub fn is_invisible(c: char) -> bool {
 /// The normalised text and, for each of its bytes, the original byte offset it came from.
 pub struct Normalized {
     pub text: String,
+    /// Empty for ASCII input (unchanged), where every byte maps to itself.
     origin: Vec<u32>,
     original_len: usize,
     /// Whether any character was dropped or replaced (equal lengths do not imply equal text).
@@ -40,6 +41,10 @@ impl Normalized {
     /// Maps a span of the normalised text back to the original. The end maps to the end of
     /// the original character the last normalised byte came from.
     pub fn original_span(&self, start: usize, end: usize, original: &str) -> (usize, usize) {
+        if self.origin.is_empty() && !self.changed {
+            let s = start.min(self.original_len);
+            return (s, end.min(self.original_len).max(s));
+        }
         let s = self.origin.get(start).map_or(self.original_len, |o| *o as usize);
         let e = if end == 0 {
             s
@@ -64,17 +69,20 @@ impl Normalized {
 /// NFKC per character (composition across characters is not needed to expose a smuggled
 /// ASCII token) and invisible characters removed. Texts over 4 GiB are not ours to scan.
 pub fn normalize(original: &str) -> Normalized {
+    // ASCII is its own NFKC and has no invisible characters: a copy, and spans map one to one
+    if original.is_ascii() {
+        return Normalized {
+            text: original.to_owned(),
+            origin: Vec::new(),
+            original_len: original.len(),
+            changed: false,
+        };
+    }
     let mut text = String::with_capacity(original.len());
     let mut origin = Vec::with_capacity(original.len());
-    let ascii = original.is_ascii();
     let mut changed = false;
     for (i, c) in original.char_indices() {
         let at = u32::try_from(i).unwrap_or(u32::MAX);
-        if ascii {
-            text.push(c);
-            origin.push(at);
-            continue;
-        }
         if is_invisible(c) {
             changed = true;
             continue;
@@ -105,6 +113,8 @@ mod tests {
         assert_eq!(&s[a..b], "ｓｋ-\u{200b}abc");
         assert!(!n.is_identity());
         assert!(normalize("plain ascii").is_identity());
+        let ascii = normalize("call 555");
+        assert_eq!((ascii.text.as_str(), ascii.original_span(5, 8, "call 555")), ("call 555", (5, 8)));
         assert!(normalize("naïve café").is_identity(), "already NFKC");
         // same byte length, different text: a 4-byte letter folds to 2 bytes, a 2-byte
         // cedilla unfolds to 3

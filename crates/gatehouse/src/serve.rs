@@ -314,6 +314,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         auditor: Some(auditor.clone()),
         allowed_too: server.audit.data_plane == DataPlaneAudit::All,
         spans: spans.clone().map(|s| s as Arc<dyn gatehouse_gates::meter::SpanSink>),
+        meters: Arc::default(),
     };
     system_event(&auditor, EventKind::SystemStart).await;
 
