@@ -79,10 +79,10 @@ fn amount(unit: Unit, v: u64) -> Value {
 async fn view(s: &AdminState, t: Target) -> Result<(StatusCode, Value), Denial> {
     let row = s.store.limit_policy(t.org, t.scope()).await.map_err(store_err)?;
     let spec = row.as_ref().and_then(|r| serde_json::from_str::<LimitSpec>(&r.spec).ok());
-    let now = std::time::SystemTime::now();
+    let day = gatehouse_gates::limits::utc_day(std::time::SystemTime::now());
     let mut standing = Vec::new();
     for b in spec.as_ref().and_then(|sp| sp.compile().ok()).unwrap_or_default() {
-        let budget = gatehouse_gates::limits::period_key(&t.label(), &b, now);
+        let budget = gatehouse_gates::limits::period_key(&t.label(), &b, &day);
         let st = s.control.budget_standing(&budget.key).await.map_err(|_| Denial::new(DenyCode::Unavailable))?;
         standing.push(json!({
             "period": b.period.as_str(),

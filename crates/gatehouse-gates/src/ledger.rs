@@ -91,7 +91,7 @@ struct Pending {
     /// Events of a stream that carry no tokens: each choice's first (the role) and last (the
     /// finish reason), and a little slack.
     framing_events: u64,
-    reservations: Vec<(Reservation, Vec<BudgetMeta>)>,
+    reservations: Vec<(Reservation, Vec<Arc<BudgetMeta>>)>,
     /// Token rates charged the request's estimate: (rate key, rate, estimate).
     token_charges: Vec<(String, Rate, u64)>,
 }
@@ -144,7 +144,7 @@ impl Hold {
         self.pending.as_ref().map_or((0, 0), |p| (p.body_bytes, p.output_reserved))
     }
 
-    pub(crate) fn add(&mut self, r: Reservation, meta: Vec<BudgetMeta>) {
+    pub(crate) fn add(&mut self, r: Reservation, meta: Vec<Arc<BudgetMeta>>) {
         if let Some(p) = self.pending.as_mut() {
             p.reservations.push((r, meta));
         }
@@ -231,7 +231,7 @@ impl Drop for Hold {
 struct Settlement {
     org: OrgId,
     project: ProjectId,
-    reservations: Vec<(Reservation, Vec<BudgetMeta>, u64)>,
+    reservations: Vec<(Reservation, Vec<Arc<BudgetMeta>>, u64)>,
     /// Token rates to correct from the estimate to the count: (rate key, rate, difference).
     corrections: Vec<(String, Rate, i64)>,
     record: Option<UsageRecord>,
@@ -420,7 +420,7 @@ async fn settle(
     auditor: Option<Auditor>,
     org: OrgId,
     project: ProjectId,
-    reservations: Vec<(Reservation, Vec<BudgetMeta>, u64)>,
+    reservations: Vec<(Reservation, Vec<Arc<BudgetMeta>>, u64)>,
 ) -> Spends {
     let persist = matches!(*limits, Limits::Local(_));
     let mut spends = Vec::new();

@@ -51,9 +51,14 @@ impl LimitsBackend {
     }
 }
 
-/// A scope's limits, compiled.
+/// A scope's limits, compiled, with the names its rates and budgets go by (made once here,
+/// not formatted again for every request).
 #[derive(Debug, Default)]
 pub struct ScopeLimits {
+    /// `org:<id>`, `project:<id>`, `key:<id>`.
+    pub name: Arc<str>,
+    /// One per budget, in order.
+    pub budget_meta: Vec<Arc<BudgetMeta>>,
     pub rpm: Option<u32>,
     pub tpm: Option<u64>,
     pub concurrency: Option<u32>,
@@ -97,7 +102,15 @@ impl LimitPolicies {
             let compiled = spec.and_then(|s| s.compile().ok().map(|b| (s, b)));
             match (Self::scope(&r), compiled) {
                 (Some(scope), Some((s, budgets))) => {
+                    let name: Arc<str> = match scope {
+                        Scope::Org(id) => format!("org:{id}"),
+                        Scope::Project(id) => format!("project:{id}"),
+                        Scope::Key(id) => format!("key:{id}"),
+                    }
+                    .into();
                     let limits = ScopeLimits {
+                        budget_meta: budgets.iter().map(|b| Arc::new(BudgetMeta::new(&name, b))).collect(),
+                        name,
                         rpm: s.rpm,
                         tpm: s.tpm,
                         concurrency: s.concurrency,
@@ -146,56 +159,63 @@ fn token_rate(tpm: u64) -> Rate {
 
 /// One rate a request is checked against.
 struct RateCheck {
-    name: String,
+    name: Arc<str>,
     rate: Rate,
     /// Counts tokens (the request costs its estimate) rather than requests (it costs one).
     tokens: bool,
 }
 
 impl RateCheck {
-    fn requests(name: String, rpm: u32) -> RateCheck {
+    fn requests(name: Arc<str>, rpm: u32) -> RateCheck {
         RateCheck { name, rate: rate(rpm), tokens: false }
     }
 
-    fn tokens(name: String, tpm: u64) -> RateCheck {
-        RateCheck { name: format!("tpm:{name}"), rate: token_rate(tpm), tokens: true }
+    fn tokens(name: &str, tpm: u64) -> RateCheck {
+        RateCheck { name: format!("tpm:{name}").into(), rate: token_rate(tpm), tokens: true }
     }
 }
 
 /// A scope's own rates and its rates for `model`.
-fn scope_rates(out: &mut Vec<RateCheck>, name: &str, s: &ScopeLimits, model: &str) {
+fn scope_rates(out: &mut Vec<RateCheck>, s: &ScopeLimits, model: &str) {
     if let Some(rpm) = s.rpm {
-        out.push(RateCheck::requests(name.to_owned(), rpm));
+        out.push(RateCheck::requests(s.name.clone(), rpm));
     }
     if let Some(tpm) = s.tpm {
-        out.push(RateCheck::tokens(name.to_owned(), tpm));
+        out.push(RateCheck::tokens(&s.name, tpm));
     }
-    model_rates(out, name, s, model);
+    model_rates(out, &s.name, s, model);
 }
 
 fn model_rates(out: &mut Vec<RateCheck>, name: &str, s: &ScopeLimits, model: &str) {
     if let Some(m) = s.models.get(model) {
-        let name = format!("{name}:model:{model}");
+        let name: Arc<str> = format!("{name}:model:{model}").into();
         if let Some(rpm) = m.rpm {
             out.push(RateCheck::requests(name.clone(), rpm));
         }
         if let Some(tpm) = m.tpm {
-            out.push(RateCheck::tokens(name, tpm));
+            out.push(RateCheck::tokens(&name, tpm));
         }
     }
 }
 
-/// The budget key of a scope for the period that contains `now`, and how long its spend must
-/// be kept (the period's rest, rounded up; lifetime budgets forever).
-pub fn period_key(scope: &str, b: &CompiledBudget, now: SystemTime) -> Budget {
-    let day = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let day = gatehouse_store::utc_day(i64::try_from(day).unwrap_or(i64::MAX));
-    let (tag, retain) = match b.period {
-        Period::Daily => (format!("d{day}"), Some(Duration::from_secs(2 * 86_400))),
-        Period::Monthly => (format!("m{}", &day[..7]), Some(Duration::from_secs(33 * 86_400))),
-        Period::Lifetime => ("life".to_owned(), None),
+/// The UTC day (`YYYY-MM-DD`) of `now`, which names the current daily and monthly periods.
+pub fn utc_day(now: SystemTime) -> String {
+    let ms = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    gatehouse_store::utc_day(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+/// The budget key of a scope for the period that contains `day` ([`utc_day`]), and how long
+/// its spend must be kept (the period's rest, rounded up; lifetime budgets forever).
+pub fn period_key(scope: &str, b: &CompiledBudget, day: &str) -> Budget {
+    let unit = b.unit.as_str();
+    let (key, retain) = match b.period {
+        Period::Daily => (format!("b:{scope}:d{day}:{unit}"), Some(Duration::from_secs(2 * 86_400))),
+        Period::Monthly => {
+            (format!("b:{scope}:m{}:{unit}", day.get(..7).unwrap_or(day)), Some(Duration::from_secs(33 * 86_400)))
+        }
+        Period::Lifetime => (format!("b:{scope}:life:{unit}"), None),
     };
-    Budget { key: format!("b:{scope}:{tag}:{}", b.unit.as_str()), limit: b.limit, retain }
+    Budget { key, limit: b.limit, retain }
 }
 
 pub struct LimitsGate {
@@ -229,50 +249,56 @@ impl LimitsGate {
         if let Credential::Key(id) = &p.credential {
             // the key's own limits replace its project's per-key defaults
             let own = key.as_ref().map(|k| (k.rpm, k.tpm));
-            let name = format!("key:{id}");
-            if let Some(rpm) = own.and_then(|o| o.0).or(p.rpm) {
-                rates.push(RateCheck::requests(name.clone(), rpm));
-            }
-            if let Some(tpm) = own.and_then(|o| o.1).or(p.tpm) {
-                rates.push(RateCheck::tokens(name.clone(), tpm));
-            }
-            if let Some(k) = &key {
-                model_rates(&mut rates, &name, k, &model);
+            let rpm = own.and_then(|o| o.0).or(p.rpm);
+            let tpm = own.and_then(|o| o.1).or(p.tpm);
+            if rpm.is_some() || tpm.is_some() || key.is_some() {
+                let name = key.as_ref().map_or_else(|| Arc::from(format!("key:{id}")), |k| k.name.clone());
+                if let Some(rpm) = rpm {
+                    rates.push(RateCheck::requests(name.clone(), rpm));
+                }
+                if let Some(tpm) = tpm {
+                    rates.push(RateCheck::tokens(&name, tpm));
+                }
+                if let Some(k) = &key {
+                    model_rates(&mut rates, &name, k, &model);
+                }
             }
         }
         if let Some(s) = &project {
-            scope_rates(&mut rates, &format!("project:{}", p.project), s, &model);
+            scope_rates(&mut rates, s, &model);
         }
         if let Some(s) = &org {
-            scope_rates(&mut rates, &format!("org:{}", p.org), s, &model);
+            scope_rates(&mut rates, s, &model);
         }
-        let now = SystemTime::now();
-        let mut budgets: Vec<(Budget, BudgetMeta)> = Vec::new();
-        let mut add = |scope: String, list: &[CompiledBudget]| {
-            for b in list {
-                budgets.push((period_key(&scope, b, now), BudgetMeta::new(&scope, b)));
+        let mut budgets: Vec<(Budget, Arc<BudgetMeta>)> = Vec::new();
+        let scoped = [org.as_ref(), project.as_ref(), key.as_ref()];
+        let grant_budgets = p.grant.as_ref().is_some_and(|g| !g.budgets_micro_usd.is_empty());
+        if grant_budgets || scoped.iter().flatten().any(|s| !s.budgets.is_empty()) {
+            let day = utc_day(SystemTime::now());
+            for s in scoped.into_iter().flatten() {
+                for (b, meta) in s.budgets.iter().zip(&s.budget_meta) {
+                    budgets.push((period_key(&s.name, b, &day), meta.clone()));
+                }
             }
-        };
-        if let Some(s) = &org {
-            add(format!("org:{}", p.org), &s.budgets);
-        }
-        if let Some(s) = &project {
-            add(format!("project:{}", p.project), &s.budgets);
-        }
-        if let (Some(s), Credential::Key(id)) = (&key, &p.credential) {
-            add(format!("key:{id}"), &s.budgets);
+            if let Some(grant) = &p.grant {
+                for &(node, micro) in grant.budgets_micro_usd.iter() {
+                    if let Some(token) = grant.chain.get(node) {
+                        let scope = format!("token:{token}");
+                        let b = CompiledBudget {
+                            period: Period::Lifetime,
+                            unit: Unit::Usd,
+                            limit: micro,
+                            alert_at: vec![],
+                        };
+                        budgets.push((period_key(&scope, &b, &day), Arc::new(BudgetMeta::new(&scope, &b))));
+                    }
+                }
+            }
         }
         if let Some(grant) = &p.grant {
             for &(node, rpm) in grant.rpm.iter() {
                 if let Some(token) = grant.chain.get(node) {
-                    rates.push(RateCheck::requests(format!("token:{token}"), rpm));
-                }
-            }
-            for &(node, micro) in grant.budgets_micro_usd.iter() {
-                if let Some(token) = grant.chain.get(node) {
-                    let b =
-                        CompiledBudget { period: Period::Lifetime, unit: Unit::Usd, limit: micro, alert_at: vec![] };
-                    add(format!("token:{token}"), std::slice::from_ref(&b));
+                    rates.push(RateCheck::requests(format!("token:{token}").into(), rpm));
                 }
             }
         }
@@ -288,12 +314,12 @@ impl LimitsGate {
             }
         };
         let (prompt, output) = hold.worst_case();
-        let mut asks: Vec<(Vec<Budget>, Vec<BudgetMeta>, u64)> =
+        let mut asks: Vec<(Vec<Budget>, Vec<Arc<BudgetMeta>>, u64)> =
             [(usd, price.cost(prompt, 0, output)), (tokens, prompt.saturating_add(output))]
                 .into_iter()
                 .filter(|(list, _)| !list.is_empty())
                 .map(|(list, amount)| {
-                    let (keys, meta): (Vec<Budget>, Vec<BudgetMeta>) = list.into_iter().unzip();
+                    let (keys, meta): (Vec<Budget>, Vec<Arc<BudgetMeta>>) = list.into_iter().unzip();
                     (keys, meta, amount)
                 })
                 .collect();
@@ -301,7 +327,7 @@ impl LimitsGate {
         // when the request ends; its hold expires if a replica dies mid-request
         if let (Some(c), Credential::Key(id)) = (key.as_ref().and_then(|k| k.concurrency), &p.credential) {
             let name = format!("inflight:key:{id}");
-            let meta = BudgetMeta::in_flight(&name, u64::from(c));
+            let meta = Arc::new(BudgetMeta::in_flight(&name, u64::from(c)));
             asks.push((vec![Budget { key: name, limit: u64::from(c), retain: None }], vec![meta], 1));
         }
         if rates.is_empty() && asks.is_empty() {
@@ -318,7 +344,7 @@ impl LimitsGate {
 
         let limits = &self.backend.limits;
         let checks: Vec<(&str, Rate, u64)> =
-            rates.iter().map(|r| (r.name.as_str(), r.rate, if r.tokens { estimate.max(1) } else { 1 })).collect();
+            rates.iter().map(|r| (&*r.name, r.rate, if r.tokens { estimate.max(1) } else { 1 })).collect();
         let (rated, reserved) = futures_util::future::join(
             limits.rates(&checks),
             futures_util::future::join_all(
@@ -334,7 +360,7 @@ impl LimitsGate {
                 Ok(Reserved::Exhausted { budget }) => {
                     let m = meta.get(budget);
                     tracing::info!(request_id = %cx.request_id, budget = m.map(|m| m.label.as_str()), "budget exhausted");
-                    refusal.get_or_insert(if m.is_some_and(BudgetMeta::is_in_flight) {
+                    refusal.get_or_insert(if m.is_some_and(|m| m.is_in_flight()) {
                         Denial::new(DenyCode::RateLimitExceeded).retry_after(1)
                     } else {
                         Denial::new(DenyCode::InsufficientQuota)
@@ -355,7 +381,7 @@ impl LimitsGate {
         };
         for (r, decision) in rates.into_iter().zip(rated) {
             if r.tokens && decision.as_ref().is_ok_and(|d| d.allowed) {
-                hold.charged(r.name.clone(), r.rate, estimate.max(1));
+                hold.charged(r.name.to_string(), r.rate, estimate.max(1));
             }
             if let Err(d) = self.rated(cx, &r, decision) {
                 // a rate refusal says when to retry: it wins over a budget's
@@ -432,9 +458,10 @@ mod tests {
         // 2026-11-24T12:00:00Z
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_521_600);
         let b = |period, unit| CompiledBudget { period, unit, limit: 5, alert_at: vec![] };
-        assert_eq!(period_key("org:o", &b(Period::Daily, Unit::Usd), now).key, "b:org:o:d2026-11-24:usd");
-        assert_eq!(period_key("org:o", &b(Period::Monthly, Unit::Tokens), now).key, "b:org:o:m2026-11:tokens");
-        let life = period_key("token:t", &b(Period::Lifetime, Unit::Usd), now);
+        let day = utc_day(now);
+        assert_eq!(period_key("org:o", &b(Period::Daily, Unit::Usd), &day).key, "b:org:o:d2026-11-24:usd");
+        assert_eq!(period_key("org:o", &b(Period::Monthly, Unit::Tokens), &day).key, "b:org:o:m2026-11:tokens");
+        let life = period_key("token:t", &b(Period::Lifetime, Unit::Usd), &day);
         assert_eq!((life.key.as_str(), life.retain), ("b:token:t:life:usd", None));
     }
 }

@@ -58,9 +58,12 @@ pub fn build_runtime(policy: &Policy, services: &Services, env: EnvLookup<'_>) -
     Ok(Runtime { gates, upstreams, limits: l })
 }
 
-/// Shared by every handler of the data plane.
+/// Shared by every handler of the data plane. The router clones it for every request: one
+/// reference count, not one per service inside.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub runtime: Arc<ArcSwap<Runtime>>,
     pub store: Store,
     /// Static across reloads; every rebuilt snapshot gets them.
@@ -69,8 +72,21 @@ pub struct AppState {
     pub exchange: Option<Arc<crate::exchange::Exchange>>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
-    pub fn new(runtime: Runtime, services: Services, store: Store) -> Self {
-        Self { runtime: Arc::new(ArcSwap::from_pointee(runtime)), store, services, exchange: None }
+    pub fn new(
+        runtime: Runtime,
+        services: Services,
+        store: Store,
+        exchange: Option<Arc<crate::exchange::Exchange>>,
+    ) -> Self {
+        Self(Arc::new(Shared { runtime: Arc::new(ArcSwap::from_pointee(runtime)), store, services, exchange }))
     }
 }

@@ -11,8 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub struct Upstream {
     pub name: Arc<str>,
-    chat_url: String,
-    embeddings_url: String,
+    /// Parsed once here: handing reqwest a string would parse it again on every request.
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
     /// `Authorization: Bearer <provider key>`, marked sensitive so it never prints.
     auth: Option<HeaderValue>,
     /// Signs `x-gatehouse-*` identity headers when configured: key id and secret.
@@ -52,12 +53,15 @@ impl Upstream {
             .build()
             .map_err(|_| crate::Error::Client(cfg.name.clone()))?;
         let identity = cfg.resolve_identity_key(env)?;
-        let path_of = |u: &str| url::Url::parse(u).map(|u| u.path().to_owned()).unwrap_or_default();
-        let chat_url = format!("{}{}", cfg.base_url, Endpoint::ChatCompletions.upstream_path());
-        let embeddings_url = format!("{}{}", cfg.base_url, Endpoint::Embeddings.upstream_path());
+        let url_of = |e: Endpoint| {
+            reqwest::Url::parse(&format!("{}{}", cfg.base_url, e.upstream_path()))
+                .map_err(|_| crate::Error::Client(cfg.name.clone()))
+        };
+        let chat_url = url_of(Endpoint::ChatCompletions)?;
+        let embeddings_url = url_of(Endpoint::Embeddings)?;
         Ok(Upstream {
-            chat_path: path_of(&chat_url),
-            embeddings_path: path_of(&embeddings_url),
+            chat_path: chat_url.path().to_owned(),
+            embeddings_path: embeddings_url.path().to_owned(),
             identity,
             name: cfg.name.as_str().into(),
             chat_url,
@@ -95,7 +99,7 @@ impl Upstream {
         };
         let mut rb = self
             .client
-            .post(url)
+            .post(url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-request-id", request_id)
             .body(body);

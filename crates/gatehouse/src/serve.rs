@@ -334,12 +334,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let services =
         Services { creds: creds.clone(), guardrails: guardrails.clone(), limits: limits.clone(), audit: hook };
     let runtime = build_runtime(&config.policy, &services, &env)?;
-    let mut app = AppState::new(runtime, services, store.clone());
-    if !server.exchange.is_empty()
-        && let Some(f) = &federated
-    {
-        app.exchange = Some(Arc::new(Exchange::new(server.exchange.clone(), f.clone(), tokens.clone())));
-    }
+    let exchange = match &federated {
+        Some(f) if !server.exchange.is_empty() => {
+            Some(Arc::new(Exchange::new(server.exchange.clone(), f.clone(), tokens.clone())))
+        }
+        _ => None,
+    };
+    let app = AppState::new(runtime, services, store.clone(), exchange);
 
     let data_listener = TcpListener::bind(server.data_listen)
         .await
