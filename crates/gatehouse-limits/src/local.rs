@@ -3,8 +3,10 @@
 //! is no global lock; a reservation over several budgets locks their shards in index order.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
+
+use foldhash::fast::RandomState;
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -14,10 +16,10 @@ const SHARDS: usize = 64;
 
 #[derive(Default)]
 struct Shard {
-    tats: HashMap<String, u64>,
+    tats: HashMap<String, u64, RandomState>,
     /// Prune passed TATs when the map grows past this (doubling: amortised O(1) per call).
     tats_gc_at: usize,
-    budgets: HashMap<String, BudgetState>,
+    budgets: HashMap<String, BudgetState, RandomState>,
 }
 
 #[derive(Default)]
@@ -26,7 +28,7 @@ struct BudgetState {
     /// Unsettled reservations: id -> (amount, expires at, µs on this backend's clock). An
     /// expired hold no longer counts as reserved but is kept for [`GRACE_US`], so a late
     /// settle still finds it (and counts the spend) and a repeated settle finds nothing.
-    holds: HashMap<String, (u64, u64)>,
+    holds: HashMap<String, (u64, u64), RandomState>,
     /// The sum of the holds that expire after `counted_at` (kept on every insert and remove,
     /// so a reserve costs O(1) instead of a pass over every hold).
     live: u64,
@@ -89,7 +91,7 @@ impl Local {
     pub fn new() -> Local {
         Local {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             epoch: Instant::now(),
         }
     }
@@ -109,7 +111,13 @@ impl Local {
         let stored = shard.tats.get(key).copied();
         let (decision, new_tat) = gcra(stored, now, rate, cost);
         if let Some(t) = new_tat {
-            shard.tats.insert(key.to_owned(), t);
+            // the key is copied only the first time it is seen
+            match shard.tats.get_mut(key) {
+                Some(tat) => *tat = t,
+                None => {
+                    shard.tats.insert(key.to_owned(), t);
+                }
+            }
         }
         // keys whose TAT has passed hold no information: drop them now and then
         if shard.tats.len() > shard.tats_gc_at.max(4096) {
@@ -185,7 +193,10 @@ impl Local {
         for b in &r.budgets {
             let s = self.shard_of(&b.key);
             let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == s) else { continue };
-            let state = shard.budgets.entry(b.key.clone()).or_default();
+            let state = match shard.budgets.get_mut(&b.key) {
+                Some(state) => state,
+                None => shard.budgets.entry(b.key.clone()).or_default(),
+            };
             state.release(&r.id);
             state.spent = state.spent.saturating_add(actual);
             if state.forget_at.is_none()

@@ -120,12 +120,10 @@ fn with_rate_headers(mut resp: Response, Rates { requests, tokens }: Rates) -> R
     ];
     for (r, (limit, remaining, reset)) in [requests, tokens].into_iter().zip(names) {
         let Some(r) = r else { continue };
-        for (name, value) in
-            [(limit, r.limit.to_string()), (remaining, r.remaining.to_string()), (reset, reset_text(r.reset))]
-        {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.insert(http::HeaderName::from_static(name), v);
-            }
+        h.insert(http::HeaderName::from_static(limit), HeaderValue::from(r.limit));
+        h.insert(http::HeaderName::from_static(remaining), HeaderValue::from(r.remaining));
+        if let Ok(v) = HeaderValue::from_str(&reset_text(r.reset)) {
+            h.insert(http::HeaderName::from_static(reset), v);
         }
     }
     resp
