@@ -25,19 +25,7 @@ fi
 build_bins
 bin=${GATEHOUSE_BIN:-$target/release/gatehouse}
 start_fake
-cat > "$out/g.toml" <<TOML
-[server]
-data_listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-data_dir = "$out/data"
-[[providers]]
-name = "fake"
-base_url = "$fake"
-[[models]]
-name = "fake-model"
-provider = "fake"
-$realistic_config
-TOML
+write_config "$out/g.toml" "$out/data" "$realistic_config"
 GATEHOUSE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" \
   "$bin" serve --config "$out/g.toml" > "$out/gw.txt" 2> "$out/vg.log" &
 vg=$!

@@ -16,21 +16,25 @@ start_fake() { # sets $fake
   fake=$(sed -n 's/^listening on //p' "$out/fake.txt")
 }
 
-start_gateway() { # $1 name, $2 extra config; sets gw_url, gw_key, gw_pid
-  local name=$1
-  cat > "$out/$name.toml" <<TOML
+write_config() { # $1 file, $2 data dir, $3 extra config: both planes on ephemeral ports, the fake
+  cat > "$1" <<TOML
 [server]
 data_listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
-data_dir = "$out/$name-data"
+data_dir = "$2"
 [[providers]]
 name = "fake"
 base_url = "$fake"
 [[models]]
 name = "fake-model"
 provider = "fake"
-$2
+$3
 TOML
+}
+
+start_gateway() { # $1 name, $2 extra config; sets gw_url, gw_key, gw_pid
+  local name=$1
+  write_config "$out/$name.toml" "$out/$name-data" "$2"
   GATEHOUSE_LOG=${GATEHOUSE_LOG:-warn} "$target/release/gatehouse" serve --config "$out/$name.toml" > "$out/$name.txt" 2> "$out/$name.log" &
   gw_pid=$!
   for _ in $(seq 1 100); do grep -q "gatehouse: ready" "$out/$name.txt" && break; sleep 0.1; done
