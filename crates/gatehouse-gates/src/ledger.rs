@@ -18,7 +18,7 @@ use gatehouse_audit::{Actor, Auditor, Event, EventKind, Outcome};
 use gatehouse_config::budgets::{BudgetSettings, Price};
 use gatehouse_core::{OrgId, ProjectId, RequestCx};
 use gatehouse_limits::spec::{CompiledBudget, Unit, crossed};
-use gatehouse_limits::{Limits, Rate, Reservation};
+use gatehouse_limits::{Adjust, Limits, Rate, Reservation, Settle};
 use gatehouse_providers::{ApiRequest, Usage};
 use gatehouse_store::{BudgetSpend, Store, UsageRecord, now_ms};
 use tokio::sync::{mpsc, oneshot};
@@ -300,24 +300,142 @@ pub async fn restore_spend(store: &Store, limits: &Limits) -> Result<usize, gate
     Ok(rows.len())
 }
 
-/// What the settle tasks hand back to be persisted (in-process store only).
+/// What settling hands back to be persisted (in-process store only).
 type Spends = Vec<BudgetSpend>;
+
+/// One reservation owed its settlement.
+struct Owed {
+    org: OrgId,
+    project: ProjectId,
+    reservation: Reservation,
+    meta: Vec<Arc<BudgetMeta>>,
+    actual: u64,
+}
+
+/// The settlements and token-rate corrections taken off the queue in one pass, settled in one
+/// call to the limits store (one round trip on Redis, however many requests ended).
+#[derive(Default)]
+struct Batch {
+    owed: Vec<Owed>,
+    corrections: Vec<(String, Rate, i64)>,
+}
+
+impl Batch {
+    fn add(
+        &mut self,
+        org: OrgId,
+        project: ProjectId,
+        reservations: Vec<(Reservation, Vec<Arc<BudgetMeta>>, u64)>,
+        corrections: Vec<(String, Rate, i64)>,
+    ) {
+        self.owed.extend(reservations.into_iter().map(|(reservation, meta, actual)| Owed {
+            org,
+            project,
+            reservation,
+            meta,
+            actual,
+        }));
+        self.corrections.extend(corrections);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.owed.is_empty() && self.corrections.is_empty()
+    }
+
+    /// One attempt. Settled: the spend to persist (in-process store), thresholds crossed
+    /// reported. The store unavailable: the batch back, to retry.
+    async fn attempt(self, limits: &Limits, auditor: Option<&Auditor>) -> Result<Spends, Batch> {
+        let answer = {
+            let settles: Vec<Settle<'_>> = self.owed.iter().map(|o| (&o.reservation, o.actual)).collect();
+            let adjusts: Vec<Adjust<'_>> = self.corrections.iter().map(|(k, r, d)| (k.as_str(), *r, *d)).collect();
+            limits.settle_batch(&settles, &adjusts).await
+        };
+        let Ok(after) = answer else { return Err(self) };
+        let persist = matches!(limits, Limits::Local(_));
+        let now = now_ms();
+        let mut spends = Vec::new();
+        for (o, after) in self.owed.into_iter().zip(after) {
+            if persist && after.is_some() && o.actual > 0 {
+                spends.extend(o.reservation.budgets.iter().map(|b| BudgetSpend {
+                    budget: b.key.clone(),
+                    spent: i64::try_from(o.actual).unwrap_or(i64::MAX),
+                    expires_at:
+                        b.retain.map(|keep| now.saturating_add(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))),
+                }));
+            }
+            // None: settled before (a retry after a lost answer); nothing crossed now
+            for (m, spent) in o.meta.iter().zip(after.unwrap_or_default()) {
+                for pct in crossed(&m.alert_at, m.limit, spent.saturating_sub(o.actual), spent) {
+                    threshold(auditor, o.org, m.below_org.then_some(o.project), m, pct);
+                }
+            }
+        }
+        Ok(spends)
+    }
+}
+
+/// Settles what is queued now: inline (the in-process store never waits; on Redis waiting one
+/// round trip lets the next batch gather), and a batch the store could not take is retried
+/// beside the queue, so the queue keeps moving while the store is down.
+async fn settle_now(
+    batch: &mut Batch,
+    limits: &Arc<Limits>,
+    auditor: Option<&Auditor>,
+    spends: &mut Spends,
+    retrying: &mut JoinSet<Spends>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    match std::mem::take(batch).attempt(limits, auditor).await {
+        Ok(settled) => spends.extend(settled),
+        Err(failed) => {
+            retrying.spawn(retry(failed, limits.clone(), auditor.cloned()));
+        }
+    }
+}
+
+/// Retries a batch every second for as long as the store keeps an expired hold's receipt.
+/// Token-rate corrections are dropped (a rate is a rolling minute: a correction made later
+/// would be stale).
+async fn retry(mut batch: Batch, limits: Arc<Limits>, auditor: Option<Auditor>) -> Spends {
+    if !batch.corrections.is_empty() {
+        metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "token_rate_correction", "policy" => "skip")
+            .increment(batch.corrections.len() as u64);
+        batch.corrections.clear();
+    }
+    let started = tokio::time::Instant::now();
+    loop {
+        metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "settle", "policy" => "retry")
+            .increment(batch.owed.len() as u64);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match batch.attempt(&limits, auditor.as_ref()).await {
+            Ok(spends) => return spends,
+            Err(failed) if started.elapsed() < SETTLE_RETRY_FOR => batch = failed,
+            Err(failed) => {
+                tracing::error!(
+                    settlements = failed.owed.len(),
+                    "limits store unavailable for too long; settlements were given up"
+                );
+                return Vec::new();
+            }
+        }
+    }
+}
 
 async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, store: Store, limits: Arc<Limits>, auditor: Option<Auditor>) {
     let mut rows: Vec<UsageRecord> = Vec::new();
     let mut spends: Spends = Vec::new();
-    let mut settling: JoinSet<Spends> = JoinSet::new();
+    let mut retrying: JoinSet<Spends> = JoinSet::new();
     let mut tick = tokio::time::interval(LINGER);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // In process, settling is a few map operations that never wait: it runs here rather than
-    // in two tasks per request. On Redis it is network I/O that may retry, so it runs beside.
-    let inline = matches!(*limits, Limits::Local(_));
     let mut queued: Vec<Msg> = Vec::with_capacity(QUEUE_TAKE);
+    let mut batch = Batch::default();
     loop {
         tokio::select! {
             taken = rx.recv_many(&mut queued, QUEUE_TAKE) => {
                 if taken == 0 {
-                    while let Some(done) = settling.join_next().await {
+                    while let Some(done) = retrying.join_next().await {
                         spends.extend(done.unwrap_or_default());
                     }
                     write(&store, &mut rows, &mut spends).await;
@@ -326,19 +444,13 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, store: Store, limits: Arc<Lim
                 for msg in queued.drain(..) {
                     match msg {
                         Msg::Settle(s) => {
-                            let s = *s;
-                            rows.extend(s.record);
-                            if !s.corrections.is_empty() {
-                                let fixing = correct(limits.clone(), s.corrections);
-                                if inline { fixing.await; } else { settling.spawn(fixing); }
-                            }
-                            if !s.reservations.is_empty() {
-                                let settled = settle(limits.clone(), auditor.clone(), s.org, s.project, s.reservations);
-                                if inline { spends.extend(settled.await); } else { settling.spawn(settled); }
-                            }
+                            let Settlement { org, project, reservations, corrections, record } = *s;
+                            rows.extend(record);
+                            batch.add(org, project, reservations, corrections);
                         }
                         Msg::Flush(done) => {
-                            while let Some(s) = settling.join_next().await {
+                            settle_now(&mut batch, &limits, auditor.as_ref(), &mut spends, &mut retrying).await;
+                            while let Some(s) = retrying.join_next().await {
                                 spends.extend(s.unwrap_or_default());
                             }
                             write(&store, &mut rows, &mut spends).await;
@@ -346,11 +458,12 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, store: Store, limits: Arc<Lim
                         }
                     }
                 }
+                settle_now(&mut batch, &limits, auditor.as_ref(), &mut spends, &mut retrying).await;
                 if rows.len() >= BATCH {
                     write(&store, &mut rows, &mut spends).await;
                 }
             }
-            Some(done) = settling.join_next(), if !settling.is_empty() => spends.extend(done.unwrap_or_default()),
+            Some(done) = retrying.join_next(), if !retrying.is_empty() => spends.extend(done.unwrap_or_default()),
             _ = tick.tick() => {
                 if !rows.is_empty() || !spends.is_empty() {
                     write(&store, &mut rows, &mut spends).await;
@@ -401,62 +514,6 @@ async fn write(store: &Store, rows: &mut Vec<UsageRecord>, spends: &mut Spends) 
             }
         }
     }
-}
-
-/// Token rates corrected to the real count; best effort (a rate is a rolling minute: a
-/// correction that cannot be made now would be stale by the time it could).
-async fn correct(limits: Arc<Limits>, corrections: Vec<(String, Rate, i64)>) -> Spends {
-    for (key, rate, delta) in corrections {
-        if limits.adjust(&key, rate, delta).await.is_err() {
-            metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "token_rate_correction", "policy" => "skip")
-                .increment(1);
-        }
-    }
-    Vec::new()
-}
-
-async fn settle(
-    limits: Arc<Limits>,
-    auditor: Option<Auditor>,
-    org: OrgId,
-    project: ProjectId,
-    reservations: Vec<(Reservation, Vec<Arc<BudgetMeta>>, u64)>,
-) -> Spends {
-    let persist = matches!(*limits, Limits::Local(_));
-    let mut spends = Vec::new();
-    for (r, meta, actual) in reservations {
-        let started = tokio::time::Instant::now();
-        let after = loop {
-            match limits.settle(&r, actual).await {
-                Ok(after) => break after,
-                Err(_) if started.elapsed() < SETTLE_RETRY_FOR => {
-                    metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "settle", "policy" => "retry")
-                        .increment(1);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(_) => {
-                    tracing::error!(reservation = %r.id, "limits store unavailable for too long; a settlement was given up");
-                    break None;
-                }
-            }
-        };
-        if persist && after.is_some() && actual > 0 {
-            let now = now_ms();
-            spends.extend(r.budgets.iter().map(|b| BudgetSpend {
-                budget: b.key.clone(),
-                spent: i64::try_from(actual).unwrap_or(i64::MAX),
-                expires_at:
-                    b.retain.map(|keep| now.saturating_add(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))),
-            }));
-        }
-        // None: settled before (a retry after a lost answer); nothing crossed now
-        for (m, spent) in meta.iter().zip(after.unwrap_or_default()) {
-            for pct in crossed(&m.alert_at, m.limit, spent.saturating_sub(actual), spent) {
-                threshold(auditor.as_ref(), org, m.below_org.then_some(project), m, pct);
-            }
-        }
-    }
-    spends
 }
 
 fn threshold(auditor: Option<&Auditor>, org: OrgId, project: Option<ProjectId>, m: &BudgetMeta, pct: u8) {

@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use gatehouse_config::budgets::{BudgetSettings, Price, Prices, Unpriced};
 use gatehouse_core::{Credential, Denial, DenyCode, GateName, KeyId, OrgId, ProjectId, RateLimitInfo, RequestCx};
 use gatehouse_limits::spec::{CompiledBudget, LimitSpec, ModelRates, Period, Unit};
-use gatehouse_limits::{Budget, Limits, Rate, Reserved};
+use gatehouse_limits::{Ask, Budget, Limits, Rate, Reserved};
 use gatehouse_providers::ApiRequest;
 use gatehouse_store::{LimitPolicyRow, LimitScope, Store};
 
@@ -229,9 +229,8 @@ impl LimitsGate {
         LimitsGate { backend, prices: Arc::new(policy.prices.clone()), budgets: policy.budgets.clone() }
     }
 
-    /// Every rate and every budget of the request, checked at once: on Redis the calls are in
-    /// flight together on the one multiplexed connection, so the gate costs about one round
-    /// trip however many limits apply. A refusal releases whatever was reserved (the hold is
+    /// Every rate and every budget of the request, checked in one call to the limits store (one
+    /// script, one round trip on Redis) however many limits apply. A refusal releases whatever was reserved (the hold is
     /// dropped). The hold that comes back must reach the end of the request: it settles.
     async fn reserve(&self, cx: &mut RequestCx, req: &ApiRequest) -> Result<Hold, Denial> {
         let Some(p) = cx.principal.as_ref() else { return Ok(Hold::none()) };
@@ -342,16 +341,15 @@ impl LimitsGate {
             0
         };
 
-        let limits = &self.backend.limits;
         let checks: Vec<(&str, Rate, u64)> =
             rates.iter().map(|r| (&*r.name, r.rate, if r.tokens { estimate.max(1) } else { 1 })).collect();
-        let (rated, reserved) = futures_util::future::join(
-            limits.rates(&checks),
-            futures_util::future::join_all(
-                asks.iter().map(|(keys, _, amount)| limits.reserve(keys, *amount, self.budgets.hold)),
-            ),
-        )
-        .await;
+        let ask: Vec<Ask<'_>> = asks.iter().map(|(budgets, _, amount)| Ask { budgets, amount: *amount }).collect();
+        // one call (one round trip on Redis); the store failing fails every rate and every ask
+        let (rated, reserved) = match self.backend.limits.admit(&checks, &ask, self.budgets.hold).await {
+            Ok(a) => (Ok(a.rates), a.reserved.into_iter().map(Ok).collect()),
+            Err(e) => (Err(e), asks.iter().map(|_| Err(e)).collect::<Vec<_>>()),
+        };
+        drop(ask);
         // granted reservations join the hold first, so any refusal below releases them
         let mut refusal = None;
         for ((_, meta, _), outcome) in asks.into_iter().zip(reserved) {

@@ -153,6 +153,26 @@ pub struct Standing {
     pub reserved: u64,
 }
 
+/// One all-or-nothing reservation asked at admission: `amount` on every budget or on none.
+#[derive(Clone, Copy, Debug)]
+pub struct Ask<'a> {
+    pub budgets: &'a [Budget],
+    pub amount: u64,
+}
+
+/// What [`Limits::admit`] answers: each rate's decision and each ask's outcome, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    pub rates: Vec<RateDecision>,
+    pub reserved: Vec<Reserved>,
+}
+
+/// One settlement of a batch: the reservation and what was really used.
+pub type Settle<'a> = (&'a Reservation, u64);
+
+/// One correction of a batch: the rate's key, the rate and the difference (see [`gcra_adjust`]).
+pub type Adjust<'a> = (&'a str, Rate, i64);
+
 /// The backend of one deployment.
 pub enum Limits {
     Local(Local),
@@ -207,6 +227,44 @@ impl Limits {
         match self {
             Limits::Local(l) => Ok(l.settle(reservation, actual)),
             Limits::Redis(r) => r.settle(reservation, actual).await,
+        }
+    }
+
+    /// A request's whole admission in one call (one round trip on Redis): every rate, each
+    /// deciding on its own as in [`Limits::rates`], and every ask, each all-or-nothing as in
+    /// [`Limits::reserve`]. Nothing in one ask depends on another's outcome or on the rates';
+    /// the caller releases what was granted when anything else refused.
+    pub async fn admit(
+        &self,
+        rates: &[(&str, Rate, u64)],
+        asks: &[Ask<'_>],
+        hold: Duration,
+    ) -> Result<Admitted, Unavailable> {
+        match self {
+            Limits::Local(l) => Ok(Admitted {
+                rates: rates.iter().map(|(key, rate, cost)| l.rate(key, *rate, *cost)).collect(),
+                reserved: asks.iter().map(|a| l.reserve(a.budgets, a.amount, hold)).collect(),
+            }),
+            Limits::Redis(r) => r.admit(rates, asks, hold).await,
+        }
+    }
+
+    /// Many requests' ends in one call (one round trip on Redis per chunk): each settlement as
+    /// [`Limits::settle`] (answered in order), then each correction as [`Limits::adjust`].
+    pub async fn settle_batch(
+        &self,
+        settles: &[Settle<'_>],
+        adjusts: &[Adjust<'_>],
+    ) -> Result<Vec<Option<Vec<u64>>>, Unavailable> {
+        match self {
+            Limits::Local(l) => {
+                let out = settles.iter().map(|(r, actual)| l.settle(r, *actual)).collect();
+                for (key, rate, delta) in adjusts {
+                    l.adjust(key, *rate, *delta);
+                }
+                Ok(out)
+            }
+            Limits::Redis(r) => r.settle_batch(settles, adjusts).await,
         }
     }
 

@@ -1,5 +1,7 @@
 //! The Redis backend: every decision is one Lua script, atomic on the server and timed by the
-//! server's own clock (`TIME`), so replicas with skewed clocks agree. Keys live under a
+//! server's own clock (`TIME`), so replicas with skewed clocks agree. A request's admission
+//! (all its rates and reservations) is one script call, and the settlement task settles many
+//! requests per call, so a request costs Redis about one round trip. Keys live under a
 //! per-deployment prefix; every call has a timeout; the connection manager reconnects by
 //! itself, so a Redis restart needs no gateway restart.
 
@@ -8,7 +10,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation};
 
-use crate::{Budget, Rate, RateDecision, Reservation, Reserved, Standing, Unavailable, reservation_id};
+use crate::{
+    Adjust, Admitted, Ask, Budget, Rate, RateDecision, Reservation, Reserved, Settle, Standing, Unavailable,
+    reservation_id,
+};
 
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
@@ -24,125 +29,152 @@ pub struct RedisLimits {
     con: ConnectionManager,
     prefix: String,
     timeout: Duration,
-    rate: Script,
-    rates: Script,
-    adjust: Script,
-    reserve: Script,
+    admit: Script,
     settle: Script,
     standing: Script,
 }
 
-/// KEYS[1] = TAT; ARGV = interval µs, tolerance µs, cost. Returns {allowed, remaining,
-/// reset µs, retry µs}: the same arithmetic as `crate::gcra`.
-const RATE: &str = r#"
+/// A request's admission: every rate and every reservation in one script, one round trip.
+/// KEYS = one TAT per rate, then per ask its budgets' spent and holds keys (spent_1, holds_1,
+/// spent_2, ...). ARGV = number of rates, number of asks, hold ms; per rate: interval µs,
+/// tolerance µs, cost; per ask: reservation id, amount, number of budgets, each budget's limit.
+///
+/// Rates: GCRA, each deciding on its own, the same arithmetic as `crate::gcra`. Asks: each all
+/// or nothing over its budgets; holds are a sorted set per budget, member `<id>:<amount>`,
+/// score = expiry (ms, server time); an expired hold stops counting but is kept an hour so a
+/// late settle still finds it (the settle script sweeps older ones). Every call made inside
+/// a script costs the server about as much as a small command, so reads are one `MGET` for
+/// all TATs and one for all spends, and a holds key's expiry is pushed out at most once a
+/// minute. Returns, flat: per rate {allowed, remaining, reset µs, retry µs}; per ask {1, 0}
+/// granted or {0, i} exhausted at its budget i (1-based).
+const ADMIT: &str = r#"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval, tolerance, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval * cost
-if new_tat - now > tolerance then
-  local remaining = math.floor(math.max(tolerance - (tat - now), 0) / interval)
-  return {0, remaining, tat - now, new_tat - now - tolerance}
-end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-return {1, math.floor((tolerance - (new_tat - now)) / interval), new_tat - now, 0}
-"#;
-
-/// Several rates in one call: KEYS = one TAT per rate; ARGV = interval µs, tolerance µs, cost
-/// for each. Each rate decides on its own (the same arithmetic as `RATE`); returns the four
-/// numbers of each, in order.
-const RATES: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = math.floor(now_us / 1000)
+local nrates, nasks, hold = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local keep = hold + 3600000
 local out = {}
-for i = 1, #KEYS do
-  local interval, tolerance, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
-  if tat < now then tat = now end
-  local new_tat = tat + interval * cost
-  if new_tat - now > tolerance then
-    local remaining = math.floor(math.max(tolerance - (tat - now), 0) / interval)
-    table.insert(out, 0); table.insert(out, remaining); table.insert(out, tat - now)
-    table.insert(out, new_tat - now - tolerance)
-  else
-    redis.call('SET', KEYS[i], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-    table.insert(out, 1); table.insert(out, math.floor((tolerance - (new_tat - now)) / interval))
-    table.insert(out, new_tat - now); table.insert(out, 0)
+local a = 4
+if nrates > 0 then
+  local tats = redis.call('MGET', unpack(KEYS, 1, nrates))
+  for i = 1, nrates do
+    local interval, tolerance, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    a = a + 3
+    local tat = tonumber(tats[i] or now_us)
+    if tat < now_us then tat = now_us end
+    local new_tat = tat + interval * cost
+    if new_tat - now_us > tolerance then
+      local remaining = math.floor(math.max(tolerance - (tat - now_us), 0) / interval)
+      table.insert(out, 0); table.insert(out, remaining); table.insert(out, tat - now_us)
+      table.insert(out, new_tat - now_us - tolerance)
+    else
+      redis.call('SET', KEYS[i], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now_us) / 1000) + 1)
+      table.insert(out, 1); table.insert(out, math.floor((tolerance - (new_tat - now_us)) / interval))
+      table.insert(out, new_tat - now_us); table.insert(out, 0)
+    end
   end
+end
+local spent_keys = {}
+for i = nrates + 1, #KEYS, 2 do table.insert(spent_keys, KEYS[i]) end
+local spent = {}
+if #spent_keys > 0 then spent = redis.call('MGET', unpack(spent_keys)) end
+local k, b = nrates, 0
+for _ = 1, nasks do
+  local member = ARGV[a] .. ':' .. ARGV[a + 1]
+  local amount, n = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local limits = a + 3
+  a = limits + n
+  local short = 0
+  for i = 1, n do
+    local reserved = 0
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[k + 2 * i], '(' .. now, '+inf')) do
+      reserved = reserved + tonumber(string.match(m, ':(%d+)$'))
+    end
+    if tonumber(spent[b + i] or 0) + reserved + amount > tonumber(ARGV[limits + i - 1]) then
+      short = i
+      break
+    end
+  end
+  if short == 0 then
+    for i = 1, n do
+      local holds = KEYS[k + 2 * i]
+      redis.call('ZADD', holds, now + hold, member)
+      if redis.call('PTTL', holds) < keep then
+        redis.call('PEXPIRE', holds, keep + 60000)
+      end
+    end
+    table.insert(out, 1); table.insert(out, 0)
+  else
+    table.insert(out, 0); table.insert(out, short)
+  end
+  k, b = k + 2 * n, b + n
 end
 return out
 "#;
 
-/// KEYS[1] = TAT; ARGV = interval µs, delta (signed). The arithmetic of `crate::gcra_adjust`.
-const ADJUST: &str = r#"
-local stored = redis.call('GET', KEYS[1])
-if not stored then
-  return 0
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = math.max(tonumber(stored), now)
-local shift = tonumber(ARGV[1]) * tonumber(ARGV[2])
-tat = math.max(tat + shift, now)
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
-return 1
-"#;
-
-/// KEYS = spent_1, holds_1, spent_2, holds_2, ...; ARGV = amount, id, hold ms, limit_1, ...
-/// Holds are a sorted set per budget: member `<id>:<amount>`, score = expiry (ms, server time).
-/// An expired hold stops counting but is kept an hour (GRACE), so a late settle still finds it.
-/// Returns {1, 0} granted or {0, i} exhausted at budget i (1-based); nothing changes then.
-const RESERVE: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local amount, id, hold = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local grace = 3600000
-local n = #KEYS / 2
-for i = 1, n do
-  local holds = KEYS[2 * i]
-  redis.call('ZREMRANGEBYSCORE', holds, '-inf', now - grace)
-  local reserved = 0
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', holds, '(' .. now, '+inf')) do
-    reserved = reserved + tonumber(string.match(m, ':(%d+)$'))
-  end
-  local spent = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
-  if spent + reserved + amount > tonumber(ARGV[3 + i]) then
-    return {0, i}
-  end
-end
-for i = 1, n do
-  local holds = KEYS[2 * i]
-  redis.call('ZADD', holds, now + hold, id .. ':' .. ARGV[1])
-  if redis.call('PTTL', holds) < hold + grace then
-    redis.call('PEXPIRE', holds, hold + grace)
-  end
-end
-return {1, 0}
-"#;
-
-/// KEYS = spent_1, holds_1, ...; ARGV = member, actual, retain ms per budget (0 = forever).
-/// The first budget's hold is the receipt: present means not yet settled (also when expired,
-/// within the grace hour, so the spend still counts); absent means settled, and nothing changes.
-/// Returns {0} when already settled, else {1, spent_1 after, spent_2 after, ...}.
+/// Many requests' ends: settlements, then token-rate corrections, in one script.
+/// KEYS = per settlement its budgets' spent and holds keys, then one TAT per correction.
+/// ARGV = number of settlements, number of corrections; per settlement: member (`<id>:<amount>`),
+/// actual, number of budgets, each budget's retain ms (0 = forever); per correction: interval
+/// µs, delta (signed; the arithmetic of `crate::gcra_adjust`).
+///
+/// A settlement's first budget's hold is its receipt: present means not yet settled (also when
+/// expired, within the grace hour, so the spend still counts); absent means settled before,
+/// and nothing changes. A spend key gets its retention when the first settle creates it. Each
+/// holds key touched drops the holds expired more than the grace hour ago. Returns, flat, per
+/// settlement: {0, 0...} already settled, or {1, each budget's spend after}; one number per
+/// budget either way.
 const SETTLE: &str = r#"
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then
-  return {0}
-end
-local n = #KEYS / 2
-local after = {1}
-for i = 1, n do
-  if i > 1 then
-    redis.call('ZREM', KEYS[2 * i], ARGV[1])
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local nsettles, nadjusts = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+local touched = {}
+local a, k = 3, 0
+for _ = 1, nsettles do
+  local member, actual, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local keeps = a + 3
+  a = keeps + n
+  touched[KEYS[k + 2]] = true
+  if redis.call('ZREM', KEYS[k + 2], member) == 0 then
+    table.insert(out, 0)
+    for _ = 1, n do table.insert(out, 0) end
+  else
+    table.insert(out, 1)
+    for i = 1, n do
+      if i > 1 then
+        redis.call('ZREM', KEYS[k + 2 * i], member)
+        touched[KEYS[k + 2 * i]] = true
+      end
+      local after = redis.call('INCRBY', KEYS[k + 2 * i - 1], actual)
+      table.insert(out, after)
+      local keep = tonumber(ARGV[keeps + i - 1])
+      if keep > 0 and after == tonumber(actual) then
+        redis.call('PEXPIRE', KEYS[k + 2 * i - 1], keep)
+      end
+    end
   end
-  after[i + 1] = redis.call('INCRBY', KEYS[2 * i - 1], ARGV[2])
-  local keep = tonumber(ARGV[2 + i])
-  if keep > 0 and redis.call('PTTL', KEYS[2 * i - 1]) < 0 then
-    redis.call('PEXPIRE', KEYS[2 * i - 1], keep)
-  end
+  k = k + 2 * n
 end
-return after
+local grace_ago = math.floor(now_us / 1000) - 3600000
+for holds in pairs(touched) do
+  redis.call('ZREMRANGEBYSCORE', holds, '-inf', grace_ago)
+end
+for j = 1, nadjusts do
+  local stored = redis.call('GET', KEYS[k + j])
+  if stored then
+    local tat = math.max(tonumber(stored), now_us)
+    tat = math.max(tat + tonumber(ARGV[a]) * tonumber(ARGV[a + 1]), now_us)
+    redis.call('SET', KEYS[k + j], string.format('%.0f', tat), 'PX', math.ceil((tat - now_us) / 1000) + 1)
+  end
+  a = a + 2
+end
+return out
 "#;
+
+/// Settlements per script call: one call holds Redis for its duration (every command of
+/// every settlement), so a large backlog goes in chunks rather than one long script.
+const SETTLE_CHUNK: usize = 128;
 
 /// KEYS = spent, holds. Returns {spent, reserved}.
 const STANDING: &str = r#"
@@ -175,10 +207,7 @@ impl RedisLimits {
             con,
             prefix: cfg.prefix,
             timeout: cfg.timeout,
-            rate: Script::new(RATE),
-            rates: Script::new(RATES),
-            adjust: Script::new(ADJUST),
-            reserve: Script::new(RESERVE),
+            admit: Script::new(ADMIT),
             settle: Script::new(SETTLE),
             standing: Script::new(STANDING),
         })
@@ -204,71 +233,113 @@ impl RedisLimits {
     }
 
     pub async fn rate(&self, key: &str, rate: Rate, cost: u64) -> Result<RateDecision, Unavailable> {
-        let mut inv = self.rate.key(self.key("rate", key));
-        inv.arg(rate.interval_us()).arg(rate.tolerance_us()).arg(cost.max(1));
-        let (allowed, remaining, reset, retry): (u8, u64, u64, u64) = self.run(inv).await?;
-        Ok(RateDecision {
-            allowed: allowed == 1,
-            remaining,
-            reset: Duration::from_micros(reset),
-            retry_after: Duration::from_micros(retry),
-        })
+        let mut all = self.rates(&[(key, rate, cost)]).await?;
+        all.pop().ok_or(Unavailable)
     }
 
     pub async fn rates(&self, checks: &[(&str, Rate, u64)]) -> Result<Vec<RateDecision>, Unavailable> {
-        let mut inv = self.rates.prepare_invoke();
-        for (key, rate, cost) in checks {
-            inv.key(self.key("rate", key));
-            inv.arg(rate.interval_us()).arg(rate.tolerance_us()).arg((*cost).max(1));
-        }
-        let flat: Vec<u64> = self.run(inv).await?;
-        Ok(flat
-            .chunks_exact(4)
-            .map(|c| RateDecision {
-                allowed: c[0] == 1,
-                remaining: c[1],
-                reset: Duration::from_micros(c[2]),
-                retry_after: Duration::from_micros(c[3]),
-            })
-            .collect())
-    }
-
-    pub async fn adjust(&self, key: &str, rate: Rate, delta: i64) -> Result<(), Unavailable> {
-        let mut inv = self.adjust.key(self.key("rate", key));
-        inv.arg(rate.interval_us()).arg(delta);
-        let _: u8 = self.run(inv).await?;
-        Ok(())
+        Ok(self.admit(checks, &[], Duration::ZERO).await?.rates)
     }
 
     pub async fn reserve(&self, budgets: &[Budget], amount: u64, hold: Duration) -> Result<Reserved, Unavailable> {
-        let id = reservation_id();
-        let mut inv = self.reserve.prepare_invoke();
-        for b in budgets {
-            inv.key(self.key("spent", &b.key)).key(self.key("holds", &b.key));
+        let mut all = self.admit(&[], &[Ask { budgets, amount }], hold).await?;
+        all.reserved.pop().ok_or(Unavailable)
+    }
+
+    pub async fn admit(
+        &self,
+        rates: &[(&str, Rate, u64)],
+        asks: &[Ask<'_>],
+        hold: Duration,
+    ) -> Result<Admitted, Unavailable> {
+        let ids: Vec<String> = asks.iter().map(|_| reservation_id()).collect();
+        let mut inv = self.admit.prepare_invoke();
+        inv.arg(rates.len()).arg(asks.len()).arg(ms(hold));
+        for (key, rate, cost) in rates {
+            inv.key(self.key("rate", key));
+            inv.arg(rate.interval_us()).arg(rate.tolerance_us()).arg((*cost).max(1));
         }
-        inv.arg(amount).arg(&id).arg(ms(hold));
-        for b in budgets {
-            inv.arg(b.limit);
+        for (ask, id) in asks.iter().zip(&ids) {
+            inv.arg(id).arg(ask.amount).arg(ask.budgets.len());
+            for b in ask.budgets {
+                inv.key(self.key("spent", &b.key)).key(self.key("holds", &b.key));
+                inv.arg(b.limit);
+            }
         }
-        let (granted, at): (u8, usize) = self.run(inv).await?;
-        if granted == 1 {
-            Ok(Reserved::Granted(Reservation { id, amount, budgets: budgets.to_vec() }))
-        } else {
-            Ok(Reserved::Exhausted { budget: at.saturating_sub(1) })
+        let flat: Vec<u64> = self.run(inv).await?;
+        let (rated, reserved) = flat.split_at_checked(4 * rates.len()).ok_or(Unavailable)?;
+        if reserved.len() != 2 * asks.len() {
+            return Err(Unavailable);
         }
+        Ok(Admitted {
+            rates: rated
+                .chunks_exact(4)
+                .map(|c| RateDecision {
+                    allowed: c[0] == 1,
+                    remaining: c[1],
+                    reset: Duration::from_micros(c[2]),
+                    retry_after: Duration::from_micros(c[3]),
+                })
+                .collect(),
+            reserved: reserved
+                .chunks_exact(2)
+                .zip(asks.iter().zip(ids))
+                .map(|(c, (ask, id))| match c[0] {
+                    1 => Reserved::Granted(Reservation { id, amount: ask.amount, budgets: ask.budgets.to_vec() }),
+                    _ => Reserved::Exhausted { budget: usize::try_from(c[1]).unwrap_or(1).saturating_sub(1) },
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn adjust(&self, key: &str, rate: Rate, delta: i64) -> Result<(), Unavailable> {
+        self.settle_batch(&[], &[(key, rate, delta)]).await.map(drop)
     }
 
     pub async fn settle(&self, r: &Reservation, actual: u64) -> Result<Option<Vec<u64>>, Unavailable> {
-        let mut inv = self.settle.prepare_invoke();
-        for b in &r.budgets {
-            inv.key(self.key("spent", &b.key)).key(self.key("holds", &b.key));
+        let mut all = self.settle_batch(&[(r, actual)], &[]).await?;
+        all.pop().ok_or(Unavailable)
+    }
+
+    pub async fn settle_batch(
+        &self,
+        settles: &[Settle<'_>],
+        adjusts: &[Adjust<'_>],
+    ) -> Result<Vec<Option<Vec<u64>>>, Unavailable> {
+        // a reservation without budgets holds nothing: nothing to settle, nothing to send
+        let mut out: Vec<Option<Vec<u64>>> = vec![None; settles.len()];
+        let sent: Vec<usize> = (0..settles.len()).filter(|&i| !settles[i].0.budgets.is_empty()).collect();
+        let mut chunks: Vec<&[usize]> = sent.chunks(SETTLE_CHUNK).collect();
+        if chunks.is_empty() && !adjusts.is_empty() {
+            chunks.push(&[]);
         }
-        inv.arg(format!("{}:{}", r.id, r.amount)).arg(actual);
-        for b in &r.budgets {
-            inv.arg(b.retain.map_or(0, ms));
+        for (n, chunk) in chunks.into_iter().enumerate() {
+            // the corrections ride with the first call
+            let adjusting = if n == 0 { adjusts } else { &[] };
+            let mut inv = self.settle.prepare_invoke();
+            inv.arg(chunk.len()).arg(adjusting.len());
+            for &i in chunk {
+                let (r, actual) = settles[i];
+                inv.arg(format!("{}:{}", r.id, r.amount)).arg(actual).arg(r.budgets.len());
+                for b in &r.budgets {
+                    inv.key(self.key("spent", &b.key)).key(self.key("holds", &b.key));
+                    inv.arg(b.retain.map_or(0, ms));
+                }
+            }
+            for (key, rate, delta) in adjusting {
+                inv.key(self.key("rate", key));
+                inv.arg(rate.interval_us()).arg(*delta);
+            }
+            let flat: Vec<u64> = self.run(inv).await?;
+            let mut rest = flat.as_slice();
+            for &i in chunk {
+                let n = settles[i].0.budgets.len();
+                let (this, more) = rest.split_at_checked(n + 1).ok_or(Unavailable)?;
+                out[i] = (this[0] == 1).then(|| this[1..].to_vec());
+                rest = more;
+            }
         }
-        let mut out: Vec<u64> = self.run(inv).await?;
-        Ok((out.first() == Some(&1)).then(|| out.split_off(1)))
+        Ok(out)
     }
 
     pub async fn standing(&self, key: &str) -> Result<Standing, Unavailable> {

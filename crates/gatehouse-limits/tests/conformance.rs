@@ -12,7 +12,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_limits::{Budget, Limits, Local, Rate, RedisConfig, RedisLimits, Reserved, Standing, Unavailable};
+use gatehouse_limits::{
+    Ask, Budget, Limits, Local, Rate, RedisConfig, RedisLimits, Reservation, Reserved, Standing, Unavailable,
+};
 
 fn redis_url() -> String {
     std::env::var("GATEHOUSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
@@ -199,6 +201,72 @@ async fn an_unsettled_reservation_frees_itself_and_a_late_settle_still_counts() 
         assert_eq!(l.standing("lapsing").await.unwrap(), Standing { spent: 0, reserved: 0 }, "{name}");
         l.settle(&r, 4).await.unwrap();
         assert_eq!(l.standing("lapsing").await.unwrap().spent, 4, "{name}: spend is never lost");
+    }
+}
+
+fn granted(r: &Reserved) -> Reservation {
+    match r {
+        Reserved::Granted(r) => r.clone(),
+        other => panic!("not granted: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn one_admission_decides_rates_and_asks_each_on_its_own() {
+    for (name, l) in backends().await {
+        let hold = Duration::from_secs(60);
+        let tight = Rate { per_minute: 1, burst: 1 };
+        let (usd, tokens) = ([budget("adm-org", 100), budget("adm-key", 80)], [budget("adm-project", 10)]);
+        let asks = [Ask { budgets: &usd, amount: 30 }, Ask { budgets: &tokens, amount: 8 }];
+        let first = l.admit(&[("adm-rate", tight, 1)], &asks, hold).await.unwrap();
+        assert!(first.rates[0].allowed && first.rates[0].remaining == 0, "{name}: {first:?}");
+        let (a, b) = (granted(&first.reserved[0]), granted(&first.reserved[1]));
+        assert_ne!(a.id, b.id, "{name}: each ask its own reservation");
+        assert_eq!((a.amount, b.amount), (30, 8), "{name}");
+        // the rate refuses and the token ask is short; the USD ask still fits on its own
+        let second = l.admit(&[("adm-rate", tight, 1)], &asks, hold).await.unwrap();
+        assert!(!second.rates[0].allowed && second.rates[0].retry_after > Duration::from_secs(50), "{name}");
+        let c = granted(&second.reserved[0]);
+        assert_eq!(second.reserved[1], Reserved::Exhausted { budget: 0 }, "{name}");
+        assert_eq!(l.standing("adm-key").await.unwrap(), Standing { spent: 0, reserved: 60 }, "{name}");
+        assert_eq!(l.standing("adm-project").await.unwrap(), Standing { spent: 0, reserved: 8 }, "{name}");
+        // a third USD ask is short on its second budget (the key's): the org keeps nothing of it
+        let third = l.admit(&[], &asks[..1], hold).await.unwrap();
+        assert!(third.rates.is_empty(), "{name}");
+        assert_eq!(third.reserved, vec![Reserved::Exhausted { budget: 1 }], "{name}");
+        assert_eq!(l.standing("adm-org").await.unwrap().reserved, 60, "{name}");
+
+        // settled together: each answered in order, the spend after each; again: nothing
+        let settles = [(&a, 20), (&b, 5), (&c, 0)];
+        let after = l.settle_batch(&settles, &[]).await.unwrap();
+        assert_eq!(after, vec![Some(vec![20, 20]), Some(vec![5]), Some(vec![20, 20])], "{name}");
+        assert_eq!(l.standing("adm-org").await.unwrap(), Standing { spent: 20, reserved: 0 }, "{name}");
+        assert_eq!(l.settle_batch(&settles, &[]).await.unwrap(), vec![None, None, None], "{name}: settled once");
+        assert_eq!(l.standing("adm-project").await.unwrap(), Standing { spent: 5, reserved: 0 }, "{name}");
+        assert!(l.settle_batch(&[], &[]).await.unwrap().is_empty(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_settlement_batch_corrects_token_rates_after_settling() {
+    for (name, l) in backends().await {
+        let rate = Rate { per_minute: 60, burst: 60 };
+        let b = [budget("batch-b", 1_000)];
+        assert!(l.rate("batch-tpm", rate, 50).await.unwrap().allowed, "{name}");
+        let r = granted(&l.reserve(&b, 100, Duration::from_secs(60)).await.unwrap());
+        // a batch larger than one script call's chunk still answers every settlement in order
+        let others: Vec<Reservation> =
+            (0..300).map(|i| Reservation { id: format!("never-held-{i}"), amount: 1, budgets: b.to_vec() }).collect();
+        let mut settles: Vec<(&Reservation, u64)> = others.iter().map(|o| (o, 1)).collect();
+        settles.insert(150, (&r, 70));
+        let after = l.settle_batch(&settles, &[("batch-tpm", rate, -40), ("batch-unseen", rate, -5)]).await.unwrap();
+        assert_eq!(after.len(), 301, "{name}");
+        assert_eq!(after[150], Some(vec![70]), "{name}");
+        assert!(after.iter().enumerate().all(|(i, a)| i == 150 || a.is_none()), "{name}: no receipt, no spend");
+        assert_eq!(l.standing("batch-b").await.unwrap(), Standing { spent: 70, reserved: 0 }, "{name}");
+        let d = l.rate("batch-tpm", rate, 45).await.unwrap();
+        assert!(d.allowed, "{name}: 10 + 45 fits after 40 came back: {d:?}");
+        assert!(l.rate("batch-unseen", rate, 60).await.unwrap().allowed, "{name}");
     }
 }
 
