@@ -204,6 +204,25 @@ async fn an_unsettled_reservation_frees_itself_and_a_late_settle_still_counts() 
     }
 }
 
+#[tokio::test]
+async fn an_expired_hold_frees_its_room_once_and_its_late_settle_still_counts() {
+    for (name, l) in backends().await {
+        let b = [budget("swept", 10)];
+        let old = granted(&l.reserve(&b, 10, Duration::from_millis(100)).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // the expired hold no longer counts: the whole budget is free again
+        let new = granted(&l.reserve(&b, 10, Duration::from_secs(60)).await.unwrap());
+        // the late settle counts the spend and frees nothing more (the room left with the expiry)
+        assert_eq!(l.settle(&old, 4).await.unwrap(), Some(vec![4]), "{name}");
+        assert_eq!(l.settle(&old, 4).await.unwrap(), None, "{name}: settled once");
+        assert_eq!(l.standing("swept").await.unwrap(), Standing { spent: 4, reserved: 10 }, "{name}");
+        assert_eq!(l.reserve(&b, 1, Duration::from_secs(60)).await.unwrap(), Reserved::Exhausted { budget: 0 });
+        assert_eq!(l.settle(&new, 0).await.unwrap(), Some(vec![4]), "{name}");
+        assert!(matches!(l.reserve(&b, 6, Duration::from_secs(60)).await.unwrap(), Reserved::Granted(_)), "{name}");
+        assert_eq!(l.reserve(&b, 1, Duration::from_secs(60)).await.unwrap(), Reserved::Exhausted { budget: 0 });
+    }
+}
+
 fn granted(r: &Reserved) -> Reservation {
     match r {
         Reserved::Granted(r) => r.clone(),

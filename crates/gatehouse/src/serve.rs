@@ -82,14 +82,20 @@ fn apply_overrides(server: &mut ServerConfig, args: &ServeArgs) -> anyhow::Resul
     Ok(())
 }
 
+const LOG_QUEUE_LINES: usize = 32_768;
+
 /// Logs go to stderr (stdout carries only the start-up banner) through a writer thread, so a
 /// slow log sink never blocks a runtime worker. Not lossy: when the queue is full, callers
-/// wait rather than drop audit lines. The guard flushes at exit.
+/// wait rather than drop audit lines. The guard flushes at exit. The queue is allocated whole
+/// at start (32 bytes a line): the library's default of 128 000 lines kept 4 MiB resident in
+/// an idle gateway; 32 768 lines still absorb a second of per-request lines at 30 000 requests
+/// a second.
 fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("gatehouse-log")
         .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
