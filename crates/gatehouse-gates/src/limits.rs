@@ -230,8 +230,8 @@ impl LimitsGate {
     }
 
     /// Every rate and every budget of the request, checked in one call to the limits store (one
-    /// script, one round trip on Redis) however many limits apply. A refusal releases whatever was reserved (the hold is
-    /// dropped). The hold that comes back must reach the end of the request: it settles.
+    /// script, one round trip on Redis) however many limits apply. A refusal releases whatever
+    /// was reserved (the hold is dropped). The hold that comes back must reach the end of the request: it settles.
     async fn reserve(&self, cx: &mut RequestCx, req: &ApiRequest) -> Result<Hold, Denial> {
         let Some(p) = cx.principal.as_ref() else { return Ok(Hold::none()) };
         let table = self.backend.policies.table.load();
@@ -345,11 +345,11 @@ impl LimitsGate {
             rates.iter().map(|r| (&*r.name, r.rate, if r.tokens { estimate.max(1) } else { 1 })).collect();
         let ask: Vec<Ask<'_>> = asks.iter().map(|(budgets, _, amount)| Ask { budgets, amount: *amount }).collect();
         // one call (one round trip on Redis); the store failing fails every rate and every ask
-        let (rated, reserved) = match self.backend.limits.admit(&checks, &ask, self.budgets.hold).await {
-            Ok(a) => (Ok(a.rates), a.reserved.into_iter().map(Ok).collect()),
-            Err(e) => (Err(e), asks.iter().map(|_| Err(e)).collect::<Vec<_>>()),
-        };
-        drop(ask);
+        let (rated, reserved): (Vec<_>, Vec<_>) =
+            match self.backend.limits.admit(&checks, &ask, self.budgets.hold).await {
+                Ok(a) => (a.rates.into_iter().map(Ok).collect(), a.reserved.into_iter().map(Ok).collect()),
+                Err(e) => (rates.iter().map(|_| Err(e)).collect(), asks.iter().map(|_| Err(e)).collect()),
+            };
         // granted reservations join the hold first, so any refusal below releases them
         let mut refusal = None;
         for ((_, meta, _), outcome) in asks.into_iter().zip(reserved) {
@@ -372,11 +372,6 @@ impl LimitsGate {
                 }
             }
         }
-        // one answer for all rates: each rate's own decision, or the store's failure for each
-        let rated: Vec<Result<gatehouse_limits::RateDecision, gatehouse_limits::Unavailable>> = match rated {
-            Ok(list) => list.into_iter().map(Ok).collect(),
-            Err(e) => rates.iter().map(|_| Err(e)).collect(),
-        };
         for (r, decision) in rates.into_iter().zip(rated) {
             if r.tokens && decision.as_ref().is_ok_and(|d| d.allowed) {
                 hold.charged(r.name.to_string(), r.rate, estimate.max(1));
