@@ -3,10 +3,11 @@
 
 use axum::extract::FromRequestParts;
 use gatehouse_audit::{Actor, EventKind as K};
-use gatehouse_core::{Denial, DenyCode, HasDenyCode};
+use gatehouse_core::{Denial, DenyCode, HasDenyCode, Presented};
+use gatehouse_http::Accept;
 use gatehouse_security::{KeyKind, check_format};
 use http::request::Parts;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::AdminState;
 use crate::audit::{AuditCx, Outcome, record};
@@ -21,27 +22,23 @@ impl FromRequestParts<AdminState> for Operator {
             let _ = record(s, &acx, Actor::Anonymous, K::AuthAdminToken, None, None, Outcome::Denied(code)).await;
             Err(Denial::new(code))
         };
-        let Some(v) = parts.headers.get(http::header::AUTHORIZATION) else {
-            return denied(DenyCode::MissingCredentials).await;
+        let token = match gatehouse_http::presented(&parts.headers, parts.uri.query(), Accept::Bearer) {
+            Presented::One(t) => t,
+            Presented::Nothing => return denied(DenyCode::MissingCredentials).await,
+            Presented::Ambiguous => return denied(DenyCode::AmbiguousCredentials).await,
         };
-        let token = v
-            .to_str()
-            .ok()
-            .and_then(|s| s.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| SecretString::from(t.trim().to_owned()));
-        if let (Some(t), Some(f)) = (&token, &s.federation)
-            && t.expose_secret().starts_with("eyJ")
+        if let Some(f) = &s.federation
+            && token.expose_secret().starts_with("eyJ")
         {
-            return match federated(s, f, t.expose_secret()).await {
+            return match federated(s, f, token.expose_secret()).await {
                 Ok(op) => Ok(op),
                 Err(code) if code == DenyCode::Unavailable => Err(Denial::new(code)),
                 Err(code) => denied(code).await,
             };
         }
-        let Some(token) = token.filter(|t| check_format(t.expose_secret()) == Some(KeyKind::Admin)) else {
+        if check_format(token.expose_secret()) != Some(KeyKind::Admin) {
             return denied(DenyCode::InvalidToken).await;
-        };
+        }
         let digest = s.hasher.digest(KeyKind::Admin, &token);
         match s.store.admin_token_by_digest(&digest.0).await {
             Ok(Some(row)) if row.revoked_at.is_none() => match Role::parse(&row.role) {

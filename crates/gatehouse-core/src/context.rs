@@ -134,6 +134,22 @@ pub struct TrailEntry {
     pub outcome: GateOutcome,
 }
 
+/// The credential a request presents: none, exactly one, or more than one place holding one
+/// (refused as ambiguous, never served with whichever was read first).
+#[derive(Debug, Default)]
+pub enum Presented {
+    #[default]
+    Nothing,
+    One(SecretString),
+    Ambiguous,
+}
+
+impl From<Option<SecretString>> for Presented {
+    fn from(c: Option<SecretString>) -> Self {
+        c.map_or(Presented::Nothing, Presented::One)
+    }
+}
+
 /// What the data plane knows about one request as it moves through the gates.
 /// Holds no prompt content: gates that need content get the request separately.
 #[derive(Debug)]
@@ -141,7 +157,7 @@ pub struct RequestCx {
     pub request_id: RequestId,
     pub started: Instant,
     /// The presented credential, taken from the headers (which are then never forwarded).
-    pub credential: Option<SecretString>,
+    pub credential: Presented,
     pub principal: Option<Principal>,
     /// The model name as the caller asked for it, once parsed.
     pub requested_model: Option<Box<str>>,
@@ -192,7 +208,7 @@ pub struct GuardrailHit {
 }
 
 impl RequestCx {
-    pub fn new(request_id: RequestId, credential: Option<SecretString>) -> Self {
+    pub fn new(request_id: RequestId, credential: Presented) -> Self {
         Self {
             request_id,
             started: Instant::now(),

@@ -12,6 +12,7 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DenyCode {
     MissingCredentials,
+    AmbiguousCredentials,
     InvalidApiKey,
     InvalidToken,
     ExpiredCredential,
@@ -24,6 +25,7 @@ pub enum DenyCode {
     UnsupportedMediaType,
     RequestTooLarge,
     RequestTooComplex,
+    RequestTimeout,
     ContentBlocked,
     RateLimitExceeded,
     InsufficientQuota,
@@ -50,8 +52,9 @@ const fn row(status: u16, error_type: &'static str, code: &'static str, message:
 
 impl DenyCode {
     /// Every code, for tests that walk the whole table.
-    pub const ALL: [DenyCode; 22] = [
+    pub const ALL: [DenyCode; 24] = [
         DenyCode::MissingCredentials,
+        DenyCode::AmbiguousCredentials,
         DenyCode::InvalidApiKey,
         DenyCode::InvalidToken,
         DenyCode::ExpiredCredential,
@@ -64,6 +67,7 @@ impl DenyCode {
         DenyCode::UnsupportedMediaType,
         DenyCode::RequestTooLarge,
         DenyCode::RequestTooComplex,
+        DenyCode::RequestTimeout,
         DenyCode::ContentBlocked,
         DenyCode::RateLimitExceeded,
         DenyCode::InsufficientQuota,
@@ -84,6 +88,12 @@ impl DenyCode {
                 "authentication_error",
                 "missing_credentials",
                 "no credential was provided; send an API key as 'Authorization: Bearer <key>'",
+            ),
+            AmbiguousCredentials => row(
+                400,
+                "invalid_request_error",
+                "invalid_request",
+                "the request carries more than one credential; send exactly one",
             ),
             InvalidApiKey => row(401, "authentication_error", "invalid_api_key", "the API key is not valid"),
             InvalidToken => row(401, "authentication_error", "invalid_token", "the token is not valid"),
@@ -124,6 +134,9 @@ impl DenyCode {
                 "request_too_large",
                 "the request exceeds the gateway's limits on nesting depth or item count",
             ),
+            RequestTimeout => {
+                row(408, "invalid_request_error", "request_timeout", "the request body was not received in time")
+            }
             ContentBlocked => {
                 row(400, "invalid_request_error", "content_blocked", "the request was blocked by a content policy")
             }

@@ -11,8 +11,8 @@ mod ids;
 pub mod scope;
 
 pub use context::{
-    Credential, GateName, GateOutcome, Grant, GuardrailHit, Principal, RateLimitInfo, Rates, RequestCx, Route, Target,
-    TrailEntry,
+    Credential, GateName, GateOutcome, Grant, GuardrailHit, Presented, Principal, RateLimitInfo, Rates, RequestCx,
+    Route, Target, TrailEntry,
 };
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
 pub use ids::{KeyId, OrgId, ProjectId, RequestId, TokenId, UserId};

@@ -207,7 +207,7 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("admit");
     g.bench_function("full_chain_embedded", |b| {
         b.to_async(&rt).iter(|| async {
-            let cx = RequestCx::new(RequestId::generate(), Some(f.key.clone()));
+            let cx = RequestCx::new(RequestId::generate(), Some(f.key.clone()).into());
             let body = async { Ok::<_, DenyCode>(Bytes::from_static(BODY)) };
             black_box(admit(&f.gates, cx, Endpoint::ChatCompletions, body).await.is_ok())
         })

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_core::{Credential, Denial, DenyCode, GateName, Principal, RequestCx};
+use gatehouse_core::{Credential, Denial, DenyCode, GateName, Presented, Principal, RequestCx};
 use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, check_format};
 use gatehouse_store::{KeyRow, Store, now_ms};
 use gatehouse_tokens::Capabilities;
@@ -192,10 +192,11 @@ impl Gate<()> for AuthenticateGate {
 
     /// Identity comes from headers only, never from the body: it runs before the body is parsed.
     async fn check(&self, cx: &mut RequestCx, _: &mut ()) -> Verdict {
-        let outcome = match cx.credential.take() {
-            None => Err(Denial::new(DenyCode::MissingCredentials)),
+        let outcome = match std::mem::take(&mut cx.credential) {
+            Presented::Nothing => Err(Denial::new(DenyCode::MissingCredentials)),
+            Presented::Ambiguous => Err(Denial::new(DenyCode::AmbiguousCredentials)),
             // The credential leaves the context here: nothing after this gate can see it.
-            Some(c) => self.creds.verify(&c, cx.source).await,
+            Presented::One(c) => self.creds.verify(&c, cx.source).await,
         };
         Verdict::from(outcome.map(|p| cx.principal = Some(p)))
     }

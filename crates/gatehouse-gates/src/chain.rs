@@ -625,7 +625,7 @@ mod tests {
     const HELLO: &[u8] = br#"{"model":"mock","messages":[{"role":"user","content":"hi"}]}"#;
 
     fn cx(key: Option<&SecretString>) -> RequestCx {
-        RequestCx::new(RequestId::generate(), key.cloned())
+        RequestCx::new(RequestId::generate(), key.cloned().into())
     }
 
     async fn refused(f: &Fixture, key: Option<&SecretString>, b: &'static [u8]) -> DenyCode {

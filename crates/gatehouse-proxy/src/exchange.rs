@@ -17,7 +17,7 @@ use bytes::Bytes;
 use gatehouse_audit::{Actor, Event, EventKind, Outcome};
 use gatehouse_config::oidc::ExchangeRule;
 use gatehouse_core::scope::ScopePattern;
-use gatehouse_core::{DenyCode, OrgId, ProjectId, RequestId};
+use gatehouse_core::{DenyCode, OrgId, Presented, ProjectId, RequestId};
 use gatehouse_gates::federated::FederatedVerifier;
 use gatehouse_oidc::{Identity, Plane};
 use gatehouse_store::now_ms;
@@ -140,6 +140,12 @@ pub async fn token(State(app): State<AppState>, Extension(id): Extension<Request
     let mut facts = Facts::default();
     let result = match &app.exchange {
         None => Err(oauth(StatusCode::BAD_REQUEST, "unsupported_grant_type", "token exchange is not configured")),
+        // the subject token is the credential here; a second one beside it is ambiguous
+        Some(_) if !matches!(crate::handlers::credential(&parts), Presented::Nothing) => Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send the subject token only, with no other credential",
+        )),
         Some(x) => {
             let bytes = read_form(&parts.headers, body).await;
             match bytes {

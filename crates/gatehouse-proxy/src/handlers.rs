@@ -13,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
 use bytes::Bytes;
-use gatehouse_core::{Denial, DenyCode, Rates, RequestCx, RequestId, Target};
+use gatehouse_core::{Denial, DenyCode, Presented, Rates, RequestCx, RequestId, Target};
 use gatehouse_gates::{Admitted, Answer, Listing, Stop, Stopped, admit, admit_listing};
 use gatehouse_providers::{ApiRequest, Endpoint, mock, usage_from_body};
-use http::{HeaderMap, HeaderValue, header};
-use secrecy::SecretString;
+use http::{HeaderValue, header};
+
 use serde_json::json;
 
 use crate::stream::{Inspected, StreamBounds};
@@ -41,27 +41,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Longest credential we consider (capability tokens with delegations and discharges, and
-/// federated JWTs, are much longer than keys); anything longer is not one of ours.
-const MAX_CREDENTIAL_BYTES: usize = 8192;
-
-/// The presented credential: `Authorization: Bearer <key>` (OpenAI) or `x-api-key` (Anthropic).
-/// A header that is present but malformed yields an empty credential, which fails as an
-/// invalid key rather than as a missing one.
-pub(crate) fn credential(headers: &HeaderMap) -> Option<SecretString> {
-    let raw = if let Some(v) = headers.get(header::AUTHORIZATION) {
-        let s = v.to_str().unwrap_or("");
-        match s.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => "",
-        }
-    } else if let Some(v) = headers.get("x-api-key") {
-        v.to_str().unwrap_or("").trim()
-    } else {
-        return None;
-    };
-    let raw = if raw.len() > MAX_CREDENTIAL_BYTES { "" } else { raw };
-    Some(SecretString::from(raw.to_owned()))
+/// The presented credential: `Authorization: Bearer <key>` (OpenAI) or `x-api-key` (Anthropic);
+/// more than one place holding one is ambiguous and refused by the authenticate gate.
+pub(crate) fn credential(parts: &http::request::Parts) -> Presented {
+    gatehouse_http::presented(&parts.headers, parts.uri.query(), gatehouse_http::Accept::BearerOrApiKey)
 }
 
 async fn chat_completions(State(app): State<AppState>, Extension(id): Extension<RequestId>, req: Request) -> Response {
@@ -75,7 +58,7 @@ async fn embeddings(State(app): State<AppState>, Extension(id): Extension<Reques
 async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let rt = app.runtime.load_full();
-    let mut cx = RequestCx::new(id, credential(&parts.headers));
+    let mut cx = RequestCx::new(id, credential(&parts));
     cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let limit = rt.limits.max_body_bytes.get() as usize;
     match admit(&rt.gates, cx, endpoint, read_body(&parts.headers, body, "application/json", limit)).await {
@@ -277,7 +260,7 @@ impl FromRequestParts<AppState> for Listed {
 
     async fn from_request_parts(parts: &mut http::request::Parts, app: &AppState) -> Result<Listed, Response> {
         let id = parts.extensions.get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
-        let mut cx = RequestCx::new(id, credential(&parts.headers));
+        let mut cx = RequestCx::new(id, credential(parts));
         cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let rt = app.runtime.load_full();
         match admit_listing(&rt.gates, cx).await {
@@ -315,28 +298,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::ExposeSecret;
-
     use super::*;
-
-    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        m
-    }
-
-    #[test]
-    fn credentials_come_from_bearer_or_x_api_key() {
-        assert_eq!(credential(&h(&[("authorization", "Bearer abc")])).unwrap().expose_secret(), "abc");
-        assert_eq!(credential(&h(&[("authorization", "bearer  abc ")])).unwrap().expose_secret(), "abc");
-        assert_eq!(credential(&h(&[("x-api-key", "xyz")])).unwrap().expose_secret(), "xyz");
-        assert_eq!(credential(&h(&[("authorization", "Basic abc")])).unwrap().expose_secret(), "");
-        assert!(credential(&h(&[])).is_none());
-        let long = "a".repeat(8193);
-        assert_eq!(credential(&h(&[("authorization", &format!("Bearer {long}"))])).unwrap().expose_secret(), "");
-    }
 
     #[test]
     fn reset_times_read_like_openais() {

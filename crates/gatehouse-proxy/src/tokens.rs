@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use gatehouse_audit::{Actor, Event, EventKind, Outcome};
-use gatehouse_core::{Denial, DenyCode, OrgId, ProjectId, RequestId};
+use gatehouse_core::{Denial, DenyCode, OrgId, Presented, ProjectId, RequestId};
 use gatehouse_tokens::{DelegateBody, actions};
 use http::StatusCode;
 use http::request::Parts;
@@ -82,7 +82,11 @@ async fn delegate_inner(
     let Some(tokens) = rt.gates.authenticate.creds.tokens.clone() else {
         return Err(plain(Denial::new(DenyCode::NotFound)));
     };
-    let presented = credential(&parts.headers).ok_or(plain(Denial::new(DenyCode::MissingCredentials)))?;
+    let presented = match credential(parts) {
+        Presented::One(c) => c,
+        Presented::Nothing => return Err(plain(Denial::new(DenyCode::MissingCredentials))),
+        Presented::Ambiguous => return Err(plain(Denial::new(DenyCode::AmbiguousCredentials))),
+    };
     let parent = tokens.verify(presented.expose_secret(), source).await.map_err(|e| match e {
         // An API key or garbage here is simply not a capability token.
         gatehouse_tokens::Error::Invalid => plain(Denial::new(DenyCode::InvalidToken)),

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use gatehouse_admin::AdminState;
-use gatehouse_audit::webhooks::target::AddressPolicy;
 use gatehouse_audit::webhooks::{DeliveryConfig, Webhooks};
 use gatehouse_audit::{Actor, Auditor, Event, EventKind, FailurePolicy, Outcome, WriterConfig};
 use gatehouse_config::{AuditFailure, Config, DataPlaneAudit, LogFormat, SecretRef, ServerConfig, StoreUrl};
+use gatehouse_egress::AddressPolicy;
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
 use gatehouse_gates::control::ControlHandle;
 use gatehouse_gates::federated::FederatedVerifier;

@@ -5,7 +5,8 @@
 //!   the store every 2 s and at once on a local change) and act as the audit writer's
 //!   [`Outbox`]: a delivery row is written in the same transaction as its event, so every
 //!   matching event gets exactly one delivery, also across a crash or a spool replay.
-//! - Where to: [`target`] (SSRF checks on save and after DNS, at delivery; no redirects).
+//! - Where to: `gatehouse-egress` (SSRF checks on save, and after DNS at every delivery,
+//!   connecting only to the checked addresses; no redirects, no proxy).
 //! - How: a delivery worker per replica claims due rows with a lease, signs ([`sign`]),
 //!   posts with a timeout and retries with exponential backoff; every attempt is in the
 //!   delivery log.
@@ -13,7 +14,6 @@
 pub mod filter;
 pub mod render;
 pub mod sign;
-pub mod target;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,7 +27,7 @@ use secrecy::SecretString;
 
 use self::filter::Filter;
 use self::render::Kind;
-use self::target::{AddressPolicy, BlockedAddress, CheckedResolver};
+use gatehouse_egress::{AddressPolicy, BlockedAddress};
 
 #[derive(Clone, Debug)]
 pub struct DeliveryConfig {
@@ -133,9 +133,7 @@ impl Webhooks {
         cfg: DeliveryConfig,
     ) -> Result<Arc<Webhooks>, reqwest::Error> {
         let policy = Arc::new(policy);
-        let http = reqwest::Client::builder()
-            .dns_resolver(Arc::new(CheckedResolver { policy: policy.clone() }))
-            .redirect(reqwest::redirect::Policy::none())
+        let http = gatehouse_egress::client(policy.clone())
             .connect_timeout(cfg.timeout)
             .timeout(cfg.timeout)
             .user_agent(concat!("Gatehouse-Webhooks/", env!("CARGO_PKG_VERSION")))
@@ -164,7 +162,7 @@ impl Webhooks {
             return Err(CreateError::Name);
         }
         let kind = Kind::parse(&w.kind).ok_or(CreateError::Kind)?;
-        self.policy.validate_url(&w.url).map_err(|_| CreateError::Url)?;
+        self.policy.check_at_save(&w.url).await.map_err(|_| CreateError::Url)?;
         Filter::parse(&w.events, w.outcomes.as_deref()).map_err(|e| match e {
             filter::FilterError::Events => CreateError::Events,
             filter::FilterError::Outcomes => CreateError::Outcomes,

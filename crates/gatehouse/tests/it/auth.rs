@@ -36,6 +36,93 @@ async fn bad_credentials_never_reach_the_provider() {
     assert_eq!(fake.calls(), 0, "no refused request may reach the provider");
 }
 
+/// A credential in more than one place is refused (400), whichever of them is valid, on
+/// both planes, and the refusal names neither.
+#[tokio::test]
+async fn an_ambiguous_credential_is_refused_on_both_planes() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway_with(&fake).await;
+    let key = gw.key().to_owned();
+    let root = gw.admin_token.clone().unwrap();
+    let body = json!({"model": "fake-model", "messages": [{"role": "user", "content": "x"}]});
+    let bearer = |t: &str| format!("Bearer {t}");
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (vec![("authorization", bearer(&key)), ("authorization", bearer(&key))], ""),
+        (vec![("authorization", bearer(&key)), ("authorization", bearer("gth_other"))], ""),
+        (vec![("authorization", bearer("gth_other")), ("authorization", bearer(&key))], ""),
+        (vec![("authorization", bearer(&key)), ("x-api-key", key.clone())], ""),
+        (vec![("x-api-key", key.clone()), ("x-api-key", key.clone())], ""),
+        (vec![("authorization", bearer(&key)), ("api-key", key.clone())], ""),
+        (vec![("authorization", format!("Bearer {key}, Bearer {key}"))], ""),
+        (vec![("authorization", bearer(&key))], "?access_token=other"),
+        (vec![("x-api-key", key.clone())], "?api_key=other"),
+    ];
+    for (headers, query) in &cases {
+        for path in ["/v1/chat/completions", "/v1/models"] {
+            let mut rb = if path == "/v1/models" {
+                gw.http.get(format!("{}{path}{query}", gw.data_url))
+            } else {
+                gw.http.post(format!("{}{path}{query}", gw.data_url)).json(&body)
+            };
+            for (k, v) in headers {
+                rb = rb.header(*k, v);
+            }
+            let r = rb.send().await.unwrap();
+            assert_eq!(r.status(), 400, "{path} {headers:?} {query}");
+            let text = r.text().await.unwrap();
+            assert!(!text.contains(&key) && !text.contains("gth_other"), "a refusal never echoes a credential");
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["error"]["code"], "invalid_request");
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+        }
+    }
+    assert_eq!(fake.calls(), 0, "an ambiguous request never reaches the provider");
+    // the same request with the credential once is served: the refusal is about ambiguity
+    assert_eq!(gw.chat(&key, "fake-model").await.status(), 200);
+
+    let url = format!("{}/admin/v1/keys", gw.admin_url);
+    for extra in [("authorization", bearer(&root)), ("x-api-key", root.clone()), ("authorization", bearer("gtha_x"))] {
+        let r = gw.http.get(&url).bearer_auth(&root).header(extra.0, &extra.1).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{extra:?}");
+        assert!(!r.text().await.unwrap().contains(&root));
+    }
+    let r = gw.http.get(format!("{url}?access_token={root}")).bearer_auth(&root).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = gw.http.get(&url).header("authorization", format!("Bearer {root},Bearer {root}")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // a query parameter of the admin API that happens to be called `key` is not a credential
+    let org = crate::common::new_org(&gw, "acme").await;
+    let usage = format!("{}/admin/v1/orgs/{org}/usage?key=k_1", gw.admin_url);
+    let v = json(gw.http.get(usage).bearer_auth(&root).send().await.unwrap()).await;
+    assert!(v["error"].is_null() || v["error"]["param"] == "key", "judged as a key id, not as a credential: {v}");
+
+    // each refusal is audited as an authentication failure, without the credential
+    let audit = gw.admin(reqwest::Method::GET, "/admin/v1/audit?limit=200", None).await.text().await.unwrap();
+    assert!(!audit.contains(&key) && !audit.contains(&root));
+    let audit: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    let denied = |action: &str| {
+        audit["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == action && e["outcome"] == "denied" && e["status"] == 400)
+            .count()
+    };
+    assert!(denied("auth.admin_token") >= 5, "{audit}");
+    assert!(denied("request.denied") + denied("auth.api_key") >= cases.len(), "{audit}");
+
+    // token exchange: the subject token is the credential; a header beside it is ambiguous
+    let r = gw
+        .http
+        .post(format!("{}/v1/token", gw.data_url))
+        .bearer_auth(&key)
+        .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"), ("subject_token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
 #[tokio::test]
 async fn a_revoked_key_stops_within_a_second() {
     let fake = FakeProvider::spawn().await;

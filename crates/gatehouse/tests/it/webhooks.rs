@@ -251,6 +251,10 @@ async fn private_targets_are_refused_before_and_after_dns() {
         format!("http://127.0.0.1:{port}/generic"),
         "http://169.254.169.254/latest/meta-data".to_owned(),
         "http://[::1]/x".to_owned(),
+        "http://[::ffff:127.0.0.1]/x".to_owned(),
+        "http://[64:ff9b::a9fe:a9fe]/x".to_owned(),
+        "http://[2002:7f00:1::]/x".to_owned(),
+        "http://0x7f.1/x".to_owned(),
         "http://10.0.0.7/x".to_owned(),
         "file:///etc/passwd".to_owned(),
         "https://user:pw@hooks.example.com/x".to_owned(),
@@ -258,23 +262,33 @@ async fn private_targets_are_refused_before_and_after_dns() {
         let (st, v) = subscribe(&gw, &root, json!({"name": "x", "kind": "generic", "url": bad, "events": ["*"]})).await;
         assert_eq!((st, v["error"]["param"].as_str()), (400, Some("url")), "{bad}: {v}");
     }
-    // a name is accepted when saved, but it resolves to loopback: blocked at delivery
-    let (st, hook) = subscribe(
-        &gw,
-        &root,
-        json!({"name": "sneaky", "kind": "generic", "url": format!("http://localhost:{port}/generic"), "events": ["*"]}),
-    )
-    .await;
+    // a name that resolves to loopback is refused at save too
+    let local = format!("http://localhost:{port}/generic");
+    let (st, v) = subscribe(&gw, &root, json!({"name": "x", "kind": "generic", "url": local, "events": ["*"]})).await;
+    assert_eq!((st, v["error"]["param"].as_str()), (400, Some("url")), "{v}");
+    let _ = gw.stop().await;
+
+    // Saved while its range was allowed; then the allowance is gone (as when a name is rebound
+    // to a private address after it was saved): refused at delivery, after DNS.
+    let allowed =
+        "[webhooks]\nallow_private_targets = [\"127.0.0.0/8\", \"::1/128\"]\nretry_base_ms = 50\nmax_attempts = 2\n";
+    let gw = gateway().config(allowed).spawn().await;
+    let root = crate::common::root(&gw);
+    let (st, hook) =
+        subscribe(&gw, &root, json!({"name": "sneaky", "kind": "generic", "url": local, "events": ["*"]})).await;
     assert_eq!(st, 201, "{hook}");
-    new_org(&gw, "trigger").await;
-    let id = hook["id"].as_str().unwrap();
-    let (st, v) = call(&gw, &root, Method::GET, &format!("/admin/v1/webhooks/{id}/deliveries"), None).await;
-    assert_eq!(st, 200);
-    let blocked = eventually(Duration::from_secs(5), || async {
-        let (_, v) = call(&gw, &root, Method::GET, &format!("/admin/v1/webhooks/{id}/deliveries"), None).await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let dir = gw.stop().await;
+    let gw = gateway().config("[webhooks]\nretry_base_ms = 50\nmax_attempts = 2\n").data_dir(dir).spawn().await;
+    let (st, _) = call(&gw, &root, Method::POST, "/admin/v1/orgs", Some(json!({"name": "trigger"}))).await;
+    assert_eq!(st, 201);
+    let deliveries = format!("/admin/v1/webhooks/{id}/deliveries");
+    let blocked = eventually(Duration::from_secs(10), || async {
+        let (_, v) = call(&gw, &root, Method::GET, &deliveries, None).await;
         v["data"].as_array().is_some_and(|d| d.iter().any(|x| x["status"] == "blocked"))
     })
     .await;
+    let (_, v) = call(&gw, &root, Method::GET, &deliveries, None).await;
     assert!(blocked, "{v}");
     assert!(seen.hits.lock().await.is_empty(), "nothing reached the private address");
 }
