@@ -54,6 +54,8 @@ pub struct AdminState {
     pub limits: Arc<ratelimit::AdminLimits>,
     pub audit: gatehouse_audit::Auditor,
     pub webhooks: Arc<gatehouse_audit::webhooks::Webhooks>,
+    /// The Host values this plane answers (DNS rebinding); health probes are exempt.
+    pub allowed_hosts: Arc<gatehouse_http::AllowedHosts>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -66,12 +68,18 @@ pub fn router(state: AdminState) -> Router {
     }
     // rate limits before authentication: token guessing is bounded per source address
     let api = api.route_layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit));
-    api.route("/admin/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }))
+    // Everything but the probes answers only an allowed Host, unknown paths included (a probe
+    // reveals nothing, and orchestrators probe by pod address).
+    let guarded = api
+        .route("/admin/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(gatehouse_http::healthz))
-        .route("/readyz", get(readyz))
         .fallback(|| async { Denial::new(DenyCode::NotFound) })
         .method_not_allowed_fallback(|| async { Denial::new(DenyCode::MethodNotAllowed) })
+        .layer(axum::middleware::from_fn_with_state(state.allowed_hosts.clone(), gatehouse_http::require_allowed_host));
+    Router::new()
+        .route("/healthz", get(gatehouse_http::healthz))
+        .route("/readyz", get(readyz))
+        .merge(guarded)
         .with_state(state)
 }
 

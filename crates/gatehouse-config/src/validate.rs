@@ -52,6 +52,12 @@ pub struct ServerConfig {
     pub master_key: Option<SecretRef>,
     pub log_format: LogFormat,
     pub header_read_timeout: Duration,
+    /// A request body must have arrived this long after the handler starts reading it.
+    pub body_read_timeout: Duration,
+    /// After a 1 s grace, a body must arrive at least this fast (0: no rate floor).
+    pub body_min_bytes_per_second: u32,
+    /// Host names the control plane answers beside loopback and its listen address.
+    pub admin_allowed_hosts: Vec<String>,
     pub shutdown_grace: Duration,
     pub max_connections: NonZeroU32,
     /// Control-plane mutations one admin token may make per minute (burst: a quarter of it).
@@ -150,6 +156,15 @@ impl ServerConfig {
         }
         if self.header_read_timeout != o.header_read_timeout {
             v.push("server.header_read_timeout_ms");
+        }
+        if self.body_read_timeout != o.body_read_timeout {
+            v.push("server.body_read_timeout_ms");
+        }
+        if self.body_min_bytes_per_second != o.body_min_bytes_per_second {
+            v.push("server.body_min_bytes_per_second");
+        }
+        if self.admin_allowed_hosts != o.admin_allowed_hosts {
+            v.push("server.admin_allowed_hosts");
         }
         if self.shutdown_grace != o.shutdown_grace {
             v.push("server.shutdown_grace_ms");
@@ -395,6 +410,27 @@ fn socket(v: Option<String>, default: SocketAddr, path: &str, issues: &mut Vec<I
     }
 }
 
+fn allowed_hosts(hosts: Vec<String>, issues: &mut Vec<Issue>) -> Vec<String> {
+    if hosts.len() > 64 {
+        issue(issues, "server.admin_allowed_hosts", "at most 64 entries");
+        return Vec::new();
+    }
+    let is_host = |h: &str| {
+        let bare = h.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<std::net::IpAddr>().is_ok()
+            || (!h.is_empty() && h.len() <= 253 && !h.contains([':', '/', '@']) && url::Host::parse(h).is_ok())
+    };
+    if !hosts.iter().all(|h| is_host(h)) {
+        issue(
+            issues,
+            "server.admin_allowed_hosts",
+            "each entry must be a host name or IP address (no scheme, port or path)",
+        );
+        return Vec::new();
+    }
+    hosts
+}
+
 fn ms(v: Option<u64>, default_ms: u64, min: u64, max: u64, path: &str, issues: &mut Vec<Issue>) -> Duration {
     let v = v.unwrap_or(default_ms);
     if !(min..=max).contains(&v) {
@@ -548,6 +584,15 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
             "server.header_read_timeout_ms",
             issues,
         ),
+        body_read_timeout: ms(raw.body_read_timeout_ms, 30_000, 100, 600_000, "server.body_read_timeout_ms", issues),
+        body_min_bytes_per_second: match raw.body_min_bytes_per_second {
+            None => 1024,
+            Some(v) => u32::try_from(v).unwrap_or_else(|_| {
+                issue(issues, "server.body_min_bytes_per_second", "must be at most 4294967295");
+                1024
+            }),
+        },
+        admin_allowed_hosts: allowed_hosts(raw.admin_allowed_hosts.unwrap_or_default(), issues),
         shutdown_grace: ms(raw.shutdown_grace_ms, 30_000, 0, 3_600_000, "server.shutdown_grace_ms", issues),
         max_connections: bounded32(raw.max_connections, 10_000, 1_000_000, "server.max_connections", issues),
         admin_mutations_per_minute: bounded32(

@@ -26,6 +26,7 @@ pub enum DenyCode {
     RequestTooLarge,
     RequestTooComplex,
     RequestTimeout,
+    HostNotAllowed,
     ContentBlocked,
     RateLimitExceeded,
     InsufficientQuota,
@@ -52,7 +53,7 @@ const fn row(status: u16, error_type: &'static str, code: &'static str, message:
 
 impl DenyCode {
     /// Every code, for tests that walk the whole table.
-    pub const ALL: [DenyCode; 24] = [
+    pub const ALL: [DenyCode; 25] = [
         DenyCode::MissingCredentials,
         DenyCode::AmbiguousCredentials,
         DenyCode::InvalidApiKey,
@@ -68,6 +69,7 @@ impl DenyCode {
         DenyCode::RequestTooLarge,
         DenyCode::RequestTooComplex,
         DenyCode::RequestTimeout,
+        DenyCode::HostNotAllowed,
         DenyCode::ContentBlocked,
         DenyCode::RateLimitExceeded,
         DenyCode::InsufficientQuota,
@@ -137,6 +139,12 @@ impl DenyCode {
             RequestTimeout => {
                 row(408, "invalid_request_error", "request_timeout", "the request body was not received in time")
             }
+            HostNotAllowed => row(
+                421,
+                "invalid_request_error",
+                "host_not_allowed",
+                "this Host is not served here; add it to server.admin_allowed_hosts",
+            ),
             ContentBlocked => {
                 row(400, "invalid_request_error", "content_blocked", "the request was blocked by a content policy")
             }

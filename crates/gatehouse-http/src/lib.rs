@@ -1,15 +1,19 @@
 //! The HTTP edge both planes share, so neither is built on top of the other: the transport
 //! layers (panic catching, sensitive headers, request ids, spans, load shedding), the hardened
-//! HTTP/1 accept loop (header-read timeout, connection bound, drain), the one bounded body
-//! reader, the one reading of a request's credential, and the health answers. Generic
+//! HTTP/1 accept loop (header-read timeout, connection bound, drain), body pacing (deadline
+//! and minimum rate), the one bounded body reader, the one reading of a request's credential, and the health answers. Generic
 //! transport only: no policy, no plane's state.
 
 mod credential;
 mod health;
+mod host;
+mod pace;
 mod serve;
 mod transport;
 
 pub use credential::{Accept, MAX_CREDENTIAL_BYTES, presented};
 pub use health::{healthz, ready};
+pub use host::{AllowedHosts, BadHost, require_allowed_host};
+pub use pace::{BodyPace, BodyTooSlow, RATE_GRACE, paced};
 pub use serve::serve;
 pub use transport::{REQUEST_ID, read_body, with_transport_layers};

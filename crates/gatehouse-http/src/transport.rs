@@ -11,9 +11,12 @@ use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, RequestId};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use http_body_util::BodyExt;
+
+use crate::pace::{BodyPace, BodyTooSlow, paced};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
+use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -45,6 +48,7 @@ pub async fn read_body(
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(DenyCode::RequestTooLarge),
+        Err(e) if BodyTooSlow::caused(&*e) => Err(DenyCode::RequestTimeout),
         Err(_) => Err(DenyCode::InvalidRequest),
     }
 }
@@ -79,8 +83,9 @@ fn span(req: &Request) -> tracing::Span {
 }
 
 /// Wraps a router in the shared stack. `max_in_flight` requests at once; beyond that new
-/// requests are shed with 503 instead of queueing without bound.
-pub fn with_transport_layers(router: Router, max_in_flight: usize) -> Router {
+/// requests are shed with 503 instead of queueing without bound; every request body is held
+/// to `pace` (a too-slow body answers 408).
+pub fn with_transport_layers(router: Router, max_in_flight: usize, pace: BodyPace) -> Router {
     router.layer(
         ServiceBuilder::new()
             // a bug must answer 500, not kill the connection task
@@ -97,6 +102,7 @@ pub fn with_transport_layers(router: Router, max_in_flight: usize) -> Router {
             .layer(TraceLayer::new_for_http().make_span_with(span))
             .layer(HandleErrorLayer::new(overloaded))
             .layer(LoadShedLayer::new())
-            .layer(GlobalConcurrencyLimitLayer::new(max_in_flight)),
+            .layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
+            .layer(MapRequestLayer::new(move |req: Request| req.map(|b| paced(b, pace)))),
     )
 }

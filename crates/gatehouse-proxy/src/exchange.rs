@@ -191,6 +191,9 @@ async fn read_form(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes,
             DenyCode::RequestTooLarge => {
                 oauth(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request body too large")
             }
+            DenyCode::RequestTimeout => {
+                oauth(StatusCode::REQUEST_TIMEOUT, "invalid_request", "the request body was not received in time")
+            }
             _ => oauth(StatusCode::BAD_REQUEST, "invalid_request", "the request body could not be read"),
         }
     })

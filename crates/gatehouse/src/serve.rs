@@ -384,7 +384,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let max_conn = server.max_connections.get() as usize;
-    let data_router = with_transport_layers(gatehouse_proxy::router(app.clone()), max_conn);
+    let pace = gatehouse_http::BodyPace {
+        deadline: server.body_read_timeout,
+        min_bytes_per_second: server.body_min_bytes_per_second,
+    };
+    let allowed_hosts = gatehouse_http::AllowedHosts::new(admin_addr, &server.admin_allowed_hosts)
+        .context("server.admin_allowed_hosts")?;
+    let data_router = with_transport_layers(gatehouse_proxy::router(app.clone()), max_conn, pace);
     // the control plane's narrow handle on the data plane: the served models are read from
     // whichever snapshot is live, the shared services are the ones every snapshot uses
     let live = app.runtime.clone();
@@ -409,8 +415,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )),
             audit: auditor.clone(),
             webhooks,
+            allowed_hosts: Arc::new(allowed_hosts),
         }),
         1024,
+        pace,
     );
 
     let (tx, rx) = watch::channel(false);

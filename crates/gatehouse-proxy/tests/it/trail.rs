@@ -76,7 +76,11 @@ async fn data_plane() -> DataPlane {
     let env = |name: &str| (name == "FAKE_KEY").then(|| "sk-fake".to_owned());
     let services = Services { creds, guardrails, limits: Arc::new(LimitsBackend::local()), audit };
     let runtime = build_runtime(&config.policy, &services, &env).unwrap();
-    let app = with_transport_layers(router(AppState::new(runtime, services, store, None)), 64);
+    let app = with_transport_layers(
+        router(AppState::new(runtime, services, store, None)),
+        64,
+        gatehouse_http::BodyPace::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {

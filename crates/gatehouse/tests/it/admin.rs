@@ -494,3 +494,49 @@ async fn a_revoked_admin_token_stops_at_once_and_listings_hold_no_secret() {
         404
     );
 }
+
+#[tokio::test]
+async fn the_control_plane_answers_only_allowed_hosts() {
+    let gw = gateway().server("admin_allowed_hosts = [\"Gatehouse-Admin.internal\"]").spawn().await;
+    let token = root(&gw);
+    let port = gw.admin_url.rsplit(':').next().unwrap().to_owned();
+    let get = |path: &str, host: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+    };
+    // a DNS-rebinding page names its own host: refused before authentication, on every route
+    for path in ["/admin/v1/orgs", "/metrics", "/admin/v1/openapi.json", "/admin/v1/nothing-here"] {
+        for host in ["rebind.evil.example", &format!("rebind.evil.example:{port}"), "localhost.evil.example"] {
+            let (status, body) = crate::common::raw(&gw.admin_url, get(path, host).as_bytes()).await;
+            assert_eq!(status, 421, "{path} {host}: {body}");
+            assert!(body.contains("\"host_not_allowed\""), "{body}");
+            assert!(!body.contains("evil"), "the refusal does not echo the Host");
+        }
+    }
+    // no Host at all (HTTP/1.0) is refused too
+    let (status, _) =
+        crate::common::raw(&gw.admin_url, b"GET /admin/v1/organizations HTTP/1.0\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 421);
+    // loopback names, the listen address and configured names are served
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("gatehouse-admin.internal:{port}"),
+        "GATEHOUSE-ADMIN.INTERNAL.".to_owned(),
+    ] {
+        let (status, body) = crate::common::raw(&gw.admin_url, get("/admin/v1/orgs", &host).as_bytes()).await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    // probes are exempt: orchestrators probe by pod address
+    let (status, _) = crate::common::raw(&gw.admin_url, get("/healthz", "10.9.8.7:1").as_bytes()).await;
+    assert_eq!(status, 200);
+    // the data plane is key-authenticated and not Host-bound
+    assert_eq!(gw.chat(gw.key(), "mock").await.status(), 200);
+}
+
+#[tokio::test]
+async fn an_allowed_host_that_is_not_a_host_is_refused_at_start() {
+    for bad in ["http://admin.example", "admin.example:8081", "admin.example/x"] {
+        let res = gateway().server(&format!("admin_allowed_hosts = [\"{bad}\"]")).try_spawn().await;
+        assert!(res.is_err(), "{bad} was accepted");
+    }
+}

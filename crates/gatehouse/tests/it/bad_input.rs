@@ -132,3 +132,53 @@ async fn a_lying_content_length_does_not_bypass_the_cap() {
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }
+
+/// Sends a request head promising 1000 bytes, then trickles one byte every 300 ms; returns
+/// the answer and how long it took.
+async fn trickle(base: &str, path: &str, token: &str) -> ((u16, String), Duration) {
+    let mut sock = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let (mut rd, mut wr) = sock.into_split();
+    let writer = tokio::spawn(async move {
+        for _ in 0..999 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if wr.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut buf)).await;
+    writer.abort();
+    (crate::common::parse_response(&buf), started.elapsed())
+}
+
+#[tokio::test]
+async fn a_trickled_body_is_answered_408_on_both_planes() {
+    // 3 bytes a second against a floor of 100: cut soon after the 1 s grace, long before the
+    // 60 s deadline
+    let gw = gateway().server("body_read_timeout_ms = 60000\nbody_min_bytes_per_second = 100").spawn().await;
+    let root = crate::common::root(&gw);
+    for (base, path, token) in
+        [(&gw.data_url, "/v1/chat/completions", gw.key()), (&gw.admin_url, "/admin/v1/orgs", root.as_str())]
+    {
+        let ((status, body), took) = trickle(base, path, token).await;
+        assert_eq!(status, 408, "{path}: {body}");
+        assert!(body.contains("\"request_timeout\""), "{body}");
+        assert!(took < Duration::from_secs(15), "{path} held for {took:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_body_deadline_holds_without_a_rate_floor() {
+    let gw = gateway().server("body_read_timeout_ms = 1500\nbody_min_bytes_per_second = 0").spawn().await;
+    let ((status, body), took) = trickle(&gw.data_url, "/v1/chat/completions", gw.key()).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(15), "{took:?}");
+    // an ordinary request still passes under the same settings
+    assert_eq!(gw.chat(gw.key(), "mock").await.status(), 200);
+}

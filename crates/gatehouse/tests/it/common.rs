@@ -78,3 +78,22 @@ pub async fn mint(gw: &TestGateway, as_token: &str, role: &str, org: Option<&str
     }
     call(gw, as_token, Method::POST, "/admin/v1/tokens", Some(body)).await
 }
+
+/// Sends `request` (head and any body, as raw bytes) on a fresh connection to `base` and
+/// returns the status and body of the answer (the connection is read until the server closes
+/// it or 10 s pass).
+pub async fn raw(base: &str, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    sock.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), sock.read_to_end(&mut buf)).await;
+    parse_response(&buf)
+}
+
+pub fn parse_response(buf: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(buf);
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
