@@ -19,6 +19,12 @@ fn ticker(every: Duration) -> tokio::time::Interval {
     t
 }
 
+/// Counts completed polls: an operator sees a replica keeping up with the store, and a test
+/// can wait for "a whole poll after my write" instead of sleeping.
+fn polled(what: &'static str) {
+    metrics::counter!("gatehouse_store_polls_total", "what" => what).increment(1);
+}
+
 /// Re-reads something whole every `every`, forever. `what` names it in the log.
 pub async fn reload<F, Fut, E>(what: &'static str, every: Duration, mut read: F)
 where
@@ -29,8 +35,9 @@ where
     let mut t = ticker(every);
     loop {
         t.tick().await;
-        if let Err(e) = read().await {
-            tracing::warn!(error = %e, what, "store poll failed; keeping this replica's copy");
+        match read().await {
+            Ok(()) => polled(what),
+            Err(e) => tracing::warn!(error = %e, what, "store poll failed; keeping this replica's copy"),
         }
     }
 }
@@ -49,7 +56,10 @@ where
         t.tick().await;
         let started = now_ms();
         match read(since).await {
-            Ok(_) => since = started - OVERLAP_MS,
+            Ok(_) => {
+                since = started - OVERLAP_MS;
+                polled(what);
+            }
             Err(e) => tracing::warn!(error = %e, what, "change feed poll failed; cached entries expire by their ttl"),
         }
     }

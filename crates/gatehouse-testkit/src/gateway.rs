@@ -165,10 +165,37 @@ impl TestGateway {
     }
 
     /// The logs once `marker` has appeared in them (they are written by a background thread),
-    /// so assertions about what is absent are not vacuously true. Gives up after 5 s.
+    /// so assertions about what is absent are not vacuously true. Gives up after 30 s.
     pub async fn logs_once(&self, marker: &str) -> String {
-        crate::eventually(Duration::from_secs(5), || async { self.logs().contains(marker) }).await;
+        crate::eventually(Duration::from_secs(30), || async { self.logs().contains(marker) }).await;
         self.logs()
+    }
+
+    /// The value of one Prometheus series on `/metrics` (`name{labels}` exactly as exported,
+    /// e.g. `gatehouse_store_polls_total{what="limit policies"}`), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = match self.http.get(format!("{}/metrics", self.admin_url)).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Returns once this replica has completed a whole poll of `what` (a poll loop's name, as
+    /// in `gatehouse_store_polls_total`) that started after the call: whatever was written to
+    /// the store before the call is now in its copy. Fails the test after 30 s.
+    pub async fn polled(&self, what: &str) {
+        let series = format!("gatehouse_store_polls_total{{what=\"{what}\"}}");
+        let before = self.metric(&series).await;
+        // the poll in progress at the call may have read before the write; the one after it did not
+        let done =
+            crate::eventually(Duration::from_secs(30), || async { self.metric(&series).await >= before + 2.0 }).await;
+        if !done {
+            fail(&format!("no complete poll of {what} within 30 s"));
+        }
     }
 
     /// Replaces the non-server part of the config file (hot reload tests).

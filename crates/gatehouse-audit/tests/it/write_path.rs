@@ -130,7 +130,7 @@ each_store!(a_store_outage_spools_and_replays_without_loss, |t: TestStore| async
     assert_eq!(std::fs::read_to_string(&spool).unwrap().lines().count(), 8, "a header and seven events");
     t.exec("ALTER TABLE audit_log_away RENAME TO audit_log").await;
     // replay happens on the next write or tick
-    assert!(eventually(Duration::from_secs(5), || async { !spool.exists() }).await, "spool replayed");
+    assert!(eventually(Duration::from_secs(30), || async { !spool.exists() }).await, "spool replayed");
     w.shutdown().await;
     let r = verify(&t.store).await.unwrap();
     // 12 events and the writer's own `audit.replayed` note
@@ -151,7 +151,7 @@ each_store!(a_replay_after_a_crash_does_not_duplicate, |t: TestStore| async move
     t.exec("ALTER TABLE audit_log_away RENAME TO audit_log").await;
     let spool = t.dir.path().join("audit-spool.jsonl");
     let kept = std::fs::read(&spool).unwrap();
-    assert!(eventually(Duration::from_secs(5), || async { !spool.exists() }).await);
+    assert!(eventually(Duration::from_secs(30), || async { !spool.exists() }).await);
     w.shutdown().await;
     // as if the process died after committing the replay but before removing the spool,
     // with a half-written last line
@@ -176,7 +176,7 @@ each_store!(fail_closed_refuses_until_the_store_is_back, |t: TestStore| async mo
     assert!(!w.accepting());
     assert!(!t.dir.path().join("audit-spool.jsonl").exists(), "fail-closed never spools");
     t.exec("ALTER TABLE audit_log_away RENAME TO audit_log").await;
-    assert!(eventually(Duration::from_secs(5), || async { w.accepting() }).await, "recovers by itself");
+    assert!(eventually(Duration::from_secs(30), || async { w.accepting() }).await, "recovers by itself");
     w.record(event(None, 2)).await.unwrap();
     w.shutdown().await;
     let r = verify(&t.store).await.unwrap();
@@ -213,7 +213,7 @@ each_store!(retention_prunes_a_prefix_behind_a_signed_anchor, |t: TestStore| asy
     cfg.retention = Some(Duration::from_secs(60));
     let w = writer(&t.store, cfg).await;
     assert!(
-        eventually(Duration::from_secs(5), || async { t.store.audit_anchor("platform").await.unwrap().is_some() })
+        eventually(Duration::from_secs(30), || async { t.store.audit_anchor("platform").await.unwrap().is_some() })
             .await
     );
     w.shutdown().await;

@@ -325,7 +325,7 @@ async fn canaries_never_reach_the_trail_logs_or_metrics() {
     call(&gw, &format!("gtha_{PROMPT_CANARY}"), Method::GET, "/admin/v1/orgs", None).await;
 
     let (_, ndjson) = export(&gw, &root(&gw), "").await;
-    let delivered = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
+    let delivered = gatehouse_testkit::eventually(Duration::from_secs(30), || async {
         let hits = seen.hits.lock().await;
         hits.iter().any(|h| h.2.contains("\"request.allowed\""))
             && hits.iter().any(|h| h.2.contains("\"auth.api_key\""))
@@ -399,7 +399,7 @@ async fn otlp_spans_carry_allow_listed_fields_only() {
     let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(gw.post("/v1/chat/completions", Some("gth_wrong"), &body).await.status(), 401);
 
-    let arrived = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
+    let arrived = gatehouse_testkit::eventually(Duration::from_secs(30), || async {
         let b = bodies.lock().await;
         b.iter().any(|(_, raw)| String::from_utf8_lossy(raw).contains(&request_id))
     })

@@ -48,7 +48,7 @@ async fn standing(gw: &TestGateway, path: &str) -> Value {
 /// Waits until every reservation of the budget at `path` is settled.
 async fn settled(gw: &TestGateway, path: &str) -> Value {
     assert!(
-        eventually(Duration::from_secs(5), || async { standing(gw, path).await["reserved"].as_f64() == Some(0.0) })
+        eventually(Duration::from_secs(30), || async { standing(gw, path).await["reserved"].as_f64() == Some(0.0) })
             .await,
         "reservations of {path} were not settled: {}",
         standing(gw, path).await
@@ -57,10 +57,10 @@ async fn settled(gw: &TestGateway, path: &str) -> Value {
 }
 
 /// The usage ledger's total for a filter, once `requests` rows have arrived.
-async fn ledger(gw: &TestGateway, org: &str, query: &str, requests: u64) -> Value {
+pub(crate) async fn ledger(gw: &TestGateway, org: &str, query: &str, requests: u64) -> Value {
     let path = format!("/admin/v1/orgs/{org}/usage?{query}");
     assert!(
-        eventually(Duration::from_secs(5), || async {
+        eventually(Duration::from_secs(30), || async {
             admin(gw, Method::GET, &path, None).await["total"]["requests"] == json!(requests)
         })
         .await,
@@ -276,7 +276,7 @@ async fn two_replicas_never_overspend_a_shared_budget_rate_or_delegated_caveat()
 
     let path = format!("/admin/v1/keys/{key_id}/limits");
     admin(&a, Method::PUT, &path, Some(json!({"budgets": [{"period": "lifetime", "tokens": N * r}]}))).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await; // b's policy poll
+    b.polled("limit policies").await;
     let results = storm(&a, &b, &key, &body, 20 * N).await;
     assert_eq!(admitted(&results, "insufficient_quota"), N);
     assert_eq!(fake.calls(), N, "the provider saw exactly the admitted requests");
@@ -290,7 +290,7 @@ async fn two_replicas_never_overspend_a_shared_budget_rate_or_delegated_caveat()
     let limits = format!("/admin/v1/orgs/{org}/projects/{project}/limits");
     admin(&a, Method::PUT, &limits, Some(json!({"rpm": 60}))).await;
     let (_, second) = a.create_key(json!({"name": "race-2", "project": "race"})).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.polled("limit policies").await;
     let started = std::time::Instant::now();
     let results = storm(&a, &b, &second, &chat(5, false), 20 * N).await;
     let n = admitted(&results, "rate_limit_exceeded");
@@ -412,7 +412,7 @@ async fn redis_killed_under_load_refuses_budgets_passes_open_rates_and_loses_no_
     // the outage ends when the new Redis starts, not when the test has seen it answer
     let restarted = std::time::Instant::now();
     let _redis = OwnRedis::start(redis.port).await.unwrap();
-    let recovered = eventually(Duration::from_secs(10), || async {
+    let recovered = eventually(Duration::from_secs(30), || async {
         gw.post("/v1/chat/completions", Some(&budgeted), &chat(20, false)).await.status() == 200
     })
     .await;

@@ -98,7 +98,7 @@ async fn by_default_a_secret_in_a_prompt_is_blocked_before_the_provider() {
 
     // the audit names the detector and never the value; nor do the logs
     assert!(
-        eventually(Duration::from_secs(3), || async { audit_lines(&gw).await.contains("guardrail.blocked") }).await
+        eventually(Duration::from_secs(30), || async { audit_lines(&gw).await.contains("guardrail.blocked") }).await
     );
     let audit = audit_lines(&gw).await;
     assert!(audit.contains("secret.openai") && !audit.contains(SECRET) && !audit.contains("Zq8X"), "{audit}");
@@ -118,7 +118,7 @@ async fn redacted_prompts_reach_the_provider_redacted_and_are_flagged_in_the_aud
     assert_eq!(sent, "Email [EMAIL_1] and charge card [CARD_1]; cc [EMAIL_1].");
     assert!(!String::from_utf8_lossy(&seen.raw).contains(EMAIL));
     assert!(
-        eventually(Duration::from_secs(3), || async { audit_lines(&gw).await.contains("guardrail.flagged") }).await
+        eventually(Duration::from_secs(30), || async { audit_lines(&gw).await.contains("guardrail.flagged") }).await
     );
     let audit = audit_lines(&gw).await;
     assert!(audit.contains("\"detector\":\"pii.email\"") && audit.contains("\"count\":2"), "{audit}");
@@ -181,7 +181,7 @@ async fn a_block_mid_stream_ends_it_with_an_error_event() {
     assert!(!sse.contains("[DONE]"));
     assert!(streamed_content(&sse).starts_with("Here is the first part"), "text before the value still arrives");
     assert!(
-        eventually(Duration::from_secs(3), || async {
+        eventually(Duration::from_secs(30), || async {
             let a = audit_lines(&gw).await;
             a.contains("\"stream_end\":\"blocked\"") && a.contains("guardrail.blocked")
         })

@@ -183,7 +183,7 @@ async fn limits_and_usage_cli_set_a_budget_and_print_the_ledger() {
     let (ok, out) = cli(&gw, &["limits", "show", "--org", "default", "--key", &id]);
     assert!(ok && out.contains("rpm: -"), "a key without its own limits: {out}");
     assert!(
-        gatehouse_testkit::eventually(std::time::Duration::from_secs(5), || async {
+        gatehouse_testkit::eventually(std::time::Duration::from_secs(30), || async {
             let (ok, out) = cli(&gw, &["usage", "--org", "default", "--project", "web", "-o", "json"]);
             ok && out.contains(r#""requests":2"#)
         })

@@ -174,7 +174,7 @@ async fn while_redis_is_down_open_rates_pass_closed_rates_refuse_and_both_recove
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "no request hangs past the timeout");
     }
     assert!(open.logs().contains("fail open"), "a fail-open pass is logged");
-    let audited = gatehouse_testkit::eventually(std::time::Duration::from_secs(3), || async {
+    let audited = gatehouse_testkit::eventually(std::time::Duration::from_secs(30), || async {
         let (_, v) =
             call(&open, &root(&open), reqwest::Method::GET, "/admin/v1/audit?action=limit.fail_open", None).await;
         v["data"].as_array().is_some_and(|a| a.len() >= 3)
@@ -183,7 +183,7 @@ async fn while_redis_is_down_open_rates_pass_closed_rates_refuse_and_both_recove
     assert!(audited, "and audited, one event per request that passed unchecked");
 
     let _redis = OwnRedis::start(redis.port).await.unwrap();
-    let recovered = gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || async {
+    let recovered = gatehouse_testkit::eventually(std::time::Duration::from_secs(30), || async {
         closed.chat(&t_closed, "mock").await.status() == 200
     })
     .await;
@@ -233,11 +233,14 @@ async fn several_replicas_without_shared_stores_refuse_to_start() {
 /// and its requests in flight, with OpenAI's `-tokens` headers.
 #[tokio::test]
 async fn token_rates_model_rates_and_concurrency_of_a_key() {
-    use crate::budgets::{admin, chat, key_in_new_project};
+    use crate::budgets::{admin, chat, key_in_new_project, ledger};
     use gatehouse_testkit::{Behavior, FakeProvider};
     let fake = FakeProvider::spawn().await;
     let gw = crate::common::gateway_with(&fake).await;
-    let (_, _, id, key) = key_in_new_project(&gw, "rates").await;
+    let (org, _, id, key) = key_in_new_project(&gw, "rates").await;
+    // a request is settled (its estimate corrected, its slot released) before its ledger row
+    // is written: waiting for the row is waiting for the settlement
+    let settled = |n: u64| ledger(&gw, &org, "", n);
     let spec = json!({"tpm": 100, "concurrency": 1, "models": {"mock": {"rpm": 6}}});
     admin(&gw, reqwest::Method::PUT, &format!("/admin/v1/keys/{id}/limits"), Some(spec)).await;
     let h = |r: &reqwest::Response, n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
@@ -249,7 +252,7 @@ async fn token_rates_model_rates_and_concurrency_of_a_key() {
     assert_eq!(h(&first, "x-ratelimit-remaining-tokens").as_deref(), Some("6"));
     assert!(h(&first, "x-ratelimit-reset-tokens").is_some_and(|v| v.ends_with('s')));
     // the call used 12 tokens: the other 82 come back once it is settled
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    settled(1).await;
     let resp = gw.post("/v1/chat/completions", Some(&key), &chat(85, false)).await;
     assert_eq!(resp.status(), 429, "12 used + 94 estimated > 100");
     assert_eq!(json(resp).await["error"]["code"], "rate_limit_exceeded");
@@ -258,24 +261,27 @@ async fn token_rates_model_rates_and_concurrency_of_a_key() {
 
     // a rate for one model: 6 a minute, a burst of one; other models are not affected (first
     // let the last call settle: its estimate holds 79 of the 100 tokens a minute until then)
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    settled(2).await;
     assert_eq!(gw.chat(&key, "mock").await.status(), 200);
     assert_eq!(gw.chat(&key, "mock").await.status(), 429);
+    settled(3).await;
 
     // one request in flight at a time
     admin(&gw, reqwest::Method::PUT, &format!("/admin/v1/keys/{id}/limits"), Some(json!({"concurrency": 1}))).await;
     fake.set(Behavior::Latency(std::time::Duration::from_millis(700)));
+    let calls = fake.calls();
     let slow = {
         let (http, url, key) = (gw.http.clone(), format!("{}/v1/chat/completions", gw.data_url), key.clone());
         tokio::spawn(
             async move { http.post(url).bearer_auth(key).json(&chat(5, false)).send().await.unwrap().status() },
         )
     };
-    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    // admitted and in flight once the provider has it
+    assert!(gatehouse_testkit::eventually(std::time::Duration::from_secs(30), || async { fake.calls() > calls }).await);
     let resp = gw.post("/v1/chat/completions", Some(&key), &chat(5, false)).await;
     assert_eq!(resp.status(), 429, "the second concurrent request");
     assert_eq!(resp.headers()["retry-after"], "1");
     assert_eq!(slow.await.unwrap(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    settled(4).await;
     assert_eq!(gw.post("/v1/chat/completions", Some(&key), &chat(5, false)).await.status(), 200, "released at the end");
 }

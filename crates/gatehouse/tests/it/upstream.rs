@@ -59,7 +59,7 @@ async fn streams_pass_through_and_end_with_done() {
     assert_eq!(fake.last_request().unwrap().body["stream_options"]["include_usage"], true);
     // usage from the final chunk is metered, and the audit line says how the stream ended
     assert!(
-        eventually(Duration::from_secs(2), || async {
+        eventually(Duration::from_secs(30), || async {
             let logs = gw.logs();
             logs.contains("stream_end=\"completed\"") && logs.contains("completion_tokens=8")
         })
@@ -79,7 +79,7 @@ async fn a_client_that_hangs_up_mid_stream_is_metered_as_cancelled() {
     assert!(stream.next().await.is_some());
     drop(stream);
     assert!(
-        eventually(Duration::from_secs(3), || async { gw.logs().contains("stream_end=\"cancelled\"") }).await,
+        eventually(Duration::from_secs(30), || async { gw.logs().contains("stream_end=\"cancelled\"") }).await,
         "{}",
         gw.logs()
     );

@@ -132,7 +132,7 @@ async fn signed_deliveries_carry_the_chain_line_and_retry() {
         call(&gw, &admin, Method::POST, "/admin/v1/keys", Some(json!({"name": "k", "project": "web"}))).await;
     assert_eq!(st, 201);
 
-    let done = eventually(Duration::from_secs(10), || async {
+    let done = eventually(Duration::from_secs(30), || async {
         let hits = seen.hits.lock().await;
         hits.iter().filter(|h| h.0 == "/generic").count() >= 2
             && hits.iter().any(|h| h.0 == "/chat")
@@ -176,7 +176,7 @@ async fn signed_deliveries_carry_the_chain_line_and_retry() {
 
     // retries: two 500s, then delivered on the third attempt, all in the log
     let flaky_id = flaky["id"].as_str().unwrap();
-    let ok = eventually(Duration::from_secs(5), || async {
+    let ok = eventually(Duration::from_secs(30), || async {
         deliveries(&gw, &admin, &acme, flaky_id).await.iter().any(|d| d["status"] == "delivered")
     })
     .await;
@@ -187,7 +187,7 @@ async fn signed_deliveries_carry_the_chain_line_and_retry() {
 
     // a redirect is not followed: it fails after max_attempts, the target is never hit
     let moved = redirect["id"].as_str().unwrap();
-    let failed = eventually(Duration::from_secs(5), || async {
+    let failed = eventually(Duration::from_secs(30), || async {
         deliveries(&gw, &admin, &acme, moved).await.iter().any(|d| d["status"] == "failed")
     })
     .await;
@@ -283,7 +283,7 @@ async fn private_targets_are_refused_before_and_after_dns() {
     let (st, _) = call(&gw, &root, Method::POST, "/admin/v1/orgs", Some(json!({"name": "trigger"}))).await;
     assert_eq!(st, 201);
     let deliveries = format!("/admin/v1/webhooks/{id}/deliveries");
-    let blocked = eventually(Duration::from_secs(10), || async {
+    let blocked = eventually(Duration::from_secs(30), || async {
         let (_, v) = call(&gw, &root, Method::GET, &deliveries, None).await;
         v["data"].as_array().is_some_and(|d| d.iter().any(|x| x["status"] == "blocked"))
     })
