@@ -103,6 +103,12 @@ pub(crate) fn route(spec: &'static RouteSpec, service: Service) -> Option<Method
             .await
             .map(|Path(p)| p)
             .unwrap_or_default();
+        // Every path parameter of the admin API is a canonical UUID. Anything else names no
+        // object: 404 before any service runs, audited with neither org nor target, so a
+        // kilobyte segment or a pasted credential is never stored, logged or exported.
+        if !params.values().all(|v| gatehouse_core::is_id(v)) {
+            return respond(&s, &acx, &op, spec.action, None, None, Err(Denial::new(DenyCode::NotFound))).await;
+        }
         let mut call = Call { s, op, params, parts, body: Some(body), org: None, target: None };
         let reply = service(&mut call).await;
         let Call { s, op, org, target, .. } = call;

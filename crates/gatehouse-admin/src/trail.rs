@@ -36,11 +36,20 @@ fn action(s: Option<&str>) -> Result<Option<String>, Denial> {
     s.map(|a| K::parse(a).map(|k| k.as_str().to_owned()).ok_or(bad("action"))).transpose()
 }
 
+/// An actor filter has the shape the trail renders actors in (`key:<id>`, `capability:<id>`,
+/// `token:<id>`, `oidc:<subject>`, `anonymous`, `system`); anything else (a pasted credential)
+/// is refused before it is used or reflected in an export's selection.
 fn actor(s: Option<&str>) -> Result<Option<String>, Denial> {
-    match s {
-        Some(a) if a.len() > 128 || a.chars().any(char::is_control) => Err(bad("actor")),
-        other => Ok(other.map(str::to_owned)),
-    }
+    let Some(a) = s else { return Ok(None) };
+    let ok = match a.split_once(':') {
+        Some(("key" | "capability" | "token", id)) => gatehouse_core::is_id(id),
+        Some(("oidc", subject)) => {
+            !subject.is_empty() && a.len() <= 128 && !subject.chars().any(|c| c.is_control() || c.is_whitespace())
+        }
+        Some(_) => false,
+        None => matches!(a, "anonymous" | "system"),
+    };
+    if ok { Ok(Some(a.to_owned())) } else { Err(bad("actor")) }
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// Whether `s` has the shape of every id we issue: a canonical hyphenated UUID (36 bytes).
+/// Checked before an untrusted id is used or recorded anywhere.
+pub fn is_id(s: &str) -> bool {
+    s.len() == 36 && Uuid::try_parse(s).is_ok()
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -15,4 +15,4 @@ pub use context::{
     Route, Target, TrailEntry,
 };
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
-pub use ids::{KeyId, OrgId, ProjectId, RequestId, TokenId, UserId};
+pub use ids::{KeyId, OrgId, ProjectId, RequestId, TokenId, UserId, is_id};

@@ -422,3 +422,83 @@ async fn otlp_spans_carry_allow_listed_fields_only() {
     let logs = std::fs::read_to_string(dir.path().join("gatehouse.log")).unwrap();
     assert!(logs.contains("gatehouse stopped"), "{logs}");
 }
+
+/// Every path and query parameter of the control plane (enumerated from its OpenAPI document)
+/// and the data plane's model path, each given a live API key, a live admin token and a 4 KiB
+/// credential-shaped string: an id that is not an id is 404, nothing is echoed, and none of
+/// them reaches the trail, its exports, the logs or the database.
+#[tokio::test]
+async fn credentials_pasted_into_any_path_or_query_parameter_are_never_recorded() {
+    let gw = gateway().server(UNLIMITED).spawn().await;
+    let root = root(&gw);
+    let acme = new_org(&gw, "acme").await;
+    let (_, minted) = mint(&gw, &root, "org_admin", Some(&acme)).await;
+    let admin_token = minted["token"].as_str().unwrap().to_owned();
+    let key = gw.key().to_owned();
+    let long = format!("gth_{}", "Q7".repeat(2048));
+    let canaries = [key.as_str(), admin_token.as_str(), long.as_str()];
+    // some id that exists nowhere, for the parameters not under test
+    let nobody = "0190a5c1-0000-7000-8000-000000000000";
+
+    let (_, doc) = call(&gw, &root, Method::GET, "/admin/v1/openapi.json", None).await;
+    let mut sent = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let path_params: Vec<&str> =
+                params.iter().filter(|p| p["in"] == "path").map(|p| p["name"].as_str().unwrap()).collect();
+            for p in &params {
+                let (name, place) = (p["name"].as_str().unwrap(), p["in"].as_str().unwrap());
+                for canary in canaries {
+                    let mut url = template.clone();
+                    for other in &path_params {
+                        let value = if place == "path" && *other == name { canary } else { nobody };
+                        url = url.replace(&format!("{{{other}}}"), value);
+                    }
+                    if place == "query" {
+                        url = format!("{url}?{name}={canary}");
+                    }
+                    let mut rb = gw.http.request(method.clone(), format!("{}{url}", gw.admin_url)).bearer_auth(&root);
+                    if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+                        rb = rb.json(&json!({}));
+                    }
+                    let resp = rb.send().await.unwrap();
+                    let status = resp.status().as_u16();
+                    let body = resp.text().await.unwrap();
+                    assert!(status < 500, "{method} {template} ({place} {name}): {status} {body}");
+                    if place == "path" {
+                        assert_eq!(status, 404, "{method} {template} ({name}): {body}");
+                    }
+                    assert!(!body.contains(canary), "{method} {template} echoed its {place} parameter {name}");
+                    sent += 1;
+                }
+            }
+        }
+    }
+    assert!(sent >= 150, "only {sent} requests: the OpenAPI document lost its parameters?");
+    for canary in canaries {
+        let resp = gw.get(&format!("/v1/models/{canary}"), Some(&key)).await;
+        assert_eq!(resp.status(), 404);
+        assert!(!resp.text().await.unwrap().contains(canary));
+    }
+
+    let (_, ndjson) = export(&gw, &root, "").await;
+    assert!(records(&ndjson).iter().any(|r| r["event"]["code"] == "not_found"), "the refusals are in the trail");
+    let (_, csv) = export(&gw, &root, "?format=csv").await;
+    let data_dir = gw.data_path().join("data");
+    let dir = gw.stop().await;
+    let logs = std::fs::read_to_string(dir.path().join("gatehouse.log")).unwrap();
+    let mut disk = Vec::new();
+    for entry in std::fs::read_dir(&data_dir).unwrap() {
+        disk.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let disk = String::from_utf8_lossy(&disk).into_owned();
+    for (place, text) in [("export", &ndjson), ("csv", &csv), ("logs", &logs), ("disk", &disk)] {
+        for canary in canaries {
+            // the secret part, not the public prefix (a key's 4-character hint is stored by design)
+            let secret = &canary[12..40];
+            assert!(!text.contains(secret), "a pasted credential reached the {place}");
+        }
+    }
+}
