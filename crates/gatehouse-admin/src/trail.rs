@@ -163,7 +163,7 @@ pub async fn export(
         Format::Ndjson => ("application/x-ndjson", "gatehouse-audit.ndjson"),
         Format::Csv => ("text/csv; charset=utf-8", "gatehouse-audit.csv"),
     };
-    let rx = gatehouse_audit::export::spawn(s.store.clone(), req, s.audit.verifier().to_vkey());
+    let rx = gatehouse_audit::export::spawn(s.store.clone(), req, s.audit.signer());
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         // a store failure mid-way ends the body with an error: the client sees a cut
         // transfer, never a short export that looks complete

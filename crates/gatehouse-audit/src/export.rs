@@ -3,13 +3,18 @@
 //! (it does not keep the line's exact bytes).
 //!
 //! NDJSON, one object per line:
-//! - `{"type":"export", ...}` first (exports only): what was selected, and whether gaps are
-//!   expected (`filtered`);
+//! - `{"type":"export", ...}` first (exports only): what was selected, for people; the
+//!   verifier never trusts it;
 //! - `{"type":"anchor","chain":..,"seq":..,"hash":..,"note":..}`: the signed state a pruned
 //!   chain continues from;
 //! - `{"type":"checkpoint","chain":..,"seq":..,"note":..}`: a signed note;
 //! - `{"type":"record","chain":..,"seq":..,"prev_hash":..,"hash":..,"event":<the line>}`:
-//!   the event line embedded byte for byte, so its hash can be recomputed.
+//!   the event line embedded byte for byte, so its hash can be recomputed;
+//! - `{"type":"manifest","note":..}` last (exports only): a note signed with the checkpoint
+//!   key over the selection and, per chain, the head taken when the export started (seq and
+//!   hash: a fresh checkpoint, so no exported record is unsigned), the number of records
+//!   exported and a digest of their hashes. Everything the verifier needs to judge the
+//!   export (is it filtered, which chains, how many records) comes from this note.
 
 use std::path::Path;
 
@@ -50,7 +55,7 @@ pub fn anchor_line(chain: &str, seq: u64, hash: &[u8], note: &str) -> String {
 }
 
 /// What an export selected.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Selection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
@@ -192,19 +197,57 @@ pub struct ExportRequest {
     pub format: Format,
 }
 
+/// The origin line of an export manifest (no chain's checkpoints use it).
+pub const MANIFEST_ORIGIN: &str = "gatehouse/audit-export/1";
+/// A manifest names every exported chain: room for many thousands of orgs.
+pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+
+/// What an export's signed manifest says about one chain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ManifestChain {
+    pub chain: String,
+    /// The chain's head when the export started; records after it are not part of the export.
+    pub head_seq: u64,
+    pub head_hash: String,
+    /// Records in the export.
+    pub records: u64,
+    /// [`fold_digest`] over the exported records' hashes, in order (hex).
+    pub digest: String,
+}
+
+/// The signed part of an export.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub exported_at: String,
+    pub filtered: bool,
+    pub selection: Selection,
+    pub chains: Vec<ManifestChain>,
+}
+
+/// The running digest of exported records: a hash chain over their hashes.
+pub fn fold_digest(acc: &[u8; 32], hash: &[u8]) -> [u8; 32] {
+    gatehouse_security::chain::link(acc, hash)
+}
+
+pub fn manifest_line(note: &str) -> String {
+    format!("{{\"type\":\"manifest\",\"note\":{}}}\n", json_str(note))
+}
+
 /// Rows per store page, and so per chunk sent.
 const PAGE: u32 = 500;
 
 /// Streams an export as chunks through a small bounded channel: one store page at a time, so
 /// memory stays bounded whatever the size, and a client that stops reading stops the query.
+/// An NDJSON export ends with its manifest, signed by `signer`; a transfer cut before it is
+/// visibly incomplete.
 pub fn spawn(
     store: gatehouse_store::Store,
     req: ExportRequest,
-    vkey: String,
+    signer: std::sync::Arc<gatehouse_security::checkpoint::CheckpointSigner>,
 ) -> tokio::sync::mpsc::Receiver<Result<String, gatehouse_store::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {
-        if let Err(e) = produce(&store, &req, &vkey, &tx).await {
+        if let Err(e) = produce(&store, &req, &signer, &tx).await {
             let _ = tx.send(Err(e)).await;
         }
     });
@@ -216,11 +259,11 @@ type Chunks = tokio::sync::mpsc::Sender<Result<String, gatehouse_store::Error>>;
 async fn produce(
     store: &gatehouse_store::Store,
     req: &ExportRequest,
-    vkey: &str,
+    signer: &gatehouse_security::checkpoint::CheckpointSigner,
     tx: &Chunks,
 ) -> Result<(), gatehouse_store::Error> {
     let first = match req.format {
-        Format::Ndjson => header_line(&req.selection, vkey),
+        Format::Ndjson => header_line(&req.selection, &signer.verifier().to_vkey()),
         Format::Csv => csv_header(),
     };
     if tx.send(Ok(first)).await.is_err() {
@@ -230,7 +273,28 @@ async fn produce(
         Some(c) => c.clone(),
         None => store.audit_chains().await?,
     };
+    // Every chain's head is fixed before any record is read: the export is exactly the
+    // chains' state at this moment, whatever is appended while it streams.
+    let mut heads = Vec::with_capacity(chains.len());
     for chain in chains {
+        let head = store.audit_head(&chain).await?;
+        heads.push((chain, head));
+    }
+    let mut manifest = Manifest {
+        exported_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        filtered: req.selection.leaves_gaps(),
+        selection: req.selection.clone(),
+        chains: Vec::with_capacity(heads.len()),
+    };
+    for (chain, head) in heads {
+        let Some(head) = head else { continue };
+        let mut listed = ManifestChain {
+            chain: chain.clone(),
+            head_seq: head.seq,
+            head_hash: hex::encode(head.hash),
+            ..ManifestChain::default()
+        };
+        let mut digest = [0u8; 32];
         let mut chunk = String::new();
         if req.format == Format::Ndjson {
             // signed state first, so a verifier reading top to bottom has it before records
@@ -243,17 +307,17 @@ async fn produce(
         }
         let filter = gatehouse_store::AuditFilter { chain: Some(chain.clone()), ..req.filter.clone() };
         let mut after = None;
-        loop {
+        'pages: loop {
             let rows = store.audit_page(&filter, after.map(|s| (chain.as_str(), s)), PAGE).await?;
             for r in &rows {
+                let seq = u64::try_from(r.seq).unwrap_or(u64::MAX);
+                if seq > head.seq {
+                    break 'pages;
+                }
+                digest = fold_digest(&digest, &r.hash);
+                listed.records += 1;
                 match req.format {
-                    Format::Ndjson => chunk.push_str(&record_line(
-                        &r.chain,
-                        u64::try_from(r.seq).unwrap_or(0),
-                        &r.prev_hash,
-                        &r.hash,
-                        &r.line,
-                    )),
+                    Format::Ndjson => chunk.push_str(&record_line(&r.chain, seq, &r.prev_hash, &r.hash, &r.line)),
                     Format::Csv => chunk.push_str(&csv_row(&r.line, &r.hash)),
                 }
             }
@@ -265,6 +329,18 @@ async fn produce(
                 _ => break,
             }
         }
+        if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
+            return Ok(());
+        }
+        listed.digest = hex::encode(digest);
+        manifest.chains.push(listed);
+    }
+    if req.format == Format::Ndjson {
+        let body = serde_json::to_string(&manifest).map_err(|_| gatehouse_store::Error::Corrupt("export manifest"))?;
+        let note = signer
+            .sign_note(&format!("{MANIFEST_ORIGIN}\n{body}\n"))
+            .map_err(|_| gatehouse_store::Error::Corrupt("export manifest"))?;
+        let _ = tx.send(Ok(manifest_line(&note))).await;
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::event::{LineHead, MAX_LINE_BYTES};
+use crate::export::{MANIFEST_ORIGIN, MAX_MANIFEST_BYTES, Manifest, ManifestChain};
 use crate::writer::origin;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -47,6 +48,13 @@ pub enum Problem {
     Truncated,
     /// The retention anchor's signature does not verify.
     AnchorForged,
+    /// An export's manifest is missing its signature, does not verify or is not a manifest.
+    ManifestForged,
+    /// A record or chain the signed manifest does not list (added to the export).
+    Unlisted,
+    /// The records of a chain differ from what the signed manifest lists (one was removed,
+    /// swapped or added within the selection).
+    Missing,
 }
 
 impl Problem {
@@ -60,6 +68,9 @@ impl Problem {
             Problem::Rewritten => "rewritten",
             Problem::Truncated => "truncated",
             Problem::AnchorForged => "anchor_forged",
+            Problem::ManifestForged => "manifest_forged",
+            Problem::Unlisted => "unlisted",
+            Problem::Missing => "missing",
         }
     }
 }
@@ -191,6 +202,18 @@ impl ChainCheck {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub chains: Vec<ChainReport>,
+    /// For an export: what its signed manifest proved (`None`: the source had no manifest,
+    /// e.g. the store or the JSONL mirror, and was verified as whole chains).
+    pub export: Option<ExportProof>,
+}
+
+/// What a verified export manifest establishes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExportProof {
+    pub exported_at: String,
+    /// The selection left gaps: records outside it are not in the export and not proven.
+    pub filtered: bool,
+    pub selection: crate::export::Selection,
 }
 
 impl Report {
@@ -198,7 +221,8 @@ impl Report {
         self.chains.iter().map(|c| c.records).sum()
     }
 
-    /// Records newer than their chain's last checkpoint.
+    /// Records newer than their chain's last checkpoint (for an export with a manifest, its
+    /// signed heads cover every record: 0).
     pub fn unsigned(&self) -> u64 {
         self.chains.iter().map(|c| c.last_seq.saturating_sub(c.signed_through.max(c.anchored_at))).sum()
     }
@@ -214,6 +238,8 @@ pub enum VerifyError {
     Io(#[from] std::io::Error),
     #[error("file line {0} is not an audit export line")]
     BadFile(u64),
+    #[error("the file has more than one export manifest")]
+    TwoManifests,
 }
 
 impl From<Failure> for VerifyError {
@@ -285,13 +311,13 @@ struct FileLine<'a> {
     prev_hash: Option<&'a str>,
     hash: Option<&'a str>,
     note: Option<String>,
-    filtered: Option<bool>,
     #[serde(borrow, default)]
     event: Option<&'a RawValue>,
 }
 
-/// A line of an export is a few hundred bytes; a checkpoint note at most 16 KiB.
-const MAX_FILE_LINE: usize = 64 * 1024;
+/// A line of an export is a few hundred bytes, a checkpoint note at most 16 KiB, the manifest
+/// at most [`MAX_MANIFEST_BYTES`] (as JSON, with some escaping room).
+const MAX_FILE_LINE: usize = MAX_MANIFEST_BYTES + MAX_MANIFEST_BYTES / 4;
 
 /// Reads lines of at most `MAX_FILE_LINE` bytes.
 fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8]) -> Result<(), VerifyError>) -> Result<(), VerifyError> {
@@ -315,8 +341,14 @@ fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8]) -> Result<(), Verify
     }
 }
 
-/// Verifies an NDJSON export or a JSONL mirror. Two passes over the file: anchors and
-/// checkpoints first, then records; memory stays bounded by the number of checkpoints.
+/// Verifies an NDJSON export or a JSONL mirror. Two passes over the file: anchors,
+/// checkpoints and the manifest first, then records; memory stays bounded by the number of
+/// checkpoints and chains.
+///
+/// Nothing unsigned changes the verdict: an export is judged by its signed manifest (which
+/// says whether it is filtered, which chains it holds, each chain's head when it was taken,
+/// and how many records with which hashes). A file without a manifest (the mirror, or an
+/// export stripped of it) is held to the strictest reading: whole chains, no gaps.
 pub fn verify_file(
     path: &Path,
     key: &CheckpointVerifier,
@@ -328,11 +360,18 @@ pub fn verify_file(
         checkpoints: Vec<(u64, String)>,
     }
     let mut meta: BTreeMap<String, Meta> = BTreeMap::new();
-    let mut filtered = false;
+    let mut manifest_note: Option<String> = None;
+    let mut was_export = false;
     for_each_line(path, |n, line| {
         let l: FileLine<'_> = serde_json::from_slice(line).map_err(|_| VerifyError::BadFile(n))?;
         match (l.r#type, l.chain, l.seq) {
-            ("export", _, _) => filtered = l.filtered.unwrap_or(true),
+            // for people only: what it claims is judged from the manifest, which it requires
+            ("export", _, _) => was_export = true,
+            ("manifest", None, None) => {
+                if manifest_note.replace(l.note.ok_or(VerifyError::BadFile(n))?).is_some() {
+                    return Err(VerifyError::TwoManifests);
+                }
+            }
             ("anchor", Some(chain), Some(seq)) => {
                 let hash = l.hash.and_then(|h| hex::decode(h).ok()).ok_or(VerifyError::BadFile(n))?;
                 meta.entry(chain).or_default().anchor = Some((seq, hash, l.note.ok_or(VerifyError::BadFile(n))?));
@@ -347,14 +386,30 @@ pub fn verify_file(
         }
         Ok(())
     })?;
-    let mut checks: BTreeMap<String, ChainCheck> = BTreeMap::new();
+    if was_export && manifest_note.is_none() {
+        // an export whose manifest was removed (or cut off in transfer) proves nothing
+        return Err(fail("export", 0, Problem::ManifestForged).into());
+    }
+    let manifest = manifest_note.as_deref().map(|n| open_manifest(key, n)).transpose()?;
+    let filtered = manifest.as_ref().is_some_and(|m| m.filtered);
+    let listed: BTreeMap<&str, &ManifestChain> =
+        manifest.iter().flat_map(|m| m.chains.iter().map(|c| (c.chain.as_str(), c))).collect();
+    if manifest.is_some() {
+        if let Some(extra) = meta.keys().find(|c| !listed.contains_key(c.as_str())) {
+            return Err(fail(extra, 0, Problem::Unlisted).into());
+        }
+        for c in listed.keys() {
+            meta.entry((*c).to_owned()).or_default();
+        }
+    }
+    let mut checks: BTreeMap<String, (ChainCheck, Tally)> = BTreeMap::new();
     for (chain, m) in &meta {
         let mut notes: Vec<(u64, &str)> = m.checkpoints.iter().map(|(s, n)| (*s, n.as_str())).collect();
         if let Some(w) = witnesses.get(chain) {
             notes.extend(w.iter().map(|(s, n)| (*s, n.as_str())));
         }
         let anchor = m.anchor.as_ref().map(|(s, h, n)| (*s, &h[..], n.as_str()));
-        checks.insert(chain.clone(), ChainCheck::new(chain, key, anchor, notes, filtered)?);
+        checks.insert(chain.clone(), (ChainCheck::new(chain, key, anchor, notes, filtered)?, Tally::default()));
     }
     for_each_line(path, |n, line| {
         let l: FileLine<'_> = serde_json::from_slice(line).map_err(|_| VerifyError::BadFile(n))?;
@@ -366,17 +421,67 @@ pub fn verify_file(
         else {
             return Err(VerifyError::BadFile(n));
         };
-        let check = checks.get_mut(&chain).ok_or(VerifyError::BadFile(n))?;
+        let (check, tally) = checks.get_mut(&chain).ok_or(VerifyError::BadFile(n))?;
         let prev = hex::decode(prev).map_err(|_| fail(&chain, seq, Problem::Malformed))?;
         let hash = hex::decode(hash).map_err(|_| fail(&chain, seq, Problem::Malformed))?;
+        if listed.get(chain.as_str()).is_some_and(|c| seq > c.head_seq) {
+            return Err(fail(&chain, seq, Problem::Unlisted).into());
+        }
         check.push(seq, &prev, &hash, event.get().as_bytes())?;
+        tally.add(&hash);
         Ok(())
     })?;
     let mut report = Report::default();
-    for (_, c) in checks {
-        report.chains.push(c.finish()?);
+    for (chain, (check, tally)) in checks {
+        let mut r = check.finish()?;
+        if let Some(c) = listed.get(chain.as_str()) {
+            if !filtered && r.last_seq < c.head_seq {
+                return Err(fail(&chain, r.last_seq + 1, Problem::Truncated).into());
+            }
+            if !filtered && tally.records > 0 && (r.last_seq != c.head_seq || hex::encode(tally.last) != c.head_hash) {
+                return Err(fail(&chain, c.head_seq, Problem::Rewritten).into());
+            }
+            if tally.records != c.records || hex::encode(tally.digest) != c.digest {
+                return Err(fail(&chain, r.last_seq, Problem::Missing).into());
+            }
+            if !filtered {
+                // the manifest's head is a checkpoint taken at export time: nothing is unsigned
+                r.signed_through = c.head_seq;
+            }
+        }
+        report.chains.push(r);
     }
+    report.export =
+        manifest.map(|m| ExportProof { exported_at: m.exported_at, filtered: m.filtered, selection: m.selection });
     Ok(report)
+}
+
+/// Records of one chain as read from a file, for comparison with the manifest.
+#[derive(Default)]
+struct Tally {
+    records: u64,
+    digest: [u8; 32],
+    last: [u8; 32],
+}
+
+impl Tally {
+    fn add(&mut self, hash: &[u8]) {
+        self.records += 1;
+        self.digest = crate::export::fold_digest(&self.digest, hash);
+        if let Ok(h) = <[u8; 32]>::try_from(hash) {
+            self.last = h;
+        }
+    }
+}
+
+fn open_manifest(key: &CheckpointVerifier, note: &str) -> Result<Manifest, VerifyError> {
+    let forged = || VerifyError::Broken(fail("export", 0, Problem::ManifestForged));
+    let body = key.open_note(note, MAX_MANIFEST_BYTES).map_err(|_| forged())?;
+    let (origin, rest) = body.split_once('\n').ok_or_else(forged)?;
+    if origin != MANIFEST_ORIGIN {
+        return Err(forged());
+    }
+    serde_json::from_str(rest.trim_end()).map_err(|_| forged())
 }
 
 /// Parses saved checkpoint notes (a file of notes separated by blank lines is awkward, so

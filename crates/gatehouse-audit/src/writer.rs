@@ -131,6 +131,8 @@ struct Shared {
     urgent: tokio::sync::Notify,
     failure: FailurePolicy,
     verifier: CheckpointVerifier,
+    /// Shared with the writer: exports sign their manifest with the checkpoint key.
+    signer: Arc<CheckpointSigner>,
 }
 
 /// The handle every producer holds. Cheap to clone.
@@ -214,10 +216,16 @@ impl Auditor {
     pub fn verifier(&self) -> &CheckpointVerifier {
         &self.shared.verifier
     }
+
+    /// The checkpoint key: exports sign their manifest with it.
+    pub fn signer(&self) -> Arc<CheckpointSigner> {
+        self.shared.signer.clone()
+    }
 }
 
 /// Starts the writer task. The store must be migrated.
 pub async fn start(store: Store, signer: CheckpointSigner, cfg: WriterConfig) -> std::io::Result<Auditor> {
+    let signer = Arc::new(signer);
     let spool = Spool::open(cfg.spool.clone(), cfg.spool_max_bytes).await?;
     let file = match &cfg.file {
         Some(p) => Some(export::open_append(p).await?),
@@ -229,6 +237,7 @@ pub async fn start(store: Store, signer: CheckpointSigner, cfg: WriterConfig) ->
         urgent: tokio::sync::Notify::new(),
         failure: cfg.failure,
         verifier: signer.verifier(),
+        signer: signer.clone(),
     });
     let w = Writer {
         store,
@@ -247,7 +256,7 @@ pub async fn start(store: Store, signer: CheckpointSigner, cfg: WriterConfig) ->
 
 struct Writer {
     store: Store,
-    signer: CheckpointSigner,
+    signer: Arc<CheckpointSigner>,
     cfg: WriterConfig,
     rx: mpsc::Receiver<Msg>,
     shared: Arc<Shared>,
@@ -660,6 +669,7 @@ mod tests {
             urgent: tokio::sync::Notify::new(),
             failure,
             verifier: signer.verifier(),
+            signer: Arc::new(signer),
         });
         (Auditor { tx, shared }, rx)
     }

@@ -89,7 +89,15 @@ impl CheckpointSigner {
         if origin.is_empty() || origin.contains('\n') {
             return Err(CheckpointError::Malformed);
         }
-        let body = format!("{origin}\n{}\n{}\n", at.next_seq.saturating_sub(1), STANDARD.encode(at.hash));
+        self.sign_note(&format!("{origin}\n{}\n{}\n", at.next_seq.saturating_sub(1), STANDARD.encode(at.hash)))
+    }
+
+    /// A signed note over any `body` (non-empty lines, each ending in a newline; the first
+    /// line is the origin, which keeps notes of different purposes apart).
+    pub fn sign_note(&self, body: &str) -> Result<String, CheckpointError> {
+        if body.is_empty() || !body.ends_with('\n') || body.contains("\n\n") || body.starts_with('\n') {
+            return Err(CheckpointError::Malformed);
+        }
         let sig = self.key.sign(body.as_bytes());
         let mut blob = self.key_id.to_vec();
         blob.extend_from_slice(sig.as_ref());
@@ -148,18 +156,26 @@ impl CheckpointVerifier {
         Ok(v)
     }
 
-    /// Parses (bounded) and verifies a note; extra signatures by other keys are ignored.
+    /// Parses (bounded) and verifies a checkpoint note; extra signatures by other keys are
+    /// ignored.
     pub fn verify(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
-        if note.len() > MAX_NOTE_BYTES {
-            return Err(CheckpointError::Malformed);
-        }
-        let (body, sigs) = note.split_once("\n\n").ok_or(CheckpointError::Malformed)?;
-        let body = format!("{body}\n");
+        let body = self.open_note(note, MAX_NOTE_BYTES)?;
         let mut lines = body.lines();
         let origin = lines.next().filter(|o| !o.is_empty()).ok_or(CheckpointError::Malformed)?;
         let size: u64 = lines.next().and_then(|s| s.parse().ok()).ok_or(CheckpointError::Malformed)?;
         let hash = lines.next().and_then(|h| STANDARD.decode(h).ok()).ok_or(CheckpointError::Malformed)?;
         let hash: [u8; 32] = hash.try_into().map_err(|_| CheckpointError::Malformed)?;
+        Ok(Checkpoint { origin: origin.to_owned(), anchor: Anchor { next_seq: size + 1, hash } })
+    }
+
+    /// Verifies any signed note of at most `max_bytes` and returns its body (every line,
+    /// each ending in a newline). The caller checks the origin line.
+    pub fn open_note(&self, note: &str, max_bytes: usize) -> Result<String, CheckpointError> {
+        if note.len() > max_bytes {
+            return Err(CheckpointError::Malformed);
+        }
+        let (body, sigs) = note.split_once("\n\n").ok_or(CheckpointError::Malformed)?;
+        let body = format!("{body}\n");
         let pk = signature::UnparsedPublicKey::new(&signature::ED25519, &self.public_key);
         let mut seen_ours = false;
         for line in sigs.lines().take(MAX_SIGNATURES) {
@@ -171,7 +187,7 @@ impl CheckpointVerifier {
             }
             seen_ours = true;
             if pk.verify(body.as_bytes(), &blob[4..]).is_ok() {
-                return Ok(Checkpoint { origin: origin.to_owned(), anchor: Anchor { next_seq: size + 1, hash } });
+                return Ok(body);
             }
         }
         Err(if seen_ours { CheckpointError::BadSignature } else { CheckpointError::NoSignature })
@@ -221,6 +237,20 @@ mod tests {
         // no signature at all
         let body = note.split("\n\n").next().unwrap().to_owned() + "\n\n";
         assert!(s.verifier().verify(&body).is_err());
+    }
+
+    #[test]
+    fn any_note_signs_and_opens_but_never_passes_for_a_checkpoint() {
+        let s = signer();
+        let note = s.sign_note("gatehouse/audit-export/1\n{\"chains\":[]}\n").unwrap();
+        let v = s.verifier();
+        assert_eq!(v.open_note(&note, 1024).unwrap(), "gatehouse/audit-export/1\n{\"chains\":[]}\n");
+        assert_eq!(v.verify(&note), Err(CheckpointError::Malformed), "not a checkpoint");
+        assert!(v.open_note(&note, 16).is_err(), "bounded");
+        assert_eq!(v.open_note(&note.replace("[]", "[1]"), 1024), Err(CheckpointError::BadSignature));
+        for bad in ["", "no newline", "a\n\nb\n", "\nb\n"] {
+            assert!(s.sign_note(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

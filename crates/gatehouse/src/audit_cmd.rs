@@ -155,7 +155,8 @@ fn print_report(out: &mut impl Write, r: &Report, output: Output) -> anyhow::Res
         writeln!(
             out,
             "{}",
-            serde_json::json!({"ok": true, "records": r.records(), "unsigned": r.unsigned(), "chains": r.chains})
+            serde_json::json!({"ok": true, "records": r.records(), "unsigned": r.unsigned(), "chains": r.chains,
+                               "export": r.export})
         )?;
         return Ok(());
     }
@@ -181,6 +182,31 @@ fn print_report(out: &mut impl Write, r: &Report, output: Output) -> anyhow::Res
         r.chains.len(),
         r.unsigned()
     )?;
+    // what was and was not proven, in words
+    match &r.export {
+        Some(e) if e.filtered => writeln!(
+            out,
+            "Export taken {} (signed manifest): filtered by {}; every record it lists is present, \
+             unmodified and in its chain's order. NOT proven: records outside the filter (an export \
+             cannot show what it left out; verify the store or an unfiltered export for that).",
+            e.exported_at,
+            serde_json::to_string(&e.selection).unwrap_or_default()
+        )?,
+        Some(e) => writeln!(
+            out,
+            "Export taken {} (signed manifest): whole chains up to their heads at that time, each \
+             head signed; nothing is missing or unsigned. NOT proven: events after {}.",
+            e.exported_at, e.exported_at
+        )?,
+        None if r.unsigned() > 0 => writeln!(
+            out,
+            "No export manifest (the store or the JSONL mirror): the {} newest records are linked \
+             but not yet covered by a checkpoint; a tail deleted with its checkpoints is only caught \
+             with --witness.",
+            r.unsigned()
+        )?,
+        None => {}
+    }
     Ok(())
 }
 

@@ -61,7 +61,7 @@ pub fn broken(r: Result<Report, VerifyError>) -> (String, u64) {
 }
 
 pub async fn export_to(store: &Store, req: gatehouse_audit::export::ExportRequest, path: &Path) {
-    let mut rx = gatehouse_audit::export::spawn(store.clone(), req, key().to_vkey());
+    let mut rx = gatehouse_audit::export::spawn(store.clone(), req, std::sync::Arc::new(signer()));
     let mut out = String::new();
     while let Some(chunk) = rx.recv().await {
         out.push_str(&chunk.unwrap());

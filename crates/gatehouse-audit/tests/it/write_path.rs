@@ -227,3 +227,79 @@ each_store!(retention_prunes_a_prefix_behind_a_signed_anchor, |t: TestStore| asy
     t.exec("UPDATE audit_anchors SET seq = 7").await;
     assert_eq!(broken(verify(&t.store).await).0, "anchor_forged");
 });
+
+// What an edited export can no longer hide: an export is judged by its signed manifest only.
+each_store!(an_export_is_judged_by_its_signed_manifest_alone, |t: TestStore| async move {
+    // 25 events, checkpoints at 10 and 20, no shutdown: 21-25 are newer than any checkpoint
+    let w = writer(&t.store, config(t.dir.path())).await;
+    for i in 0..25 {
+        w.record(event(None, i)).await.unwrap();
+    }
+    w.flush().await;
+    let all = t.dir.path().join("all.ndjson");
+    export_to(&t.store, whole(None), &all).await;
+    let r = verify_path(&all).unwrap();
+    let proof = r.export.as_ref().expect("an export carries a signed manifest");
+    assert!(!proof.filtered);
+    assert_eq!((r.records(), r.chains[0].signed_through, r.unsigned()), (25, 25, 0), "the export's head is signed");
+
+    let text = std::fs::read_to_string(&all).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let edited = t.dir.path().join("edited.ndjson");
+    let write = |v: &[String]| std::fs::write(&edited, v.join("\n") + "\n").unwrap();
+    let at = |seq: u64| lines.iter().position(|l| l.contains(&format!("\"seq\":{seq},\"prev_hash\""))).unwrap();
+    let without = |drop: &[usize]| -> Vec<String> {
+        lines.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, l)| l.clone()).collect()
+    };
+
+    // the unsigned tail is gone: the manifest's head names it
+    write(&without(&[at(25)]));
+    assert_eq!(broken(verify_path(&edited)), ("truncated".into(), 25));
+    // the header claims a filter, and a middle event is gone: the header is not trusted
+    let mut v = without(&[at(12)]);
+    v[0] = v[0].replace("\"filtered\":false", "\"filtered\":true");
+    assert!(v[0].contains("\"filtered\":true"));
+    write(&v);
+    assert_eq!(broken(verify_path(&edited)), ("seq_gap".into(), 13));
+    // the manifest is removed (or cut off): nothing is proven
+    let manifest = lines.len() - 1;
+    assert!(lines[manifest].starts_with("{\"type\":\"manifest\""));
+    write(&without(&[manifest, at(25)]));
+    assert_eq!(broken(verify_path(&edited)).0, "manifest_forged");
+    // the manifest is edited to claim a filter
+    let mut v = lines.clone();
+    v[manifest] = v[manifest].replace("\\\"filtered\\\":false", "\\\"filtered\\\":true");
+    assert_ne!(v[manifest], lines[manifest]);
+    write(&v);
+    assert_eq!(broken(verify_path(&edited)).0, "manifest_forged");
+    // a second manifest cannot be slipped in beside the first
+    let mut v = lines.clone();
+    v.push(lines[manifest].clone());
+    write(&v);
+    assert!(verify_path(&edited).is_err());
+
+    // a filtered export: gaps are expected, but not one record fewer than it listed
+    let sel = Selection { actor: Some("token:t1".into()), ..Selection::default() };
+    let filter = AuditFilter { actor: Some("token:t1".into()), ..AuditFilter::default() };
+    let some = t.dir.path().join("some.ndjson");
+    export_to(&t.store, ExportRequest { chains: None, filter, selection: sel, format: Format::Ndjson }, &some).await;
+    let r = verify_path(&some).unwrap();
+    assert!(r.export.as_ref().unwrap().filtered);
+    assert_eq!(r.export.as_ref().unwrap().selection.actor.as_deref(), Some("token:t1"));
+    let filtered: Vec<String> = std::fs::read_to_string(&some).unwrap().lines().map(str::to_owned).collect();
+    let records: Vec<usize> =
+        filtered.iter().enumerate().filter(|(_, l)| l.starts_with("{\"type\":\"record\"")).map(|(i, _)| i).collect();
+    assert_eq!(records.len(), 8);
+    for drop in [records[3], records[7]] {
+        let v: Vec<String> = filtered.iter().enumerate().filter(|(i, _)| *i != drop).map(|(_, l)| l.clone()).collect();
+        write(&v);
+        assert_eq!(broken(verify_path(&edited)).0, "missing", "dropping line {drop}");
+    }
+    // a record of the chain from outside the selection, added: not what was listed
+    // (seq 3 links correctly after seq 2, the first selected record)
+    let mut v = filtered.clone();
+    v.insert(records[1], lines[at(3)].clone());
+    write(&v);
+    assert_eq!(broken(verify_path(&edited)).0, "missing");
+    w.shutdown().await;
+});

@@ -104,6 +104,10 @@ async fn a_busy_run_exports_and_verifies_offline_with_the_cli() {
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["ok"], true);
     assert!(report["records"].as_u64().unwrap() >= 127, "{report}");
+    assert_eq!((report["unsigned"].as_u64(), report["export"]["filtered"].as_bool()), (Some(0), Some(false)));
+    // in words: what the signed manifest proved, and what no export can
+    let (ok, out) = cli(&["audit", "verify", "--file", path, "--key", &vkey], &[]).await;
+    assert!(ok && out.contains("(signed manifest): whole chains") && out.contains("NOT proven"), "{out}");
 
     // one changed byte in the file is found and named
     let tampered = gw.data_path().join("tampered.ndjson");
@@ -117,7 +121,7 @@ async fn a_busy_run_exports_and_verifies_offline_with_the_cli() {
         .verifier()
         .to_vkey();
     let (ok, out) = cli(&["audit", "verify", "--file", path, "--key", &other], &[]).await;
-    assert!(!ok && out.contains("checkpoint_forged"), "{out}");
+    assert!(!ok && out.contains("manifest_forged"), "{out}");
 
     // after a graceful stop the store verifies too, with every chain signed to its end
     let config = gw.config_path.clone();
