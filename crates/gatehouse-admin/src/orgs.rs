@@ -25,7 +25,7 @@ fn org_json(o: &OrgRow) -> Value {
 
 fn project_json(p: &ProjectRow) -> Value {
     json!({"id": p.id.to_string(), "org_id": p.org.to_string(), "name": p.name, "models": p.allowed_models,
-           "default_limits": p.default_limits, "guardrail_policy": p.guardrail_policy,
+           "default_limits": p.default_limits,
            "created_at": p.created_at, "disabled_at": p.disabled_at})
 }
 
@@ -135,11 +135,9 @@ pub struct ProjectBody {
     name: String,
     models: Option<Vec<String>>,
     default_limits: Option<DefaultLimits>,
-    guardrail_policy: Option<String>,
 }
 
-/// Default limits for a project's keys. Stored and shown now; enforced by the limits gate
-/// (issue #7).
+/// Default limits for each of a project's keys, enforced by the limits gate.
 #[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultLimits {
@@ -162,14 +160,10 @@ fn settings(s: &AdminState, b: ProjectBody) -> Result<gatehouse_store::ProjectSe
     {
         return Err(bad("default_limits"));
     }
-    if b.guardrail_policy.as_deref().is_some_and(|p| !valid_name(p)) {
-        return Err(bad("guardrail_policy"));
-    }
     Ok(gatehouse_store::ProjectSettings {
         name: b.name,
         allowed_models: b.models,
         default_limits: b.default_limits.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)),
-        guardrail_policy: b.guardrail_policy,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The audit hash chain: `hash = SHA-256(prev_hash || line)` over the exact stored bytes of
 //! each canonical event line, and a verifier that names the first broken sequence number and
 //! the kind of break. Signed checkpoints (which also catch truncation and full rewrites) build
-//! on this (issue #4).
+//! on this.
 
 use aws_lc_rs::digest;
 

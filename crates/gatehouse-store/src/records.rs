@@ -197,11 +197,9 @@ pub struct ProjectSettings {
     pub name: String,
     /// `None`: every model the gateway serves.
     pub allowed_models: Option<Vec<String>>,
-    /// Default limits for the project's keys, as validated by the control plane; enforced by
-    /// the limits gate once it exists (issue #7).
+    /// Default limits for each of the project's keys, as validated by the control plane;
+    /// enforced by the limits gate.
     pub default_limits: Option<serde_json::Value>,
-    /// The name of the guardrail policy applied to the project (issue #6).
-    pub guardrail_policy: Option<String>,
 }
 
 /// A project, with its model allow-list (`None`: every model).
@@ -214,7 +212,6 @@ pub struct ProjectRow {
     pub created_at: i64,
     pub disabled_at: Option<i64>,
     pub default_limits: Option<serde_json::Value>,
-    pub guardrail_policy: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -226,7 +223,6 @@ pub(crate) struct RawProjectRow {
     created_at: i64,
     disabled_at: Option<i64>,
     default_limits: Option<String>,
-    guardrail_policy: Option<String>,
 }
 
 impl TryFrom<RawProjectRow> for ProjectRow {
@@ -242,7 +238,6 @@ impl TryFrom<RawProjectRow> for ProjectRow {
             created_at: r.created_at,
             disabled_at: r.disabled_at,
             default_limits: json_column(r.default_limits, "projects.default_limits")?,
-            guardrail_policy: r.guardrail_policy,
         })
     }
 }

@@ -44,7 +44,7 @@ impl Store {
     pub async fn project(&self, org: OrgId, id: ProjectId) -> Result<Option<ProjectRow>, Error> {
         let row: Option<RawProjectRow> = on_pool!(self, |p| {
             sqlx::query_as(
-            "SELECT id, org_id, name, allowed_models, created_at, disabled_at, default_limits, guardrail_policy FROM projects WHERE org_id = $1 AND id = $2"
+            "SELECT id, org_id, name, allowed_models, created_at, disabled_at, default_limits FROM projects WHERE org_id = $1 AND id = $2"
         )
         .bind(org.to_string())
         .bind(id.to_string())
@@ -62,14 +62,14 @@ impl Store {
     ) -> Result<Vec<ProjectRow>, Error> {
         let rows: Vec<RawProjectRow> = on_pool!(self, |p| {
             sqlx::query_as(
-            "SELECT id, org_id, name, allowed_models, created_at, disabled_at, default_limits, guardrail_policy FROM projects \
-             WHERE org_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
-        )
-        .bind(org.to_string())
-        .bind(after.map(|a| a.to_string()))
-        .bind(i64::from(limit))
-        .fetch_all(p)
-        .await
+                "SELECT id, org_id, name, allowed_models, created_at, disabled_at, default_limits FROM projects \
+             WHERE org_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+            )
+            .bind(org.to_string())
+            .bind(after.map(|a| a.to_string()))
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await
         })?;
         rows.into_iter().map(ProjectRow::try_from).collect()
     }
@@ -84,13 +84,12 @@ impl Store {
         let n = on_pool!(self, |p| {
             let mut tx = p.begin().await?;
             let n = sqlx::query(
-                "UPDATE projects SET name = $1, allowed_models = $2, default_limits = $3, guardrail_policy = $4 \
-                 WHERE org_id = $5 AND id = $6",
+                "UPDATE projects SET name = $1, allowed_models = $2, default_limits = $3 \
+                 WHERE org_id = $4 AND id = $5",
             )
             .bind(&settings.name)
             .bind(&models)
             .bind(&limits)
-            .bind(&settings.guardrail_policy)
             .bind(org.to_string())
             .bind(id.to_string())
             .execute(&mut *tx)

@@ -38,14 +38,12 @@ both_backends!(orgs_and_projects_list_get_and_update, |store: Store| async move 
         name: "web2".into(),
         allowed_models: Some(models.clone()),
         default_limits: Some(serde_json::json!({"rpm": 60})),
-        guardrail_policy: Some("strict".into()),
     };
     assert!(store.update_project(a, p, &settings).await.unwrap());
     let row = store.project(a, p).await.unwrap().unwrap();
     assert_eq!(row.name, "web2");
     assert_eq!(row.allowed_models, Some(models));
     assert_eq!(row.default_limits, Some(serde_json::json!({"rpm": 60})));
-    assert_eq!(row.guardrail_policy.as_deref(), Some("strict"));
     assert_eq!(store.project(b, p).await.unwrap(), None, "another org's project is not found");
     let x = gatehouse_store::ProjectSettings { name: "x".into(), ..Default::default() };
     assert!(!store.update_project(b, p, &x).await.unwrap());
