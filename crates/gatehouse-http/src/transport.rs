@@ -88,6 +88,8 @@ fn span(req: &Request) -> tracing::Span {
 pub fn with_transport_layers(router: Router, max_in_flight: usize, pace: BodyPace) -> Router {
     router.layer(
         ServiceBuilder::new()
+            // outermost, so even a 500 from a panic carries the id the logs know it by
+            .layer(middleware::from_fn(request_id))
             // a bug must answer 500, not kill the connection task
             .layer(CatchPanicLayer::custom(panicked))
             // credentials are redacted in any header debug output from here inward
@@ -97,7 +99,6 @@ pub fn with_transport_layers(router: Router, max_in_flight: usize, pace: BodyPac
                 header::COOKIE,
                 HeaderName::from_static("x-api-key"),
             ]))
-            .layer(middleware::from_fn(request_id))
             // span with method, route and id: no headers, no bodies, no query
             .layer(TraceLayer::new_for_http().make_span_with(span))
             .layer(HandleErrorLayer::new(overloaded))
@@ -105,4 +106,35 @@ pub fn with_transport_layers(router: Router, max_in_flight: usize, pace: BodyPac
             .layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
             .layer(MapRequestLayer::new(move |req: Request| req.map(|b| paced(b, pace)))),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        if std::hint::black_box(true) {
+            panic!("secret-in-panic-payload");
+        }
+        "never"
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_without_its_message() {
+        let app = with_transport_layers(
+            Router::new().route("/boom", get(boom)),
+            8,
+            crate::BodyPace::default(),
+        );
+        let resp = app.oneshot(Request::get("/boom").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), 500);
+        assert!(resp.headers().contains_key(REQUEST_ID), "the answer still carries its request id");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "internal_error");
+        assert!(!String::from_utf8_lossy(&body).contains("secret-in-panic-payload"));
+    }
 }

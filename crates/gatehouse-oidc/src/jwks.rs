@@ -17,6 +17,36 @@ use crate::settings::{JwtAlg, OidcIssuer, trusted_url};
 
 const MAX_KEYS: usize = 64;
 
+/// The usable signing keys of a JWKS document: at most [`MAX_KEYS`], unusable entries skipped.
+fn key_set(doc: &Value) -> KeySet {
+    let mut set = KeySet::default();
+    for raw in doc.get("keys").and_then(Value::as_array).into_iter().flatten().take(MAX_KEYS) {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else { continue };
+        if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+            continue;
+        }
+        let Some(alg) = key_alg(&jwk) else { continue };
+        let Ok(key) = DecodingKey::from_jwk(&jwk) else { continue };
+        match jwk.common.key_id.clone() {
+            Some(kid) => {
+                set.by_kid.insert(kid, (alg, key));
+            }
+            None => set.anonymous.push((alg, key)),
+        }
+    }
+    set
+}
+
+/// A JWKS document from untrusted bytes, as a refresh reads it: how many keys are usable.
+/// For the fuzz targets.
+#[doc(hidden)]
+pub fn usable_keys(bytes: &[u8]) -> usize {
+    serde_json::from_slice::<Value>(bytes).map_or(0, |doc| {
+        let set = key_set(&doc);
+        set.by_kid.len() + set.anonymous.len()
+    })
+}
+
 #[derive(Default)]
 struct KeySet {
     by_kid: HashMap<String, (JwtAlg, DecodingKey)>,
@@ -218,22 +248,7 @@ impl Issuer {
                 }
             };
             let doc = self.get_json(&uri).await?;
-            let mut set = KeySet::default();
-            for raw in doc.get("keys").and_then(Value::as_array).into_iter().flatten().take(MAX_KEYS) {
-                let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else { continue };
-                if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
-                    continue;
-                }
-                let Some(alg) = key_alg(&jwk) else { continue };
-                let Ok(key) = DecodingKey::from_jwk(&jwk) else { continue };
-                match jwk.common.key_id.clone() {
-                    Some(kid) => {
-                        set.by_kid.insert(kid, (alg, key));
-                    }
-                    None => set.anonymous.push((alg, key)),
-                }
-            }
-            Ok(set)
+            Ok(key_set(&doc))
         };
         // Belt and braces: the client's own timeouts apply per request; this bounds the pair.
         tokio::time::timeout(crate::fetch_budget(&self.cfg) * 2 + Duration::from_millis(100), work)

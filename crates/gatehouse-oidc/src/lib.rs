@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::settings::{JwtAlg, OidcIssuer};
 
-pub use jwks::Issuer;
+pub use jwks::{Issuer, usable_keys};
 
 /// Longest token considered (matches the data plane's credential bound).
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -110,6 +110,26 @@ fn allowed(a: Algorithm) -> Option<JwtAlg> {
         Algorithm::ES256 => Some(JwtAlg::Es256),
         Algorithm::EdDSA => Some(JwtAlg::EdDsa),
         _ => None,
+    }
+}
+
+/// Everything a presented JWT goes through before a key is needed: the header (with its
+/// refusal of self-named keys), the unverified issuer, and the claim readers over whatever
+/// payload it carries. For the fuzz targets.
+#[doc(hidden)]
+pub fn read_untrusted_token(token: &str) {
+    if let Ok(h) = jsonwebtoken::decode_header(token) {
+        let _ = h.jku.is_some() || h.x5u.is_some() || h.jwk.is_some() || h.x5c.is_some();
+    }
+    let _ = unverified_issuer(token);
+    let claims = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    if let Some(c) = claims {
+        let _ = pointer_str(&c, "/sub");
+        let _ = pointer_roles(&c, "/roles");
     }
 }
 

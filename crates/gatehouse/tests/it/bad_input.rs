@@ -182,3 +182,43 @@ async fn the_body_deadline_holds_without_a_rate_floor() {
     // an ordinary request still passes under the same settings
     assert_eq!(gw.chat(gw.key(), "mock").await.status(), 200);
 }
+
+#[tokio::test]
+async fn admin_bodies_are_capped_at_64_kib_and_eight_levels() {
+    let gw = gateway().spawn().await;
+    let root = crate::common::root(&gw);
+    let post = |body: Vec<u8>| {
+        let (http, url, root) = (gw.http.clone(), format!("{}/admin/v1/orgs", gw.admin_url), root.clone());
+        async move {
+            let r = http.post(url).bearer_auth(root).header("content-type", "application/json").body(body).send().await;
+            let r = r.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // just under the cap: read whole, then refused for what it says (a name that long)
+    let under = format!("{{\"name\": \"{}\"}}", "a".repeat(64 * 1024 - 20));
+    assert!(under.len() <= 64 * 1024);
+    let (status, v) = post(under.into_bytes()).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{v}");
+    // one byte over: 413 before parsing, by Content-Length and by streamed bytes alike
+    let over = format!("{{\"name\": \"{}\"}}", "a".repeat(64 * 1024));
+    let (status, v) = post(over.clone().into_bytes()).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (413, Some("request_too_large")), "{v}");
+    let chunked = reqwest::Body::wrap_stream(futures_util::stream::iter(
+        over.into_bytes().chunks(4096).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+    ));
+    let r = gw
+        .http
+        .post(format!("{}/admin/v1/orgs", gw.admin_url))
+        .bearer_auth(&root)
+        .header("content-type", "application/json")
+        .body(chunked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413, "no Content-Length: counted while reading");
+    // nine levels of nesting: refused before serde builds anything
+    let deep = format!("{{\"name\": {}1{}}}", "[".repeat(9), "]".repeat(9));
+    let (status, v) = post(deep.into_bytes()).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("request_too_large")), "{v}");
+}

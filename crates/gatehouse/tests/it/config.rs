@@ -88,3 +88,71 @@ async fn the_mock_provider_can_be_switched_off() {
     let r = gw.chat(gw.key(), "mock").await;
     assert_eq!(r.status(), 404);
 }
+
+/// A Kubernetes ConfigMap mount: `gatehouse.toml -> ..data/gatehouse.toml`, `..data ->
+/// ..<version>`; an update writes a new version directory and swaps `..data` atomically, so
+/// the file the gateway was pointed at never changes inode. Every reload attempt is audited.
+#[cfg(unix)]
+#[tokio::test]
+async fn reload_follows_a_kubernetes_symlink_swap_and_audits_every_attempt() {
+    use std::os::unix::fs::symlink;
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway().spawn().await;
+    let key = gw.key().to_owned();
+    let models = || async {
+        let v = json(gw.get("/v1/models", Some(&key)).await).await;
+        v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    let dir = gw.config_path.parent().unwrap().to_owned();
+    let original = std::fs::read_to_string(&gw.config_path).unwrap();
+    let version = |name: &str, text: &str| {
+        std::fs::create_dir(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("gatehouse.toml"), text).unwrap();
+    };
+    let point_data_at = |name: &str| {
+        let tmp = dir.join("..data_tmp");
+        symlink(name, &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    };
+    // turn the plain file into the mount layout, same content (no reload: nothing changed)
+    version("..v1", &original);
+    point_data_at("..v1");
+    let link = dir.join("gatehouse.toml.link");
+    symlink("..data/gatehouse.toml", &link).unwrap();
+    std::fs::rename(&link, &gw.config_path).unwrap();
+
+    // the update: a new version with another provider and model, then the swap
+    let fresh = format!(
+        "{original}\n[[providers]]\nname = \"fake\"\nbase_url = \"{}\"\n[[models]]\nname = \"mock-alias\"\nprovider = \"fake\"\n",
+        fake.base_url()
+    );
+    version("..v2", &fresh);
+    point_data_at("..v2");
+    assert!(
+        eventually(Duration::from_secs(30), || async { models().await.contains(&"mock-alias".to_owned()) }).await,
+        "the swap was not picked up: {:?}",
+        models().await
+    );
+    // a broken version is rejected and the running config stays
+    version("..v3", &format!("{fresh}\n[[models]]\nname = \"x\"\nprovider = \"missing\"\n"));
+    point_data_at("..v3");
+    assert!(eventually(Duration::from_secs(30), || async { gw.logs().contains("config reload rejected") }).await);
+    assert!(models().await.contains(&"mock-alias".to_owned()));
+
+    let audited = || async {
+        let v = json(gw.admin(reqwest::Method::GET, "/admin/v1/audit?action=config.reload", None).await).await;
+        v["data"].as_array().cloned().unwrap_or_default()
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            let events = audited().await;
+            events.iter().any(|e| e["outcome"] == "allowed") && events.iter().any(|e| e["outcome"] == "denied")
+        })
+        .await,
+        "{:?}",
+        audited().await
+    );
+    let events = audited().await;
+    assert!(events.iter().all(|e| e["actor"] == "system"), "{events:?}");
+    assert!(events.iter().any(|e| e["code"] == "config_invalid"), "{events:?}");
+}

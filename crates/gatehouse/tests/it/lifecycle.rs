@@ -197,3 +197,22 @@ async fn limits_and_usage_cli_set_a_budget_and_print_the_ledger() {
     let (ok, out) = cli(&gw, &["usage", "--org", "default", "--from", "yesterday"]);
     assert!(!ok && out.contains("400"), "{out}");
 }
+
+#[test]
+fn version_prints_the_release_and_exits_zero() {
+    for flag in ["--version", "-V"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse")).arg(flag).env_clear().output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.trim(), format!("gatehouse {}", env!("CARGO_PKG_VERSION")), "{flag}");
+    }
+}
+
+#[tokio::test]
+async fn a_control_plane_bound_beyond_loopback_warns_at_start() {
+    const WARNING: &str = "control plane is bound to a non-loopback address";
+    let wide = crate::common::gateway().env("GATEHOUSE_ADMIN_LISTEN", "0.0.0.0:0").spawn().await;
+    assert!(wide.logs_once("gatehouse started").await.contains(WARNING), "{}", wide.logs());
+    let narrow = crate::common::gateway().spawn().await;
+    assert!(!narrow.logs_once("gatehouse started").await.contains(WARNING));
+}
