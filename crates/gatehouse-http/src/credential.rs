@@ -54,10 +54,6 @@ pub fn presented(headers: &HeaderMap, query: Option<&str>, accept: Accept) -> Pr
         return Presented::Nothing;
     };
     let text = value.to_str().unwrap_or("");
-    // a comma is how intermediaries join repeated headers; no credential of ours contains one
-    if text.contains(',') {
-        return Presented::Ambiguous;
-    }
     let raw = if *name == header::AUTHORIZATION {
         match text.trim().split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
@@ -69,7 +65,15 @@ pub fn presented(headers: &HeaderMap, query: Option<&str>, accept: Accept) -> Pr
         // a credential in a header this plane does not read is not a credential here
         return Presented::Nothing;
     };
-    let malformed = raw.len() > MAX_CREDENTIAL_BYTES || raw.contains(|c: char| c.is_ascii_whitespace());
+    // A comma is how intermediaries join repeated headers. The only credential of ours with a
+    // comma or a space in it is a capability token in its JSON form: one JSON object, or an
+    // array of a token and its discharges (caveats are text, like `rpm <= 60`).
+    let json = (raw.starts_with('{') && raw.ends_with('}')) || (raw.starts_with('[') && raw.ends_with(']'));
+    if raw.contains(',') && !json {
+        return Presented::Ambiguous;
+    }
+    let malformed =
+        raw.len() > MAX_CREDENTIAL_BYTES || (!json && raw.contains(|c: char| c.is_ascii_whitespace()));
     Presented::One(SecretString::from(if malformed { String::new() } else { raw.to_owned() }))
 }
 
@@ -99,6 +103,9 @@ mod tests {
         assert_eq!(one(presented(&h(&[("authorization", "Bearer abc")]), None, data)), "abc");
         assert_eq!(one(presented(&h(&[("authorization", "bearer  abc ")]), None, data)), "abc");
         assert_eq!(one(presented(&h(&[("x-api-key", "xyz")]), None, data)), "xyz");
+        // a capability token in its JSON form has commas and is still one credential
+        let json = r#"{"c":["rpm <= 60","b"],"i":"x"}"#;
+        assert_eq!(one(presented(&h(&[("authorization", &format!("Bearer {json}"))]), None, data)), json);
         assert_eq!(one(presented(&h(&[("authorization", "Bearer abc")]), Some("limit=5&key=k_1"), data)), "abc");
         assert!(matches!(presented(&h(&[]), None, data), Presented::Nothing));
         assert!(matches!(presented(&h(&[("x-api-key", "xyz")]), None, Accept::Bearer), Presented::Nothing));
@@ -125,7 +132,7 @@ mod tests {
                 (&[("x-api-key", "a"), ("x-api-key", "b")][..], None),
                 (&[("authorization", "Bearer a"), ("api-key", "b")][..], None),
                 (&[("authorization", "Bearer a, Bearer b")][..], None),
-                (&[("x-api-key", "a,b")][..], None),
+                (&[("authorization", "Bearer a,b")][..], None),
                 (&[("authorization", "Bearer a")][..], Some("access_token=b")),
                 (&[("x-api-key", "a")][..], Some("x=1&API_KEY=b")),
                 (&[][..], Some("api_key=a&api%5Fkey=b")),
@@ -135,5 +142,7 @@ mod tests {
                 assert!(matches!(p, Presented::Ambiguous), "{headers:?} {query:?} {accept:?}: {p:?}");
             }
         }
+        let p = presented(&h(&[("x-api-key", "a,b")]), None, Accept::BearerOrApiKey);
+        assert!(matches!(p, Presented::Ambiguous), "{p:?}");
     }
 }

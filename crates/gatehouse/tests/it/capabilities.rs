@@ -95,12 +95,14 @@ async fn a_minted_token_is_a_narrow_credential() {
     let nested = format!("{}{}", "[".repeat(2000), "]".repeat(2000));
     let many = format!("[{}]", vec![format!("\"{token}\""); 20].join(","));
     let long_json = format!("{{\"v\":2,\"i\":\"{}\"}}", "x".repeat(7000));
-    for hostile in
-        [nested.as_str(), &many, &long_json, "Ag", "AgAAAAAAAAAAAAAAAA", "{}", "[]", &format!("{token},{token}")]
-    {
+    for hostile in [nested.as_str(), &many, &long_json, "Ag", "AgAAAAAAAAAAAAAAAA", "{}", "[]"] {
         let resp = gw.chat(hostile, "mock").await;
         assert_eq!(resp.status(), 401, "{}", &hostile[..hostile.len().min(40)]);
     }
+    // two tokens joined as a list are two credentials: refused as ambiguous, neither is used
+    let resp = gw.chat(&format!("{token},{token}"), "mock").await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(json(resp).await["error"]["code"], "invalid_request");
 
     let expired = cli(&["attenuate", "--caveat", "expires < 2001-01-01T00:00:00Z"], &token).await;
     let resp = gw.chat(expired.trim(), "mock").await;
