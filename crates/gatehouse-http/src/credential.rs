@@ -72,8 +72,7 @@ pub fn presented(headers: &HeaderMap, query: Option<&str>, accept: Accept) -> Pr
     if raw.contains(',') && !json {
         return Presented::Ambiguous;
     }
-    let malformed =
-        raw.len() > MAX_CREDENTIAL_BYTES || (!json && raw.contains(|c: char| c.is_ascii_whitespace()));
+    let malformed = raw.len() > MAX_CREDENTIAL_BYTES || (!json && raw.contains(|c: char| c.is_ascii_whitespace()));
     Presented::One(SecretString::from(if malformed { String::new() } else { raw.to_owned() }))
 }
 

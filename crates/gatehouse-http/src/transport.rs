@@ -124,11 +124,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_handler_answers_500_without_its_message() {
-        let app = with_transport_layers(
-            Router::new().route("/boom", get(boom)),
-            8,
-            crate::BodyPace::default(),
-        );
+        let app = with_transport_layers(Router::new().route("/boom", get(boom)), 8, crate::BodyPace::default());
         let resp = app.oneshot(Request::get("/boom").body(axum::body::Body::empty()).unwrap()).await.unwrap();
         assert_eq!(resp.status(), 500);
         assert!(resp.headers().contains_key(REQUEST_ID), "the answer still carries its request id");
