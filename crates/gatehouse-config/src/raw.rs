@@ -120,6 +120,8 @@ pub struct RawProvider {
     /// Signed identity headers to this provider: the key id and a secret reference.
     pub identity_key_id: Option<String>,
     pub identity_key: Option<String>,
+    /// PEM file of CA certificates trusted for this provider beside the system's roots.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -240,6 +240,9 @@ pub struct ProviderConfig {
     pub max_idle_connections: usize,
     /// Signed identity headers (`x-gatehouse-*`): key id and the shared secret's reference.
     pub identity: Option<(String, SecretRef)>,
+    /// A PEM bundle of CAs trusted for this provider in addition to the system's roots (a
+    /// provider behind a private CA). Read when the snapshot is built.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -749,6 +752,15 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
                 },
             ),
             max_idle_connections: usize::try_from(p.max_idle_connections.unwrap_or(256).min(65_536)).unwrap_or(256),
+            ca_file: p.ca_file.as_deref().and_then(|f| {
+                let path = PathBuf::from(f);
+                if path.is_absolute() {
+                    Some(path)
+                } else {
+                    issue(issues, at("ca_file"), "must be an absolute path to a PEM file");
+                    None
+                }
+            }),
             identity: match (p.identity_key_id, p.identity_key.as_deref()) {
                 (None, None) => None,
                 (Some(id), Some(key)) => {

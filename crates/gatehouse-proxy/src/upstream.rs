@@ -27,6 +27,25 @@ pub struct Upstream {
     pub max_response_bytes: u64,
 }
 
+/// A CA bundle is a few certificates; anything larger is not one.
+const MAX_CA_FILE: u64 = 1024 * 1024;
+
+/// The certificates of a provider's `ca_file` (at most 1 MiB, at least one certificate).
+fn ca_bundle(provider: &str, path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, crate::Error> {
+    let bad = || crate::Error::CaFile(provider.to_owned(), path.display().to_string());
+    let mut pem = Vec::new();
+    let file = std::fs::File::open(path).map_err(|_| bad())?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_CA_FILE + 1), &mut pem).map_err(|_| bad())?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(bad());
+    }
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| bad())?;
+    if certs.is_empty() {
+        return Err(bad());
+    }
+    Ok(certs)
+}
+
 impl Upstream {
     /// Builds the client and resolves the provider's secret reference. Errors name the
     /// provider and the reference, never the secret.
@@ -40,7 +59,11 @@ impl Upstream {
                 Some(v)
             }
         };
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &cfg.ca_file {
+            builder = builder.tls_certs_merge(ca_bundle(&cfg.name, path)?);
+        }
+        let client = builder
             .connect_timeout(cfg.connect_timeout)
             // the idle gap between body chunks; first byte and total time are bounded by callers
             .read_timeout(cfg.idle_timeout)

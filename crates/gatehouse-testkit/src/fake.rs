@@ -113,6 +113,8 @@ struct Shared {
 
 pub struct FakeProvider {
     addr: SocketAddr,
+    /// `https` when it serves TLS under a private CA ([`FakeProvider::spawn_tls`]).
+    scheme: &'static str,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -136,6 +138,54 @@ impl FakeProvider {
     pub async fn spawn_on(addr: &str, stream_chunks: usize) -> anyhow::Result<FakeProvider> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let (app, shared) = Self::app(stream_chunks);
+        let task = tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let _ = axum::serve(listener, app.into_make_service()).await;
+        });
+        Ok(FakeProvider { addr, scheme: "http", shared, task })
+    }
+
+    /// Starts on 127.0.0.1:0 behind TLS, with a certificate for `127.0.0.1` and `localhost`
+    /// issued by a fresh private CA; returns the CA certificate (PEM) a client must trust.
+    pub async fn spawn_tls() -> anyhow::Result<(FakeProvider, String)> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key)?;
+        let leaf_key = KeyPair::generate()?;
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?
+            .signed_by(&leaf_key, &Issuer::from_params(&ca_params, &ca_key))?;
+        let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der())
+            .map_err(|e| anyhow::anyhow!("leaf key: {e}"))?;
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], key)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (app, shared) = Self::app(8);
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else { return };
+                    let svc = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok((FakeProvider { addr, scheme: "https", shared, task }, ca.pem()))
+    }
+
+    fn app(stream_chunks: usize) -> (Router, Arc<Shared>) {
         let shared = Arc::new(Shared {
             calls: AtomicUsize::new(0),
             behavior: ArcSwap::from_pointee(Behavior::Ok),
@@ -149,14 +199,7 @@ impl FakeProvider {
             .route("/__fake/behavior", post(script))
             .route("/__fake/calls", get(calls))
             .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let _ = axum::serve(listener, app.into_make_service()).await;
-        });
-        Ok(FakeProvider { addr, shared, task })
+        (app, shared)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -165,7 +208,7 @@ impl FakeProvider {
 
     /// The OpenAI-style base URL, e.g. `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("{}://{}/v1", self.scheme, self.addr)
     }
 
     /// Requests received so far (of any kind).

@@ -186,3 +186,55 @@ async fn an_unreachable_provider_is_a_502() {
     let resp = gw.chat(gw.key(), "fake-model").await;
     assert_eq!(resp.status(), 502);
 }
+
+/// A provider behind a private CA: reached over HTTPS once its `ca_file` is configured (whole
+/// and streamed answers), refused as an unknown issuer without it, and a `ca_file` that is not
+/// a PEM bundle stops the start with the file named and its content unprinted.
+#[tokio::test]
+async fn a_provider_behind_a_private_ca_is_reached_over_tls_with_its_ca_only() {
+    let (fake, ca) = FakeProvider::spawn_tls().await.unwrap();
+    assert!(fake.base_url().starts_with("https://127.0.0.1:"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("provider-ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let provider = |extra: &str| {
+        format!(
+            "[[providers]]\nname = \"private\"\nbase_url = \"{}\"\napi_key = \"env:FAKE_UPSTREAM_KEY\"\n{extra}\n\
+             [[models]]\nname = \"private-model\"\nprovider = \"private\"\n",
+            fake.base_url()
+        )
+    };
+    let trusted = crate::common::gateway()
+        .config(&provider(&format!("ca_file = \"{}\"", ca_file.display())))
+        .env("FAKE_UPSTREAM_KEY", PROVIDER_SECRET)
+        .spawn()
+        .await;
+    let resp = trusted.post("/v1/chat/completions", Some(trusted.key()), &chat_body("private-model", false)).await;
+    assert_eq!(resp.status(), 200);
+    let resp = trusted.post("/v1/chat/completions", Some(trusted.key()), &chat_body("private-model", true)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(sse_text(resp).await.trim_end().ends_with("data: [DONE]"));
+    assert_eq!(fake.calls(), 2);
+    let seen = fake.last_request().unwrap();
+    assert_eq!(seen.headers["authorization"], format!("Bearer {PROVIDER_SECRET}"), "the credential went over TLS");
+
+    // the system's roots alone do not vouch for a private CA
+    let untrusted =
+        crate::common::gateway().config(&provider("")).env("FAKE_UPSTREAM_KEY", PROVIDER_SECRET).spawn().await;
+    let resp = untrusted.post("/v1/chat/completions", Some(untrusted.key()), &chat_body("private-model", false)).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(json(resp).await["error"]["code"], "upstream_error");
+    assert_eq!(fake.calls(), 2, "no request got through");
+
+    // not a CA bundle: refused at start, naming the file, never echoing it
+    std::fs::write(&ca_file, "not a certificate: sk-should-not-echo").unwrap();
+    let err = crate::common::gateway()
+        .config(&provider(&format!("ca_file = \"{}\"", ca_file.display())))
+        .env("FAKE_UPSTREAM_KEY", PROVIDER_SECRET)
+        .try_spawn()
+        .await
+        .err()
+        .expect("must not start")
+        .to_string();
+    assert!(err.contains("ca_file") && !err.contains("sk-should-not-echo"), "{err}");
+}
