@@ -11,6 +11,8 @@ use tokio::process::{Child, Command};
 
 pub struct GatewayBuilder {
     bin: PathBuf,
+    /// A command the binary runs under (e.g. `strace -f -o FILE`), empty for none.
+    wrapper: Vec<String>,
     server_extra: String,
     config: String,
     env: Vec<(String, String)>,
@@ -36,6 +38,13 @@ impl GatewayBuilder {
     pub fn server(mut self, lines: &str) -> Self {
         self.server_extra.push_str(lines);
         self.server_extra.push('\n');
+        self
+    }
+
+    /// Runs the binary under `argv` (its arguments then follow), e.g. a tracer. The process
+    /// the handle signals is then the wrapper; see [`TestGateway::wrapped_pid`].
+    pub fn wrapped_in(mut self, argv: &[&str]) -> Self {
+        self.wrapper = argv.iter().map(|s| (*s).to_owned()).collect();
         self
     }
 
@@ -72,7 +81,14 @@ impl GatewayBuilder {
         let config_path = dir.path().join("gatehouse.toml");
         write_config(&config_path, dir.path(), &self.server_extra, &self.config)?;
         let log = std::fs::File::create(dir.path().join("gatehouse.log"))?;
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match self.wrapper.split_first() {
+            Some((w, args)) => {
+                let mut c = Command::new(w);
+                c.args(args).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.arg("serve")
             .arg("--config")
             .arg(&config_path)
@@ -144,6 +160,7 @@ impl TestGateway {
     pub fn builder(bin: impl Into<PathBuf>) -> GatewayBuilder {
         GatewayBuilder {
             bin: bin.into(),
+            wrapper: Vec::new(),
             server_extra: String::new(),
             config: String::new(),
             env: Vec::new(),
@@ -252,6 +269,14 @@ impl TestGateway {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// For a gateway started [`GatewayBuilder::wrapped_in`] a wrapper: the gateway's own pid
+    /// (the wrapper's first child), read from /proc.
+    pub fn wrapped_pid(&self) -> Option<u32> {
+        let pid = self.pid()?;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
     }
 
     /// Sends SIGTERM (graceful shutdown).

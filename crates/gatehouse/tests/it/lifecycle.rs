@@ -216,3 +216,78 @@ async fn a_control_plane_bound_beyond_loopback_warns_at_start() {
     let narrow = crate::common::gateway().spawn().await;
     assert!(!narrow.logs_once("gatehouse started").await.contains(WARNING));
 }
+
+/// Every connection and datagram the process (all its threads) attempts from start to a
+/// graceful stop, through a session as users run it (mock and upstream chat, a stream, admin
+/// calls, a webhook to a local receiver), recorded by strace: all of it goes to loopback or
+/// local sockets. Nothing phones home.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn nothing_phones_home() {
+    if std::process::Command::new("strace").arg("-V").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "strace is required under CI");
+        eprintln!("SKIPPED nothing_phones_home: strace is not installed");
+        return;
+    }
+    let fake = FakeProvider::spawn().await;
+    let (hook_url, seen) = crate::webhooks::receiver().await;
+    let trace_dir = tempfile::tempdir().unwrap();
+    let trace = trace_dir.path().join("net.txt");
+    let trace_arg = trace.to_str().unwrap().to_owned();
+    let mut gw = crate::common::gateway()
+        .config(&crate::common::upstream_config(&fake))
+        .config("[webhooks]\nallow_private_targets = [\"127.0.0.1/32\"]\n")
+        .env("FAKE_UPSTREAM_KEY", crate::common::PROVIDER_SECRET)
+        .wrapped_in(&["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg,sendmmsg", "-o", &trace_arg])
+        .spawn()
+        .await;
+    let gateway_pid = gw.wrapped_pid().expect("the traced gateway's pid");
+    // stop the real gateway whatever happens below (killing strace would leave it running)
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill").arg("-KILL").arg(self.0.to_string()).status();
+        }
+    }
+    let _reap = Reap(gateway_pid);
+
+    let key = gw.key().to_owned();
+    assert_eq!(gw.chat(&key, "mock").await.status(), 200);
+    assert_eq!(gw.chat(&key, "fake-model").await.status(), 200);
+    let body = json!({"model": "fake-model", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let streamed = gw.post("/v1/chat/completions", Some(&key), &body).await;
+    assert_eq!(streamed.status(), 200);
+    let _ = streamed.text().await;
+    let hook = json!({"name": "all", "kind": "generic", "url": format!("{hook_url}/generic"), "events": ["*"]});
+    assert_eq!(gw.admin(reqwest::Method::POST, "/admin/v1/webhooks", Some(&hook)).await.status(), 201);
+    assert_eq!(gw.admin(reqwest::Method::GET, "/admin/v1/orgs", None).await.status(), 200);
+    assert_eq!(gw.chat(&key, "mock").await.status(), 200);
+    let delivered =
+        gatehouse_testkit::eventually(Duration::from_secs(30), || async { !seen.hits.lock().await.is_empty() }).await;
+    assert!(delivered, "the webhook was delivered (a second outbound connection to trace)");
+
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(gateway_pid.to_string()).status();
+    assert!(gw.wait_exit(Duration::from_secs(30)).await.is_some(), "the traced gateway stopped");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut outward = Vec::new();
+    let mut loopback = 0;
+    for line in text.lines() {
+        let family_v4 = line.contains("sa_family=AF_INET,");
+        let family_v6 = line.contains("sa_family=AF_INET6");
+        if !family_v4 && !family_v6 {
+            continue; // unix sockets, netlink: local by construction
+        }
+        let local = if family_v4 {
+            line.contains("inet_addr(\"127.")
+        } else {
+            line.contains("inet_pton(AF_INET6, \"::1\"") || line.contains("inet_pton(AF_INET6, \"::ffff:127.")
+        };
+        if local {
+            loopback += 1;
+        } else {
+            outward.push(line.to_owned());
+        }
+    }
+    assert!(loopback >= 2, "the trace saw the session's own connections (provider, webhook):\n{text}");
+    assert!(outward.is_empty(), "connections beyond this machine:\n{}", outward.join("\n"));
+}
