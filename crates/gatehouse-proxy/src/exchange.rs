@@ -199,16 +199,27 @@ async fn read_form(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes,
     })
 }
 
-async fn exchange(x: &Exchange, body: &[u8], facts: &mut Facts) -> Result<Value, OAuthError> {
+/// The RFC 8693 request, read from the untrusted form: each known parameter at most once,
+/// unknown ones refused.
+#[derive(Debug, Default)]
+struct Form {
+    grant: Option<String>,
+    subject_token: Option<String>,
+    subject_type: Option<String>,
+    requested: Option<String>,
+    scope: Option<String>,
+}
+
+fn parse_form(body: &[u8]) -> Result<Form, OAuthError> {
     let bad = |d| oauth(StatusCode::BAD_REQUEST, "invalid_request", d);
-    let (mut grant, mut subject_token, mut subject_type, mut requested, mut scope) = (None, None, None, None, None);
+    let mut f = Form::default();
     for (k, v) in url::form_urlencoded::parse(body) {
         let slot = match &*k {
-            "grant_type" => &mut grant,
-            "subject_token" => &mut subject_token,
-            "subject_token_type" => &mut subject_type,
-            "requested_token_type" => &mut requested,
-            "scope" => &mut scope,
+            "grant_type" => &mut f.grant,
+            "subject_token" => &mut f.subject_token,
+            "subject_token_type" => &mut f.subject_type,
+            "requested_token_type" => &mut f.requested,
+            "scope" => &mut f.scope,
             // RFC 8693 optional parameters we do not act on.
             "audience" | "resource" => continue,
             _ => return Err(bad("unknown parameter")),
@@ -217,6 +228,19 @@ async fn exchange(x: &Exchange, body: &[u8], facts: &mut Facts) -> Result<Value,
             return Err(bad("repeated parameter"));
         }
     }
+    Ok(f)
+}
+
+/// The token-exchange form parser on untrusted bytes: whether it accepts them. For the fuzz
+/// targets.
+#[doc(hidden)]
+pub fn reads_exchange_form(body: &[u8]) -> bool {
+    parse_form(body).is_ok()
+}
+
+async fn exchange(x: &Exchange, body: &[u8], facts: &mut Facts) -> Result<Value, OAuthError> {
+    let bad = |d| oauth(StatusCode::BAD_REQUEST, "invalid_request", d);
+    let Form { grant, subject_token, subject_type, requested, scope } = parse_form(body)?;
     if grant.as_deref() != Some(GRANT) {
         return Err(oauth(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be token-exchange"));
     }
@@ -318,7 +342,21 @@ async fn exchange(x: &Exchange, body: &[u8], facts: &mut Facts) -> Result<Value,
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use super::{glob, parse_form};
+
+    #[test]
+    fn the_form_takes_each_known_parameter_once_and_nothing_else() {
+        let Ok(f) = parse_form(b"grant_type=g&subject_token=t%2Bx&subject_token_type=s&audience=a&audience=b") else {
+            panic!("a well-formed form is read")
+        };
+        assert_eq!((f.grant.as_deref(), f.subject_token.as_deref()), (Some("g"), Some("t+x")));
+        for bad in [&b"subject_token=a&subject_token=b"[..], b"client_secret=x", b"grant_type=a&grant_type=a"] {
+            assert!(parse_form(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        // invalid UTF-8 and stray separators are read, not fatal
+        assert!(parse_form(b"%FF=%FE&&=&scope").is_err(), "an unknown (garbled) name is refused");
+        assert!(parse_form(b"").is_ok());
+    }
 
     #[test]
     fn globs() {
