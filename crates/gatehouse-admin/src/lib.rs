@@ -13,7 +13,7 @@
 
 mod audit;
 mod auth;
-mod body;
+pub mod body;
 pub mod capabilities;
 mod guardrails;
 mod keys;
