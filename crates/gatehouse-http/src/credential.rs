@@ -1,8 +1,8 @@
 //! The one credential a request presents, read the same way on both planes.
 //!
 //! A request that carries a credential in more than one place (two `Authorization` headers,
-//! a header and an `x-api-key`, a comma-joined header, a key in the query string beside a
-//! header) is ambiguous: a proxy in front of us and the gateway could each pick a different
+//! a header and an `x-api-key`, two credentials joined into one header, a key in the query
+//! string beside a header) is ambiguous: a proxy in front of us and the gateway could each pick a different
 //! one, so it is refused (400) rather than served with whichever came first.
 
 use gatehouse_core::Presented;
@@ -65,15 +65,27 @@ pub fn presented(headers: &HeaderMap, query: Option<&str>, accept: Accept) -> Pr
         // a credential in a header this plane does not read is not a credential here
         return Presented::Nothing;
     };
-    // A comma is how intermediaries join repeated headers. The only credential of ours with a
-    // comma or a space in it is a capability token in its JSON form: one JSON object, or an
-    // array of a token and its discharges (caveats are text, like `rpm <= 60`).
+    // A comma is how intermediaries join repeated headers ("Bearer a, Bearer b"). Our own
+    // credentials use commas in two shapes only: a capability token with its bound discharges
+    // (`root,discharge,...`: base64, no spaces) and the JSON form (an object, or an array of a
+    // token and its discharges; caveats are text, like `rpm <= 60`).
     let json = (raw.starts_with('{') && raw.ends_with('}')) || (raw.starts_with('[') && raw.ends_with(']'));
-    if raw.contains(',') && !json {
+    if !json && joined(raw) {
         return Presented::Ambiguous;
     }
     let malformed = raw.len() > MAX_CREDENTIAL_BYTES || (!json && raw.contains(|c: char| c.is_ascii_whitespace()));
     Presented::One(SecretString::from(if malformed { String::new() } else { raw.to_owned() }))
+}
+
+/// Whether a comma list is two credentials rather than one token with its discharges: a part
+/// that carries its own scheme (`Bearer x`), or more than one API key or admin token.
+fn joined(raw: &str) -> bool {
+    if !raw.contains(',') {
+        return false;
+    }
+    let parts = || raw.split(',').map(str::trim);
+    parts().any(|p| p.contains(|c: char| c.is_ascii_whitespace()))
+        || parts().filter(|p| p.starts_with("gth_") || p.starts_with("gtha_")).count() > 1
 }
 
 #[cfg(test)]
@@ -105,6 +117,11 @@ mod tests {
         // a capability token in its JSON form has commas and is still one credential
         let json = r#"{"c":["rpm <= 60","b"],"i":"x"}"#;
         assert_eq!(one(presented(&h(&[("authorization", &format!("Bearer {json}"))]), None, data)), json);
+        // and a token with its bound discharges is one credential in its own comma form
+        assert_eq!(
+            one(presented(&h(&[("authorization", "Bearer AgEroot,AgEdis1,AgEdis2")]), None, data)),
+            "AgEroot,AgEdis1,AgEdis2"
+        );
         assert_eq!(one(presented(&h(&[("authorization", "Bearer abc")]), Some("limit=5&key=k_1"), data)), "abc");
         assert!(matches!(presented(&h(&[]), None, data), Presented::Nothing));
         assert!(matches!(presented(&h(&[("x-api-key", "xyz")]), None, Accept::Bearer), Presented::Nothing));
@@ -131,7 +148,8 @@ mod tests {
                 (&[("x-api-key", "a"), ("x-api-key", "b")][..], None),
                 (&[("authorization", "Bearer a"), ("api-key", "b")][..], None),
                 (&[("authorization", "Bearer a, Bearer b")][..], None),
-                (&[("authorization", "Bearer a,b")][..], None),
+                (&[("authorization", "Bearer gth_a,gth_b")][..], None),
+                (&[("authorization", "Bearer a,Bearer b")][..], None),
                 (&[("authorization", "Bearer a")][..], Some("access_token=b")),
                 (&[("x-api-key", "a")][..], Some("x=1&API_KEY=b")),
                 (&[][..], Some("api_key=a&api%5Fkey=b")),
@@ -141,7 +159,7 @@ mod tests {
                 assert!(matches!(p, Presented::Ambiguous), "{headers:?} {query:?} {accept:?}: {p:?}");
             }
         }
-        let p = presented(&h(&[("x-api-key", "a,b")]), None, Accept::BearerOrApiKey);
+        let p = presented(&h(&[("x-api-key", "gth_a,gtha_b")]), None, Accept::BearerOrApiKey);
         assert!(matches!(p, Presented::Ambiguous), "{p:?}");
     }
 }

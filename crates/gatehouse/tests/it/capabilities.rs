@@ -95,12 +95,15 @@ async fn a_minted_token_is_a_narrow_credential() {
     let nested = format!("{}{}", "[".repeat(2000), "]".repeat(2000));
     let many = format!("[{}]", vec![format!("\"{token}\""); 20].join(","));
     let long_json = format!("{{\"v\":2,\"i\":\"{}\"}}", "x".repeat(7000));
-    for hostile in [nested.as_str(), &many, &long_json, "Ag", "AgAAAAAAAAAAAAAAAA", "{}", "[]"] {
+    // (a token followed by itself reads as a token and a discharge that binds nothing)
+    for hostile in
+        [nested.as_str(), &many, &long_json, "Ag", "AgAAAAAAAAAAAAAAAA", "{}", "[]", &format!("{token},{token}")]
+    {
         let resp = gw.chat(hostile, "mock").await;
         assert_eq!(resp.status(), 401, "{}", &hostile[..hostile.len().min(40)]);
     }
-    // two tokens joined as a list are two credentials: refused as ambiguous, neither is used
-    let resp = gw.chat(&format!("{token},{token}"), "mock").await;
+    // two credentials joined into one header by an intermediary: refused as ambiguous
+    let resp = gw.chat(&format!("{token}, Bearer {}", gw.key()), "mock").await;
     assert_eq!(resp.status(), 400);
     assert_eq!(json(resp).await["error"]["code"], "invalid_request");
 

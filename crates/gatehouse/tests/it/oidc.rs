@@ -198,6 +198,8 @@ async fn jwt_access_tokens_from_a_real_openid_provider() {
 async fn exchange(gw: &gatehouse_testkit::TestGateway, form: &[(&str, &str)]) -> (u16, Value, Option<String>) {
     let resp = gw.http.post(format!("{}/v1/token", gw.data_url)).form(form).send().await.unwrap();
     let st = resp.status().as_u16();
+    // every answer, token or refusal, must stay out of caches (RFC 6749 5.1)
+    assert_eq!(resp.headers().get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"), "{st}");
     let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
     (st, resp.json().await.unwrap_or(Value::Null), retry)
 }
