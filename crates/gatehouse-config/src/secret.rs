@@ -92,6 +92,22 @@ mod tests {
     }
 
     #[test]
+    fn oversized_files_are_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("secret");
+        std::fs::write(&big, vec![b'k'; MAX_SECRET_FILE_BYTES as usize + 1]).unwrap();
+        let r = SecretRef::parse(&format!("file:{}", big.display())).unwrap();
+        assert!(matches!(r.resolve(&|_| None), Err(SecretError::TooLarge(_))));
+        let config = dir.path().join("gatehouse.toml");
+        let mut text = b"# padding\n".repeat(110_000);
+        text.extend_from_slice(b"[mock]\nenabled = true\n");
+        assert!(text.len() as u64 > 1024 * 1024);
+        std::fs::write(&config, text).unwrap();
+        let err = crate::Config::load(&config).err().unwrap().to_string();
+        assert!(err.contains("at most 1048576 bytes"), "{err}");
+    }
+
+    #[test]
     fn env_and_file_resolve() {
         let env = |k: &str| (k == "KEY").then(|| "s3cret".to_owned());
         let r = SecretRef::parse("env:KEY").unwrap();

@@ -49,6 +49,8 @@ pub enum Behavior {
     Hang,
     /// Redirects to another URL (a gateway must not follow).
     Redirect,
+    /// Answers 200 with a body that is not JSON (whole answers only).
+    NotJson,
     /// Streams slowly: each chunk after this delay (for drain tests).
     SlowStream(Duration),
     /// Answers with this text (and, when set, one tool call with these arguments); streams
@@ -270,6 +272,9 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
             return (StatusCode::FOUND, [(header::LOCATION, "http://127.0.0.1:9/elsewhere")]).into_response();
         }
         Behavior::Latency(d) => tokio::time::sleep(d).await,
+        Behavior::NotJson if !stream => {
+            return ([(header::CONTENT_TYPE, "application/json")], "{\"choices\": [ not json").into_response();
+        }
         Behavior::HugeBody(n) if !stream => {
             let filler = "x".repeat(n);
             return ([(header::CONTENT_TYPE, "application/json")], format!("{{\"filler\":\"{filler}\"}}"))

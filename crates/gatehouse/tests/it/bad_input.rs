@@ -222,3 +222,21 @@ async fn admin_bodies_are_capped_at_64_kib_and_eight_levels() {
     let (status, v) = post(deep.into_bytes()).await;
     assert_eq!((status, v["error"]["code"].as_str()), (400, Some("request_too_large")), "{v}");
 }
+
+/// The body is read only after authentication: a request without a valid credential is
+/// answered 401 while its promised body has not even been sent.
+#[tokio::test]
+async fn an_unauthenticated_request_is_refused_before_its_body_is_read() {
+    let gw = gateway().spawn().await;
+    for auth in ["", "Authorization: Bearer gth_wrong\r\n"] {
+        let mut sock = tokio::net::TcpStream::connect(gw.data_url.trim_start_matches("http://")).await.unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: 4000000\r\n\r\n"
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf)).await.expect("answered").unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 401"), "{auth:?}: {text}");
+    }
+}

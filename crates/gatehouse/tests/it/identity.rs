@@ -75,3 +75,22 @@ async fn chat_claiming(gw: &gatehouse_testkit::TestGateway, headers: &[(&str, &s
     let body = json!({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]});
     rb.json(&body).send().await.unwrap().status().as_u16()
 }
+
+#[tokio::test]
+async fn an_identity_key_shorter_than_32_bytes_stops_the_start_without_echo() {
+    let fake = gatehouse_testkit::FakeProvider::spawn().await;
+    let cfg = format!(
+        "[[providers]]\nname = \"p\"\nbase_url = \"{}\"\nidentity_key_id = \"k1\"\nidentity_key = \"env:ID_KEY\"\n\
+         [[models]]\nname = \"m\"\nprovider = \"p\"\n",
+        fake.base_url()
+    );
+    let err = crate::common::gateway()
+        .config(&cfg)
+        .env("ID_KEY", "short-secret-0123")
+        .try_spawn()
+        .await
+        .err()
+        .expect("a short identity key must stop the start")
+        .to_string();
+    assert!(err.contains("at least 32 bytes") && !err.contains("short-secret-0123"), "{err}");
+}

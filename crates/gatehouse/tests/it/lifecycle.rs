@@ -162,6 +162,24 @@ async fn login_saves_a_private_profile_the_other_commands_use() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"default\""));
+    // a profile others can read is refused, and the token in it is not printed
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["orgs", "list"])
+            .env_clear()
+            .env("GATEHOUSE_PROFILE", &profile)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("readable by others"), "{err}");
+        assert!(!err.contains(gw.admin_token.as_deref().unwrap()));
+        // and the data dir the gateway made is its own
+        let mode = std::fs::metadata(gw.data_path().join("data")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 }
 
 #[tokio::test]
@@ -290,4 +308,20 @@ async fn nothing_phones_home() {
     }
     assert!(loopback >= 2, "the trace saw the session's own connections (provider, webhook):\n{text}");
     assert!(outward.is_empty(), "connections beyond this machine:\n{}", outward.join("\n"));
+}
+
+/// A PostgreSQL URL with a password that cannot be reached: the start fails, and neither the
+/// password nor the URL appears in what it printed or logged.
+#[tokio::test]
+async fn an_unreachable_database_is_reported_without_its_url() {
+    let secret = "pw-never-printed-7f3a";
+    let url = format!("postgres://gatehouse:{secret}@127.0.0.1:1/nowhere");
+    let err = crate::common::gateway()
+        .env("GATEHOUSE_DATABASE_URL", &url)
+        .try_spawn()
+        .await
+        .err()
+        .expect("must not start without its store")
+        .to_string();
+    assert!(!err.contains(secret) && !err.contains("127.0.0.1:1/nowhere"), "{err}");
 }

@@ -238,3 +238,16 @@ async fn a_provider_behind_a_private_ca_is_reached_over_tls_with_its_ca_only() {
         .to_string();
     assert!(err.contains("ca_file") && !err.contains("sk-should-not-echo"), "{err}");
 }
+
+/// A provider's whole answer that is not JSON cannot be checked by the output guardrail: it is
+/// refused (502), never passed through unscanned.
+#[tokio::test]
+async fn an_unparsable_answer_is_refused_not_passed_through() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway_with(&fake).await;
+    fake.set(Behavior::NotJson);
+    let resp = gw.post("/v1/chat/completions", Some(gw.key()), &chat_body("fake-model", false)).await;
+    assert_eq!(resp.status(), 502);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("\"upstream_error\"") && !text.contains("not json"), "{text}");
+}
