@@ -538,3 +538,26 @@ async fn an_allowed_host_that_is_not_a_host_is_refused_at_start() {
         assert!(res.is_err(), "{bad} was accepted");
     }
 }
+
+/// Token guessing is bounded per source address, authenticated or not: past a quarter of the
+/// per-minute rate in a burst, every request from that address is 429 with Retry-After
+/// (a valid token included).
+#[tokio::test]
+async fn control_plane_requests_are_rate_limited_per_source_address() {
+    let gw = gateway().server("admin_requests_per_minute_per_source = 8").spawn().await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let resp =
+            gw.http.get(format!("{}/admin/v1/orgs", gw.admin_url)).bearer_auth("gtha_guess").send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 429, 429], "a burst of two guesses, then 429");
+    let resp = gw.http.get(format!("{}/admin/v1/orgs", gw.admin_url)).bearer_auth(root(&gw)).send().await.unwrap();
+    assert_eq!(resp.status(), 429, "the address is limited, whatever it presents");
+    assert!(resp.headers().get("retry-after").is_some_and(|v| v.to_str().unwrap().parse::<u32>().unwrap() >= 1));
+    assert_eq!(
+        gw.http.get(format!("{}/healthz", gw.admin_url)).send().await.unwrap().status(),
+        200,
+        "probes are not limited"
+    );
+}
