@@ -712,6 +712,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_credential_leaves_the_context_at_the_first_gate() {
+        use crate::gate::Gate;
+        let f = fixture(None).await;
+        for presented in [f.key.clone(), SecretString::from("gth_wrong".to_owned())] {
+            let mut cx = RequestCx::new(RequestId::generate(), gatehouse_core::Presented::One(presented));
+            let _ = f.gates.authenticate.check(&mut cx, &mut ()).await;
+            // accepted or refused, nothing after the authenticate gate can read the secret
+            assert!(matches!(cx.credential, gatehouse_core::Presented::Nothing));
+        }
+    }
+
+    #[tokio::test]
     async fn wrong_keys_never_touch_the_store_path() {
         let f = fixture(None).await;
         for bad in ["", "sk-123", "gth_short", &generate_key(KeyKind::Admin).expose()] {
