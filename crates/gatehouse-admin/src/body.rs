@@ -16,10 +16,15 @@ impl<T: DeserializeOwned> StrictJson<T> {
         let bytes = gatehouse_http::read_body(&parts.headers, body, "application/json", MAX_ADMIN_BODY)
             .await
             .map_err(Denial::new)?;
-        // Admin bodies are flat: refuse deep nesting before serde builds anything.
-        gatehouse_providers::check_depth(&bytes, 8).map_err(|_| Denial::new(DenyCode::RequestTooComplex))?;
-        serde_json::from_slice(&bytes).map(StrictJson).map_err(|_| Denial::new(DenyCode::InvalidRequest))
+        strict(&bytes).map(StrictJson)
     }
+}
+
+/// Bytes already within the size cap, as `T`: admin bodies are flat, so deep nesting is
+/// refused before serde builds anything; unknown fields are refused by `T`.
+fn strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Denial> {
+    gatehouse_providers::check_depth(bytes, 8).map_err(|_| Denial::new(DenyCode::RequestTooComplex))?;
+    serde_json::from_slice(bytes).map_err(|_| Denial::new(DenyCode::InvalidRequest))
 }
 
 /// The strict reading of an admin body (depth, then serde with unknown fields refused) into
@@ -28,9 +33,9 @@ impl<T: DeserializeOwned> StrictJson<T> {
 #[doc(hidden)]
 pub fn reads_admin_body(bytes: &[u8]) -> usize {
     fn takes<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-        serde_json::from_slice(bytes).ok()
+        strict(bytes).ok()
     }
-    if bytes.len() > MAX_ADMIN_BODY || gatehouse_providers::check_depth(bytes, 8).is_err() {
+    if bytes.len() > MAX_ADMIN_BODY {
         return 0;
     }
     let mut n = 0;

@@ -119,7 +119,7 @@ fn allowed(a: Algorithm) -> Option<JwtAlg> {
 #[doc(hidden)]
 pub fn read_untrusted_token(token: &str) {
     if let Ok(h) = jsonwebtoken::decode_header(token) {
-        let _ = h.jku.is_some() || h.x5u.is_some() || h.jwk.is_some() || h.x5c.is_some();
+        let _ = names_its_own_key(&h);
     }
     let _ = unverified_issuer(token);
     let claims = token
@@ -131,6 +131,11 @@ pub fn read_untrusted_token(token: &str) {
         let _ = pointer_str(&c, "/sub");
         let _ = pointer_roles(&c, "/roles");
     }
+}
+
+/// A header that points at or carries its own key: never trusted, the issuer's keys decide.
+fn names_its_own_key(h: &jsonwebtoken::Header) -> bool {
+    h.jku.is_some() || h.x5u.is_some() || h.jwk.is_some() || h.x5c.is_some()
 }
 
 /// Reads `iss` without trusting anything else, to pick the issuer whose keys will decide.
@@ -230,7 +235,7 @@ impl Federation {
 
     async fn verify_uncached(&self, token: &str, plane: Plane) -> Result<(usize, Identity), Error> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Invalid("header"))?;
-        if header.jku.is_some() || header.x5u.is_some() || header.jwk.is_some() || header.x5c.is_some() {
+        if names_its_own_key(&header) {
             return Err(Error::Invalid("header names its own key"));
         }
         let iss = unverified_issuer(token).ok_or(Error::Invalid("no issuer"))?;

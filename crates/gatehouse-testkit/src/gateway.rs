@@ -73,6 +73,15 @@ impl GatewayBuilder {
         }
     }
 
+    /// For a start that must fail: what it reported (its log included). Fails the test when
+    /// the gateway starts.
+    pub async fn start_error(self) -> String {
+        match self.try_spawn().await {
+            Ok(_) => fail("the gateway started, but this start must fail"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     pub async fn try_spawn(self) -> anyhow::Result<TestGateway> {
         let dir = match self.dir {
             Some(d) => d,

@@ -44,15 +44,17 @@ fn validate_reports_every_problem_without_values() {
     assert!(!err.contains("TOPSECRET"), "{err}");
 }
 
+/// The models the gateway lists to its quick-start key.
+async fn model_ids(gw: &gatehouse_testkit::TestGateway) -> Vec<String> {
+    let v = json(gw.get("/v1/models", Some(gw.key())).await).await;
+    v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+}
+
 #[tokio::test]
 async fn reload_applies_new_models_and_keeps_the_old_on_error() {
     let fake = FakeProvider::spawn().await;
     let gw = gateway().spawn().await;
-    let key = gw.key().to_owned();
-    let models = || async {
-        let v = json(gw.get("/v1/models", Some(&key)).await).await;
-        v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
-    };
+    let models = || model_ids(&gw);
     assert_eq!(models().await, ["mock", "mock-embedding"]);
 
     // add a provider and a model: picked up from the file without a signal
@@ -62,7 +64,7 @@ async fn reload_applies_new_models_and_keeps_the_old_on_error() {
     ))
     .unwrap();
     assert!(eventually(Duration::from_secs(30), || async { models().await.contains(&"fresh".to_owned()) }).await);
-    assert_eq!(gw.chat(&key, "fresh").await.status(), 200);
+    assert_eq!(gw.chat(gw.key(), "fresh").await.status(), 200);
 
     // a broken file is rejected; the running config stays
     gw.rewrite_config("[[models]]\nname = \"broken\"\nprovider = \"missing\"\n").unwrap();
@@ -98,11 +100,7 @@ async fn reload_follows_a_kubernetes_symlink_swap_and_audits_every_attempt() {
     use std::os::unix::fs::symlink;
     let fake = FakeProvider::spawn().await;
     let gw = gateway().spawn().await;
-    let key = gw.key().to_owned();
-    let models = || async {
-        let v = json(gw.get("/v1/models", Some(&key)).await).await;
-        v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
-    };
+    let models = || model_ids(&gw);
     let dir = gw.config_path.parent().unwrap().to_owned();
     let original = std::fs::read_to_string(&gw.config_path).unwrap();
     let version = |name: &str, text: &str| {

@@ -214,18 +214,15 @@ async fn keys_of_a_project_get_its_default_rate_each() {
 #[tokio::test]
 async fn several_replicas_without_shared_stores_refuse_to_start() {
     // no [redis]: limits would be per replica
-    let err = gateway().server("replicas = 2").try_spawn().await.err().expect("must not start").to_string();
+    let err = gateway().server("replicas = 2").start_error().await;
     assert!(err.contains("server.replicas"), "{err}");
     // [redis] but the embedded SQLite store: nothing else would be shared
     let err = gateway()
         .server("replicas = 2")
         .config("[redis]\nurl = \"env:GH_TEST_REDIS\"\n")
         .env("GH_TEST_REDIS", &redis_url())
-        .try_spawn()
-        .await
-        .err()
-        .expect("must not start")
-        .to_string();
+        .start_error()
+        .await;
     assert!(err.contains("needs PostgreSQL"), "{err}");
 }
 

@@ -231,11 +231,8 @@ async fn a_provider_behind_a_private_ca_is_reached_over_tls_with_its_ca_only() {
     let err = crate::common::gateway()
         .config(&provider(&format!("ca_file = \"{}\"", ca_file.display())))
         .env("FAKE_UPSTREAM_KEY", PROVIDER_SECRET)
-        .try_spawn()
-        .await
-        .err()
-        .expect("must not start")
-        .to_string();
+        .start_error()
+        .await;
     assert!(err.contains("ca_file") && !err.contains("sk-should-not-echo"), "{err}");
 }
 
