@@ -413,25 +413,23 @@ fn socket(v: Option<String>, default: SocketAddr, path: &str, issues: &mut Vec<I
     }
 }
 
+/// The entries in the canonical form the control plane matches `Host` against.
 fn allowed_hosts(hosts: Vec<String>, issues: &mut Vec<Issue>) -> Vec<String> {
     if hosts.len() > 64 {
         issue(issues, "server.admin_allowed_hosts", "at most 64 entries");
         return Vec::new();
     }
-    let is_host = |h: &str| {
-        let bare = h.trim_start_matches('[').trim_end_matches(']');
-        bare.parse::<std::net::IpAddr>().is_ok()
-            || (!h.is_empty() && h.len() <= 253 && !h.contains([':', '/', '@']) && url::Host::parse(h).is_ok())
-    };
-    if !hosts.iter().all(|h| is_host(h)) {
-        issue(
-            issues,
-            "server.admin_allowed_hosts",
-            "each entry must be a host name or IP address (no scheme, port or path)",
-        );
-        return Vec::new();
+    match hosts.iter().map(|h| gatehouse_core::host_name(h)).collect::<Option<Vec<_>>>() {
+        Some(names) => names,
+        None => {
+            issue(
+                issues,
+                "server.admin_allowed_hosts",
+                "each entry must be a host name or IP address (no scheme, port or path)",
+            );
+            Vec::new()
+        }
     }
-    hosts
 }
 
 fn ms(v: Option<u64>, default_ms: u64, min: u64, max: u64, path: &str, issues: &mut Vec<Issue>) -> Duration {

@@ -7,6 +7,7 @@
 
 mod context;
 mod deny;
+mod host;
 mod ids;
 pub mod scope;
 
@@ -15,4 +16,5 @@ pub use context::{
     Route, Target, TrailEntry,
 };
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
+pub use host::{MAX_HOST, host_name};
 pub use ids::{KeyId, OrgId, ProjectId, RequestId, TokenId, UserId, is_id};

@@ -12,12 +12,9 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use gatehouse_core::{Denial, DenyCode};
+use gatehouse_core::{Denial, DenyCode, host_name};
 use http::header;
 use http::uri::Authority;
-
-/// Names a host allow-list entry may not be longer than (a DNS name is at most 253).
-const MAX_HOST: usize = 253;
 
 #[derive(Clone, Debug)]
 pub struct AllowedHosts {
@@ -36,11 +33,7 @@ impl AllowedHosts {
     pub fn new(listen: SocketAddr, extra: &[String]) -> Result<Self, BadHost> {
         let mut names = vec!["localhost".to_owned()];
         for e in extra {
-            let n = normalize(e).ok_or(BadHost)?;
-            if n.parse::<IpAddr>().is_err() && url::Host::parse(&n).is_err() {
-                return Err(BadHost);
-            }
-            names.push(n);
+            names.push(host_name(e).ok_or(BadHost)?);
         }
         Ok(AllowedHosts { names, listen: listen.ip() })
     }
@@ -51,20 +44,12 @@ impl AllowedHosts {
         if auth.as_str().contains('@') {
             return false;
         }
-        let Some(h) = normalize(auth.host()) else { return false };
+        let Some(h) = host_name(auth.host()) else { return false };
         if let Ok(ip) = h.parse::<IpAddr>() {
             return ip.is_loopback() || ip == self.listen || self.listen.is_unspecified() || self.names.contains(&h);
         }
         self.names.contains(&h)
     }
-}
-
-fn normalize(h: &str) -> Option<String> {
-    let h = h.trim().trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
-    if h.is_empty() || h.len() > MAX_HOST || (h.contains(['/', ':', '@', ' ']) && h.parse::<IpAddr>().is_err()) {
-        return None;
-    }
-    Some(h.to_ascii_lowercase())
 }
 
 /// Middleware: refuses with 421 `host_not_allowed` a request whose Host (or absolute-form

@@ -1,5 +1,5 @@
 //! The HTTP edge both planes share, so neither is built on top of the other: the transport
-//! layers (panic catching, sensitive headers, request ids, spans, load shedding), the hardened
+//! layers (panic catching, sensitive headers, request ids, spans), the hardened
 //! HTTP/1 accept loop (header-read timeout, connection bound, drain), body pacing (deadline
 //! and minimum rate), the one bounded body reader, the one reading of a request's credential, and the health answers. Generic
 //! transport only: no policy, no plane's state.

@@ -3,7 +3,6 @@
 use std::any::Any;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +13,6 @@ use http_body_util::BodyExt;
 
 use crate::pace::{BodyPace, BodyTooSlow, paced};
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
 use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -59,10 +56,6 @@ fn panicked(_: Box<dyn Any + Send + 'static>) -> Response {
     Denial::new(DenyCode::Internal).into_response()
 }
 
-async fn overloaded(_: tower::BoxError) -> Response {
-    Denial::new(DenyCode::Unavailable).retry_after(1).into_response()
-}
-
 /// Every request gets a fresh id of ours; a client-sent `x-request-id` is not trusted for
 /// audit correlation and is replaced.
 async fn request_id(mut req: Request, next: Next) -> Response {
@@ -82,10 +75,11 @@ fn span(req: &Request) -> tracing::Span {
     tracing::debug_span!("http", method = %req.method(), path, request_id = %id)
 }
 
-/// Wraps a router in the shared stack. `max_in_flight` requests at once; beyond that new
-/// requests are shed with 503 instead of queueing without bound; every request body is held
-/// to `pace` (a too-slow body answers 408).
-pub fn with_transport_layers(router: Router, max_in_flight: usize, pace: BodyPace) -> Router {
+/// Wraps a router in the shared stack; every request body is held to `pace` (a too-slow body
+/// answers 408). There is no in-flight limit here: HTTP/1 serves one request at a time per
+/// connection, so the accept loop's connection bound (`serve`) already bounds requests in
+/// flight, without a shared semaphore on every request.
+pub fn with_transport_layers(router: Router, pace: BodyPace) -> Router {
     router.layer(
         ServiceBuilder::new()
             // outermost, so even a 500 from a panic carries the id the logs know it by
@@ -98,12 +92,10 @@ pub fn with_transport_layers(router: Router, max_in_flight: usize, pace: BodyPac
                 header::PROXY_AUTHORIZATION,
                 header::COOKIE,
                 HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("api-key"),
             ]))
             // span with method, route and id: no headers, no bodies, no query
             .layer(TraceLayer::new_for_http().make_span_with(span))
-            .layer(HandleErrorLayer::new(overloaded))
-            .layer(LoadShedLayer::new())
-            .layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
             .layer(MapRequestLayer::new(move |req: Request| req.map(|b| paced(b, pace)))),
     )
 }
@@ -124,7 +116,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_handler_answers_500_without_its_message() {
-        let app = with_transport_layers(Router::new().route("/boom", get(boom)), 8, crate::BodyPace::default());
+        let app = with_transport_layers(Router::new().route("/boom", get(boom)), crate::BodyPace::default());
         let resp = app.oneshot(Request::get("/boom").body(axum::body::Body::empty()).unwrap()).await.unwrap();
         assert_eq!(resp.status(), 500);
         assert!(resp.headers().contains_key(REQUEST_ID), "the answer still carries its request id");
@@ -132,5 +124,35 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["code"], "internal_error");
         assert!(!String::from_utf8_lossy(&body).contains("secret-in-panic-payload"));
+    }
+
+    /// What a handler (and anything it logs with `{:?}`) sees of the credential headers.
+    async fn headers_debug(headers: HeaderMap) -> String {
+        let marked = [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE]
+            .iter()
+            .chain(&[HeaderName::from_static("x-api-key"), HeaderName::from_static("api-key")])
+            .all(|h| headers.get(h).is_some_and(HeaderValue::is_sensitive));
+        format!("{marked} {headers:?}")
+    }
+
+    #[tokio::test]
+    async fn credential_headers_are_marked_sensitive_before_any_handler_sees_them() {
+        let app = with_transport_layers(Router::new().route("/h", get(headers_debug)), crate::BodyPace::default());
+        let secret = "sensitive-canary-51f0";
+        let req = Request::get("/h")
+            .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+            .header(header::PROXY_AUTHORIZATION, format!("Basic {secret}"))
+            .header(header::COOKIE, format!("session={secret}"))
+            .header("x-api-key", secret)
+            .header("api-key", secret)
+            .header("x-other", "visible")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with("true "), "every credential header is marked: {text}");
+        assert!(!text.contains(secret), "a debug print of the headers shows no credential: {text}");
+        assert!(text.contains("visible") && text.contains("Sensitive"), "{text}");
     }
 }

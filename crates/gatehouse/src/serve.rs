@@ -390,7 +390,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let allowed_hosts = gatehouse_http::AllowedHosts::new(admin_addr, &server.admin_allowed_hosts)
         .context("server.admin_allowed_hosts")?;
-    let data_router = with_transport_layers(gatehouse_proxy::router(app.clone()), max_conn, pace);
+    let data_router = with_transport_layers(gatehouse_proxy::router(app.clone()), pace);
     // the control plane's narrow handle on the data plane: the served models are read from
     // whichever snapshot is live, the shared services are the ones every snapshot uses
     let live = app.runtime.clone();
@@ -417,7 +417,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             webhooks,
             allowed_hosts: Arc::new(allowed_hosts),
         }),
-        1024,
         pace,
     );
 

@@ -78,7 +78,6 @@ async fn data_plane() -> DataPlane {
     let runtime = build_runtime(&config.policy, &services, &env).unwrap();
     let app = with_transport_layers(
         router(AppState::new(runtime, services, store, None)),
-        64,
         gatehouse_http::BodyPace::default(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

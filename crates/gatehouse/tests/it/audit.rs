@@ -369,6 +369,41 @@ async fn canaries_never_reach_the_trail_logs_or_metrics() {
     assert!(records(&ndjson).len() >= 10);
 }
 
+/// At the most verbose log level, credential headers still never print: both planes mark
+/// `Authorization`, `Proxy-Authorization`, `Cookie`, `x-api-key` and `api-key` sensitive at their edge,
+/// before any layer or handler could log them.
+#[tokio::test]
+async fn credential_headers_never_reach_trace_level_logs() {
+    const CANARY: &str = "credential-canary-4d1e";
+    let gw = gateway().env("GATEHOUSE_LOG", "trace").spawn().await;
+    let (key, admin) = (gw.key().to_owned(), root(&gw));
+    let chat = json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]});
+    let cookie = format!("session={CANARY}");
+    let data = format!("{}/v1/chat/completions", gw.data_url);
+    let orgs = format!("{}/admin/v1/orgs", gw.admin_url);
+    let requests = [
+        gw.http.post(&data).bearer_auth(&key).header("cookie", &cookie).json(&chat),
+        gw.http.post(&data).bearer_auth(&key).header("proxy-authorization", format!("Basic {CANARY}")).json(&chat),
+        gw.http.post(&data).bearer_auth(format!("gth_{CANARY}")).json(&chat),
+        gw.http.post(&data).header("x-api-key", CANARY).json(&chat),
+        gw.http.post(&data).header("x-api-key", &key).bearer_auth(&key).json(&chat),
+        gw.http.post(&data).header("api-key", CANARY).json(&chat),
+        gw.http.get(&orgs).bearer_auth(&admin).header("cookie", &cookie),
+        gw.http.get(&orgs).bearer_auth(format!("gtha_{CANARY}")),
+    ];
+    let mut statuses = Vec::new();
+    for r in requests {
+        statuses.push(r.send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 401, 401, 400, 401, 200, 401]);
+    let dir = gw.stop().await;
+    let logs = std::fs::read_to_string(dir.path().join("gatehouse.log")).unwrap();
+    assert!(logs.contains("started processing request"), "debug output was on");
+    for secret in [CANARY, key.as_str(), admin.as_str()] {
+        assert!(!logs.contains(secret), "a credential reached the trace-level log");
+    }
+}
+
 /// What a fake collector received: (content type, body) per export.
 type Collected = std::sync::Arc<tokio::sync::Mutex<Vec<(String, Vec<u8>)>>>;
 

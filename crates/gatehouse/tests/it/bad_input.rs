@@ -113,6 +113,37 @@ async fn slow_headers_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+/// The first answer to arrive on `sock` within `wait` (its head, at least the status line).
+async fn answer(sock: &mut tokio::net::TcpStream, wait: Duration) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(wait, sock.read(&mut buf)).await.ok()?.ok()?;
+    (n > 0).then(|| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// `server.max_connections` bounds open connections, and with them requests in flight (HTTP/1
+/// serves one request at a time per connection): one past the bound waits to be accepted and
+/// is served as soon as a connection closes.
+#[tokio::test]
+async fn connections_beyond_the_bound_wait_until_one_closes() {
+    let gw = gateway().server("max_connections = 2").spawn().await;
+    let addr = gw.data_url.trim_start_matches("http://");
+    let get = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        sock.write_all(get).await.unwrap();
+        let head = answer(&mut sock, Duration::from_secs(10)).await.unwrap_or_default();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        open.push(sock); // kept alive: it holds its slot
+    }
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    third.write_all(get).await.unwrap();
+    assert_eq!(answer(&mut third, Duration::from_millis(800)).await, None, "served past the bound");
+    drop(open.pop());
+    let head = answer(&mut third, Duration::from_secs(10)).await.unwrap_or_default();
+    assert!(head.starts_with("HTTP/1.1 200"), "the waiting connection is served once one closes: {head}");
+}
+
 #[tokio::test]
 async fn a_lying_content_length_does_not_bypass_the_cap() {
     let gw = gateway().config("[limits]\nmax_body_bytes = 1024\n").spawn().await;

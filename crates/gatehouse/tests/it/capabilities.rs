@@ -188,6 +188,45 @@ async fn delegation_narrows_and_revocation_takes_the_subtree() {
     }
 }
 
+/// A third-party caveat the holder added (offline, as macaroons allow) stays on every token
+/// delegated from it: the child is useless without a discharge bound to the child itself.
+#[tokio::test]
+async fn a_delegated_child_keeps_its_parents_third_party_caveats() {
+    use gatehouse_tokens::macaroon::{Encoding, Limits, Macaroon};
+    const AUTH: &str = "https://auth.example";
+    const CAVEAT_KEY: &[u8] = b"shared with the third party only";
+    let gw = gateway().spawn().await;
+    let minted = mint(
+        &gw,
+        json!({"name": "tp", "scopes": ["chat:*", "tokens:delegate"], "models": ["mock"], "expires_in_seconds": 600}),
+    )
+    .await;
+    let mut parent = Macaroon::decode(minted["token"].as_str().unwrap(), &Limits::default()).unwrap();
+    parent.add_third_party(AUTH, CAVEAT_KEY, "user-is-alice");
+    let discharge = Macaroon::new(CAVEAT_KEY, "user-is-alice", Some(AUTH));
+    let text = |m: &Macaroon| m.encode(Encoding::Base64Url);
+    let with = |m: &Macaroon, bound_to: &Macaroon| format!("{},{}", text(m), text(&bound_to.bind(&discharge)));
+    assert_eq!(gw.chat(&text(&parent), "mock").await.status(), 401, "the caveat needs its discharge");
+    assert_eq!(gw.chat(&with(&parent, &parent), "mock").await.status(), 200);
+
+    let (st, child) = delegate(&gw, &with(&parent, &parent), json!({"name": "sub"})).await;
+    assert_eq!(st, 201, "{child}");
+    let child = Macaroon::decode(child["token"].as_str().unwrap(), &Limits::default()).unwrap();
+    let third: Vec<_> = child.caveats().iter().filter(|c| !c.is_first_party()).collect();
+    assert_eq!(third.len(), 1, "the child carries the parent's third-party caveat");
+    assert_eq!((third[0].location.as_deref(), third[0].id.as_slice()), (Some(AUTH), &b"user-is-alice"[..]));
+    for (what, presented) in [
+        ("alone", text(&child)),
+        ("with the parent's bound discharge", format!("{},{}", text(&child), text(&parent.bind(&discharge)))),
+        ("with an unbound discharge", format!("{},{}", text(&child), text(&discharge))),
+    ] {
+        let resp = gw.chat(&presented, "mock").await;
+        assert_eq!(resp.status(), 401, "the child {what}");
+        assert_eq!(json(resp).await["error"]["code"], "invalid_token", "the child {what}");
+    }
+    assert_eq!(gw.chat(&with(&child, &child), "mock").await.status(), 200, "with a discharge bound to it");
+}
+
 #[tokio::test]
 async fn root_key_rotation_keeps_or_kills_old_tokens() {
     let gw = gateway().spawn().await;

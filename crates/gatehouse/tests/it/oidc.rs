@@ -195,6 +195,61 @@ async fn jwt_access_tokens_from_a_real_openid_provider() {
     op.stop().await;
 }
 
+/// A key-set refresh that fails (the issuer is down) keeps the last good set: tokens under
+/// its keys keep verifying, and the failure is logged, not turned into refusals.
+#[tokio::test]
+async fn an_unreachable_issuer_keeps_its_last_good_key_set() {
+    let Some(op) = OpenIdProvider::start(0, "g1").await else { return };
+    let gw = gateway().config(&oidc_config(&op, "")).spawn().await;
+    acme(&gw).await;
+    let issued = op.token("workload", AUD).await;
+    assert_eq!(chat(&gw, &issued).await.0, 200);
+    let (real, attacker, body) = (op.key_pem("g1-rs"), op.key_pem("attacker"), claims(&op));
+    op.stop().await;
+    // past the unknown-kid cooldown (2 s), an unknown kid makes the gateway refetch: it fails
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(chat(&gw, &sign(&at_jwt(Algorithm::RS256, "rotated?"), &body, &attacker)).await.0, 401);
+    let logs = gw.logs_once("keeping the last good set").await;
+    assert!(logs.contains("cannot fetch the issuer's keys"), "the failed refresh is logged");
+    assert_eq!(chat(&gw, &issued).await.0, 200, "a token issued before the outage still verifies");
+    let during = sign(&at_jwt(Algorithm::RS256, "g1-rs"), &body, &real);
+    assert_eq!(chat(&gw, &during).await.0, 200, "and one signed during it with a known key");
+}
+
+/// Org and project names resolve through a one-second cache: disabling either refuses JWT
+/// callers within a second (the bound below leaves half a second for a loaded machine).
+#[tokio::test]
+async fn disabling_an_org_or_project_reaches_jwt_callers_within_a_second() {
+    let Some(op) = OpenIdProvider::start(0, "g1").await else { return };
+    let gw = gateway().config(&oidc_config(&op, "")).spawn().await;
+    let org = acme(&gw).await;
+    let token = op.token("workload", AUD).await;
+    assert_eq!(chat(&gw, &token).await.0, 200);
+    let (_, projects) = as_root(&gw, Method::GET, &format!("/admin/v1/orgs/{org}/projects"), None).await;
+    let project = projects["data"].as_array().unwrap().iter().find(|p| p["name"] == "default").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answers = |want: u16| {
+        let (gw, token) = (&gw, &token);
+        gatehouse_testkit::eventually(
+            Duration::from_millis(1500),
+            move || async move { chat(gw, token).await.0 == want },
+        )
+    };
+    for (target, what) in [(format!("{org}/projects/{project}"), "project"), (org.clone(), "org")] {
+        let (st, v) = as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{target}/disable"), None).await;
+        assert_eq!(st, 200, "{v}");
+        assert!(answers(401).await, "a disabled {what} refuses its JWT callers within a second");
+        let (code, v) = chat(&gw, &token).await;
+        assert_eq!((code, v["error"]["code"].as_str()), (401, Some("invalid_token")), "{v}");
+        let (st, v) = as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{target}/enable"), None).await;
+        assert_eq!(st, 200, "{v}");
+        assert!(answers(200).await, "re-enabling the {what} lets them back in within a second");
+    }
+    op.stop().await;
+}
+
 async fn exchange(gw: &gatehouse_testkit::TestGateway, form: &[(&str, &str)]) -> (u16, Value, Option<String>) {
     let resp = gw.http.post(format!("{}/v1/token", gw.data_url)).form(form).send().await.unwrap();
     let st = resp.status().as_u16();
