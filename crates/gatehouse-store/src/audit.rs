@@ -130,11 +130,10 @@ impl AuditTx {
 
     /// How many lines of a spool file were already committed (0 for a new spool).
     pub async fn spool_progress(&mut self, spool_id: &str) -> Result<u64, Error> {
-        let n: Option<i64> =
-            on_tx!(self, |c| sqlx::query_scalar("SELECT lines_done FROM audit_spool_progress WHERE spool_id = $1")
-                .bind(spool_id)
-                .fetch_optional(c)
-                .await)?;
+        let n: Option<i64> = fetch!(tx self, query_scalar, fetch_optional,
+            "SELECT lines_done FROM audit_spool_progress WHERE spool_id = $1";
+            spool_id
+        )?;
         n.map_or(Ok(0), u64_of)
     }
 
@@ -234,11 +233,8 @@ impl AuditTx {
 
     /// Chains whose head moved past their last checkpoint (for the periodic checkpoint).
     pub async fn unsigned_chains(&mut self) -> Result<Vec<String>, Error> {
-        Ok(on_tx!(self, |c| sqlx::query_scalar(
-            "SELECT chain FROM audit_heads WHERE seq > checkpoint_seq ORDER BY chain"
-        )
-        .fetch_all(c)
-        .await)?)
+        let sql = "SELECT chain FROM audit_heads WHERE seq > checkpoint_seq ORDER BY chain";
+        Ok(fetch!(tx self, query_scalar, fetch_all, sql)?)
     }
 
     /// Drops a chain's records and checkpoints up to `anchor.seq` and keeps the signed anchor
@@ -264,12 +260,10 @@ impl AuditTx {
             .execute(c)
             .await
             .map(|_| ()))?;
-        let n = on_tx!(self, |c| sqlx::query("DELETE FROM audit_log WHERE chain = $1 AND last_seq <= $2")
-            .bind(&anchor.chain)
-            .bind(anchor.seq)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(tx self,
+            "DELETE FROM audit_log WHERE chain = $1 AND last_seq <= $2";
+            &anchor.chain, anchor.seq
+        )?;
         Ok(n)
     }
 
@@ -292,15 +286,14 @@ impl Store {
 
     /// Every chain, in name order.
     pub async fn audit_chains(&self) -> Result<Vec<String>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_scalar("SELECT chain FROM audit_heads ORDER BY chain").fetch_all(p).await)?)
+        Ok(fetch!(self, query_scalar, fetch_all, "SELECT chain FROM audit_heads ORDER BY chain")?)
     }
 
     pub async fn audit_head(&self, chain: &str) -> Result<Option<ChainHead>, Error> {
-        let row: Option<(i64, Vec<u8>, i64)> =
-            on_pool!(self, |p| sqlx::query_as("SELECT seq, hash, checkpoint_seq FROM audit_heads WHERE chain = $1")
-                .bind(chain)
-                .fetch_optional(p)
-                .await)?;
+        let row: Option<(i64, Vec<u8>, i64)> = fetch!(self, query_as, fetch_optional,
+            "SELECT seq, hash, checkpoint_seq FROM audit_heads WHERE chain = $1";
+            chain
+        )?;
         row.map(|r| Ok(ChainHead { seq: u64_of(r.0)?, hash: hash32(&r.1)?, checkpoint_seq: u64_of(r.2)? })).transpose()
     }
 
@@ -316,19 +309,13 @@ impl Store {
         let mut out = Vec::new();
         let (mut cur_chain, mut cur_seq) = after.map_or((None, 0), |(c, s)| (Some(c.to_owned()), s));
         loop {
-            let segs: Vec<Segment> = on_pool!(self, |p| sqlx::query_as(
+            let segs: Vec<Segment> = fetch!(self, query_as, fetch_all,
                 "SELECT chain, first_seq, last_seq, prev_hash, hashes, lines FROM audit_log \
                  WHERE ($1 IS NULL OR chain > $1 OR (chain = $1 AND last_seq > $2)) \
                    AND ($3 IS NULL OR chain = $3) AND ($4 IS NULL OR last_at >= $4) AND ($5 IS NULL OR first_at < $5) \
-                 ORDER BY chain, first_seq LIMIT 16"
-            )
-            .bind(cur_chain.as_deref())
-            .bind(cur_seq)
-            .bind(&f.chain)
-            .bind(f.from_ms)
-            .bind(f.to_ms)
-            .fetch_all(p)
-            .await)?;
+                 ORDER BY chain, first_seq LIMIT 16";
+                cur_chain.as_deref(), cur_seq, &f.chain, f.from_ms, f.to_ms
+            )?;
             let Some(last) = segs.last() else { return Ok(out) };
             (cur_chain, cur_seq) = (Some(last.chain.clone()), last.last_seq);
             let n = segs.len();
@@ -355,14 +342,11 @@ impl Store {
         let mut out = Vec::new();
         let mut offset = 0i64;
         loop {
-            let segs: Vec<Segment> = on_pool!(self, |p| sqlx::query_as(
+            let segs: Vec<Segment> = fetch!(self, query_as, fetch_all,
                 "SELECT chain, first_seq, last_seq, prev_hash, hashes, lines FROM audit_log \
-                 WHERE ($1 IS NULL OR chain = $1) ORDER BY last_at DESC, chain DESC, first_seq DESC LIMIT 16 OFFSET $2"
-            )
-            .bind(&f.chain)
-            .bind(offset)
-            .fetch_all(p)
-            .await)?;
+                 WHERE ($1 IS NULL OR chain = $1) ORDER BY last_at DESC, chain DESC, first_seq DESC LIMIT 16 OFFSET $2";
+                &f.chain, offset
+            )?;
             let n = segs.len();
             offset += 16;
             for seg in segs {
@@ -383,40 +367,32 @@ impl Store {
 
     /// A chain's checkpoints in seq order.
     pub async fn audit_checkpoints(&self, chain: &str) -> Result<Vec<CheckpointRow>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_as(
-            "SELECT chain, seq, at, note FROM audit_checkpoints WHERE chain = $1 ORDER BY seq"
-        )
-        .bind(chain)
-        .fetch_all(p)
-        .await)?)
+        Ok(fetch!(self, query_as, fetch_all,
+            "SELECT chain, seq, at, note FROM audit_checkpoints WHERE chain = $1 ORDER BY seq";
+            chain
+        )?)
     }
 
     pub async fn audit_anchor(&self, chain: &str) -> Result<Option<AnchorRow>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_as("SELECT chain, seq, hash, note, at FROM audit_anchors WHERE chain = $1")
-            .bind(chain)
-            .fetch_optional(p)
-            .await)?)
+        Ok(fetch!(self, query_as, fetch_optional,
+            "SELECT chain, seq, hash, note, at FROM audit_anchors WHERE chain = $1";
+            chain
+        )?)
     }
 
     /// The last record of `chain` that retention may drop: every segment up to it holds
     /// only events older than `cutoff_ms` (a prefix of whole segments, so the remaining chain
     /// stays contiguous and starts at a segment).
     pub async fn audit_prunable_through(&self, chain: &str, cutoff_ms: i64) -> Result<Option<AuditRow>, Error> {
-        let first_kept: Option<i64> = on_pool!(self, |p| sqlx::query_scalar(
-            "SELECT MIN(first_seq) FROM audit_log WHERE chain = $1 AND last_at >= $2"
-        )
-        .bind(chain)
-        .bind(cutoff_ms)
-        .fetch_one(p)
-        .await)?;
-        let seg: Option<Segment> = on_pool!(self, |p| sqlx::query_as(
+        let first_kept: Option<i64> = fetch!(self, query_scalar, fetch_one,
+            "SELECT MIN(first_seq) FROM audit_log WHERE chain = $1 AND last_at >= $2";
+            chain, cutoff_ms
+        )?;
+        let seg: Option<Segment> = fetch!(self, query_as, fetch_optional,
             "SELECT chain, first_seq, last_seq, prev_hash, hashes, lines FROM audit_log \
-             WHERE chain = $1 AND ($2 IS NULL OR first_seq < $2) ORDER BY first_seq DESC LIMIT 1"
-        )
-        .bind(chain)
-        .bind(first_kept)
-        .fetch_optional(p)
-        .await)?;
+             WHERE chain = $1 AND ($2 IS NULL OR first_seq < $2) ORDER BY first_seq DESC LIMIT 1";
+            chain, first_kept
+        )?;
         Ok(seg.and_then(|s| s.explode().pop()))
     }
 }

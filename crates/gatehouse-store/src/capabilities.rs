@@ -59,40 +59,29 @@ struct RawStatus {
 impl Store {
     /// Root key versions of an org, newest first.
     pub async fn root_keys(&self, org: OrgId) -> Result<Vec<RootKeyRow>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_as(
+        Ok(fetch!(self, query_as, fetch_all,
             "SELECT org_id, version, sealed, created_at, retire_at, superseded_at FROM capability_root_keys \
-             WHERE org_id = $1 ORDER BY version DESC"
-        )
-        .bind(org.to_string())
-        .fetch_all(p)
-        .await)?)
+             WHERE org_id = $1 ORDER BY version DESC";
+            org.to_string()
+        )?)
     }
 
     pub async fn root_key(&self, org: OrgId, version: i64) -> Result<Option<RootKeyRow>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_as(
+        Ok(fetch!(self, query_as, fetch_optional,
             "SELECT org_id, version, sealed, created_at, retire_at, superseded_at FROM capability_root_keys \
-             WHERE org_id = $1 AND version = $2"
-        )
-        .bind(org.to_string())
-        .bind(version)
-        .fetch_optional(p)
-        .await)?)
+             WHERE org_id = $1 AND version = $2";
+            org.to_string(), version
+        )?)
     }
 
     /// Inserts a root key version unless that version exists (another replica won the race;
     /// the caller re-reads). Returns whether this call inserted it.
     pub async fn insert_root_key(&self, row: &RootKeyRow) -> Result<bool, Error> {
-        let n = on_pool!(self, |p| sqlx::query(
+        let n = execute!(self,
             "INSERT INTO capability_root_keys (org_id, version, sealed, created_at, retire_at, superseded_at) \
-             VALUES ($1, $2, $3, $4, NULL, NULL) ON CONFLICT (org_id, version) DO NOTHING"
-        )
-        .bind(&row.org_id)
-        .bind(row.version)
-        .bind(&row.sealed)
-        .bind(row.created_at)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+             VALUES ($1, $2, $3, $4, NULL, NULL) ON CONFLICT (org_id, version) DO NOTHING";
+            &row.org_id, row.version, &row.sealed, row.created_at
+        )?;
         Ok(n == 1)
     }
 
@@ -118,14 +107,11 @@ impl Store {
     /// The latest expiry of the live tokens minted under a key version (for a grace period
     /// that lasts exactly until the old tokens expire).
     pub async fn latest_expiry_under(&self, org: OrgId, version: i64) -> Result<Option<i64>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_scalar(
+        Ok(fetch!(self, query_scalar, fetch_one,
             "SELECT MAX(expires_at) FROM capability_tokens WHERE org_id = $1 AND key_version <= $2 \
-             AND revoked_at IS NULL"
-        )
-        .bind(org.to_string())
-        .bind(version)
-        .fetch_one(p)
-        .await)?)
+             AND revoked_at IS NULL";
+            org.to_string(), version
+        )?)
     }
 
     pub async fn insert_capability(&self, row: &CapabilityRow) -> Result<(), Error> {
@@ -153,13 +139,13 @@ impl Store {
     pub async fn capability(&self, org: OrgId, id: TokenId) -> Result<Option<CapabilityRow>, Error> {
         let q = "SELECT id, org_id, project_id, parent_id, key_version, name, caveats, minted_by, created_at, \
                  expires_at, revoked_at FROM capability_tokens WHERE org_id = $1 AND id = $2";
-        Ok(on_pool!(self, |p| sqlx::query_as(q).bind(org.to_string()).bind(id.to_string()).fetch_optional(p).await)?)
+        Ok(fetch!(self, query_as, fetch_optional, q; org.to_string(), id.to_string())?)
     }
 
     pub async fn list_capabilities(&self, org: OrgId, limit: u32) -> Result<Vec<CapabilityRow>, Error> {
         let q = "SELECT id, org_id, project_id, parent_id, key_version, name, caveats, minted_by, created_at, \
                  expires_at, revoked_at FROM capability_tokens WHERE org_id = $1 ORDER BY created_at DESC, id LIMIT $2";
-        Ok(on_pool!(self, |p| sqlx::query_as(q).bind(org.to_string()).bind(i64::from(limit)).fetch_all(p).await)?)
+        Ok(fetch!(self, query_as, fetch_all, q; org.to_string(), i64::from(limit))?)
     }
 
     /// Revokes a token and its whole delegation subtree in one statement; returns how many
@@ -169,33 +155,24 @@ impl Store {
             return Ok(None);
         }
         let now = now_ms();
-        let n = on_pool!(self, |p| sqlx::query(
+        let n = execute!(self,
             "WITH RECURSIVE sub(id) AS (SELECT id FROM capability_tokens WHERE id = $1 AND org_id = $2 \
              UNION SELECT t.id FROM capability_tokens t JOIN sub ON t.parent_id = sub.id) \
              UPDATE capability_tokens SET revoked_at = $3, changed_at = $3 \
-             WHERE id IN (SELECT id FROM sub) AND revoked_at IS NULL"
-        )
-        .bind(id.to_string())
-        .bind(org.to_string())
-        .bind(now)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+             WHERE id IN (SELECT id FROM sub) AND revoked_at IS NULL";
+            id.to_string(), org.to_string(), now
+        )?;
         Ok(Some(n))
     }
 
     /// The verifier's view of one token (joined with its org's and project's state).
     pub async fn capability_status(&self, id: TokenId) -> Result<Option<CapabilityStatus>, Error> {
-        let raw: Option<RawStatus> = on_pool!(self, |p| {
-            sqlx::query_as(
+        let raw: Option<RawStatus> = fetch!(self, query_as, fetch_optional,
             "SELECT t.org_id, t.project_id, t.parent_id, t.expires_at, t.revoked_at, \
              o.disabled_at AS org_disabled, pr.disabled_at AS project_disabled, pr.allowed_models AS project_models FROM capability_tokens t \
-             JOIN organizations o ON o.id = t.org_id JOIN projects pr ON pr.id = t.project_id WHERE t.id = $1"
-        )
-        .bind(id.to_string())
-        .fetch_optional(p)
-        .await
-        })?;
+             JOIN organizations o ON o.id = t.org_id JOIN projects pr ON pr.id = t.project_id WHERE t.id = $1";
+            id.to_string()
+        )?;
         raw.map(|r| {
             Ok(CapabilityStatus {
                 org: OrgId::parse(&r.org_id).ok_or(Error::Corrupt("capability_tokens.org_id"))?,
@@ -214,11 +191,10 @@ impl Store {
 
     /// Ids of tokens whose standing changed at or after `since_ms` (the revocation feed).
     pub async fn capabilities_changed_since(&self, since_ms: i64) -> Result<Vec<TokenId>, Error> {
-        let ids: Vec<String> =
-            on_pool!(self, |p| sqlx::query_scalar("SELECT id FROM capability_tokens WHERE changed_at >= $1")
-                .bind(since_ms)
-                .fetch_all(p)
-                .await)?;
+        let ids: Vec<String> = fetch!(self, query_scalar, fetch_all,
+            "SELECT id FROM capability_tokens WHERE changed_at >= $1";
+            since_ms
+        )?;
         ids.iter().map(|i| TokenId::parse(i).ok_or(Error::Corrupt("capability_tokens.id"))).collect()
     }
 }

@@ -52,35 +52,28 @@ impl Store {
         org: OrgId,
         project: Option<ProjectId>,
     ) -> Result<Option<GuardrailPolicyRow>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_as(
+        Ok(fetch!(self, query_as, fetch_optional,
             "SELECT org_id, project_id, spec, updated_at, updated_by FROM guardrail_policies \
-             WHERE org_id = $1 AND project_id = $2"
-        )
-        .bind(org.to_string())
-        .bind(project_key(project))
-        .fetch_optional(p)
-        .await)?)
+             WHERE org_id = $1 AND project_id = $2";
+            org.to_string(), project_key(project)
+        )?)
     }
 
     pub async fn delete_guardrail_policy(&self, org: OrgId, project: Option<ProjectId>) -> Result<bool, Error> {
-        let n =
-            on_pool!(self, |p| sqlx::query("DELETE FROM guardrail_policies WHERE org_id = $1 AND project_id = $2")
-                .bind(org.to_string())
-                .bind(project_key(project))
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()))?;
+        let n = execute!(self,
+            "DELETE FROM guardrail_policies WHERE org_id = $1 AND project_id = $2";
+            org.to_string(), project_key(project)
+        )?;
         Ok(n > 0)
     }
 
     /// Every stored policy, for the in-memory table.
     pub async fn all_guardrail_policies(&self) -> Result<Vec<GuardrailPolicyRow>, Error> {
-        Ok(on_pool!(self, |p| {
-            sqlx::query_as(
+        Ok(fetch!(
+            self,
+            query_as,
+            fetch_all,
             "SELECT org_id, project_id, spec, updated_at, updated_by FROM guardrail_policies ORDER BY org_id, project_id"
-        )
-        .fetch_all(p)
-        .await
-        })?)
+        )?)
     }
 }

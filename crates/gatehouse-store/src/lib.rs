@@ -21,6 +21,29 @@ macro_rules! on_pool {
     };
 }
 
+/// One statement with its binds on whichever pool is configured (`tx` first: inside an audit
+/// transaction): `execute!(store, SQL; binds)` gives the rows affected; `fetch!(store, query_as
+/// | query_scalar, fetch_one | fetch_optional | fetch_all, SQL; binds)` the rows or values. The
+/// statement and its binds read on one line, as the SQL does, instead of a builder chain
+/// repeated per query.
+macro_rules! execute {
+    (tx $tx:expr, $sql:expr $(; $($bind:expr),* $(,)?)?) => {
+        on_tx!($tx, |c| sqlx::query($sql)$($(.bind($bind))*)?.execute(c).await.map(|r| r.rows_affected()))
+    };
+    ($store:expr, $sql:expr $(; $($bind:expr),* $(,)?)?) => {
+        on_pool!($store, |p| sqlx::query($sql)$($(.bind($bind))*)?.execute(p).await.map(|r| r.rows_affected()))
+    };
+}
+
+macro_rules! fetch {
+    (tx $tx:expr, $kind:ident, $how:ident, $sql:expr $(; $($bind:expr),* $(,)?)?) => {
+        on_tx!($tx, |c| sqlx::$kind($sql)$($(.bind($bind))*)?.$how(c).await)
+    };
+    ($store:expr, $kind:ident, $how:ident, $sql:expr $(; $($bind:expr),* $(,)?)?) => {
+        on_pool!($store, |p| sqlx::$kind($sql)$($(.bind($bind))*)?.$how(p).await)
+    };
+}
+
 /// Like `on_pool!`, inside an audit transaction.
 macro_rules! on_tx {
     ($tx:expr, |$c:ident| $body:expr) => {

@@ -59,39 +59,31 @@ impl Store {
     /// Scoped by org: another org's policy is not found.
     pub async fn limit_policy(&self, org: OrgId, scope: LimitScope) -> Result<Option<LimitPolicyRow>, Error> {
         let (project, key) = scope.columns();
-        Ok(on_pool!(self, |p| sqlx::query_as(
+        Ok(fetch!(self, query_as, fetch_optional,
             "SELECT org_id, project_id, key_id, spec, updated_at, updated_by FROM limit_policies \
-             WHERE org_id = $1 AND project_id = $2 AND key_id = $3"
-        )
-        .bind(org.to_string())
-        .bind(&project)
-        .bind(&key)
-        .fetch_optional(p)
-        .await)?)
+             WHERE org_id = $1 AND project_id = $2 AND key_id = $3";
+            org.to_string(), &project, &key
+        )?)
     }
 
     pub async fn delete_limit_policy(&self, org: OrgId, scope: LimitScope) -> Result<bool, Error> {
         let (project, key) = scope.columns();
-        let n = on_pool!(self, |p| sqlx::query(
-            "DELETE FROM limit_policies WHERE org_id = $1 AND project_id = $2 AND key_id = $3"
-        )
-        .bind(org.to_string())
-        .bind(&project)
-        .bind(&key)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        let n = execute!(self,
+            "DELETE FROM limit_policies WHERE org_id = $1 AND project_id = $2 AND key_id = $3";
+            org.to_string(), &project, &key
+        )?;
         Ok(n > 0)
     }
 
     /// Every stored policy, for the in-memory table.
     pub async fn all_limit_policies(&self) -> Result<Vec<LimitPolicyRow>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_as(
+        Ok(fetch!(
+            self,
+            query_as,
+            fetch_all,
             "SELECT org_id, project_id, key_id, spec, updated_at, updated_by FROM limit_policies \
              ORDER BY org_id, project_id, key_id"
-        )
-        .fetch_all(p)
-        .await)?)
+        )?)
     }
 }
 
@@ -133,9 +125,7 @@ impl Store {
             .await
             .map(|_| ()))?;
         let rows: Vec<(String, i64, Option<i64>)> =
-            on_pool!(self, |p| sqlx::query_as("SELECT budget, spent, expires_at FROM budget_spend ORDER BY budget")
-                .fetch_all(p)
-                .await)?;
+            fetch!(self, query_as, fetch_all, "SELECT budget, spent, expires_at FROM budget_spend ORDER BY budget")?;
         Ok(rows.into_iter().map(|(budget, spent, expires_at)| BudgetSpend { budget, spent, expires_at }).collect())
     }
 }

@@ -85,91 +85,73 @@ impl Store {
     pub async fn ensure_default_tenant(&self) -> Result<Tenant, Error> {
         let now = now_ms();
         let org_id = OrgId::generate().to_string();
-        on_pool!(self, |p| {
-            sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, 'default', $2) ON CONFLICT (name) DO NOTHING")
-            .bind(&org_id).bind(now).execute(p).await.map(|r| r.rows_affected())
-        })?;
+        execute!(self,
+            "INSERT INTO organizations (id, name, created_at) VALUES ($1, 'default', $2) ON CONFLICT (name) DO NOTHING";
+            &org_id, now
+        )?;
         let org = self.org_by_name("default").await?.ok_or(Error::Corrupt("organizations.default"))?;
         let project_id = ProjectId::generate().to_string();
-        on_pool!(self, |p| {
-            sqlx::query("INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, 'default', $3) ON CONFLICT (org_id, name) DO NOTHING")
-            .bind(&project_id).bind(org.to_string()).bind(now).execute(p).await.map(|r| r.rows_affected())
-        })?;
+        execute!(self,
+            "INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, 'default', $3) ON CONFLICT (org_id, name) DO NOTHING";
+            &project_id, org.to_string(), now
+        )?;
         let project = self.project_by_name(org, "default").await?.ok_or(Error::Corrupt("projects.default"))?;
         Ok(Tenant { org, project })
     }
 
     pub async fn create_org(&self, name: &str) -> Result<OrgId, Error> {
         let id = OrgId::generate();
-        on_pool!(self, |p| sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(id.to_string())
-            .bind(name)
-            .bind(now_ms())
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+        execute!(self,
+            "INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)";
+            id.to_string(), name, now_ms()
+        )?;
         Ok(id)
     }
 
     pub async fn create_project(&self, org: OrgId, name: &str) -> Result<ProjectId, Error> {
         let id = ProjectId::generate();
-        on_pool!(self, |p| sqlx::query("INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(id.to_string())
-            .bind(org.to_string())
-            .bind(name)
-            .bind(now_ms())
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+        execute!(self,
+            "INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)";
+            id.to_string(), org.to_string(), name, now_ms()
+        )?;
         Ok(id)
     }
 
     pub async fn org_by_name(&self, name: &str) -> Result<Option<OrgId>, Error> {
         let id: Option<String> =
-            on_pool!(self, |p| sqlx::query_scalar("SELECT id FROM organizations WHERE name = $1")
-                .bind(name)
-                .fetch_optional(p)
-                .await)?;
+            fetch!(self, query_scalar, fetch_optional, "SELECT id FROM organizations WHERE name = $1"; name)?;
         id.map(|s| OrgId::parse(&s).ok_or(Error::Corrupt("organizations.id"))).transpose()
     }
 
     /// Scoped by org: a project name in another org is not found.
     pub async fn project_by_name(&self, org: OrgId, name: &str) -> Result<Option<ProjectId>, Error> {
-        let id: Option<String> =
-            on_pool!(self, |p| sqlx::query_scalar("SELECT id FROM projects WHERE org_id = $1 AND name = $2")
-                .bind(org.to_string())
-                .bind(name)
-                .fetch_optional(p)
-                .await)?;
+        let id: Option<String> = fetch!(self, query_scalar, fetch_optional,
+            "SELECT id FROM projects WHERE org_id = $1 AND name = $2";
+            org.to_string(), name
+        )?;
         id.map(|s| ProjectId::parse(&s).ok_or(Error::Corrupt("projects.id"))).transpose()
     }
 
     pub async fn insert_key(&self, k: &NewKey) -> Result<(), Error> {
         let models = k.allowed_models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
-        on_pool!(self, |p| {
-            sqlx::query(
+        execute!(self,
             "INSERT INTO api_keys (id, org_id, project_id, name, digest, hint, allowed_models, created_at, expires_at, updated_at, user_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $10)")
-            .bind(k.id.to_string()).bind(k.org.to_string()).bind(k.project.to_string()).bind(&k.name)
-            .bind(&k.digest[..]).bind(&k.hint).bind(&models).bind(k.created_at).bind(k.expires_at).bind(k.user.map(|u| u.to_string()))
-            .execute(p).await.map(|r| r.rows_affected())
-        })?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $10)";
+            k.id.to_string(), k.org.to_string(), k.project.to_string(), &k.name, &k.digest[..], &k.hint, &models,
+            k.created_at, k.expires_at, k.user.map(|u| u.to_string())
+        )?;
         Ok(())
     }
 
     /// The one unscoped key lookup: by digest, for authentication (the digest is the proof).
     pub async fn key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<KeyRow>, Error> {
-        let row: Option<RawKeyRow> =
-            on_pool!(self, |p| sqlx::query_as(KEY_BY_DIGEST).bind(&digest[..]).fetch_optional(p).await)?;
+        let row: Option<RawKeyRow> = fetch!(self, query_as, fetch_optional, KEY_BY_DIGEST; &digest[..])?;
         row.map(KeyRow::try_from).transpose()
     }
 
     pub async fn key(&self, org: OrgId, id: KeyId) -> Result<Option<KeyRow>, Error> {
-        let row: Option<RawKeyRow> = on_pool!(self, |p| sqlx::query_as(KEY_BY_ID)
-            .bind(org.to_string())
-            .bind(id.to_string())
-            .fetch_optional(p)
-            .await)?;
+        let row: Option<RawKeyRow> =
+            fetch!(self, query_as, fetch_optional, KEY_BY_ID; org.to_string(), id.to_string())?;
         row.map(KeyRow::try_from).transpose()
     }
 
@@ -183,42 +165,31 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<KeyRow>, Error> {
         let project = project.map(|p| p.to_string());
-        let rows: Vec<RawKeyRow> = on_pool!(self, |p| sqlx::query_as(KEYS_OF_ORG)
-            .bind(org.to_string())
-            .bind(&project)
-            .bind(before.map(|b| b.to_string()))
-            .bind(i64::from(limit))
-            .fetch_all(p)
-            .await)?;
+        let rows: Vec<RawKeyRow> = fetch!(self, query_as, fetch_all,
+            KEYS_OF_ORG;
+            org.to_string(), &project, before.map(|b| b.to_string()), i64::from(limit)
+        )?;
         rows.into_iter().map(KeyRow::try_from).collect()
     }
 
     /// Shortens an unrevoked key's life to end at `at` (never lengthens it) and returns its
     /// digest; `None` when no such unrevoked key exists in this org. Used by rotation's grace.
     pub async fn expire_key_at(&self, org: OrgId, id: KeyId, at: i64) -> Result<Option<[u8; 32]>, Error> {
-        let digest: Option<Vec<u8>> = on_pool!(self, |p| {
-            sqlx::query_scalar(
-                "UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > $1 THEN $1 ELSE expires_at END, \
-                 updated_at = $2 WHERE org_id = $3 AND id = $4 AND revoked_at IS NULL RETURNING digest",
-            )
-            .bind(at)
-            .bind(now_ms())
-            .bind(org.to_string())
-            .bind(id.to_string())
-            .fetch_optional(p)
-            .await
-        })?;
+        let digest: Option<Vec<u8>> = fetch!(self, query_scalar, fetch_optional,
+            "UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > $1 THEN $1 ELSE expires_at END, \
+                 updated_at = $2 WHERE org_id = $3 AND id = $4 AND revoked_at IS NULL RETURNING digest";
+            at, now_ms(), org.to_string(), id.to_string()
+        )?;
         digest.map(|d| <[u8; 32]>::try_from(d.as_slice()).map_err(|_| Error::Corrupt("api_keys.digest"))).transpose()
     }
 
     /// Marks a key revoked and returns its digest (so caches can evict it at once); `None`
     /// when no such unrevoked key exists in this org.
     pub async fn revoke_key(&self, org: OrgId, id: KeyId) -> Result<Option<[u8; 32]>, Error> {
-        let digest: Option<Vec<u8>> = on_pool!(self, |p| {
-            sqlx::query_scalar(
-            "UPDATE api_keys SET revoked_at = $1, updated_at = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL RETURNING digest")
-            .bind(now_ms()).bind(org.to_string()).bind(id.to_string()).fetch_optional(p).await
-        })?;
+        let digest: Option<Vec<u8>> = fetch!(self, query_scalar, fetch_optional,
+            "UPDATE api_keys SET revoked_at = $1, updated_at = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL RETURNING digest";
+            now_ms(), org.to_string(), id.to_string()
+        )?;
         digest.map(|d| <[u8; 32]>::try_from(d.as_slice()).map_err(|_| Error::Corrupt("api_keys.digest"))).transpose()
     }
 
@@ -226,11 +197,10 @@ impl Store {
     /// project disabled or enabled), so every replica can evict them from its cache without a
     /// per-request round trip.
     pub async fn keys_changed_since(&self, since_ms: i64) -> Result<Vec<[u8; 32]>, Error> {
-        let rows: Vec<Vec<u8>> =
-            on_pool!(self, |p| sqlx::query_scalar("SELECT digest FROM api_keys WHERE updated_at >= $1")
-                .bind(since_ms)
-                .fetch_all(p)
-                .await)?;
+        let rows: Vec<Vec<u8>> = fetch!(self, query_scalar, fetch_all,
+            "SELECT digest FROM api_keys WHERE updated_at >= $1";
+            since_ms
+        )?;
         rows.into_iter()
             .map(|d| <[u8; 32]>::try_from(d.as_slice()).map_err(|_| Error::Corrupt("api_keys.digest")))
             .collect()
@@ -277,9 +247,7 @@ impl Store {
     }
 
     pub async fn admin_token_count(&self) -> Result<i64, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM admin_tokens WHERE revoked_at IS NULL")
-            .fetch_one(p)
-            .await)?)
+        Ok(fetch!(self, query_scalar, fetch_one, "SELECT COUNT(*) FROM admin_tokens WHERE revoked_at IS NULL")?)
     }
 
     /// Stores an admin token's digest with the role it acts with and the org it acts in
@@ -293,31 +261,18 @@ impl Store {
         org: Option<OrgId>,
         user: Option<gatehouse_core::UserId>,
     ) -> Result<(), Error> {
-        on_pool!(self, |p| {
-            sqlx::query(
-            "INSERT INTO admin_tokens (id, name, digest, created_at, role, org_id, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        )
-        .bind(id)
-        .bind(name)
-        .bind(&digest[..])
-        .bind(now_ms())
-        .bind(role)
-        .bind(org.map(|o| o.to_string()))
-        .bind(user.map(|u| u.to_string()))
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
+        execute!(self,
+            "INSERT INTO admin_tokens (id, name, digest, created_at, role, org_id, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+            id, name, &digest[..], now_ms(), role, org.map(|o| o.to_string()), user.map(|u| u.to_string())
+        )?;
         Ok(())
     }
 
     pub async fn admin_token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AdminTokenRow>, Error> {
-        let row: Option<RawAdminTokenRow> = on_pool!(self, |p| sqlx::query_as(
-            "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens WHERE digest = $1"
-        )
-        .bind(&digest[..])
-        .fetch_optional(p)
-        .await)?;
+        let row: Option<RawAdminTokenRow> = fetch!(self, query_as, fetch_optional,
+            "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens WHERE digest = $1";
+            &digest[..]
+        )?;
         row.map(AdminTokenRow::try_from).transpose()
     }
 }

@@ -8,49 +8,32 @@ use crate::{Error, OrgRow, ProjectRow, ProjectSettings, Store, now_ms};
 
 impl Store {
     pub async fn org(&self, id: OrgId) -> Result<Option<OrgRow>, Error> {
-        let row: Option<RawOrgRow> = on_pool!(self, |p| sqlx::query_as(
-            "SELECT id, name, created_at, disabled_at FROM organizations WHERE id = $1"
-        )
-        .bind(id.to_string())
-        .fetch_optional(p)
-        .await)?;
+        let row: Option<RawOrgRow> = fetch!(self, query_as, fetch_optional,
+            "SELECT id, name, created_at, disabled_at FROM organizations WHERE id = $1";
+            id.to_string()
+        )?;
         row.map(OrgRow::try_from).transpose()
     }
 
     /// Organizations by id (time-ordered), after `after` when given, at most `limit`.
     pub async fn list_orgs(&self, after: Option<OrgId>, limit: u32) -> Result<Vec<OrgRow>, Error> {
-        let rows: Vec<RawOrgRow> = on_pool!(self, |p| {
-            sqlx::query_as(
-            "SELECT id, name, created_at, disabled_at FROM organizations WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
-        )
-        .bind(after.map(|a| a.to_string()))
-        .bind(i64::from(limit))
-        .fetch_all(p)
-        .await
-        })?;
+        let rows: Vec<RawOrgRow> = fetch!(self, query_as, fetch_all,
+            "SELECT id, name, created_at, disabled_at FROM organizations WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2";
+            after.map(|a| a.to_string()), i64::from(limit)
+        )?;
         rows.into_iter().map(OrgRow::try_from).collect()
     }
 
     pub async fn rename_org(&self, id: OrgId, name: &str) -> Result<bool, Error> {
-        let n = on_pool!(self, |p| sqlx::query("UPDATE organizations SET name = $1 WHERE id = $2")
-            .bind(name)
-            .bind(id.to_string())
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "UPDATE organizations SET name = $1 WHERE id = $2"; name, id.to_string())?;
         Ok(n > 0)
     }
 
     pub async fn project(&self, org: OrgId, id: ProjectId) -> Result<Option<ProjectRow>, Error> {
-        let row: Option<RawProjectRow> = on_pool!(self, |p| {
-            sqlx::query_as(
-            "SELECT id, org_id, name, allowed_models, created_at, disabled_at, default_limits FROM projects WHERE org_id = $1 AND id = $2"
-        )
-        .bind(org.to_string())
-        .bind(id.to_string())
-        .fetch_optional(p)
-        .await
-        })?;
+        let row: Option<RawProjectRow> = fetch!(self, query_as, fetch_optional,
+            "SELECT id, org_id, name, allowed_models, created_at, disabled_at, default_limits FROM projects WHERE org_id = $1 AND id = $2";
+            org.to_string(), id.to_string()
+        )?;
         row.map(ProjectRow::try_from).transpose()
     }
 
@@ -60,17 +43,11 @@ impl Store {
         after: Option<ProjectId>,
         limit: u32,
     ) -> Result<Vec<ProjectRow>, Error> {
-        let rows: Vec<RawProjectRow> = on_pool!(self, |p| {
-            sqlx::query_as(
-                "SELECT id, org_id, name, allowed_models, created_at, disabled_at, default_limits FROM projects \
-             WHERE org_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
-            )
-            .bind(org.to_string())
-            .bind(after.map(|a| a.to_string()))
-            .bind(i64::from(limit))
-            .fetch_all(p)
-            .await
-        })?;
+        let rows: Vec<RawProjectRow> = fetch!(self, query_as, fetch_all,
+            "SELECT id, org_id, name, allowed_models, created_at, disabled_at, default_limits FROM projects \
+             WHERE org_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3";
+            org.to_string(), after.map(|a| a.to_string()), i64::from(limit)
+        )?;
         rows.into_iter().map(ProjectRow::try_from).collect()
     }
 

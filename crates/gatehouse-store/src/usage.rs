@@ -99,7 +99,7 @@ impl Store {
 
     /// Usage of one org, summed per day, project, credential and model, newest day first.
     pub async fn usage(&self, org: OrgId, f: &UsageFilter) -> Result<Vec<UsageTotal>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_as(
+        Ok(fetch!(self, query_as, fetch_all,
             "SELECT day, project_id, credential, model, COUNT(*) AS requests, \
              CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
              CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
@@ -109,25 +109,15 @@ impl Store {
              AND ($2 IS NULL OR project_id = $2) AND ($3 IS NULL OR credential = $3) \
              AND ($4 IS NULL OR model = $4) AND ($5 IS NULL OR day >= $5) AND ($6 IS NULL OR day <= $6) \
              GROUP BY day, project_id, credential, model \
-             ORDER BY day DESC, project_id, credential, model LIMIT 10000"
-        )
-        .bind(org.to_string())
-        .bind(f.project_id.as_deref())
-        .bind(f.credential.as_deref())
-        .bind(f.model.as_deref())
-        .bind(f.from_day.as_deref())
-        .bind(f.to_day.as_deref())
-        .fetch_all(p)
-        .await)?)
+             ORDER BY day DESC, project_id, credential, model LIMIT 10000";
+            org.to_string(), f.project_id.as_deref(), f.credential.as_deref(), f.model.as_deref(),
+            f.from_day.as_deref(), f.to_day.as_deref()
+        )?)
     }
 
     /// Deletes ledger rows older than `before_ms`; returns how many.
     pub async fn prune_usage(&self, before_ms: i64) -> Result<u64, Error> {
-        Ok(on_pool!(self, |p| sqlx::query("DELETE FROM usage_ledger WHERE at < $1")
-            .bind(before_ms)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?)
+        Ok(execute!(self, "DELETE FROM usage_ledger WHERE at < $1"; before_ms)?)
     }
 }
 

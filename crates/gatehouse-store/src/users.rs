@@ -47,65 +47,40 @@ impl Store {
     /// The user with this email, created if missing (emails are unique across the gateway).
     pub async fn ensure_user(&self, email: &str, name: &str, kind: &str) -> Result<UserId, Error> {
         let id = UserId::generate().to_string();
-        on_pool!(self, |p| {
-            sqlx::query(
-            "INSERT INTO users (id, email, name, kind, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email) DO NOTHING"
-        )
-        .bind(&id)
-        .bind(email)
-        .bind(name)
-        .bind(kind)
-        .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
-        let id: String = on_pool!(self, |p| sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-            .bind(email)
-            .fetch_one(p)
-            .await)?;
+        execute!(self,
+            "INSERT INTO users (id, email, name, kind, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email) DO NOTHING";
+            &id, email, name, kind, now_ms()
+        )?;
+        let id: String = fetch!(self, query_scalar, fetch_one, "SELECT id FROM users WHERE email = $1"; email)?;
         UserId::parse(&id).ok_or(Error::Corrupt("users.id"))
     }
 
     /// Grants (or changes) a user's role in an org.
     pub async fn set_membership(&self, org: OrgId, user: UserId, role: &str) -> Result<(), Error> {
-        on_pool!(self, |p| sqlx::query(
+        execute!(self,
             "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role"
-        )
-        .bind(org.to_string())
-        .bind(user.to_string())
-        .bind(role)
-        .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role";
+            org.to_string(), user.to_string(), role, now_ms()
+        )?;
         Ok(())
     }
 
     pub async fn member(&self, org: OrgId, user: UserId) -> Result<Option<MemberRow>, Error> {
-        let row: Option<RawMemberRow> = on_pool!(self, |p| sqlx::query_as(
+        let row: Option<RawMemberRow> = fetch!(self, query_as, fetch_optional,
             "SELECT u.id, u.email, u.name, u.kind, m.role, m.created_at FROM memberships m \
-             JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.user_id = $2"
-        )
-        .bind(org.to_string())
-        .bind(user.to_string())
-        .fetch_optional(p)
-        .await)?;
+             JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.user_id = $2";
+            org.to_string(), user.to_string()
+        )?;
         row.map(MemberRow::try_from).transpose()
     }
 
     /// Members by user id, after `after` when given, at most `limit`.
     pub async fn list_members(&self, org: OrgId, after: Option<UserId>, limit: u32) -> Result<Vec<MemberRow>, Error> {
-        let rows: Vec<RawMemberRow> = on_pool!(self, |p| sqlx::query_as(
+        let rows: Vec<RawMemberRow> = fetch!(self, query_as, fetch_all,
             "SELECT u.id, u.email, u.name, u.kind, m.role, m.created_at FROM memberships m \
-             JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND ($2 IS NULL OR u.id > $2) ORDER BY u.id LIMIT $3"
-        )
-        .bind(org.to_string())
-        .bind(after.map(|a| a.to_string()))
-        .bind(i64::from(limit))
-        .fetch_all(p)
-        .await)?;
+             JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND ($2 IS NULL OR u.id > $2) ORDER BY u.id LIMIT $3";
+            org.to_string(), after.map(|a| a.to_string()), i64::from(limit)
+        )?;
         rows.into_iter().map(MemberRow::try_from).collect()
     }
 
@@ -145,19 +120,13 @@ impl Store {
         project: gatehouse_core::ProjectId,
         user: UserId,
     ) -> Result<bool, Error> {
-        let n = on_pool!(self, |p| sqlx::query(
+        let n = execute!(self,
             "INSERT INTO project_members (project_id, user_id, org_id, created_at) \
              SELECT p.id, m.user_id, p.org_id, $4 FROM projects p JOIN memberships m ON m.org_id = p.org_id \
              WHERE p.org_id = $1 AND p.id = $2 AND m.user_id = $3 \
-             ON CONFLICT (project_id, user_id) DO NOTHING"
-        )
-        .bind(org.to_string())
-        .bind(project.to_string())
-        .bind(user.to_string())
-        .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+             ON CONFLICT (project_id, user_id) DO NOTHING";
+            org.to_string(), project.to_string(), user.to_string(), now_ms()
+        )?;
         Ok(n > 0 || self.is_project_member(org, project, user).await?)
     }
 
@@ -167,14 +136,10 @@ impl Store {
         project: gatehouse_core::ProjectId,
         user: UserId,
     ) -> Result<bool, Error> {
-        let n: i64 = on_pool!(self, |p| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM project_members WHERE org_id = $1 AND project_id = $2 AND user_id = $3"
-        )
-        .bind(org.to_string())
-        .bind(project.to_string())
-        .bind(user.to_string())
-        .fetch_one(p)
-        .await)?;
+        let n: i64 = fetch!(self, query_scalar, fetch_one,
+            "SELECT COUNT(*) FROM project_members WHERE org_id = $1 AND project_id = $2 AND user_id = $3";
+            org.to_string(), project.to_string(), user.to_string()
+        )?;
         Ok(n > 0)
     }
 }
@@ -182,37 +147,28 @@ impl Store {
 impl Store {
     /// Admin tokens (never their digests), newest first; `org = None` lists every token.
     pub async fn list_admin_tokens(&self, org: Option<OrgId>, limit: u32) -> Result<Vec<crate::AdminTokenRow>, Error> {
-        let rows: Vec<crate::records::RawAdminTokenRow> = on_pool!(self, |p| sqlx::query_as(
+        let rows: Vec<crate::records::RawAdminTokenRow> = fetch!(self, query_as, fetch_all,
             "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens \
-             WHERE ($1 IS NULL OR org_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
-        )
-        .bind(org.map(|o| o.to_string()))
-        .bind(i64::from(limit))
-        .fetch_all(p)
-        .await)?;
+             WHERE ($1 IS NULL OR org_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2";
+            org.map(|o| o.to_string()), i64::from(limit)
+        )?;
         rows.into_iter().map(crate::AdminTokenRow::try_from).collect()
     }
 
     pub async fn admin_token(&self, id: &str) -> Result<Option<crate::AdminTokenRow>, Error> {
-        let row: Option<crate::records::RawAdminTokenRow> = on_pool!(self, |p| sqlx::query_as(
-            "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens WHERE id = $1"
-        )
-        .bind(id)
-        .fetch_optional(p)
-        .await)?;
+        let row: Option<crate::records::RawAdminTokenRow> = fetch!(self, query_as, fetch_optional,
+            "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens WHERE id = $1";
+            id
+        )?;
         row.map(crate::AdminTokenRow::try_from).transpose()
     }
 
     /// Revokes an admin token; false if it does not exist or was already revoked.
     pub async fn revoke_admin_token(&self, id: &str) -> Result<bool, Error> {
-        let n = on_pool!(self, |p| sqlx::query(
-            "UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL"
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        let n = execute!(self,
+            "UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+            now_ms(), id
+        )?;
         Ok(n > 0)
     }
 }
@@ -220,17 +176,10 @@ impl Store {
 impl Store {
     /// Renames a user, if they are a member of `org` (an org admin edits only its own people).
     pub async fn rename_member(&self, org: OrgId, user: UserId, name: &str) -> Result<bool, Error> {
-        let n = on_pool!(self, |p| {
-            sqlx::query(
-            "UPDATE users SET name = $1 WHERE id = $2 AND EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = $3 AND m.user_id = $2)"
-        )
-        .bind(name)
-        .bind(user.to_string())
-        .bind(org.to_string())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
+        let n = execute!(self,
+            "UPDATE users SET name = $1 WHERE id = $2 AND EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = $3 AND m.user_id = $2)";
+            name, user.to_string(), org.to_string()
+        )?;
         Ok(n > 0)
     }
 }

@@ -105,23 +105,22 @@ impl Store {
 
     /// An org's webhooks (`None`: the platform's own, for platform-chain events).
     pub async fn list_webhooks(&self, org: Option<OrgId>) -> Result<Vec<WebhookRow>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_as(
+        Ok(fetch!(self, query_as, fetch_all,
             "SELECT id, org_id, name, kind, url, secret, events, outcomes, created_at FROM webhooks \
-             WHERE deleted_at IS NULL AND (org_id = $1 OR ($1 IS NULL AND org_id IS NULL)) ORDER BY created_at"
-        )
-        .bind(org.map(|o| o.to_string()))
-        .fetch_all(p)
-        .await)?)
+             WHERE deleted_at IS NULL AND (org_id = $1 OR ($1 IS NULL AND org_id IS NULL)) ORDER BY created_at";
+            org.map(|o| o.to_string())
+        )?)
     }
 
     /// Every live webhook, for the in-memory matcher.
     pub async fn all_webhooks(&self) -> Result<Vec<WebhookRow>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_as(
+        Ok(fetch!(
+            self,
+            query_as,
+            fetch_all,
             "SELECT id, org_id, name, kind, url, secret, events, outcomes, created_at FROM webhooks \
              WHERE deleted_at IS NULL ORDER BY created_at"
-        )
-        .fetch_all(p)
-        .await)?)
+        )?)
     }
 
     /// Scoped: another org's webhook is not found.
@@ -130,16 +129,11 @@ impl Store {
     }
 
     pub async fn delete_webhook(&self, org: Option<OrgId>, id: &str) -> Result<bool, Error> {
-        let n = on_pool!(self, |p| sqlx::query(
+        let n = execute!(self,
             "UPDATE webhooks SET deleted_at = $3 WHERE id = $1 AND deleted_at IS NULL \
-             AND (org_id = $2 OR ($2 IS NULL AND org_id IS NULL))"
-        )
-        .bind(id)
-        .bind(org.map(|o| o.to_string()))
-        .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+             AND (org_id = $2 OR ($2 IS NULL AND org_id IS NULL))";
+            id, org.map(|o| o.to_string()), now_ms()
+        )?;
         Ok(n > 0)
     }
 
@@ -147,34 +141,24 @@ impl Store {
     /// (lease not expired) is skipped.
     pub async fn claim_deliveries(&self, limit: u32, lease_ms: i64) -> Result<Vec<DeliveryRow>, Error> {
         let now = now_ms();
-        let due: Vec<String> = on_pool!(self, |p| sqlx::query_scalar(
+        let due: Vec<String> = fetch!(self, query_scalar, fetch_all,
             "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_at <= $1 \
-             AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_at LIMIT $2"
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(p)
-        .await)?;
+             AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_at LIMIT $2";
+            now, i64::from(limit)
+        )?;
         let mut out = Vec::new();
         for id in due {
-            let claimed = on_pool!(self, |p| sqlx::query(
+            let claimed = execute!(self,
                 "UPDATE webhook_deliveries SET claimed_until = $2 WHERE id = $1 AND status = 'pending' \
-                 AND (claimed_until IS NULL OR claimed_until < $3)"
-            )
-            .bind(&id)
-            .bind(now + lease_ms)
-            .bind(now)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+                 AND (claimed_until IS NULL OR claimed_until < $3)";
+                &id, now + lease_ms, now
+            )?;
             if claimed == 1 {
-                let row: Option<DeliveryRow> = on_pool!(self, |p| sqlx::query_as(
+                let row: Option<DeliveryRow> = fetch!(self, query_as, fetch_optional,
                     "SELECT id, webhook_id, org_id, event_id, action, payload, status, attempts, next_at, \
-                     last_status, last_error, created_at, updated_at FROM webhook_deliveries WHERE id = $1"
-                )
-                .bind(&id)
-                .fetch_optional(p)
-                .await)?;
+                     last_status, last_error, created_at, updated_at FROM webhook_deliveries WHERE id = $1";
+                    &id
+                )?;
                 out.extend(row);
             }
         }
@@ -206,15 +190,11 @@ impl Store {
         webhook_id: &str,
         limit: u32,
     ) -> Result<Vec<DeliveryRow>, Error> {
-        Ok(on_pool!(self, |p| sqlx::query_as(
+        Ok(fetch!(self, query_as, fetch_all,
             "SELECT id, webhook_id, org_id, event_id, action, payload, status, attempts, next_at, \
              last_status, last_error, created_at, updated_at FROM webhook_deliveries WHERE webhook_id = $1 \
-             AND (org_id = $2 OR ($2 IS NULL AND org_id IS NULL)) ORDER BY created_at DESC LIMIT $3"
-        )
-        .bind(webhook_id)
-        .bind(org.map(|o| o.to_string()))
-        .bind(i64::from(limit))
-        .fetch_all(p)
-        .await)?)
+             AND (org_id = $2 OR ($2 IS NULL AND org_id IS NULL)) ORDER BY created_at DESC LIMIT $3";
+            webhook_id, org.map(|o| o.to_string()), i64::from(limit)
+        )?)
     }
 }
