@@ -16,13 +16,20 @@ pub enum Error {
     TooMany(&'static str),
     #[error("SSE event larger than allowed")]
     EventTooLarge,
+    /// The request says something the model's provider cannot honour (translated between API
+    /// families): refused rather than dropped.
+    #[error("parameter {0} cannot be honoured by the model's provider")]
+    Unsupported(&'static str),
+    /// A provider's answer does not have the shape its API documents.
+    #[error("the provider's answer is malformed at {0}")]
+    Answer(&'static str),
 }
 
 impl Error {
     /// The request field the error is about, for the refusal's `param`.
     pub fn param(&self) -> Option<&'static str> {
         match self {
-            Error::Field(f) | Error::TooMany(f) => Some(f),
+            Error::Field(f) | Error::TooMany(f) | Error::Unsupported(f) => Some(f),
             _ => None,
         }
     }
@@ -32,9 +39,9 @@ impl HasDenyCode for Error {
     fn deny_code(&self) -> DenyCode {
         match self {
             Error::Json => DenyCode::InvalidJson,
-            Error::NotAnObject | Error::Field(_) => DenyCode::InvalidRequest,
+            Error::NotAnObject | Error::Field(_) | Error::Unsupported(_) => DenyCode::InvalidRequest,
             Error::TooDeep | Error::TooMany(_) => DenyCode::RequestTooComplex,
-            Error::EventTooLarge => DenyCode::UpstreamError,
+            Error::EventTooLarge | Error::Answer(_) => DenyCode::UpstreamError,
         }
     }
 }

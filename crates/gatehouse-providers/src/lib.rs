@@ -6,6 +6,7 @@
 //! Pure: no I/O, no clocks beyond what callers pass in. Every parser here is bounded and
 //! must never panic on input.
 
+pub mod chat;
 mod depth;
 mod error;
 pub mod mock;

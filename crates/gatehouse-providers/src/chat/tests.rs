@@ -1,0 +1,454 @@
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+use super::*;
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(o) => o,
+        _ => Map::new(),
+    }
+}
+
+/// An OpenAI conversation with every part the shape models: system, text, an inline image, a
+/// tool call and its answer, tools and a forced choice.
+fn openai_agent_turn() -> Value {
+    json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "what is in this picture, and the weather?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "4 °C, rain"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "weather", "description": "forecast",
+                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "tool_choice": {"type": "function", "function": {"name": "weather"}},
+        "parallel_tool_calls": false,
+        "max_tokens": 300,
+        "temperature": 0.5,
+        "stop": "END",
+        "stream": true,
+        "user": "u-42",
+    })
+}
+
+#[test]
+fn an_openai_agent_turn_reads_as_anthropic_writes_it() {
+    let r = openai::request_from(&obj(openai_agent_turn())).unwrap();
+    let a = Value::Object(anthropic::request_to(&r, "claude-sonnet-4-5").unwrap());
+    assert_eq!(a["model"], "claude-sonnet-4-5");
+    assert_eq!(a["max_tokens"], 300);
+    assert_eq!(a["system"], "be brief");
+    assert_eq!(
+        a["messages"][0]["content"][1]["source"],
+        json!({"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="})
+    );
+    assert_eq!(
+        a["messages"][1]["content"][0],
+        json!({"type": "tool_use", "id": "call_1", "name": "weather", "input": {"city": "Oslo"}})
+    );
+    assert_eq!(
+        a["messages"][2],
+        json!({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "call_1", "content": "4 °C, rain"}]})
+    );
+    assert_eq!(a["tools"][0]["input_schema"]["properties"]["city"]["type"], "string");
+    assert_eq!(a["tool_choice"], json!({"type": "tool", "name": "weather", "disable_parallel_tool_use": true}));
+    assert_eq!((a["stop_sequences"].clone(), a["metadata"].clone()), (json!(["END"]), json!({"user_id": "u-42"})));
+    assert_eq!((a["stream"].clone(), a["temperature"].clone()), (json!(true), json!(0.5)));
+    assert!(a.get("stream_options").is_none() && a.get("user").is_none());
+}
+
+#[test]
+fn an_anthropic_agent_turn_reads_as_openai_writes_it() {
+    let body = json!({
+        "model": "claude-x", "max_tokens": 64,
+        "system": [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": "weather in Oslo?"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Oslo"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                "content": [{"type": "text", "text": "4 °C"}]}, {"type": "text", "text": "and tomorrow?"}]},
+        ],
+        "tools": [{"name": "weather", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "any"},
+        "metadata": {"user_id": "u-7"},
+        "stream": true,
+    });
+    let r = anthropic::request_from(&obj(body)).unwrap();
+    assert!(r.system[0].cache, "the caching mark is read");
+    let o = Value::Object(openai::request_to(&r, "gpt-4o").unwrap());
+    assert_eq!(o["messages"][0], json!({"role": "system", "content": "rules"}));
+    assert_eq!(o["messages"][1], json!({"role": "user", "content": "weather in Oslo?"}));
+    assert_eq!(o["messages"][2]["content"], "Checking.");
+    assert_eq!(
+        o["messages"][2]["tool_calls"][0]["function"],
+        json!({"name": "weather", "arguments": "{\"city\":\"Oslo\"}"})
+    );
+    assert_eq!(o["messages"][3], json!({"role": "tool", "tool_call_id": "toolu_1", "content": "4 °C"}));
+    assert_eq!(o["messages"][4], json!({"role": "user", "content": "and tomorrow?"}));
+    assert_eq!(o["tool_choice"], "required");
+    assert_eq!((o["max_completion_tokens"].clone(), o["user"].clone()), (json!(64), json!("u-7")));
+    assert_eq!(o["stream_options"], json!({"include_usage": true}), "metering needs the counts");
+}
+
+#[test]
+fn what_the_target_cannot_honour_is_refused_by_name() {
+    let with = |extra: Value| {
+        let mut b = obj(openai_agent_turn());
+        b.extend(obj(extra));
+        openai::request_from(&b).and_then(|r| anthropic::request_to(&r, "c"))
+    };
+    assert_eq!(with(json!({"n": 2})).unwrap_err(), Error::Unsupported("n"));
+    assert!(with(json!({"n": 1})).is_ok(), "the default choice count is no extra");
+    assert_eq!(with(json!({"logit_bias": {"50256": -100}})).unwrap_err(), Error::Unsupported("logit_bias"));
+    assert_eq!(
+        with(json!({"response_format": {"type": "json_object"}})).unwrap_err(),
+        Error::Unsupported("response_format")
+    );
+    assert_eq!(with(json!({"x-my-secret-field": 1})).unwrap_err(), Error::Unsupported("unknown_field"), "no echo");
+    assert_eq!(with(json!({"temperature": 1.5})).unwrap_err(), Error::Unsupported("temperature"));
+    // ...while the same family keeps its own fields
+    let r = openai::request_from(&obj(json!({"model": "m", "messages": [], "seed": 7, "n": 3}))).unwrap();
+    let o = openai::request_to(&r, "m").unwrap();
+    assert_eq!((o["seed"].clone(), o["n"].clone()), (json!(7), json!(3)));
+
+    let anth = |extra: Value| {
+        let mut b = obj(json!({"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}));
+        b.extend(obj(extra));
+        anthropic::request_from(&b).and_then(|r| openai::request_to(&r, "m"))
+    };
+    assert_eq!(anth(json!({"top_k": 5})).unwrap_err(), Error::Unsupported("top_k"));
+    assert_eq!(
+        anth(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}})).unwrap_err(),
+        Error::Unsupported("thinking")
+    );
+    let tool_error = json!({"messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": "boom", "is_error": true}]}]});
+    assert_eq!(anth(tool_error).unwrap_err(), Error::Unsupported("is_error"));
+    let image_result = json!({"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+        "content": [{"type": "image", "source": {"type": "url", "url": "https://x.example/a.png"}}]}]}]});
+    assert_eq!(anth(image_result).unwrap_err(), Error::Unsupported("tool_result"));
+    let thinking = json!({"messages": [{"role": "assistant", "content": [{"type": "thinking", "thinking": "..."}]}]});
+    assert_eq!(anth(thinking).unwrap_err(), Error::Unsupported("content"));
+
+    // inexpressible in the shape at all
+    let o = |m: Value| openai::request_from(&obj(json!({"model": "m", "messages": m})));
+    assert_eq!(
+        o(json!([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}])).unwrap_err(),
+        Error::Unsupported("messages")
+    );
+    assert_eq!(o(json!([{"role": "user", "content": "a", "name": "bob"}])).unwrap_err(), Error::Unsupported("name"));
+    let detail = json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/a.png", "detail": "high"}}]}]);
+    assert_eq!(o(detail).unwrap_err(), Error::Unsupported("detail"));
+}
+
+#[test]
+fn malformed_requests_name_the_field() {
+    let o = |b: Value| openai::request_from(&obj(b)).unwrap_err();
+    assert_eq!(o(json!({"messages": []})), Error::Field("model"));
+    assert_eq!(o(json!({"model": "m"})), Error::Field("messages"));
+    assert_eq!(o(json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]})), Error::Field("role"));
+    assert_eq!(o(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]})), Error::Field("tool_call_id"));
+    assert_eq!(o(json!({"model": "m", "messages": [], "stop": 5})), Error::Field("stop"));
+    assert_eq!(o(json!({"model": "m", "messages": [], "temperature": "hot"})), Error::Field("temperature"));
+    let a = |b: Value| anthropic::request_from(&obj(b)).unwrap_err();
+    assert_eq!(a(json!({"model": "c", "messages": []})), Error::Field("max_tokens"), "required, as the API does");
+    assert_eq!(
+        a(json!({"model": "c", "max_tokens": 1, "messages": [{"role": "system", "content": "x"}]})),
+        Error::Field("role")
+    );
+    let misplaced = json!({"model": "c", "max_tokens": 1, "messages": [{"role": "assistant", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": "x"}]}]});
+    assert_eq!(a(misplaced), Error::Unsupported("content"));
+    assert_eq!(
+        a(json!({"model": "c", "max_tokens": 1, "messages": [], "metadata": {"email": "x"}})),
+        Error::Field("metadata")
+    );
+}
+
+#[test]
+fn answers_translate_both_ways_with_every_input_token_counted() {
+    let anthropic_answer = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [{"type": "thinking", "thinking": "hm", "signature": "s"}, {"type": "text", "text": "Let me check."},
+                    {"type": "tool_use", "id": "toolu_9", "name": "weather", "input": {"city": "Oslo"}}],
+        "stop_reason": "tool_use", "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 20, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 5},
+    });
+    let r = anthropic::response_from(&obj(anthropic_answer)).unwrap();
+    assert_eq!(r.usage, TokenUsage { prompt: 115, completion: 20, cache_read: 100, cache_write: 5 });
+    assert_eq!(crate::Usage::from(r.usage).cached_tokens, 100);
+    let o = openai::response_to(&r, 1_700_000_000).unwrap();
+    assert_eq!(o["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(o["choices"][0]["message"]["content"], "Let me check.");
+    assert_eq!(o["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Oslo\"}");
+    assert_eq!(
+        o["usage"],
+        json!({"prompt_tokens": 115, "completion_tokens": 20, "total_tokens": 135,
+                                  "prompt_tokens_details": {"cached_tokens": 100}})
+    );
+
+    let openai_answer = json!({"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 10}}});
+    let r = openai::response_from(&obj(openai_answer)).unwrap();
+    let a = anthropic::response_to(&r).unwrap();
+    assert_eq!(
+        (a["stop_reason"].clone(), a["content"].clone()),
+        (json!("max_tokens"), json!([{"type": "text", "text": "hi"}]))
+    );
+    assert_eq!(
+        a["usage"],
+        json!({"input_tokens": 20, "output_tokens": 2, "cache_creation_input_tokens": 0,
+                                  "cache_read_input_tokens": 10})
+    );
+    // an answer that is not what the API documents is the provider's failure
+    assert_eq!(openai::response_from(&obj(json!({"choices": []}))).unwrap_err(), Error::Answer("choices"));
+    assert_eq!(
+        anthropic::response_from(&obj(json!({"content": [{"type": "x"}]}))).unwrap_err(),
+        Error::Answer("content")
+    );
+}
+
+// Generated conversations both families can express, to check that a request survives being
+// written and read again in either family unchanged.
+
+fn word() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9 ]{0,12}"
+}
+
+fn text(cache: bool) -> impl Strategy<Value = Text> {
+    (word(), Just(cache)).prop_map(|(text, cache)| Text { text, cache })
+}
+
+fn image() -> impl Strategy<Value = Image> {
+    prop_oneof![
+        "[a-z]{1,8}".prop_map(|p| Image::Url(format!("https://img.example/{p}.png"))),
+        "[A-Za-z0-9+/]{4,16}".prop_map(|data| Image::Base64 { media_type: "image/png".into(), data }),
+    ]
+}
+
+fn arguments() -> impl Strategy<Value = String> {
+    proptest::collection::btree_map("[a-z]{1,5}", 0i64..100, 0..3).prop_map(|m| {
+        serde_json::to_string(&m.into_iter().map(|(k, v)| (k, Value::from(v))).collect::<Map<String, Value>>())
+            .unwrap_or_default()
+    })
+}
+
+fn message(cache: bool) -> impl Strategy<Value = Message> {
+    let user_content =
+        proptest::collection::vec(prop_oneof![text(cache).prop_map(Part::Text), image().prop_map(Part::Image)], 1..3);
+    let results = proptest::collection::vec(
+        ("[a-z0-9_]{1,8}", proptest::collection::vec(text(false).prop_map(Part::Text), 1..3))
+            .prop_map(|(call_id, content)| Part::ToolResult { call_id, content, is_error: false }),
+        1..3,
+    );
+    let assistant = (
+        proptest::collection::vec(text(cache).prop_map(Part::Text), 0..2),
+        proptest::collection::vec(
+            ("[a-z0-9_]{1,8}", "[a-z]{1,8}", arguments()).prop_map(|(id, name, arguments)| Part::ToolCall {
+                id,
+                name,
+                arguments,
+            }),
+            0..2,
+        ),
+    )
+        .prop_filter("an assistant turn says something", |(t, c)| !t.is_empty() || !c.is_empty())
+        .prop_map(|(mut t, c)| {
+            t.extend(c);
+            t
+        });
+    prop_oneof![
+        user_content.prop_map(|parts| Message { role: Role::User, parts }),
+        results.prop_map(|parts| Message { role: Role::User, parts }),
+        assistant.prop_map(|parts| Message { role: Role::Assistant, parts }),
+    ]
+}
+
+fn request(family: Family, cache: bool) -> impl Strategy<Value = ChatRequest> {
+    let choice = prop_oneof![
+        Just(ToolChoice::Auto),
+        Just(ToolChoice::None),
+        Just(ToolChoice::Required),
+        "[a-z]{1,6}".prop_map(ToolChoice::Tool)
+    ];
+    (
+        proptest::collection::vec(text(cache), 0..2),
+        proptest::collection::vec(message(cache), 0..5),
+        proptest::collection::vec(("[a-z]{1,6}", proptest::option::of(word())), 0..2),
+        proptest::option::of(choice),
+        (proptest::option::of(any::<bool>()), 1u64..10_000, proptest::option::of(0u8..=10)),
+        (proptest::collection::vec(word(), 0..2), any::<bool>(), proptest::option::of("[a-z0-9-]{1,8}")),
+    )
+        .prop_map(move |(system, messages, tools, tool_choice, (parallel, max, temp), (stop, stream, user))| {
+            ChatRequest {
+                model: "m".into(),
+                system,
+                messages: merge_tool_answers(messages),
+                tools: tools
+                    .into_iter()
+                    .map(|(name, description)| Tool { name, description, parameters: json!({"type": "object"}) })
+                    .collect(),
+                tool_choice,
+                parallel_tool_calls: parallel,
+                max_output: Some(max),
+                temperature: temp.map(|t| f64::from(t) / 10.0),
+                top_p: None,
+                top_k: None,
+                stop,
+                stream,
+                user,
+                extra: Extra::new(family),
+            }
+        })
+}
+
+/// Consecutive turns of tool answers are one turn (OpenAI writes each answer as a message of
+/// its own, so reading cannot tell them apart).
+fn merge_tool_answers(messages: Vec<Message>) -> Vec<Message> {
+    let answers = |m: &Message| m.role == Role::User && m.parts.iter().all(|p| matches!(p, Part::ToolResult { .. }));
+    let mut out: Vec<Message> = Vec::new();
+    for m in messages {
+        match out.last_mut() {
+            Some(last) if answers(last) && answers(&m) => last.parts.extend(m.parts),
+            _ => out.push(m),
+        }
+    }
+    out
+}
+
+/// What reading gives back for a tool choice that was only a parallel-call setting.
+fn as_anthropic_reads(mut r: ChatRequest) -> ChatRequest {
+    if r.tool_choice.is_none() && r.parallel_tool_calls.is_some() {
+        r.tool_choice = Some(ToolChoice::Auto);
+    }
+    r
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn a_request_survives_openai_and_back(r in request(Family::OpenAi, false)) {
+        let written = openai::request_to(&r, "m").unwrap();
+        let mut back = openai::request_from(&written).unwrap();
+        back.extra.fields.remove("stream_options");
+        prop_assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_request_survives_anthropic_and_back(r in request(Family::Anthropic, true)) {
+        let written = anthropic::request_to(&r, "m").unwrap();
+        let back = anthropic::request_from(&written).unwrap();
+        prop_assert_eq!(back, as_anthropic_reads(r));
+    }
+
+    #[test]
+    fn a_request_survives_the_trip_across_families(r in request(Family::OpenAi, false)) {
+        // OpenAI -> shape -> Anthropic -> shape -> OpenAI writes what OpenAI wrote first
+        let shape = openai::request_from(&openai::request_to(&r, "m").unwrap()).unwrap();
+        let across = anthropic::request_from(&anthropic::request_to(&shape, "m").unwrap()).unwrap();
+        let back = openai::request_to(&ChatRequest { extra: Extra::new(Family::OpenAi), ..across }, "m").unwrap();
+        prop_assert_eq!(back, openai::request_to(&as_anthropic_reads(r), "m").unwrap());
+    }
+
+    #[test]
+    fn readers_never_panic_on_any_json(v in arbitrary_json()) {
+        if let Value::Object(o) = v {
+            let _ = openai::request_from(&o);
+            let _ = anthropic::request_from(&o);
+            let _ = openai::response_from(&o);
+            let _ = anthropic::response_from(&o);
+        }
+    }
+
+    #[test]
+    fn readers_never_panic_on_near_misses(r in request(Family::OpenAi, false), cut in any::<prop::sample::Index>()) {
+        // a valid request with one value somewhere replaced by null
+        let mut v = Value::Object(openai::request_to(&r, "m").unwrap());
+        let mut paths = Vec::new();
+        collect_paths(&v, String::new(), &mut paths);
+        if !paths.is_empty()
+            && let Some(slot) = v.pointer_mut(&paths[cut.index(paths.len())])
+        {
+            *slot = Value::Null;
+        }
+        if let Value::Object(o) = v
+            && let Ok(shape) = openai::request_from(&o)
+        {
+            let _ = anthropic::request_to(&shape, "m");
+        }
+    }
+}
+
+fn collect_paths(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, c) in o {
+                let p = format!("{at}/{k}");
+                out.push(p.clone());
+                collect_paths(c, p, out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                let p = format!("{at}/{i}");
+                out.push(p.clone());
+                collect_paths(c, p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn arbitrary_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        prop_oneof![
+            Just("user"),
+            Just("assistant"),
+            Just("tool"),
+            Just("text"),
+            Just("tool_use"),
+            Just("tool_result"),
+            Just("image_url"),
+            Just("function")
+        ]
+        .prop_map(Value::from),
+        "[a-z]{0,6}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::vec(
+                (
+                    prop_oneof![
+                        Just("model".to_owned()),
+                        Just("messages".to_owned()),
+                        Just("role".to_owned()),
+                        Just("content".to_owned()),
+                        Just("type".to_owned()),
+                        Just("choices".to_owned()),
+                        Just("message".to_owned()),
+                        Just("tool_calls".to_owned()),
+                        Just("function".to_owned()),
+                        Just("max_tokens".to_owned()),
+                        "[a-z_]{1,6}"
+                    ],
+                    inner
+                ),
+                0..5
+            )
+            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
