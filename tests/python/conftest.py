@@ -40,6 +40,13 @@ def fake():
     proc.wait(timeout=10)
 
 
+@pytest.fixture
+def reset_fake(fake):
+    fake.behave(kind="ok")
+    yield
+    fake.behave(kind="ok")
+
+
 class Fake:
     def __init__(self, base_url):
         self.base_url = base_url

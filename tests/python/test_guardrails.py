@@ -14,11 +14,8 @@ def client(gw):
     return OpenAI(base_url=gw.data_url + "/v1", api_key=gw.api_key, max_retries=0, timeout=10)
 
 
-@pytest.fixture(autouse=True)
-def reset_fake(fake):
-    fake.behave(kind="ok")
-    yield
-    fake.behave(kind="ok")
+# every test starts and ends with the fake answering normally
+pytestmark = pytest.mark.usefixtures("reset_fake")
 
 
 def test_a_blocked_prompt_is_a_bad_request_and_never_reaches_the_provider(guarded_gateway, fake):

@@ -13,11 +13,8 @@ def client(gateway, key=None):
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
-@pytest.fixture(autouse=True)
-def reset_fake(fake):
-    fake.behave(kind="ok")
-    yield
-    fake.behave(kind="ok")
+# every test starts and ends with the fake answering normally
+pytestmark = pytest.mark.usefixtures("reset_fake")
 
 
 @pytest.mark.parametrize("model, expected", [("mock", "mock provider"), ("fake-model", "fake provider")])

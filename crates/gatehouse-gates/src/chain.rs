@@ -170,9 +170,10 @@ where
 
 /// Everything that must hold before a provider sees the request. Takes the request's context;
 /// gives it back inside the [`Answer`], or meters and audits the refusal.
-pub async fn admit<B>(g: &Gates, mut cx: RequestCx, endpoint: Endpoint, body: B) -> Result<Admitted, Stopped>
+pub async fn admit<B, E>(g: &Gates, mut cx: RequestCx, endpoint: Endpoint, body: B) -> Result<Admitted, Stopped>
 where
-    B: Future<Output = Result<Bytes, DenyCode>>,
+    B: Future<Output = Result<Bytes, E>>,
+    E: Into<Denial>,
 {
     match admit_steps(g, &mut cx, endpoint, body).await {
         Ok((request, guard, hold)) => {
@@ -194,14 +195,15 @@ where
     }
 }
 
-async fn admit_steps<B>(
+async fn admit_steps<B, E>(
     g: &Gates,
     cx: &mut RequestCx,
     endpoint: Endpoint,
     body: B,
 ) -> Result<(ApiRequest, Session, Hold), Stop>
 where
-    B: Future<Output = Result<Bytes, DenyCode>>,
+    B: Future<Output = Result<Bytes, E>>,
+    E: Into<Denial>,
 {
     // A deployment that requires an audit trail (fail-closed) serves nothing it cannot record.
     audit_accepting(g)?;
@@ -210,9 +212,11 @@ where
     run(&g.authenticate, cx, &mut ()).await?;
     // The body is read (size-capped by the transport) only for an authenticated caller, so
     // anonymous traffic cannot make the gateway buffer anything.
-    let bytes = body.await.map_err(|code| {
-        cx.record(GateName::Parse, GateOutcome::Deny(code));
-        Denial::new(code)
+    // (an ingress that translates another API family refuses what it cannot read here)
+    let bytes = body.await.map_err(|e| {
+        let d: Denial = e.into();
+        cx.record(GateName::Parse, GateOutcome::Deny(d.code));
+        d
     })?;
     // Bounded parse (depth, counts) before any gate walks the body.
     let mut req = run(&g.parse, cx, &mut RawBody { endpoint, bytes }).await?;

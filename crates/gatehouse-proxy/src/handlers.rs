@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/messages", post(crate::anthropic::messages))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{model}", get(get_model))
         .route("/v1/tokens/delegate", post(crate::tokens::delegate))
@@ -72,7 +73,7 @@ async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) 
 }
 
 /// To the deployment the route gate chose: the built-in mock, or an upstream.
-async fn dispatch(rt: Arc<Runtime>, request: ApiRequest, answer: Answer) -> Response {
+pub(crate) async fn dispatch(rt: Arc<Runtime>, request: ApiRequest, answer: Answer) -> Response {
     let Some(route) = answer.route().cloned() else {
         // admit() sets a route on success; fail closed if that ever breaks
         return answer.fail(Denial::new(DenyCode::Internal)).into_response();
@@ -95,7 +96,7 @@ fn reset_text(d: Duration) -> String {
 
 /// OpenAI's `x-ratelimit-*-requests` and `x-ratelimit-*-tokens` headers, for the tightest
 /// request rate and token rate that applied.
-fn with_rate_headers(mut resp: Response, Rates { requests, tokens }: Rates) -> Response {
+pub(crate) fn with_rate_headers(mut resp: Response, Rates { requests, tokens }: Rates) -> Response {
     let h = resp.headers_mut();
     let names = [
         ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),

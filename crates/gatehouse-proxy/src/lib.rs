@@ -7,6 +7,7 @@
 //! through the `Answer` it returns. It never forwards a client credential or a client header
 //! upstream.
 
+mod anthropic;
 mod error;
 pub mod exchange;
 mod handlers;

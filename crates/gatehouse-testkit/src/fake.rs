@@ -297,7 +297,8 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         }
         return axum::Json(json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": if tool_args.is_some() { "tool_calls" } else { "stop" }}],
             "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12},
         }))
         .into_response();

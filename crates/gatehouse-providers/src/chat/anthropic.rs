@@ -370,3 +370,251 @@ pub fn response_to(r: &ChatResponse) -> Result<Value, Error> {
         },
     }))
 }
+
+/// Writes an OpenAI Chat Completions stream as the Messages API streams it: one OpenAI chunk
+/// in, Anthropic's frames out (`message_start`, `content_block_start` / `_delta` / `_stop`,
+/// `message_delta`, `message_stop`, `error`).
+///
+/// OpenAI interleaves text and tool-call arguments freely (the output guardrail, holding an
+/// answer back, releases text and arguments in one chunk); Messages blocks are strictly one
+/// after another. So a tool call's block opens when its first arguments arrive (or at the
+/// end), and text arriving while a tool block is open is held and written after it. What is
+/// held is bounded ([`MAX_HELD`]).
+#[derive(Debug)]
+pub struct MessagesStream {
+    id: String,
+    model: String,
+    started: bool,
+    ended: bool,
+    /// The open content block: its index, and the OpenAI tool-call index it carries (`None`:
+    /// a text block).
+    open: Option<(usize, Option<u64>)>,
+    next_index: usize,
+    /// Tool calls announced (index, id, name) whose block has not opened yet.
+    announced: Vec<(u64, String, String)>,
+    /// Tool calls whose block has closed: more arguments for one cannot be written.
+    closed_tools: Vec<u64>,
+    held: String,
+    finish: Option<Finish>,
+    usage: TokenUsage,
+}
+
+/// Most text held back behind an open tool block, and most tool calls in one answer.
+pub const MAX_HELD: usize = 1024 * 1024;
+const MAX_TOOL_CALLS: usize = 128;
+
+impl MessagesStream {
+    /// `id` and `model` are used until the first chunk names its own.
+    pub fn new(id: &str, model: &str) -> MessagesStream {
+        MessagesStream {
+            id: id.to_owned(),
+            model: model.to_owned(),
+            started: false,
+            ended: false,
+            open: None,
+            next_index: 0,
+            announced: Vec::new(),
+            closed_tools: Vec::new(),
+            held: String::new(),
+            finish: None,
+            usage: TokenUsage::default(),
+        }
+    }
+
+    /// One OpenAI chunk (an SSE event's data). An error event ends the stream with Anthropic's
+    /// `error` event; a chunk that is not what the API documents is the provider's failure.
+    pub fn chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        if self.ended {
+            return Ok(());
+        }
+        let v: Value = serde_json::from_slice(data).map_err(|_| Error::Answer("stream"))?;
+        if let Some(e) = v.get("error") {
+            let message = e.get("message").and_then(Value::as_str).unwrap_or("the provider failed");
+            self.error("api_error", message, out);
+            return Ok(());
+        }
+        if !self.started {
+            if let Some(id) = v.get("id").and_then(Value::as_str) {
+                id.clone_into(&mut self.id);
+            }
+            if let Some(m) = v.get("model").and_then(Value::as_str) {
+                m.clone_into(&mut self.model);
+            }
+            self.start(out);
+        }
+        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+            let count = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+            self.usage = TokenUsage {
+                prompt: count("/prompt_tokens"),
+                completion: count("/completion_tokens"),
+                cache_read: count("/prompt_tokens_details/cached_tokens"),
+                cache_write: 0,
+            };
+        }
+        let Some(choice) = v.get("choices").and_then(Value::as_array).and_then(|c| c.first()) else {
+            return Ok(());
+        };
+        if let Some(delta) = choice.get("delta") {
+            if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                self.text(text, out)?;
+            }
+            for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                self.tool_call(call, out)?;
+            }
+        }
+        match choice.get("finish_reason").and_then(Value::as_str) {
+            Some("length") => self.finish = Some(Finish::Length),
+            Some("tool_calls" | "function_call") => self.finish = Some(Finish::ToolCalls),
+            Some("content_filter") => self.finish = Some(Finish::ContentFilter),
+            Some(_) => self.finish = Some(Finish::Stop),
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+        match self.open {
+            Some((_, Some(_))) => {
+                if self.held.len() + text.len() > MAX_HELD {
+                    return Err(Error::Answer("stream"));
+                }
+                self.held.push_str(text);
+            }
+            Some((index, None)) => text_delta(out, index, text),
+            None => {
+                let index = self.open_block(None, json!({"type": "text", "text": ""}), out);
+                text_delta(out, index, text);
+            }
+        }
+        Ok(())
+    }
+
+    fn tool_call(&mut self, call: &Value, out: &mut Vec<u8>) -> Result<(), Error> {
+        let at = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let f = call.get("function");
+        if let Some(id) = call.get("id").and_then(Value::as_str) {
+            if self.announced.len() + self.closed_tools.len() >= MAX_TOOL_CALLS {
+                return Err(Error::Answer("stream"));
+            }
+            let name = f.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or_default();
+            self.announced.push((at, id.to_owned(), name.to_owned()));
+        }
+        let Some(args) = f.and_then(|f| f.get("arguments")).and_then(Value::as_str).filter(|a| !a.is_empty()) else {
+            return Ok(());
+        };
+        let index = match self.open {
+            Some((index, Some(open))) if open == at => index,
+            _ => {
+                let Some(pos) = self.announced.iter().position(|(i, _, _)| *i == at) else {
+                    // arguments for a call never announced, or whose block already closed
+                    return Err(Error::Answer("stream"));
+                };
+                let (_, id, name) = self.announced.remove(pos);
+                self.close(out);
+                self.open_block(Some(at), json!({"type": "tool_use", "id": id, "name": name, "input": {}}), out)
+            }
+        };
+        frame(
+            out,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index,
+            "delta": {"type": "input_json_delta", "partial_json": args}}),
+        );
+        Ok(())
+    }
+
+    /// The end of the OpenAI stream (`[DONE]`, or the body's end): closes what is open, writes
+    /// announced tool calls that got no arguments and held text, then the final counts. Once.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.ended {
+            return;
+        }
+        if !self.started {
+            self.start(out);
+        }
+        self.close(out);
+        for (at, id, name) in std::mem::take(&mut self.announced) {
+            self.open_block(Some(at), json!({"type": "tool_use", "id": id, "name": name, "input": {}}), out);
+            self.close(out);
+        }
+        let u = self.usage;
+        let stop = self.finish.unwrap_or(Finish::Stop).name(Family::Anthropic);
+        frame(
+            out,
+            "message_delta",
+            &json!({"type": "message_delta",
+            "delta": {"stop_reason": stop, "stop_sequence": null},
+            "usage": {"output_tokens": u.completion, "input_tokens": u.prompt.saturating_sub(u.cache_read),
+                      "cache_read_input_tokens": u.cache_read}}),
+        );
+        frame(out, "message_stop", &json!({"type": "message_stop"}));
+        self.ended = true;
+    }
+
+    /// Ends the stream with Anthropic's `error` event (`kind`: its error type).
+    pub fn error(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
+        if !self.ended {
+            frame(out, "error", &json!({"type": "error", "error": {"type": kind, "message": message}}));
+            self.ended = true;
+        }
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        frame(
+            out,
+            "message_start",
+            &json!({"type": "message_start", "message": {
+            "id": self.id.as_str(), "type": "message", "role": "assistant", "model": self.model.as_str(),
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+        );
+        self.started = true;
+    }
+
+    fn open_block(&mut self, tool: Option<u64>, content_block: Value, out: &mut Vec<u8>) -> usize {
+        let index = self.next_index;
+        self.next_index += 1;
+        frame(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index,
+            "content_block": content_block}),
+        );
+        self.open = Some((index, tool));
+        index
+    }
+
+    /// Closes the open block; text held behind a tool block follows as a block of its own.
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if let Some((index, tool)) = self.open.take() {
+            frame(out, "content_block_stop", &json!({"type": "content_block_stop", "index": index}));
+            if let Some(at) = tool {
+                self.closed_tools.push(at);
+            }
+        }
+        if !self.held.is_empty() {
+            let text = std::mem::take(&mut self.held);
+            let index = self.open_block(None, json!({"type": "text", "text": ""}), out);
+            text_delta(out, index, &text);
+            self.open = None;
+            frame(out, "content_block_stop", &json!({"type": "content_block_stop", "index": index}));
+        }
+    }
+}
+
+fn text_delta(out: &mut Vec<u8>, index: usize, text: &str) {
+    frame(
+        out,
+        "content_block_delta",
+        &json!({"type": "content_block_delta", "index": index,
+        "delta": {"type": "text_delta", "text": text}}),
+    );
+}
+
+fn frame(out: &mut Vec<u8>, event: &str, data: &Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(&serde_json::to_vec(data).unwrap_or_default());
+    out.extend_from_slice(b"\n\n");
+}

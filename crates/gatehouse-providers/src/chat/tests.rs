@@ -452,3 +452,168 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+/// The (event, data) pairs of Anthropic frames.
+fn frames(out: &[u8]) -> Vec<(String, Value)> {
+    String::from_utf8_lossy(out)
+        .split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            let (event, data) = f.split_once('\n').unwrap_or_default();
+            let data = data.strip_prefix("data: ").unwrap_or_default();
+            (event.trim_start_matches("event: ").to_owned(), serde_json::from_str(data).unwrap_or(Value::Null))
+        })
+        .collect()
+}
+
+#[test]
+fn an_openai_stream_is_written_as_messages_events() {
+    let chunks = [
+        json!({"id": "chatcmpl-1", "model": "gpt-4o", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+        json!({"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"content": "Let me "}}]}),
+        json!({"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"content": "check."}}]}),
+        json!({"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"ci"}}]}}]}),
+        json!({"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "function": {"arguments": "ty\":\"Oslo\"}"}}]}}]}),
+        json!({"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+        json!({"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 9,
+               "prompt_tokens_details": {"cached_tokens": 30}}}),
+    ];
+    let mut w = anthropic::MessagesStream::new("req", "fallback");
+    let mut out = Vec::new();
+    for c in &chunks {
+        w.chunk(&serde_json::to_vec(c).unwrap(), &mut out).unwrap();
+    }
+    w.finish(&mut out);
+    w.finish(&mut out);
+    let f = frames(&out);
+    let names: Vec<&str> = f.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert!(f.iter().all(|(e, d)| d["type"] == e.as_str()), "each frame's data names its event");
+    assert_eq!(
+        (f[0].1["message"]["id"].clone(), f[0].1["message"]["model"].clone()),
+        (json!("chatcmpl-1"), json!("gpt-4o"))
+    );
+    assert_eq!(f[3].1["delta"], json!({"type": "text_delta", "text": "check."}));
+    assert_eq!(f[5].1["content_block"], json!({"type": "tool_use", "id": "call_1", "name": "weather", "input": {}}));
+    assert_eq!((f[5].1["index"].clone(), f[7].1["delta"]["partial_json"].clone()), (json!(1), json!("ty\":\"Oslo\"}")));
+    assert_eq!(f[9].1["delta"]["stop_reason"], "tool_use");
+    assert_eq!(f[9].1["usage"], json!({"output_tokens": 9, "input_tokens": 10, "cache_read_input_tokens": 30}));
+}
+
+/// The output guardrail holds an answer back and releases text and every call's arguments in
+/// one final chunk, after the calls were announced: blocks still come one after another, each
+/// call's arguments in its own block.
+#[test]
+fn text_and_arguments_released_together_become_blocks_in_order() {
+    let head = |i: u64, id: &str| {
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": i, "id": id, "type": "function", "function": {"name": format!("tool{i}"), "arguments": ""}}]}}]})
+    };
+    let release = json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "delta": {"content": "Checking.",
+        "tool_calls": [{"index": 0, "function": {"arguments": "{\"a\":1}"}}, {"index": 1, "function": {"arguments": "{}"}}]}}]});
+    let mut w = anthropic::MessagesStream::new("r", "m");
+    let mut out = Vec::new();
+    for c in [head(0, "call_a"), head(1, "call_b"), release] {
+        w.chunk(&serde_json::to_vec(&c).unwrap(), &mut out).unwrap();
+    }
+    w.finish(&mut out);
+    let f = frames(&out);
+    let blocks: Vec<Value> =
+        f.iter().filter(|(e, _)| e == "content_block_start").map(|(_, d)| d["content_block"].clone()).collect();
+    assert_eq!(
+        blocks,
+        [
+            json!({"type": "text", "text": ""}),
+            json!({"type": "tool_use", "id": "call_a", "name": "tool0", "input": {}}),
+            json!({"type": "tool_use", "id": "call_b", "name": "tool1", "input": {}})
+        ]
+    );
+    let deltas: Vec<(u64, Value)> = f
+        .iter()
+        .filter(|(e, _)| e == "content_block_delta")
+        .map(|(_, d)| (d["index"].as_u64().unwrap(), d["delta"].clone()))
+        .collect();
+    assert_eq!(
+        deltas,
+        [
+            (0, json!({"type": "text_delta", "text": "Checking."})),
+            (1, json!({"type": "input_json_delta", "partial_json": "{\"a\":1}"})),
+            (2, json!({"type": "input_json_delta", "partial_json": "{}"}))
+        ]
+    );
+    // text after a call's arguments started waits for its block to close
+    let mut w = anthropic::MessagesStream::new("r", "m");
+    let mut out = Vec::new();
+    let args = json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c", "function": {"name": "t", "arguments": "{"}}]}}]});
+    let mixed = json!({"choices": [{"index": 0, "delta": {"content": "later", "tool_calls": [{"index": 0, "function": {"arguments": "}"}}]}}]});
+    for c in [args, mixed] {
+        w.chunk(&serde_json::to_vec(&c).unwrap(), &mut out).unwrap();
+    }
+    w.finish(&mut out);
+    let starts: Vec<String> = frames(&out)
+        .iter()
+        .filter(|(e, _)| e == "content_block_start")
+        .map(|(_, d)| d["content_block"]["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(starts, ["tool_use", "text"]);
+    // arguments for a call that was never announced are the provider's failure
+    let orphan =
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 3, "function": {"arguments": "{}"}}]}}]});
+    let mut w = anthropic::MessagesStream::new("r", "m");
+    assert_eq!(w.chunk(&serde_json::to_vec(&orphan).unwrap(), &mut Vec::new()), Err(Error::Answer("stream")));
+}
+
+#[test]
+fn a_cut_or_empty_stream_still_ends_as_the_messages_api_ends_one() {
+    let mut w = anthropic::MessagesStream::new("req", "m");
+    let mut out = Vec::new();
+    w.chunk(br#"{"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}]}"#, &mut out).unwrap();
+    w.chunk(br#"{"error":{"message":"the provider went quiet","type":"upstream_timeout"}}"#, &mut out).unwrap();
+    w.finish(&mut out);
+    let names: Vec<String> = frames(&out).into_iter().map(|(e, _)| e).collect();
+    assert_eq!(
+        names,
+        ["message_start", "content_block_start", "content_block_delta", "error"],
+        "nothing after the error"
+    );
+    let mut w = anthropic::MessagesStream::new("req", "m");
+    let mut out = Vec::new();
+    w.finish(&mut out);
+    let names: Vec<String> = frames(&out).into_iter().map(|(e, _)| e).collect();
+    assert_eq!(names, ["message_start", "message_delta", "message_stop"]);
+    assert_eq!(anthropic::MessagesStream::new("r", "m").chunk(b"{oops", &mut Vec::new()), Err(Error::Answer("stream")));
+}
+
+proptest! {
+    #[test]
+    fn the_stream_writer_never_panics_and_stays_proportional(chunks in proptest::collection::vec(arbitrary_json(), 0..12)) {
+        let mut w = anthropic::MessagesStream::new("r", "m");
+        let mut out = Vec::new();
+        let mut fed = 0;
+        for c in &chunks {
+            let data = serde_json::to_vec(c).unwrap();
+            fed += data.len();
+            let _ = w.chunk(&data, &mut out);
+        }
+        w.finish(&mut out);
+        // a frame per event at most, each a constant plus what the chunk carried
+        prop_assert!(out.len() <= 4 * fed + 600 * (chunks.len() + 3), "{} bytes out of {}", out.len(), fed);
+    }
+}

@@ -9,6 +9,7 @@
 )]
 
 mod admin;
+mod anthropic;
 mod audit;
 mod auth;
 mod bad_input;

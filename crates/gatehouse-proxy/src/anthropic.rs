@@ -1,0 +1,187 @@
+//! The Anthropic Messages ingress, `POST /v1/messages`. The request is read into the internal
+//! chat shape and goes through the chain as the chat request it is (every gate, the same
+//! route table: any model the caller may use is reachable from either door); the answer, the
+//! stream and every refusal are written back in the Messages API's format.
+
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gatehouse_core::{Denial, DenyCode, HasDenyCode, RequestCx, RequestId};
+use gatehouse_gates::{Admitted, Stop, Stopped, admit};
+use gatehouse_http::read_body;
+use gatehouse_providers::chat::{anthropic, openai};
+use gatehouse_providers::{Endpoint, SseEvent, SseScanner, check_depth};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::handlers::{credential, dispatch, with_rate_headers};
+
+/// Our own answers and refusals are small; a provider's whole answer is bounded upstream.
+const MAX_TRANSLATED_BYTES: usize = 64 * 1024 * 1024;
+/// Largest single event of the stream we translate (as the pass-through bounds it).
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+pub async fn messages(State(app): State<AppState>, Extension(id): Extension<RequestId>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let rt = app.runtime.load_full();
+    let mut cx = RequestCx::new(id, credential(&parts));
+    cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let limit = rt.limits.max_body_bytes.get() as usize;
+    let depth = rt.limits.max_json_depth.get();
+    let body = async move {
+        let bytes = read_body(&parts.headers, body, "application/json", limit).await?;
+        as_chat_request(&bytes, depth)
+    };
+    match admit(&rt.gates, cx, Endpoint::ChatCompletions, body).await {
+        Ok(Admitted { request, answer }) => {
+            let rates = answer.rates();
+            let (id, model) = (answer.request_id().to_string(), request.model.clone());
+            with_rate_headers(to_messages(dispatch(rt, request, answer).await, &id, &model).await, rates)
+        }
+        Err(Stopped { stop: Stop::Deny(d), rates }) => with_rate_headers(error(&d), rates),
+        Err(Stopped { stop: Stop::Serve(hit), rates }) => with_rate_headers(whole(&hit.body), rates),
+    }
+}
+
+/// A Messages request as the Chat Completions request the chain checks. The depth is bounded
+/// before anything is parsed; the chain bounds the rest (size, message count) on the result.
+fn as_chat_request(bytes: &[u8], max_depth: u32) -> Result<Bytes, Denial> {
+    let refused = |e: gatehouse_providers::Error| {
+        let d = Denial::new(e.deny_code());
+        match e.param() {
+            Some(p) => d.with_param(p),
+            None => d,
+        }
+    };
+    check_depth(bytes, max_depth).map_err(refused)?;
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
+        return Err(Denial::new(DenyCode::InvalidJson));
+    };
+    let shape = anthropic::request_from(&body).map_err(refused)?;
+    let chat = openai::request_to(&shape, &shape.model).map_err(refused)?;
+    Ok(Bytes::from(serde_json::to_vec(&chat).unwrap_or_default()))
+}
+
+/// The chain's answer (Chat Completions: whole, streamed, or a refusal) in the Messages format.
+async fn to_messages(resp: Response, id: &str, model: &str) -> Response {
+    let (parts, body) = resp.into_parts();
+    let sse = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if parts.status.is_success() && sse {
+        let events = translate_stream(body, anthropic::MessagesStream::new(id, model));
+        let mut resp = Response::from_parts(parts, Body::from_stream(events));
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+        return resp;
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_TRANSLATED_BYTES).await else {
+        return error(&Denial::new(DenyCode::UpstreamError));
+    };
+    if parts.status.is_success() {
+        return whole(&bytes);
+    }
+    // a refusal: ours, in OpenAI's shape, with its status and Retry-After
+    let message = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
+        let e = v.get("error")?;
+        let text = e.get("message")?.as_str()?.to_owned();
+        Some(match e.get("param").and_then(Value::as_str) {
+            Some(p) => format!("{text} ({p})"),
+            None => text,
+        })
+    });
+    let mut out = error_body(parts.status, message.as_deref().unwrap_or("the request was refused"));
+    if let Some(r) = parts.headers.get(header::RETRY_AFTER) {
+        out.headers_mut().insert(header::RETRY_AFTER, r.clone());
+    }
+    out
+}
+
+/// A whole Chat Completions answer as a Messages answer.
+fn whole(bytes: &[u8]) -> Response {
+    let translated = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(o)) => openai::response_from(&o).and_then(|r| anthropic::response_to(&r)),
+        _ => Err(gatehouse_providers::Error::Answer("body")),
+    };
+    match translated {
+        Ok(v) => {
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], v.to_string()).into_response()
+        }
+        Err(_) => error(&Denial::new(DenyCode::UpstreamError)),
+    }
+}
+
+/// The chain's (already checked and metered) Chat Completions stream, event by event, as
+/// Messages events. Dropping this drops the inner stream, which finishes the request.
+fn translate_stream(
+    body: Body,
+    writer: anthropic::MessagesStream,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
+    let state = (body.into_data_stream(), SseScanner::new(MAX_EVENT_BYTES), writer, false);
+    futures_util::stream::unfold(state, |(mut inner, mut scanner, mut writer, ended)| async move {
+        if ended {
+            return None;
+        }
+        let mut out = Vec::new();
+        let ended = loop {
+            match inner.next().await {
+                Some(Ok(chunk)) => {
+                    let mut failed = false;
+                    let fed = scanner.feed(&chunk, |ev| match ev {
+                        SseEvent::Data(d) => failed |= writer.chunk(d, &mut out).is_err(),
+                        SseEvent::Done => writer.finish(&mut out),
+                    });
+                    if fed.is_err() || failed {
+                        writer.error("api_error", "the provider's stream could not be read", &mut out);
+                        break true;
+                    }
+                    if !out.is_empty() {
+                        break false;
+                    }
+                }
+                Some(Err(_)) => {
+                    writer.error("api_error", "the stream failed", &mut out);
+                    break true;
+                }
+                None => {
+                    writer.finish(&mut out);
+                    break true;
+                }
+            }
+        };
+        Some((Ok(Bytes::from(out)), (inner, scanner, writer, ended)))
+    })
+}
+
+/// A refusal in Anthropic's error shape: the same status, headers (`Retry-After`) and fixed
+/// message as the OpenAI ingress, nothing of the request in it.
+fn error(d: &Denial) -> Response {
+    let (parts, _) = d.into_response().into_parts();
+    let message = match d.param {
+        Some(p) => format!("{} ({p})", d.code.row().message),
+        None => d.code.row().message.to_owned(),
+    };
+    let (_, body) = error_body(parts.status, &message).into_parts();
+    Response::from_parts(parts, body)
+}
+
+/// Anthropic's error types by status (its SDKs pick the exception class by status).
+fn error_body(status: StatusCode, message: &str) -> Response {
+    let kind = match status.as_u16() {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 | 405 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    };
+    let body = json!({"type": "error", "error": {"type": kind, "message": message}});
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
+}

@@ -1,0 +1,93 @@
+"""The official `anthropic` package against Gatehouse's Messages ingress: it must work
+unmodified against any model the caller may use (the mock, an OpenAI-compatible upstream), and
+every refusal must surface as the SDK's typed error."""
+
+import anthropic
+import pytest
+from anthropic import Anthropic
+
+
+def client(gateway, key=None):
+    # the SDK sends the key as x-api-key and appends /v1/messages itself
+    return Anthropic(base_url=gateway.data_url, api_key=key or gateway.api_key, max_retries=0, timeout=10)
+
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+# every test starts and ends with the fake answering normally
+pytestmark = pytest.mark.usefixtures("reset_fake")
+
+
+@pytest.mark.parametrize("model, expected", [("mock", "mock provider"), ("fake-model", "fake provider")])
+def test_messages_create(gateway, model, expected):
+    msg = client(gateway).messages.create(model=model, max_tokens=100, system="be brief", messages=MESSAGES)
+    assert msg.type == "message" and msg.role == "assistant"
+    assert expected in msg.content[0].text
+    assert msg.stop_reason == "end_turn"
+    assert msg.usage.input_tokens > 0 and msg.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("model, expected", [("mock", "mock provider"), ("fake-model", "reply-canary")])
+def test_messages_stream(gateway, model, expected):
+    with client(gateway).messages.stream(model=model, max_tokens=100, messages=MESSAGES) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert expected in text
+    assert final.content[0].text == text
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens > 0
+
+
+TOOLS = [{"name": "lookup", "description": "look something up", "input_schema": {"type": "object"}}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_use_round_trip(gateway, fake, stream):
+    fake.behave(kind="reply", text="Checking.", tool_args='{"q": "weather in Oslo"}', chunk=4)
+    c = client(gateway)
+    kwargs = dict(model="fake-model", max_tokens=200, tools=TOOLS, messages=MESSAGES)
+    if stream:
+        with c.messages.stream(**kwargs) as s:
+            msg = s.get_final_message()
+    else:
+        msg = c.messages.create(**kwargs)
+    assert msg.stop_reason == "tool_use"
+    call = [b for b in msg.content if b.type == "tool_use"][0]
+    assert call.name == "lookup" and call.input == {"q": "weather in Oslo"}
+    # the tool's answer goes back, and the model answers in text
+    fake.behave(kind="ok")
+    follow = c.messages.create(
+        model="fake-model",
+        max_tokens=200,
+        tools=TOOLS,
+        messages=MESSAGES
+        + [
+            {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in msg.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "rain"}]},
+        ],
+    )
+    assert follow.stop_reason == "end_turn" and "fake provider" in follow.content[0].text
+
+
+@pytest.mark.parametrize(
+    "kwargs, key, error",
+    [
+        (dict(model="mock"), "gth_not_a_key", anthropic.AuthenticationError),
+        (dict(model="no-such-model"), None, anthropic.NotFoundError),
+        (dict(model="mock", extra_body={"top_k": 5}), None, anthropic.BadRequestError),
+        (dict(model="mock", messages=[{"role": "user", "content": "key sk-proj-abcdefghijklmnopqrstuvwxyz0123"}]), None, anthropic.BadRequestError),
+    ],
+)
+def test_refusals_are_typed_errors(gateway, kwargs, key, error):
+    body = dict(max_tokens=50, messages=MESSAGES) | kwargs
+    with pytest.raises(error) as e:
+        client(gateway, key).messages.create(**body)
+    assert e.value.body["type"] == "error"
+    assert "sk-proj" not in str(e.value.body)
+
+
+def test_an_upstream_rate_limit_is_a_rate_limit_error(gateway, fake):
+    fake.behave(kind="status", status=429)
+    with pytest.raises(anthropic.RateLimitError):
+        client(gateway).messages.create(model="fake-model", max_tokens=50, messages=MESSAGES)
