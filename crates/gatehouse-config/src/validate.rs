@@ -223,6 +223,8 @@ pub enum ProviderKind {
     OpenAi,
     /// Any server that speaks OpenAI's API (vLLM, Ollama, llama.cpp, ...).
     OpenAiCompatible,
+    /// Anthropic's Messages API (`x-api-key`, `anthropic-version`); chat models only.
+    Anthropic,
 }
 
 #[derive(Clone, Debug)]
@@ -700,13 +702,15 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
         let kind = match p.kind.as_deref() {
             Some("openai") => ProviderKind::OpenAi,
             None | Some("openai_compatible") => ProviderKind::OpenAiCompatible,
+            Some("anthropic") => ProviderKind::Anthropic,
             Some(_) => {
-                issue(issues, at("kind"), "must be \"openai\" or \"openai_compatible\"");
+                issue(issues, at("kind"), "must be \"openai\", \"openai_compatible\" or \"anthropic\"");
                 ProviderKind::OpenAiCompatible
             }
         };
         let base_url = match (&p.base_url, kind) {
             (None, ProviderKind::OpenAi) => "https://api.openai.com/v1".to_owned(),
+            (None, ProviderKind::Anthropic) => "https://api.anthropic.com/v1".to_owned(),
             (None, _) => {
                 issue(issues, at("base_url"), "is required for openai_compatible providers");
                 String::new()
@@ -717,8 +721,8 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
             .api_key
             .as_deref()
             .and_then(|s| SecretRef::parse(s).map_err(|rule| issue(issues, at("api_key"), rule)).ok());
-        if api_key.is_none() && kind == ProviderKind::OpenAi && p.api_key.is_none() {
-            issue(issues, at("api_key"), "is required for kind \"openai\"");
+        if api_key.is_none() && matches!(kind, ProviderKind::OpenAi | ProviderKind::Anthropic) && p.api_key.is_none() {
+            issue(issues, at("api_key"), "is required for kinds \"openai\" and \"anthropic\"");
         }
         out.push(ProviderConfig {
             name,
@@ -813,6 +817,10 @@ fn models(
                 ModelKind::Chat
             }
         };
+        let served_by = providers.iter().find(|p| p.name == provider).map(|p| p.kind);
+        if kind == ModelKind::Embedding && served_by == Some(ProviderKind::Anthropic) {
+            issue(issues, at("kind"), "anthropic providers serve chat models only");
+        }
         for (j, a) in m.aliases.iter().enumerate() {
             if !valid_name(a) {
                 issue(issues, format!("models[{i}].aliases[{j}]"), "must be 1-128 characters of [A-Za-z0-9-_.:/]");
@@ -911,6 +919,24 @@ mod tests {
                 "models[0].aliases[0]",
             ]
         );
+    }
+
+    #[test]
+    fn anthropic_providers_have_their_defaults_need_a_key_and_serve_chat_only() {
+        let ok = Config::from_toml(
+            "[[providers]]\nname = \"claude\"\nkind = \"anthropic\"\napi_key = \"env:K\"\n\
+             [[models]]\nname = \"c\"\nprovider = \"claude\"\n",
+        )
+        .unwrap();
+        let p = &ok.policy.providers[0];
+        assert_eq!((p.kind, p.base_url.as_str()), (ProviderKind::Anthropic, "https://api.anthropic.com/v1"));
+        let err = Config::from_toml(
+            "[[providers]]\nname = \"claude\"\nkind = \"anthropic\"\n\
+             [[models]]\nname = \"e\"\nprovider = \"claude\"\nkind = \"embedding\"\n",
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["providers[0].api_key", "models[0].kind"]);
     }
 
     #[test]

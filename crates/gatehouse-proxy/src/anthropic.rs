@@ -1,7 +1,14 @@
-//! The Anthropic Messages ingress, `POST /v1/messages`. The request is read into the internal
-//! chat shape and goes through the chain as the chat request it is (every gate, the same
-//! route table: any model the caller may use is reachable from either door); the answer, the
-//! stream and every refusal are written back in the Messages API's format.
+//! Anthropic's Messages API, both ways.
+//!
+//! In: `POST /v1/messages`. The request is read into the internal chat shape and goes through
+//! the chain as the chat request it is (every gate, the same route table: any model the caller
+//! may use is reachable from either door); the answer, the stream and every refusal are
+//! written back in the Messages API's format.
+//!
+//! Out: an `anthropic` provider. The chain's (OpenAI-format) request is written as a Messages
+//! request; the provider's answer and events are read back as Chat Completions, so the
+//! response half of the chain (output guardrails, usage, budgets) sees the one format it
+//! checks.
 
 use std::net::SocketAddr;
 
@@ -184,4 +191,72 @@ fn error_body(status: StatusCode, message: &str) -> Response {
     };
     let body = json!({"type": "error", "error": {"type": kind, "message": message}});
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
+}
+
+/// The chain's checked request as a Messages request for `provider_model`. What the Messages
+/// API cannot honour is refused (400 naming it), and the hold is released by the caller.
+pub fn for_messages_api(req: &gatehouse_providers::ApiRequest, provider_model: &str) -> Result<Bytes, Denial> {
+    let refused = |e: gatehouse_providers::Error| {
+        let d = Denial::new(e.deny_code());
+        match e.param() {
+            Some(p) => d.with_param(p),
+            None => d,
+        }
+    };
+    let shape = openai::request_from(req.body()).map_err(refused)?;
+    let body = anthropic::request_to(&shape, provider_model).map_err(refused)?;
+    Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+}
+
+/// A provider's whole Messages answer as a Chat Completions answer, with its usage (every
+/// input token counted, cached or not).
+pub fn as_chat_answer(body: &[u8], created: u64) -> Result<(Bytes, gatehouse_providers::Usage), DenyCode> {
+    let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) else { return Err(DenyCode::UpstreamError) };
+    let r = anthropic::response_from(&o).map_err(|e| e.deny_code())?;
+    let v = openai::response_to(&r, created).map_err(|e| e.deny_code())?;
+    Ok((Bytes::from(v.to_string()), r.usage.into()))
+}
+
+/// A provider's Messages event stream as a Chat Completions stream, for the chain's stream
+/// inspection. The provider's transport errors pass through (the inspection judges them); a
+/// stream that breaks the protocol ends with an error event; one that stops before
+/// `message_stop` simply ends (no `[DONE]`: the inspection sees it cut).
+pub fn as_chat_chunks<S>(
+    inner: S,
+    id: &str,
+    model: &str,
+    created: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, reqwest::Error>> + use<S>
+where
+    S: futures_util::Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+{
+    let writer = openai::ChunkStream::new(id, model, created);
+    let state = (inner, SseScanner::new(MAX_EVENT_BYTES), writer, false);
+    futures_util::stream::unfold(state, |(mut inner, mut scanner, mut writer, ended)| async move {
+        if ended {
+            return None;
+        }
+        let mut out = Vec::new();
+        loop {
+            match inner.next().await {
+                Some(Ok(chunk)) => {
+                    let mut failed = false;
+                    let fed = scanner.feed(&chunk, |ev| {
+                        if let SseEvent::Data(d) = ev {
+                            failed |= writer.event(d, &mut out).is_err();
+                        }
+                    });
+                    if fed.is_err() || failed {
+                        writer.error("the provider's stream could not be read", &mut out);
+                    }
+                    if !out.is_empty() || writer.ended() {
+                        let ended = writer.ended();
+                        return Some((Ok(Bytes::from(out)), (inner, scanner, writer, ended)));
+                    }
+                }
+                Some(Err(e)) => return Some((Err(e), (inner, scanner, writer, true))),
+                None => return None,
+            }
+        }
+    })
 }

@@ -15,6 +15,7 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, Presented, Rates, RequestCx, RequestId, Target};
 use gatehouse_gates::{Admitted, Answer, Listing, Stop, Stopped, admit, admit_listing};
+use gatehouse_providers::chat::Family;
 use gatehouse_providers::{ApiRequest, Endpoint, mock, usage_from_body};
 use http::{HeaderValue, header};
 
@@ -130,7 +131,7 @@ fn sse_response(body: Body) -> Response {
         .into_response()
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -170,7 +171,15 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
     let request_id = answer.request_id();
     let stream = req.stream;
     let endpoint = req.endpoint;
-    let body = req.into_upstream_body(provider_model);
+    let family = up.family;
+    let body = match family {
+        Family::OpenAi => req.into_upstream_body(provider_model),
+        // the chain checked the request in OpenAI's format; the provider reads its own
+        Family::Anthropic => match crate::anthropic::for_messages_api(&req, provider_model) {
+            Ok(b) => b,
+            Err(d) => return answer.fail(d).into_response(),
+        },
+    };
     let started = std::time::Instant::now();
     let send = up.request(endpoint, &request_id.to_string(), body, answer.principal()).send();
     let resp = match tokio::time::timeout(up.first_byte_timeout, send).await {
@@ -209,6 +218,10 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
         }
         let bounds = StreamBounds { idle: up.idle_timeout, max_duration: up.max_stream_duration };
         let inner = resp.bytes_stream();
+        if family == Family::Anthropic {
+            let chunks = crate::anthropic::as_chat_chunks(inner, &request_id.to_string(), provider_model, unix_now());
+            return sse_response(Body::from_stream(Inspected::new(chunks, rt.clone(), answer.stream(), bounds)));
+        }
         return sse_response(Body::from_stream(Inspected::new(inner, rt.clone(), answer.stream(), bounds)));
     }
     let body = match tokio::time::timeout(up.max_stream_duration, read_limited(resp, up)).await {
@@ -219,7 +232,19 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
         }
         Err(_) => return answer.fail(Denial::new(DenyCode::UpstreamTimeout)).into_response(),
     };
-    let usage = usage_from_body(&body);
+    let (body, usage) = match family {
+        Family::OpenAi => {
+            let usage = usage_from_body(&body);
+            (body, usage)
+        }
+        Family::Anthropic => match crate::anthropic::as_chat_answer(&body, unix_now()) {
+            Ok((body, usage)) => (body, Some(usage)),
+            Err(code) => {
+                tracing::warn!(request_id = %request_id, provider = %up.name, "provider answer not in the Messages format");
+                return answer.fail(Denial::new(code)).into_response();
+            }
+        },
+    };
     whole(answer, body, usage).await
 }
 

@@ -3,19 +3,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_config::{EnvLookup, ProviderConfig};
+use gatehouse_config::{EnvLookup, ProviderConfig, ProviderKind};
 use gatehouse_core::{Credential, DenyCode, Principal};
 use gatehouse_providers::Endpoint;
-use http::HeaderValue;
+use gatehouse_providers::chat::Family;
+use http::{HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
 pub struct Upstream {
     pub name: Arc<str>,
+    /// The API the provider speaks: requests and answers are translated when it is not the
+    /// one the chain checks (OpenAI's).
+    pub family: Family,
     /// Parsed once here: handing reqwest a string would parse it again on every request.
     chat_url: reqwest::Url,
     embeddings_url: reqwest::Url,
-    /// `Authorization: Bearer <provider key>`, marked sensitive so it never prints.
-    auth: Option<HeaderValue>,
+    /// `Authorization: Bearer <provider key>` (Anthropic: `x-api-key`), marked sensitive so it
+    /// never prints.
+    auth: Option<(HeaderName, HeaderValue)>,
     /// Signs `x-gatehouse-*` identity headers when configured: key id and secret.
     identity: Option<(String, SecretString)>,
     chat_path: String,
@@ -26,6 +31,9 @@ pub struct Upstream {
     pub max_stream_duration: Duration,
     pub max_response_bytes: u64,
 }
+
+/// The Messages API version every request to an `anthropic` provider names.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// A CA bundle is a few certificates; anything larger is not one.
 const MAX_CA_FILE: u64 = 1024 * 1024;
@@ -50,13 +58,21 @@ impl Upstream {
     /// Builds the client and resolves the provider's secret reference. Errors name the
     /// provider and the reference, never the secret.
     pub fn build(cfg: &ProviderConfig, env: EnvLookup<'_>) -> Result<Upstream, crate::Error> {
+        let family = match cfg.kind {
+            ProviderKind::Anthropic => Family::Anthropic,
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Family::OpenAi,
+        };
         let auth = match cfg.resolve_api_key(env)? {
             None => None,
             Some(key) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+                let (name, text) = match family {
+                    Family::Anthropic => (HeaderName::from_static("x-api-key"), key.expose_secret().to_owned()),
+                    Family::OpenAi => (http::header::AUTHORIZATION, format!("Bearer {}", key.expose_secret())),
+                };
+                let mut v = HeaderValue::from_str(&text)
                     .map_err(|_| gatehouse_config::SecretError::NotAHeaderValue(cfg.name.clone()))?;
                 v.set_sensitive(true);
-                Some(v)
+                Some((name, v))
             }
         };
         let mut builder = reqwest::Client::builder();
@@ -77,8 +93,11 @@ impl Upstream {
             .map_err(|_| crate::Error::Client(cfg.name.clone()))?;
         let identity = cfg.resolve_identity_key(env)?;
         let url_of = |e: Endpoint| {
-            reqwest::Url::parse(&format!("{}{}", cfg.base_url, e.upstream_path()))
-                .map_err(|_| crate::Error::Client(cfg.name.clone()))
+            let path = match (family, e) {
+                (Family::Anthropic, Endpoint::ChatCompletions) => "/messages",
+                _ => e.upstream_path(),
+            };
+            reqwest::Url::parse(&format!("{}{path}", cfg.base_url)).map_err(|_| crate::Error::Client(cfg.name.clone()))
         };
         let chat_url = url_of(Endpoint::ChatCompletions)?;
         let embeddings_url = url_of(Endpoint::Embeddings)?;
@@ -87,6 +106,7 @@ impl Upstream {
             embeddings_path: embeddings_url.path().to_owned(),
             identity,
             name: cfg.name.as_str().into(),
+            family,
             chat_url,
             embeddings_url,
             auth,
@@ -126,8 +146,11 @@ impl Upstream {
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-request-id", request_id)
             .body(body);
-        if let Some(a) = &self.auth {
-            rb = rb.header(http::header::AUTHORIZATION, a.clone());
+        if let Some((name, value)) = &self.auth {
+            rb = rb.header(name, value.clone());
+        }
+        if self.family == Family::Anthropic {
+            rb = rb.header("anthropic-version", ANTHROPIC_VERSION);
         }
         for (name, value) in signed.into_iter().flatten() {
             rb = rb.header(name, value);

@@ -1,5 +1,6 @@
 //! Test and benchmark harness. [`FakeProvider`] is a real HTTP server on an ephemeral port
-//! that speaks OpenAI's API (JSON and SSE) and can be scripted to misbehave; [`TestGateway`]
+//! that speaks OpenAI's API (JSON and SSE) and can be scripted to misbehave ([`FakeAnthropic`]
+//! the same for Anthropic's Messages API); [`TestGateway`]
 //! starts the real `gatehouse` binary on ephemeral ports with its own data dir; [`stores`]
 //! gives each test a fresh SQLite file or PostgreSQL schema; [`oidc`] runs a real OpenID
 //! Provider (node `oidc-provider`).
@@ -9,11 +10,13 @@
 #![expect(clippy::panic, reason = "a test harness whose setup fails must stop the test loudly")]
 
 mod fake;
+mod fake_anthropic;
 mod gateway;
 pub mod oidc;
 pub mod stores;
 
 pub use fake::{Behavior, FAKE_REPLY, FakeProvider, REPLY_CANARY, Recorded, UPSTREAM_SECRET_IN_ERRORS};
+pub use fake_anthropic::{ANTHROPIC_REPLY, ANTHROPIC_USAGE, AnthropicBehavior, FakeAnthropic};
 pub use gateway::{GatewayBuilder, TestGateway};
 
 /// Polls `f` every 20 ms until it returns true or `within` passes. Tests wait on conditions,

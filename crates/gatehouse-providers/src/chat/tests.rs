@@ -603,17 +603,103 @@ fn a_cut_or_empty_stream_still_ends_as_the_messages_api_ends_one() {
 
 proptest! {
     #[test]
-    fn the_stream_writer_never_panics_and_stays_proportional(chunks in proptest::collection::vec(arbitrary_json(), 0..12)) {
-        let mut w = anthropic::MessagesStream::new("r", "m");
-        let mut out = Vec::new();
+    fn both_stream_writers_never_panic_and_stay_proportional(chunks in proptest::collection::vec(arbitrary_json(), 0..12)) {
+        let (mut messages, mut chat) = (anthropic::MessagesStream::new("r", "m"), openai::ChunkStream::new("r", "m", 1));
+        let (mut out_m, mut out_c) = (Vec::new(), Vec::new());
         let mut fed = 0;
         for c in &chunks {
             let data = serde_json::to_vec(c).unwrap();
             fed += data.len();
-            let _ = w.chunk(&data, &mut out);
+            let _ = messages.chunk(&data, &mut out_m);
+            let _ = chat.event(&data, &mut out_c);
         }
-        w.finish(&mut out);
-        // a frame per event at most, each a constant plus what the chunk carried
-        prop_assert!(out.len() <= 4 * fed + 600 * (chunks.len() + 3), "{} bytes out of {}", out.len(), fed);
+        messages.finish(&mut out_m);
+        chat.finish(&mut out_c);
+        // a few frames per event at most, each a constant plus what the event carried
+        for out in [&out_m, &out_c] {
+            prop_assert!(out.len() <= 4 * fed + 600 * (chunks.len() + 3), "{} bytes out of {}", out.len(), fed);
+        }
     }
+}
+
+/// What a client makes of an OpenAI stream: text, tool calls (id, name, arguments), finish
+/// reason, usage.
+fn accumulate(frames: &str) -> (String, Vec<(String, String, String)>, String, Value) {
+    let (mut text, mut calls, mut finish, mut usage) =
+        (String::new(), Vec::<(String, String, String)>::new(), String::new(), Value::Null);
+    for f in frames.split("\n\n").filter(|f| f.starts_with("data: {")) {
+        let v: Value = serde_json::from_str(&f[6..]).unwrap();
+        if !v["usage"].is_null() {
+            usage = v["usage"].clone();
+        }
+        let Some(c) = v["choices"].get(0) else { continue };
+        text.push_str(c["delta"]["content"].as_str().unwrap_or_default());
+        for t in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
+            let i = usize::try_from(t["index"].as_u64().unwrap()).unwrap();
+            if calls.len() <= i {
+                calls.resize(i + 1, Default::default());
+            }
+            if let Some(id) = t["id"].as_str() {
+                calls[i].0 = id.to_owned();
+                calls[i].1 = t["function"]["name"].as_str().unwrap().to_owned();
+            }
+            calls[i].2.push_str(t["function"]["arguments"].as_str().unwrap_or_default());
+        }
+        if let Some(r) = c["finish_reason"].as_str() {
+            r.clone_into(&mut finish);
+        }
+    }
+    (text, calls, finish, usage)
+}
+
+#[test]
+fn a_stream_survives_the_trip_to_messages_events_and_back() {
+    let chunks = [
+        json!({"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Let me "}}]}),
+        json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": "check."}}]}),
+        json!({"id": "c1", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"ci"}}]}}]}),
+        json!({"id": "c1", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "ty\":1}"}}]}}]}),
+        json!({"id": "c1", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 1, "id": "call_2", "type": "function", "function": {"name": "time", "arguments": "{}"}}]}}]}),
+        json!({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+        json!({"id": "c1", "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 49,
+               "prompt_tokens_details": {"cached_tokens": 30}}}),
+    ];
+    let mut original = String::new();
+    let mut m = anthropic::MessagesStream::new("r", "m");
+    let mut events = Vec::new();
+    for c in &chunks {
+        original.push_str(&format!("data: {c}\n\n"));
+        m.chunk(&serde_json::to_vec(c).unwrap(), &mut events).unwrap();
+    }
+    m.finish(&mut events);
+    let mut back = openai::ChunkStream::new("r", "m", 1);
+    let mut out = Vec::new();
+    for (_, data) in frames(&events) {
+        back.event(&serde_json::to_vec(&data).unwrap(), &mut out).unwrap();
+    }
+    assert!(back.ended(), "message_stop ends it");
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.ends_with("data: [DONE]\n\n"));
+    let (want, got) = (accumulate(&original), accumulate(&out));
+    assert_eq!((got.0, got.1, got.2), (want.0, want.1, want.2));
+    assert_eq!((got.3["prompt_tokens"].clone(), got.3["completion_tokens"].clone()), (json!(40), json!(9)));
+    assert_eq!(got.3["prompt_tokens_details"]["cached_tokens"], 30);
+}
+
+#[test]
+fn messages_events_that_break_the_protocol_are_the_providers_failure() {
+    let mut s = openai::ChunkStream::new("r", "m", 1);
+    let mut out = Vec::new();
+    let delta =
+        json!({"type": "content_block_delta", "index": 4, "delta": {"type": "input_json_delta", "partial_json": "{}"}});
+    assert_eq!(
+        s.event(&serde_json::to_vec(&delta).unwrap(), &mut out),
+        Err(Error::Answer("stream")),
+        "no such tool block"
+    );
+    assert_eq!(s.event(br#"{"type":"mystery"}"#, &mut out), Err(Error::Answer("stream")));
+    s.event(br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, &mut out).unwrap();
+    assert!(String::from_utf8_lossy(&out).contains("\"error\"") && s.ended());
 }

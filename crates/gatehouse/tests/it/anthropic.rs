@@ -1,8 +1,11 @@
-//! The Anthropic Messages ingress end to end: `POST /v1/messages` on the real binary, served by
-//! the mock and by an OpenAI-compatible upstream (translated both ways), whole and streamed,
-//! and every refusal in Anthropic's error shape.
+//! Anthropic's Messages API end to end, both ways: `POST /v1/messages` on the real binary,
+//! served by the mock and by an OpenAI-compatible upstream; an `anthropic` provider (a fake
+//! that speaks the real wire format) reached by OpenAI clients and by Anthropic clients;
+//! whole and streamed, tool calls, and every refusal in the caller's error shape.
 
-use gatehouse_testkit::{FakeProvider, REPLY_CANARY};
+use gatehouse_testkit::{
+    ANTHROPIC_REPLY, ANTHROPIC_USAGE, AnthropicBehavior, FakeAnthropic, FakeProvider, REPLY_CANARY,
+};
 use serde_json::{Value, json};
 
 use crate::common::{PROVIDER_SECRET, gateway, gateway_with, json};
@@ -143,4 +146,162 @@ async fn refusals_come_in_anthropics_error_shape() {
     assert!(!v.to_string().contains(secret));
     let (st, v) = send(key, json!({"model": "mock", "max_tokens": 5, "messages": "not a list"})).await;
     refused(400, "invalid_request_error")((st, v));
+}
+
+const ANTHROPIC_SECRET: &str = "sk-ant-fake-provider-key-5f0a";
+
+fn claude_config(fake: &FakeAnthropic) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "{}"
+api_key = "env:ANTHROPIC_KEY"
+first_byte_timeout_ms = 1500
+idle_timeout_ms = 800
+max_stream_duration_ms = 2500
+
+[[models]]
+name = "claude-x"
+provider = "claude"
+provider_model = "claude-sonnet-test"
+"#,
+        fake.base_url()
+    )
+}
+
+async fn claude_gateway(fake: &FakeAnthropic) -> gatehouse_testkit::TestGateway {
+    gateway().config(&claude_config(fake)).env("ANTHROPIC_KEY", ANTHROPIC_SECRET).spawn().await
+}
+
+/// A fake Anthropic provider that accepts the gateway's key, and a gateway routing `claude-x`
+/// to it.
+async fn claude() -> (FakeAnthropic, gatehouse_testkit::TestGateway) {
+    let fake = FakeAnthropic::spawn(ANTHROPIC_SECRET).await;
+    let gw = claude_gateway(&fake).await;
+    (fake, gw)
+}
+
+/// What an OpenAI client makes of a stream: text, tool-call arguments, finish reason, usage.
+fn openai_stream(body: &str) -> (String, String, String, Value) {
+    let (mut text, mut args, mut finish, mut usage) = (String::new(), String::new(), String::new(), Value::Null);
+    for line in body.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|l| *l != "[DONE]") {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if !v["usage"].is_null() {
+            usage = v["usage"].clone();
+        }
+        let Some(c) = v["choices"].get(0) else { continue };
+        text.push_str(c["delta"]["content"].as_str().unwrap_or_default());
+        for t in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
+            args.push_str(t["function"]["arguments"].as_str().unwrap_or_default());
+        }
+        if let Some(f) = c["finish_reason"].as_str() {
+            finish = f.to_owned();
+        }
+    }
+    (text, args, finish, usage)
+}
+
+#[tokio::test]
+async fn openai_clients_reach_an_anthropic_model() {
+    let (fake, gw) = claude().await;
+    let key = gw.key().to_owned();
+    let chat = |stream: bool| {
+        json!({"model": "claude-x", "stream": stream, "messages": [
+            {"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]})
+    };
+    let resp = gw.post("/v1/chat/completions", Some(&key), &chat(false)).await;
+    assert_eq!(resp.status(), 200);
+    let v = json(resp).await;
+    assert_eq!(v["choices"][0]["message"]["content"], ANTHROPIC_REPLY);
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let (input, read, write, output) = ANTHROPIC_USAGE;
+    assert_eq!(v["usage"]["prompt_tokens"], input + read + write, "cached input counts as input: {v}");
+    assert_eq!(
+        (v["usage"]["completion_tokens"].clone(), v["usage"]["prompt_tokens_details"]["cached_tokens"].clone()),
+        (json!(output), json!(read))
+    );
+    // the provider saw its own format, its own credential, and nothing of the client's
+    let seen = fake.last_request().unwrap();
+    assert_eq!(seen.headers["x-api-key"], ANTHROPIC_SECRET);
+    assert!(seen.headers.contains_key("anthropic-version") && !seen.headers.contains_key("authorization"));
+    assert_eq!(seen.body["model"], "claude-sonnet-test");
+    assert_eq!((seen.body["system"].clone(), seen.body["max_tokens"].clone()), (json!("be brief"), json!(4096)));
+    assert_eq!(seen.body["messages"], json!([{"role": "user", "content": [{"type": "text", "text": "hello"}]}]));
+
+    let resp = gw.post("/v1/chat/completions", Some(&key), &chat(true)).await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let (text, _, finish, usage) = openai_stream(&body);
+    assert_eq!((text.as_str(), finish.as_str()), (ANTHROPIC_REPLY, "stop"));
+    assert_eq!(usage["prompt_tokens"], input + read + write);
+
+    // a tool call, whole and streamed
+    fake.set(AnthropicBehavior::ToolUse(r#"{"q":"weather in Oslo"}"#.to_owned()));
+    let v = json(gw.post("/v1/chat/completions", Some(&key), &chat(false)).await).await;
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!((call["id"].as_str(), call["function"]["name"].as_str()), (Some("toolu_fake1"), Some("lookup")));
+    assert_eq!(
+        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
+        json!({"q": "weather in Oslo"})
+    );
+    let (_, args, finish, _) =
+        openai_stream(&gw.post("/v1/chat/completions", Some(&key), &chat(true)).await.text().await.unwrap());
+    assert_eq!(finish, "tool_calls");
+    assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"q": "weather in Oslo"}));
+}
+
+#[tokio::test]
+async fn what_an_anthropic_model_cannot_do_is_refused_and_its_failures_are_mapped() {
+    let (fake, gw) = claude().await;
+    let key = gw.key().to_owned();
+    let hello = |extra: Value| {
+        let mut b = json!({"model": "claude-x", "messages": [{"role": "user", "content": "hello"}]});
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let before = fake.last_request().map(|r| r.raw);
+    for (extra, param) in [
+        (json!({"logit_bias": {"1": 5}}), "logit_bias"),
+        (json!({"n": 2}), "n"),
+        (json!({"temperature": 1.7}), "temperature"),
+    ] {
+        let resp = gw.post("/v1/chat/completions", Some(&key), &hello(extra)).await;
+        assert_eq!(resp.status(), 400);
+        let v = json(resp).await;
+        assert_eq!(
+            (v["error"]["code"].as_str(), v["error"]["param"].as_str()),
+            (Some("invalid_request"), Some(param)),
+            "{v}"
+        );
+    }
+    assert_eq!(fake.last_request().map(|r| r.raw), before, "nothing was sent");
+    for (status, want) in [(529, 502), (429, 429), (401, 502)] {
+        fake.set(AnthropicBehavior::Status(status));
+        let resp = gw.post("/v1/chat/completions", Some(&key), &hello(json!({}))).await;
+        assert_eq!(resp.status(), want, "provider {status}");
+        assert!(!resp.text().await.unwrap().contains("scripted failure"), "the provider's body is not passed on");
+    }
+    // a wrong provider key is the provider's 401, not the caller's
+    let wrong = FakeAnthropic::spawn("another-key").await;
+    let gw2 = claude_gateway(&wrong).await;
+    assert_eq!(gw2.post("/v1/chat/completions", Some(gw2.key()), &hello(json!({}))).await.status(), 502);
+}
+
+#[tokio::test]
+async fn an_anthropic_client_reaches_an_anthropic_model_through_the_chain() {
+    let (fake, gw) = claude().await;
+    let body = json!({"model": "claude-x", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]});
+    let v = json(messages(&gw, Some(gw.key()), &body).await).await;
+    assert_eq!((v["type"].as_str(), v["content"][0]["text"].as_str()), (Some("message"), Some(ANTHROPIC_REPLY)), "{v}");
+    assert_eq!(fake.last_request().unwrap().body["max_tokens"], 64);
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let evs = events(&messages(&gw, Some(gw.key()), &streamed).await.text().await.unwrap());
+    let text: String = evs.iter().filter_map(|(_, d)| d["delta"]["text"].as_str()).collect();
+    assert_eq!(text, ANTHROPIC_REPLY);
+    assert_eq!(evs.last().map(|(e, _)| e.as_str()), Some("message_stop"));
 }
