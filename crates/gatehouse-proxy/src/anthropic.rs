@@ -56,16 +56,18 @@ pub async fn messages(State(app): State<AppState>, Extension(id): Extension<Requ
     }
 }
 
+/// A translation refusal, naming the field when the error does.
+fn refused(e: gatehouse_providers::Error) -> Denial {
+    let d = Denial::new(e.deny_code());
+    match e.param() {
+        Some(p) => d.with_param(p),
+        None => d,
+    }
+}
+
 /// A Messages request as the Chat Completions request the chain checks. The depth is bounded
 /// before anything is parsed; the chain bounds the rest (size, message count) on the result.
 fn as_chat_request(bytes: &[u8], max_depth: u32) -> Result<Bytes, Denial> {
-    let refused = |e: gatehouse_providers::Error| {
-        let d = Denial::new(e.deny_code());
-        match e.param() {
-            Some(p) => d.with_param(p),
-            None => d,
-        }
-    };
     check_depth(bytes, max_depth).map_err(refused)?;
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
         return Err(Denial::new(DenyCode::InvalidJson));
@@ -196,13 +198,6 @@ fn error_body(status: StatusCode, message: &str) -> Response {
 /// The chain's checked request as a Messages request for `provider_model`. What the Messages
 /// API cannot honour is refused (400 naming it), and the hold is released by the caller.
 pub fn for_messages_api(req: &gatehouse_providers::ApiRequest, provider_model: &str) -> Result<Bytes, Denial> {
-    let refused = |e: gatehouse_providers::Error| {
-        let d = Denial::new(e.deny_code());
-        match e.param() {
-            Some(p) => d.with_param(p),
-            None => d,
-        }
-    };
     let shape = openai::request_from(req.body()).map_err(refused)?;
     let body = anthropic::request_to(&shape, provider_model).map_err(refused)?;
     Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
