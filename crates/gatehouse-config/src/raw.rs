@@ -122,6 +122,10 @@ pub struct RawProvider {
     pub identity_key: Option<String>,
     /// PEM file of CA certificates trusted for this provider beside the system's roots.
     pub ca_file: Option<String>,
+    /// Azure OpenAI: the `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// Azure OpenAI: `"api-key"` (the default) or `"bearer"` (an Entra ID token).
+    pub auth: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

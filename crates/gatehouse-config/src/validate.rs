@@ -22,6 +22,9 @@ pub const MOCK_EMBEDDING_MODEL: &str = "mock-embedding";
 /// Largest config file we read: a config is a few KiB; more is a mistake.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
+/// The Azure OpenAI `api-version` when a provider names none (the GA version of the API).
+const AZURE_API_VERSION: &str = "2024-10-21";
+
 #[derive(Debug)]
 pub struct Config {
     pub server: ServerConfig,
@@ -225,6 +228,11 @@ pub enum ProviderKind {
     OpenAiCompatible,
     /// Anthropic's Messages API (`x-api-key`, `anthropic-version`); chat models only.
     Anthropic,
+    /// Azure OpenAI: deployment URLs, `api-version`, an `api-key` header or an Entra ID
+    /// bearer token. The provider model is the deployment name.
+    AzureOpenAi,
+    /// Google's Gemini API (`x-goog-api-key`); chat models only.
+    Gemini,
 }
 
 #[derive(Clone, Debug)]
@@ -245,6 +253,10 @@ pub struct ProviderConfig {
     /// A PEM bundle of CAs trusted for this provider in addition to the system's roots (a
     /// provider behind a private CA). Read when the snapshot is built.
     pub ca_file: Option<PathBuf>,
+    /// Azure OpenAI: the `api-version` every call names.
+    pub api_version: Option<String>,
+    /// Azure OpenAI: the key is an Entra ID token, sent as `Authorization: Bearer`.
+    pub bearer: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -703,16 +715,20 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
             Some("openai") => ProviderKind::OpenAi,
             None | Some("openai_compatible") => ProviderKind::OpenAiCompatible,
             Some("anthropic") => ProviderKind::Anthropic,
+            Some("azure_openai") => ProviderKind::AzureOpenAi,
+            Some("gemini") => ProviderKind::Gemini,
             Some(_) => {
-                issue(issues, at("kind"), "must be \"openai\", \"openai_compatible\" or \"anthropic\"");
+                let kinds = "\"openai\", \"openai_compatible\", \"anthropic\", \"azure_openai\" or \"gemini\"";
+                issue(issues, at("kind"), format!("must be {kinds}"));
                 ProviderKind::OpenAiCompatible
             }
         };
         let base_url = match (&p.base_url, kind) {
             (None, ProviderKind::OpenAi) => "https://api.openai.com/v1".to_owned(),
             (None, ProviderKind::Anthropic) => "https://api.anthropic.com/v1".to_owned(),
+            (None, ProviderKind::Gemini) => "https://generativelanguage.googleapis.com/v1beta".to_owned(),
             (None, _) => {
-                issue(issues, at("base_url"), "is required for openai_compatible providers");
+                issue(issues, at("base_url"), "is required for openai_compatible and azure_openai providers");
                 String::new()
             }
             (Some(u), _) => base_url(u, &at("base_url"), issues),
@@ -721,14 +737,44 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
             .api_key
             .as_deref()
             .and_then(|s| SecretRef::parse(s).map_err(|rule| issue(issues, at("api_key"), rule)).ok());
-        if api_key.is_none() && matches!(kind, ProviderKind::OpenAi | ProviderKind::Anthropic) && p.api_key.is_none() {
-            issue(issues, at("api_key"), "is required for kinds \"openai\" and \"anthropic\"");
+        let keyed = !matches!(kind, ProviderKind::OpenAiCompatible);
+        if api_key.is_none() && keyed && p.api_key.is_none() {
+            issue(issues, at("api_key"), "is required for every kind but \"openai_compatible\"");
         }
+        let azure = kind == ProviderKind::AzureOpenAi;
+        let api_version = match (&p.api_version, azure) {
+            (None, true) => Some(AZURE_API_VERSION.to_owned()),
+            (Some(v), true) => {
+                if v.is_empty() || v.len() > 32 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                    issue(issues, at("api_version"), "must be an API version such as \"2024-10-21\"");
+                }
+                Some(v.clone())
+            }
+            (Some(_), false) => {
+                issue(issues, at("api_version"), "applies to azure_openai providers only");
+                None
+            }
+            (None, false) => None,
+        };
+        let bearer = match (p.auth.as_deref(), azure) {
+            (None | Some("api-key"), true) | (None, false) => false,
+            (Some("bearer"), true) => true,
+            (Some(_), true) => {
+                issue(issues, at("auth"), "must be \"api-key\" or \"bearer\"");
+                false
+            }
+            (Some(_), false) => {
+                issue(issues, at("auth"), "applies to azure_openai providers only");
+                false
+            }
+        };
         out.push(ProviderConfig {
             name,
             kind,
             base_url,
             api_key,
+            api_version,
+            bearer,
             connect_timeout: ms(p.connect_timeout_ms, 3_000, 10, 60_000, &at("connect_timeout_ms"), issues),
             first_byte_timeout: ms(
                 p.first_byte_timeout_ms,
@@ -818,8 +864,8 @@ fn models(
             }
         };
         let served_by = providers.iter().find(|p| p.name == provider).map(|p| p.kind);
-        if kind == ModelKind::Embedding && served_by == Some(ProviderKind::Anthropic) {
-            issue(issues, at("kind"), "anthropic providers serve chat models only");
+        if kind == ModelKind::Embedding && matches!(served_by, Some(ProviderKind::Anthropic | ProviderKind::Gemini)) {
+            issue(issues, at("kind"), "anthropic and gemini providers serve chat models only");
         }
         for (j, a) in m.aliases.iter().enumerate() {
             if !valid_name(a) {
@@ -831,6 +877,11 @@ fn models(
         let provider_model = m.provider_model.unwrap_or_else(|| name.clone());
         if provider_model.is_empty() || provider_model.len() > 256 {
             issue(issues, at("provider_model"), "must be 1-256 characters");
+        }
+        let in_url = matches!(served_by, Some(ProviderKind::AzureOpenAi | ProviderKind::Gemini));
+        if in_url && (provider_model == "." || provider_model == ".." || provider_model.chars().any(char::is_control)) {
+            // it becomes a URL path segment: a dot segment would climb out of it
+            issue(issues, at("provider_model"), "must be a deployment or model name, not a dot segment");
         }
         out.push(ModelConfig { name, provider, provider_model, kind, aliases: m.aliases });
     }
@@ -937,6 +988,46 @@ mod tests {
         .unwrap_err();
         let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, ["providers[0].api_key", "models[0].kind"]);
+    }
+
+    #[test]
+    fn azure_and_gemini_providers_have_their_defaults_and_rules() {
+        let ok = Config::from_toml(
+            "[[providers]]\nname = \"az\"\nkind = \"azure_openai\"\nbase_url = \"https://r.openai.azure.com\"\n\
+             api_key = \"env:K\"\nauth = \"bearer\"\n\
+             [[providers]]\nname = \"g\"\nkind = \"gemini\"\napi_key = \"env:K\"\n\
+             [[models]]\nname = \"a\"\nprovider = \"az\"\nprovider_model = \"prod-4o\"\n",
+        )
+        .unwrap();
+        let (az, g) = (&ok.policy.providers[0], &ok.policy.providers[1]);
+        assert_eq!(
+            (az.kind, az.api_version.as_deref(), az.bearer),
+            (ProviderKind::AzureOpenAi, Some("2024-10-21"), true)
+        );
+        assert_eq!(
+            (g.kind, g.base_url.as_str()),
+            (ProviderKind::Gemini, "https://generativelanguage.googleapis.com/v1beta")
+        );
+        let err = Config::from_toml(
+            "[[providers]]\nname = \"az\"\nkind = \"azure_openai\"\napi_version = \"x/y\"\nauth = \"basic\"\n\
+             [[providers]]\nname = \"g\"\nkind = \"gemini\"\napi_key = \"env:K\"\napi_version = \"1\"\n\
+             [[models]]\nname = \"a\"\nprovider = \"az\"\nprovider_model = \"..\"\n\
+             [[models]]\nname = \"e\"\nprovider = \"g\"\nkind = \"embedding\"\n",
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "providers[0].base_url",
+                "providers[0].api_key",
+                "providers[0].api_version",
+                "providers[0].auth",
+                "providers[1].api_version",
+                "models[0].provider_model",
+                "models[1].kind",
+            ]
+        );
     }
 
     #[test]

@@ -237,7 +237,36 @@ where
 
 /// `GET /v1/models` and `GET /v1/models/{model}`: identity and the listing scope only; the
 /// listing itself is filtered by the allow-list ([`Listing::may_use`]).
-pub async fn admit_listing(g: &Gates, mut cx: RequestCx) -> Result<Listing, Denial> {
+pub async fn admit_listing(g: &Gates, cx: RequestCx) -> Result<Listing, Denial> {
+    admit_lookup(g, cx, Lookup::Models).await
+}
+
+/// A read that reaches no provider and spends nothing: the model listing, or counting a
+/// prompt's tokens. Identity and the lookup's scope; models by the allow-list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Models,
+    /// `POST /v1/messages/count_tokens`: as much a part of chatting as the chat itself.
+    CountTokens,
+}
+
+impl Lookup {
+    const fn action(self) -> &'static str {
+        match self {
+            Lookup::Models => LISTING_ACTION,
+            Lookup::CountTokens => Endpoint::ChatCompletions.action(),
+        }
+    }
+
+    const fn endpoint(self) -> &'static str {
+        match self {
+            Lookup::Models => "models",
+            Lookup::CountTokens => "count_tokens",
+        }
+    }
+}
+
+pub async fn admit_lookup(g: &Gates, mut cx: RequestCx, lookup: Lookup) -> Result<Listing, Denial> {
     let checked = match audit_accepting(g) {
         Ok(()) => run(&g.authenticate, &mut cx, &mut ()).await.map_err(|_| ()),
         Err(_) => Err(()),
@@ -247,16 +276,16 @@ pub async fn admit_listing(g: &Gates, mut cx: RequestCx) -> Result<Listing, Deni
             GateOutcome::Deny(c) => c,
             _ => DenyCode::Internal,
         }),
-        Ok(()) if cx.principal.as_ref().is_some_and(|p| !p.may(LISTING_ACTION)) => {
+        Ok(()) if cx.principal.as_ref().is_some_and(|p| !p.may(lookup.action())) => {
             cx.record(GateName::Authorize, GateOutcome::Deny(DenyCode::PermissionDenied));
             DenyCode::PermissionDenied
         }
         Ok(()) => {
             cx.record(GateName::Authorize, GateOutcome::Pass);
-            return Ok(Listing { audit: g.audit.clone(), cx, done: false });
+            return Ok(Listing { audit: g.audit.clone(), cx, lookup, done: false });
         }
     };
-    finish(&g.audit, &mut cx, Finished::refused("models", refusal));
+    finish(&g.audit, &mut cx, Finished::refused(lookup.endpoint(), refusal));
     Err(Denial::new(refusal))
 }
 
@@ -267,6 +296,7 @@ pub const LISTING_ACTION: &str = "models:read";
 pub struct Listing {
     audit: AuditHook,
     cx: RequestCx,
+    lookup: Lookup,
     done: bool,
 }
 
@@ -277,17 +307,22 @@ impl Listing {
     }
 
     /// The model asked for is not one this caller can see.
-    pub fn not_found(mut self) -> Denial {
+    pub fn not_found(self) -> Denial {
+        self.refuse(Denial::new(DenyCode::ModelNotFound).with_param("model"))
+    }
+
+    /// The lookup is refused (the model is not visible, or the body is bad): audited as such.
+    pub fn refuse(mut self, d: Denial) -> Denial {
         self.done = true;
-        finish(&self.audit, &mut self.cx, Finished::refused("models", DenyCode::ModelNotFound));
-        Denial::new(DenyCode::ModelNotFound).with_param("model")
+        finish(&self.audit, &mut self.cx, Finished::refused(self.lookup.endpoint(), d.code));
+        d
     }
 }
 
 impl Drop for Listing {
     fn drop(&mut self) {
         if !self.done {
-            finish(&self.audit, &mut self.cx, Finished::listed());
+            finish(&self.audit, &mut self.cx, Finished::listed(self.lookup.endpoint()));
         }
     }
 }

@@ -130,8 +130,9 @@ impl Finished {
     }
 
     /// A model listing: answered by the gateway itself.
-    pub fn listed() -> Self {
-        Finished { endpoint: "models", status: 200, code: None, usage: None, reached_provider: false, stream_end: None }
+    /// A lookup answered without a provider (`models`, `count_tokens`).
+    pub fn listed(endpoint: &'static str) -> Self {
+        Finished { endpoint, status: 200, code: None, usage: None, reached_provider: false, stream_end: None }
     }
 
     pub fn refused(endpoint: &'static str, code: DenyCode) -> Self {

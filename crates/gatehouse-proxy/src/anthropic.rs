@@ -5,10 +5,7 @@
 //! may use is reachable from either door); the answer, the stream and every refusal are
 //! written back in the Messages API's format.
 //!
-//! Out: an `anthropic` provider. The chain's (OpenAI-format) request is written as a Messages
-//! request; the provider's answer and events are read back as Chat Completions, so the
-//! response half of the chain (output guardrails, usage, budgets) sees the one format it
-//! checks.
+//! Out (an `anthropic` provider) is in [`crate::translate`], with the other families.
 
 use std::net::SocketAddr;
 
@@ -18,21 +15,20 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use gatehouse_core::{Denial, DenyCode, HasDenyCode, RequestCx, RequestId};
-use gatehouse_gates::{Admitted, Stop, Stopped, admit};
+use gatehouse_core::{Denial, DenyCode, RequestCx, RequestId};
+use gatehouse_gates::{Admitted, Lookup, Stop, Stopped, admit, admit_lookup};
 use gatehouse_http::read_body;
 use gatehouse_providers::chat::{anthropic, openai};
-use gatehouse_providers::{Endpoint, SseEvent, SseScanner, check_depth};
+use gatehouse_providers::{ApiRequest, Endpoint, SseEvent, SseScanner, check_depth};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::handlers::{credential, dispatch, with_rate_headers};
+use crate::translate::refused;
 
 /// Our own answers and refusals are small; a provider's whole answer is bounded upstream.
 const MAX_TRANSLATED_BYTES: usize = 64 * 1024 * 1024;
-/// Largest single event of the stream we translate (as the pass-through bounds it).
-const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 pub async fn messages(State(app): State<AppState>, Extension(id): Extension<RequestId>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
@@ -56,22 +52,59 @@ pub async fn messages(State(app): State<AppState>, Extension(id): Extension<Requ
     }
 }
 
-/// A translation refusal, naming the field when the error does.
-fn refused(e: gatehouse_providers::Error) -> Denial {
-    let d = Denial::new(e.deny_code());
-    match e.param() {
-        Some(p) => d.with_param(p),
-        None => d,
-    }
+/// `POST /v1/messages/count_tokens`: the prompt's input tokens as the gateway estimates them
+/// for the model's provider (the estimate the limits gate reserves by). Identity, the chat
+/// scope and the model's visibility are checked and the call is audited; nothing reaches a
+/// provider and nothing is spent.
+pub async fn count_tokens(State(app): State<AppState>, Extension(id): Extension<RequestId>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let rt = app.runtime.load_full();
+    let mut cx = RequestCx::new(id, credential(&parts));
+    cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let lookup = match admit_lookup(&rt.gates, cx, Lookup::CountTokens).await {
+        Ok(l) => l,
+        Err(d) => return error(&d),
+    };
+    let limit = rt.limits.max_body_bytes.get() as usize;
+    let parsed = async {
+        let bytes = read_body(&parts.headers, body, "application/json", limit).await?;
+        // the same body as a message, less the output cap it does not need
+        let chat = as_chat_request_with(&bytes, rt.limits.max_json_depth.get(), |b| {
+            b.entry("max_tokens").or_insert(Value::from(1));
+        })?;
+        ApiRequest::parse(Endpoint::ChatCompletions, &chat, rt.gates.parse.bounds).map_err(refused)
+    };
+    let req = match parsed.await {
+        Ok(r) => r,
+        Err(d) => return error(&lookup.refuse(d)),
+    };
+    let Some(entry) = rt.gates.table.resolve(&req.model).filter(|e| lookup.may_use(&e.route.model)) else {
+        return error(&lookup.not_found());
+    };
+    let tokens = gatehouse_gates::tokens::prompt_estimate(&req, &entry.route.provider_model);
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        json!({"input_tokens": tokens}).to_string(),
+    )
+        .into_response()
 }
 
 /// A Messages request as the Chat Completions request the chain checks. The depth is bounded
 /// before anything is parsed; the chain bounds the rest (size, message count) on the result.
 fn as_chat_request(bytes: &[u8], max_depth: u32) -> Result<Bytes, Denial> {
+    as_chat_request_with(bytes, max_depth, |_| {})
+}
+
+fn as_chat_request_with(
+    bytes: &[u8],
+    max_depth: u32,
+    amend: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> Result<Bytes, Denial> {
     check_depth(bytes, max_depth).map_err(refused)?;
-    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
+    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(bytes) else {
         return Err(Denial::new(DenyCode::InvalidJson));
     };
+    amend(&mut body);
     let shape = anthropic::request_from(&body).map_err(refused)?;
     let chat = openai::request_to(&shape, &shape.model).map_err(refused)?;
     Ok(Bytes::from(serde_json::to_vec(&chat).unwrap_or_default()))
@@ -129,7 +162,7 @@ fn translate_stream(
     body: Body,
     writer: anthropic::MessagesStream,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
-    let state = (body.into_data_stream(), SseScanner::new(MAX_EVENT_BYTES), writer, false);
+    let state = (body.into_data_stream(), SseScanner::new(gatehouse_providers::chat::MAX_EVENT_BYTES), writer, false);
     futures_util::stream::unfold(state, |(mut inner, mut scanner, mut writer, ended)| async move {
         if ended {
             return None;
@@ -193,65 +226,4 @@ fn error_body(status: StatusCode, message: &str) -> Response {
     };
     let body = json!({"type": "error", "error": {"type": kind, "message": message}});
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
-}
-
-/// The chain's checked request as a Messages request for `provider_model`. What the Messages
-/// API cannot honour is refused (400 naming it), and the hold is released by the caller.
-pub fn for_messages_api(req: &gatehouse_providers::ApiRequest, provider_model: &str) -> Result<Bytes, Denial> {
-    let shape = openai::request_from(req.body()).map_err(refused)?;
-    let body = anthropic::request_to(&shape, provider_model).map_err(refused)?;
-    Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
-}
-
-/// A provider's whole Messages answer as a Chat Completions answer, with its usage (every
-/// input token counted, cached or not).
-pub fn as_chat_answer(body: &[u8], created: u64) -> Result<(Bytes, gatehouse_providers::Usage), DenyCode> {
-    let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) else { return Err(DenyCode::UpstreamError) };
-    let r = anthropic::response_from(&o).map_err(|e| e.deny_code())?;
-    let v = openai::response_to(&r, created).map_err(|e| e.deny_code())?;
-    Ok((Bytes::from(v.to_string()), r.usage.into()))
-}
-
-/// A provider's Messages event stream as a Chat Completions stream, for the chain's stream
-/// inspection. The provider's transport errors pass through (the inspection judges them); a
-/// stream that breaks the protocol ends with an error event; one that stops before
-/// `message_stop` simply ends (no `[DONE]`: the inspection sees it cut).
-pub fn as_chat_chunks<S>(
-    inner: S,
-    id: &str,
-    model: &str,
-    created: u64,
-) -> impl futures_util::Stream<Item = Result<Bytes, reqwest::Error>> + use<S>
-where
-    S: futures_util::Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
-{
-    let writer = openai::ChunkStream::new(id, model, created);
-    let state = (inner, SseScanner::new(MAX_EVENT_BYTES), writer, false);
-    futures_util::stream::unfold(state, |(mut inner, mut scanner, mut writer, ended)| async move {
-        if ended {
-            return None;
-        }
-        let mut out = Vec::new();
-        loop {
-            match inner.next().await {
-                Some(Ok(chunk)) => {
-                    let mut failed = false;
-                    let fed = scanner.feed(&chunk, |ev| {
-                        if let SseEvent::Data(d) = ev {
-                            failed |= writer.event(d, &mut out).is_err();
-                        }
-                    });
-                    if fed.is_err() || failed {
-                        writer.error("the provider's stream could not be read", &mut out);
-                    }
-                    if !out.is_empty() || writer.ended() {
-                        let ended = writer.ended();
-                        return Some((Ok(Bytes::from(out)), (inner, scanner, writer, ended)));
-                    }
-                }
-                Some(Err(e)) => return Some((Err(e), (inner, scanner, writer, true))),
-                None => return None,
-            }
-        }
-    })
 }

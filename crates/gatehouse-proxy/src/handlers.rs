@@ -15,14 +15,14 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, Presented, Rates, RequestCx, RequestId, Target};
 use gatehouse_gates::{Admitted, Answer, Listing, Stop, Stopped, admit, admit_listing};
-use gatehouse_providers::chat::Family;
+use gatehouse_providers::chat::{Family, chunk_decoder};
 use gatehouse_providers::{ApiRequest, Endpoint, mock, usage_from_body};
 use http::{HeaderValue, header};
 
 use serde_json::json;
 
 use crate::stream::{Inspected, StreamBounds};
-use crate::upstream::{refusal_for_status, retry_after};
+use crate::upstream::{Call, refusal_for_status, retry_after};
 use crate::{AppState, Runtime, Upstream};
 use gatehouse_http::read_body;
 
@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/messages", post(crate::anthropic::messages))
+        .route("/v1/messages/count_tokens", post(crate::anthropic::count_tokens))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{model}", get(get_model))
         .route("/v1/tokens/delegate", post(crate::tokens::delegate))
@@ -175,13 +176,15 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
     let body = match family {
         Family::OpenAi => req.into_upstream_body(provider_model),
         // the chain checked the request in OpenAI's format; the provider reads its own
-        Family::Anthropic => match crate::anthropic::for_messages_api(&req, provider_model) {
+        _ => match crate::translate::request_body(&req, family, provider_model) {
             Ok(b) => b,
             Err(d) => return answer.fail(d).into_response(),
         },
     };
     let started = std::time::Instant::now();
-    let send = up.request(endpoint, &request_id.to_string(), body, answer.principal()).send();
+    let id_text = request_id.to_string();
+    let call = Call { endpoint, model: provider_model, stream, request_id: &id_text };
+    let send = up.request(call, body, answer.principal()).send();
     let resp = match tokio::time::timeout(up.first_byte_timeout, send).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -218,8 +221,8 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
         }
         let bounds = StreamBounds { idle: up.idle_timeout, max_duration: up.max_stream_duration };
         let inner = resp.bytes_stream();
-        if family == Family::Anthropic {
-            let chunks = crate::anthropic::as_chat_chunks(inner, &request_id.to_string(), provider_model, unix_now());
+        if let Some(decoder) = chunk_decoder(family, &id_text, provider_model, unix_now()) {
+            let chunks = crate::translate::chat_chunks(inner, decoder);
             return sse_response(Body::from_stream(Inspected::new(chunks, rt.clone(), answer.stream(), bounds)));
         }
         return sse_response(Body::from_stream(Inspected::new(inner, rt.clone(), answer.stream(), bounds)));
@@ -237,10 +240,10 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
             let usage = usage_from_body(&body);
             (body, usage)
         }
-        Family::Anthropic => match crate::anthropic::as_chat_answer(&body, unix_now()) {
+        _ => match crate::translate::chat_answer(family, &body, unix_now()) {
             Ok((body, usage)) => (body, Some(usage)),
             Err(code) => {
-                tracing::warn!(request_id = %request_id, provider = %up.name, "provider answer not in the Messages format");
+                tracing::warn!(request_id = %request_id, provider = %up.name, "provider answer not in its API's format");
                 return answer.fail(Denial::new(code)).into_response();
             }
         },

@@ -1,4 +1,5 @@
-//! The data plane: the OpenAI-compatible router, the upstream client (pooled, rustls, bounded
+//! The data plane: the OpenAI-compatible router (and Anthropic's Messages door), translation
+//! for providers of other API families, the upstream client (pooled, rustls, bounded
 //! in time and size, no redirects), streaming pass-through (each event's decision is the
 //! chain's), the runtime snapshot. The transport it shares with the control plane is
 //! `gatehouse-http`.
@@ -14,6 +15,7 @@ mod handlers;
 mod runtime;
 mod stream;
 mod tokens;
+mod translate;
 mod upstream;
 
 pub use error::Error;

@@ -15,21 +15,68 @@ pub struct Upstream {
     /// The API the provider speaks: requests and answers are translated when it is not the
     /// one the chain checks (OpenAI's).
     pub family: Family,
-    /// Parsed once here: handing reqwest a string would parse it again on every request.
-    chat_url: reqwest::Url,
-    embeddings_url: reqwest::Url,
-    /// `Authorization: Bearer <provider key>` (Anthropic: `x-api-key`), marked sensitive so it
-    /// never prints.
+    urls: Urls,
+    /// `Authorization: Bearer <provider key>` (Anthropic: `x-api-key`, Azure: `api-key`,
+    /// Gemini: `x-goog-api-key`), marked sensitive so it never prints.
     auth: Option<(HeaderName, HeaderValue)>,
     /// Signs `x-gatehouse-*` identity headers when configured: key id and secret.
     identity: Option<(String, SecretString)>,
-    chat_path: String,
-    embeddings_path: String,
     pub client: reqwest::Client,
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_stream_duration: Duration,
     pub max_response_bytes: u64,
+}
+
+/// Where requests go. Parsed once where the URL does not depend on the model: handing reqwest
+/// a string would parse it again on every request.
+enum Urls {
+    Fixed {
+        chat: reqwest::Url,
+        embeddings: reqwest::Url,
+    },
+    /// Azure OpenAI: `{base}/openai/deployments/{model}/{endpoint}?api-version=...`.
+    Azure {
+        base: reqwest::Url,
+        api_version: String,
+    },
+    /// Gemini: `{base}/models/{model}:generateContent` (`:streamGenerateContent?alt=sse`).
+    Gemini {
+        base: reqwest::Url,
+    },
+}
+
+impl Urls {
+    /// The URL of one call. The model is one path segment, percent-encoded: a model name
+    /// cannot reach another path.
+    fn of(&self, endpoint: Endpoint, model: &str, stream: bool) -> reqwest::Url {
+        match self {
+            Urls::Fixed { chat, embeddings } => match endpoint {
+                Endpoint::ChatCompletions => chat.clone(),
+                Endpoint::Embeddings => embeddings.clone(),
+            },
+            Urls::Azure { base, api_version } => {
+                let mut url = base.clone();
+                let last = endpoint.upstream_path().trim_start_matches('/');
+                if let Ok(mut segments) = url.path_segments_mut() {
+                    segments.pop_if_empty().extend(["openai", "deployments", model]).extend(last.split('/'));
+                }
+                url.query_pairs_mut().append_pair("api-version", api_version);
+                url
+            }
+            Urls::Gemini { base } => {
+                let mut url = base.clone();
+                let action = if stream { "streamGenerateContent" } else { "generateContent" };
+                if let Ok(mut segments) = url.path_segments_mut() {
+                    segments.pop_if_empty().push("models").push(&format!("{model}:{action}"));
+                }
+                if stream {
+                    url.query_pairs_mut().append_pair("alt", "sse");
+                }
+                url
+            }
+        }
+    }
 }
 
 /// The Messages API version every request to an `anthropic` provider names.
@@ -60,14 +107,18 @@ impl Upstream {
     pub fn build(cfg: &ProviderConfig, env: EnvLookup<'_>) -> Result<Upstream, crate::Error> {
         let family = match cfg.kind {
             ProviderKind::Anthropic => Family::Anthropic,
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Family::OpenAi,
+            ProviderKind::Gemini => Family::Gemini,
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::AzureOpenAi => Family::OpenAi,
         };
         let auth = match cfg.resolve_api_key(env)? {
             None => None,
             Some(key) => {
-                let (name, text) = match family {
-                    Family::Anthropic => (HeaderName::from_static("x-api-key"), key.expose_secret().to_owned()),
-                    Family::OpenAi => (http::header::AUTHORIZATION, format!("Bearer {}", key.expose_secret())),
+                let key = key.expose_secret();
+                let (name, text) = match cfg.kind {
+                    ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), key.to_owned()),
+                    ProviderKind::Gemini => (HeaderName::from_static("x-goog-api-key"), key.to_owned()),
+                    ProviderKind::AzureOpenAi if !cfg.bearer => (HeaderName::from_static("api-key"), key.to_owned()),
+                    _ => (http::header::AUTHORIZATION, format!("Bearer {key}")),
                 };
                 let mut v = HeaderValue::from_str(&text)
                     .map_err(|_| gatehouse_config::SecretError::NotAHeaderValue(cfg.name.clone()))?;
@@ -92,23 +143,27 @@ impl Upstream {
             .build()
             .map_err(|_| crate::Error::Client(cfg.name.clone()))?;
         let identity = cfg.resolve_identity_key(env)?;
-        let url_of = |e: Endpoint| {
-            let path = match (family, e) {
-                (Family::Anthropic, Endpoint::ChatCompletions) => "/messages",
-                _ => e.upstream_path(),
-            };
-            reqwest::Url::parse(&format!("{}{path}", cfg.base_url)).map_err(|_| crate::Error::Client(cfg.name.clone()))
+        let bad_url = || crate::Error::Client(cfg.name.clone());
+        let base = reqwest::Url::parse(&cfg.base_url).map_err(|_| bad_url())?;
+        let urls = match cfg.kind {
+            ProviderKind::AzureOpenAi => Urls::Azure { base, api_version: cfg.api_version.clone().unwrap_or_default() },
+            ProviderKind::Gemini => Urls::Gemini { base },
+            _ => {
+                let url_of = |e: Endpoint| {
+                    let path = match (family, e) {
+                        (Family::Anthropic, Endpoint::ChatCompletions) => "/messages",
+                        _ => e.upstream_path(),
+                    };
+                    reqwest::Url::parse(&format!("{}{path}", cfg.base_url)).map_err(|_| bad_url())
+                };
+                Urls::Fixed { chat: url_of(Endpoint::ChatCompletions)?, embeddings: url_of(Endpoint::Embeddings)? }
+            }
         };
-        let chat_url = url_of(Endpoint::ChatCompletions)?;
-        let embeddings_url = url_of(Endpoint::Embeddings)?;
         Ok(Upstream {
-            chat_path: chat_url.path().to_owned(),
-            embeddings_path: embeddings_url.path().to_owned(),
             identity,
             name: cfg.name.as_str().into(),
             family,
-            chat_url,
-            embeddings_url,
+            urls,
             auth,
             client,
             first_byte_timeout: cfg.first_byte_timeout,
@@ -121,30 +176,21 @@ impl Upstream {
     /// A request carrying only what we choose: our body, our provider credential, the
     /// request id for correlation, and (when configured) signed identity headers. No client
     /// header is copied, so a client's own `x-gatehouse-*` headers never arrive.
-    pub fn request(
-        &self,
-        endpoint: Endpoint,
-        request_id: &str,
-        body: bytes::Bytes,
-        who: Option<&Principal>,
-    ) -> reqwest::RequestBuilder {
-        let (url, path) = match endpoint {
-            Endpoint::ChatCompletions => (&self.chat_url, &self.chat_path),
-            Endpoint::Embeddings => (&self.embeddings_url, &self.embeddings_path),
-        };
+    pub fn request(&self, call: Call<'_>, body: bytes::Bytes, who: Option<&Principal>) -> reqwest::RequestBuilder {
+        let url = self.urls.of(call.endpoint, call.model, call.stream);
         let signed = match (&self.identity, who) {
             (Some((key_id, key)), Some(p)) => {
-                let id = identity_of(p, request_id);
+                let id = identity_of(p, call.request_id);
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                gatehouse_identity::sign(key_id, key.expose_secret().as_bytes(), "POST", path, &body, &id, now)
+                gatehouse_identity::sign(key_id, key.expose_secret().as_bytes(), "POST", url.path(), &body, &id, now)
             }
             _ => None,
         };
         let mut rb = self
             .client
-            .post(url.clone())
+            .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header("x-request-id", request_id)
+            .header("x-request-id", call.request_id)
             .body(body);
         if let Some((name, value)) = &self.auth {
             rb = rb.header(name, value.clone());
@@ -157,6 +203,14 @@ impl Upstream {
         }
         rb
     }
+}
+
+/// What one call to a provider is: which endpoint, for which of its models, streamed or not.
+pub struct Call<'a> {
+    pub endpoint: Endpoint,
+    pub model: &'a str,
+    pub stream: bool,
+    pub request_id: &'a str,
 }
 
 /// The identity an upstream is told about: tenant ids, the credential by public id, roles.

@@ -59,7 +59,7 @@ pub enum Behavior {
 }
 
 /// `s` in pieces of at most `n` bytes, on character boundaries.
-fn pieces(s: &str, n: usize) -> Vec<String> {
+pub(crate) fn pieces(s: &str, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     for c in s.chars() {
@@ -106,11 +106,11 @@ pub struct Recorded {
     pub raw: Bytes,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     calls: AtomicUsize,
-    behavior: ArcSwap<Behavior>,
+    pub(crate) behavior: ArcSwap<Behavior>,
     last: ArcSwap<Option<Recorded>>,
-    stream_chunks: usize,
+    pub(crate) stream_chunks: usize,
 }
 
 pub struct FakeProvider {
@@ -196,6 +196,10 @@ impl FakeProvider {
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            // the other API families, on the same port and scripted by the same behaviour
+            .route("/v1/messages", post(crate::fake_anthropic::on_provider))
+            .route("/openai/deployments/{deployment}/chat/completions", post(azure_chat))
+            .route("/v1beta/models/{call}", post(crate::fake_gemini::generate))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
             .route("/__fake/behavior", post(script))
@@ -227,7 +231,7 @@ impl FakeProvider {
     }
 }
 
-fn record(s: &Shared, path: &str, headers: &HeaderMap, body: &Bytes) -> Value {
+pub(crate) fn record(s: &Shared, path: &str, headers: &HeaderMap, body: &Bytes) -> Value {
     s.calls.fetch_add(1, Ordering::SeqCst);
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     s.last.store(Arc::new(Some(Recorded {
@@ -349,6 +353,31 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from_stream(body.map(Ok::<_, Infallible>)))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Azure OpenAI's door: a deployment URL with `api-version`, the key in `api-key` (or an
+/// Entra token as a bearer), then the OpenAI answer.
+async fn azure_chat(
+    state: State<Arc<Shared>>,
+    axum::extract::Path(deployment): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let keyed = headers.get("api-key").is_some_and(|k| !k.is_empty());
+    let bearer = headers.get(header::AUTHORIZATION).is_some_and(|a| a.as_bytes().starts_with(b"Bearer "));
+    if keyed == bearer {
+        let body = json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key."}});
+        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    }
+    if !query.unwrap_or_default().split('&').any(|p| p.starts_with("api-version=") && p.len() > 12) {
+        let body = json!({"error": {"code": "404", "message": "Resource not found"}});
+        return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+    }
+    if deployment.is_empty() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    chat(state, headers, body).await
 }
 
 async fn embeddings(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {

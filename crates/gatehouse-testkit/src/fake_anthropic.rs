@@ -122,12 +122,50 @@ async fn messages(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
         AnthropicBehavior::ToolUse(input) => Some(serde_json::from_str::<Value>(input).unwrap_or_else(|_| json!({}))),
         AnthropicBehavior::Ok => None,
     };
-    let model = v["model"].as_str().unwrap_or_default().to_owned();
+    render(v["model"].as_str().unwrap_or_default(), ANTHROPIC_REPLY, tool.as_ref(), v["stream"] == json!(true))
+}
+
+/// The fake provider's Messages door: the same checks, answering as its behaviour says.
+pub(crate) async fn on_provider(
+    State(s): State<Arc<crate::fake::Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let v = crate::fake::record(&s, "/v1/messages", &headers, &body);
+    if headers.get("x-api-key").is_none_or(|k| k.is_empty()) || headers.contains_key(header::AUTHORIZATION) {
+        return error(StatusCode::UNAUTHORIZED, "authentication_error", "invalid x-api-key");
+    }
+    if !headers.contains_key("anthropic-version") {
+        return error(StatusCode::BAD_REQUEST, "invalid_request_error", "anthropic-version header is required");
+    }
+    if !v["model"].is_string() || !v["max_tokens"].is_u64() || !v["messages"].is_array() {
+        return error(StatusCode::BAD_REQUEST, "invalid_request_error", "model, max_tokens and messages are required");
+    }
+    let (text, tool) = match (**s.behavior.load()).clone() {
+        crate::Behavior::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = error(status, "rate_limit_error", crate::UPSTREAM_SECRET_IN_ERRORS);
+            if code == 429 {
+                resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("7"));
+            }
+            return resp;
+        }
+        crate::Behavior::Reply { text, tool_args, .. } => {
+            (text, tool_args.map(|a| serde_json::from_str::<Value>(&a).unwrap_or_else(|_| json!({}))))
+        }
+        _ => (crate::FAKE_REPLY.to_owned(), None),
+    };
+    render(v["model"].as_str().unwrap_or_default(), &text, tool.as_ref(), v["stream"] == json!(true))
+}
+
+/// A Messages answer with this text (and a `lookup` tool call with this input), whole or as
+/// the documented event stream.
+fn render(model: &str, text: &str, tool: Option<&Value>, stream: bool) -> Response {
     let (input, read, write, output) = ANTHROPIC_USAGE;
     let stop = if tool.is_some() { "tool_use" } else { "end_turn" };
-    if v["stream"] != json!(true) {
-        let mut content = vec![json!({"type": "text", "text": ANTHROPIC_REPLY})];
-        if let Some(input) = &tool {
+    if !stream {
+        let mut content = vec![json!({"type": "text", "text": text})];
+        if let Some(input) = tool {
             content.push(json!({"type": "tool_use", "id": "toolu_fake1", "name": "lookup", "input": input}));
         }
         return axum::Json(json!({
@@ -152,7 +190,7 @@ async fn messages(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
             json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
         ),
     ];
-    for piece in ANTHROPIC_REPLY.split_inclusive(' ') {
+    for piece in text.split_inclusive(' ') {
         events.push((
             "content_block_delta",
             json!({"type": "content_block_delta", "index": 0,
@@ -160,7 +198,7 @@ async fn messages(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
         ));
     }
     events.push(("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
-    if let Some(input) = &tool {
+    if let Some(input) = tool {
         events.push((
             "content_block_start",
             json!({"type": "content_block_start", "index": 1,

@@ -1,6 +1,8 @@
 //! Test and benchmark harness. [`FakeProvider`] is a real HTTP server on an ephemeral port
-//! that speaks OpenAI's API (JSON and SSE) and can be scripted to misbehave ([`FakeAnthropic`]
-//! the same for Anthropic's Messages API); [`TestGateway`]
+//! that speaks OpenAI's API (JSON and SSE) and can be scripted to misbehave; on the same port
+//! it speaks Anthropic's Messages API, Azure OpenAI's deployment URLs and Gemini's
+//! `generateContent`, each in its own wire format and scripted by the same behaviour
+//! ([`FakeAnthropic`] is a Messages-only fake with its own script); [`TestGateway`]
 //! starts the real `gatehouse` binary on ephemeral ports with its own data dir; [`stores`]
 //! gives each test a fresh SQLite file or PostgreSQL schema; [`oidc`] runs a real OpenID
 //! Provider (node `oidc-provider`).
@@ -11,6 +13,7 @@
 
 mod fake;
 mod fake_anthropic;
+mod fake_gemini;
 mod gateway;
 pub mod oidc;
 pub mod stores;

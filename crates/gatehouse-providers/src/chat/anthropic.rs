@@ -4,7 +4,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     ChatRequest, ChatResponse, Extra, Family, Finish, Image, Message, Part, Role, Text, TokenUsage, Tool, ToolChoice,
-    array, number, object, opt_f64, opt_string, opt_u64, rest, string,
+    arguments_object, array, number, object, opt_f64, opt_string, opt_u64, rest, string,
 };
 use crate::Error;
 
@@ -189,7 +189,7 @@ fn tool(t: &Value) -> Result<Tool, Error> {
 
 /// Writes a request for an Anthropic provider serving `model`.
 pub fn request_to(r: &ChatRequest, model: &str) -> Result<Map<String, Value>, Error> {
-    let mut out = r.extra.for_family(Family::Anthropic, super::openai::OTHER_FIELDS)?.clone();
+    let mut out = r.extra.for_family(Family::Anthropic)?.clone();
     out.insert("model".to_owned(), Value::from(model));
     out.insert("max_tokens".to_owned(), Value::from(r.max_output.unwrap_or(DEFAULT_MAX_TOKENS)));
     match r.system.as_slice() {
@@ -276,7 +276,7 @@ fn block_to(p: &Part) -> Result<Value, Error> {
         Part::Image(Image::Base64 { media_type, data }) => json!({"type": "image", "source": {
             "type": "base64", "media_type": media_type.as_str(), "data": data.as_str()}}),
         Part::ToolCall { id, name, arguments } => json!({
-            "type": "tool_use", "id": id.as_str(), "name": name.as_str(), "input": tool_input(arguments)?,
+            "type": "tool_use", "id": id.as_str(), "name": name.as_str(), "input": arguments_object(arguments)?,
         }),
         Part::ToolResult { call_id, content, is_error } => {
             let content = match content.as_slice() {
@@ -290,18 +290,6 @@ fn block_to(p: &Part) -> Result<Value, Error> {
             b
         }
     })
-}
-
-/// A tool call's arguments as the object the Messages API wants (the empty string some
-/// models send for "no arguments" is the empty object).
-fn tool_input(arguments: &str) -> Result<Value, Error> {
-    if arguments.trim().is_empty() {
-        return Ok(json!({}));
-    }
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        _ => Err(Error::Unsupported("arguments")),
-    }
 }
 
 /// Reads a whole Messages answer.
@@ -324,27 +312,18 @@ pub fn response_from(body: &Map<String, Value>) -> Result<ChatResponse, Error> {
             _ => return Err(Error::Answer("content")),
         }
     }
-    let finish = match body.get("stop_reason").and_then(Value::as_str) {
-        Some("max_tokens" | "model_context_window_exceeded") => Finish::Length,
-        Some("tool_use") => Finish::ToolCalls,
-        Some("refusal") => Finish::ContentFilter,
-        _ => Finish::Stop,
-    };
-    let u = body.get("usage");
-    let count = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
-    let (read, write) = (count("cache_read_input_tokens"), count("cache_creation_input_tokens"));
+    // Anthropic counts cached input apart from `input_tokens`; the shape counts all input
+    let mut usage = TokenUsage::default();
+    if let Some(u) = body.get("usage") {
+        read_usage(&mut usage, u);
+        usage.completion = u.get("output_tokens").and_then(Value::as_u64).unwrap_or(0);
+    }
     Ok(ChatResponse {
         id: body.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
         model: body.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
         content,
-        finish,
-        // Anthropic counts cached input apart from `input_tokens`; the shape counts all input
-        usage: TokenUsage {
-            prompt: count("input_tokens").saturating_add(read).saturating_add(write),
-            completion: count("output_tokens"),
-            cache_read: read,
-            cache_write: write,
-        },
+        finish: stop_reason(body.get("stop_reason").and_then(Value::as_str)),
+        usage,
     })
 }
 
@@ -617,4 +596,131 @@ fn frame(out: &mut Vec<u8>, event: &str, data: &Value) {
     out.extend_from_slice(b"\ndata: ");
     out.extend_from_slice(&serde_json::to_vec(data).unwrap_or_default());
     out.extend_from_slice(b"\n\n");
+}
+
+/// Reads a Messages event stream (a provider's) into Chat Completions chunks.
+#[derive(Debug)]
+pub struct EventDecoder {
+    sse: crate::SseScanner,
+    events: Events,
+}
+
+impl EventDecoder {
+    pub fn new(chunks: super::openai::ChunkStream) -> EventDecoder {
+        EventDecoder {
+            sse: crate::SseScanner::new(super::MAX_EVENT_BYTES),
+            events: Events { chunks, tools: Vec::new() },
+        }
+    }
+
+    /// One event's data (the SSE framing already read).
+    pub fn event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        self.events.event(data, out)
+    }
+}
+
+#[derive(Debug)]
+struct Events {
+    chunks: super::openai::ChunkStream,
+    /// The Messages block index of each tool call, by its position among the calls.
+    tools: Vec<u64>,
+}
+
+impl Events {
+    /// One event's data. An `error` event becomes an OpenAI-style error event; an event that
+    /// is not what the API documents is the provider's failure.
+    pub fn event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        if self.chunks.ended() {
+            return Ok(());
+        }
+        let v: Value = serde_json::from_slice(data).map_err(|_| Error::Answer("stream"))?;
+        let bad = || Error::Answer("stream");
+        let w = &mut self.chunks;
+        match v.get("type").and_then(Value::as_str) {
+            Some("message_start") => {
+                let m = v.get("message").ok_or_else(bad)?;
+                w.name(m.get("id").and_then(Value::as_str), m.get("model").and_then(Value::as_str));
+                if let Some(u) = m.get("usage") {
+                    read_usage(&mut w.usage, u);
+                }
+                w.role(out);
+            }
+            Some("content_block_start") => {
+                let block = v.get("content_block").ok_or_else(bad)?;
+                if block.get("type").and_then(Value::as_str) == Some("tool_use") {
+                    if self.tools.len() >= super::openai::MAX_STREAM_TOOL_CALLS {
+                        return Err(bad());
+                    }
+                    self.tools.push(v.get("index").and_then(Value::as_u64).ok_or_else(bad)?);
+                    let (id, name) = (block.get("id").cloned(), block.get("name").cloned());
+                    w.tool_call(self.tools.len() - 1, &id.unwrap_or_default(), &name.unwrap_or_default(), "", out);
+                }
+            }
+            Some("content_block_delta") => {
+                let d = v.get("delta").ok_or_else(bad)?;
+                match d.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => w.text(d.get("text").and_then(Value::as_str).ok_or_else(bad)?, out),
+                    Some("input_json_delta") => {
+                        let index = v.get("index").and_then(Value::as_u64).ok_or_else(bad)?;
+                        let call = self.tools.iter().position(|i| *i == index).ok_or_else(bad)?;
+                        w.tool_args(call, d.get("partial_json").and_then(Value::as_str).ok_or_else(bad)?, out);
+                    }
+                    // reasoning and its signature have no place in a Chat Completions answer
+                    _ => {}
+                }
+            }
+            Some("message_delta") => {
+                w.set_finish(stop_reason(v.pointer("/delta/stop_reason").and_then(Value::as_str)));
+                if let Some(u) = v.get("usage") {
+                    if let Some(n) = u.get("output_tokens").and_then(Value::as_u64) {
+                        w.usage.completion = n;
+                    }
+                    if u.get("input_tokens").is_some() {
+                        read_usage(&mut w.usage, u);
+                    }
+                }
+            }
+            Some("message_stop") => w.finish(out),
+            Some("error") => {
+                let message = v.pointer("/error/message").and_then(Value::as_str).unwrap_or("the provider failed");
+                w.error(message, out);
+            }
+            Some("content_block_stop" | "ping") => {}
+            _ => return Err(bad()),
+        }
+        Ok(())
+    }
+}
+
+/// Input counts as the Messages API reports them (cache reads and writes apart).
+fn read_usage(usage: &mut TokenUsage, u: &Value) {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let (read, write) = (n("cache_read_input_tokens"), n("cache_creation_input_tokens"));
+    usage.prompt = n("input_tokens").saturating_add(read).saturating_add(write);
+    usage.cache_read = read;
+    usage.cache_write = write;
+}
+
+fn stop_reason(s: Option<&str>) -> Finish {
+    match s {
+        Some("max_tokens" | "model_context_window_exceeded") => Finish::Length,
+        Some("tool_use") => Finish::ToolCalls,
+        Some("refusal") => Finish::ContentFilter,
+        _ => Finish::Stop,
+    }
+}
+
+impl super::ChunkDecoder for EventDecoder {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let events = &mut self.events;
+        if !super::feed_sse(&mut self.sse, bytes, out, |d, out| events.event(d, out)) {
+            self.events.chunks.error(super::UNREADABLE, out);
+        }
+    }
+
+    fn end(&mut self, _out: &mut Vec<u8>) {}
+
+    fn ended(&self) -> bool {
+        self.events.chunks.ended()
+    }
 }

@@ -11,6 +11,7 @@
 //! part); callers bound the input first (size, JSON depth, message count).
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 
 use serde_json::{Map, Value};
@@ -22,6 +23,8 @@ use crate::Error;
 pub enum Family {
     OpenAi,
     Anthropic,
+    /// Google's Gemini API (a provider only: no client speaks it to us).
+    Gemini,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -62,12 +65,17 @@ impl Extra {
     }
 
     /// The fields to write for `target`: all of them for the same family; for another, the
-    /// first one is refused by name (`known` maps a family's field names to static names,
-    /// since a refusal never echoes what the caller sent).
-    fn for_family(&self, target: Family, known: &[&'static str]) -> Result<&Map<String, Value>, Error> {
+    /// first one is refused by name (the caller's family's list of field names gives a static
+    /// name, since a refusal never echoes what the caller sent).
+    fn for_family(&self, target: Family) -> Result<&Map<String, Value>, Error> {
         if self.family == target {
             return Ok(&self.fields);
         }
+        let known = match self.family {
+            Family::OpenAi => openai::OTHER_FIELDS,
+            Family::Anthropic => anthropic::OTHER_FIELDS,
+            Family::Gemini => &[],
+        };
         match self.fields.keys().next() {
             None => Ok(&self.fields),
             Some(k) => Err(Error::Unsupported(known.iter().find(|n| **n == k).copied().unwrap_or("unknown_field"))),
@@ -170,6 +178,9 @@ impl Finish {
             (Finish::ToolCalls, Family::Anthropic) => "tool_use",
             (Finish::ContentFilter, Family::OpenAi) => "content_filter",
             (Finish::ContentFilter, Family::Anthropic) => "refusal",
+            (Finish::Stop | Finish::ToolCalls, Family::Gemini) => "STOP",
+            (Finish::Length, Family::Gemini) => "MAX_TOKENS",
+            (Finish::ContentFilter, Family::Gemini) => "SAFETY",
         }
     }
 }
@@ -190,6 +201,73 @@ impl From<TokenUsage> for crate::Usage {
         crate::Usage { prompt_tokens: u.prompt, completion_tokens: u.completion, cached_tokens: u.cache_read }
     }
 }
+
+/// A request in the chain's format (Chat Completions) as `target` writes it for a provider
+/// serving `model`. What `target` cannot honour is refused, naming the parameter.
+pub fn request_for(body: &Map<String, Value>, target: Family, model: &str) -> Result<Map<String, Value>, Error> {
+    let shape = openai::request_from(body)?;
+    match target {
+        Family::OpenAi => openai::request_to(&shape, model),
+        Family::Anthropic => anthropic::request_to(&shape, model),
+        Family::Gemini => gemini::request_to(&shape),
+    }
+}
+
+/// A provider's whole answer in `family`'s format, read into the shape.
+pub fn response_of(family: Family, body: &Map<String, Value>) -> Result<ChatResponse, Error> {
+    match family {
+        Family::OpenAi => openai::response_from(body),
+        Family::Anthropic => anthropic::response_from(body),
+        Family::Gemini => gemini::response_from(body),
+    }
+}
+
+/// A provider's streamed answer, read as it arrives and written as Chat Completions chunks
+/// (`data:` frames), so the chain's stream inspection sees the one format it checks. Memory is
+/// bounded per stream; a stream that breaks its protocol ends with an error event.
+pub trait ChunkDecoder: Send {
+    /// The next bytes from the provider, in any split.
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>);
+    /// The provider closed the stream. One that ended properly gets its finish, usage and
+    /// `[DONE]`; one cut short gets nothing (the inspection sees it cut).
+    fn end(&mut self, out: &mut Vec<u8>);
+    /// Whether the stream is over (finished, or failed).
+    fn ended(&self) -> bool;
+}
+
+/// The decoder for `family`'s stream (`None` for OpenAI's, which needs none). `id` and
+/// `model` name the chunks until the provider names its own; `created`: unix seconds.
+pub fn chunk_decoder(family: Family, id: &str, model: &str, created: u64) -> Option<Box<dyn ChunkDecoder>> {
+    let chunks = openai::ChunkStream::new(id, model, created);
+    match family {
+        Family::OpenAi => None,
+        Family::Anthropic => Some(Box::new(anthropic::EventDecoder::new(chunks))),
+        Family::Gemini => Some(Box::new(gemini::StreamDecoder::new(chunks))),
+    }
+}
+
+/// The error event of a stream that broke its protocol (what broke is logged, not sent).
+const UNREADABLE: &str = "the provider's stream could not be read";
+
+/// Feeds a provider's SSE bytes to `event`, one data event at a time. False when the framing or
+/// an event broke the protocol: the caller ends the stream with an error.
+fn feed_sse(
+    sse: &mut crate::SseScanner,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+    mut event: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), Error>,
+) -> bool {
+    let mut failed = false;
+    let fed = sse.feed(bytes, |ev| {
+        if let crate::SseEvent::Data(d) = ev {
+            failed |= event(d, out).is_err();
+        }
+    });
+    fed.is_ok() && !failed
+}
+
+/// Largest single event of a provider stream a decoder accepts.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 // Small readers shared by the family modules: each names the field it refuses.
 
@@ -236,6 +314,18 @@ fn array<'a>(v: &'a Value, field: &'static str) -> Result<&'a Vec<Value>, Error>
 /// The fields of `o` not in `known`, for [`Extra`].
 fn rest(o: &Map<String, Value>, known: &[&str]) -> Map<String, Value> {
     o.iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// A tool call's arguments (JSON text, as OpenAI carries them) as the object Anthropic and
+/// Gemini want; the empty string some models send for "no arguments" is the empty object.
+fn arguments_object(arguments: &str) -> Result<Value, Error> {
+    if arguments.trim().is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(Error::Unsupported("arguments")),
+    }
 }
 
 fn number(f: f64) -> Value {

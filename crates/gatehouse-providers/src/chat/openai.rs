@@ -228,7 +228,7 @@ pub fn request_to(r: &ChatRequest, model: &str) -> Result<Map<String, Value>, Er
     if r.top_k.is_some() {
         return Err(Error::Unsupported("top_k"));
     }
-    let mut out = r.extra.for_family(Family::OpenAi, super::anthropic::OTHER_FIELDS)?.clone();
+    let mut out = r.extra.for_family(Family::OpenAi)?.clone();
     out.insert("model".to_owned(), Value::from(model));
     let mut messages: Vec<Value> =
         r.system.iter().map(|t| json!({"role": "system", "content": t.text.as_str()})).collect();
@@ -399,134 +399,78 @@ pub fn response_to(r: &ChatResponse, created: u64) -> Result<Value, Error> {
     }))
 }
 
-/// Writes a Messages stream (Anthropic's events) as Chat Completions streams it: one event's
-/// data in, `data: <chunk>` frames out, ending with the finish chunk, a usage chunk and
-/// `[DONE]`. Memory is constant: block indexes and counts only.
+/// Writes a provider's streamed answer as Chat Completions streams it: `data: <chunk>` frames,
+/// ending with the finish chunk, a usage chunk and `[DONE]`. Each family's decoder reads its
+/// provider's events and calls these; memory is constant.
 #[derive(Debug)]
 pub struct ChunkStream {
     id: String,
     model: String,
     created: u64,
-    /// The Messages block index of each tool call, by its position among the calls.
-    tools: Vec<u64>,
     finish: Option<Finish>,
-    usage: TokenUsage,
+    pub(super) usage: TokenUsage,
     ended: bool,
 }
 
 /// Most tool calls in one streamed answer.
-const MAX_STREAM_TOOL_CALLS: usize = 128;
+pub(super) const MAX_STREAM_TOOL_CALLS: usize = 128;
 
 impl ChunkStream {
-    /// `id` and `model` are used until `message_start` names its own; `created`: unix seconds.
+    /// `id` and `model` are used until the provider names its own; `created`: unix seconds.
     pub fn new(id: &str, model: &str, created: u64) -> ChunkStream {
         ChunkStream {
             id: id.to_owned(),
             model: model.to_owned(),
             created,
-            tools: Vec::new(),
             finish: None,
             usage: TokenUsage::default(),
             ended: false,
         }
     }
 
-    /// Whether the stream has ended (`message_stop`, or an error).
+    /// Whether the stream has ended (finished, or an error).
     pub fn ended(&self) -> bool {
         self.ended
     }
 
-    /// One Messages event's data. An `error` event becomes an OpenAI-style error event; an
-    /// event that is not what the API documents is the provider's failure.
-    pub fn event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-        if self.ended {
-            return Ok(());
+    /// The provider's own id and model for the chunks that follow.
+    pub(super) fn name(&mut self, id: Option<&str>, model: Option<&str>) {
+        if let Some(id) = id {
+            id.clone_into(&mut self.id);
         }
-        let v: Value = serde_json::from_slice(data).map_err(|_| Error::Answer("stream"))?;
-        let count = |u: &Value, k: &str| u.get(k).and_then(Value::as_u64);
-        match v.get("type").and_then(Value::as_str) {
-            Some("message_start") => {
-                let m = v.get("message").ok_or(Error::Answer("stream"))?;
-                if let Some(id) = m.get("id").and_then(Value::as_str) {
-                    id.clone_into(&mut self.id);
-                }
-                if let Some(model) = m.get("model").and_then(Value::as_str) {
-                    model.clone_into(&mut self.model);
-                }
-                if let Some(u) = m.get("usage") {
-                    self.read_usage(u);
-                }
-                self.chunk(out, json!({"role": "assistant", "content": ""}), None);
-            }
-            Some("content_block_start") => {
-                let block = v.get("content_block").ok_or(Error::Answer("stream"))?;
-                if block.get("type").and_then(Value::as_str) == Some("tool_use") {
-                    if self.tools.len() >= MAX_STREAM_TOOL_CALLS {
-                        return Err(Error::Answer("stream"));
-                    }
-                    let index = v.get("index").and_then(Value::as_u64).ok_or(Error::Answer("stream"))?;
-                    let call = self.tools.len();
-                    self.tools.push(index);
-                    let head = json!({"index": call, "id": block.get("id").cloned().unwrap_or_default(),
-                        "type": "function", "function": {"name": block.get("name").cloned().unwrap_or_default(), "arguments": ""}});
-                    self.chunk(out, json!({"tool_calls": [head]}), None);
-                }
-            }
-            Some("content_block_delta") => {
-                let d = v.get("delta").ok_or(Error::Answer("stream"))?;
-                match d.get("type").and_then(Value::as_str) {
-                    Some("text_delta") => {
-                        let text = d.get("text").and_then(Value::as_str).ok_or(Error::Answer("stream"))?;
-                        self.chunk(out, json!({"content": text}), None);
-                    }
-                    Some("input_json_delta") => {
-                        let index = v.get("index").and_then(Value::as_u64).ok_or(Error::Answer("stream"))?;
-                        let call = self.tools.iter().position(|i| *i == index).ok_or(Error::Answer("stream"))?;
-                        let part = d.get("partial_json").and_then(Value::as_str).ok_or(Error::Answer("stream"))?;
-                        self.chunk(
-                            out,
-                            json!({"tool_calls": [{"index": call, "function": {"arguments": part}}]}),
-                            None,
-                        );
-                    }
-                    // reasoning and its signature have no place in a Chat Completions answer
-                    _ => {}
-                }
-            }
-            Some("message_delta") => {
-                self.finish = Some(match v.pointer("/delta/stop_reason").and_then(Value::as_str) {
-                    Some("max_tokens" | "model_context_window_exceeded") => Finish::Length,
-                    Some("tool_use") => Finish::ToolCalls,
-                    Some("refusal") => Finish::ContentFilter,
-                    _ => Finish::Stop,
-                });
-                if let Some(u) = v.get("usage") {
-                    if let Some(n) = count(u, "output_tokens") {
-                        self.usage.completion = n;
-                    }
-                    if count(u, "input_tokens").is_some() {
-                        self.read_usage(u);
-                    }
-                }
-            }
-            Some("message_stop") => self.finish(out),
-            Some("error") => {
-                let message = v.pointer("/error/message").and_then(Value::as_str).unwrap_or("the provider failed");
-                self.error(message, out);
-            }
-            Some("content_block_stop" | "ping") => {}
-            _ => return Err(Error::Answer("stream")),
+        if let Some(model) = model {
+            model.clone_into(&mut self.model);
         }
-        Ok(())
     }
 
-    /// Input counts as the Messages API reports them (cache reads and writes apart).
-    fn read_usage(&mut self, u: &Value) {
-        let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let (read, write) = (n("cache_read_input_tokens"), n("cache_creation_input_tokens"));
-        self.usage.prompt = n("input_tokens").saturating_add(read).saturating_add(write);
-        self.usage.cache_read = read;
-        self.usage.cache_write = write;
+    /// The first chunk: the assistant's role.
+    pub(super) fn role(&self, out: &mut Vec<u8>) {
+        self.chunk(out, json!({"role": "assistant", "content": ""}), None);
+    }
+
+    pub(super) fn text(&self, text: &str, out: &mut Vec<u8>) {
+        self.chunk(out, json!({"content": text}), None);
+    }
+
+    /// A tool call's head: the `index`-th call of the answer, its id and name, and the first
+    /// of its arguments (JSON text) when the provider sends them whole.
+    pub(super) fn tool_call(&self, index: usize, id: &Value, name: &Value, arguments: &str, out: &mut Vec<u8>) {
+        let head = json!({"index": index, "id": id, "type": "function",
+            "function": {"name": name, "arguments": arguments}});
+        self.chunk(out, json!({"tool_calls": [head]}), None);
+    }
+
+    /// More of the `index`-th call's arguments.
+    pub(super) fn tool_args(&self, index: usize, arguments: &str, out: &mut Vec<u8>) {
+        self.chunk(out, json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}), None);
+    }
+
+    pub(super) fn set_finish(&mut self, f: Finish) {
+        self.finish = Some(f);
+    }
+
+    pub(super) fn has_finish(&self) -> bool {
+        self.finish.is_some()
     }
 
     /// The finish chunk, the usage chunk and `[DONE]`. Once.

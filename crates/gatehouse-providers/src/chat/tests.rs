@@ -604,7 +604,7 @@ fn a_cut_or_empty_stream_still_ends_as_the_messages_api_ends_one() {
 proptest! {
     #[test]
     fn both_stream_writers_never_panic_and_stay_proportional(chunks in proptest::collection::vec(arbitrary_json(), 0..12)) {
-        let (mut messages, mut chat) = (anthropic::MessagesStream::new("r", "m"), openai::ChunkStream::new("r", "m", 1));
+        let (mut messages, mut chat) = (anthropic::MessagesStream::new("r", "m"), anthropic::EventDecoder::new(openai::ChunkStream::new("r", "m", 1)));
         let (mut out_m, mut out_c) = (Vec::new(), Vec::new());
         let mut fed = 0;
         for c in &chunks {
@@ -614,7 +614,7 @@ proptest! {
             let _ = chat.event(&data, &mut out_c);
         }
         messages.finish(&mut out_m);
-        chat.finish(&mut out_c);
+        chat.end(&mut out_c);
         // a few frames per event at most, each a constant plus what the event carried
         for out in [&out_m, &out_c] {
             prop_assert!(out.len() <= 4 * fed + 600 * (chunks.len() + 3), "{} bytes out of {}", out.len(), fed);
@@ -674,7 +674,7 @@ fn a_stream_survives_the_trip_to_messages_events_and_back() {
         m.chunk(&serde_json::to_vec(c).unwrap(), &mut events).unwrap();
     }
     m.finish(&mut events);
-    let mut back = openai::ChunkStream::new("r", "m", 1);
+    let mut back = anthropic::EventDecoder::new(openai::ChunkStream::new("r", "m", 1));
     let mut out = Vec::new();
     for (_, data) in frames(&events) {
         back.event(&serde_json::to_vec(&data).unwrap(), &mut out).unwrap();
@@ -690,7 +690,7 @@ fn a_stream_survives_the_trip_to_messages_events_and_back() {
 
 #[test]
 fn messages_events_that_break_the_protocol_are_the_providers_failure() {
-    let mut s = openai::ChunkStream::new("r", "m", 1);
+    let mut s = anthropic::EventDecoder::new(openai::ChunkStream::new("r", "m", 1));
     let mut out = Vec::new();
     let delta =
         json!({"type": "content_block_delta", "index": 4, "delta": {"type": "input_json_delta", "partial_json": "{}"}});
@@ -702,4 +702,183 @@ fn messages_events_that_break_the_protocol_are_the_providers_failure() {
     assert_eq!(s.event(br#"{"type":"mystery"}"#, &mut out), Err(Error::Answer("stream")));
     s.event(br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, &mut out).unwrap();
     assert!(String::from_utf8_lossy(&out).contains("\"error\"") && s.ended());
+}
+
+// Gemini, as a provider.
+
+/// An OpenAI agent turn as a Gemini provider gets it (no `parallel_tool_calls` or `user`:
+/// Gemini has no place for them).
+fn gemini_request() -> Map<String, Value> {
+    let mut turn = obj(openai_agent_turn());
+    turn.remove("parallel_tool_calls");
+    turn.remove("user");
+    request_for(&turn, Family::Gemini, "gemini-2.5-flash").unwrap()
+}
+
+#[test]
+fn an_openai_agent_turn_is_written_as_gemini_contents() {
+    let g = Value::Object(gemini_request());
+    assert!(g.get("model").is_none() && g.get("stream").is_none(), "the model and streaming are in the URL");
+    assert_eq!(g["systemInstruction"], json!({"parts": [{"text": "be brief"}]}));
+    let contents = g["contents"].as_array().unwrap();
+    let roles: Vec<&str> = contents.iter().map(|c| c["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "model", "user"]);
+    assert_eq!(contents[0]["parts"][1], json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}));
+    assert_eq!(
+        contents[1]["parts"][0]["functionCall"],
+        json!({"id": "call_1", "name": "weather", "args": {"city": "Oslo"}})
+    );
+    assert_eq!(
+        contents[2]["parts"][0]["functionResponse"],
+        json!({"id": "call_1", "name": "weather", "response": {"content": "4 °C, rain"}}),
+        "a tool result is answered by the name of the call it answers"
+    );
+    let decl = &g["tools"][0]["functionDeclarations"][0];
+    assert_eq!((decl["name"].as_str(), decl["description"].as_str()), (Some("weather"), Some("forecast")));
+    assert_eq!(decl["parametersJsonSchema"]["properties"]["city"]["type"], "string");
+    assert_eq!(g["toolConfig"]["functionCallingConfig"], json!({"mode": "ANY", "allowedFunctionNames": ["weather"]}));
+}
+
+#[test]
+fn sampling_parameters_become_a_generation_config() {
+    let body = obj(json!({"model": "g", "messages": [{"role": "user", "content": "hi"}], "temperature": 1.5,
+        "top_p": 0.9, "max_completion_tokens": 77, "stop": ["END"], "tool_choice": "required"}));
+    let g = Value::Object(request_for(&body, Family::Gemini, "g").unwrap());
+    assert_eq!(
+        g["generationConfig"],
+        json!({"temperature": 1.5, "topP": 0.9, "maxOutputTokens": 77, "stopSequences": ["END"]})
+    );
+    assert_eq!(g["toolConfig"]["functionCallingConfig"]["mode"], "ANY");
+}
+
+#[test]
+fn what_gemini_cannot_honour_is_refused_by_name() {
+    let base = || json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]});
+    let with = |k: &str, v: Value| {
+        let mut b = obj(base());
+        b.insert(k.to_owned(), v);
+        request_for(&b, Family::Gemini, "g")
+    };
+    assert_eq!(with("seed", json!(7)), Err(Error::Unsupported("seed")));
+    assert_eq!(with("user", json!("u-1")), Err(Error::Unsupported("user")));
+    assert_eq!(with("parallel_tool_calls", json!(false)), Err(Error::Unsupported("parallel_tool_calls")));
+    let url = json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]);
+    assert_eq!(with("messages", url), Err(Error::Unsupported("image_url")));
+    let orphan = json!([{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "call_9", "content": "x"}]);
+    assert_eq!(with("messages", orphan), Err(Error::Unsupported("tool_call_id")), "no call to name the result");
+    // an Anthropic caller's own fields are refused for Gemini too
+    let messages = obj(json!({"model": "g", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+        "thinking": {"type": "enabled", "budget_tokens": 1024}}));
+    let shape = anthropic::request_from(&messages).unwrap();
+    assert_eq!(gemini::request_to(&shape), Err(Error::Unsupported("thinking")));
+}
+
+#[test]
+fn a_gemini_answer_reads_back_with_calls_finish_and_usage() {
+    let answer = obj(json!({
+        "candidates": [{"content": {"role": "model", "parts": [
+            {"text": "thinking...", "thought": true},
+            {"text": "Checking."},
+            {"functionCall": {"name": "weather", "args": {"city": "Oslo"}}}]},
+            "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 40, "candidatesTokenCount": 9, "thoughtsTokenCount": 3,
+                          "cachedContentTokenCount": 30, "totalTokenCount": 52},
+        "modelVersion": "gemini-2.5-flash", "responseId": "resp-1"}));
+    let r = gemini::response_from(&answer).unwrap();
+    assert_eq!((r.id.as_str(), r.model.as_str(), r.finish), ("resp-1", "gemini-2.5-flash", Finish::ToolCalls));
+    assert_eq!(r.content.len(), 2, "the thought is not part of the answer");
+    assert_eq!(
+        r.content[1],
+        Part::ToolCall { id: "call_1".into(), name: "weather".into(), arguments: "{\"city\":\"Oslo\"}".into() }
+    );
+    assert_eq!(r.usage, TokenUsage { prompt: 40, completion: 12, cache_read: 30, cache_write: 0 });
+    let v = openai::response_to(&r, 1).unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+
+    let filtered = obj(json!({"candidates": [{"finishReason": "SAFETY"}]}));
+    assert_eq!(gemini::response_from(&filtered).unwrap().finish, Finish::ContentFilter);
+    let blocked = obj(json!({"promptFeedback": {"blockReason": "SAFETY"}}));
+    assert_eq!(gemini::response_from(&blocked).unwrap().finish, Finish::ContentFilter);
+    assert_eq!(gemini::response_from(&obj(json!({"x": 1}))), Err(Error::Answer("candidates")));
+    let code = obj(json!({"candidates": [{"content": {"parts": [{"executableCode": {"code": "1"}}]}}]}));
+    assert_eq!(gemini::response_from(&code), Err(Error::Answer("parts")));
+}
+
+/// A Gemini stream as its provider frames it: text in pieces, a whole call, then the finish
+/// and usage.
+fn gemini_stream() -> String {
+    let events = [
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Let me "}]}}], "modelVersion": "gemini-x", "responseId": "r-9"}),
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "check."}]}}]}),
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "weather", "args": {"city": 1}}}]},
+               "finishReason": "STOP"}],
+               "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 5, "totalTokenCount": 17}}),
+    ];
+    events.iter().map(|e| format!("data: {e}\r\n\r\n")).collect()
+}
+
+#[test]
+fn a_gemini_stream_becomes_chat_chunks_in_any_split() {
+    let stream = gemini_stream();
+    for step in [1, 7, stream.len()] {
+        let mut d = chunk_decoder(Family::Gemini, "req", "g", 1).unwrap();
+        let mut out = Vec::new();
+        for piece in stream.as_bytes().chunks(step) {
+            d.feed(piece, &mut out);
+        }
+        assert!(!d.ended(), "no end marker: the stream ends when the connection closes");
+        d.end(&mut out);
+        assert!(d.ended());
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+        let (text, calls, finish, usage) = accumulate(&out);
+        assert_eq!(text, "Let me check.");
+        assert_eq!(calls, [("call_0".to_owned(), "weather".to_owned(), "{\"city\":1}".to_owned())]);
+        assert_eq!(finish, "tool_calls");
+        assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(12), Some(5)));
+        assert!(out.contains("\"id\":\"r-9\"") && out.contains("\"model\":\"gemini-x\""));
+    }
+}
+
+#[test]
+fn a_gemini_stream_cut_or_broken_does_not_finish() {
+    let stream = gemini_stream();
+    let cut = &stream[..stream.find("functionCall").unwrap()];
+    let mut d = chunk_decoder(Family::Gemini, "req", "g", 1).unwrap();
+    let mut out = Vec::new();
+    d.feed(cut.as_bytes(), &mut out);
+    d.end(&mut out);
+    assert!(!String::from_utf8_lossy(&out).contains("[DONE]"), "cut before a finish reason: no [DONE]");
+
+    for bad in [&b"data: {oops\n\n"[..], b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"video\":1}]}}]}\n\n"] {
+        let mut d = chunk_decoder(Family::Gemini, "req", "g", 1).unwrap();
+        let mut out = Vec::new();
+        d.feed(bad, &mut out);
+        assert!(d.ended() && String::from_utf8_lossy(&out).contains("upstream_error"));
+    }
+    let mut d = chunk_decoder(Family::Gemini, "req", "g", 1).unwrap();
+    let mut out = Vec::new();
+    d.feed(b"data: {\"error\": {\"code\": 429, \"message\": \"Resource exhausted\"}}\n\n", &mut out);
+    assert!(d.ended() && String::from_utf8_lossy(&out).contains("Resource exhausted"));
+}
+
+proptest! {
+    #[test]
+    fn every_stream_decoder_never_panics_and_stays_proportional(
+        events in proptest::collection::vec(arbitrary_json(), 0..12),
+        noise in proptest::collection::vec(any::<u8>(), 0..256),
+        step in 1usize..64,
+    ) {
+        for family in [Family::Anthropic, Family::Gemini] {
+            let mut input: Vec<u8> = events.iter().flat_map(|e| format!("data: {e}\n\n").into_bytes()).collect();
+            input.extend_from_slice(&noise);
+            let mut d = chunk_decoder(family, "r", "m", 1).unwrap();
+            let mut out = Vec::new();
+            for piece in input.chunks(step) {
+                d.feed(piece, &mut out);
+            }
+            d.end(&mut out);
+            prop_assert!(out.len() <= 4 * input.len() + 600 * (events.len() + 4), "{} bytes out of {}", out.len(), input.len());
+        }
+    }
 }

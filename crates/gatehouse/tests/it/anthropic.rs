@@ -8,7 +8,7 @@ use gatehouse_testkit::{
 };
 use serde_json::{Value, json};
 
-use crate::common::{PROVIDER_SECRET, gateway, gateway_with, json};
+use crate::common::{PROVIDER_SECRET, gateway, gateway_with, json, openai_stream};
 
 async fn messages(gw: &gatehouse_testkit::TestGateway, key: Option<&str>, body: &Value) -> reqwest::Response {
     let mut req =
@@ -181,26 +181,6 @@ async fn claude() -> (FakeAnthropic, gatehouse_testkit::TestGateway) {
     let fake = FakeAnthropic::spawn(ANTHROPIC_SECRET).await;
     let gw = claude_gateway(&fake).await;
     (fake, gw)
-}
-
-/// What an OpenAI client makes of a stream: text, tool-call arguments, finish reason, usage.
-fn openai_stream(body: &str) -> (String, String, String, Value) {
-    let (mut text, mut args, mut finish, mut usage) = (String::new(), String::new(), String::new(), Value::Null);
-    for line in body.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|l| *l != "[DONE]") {
-        let v: Value = serde_json::from_str(line).unwrap();
-        if !v["usage"].is_null() {
-            usage = v["usage"].clone();
-        }
-        let Some(c) = v["choices"].get(0) else { continue };
-        text.push_str(c["delta"]["content"].as_str().unwrap_or_default());
-        for t in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
-            args.push_str(t["function"]["arguments"].as_str().unwrap_or_default());
-        }
-        if let Some(f) = c["finish_reason"].as_str() {
-            finish = f.to_owned();
-        }
-    }
-    (text, args, finish, usage)
 }
 
 #[tokio::test]

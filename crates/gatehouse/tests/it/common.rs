@@ -97,3 +97,24 @@ pub fn parse_response(buf: &[u8]) -> (u16, String) {
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
+
+/// What an OpenAI client makes of a stream: text, tool-call arguments, finish reason, usage.
+pub fn openai_stream(body: &str) -> (String, String, String, serde_json::Value) {
+    let (mut text, mut args, mut finish, mut usage) =
+        (String::new(), String::new(), String::new(), serde_json::Value::Null);
+    for line in body.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|l| *l != "[DONE]") {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if !v["usage"].is_null() {
+            usage = v["usage"].clone();
+        }
+        let Some(c) = v["choices"].get(0) else { continue };
+        text.push_str(c["delta"]["content"].as_str().unwrap_or_default());
+        for t in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
+            args.push_str(t["function"]["arguments"].as_str().unwrap_or_default());
+        }
+        if let Some(f) = c["finish_reason"].as_str() {
+            finish = f.to_owned();
+        }
+    }
+    (text, args, finish, usage)
+}

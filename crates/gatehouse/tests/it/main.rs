@@ -24,6 +24,7 @@ mod limits;
 mod matrix;
 mod oidc;
 mod postgres;
+mod providers;
 mod quickstart;
 mod upstream;
 mod webhooks;

@@ -1,0 +1,71 @@
+//! Providers that speak another API than the chain's (OpenAI's Chat Completions): Anthropic's
+//! Messages and Google's Gemini. The checked request is written in the provider's format; its
+//! answer and its stream are read back as Chat Completions, so the response half of the chain
+//! (output guardrails, usage, budgets) sees the one format it checks. The translations
+//! themselves are pure and live in `gatehouse_providers::chat`.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gatehouse_core::{Denial, DenyCode, HasDenyCode};
+use gatehouse_providers::chat::{ChunkDecoder, Family, openai, request_for, response_of};
+use gatehouse_providers::{ApiRequest, Usage};
+use serde_json::Value;
+
+/// A translation refusal, naming the field when the error does.
+pub(crate) fn refused(e: gatehouse_providers::Error) -> Denial {
+    let d = Denial::new(e.deny_code());
+    match e.param() {
+        Some(p) => d.with_param(p),
+        None => d,
+    }
+}
+
+/// The chain's checked request as `family` writes it for `provider_model`. What the provider
+/// cannot honour is refused (400 naming it); the caller releases the hold.
+pub fn request_body(req: &ApiRequest, family: Family, provider_model: &str) -> Result<Bytes, Denial> {
+    let body = request_for(req.body(), family, provider_model).map_err(refused)?;
+    Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+}
+
+/// A provider's whole answer in `family`'s format as a Chat Completions answer, with its usage
+/// (every input token counted, cached or not).
+pub fn chat_answer(family: Family, body: &[u8], created: u64) -> Result<(Bytes, Usage), DenyCode> {
+    let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) else { return Err(DenyCode::UpstreamError) };
+    let r = response_of(family, &o).map_err(|e| e.deny_code())?;
+    let v = openai::response_to(&r, created).map_err(|e| e.deny_code())?;
+    Ok((Bytes::from(v.to_string()), r.usage.into()))
+}
+
+/// A provider's stream through its family's decoder, as a Chat Completions stream for the
+/// chain's stream inspection. The provider's transport errors pass through (the inspection
+/// judges them); a stream that breaks its protocol ends with an error event; one cut short
+/// simply ends (the inspection sees it cut).
+pub fn chat_chunks<S>(
+    inner: S,
+    decoder: Box<dyn ChunkDecoder>,
+) -> impl futures_util::Stream<Item = Result<Bytes, reqwest::Error>> + use<S>
+where
+    S: futures_util::Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+{
+    futures_util::stream::unfold((inner, decoder), |(mut inner, mut decoder)| async move {
+        if decoder.ended() {
+            return None;
+        }
+        let mut out = Vec::new();
+        loop {
+            match inner.next().await {
+                Some(Ok(chunk)) => decoder.feed(&chunk, &mut out),
+                Some(Err(e)) => return Some((Err(e), (inner, decoder))),
+                None => {
+                    decoder.end(&mut out);
+                    if out.is_empty() {
+                        return None;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Some((Ok(Bytes::from(out)), (inner, decoder)));
+            }
+        }
+    })
+}

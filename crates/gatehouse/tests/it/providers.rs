@@ -1,0 +1,259 @@
+//! Provider kinds on the wire (issue #17): `azure_openai` and `gemini` reached through the real
+//! binary over real HTTP, against the fake provider's doors that speak each wire format. What
+//! each provider is sent (URL, credential header, body), what the caller gets back (whole,
+//! streamed, tool calls, usage), and how the provider's failures are mapped. The SDK x provider
+//! matrix runs in the Python suite (`tests/python/test_provider_matrix.py`).
+
+use gatehouse_testkit::{Behavior, FakeProvider, TestGateway};
+use serde_json::{Value, json};
+
+use crate::common::{PROVIDER_SECRET, gateway, json, openai_stream};
+
+fn config(fake: &FakeProvider, azure_auth: &str) -> String {
+    let addr = fake.addr();
+    format!(
+        r#"
+[[providers]]
+name = "azure"
+kind = "azure_openai"
+base_url = "http://{addr}"
+api_key = "env:PROVIDER_KEY"
+{azure_auth}
+first_byte_timeout_ms = 1500
+
+[[providers]]
+name = "google"
+kind = "gemini"
+base_url = "http://{addr}/v1beta"
+api_key = "env:PROVIDER_KEY"
+first_byte_timeout_ms = 1500
+
+[[models]]
+name = "gpt-azure"
+provider = "azure"
+provider_model = "prod-gpt4o"
+
+[[models]]
+name = "gemini-flash"
+provider = "google"
+provider_model = "gemini-2.5-flash"
+"#
+    )
+}
+
+async fn spawn(fake: &FakeProvider, azure_auth: &str) -> TestGateway {
+    gateway().config(&config(fake, azure_auth)).env("PROVIDER_KEY", PROVIDER_SECRET).spawn().await
+}
+
+async fn chat(gw: &TestGateway, body: &Value) -> reqwest::Response {
+    gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(gw.key()).json(body).send().await.unwrap()
+}
+
+fn ask(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]})
+}
+
+#[tokio::test]
+async fn azure_openai_gets_deployment_urls_an_api_version_and_its_key_header() {
+    let fake = FakeProvider::spawn().await;
+    let gw = spawn(&fake, "").await;
+    let resp = chat(&gw, &ask("gpt-azure", false)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(json(resp).await["choices"][0]["message"]["content"].as_str().unwrap().contains("fake provider"));
+    let seen = fake.last_request().unwrap();
+    assert_eq!(seen.path, "/v1/chat/completions", "the Azure door hands on to the OpenAI answer");
+    assert_eq!(seen.headers["api-key"], PROVIDER_SECRET);
+    assert!(!seen.headers.contains_key("authorization"), "one credential, in Azure's header");
+
+    let resp = chat(&gw, &ask("gpt-azure", true)).await;
+    assert_eq!(resp.status(), 200);
+    let (text, _, _, usage) = openai_stream(&resp.text().await.unwrap());
+    assert!(text.contains("tok0"), "{text}");
+    assert_eq!(usage["prompt_tokens"], 7);
+    gw.stop().await;
+
+    // an Entra ID token goes as a bearer instead
+    let gw = spawn(&fake, "auth = \"bearer\"").await;
+    assert_eq!(chat(&gw, &ask("gpt-azure", false)).await.status(), 200);
+    let seen = fake.last_request().unwrap();
+    assert_eq!(seen.headers["authorization"], format!("Bearer {PROVIDER_SECRET}"));
+    assert!(!seen.headers.contains_key("api-key"));
+}
+
+/// The exact request-target each call sent, as a listener of our own saw it (the fake routes
+/// by pattern and decodes).
+#[tokio::test]
+async fn model_names_stay_in_their_percent_encoded_url_segment() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let record = record.clone();
+        async move {
+            record.lock().await.push(uri.to_string());
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        }
+    });
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let cfg = format!(
+        r#"
+[[providers]]
+name = "azure"
+kind = "azure_openai"
+base_url = "http://{addr}"
+api_key = "env:K"
+api_version = "2025-04-01-preview"
+
+[[providers]]
+name = "google"
+kind = "gemini"
+base_url = "http://{addr}/v1beta"
+api_key = "env:K"
+
+[[models]]
+name = "a"
+provider = "azure"
+provider_model = "my deploy/../x"
+
+[[models]]
+name = "g"
+provider = "google"
+provider_model = "tuned/../../x?key=1"
+"#
+    );
+    let gw = gateway().config(&cfg).env("K", PROVIDER_SECRET).spawn().await;
+    for model in ["a", "g"] {
+        assert_eq!(chat(&gw, &ask(model, false)).await.status(), 502, "the provider's 503 is its failure");
+    }
+    assert_eq!(
+        *seen.lock().await,
+        [
+            "/openai/deployments/my%20deploy%2F..%2Fx/chat/completions?api-version=2025-04-01-preview",
+            "/v1beta/models/tuned%2F..%2F..%2Fx%3Fkey=1:generateContent",
+        ]
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn gemini_answers_openai_clients_whole_and_streamed_with_usage() {
+    let fake = FakeProvider::spawn().await;
+    let gw = spawn(&fake, "").await;
+    let resp = chat(&gw, &ask("gemini-flash", false)).await;
+    assert_eq!(resp.status(), 200);
+    let v = json(resp).await;
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("fake provider"), "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!((v["usage"]["prompt_tokens"].as_u64(), v["usage"]["completion_tokens"].as_u64()), (Some(7), Some(5)));
+    let seen = fake.last_request().unwrap();
+    assert_eq!(seen.path, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(seen.headers["x-goog-api-key"], PROVIDER_SECRET, "the key goes in a header, never the URL");
+    assert!(!seen.headers.contains_key("authorization"));
+    assert_eq!(seen.body["contents"][0], json!({"role": "user", "parts": [{"text": "hello"}]}));
+    assert_eq!(seen.body["generationConfig"]["maxOutputTokens"], 50);
+
+    let resp = chat(&gw, &ask("gemini-flash", true)).await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    let (text, _, finish, usage) = openai_stream(&body);
+    assert!(text.starts_with("reply-canary-5d1e tok0"), "{text}");
+    assert_eq!(finish, "stop");
+    assert_eq!(usage["completion_tokens"], 8);
+    assert_eq!(fake.last_request().unwrap().path, "/v1beta/models/gemini-2.5-flash:streamGenerateContent");
+}
+
+#[tokio::test]
+async fn gemini_tool_calls_round_trip_and_what_it_cannot_do_is_refused() {
+    let fake = FakeProvider::spawn().await;
+    let gw = spawn(&fake, "").await;
+    let tools = json!([{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]);
+    for stream in [false, true] {
+        fake.set(Behavior::Reply { text: "Checking.".into(), tool_args: Some("{\"q\":\"Oslo\"}".into()), chunk: 3 });
+        let mut body = ask("gemini-flash", stream);
+        body["tools"] = tools.clone();
+        let resp = chat(&gw, &body).await;
+        assert_eq!(resp.status(), 200);
+        let (text, args, finish) = if stream {
+            let (t, a, f, _) = openai_stream(&resp.text().await.unwrap());
+            (t, a, f)
+        } else {
+            let v = json(resp).await;
+            let m = &v["choices"][0]["message"];
+            let args = m["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_owned();
+            assert_eq!(m["tool_calls"][0]["function"]["name"], "lookup");
+            (
+                m["content"].as_str().unwrap().to_owned(),
+                args,
+                v["choices"][0]["finish_reason"].as_str().unwrap().to_owned(),
+            )
+        };
+        assert_eq!((text.as_str(), finish.as_str()), ("Checking.", "tool_calls"));
+        assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"q": "Oslo"}));
+    }
+    // the tool's answer goes back by the call's name
+    fake.set(Behavior::Ok);
+    let mut body = ask("gemini-flash", false);
+    body["tools"] = tools;
+    body["messages"] = json!([{"role": "user", "content": "hello"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_0", "type": "function",
+            "function": {"name": "lookup", "arguments": "{\"q\":\"Oslo\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_0", "content": "rain"}]);
+    assert_eq!(chat(&gw, &body).await.status(), 200);
+    let sent = fake.last_request().unwrap().body;
+    assert_eq!(sent["contents"][2]["parts"][0]["functionResponse"]["name"], "lookup");
+
+    let calls = fake.calls();
+    let mut seeded = ask("gemini-flash", false);
+    seeded["seed"] = json!(7);
+    let resp = chat(&gw, &seeded).await;
+    assert_eq!(resp.status(), 400);
+    let v = json(resp).await;
+    assert_eq!(
+        (v["error"]["type"].as_str(), v["error"]["param"].as_str()),
+        (Some("invalid_request_error"), Some("seed"))
+    );
+    assert_eq!(fake.calls(), calls, "a refused request never reaches the provider");
+}
+
+#[tokio::test]
+async fn gemini_failures_are_mapped_without_their_bodies() {
+    let fake = FakeProvider::spawn().await;
+    let gw = spawn(&fake, "").await;
+    fake.set(Behavior::Status(429));
+    let resp = chat(&gw, &ask("gemini-flash", false)).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("sk-upstream"), "the provider's body is never copied: {text}");
+    fake.set(Behavior::Status(503));
+    assert_eq!(chat(&gw, &ask("gemini-flash", true)).await.status(), 502);
+}
+
+#[tokio::test]
+async fn count_tokens_estimates_for_visible_models_only() {
+    let fake = FakeProvider::spawn().await;
+    let gw = spawn(&fake, "").await;
+    let count = |model: &str, key: &str| {
+        let body = json!({"model": model, "system": "be brief", "messages": [{"role": "user", "content": "hello there, how are you today?"}]});
+        gw.http
+            .post(format!("{}/v1/messages/count_tokens", gw.data_url))
+            .header("x-api-key", key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+    };
+    let calls = fake.calls();
+    let resp = count("gemini-flash", gw.key()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let n = json(resp).await["input_tokens"].as_u64().unwrap();
+    assert!((8..=40).contains(&n), "{n}");
+    assert_eq!(fake.calls(), calls, "counting reaches no provider");
+    let resp = count("no-such-model", gw.key()).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(json(resp).await["error"]["type"], "not_found_error");
+    let resp = count("mock", "gth_not_a_key").await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(json(resp).await["error"]["type"], "authentication_error");
+}
