@@ -120,7 +120,7 @@ detectors = { pii = { input = "redact", output = "redact" }, secret = { input = 
     proc.wait(timeout=15)
 
 
-def start_gateway(fake, server_extra="", extra=""):
+def start_gateway(fake, server_extra="", extra="", env_extra=None):
     tmp = tempfile.mkdtemp(prefix="gatehouse-py-")
     config = os.path.join(tmp, "gatehouse.toml")
     with open(config, "w") as f:
@@ -151,6 +151,7 @@ kind = "embedding"
 """
         )
     env = {"PATH": os.environ.get("PATH", ""), "FAKE_KEY": "sk-fake-provider", "GATEHOUSE_LOG": "warn"}
+    env.update(env_extra or {})
     proc = subprocess.Popen(
         [os.environ["GATEHOUSE_BIN"], "serve", "--config", config],
         stdout=subprocess.PIPE,

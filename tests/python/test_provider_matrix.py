@@ -2,7 +2,8 @@
 kind x {plain, streamed, tool call, refused by a guardrail, over budget}. Each cell goes through
 the real gatehouse binary over real HTTP to the fake provider process, which answers each
 provider kind in that API's own wire format (OpenAI, Anthropic Messages, Azure deployment URLs,
-Gemini generateContent), scripted by one behaviour."""
+Gemini generateContent, SigV4-signed Bedrock Converse with event-stream framing), scripted by
+one behaviour."""
 
 import json
 
@@ -21,7 +22,12 @@ MODELS = {
     "anthropic": "m-anthropic",
     "azure_openai": "m-azure",
     "gemini": "m-gemini",
+    "bedrock": "m-bedrock",
 }
+
+# the SigV4 key the fake provider's Bedrock door verifies signatures with (gatehouse-testkit's
+# BEDROCK_ACCESS_KEY_ID and BEDROCK_SECRET_ACCESS_KEY)
+AWS_ENV = {"AWS_ID": "AKIAGATEHOUSEFAKE01", "AWS_SECRET": "fake/bedrock/secret+key/for/tests/0000"}
 
 SDKS = ["openai", "anthropic"]
 
@@ -55,11 +61,19 @@ name = "p-gemini"
 kind = "gemini"
 base_url = "{root}/v1beta"
 api_key = "env:FAKE_KEY"
+
+[[providers]]
+name = "p-bedrock"
+kind = "bedrock"
+base_url = "{root}"
+region = "us-east-1"
+aws_access_key_id = "env:AWS_ID"
+aws_secret_access_key = "env:AWS_SECRET"
 """
     for kind, model in MODELS.items():
         if kind != "openai_compatible":
             extra += f'\n[[models]]\nname = "{model}"\nprovider = "p-{kind.split("_")[0]}"\n'
-    proc, gw = start_gateway(fake, extra=extra)
+    proc, gw = start_gateway(fake, extra=extra, env_extra=AWS_ENV)
     yield gw
     proc.terminate()
     proc.wait(timeout=15)

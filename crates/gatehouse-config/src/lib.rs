@@ -19,6 +19,7 @@ mod validate;
 pub use error::{ConfigError, Issue, SecretError};
 pub use secret::{EnvLookup, SecretRef};
 pub use validate::{
-    AuditFailure, AuditSettings, Config, DataPlaneAudit, LogFormat, MOCK_PROVIDER, ModelConfig, ModelKind, Policy,
-    ProviderConfig, ProviderKind, RequestLimits, ServerConfig, StoreUrl, TelemetrySettings, WebhookSettings,
+    AuditFailure, AuditSettings, AwsCredentials, AwsKeys, Config, DataPlaneAudit, LogFormat, MOCK_PROVIDER,
+    ModelConfig, ModelKind, Policy, ProviderConfig, ProviderKind, RequestLimits, ServerConfig, StoreUrl,
+    TelemetrySettings, WebhookSettings,
 };

@@ -126,6 +126,11 @@ pub struct RawProvider {
     pub api_version: Option<String>,
     /// Azure OpenAI: `"api-key"` (the default) or `"bearer"` (an Entra ID token).
     pub auth: Option<String>,
+    /// Bedrock: the AWS region, and SigV4 credentials as secret references.
+    pub region: Option<String>,
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_session_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -233,6 +233,24 @@ pub enum ProviderKind {
     AzureOpenAi,
     /// Google's Gemini API (`x-goog-api-key`); chat models only.
     Gemini,
+    /// AWS Bedrock's Converse API: SigV4-signed (or a Bedrock API key as a bearer); chat
+    /// models only. The provider model is the Bedrock model or inference-profile id.
+    Bedrock,
+}
+
+/// SigV4 credentials for a Bedrock provider, as secret references.
+#[derive(Clone, Debug)]
+pub struct AwsKeys {
+    pub access_key_id: SecretRef,
+    pub secret_access_key: SecretRef,
+    pub session_token: Option<SecretRef>,
+}
+
+/// [`AwsKeys`], resolved.
+pub struct AwsCredentials {
+    pub access_key_id: SecretString,
+    pub secret_access_key: SecretString,
+    pub session_token: Option<SecretString>,
 }
 
 #[derive(Clone, Debug)]
@@ -257,6 +275,10 @@ pub struct ProviderConfig {
     pub api_version: Option<String>,
     /// Azure OpenAI: the key is an Entra ID token, sent as `Authorization: Bearer`.
     pub bearer: bool,
+    /// Bedrock: the region requests are signed for.
+    pub region: Option<String>,
+    /// Bedrock: SigV4 credentials (else `api_key` is a Bedrock API key, sent as a bearer).
+    pub aws_keys: Option<AwsKeys>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -717,16 +739,69 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
             Some("anthropic") => ProviderKind::Anthropic,
             Some("azure_openai") => ProviderKind::AzureOpenAi,
             Some("gemini") => ProviderKind::Gemini,
+            Some("bedrock") => ProviderKind::Bedrock,
             Some(_) => {
-                let kinds = "\"openai\", \"openai_compatible\", \"anthropic\", \"azure_openai\" or \"gemini\"";
+                let kinds =
+                    "\"openai\", \"openai_compatible\", \"anthropic\", \"azure_openai\", \"gemini\" or \"bedrock\"";
                 issue(issues, at("kind"), format!("must be {kinds}"));
                 ProviderKind::OpenAiCompatible
             }
         };
+        let bedrock = kind == ProviderKind::Bedrock;
+        let region = match (&p.region, bedrock) {
+            (Some(r), true) => {
+                if r.is_empty()
+                    || r.len() > 32
+                    || !r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                {
+                    issue(issues, at("region"), "must be an AWS region such as \"us-east-1\"");
+                }
+                Some(r.clone())
+            }
+            (None, true) => {
+                issue(issues, at("region"), "is required for bedrock providers");
+                None
+            }
+            (Some(_), false) => {
+                issue(issues, at("region"), "applies to bedrock providers only");
+                None
+            }
+            (None, false) => None,
+        };
+        let secret = |v: &Option<String>, f: &str, issues: &mut Vec<Issue>| {
+            v.as_deref().and_then(|s| SecretRef::parse(s).map_err(|rule| issue(issues, at(f), rule)).ok())
+        };
+        let access = secret(&p.aws_access_key_id, "aws_access_key_id", issues);
+        let secret_key = secret(&p.aws_secret_access_key, "aws_secret_access_key", issues);
+        let session = secret(&p.aws_session_token, "aws_session_token", issues);
+        let aws_keys = match (access, secret_key) {
+            (Some(access_key_id), Some(secret_access_key)) if bedrock => {
+                Some(AwsKeys { access_key_id, secret_access_key, session_token: session })
+            }
+            (None, None) if p.aws_session_token.is_none() => None,
+            _ if !bedrock => {
+                issue(issues, at("aws_access_key_id"), "applies to bedrock providers only");
+                None
+            }
+            _ => {
+                issue(issues, at("aws_secret_access_key"), "aws_access_key_id and aws_secret_access_key go together");
+                None
+            }
+        };
+        if bedrock && aws_keys.is_some() == p.api_key.is_some() {
+            issue(
+                issues,
+                at("api_key"),
+                "a bedrock provider takes either api_key or aws_access_key_id and aws_secret_access_key",
+            );
+        }
         let base_url = match (&p.base_url, kind) {
             (None, ProviderKind::OpenAi) => "https://api.openai.com/v1".to_owned(),
             (None, ProviderKind::Anthropic) => "https://api.anthropic.com/v1".to_owned(),
             (None, ProviderKind::Gemini) => "https://generativelanguage.googleapis.com/v1beta".to_owned(),
+            (None, ProviderKind::Bedrock) => {
+                format!("https://bedrock-runtime.{}.amazonaws.com", region.as_deref().unwrap_or("us-east-1"))
+            }
             (None, _) => {
                 issue(issues, at("base_url"), "is required for openai_compatible and azure_openai providers");
                 String::new()
@@ -737,7 +812,7 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
             .api_key
             .as_deref()
             .and_then(|s| SecretRef::parse(s).map_err(|rule| issue(issues, at("api_key"), rule)).ok());
-        let keyed = !matches!(kind, ProviderKind::OpenAiCompatible);
+        let keyed = !matches!(kind, ProviderKind::OpenAiCompatible | ProviderKind::Bedrock);
         if api_key.is_none() && keyed && p.api_key.is_none() {
             issue(issues, at("api_key"), "is required for every kind but \"openai_compatible\"");
         }
@@ -775,6 +850,8 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
             api_key,
             api_version,
             bearer,
+            region,
+            aws_keys,
             connect_timeout: ms(p.connect_timeout_ms, 3_000, 10, 60_000, &at("connect_timeout_ms"), issues),
             first_byte_timeout: ms(
                 p.first_byte_timeout_ms,
@@ -864,8 +941,10 @@ fn models(
             }
         };
         let served_by = providers.iter().find(|p| p.name == provider).map(|p| p.kind);
-        if kind == ModelKind::Embedding && matches!(served_by, Some(ProviderKind::Anthropic | ProviderKind::Gemini)) {
-            issue(issues, at("kind"), "anthropic and gemini providers serve chat models only");
+        let chat_only =
+            matches!(served_by, Some(ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock));
+        if kind == ModelKind::Embedding && chat_only {
+            issue(issues, at("kind"), "anthropic, gemini and bedrock providers serve chat models only");
         }
         for (j, a) in m.aliases.iter().enumerate() {
             if !valid_name(a) {
@@ -878,7 +957,8 @@ fn models(
         if provider_model.is_empty() || provider_model.len() > 256 {
             issue(issues, at("provider_model"), "must be 1-256 characters");
         }
-        let in_url = matches!(served_by, Some(ProviderKind::AzureOpenAi | ProviderKind::Gemini));
+        let in_url =
+            matches!(served_by, Some(ProviderKind::AzureOpenAi | ProviderKind::Gemini | ProviderKind::Bedrock));
         if in_url && (provider_model == "." || provider_model == ".." || provider_model.chars().any(char::is_control)) {
             // it becomes a URL path segment: a dot segment would climb out of it
             issue(issues, at("provider_model"), "must be a deployment or model name, not a dot segment");
@@ -906,6 +986,20 @@ impl ProviderConfig {
                 Ok(Some((id.clone(), s)))
             }
         }
+    }
+
+    /// The SigV4 credentials of a Bedrock provider, resolved.
+    pub fn resolve_aws_keys(&self, env: crate::EnvLookup<'_>) -> Result<Option<AwsCredentials>, crate::SecretError> {
+        let Some(k) = &self.aws_keys else { return Ok(None) };
+        let session_token = match &k.session_token {
+            Some(r) => Some(r.resolve(env)?),
+            None => None,
+        };
+        Ok(Some(AwsCredentials {
+            access_key_id: k.access_key_id.resolve(env)?,
+            secret_access_key: k.secret_access_key.resolve(env)?,
+            session_token,
+        }))
     }
 
     pub fn resolve_api_key(&self, env: crate::EnvLookup<'_>) -> Result<Option<SecretString>, crate::SecretError> {

@@ -210,12 +210,14 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
         return answer.fail(d).into_response();
     }
     if stream {
-        let is_sse = resp
+        // Bedrock streams AWS event-stream frames; every other family streams SSE
+        let media = if family == Family::Bedrock { "application/vnd.amazon.eventstream" } else { "text/event-stream" };
+        let is_stream = resp
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
-        if !is_sse {
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with(media));
+        if !is_stream {
             tracing::warn!(request_id = %request_id, provider = %up.name, "provider answered a stream request without an event stream");
             return answer.fail(Denial::new(DenyCode::UpstreamError)).into_response();
         }
@@ -240,7 +242,7 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
             let usage = usage_from_body(&body);
             (body, usage)
         }
-        _ => match crate::translate::chat_answer(family, &body, unix_now()) {
+        _ => match crate::translate::chat_answer(family, &body, &id_text, provider_model, unix_now()) {
             Ok((body, usage)) => (body, Some(usage)),
             Err(code) => {
                 tracing::warn!(request_id = %request_id, provider = %up.name, "provider answer not in its API's format");

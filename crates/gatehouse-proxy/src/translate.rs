@@ -1,5 +1,5 @@
 //! Providers that speak another API than the chain's (OpenAI's Chat Completions): Anthropic's
-//! Messages and Google's Gemini. The checked request is written in the provider's format; its
+//! Messages, Google's Gemini and AWS Bedrock's Converse. The checked request is written in the provider's format; its
 //! answer and its stream are read back as Chat Completions, so the response half of the chain
 //! (output guardrails, usage, budgets) sees the one format it checks. The translations
 //! themselves are pure and live in `gatehouse_providers::chat`.
@@ -28,10 +28,23 @@ pub fn request_body(req: &ApiRequest, family: Family, provider_model: &str) -> R
 }
 
 /// A provider's whole answer in `family`'s format as a Chat Completions answer, with its usage
-/// (every input token counted, cached or not).
-pub fn chat_answer(family: Family, body: &[u8], created: u64) -> Result<(Bytes, Usage), DenyCode> {
+/// (every input token counted, cached or not). `id` and `model` name an answer whose provider
+/// names neither.
+pub fn chat_answer(
+    family: Family,
+    body: &[u8],
+    id: &str,
+    model: &str,
+    created: u64,
+) -> Result<(Bytes, Usage), DenyCode> {
     let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) else { return Err(DenyCode::UpstreamError) };
-    let r = response_of(family, &o).map_err(|e| e.deny_code())?;
+    let mut r = response_of(family, &o).map_err(|e| e.deny_code())?;
+    if r.id.is_empty() {
+        r.id = format!("chatcmpl-{id}");
+    }
+    if r.model.is_empty() {
+        model.clone_into(&mut r.model);
+    }
     let v = openai::response_to(&r, created).map_err(|e| e.deny_code())?;
     Ok((Bytes::from(v.to_string()), r.usage.into()))
 }

@@ -21,6 +21,8 @@ pub struct Upstream {
     auth: Option<(HeaderName, HeaderValue)>,
     /// Signs `x-gatehouse-*` identity headers when configured: key id and secret.
     identity: Option<(String, SecretString)>,
+    /// Bedrock: signs every request with AWS SigV4.
+    sigv4: Option<SigV4>,
     pub client: reqwest::Client,
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
@@ -44,7 +46,16 @@ enum Urls {
     Gemini {
         base: reqwest::Url,
     },
+    /// Bedrock: `{base}/model/{model}/converse` (`/converse-stream`).
+    Bedrock {
+        base: reqwest::Url,
+    },
 }
+
+/// What stays unencoded in a Bedrock model id: AWS signs the path percent-encoded once more,
+/// so the id (`...-v1:0`, ARNs with `/`) must be encoded exactly as AWS's own clients do.
+const MODEL_ID: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 impl Urls {
     /// The URL of one call. The model is one path segment, percent-encoded: a model name
@@ -75,7 +86,51 @@ impl Urls {
                 }
                 url
             }
+            Urls::Bedrock { base } => {
+                let mut url = base.clone();
+                let action = if stream { "converse-stream" } else { "converse" };
+                let id = percent_encoding::utf8_percent_encode(model, MODEL_ID);
+                url.set_path(&format!("{}/model/{id}/{action}", base.path().trim_end_matches('/')));
+                url
+            }
         }
+    }
+}
+
+/// AWS credentials and the region a Bedrock provider's requests are signed for.
+struct SigV4 {
+    credentials: aws_credential_types::Credentials,
+    region: String,
+}
+
+impl SigV4 {
+    /// The headers that sign this request (`authorization`, `x-amz-date`, and the session
+    /// token when there is one). `None` only if signing itself failed.
+    fn sign(&self, url: &reqwest::Url, body: &[u8]) -> Option<Vec<(&'static str, HeaderValue)>> {
+        use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+        let identity = self.credentials.clone().into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("bedrock")
+            .time(std::time::SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .ok()?
+            .into();
+        let headers = [("content-type", "application/json")];
+        let request =
+            SignableRequest::new("POST", url.as_str(), headers.into_iter(), SignableBody::Bytes(body)).ok()?;
+        let (instructions, _) = sign(request, &params).ok()?.into_parts();
+        let (headers, _) = instructions.into_parts();
+        headers
+            .into_iter()
+            .map(|h| {
+                let mut v = HeaderValue::from_str(h.value()).ok()?;
+                v.set_sensitive(h.sensitive());
+                Some((h.name(), v))
+            })
+            .collect()
     }
 }
 
@@ -108,6 +163,7 @@ impl Upstream {
         let family = match cfg.kind {
             ProviderKind::Anthropic => Family::Anthropic,
             ProviderKind::Gemini => Family::Gemini,
+            ProviderKind::Bedrock => Family::Bedrock,
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::AzureOpenAi => Family::OpenAi,
         };
         let auth = match cfg.resolve_api_key(env)? {
@@ -143,11 +199,22 @@ impl Upstream {
             .build()
             .map_err(|_| crate::Error::Client(cfg.name.clone()))?;
         let identity = cfg.resolve_identity_key(env)?;
+        let sigv4 = cfg.resolve_aws_keys(env)?.map(|k| SigV4 {
+            credentials: aws_credential_types::Credentials::new(
+                k.access_key_id.expose_secret(),
+                k.secret_access_key.expose_secret(),
+                k.session_token.map(|t| t.expose_secret().to_owned()),
+                None,
+                "gatehouse-config",
+            ),
+            region: cfg.region.clone().unwrap_or_default(),
+        });
         let bad_url = || crate::Error::Client(cfg.name.clone());
         let base = reqwest::Url::parse(&cfg.base_url).map_err(|_| bad_url())?;
         let urls = match cfg.kind {
             ProviderKind::AzureOpenAi => Urls::Azure { base, api_version: cfg.api_version.clone().unwrap_or_default() },
             ProviderKind::Gemini => Urls::Gemini { base },
+            ProviderKind::Bedrock => Urls::Bedrock { base },
             _ => {
                 let url_of = |e: Endpoint| {
                     let path = match (family, e) {
@@ -161,6 +228,7 @@ impl Upstream {
         };
         Ok(Upstream {
             identity,
+            sigv4,
             name: cfg.name.as_str().into(),
             family,
             urls,
@@ -186,6 +254,8 @@ impl Upstream {
             }
             _ => None,
         };
+        // an unsigned request would only be refused: one that failed to sign goes as it is
+        let aws = self.sigv4.as_ref().and_then(|s| s.sign(&url, &body));
         let mut rb = self
             .client
             .post(url)
@@ -197,6 +267,9 @@ impl Upstream {
         }
         if self.family == Family::Anthropic {
             rb = rb.header("anthropic-version", ANTHROPIC_VERSION);
+        }
+        for (name, value) in aws.into_iter().flatten() {
+            rb = rb.header(name, value);
         }
         for (name, value) in signed.into_iter().flatten() {
             rb = rb.header(name, value);

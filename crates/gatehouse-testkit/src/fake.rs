@@ -96,6 +96,41 @@ fn scripted_stream(model: &str, text: &str, tool_args: Option<&str>, n: usize) -
     frames
 }
 
+/// What a non-OpenAI door answers, from the behaviour: the whole text, the pieces a stream
+/// sends it in (unscripted: the usual chunks, the canary first, like the OpenAI door), and
+/// the `lookup` tool call's input.
+pub(crate) struct Plan {
+    pub text: String,
+    pub pieces: Vec<String>,
+    pub tool: Option<Value>,
+}
+
+/// The plan for the next answer, or the door's own refusal for a scripted status.
+pub(crate) async fn plan(s: &Shared, refuse: impl FnOnce(u16) -> Response) -> Result<Plan, Response> {
+    let unscripted = |s: &Shared| Plan {
+        text: FAKE_REPLY.to_owned(),
+        pieces: (0..s.stream_chunks).map(|i| format!("{}tok{i} ", if i == 0 { REPLY_CANARY } else { "" })).collect(),
+        tool: None,
+    };
+    match (**s.behavior.load()).clone() {
+        Behavior::Status(code) => Err(refuse(code)),
+        Behavior::Hang => {
+            std::future::pending::<()>().await;
+            Err(refuse(500))
+        }
+        Behavior::Latency(d) => {
+            tokio::time::sleep(d).await;
+            Ok(unscripted(s))
+        }
+        Behavior::Reply { text, tool_args, chunk } => Ok(Plan {
+            pieces: pieces(&text, chunk),
+            tool: tool_args.map(|a| serde_json::from_str::<Value>(&a).unwrap_or_else(|_| json!({}))),
+            text,
+        }),
+        _ => Ok(unscripted(s)),
+    }
+}
+
 /// What the fake saw of the last request.
 #[derive(Clone, Debug)]
 pub struct Recorded {
@@ -200,6 +235,8 @@ impl FakeProvider {
             .route("/v1/messages", post(crate::fake_anthropic::on_provider))
             .route("/openai/deployments/{deployment}/chat/completions", post(azure_chat))
             .route("/v1beta/models/{call}", post(crate::fake_gemini::generate))
+            .route("/model/{model}/converse", post(crate::fake_bedrock::converse))
+            .route("/model/{model}/converse-stream", post(crate::fake_bedrock::converse))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
             .route("/__fake/behavior", post(script))

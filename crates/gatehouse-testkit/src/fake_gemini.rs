@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::fake::{Shared, pieces, record};
-use crate::{Behavior, FAKE_REPLY, REPLY_CANARY, UPSTREAM_SECRET_IN_ERRORS};
+use crate::fake::{Shared, record};
+use crate::{Behavior, UPSTREAM_SECRET_IN_ERRORS};
 
 fn error(code: u16, status: &str) -> Response {
     let http = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -49,31 +49,22 @@ pub(crate) async fn generate(
     if !v["contents"].is_array() || v.get("model").is_some() {
         return error(400, "INVALID_ARGUMENT");
     }
-    let behavior = (**s.behavior.load()).clone();
-    let (text, call_args, piece) = match behavior {
-        Behavior::Status(code) => {
-            let status = match code {
-                429 => "RESOURCE_EXHAUSTED",
-                503 => "UNAVAILABLE",
-                _ => "INTERNAL",
-            };
-            return error(code, status);
-        }
-        Behavior::Hang => {
-            std::future::pending::<()>().await;
-            return error(500, "INTERNAL");
-        }
-        Behavior::Latency(d) => {
-            tokio::time::sleep(d).await;
-            (FAKE_REPLY.to_owned(), None, 0)
-        }
-        Behavior::Reply { text, tool_args, chunk } => (text, tool_args, chunk),
-        _ => (FAKE_REPLY.to_owned(), None, 0),
+    let plan = match crate::fake::plan(&s, |code| {
+        let status = match code {
+            429 => "RESOURCE_EXHAUSTED",
+            503 => "UNAVAILABLE",
+            _ => "INTERNAL",
+        };
+        error(code, status)
+    })
+    .await
+    {
+        Ok(p) => p,
+        Err(refused) => return refused,
     };
-    let args = call_args.as_deref().map(|a| serde_json::from_str::<Value>(a).unwrap_or_else(|_| json!({})));
-    let function = args.map(|a| json!({"functionCall": {"name": "lookup", "args": a}}));
+    let function = plan.tool.map(|a| json!({"functionCall": {"name": "lookup", "args": a}}));
     if !stream {
-        let mut parts = vec![json!({"text": text})];
+        let mut parts = vec![json!({"text": plan.text})];
         parts.extend(function);
         return axum::Json(json!({
             "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
@@ -81,12 +72,7 @@ pub(crate) async fn generate(
         }))
         .into_response();
     }
-    // unscripted streams: the provider's usual chunk count, the canary first, like the OpenAI door
-    let texts: Vec<String> = if piece == 0 {
-        (0..s.stream_chunks).map(|i| format!("{}tok{i} ", if i == 0 { REPLY_CANARY } else { "" })).collect()
-    } else {
-        pieces(&text, piece)
-    };
+    let texts = plan.pieces;
     let n = texts.len() as u64;
     let mut events: Vec<Value> = texts
         .into_iter()

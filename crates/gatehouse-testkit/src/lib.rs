@@ -1,7 +1,7 @@
 //! Test and benchmark harness. [`FakeProvider`] is a real HTTP server on an ephemeral port
 //! that speaks OpenAI's API (JSON and SSE) and can be scripted to misbehave; on the same port
-//! it speaks Anthropic's Messages API, Azure OpenAI's deployment URLs and Gemini's
-//! `generateContent`, each in its own wire format and scripted by the same behaviour
+//! it speaks Anthropic's Messages API, Azure OpenAI's deployment URLs, Gemini's
+//! `generateContent` and Bedrock's SigV4-signed Converse (event-stream framed), each in its own wire format and scripted by the same behaviour
 //! ([`FakeAnthropic`] is a Messages-only fake with its own script); [`TestGateway`]
 //! starts the real `gatehouse` binary on ephemeral ports with its own data dir; [`stores`]
 //! gives each test a fresh SQLite file or PostgreSQL schema; [`oidc`] runs a real OpenID
@@ -13,6 +13,7 @@
 
 mod fake;
 mod fake_anthropic;
+mod fake_bedrock;
 mod fake_gemini;
 mod gateway;
 pub mod oidc;
@@ -20,6 +21,7 @@ pub mod stores;
 
 pub use fake::{Behavior, FAKE_REPLY, FakeProvider, REPLY_CANARY, Recorded, UPSTREAM_SECRET_IN_ERRORS};
 pub use fake_anthropic::{ANTHROPIC_REPLY, ANTHROPIC_USAGE, AnthropicBehavior, FakeAnthropic};
+pub use fake_bedrock::{BEDROCK_ACCESS_KEY_ID, BEDROCK_SECRET_ACCESS_KEY};
 pub use gateway::{GatewayBuilder, TestGateway};
 
 /// Polls `f` every 20 ms until it returns true or `within` passes. Tests wait on conditions,

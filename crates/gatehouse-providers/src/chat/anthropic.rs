@@ -4,7 +4,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     ChatRequest, ChatResponse, Extra, Family, Finish, Image, Message, Part, Role, Text, TokenUsage, Tool, ToolChoice,
-    arguments_object, array, number, object, opt_f64, opt_string, opt_u64, rest, string,
+    arguments_object, array, number, object, opt_f64, opt_string, opt_u64, rest, results_first, string,
 };
 use crate::Error;
 
@@ -205,10 +205,7 @@ pub fn request_to(r: &ChatRequest, model: &str) -> Result<Map<String, Value>, Er
         .messages
         .iter()
         .map(|m| {
-            // a user turn's tool answers come first, as the API requires
-            let mut parts: Vec<&Part> = m.parts.iter().collect();
-            parts.sort_by_key(|p| !matches!(p, Part::ToolResult { .. }));
-            let blocks = parts.into_iter().map(block_to).collect::<Result<Vec<_>, _>>()?;
+            let blocks = results_first(m).into_iter().map(block_to).collect::<Result<Vec<_>, _>>()?;
             let role = if m.role == Role::User { "user" } else { "assistant" };
             Ok(json!({"role": role, "content": blocks}))
         })
@@ -607,10 +604,7 @@ pub struct EventDecoder {
 
 impl EventDecoder {
     pub fn new(chunks: super::openai::ChunkStream) -> EventDecoder {
-        EventDecoder {
-            sse: crate::SseScanner::new(super::MAX_EVENT_BYTES),
-            events: Events { chunks, tools: Vec::new() },
-        }
+        EventDecoder { sse: crate::SseScanner::new(super::MAX_EVENT_BYTES), events: Events { chunks } }
     }
 
     /// One event's data (the SSE framing already read).
@@ -622,8 +616,6 @@ impl EventDecoder {
 #[derive(Debug)]
 struct Events {
     chunks: super::openai::ChunkStream,
-    /// The Messages block index of each tool call, by its position among the calls.
-    tools: Vec<u64>,
 }
 
 impl Events {
@@ -648,12 +640,9 @@ impl Events {
             Some("content_block_start") => {
                 let block = v.get("content_block").ok_or_else(bad)?;
                 if block.get("type").and_then(Value::as_str) == Some("tool_use") {
-                    if self.tools.len() >= super::openai::MAX_STREAM_TOOL_CALLS {
-                        return Err(bad());
-                    }
-                    self.tools.push(v.get("index").and_then(Value::as_u64).ok_or_else(bad)?);
+                    let index = v.get("index").and_then(Value::as_u64).ok_or_else(bad)?;
                     let (id, name) = (block.get("id").cloned(), block.get("name").cloned());
-                    w.tool_call(self.tools.len() - 1, &id.unwrap_or_default(), &name.unwrap_or_default(), "", out);
+                    w.open_tool(index, &id.unwrap_or_default(), &name.unwrap_or_default(), "", out)?;
                 }
             }
             Some("content_block_delta") => {
@@ -662,8 +651,7 @@ impl Events {
                     Some("text_delta") => w.text(d.get("text").and_then(Value::as_str).ok_or_else(bad)?, out),
                     Some("input_json_delta") => {
                         let index = v.get("index").and_then(Value::as_u64).ok_or_else(bad)?;
-                        let call = self.tools.iter().position(|i| *i == index).ok_or_else(bad)?;
-                        w.tool_args(call, d.get("partial_json").and_then(Value::as_str).ok_or_else(bad)?, out);
+                        w.tool_args(index, d.get("partial_json").and_then(Value::as_str).ok_or_else(bad)?, out)?;
                     }
                     // reasoning and its signature have no place in a Chat Completions answer
                     _ => {}

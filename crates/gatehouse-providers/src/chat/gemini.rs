@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::openai::{ChunkStream, MAX_STREAM_TOOL_CALLS};
+use super::openai::ChunkStream;
 use super::{ChatRequest, ChatResponse, ChunkDecoder, Family, Finish, Image, Message, Part, Role, TokenUsage};
 use super::{Text, ToolChoice, arguments_object, number};
 use crate::Error;
@@ -199,17 +199,11 @@ pub struct StreamDecoder {
 struct Reader {
     chunks: ChunkStream,
     started: bool,
-    calls: usize,
-    /// Whether a call came (Gemini finishes such a turn with `STOP`).
-    called: bool,
 }
 
 impl StreamDecoder {
     pub fn new(chunks: ChunkStream) -> StreamDecoder {
-        StreamDecoder {
-            sse: crate::SseScanner::new(super::MAX_EVENT_BYTES),
-            reader: Reader { chunks, started: false, calls: 0, called: false },
-        }
+        StreamDecoder { sse: crate::SseScanner::new(super::MAX_EVENT_BYTES), reader: Reader { chunks, started: false } }
     }
 }
 
@@ -232,22 +226,19 @@ impl Reader {
         }
         if let Some(c) = v.get("candidates").and_then(Value::as_array).and_then(|c| c.first()) {
             for p in c.pointer("/content/parts").and_then(Value::as_array).map_or(&[][..], Vec::as_slice) {
-                match part_from(p, self.calls).map_err(|_| Error::Answer("stream"))? {
+                match part_from(p, self.chunks.tool_calls()).map_err(|_| Error::Answer("stream"))? {
                     Some(Part::Text(t)) => self.chunks.text(&t.text, out),
                     Some(Part::ToolCall { id, name, arguments }) => {
-                        if self.calls >= MAX_STREAM_TOOL_CALLS {
-                            return Err(Error::Answer("stream"));
-                        }
-                        self.chunks.tool_call(self.calls, &Value::from(id), &Value::from(name), &arguments, out);
-                        self.calls += 1;
-                        self.called = true;
+                        // calls come whole, without blocks: each is its own
+                        let block = self.chunks.tool_calls() as u64;
+                        self.chunks.open_tool(block, &Value::from(id), &Value::from(name), &arguments, out)?;
                     }
                     _ => {}
                 }
             }
             if let Some(reason) = c.get("finishReason").and_then(Value::as_str) {
                 let finish = match finish_reason(Some(reason), &[]) {
-                    Finish::Stop if self.called => Finish::ToolCalls,
+                    Finish::Stop if self.chunks.tool_calls() > 0 => Finish::ToolCalls,
                     f => f,
                 };
                 self.chunks.set_finish(finish);
@@ -271,9 +262,7 @@ impl ChunkDecoder for StreamDecoder {
     }
 
     fn end(&mut self, out: &mut Vec<u8>) {
-        if self.reader.chunks.has_finish() {
-            self.reader.chunks.finish(out);
-        }
+        self.reader.chunks.finish_if_stopped(out);
     }
 
     fn ended(&self) -> bool {

@@ -11,6 +11,7 @@
 //! part); callers bound the input first (size, JSON depth, message count).
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 
@@ -25,6 +26,8 @@ pub enum Family {
     Anthropic,
     /// Google's Gemini API (a provider only: no client speaks it to us).
     Gemini,
+    /// AWS Bedrock's Converse API (a provider only).
+    Bedrock,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -74,7 +77,7 @@ impl Extra {
         let known = match self.family {
             Family::OpenAi => openai::OTHER_FIELDS,
             Family::Anthropic => anthropic::OTHER_FIELDS,
-            Family::Gemini => &[],
+            Family::Gemini | Family::Bedrock => &[],
         };
         match self.fields.keys().next() {
             None => Ok(&self.fields),
@@ -181,6 +184,10 @@ impl Finish {
             (Finish::Stop | Finish::ToolCalls, Family::Gemini) => "STOP",
             (Finish::Length, Family::Gemini) => "MAX_TOKENS",
             (Finish::ContentFilter, Family::Gemini) => "SAFETY",
+            (Finish::Stop, Family::Bedrock) => "end_turn",
+            (Finish::Length, Family::Bedrock) => "max_tokens",
+            (Finish::ToolCalls, Family::Bedrock) => "tool_use",
+            (Finish::ContentFilter, Family::Bedrock) => "content_filtered",
         }
     }
 }
@@ -210,15 +217,18 @@ pub fn request_for(body: &Map<String, Value>, target: Family, model: &str) -> Re
         Family::OpenAi => openai::request_to(&shape, model),
         Family::Anthropic => anthropic::request_to(&shape, model),
         Family::Gemini => gemini::request_to(&shape),
+        Family::Bedrock => bedrock::request_to(&shape),
     }
 }
 
-/// A provider's whole answer in `family`'s format, read into the shape.
+/// A provider's whole answer in `family`'s format, read into the shape. A family that names
+/// neither the answer nor the model (Bedrock) leaves them empty for the caller to fill.
 pub fn response_of(family: Family, body: &Map<String, Value>) -> Result<ChatResponse, Error> {
     match family {
         Family::OpenAi => openai::response_from(body),
         Family::Anthropic => anthropic::response_from(body),
         Family::Gemini => gemini::response_from(body),
+        Family::Bedrock => bedrock::response_from(body),
     }
 }
 
@@ -243,6 +253,7 @@ pub fn chunk_decoder(family: Family, id: &str, model: &str, created: u64) -> Opt
         Family::OpenAi => None,
         Family::Anthropic => Some(Box::new(anthropic::EventDecoder::new(chunks))),
         Family::Gemini => Some(Box::new(gemini::StreamDecoder::new(chunks))),
+        Family::Bedrock => Some(Box::new(bedrock::StreamDecoder::new(chunks))),
     }
 }
 
@@ -314,6 +325,14 @@ fn array<'a>(v: &'a Value, field: &'static str) -> Result<&'a Vec<Value>, Error>
 /// The fields of `o` not in `known`, for [`Extra`].
 fn rest(o: &Map<String, Value>, known: &[&str]) -> Map<String, Value> {
     o.iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// A message's parts with a user turn's tool answers first, as Anthropic's and Bedrock's
+/// APIs require (the rest keep their order).
+fn results_first(m: &Message) -> Vec<&Part> {
+    let mut parts: Vec<&Part> = m.parts.iter().collect();
+    parts.sort_by_key(|p| !matches!(p, Part::ToolResult { .. }));
+    parts
 }
 
 /// A tool call's arguments (JSON text, as OpenAI carries them) as the object Anthropic and

@@ -410,10 +410,12 @@ pub struct ChunkStream {
     finish: Option<Finish>,
     pub(super) usage: TokenUsage,
     ended: bool,
+    /// The provider's block of each tool call, by the call's position in the answer.
+    tool_blocks: Vec<u64>,
 }
 
 /// Most tool calls in one streamed answer.
-pub(super) const MAX_STREAM_TOOL_CALLS: usize = 128;
+const MAX_STREAM_TOOL_CALLS: usize = 128;
 
 impl ChunkStream {
     /// `id` and `model` are used until the provider names its own; `created`: unix seconds.
@@ -425,6 +427,7 @@ impl ChunkStream {
             finish: None,
             usage: TokenUsage::default(),
             ended: false,
+            tool_blocks: Vec::new(),
         }
     }
 
@@ -452,25 +455,49 @@ impl ChunkStream {
         self.chunk(out, json!({"content": text}), None);
     }
 
-    /// A tool call's head: the `index`-th call of the answer, its id and name, and the first
-    /// of its arguments (JSON text) when the provider sends them whole.
-    pub(super) fn tool_call(&self, index: usize, id: &Value, name: &Value, arguments: &str, out: &mut Vec<u8>) {
-        let head = json!({"index": index, "id": id, "type": "function",
+    /// A tool call opens as the provider's block `block` (its position among the answer's
+    /// blocks, or the call's own count where the provider has no blocks): its id and name,
+    /// and the first of its arguments (JSON text) when the provider sends them whole.
+    pub(super) fn open_tool(
+        &mut self,
+        block: u64,
+        id: &Value,
+        name: &Value,
+        arguments: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        if self.tool_blocks.len() >= MAX_STREAM_TOOL_CALLS {
+            return Err(Error::Answer("stream"));
+        }
+        self.tool_blocks.push(block);
+        let head = json!({"index": self.tool_blocks.len() - 1, "id": id, "type": "function",
             "function": {"name": name, "arguments": arguments}});
         self.chunk(out, json!({"tool_calls": [head]}), None);
+        Ok(())
     }
 
-    /// More of the `index`-th call's arguments.
-    pub(super) fn tool_args(&self, index: usize, arguments: &str, out: &mut Vec<u8>) {
+    /// More arguments of the call opened as block `block`.
+    pub(super) fn tool_args(&self, block: u64, arguments: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+        let index = self.tool_blocks.iter().position(|b| *b == block).ok_or(Error::Answer("stream"))?;
         self.chunk(out, json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}), None);
+        Ok(())
+    }
+
+    /// How many tool calls have opened.
+    pub(super) fn tool_calls(&self) -> usize {
+        self.tool_blocks.len()
     }
 
     pub(super) fn set_finish(&mut self, f: Finish) {
         self.finish = Some(f);
     }
 
-    pub(super) fn has_finish(&self) -> bool {
-        self.finish.is_some()
+    /// For providers whose stream has no end marker: at the connection's close, the stream
+    /// finished if the provider said why it stopped, else it was cut (nothing is written).
+    pub(super) fn finish_if_stopped(&mut self, out: &mut Vec<u8>) {
+        if self.finish.is_some() {
+            self.finish(out);
+        }
     }
 
     /// The finish chunk, the usage chunk and `[DONE]`. Once.

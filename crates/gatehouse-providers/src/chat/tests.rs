@@ -869,8 +869,14 @@ proptest! {
         noise in proptest::collection::vec(any::<u8>(), 0..256),
         step in 1usize..64,
     ) {
-        for family in [Family::Anthropic, Family::Gemini] {
-            let mut input: Vec<u8> = events.iter().flat_map(|e| format!("data: {e}\n\n").into_bytes()).collect();
+        for family in [Family::Anthropic, Family::Gemini, Family::Bedrock] {
+            let mut input: Vec<u8> = match family {
+                Family::Bedrock => events.iter().enumerate().flat_map(|(i, e)| {
+                    let kinds = ["messageStart", "contentBlockStart", "contentBlockDelta", "messageStop", "metadata", "x"];
+                    converse_frame(kinds[i % kinds.len()], e)
+                }).collect(),
+                _ => events.iter().flat_map(|e| format!("data: {e}\n\n").into_bytes()).collect(),
+            };
             input.extend_from_slice(&noise);
             let mut d = chunk_decoder(family, "r", "m", 1).unwrap();
             let mut out = Vec::new();
@@ -881,4 +887,171 @@ proptest! {
             prop_assert!(out.len() <= 4 * input.len() + 600 * (events.len() + 4), "{} bytes out of {}", out.len(), input.len());
         }
     }
+}
+
+// Bedrock Converse, as a provider.
+
+/// One event-stream frame of a ConverseStream answer.
+fn converse_frame(event: &str, payload: &Value) -> Vec<u8> {
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let m = Message::new(serde_json::to_vec(payload).unwrap())
+        .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
+        .add_header(Header::new(":event-type", HeaderValue::String(event.to_owned().into())))
+        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())));
+    let mut out = Vec::new();
+    aws_smithy_eventstream::frame::write_message_to(&m, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn an_openai_agent_turn_is_written_as_a_converse_request() {
+    let mut turn = obj(openai_agent_turn());
+    turn.remove("parallel_tool_calls");
+    turn.remove("user");
+    let b = Value::Object(request_for(&turn, Family::Bedrock, "anthropic.claude-3-5-sonnet-20240620-v1:0").unwrap());
+    assert!(b.get("modelId").is_none() && b.get("model").is_none(), "the model is in the URL");
+    assert_eq!(b["system"], json!([{"text": "be brief"}]));
+    let m = b["messages"].as_array().unwrap();
+    assert_eq!(m[0]["content"][1], json!({"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}}));
+    assert_eq!(
+        m[1],
+        json!({"role": "assistant", "content": [{"toolUse": {"toolUseId": "call_1", "name": "weather", "input": {"city": "Oslo"}}}]})
+    );
+    assert_eq!(
+        m[2]["content"][0],
+        json!({"toolResult": {"toolUseId": "call_1", "content": [{"text": "4 °C, rain"}], "status": "success"}})
+    );
+    let tools = &b["toolConfig"];
+    assert_eq!(tools["tools"][0]["toolSpec"]["inputSchema"]["json"]["properties"]["city"]["type"], "string");
+    assert_eq!(tools["toolChoice"], json!({"tool": {"name": "weather"}}));
+}
+
+#[test]
+fn what_converse_cannot_honour_is_refused_by_name() {
+    let base = || {
+        obj(json!({"model": "b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 9,
+        "temperature": 0.5, "stop": "END"}))
+    };
+    let b = Value::Object(request_for(&base(), Family::Bedrock, "b").unwrap());
+    assert_eq!(b["inferenceConfig"], json!({"maxTokens": 9, "temperature": 0.5, "stopSequences": ["END"]}));
+    let with = |k: &str, v: Value| {
+        let mut b = base();
+        b.insert(k.to_owned(), v);
+        request_for(&b, Family::Bedrock, "b")
+    };
+    assert_eq!(with("logprobs", json!(true)), Err(Error::Unsupported("logprobs")));
+    assert_eq!(with("user", json!("u")), Err(Error::Unsupported("user")));
+    assert_eq!(with("tool_choice", json!("required")), Err(Error::Unsupported("tool_choice")), "no tools to require");
+    let url = json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]);
+    assert_eq!(with("messages", url), Err(Error::Unsupported("image_url")));
+    let messages =
+        obj(json!({"model": "b", "max_tokens": 10, "top_k": 5, "messages": [{"role": "user", "content": "hi"}]}));
+    assert_eq!(bedrock::request_to(&anthropic::request_from(&messages).unwrap()), Err(Error::Unsupported("top_k")));
+    // an Anthropic caller's cache marks become Converse cache points
+    let cached = obj(json!({"model": "b", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+        "system": [{"type": "text", "text": "long rules", "cache_control": {"type": "ephemeral"}}]}));
+    let b = bedrock::request_to(&anthropic::request_from(&cached).unwrap()).unwrap();
+    assert_eq!(b["system"], json!([{"text": "long rules"}, {"cachePoint": {"type": "default"}}]));
+}
+
+#[test]
+fn a_converse_answer_reads_back_with_calls_finish_and_usage() {
+    let answer = obj(json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"reasoningContent": {"reasoningText": {"text": "hmm"}}},
+            {"text": "Checking."},
+            {"toolUse": {"toolUseId": "tooluse_1", "name": "weather", "input": {"city": "Oslo"}}}]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 10, "outputTokens": 6, "totalTokens": 16, "cacheReadInputTokens": 30, "cacheWriteInputTokens": 2},
+        "metrics": {"latencyMs": 120}}));
+    let r = bedrock::response_from(&answer).unwrap();
+    assert_eq!(r.finish, Finish::ToolCalls);
+    assert_eq!(r.content.len(), 2, "reasoning is not part of the answer");
+    assert_eq!(r.usage, TokenUsage { prompt: 42, completion: 6, cache_read: 30, cache_write: 2 });
+    let filtered = obj(json!({"output": {"message": {"content": []}}, "stopReason": "guardrail_intervened"}));
+    assert_eq!(bedrock::response_from(&filtered).unwrap().finish, Finish::ContentFilter);
+    assert_eq!(bedrock::response_from(&obj(json!({"x": 1}))), Err(Error::Answer("output")));
+}
+
+fn converse_stream() -> Vec<u8> {
+    [
+        converse_frame("messageStart", &json!({"role": "assistant"})),
+        converse_frame("contentBlockDelta", &json!({"contentBlockIndex": 0, "delta": {"text": "Let me "}})),
+        converse_frame("contentBlockDelta", &json!({"contentBlockIndex": 0, "delta": {"text": "check."}})),
+        converse_frame("contentBlockStop", &json!({"contentBlockIndex": 0})),
+        converse_frame(
+            "contentBlockStart",
+            &json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "t1", "name": "weather"}}}),
+        ),
+        converse_frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"city\""}}}),
+        ),
+        converse_frame("contentBlockDelta", &json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": ":1}"}}})),
+        converse_frame("contentBlockStop", &json!({"contentBlockIndex": 1})),
+        converse_frame("messageStop", &json!({"stopReason": "tool_use"})),
+        converse_frame(
+            "metadata",
+            &json!({"usage": {"inputTokens": 12, "outputTokens": 5, "totalTokens": 17}, "metrics": {"latencyMs": 9}}),
+        ),
+    ]
+    .concat()
+}
+
+#[test]
+fn a_converse_stream_becomes_chat_chunks_in_any_split() {
+    let stream = converse_stream();
+    for step in [1, 5, 64, stream.len()] {
+        let mut d = chunk_decoder(Family::Bedrock, "req", "claude", 1).unwrap();
+        let mut out = Vec::new();
+        for piece in stream.chunks(step) {
+            d.feed(piece, &mut out);
+        }
+        assert!(d.ended(), "metadata after messageStop ends it");
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+        let (text, calls, finish, usage) = accumulate(&out);
+        assert_eq!(text, "Let me check.");
+        assert_eq!(calls, [("t1".to_owned(), "weather".to_owned(), "{\"city\":1}".to_owned())]);
+        assert_eq!(finish, "tool_calls");
+        assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(12), Some(5)));
+    }
+}
+
+#[test]
+fn a_converse_stream_cut_corrupt_or_failed_is_not_finished() {
+    let stream = converse_stream();
+    let mut d = chunk_decoder(Family::Bedrock, "req", "m", 1).unwrap();
+    let mut out = Vec::new();
+    d.feed(&stream[..stream.len() / 2], &mut out);
+    d.end(&mut out);
+    assert!(!String::from_utf8_lossy(&out).contains("[DONE]"), "cut before messageStop: no [DONE]");
+
+    let mut corrupt = converse_stream();
+    corrupt[20] ^= 0xff;
+    let mut d = chunk_decoder(Family::Bedrock, "req", "m", 1).unwrap();
+    let mut out = Vec::new();
+    d.feed(&corrupt, &mut out);
+    assert!(d.ended() && String::from_utf8_lossy(&out).contains("upstream_error"), "a CRC mismatch ends it");
+
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let m = Message::new(&b"{\"message\":\"Rate exceeded for key AKIA-SECRET\"}"[..])
+        .add_header(Header::new(":message-type", HeaderValue::String("exception".into())))
+        .add_header(Header::new(":exception-type", HeaderValue::String("throttlingException".into())));
+    let mut frame = Vec::new();
+    aws_smithy_eventstream::frame::write_message_to(&m, &mut frame).unwrap();
+    let mut d = chunk_decoder(Family::Bedrock, "req", "m", 1).unwrap();
+    let mut out = Vec::new();
+    d.feed(&frame, &mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(d.ended() && out.contains("throttlingException") && !out.contains("AKIA"), "{out}");
+
+    // a frame claiming more than any event may hold is refused before it is buffered whole
+    let mut d = chunk_decoder(Family::Bedrock, "req", "m", 1).unwrap();
+    let big = converse_frame("contentBlockDelta", &json!({"delta": {"text": "x".repeat(MAX_EVENT_BYTES + 10)}}));
+    let mut out = Vec::new();
+    for piece in big.chunks(64 * 1024) {
+        d.feed(piece, &mut out);
+    }
+    assert!(d.ended() && String::from_utf8_lossy(&out).contains("upstream_error"));
 }

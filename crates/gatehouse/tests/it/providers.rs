@@ -4,7 +4,7 @@
 //! streamed, tool calls, usage), and how the provider's failures are mapped. The SDK x provider
 //! matrix runs in the Python suite (`tests/python/test_provider_matrix.py`).
 
-use gatehouse_testkit::{Behavior, FakeProvider, TestGateway};
+use gatehouse_testkit::{BEDROCK_ACCESS_KEY_ID, BEDROCK_SECRET_ACCESS_KEY, Behavior, FakeProvider, TestGateway};
 use serde_json::{Value, json};
 
 use crate::common::{PROVIDER_SECRET, gateway, json, openai_stream};
@@ -51,6 +51,27 @@ async fn chat(gw: &TestGateway, body: &Value) -> reqwest::Response {
 
 fn ask(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]})
+}
+
+/// A tool-call turn through the OpenAI door, whole or streamed, with the fake scripted to
+/// call `lookup`: the text, the call's arguments and the finish reason the client sees.
+async fn tool_turn(gw: &TestGateway, fake: &FakeProvider, model: &str, stream: bool) -> (String, Value, String) {
+    fake.set(Behavior::Reply { text: "Checking.".into(), tool_args: Some("{\"q\":\"Oslo\"}".into()), chunk: 3 });
+    let mut body = ask(model, stream);
+    body["tools"] = json!([{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]);
+    let resp = chat(gw, &body).await;
+    assert_eq!(resp.status(), 200);
+    let (text, args, finish) = if stream {
+        let (t, a, f, _) = openai_stream(&resp.text().await.unwrap());
+        (t, a, f)
+    } else {
+        let v = json(resp).await;
+        let m = &v["choices"][0]["message"];
+        assert_eq!(m["tool_calls"][0]["function"]["name"], "lookup");
+        let args = m["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_owned();
+        (m["content"].as_str().unwrap().to_owned(), args, v["choices"][0]["finish_reason"].as_str().unwrap().to_owned())
+    };
+    (text, serde_json::from_str(&args).unwrap(), finish)
 }
 
 #[tokio::test]
@@ -120,10 +141,22 @@ provider_model = "my deploy/../x"
 name = "g"
 provider = "google"
 provider_model = "tuned/../../x?key=1"
+
+[[providers]]
+name = "aws"
+kind = "bedrock"
+base_url = "http://{addr}"
+region = "eu-west-1"
+api_key = "env:K"
+
+[[models]]
+name = "b"
+provider = "aws"
+provider_model = "arn:aws:bedrock:eu-west-1:123:inference-profile/eu.anthropic.claude-v1:0"
 "#
     );
     let gw = gateway().config(&cfg).env("K", PROVIDER_SECRET).spawn().await;
-    for model in ["a", "g"] {
+    for model in ["a", "g", "b"] {
         assert_eq!(chat(&gw, &ask(model, false)).await.status(), 502, "the provider's 503 is its failure");
     }
     assert_eq!(
@@ -131,6 +164,7 @@ provider_model = "tuned/../../x?key=1"
         [
             "/openai/deployments/my%20deploy%2F..%2Fx/chat/completions?api-version=2025-04-01-preview",
             "/v1beta/models/tuned%2F..%2F..%2Fx%3Fkey=1:generateContent",
+            "/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A123%3Ainference-profile%2Feu.anthropic.claude-v1%3A0/converse",
         ]
     );
     server.abort();
@@ -168,34 +202,14 @@ async fn gemini_answers_openai_clients_whole_and_streamed_with_usage() {
 async fn gemini_tool_calls_round_trip_and_what_it_cannot_do_is_refused() {
     let fake = FakeProvider::spawn().await;
     let gw = spawn(&fake, "").await;
-    let tools = json!([{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]);
     for stream in [false, true] {
-        fake.set(Behavior::Reply { text: "Checking.".into(), tool_args: Some("{\"q\":\"Oslo\"}".into()), chunk: 3 });
-        let mut body = ask("gemini-flash", stream);
-        body["tools"] = tools.clone();
-        let resp = chat(&gw, &body).await;
-        assert_eq!(resp.status(), 200);
-        let (text, args, finish) = if stream {
-            let (t, a, f, _) = openai_stream(&resp.text().await.unwrap());
-            (t, a, f)
-        } else {
-            let v = json(resp).await;
-            let m = &v["choices"][0]["message"];
-            let args = m["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_owned();
-            assert_eq!(m["tool_calls"][0]["function"]["name"], "lookup");
-            (
-                m["content"].as_str().unwrap().to_owned(),
-                args,
-                v["choices"][0]["finish_reason"].as_str().unwrap().to_owned(),
-            )
-        };
-        assert_eq!((text.as_str(), finish.as_str()), ("Checking.", "tool_calls"));
-        assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"q": "Oslo"}));
+        let turn = tool_turn(&gw, &fake, "gemini-flash", stream).await;
+        assert_eq!(turn, ("Checking.".to_owned(), json!({"q": "Oslo"}), "tool_calls".to_owned()));
     }
     // the tool's answer goes back by the call's name
     fake.set(Behavior::Ok);
     let mut body = ask("gemini-flash", false);
-    body["tools"] = tools;
+    body["tools"] = json!([{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]);
     body["messages"] = json!([{"role": "user", "content": "hello"},
         {"role": "assistant", "content": null, "tool_calls": [{"id": "call_0", "type": "function",
             "function": {"name": "lookup", "arguments": "{\"q\":\"Oslo\"}"}}]},
@@ -256,4 +270,90 @@ async fn count_tokens_estimates_for_visible_models_only() {
     let resp = count("mock", "gth_not_a_key").await.unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(json(resp).await["error"]["type"], "authentication_error");
+}
+
+fn bedrock_config(fake: &FakeProvider, session: bool) -> String {
+    let token = if session { "aws_session_token = \"env:AWS_TOKEN\"\n" } else { "" };
+    format!(
+        r#"
+[[providers]]
+name = "aws"
+kind = "bedrock"
+base_url = "http://{}"
+region = "eu-west-1"
+aws_access_key_id = "env:AWS_ID"
+aws_secret_access_key = "env:AWS_SECRET"
+{token}first_byte_timeout_ms = 1500
+
+[[models]]
+name = "claude-bedrock"
+provider = "aws"
+provider_model = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+"#,
+        fake.addr()
+    )
+}
+
+async fn bedrock(fake: &FakeProvider, secret: &str, session: bool) -> TestGateway {
+    gateway()
+        .config(&bedrock_config(fake, session))
+        .env("AWS_ID", BEDROCK_ACCESS_KEY_ID)
+        .env("AWS_SECRET", secret)
+        .env("AWS_TOKEN", "session-token-for-tests")
+        .spawn()
+        .await
+}
+
+#[tokio::test]
+async fn bedrock_answers_signed_requests_whole_and_streamed_with_tools() {
+    let fake = FakeProvider::spawn().await;
+    let gw = bedrock(&fake, BEDROCK_SECRET_ACCESS_KEY, false).await;
+    let resp = chat(&gw, &ask("claude-bedrock", false)).await;
+    assert_eq!(resp.status(), 200, "the fake verified the SigV4 signature");
+    let v = json(resp).await;
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("fake provider"), "{v}");
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(v["model"], "anthropic.claude-3-5-sonnet-20240620-v1:0");
+    assert_eq!((v["usage"]["prompt_tokens"].as_u64(), v["usage"]["completion_tokens"].as_u64()), (Some(7), Some(5)));
+    let seen = fake.last_request().unwrap();
+    assert_eq!(seen.path, "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse");
+    let auth = seen.headers["authorization"].to_str().unwrap();
+    assert!(
+        auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={BEDROCK_ACCESS_KEY_ID}/"))
+            && auth.contains("/eu-west-1/bedrock/aws4_request")
+    );
+    assert!(!format!("{:?}", seen.headers).contains(BEDROCK_SECRET_ACCESS_KEY), "the secret signs, it is never sent");
+    assert_eq!(seen.body["inferenceConfig"]["maxTokens"], 50);
+
+    let resp = chat(&gw, &ask("claude-bedrock", true)).await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    let (text, _, finish, usage) = openai_stream(&body);
+    assert!(text.starts_with("reply-canary-5d1e tok0"), "{text}");
+    assert_eq!((finish.as_str(), usage["completion_tokens"].as_u64()), ("stop", Some(8)));
+    assert_eq!(fake.last_request().unwrap().path, "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream");
+
+    for stream in [false, true] {
+        let turn = tool_turn(&gw, &fake, "claude-bedrock", stream).await;
+        assert_eq!(turn, ("Checking.".to_owned(), json!({"q": "Oslo"}), "tool_calls".to_owned()));
+    }
+}
+
+#[tokio::test]
+async fn bedrock_signatures_carry_session_tokens_and_a_wrong_key_fails_closed() {
+    let fake = FakeProvider::spawn().await;
+    let gw = bedrock(&fake, BEDROCK_SECRET_ACCESS_KEY, true).await;
+    assert_eq!(chat(&gw, &ask("claude-bedrock", false)).await.status(), 200);
+    assert_eq!(fake.last_request().unwrap().headers["x-amz-security-token"], "session-token-for-tests");
+    gw.stop().await;
+
+    let gw = bedrock(&fake, "not-the-secret", false).await;
+    let resp = chat(&gw, &ask("claude-bedrock", false)).await;
+    assert_eq!(resp.status(), 502, "the provider refusing our credential is the provider's failure");
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("sk-upstream") && !text.contains("not-the-secret"), "{text}");
+    fake.set(Behavior::Status(429));
+    let gw2 = bedrock(&fake, BEDROCK_SECRET_ACCESS_KEY, false).await;
+    assert_eq!(chat(&gw2, &ask("claude-bedrock", true)).await.status(), 429);
 }
