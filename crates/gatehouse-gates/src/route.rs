@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gatehouse_config::{ModelKind, Policy};
+use bytes::Bytes;
+use gatehouse_config::{ModelKind, Policy, ProviderKind};
 use gatehouse_core::{Denial, DenyCode, GateName, RequestCx, Route, Target};
+use gatehouse_providers::chat::{Family, request_for};
 use gatehouse_providers::{ApiRequest, Endpoint, mock};
 
 use crate::{Gate, Verdict};
@@ -13,6 +15,18 @@ use crate::{Gate, Verdict};
 pub struct RouteEntry {
     pub route: Arc<Route>,
     pub kind: ModelKind,
+    /// The API its provider speaks (the mock: the chain's own, OpenAI's).
+    pub family: Family,
+}
+
+/// The API family a provider kind speaks.
+pub const fn family(kind: ProviderKind) -> Family {
+    match kind {
+        ProviderKind::Anthropic => Family::Anthropic,
+        ProviderKind::Gemini => Family::Gemini,
+        ProviderKind::Bedrock => Family::Bedrock,
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::AzureOpenAi => Family::OpenAi,
+    }
 }
 
 /// Built once per config snapshot; lookups are one hash probe.
@@ -27,33 +41,27 @@ impl RouteTable {
     pub fn build(policy: &Policy) -> RouteTable {
         let mut t = RouteTable::default();
         if policy.mock_enabled {
-            t.add(mock::CHAT_MODEL, &[], mock::PROVIDER, Target::Mock, mock::CHAT_MODEL, ModelKind::Chat);
-            t.add(
-                mock::EMBEDDING_MODEL,
-                &[],
-                mock::PROVIDER,
-                Target::Mock,
-                mock::EMBEDDING_MODEL,
-                ModelKind::Embedding,
-            );
+            let mock = |model| (mock::PROVIDER, Target::Mock, model, Family::OpenAi);
+            t.add(mock::CHAT_MODEL, &[], mock(mock::CHAT_MODEL), ModelKind::Chat);
+            t.add(mock::EMBEDDING_MODEL, &[], mock(mock::EMBEDDING_MODEL), ModelKind::Embedding);
         }
         for m in &policy.models {
             if let Some(i) = policy.providers.iter().position(|p| p.name == m.provider) {
-                t.add(&m.name, &m.aliases, &m.provider, Target::Upstream(i), &m.provider_model, m.kind);
+                let to = (
+                    m.provider.as_str(),
+                    Target::Upstream(i),
+                    m.provider_model.as_str(),
+                    family(policy.providers[i].kind),
+                );
+                t.add(&m.name, &m.aliases, to, m.kind);
             }
         }
         t
     }
 
-    fn add(
-        &mut self,
-        name: &str,
-        aliases: &[String],
-        provider: &str,
-        target: Target,
-        provider_model: &str,
-        kind: ModelKind,
-    ) {
+    /// `to`: the provider, its place, its name for the model, and the API it speaks.
+    fn add(&mut self, name: &str, aliases: &[String], to: (&str, Target, &str, Family), kind: ModelKind) {
+        let (provider, target, provider_model, family) = to;
         let entry = Arc::new(RouteEntry {
             route: Arc::new(Route {
                 model: name.into(),
@@ -62,6 +70,7 @@ impl RouteTable {
                 provider_model: provider_model.into(),
             }),
             kind,
+            family,
         });
         self.by_name.insert(name.into(), entry.clone());
         for a in aliases {
@@ -104,6 +113,14 @@ impl Gate for RouteGate {
         match self.table.resolve(&req.model) {
             // A model of the wrong kind for this endpoint does not exist *here*.
             Some(e) if serves(e.kind, req.endpoint) => {
+                // a provider of another API family gets the request in its own format, written
+                // here so what it cannot honour is refused before anything is reserved or spent
+                if e.family != Family::OpenAi {
+                    match request_for(req.body(), e.family, &e.route.provider_model) {
+                        Ok(body) => req.translated = Some(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())),
+                        Err(err) => return Verdict::Deny(err.denial()),
+                    }
+                }
                 cx.route = Some(e.route.clone());
                 Verdict::Pass(())
             }

@@ -26,6 +26,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The refusal this error is: its code, naming the field when there is one.
+    pub fn denial(&self) -> gatehouse_core::Denial {
+        let d = gatehouse_core::Denial::new(self.deny_code());
+        match self.param() {
+            Some(p) => d.with_param(p),
+            None => d,
+        }
+    }
+
     /// The request field the error is about, for the refusal's `param`.
     pub fn param(&self) -> Option<&'static str> {
         match self {

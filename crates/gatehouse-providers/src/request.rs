@@ -64,6 +64,9 @@ pub struct ApiRequest {
     /// How many choices the caller asked for (`n`, 1 by default).
     pub choices: u64,
     body: Map<String, Value>,
+    /// The body as the route's provider reads it, when its API family is not the chain's:
+    /// written once by the route gate (which refuses what cannot be translated) and sent as is.
+    pub translated: Option<Bytes>,
 }
 
 /// Largest output cap or choice count we take at face value; beyond it a value is a mistake.
@@ -128,13 +131,16 @@ impl ApiRequest {
                 (cap.map(|c| c * choices), choices)
             }
         };
-        Ok(ApiRequest { endpoint, model, stream, item_count, body_bytes, max_output, choices, body })
+        Ok(ApiRequest { endpoint, model, stream, item_count, body_bytes, max_output, choices, body, translated: None })
     }
 
-    /// The body to send upstream: the caller's object with `model` replaced by the
-    /// provider's name for it. For streams, usage reporting is switched on (if the caller
+    /// The body to send upstream: the route gate's translation for a provider of another API
+    /// family; else the caller's object with `model` replaced by the provider's name for it. For streams, usage reporting is switched on (if the caller
     /// did not decide) so metering sees the real token counts.
     pub fn into_upstream_body(self, provider_model: &str) -> Bytes {
+        if let Some(b) = self.translated {
+            return b;
+        }
         let stream = self.stream;
         let mut body = self.body;
         body.insert("model".to_owned(), Value::String(provider_model.to_owned()));

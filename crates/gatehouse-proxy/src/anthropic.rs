@@ -25,7 +25,6 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::handlers::{credential, dispatch, with_rate_headers};
-use crate::translate::refused;
 
 /// Our own answers and refusals are small; a provider's whole answer is bounded upstream.
 const MAX_TRANSLATED_BYTES: usize = 64 * 1024 * 1024;
@@ -72,7 +71,7 @@ pub async fn count_tokens(State(app): State<AppState>, Extension(id): Extension<
         let chat = as_chat_request_with(&bytes, rt.limits.max_json_depth.get(), |b| {
             b.entry("max_tokens").or_insert(Value::from(1));
         })?;
-        ApiRequest::parse(Endpoint::ChatCompletions, &chat, rt.gates.parse.bounds).map_err(refused)
+        ApiRequest::parse(Endpoint::ChatCompletions, &chat, rt.gates.parse.bounds).map_err(|e| e.denial())
     };
     let req = match parsed.await {
         Ok(r) => r,
@@ -100,13 +99,13 @@ fn as_chat_request_with(
     max_depth: u32,
     amend: impl FnOnce(&mut serde_json::Map<String, Value>),
 ) -> Result<Bytes, Denial> {
-    check_depth(bytes, max_depth).map_err(refused)?;
+    check_depth(bytes, max_depth).map_err(|e| e.denial())?;
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(bytes) else {
         return Err(Denial::new(DenyCode::InvalidJson));
     };
     amend(&mut body);
-    let shape = anthropic::request_from(&body).map_err(refused)?;
-    let chat = openai::request_to(&shape, &shape.model).map_err(refused)?;
+    let shape = anthropic::request_from(&body).map_err(|e| e.denial())?;
+    let chat = openai::request_to(&shape, &shape.model).map_err(|e| e.denial())?;
     Ok(Bytes::from(serde_json::to_vec(&chat).unwrap_or_default()))
 }
 

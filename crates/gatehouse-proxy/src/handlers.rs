@@ -173,14 +173,12 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
     let stream = req.stream;
     let endpoint = req.endpoint;
     let family = up.family;
-    let body = match family {
-        Family::OpenAi => req.into_upstream_body(provider_model),
-        // the chain checked the request in OpenAI's format; the provider reads its own
-        _ => match crate::translate::request_body(&req, family, provider_model) {
-            Ok(b) => b,
-            Err(d) => return answer.fail(d).into_response(),
-        },
-    };
+    // the route gate wrote the body of a provider of another API family; fail closed if it
+    // ever did not
+    if family != Family::OpenAi && req.translated.is_none() {
+        return answer.fail(Denial::new(DenyCode::Internal)).into_response();
+    }
+    let body = req.into_upstream_body(provider_model);
     let started = std::time::Instant::now();
     let id_text = request_id.to_string();
     let call = Call { endpoint, model: provider_model, stream, request_id: &id_text };

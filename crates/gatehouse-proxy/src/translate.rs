@@ -1,31 +1,16 @@
 //! Providers that speak another API than the chain's (OpenAI's Chat Completions): Anthropic's
-//! Messages, Google's Gemini and AWS Bedrock's Converse. The checked request is written in the provider's format; its
+//! Messages, Google's Gemini and AWS Bedrock's Converse. The route gate writes the checked request
+//! in the provider's format (so what cannot be translated is refused before anything is spent); its
 //! answer and its stream are read back as Chat Completions, so the response half of the chain
 //! (output guardrails, usage, budgets) sees the one format it checks. The translations
 //! themselves are pure and live in `gatehouse_providers::chat`.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use gatehouse_core::{Denial, DenyCode, HasDenyCode};
-use gatehouse_providers::chat::{ChunkDecoder, Family, openai, request_for, response_of};
-use gatehouse_providers::{ApiRequest, Usage};
+use gatehouse_core::{DenyCode, HasDenyCode};
+use gatehouse_providers::Usage;
+use gatehouse_providers::chat::{ChunkDecoder, Family, openai, response_of};
 use serde_json::Value;
-
-/// A translation refusal, naming the field when the error does.
-pub(crate) fn refused(e: gatehouse_providers::Error) -> Denial {
-    let d = Denial::new(e.deny_code());
-    match e.param() {
-        Some(p) => d.with_param(p),
-        None => d,
-    }
-}
-
-/// The chain's checked request as `family` writes it for `provider_model`. What the provider
-/// cannot honour is refused (400 naming it); the caller releases the hold.
-pub fn request_body(req: &ApiRequest, family: Family, provider_model: &str) -> Result<Bytes, Denial> {
-    let body = request_for(req.body(), family, provider_model).map_err(refused)?;
-    Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
-}
 
 /// A provider's whole answer in `family`'s format as a Chat Completions answer, with its usage
 /// (every input token counted, cached or not). `id` and `model` name an answer whose provider

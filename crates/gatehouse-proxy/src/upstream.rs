@@ -160,12 +160,7 @@ impl Upstream {
     /// Builds the client and resolves the provider's secret reference. Errors name the
     /// provider and the reference, never the secret.
     pub fn build(cfg: &ProviderConfig, env: EnvLookup<'_>) -> Result<Upstream, crate::Error> {
-        let family = match cfg.kind {
-            ProviderKind::Anthropic => Family::Anthropic,
-            ProviderKind::Gemini => Family::Gemini,
-            ProviderKind::Bedrock => Family::Bedrock,
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::AzureOpenAi => Family::OpenAi,
-        };
+        let family = gatehouse_gates::route::family(cfg.kind);
         let auth = match cfg.resolve_api_key(env)? {
             None => None,
             Some(key) => {

@@ -229,6 +229,21 @@ async fn gemini_tool_calls_round_trip_and_what_it_cannot_do_is_refused() {
         (Some("invalid_request_error"), Some("seed"))
     );
     assert_eq!(fake.calls(), calls, "a refused request never reaches the provider");
+
+    // refused at the route gate, before limits: a key allowed one request a minute still has it
+    let (id, key) = gw.create_key(json!({"name": "one-a-minute"})).await;
+    let limits = json!({"rpm": 1});
+    assert!(
+        gw.admin(reqwest::Method::PUT, &format!("/admin/v1/keys/{id}/limits"), Some(&limits))
+            .await
+            .status()
+            .is_success()
+    );
+    let send =
+        |body: Value| gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(&key).json(&body).send();
+    assert_eq!(send(seeded.clone()).await.unwrap().status(), 400);
+    assert_eq!(send(ask("gemini-flash", false)).await.unwrap().status(), 200, "the refusal spent nothing");
+    assert_eq!(send(ask("gemini-flash", false)).await.unwrap().status(), 429, "the limit holds");
 }
 
 #[tokio::test]
