@@ -16,12 +16,14 @@
 #   bash bench/load.sh            # 10 s per cell, 3 rounds (~35 min with Redis)
 #   bash bench/load.sh --quick    # realistic chain, long prompt, c = 1 and 16, 3 s, 1 round
 #   DURATION=5 ROUNDS=3 CONCURRENCY="1 16" GATEWAYS="realistic" PROMPTS=long bash bench/load.sh
+#   bash bench/load.sh --providers # the provider dimension: bench/providers-load.sh
 #
 # --quick exits non-zero when a headline figure is worse than half its target (an RPS ratio
 # below half the target, an added p50 above twice it): a gross regression is loud. Everything
 # runs on loopback and shares this machine's cores: compare ratios from one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ "${1:-}" = "--providers" ] && exec bash bench/providers-load.sh
 quick=false
 [ "${1:-}" = "--quick" ] && quick=true
 if $quick; then

@@ -91,3 +91,22 @@ def test_an_upstream_rate_limit_is_a_rate_limit_error(gateway, fake):
     fake.behave(kind="status", status=429)
     with pytest.raises(anthropic.RateLimitError):
         client(gateway).messages.create(model="fake-model", max_tokens=50, messages=MESSAGES)
+
+
+@pytest.mark.parametrize("model", ["mock", "fake-model"])
+def test_count_tokens(gateway, fake, model):
+    before = fake.calls()
+    c = client(gateway)
+    short = c.messages.count_tokens(model=model, messages=MESSAGES)
+    longer = c.messages.count_tokens(
+        model=model, system="be brief", messages=[{"role": "user", "content": "hello " * 200}]
+    )
+    assert 0 < short.input_tokens < longer.input_tokens
+    assert fake.calls() == before, "counting reaches no provider"
+
+
+def test_count_tokens_refusals_are_typed_errors(gateway):
+    with pytest.raises(anthropic.NotFoundError):
+        client(gateway).messages.count_tokens(model="no-such-model", messages=MESSAGES)
+    with pytest.raises(anthropic.AuthenticationError):
+        client(gateway, "gth_not_a_key").messages.count_tokens(model="mock", messages=MESSAGES)

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use gatehouse_core::{
     Denial, DenyCode, GateName, GateOutcome, Principal, Rates, RequestCx, RequestId, Route, TrailEntry,
 };
+use gatehouse_providers::chat::Origin;
 use gatehouse_providers::{ApiRequest, Endpoint, RequestBounds, SseEvent, Usage, usage_from_chunk};
 
 use crate::authenticate::{AuthenticateGate, Credentials};
@@ -93,6 +94,20 @@ pub struct ParseGate {
 pub struct RawBody {
     pub endpoint: Endpoint,
     pub bytes: Bytes,
+    pub origin: Option<Box<Origin>>,
+}
+
+/// What an ingress hands the chain: the request in Chat Completions' format and, from an
+/// ingress of another API family, what its caller said that the format cannot carry.
+pub struct Incoming {
+    pub bytes: Bytes,
+    pub origin: Option<Box<Origin>>,
+}
+
+impl From<Bytes> for Incoming {
+    fn from(bytes: Bytes) -> Incoming {
+        Incoming { bytes, origin: None }
+    }
 }
 
 impl Gate<RawBody> for ParseGate {
@@ -101,18 +116,12 @@ impl Gate<RawBody> for ParseGate {
 
     async fn check(&self, cx: &mut RequestCx, body: &mut RawBody) -> Verdict<ApiRequest> {
         match ApiRequest::parse(body.endpoint, &body.bytes, self.bounds) {
-            Ok(req) => {
+            Ok(mut req) => {
                 cx.requested_model = Some(req.model.as_str().into());
+                req.origin = body.origin.take();
                 Verdict::Pass(req)
             }
-            Err(e) => {
-                use gatehouse_core::HasDenyCode;
-                let mut d = Denial::new(e.deny_code());
-                if let Some(p) = e.param() {
-                    d = d.with_param(p);
-                }
-                Verdict::Deny(d)
-            }
+            Err(e) => Verdict::Deny(e.denial()),
         }
     }
 }
@@ -170,9 +179,10 @@ where
 
 /// Everything that must hold before a provider sees the request. Takes the request's context;
 /// gives it back inside the [`Answer`], or meters and audits the refusal.
-pub async fn admit<B, E>(g: &Gates, mut cx: RequestCx, endpoint: Endpoint, body: B) -> Result<Admitted, Stopped>
+pub async fn admit<B, T, E>(g: &Gates, mut cx: RequestCx, endpoint: Endpoint, body: B) -> Result<Admitted, Stopped>
 where
-    B: Future<Output = Result<Bytes, E>>,
+    B: Future<Output = Result<T, E>>,
+    T: Into<Incoming>,
     E: Into<Denial>,
 {
     match admit_steps(g, &mut cx, endpoint, body).await {
@@ -195,14 +205,15 @@ where
     }
 }
 
-async fn admit_steps<B, E>(
+async fn admit_steps<B, T, E>(
     g: &Gates,
     cx: &mut RequestCx,
     endpoint: Endpoint,
     body: B,
 ) -> Result<(ApiRequest, Session, Hold), Stop>
 where
-    B: Future<Output = Result<Bytes, E>>,
+    B: Future<Output = Result<T, E>>,
+    T: Into<Incoming>,
     E: Into<Denial>,
 {
     // A deployment that requires an audit trail (fail-closed) serves nothing it cannot record.
@@ -213,13 +224,16 @@ where
     // The body is read (size-capped by the transport) only for an authenticated caller, so
     // anonymous traffic cannot make the gateway buffer anything.
     // (an ingress that translates another API family refuses what it cannot read here)
-    let bytes = body.await.map_err(|e| {
-        let d: Denial = e.into();
-        cx.record(GateName::Parse, GateOutcome::Deny(d.code));
-        d
-    })?;
+    let Incoming { bytes, origin } = body
+        .await
+        .map_err(|e| {
+            let d: Denial = e.into();
+            cx.record(GateName::Parse, GateOutcome::Deny(d.code));
+            d
+        })?
+        .into();
     // Bounded parse (depth, counts) before any gate walks the body.
-    let mut req = run(&g.parse, cx, &mut RawBody { endpoint, bytes }).await?;
+    let mut req = run(&g.parse, cx, &mut RawBody { endpoint, bytes, origin }).await?;
     // Before routing, so a caller without rights learns nothing about deployments.
     run(&g.authorize, cx, &mut req).await?;
     // The prompt is checked before a cache or provider can see it: a blocked prompt is never

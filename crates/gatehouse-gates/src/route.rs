@@ -113,10 +113,11 @@ impl Gate for RouteGate {
         match self.table.resolve(&req.model) {
             // A model of the wrong kind for this endpoint does not exist *here*.
             Some(e) if serves(e.kind, req.endpoint) => {
-                // a provider of another API family gets the request in its own format, written
-                // here so what it cannot honour is refused before anything is reserved or spent
-                if e.family != Family::OpenAi {
-                    match request_for(req.body(), e.family, &e.route.provider_model) {
+                // a provider of another API family gets the request in its own format (and a
+                // caller of another family's own fields go back on it), written here so what the
+                // provider cannot honour is refused before anything is reserved or spent
+                if e.family != Family::OpenAi || req.origin.is_some() {
+                    match request_for(req.body(), req.origin.as_deref(), e.family, &e.route.provider_model) {
                         Ok(body) => req.translated = Some(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())),
                         Err(err) => return Verdict::Deny(err.denial()),
                     }

@@ -3,6 +3,7 @@
 //!   baseline:          the OpenAI body (as the gateway holds it) serialised for the provider;
 //!   openai_to_anthropic: read into the shape, written as a Messages request, serialised;
 //!   anthropic_to_openai: the reverse, for the Messages ingress calling an OpenAI model;
+//!   openai_to_gemini, openai_to_bedrock: the route gate's work for those providers;
 //!   answer_*:          a whole answer read in one family and written in the other.
 //! Run: cargo bench -p gatehouse-providers --bench translate
 
@@ -11,7 +12,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gatehouse_providers::chat::{anthropic, openai};
+use gatehouse_providers::chat::{Family, anthropic, openai, request_for};
 use serde_json::{Map, Value, json};
 
 fn object(v: Value) -> Map<String, Value> {
@@ -51,6 +52,11 @@ fn bench(c: &mut Criterion) {
             serde_json::to_vec(&anthropic::request_to(&r, "claude-x").expect("writes"))
         });
     });
+    for (name, family) in [("openai_to_gemini", Family::Gemini), ("openai_to_bedrock", Family::Bedrock)] {
+        c.bench_function(name, |b| {
+            b.iter(|| serde_json::to_vec(&request_for(black_box(&oa), None, family, "m").expect("writes")));
+        });
+    }
     c.bench_function("anthropic_to_openai", |b| {
         b.iter(|| {
             let r = anthropic::request_from(black_box(&an)).expect("reads");

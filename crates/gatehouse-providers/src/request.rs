@@ -67,6 +67,9 @@ pub struct ApiRequest {
     /// The body as the route's provider reads it, when its API family is not the chain's:
     /// written once by the route gate (which refuses what cannot be translated) and sent as is.
     pub translated: Option<Bytes>,
+    /// What the caller's own API family said beside the request (a non-OpenAI ingress sets
+    /// it): put back for the provider's family to honour or refuse at the route gate.
+    pub origin: Option<Box<crate::chat::Origin>>,
 }
 
 /// Largest output cap or choice count we take at face value; beyond it a value is a mistake.
@@ -131,7 +134,18 @@ impl ApiRequest {
                 (cap.map(|c| c * choices), choices)
             }
         };
-        Ok(ApiRequest { endpoint, model, stream, item_count, body_bytes, max_output, choices, body, translated: None })
+        Ok(ApiRequest {
+            endpoint,
+            model,
+            stream,
+            item_count,
+            body_bytes,
+            max_output,
+            choices,
+            body,
+            translated: None,
+            origin: None,
+        })
     }
 
     /// The body to send upstream: the route gate's translation for a provider of another API

@@ -16,9 +16,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use gatehouse_core::{Denial, DenyCode, RequestCx, RequestId};
-use gatehouse_gates::{Admitted, Lookup, Stop, Stopped, admit, admit_lookup};
+use gatehouse_gates::{Admitted, Incoming, Lookup, Stop, Stopped, admit, admit_lookup};
 use gatehouse_http::read_body;
-use gatehouse_providers::chat::{anthropic, openai};
+use gatehouse_providers::chat::{Origin, anthropic, openai};
 use gatehouse_providers::{ApiRequest, Endpoint, SseEvent, SseScanner, check_depth};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
@@ -71,7 +71,7 @@ pub async fn count_tokens(State(app): State<AppState>, Extension(id): Extension<
         let chat = as_chat_request_with(&bytes, rt.limits.max_json_depth.get(), |b| {
             b.entry("max_tokens").or_insert(Value::from(1));
         })?;
-        ApiRequest::parse(Endpoint::ChatCompletions, &chat, rt.gates.parse.bounds).map_err(|e| e.denial())
+        ApiRequest::parse(Endpoint::ChatCompletions, &chat.bytes, rt.gates.parse.bounds).map_err(|e| e.denial())
     };
     let req = match parsed.await {
         Ok(r) => r,
@@ -88,9 +88,11 @@ pub async fn count_tokens(State(app): State<AppState>, Extension(id): Extension<
         .into_response()
 }
 
-/// A Messages request as the Chat Completions request the chain checks. The depth is bounded
-/// before anything is parsed; the chain bounds the rest (size, message count) on the result.
-fn as_chat_request(bytes: &[u8], max_depth: u32) -> Result<Bytes, Denial> {
+/// A Messages request as the Chat Completions request the chain checks, with what only the
+/// Messages API can say (`thinking`, `top_k`, tool-answer errors, cache marks) beside it for
+/// the route gate. The depth is bounded before anything is parsed; the chain bounds the rest
+/// (size, message count) on the result.
+fn as_chat_request(bytes: &[u8], max_depth: u32) -> Result<Incoming, Denial> {
     as_chat_request_with(bytes, max_depth, |_| {})
 }
 
@@ -98,15 +100,16 @@ fn as_chat_request_with(
     bytes: &[u8],
     max_depth: u32,
     amend: impl FnOnce(&mut serde_json::Map<String, Value>),
-) -> Result<Bytes, Denial> {
+) -> Result<Incoming, Denial> {
     check_depth(bytes, max_depth).map_err(|e| e.denial())?;
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(bytes) else {
         return Err(Denial::new(DenyCode::InvalidJson));
     };
     amend(&mut body);
-    let shape = anthropic::request_from(&body).map_err(|e| e.denial())?;
+    let mut shape = anthropic::request_from(&body).map_err(|e| e.denial())?;
+    let origin = Origin::split(&mut shape).map(Box::new);
     let chat = openai::request_to(&shape, &shape.model).map_err(|e| e.denial())?;
-    Ok(Bytes::from(serde_json::to_vec(&chat).unwrap_or_default()))
+    Ok(Incoming { bytes: Bytes::from(serde_json::to_vec(&chat).unwrap_or_default()), origin })
 }
 
 /// The chain's answer (Chat Completions: whole, streamed, or a refusal) in the Messages format.

@@ -14,6 +14,9 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod gemini;
 pub mod openai;
+mod origin;
+
+pub use origin::Origin;
 
 use serde_json::{Map, Value};
 
@@ -211,8 +214,19 @@ impl From<TokenUsage> for crate::Usage {
 
 /// A request in the chain's format (Chat Completions) as `target` writes it for a provider
 /// serving `model`. What `target` cannot honour is refused, naming the parameter.
-pub fn request_for(body: &Map<String, Value>, target: Family, model: &str) -> Result<Map<String, Value>, Error> {
-    let shape = openai::request_from(body)?;
+///
+/// `origin`: what the caller's own family said beside it (a Messages client's `thinking`,
+/// `top_k`, ...), put back for the target's writer to honour or refuse.
+pub fn request_for(
+    body: &Map<String, Value>,
+    origin: Option<&Origin>,
+    target: Family,
+    model: &str,
+) -> Result<Map<String, Value>, Error> {
+    let mut shape = openai::request_from(body)?;
+    if let Some(o) = origin {
+        o.restore(&mut shape);
+    }
     match target {
         Family::OpenAi => openai::request_to(&shape, model),
         Family::Anthropic => anthropic::request_to(&shape, model),

@@ -82,7 +82,20 @@ pub fn request_from(body: &Map<String, Value>) -> Result<ChatRequest, Error> {
                     }
                 }
             }
-            Some("user") => messages.push(Message { role: Role::User, parts: content(m.get("content"), true)? }),
+            Some("user") => {
+                let parts = content(m.get("content"), true)?;
+                // what the user says after tool answers is the same turn, as the other
+                // families write it
+                match messages.last_mut() {
+                    Some(last)
+                        if last.role == Role::User
+                            && last.parts.iter().all(|p| matches!(p, Part::ToolResult { .. })) =>
+                    {
+                        last.parts.extend(parts);
+                    }
+                    _ => messages.push(Message { role: Role::User, parts }),
+                }
+            }
             Some("assistant") => messages.push(assistant(m)?),
             Some("tool") => {
                 let call_id = opt_string(m, "tool_call_id", "tool_call_id")?.ok_or(Error::Field("tool_call_id"))?;

@@ -310,14 +310,15 @@ fn request(family: Family, cache: bool) -> impl Strategy<Value = ChatRequest> {
         })
 }
 
-/// Consecutive turns of tool answers are one turn (OpenAI writes each answer as a message of
-/// its own, so reading cannot tell them apart).
+/// Consecutive turns of tool answers are one turn, and so is what the user says right after
+/// them (OpenAI writes each answer and the user's words as messages of their own, so reading
+/// cannot tell them apart).
 fn merge_tool_answers(messages: Vec<Message>) -> Vec<Message> {
     let answers = |m: &Message| m.role == Role::User && m.parts.iter().all(|p| matches!(p, Part::ToolResult { .. }));
     let mut out: Vec<Message> = Vec::new();
     for m in messages {
         match out.last_mut() {
-            Some(last) if answers(last) && answers(&m) => last.parts.extend(m.parts),
+            Some(last) if answers(last) && m.role == Role::User => last.parts.extend(m.parts),
             _ => out.push(m),
         }
     }
@@ -712,7 +713,7 @@ fn gemini_request() -> Map<String, Value> {
     let mut turn = obj(openai_agent_turn());
     turn.remove("parallel_tool_calls");
     turn.remove("user");
-    request_for(&turn, Family::Gemini, "gemini-2.5-flash").unwrap()
+    request_for(&turn, None, Family::Gemini, "gemini-2.5-flash").unwrap()
 }
 
 #[test]
@@ -743,7 +744,7 @@ fn an_openai_agent_turn_is_written_as_gemini_contents() {
 fn sampling_parameters_become_a_generation_config() {
     let body = obj(json!({"model": "g", "messages": [{"role": "user", "content": "hi"}], "temperature": 1.5,
         "top_p": 0.9, "max_completion_tokens": 77, "stop": ["END"], "tool_choice": "required"}));
-    let g = Value::Object(request_for(&body, Family::Gemini, "g").unwrap());
+    let g = Value::Object(request_for(&body, None, Family::Gemini, "g").unwrap());
     assert_eq!(
         g["generationConfig"],
         json!({"temperature": 1.5, "topP": 0.9, "maxOutputTokens": 77, "stopSequences": ["END"]})
@@ -757,7 +758,7 @@ fn what_gemini_cannot_honour_is_refused_by_name() {
     let with = |k: &str, v: Value| {
         let mut b = obj(base());
         b.insert(k.to_owned(), v);
-        request_for(&b, Family::Gemini, "g")
+        request_for(&b, None, Family::Gemini, "g")
     };
     assert_eq!(with("seed", json!(7)), Err(Error::Unsupported("seed")));
     assert_eq!(with("user", json!("u-1")), Err(Error::Unsupported("user")));
@@ -908,7 +909,8 @@ fn an_openai_agent_turn_is_written_as_a_converse_request() {
     let mut turn = obj(openai_agent_turn());
     turn.remove("parallel_tool_calls");
     turn.remove("user");
-    let b = Value::Object(request_for(&turn, Family::Bedrock, "anthropic.claude-3-5-sonnet-20240620-v1:0").unwrap());
+    let b =
+        Value::Object(request_for(&turn, None, Family::Bedrock, "anthropic.claude-3-5-sonnet-20240620-v1:0").unwrap());
     assert!(b.get("modelId").is_none() && b.get("model").is_none(), "the model is in the URL");
     assert_eq!(b["system"], json!([{"text": "be brief"}]));
     let m = b["messages"].as_array().unwrap();
@@ -932,12 +934,12 @@ fn what_converse_cannot_honour_is_refused_by_name() {
         obj(json!({"model": "b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 9,
         "temperature": 0.5, "stop": "END"}))
     };
-    let b = Value::Object(request_for(&base(), Family::Bedrock, "b").unwrap());
+    let b = Value::Object(request_for(&base(), None, Family::Bedrock, "b").unwrap());
     assert_eq!(b["inferenceConfig"], json!({"maxTokens": 9, "temperature": 0.5, "stopSequences": ["END"]}));
     let with = |k: &str, v: Value| {
         let mut b = base();
         b.insert(k.to_owned(), v);
-        request_for(&b, Family::Bedrock, "b")
+        request_for(&b, None, Family::Bedrock, "b")
     };
     assert_eq!(with("logprobs", json!(true)), Err(Error::Unsupported("logprobs")));
     assert_eq!(with("user", json!("u")), Err(Error::Unsupported("user")));
@@ -1054,4 +1056,74 @@ fn a_converse_stream_cut_corrupt_or_failed_is_not_finished() {
         d.feed(piece, &mut out);
     }
     assert!(d.ended() && String::from_utf8_lossy(&out).contains("upstream_error"));
+}
+
+// What a Messages caller says beside the chain's request.
+
+/// A Messages request using what only the Messages API has.
+fn messages_with_extras() -> Map<String, Value> {
+    obj(json!({
+        "model": "claude-x", "max_tokens": 256, "top_k": 5,
+        "thinking": {"type": "enabled", "budget_tokens": 1024}, "service_tier": "auto",
+        "system": [{"type": "text", "text": "long rules", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "station offline", "is_error": true},
+                {"type": "text", "text": "and tomorrow?", "cache_control": {"type": "ephemeral"}}]},
+        ],
+        "tools": [{"name": "weather", "input_schema": {"type": "object"}}],
+    }))
+}
+
+/// The chain's view of it: the Chat Completions body, and what rides beside it.
+fn split_messages() -> (Map<String, Value>, Origin) {
+    let mut shape = anthropic::request_from(&messages_with_extras()).unwrap();
+    let origin = Origin::split(&mut shape).unwrap();
+    (openai::request_to(&shape, &shape.model).unwrap(), origin)
+}
+
+#[test]
+fn a_messages_callers_own_fields_reach_an_anthropic_provider_unchanged() {
+    let (chat, origin) = split_messages();
+    assert!(
+        chat.get("top_k").is_none() && chat.get("thinking").is_none(),
+        "the chain's body is plain Chat Completions"
+    );
+    assert_eq!(
+        Origin::split(&mut openai::request_from(&chat).unwrap()),
+        None,
+        "a plain request carries nothing beside"
+    );
+    let sent = Value::Object(request_for(&chat, Some(&origin), Family::Anthropic, "claude-x").unwrap());
+    let original = Value::Object(messages_with_extras());
+    for field in ["top_k", "thinking", "service_tier", "system", "tools"] {
+        assert_eq!(sent[field], original[field], "{field}");
+    }
+    let last = &sent["messages"][2]["content"];
+    assert_eq!(last[0]["is_error"], true);
+    assert_eq!(last[1]["cache_control"], json!({"type": "ephemeral"}));
+    assert!(last[0].get("cache_control").is_none(), "marks stay where the caller put them");
+}
+
+#[test]
+fn a_messages_callers_own_fields_are_refused_by_other_families_by_name() {
+    let (chat, origin) = split_messages();
+    // each family refuses the first thing it cannot say
+    for (family, first) in
+        [(Family::OpenAi, "top_k"), (Family::Gemini, "service_tier"), (Family::Bedrock, "service_tier")]
+    {
+        assert_eq!(request_for(&chat, Some(&origin), family, "m"), Err(Error::Unsupported(first)), "{family:?}");
+    }
+    let only = |o: Origin| request_for(&chat, Some(&o), Family::OpenAi, "m");
+    let bare = Origin { fields: Map::new(), ..origin.clone() };
+    assert_eq!(only(Origin { top_k: None, ..bare.clone() }), Err(Error::Unsupported("is_error")));
+    assert_eq!(only(bare.clone()), Err(Error::Unsupported("top_k")));
+    // Gemini has top_k and tool errors; cache marks are hints it does without
+    let g = Value::Object(request_for(&chat, Some(&bare), Family::Gemini, "m").unwrap());
+    assert_eq!(g["generationConfig"]["topK"], 5);
+    assert_eq!(g["contents"][2]["parts"][0]["functionResponse"]["response"], json!({"error": "station offline"}));
+    let cache_only = Origin { top_k: None, tool_errors: Vec::new(), ..bare };
+    assert!(request_for(&chat, Some(&cache_only), Family::OpenAi, "m").is_ok(), "a cache mark is not a refusal");
 }

@@ -272,7 +272,7 @@ async fn what_an_anthropic_model_cannot_do_is_refused_and_its_failures_are_mappe
 }
 
 #[tokio::test]
-async fn an_anthropic_client_reaches_an_anthropic_model_through_the_chain() {
+async fn an_anthropic_client_reaches_an_anthropic_model_through_the_chain_with_all_it_can_say() {
     let (fake, gw) = claude().await;
     let body = json!({"model": "claude-x", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]});
     let v = json(messages(&gw, Some(gw.key()), &body).await).await;
@@ -284,4 +284,22 @@ async fn an_anthropic_client_reaches_an_anthropic_model_through_the_chain() {
     let text: String = evs.iter().filter_map(|(_, d)| d["delta"]["text"].as_str()).collect();
     assert_eq!(text, ANTHROPIC_REPLY);
     assert_eq!(evs.last().map(|(e, _)| e.as_str()), Some("message_stop"));
+
+    // what only the Messages API can say reaches the Anthropic model unchanged...
+    let own = json!({"model": "claude-x", "max_tokens": 64, "top_k": 5, "service_tier": "auto",
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hello", "cache_control": {"type": "ephemeral"}}]}]});
+    assert_eq!(messages(&gw, Some(gw.key()), &own).await.status(), 200);
+    let sent = fake.last_request().unwrap().body;
+    for field in ["top_k", "service_tier", "thinking"] {
+        assert_eq!(sent[field], own[field], "{field}");
+    }
+    assert_eq!(sent["model"], "claude-sonnet-test");
+    assert_eq!(sent["messages"][0]["content"][0]["cache_control"], json!({"type": "ephemeral"}));
+    // ...and is refused by name for a model of another family, before it is spent
+    let mut to_mock = own.clone();
+    to_mock["model"] = json!("mock");
+    let resp = messages(&gw, Some(gw.key()), &to_mock).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(json(resp).await["error"]["message"].as_str().map(|m| m.ends_with("(top_k)")), Some(true));
 }
