@@ -110,3 +110,34 @@ def test_count_tokens_refusals_are_typed_errors(gateway):
         client(gateway).messages.count_tokens(model="no-such-model", messages=MESSAGES)
     with pytest.raises(anthropic.AuthenticationError):
         client(gateway, "gth_not_a_key").messages.count_tokens(model="mock", messages=MESSAGES)
+
+
+def test_a_token_without_the_chat_scope_is_a_permission_error(gateway):
+    minted = gateway.admin_post(
+        "/admin/v1/capabilities", {"name": "embed-only", "scopes": ["embeddings:create"], "expires_in_seconds": 600}
+    )
+    with pytest.raises(anthropic.PermissionDeniedError) as e:
+        client(gateway, minted["token"]).messages.create(model="mock", max_tokens=50, messages=MESSAGES)
+    assert e.value.body["error"]["type"] == "permission_error"
+    with pytest.raises(anthropic.PermissionDeniedError):
+        client(gateway, minted["token"]).messages.count_tokens(model="mock", messages=MESSAGES)
+
+
+def test_a_body_over_the_limit_is_request_too_large(gateway):
+    huge = [{"role": "user", "content": "x" * (5 * 1024 * 1024)}]
+    with pytest.raises(anthropic.APIStatusError) as e:
+        client(gateway).messages.create(model="mock", max_tokens=50, messages=huge)
+    assert e.value.status_code == 413
+    assert e.value.body["error"]["type"] == "request_too_large"
+
+
+def test_provider_failures_and_timeouts_are_server_errors(gateway, fake):
+    fake.behave(kind="status", status=500)
+    with pytest.raises(anthropic.InternalServerError) as e:
+        client(gateway).messages.create(model="fake-model", max_tokens=50, messages=MESSAGES)
+    assert e.value.status_code == 502 and e.value.body["error"]["type"] == "api_error"
+    assert "sk-upstream" not in str(e.value.body)
+    fake.behave(kind="hang")
+    with pytest.raises(anthropic.InternalServerError) as e:
+        client(gateway).messages.create(model="fake-model", max_tokens=50, messages=MESSAGES)
+    assert e.value.status_code == 504 and e.value.body["error"]["type"] == "timeout_error"
