@@ -372,3 +372,59 @@ async fn bedrock_signatures_carry_session_tokens_and_a_wrong_key_fails_closed() 
     let gw2 = bedrock(&fake, BEDROCK_SECRET_ACCESS_KEY, false).await;
     assert_eq!(chat(&gw2, &ask("claude-bedrock", true)).await.status(), 429);
 }
+
+/// The output guardrail sees every provider's answer after its family's decoder: an email a
+/// provider writes is redacted, whole and streamed, whichever API family wrote it.
+#[tokio::test]
+async fn output_guardrails_hold_for_every_provider_family() {
+    let fake = FakeProvider::spawn().await;
+    let addr = fake.addr();
+    let cfg = format!(
+        r#"
+[guardrails]
+detectors = {{ pii = {{ output = "redact" }} }}
+
+[[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "http://{addr}/v1"
+api_key = "env:PROVIDER_KEY"
+
+[[providers]]
+name = "google"
+kind = "gemini"
+base_url = "http://{addr}/v1beta"
+api_key = "env:PROVIDER_KEY"
+
+[[providers]]
+name = "aws"
+kind = "bedrock"
+base_url = "http://{addr}"
+region = "us-east-1"
+api_key = "env:PROVIDER_KEY"
+
+[[models]]
+name = "m-anthropic"
+provider = "claude"
+
+[[models]]
+name = "m-gemini"
+provider = "google"
+
+[[models]]
+name = "m-bedrock"
+provider = "aws"
+"#
+    );
+    let gw = gateway().config(&cfg).env("PROVIDER_KEY", PROVIDER_SECRET).spawn().await;
+    let leak = "jane.doe@example.com";
+    fake.set(Behavior::Reply { text: format!("Write to {leak} today, she knows."), tool_args: None, chunk: 5 });
+    for model in ["m-anthropic", "m-gemini", "m-bedrock"] {
+        let v = json(chat(&gw, &ask(model, false)).await).await;
+        let text = v["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_owned();
+        assert!(text.starts_with("Write to ") && !text.contains(leak), "{model}: {text}");
+        let body = chat(&gw, &ask(model, true)).await.text().await.unwrap();
+        let (text, _, finish, _) = openai_stream(&body);
+        assert!(text.starts_with("Write to ") && !text.contains(leak) && finish == "stop", "{model}: {body}");
+    }
+}
