@@ -544,6 +544,8 @@ impl MessagesStream {
             "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": 0, "output_tokens": 0}}}),
         );
+        // as the Messages API streams: a ping after the start (clients skip it)
+        frame(out, "ping", &json!({"type": "ping"}));
         self.started = true;
     }
 

@@ -494,6 +494,7 @@ fn an_openai_stream_is_written_as_messages_events() {
         names,
         [
             "message_start",
+            "ping",
             "content_block_start",
             "content_block_delta",
             "content_block_delta",
@@ -511,11 +512,11 @@ fn an_openai_stream_is_written_as_messages_events() {
         (f[0].1["message"]["id"].clone(), f[0].1["message"]["model"].clone()),
         (json!("chatcmpl-1"), json!("gpt-4o"))
     );
-    assert_eq!(f[3].1["delta"], json!({"type": "text_delta", "text": "check."}));
-    assert_eq!(f[5].1["content_block"], json!({"type": "tool_use", "id": "call_1", "name": "weather", "input": {}}));
-    assert_eq!((f[5].1["index"].clone(), f[7].1["delta"]["partial_json"].clone()), (json!(1), json!("ty\":\"Oslo\"}")));
-    assert_eq!(f[9].1["delta"]["stop_reason"], "tool_use");
-    assert_eq!(f[9].1["usage"], json!({"output_tokens": 9, "input_tokens": 10, "cache_read_input_tokens": 30}));
+    assert_eq!(f[4].1["delta"], json!({"type": "text_delta", "text": "check."}));
+    assert_eq!(f[6].1["content_block"], json!({"type": "tool_use", "id": "call_1", "name": "weather", "input": {}}));
+    assert_eq!((f[6].1["index"].clone(), f[8].1["delta"]["partial_json"].clone()), (json!(1), json!("ty\":\"Oslo\"}")));
+    assert_eq!(f[10].1["delta"]["stop_reason"], "tool_use");
+    assert_eq!(f[10].1["usage"], json!({"output_tokens": 9, "input_tokens": 10, "cache_read_input_tokens": 30}));
 }
 
 /// The output guardrail holds an answer back and releases text and every call's arguments in
@@ -591,14 +592,14 @@ fn a_cut_or_empty_stream_still_ends_as_the_messages_api_ends_one() {
     let names: Vec<String> = frames(&out).into_iter().map(|(e, _)| e).collect();
     assert_eq!(
         names,
-        ["message_start", "content_block_start", "content_block_delta", "error"],
+        ["message_start", "ping", "content_block_start", "content_block_delta", "error"],
         "nothing after the error"
     );
     let mut w = anthropic::MessagesStream::new("req", "m");
     let mut out = Vec::new();
     w.finish(&mut out);
     let names: Vec<String> = frames(&out).into_iter().map(|(e, _)| e).collect();
-    assert_eq!(names, ["message_start", "message_delta", "message_stop"]);
+    assert_eq!(names, ["message_start", "ping", "message_delta", "message_stop"]);
     assert_eq!(anthropic::MessagesStream::new("r", "m").chunk(b"{oops", &mut Vec::new()), Err(Error::Answer("stream")));
 }
 
