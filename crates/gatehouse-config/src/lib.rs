@@ -19,7 +19,7 @@ mod validate;
 pub use error::{ConfigError, Issue, SecretError};
 pub use secret::{EnvLookup, SecretRef};
 pub use validate::{
-    AuditFailure, AuditSettings, AwsCredentials, AwsKeys, Config, DataPlaneAudit, LogFormat, MOCK_PROVIDER,
-    ModelConfig, ModelKind, Policy, ProviderConfig, ProviderKind, RequestLimits, ServerConfig, StoreUrl,
-    TelemetrySettings, WebhookSettings,
+    AuditFailure, AuditSettings, AwsCredentials, AwsKeys, Config, DataPlaneAudit, DeploymentConfig, LogFormat,
+    MAX_DEPLOYMENTS, MOCK_PROVIDER, ModelConfig, ModelKind, Policy, ProviderConfig, ProviderKind, RequestLimits,
+    ServerConfig, StoreUrl, TelemetrySettings, WebhookSettings,
 };

@@ -142,4 +142,19 @@ pub struct RawModel {
     pub kind: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The first deployment's place among the others (`provider` and `provider_model` above).
+    pub priority: Option<u64>,
+    pub weight: Option<u64>,
+    /// More deployments of the same model (`[[models.deployments]]`).
+    #[serde(default)]
+    pub deployments: Vec<RawDeployment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeployment {
+    pub provider: Option<String>,
+    pub provider_model: Option<String>,
+    pub priority: Option<u64>,
+    pub weight: Option<u64>,
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::raw::{RawAudit, RawConfig, RawLimits, RawModel, RawProvider, RawServer, RawTelemetry, RawWebhooks};
+use crate::raw::{
+    RawAudit, RawConfig, RawDeployment, RawLimits, RawModel, RawProvider, RawServer, RawTelemetry, RawWebhooks,
+};
 use gatehouse_guardrails::settings::{Section as GuardrailSection, Settings as GuardrailSettings};
 
 use crate::{ConfigError, Issue, SecretRef};
@@ -290,11 +292,29 @@ pub enum ModelKind {
 #[derive(Clone, Debug)]
 pub struct ModelConfig {
     pub name: String,
+    /// The first deployment's provider and its name for the model (also `deployments[0]`).
     pub provider: String,
     pub provider_model: String,
     pub kind: ModelKind,
     pub aliases: Vec<String>,
+    /// Every deployment serving the model, the first one first.
+    pub deployments: Vec<DeploymentConfig>,
 }
+
+/// One provider serving a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentConfig {
+    pub provider: String,
+    pub provider_model: String,
+    /// Tried in ascending priority: a tier is used only when every deployment of the tiers
+    /// before it failed.
+    pub priority: u8,
+    /// Share of the requests within its tier.
+    pub weight: u16,
+}
+
+/// Most deployments one model may have.
+pub const MAX_DEPLOYMENTS: usize = 16;
 
 /// The reloadable part of the config.
 #[derive(Clone, Debug)]
@@ -928,10 +948,6 @@ fn models(
         if !name.is_empty() && !names.insert(name.clone()) {
             issue(issues, at("name"), "is already a model name or alias");
         }
-        let provider = required(&m.provider, &at("provider"), issues).to_owned();
-        if !provider.is_empty() && !providers.iter().any(|p| p.name == provider) {
-            issue(issues, at("provider"), "names no configured provider");
-        }
         let kind = match m.kind.as_deref() {
             None | Some("chat") => ModelKind::Chat,
             Some("embedding") => ModelKind::Embedding,
@@ -940,12 +956,6 @@ fn models(
                 ModelKind::Chat
             }
         };
-        let served_by = providers.iter().find(|p| p.name == provider).map(|p| p.kind);
-        let chat_only =
-            matches!(served_by, Some(ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock));
-        if kind == ModelKind::Embedding && chat_only {
-            issue(issues, at("kind"), "anthropic, gemini and bedrock providers serve chat models only");
-        }
         for (j, a) in m.aliases.iter().enumerate() {
             if !valid_name(a) {
                 issue(issues, format!("models[{i}].aliases[{j}]"), "must be 1-128 characters of [A-Za-z0-9-_.:/]");
@@ -953,19 +963,62 @@ fn models(
                 issue(issues, format!("models[{i}].aliases[{j}]"), "is already a model name or alias");
             }
         }
-        let provider_model = m.provider_model.unwrap_or_else(|| name.clone());
-        if provider_model.is_empty() || provider_model.len() > 256 {
-            issue(issues, at("provider_model"), "must be 1-256 characters");
+        let first = RawDeployment {
+            provider: m.provider,
+            provider_model: m.provider_model,
+            priority: m.priority,
+            weight: m.weight,
+        };
+        if m.deployments.len() + 1 > MAX_DEPLOYMENTS {
+            issue(issues, at("deployments"), format!("at most {} deployments per model", MAX_DEPLOYMENTS - 1));
         }
-        let in_url =
-            matches!(served_by, Some(ProviderKind::AzureOpenAi | ProviderKind::Gemini | ProviderKind::Bedrock));
-        if in_url && (provider_model == "." || provider_model == ".." || provider_model.chars().any(char::is_control)) {
-            // it becomes a URL path segment: a dot segment would climb out of it
-            issue(issues, at("provider_model"), "must be a deployment or model name, not a dot segment");
-        }
-        out.push(ModelConfig { name, provider, provider_model, kind, aliases: m.aliases });
+        let deployments: Vec<DeploymentConfig> = std::iter::once((String::new(), first))
+            .chain(m.deployments.into_iter().enumerate().map(|(j, d)| (format!("deployments[{j}]."), d)))
+            .map(|(prefix, d)| deployment(d, &name, kind, providers, &|f: &str| at(&format!("{prefix}{f}")), issues))
+            .collect();
+        let (provider, provider_model) = (deployments[0].provider.clone(), deployments[0].provider_model.clone());
+        out.push(ModelConfig { name, provider, provider_model, kind, aliases: m.aliases, deployments });
     }
     out
+}
+
+/// One deployment of model `name`: its provider exists and serves the model's kind, its model
+/// name fits the provider's URLs, its priority and weight are in range.
+fn deployment(
+    d: RawDeployment,
+    name: &str,
+    kind: ModelKind,
+    providers: &[ProviderConfig],
+    at: &dyn Fn(&str) -> String,
+    issues: &mut Vec<Issue>,
+) -> DeploymentConfig {
+    let provider = required(&d.provider, &at("provider"), issues).to_owned();
+    let served_by = providers.iter().find(|p| p.name == provider).map(|p| p.kind);
+    if !provider.is_empty() && served_by.is_none() {
+        issue(issues, at("provider"), "names no configured provider");
+    }
+    let chat_only = matches!(served_by, Some(ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock));
+    if kind == ModelKind::Embedding && chat_only {
+        issue(issues, at("provider"), "anthropic, gemini and bedrock providers serve chat models only");
+    }
+    let provider_model = d.provider_model.unwrap_or_else(|| name.to_owned());
+    if provider_model.is_empty() || provider_model.len() > 256 {
+        issue(issues, at("provider_model"), "must be 1-256 characters");
+    }
+    let in_url = matches!(served_by, Some(ProviderKind::AzureOpenAi | ProviderKind::Gemini | ProviderKind::Bedrock));
+    if in_url && (provider_model == "." || provider_model == ".." || provider_model.chars().any(char::is_control)) {
+        // it becomes a URL path segment: a dot segment would climb out of it
+        issue(issues, at("provider_model"), "must be a deployment or model name, not a dot segment");
+    }
+    let priority = u8::try_from(d.priority.unwrap_or(0)).ok().filter(|p| *p <= 100).unwrap_or_else(|| {
+        issue(issues, at("priority"), "must be 0-100 (lower is tried first)");
+        0
+    });
+    let weight = u16::try_from(d.weight.unwrap_or(1)).ok().filter(|w| (1..=1000).contains(w)).unwrap_or_else(|| {
+        issue(issues, at("weight"), "must be 1-1000");
+        1
+    });
+    DeploymentConfig { provider, provider_model, priority, weight }
 }
 
 /// Resolves every secret reference of the policy now, so a reload with a missing secret
@@ -1060,8 +1113,8 @@ mod tests {
                 "providers[0].name",
                 "providers[0].kind",
                 "providers[0].base_url",
-                "models[0].provider",
                 "models[0].aliases[0]",
+                "models[0].provider",
             ]
         );
     }
@@ -1081,7 +1134,44 @@ mod tests {
         )
         .unwrap_err();
         let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
-        assert_eq!(paths, ["providers[0].api_key", "models[0].kind"]);
+        assert_eq!(paths, ["providers[0].api_key", "models[0].provider"]);
+    }
+
+    #[test]
+    fn deployments_name_providers_that_serve_the_model_with_priorities_and_weights_in_range() {
+        let ok = Config::from_toml(
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\
+             [[providers]]\nname = \"b\"\nbase_url = \"http://127.0.0.1:2/v1\"\n\
+             [[models]]\nname = \"m\"\nprovider = \"a\"\nweight = 3\n\
+             [[models.deployments]]\nprovider = \"b\"\nprovider_model = \"m2\"\npriority = 1\n",
+        )
+        .unwrap();
+        let d = &ok.policy.models[0].deployments;
+        assert_eq!(d.len(), 2);
+        assert_eq!((d[0].provider.as_str(), d[0].weight, d[0].priority), ("a", 3, 0));
+        assert_eq!((d[1].provider.as_str(), d[1].provider_model.as_str(), d[1].priority), ("b", "m2", 1));
+        let many: String = (0..16).map(|_| "[[models.deployments]]\nprovider = \"a\"\n").collect();
+        let err = Config::from_toml(&format!(
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\
+             [[providers]]\nname = \"c\"\nkind = \"anthropic\"\napi_key = \"env:K\"\n\
+             [[models]]\nname = \"m\"\nprovider = \"a\"\nweight = 0\n\
+             [[models.deployments]]\nprovider = \"nope\"\npriority = 101\n\
+             [[models]]\nname = \"e\"\nkind = \"embedding\"\nprovider = \"a\"\n\
+             [[models.deployments]]\nprovider = \"c\"\n\
+             [[models]]\nname = \"x\"\nprovider = \"a\"\n{many}"
+        ))
+        .unwrap_err();
+        let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "models[0].weight",
+                "models[0].deployments[0].provider",
+                "models[0].deployments[0].priority",
+                "models[1].deployments[0].provider",
+                "models[2].deployments",
+            ]
+        );
     }
 
     #[test]
@@ -1119,7 +1209,7 @@ mod tests {
                 "providers[0].auth",
                 "providers[1].api_version",
                 "models[0].provider_model",
-                "models[1].kind",
+                "models[1].provider",
             ]
         );
     }

@@ -161,8 +161,10 @@ pub struct RequestCx {
     pub principal: Option<Principal>,
     /// The model name as the caller asked for it, once parsed.
     pub requested_model: Option<Box<str>>,
-    /// Set by the route gate.
+    /// Set by the route gate: the deployment to try first (then the one that served).
     pub route: Option<Arc<Route>>,
+    /// Set by the route gate: the model's other deployments, in the order to fall back to.
+    pub fallbacks: Vec<Arc<Route>>,
     pub trail: Vec<TrailEntry>,
     /// The peer address, for the audit trail.
     pub source: Option<std::net::IpAddr>,
@@ -216,6 +218,7 @@ impl RequestCx {
             principal: None,
             requested_model: None,
             route: None,
+            fallbacks: Vec::new(),
             trail: Vec::with_capacity(10),
             source: None,
             guardrails: Vec::new(),

@@ -218,5 +218,39 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(hot_path, benches);
+/// The route decision at 16 deployments (four tiers of four, mixed weights): resolve the name,
+/// order the deployments, take the first and the fallbacks as the route gate does; beside the
+/// single-deployment lookup every request paid before deployments existed.
+fn route_decision(c: &mut Criterion) {
+    let mut toml = String::new();
+    for p in 0..16 {
+        toml.push_str(&format!("[[providers]]\nname = \"p{p}\"\nbase_url = \"http://127.0.0.1:{}/v1\"\n", 1000 + p));
+    }
+    toml.push_str("[[models]]\nname = \"one\"\nprovider = \"p0\"\n[[models]]\nname = \"many\"\nprovider = \"p0\"\n");
+    for p in 1..16 {
+        toml.push_str(&format!(
+            "[[models.deployments]]\nprovider = \"p{p}\"\npriority = {}\nweight = {}\n",
+            p / 4,
+            1 + p % 3
+        ));
+    }
+    let cfg = gatehouse_config::Config::from_toml(&toml).expect("config");
+    let table = RouteTable::build(&cfg.policy);
+    let mut g = c.benchmark_group("route");
+    g.bench_function("baseline_one_deployment_lookup", |b| {
+        b.iter(|| black_box(table.resolve(black_box("one")).map(|e| e.route.clone())))
+    });
+    g.bench_function("decision_16_deployments", |b| {
+        b.iter(|| {
+            let e = table.resolve(black_box("many")).expect("model");
+            let mut order = e.attempts().into_iter().map(|i| e.deployments[i].0.clone());
+            let first = order.next();
+            let fallbacks: Vec<_> = order.collect();
+            black_box((first, fallbacks))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(hot_path, benches, route_decision);
 criterion_main!(hot_path);

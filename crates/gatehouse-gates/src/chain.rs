@@ -412,6 +412,16 @@ impl Answer {
         self.cx.route.as_ref()
     }
 
+    /// The model's other deployments, in the order to fall back to (taken once).
+    pub fn take_fallbacks(&mut self) -> Vec<Arc<Route>> {
+        std::mem::take(&mut self.cx.fallbacks)
+    }
+
+    /// Another deployment answered: usage and audit name it.
+    pub fn served_by(&mut self, route: Arc<Route>) {
+        self.cx.route = Some(route);
+    }
+
     pub fn rates(&self) -> Rates {
         self.cx.rates()
     }

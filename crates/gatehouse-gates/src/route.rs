@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use gatehouse_config::{ModelKind, Policy, ProviderKind};
@@ -13,10 +14,64 @@ use crate::{Gate, Verdict};
 
 #[derive(Debug)]
 pub struct RouteEntry {
+    /// The first deployment: what listings show.
     pub route: Arc<Route>,
     pub kind: ModelKind,
-    /// The API its provider speaks (the mock: the chain's own, OpenAI's).
-    pub family: Family,
+    /// Every deployment, the first one first, and the API each provider speaks (the mock:
+    /// the chain's own, OpenAI's).
+    pub deployments: Box<[(Arc<Route>, Family)]>,
+    /// The deployments by priority tier, each tier with its selection schedule.
+    tiers: Box<[Tier]>,
+}
+
+/// The deployments of one priority: a smooth weighted round-robin schedule of them (weights
+/// 3 and 1 give `a a b a`, not `a a a b`), walked by a shared counter: lock-free, and exactly
+/// proportional over each turn of the schedule.
+#[derive(Debug)]
+struct Tier {
+    members: Box<[usize]>,
+    schedule: Box<[u8]>,
+    next: AtomicUsize,
+}
+
+impl Tier {
+    fn new(members: Vec<usize>, weights: &[u16]) -> Tier {
+        let total: i64 = weights.iter().map(|w| i64::from(*w)).sum();
+        let mut current = vec![0i64; weights.len()];
+        let mut schedule = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        for _ in 0..total {
+            for (c, w) in current.iter_mut().zip(weights) {
+                *c += i64::from(*w);
+            }
+            let (best, _) =
+                current.iter().enumerate().max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i))).unwrap_or((0, &0));
+            current[best] -= total;
+            schedule.push(u8::try_from(best).unwrap_or(0));
+        }
+        Tier { members: members.into(), schedule: schedule.into(), next: AtomicUsize::new(0) }
+    }
+
+    /// This request's pick first, then the tier's other deployments in order.
+    fn order(&self, out: &mut Vec<usize>) {
+        let pick = match self.schedule.len() {
+            0 | 1 => 0,
+            n => usize::from(self.schedule[self.next.fetch_add(1, Ordering::Relaxed) % n]),
+        };
+        let n = self.members.len();
+        out.extend((0..n).map(|k| self.members[(pick + k) % n]));
+    }
+}
+
+impl RouteEntry {
+    /// The deployments to try for one request, in order: the chosen one of the first tier,
+    /// the rest of that tier, then each lower tier the same way.
+    pub fn attempts(&self) -> Vec<usize> {
+        let mut out = Vec::with_capacity(self.deployments.len());
+        for t in &self.tiers {
+            t.order(&mut out);
+        }
+        out
+    }
 }
 
 /// The API family a provider kind speaks.
@@ -28,6 +83,10 @@ pub const fn family(kind: ProviderKind) -> Family {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::AzureOpenAi => Family::OpenAi,
     }
 }
+
+/// A deployment as the table is built from it: provider, target, provider model, family,
+/// priority, weight.
+type Deployed = (String, Target, String, Family, u8, u16);
 
 /// Built once per config snapshot; lookups are one hash probe.
 #[derive(Debug, Default)]
@@ -41,37 +100,62 @@ impl RouteTable {
     pub fn build(policy: &Policy) -> RouteTable {
         let mut t = RouteTable::default();
         if policy.mock_enabled {
-            let mock = |model| (mock::PROVIDER, Target::Mock, model, Family::OpenAi);
+            let mock =
+                |model: &str| vec![(mock::PROVIDER.to_owned(), Target::Mock, model.to_owned(), Family::OpenAi, 0, 1)];
             t.add(mock::CHAT_MODEL, &[], mock(mock::CHAT_MODEL), ModelKind::Chat);
             t.add(mock::EMBEDDING_MODEL, &[], mock(mock::EMBEDDING_MODEL), ModelKind::Embedding);
         }
         for m in &policy.models {
-            if let Some(i) = policy.providers.iter().position(|p| p.name == m.provider) {
-                let to = (
-                    m.provider.as_str(),
-                    Target::Upstream(i),
-                    m.provider_model.as_str(),
-                    family(policy.providers[i].kind),
-                );
+            let to: Vec<Deployed> = m
+                .deployments
+                .iter()
+                .filter_map(|d| {
+                    let i = policy.providers.iter().position(|p| p.name == d.provider)?;
+                    let family = family(policy.providers[i].kind);
+                    Some((
+                        d.provider.clone(),
+                        Target::Upstream(i),
+                        d.provider_model.clone(),
+                        family,
+                        d.priority,
+                        d.weight,
+                    ))
+                })
+                .collect();
+            if !to.is_empty() {
                 t.add(&m.name, &m.aliases, to, m.kind);
             }
         }
         t
     }
 
-    /// `to`: the provider, its place, its name for the model, and the API it speaks.
-    fn add(&mut self, name: &str, aliases: &[String], to: (&str, Target, &str, Family), kind: ModelKind) {
-        let (provider, target, provider_model, family) = to;
-        let entry = Arc::new(RouteEntry {
-            route: Arc::new(Route {
-                model: name.into(),
-                provider: provider.into(),
-                target,
-                provider_model: provider_model.into(),
-            }),
-            kind,
-            family,
-        });
+    /// `to`: each deployment's provider, its place, its name for the model, the API it speaks,
+    /// its priority and weight (validated by the config crate; at least one).
+    fn add(&mut self, name: &str, aliases: &[String], to: Vec<Deployed>, kind: ModelKind) {
+        let deployments: Box<[(Arc<Route>, Family)]> = to
+            .iter()
+            .map(|(provider, target, provider_model, family, _, _)| {
+                let route = Route {
+                    model: name.into(),
+                    provider: provider.as_str().into(),
+                    target: *target,
+                    provider_model: provider_model.as_str().into(),
+                };
+                (Arc::new(route), *family)
+            })
+            .collect();
+        let mut priorities: Vec<u8> = to.iter().map(|d| d.4).collect();
+        priorities.sort_unstable();
+        priorities.dedup();
+        let tiers = priorities
+            .into_iter()
+            .map(|p| {
+                let members: Vec<usize> = (0..to.len()).filter(|i| to[*i].4 == p).collect();
+                let weights: Vec<u16> = members.iter().map(|i| to[*i].5).collect();
+                Tier::new(members, &weights)
+            })
+            .collect();
+        let entry = Arc::new(RouteEntry { route: deployments[0].0.clone(), kind, deployments, tiers });
         self.by_name.insert(name.into(), entry.clone());
         for a in aliases {
             self.by_name.insert(a.as_str().into(), entry.clone());
@@ -94,6 +178,46 @@ impl RouteTable {
     }
 }
 
+/// Why an attempt at a deployment failed, before anything reached the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// No connection (refused, reset, DNS, TLS).
+    Connect,
+    /// No response headers within the deployment's first-byte timeout.
+    FirstByteTimeout,
+    /// The provider answered with this status.
+    Status(u16),
+    /// A whole answer that broke off or could not be read after a success status.
+    UnreadableAnswer,
+    /// The request cannot be written for this deployment's API family.
+    Untranslatable,
+}
+
+/// What follows a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Try the next deployment, if there is one.
+    Fallback,
+    /// Answer the caller with this failure.
+    Return,
+}
+
+/// The failure matrix (docs/ROUTING.md, which a test checks against this function).
+pub const fn after(f: Failure) -> Next {
+    match f {
+        Failure::Connect | Failure::FirstByteTimeout | Failure::Untranslatable => Next::Fallback,
+        // the provider may have done the work: another deployment would do it again
+        Failure::UnreadableAnswer => Next::Return,
+        Failure::Status(s) => match s {
+            // this deployment's credential, model, quota, overload or failure: another may serve
+            401 | 403 | 404 | 408 | 429 | 500..=599 => Next::Fallback,
+            // the request itself (invalid, too large, refused by content policy): it would fail
+            // everywhere
+            _ => Next::Return,
+        },
+    }
+}
+
 pub struct RouteGate {
     pub table: Arc<RouteTable>,
 }
@@ -113,19 +237,139 @@ impl Gate for RouteGate {
         match self.table.resolve(&req.model) {
             // A model of the wrong kind for this endpoint does not exist *here*.
             Some(e) if serves(e.kind, req.endpoint) => {
+                let mut attempts = e.attempts().into_iter().map(|i| &e.deployments[i]);
+                let Some((first, family)) = attempts.next() else {
+                    return Verdict::Deny(Denial::new(DenyCode::Internal));
+                };
                 // a provider of another API family gets the request in its own format (and a
                 // caller of another family's own fields go back on it), written here so what the
                 // provider cannot honour is refused before anything is reserved or spent
-                if e.family != Family::OpenAi || req.origin.is_some() {
-                    match request_for(req.body(), req.origin.as_deref(), e.family, &e.route.provider_model) {
+                if *family != Family::OpenAi || req.origin.is_some() {
+                    match request_for(req.body(), req.origin.as_deref(), *family, &first.provider_model) {
                         Ok(body) => req.translated = Some(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())),
                         Err(err) => return Verdict::Deny(err.denial()),
                     }
                 }
-                cx.route = Some(e.route.clone());
+                cx.route = Some(first.clone());
+                // the others, in order, for when this one fails before answering (docs/ROUTING.md)
+                cx.fallbacks = attempts.map(|(r, _)| r.clone()).collect();
                 Verdict::Pass(())
             }
             _ => Verdict::Deny(Denial::new(DenyCode::ModelNotFound).with_param("model")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(toml: &str) -> RouteTable {
+        let cfg = match gatehouse_config::Config::from_toml(toml) {
+            Ok(c) => c,
+            Err(e) => panic!("config: {e:?}"),
+        };
+        RouteTable::build(&cfg.policy)
+    }
+
+    const THREE: &str = r#"
+[[providers]]
+name = "a"
+base_url = "http://127.0.0.1:1/v1"
+[[providers]]
+name = "b"
+base_url = "http://127.0.0.1:2/v1"
+[[providers]]
+name = "c"
+base_url = "http://127.0.0.1:3/v1"
+[[models]]
+name = "m"
+provider = "a"
+weight = 3
+[[models.deployments]]
+provider = "b"
+[[models.deployments]]
+provider = "c"
+provider_model = "m-backup"
+priority = 1
+"#;
+
+    #[test]
+    fn weights_share_a_tier_smoothly_and_lower_tiers_come_last() {
+        let t = table(THREE);
+        let e = t.resolve("m").unwrap_or_else(|| panic!("m"));
+        let providers =
+            |order: Vec<usize>| order.iter().map(|i| e.deployments[*i].0.provider.to_string()).collect::<Vec<_>>();
+        let orders: Vec<Vec<String>> = (0..8).map(|_| providers(e.attempts())).collect();
+        let firsts: Vec<&str> = orders.iter().map(|o| o[0].as_str()).collect();
+        assert_eq!(firsts, ["a", "a", "b", "a", "a", "a", "b", "a"], "3:1, interleaved");
+        assert_eq!(orders[2], ["b", "a", "c"], "the pick, the rest of its tier, then the next tier");
+        assert_eq!(&*e.deployments[2].0.provider_model, "m-backup");
+        let single = table(
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://127.0.0.1:1/v1\"\n[[models]]\nname = \"s\"\nprovider = \"a\"\n",
+        );
+        assert_eq!(single.resolve("s").map(|e| e.attempts()), Some(vec![0]));
+    }
+
+    #[test]
+    fn a_schedule_is_exactly_proportional_over_each_turn() {
+        let tier = Tier::new(vec![0, 1, 2], &[5, 2, 1]);
+        let mut counts = [0usize; 3];
+        for _ in 0..80 {
+            let mut out = Vec::new();
+            tier.order(&mut out);
+            counts[out[0]] += 1;
+        }
+        assert_eq!(counts, [50, 20, 10]);
+    }
+
+    /// docs/ROUTING.md's failure matrix, row by row, against [`after`].
+    #[test]
+    fn the_failure_matrix_in_routing_md_is_the_code() {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ROUTING.md"));
+        let table = doc.split("## The failure matrix").nth(1).unwrap_or_default();
+        let mut rows = 0;
+        let mut covered = std::collections::HashSet::new();
+        for line in
+            table.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| failure") && !l.starts_with("| ---"))
+        {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let (what, next) = (cells[1], cells[2]);
+            let want = match next {
+                "fallback" => Next::Fallback,
+                "return" => Next::Return,
+                other => panic!("unknown next {other:?}"),
+            };
+            let mut failures: Vec<Failure> = what
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|w| w.len() == 3)
+                .filter_map(|w| w.parse().ok())
+                .map(Failure::Status)
+                .collect();
+            if what.contains("every other 5xx") {
+                failures.extend([505, 520, 599].map(Failure::Status));
+            }
+            if what.contains("every other 4xx") {
+                failures.extend([402, 405, 410, 418, 451].map(Failure::Status));
+            }
+            for (words, f) in [
+                ("connection", Failure::Connect),
+                ("first-byte timeout", Failure::FirstByteTimeout),
+                ("broke off", Failure::UnreadableAnswer),
+                ("cannot be written", Failure::Untranslatable),
+            ] {
+                if what.contains(words) {
+                    failures.push(f);
+                }
+            }
+            assert!(!failures.is_empty(), "row names no failure: {line}");
+            for f in failures {
+                assert_eq!(after(f), want, "{line}: {f:?}");
+                covered.insert(std::mem::discriminant(&f));
+            }
+            rows += 1;
+        }
+        assert!(rows >= 9, "the table is there");
+        assert_eq!(covered.len(), 5, "every kind of failure has a row");
     }
 }

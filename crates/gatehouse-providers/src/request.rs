@@ -149,21 +149,28 @@ impl ApiRequest {
     }
 
     /// The body to send upstream: the route gate's translation for a provider of another API
-    /// family; else the caller's object with `model` replaced by the provider's name for it. For streams, usage reporting is switched on (if the caller
-    /// did not decide) so metering sees the real token counts.
-    pub fn into_upstream_body(self, provider_model: &str) -> Bytes {
-        if let Some(b) = self.translated {
-            return b;
+    /// family; else the caller's object with `model` replaced by the provider's name for it.
+    /// For streams, usage reporting is switched on (if the caller did not decide) so metering
+    /// sees the real token counts.
+    pub fn into_upstream_body(mut self, provider_model: &str) -> Bytes {
+        match self.translated.take() {
+            Some(b) => b,
+            None => self.openai_body(provider_model),
         }
+    }
+
+    /// The body in OpenAI's format for `provider_model` (another deployment than the one the
+    /// route gate wrote a translation for), without giving up the request.
+    pub fn openai_body(&mut self, provider_model: &str) -> Bytes {
         let stream = self.stream;
-        let mut body = self.body;
+        let body = &mut self.body;
         body.insert("model".to_owned(), Value::String(provider_model.to_owned()));
         if stream && !body.contains_key("stream_options") {
             let mut opts = Map::new();
             opts.insert("include_usage".to_owned(), Value::Bool(true));
             body.insert("stream_options".to_owned(), Value::Object(opts));
         }
-        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+        Bytes::from(serde_json::to_vec(&*body).unwrap_or_default())
     }
 
     /// Read-only access for gates that inspect content (guardrails).

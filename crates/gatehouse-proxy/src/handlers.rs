@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
 use bytes::Bytes;
-use gatehouse_core::{Denial, DenyCode, Presented, Rates, RequestCx, RequestId, Target};
+use gatehouse_core::{Denial, DenyCode, Presented, Rates, RequestCx, RequestId, Route, Target};
+use gatehouse_gates::route;
 use gatehouse_gates::{Admitted, Answer, Listing, Stop, Stopped, admit, admit_listing};
-use gatehouse_providers::chat::{Family, chunk_decoder};
+use gatehouse_providers::chat::{Family, chunk_decoder, request_for};
 use gatehouse_providers::{ApiRequest, Endpoint, mock, usage_from_body};
 use http::{HeaderValue, header};
 
@@ -82,7 +83,7 @@ pub(crate) async fn dispatch(rt: Arc<Runtime>, request: ApiRequest, answer: Answ
     };
     match route.target {
         Target::Mock => serve_mock(rt, &request, answer).await,
-        Target::Upstream(i) => forward(rt, request, answer, i, &route.provider_model).await,
+        Target::Upstream(_) => forward(rt, request, answer, route).await,
     }
 }
 
@@ -164,35 +165,87 @@ async fn whole(answer: Answer, body: Bytes, usage: Option<gatehouse_providers::U
     }
 }
 
-async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, provider_model: &str) -> Response {
-    // any failure below releases the hold: the provider answered nothing billable
-    let Some(up) = rt.upstreams.get(i) else {
-        return answer.fail(Denial::new(DenyCode::Internal)).into_response();
+/// To the route's deployments in order: the first, then each fallback while the failure is
+/// one another deployment may not have (docs/ROUTING.md). Nothing has reached the client
+/// before a response is chosen, so a fallback never splices or repeats an answer.
+async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: Answer, first: Arc<Route>) -> Response {
+    let fallbacks = answer.take_fallbacks();
+    let id_text = answer.request_id().to_string();
+    let mut route = first;
+    let mut rest = fallbacks.into_iter();
+    let mut attempt = 0u32;
+    let (resp, up) = loop {
+        let failure = match try_deployment(&rt, &mut req, &route, attempt, &answer, &id_text).await {
+            Ok(served) => break served,
+            Err(failure) => failure,
+        };
+        let (kind, denial) = failure;
+        // any failure that ends it releases the hold: the provider answered nothing billable
+        let next = match route::after(kind) {
+            route::Next::Fallback => rest.next(),
+            route::Next::Return => None,
+        };
+        let Some(next) = next else { return answer.fail(denial).into_response() };
+        metrics::counter!("gatehouse_upstream_fallbacks_total", "provider" => route.provider.to_string()).increment(1);
+        tracing::info!(request_id = %id_text, from = %route.provider, to = %next.provider, "falling back to the next deployment");
+        route = next;
+        attempt += 1;
     };
-    let request_id = answer.request_id();
-    let stream = req.stream;
-    let endpoint = req.endpoint;
-    let family = up.family;
-    // the route gate wrote the body of a provider of another API family; fail closed if it
-    // ever did not
-    if family != Family::OpenAi && req.translated.is_none() {
-        return answer.fail(Denial::new(DenyCode::Internal)).into_response();
+    if attempt > 0 {
+        answer.served_by(route.clone());
     }
-    let body = req.into_upstream_body(provider_model);
+    answered(rt.clone(), resp, up, answer, &route, req.stream, &id_text).await
+}
+
+/// One attempt at one deployment, up to its response headers. A failure says what kind it
+/// was (for the failure matrix) and what the caller is told if it is the last.
+async fn try_deployment<'a>(
+    rt: &'a Runtime,
+    req: &mut ApiRequest,
+    route: &Route,
+    attempt: u32,
+    answer: &Answer,
+    id_text: &str,
+) -> Result<(reqwest::Response, &'a Upstream), (route::Failure, Denial)> {
+    let internal = || (route::Failure::Connect, Denial::new(DenyCode::Internal));
+    let Target::Upstream(i) = route.target else { return Err(internal()) };
+    let Some(up) = rt.upstreams.get(i) else { return Err(internal()) };
+    let family = up.family;
+    let provider_model = &*route.provider_model;
+    let body = if attempt == 0 {
+        // the route gate wrote the body of a provider of another API family; fail closed if it
+        // ever did not
+        if family != Family::OpenAi && req.translated.is_none() {
+            return Err(internal());
+        }
+        match req.translated.take() {
+            Some(b) => b,
+            None => req.openai_body(provider_model),
+        }
+    } else if family == Family::OpenAi && req.origin.is_none() {
+        req.openai_body(provider_model)
+    } else {
+        match request_for(req.body(), req.origin.as_deref(), family, provider_model) {
+            Ok(b) => Bytes::from(serde_json::to_vec(&b).unwrap_or_default()),
+            Err(e) => return Err((route::Failure::Untranslatable, e.denial())),
+        }
+    };
     let started = std::time::Instant::now();
-    let id_text = request_id.to_string();
-    let call = Call { endpoint, model: provider_model, stream, request_id: &id_text };
+    let call = Call { endpoint: req.endpoint, model: provider_model, stream: req.stream, request_id: id_text };
     let send = up.request(call, body, answer.principal()).send();
     let resp = match tokio::time::timeout(up.first_byte_timeout, send).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            let code = if e.is_timeout() { DenyCode::UpstreamTimeout } else { DenyCode::UpstreamError };
-            tracing::warn!(request_id = %request_id, provider = %up.name, connect = e.is_connect(), timeout = e.is_timeout(), "provider request failed");
-            return answer.fail(Denial::new(code)).into_response();
+            tracing::warn!(request_id = %id_text, provider = %up.name, connect = e.is_connect(), timeout = e.is_timeout(), "provider request failed");
+            return Err(if e.is_timeout() {
+                (route::Failure::FirstByteTimeout, Denial::new(DenyCode::UpstreamTimeout))
+            } else {
+                (route::Failure::Connect, Denial::new(DenyCode::UpstreamError))
+            });
         }
         Err(_) => {
-            tracing::warn!(request_id = %request_id, provider = %up.name, "provider did not answer before the first-byte timeout");
-            return answer.fail(Denial::new(DenyCode::UpstreamTimeout)).into_response();
+            tracing::warn!(request_id = %id_text, provider = %up.name, "provider did not answer before the first-byte timeout");
+            return Err((route::Failure::FirstByteTimeout, Denial::new(DenyCode::UpstreamTimeout)));
         }
     };
     metrics::histogram!("gatehouse_upstream_first_byte_seconds", "provider" => up.name.to_string())
@@ -200,13 +253,29 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
     let status = resp.status();
     if !status.is_success() {
         // The provider's body is not read into anything we return; its status is logged.
-        tracing::warn!(request_id = %request_id, provider = %up.name, status = status.as_u16(), "provider refused the request");
+        tracing::warn!(request_id = %id_text, provider = %up.name, status = status.as_u16(), "provider refused the request");
         let mut d = Denial::new(refusal_for_status(status.as_u16()));
         if let Some(s) = retry_after(resp.headers()) {
             d = d.retry_after(s);
         }
-        return answer.fail(d).into_response();
+        return Err((route::Failure::Status(status.as_u16()), d));
     }
+    Ok((resp, up))
+}
+
+/// A provider's success, whole or streamed, through the response half of the chain.
+async fn answered(
+    rt: Arc<Runtime>,
+    resp: reqwest::Response,
+    up: &Upstream,
+    answer: Answer,
+    route: &Route,
+    stream: bool,
+    id_text: &str,
+) -> Response {
+    let family = up.family;
+    let provider_model = &*route.provider_model;
+    let request_id = id_text;
     if stream {
         // Bedrock streams AWS event-stream frames; every other family streams SSE
         let media = if family == Family::Bedrock { "application/vnd.amazon.eventstream" } else { "text/event-stream" };
@@ -221,7 +290,7 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
         }
         let bounds = StreamBounds { idle: up.idle_timeout, max_duration: up.max_stream_duration };
         let inner = resp.bytes_stream();
-        if let Some(decoder) = chunk_decoder(family, &id_text, provider_model, unix_now()) {
+        if let Some(decoder) = chunk_decoder(family, id_text, provider_model, unix_now()) {
             let chunks = crate::translate::chat_chunks(inner, decoder);
             return sse_response(Body::from_stream(Inspected::new(chunks, rt.clone(), answer.stream(), bounds)));
         }
@@ -240,7 +309,7 @@ async fn forward(rt: Arc<Runtime>, req: ApiRequest, answer: Answer, i: usize, pr
             let usage = usage_from_body(&body);
             (body, usage)
         }
-        _ => match crate::translate::chat_answer(family, &body, &id_text, provider_model, unix_now()) {
+        _ => match crate::translate::chat_answer(family, &body, id_text, provider_model, unix_now()) {
             Ok((body, usage)) => (body, Some(usage)),
             Err(code) => {
                 tracing::warn!(request_id = %request_id, provider = %up.name, "provider answer not in its API's format");

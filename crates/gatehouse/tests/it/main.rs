@@ -26,5 +26,6 @@ mod oidc;
 mod postgres;
 mod providers;
 mod quickstart;
+mod routing;
 mod upstream;
 mod webhooks;

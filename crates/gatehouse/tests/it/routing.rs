@@ -1,0 +1,134 @@
+//! Deployments and fallbacks (issue #18, docs/ROUTING.md) through the real binary: a model
+//! served by several fake providers, each scripted to fail in a way of the failure matrix.
+
+use std::time::Duration;
+
+use gatehouse_testkit::{Behavior, FakeProvider, TestGateway};
+use serde_json::{Value, json};
+
+use crate::common::{PROVIDER_SECRET, gateway, json, openai_stream};
+
+/// Model `m`: deployments `primary` and `backup` (the next tier) on two fakes; `split`: a
+/// model on both at weights 3 and 1.
+fn config(primary: &str, backup: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "primary"
+base_url = "{primary}"
+api_key = "env:K"
+first_byte_timeout_ms = 400
+
+[[providers]]
+name = "backup"
+base_url = "{backup}"
+api_key = "env:K"
+first_byte_timeout_ms = 1500
+
+[[models]]
+name = "m"
+provider = "primary"
+
+[[models.deployments]]
+provider = "backup"
+provider_model = "m-backup"
+priority = 1
+
+[[models]]
+name = "split"
+provider = "primary"
+weight = 3
+
+[[models.deployments]]
+provider = "backup"
+"#
+    )
+}
+
+async fn two() -> (FakeProvider, FakeProvider, TestGateway) {
+    let (a, b) = (FakeProvider::spawn().await, FakeProvider::spawn().await);
+    let gw = gateway().config(&config(&a.base_url(), &b.base_url())).env("K", PROVIDER_SECRET).spawn().await;
+    (a, b, gw)
+}
+
+async fn chat(gw: &TestGateway, model: &str, stream: bool) -> reqwest::Response {
+    let body = json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hello"}]});
+    gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(gw.key()).json(&body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_failing_deployment_falls_back_before_the_first_byte() {
+    let (a, b, gw) = two().await;
+    for (failure, label) in [
+        (Behavior::Status(503), "503"),
+        (Behavior::Status(429), "429"),
+        (Behavior::Status(401), "401"),
+        (Behavior::Latency(Duration::from_millis(1200)), "slow first byte"),
+    ] {
+        a.set(failure);
+        let before = (a.calls(), b.calls());
+        let resp = chat(&gw, "m", false).await;
+        assert_eq!(resp.status(), 200, "{label}");
+        assert!(json(resp).await["choices"][0]["message"]["content"].as_str().unwrap().contains("fake provider"));
+        assert_eq!((a.calls() - before.0, b.calls() - before.1), (1, 1), "{label}: one attempt each");
+        assert_eq!(b.last_request().unwrap().body["model"], "m-backup", "the backup's own name for the model");
+
+        let resp = chat(&gw, "m", true).await;
+        assert_eq!(resp.status(), 200, "{label}, streamed");
+        let body = resp.text().await.unwrap();
+        let (text, _, _, usage) = openai_stream(&body);
+        assert!(text.starts_with("reply-canary-5d1e tok0") && body.ends_with("data: [DONE]\n\n"), "{label}: {body}");
+        assert_eq!(usage["completion_tokens"], 8, "one stream, not two spliced");
+    }
+    assert!(gw.metric("gatehouse_upstream_fallbacks_total{provider=\"primary\"}").await >= 8.0);
+    // the audit line names the deployment that answered
+    let logs = gw.logs_once("provider=\"backup\"").await;
+    assert!(logs.contains("model=\"m\" provider=\"backup\""), "the audit line names the backup");
+
+    // a refused connection: nothing listens where the primary was
+    drop(a);
+    assert_eq!(chat(&gw, "m", false).await.status(), 200);
+}
+
+#[tokio::test]
+async fn what_would_fail_everywhere_is_returned_and_the_last_failure_is_the_callers() {
+    let (a, b, gw) = two().await;
+    a.set(Behavior::Status(400));
+    let before = b.calls();
+    let resp = chat(&gw, "m", false).await;
+    assert_eq!(resp.status(), 400, "the provider refused the request itself");
+    assert_eq!(b.calls(), before, "a request that fails everywhere is not sent elsewhere");
+
+    // both fail: the caller gets the last one's status and Retry-After
+    a.set(Behavior::Status(503));
+    b.set(Behavior::Status(429));
+    let resp = chat(&gw, "m", false).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_rate_limited");
+
+    // a streamed answer that breaks after its first bytes is that deployment's to the end
+    a.set(Behavior::Disconnect);
+    b.set(Behavior::Ok);
+    let before = b.calls();
+    let body = chat(&gw, "m", true).await.text().await.unwrap();
+    assert!(!body.contains("[DONE]"), "cut, not completed by another deployment: {body}");
+    assert_eq!(b.calls(), before);
+}
+
+#[tokio::test]
+async fn weights_share_the_traffic_of_a_tier() {
+    let (a, b, gw) = two().await;
+    let before = (a.calls(), b.calls());
+    for _ in 0..8 {
+        assert_eq!(chat(&gw, "split", false).await.status(), 200);
+    }
+    assert_eq!((a.calls() - before.0, b.calls() - before.1), (6, 2), "3:1");
+    // a lower tier takes nothing while the first answers
+    let before = b.calls();
+    for _ in 0..4 {
+        assert_eq!(chat(&gw, "m", false).await.status(), 200);
+    }
+    assert_eq!(b.calls(), before);
+}
