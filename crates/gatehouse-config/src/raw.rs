@@ -126,6 +126,9 @@ pub struct RawProvider {
     pub api_version: Option<String>,
     /// Azure OpenAI: `"api-key"` (the default) or `"bearer"` (an Entra ID token).
     pub auth: Option<String>,
+    /// Each of its deployments' circuit breaker: failures in a row that open it, and for how long.
+    pub breaker_failures: Option<u64>,
+    pub breaker_cooldown_ms: Option<u64>,
     /// Bedrock: the AWS region, and SigV4 credentials as secret references.
     pub region: Option<String>,
     pub aws_access_key_id: Option<String>,

@@ -277,6 +277,11 @@ pub struct ProviderConfig {
     pub api_version: Option<String>,
     /// Azure OpenAI: the key is an Entra ID token, sent as `Authorization: Bearer`.
     pub bearer: bool,
+    /// Each deployment on this provider opens its breaker after this many failures in a row
+    /// (docs/ROUTING.md) ...
+    pub breaker_failures: u32,
+    /// ... for this long, then lets one probe through.
+    pub breaker_cooldown: Duration,
     /// Bedrock: the region requests are signed for.
     pub region: Option<String>,
     /// Bedrock: SigV4 credentials (else `api_key` is a Bedrock API key, sent as a bearer).
@@ -870,6 +875,14 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
             api_key,
             api_version,
             bearer,
+            breaker_failures: u32::try_from(p.breaker_failures.unwrap_or(5))
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .unwrap_or_else(|| {
+                    issue(issues, at("breaker_failures"), "must be 1-1000");
+                    5
+                }),
+            breaker_cooldown: ms(p.breaker_cooldown_ms, 30_000, 100, 3_600_000, &at("breaker_cooldown_ms"), issues),
             region,
             aws_keys,
             connect_timeout: ms(p.connect_timeout_ms, 3_000, 10, 60_000, &at("connect_timeout_ms"), issues),

@@ -87,6 +87,8 @@ pub struct Route {
     pub target: Target,
     /// The provider's own name for the model.
     pub provider_model: Arc<str>,
+    /// This deployment's health, shared by every request routed to it.
+    pub breaker: Arc<crate::Breaker>,
 }
 
 /// A stable name for each step of the request path: recorded in the trail, logs and metrics.

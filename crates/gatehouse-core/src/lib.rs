@@ -5,12 +5,14 @@
 //! This crate performs no I/O and holds no policy. It must not depend on any other
 //! Gatehouse crate.
 
+mod breaker;
 mod context;
 mod deny;
 mod host;
 mod ids;
 pub mod scope;
 
+pub use breaker::{Breaker, BreakerState};
 pub use context::{
     Credential, GateName, GateOutcome, Grant, GuardrailHit, Presented, Principal, RateLimitInfo, Rates, RequestCx,
     Route, Target, TrailEntry,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use gatehouse_config::{ModelKind, Policy, ProviderKind};
-use gatehouse_core::{Denial, DenyCode, GateName, RequestCx, Route, Target};
+use gatehouse_core::{Breaker, BreakerState, Denial, DenyCode, GateName, RequestCx, Route, Target};
 use gatehouse_providers::chat::{Family, request_for};
 use gatehouse_providers::{ApiRequest, Endpoint, mock};
 
@@ -72,6 +72,27 @@ impl RouteEntry {
         }
         out
     }
+
+    /// [`RouteEntry::attempts`] with each deployment's breaker heard at `now_ms`: a half-open
+    /// one whose probe this request carries goes first (so the probe is sent), an open one goes
+    /// last (tried only when every other failed: a breaker moves traffic, it never refuses it).
+    pub fn attempts_at(&self, now_ms: u64) -> Vec<usize> {
+        let mut order = self.attempts();
+        if order.len() > 1 {
+            let rank = |i: &usize| {
+                let b = &self.deployments[*i].0.breaker;
+                match b.state(now_ms) {
+                    BreakerState::Closed => 1,
+                    BreakerState::HalfOpen if b.admits(now_ms) => 0,
+                    _ => 2,
+                }
+            };
+            let mut ranked: Vec<(u8, usize)> = order.iter().map(|i| (rank(i), *i)).collect();
+            ranked.sort_by_key(|(r, _)| *r);
+            order = ranked.into_iter().map(|(_, i)| i).collect();
+        }
+        order
+    }
 }
 
 /// The API family a provider kind speaks.
@@ -85,8 +106,8 @@ pub const fn family(kind: ProviderKind) -> Family {
 }
 
 /// A deployment as the table is built from it: provider, target, provider model, family,
-/// priority, weight.
-type Deployed = (String, Target, String, Family, u8, u16);
+/// priority, weight, and its breaker.
+type Deployed = (String, Target, String, Family, u8, u16, Arc<Breaker>);
 
 /// Built once per config snapshot; lookups are one hash probe.
 #[derive(Debug, Default)]
@@ -100,8 +121,11 @@ impl RouteTable {
     pub fn build(policy: &Policy) -> RouteTable {
         let mut t = RouteTable::default();
         if policy.mock_enabled {
-            let mock =
-                |model: &str| vec![(mock::PROVIDER.to_owned(), Target::Mock, model.to_owned(), Family::OpenAi, 0, 1)];
+            // the mock never fails as a provider does: a breaker that never opens
+            let mock = |model: &str| {
+                let breaker = Arc::new(Breaker::new(u32::MAX, 0));
+                vec![(mock::PROVIDER.to_owned(), Target::Mock, model.to_owned(), Family::OpenAi, 0, 1, breaker)]
+            };
             t.add(mock::CHAT_MODEL, &[], mock(mock::CHAT_MODEL), ModelKind::Chat);
             t.add(mock::EMBEDDING_MODEL, &[], mock(mock::EMBEDDING_MODEL), ModelKind::Embedding);
         }
@@ -111,15 +135,11 @@ impl RouteTable {
                 .iter()
                 .filter_map(|d| {
                     let i = policy.providers.iter().position(|p| p.name == d.provider)?;
-                    let family = family(policy.providers[i].kind);
-                    Some((
-                        d.provider.clone(),
-                        Target::Upstream(i),
-                        d.provider_model.clone(),
-                        family,
-                        d.priority,
-                        d.weight,
-                    ))
+                    let p = &policy.providers[i];
+                    let cooldown = u64::try_from(p.breaker_cooldown.as_millis()).unwrap_or(u64::MAX);
+                    let breaker = Arc::new(Breaker::new(p.breaker_failures, cooldown));
+                    let (target, model) = (Target::Upstream(i), d.provider_model.clone());
+                    Some((d.provider.clone(), target, model, family(p.kind), d.priority, d.weight, breaker))
                 })
                 .collect();
             if !to.is_empty() {
@@ -134,12 +154,13 @@ impl RouteTable {
     fn add(&mut self, name: &str, aliases: &[String], to: Vec<Deployed>, kind: ModelKind) {
         let deployments: Box<[(Arc<Route>, Family)]> = to
             .iter()
-            .map(|(provider, target, provider_model, family, _, _)| {
+            .map(|(provider, target, provider_model, family, _, _, breaker)| {
                 let route = Route {
                     model: name.into(),
                     provider: provider.as_str().into(),
                     target: *target,
                     provider_model: provider_model.as_str().into(),
+                    breaker: breaker.clone(),
                 };
                 (Arc::new(route), *family)
             })
@@ -176,6 +197,13 @@ impl RouteTable {
     pub fn models(&self) -> &[Arc<RouteEntry>] {
         &self.models
     }
+}
+
+/// Unix milliseconds, for the breakers.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Why an attempt at a deployment failed, before anything reached the client.
@@ -237,7 +265,7 @@ impl Gate for RouteGate {
         match self.table.resolve(&req.model) {
             // A model of the wrong kind for this endpoint does not exist *here*.
             Some(e) if serves(e.kind, req.endpoint) => {
-                let mut attempts = e.attempts().into_iter().map(|i| &e.deployments[i]);
+                let mut attempts = e.attempts_at(now_ms()).into_iter().map(|i| &e.deployments[i]);
                 let Some((first, family)) = attempts.next() else {
                     return Verdict::Deny(Denial::new(DenyCode::Internal));
                 };
@@ -309,6 +337,31 @@ priority = 1
             "[[providers]]\nname = \"a\"\nbase_url = \"http://127.0.0.1:1/v1\"\n[[models]]\nname = \"s\"\nprovider = \"a\"\n",
         );
         assert_eq!(single.resolve("s").map(|e| e.attempts()), Some(vec![0]));
+    }
+
+    #[test]
+    fn an_open_breaker_sends_its_deployment_last_and_a_probe_first() {
+        let t = table(&THREE.replace(
+            "name = \"a\"\nbase_url = \"http://127.0.0.1:1/v1\"\n",
+            "name = \"a\"\nbase_url = \"http://127.0.0.1:1/v1\"\nbreaker_failures = 2\nbreaker_cooldown_ms = 1000\n",
+        ));
+        let e = t.resolve("m").unwrap_or_else(|| panic!("m"));
+        let name = |i: usize| e.deployments[i].0.provider.to_string();
+        let a = &e.deployments[0].0.breaker;
+        let now = 50_000;
+        assert!(!a.failed(now) && a.failed(now), "two in a row open it");
+        for _ in 0..4 {
+            let order: Vec<String> = e.attempts_at(now + 10).into_iter().map(name).collect();
+            assert_eq!(order.last().map(String::as_str), Some("a"), "open: tried only when the rest failed");
+            assert_eq!(order.len(), 3);
+        }
+        let probe: Vec<String> = e.attempts_at(now + 1_000).into_iter().map(name).collect();
+        assert_eq!(probe[0], "a", "half-open: this request carries the probe, first");
+        let other: Vec<String> = e.attempts_at(now + 1_001).into_iter().map(name).collect();
+        assert_eq!(other.last().map(String::as_str), Some("a"), "one probe at a time");
+        a.succeeded();
+        let firsts: Vec<String> = (0..4).map(|_| name(e.attempts_at(now + 1_002)[0])).collect();
+        assert!(firsts.iter().filter(|p| *p == "a").count() == 3, "closed: its share again: {firsts:?}");
     }
 
     #[test]

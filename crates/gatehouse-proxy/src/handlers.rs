@@ -176,10 +176,21 @@ async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: Answer, firs
     let mut attempt = 0u32;
     let (resp, up) = loop {
         let failure = match try_deployment(&rt, &mut req, &route, attempt, &answer, &id_text).await {
-            Ok(served) => break served,
+            Ok(served) => {
+                route.breaker.succeeded();
+                break served;
+            }
             Err(failure) => failure,
         };
         let (kind, denial) = failure;
+        // what says something about the deployment (not the request) counts toward its breaker
+        let about_deployment = !matches!(kind, route::Failure::Untranslatable)
+            && route::after(kind) == route::Next::Fallback
+            && route.breaker.failed(route::now_ms());
+        if about_deployment {
+            metrics::counter!("gatehouse_breaker_opened_total", "provider" => route.provider.to_string()).increment(1);
+            tracing::warn!(model = %route.model, provider = %route.provider, "circuit breaker opened: the deployment goes last until it answers a probe");
+        }
         // any failure that ends it releases the hold: the provider answered nothing billable
         let next = match route::after(kind) {
             route::Next::Fallback => rest.next(),

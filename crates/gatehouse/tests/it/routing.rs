@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use crate::common::{PROVIDER_SECRET, gateway, json, openai_stream};
 
 /// Model `m`: deployments `primary` and `backup` (the next tier) on two fakes; `split`: a
-/// model on both at weights 3 and 1.
-fn config(primary: &str, backup: &str) -> String {
+/// model on both at weights 3 and 1. The primary's breaker opens after `breaker_failures`
+/// failures in a row, for 400 ms.
+fn config(primary: &str, backup: &str, breaker_failures: u32) -> String {
     format!(
         r#"
 [[providers]]
@@ -18,6 +19,8 @@ name = "primary"
 base_url = "{primary}"
 api_key = "env:K"
 first_byte_timeout_ms = 400
+breaker_failures = {breaker_failures}
+breaker_cooldown_ms = 400
 
 [[providers]]
 name = "backup"
@@ -45,10 +48,16 @@ provider = "backup"
     )
 }
 
-async fn two() -> (FakeProvider, FakeProvider, TestGateway) {
+async fn two_with(breaker_failures: u32) -> (FakeProvider, FakeProvider, TestGateway) {
     let (a, b) = (FakeProvider::spawn().await, FakeProvider::spawn().await);
-    let gw = gateway().config(&config(&a.base_url(), &b.base_url())).env("K", PROVIDER_SECRET).spawn().await;
+    let cfg = config(&a.base_url(), &b.base_url(), breaker_failures);
+    let gw = gateway().config(&cfg).env("K", PROVIDER_SECRET).spawn().await;
     (a, b, gw)
+}
+
+/// With a breaker that does not open in these tests.
+async fn two() -> (FakeProvider, FakeProvider, TestGateway) {
+    two_with(1000).await
 }
 
 async fn chat(gw: &TestGateway, model: &str, stream: bool) -> reqwest::Response {
@@ -131,4 +140,34 @@ async fn weights_share_the_traffic_of_a_tier() {
         assert_eq!(chat(&gw, "m", false).await.status(), 200);
     }
     assert_eq!(b.calls(), before);
+}
+
+#[tokio::test]
+async fn a_broken_deployment_is_skipped_until_a_probe_finds_it_well() {
+    let (a, b, gw) = two_with(3).await;
+    a.set(Behavior::Status(503));
+    for _ in 0..3 {
+        assert_eq!(chat(&gw, "m", false).await.status(), 200, "served by the backup");
+    }
+    // three failures in a row opened the primary's breaker: it is not even tried now
+    let before = (a.calls(), b.calls());
+    for _ in 0..5 {
+        assert_eq!(chat(&gw, "m", false).await.status(), 200);
+    }
+    assert_eq!((a.calls() - before.0, b.calls() - before.1), (0, 5), "open: straight to the backup");
+    assert_eq!(gw.metric("gatehouse_breaker_opened_total{provider=\"primary\"}").await, 1.0);
+
+    // after the cool-down one request probes it; well again, it is first again
+    a.set(Behavior::Ok);
+    let well = gatehouse_testkit::eventually(Duration::from_secs(5), || async {
+        let calls = a.calls();
+        chat(&gw, "m", false).await.status() == 200 && a.calls() > calls
+    })
+    .await;
+    assert!(well, "a probe reached the primary");
+    let before = (a.calls(), b.calls());
+    for _ in 0..3 {
+        assert_eq!(chat(&gw, "m", false).await.status(), 200);
+    }
+    assert_eq!((a.calls() - before.0, b.calls() - before.1), (3, 0), "closed again");
 }

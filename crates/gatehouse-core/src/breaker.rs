@@ -1,0 +1,122 @@
+//! A consecutive-failure circuit breaker for one deployment: closed while it answers; open for a
+//! cool-down after `threshold` failures in a row (its requests go to the other deployments
+//! first); then half-open, where one request at a time probes it, and a success closes it
+//! again. Lock-free (three atomics), and every decision takes the time as an argument, so
+//! tests drive it with a clock of their own.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+#[derive(Debug)]
+pub struct Breaker {
+    threshold: u32,
+    cooldown_ms: u64,
+    failures: AtomicU32,
+    /// 0 while closed; else when the open period ends (unix ms).
+    open_until: AtomicU64,
+    /// When the last half-open probe was handed out (unix ms): one per cool-down, so a probe
+    /// that was handed out and never sent (its request ended first) frees itself.
+    probe_at: AtomicU64,
+}
+
+/// A breaker's state, for metrics and the admin API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+impl Breaker {
+    /// Opens after `threshold` failures in a row (at least 1), for `cooldown_ms`.
+    pub fn new(threshold: u32, cooldown_ms: u64) -> Breaker {
+        Breaker {
+            threshold: threshold.max(1),
+            cooldown_ms,
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            probe_at: AtomicU64::new(0),
+        }
+    }
+
+    pub fn state(&self, now_ms: u64) -> BreakerState {
+        match self.open_until.load(Ordering::Acquire) {
+            0 => BreakerState::Closed,
+            until if now_ms < until => BreakerState::Open,
+            _ => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Whether a request may go to this deployment in its turn: always while closed, never
+    /// while open, and one at a time (the probe) while half-open.
+    pub fn admits(&self, now_ms: u64) -> bool {
+        match self.state(now_ms) {
+            BreakerState::Closed => true,
+            BreakerState::Open => false,
+            BreakerState::HalfOpen => {
+                let last = self.probe_at.load(Ordering::Acquire);
+                last.saturating_add(self.cooldown_ms) <= now_ms
+                    && self.probe_at.compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            }
+        }
+    }
+
+    /// The deployment answered: closed again, from any state.
+    pub fn succeeded(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 || self.open_until.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+            self.open_until.store(0, Ordering::Release);
+            self.probe_at.store(0, Ordering::Release);
+        }
+    }
+
+    /// The deployment failed in a way that says something about it (not about the request).
+    /// Returns whether this failure opened the breaker.
+    pub fn failed(&self, now_ms: u64) -> bool {
+        let was = self.state(now_ms);
+        let n = self.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        // a failed probe opens it again at once; a closed one after `threshold` in a row
+        if was == BreakerState::HalfOpen || (was == BreakerState::Closed && n >= self.threshold) {
+            self.open_until.store(now_ms.saturating_add(self.cooldown_ms).max(1), Ordering::Release);
+            self.probe_at.store(0, Ordering::Release);
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_the_threshold_probes_after_the_cooldown_and_closes_on_success() {
+        let b = Breaker::new(3, 1_000);
+        let t = 10_000;
+        assert!(!b.failed(t) && !b.failed(t + 1));
+        b.succeeded();
+        assert!(!b.failed(t + 2) && !b.failed(t + 3), "a success resets the count");
+        assert!(b.failed(t + 4), "the third in a row opens it");
+        assert_eq!(b.state(t + 5), BreakerState::Open);
+        assert!(!b.admits(t + 999));
+        assert_eq!(b.state(t + 1_004), BreakerState::HalfOpen);
+        assert!(b.admits(t + 1_004), "one probe");
+        assert!(!b.admits(t + 1_005), "one at a time");
+        assert!(b.admits(t + 2_004), "a probe never sent frees itself after a cool-down");
+        assert!(b.failed(t + 2_010), "a failed probe opens it again");
+        assert!(!b.admits(t + 3_000));
+        assert!(b.admits(t + 3_010));
+        b.succeeded();
+        assert_eq!(b.state(t + 3_011), BreakerState::Closed);
+        assert!(b.admits(t + 3_011) && b.admits(t + 3_011), "closed admits everyone");
+    }
+}
