@@ -148,6 +148,9 @@ pub struct RawModel {
     /// The first deployment's place among the others (`provider` and `provider_model` above).
     pub priority: Option<u64>,
     pub weight: Option<u64>,
+    /// Retries after every deployment failed, and the share of requests that may retry.
+    pub retries: Option<u64>,
+    pub retry_budget: Option<f64>,
     /// More deployments of the same model (`[[models.deployments]]`).
     #[serde(default)]
     pub deployments: Vec<RawDeployment>,

@@ -304,6 +304,10 @@ pub struct ModelConfig {
     pub aliases: Vec<String>,
     /// Every deployment serving the model, the first one first.
     pub deployments: Vec<DeploymentConfig>,
+    /// Rounds of attempts after every deployment failed (0-5; default 0) ...
+    pub retries: u8,
+    /// ... and the average retries per request the model may spend (0-1; default 0.2).
+    pub retry_budget: f64,
 }
 
 /// One provider serving a model.
@@ -990,7 +994,24 @@ fn models(
             .map(|(prefix, d)| deployment(d, &name, kind, providers, &|f: &str| at(&format!("{prefix}{f}")), issues))
             .collect();
         let (provider, provider_model) = (deployments[0].provider.clone(), deployments[0].provider_model.clone());
-        out.push(ModelConfig { name, provider, provider_model, kind, aliases: m.aliases, deployments });
+        let retries = u8::try_from(m.retries.unwrap_or(0)).ok().filter(|r| *r <= 5).unwrap_or_else(|| {
+            issue(issues, at("retries"), "must be 0-5");
+            0
+        });
+        let retry_budget = m.retry_budget.unwrap_or(0.2);
+        if !(0.0..=1.0).contains(&retry_budget) {
+            issue(issues, at("retry_budget"), "must be a share of requests, 0 to 1");
+        }
+        out.push(ModelConfig {
+            name,
+            provider,
+            provider_model,
+            kind,
+            aliases: m.aliases,
+            deployments,
+            retries,
+            retry_budget,
+        });
     }
     out
 }

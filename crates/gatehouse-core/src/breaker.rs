@@ -120,3 +120,66 @@ mod tests {
         assert!(b.admits(t + 3_011) && b.admits(t + 3_011), "closed admits everyone");
     }
 }
+
+/// A model's retries: at most `max` per request, and across requests no more than a fraction
+/// of them (a token bucket: each request adds the fraction, each retry takes one; it starts
+/// with two retries' worth, so a quiet model can still retry, and holds at most ten), so an
+/// outage cannot become a retry storm.
+#[derive(Debug)]
+pub struct Retries {
+    pub max: u8,
+    /// In thousandths of a retry.
+    per_request: i64,
+    balance: std::sync::atomic::AtomicI64,
+}
+
+/// Most retries the bucket saves up for a burst.
+const RETRY_BURST: i64 = 10_000;
+/// What a fresh bucket holds.
+const RETRY_START: i64 = 2_000;
+
+impl Retries {
+    /// `ratio`: retries allowed per request on average (0.2: one in five).
+    pub fn new(max: u8, ratio: f64) -> Retries {
+        // thousandths of a retry per request, 0..=1000: no truncation a float could cause
+        let per_request = (0..=1000i64).find(|n| (*n as f64) >= ratio.clamp(0.0, 1.0) * 1000.0 - 0.5).unwrap_or(1000);
+        let start = if max > 0 { RETRY_START } else { 0 };
+        Retries { max, per_request, balance: std::sync::atomic::AtomicI64::new(start) }
+    }
+
+    /// A request was admitted to the model.
+    pub fn deposit(&self) {
+        if self.max > 0 {
+            let _ = self.balance.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_add(self.per_request).min(RETRY_BURST))
+            });
+        }
+    }
+
+    /// Takes one retry from the budget, if it holds one.
+    pub fn withdraw(&self) -> bool {
+        self.balance.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| (b >= 1000).then_some(b - 1000)).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn retries_are_at_most_the_ratio_of_requests_with_a_bounded_burst() {
+        let r = Retries::new(2, 0.2);
+        assert!(r.withdraw() && r.withdraw() && !r.withdraw(), "a fresh bucket holds two");
+        for _ in 0..10 {
+            r.deposit();
+        }
+        assert!(r.withdraw() && r.withdraw() && !r.withdraw(), "ten requests earn two retries");
+        for _ in 0..1000 {
+            r.deposit();
+        }
+        assert_eq!((0..20).filter(|_| r.withdraw()).count(), 10, "the burst is bounded");
+        let off = Retries::new(0, 0.5);
+        off.deposit();
+        assert!(!off.withdraw());
+    }
+}

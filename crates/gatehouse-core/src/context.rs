@@ -89,6 +89,8 @@ pub struct Route {
     pub provider_model: Arc<str>,
     /// This deployment's health, shared by every request routed to it.
     pub breaker: Arc<crate::Breaker>,
+    /// The model's retries, shared by its deployments.
+    pub retries: Arc<crate::Retries>,
 }
 
 /// A stable name for each step of the request path: recorded in the trail, logs and metrics.

@@ -12,7 +12,7 @@ mod host;
 mod ids;
 pub mod scope;
 
-pub use breaker::{Breaker, BreakerState};
+pub use breaker::{Breaker, BreakerState, Retries};
 pub use context::{
     Credential, GateName, GateOutcome, Grant, GuardrailHit, Presented, Principal, RateLimitInfo, Rates, RequestCx,
     Route, Target, TrailEntry,

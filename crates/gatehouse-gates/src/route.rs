@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use gatehouse_config::{ModelKind, Policy, ProviderKind};
-use gatehouse_core::{Breaker, BreakerState, Denial, DenyCode, GateName, RequestCx, Route, Target};
+use gatehouse_core::{Breaker, BreakerState, Denial, DenyCode, GateName, RequestCx, Retries, Route, Target};
 use gatehouse_providers::chat::{Family, request_for};
 use gatehouse_providers::{ApiRequest, Endpoint, mock};
 
@@ -126,8 +126,9 @@ impl RouteTable {
                 let breaker = Arc::new(Breaker::new(u32::MAX, 0));
                 vec![(mock::PROVIDER.to_owned(), Target::Mock, model.to_owned(), Family::OpenAi, 0, 1, breaker)]
             };
-            t.add(mock::CHAT_MODEL, &[], mock(mock::CHAT_MODEL), ModelKind::Chat);
-            t.add(mock::EMBEDDING_MODEL, &[], mock(mock::EMBEDDING_MODEL), ModelKind::Embedding);
+            let none = || Arc::new(Retries::new(0, 0.0));
+            t.add(mock::CHAT_MODEL, &[], mock(mock::CHAT_MODEL), ModelKind::Chat, none());
+            t.add(mock::EMBEDDING_MODEL, &[], mock(mock::EMBEDDING_MODEL), ModelKind::Embedding, none());
         }
         for m in &policy.models {
             let to: Vec<Deployed> = m
@@ -143,7 +144,7 @@ impl RouteTable {
                 })
                 .collect();
             if !to.is_empty() {
-                t.add(&m.name, &m.aliases, to, m.kind);
+                t.add(&m.name, &m.aliases, to, m.kind, Arc::new(Retries::new(m.retries, m.retry_budget)));
             }
         }
         t
@@ -151,7 +152,7 @@ impl RouteTable {
 
     /// `to`: each deployment's provider, its place, its name for the model, the API it speaks,
     /// its priority and weight (validated by the config crate; at least one).
-    fn add(&mut self, name: &str, aliases: &[String], to: Vec<Deployed>, kind: ModelKind) {
+    fn add(&mut self, name: &str, aliases: &[String], to: Vec<Deployed>, kind: ModelKind, retries: Arc<Retries>) {
         let deployments: Box<[(Arc<Route>, Family)]> = to
             .iter()
             .map(|(provider, target, provider_model, family, _, _, breaker)| {
@@ -161,6 +162,7 @@ impl RouteTable {
                     target: *target,
                     provider_model: provider_model.as_str().into(),
                     breaker: breaker.clone(),
+                    retries: retries.clone(),
                 };
                 (Arc::new(route), *family)
             })
@@ -278,6 +280,7 @@ impl Gate for RouteGate {
                         Err(err) => return Verdict::Deny(err.denial()),
                     }
                 }
+                first.retries.deposit();
                 cx.route = Some(first.clone());
                 // the others, in order, for when this one fails before answering (docs/ROUTING.md)
                 cx.fallbacks = attempts.map(|(r, _)| r.clone()).collect();

@@ -166,46 +166,72 @@ async fn whole(answer: Answer, body: Bytes, usage: Option<gatehouse_providers::U
 }
 
 /// To the route's deployments in order: the first, then each fallback while the failure is
-/// one another deployment may not have (docs/ROUTING.md). Nothing has reached the client
-/// before a response is chosen, so a fallback never splices or repeats an answer.
+/// one another deployment may not have; when every deployment failed, another round after a
+/// full-jitter backoff while the model's retries, its retry budget and the deadline allow
+/// (docs/ROUTING.md). Nothing has reached the client before a response is chosen, so a
+/// fallback or retry never splices or repeats an answer.
 async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: Answer, first: Arc<Route>) -> Response {
     let fallbacks = answer.take_fallbacks();
     let id_text = answer.request_id().to_string();
-    let mut route = first;
-    let mut rest = fallbacks.into_iter();
-    let mut attempt = 0u32;
-    let (resp, up) = loop {
-        let failure = match try_deployment(&rt, &mut req, &route, attempt, &answer, &id_text).await {
-            Ok(served) => {
+    let started = std::time::Instant::now();
+    // retries happen within the first deployment's first-byte timeout, counted from the start
+    let deadline = match first.target {
+        Target::Upstream(i) => rt.upstreams.get(i).map_or(Duration::ZERO, |u| u.first_byte_timeout),
+        Target::Mock => Duration::ZERO,
+    };
+    let (mut k, mut round, mut attempt) = (0usize, 0u8, 0u32);
+    let (resp, up, route) = loop {
+        let route = if k == 0 { &first } else { &fallbacks[k - 1] };
+        let (kind, denial) = match try_deployment(&rt, &mut req, route, attempt, &answer, &id_text).await {
+            Ok((resp, up)) => {
                 route.breaker.succeeded();
-                break served;
+                break (resp, up, route.clone());
             }
             Err(failure) => failure,
         };
-        let (kind, denial) = failure;
         // what says something about the deployment (not the request) counts toward its breaker
-        let about_deployment = !matches!(kind, route::Failure::Untranslatable)
+        let opened = !matches!(kind, route::Failure::Untranslatable)
             && route::after(kind) == route::Next::Fallback
             && route.breaker.failed(route::now_ms());
-        if about_deployment {
+        if opened {
             metrics::counter!("gatehouse_breaker_opened_total", "provider" => route.provider.to_string()).increment(1);
             tracing::warn!(model = %route.model, provider = %route.provider, "circuit breaker opened: the deployment goes last until it answers a probe");
         }
         // any failure that ends it releases the hold: the provider answered nothing billable
-        let next = match route::after(kind) {
-            route::Next::Fallback => rest.next(),
-            route::Next::Return => None,
-        };
-        let Some(next) = next else { return answer.fail(denial).into_response() };
-        metrics::counter!("gatehouse_upstream_fallbacks_total", "provider" => route.provider.to_string()).increment(1);
-        tracing::info!(request_id = %id_text, from = %route.provider, to = %next.provider, "falling back to the next deployment");
-        route = next;
+        if route::after(kind) == route::Next::Return {
+            return answer.fail(denial).into_response();
+        }
         attempt += 1;
+        if k < fallbacks.len() {
+            metrics::counter!("gatehouse_upstream_fallbacks_total", "provider" => route.provider.to_string())
+                .increment(1);
+            tracing::info!(request_id = %id_text, from = %route.provider, to = %fallbacks[k].provider, "falling back to the next deployment");
+            k += 1;
+            continue;
+        }
+        // every deployment failed this round
+        let retries = &first.retries;
+        let wait = backoff(round, denial.retry_after_secs);
+        if round >= retries.max || started.elapsed() + wait >= deadline || !retries.withdraw() {
+            return answer.fail(denial).into_response();
+        }
+        metrics::counter!("gatehouse_upstream_retries_total", "model" => first.model.to_string()).increment(1);
+        tracing::info!(request_id = %id_text, round = round + 1, wait_ms = wait.as_millis() as u64, "every deployment failed: retrying");
+        tokio::time::sleep(wait).await;
+        (k, round) = (0, round + 1);
     };
     if attempt > 0 {
         answer.served_by(route.clone());
     }
     answered(rt.clone(), resp, up, answer, &route, req.stream, &id_text).await
+}
+
+/// Full jitter: uniform in [0, min(2 s, 100 ms x 2^round)], and never sooner than a provider's
+/// `Retry-After`.
+fn backoff(round: u8, retry_after_secs: Option<u32>) -> Duration {
+    let cap = Duration::from_millis(100u64.saturating_mul(1 << round.min(5))).min(Duration::from_secs(2));
+    let jitter = Duration::from_millis(fastrand::u64(0..=u64::try_from(cap.as_millis()).unwrap_or(2000)));
+    jitter.max(Duration::from_secs(u64::from(retry_after_secs.unwrap_or(0))))
 }
 
 /// One attempt at one deployment, up to its response headers. A failure says what kind it

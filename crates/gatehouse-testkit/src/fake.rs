@@ -143,6 +143,9 @@ pub struct Recorded {
 
 pub(crate) struct Shared {
     calls: AtomicUsize,
+    /// The next this many chat requests fail with `fail_status`, whatever the behaviour.
+    fail_next: AtomicUsize,
+    fail_status: std::sync::atomic::AtomicU16,
     pub(crate) behavior: ArcSwap<Behavior>,
     last: ArcSwap<Option<Recorded>>,
     pub(crate) stream_chunks: usize,
@@ -225,6 +228,8 @@ impl FakeProvider {
     fn app(stream_chunks: usize) -> (Router, Arc<Shared>) {
         let shared = Arc::new(Shared {
             calls: AtomicUsize::new(0),
+            fail_next: AtomicUsize::new(0),
+            fail_status: std::sync::atomic::AtomicU16::new(500),
             behavior: ArcSwap::from_pointee(Behavior::Ok),
             last: ArcSwap::from_pointee(None),
             stream_chunks,
@@ -261,6 +266,13 @@ impl FakeProvider {
 
     pub fn set(&self, b: Behavior) {
         self.shared.behavior.store(Arc::new(b));
+    }
+
+    /// The next `n` chat requests fail with `status` (an error body, `Retry-After: 7` for 429),
+    /// then the behaviour answers again.
+    pub fn fail_next(&self, status: u16, n: usize) {
+        self.shared.fail_status.store(status, Ordering::SeqCst);
+        self.shared.fail_next.store(n, Ordering::SeqCst);
     }
 
     pub fn last_request(&self) -> Option<Recorded> {
@@ -301,6 +313,9 @@ fn chunk(model: &str, content: &str) -> Value {
 
 async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let req = record(&s, "/v1/chat/completions", &headers, &body);
+    if s.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        return error_response(s.fail_status.load(Ordering::SeqCst));
+    }
     let model = req["model"].as_str().unwrap_or("fake").to_owned();
     let stream = req["stream"].as_bool().unwrap_or(false);
     let behavior = (**s.behavior.load()).clone();

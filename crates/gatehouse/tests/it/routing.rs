@@ -44,6 +44,12 @@ weight = 3
 
 [[models.deployments]]
 provider = "backup"
+
+[[models]]
+name = "retried"
+provider = "backup"
+retries = 2
+retry_budget = 0.5
 "#
     )
 }
@@ -170,4 +176,37 @@ async fn a_broken_deployment_is_skipped_until_a_probe_finds_it_well() {
         assert_eq!(chat(&gw, "m", false).await.status(), 200);
     }
     assert_eq!((a.calls() - before.0, b.calls() - before.1), (3, 0), "closed again");
+}
+
+#[tokio::test]
+async fn every_deployment_failing_is_retried_within_the_budget() {
+    let (_a, b, gw) = two().await;
+    // one deployment, two retries: two failures then an answer
+    b.fail_next(503, 2);
+    let before = b.calls();
+    let started = std::time::Instant::now();
+    assert_eq!(chat(&gw, "retried", false).await.status(), 200);
+    assert_eq!(b.calls() - before, 3, "the first attempt and two retries");
+    assert!(started.elapsed() < Duration::from_millis(1500), "backoff inside the first-byte timeout");
+    // three failures: the retries are spent, the last failure is the caller's
+    b.fail_next(503, 3);
+    let resp = chat(&gw, "retried", false).await;
+    assert_eq!(resp.status(), 502);
+    // what would fail everywhere is not retried
+    b.fail_next(400, 1);
+    let before = b.calls();
+    assert_eq!(chat(&gw, "retried", false).await.status(), 400);
+    assert_eq!(b.calls() - before, 1);
+
+    // the budget: half a retry per request; a run of failures spends it and stops retrying
+    let before = b.calls();
+    b.fail_next(503, 1000);
+    let n = 20;
+    for _ in 0..n {
+        assert_eq!(chat(&gw, "retried", false).await.status(), 502);
+    }
+    let attempts = b.calls() - before;
+    assert!(attempts <= n + n / 2 + 10, "retries bounded by the budget (and its burst): {attempts} attempts");
+    assert!(gw.metric("gatehouse_upstream_retries_total{model=\"retried\"}").await >= 4.0);
+    b.fail_next(503, 0);
 }
