@@ -267,8 +267,10 @@ impl Gate for RouteGate {
         match self.table.resolve(&req.model) {
             // A model of the wrong kind for this endpoint does not exist *here*.
             Some(e) if serves(e.kind, req.endpoint) => {
-                let mut attempts = e.attempts_at(now_ms()).into_iter().map(|i| &e.deployments[i]);
-                let Some((first, family)) = attempts.next() else {
+                // one deployment (the common case): no order to compute, nothing to fall back to
+                let order = if e.deployments.len() > 1 { e.attempts_at(now_ms()) } else { Vec::new() };
+                let mut attempts = order.iter().map(|i| &e.deployments[*i]);
+                let Some((first, family)) = attempts.next().or(e.deployments.first()) else {
                     return Verdict::Deny(Denial::new(DenyCode::Internal));
                 };
                 // a provider of another API family gets the request in its own format (and a
