@@ -145,9 +145,11 @@ pub struct RawModel {
     pub kind: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
-    /// The first deployment's place among the others (`provider` and `provider_model` above).
+    /// The first deployment's place among the others (`provider` and `provider_model` above),
+    /// and its first-byte timeout when not the provider's.
     pub priority: Option<u64>,
     pub weight: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
     /// Retries after every deployment failed, and the share of requests that may retry.
     pub retries: Option<u64>,
     pub retry_budget: Option<f64>,
@@ -163,4 +165,6 @@ pub struct RawDeployment {
     pub provider_model: Option<String>,
     pub priority: Option<u64>,
     pub weight: Option<u64>,
+    /// Overrides the provider's first-byte timeout for this deployment.
+    pub first_byte_timeout_ms: Option<u64>,
 }

@@ -320,6 +320,8 @@ pub struct DeploymentConfig {
     pub priority: u8,
     /// Share of the requests within its tier.
     pub weight: u16,
+    /// This deployment's first-byte timeout, when not its provider's.
+    pub first_byte_timeout: Option<Duration>,
 }
 
 /// Most deployments one model may have.
@@ -985,6 +987,7 @@ fn models(
             provider_model: m.provider_model,
             priority: m.priority,
             weight: m.weight,
+            first_byte_timeout_ms: m.first_byte_timeout_ms,
         };
         if m.deployments.len() + 1 > MAX_DEPLOYMENTS {
             issue(issues, at("deployments"), format!("at most {} deployments per model", MAX_DEPLOYMENTS - 1));
@@ -1052,7 +1055,9 @@ fn deployment(
         issue(issues, at("weight"), "must be 1-1000");
         1
     });
-    DeploymentConfig { provider, provider_model, priority, weight }
+    let first_byte_timeout =
+        d.first_byte_timeout_ms.map(|v| ms(Some(v), 120_000, 10, 3_600_000, &at("first_byte_timeout_ms"), issues));
+    DeploymentConfig { provider, provider_model, priority, weight, first_byte_timeout }
 }
 
 /// Resolves every secret reference of the policy now, so a reload with a missing secret

@@ -91,6 +91,8 @@ pub struct Route {
     pub breaker: Arc<crate::Breaker>,
     /// The model's retries, shared by its deployments.
     pub retries: Arc<crate::Retries>,
+    /// This deployment's first-byte timeout, when not its provider's.
+    pub first_byte_timeout: Option<std::time::Duration>,
 }
 
 /// A stable name for each step of the request path: recorded in the trail, logs and metrics.

@@ -106,8 +106,8 @@ pub const fn family(kind: ProviderKind) -> Family {
 }
 
 /// A deployment as the table is built from it: provider, target, provider model, family,
-/// priority, weight, and its breaker.
-type Deployed = (String, Target, String, Family, u8, u16, Arc<Breaker>);
+/// priority, weight, its breaker and its own first-byte timeout.
+type Deployed = (String, Target, String, Family, u8, u16, Arc<Breaker>, Option<std::time::Duration>);
 
 /// Built once per config snapshot; lookups are one hash probe.
 #[derive(Debug, Default)]
@@ -124,7 +124,7 @@ impl RouteTable {
             // the mock never fails as a provider does: a breaker that never opens
             let mock = |model: &str| {
                 let breaker = Arc::new(Breaker::new(u32::MAX, 0));
-                vec![(mock::PROVIDER.to_owned(), Target::Mock, model.to_owned(), Family::OpenAi, 0, 1, breaker)]
+                vec![(mock::PROVIDER.to_owned(), Target::Mock, model.to_owned(), Family::OpenAi, 0, 1, breaker, None)]
             };
             let none = || Arc::new(Retries::new(0, 0.0));
             t.add(mock::CHAT_MODEL, &[], mock(mock::CHAT_MODEL), ModelKind::Chat, none());
@@ -140,7 +140,8 @@ impl RouteTable {
                     let cooldown = u64::try_from(p.breaker_cooldown.as_millis()).unwrap_or(u64::MAX);
                     let breaker = Arc::new(Breaker::new(p.breaker_failures, cooldown));
                     let (target, model) = (Target::Upstream(i), d.provider_model.clone());
-                    Some((d.provider.clone(), target, model, family(p.kind), d.priority, d.weight, breaker))
+                    let timeout = d.first_byte_timeout;
+                    Some((d.provider.clone(), target, model, family(p.kind), d.priority, d.weight, breaker, timeout))
                 })
                 .collect();
             if !to.is_empty() {
@@ -155,7 +156,7 @@ impl RouteTable {
     fn add(&mut self, name: &str, aliases: &[String], to: Vec<Deployed>, kind: ModelKind, retries: Arc<Retries>) {
         let deployments: Box<[(Arc<Route>, Family)]> = to
             .iter()
-            .map(|(provider, target, provider_model, family, _, _, breaker)| {
+            .map(|(provider, target, provider_model, family, _, _, breaker, first_byte_timeout)| {
                 let route = Route {
                     model: name.into(),
                     provider: provider.as_str().into(),
@@ -163,6 +164,7 @@ impl RouteTable {
                     provider_model: provider_model.as_str().into(),
                     breaker: breaker.clone(),
                     retries: retries.clone(),
+                    first_byte_timeout: *first_byte_timeout,
                 };
                 (Arc::new(route), *family)
             })

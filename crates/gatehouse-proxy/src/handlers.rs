@@ -176,7 +176,9 @@ async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: Answer, firs
     let started = std::time::Instant::now();
     // retries happen within the first deployment's first-byte timeout, counted from the start
     let deadline = match first.target {
-        Target::Upstream(i) => rt.upstreams.get(i).map_or(Duration::ZERO, |u| u.first_byte_timeout),
+        Target::Upstream(i) => {
+            first.first_byte_timeout.or(rt.upstreams.get(i).map(|u| u.first_byte_timeout)).unwrap_or(Duration::ZERO)
+        }
         Target::Mock => Duration::ZERO,
     };
     let (mut k, mut round, mut attempt) = (0usize, 0u8, 0u32);
@@ -270,7 +272,7 @@ async fn try_deployment<'a>(
     let started = std::time::Instant::now();
     let call = Call { endpoint: req.endpoint, model: provider_model, stream: req.stream, request_id: id_text };
     let send = up.request(call, body, answer.principal()).send();
-    let resp = match tokio::time::timeout(up.first_byte_timeout, send).await {
+    let resp = match tokio::time::timeout(route.first_byte_timeout.unwrap_or(up.first_byte_timeout), send).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::warn!(request_id = %id_text, provider = %up.name, connect = e.is_connect(), timeout = e.is_timeout(), "provider request failed");

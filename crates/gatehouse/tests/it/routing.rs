@@ -50,6 +50,14 @@ name = "retried"
 provider = "backup"
 retries = 2
 retry_budget = 0.5
+
+[[models]]
+name = "quick"
+provider = "primary"
+first_byte_timeout_ms = 150
+
+[[models.deployments]]
+provider = "backup"
 "#
     )
 }
@@ -209,4 +217,17 @@ async fn every_deployment_failing_is_retried_within_the_budget() {
     assert!(attempts <= n + n / 2 + 10, "retries bounded by the budget (and its burst): {attempts} attempts");
     assert!(gw.metric("gatehouse_upstream_retries_total{model=\"retried\"}").await >= 4.0);
     b.fail_next(503, 0);
+}
+
+#[tokio::test]
+async fn a_deployment_can_have_a_shorter_first_byte_timeout_than_its_provider() {
+    let (a, b, gw) = two().await;
+    // 300 ms is inside the primary provider's 400 ms, but not the `quick` deployment's 150 ms
+    a.set(Behavior::Latency(Duration::from_millis(300)));
+    let before = b.calls();
+    assert_eq!(chat(&gw, "quick", false).await.status(), 200);
+    assert_eq!(b.calls() - before, 1, "the deployment's own timeout sent it to the backup");
+    let before = b.calls();
+    assert_eq!(chat(&gw, "m", false).await.status(), 200);
+    assert_eq!(b.calls(), before, "the provider's timeout, where the deployment sets none");
 }
