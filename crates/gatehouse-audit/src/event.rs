@@ -233,6 +233,9 @@ pub struct Event {
     /// The gate that decided a refusal.
     pub gate: Option<&'static str>,
     pub model: Option<Arc<str>>,
+    /// The provider of the deployment that answered (or failed last), for a request that
+    /// reached one.
+    pub provider: Option<Arc<str>>,
     /// For streams: how it ended.
     pub stream_end: Option<&'static str>,
     pub latency: Option<Duration>,
@@ -259,6 +262,7 @@ impl Event {
             endpoint: None,
             gate: None,
             model: None,
+            provider: None,
             stream_end: None,
             latency: None,
             prompt_tokens: None,
@@ -296,6 +300,7 @@ impl Event {
             endpoint: self.endpoint,
             gate: self.gate,
             model: self.model.as_deref(),
+            provider: self.provider.as_deref(),
             stream_end: self.stream_end,
             latency_us: self.latency.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             prompt_tokens: self.prompt_tokens,
@@ -362,6 +367,8 @@ struct Body<'a> {
     gate: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_end: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

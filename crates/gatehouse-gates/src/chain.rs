@@ -417,7 +417,7 @@ impl Answer {
         std::mem::take(&mut self.cx.fallbacks)
     }
 
-    /// Another deployment answered: usage and audit name it.
+    /// Another deployment answered (or failed last): the audit names it.
     pub fn served_by(&mut self, route: Arc<Route>) {
         self.cx.route = Some(route);
     }

@@ -244,6 +244,10 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
     e.endpoint = Some(done.endpoint);
     e.gate = deciding.map(GateName::as_str);
     e.model = cx.route.as_ref().map(|r| r.model.clone());
+    if done.reached_provider {
+        // the deployment that answered (a fallback updates the route), or the last that failed
+        e.provider = cx.route.as_ref().map(|r| r.provider.clone());
+    }
     e.stream_end = done.stream_end;
     e.latency = Some(elapsed);
     e.prompt_tokens = done.usage.map(|u| u.prompt_tokens);

@@ -199,8 +199,12 @@ async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: Answer, firs
             metrics::counter!("gatehouse_breaker_opened_total", "provider" => route.provider.to_string()).increment(1);
             tracing::warn!(model = %route.model, provider = %route.provider, "circuit breaker opened: the deployment goes last until it answers a probe");
         }
-        // any failure that ends it releases the hold: the provider answered nothing billable
+        // any failure that ends it releases the hold: the provider answered nothing billable;
+        // the audit names the deployment that failed last
         if route::after(kind) == route::Next::Return {
+            if attempt > 0 {
+                answer.served_by(route.clone());
+            }
             return answer.fail(denial).into_response();
         }
         attempt += 1;
@@ -215,6 +219,7 @@ async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: Answer, firs
         let retries = &first.retries;
         let wait = backoff(round, denial.retry_after_secs);
         if round >= retries.max || started.elapsed() + wait >= deadline || !retries.withdraw() {
+            answer.served_by(route.clone());
             return answer.fail(denial).into_response();
         }
         metrics::counter!("gatehouse_upstream_retries_total", "model" => first.model.to_string()).increment(1);

@@ -107,6 +107,13 @@ async fn a_failing_deployment_falls_back_before_the_first_byte() {
     // the audit line names the deployment that answered
     let logs = gw.logs_once("provider=\"backup\"").await;
     assert!(logs.contains("model=\"m\" provider=\"backup\""), "the audit line names the backup");
+    // and so does the stored, hash-chained event
+    let stored = gatehouse_testkit::eventually(Duration::from_secs(30), || async {
+        let resp = gw.admin(reqwest::Method::GET, "/admin/v1/audit?action=request.allowed&limit=50", None).await;
+        resp.text().await.unwrap_or_default().contains("\"provider\":\"backup\"")
+    })
+    .await;
+    assert!(stored, "the stored audit event names the deployment that answered");
 
     // a refused connection: nothing listens where the primary was
     drop(a);
