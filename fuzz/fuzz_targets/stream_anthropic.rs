@@ -1,29 +1,10 @@
-//! An Anthropic provider's stream (SSE events) through its decoder into Chat Completions chunks,
-//! split at arbitrary points: never a panic, output bounded by the input, nothing after the end.
+//! An Anthropic provider's stream (SSE events) through its decoder (see stream_decoder.rs).
 #![no_main]
 
-use gatehouse_providers::chat::{Family, chunk_decoder};
+#[path = "stream_decoder.rs"]
+mod stream_decoder;
+
+use gatehouse_providers::chat::Family;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if data.is_empty() || data.len() > 256 * 1024 {
-        return;
-    }
-    // the first byte picks the chunk size, the rest is the stream
-    let chunk = usize::from(data[0]).max(1);
-    let Some(mut decoder) = chunk_decoder(Family::Anthropic, "req", "model", 1) else { return };
-    let mut out = Vec::new();
-    let mut events = 0;
-    for piece in data[1..].chunks(chunk) {
-        decoder.feed(piece, &mut out);
-        events += 1;
-        if decoder.ended() {
-            let after = out.len();
-            decoder.feed(piece, &mut out);
-            assert_eq!(out.len(), after, "nothing after the end");
-            break;
-        }
-    }
-    decoder.end(&mut out);
-    assert!(out.len() <= 4 * data.len() + 600 * (events + 4));
-});
+fuzz_target!(|data: &[u8]| stream_decoder::run(Family::Anthropic, data));

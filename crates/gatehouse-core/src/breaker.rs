@@ -141,8 +141,8 @@ const RETRY_START: i64 = 2_000;
 impl Retries {
     /// `ratio`: retries allowed per request on average (0.2: one in five).
     pub fn new(max: u8, ratio: f64) -> Retries {
-        // thousandths of a retry per request, 0..=1000: no truncation a float could cause
-        let per_request = (0..=1000i64).find(|n| (*n as f64) >= ratio.clamp(0.0, 1.0) * 1000.0 - 0.5).unwrap_or(1000);
+        // thousandths of a retry per request: 0..=1000 after the clamp, so the cast is exact
+        let per_request = (ratio.clamp(0.0, 1.0) * 1000.0).round() as i64;
         let start = if max > 0 { RETRY_START } else { 0 };
         Retries { max, per_request, balance: std::sync::atomic::AtomicI64::new(start) }
     }

@@ -152,7 +152,9 @@ impl ApiRequest {
     /// family; else the caller's object with `model` replaced by the provider's name for it.
     /// For streams, usage reporting is switched on (if the caller did not decide) so metering
     /// sees the real token counts.
-    pub fn into_upstream_body(mut self, provider_model: &str) -> Bytes {
+    /// The route gate's translation is handed over once: a later attempt at another
+    /// deployment writes its own body.
+    pub fn upstream_body(&mut self, provider_model: &str) -> Bytes {
         match self.translated.take() {
             Some(b) => b,
             None => self.openai_body(provider_model),
@@ -240,13 +242,13 @@ mod tests {
 
     #[test]
     fn keeps_unknown_fields_and_swaps_the_model() {
-        let r = chat(
+        let mut r = chat(
             r#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"x_vendor":{"a":[1,2]},"temperature":0.2}"#,
         )
         .unwrap();
         assert_eq!(r.model, "fast");
         assert!(!r.stream);
-        let out: Value = serde_json::from_slice(&r.into_upstream_body("gpt-4o-mini")).unwrap();
+        let out: Value = serde_json::from_slice(&r.upstream_body("gpt-4o-mini")).unwrap();
         assert_eq!(out["model"], "gpt-4o-mini");
         assert_eq!(out["x_vendor"]["a"][1], 2);
         assert_eq!(out["temperature"], 0.2);
@@ -255,11 +257,11 @@ mod tests {
 
     #[test]
     fn streams_ask_for_usage_unless_the_caller_chose() {
-        let r = chat(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
-        let out: Value = serde_json::from_slice(&r.into_upstream_body("m")).unwrap();
+        let mut r = chat(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let out: Value = serde_json::from_slice(&r.upstream_body("m")).unwrap();
         assert_eq!(out["stream_options"]["include_usage"], true);
-        let r = chat(r#"{"model":"m","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
-        let out: Value = serde_json::from_slice(&r.into_upstream_body("m")).unwrap();
+        let mut r = chat(r#"{"model":"m","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let out: Value = serde_json::from_slice(&r.upstream_body("m")).unwrap();
         assert_eq!(out["stream_options"]["include_usage"], false);
     }
 

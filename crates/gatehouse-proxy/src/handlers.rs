@@ -262,10 +262,7 @@ async fn try_deployment<'a>(
         if family != Family::OpenAi && req.translated.is_none() {
             return Err(internal());
         }
-        match req.translated.take() {
-            Some(b) => b,
-            None => req.openai_body(provider_model),
-        }
+        req.upstream_body(provider_model)
     } else if family == Family::OpenAi && req.origin.is_none() {
         req.openai_body(provider_model)
     } else {
