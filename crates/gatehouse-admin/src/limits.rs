@@ -197,6 +197,7 @@ pub struct UsageQuery {
     /// A capability token's registered id.
     token: Option<String>,
     model: Option<String>,
+    provider: Option<String>,
     /// Inclusive UTC days, `YYYY-MM-DD`.
     from: Option<String>,
     to: Option<String>,
@@ -231,10 +232,14 @@ async fn usage(
     if q.model.as_ref().is_some_and(|m| m.is_empty() || m.len() > 256) {
         return Err(bad("model"));
     }
+    if q.provider.as_ref().is_some_and(|m| m.is_empty() || m.len() > 128) {
+        return Err(bad("provider"));
+    }
     let filter = UsageFilter {
         project_id: project,
         credential,
         model: q.model,
+        provider: q.provider,
         from_day: day(q.from, "from")?,
         to_day: day(q.to, "to")?,
     };
@@ -249,6 +254,7 @@ async fn usage(
             cost += r.cost_micro_usd;
             json!({
                 "day": r.day, "project_id": r.project_id, "credential": r.credential, "model": r.model,
+                "provider": r.provider,
                 "requests": r.requests, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
                 "cached_tokens": r.cached_tokens, "cost_micro_usd": r.cost_micro_usd,
             })

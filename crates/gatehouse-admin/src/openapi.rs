@@ -158,9 +158,9 @@ fn components() -> Value {
             "UsageReport": {"type": "object", "required": ["object", "data", "total"], "properties": {
                 "object": {"const": "list"},
                 "data": {"type": "array", "items": {"type": "object", "required": ["day", "project_id", "credential", "model",
-                    "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_micro_usd"], "properties": {
+                    "provider", "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_micro_usd"], "properties": {
                     "day": s("string"), "project_id": s("string"), "credential": s("string"), "model": s("string"),
-                    "requests": s("integer"), "prompt_tokens": s("integer"), "completion_tokens": s("integer"),
+                    "provider": s("string"), "requests": s("integer"), "prompt_tokens": s("integer"), "completion_tokens": s("integer"),
                     "cached_tokens": s("integer"), "cost_micro_usd": s("integer")}}},
                 "total": {"type": "object", "required": ["requests", "prompt_tokens", "completion_tokens", "cost_micro_usd"],
                     "properties": {"requests": s("integer"), "prompt_tokens": s("integer"),
@@ -277,6 +277,7 @@ fn query_params(spec: &RouteSpec) -> Vec<Value> {
             q("key", json!({"type": "string"})),
             q("token", json!({"type": "string"})),
             q("model", json!({"type": "string", "maxLength": 256})),
+            q("provider", json!({"type": "string", "maxLength": 128})),
             q("from", json!({"type": "string", "format": "date"})),
             q("to", json!({"type": "string", "format": "date"})),
         ],

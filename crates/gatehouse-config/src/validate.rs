@@ -282,7 +282,8 @@ pub struct ProviderConfig {
     pub breaker_failures: u32,
     /// ... for this long, then lets one probe through.
     pub breaker_cooldown: Duration,
-    /// Bedrock: the region requests are signed for.
+    /// Where the provider's endpoint runs, as a label tenant routing rules select by (data
+    /// residency); for Bedrock also the AWS region requests are signed for.
     pub region: Option<String>,
     /// Bedrock: SigV4 credentials (else `api_key` is a Bedrock API key, sent as a bearer).
     pub aws_keys: Option<AwsKeys>,
@@ -779,22 +780,24 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
             }
         };
         let bedrock = kind == ProviderKind::Bedrock;
+        // every provider may name its region (data residency: tenant routing rules select by
+        // it); bedrock signs its requests for it, so there it is required
         let region = match (&p.region, bedrock) {
-            (Some(r), true) => {
+            (Some(r), _) => {
                 if r.is_empty()
                     || r.len() > 32
                     || !r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 {
-                    issue(issues, at("region"), "must be an AWS region such as \"us-east-1\"");
+                    issue(
+                        issues,
+                        at("region"),
+                        "must be 1-32 characters of [a-z0-9-], such as \"us-east-1\" or \"eu\"",
+                    );
                 }
                 Some(r.clone())
             }
             (None, true) => {
                 issue(issues, at("region"), "is required for bedrock providers");
-                None
-            }
-            (Some(_), false) => {
-                issue(issues, at("region"), "applies to bedrock providers only");
                 None
             }
             (None, false) => None,

@@ -93,6 +93,9 @@ pub struct Route {
     pub retries: Arc<crate::Retries>,
     /// This deployment's first-byte timeout, when not its provider's.
     pub first_byte_timeout: Option<std::time::Duration>,
+    /// Where the deployment's provider runs (its configured region label), for tenant routing
+    /// rules.
+    pub region: Option<Arc<str>>,
 }
 
 /// A stable name for each step of the request path: recorded in the trail, logs and metrics.

@@ -85,6 +85,8 @@ struct Pending {
     project: ProjectId,
     credential: String,
     model: Arc<str>,
+    /// The provider of the deployment that served the request (or was tried last).
+    provider: Arc<str>,
     price: Option<Price>,
     body_bytes: u64,
     output_reserved: u64,
@@ -124,6 +126,7 @@ impl Hold {
             project: p.project,
             credential: Actor::of(&p.credential).render(),
             model,
+            provider: cx.route.as_ref().map_or_else(|| Arc::from(""), |r| r.provider.clone()),
             price,
             body_bytes: req.body_bytes as u64,
             output_reserved: req.max_output.unwrap_or(settings.default_max_tokens),
@@ -132,6 +135,13 @@ impl Hold {
             token_charges: Vec::new(),
         };
         Hold { ledger, pending: Some(Box::new(pending)) }
+    }
+
+    /// Another deployment than the route gate's first served the request.
+    pub(crate) fn served_by(&mut self, provider: Arc<str>) {
+        if let Some(p) = self.pending.as_mut() {
+            p.provider = provider;
+        }
     }
 
     pub(crate) fn model(&self) -> &str {
@@ -192,6 +202,7 @@ impl Hold {
             project_id: p.project.to_string(),
             credential: p.credential.clone(),
             model: p.model.to_string(),
+            provider: p.provider.to_string(),
             prompt_tokens: i64::try_from(u.prompt_tokens).unwrap_or(i64::MAX),
             completion_tokens: i64::try_from(u.completion_tokens).unwrap_or(i64::MAX),
             cached_tokens: i64::try_from(u.cached_tokens).unwrap_or(i64::MAX),

@@ -105,9 +105,9 @@ pub const fn family(kind: ProviderKind) -> Family {
     }
 }
 
-/// A deployment as the table is built from it: provider, target, provider model, family,
-/// priority, weight, its breaker and its own first-byte timeout.
-type Deployed = (String, Target, String, Family, u8, u16, Arc<Breaker>, Option<std::time::Duration>);
+/// A deployment as the table is built from it: its route, the API its provider speaks, its
+/// priority and weight.
+type Deployed = (Route, Family, u8, u16);
 
 /// Built once per config snapshot; lookups are one hash probe.
 #[derive(Debug, Default)]
@@ -121,16 +121,24 @@ impl RouteTable {
     pub fn build(policy: &Policy) -> RouteTable {
         let mut t = RouteTable::default();
         if policy.mock_enabled {
-            // the mock never fails as a provider does: a breaker that never opens
-            let mock = |model: &str| {
-                let breaker = Arc::new(Breaker::new(u32::MAX, 0));
-                vec![(mock::PROVIDER.to_owned(), Target::Mock, model.to_owned(), Family::OpenAi, 0, 1, breaker, None)]
-            };
-            let none = || Arc::new(Retries::new(0, 0.0));
-            t.add(mock::CHAT_MODEL, &[], mock(mock::CHAT_MODEL), ModelKind::Chat, none());
-            t.add(mock::EMBEDDING_MODEL, &[], mock(mock::EMBEDDING_MODEL), ModelKind::Embedding, none());
+            let none = Arc::new(Retries::new(0, 0.0));
+            for (model, kind) in [(mock::CHAT_MODEL, ModelKind::Chat), (mock::EMBEDDING_MODEL, ModelKind::Embedding)] {
+                let route = Route {
+                    model: model.into(),
+                    provider: mock::PROVIDER.into(),
+                    target: Target::Mock,
+                    provider_model: model.into(),
+                    // the mock never fails as a provider does: a breaker that never opens
+                    breaker: Arc::new(Breaker::new(u32::MAX, 0)),
+                    retries: none.clone(),
+                    first_byte_timeout: None,
+                    region: None,
+                };
+                t.add(&[], vec![(route, Family::OpenAi, 0, 1)], kind);
+            }
         }
         for m in &policy.models {
+            let retries = Arc::new(Retries::new(m.retries, m.retry_budget));
             let to: Vec<Deployed> = m
                 .deployments
                 .iter()
@@ -138,50 +146,44 @@ impl RouteTable {
                     let i = policy.providers.iter().position(|p| p.name == d.provider)?;
                     let p = &policy.providers[i];
                     let cooldown = u64::try_from(p.breaker_cooldown.as_millis()).unwrap_or(u64::MAX);
-                    let breaker = Arc::new(Breaker::new(p.breaker_failures, cooldown));
-                    let (target, model) = (Target::Upstream(i), d.provider_model.clone());
-                    let timeout = d.first_byte_timeout;
-                    Some((d.provider.clone(), target, model, family(p.kind), d.priority, d.weight, breaker, timeout))
+                    let route = Route {
+                        model: m.name.as_str().into(),
+                        provider: d.provider.as_str().into(),
+                        target: Target::Upstream(i),
+                        provider_model: d.provider_model.as_str().into(),
+                        breaker: Arc::new(Breaker::new(p.breaker_failures, cooldown)),
+                        retries: retries.clone(),
+                        first_byte_timeout: d.first_byte_timeout,
+                        region: p.region.as_deref().map(Arc::from),
+                    };
+                    Some((route, family(p.kind), d.priority, d.weight))
                 })
                 .collect();
             if !to.is_empty() {
-                t.add(&m.name, &m.aliases, to, m.kind, Arc::new(Retries::new(m.retries, m.retry_budget)));
+                t.add(&m.aliases, to, m.kind);
             }
         }
         t
     }
 
-    /// `to`: each deployment's provider, its place, its name for the model, the API it speaks,
-    /// its priority and weight (validated by the config crate; at least one).
-    fn add(&mut self, name: &str, aliases: &[String], to: Vec<Deployed>, kind: ModelKind, retries: Arc<Retries>) {
-        let deployments: Box<[(Arc<Route>, Family)]> = to
-            .iter()
-            .map(|(provider, target, provider_model, family, _, _, breaker, first_byte_timeout)| {
-                let route = Route {
-                    model: name.into(),
-                    provider: provider.as_str().into(),
-                    target: *target,
-                    provider_model: provider_model.as_str().into(),
-                    breaker: breaker.clone(),
-                    retries: retries.clone(),
-                    first_byte_timeout: *first_byte_timeout,
-                };
-                (Arc::new(route), *family)
-            })
-            .collect();
-        let mut priorities: Vec<u8> = to.iter().map(|d| d.4).collect();
+    /// `to`: each deployment's route, the API it speaks, its priority and weight (validated by
+    /// the config crate; at least one, all of one model).
+    fn add(&mut self, aliases: &[String], to: Vec<Deployed>, kind: ModelKind) {
+        let mut priorities: Vec<u8> = to.iter().map(|d| d.2).collect();
         priorities.sort_unstable();
         priorities.dedup();
         let tiers = priorities
             .into_iter()
             .map(|p| {
-                let members: Vec<usize> = (0..to.len()).filter(|i| to[*i].4 == p).collect();
-                let weights: Vec<u16> = members.iter().map(|i| to[*i].5).collect();
+                let members: Vec<usize> = (0..to.len()).filter(|i| to[*i].2 == p).collect();
+                let weights: Vec<u16> = members.iter().map(|i| to[*i].3).collect();
                 Tier::new(members, &weights)
             })
             .collect();
+        let deployments: Box<[(Arc<Route>, Family)]> = to.into_iter().map(|(r, f, _, _)| (Arc::new(r), f)).collect();
+        let name = deployments[0].0.model.clone();
         let entry = Arc::new(RouteEntry { route: deployments[0].0.clone(), kind, deployments, tiers });
-        self.by_name.insert(name.into(), entry.clone());
+        self.by_name.insert(Box::from(&*name), entry.clone());
         for a in aliases {
             self.by_name.insert(a.as_str().into(), entry.clone());
         }

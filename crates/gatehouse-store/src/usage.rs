@@ -16,6 +16,8 @@ pub struct UsageRecord {
     /// `key:<id>`, `capability:<id>`, `oidc:<issuer>:<subject>`.
     pub credential: String,
     pub model: String,
+    /// The provider of the deployment that served it (empty: recorded before deployments).
+    pub provider: String,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cached_tokens: i64,
@@ -28,18 +30,20 @@ pub struct UsageFilter {
     pub project_id: Option<String>,
     pub credential: Option<String>,
     pub model: Option<String>,
+    pub provider: Option<String>,
     /// Inclusive UTC days, `YYYY-MM-DD`.
     pub from_day: Option<String>,
     pub to_day: Option<String>,
 }
 
-/// One line of a usage report: a day x project x credential x model.
+/// One line of a usage report: a day x project x credential x model x provider.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageTotal {
     pub day: String,
     pub project_id: String,
     pub credential: String,
     pub model: String,
+    pub provider: String,
     pub requests: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
@@ -55,7 +59,7 @@ pub fn utc_day(at_ms: i64) -> String {
     s
 }
 
-/// Rows per usage insert: 11 binds each stays far below SQLite's and PostgreSQL's bind limits.
+/// Rows per usage insert: 12 binds each stays far below SQLite's and PostgreSQL's bind limits.
 const USAGE_ROWS_PER_INSERT: usize = 256;
 
 impl Store {
@@ -65,7 +69,7 @@ impl Store {
     /// even if the write is retried).
     pub async fn record_usage(&self, rows: &[UsageRecord]) -> Result<(), Error> {
         const INSERT: &str = "INSERT INTO usage_ledger (request_id, at, day, org_id, project_id, credential, \
-             model, prompt_tokens, completion_tokens, cached_tokens, cost_micro_usd) ";
+             model, provider, prompt_tokens, completion_tokens, cached_tokens, cost_micro_usd) ";
         macro_rules! write_all {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await?;
@@ -79,6 +83,7 @@ impl Store {
                             .push_bind(&r.project_id)
                             .push_bind(&r.credential)
                             .push_bind(&r.model)
+                            .push_bind(&r.provider)
                             .push_bind(r.prompt_tokens)
                             .push_bind(r.completion_tokens)
                             .push_bind(r.cached_tokens)
@@ -97,10 +102,11 @@ impl Store {
         Ok(())
     }
 
-    /// Usage of one org, summed per day, project, credential and model, newest day first.
+    /// Usage of one org, summed per day, project, credential, model and provider, newest day
+    /// first.
     pub async fn usage(&self, org: OrgId, f: &UsageFilter) -> Result<Vec<UsageTotal>, Error> {
         Ok(fetch!(self, query_as, fetch_all,
-            "SELECT day, project_id, credential, model, COUNT(*) AS requests, \
+            "SELECT day, project_id, credential, model, provider, COUNT(*) AS requests, \
              CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
              CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
              CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, \
@@ -108,10 +114,11 @@ impl Store {
              FROM usage_ledger WHERE org_id = $1 \
              AND ($2 IS NULL OR project_id = $2) AND ($3 IS NULL OR credential = $3) \
              AND ($4 IS NULL OR model = $4) AND ($5 IS NULL OR day >= $5) AND ($6 IS NULL OR day <= $6) \
-             GROUP BY day, project_id, credential, model \
-             ORDER BY day DESC, project_id, credential, model LIMIT 10000";
+             AND ($7 IS NULL OR provider = $7) \
+             GROUP BY day, project_id, credential, model, provider \
+             ORDER BY day DESC, project_id, credential, model, provider LIMIT 10000";
             org.to_string(), f.project_id.as_deref(), f.credential.as_deref(), f.model.as_deref(),
-            f.from_day.as_deref(), f.to_day.as_deref()
+            f.from_day.as_deref(), f.to_day.as_deref(), f.provider.as_deref()
         )?)
     }
 

@@ -12,6 +12,7 @@ fn rec(id: &str, org: &str, at: i64, project: &str, model: &str, prompt: i64, co
         project_id: project.into(),
         credential: "key:k1".into(),
         model: model.into(),
+        provider: "east".into(),
         prompt_tokens: prompt,
         completion_tokens: 2 * prompt,
         cached_tokens: 0,
@@ -54,8 +55,18 @@ both_backends!(usage_is_recorded_once_summed_per_day_and_scoped, |store: Store| 
     let other = store.usage(b, &UsageFilter::default()).await.unwrap();
     assert_eq!(other.len(), 1, "another org's usage is its own");
 
+    // a model served by two deployments: its usage reads per provider
+    let west = UsageRecord { provider: "west".into(), ..rec("r6", &oa, now, "p1", "gpt", 3, 300) };
+    store.record_usage(&[west]).await.unwrap();
+    let by_provider = store.usage(a, &UsageFilter::default()).await.unwrap();
+    let gpt_today: Vec<_> = by_provider.iter().filter(|t| t.day == today && t.model == "gpt").collect();
+    assert_eq!(gpt_today.len(), 2, "one line per provider: {gpt_today:?}");
+    let w = UsageFilter { provider: Some("west".into()), ..UsageFilter::default() };
+    let west_only = store.usage(a, &w).await.unwrap();
+    assert_eq!((west_only.len(), west_only[0].prompt_tokens), (1, 3));
+
     assert_eq!(store.prune_usage(now - 3_600_000).await.unwrap(), 1, "only yesterday's row is old enough");
-    assert_eq!(store.usage(a, &UsageFilter::default()).await.unwrap().len(), 2);
+    assert_eq!(store.usage(a, &UsageFilter::default()).await.unwrap().len(), 3);
 });
 
 both_backends!(a_large_batch_is_written_whole_across_statements, |store: Store| async move {

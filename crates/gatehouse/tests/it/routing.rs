@@ -114,6 +114,13 @@ async fn a_failing_deployment_falls_back_before_the_first_byte() {
     })
     .await;
     assert!(stored, "the stored audit event names the deployment that answered");
+    // and the usage ledger: eight answers, all by the backup, none charged to the primary
+    let org = gw.admin(reqwest::Method::GET, "/admin/v1/orgs", None).await.json::<Value>().await.unwrap();
+    let org = org["data"][0]["id"].as_str().unwrap().to_owned();
+    let total = crate::budgets::ledger(&gw, &org, "model=m&provider=backup", 8).await;
+    assert_eq!(total["requests"], 8, "{total}");
+    let report = gw.admin(reqwest::Method::GET, &format!("/admin/v1/orgs/{org}/usage?provider=primary"), None).await;
+    assert_eq!(report.json::<Value>().await.unwrap()["total"]["requests"], 0, "the primary served nothing");
 
     // a refused connection: nothing listens where the primary was
     drop(a);
