@@ -15,6 +15,7 @@ mod audit;
 mod auth;
 pub mod body;
 pub mod capabilities;
+mod deployments;
 mod guardrails;
 mod keys;
 mod limits;

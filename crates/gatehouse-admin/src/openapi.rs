@@ -78,6 +78,11 @@ fn components() -> Value {
                 "name": {"type": "string", "pattern": "^[A-Za-z0-9._ -]{1,64}$"}, "kind": {"enum": ["generic", "slack", "discord"]},
                 "url": {"type": "string", "maxLength": 2048}, "events": {"type": "array", "minItems": 1, "maxItems": 32, "items": s("string")},
                 "outcomes": {"type": "array", "items": {"enum": ["allowed", "denied", "failed"]}}, "org": s("string")}},
+            "Deployment": {"type": "object", "required": ["model", "provider", "provider_model", "region", "priority", "weight", "breaker"],
+                "properties": {"model": s("string"), "provider": s("string"), "provider_model": s("string"), "region": nullable("string"),
+                "priority": s("integer"), "weight": s("integer"),
+                "breaker": {"type": "object", "required": ["state", "failures", "open_until"], "properties": {
+                    "state": {"enum": ["closed", "open", "half_open"]}, "failures": s("integer"), "open_until": nullable("integer")}}}},
             "AuditKey": {"type": "object", "required": ["key", "name", "origin_prefix", "algorithm"], "properties": {
                 "key": s("string"), "name": s("string"), "origin_prefix": s("string"), "algorithm": s("string")}},
             "NameBody": {"type": "object", "additionalProperties": false, "required": ["name"],
@@ -260,6 +265,7 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/limits")
         | ("PUT", "/admin/v1/keys/{id}/limits") => (Some("LimitSpec"), 200, r("LimitView")),
         ("GET", "/admin/v1/orgs/{org}/usage") => (None, 200, r("UsageReport")),
+        ("GET", "/admin/v1/deployments") => (None, 200, list_of("Deployment")),
         _ => return None,
     })
 }

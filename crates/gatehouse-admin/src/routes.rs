@@ -8,7 +8,7 @@ use gatehouse_audit::EventKind as K;
 
 use crate::rbac::Permission;
 use crate::service::{self, Service};
-use crate::{AdminState, capabilities, guardrails, keys, limits, members, orgs, tokens, trail, webhooks};
+use crate::{AdminState, capabilities, deployments, guardrails, keys, limits, members, orgs, tokens, trail, webhooks};
 
 /// Which org a route acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +100,7 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/admin/v1/webhooks", P::AuditRead, Org, K::WebhookList),
     r("DELETE", "/admin/v1/webhooks/{id}", P::OrgUpdate, Org, K::WebhookDelete),
     r("GET", "/admin/v1/webhooks/{id}/deliveries", P::AuditRead, Org, K::WebhookDeliveries),
+    r("GET", "/admin/v1/deployments", P::OrgCreate, Platform, K::DeploymentList),
 ];
 
 /// The service of a table entry, wrapped (authenticate, run, audit under the row's action);
@@ -143,6 +144,7 @@ pub(crate) fn handler(spec: &'static RouteSpec) -> Option<MethodRouter<AdminStat
         ("GET", "/admin/v1/capability-keys") => capabilities::keys,
         ("POST", "/admin/v1/capability-keys/rotate") => capabilities::rotate,
         ("GET", "/admin/v1/audit") => trail::list,
+        ("GET", "/admin/v1/deployments") => deployments::list,
         ("POST", "/admin/v1/keys") => keys::create,
         ("GET", "/admin/v1/keys") => keys::list,
         ("GET", "/admin/v1/keys/{id}") => keys::get,

@@ -84,6 +84,9 @@ catalogue! {
     // providers
     ProviderNoRoute => ("provider.no_route", Providers),
     ProviderFailed => ("provider.failed", Providers),
+    DeploymentList => ("deployment.list", Providers),
+    DeploymentBreakerOpened => ("deployment.breaker_opened", Providers),
+    DeploymentBreakerClosed => ("deployment.breaker_closed", Providers),
     // guardrails
     GuardrailBlocked => ("guardrail.blocked", Guardrails),
     GuardrailFlagged => ("guardrail.flagged", Guardrails),

@@ -70,27 +70,45 @@ impl Breaker {
         }
     }
 
-    /// The deployment answered: closed again, from any state.
-    pub fn succeeded(&self) {
-        if self.failures.load(Ordering::Relaxed) != 0 || self.open_until.load(Ordering::Relaxed) != 0 {
-            self.failures.store(0, Ordering::Relaxed);
-            self.open_until.store(0, Ordering::Release);
-            self.probe_at.store(0, Ordering::Release);
+    /// The deployment answered: closed again, from any state. Returns whether this success
+    /// closed it (exactly one caller sees `true` for each opening).
+    pub fn succeeded(&self) -> bool {
+        if self.failures.load(Ordering::Relaxed) == 0 && self.open_until.load(Ordering::Relaxed) == 0 {
+            return false;
         }
+        self.failures.store(0, Ordering::Relaxed);
+        let was = self.open_until.swap(0, Ordering::AcqRel);
+        self.probe_at.store(0, Ordering::Release);
+        was != 0
     }
 
     /// The deployment failed in a way that says something about it (not about the request).
-    /// Returns whether this failure opened the breaker.
+    /// Returns whether this failure opened the breaker (exactly one of concurrent failures
+    /// sees `true`).
     pub fn failed(&self, now_ms: u64) -> bool {
-        let was = self.state(now_ms);
+        let until = self.open_until.load(Ordering::Acquire);
         let n = self.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
         // a failed probe opens it again at once; a closed one after `threshold` in a row
-        if was == BreakerState::HalfOpen || (was == BreakerState::Closed && n >= self.threshold) {
-            self.open_until.store(now_ms.saturating_add(self.cooldown_ms).max(1), Ordering::Release);
+        let opens = match until {
+            0 => n >= self.threshold,
+            u => now_ms >= u,
+        };
+        let reopen = now_ms.saturating_add(self.cooldown_ms).max(1);
+        if opens && self.open_until.compare_exchange(until, reopen, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             self.probe_at.store(0, Ordering::Release);
             return true;
         }
         false
+    }
+
+    /// Failures in a row so far (for the admin API).
+    pub fn failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// When the open period ends (unix ms), while open or half-open.
+    pub fn open_until(&self) -> Option<u64> {
+        Some(self.open_until.load(Ordering::Acquire)).filter(|u| *u != 0)
     }
 }
 
@@ -118,6 +136,27 @@ mod tests {
         b.succeeded();
         assert_eq!(b.state(t + 3_011), BreakerState::Closed);
         assert!(b.admits(t + 3_011) && b.admits(t + 3_011), "closed admits everyone");
+    }
+
+    #[test]
+    fn each_opening_and_closing_is_reported_exactly_once() {
+        let b = std::sync::Arc::new(Breaker::new(3, 1_000));
+        let t = 50_000;
+        // eight threads fail at once, many times past the threshold: one of them opened it
+        let opened: usize = (0..8)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || (0..100).filter(|_| b.failed(t)).count())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap_or(0))
+            .sum();
+        assert_eq!(opened, 1);
+        assert_eq!((b.failures(), b.open_until()), (800, Some(t + 1_000)));
+        let closed = (0..4).filter(|_| b.succeeded()).count();
+        assert_eq!(closed, 1, "the first success closes it, the others find it closed");
+        assert_eq!((b.failures(), b.open_until()), (0, None));
     }
 }
 

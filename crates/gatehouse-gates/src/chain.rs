@@ -417,6 +417,17 @@ impl Answer {
         std::mem::take(&mut self.cx.fallbacks)
     }
 
+    /// The attempt at `route` answered: its breaker hears it (docs/ROUTING.md).
+    pub fn attempt_answered(&self, route: &Route) {
+        crate::route::attempt_answered(route, &self.audit);
+    }
+
+    /// The attempt at `route` failed before anything reached the client: its breaker hears
+    /// what says something about it; returns what follows by the failure matrix.
+    pub fn attempt_failed(&self, route: &Route, kind: crate::route::Failure) -> crate::route::Next {
+        crate::route::attempt_failed(route, kind, &self.audit)
+    }
+
     /// Another deployment answered (or failed last): the audit names it.
     pub fn served_by(&mut self, route: Arc<Route>) {
         if let Some(h) = self.hold.as_mut() {

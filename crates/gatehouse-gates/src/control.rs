@@ -14,15 +14,16 @@ use gatehouse_store::Store;
 use crate::authenticate::KeyVerifier;
 use crate::guardrails::Policies;
 use crate::limits::LimitsBackend;
+use crate::route::{DeploymentStatus, RouteTable};
 
-/// Whether a name is a model the gateway serves now, by canonical name (not an alias): read
-/// from the live snapshot, whichever it is.
-pub type ServedModels = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// The route table of the live snapshot, whichever it is: which models are served, and the
+/// state of their deployments.
+pub type LiveRoutes = Arc<dyn Fn() -> Arc<RouteTable> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct ControlHandle {
     store: Store,
-    served: ServedModels,
+    routes: LiveRoutes,
     guardrails: Arc<Policies>,
     limits: Arc<LimitsBackend>,
     keys: Arc<KeyVerifier>,
@@ -31,18 +32,24 @@ pub struct ControlHandle {
 impl ControlHandle {
     pub fn new(
         store: Store,
-        served: ServedModels,
+        routes: LiveRoutes,
         guardrails: Arc<Policies>,
         limits: Arc<LimitsBackend>,
         keys: Arc<KeyVerifier>,
     ) -> ControlHandle {
-        ControlHandle { store, served, guardrails, limits, keys }
+        ControlHandle { store, routes, guardrails, limits, keys }
     }
 
     /// Whether every name is a model the gateway serves now, by canonical name: an allow-list
     /// with a typo or an alias would silently allow nothing.
     pub fn serves_models(&self, names: &[String]) -> bool {
-        names.iter().all(|m| (self.served)(m))
+        let table = (self.routes)();
+        names.iter().all(|m| table.serves(m))
+    }
+
+    /// Every configured deployment with its breaker's state now.
+    pub fn deployments(&self) -> Vec<DeploymentStatus> {
+        (self.routes)().deployment_status(crate::route::now_ms())
     }
 
     /// The guardrail policy in force for a scope, after layering.

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use gatehouse_audit::{Actor, Event, EventKind, Outcome};
 use gatehouse_config::{ModelKind, Policy, ProviderKind};
 use gatehouse_core::{Breaker, BreakerState, Denial, DenyCode, GateName, RequestCx, Retries, Route, Target};
 use gatehouse_providers::chat::{Family, request_for};
 use gatehouse_providers::{ApiRequest, Endpoint, mock};
 
+use crate::meter::AuditHook;
 use crate::{Gate, Verdict};
 
 #[derive(Debug)]
@@ -22,6 +24,8 @@ pub struct RouteEntry {
     pub deployments: Box<[(Arc<Route>, Family)]>,
     /// The deployments by priority tier, each tier with its selection schedule.
     tiers: Box<[Tier]>,
+    /// Each deployment's priority and weight, by its index.
+    placement: Box<[(u8, u16)]>,
 }
 
 /// The deployments of one priority: a smooth weighted round-robin schedule of them (weights
@@ -63,6 +67,11 @@ impl Tier {
 }
 
 impl RouteEntry {
+    /// Deployment `i`'s priority and weight.
+    pub fn placement(&self, i: usize) -> (u8, u16) {
+        self.placement.get(i).copied().unwrap_or((0, 1))
+    }
+
     /// The deployments to try for one request, in order: the chosen one of the first tier,
     /// the rest of that tier, then each lower tier the same way.
     pub fn attempts(&self) -> Vec<usize> {
@@ -180,9 +189,10 @@ impl RouteTable {
                 Tier::new(members, &weights)
             })
             .collect();
+        let placement = to.iter().map(|d| (d.2, d.3)).collect();
         let deployments: Box<[(Arc<Route>, Family)]> = to.into_iter().map(|(r, f, _, _)| (Arc::new(r), f)).collect();
         let name = deployments[0].0.model.clone();
-        let entry = Arc::new(RouteEntry { route: deployments[0].0.clone(), kind, deployments, tiers });
+        let entry = Arc::new(RouteEntry { route: deployments[0].0.clone(), kind, deployments, tiers, placement });
         self.by_name.insert(Box::from(&*name), entry.clone());
         for a in aliases {
             self.by_name.insert(a.as_str().into(), entry.clone());
@@ -249,6 +259,87 @@ pub const fn after(f: Failure) -> Next {
             // everywhere
             _ => Next::Return,
         },
+    }
+}
+
+/// An attempt at `route` answered: its breaker closes if it was open or half-open (logged,
+/// counted and audited once per closing).
+pub(crate) fn attempt_answered(route: &Route, audit: &AuditHook) {
+    if route.breaker.succeeded() {
+        metrics::counter!("gatehouse_breaker_closed_total", "provider" => route.provider.to_string()).increment(1);
+        tracing::info!(model = %route.model, provider = %route.provider, "circuit breaker closed: the deployment answered");
+        breaker_event(route, audit, EventKind::DeploymentBreakerClosed, Outcome::Allowed, 200, "ok");
+    }
+}
+
+/// An attempt at `route` failed before anything reached the client: what says something about
+/// the deployment (not the request, and not that it cannot be written for its API) counts
+/// toward its breaker; an opening is logged, counted and audited once. Returns what follows
+/// (the failure matrix).
+pub(crate) fn attempt_failed(route: &Route, kind: Failure, audit: &AuditHook) -> Next {
+    let next = after(kind);
+    if next == Next::Fallback && kind != Failure::Untranslatable && route.breaker.failed(now_ms()) {
+        metrics::counter!("gatehouse_breaker_opened_total", "provider" => route.provider.to_string()).increment(1);
+        tracing::warn!(model = %route.model, provider = %route.provider, "circuit breaker opened: the deployment goes last until it answers a probe");
+        let code = DenyCode::UpstreamError;
+        breaker_event(route, audit, EventKind::DeploymentBreakerOpened, Outcome::Failed, code.status(), code.as_str());
+    }
+    next
+}
+
+/// A breaker's change, on the platform's audit chain: the deployment (`model/provider`), never
+/// a request or a tenant.
+fn breaker_event(route: &Route, audit: &AuditHook, kind: EventKind, outcome: Outcome, status: u16, code: &'static str) {
+    if let Some(a) = audit.auditor.as_ref() {
+        let mut e = Event::new(kind, outcome, status, code, Actor::System);
+        e.target = Some(format!("{}/{}", route.model, route.provider));
+        e.model = Some(route.model.clone());
+        e.provider = Some(route.provider.clone());
+        a.submit(e);
+    }
+}
+
+/// One deployment as the admin API shows it, with its breaker's state now.
+#[derive(Clone, Debug)]
+pub struct DeploymentStatus {
+    pub model: Arc<str>,
+    pub provider: Arc<str>,
+    pub provider_model: Arc<str>,
+    pub region: Option<Arc<str>>,
+    pub priority: u8,
+    pub weight: u16,
+    pub breaker: &'static str,
+    /// Failures in a row so far.
+    pub failures: u32,
+    /// While open or half-open: when the open period ends(ed), unix ms.
+    pub open_until: Option<u64>,
+}
+
+impl RouteTable {
+    /// Every deployment of every configured model (the built-in mock's are left out: it has
+    /// no health), in config order.
+    pub fn deployment_status(&self, now_ms: u64) -> Vec<DeploymentStatus> {
+        let mut out = Vec::new();
+        for e in &self.models {
+            for (i, (r, _)) in e.deployments.iter().enumerate() {
+                if r.target == Target::Mock {
+                    continue;
+                }
+                let (priority, weight) = e.placement(i);
+                out.push(DeploymentStatus {
+                    model: r.model.clone(),
+                    provider: r.provider.clone(),
+                    provider_model: r.provider_model.clone(),
+                    region: r.region.clone(),
+                    priority,
+                    weight,
+                    breaker: r.breaker.state(now_ms).as_str(),
+                    failures: r.breaker.failures(),
+                    open_until: r.breaker.open_until(),
+                });
+            }
+        }
+        out
     }
 }
 

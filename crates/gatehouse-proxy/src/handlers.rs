@@ -186,22 +186,15 @@ async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: Answer, firs
         let route = if k == 0 { &first } else { &fallbacks[k - 1] };
         let (kind, denial) = match try_deployment(&rt, &mut req, route, attempt, &answer, &id_text).await {
             Ok((resp, up)) => {
-                route.breaker.succeeded();
+                answer.attempt_answered(route);
                 break (resp, up, route.clone());
             }
             Err(failure) => failure,
         };
-        // what says something about the deployment (not the request) counts toward its breaker
-        let opened = !matches!(kind, route::Failure::Untranslatable)
-            && route::after(kind) == route::Next::Fallback
-            && route.breaker.failed(route::now_ms());
-        if opened {
-            metrics::counter!("gatehouse_breaker_opened_total", "provider" => route.provider.to_string()).increment(1);
-            tracing::warn!(model = %route.model, provider = %route.provider, "circuit breaker opened: the deployment goes last until it answers a probe");
-        }
+        let next = answer.attempt_failed(route, kind);
         // any failure that ends it releases the hold: the provider answered nothing billable;
         // the audit names the deployment that failed last
-        if route::after(kind) == route::Next::Return {
+        if next == route::Next::Return {
             if attempt > 0 {
                 answer.served_by(route.clone());
             }

@@ -396,7 +396,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let live = app.runtime.clone();
     let control = ControlHandle::new(
         store.clone(),
-        Arc::new(move |m: &str| live.load().gates.table.serves(m)),
+        Arc::new(move || live.load().gates.table.clone()),
         guardrails.clone(),
         limits.clone(),
         verifier,

@@ -27,6 +27,7 @@ name = "backup"
 base_url = "{backup}"
 api_key = "env:K"
 first_byte_timeout_ms = 5000
+region = "eu"
 
 [[models]]
 name = "m"
@@ -184,6 +185,16 @@ async fn a_broken_deployment_is_skipped_until_a_probe_finds_it_well() {
     }
     assert_eq!((a.calls() - before.0, b.calls() - before.1), (0, 5), "open: straight to the backup");
     assert_eq!(gw.metric("gatehouse_breaker_opened_total{provider=\"primary\"}").await, 1.0);
+    // the admin API shows it (open, or half-open once the 400 ms cool-down is over)
+    let primary = deployment(&gw, "m", "primary").await;
+    assert_ne!(primary["breaker"]["state"], "closed", "{primary}");
+    assert!(primary["breaker"]["failures"].as_u64() >= Some(3) && primary["breaker"]["open_until"].is_u64());
+    let backup = deployment(&gw, "m", "backup").await;
+    assert_eq!(backup["breaker"]["state"], "closed");
+    assert_eq!(
+        (&backup["region"], &backup["priority"], &backup["provider_model"]),
+        (&json!("eu"), &json!(1), &json!("m-backup"))
+    );
 
     // after the cool-down one request probes it; well again, it is first again
     a.set(Behavior::Ok);
@@ -198,6 +209,31 @@ async fn a_broken_deployment_is_skipped_until_a_probe_finds_it_well() {
         assert_eq!(chat(&gw, "m", false).await.status(), 200);
     }
     assert_eq!((a.calls() - before.0, b.calls() - before.1), (3, 0), "closed again");
+    assert_eq!(
+        deployment(&gw, "m", "primary").await["breaker"],
+        json!({"state": "closed", "failures": 0, "open_until": null})
+    );
+    assert_eq!(gw.metric("gatehouse_breaker_closed_total{provider=\"primary\"}").await, 1.0);
+    // both changes are on the platform's audit chain, naming the deployment
+    for action in ["deployment.breaker_opened", "deployment.breaker_closed"] {
+        let found = gatehouse_testkit::eventually(Duration::from_secs(30), || async {
+            let resp = gw.admin(reqwest::Method::GET, &format!("/admin/v1/audit?action={action}"), None).await;
+            let v: Value = resp.json().await.unwrap_or_default();
+            v["data"].as_array().is_some_and(|d| d.len() == 1 && d[0]["target"] == "m/primary")
+        })
+        .await;
+        assert!(found, "one {action} event for m/primary");
+    }
+}
+
+/// One deployment's row of `GET /admin/v1/deployments`.
+async fn deployment(gw: &TestGateway, model: &str, provider: &str) -> Value {
+    let resp = gw.admin(reqwest::Method::GET, "/admin/v1/deployments", None).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let rows = v["data"].as_array().unwrap();
+    assert!(rows.iter().all(|d| d["provider"] != "mock"), "the mock has no health to show");
+    rows.iter().find(|d| d["model"] == model && d["provider"] == provider).cloned().unwrap_or_else(|| panic!("{v}"))
 }
 
 #[tokio::test]
