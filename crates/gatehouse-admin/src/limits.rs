@@ -49,12 +49,12 @@ async fn target(s: &AdminState, op: &Operator, addr: &Addr<'_>, write: bool) -> 
     match *addr {
         Addr::Org(org) => {
             let perm = if write { Permission::OrgUpdate } else { Permission::OrgRead };
-            let (org, _) = crate::guardrails::scope(s, op, org, None, perm).await?;
+            let (org, _) = crate::policies::scope(s, op, org, None, perm).await?;
             Ok(Target { org, project: None, key: None })
         }
         Addr::Project(org, project) => {
             let perm = if write { Permission::ProjectWrite } else { Permission::ProjectRead };
-            let (org, project) = crate::guardrails::scope(s, op, org, Some(project), perm).await?;
+            let (org, project) = crate::policies::scope(s, op, org, Some(project), perm).await?;
             Ok(Target { org, project, key: None })
         }
         Addr::Key(id, org) => {
@@ -217,7 +217,7 @@ async fn usage(
     org: &str,
     q: Result<UsageQuery, Denial>,
 ) -> Result<(StatusCode, Value), Denial> {
-    let (org, _) = crate::guardrails::scope(s, op, org, None, Permission::OrgRead).await?;
+    let (org, _) = crate::policies::scope(s, op, org, None, Permission::OrgRead).await?;
     let q = q?;
     let project = match q.project {
         Some(p) => Some(ProjectId::parse(&p).ok_or(bad("project"))?.to_string()),

@@ -171,6 +171,17 @@ fn components() -> Value {
                     "properties": {"requests": s("integer"), "prompt_tokens": s("integer"),
                     "completion_tokens": s("integer"), "cost_micro_usd": s("integer")}}}},
             "GuardrailPolicy": guardrail_policy(),
+            "RoutingPolicy": {"type": "object", "additionalProperties": false, "properties": {
+                "providers": {"type": "array", "minItems": 1, "maxItems": 64, "items": s("string")},
+                "regions": {"type": "array", "minItems": 1, "maxItems": 64, "items": s("string")},
+                "pins": {"type": "object", "maxProperties": 64, "additionalProperties": s("string")}}},
+            "RoutingPolicyView": {"type": "object",
+                "required": ["org_id", "project_id", "policy", "effective", "updated_at", "updated_by"], "properties": {
+                "org_id": s("string"), "project_id": nullable("string"),
+                "policy": {"anyOf": [r("RoutingPolicy"), {"type": "null"}]},
+                "effective": {"type": "array", "items": {"type": "object", "required": ["model", "provider", "region"],
+                    "properties": {"model": s("string"), "provider": s("string"), "region": nullable("string")}}},
+                "updated_at": nullable("integer"), "updated_by": nullable("string")}},
             "GuardrailPolicyView": {"type": "object",
                 "required": ["org_id", "project_id", "policy", "effective", "updated_at", "updated_by"], "properties": {
                 "org_id": s("string"), "project_id": nullable("string"),
@@ -254,6 +265,13 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         | ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => (None, 200, r("GuardrailPolicyView")),
         ("PUT", "/admin/v1/orgs/{org}/guardrails") | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => {
             (Some("GuardrailPolicy"), 200, r("GuardrailPolicyView"))
+        }
+        ("GET", "/admin/v1/orgs/{org}/routing")
+        | ("DELETE", "/admin/v1/orgs/{org}/routing")
+        | ("GET", "/admin/v1/orgs/{org}/projects/{project}/routing")
+        | ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/routing") => (None, 200, r("RoutingPolicyView")),
+        ("PUT", "/admin/v1/orgs/{org}/routing") | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/routing") => {
+            (Some("RoutingPolicy"), 200, r("RoutingPolicyView"))
         }
         ("GET", "/admin/v1/orgs/{org}/limits")
         | ("DELETE", "/admin/v1/orgs/{org}/limits")

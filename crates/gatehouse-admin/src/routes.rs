@@ -8,7 +8,7 @@ use gatehouse_audit::EventKind as K;
 
 use crate::rbac::Permission;
 use crate::service::{self, Service};
-use crate::{AdminState, capabilities, deployments, guardrails, keys, limits, members, orgs, tokens, trail, webhooks};
+use crate::{AdminState, capabilities, deployments, keys, limits, members, orgs, policies, tokens, trail, webhooks};
 
 /// Which org a route acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +70,12 @@ pub const ROUTES: &[RouteSpec] = &[
         Org,
         K::GuardrailProjectPolicyDelete,
     ),
+    r("GET", "/admin/v1/orgs/{org}/routing", P::OrgRead, Org, K::RoutingOrgPolicyRead),
+    r("PUT", "/admin/v1/orgs/{org}/routing", P::OrgUpdate, Org, K::RoutingOrgPolicySet),
+    r("DELETE", "/admin/v1/orgs/{org}/routing", P::OrgUpdate, Org, K::RoutingOrgPolicyDelete),
+    r("GET", "/admin/v1/orgs/{org}/projects/{project}/routing", P::ProjectRead, Org, K::RoutingProjectPolicyRead),
+    r("PUT", "/admin/v1/orgs/{org}/projects/{project}/routing", P::ProjectWrite, Org, K::RoutingProjectPolicySet),
+    r("DELETE", "/admin/v1/orgs/{org}/projects/{project}/routing", P::ProjectWrite, Org, K::RoutingProjectPolicyDelete),
     r("GET", "/admin/v1/orgs/{org}/limits", P::OrgRead, Org, K::LimitOrgRead),
     r("PUT", "/admin/v1/orgs/{org}/limits", P::OrgUpdate, Org, K::LimitOrgSet),
     r("DELETE", "/admin/v1/orgs/{org}/limits", P::OrgUpdate, Org, K::LimitOrgDelete),
@@ -125,12 +131,12 @@ pub(crate) fn handler(spec: &'static RouteSpec) -> Option<MethodRouter<AdminStat
         ("POST", "/admin/v1/orgs/{org}/projects/{project}/disable") => orgs::disable_project,
         ("POST", "/admin/v1/orgs/{org}/projects/{project}/enable") => orgs::enable_project,
         ("POST", "/admin/v1/orgs/{org}/projects/{project}/members") => orgs::add_project_member,
-        ("GET", "/admin/v1/orgs/{org}/guardrails") => guardrails::get_org,
-        ("PUT", "/admin/v1/orgs/{org}/guardrails") => guardrails::put_org,
-        ("DELETE", "/admin/v1/orgs/{org}/guardrails") => guardrails::delete_org,
-        ("GET", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => guardrails::get_project,
-        ("PUT", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => guardrails::put_project,
-        ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => guardrails::delete_project,
+        ("GET", "/admin/v1/orgs/{org}/guardrails") => policies::get_guardrails_org,
+        ("PUT", "/admin/v1/orgs/{org}/guardrails") => policies::put_guardrails_org,
+        ("DELETE", "/admin/v1/orgs/{org}/guardrails") => policies::delete_guardrails_org,
+        ("GET", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => policies::get_guardrails_project,
+        ("PUT", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => policies::put_guardrails_project,
+        ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => policies::delete_guardrails_project,
         ("POST", "/admin/v1/webhooks") => webhooks::create,
         ("GET", "/admin/v1/webhooks") => webhooks::list,
         ("DELETE", "/admin/v1/webhooks/{id}") => webhooks::delete,
@@ -150,6 +156,12 @@ pub(crate) fn handler(spec: &'static RouteSpec) -> Option<MethodRouter<AdminStat
         ("GET", "/admin/v1/keys/{id}") => keys::get,
         ("POST", "/admin/v1/keys/{id}/revoke") => keys::revoke,
         ("POST", "/admin/v1/keys/{id}/rotate") => keys::rotate,
+        ("GET", "/admin/v1/orgs/{org}/routing") => policies::get_routing_org,
+        ("PUT", "/admin/v1/orgs/{org}/routing") => policies::put_routing_org,
+        ("DELETE", "/admin/v1/orgs/{org}/routing") => policies::delete_routing_org,
+        ("GET", "/admin/v1/orgs/{org}/projects/{project}/routing") => policies::get_routing_project,
+        ("PUT", "/admin/v1/orgs/{org}/projects/{project}/routing") => policies::put_routing_project,
+        ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/routing") => policies::delete_routing_project,
         ("GET", "/admin/v1/orgs/{org}/limits") => limits::get_org,
         ("PUT", "/admin/v1/orgs/{org}/limits") => limits::put_org,
         ("DELETE", "/admin/v1/orgs/{org}/limits") => limits::delete_org,

@@ -85,6 +85,12 @@ catalogue! {
     ProviderNoRoute => ("provider.no_route", Providers),
     ProviderFailed => ("provider.failed", Providers),
     DeploymentList => ("deployment.list", Providers),
+    RoutingOrgPolicyRead => ("routing.org_policy_read", Providers),
+    RoutingOrgPolicySet => ("routing.org_policy_set", Providers),
+    RoutingOrgPolicyDelete => ("routing.org_policy_delete", Providers),
+    RoutingProjectPolicyRead => ("routing.project_policy_read", Providers),
+    RoutingProjectPolicySet => ("routing.project_policy_set", Providers),
+    RoutingProjectPolicyDelete => ("routing.project_policy_delete", Providers),
     DeploymentBreakerOpened => ("deployment.breaker_opened", Providers),
     DeploymentBreakerClosed => ("deployment.breaker_closed", Providers),
     // guardrails

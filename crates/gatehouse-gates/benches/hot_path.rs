@@ -68,7 +68,8 @@ async fn fixture() -> Fixture {
     let policies = Arc::new(gatehouse_gates::guardrails::Policies::builtin().expect("engine"));
     let limits =
         gatehouse_gates::limits::LimitsGate::new(Arc::new(gatehouse_gates::limits::LimitsBackend::local()), &policy);
-    let gates = Gates::new(creds, policies, limits, table, bounds, gatehouse_gates::meter::AuditHook::off());
+    let audit = gatehouse_gates::meter::AuditHook::off();
+    let gates = Gates::new(creds, policies, limits, table, Arc::default(), bounds, audit);
     Fixture { gates, token: SecretString::from(minted.token), jwts, store, hasher, key, _store: keyed.test }
 }
 

@@ -27,6 +27,7 @@ use crate::ledger::{Hold, Used};
 use crate::limits::LimitsGate;
 use crate::meter::{self, AuditHook, Finished};
 use crate::route::{RouteGate, RouteTable};
+use crate::tenant_routes::RoutingRules;
 use crate::{CachedResponse, Gate, Verdict};
 
 /// The order of the steps of a request that runs the whole chain. A request's trail is always
@@ -67,6 +68,7 @@ impl Gates {
         policies: Arc<Policies>,
         limits: LimitsGate,
         table: Arc<RouteTable>,
+        rules: Arc<RoutingRules>,
         bounds: RequestBounds,
         audit: AuditHook,
     ) -> Gates {
@@ -75,7 +77,7 @@ impl Gates {
             parse: ParseGate { bounds },
             authorize: AuthorizeGate { table: table.clone() },
             guardrails_in: GuardrailsInGate { policies },
-            route: RouteGate { table: table.clone() },
+            route: RouteGate { table: table.clone(), rules },
             limits,
             cache: CacheGate,
             guardrails_out: GuardrailsOutGate,
@@ -691,7 +693,7 @@ mod tests {
         let limits = LimitsGate::new(Arc::new(crate::limits::LimitsBackend::local()), &policy);
         let (tx, rx) = mpsc::channel();
         let audit = AuditHook { spans: Some(Arc::new(Trails(tx))), ..AuditHook::off() };
-        let gates = Gates::new(creds, policies, limits, table, bounds, audit);
+        let gates = Gates::new(creds, policies, limits, table, Arc::default(), bounds, audit);
         Fixture { gates, trails: Ended(rx), key: k.key, _store: k.test }
     }
 

@@ -15,6 +15,7 @@ use crate::authenticate::KeyVerifier;
 use crate::guardrails::Policies;
 use crate::limits::LimitsBackend;
 use crate::route::{DeploymentStatus, RouteTable};
+use crate::tenant_routes::{RoutingRules, RoutingSpec};
 
 /// The route table of the live snapshot, whichever it is: which models are served, and the
 /// state of their deployments.
@@ -26,6 +27,7 @@ pub struct ControlHandle {
     routes: LiveRoutes,
     guardrails: Arc<Policies>,
     limits: Arc<LimitsBackend>,
+    routing: Arc<RoutingRules>,
     keys: Arc<KeyVerifier>,
 }
 
@@ -35,9 +37,10 @@ impl ControlHandle {
         routes: LiveRoutes,
         guardrails: Arc<Policies>,
         limits: Arc<LimitsBackend>,
+        routing: Arc<RoutingRules>,
         keys: Arc<KeyVerifier>,
     ) -> ControlHandle {
-        ControlHandle { store, routes, guardrails, limits, keys }
+        ControlHandle { store, routes, guardrails, limits, routing, keys }
     }
 
     /// Whether every name is a model the gateway serves now, by canonical name: an allow-list
@@ -45,6 +48,25 @@ impl ControlHandle {
     pub fn serves_models(&self, names: &[String]) -> bool {
         let table = (self.routes)();
         names.iter().all(|m| table.serves(m))
+    }
+
+    /// Whether a routing spec names only providers, regions and models the live config has.
+    pub fn check_routing_policy(&self, spec: &RoutingSpec) -> Result<(), &'static str> {
+        spec.check(&(self.routes)())
+    }
+
+    /// The deployments a request of `org` (and `project`) may be routed to now, under the
+    /// stored rules of both scopes.
+    pub fn routable(&self, org: OrgId, project: Option<ProjectId>) -> Vec<DeploymentStatus> {
+        let all = (self.routes)().deployment_status(crate::route::now_ms());
+        all.into_iter()
+            .filter(|d| self.routing.allows_scope(org, project, &d.model, &d.provider, d.region.as_deref()))
+            .collect()
+    }
+
+    /// Re-reads the stored routing policies now.
+    pub async fn reload_routing_policies(&self) -> Result<(), gatehouse_store::Error> {
+        self.routing.load(&self.store).await
     }
 
     /// Every configured deployment with its breaker's state now.

@@ -159,7 +159,7 @@ impl Policies {
     /// newer version, say) is skipped with an error log; the rest still apply.
     pub async fn load(&self, store: &gatehouse_store::Store) -> Result<(), gatehouse_store::Error> {
         let _one_at_a_time = self.reload.lock().await;
-        let rows = store.all_guardrail_policies().await?;
+        let rows = store.all_scoped_policies(gatehouse_store::PolicyTable::Guardrails).await?;
         let mut specs = Vec::with_capacity(rows.len());
         for r in rows {
             let org = OrgId::parse(&r.org_id);

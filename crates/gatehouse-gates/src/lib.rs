@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod limits;
 pub mod meter;
 pub mod route;
+pub mod tenant_routes;
 pub mod tokens;
 
 pub use chain::{

@@ -12,6 +12,7 @@ use gatehouse_providers::chat::{Family, request_for};
 use gatehouse_providers::{ApiRequest, Endpoint, mock};
 
 use crate::meter::AuditHook;
+use crate::tenant_routes::RoutingRules;
 use crate::{Gate, Verdict};
 
 #[derive(Debug)]
@@ -345,6 +346,8 @@ impl RouteTable {
 
 pub struct RouteGate {
     pub table: Arc<RouteTable>,
+    /// Tenants' routing rules (shared by every snapshot).
+    pub rules: Arc<RoutingRules>,
 }
 
 fn serves(kind: ModelKind, endpoint: Endpoint) -> bool {
@@ -363,7 +366,18 @@ impl Gate for RouteGate {
             // A model of the wrong kind for this endpoint does not exist *here*.
             Some(e) if serves(e.kind, req.endpoint) => {
                 // one deployment (the common case): no order to compute, nothing to fall back to
-                let order = if e.deployments.len() > 1 { e.attempts_at(now_ms()) } else { Vec::new() };
+                let mut order = if e.deployments.len() > 1 { e.attempts_at(now_ms()) } else { Vec::new() };
+                // the tenant's routing rules keep only the deployments it may use; a route
+                // that would leave them is refused, never taken elsewhere
+                if let Some(rules) = cx.principal.as_ref().and_then(|p| self.rules.applying(p.org, p.project)) {
+                    if order.is_empty() {
+                        order.push(0);
+                    }
+                    order.retain(|i| rules.allows(&e.deployments[*i].0));
+                    if order.is_empty() {
+                        return Verdict::Deny(Denial::new(DenyCode::PermissionDenied).with_param("model"));
+                    }
+                }
                 let mut attempts = order.iter().map(|i| &e.deployments[*i]);
                 let Some((first, family)) = attempts.next().or(e.deployments.first()) else {
                     return Verdict::Deny(Denial::new(DenyCode::Internal));

@@ -12,6 +12,7 @@ use gatehouse_gates::guardrails::Policies;
 use gatehouse_gates::limits::LimitsBackend;
 use gatehouse_gates::meter::AuditHook;
 use gatehouse_gates::route::RouteTable;
+use gatehouse_gates::tenant_routes::RoutingRules;
 use gatehouse_providers::RequestBounds;
 use gatehouse_store::Store;
 
@@ -32,6 +33,8 @@ pub struct Services {
     pub creds: Credentials,
     pub guardrails: Arc<Policies>,
     pub limits: Arc<LimitsBackend>,
+    /// Tenants' routing rules.
+    pub routing: Arc<RoutingRules>,
     pub audit: AuditHook,
 }
 
@@ -53,8 +56,9 @@ pub fn build_runtime(policy: &Policy, services: &Services, env: EnvLookup<'_>) -
         .set_default(&policy.guardrails.spec, policy.guardrails.scan_timeout)
         .map_err(gatehouse_gates::Error::from)?;
     let limits = gatehouse_gates::limits::LimitsGate::new(services.limits.clone(), policy);
+    let s = services;
     let gates =
-        Gates::new(services.creds.clone(), services.guardrails.clone(), limits, table, bounds, services.audit.clone());
+        Gates::new(s.creds.clone(), s.guardrails.clone(), limits, table, s.routing.clone(), bounds, s.audit.clone());
     Ok(Runtime { gates, upstreams, limits: l })
 }
 

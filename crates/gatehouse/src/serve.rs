@@ -20,6 +20,7 @@ use gatehouse_gates::guardrails::Policies;
 use gatehouse_gates::ledger::Ledger;
 use gatehouse_gates::limits::{LimitPolicies, LimitsBackend};
 use gatehouse_gates::meter::{AuditHook, LATENCY_BUCKETS};
+use gatehouse_gates::tenant_routes::RoutingRules;
 use gatehouse_http::with_transport_layers;
 use gatehouse_limits::{Limits, RedisConfig, RedisLimits};
 use gatehouse_oidc::Federation;
@@ -43,8 +44,8 @@ const MASTER_KEY_ENV: &str = "GATEHOUSE_MASTER_KEY";
 const REVOCATION_POLL: Duration = Duration::from_millis(250);
 /// How soon a guardrail policy changed through another replica applies here.
 const GUARDRAIL_POLL: Duration = Duration::from_secs(1);
-/// How often each replica re-reads the limit policies: half a second, so a change made through
-/// another replica applies everywhere within a second even with the read itself.
+/// How often each replica re-reads the limit and routing policies: half a second, so a change
+/// made through another replica applies everywhere within a second even with the read itself.
 const LIMITS_POLL: Duration = Duration::from_millis(500);
 /// Verified keys kept in memory at most.
 const KEY_CACHE_CAPACITY: usize = 100_000;
@@ -337,8 +338,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     guardrails.load(&store).await.context("guardrail policies")?;
     let limits = Arc::new(limits_backend(&server, &store, &auditor).await?);
-    let services =
-        Services { creds: creds.clone(), guardrails: guardrails.clone(), limits: limits.clone(), audit: hook };
+    let routing = Arc::new(RoutingRules::default());
+    routing.load(&store).await.context("routing policies")?;
+    let services = Services {
+        creds: creds.clone(),
+        guardrails: guardrails.clone(),
+        limits: limits.clone(),
+        routing: routing.clone(),
+        audit: hook,
+    };
     let runtime = build_runtime(&config.policy, &services, &env)?;
     let exchange = match &federated {
         Some(f) if !server.exchange.is_empty() => {
@@ -366,6 +374,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(tokens.clone().run_revocation_poller(REVOCATION_POLL));
     tokio::spawn(guardrails.clone().run_poller(store.clone(), GUARDRAIL_POLL));
     tokio::spawn(limits.policies.clone().run_poller(store.clone(), LIMITS_POLL));
+    tokio::spawn(routing.clone().run_poller(store.clone(), LIMITS_POLL));
     tokio::spawn(prune_ledger(app.clone()));
     tokio::spawn(webhooks.clone().run_refresh());
     tokio::spawn(webhooks.clone().run_delivery());
@@ -399,6 +408,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(move || live.load().gates.table.clone()),
         guardrails.clone(),
         limits.clone(),
+        routing,
         verifier,
     );
     let admin_router = with_transport_layers(

@@ -127,6 +127,9 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         ("PUT", "/admin/v1/orgs/{org}/guardrails") | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/guardrails") => {
             Some(json!({"detectors": {"pii": {"input": "redact"}}, "custom": [{"name": "codes", "keywords": ["x-1"]}]}))
         }
+        ("PUT", "/admin/v1/orgs/{org}/routing") | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/routing") => {
+            Some(json!({"providers": ["mock"], "pins": {"mock": "mock"}}))
+        }
         ("PUT", "/admin/v1/orgs/{org}/limits")
         | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/limits")
         | ("PUT", "/admin/v1/keys/{id}/limits") => {

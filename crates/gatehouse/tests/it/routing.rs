@@ -283,3 +283,96 @@ async fn a_deployment_can_have_a_shorter_first_byte_timeout_than_its_provider() 
     assert_eq!(chat(&gw, "m", false).await.status(), 200);
     assert_eq!(b.calls(), before, "the provider's timeout, where the deployment sets none");
 }
+
+#[tokio::test]
+async fn tenant_routing_rules_keep_traffic_in_the_allowed_deployments_or_refuse_it() {
+    let (a, b, gw) = two().await;
+    let (org, project, _, key) = crate::budgets::key_in_new_project(&gw, "residency").await;
+    let call = |model: &'static str| {
+        let (gw, key) = (&gw, key.clone());
+        async move {
+            let body = json!({"model": model, "messages": [{"role": "user", "content": "hello"}]});
+            gw.http
+                .post(format!("{}/v1/chat/completions", gw.data_url))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let put = |path: String, body: Value| {
+        let gw = &gw;
+        async move { gw.admin(reqwest::Method::PUT, &path, Some(&body)).await }
+    };
+    let org_path = format!("/admin/v1/orgs/{org}/routing");
+    let project_path = format!("/admin/v1/orgs/{org}/projects/{project}/routing");
+
+    // names the config does not serve are refused: a typo would refuse everything
+    for (body, param) in [
+        (json!({"providers": ["nowhere"]}), "providers"),
+        (json!({"providers": []}), "providers"),
+        (json!({"regions": ["mars"]}), "regions"),
+        (json!({"pins": {"m": "nowhere"}}), "pins"),
+        (json!({"pins": {"no-such-model": "primary"}}), "pins"),
+    ] {
+        let resp = put(org_path.clone(), body).await;
+        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.json::<Value>().await.unwrap()["error"]["param"], param);
+    }
+    assert_eq!(put(org_path.clone(), json!({"zones": ["eu"]})).await.status(), 400, "unknown fields");
+
+    // the org keeps its traffic in the EU: the healthy first deployment (no region) is skipped
+    let resp = put(org_path.clone(), json!({"regions": ["eu"]})).await;
+    assert_eq!(resp.status(), 200);
+    let view: Value = resp.json().await.unwrap();
+    assert!(view["effective"].as_array().unwrap().iter().all(|d| d["region"] == "eu"), "{view}");
+    let before = (a.calls(), b.calls());
+    assert_eq!(call("m").await.status(), 200);
+    assert_eq!(call("retried").await.status(), 200, "a one-deployment model in the EU");
+    assert_eq!((a.calls() - before.0, b.calls() - before.1), (0, 2), "only the EU deployment");
+
+    // when the allowed deployment fails, the caller gets its failure: nothing leaves the set
+    b.set(Behavior::Status(503));
+    let before = a.calls();
+    assert_eq!(call("m").await.status(), 502);
+    assert_eq!(a.calls(), before, "no fallback outside the allowed set");
+    b.set(Behavior::Ok);
+
+    // the project pins `m` to the primary, which the org's rule excludes: both apply, so
+    // nothing may serve it -> 403, naming neither provider nor region
+    assert_eq!(put(project_path.clone(), json!({"pins": {"m": "primary"}})).await.status(), 200);
+    let resp = call("m").await;
+    assert_eq!(resp.status(), 403);
+    let text = resp.text().await.unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((&v["error"]["code"], &v["error"]["param"]), (&json!("permission_denied"), &json!("model")));
+    assert!(!text.contains("primary") && !text.contains("eu"), "{text}");
+    assert_eq!(call("retried").await.status(), 200, "the pin is for `m` only");
+    // the refusal is the route gate's, audited
+    let refused = gatehouse_testkit::eventually(Duration::from_secs(30), || async {
+        let resp = gw.admin(reqwest::Method::GET, "/admin/v1/audit?action=provider.no_route", None).await;
+        resp.text().await.unwrap_or_default().contains("permission_denied")
+    })
+    .await;
+    assert!(refused);
+
+    // the org lifts its rule: the project's pin alone applies
+    assert_eq!(gw.admin(reqwest::Method::DELETE, &org_path, None).await.status(), 200);
+    let before = (a.calls(), b.calls());
+    for _ in 0..3 {
+        assert_eq!(call("m").await.status(), 200);
+    }
+    assert_eq!((a.calls() - before.0, b.calls() - before.1), (3, 0), "pinned to the primary");
+    let view = gw.admin(reqwest::Method::GET, &project_path, None).await.json::<Value>().await.unwrap();
+    assert_eq!(view["policy"], json!({"pins": {"m": "primary"}}));
+    let effective_m: Vec<&Value> = view["effective"].as_array().unwrap().iter().filter(|d| d["model"] == "m").collect();
+    assert_eq!(effective_m.len(), 1, "{view}");
+    assert_eq!(effective_m[0]["provider"], "primary");
+
+    // other projects and the quickstart key are untouched by this project's rule
+    let before = b.calls();
+    a.set(Behavior::Status(503));
+    assert_eq!(chat(&gw, "m", false).await.status(), 200, "another project falls back as configured");
+    assert_eq!(b.calls() - before, 1);
+}

@@ -1,0 +1,184 @@
+//! Per-tenant routing rules (docs/ROUTING.md, "Tenant routing"): an org or a project may
+//! restrict which providers and regions its traffic may use (data residency) and pin a model
+//! to one provider. The org's rule and the project's both apply: a deployment must pass each.
+//! The route gate keeps only the deployments that pass; when none does, the request is refused
+//! (403 `permission_denied`), never sent somewhere else.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use gatehouse_core::{OrgId, ProjectId, Route};
+use gatehouse_store::{PolicyTable, ScopedPolicyRow, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::route::RouteTable;
+
+/// A scope's routing rule as the admin API takes and shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSpec {
+    /// Only deployments on these providers (configured names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Vec<String>>,
+    /// Only deployments whose provider runs in one of these regions; a provider with no region
+    /// configured is in none of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<String>>,
+    /// Model (canonical name) -> the one provider that may serve it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pins: BTreeMap<String, String>,
+}
+
+/// Most entries in each list of a spec.
+const MAX_ENTRIES: usize = 64;
+
+impl RoutingSpec {
+    /// Whether every name is one the live route table knows: a typo would silently refuse
+    /// everything. Returns the field at fault.
+    pub fn check(&self, table: &RouteTable) -> Result<(), &'static str> {
+        let deployments = || table.models().iter().flat_map(|e| e.deployments.iter().map(|(r, _)| r));
+        let list_ok = |l: &Option<Vec<String>>, known: &dyn Fn(&str) -> bool| {
+            l.as_ref().is_none_or(|l| !l.is_empty() && l.len() <= MAX_ENTRIES && l.iter().all(|n| known(n)))
+        };
+        if !list_ok(&self.providers, &|n| deployments().any(|r| &*r.provider == n)) {
+            return Err("providers");
+        }
+        if !list_ok(&self.regions, &|n| deployments().any(|r| r.region.as_deref() == Some(n))) {
+            return Err("regions");
+        }
+        let pin_ok = |(model, provider): (&String, &String)| {
+            table.serves(model)
+                && table.resolve(model).is_some_and(|e| e.deployments.iter().any(|(r, _)| &*r.provider == provider))
+        };
+        if self.pins.len() > MAX_ENTRIES || !self.pins.iter().all(pin_ok) {
+            return Err("pins");
+        }
+        Ok(())
+    }
+}
+
+/// A spec as the route gate reads it.
+#[derive(Debug)]
+struct Rule {
+    providers: Option<Box<[Box<str>]>>,
+    regions: Option<Box<[Box<str>]>>,
+    pins: HashMap<Box<str>, Box<str>>,
+}
+
+impl Rule {
+    fn new(s: RoutingSpec) -> Rule {
+        let boxed = |l: Option<Vec<String>>| l.map(|l| l.into_iter().map(String::into_boxed_str).collect());
+        Rule {
+            providers: boxed(s.providers),
+            regions: boxed(s.regions),
+            pins: s.pins.into_iter().map(|(m, p)| (m.into_boxed_str(), p.into_boxed_str())).collect(),
+        }
+    }
+
+    /// Whether a deployment of `model` on `provider` (in `region`) passes this rule.
+    fn allows(&self, model: &str, provider: &str, region: Option<&str>) -> bool {
+        let listed = |l: &Option<Box<[Box<str>]>>, v: Option<&str>| {
+            l.as_ref().is_none_or(|l| v.is_some_and(|v| l.iter().any(|x| &**x == v)))
+        };
+        listed(&self.providers, Some(provider))
+            && listed(&self.regions, region)
+            && self.pins.get(model).is_none_or(|p| &**p == provider)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Scope {
+    Org(OrgId),
+    Project(ProjectId),
+}
+
+/// The rules that apply to one request: its org's and its project's (either may be absent).
+pub struct Applying {
+    org: Option<Arc<Rule>>,
+    project: Option<Arc<Rule>>,
+}
+
+impl Applying {
+    /// Whether this request may be served by deployment `r`.
+    pub fn allows(&self, r: &Route) -> bool {
+        let ok = |rule: &Option<Arc<Rule>>| {
+            rule.as_ref().is_none_or(|x| x.allows(&r.model, &r.provider, r.region.as_deref()))
+        };
+        ok(&self.org) && ok(&self.project)
+    }
+}
+
+/// Every stored routing rule, in memory: a request without one pays one atomic load and an
+/// emptiness check, or a hash lookup per scope when some tenant has one. Re-read from the store
+/// on a short poll and after each admin write.
+#[derive(Default)]
+pub struct RoutingRules {
+    table: ArcSwap<HashMap<Scope, Arc<Rule>>>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl RoutingRules {
+    /// The rules for a request of `org` and `project`, if either has one.
+    pub fn applying(&self, org: OrgId, project: ProjectId) -> Option<Applying> {
+        let table = self.table.load();
+        if table.is_empty() {
+            return None;
+        }
+        let a = Applying {
+            org: table.get(&Scope::Org(org)).cloned(),
+            project: table.get(&Scope::Project(project)).cloned(),
+        };
+        (a.org.is_some() || a.project.is_some()).then_some(a)
+    }
+
+    /// Whether a deployment passes the org's rule and, for a project, the project's too (for
+    /// the admin API's view of a scope).
+    pub fn allows_scope(
+        &self,
+        org: OrgId,
+        project: Option<ProjectId>,
+        model: &str,
+        provider: &str,
+        region: Option<&str>,
+    ) -> bool {
+        let table = self.table.load();
+        let ok = |s: Scope| table.get(&s).is_none_or(|r| r.allows(model, provider, region));
+        ok(Scope::Org(org)) && project.is_none_or(|p| ok(Scope::Project(p)))
+    }
+
+    fn scope(r: &ScopedPolicyRow) -> Option<Scope> {
+        if r.project_id.is_empty() {
+            OrgId::parse(&r.org_id).map(Scope::Org)
+        } else {
+            ProjectId::parse(&r.project_id).map(Scope::Project)
+        }
+    }
+
+    /// Reads every stored rule. One that does not parse (written by a newer version, say) is
+    /// skipped with an error log and the others still apply; a rule naming a provider the
+    /// config no longer has simply matches no deployment of it (it refuses, never widens).
+    pub async fn load(&self, store: &Store) -> Result<(), gatehouse_store::Error> {
+        let _one_at_a_time = self.reload.lock().await;
+        let rows = store.all_scoped_policies(PolicyTable::Routing).await?;
+        let mut table = HashMap::with_capacity(rows.len());
+        for r in rows {
+            match (Self::scope(&r), serde_json::from_str::<RoutingSpec>(&r.spec)) {
+                (Some(scope), Ok(spec)) => {
+                    table.insert(scope, Arc::new(Rule::new(spec)));
+                }
+                _ => {
+                    tracing::error!(org = %r.org_id, project = %r.project_id, "stored routing policy unreadable; skipped")
+                }
+            }
+        }
+        self.table.store(Arc::new(table));
+        Ok(())
+    }
+
+    /// Keeps this replica's rules in step with the store.
+    pub async fn run_poller(self: Arc<Self>, store: Store, every: Duration) {
+        gatehouse_store::poll::reload("routing policies", every, || self.load(&store)).await;
+    }
+}
