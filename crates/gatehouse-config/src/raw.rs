@@ -150,6 +150,8 @@ pub struct RawModel {
     pub priority: Option<u64>,
     pub weight: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_stream_duration_ms: Option<u64>,
     /// Retries after every deployment failed, and the share of requests that may retry.
     pub retries: Option<u64>,
     pub retry_budget: Option<f64>,
@@ -165,6 +167,8 @@ pub struct RawDeployment {
     pub provider_model: Option<String>,
     pub priority: Option<u64>,
     pub weight: Option<u64>,
-    /// Overrides the provider's first-byte timeout for this deployment.
+    /// Override the provider's timeouts for this deployment.
     pub first_byte_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_stream_duration_ms: Option<u64>,
 }

@@ -321,8 +321,11 @@ pub struct DeploymentConfig {
     pub priority: u8,
     /// Share of the requests within its tier.
     pub weight: u16,
-    /// This deployment's first-byte timeout, when not its provider's.
+    /// This deployment's timeouts, when not its provider's: before the response headers,
+    /// between stream events, and for the whole answer.
     pub first_byte_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub max_stream_duration: Option<Duration>,
 }
 
 /// Most deployments one model may have.
@@ -991,6 +994,8 @@ fn models(
             priority: m.priority,
             weight: m.weight,
             first_byte_timeout_ms: m.first_byte_timeout_ms,
+            idle_timeout_ms: m.idle_timeout_ms,
+            max_stream_duration_ms: m.max_stream_duration_ms,
         };
         if m.deployments.len() + 1 > MAX_DEPLOYMENTS {
             issue(issues, at("deployments"), format!("at most {} deployments per model", MAX_DEPLOYMENTS - 1));
@@ -1058,9 +1063,21 @@ fn deployment(
         issue(issues, at("weight"), "must be 1-1000");
         1
     });
-    let first_byte_timeout =
-        d.first_byte_timeout_ms.map(|v| ms(Some(v), 120_000, 10, 3_600_000, &at("first_byte_timeout_ms"), issues));
-    DeploymentConfig { provider, provider_model, priority, weight, first_byte_timeout }
+    // the same ranges as the provider's own
+    let mut timeout =
+        |v: Option<u64>, min: u64, max: u64, field: &str| v.map(|v| ms(Some(v), 0, min, max, &at(field), issues));
+    let first_byte_timeout = timeout(d.first_byte_timeout_ms, 10, 3_600_000, "first_byte_timeout_ms");
+    let idle_timeout = timeout(d.idle_timeout_ms, 10, 3_600_000, "idle_timeout_ms");
+    let max_stream_duration = timeout(d.max_stream_duration_ms, 100, 86_400_000, "max_stream_duration_ms");
+    DeploymentConfig {
+        provider,
+        provider_model,
+        priority,
+        weight,
+        first_byte_timeout,
+        idle_timeout,
+        max_stream_duration,
+    }
 }
 
 /// Resolves every secret reference of the policy now, so a reload with a missing secret

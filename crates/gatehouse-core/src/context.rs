@@ -93,6 +93,10 @@ pub struct Route {
     pub retries: Arc<crate::Retries>,
     /// This deployment's first-byte timeout, when not its provider's.
     pub first_byte_timeout: Option<std::time::Duration>,
+    /// This deployment's longest gap between stream events, when not its provider's.
+    pub idle_timeout: Option<std::time::Duration>,
+    /// This deployment's longest answer (whole or streamed), when not its provider's.
+    pub max_stream_duration: Option<std::time::Duration>,
     /// Where the deployment's provider runs (its configured region label), for tenant routing
     /// rules.
     pub region: Option<Arc<str>>,
@@ -186,6 +190,9 @@ pub struct RequestCx {
     /// A limit check could not be made (its store was down) and passed by policy (fail open):
     /// the request is audited whatever the audit level.
     pub limits_degraded: bool,
+    /// How long the client said it will wait (`X-Stainless-Timeout`, as the official SDKs
+    /// send it): the request's deadline, within what the deployment allows.
+    pub timeout_hint: Option<std::time::Duration>,
 }
 
 /// One rate's standing after this request, in OpenAI's header terms.
@@ -234,6 +241,7 @@ impl RequestCx {
             rate_limit: None,
             token_rate_limit: None,
             limits_degraded: false,
+            timeout_hint: None,
         }
     }
 

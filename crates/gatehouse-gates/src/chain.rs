@@ -419,7 +419,13 @@ impl Answer {
         std::mem::take(&mut self.cx.fallbacks)
     }
 
-    /// The attempt at `route` answered: its breaker hears it (docs/ROUTING.md).
+    /// When the client stops waiting (its timeout hint, counted from arrival), if it said.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.cx.timeout_hint.map(|t| self.cx.started + t)
+    }
+
+    /// The attempt at `route` answered a whole answer's success status: its breaker hears it
+    /// (docs/ROUTING.md). A stream's success is heard when it completes.
     pub fn attempt_answered(&self, route: &Route) {
         crate::route::attempt_answered(route, &self.audit);
     }
@@ -617,6 +623,16 @@ impl Drop for StreamAnswer {
         }
         let Answer { audit, cx, guard, endpoint, .. } = &mut self.answer;
         guard.report_to(cx);
+        // a stream tells its deployment's breaker how it ended: whole, or broken off or silent
+        // mid-way (a failure of the deployment); a stream cut by policy or abandoned by the
+        // client says nothing about it
+        if let Some(route) = cx.route.as_ref() {
+            match end {
+                StreamEnd::Completed => crate::route::attempt_answered(route, audit),
+                StreamEnd::UpstreamFailed | StreamEnd::UpstreamTimeout => crate::route::deployment_failed(route, audit),
+                _ => {}
+            }
+        }
         match (end.provider_failed(), code) {
             // the provider failed mid-stream: what it sent before was checked, but the answer
             // as a whole never reached the output guardrail

@@ -142,6 +142,8 @@ impl RouteTable {
                     breaker: Arc::new(Breaker::new(u32::MAX, 0)),
                     retries: none.clone(),
                     first_byte_timeout: None,
+                    idle_timeout: None,
+                    max_stream_duration: None,
                     region: None,
                 };
                 t.add(&[], vec![(route, Family::OpenAi, 0, 1)], kind);
@@ -164,6 +166,8 @@ impl RouteTable {
                         breaker: Arc::new(Breaker::new(p.breaker_failures, cooldown)),
                         retries: retries.clone(),
                         first_byte_timeout: d.first_byte_timeout,
+                        idle_timeout: d.idle_timeout,
+                        max_stream_duration: d.max_stream_duration,
                         region: p.region.as_deref().map(Arc::from),
                     };
                     Some((route, family(p.kind), d.priority, d.weight))
@@ -236,6 +240,8 @@ pub enum Failure {
     UnreadableAnswer,
     /// The request cannot be written for this deployment's API family.
     Untranslatable,
+    /// The client's deadline (its timeout hint) passed first: no time is left for anyone.
+    Deadline,
 }
 
 /// What follows a failed attempt.
@@ -253,6 +259,8 @@ pub const fn after(f: Failure) -> Next {
         Failure::Connect | Failure::FirstByteTimeout | Failure::Untranslatable => Next::Fallback,
         // the provider may have done the work: another deployment would do it again
         Failure::UnreadableAnswer => Next::Return,
+        // the client has stopped waiting: nobody else can answer in time
+        Failure::Deadline => Next::Return,
         Failure::Status(s) => match s {
             // this deployment's credential, model, quota, overload or failure: another may serve
             401 | 403 | 404 | 408 | 429 | 500..=599 => Next::Fallback,
@@ -279,13 +287,21 @@ pub(crate) fn attempt_answered(route: &Route, audit: &AuditHook) {
 /// (the failure matrix).
 pub(crate) fn attempt_failed(route: &Route, kind: Failure, audit: &AuditHook) -> Next {
     let next = after(kind);
-    if next == Next::Fallback && kind != Failure::Untranslatable && route.breaker.failed(now_ms()) {
+    if next == Next::Fallback && kind != Failure::Untranslatable {
+        deployment_failed(route, audit);
+    }
+    next
+}
+
+/// A failure that says something about the deployment: it counts toward its breaker; an
+/// opening is logged, counted and audited once.
+pub(crate) fn deployment_failed(route: &Route, audit: &AuditHook) {
+    if route.breaker.failed(now_ms()) {
         metrics::counter!("gatehouse_breaker_opened_total", "provider" => route.provider.to_string()).increment(1);
         tracing::warn!(model = %route.model, provider = %route.provider, "circuit breaker opened: the deployment goes last until it answers a probe");
         let code = DenyCode::UpstreamError;
         breaker_event(route, audit, EventKind::DeploymentBreakerOpened, Outcome::Failed, code.status(), code.as_str());
     }
-    next
 }
 
 /// A breaker's change, on the platform's audit chain: the deployment (`model/provider`), never
@@ -524,6 +540,7 @@ priority = 1
                 ("first-byte timeout", Failure::FirstByteTimeout),
                 ("broke off", Failure::UnreadableAnswer),
                 ("cannot be written", Failure::Untranslatable),
+                ("client's deadline", Failure::Deadline),
             ] {
                 if what.contains(words) {
                     failures.push(f);
@@ -537,6 +554,6 @@ priority = 1
             rows += 1;
         }
         assert!(rows >= 9, "the table is there");
-        assert_eq!(covered.len(), 5, "every kind of failure has a row");
+        assert_eq!(covered.len(), 6, "every kind of failure has a row");
     }
 }

@@ -7,15 +7,13 @@
 //!
 //! Out (an `anthropic` provider) is in [`crate::translate`], with the other families.
 
-use std::net::SocketAddr;
-
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use gatehouse_core::{Denial, DenyCode, RequestCx, RequestId};
+use gatehouse_core::{Denial, DenyCode, RequestId};
 use gatehouse_gates::{Admitted, Incoming, Lookup, Stop, Stopped, admit, admit_lookup};
 use gatehouse_http::read_body;
 use gatehouse_providers::chat::{Origin, anthropic, openai};
@@ -24,7 +22,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::handlers::{credential, dispatch, with_rate_headers};
+use crate::handlers::{dispatch, request_cx, with_rate_headers};
 
 /// Our own answers and refusals are small; a provider's whole answer is bounded upstream.
 const MAX_TRANSLATED_BYTES: usize = 64 * 1024 * 1024;
@@ -32,8 +30,7 @@ const MAX_TRANSLATED_BYTES: usize = 64 * 1024 * 1024;
 pub async fn messages(State(app): State<AppState>, Extension(id): Extension<RequestId>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let rt = app.runtime.load_full();
-    let mut cx = RequestCx::new(id, credential(&parts));
-    cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let cx = request_cx(id, &parts);
     let limit = rt.limits.max_body_bytes.get() as usize;
     let depth = rt.limits.max_json_depth.get();
     let body = async move {
@@ -58,8 +55,7 @@ pub async fn messages(State(app): State<AppState>, Extension(id): Extension<Requ
 pub async fn count_tokens(State(app): State<AppState>, Extension(id): Extension<RequestId>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let rt = app.runtime.load_full();
-    let mut cx = RequestCx::new(id, credential(&parts));
-    cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let cx = request_cx(id, &parts);
     let lookup = match admit_lookup(&rt.gates, cx, Lookup::CountTokens).await {
         Ok(l) => l,
         Err(d) => return error(&d),

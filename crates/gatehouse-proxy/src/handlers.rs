@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -51,6 +51,24 @@ pub(crate) fn credential(parts: &http::request::Parts) -> Presented {
     gatehouse_http::presented(&parts.headers, parts.uri.query(), gatehouse_http::Accept::BearerOrApiKey)
 }
 
+/// A request's context from its head: the presented credential, the peer and the client's
+/// timeout hint.
+pub(crate) fn request_cx(id: RequestId, parts: &http::request::Parts) -> RequestCx {
+    let mut cx = RequestCx::new(id, credential(parts));
+    cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    cx.timeout_hint = timeout_hint(&parts.headers);
+    cx
+}
+
+/// `X-Stainless-Timeout`: the seconds the official OpenAI and Anthropic SDKs will wait, which
+/// they send with every request. A hint only: one that is not a positive number of seconds
+/// (at most a day) is ignored, and it can shorten the request's deadline, never lengthen it.
+fn timeout_hint(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get("x-stainless-timeout")?.to_str().ok()?;
+    let secs: f64 = v.trim().parse().ok().filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 86_400.0)?;
+    Some(Duration::from_secs_f64(secs))
+}
+
 async fn chat_completions(State(app): State<AppState>, Extension(id): Extension<RequestId>, req: Request) -> Response {
     handle(app, id, Endpoint::ChatCompletions, req).await
 }
@@ -62,8 +80,7 @@ async fn embeddings(State(app): State<AppState>, Extension(id): Extension<Reques
 async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let rt = app.runtime.load_full();
-    let mut cx = RequestCx::new(id, credential(&parts));
-    cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let cx = request_cx(id, &parts);
     let limit = rt.limits.max_body_bytes.get() as usize;
     match admit(&rt.gates, cx, endpoint, read_body(&parts.headers, body, "application/json", limit)).await {
         Ok(Admitted { request, answer }) => {
@@ -168,25 +185,29 @@ async fn whole(answer: Answer, body: Bytes, usage: Option<gatehouse_providers::U
 /// To the route's deployments in order: the first, then each fallback while the failure is
 /// one another deployment may not have; when every deployment failed, another round after a
 /// full-jitter backoff while the model's retries, its retry budget and the deadline allow
-/// (docs/ROUTING.md). Nothing has reached the client before a response is chosen, so a
-/// fallback or retry never splices or repeats an answer.
+/// (docs/ROUTING.md), all before the client's deadline when it gave one. Nothing has reached
+/// the client before a response is chosen, so a fallback or retry never splices or repeats an
+/// answer.
 async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: Answer, first: Arc<Route>) -> Response {
     let fallbacks = answer.take_fallbacks();
     let id_text = answer.request_id().to_string();
-    let started = std::time::Instant::now();
+    let client = answer.deadline();
     // retries happen within the first deployment's first-byte timeout, counted from the start
-    let deadline = match first.target {
+    let first_byte = match first.target {
         Target::Upstream(i) => {
             first.first_byte_timeout.or(rt.upstreams.get(i).map(|u| u.first_byte_timeout)).unwrap_or(Duration::ZERO)
         }
         Target::Mock => Duration::ZERO,
     };
+    let retry_deadline = earliest(Instant::now() + first_byte, client);
     let (mut k, mut round, mut attempt) = (0usize, 0u8, 0u32);
     let (resp, up, route) = loop {
         let route = if k == 0 { &first } else { &fallbacks[k - 1] };
-        let (kind, denial) = match try_deployment(&rt, &mut req, route, attempt, &answer, &id_text).await {
+        let (kind, denial) = match try_deployment(&rt, &mut req, route, attempt, &answer, &id_text, client).await {
             Ok((resp, up)) => {
-                answer.attempt_answered(route);
+                if !req.stream {
+                    answer.attempt_answered(route);
+                }
                 break (resp, up, route.clone());
             }
             Err(failure) => failure,
@@ -211,7 +232,7 @@ async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: Answer, firs
         // every deployment failed this round
         let retries = &first.retries;
         let wait = backoff(round, denial.retry_after_secs);
-        if round >= retries.max || started.elapsed() + wait >= deadline || !retries.withdraw() {
+        if round >= retries.max || Instant::now() + wait >= retry_deadline || !retries.withdraw() {
             answer.served_by(route.clone());
             return answer.fail(denial).into_response();
         }
@@ -223,7 +244,12 @@ async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: Answer, firs
     if attempt > 0 {
         answer.served_by(route.clone());
     }
-    answered(rt.clone(), resp, up, answer, &route, req.stream, &id_text).await
+    answered(rt.clone(), resp, up, answer, &route, req.stream, &id_text, client).await
+}
+
+/// The earlier of a deadline and the client's, if it gave one.
+fn earliest(at: Instant, client: Option<Instant>) -> Instant {
+    client.map_or(at, |c| c.min(at))
 }
 
 /// Full jitter: uniform in [0, min(2 s, 100 ms x 2^round)], and never sooner than a provider's
@@ -243,7 +269,13 @@ async fn try_deployment<'a>(
     attempt: u32,
     answer: &Answer,
     id_text: &str,
+    client: Option<Instant>,
 ) -> Result<(reqwest::Response, &'a Upstream), (route::Failure, Denial)> {
+    let timed_out = || (route::Failure::Deadline, Denial::new(DenyCode::UpstreamTimeout));
+    let now = Instant::now();
+    if client.is_some_and(|c| c <= now) {
+        return Err(timed_out());
+    }
     let internal = || (route::Failure::Connect, Denial::new(DenyCode::Internal));
     let Target::Upstream(i) = route.target else { return Err(internal()) };
     let Some(up) = rt.upstreams.get(i) else { return Err(internal()) };
@@ -264,10 +296,14 @@ async fn try_deployment<'a>(
             Err(e) => return Err((route::Failure::Untranslatable, e.denial())),
         }
     };
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let call = Call { endpoint: req.endpoint, model: provider_model, stream: req.stream, request_id: id_text };
     let send = up.request(call, body, answer.principal()).send();
-    let resp = match tokio::time::timeout(route.first_byte_timeout.unwrap_or(up.first_byte_timeout), send).await {
+    // the deployment's first-byte timeout, or the client's deadline if that comes first (then
+    // it is not the deployment's failure)
+    let own = started + route.first_byte_timeout.unwrap_or(up.first_byte_timeout);
+    let wait = earliest(own, client);
+    let resp = match tokio::time::timeout_at(wait.into(), send).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::warn!(request_id = %id_text, provider = %up.name, connect = e.is_connect(), timeout = e.is_timeout(), "provider request failed");
@@ -276,6 +312,10 @@ async fn try_deployment<'a>(
             } else {
                 (route::Failure::Connect, Denial::new(DenyCode::UpstreamError))
             });
+        }
+        Err(_) if wait < own => {
+            tracing::info!(request_id = %id_text, provider = %up.name, "the client's deadline passed before the provider answered");
+            return Err(timed_out());
         }
         Err(_) => {
             tracing::warn!(request_id = %id_text, provider = %up.name, "provider did not answer before the first-byte timeout");
@@ -297,7 +337,9 @@ async fn try_deployment<'a>(
     Ok((resp, up))
 }
 
-/// A provider's success, whole or streamed, through the response half of the chain.
+/// A provider's success, whole or streamed, through the response half of the chain: within
+/// the deployment's idle and total timeouts, and the client's deadline.
+#[expect(clippy::too_many_arguments, reason = "one call site; the pieces of one attempt")]
 async fn answered(
     rt: Arc<Runtime>,
     resp: reqwest::Response,
@@ -306,8 +348,12 @@ async fn answered(
     route: &Route,
     stream: bool,
     id_text: &str,
+    client: Option<Instant>,
 ) -> Response {
     let family = up.family;
+    let total = route.max_stream_duration.unwrap_or(up.max_stream_duration);
+    let total = client.map_or(total, |c| total.min(c.saturating_duration_since(Instant::now())));
+    let bounds = StreamBounds { idle: route.idle_timeout.unwrap_or(up.idle_timeout), max_duration: total };
     let provider_model = &*route.provider_model;
     let request_id = id_text;
     if stream {
@@ -322,7 +368,6 @@ async fn answered(
             tracing::warn!(request_id = %request_id, provider = %up.name, "provider answered a stream request without an event stream");
             return answer.fail(Denial::new(DenyCode::UpstreamError)).into_response();
         }
-        let bounds = StreamBounds { idle: up.idle_timeout, max_duration: up.max_stream_duration };
         let inner = resp.bytes_stream();
         if let Some(decoder) = chunk_decoder(family, id_text, provider_model, unix_now()) {
             let chunks = crate::translate::chat_chunks(inner, decoder);
@@ -330,7 +375,7 @@ async fn answered(
         }
         return sse_response(Body::from_stream(Inspected::new(inner, rt.clone(), answer.stream(), bounds)));
     }
-    let body = match tokio::time::timeout(up.max_stream_duration, read_limited(resp, up)).await {
+    let body = match tokio::time::timeout(total, read_limited(resp, up, bounds.idle)).await {
         Ok(Ok(b)) => b,
         Ok(Err(code)) => {
             tracing::warn!(request_id = %request_id, provider = %up.name, code = code.as_str(), "provider response unusable");
@@ -354,15 +399,15 @@ async fn answered(
     whole(answer, body, usage).await
 }
 
-/// The whole upstream body, at most `max_response_bytes`; idle gaps are bounded by the
-/// client's read timeout.
-async fn read_limited(mut resp: reqwest::Response, up: &Upstream) -> Result<Bytes, DenyCode> {
+/// The whole upstream body, at most `max_response_bytes`, with no gap longer than `idle`.
+async fn read_limited(mut resp: reqwest::Response, up: &Upstream, idle: Duration) -> Result<Bytes, DenyCode> {
     if resp.content_length().is_some_and(|n| n > up.max_response_bytes) {
         return Err(DenyCode::UpstreamError);
     }
     let mut buf = Vec::with_capacity(resp.content_length().map_or(8 * 1024, |n| n as usize));
     loop {
-        match resp.chunk().await {
+        let Ok(next) = tokio::time::timeout(idle, resp.chunk()).await else { return Err(DenyCode::UpstreamTimeout) };
+        match next {
             Ok(Some(c)) => {
                 if (buf.len() + c.len()) as u64 > up.max_response_bytes {
                     return Err(DenyCode::UpstreamError);
@@ -392,8 +437,7 @@ impl FromRequestParts<AppState> for Listed {
 
     async fn from_request_parts(parts: &mut http::request::Parts, app: &AppState) -> Result<Listed, Response> {
         let id = parts.extensions.get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
-        let mut cx = RequestCx::new(id, credential(parts));
-        cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let cx = request_cx(id, parts);
         let rt = app.runtime.load_full();
         match admit_listing(&rt.gates, cx).await {
             Ok(listing) => Ok(Listed { rt, listing }),

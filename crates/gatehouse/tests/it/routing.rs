@@ -59,6 +59,11 @@ first_byte_timeout_ms = 150
 
 [[models.deployments]]
 provider = "backup"
+
+[[models]]
+name = "stalls"
+provider = "primary"
+idle_timeout_ms = 300
 "#
     )
 }
@@ -375,4 +380,50 @@ async fn tenant_routing_rules_keep_traffic_in_the_allowed_deployments_or_refuse_
     a.set(Behavior::Status(503));
     assert_eq!(chat(&gw, "m", false).await.status(), 200, "another project falls back as configured");
     assert_eq!(b.calls() - before, 1);
+}
+
+#[tokio::test]
+async fn deployment_timeouts_and_the_clients_deadline_bound_every_attempt() {
+    let (a, b, gw) = two().await;
+    // a deployment's own idle timeout (300 ms; its provider's is 60 s) ends a silent stream,
+    // and a stream that broke off counts against the deployment's breaker
+    for (behavior, failures) in [(Behavior::Stall, 1), (Behavior::Disconnect, 2)] {
+        a.set(behavior);
+        let started = std::time::Instant::now();
+        let resp = chat(&gw, "stalls", true).await;
+        assert_eq!(resp.status(), 200, "the stream had begun");
+        let body = resp.text().await.unwrap();
+        assert!(body.contains("\"error\""), "the caller is told in the stream: {body}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        // counted when the stream's answer is finished, just after the client read its end
+        let counted = gatehouse_testkit::eventually(Duration::from_secs(5), || async {
+            deployment(&gw, "stalls", "primary").await["breaker"]["failures"] == failures
+        })
+        .await;
+        assert!(counted, "{}", deployment(&gw, "stalls", "primary").await);
+    }
+
+    // the client's own deadline (the SDKs' X-Stainless-Timeout) is shorter than the primary's
+    // first-byte timeout (1 s): the attempt ends at it, with no time left for the backup, and
+    // it is not held against the primary
+    a.set(Behavior::Latency(Duration::from_millis(2000)));
+    let before = b.calls();
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]});
+    let send = |hint: &'static str| {
+        let req = gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(gw.key());
+        req.header("x-stainless-timeout", hint).json(&body).send()
+    };
+    let started = std::time::Instant::now();
+    let resp = send("0.4").await.unwrap();
+    assert_eq!(resp.status(), 504);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert_eq!(b.calls(), before, "no time was left for the backup");
+    assert_eq!(deployment(&gw, "m", "primary").await["breaker"]["failures"], 0, "the client's deadline");
+    // a hint that is not a number of seconds is ignored: the usual fallback answers
+    for hint in ["soon", "-1", "0", "1e308"] {
+        assert_eq!(send(hint).await.unwrap().status(), 200, "{hint}");
+    }
+    // a generous hint changes nothing
+    assert_eq!(send("600").await.unwrap().status(), 200);
 }
