@@ -129,6 +129,9 @@ pub struct RawProvider {
     /// Each of its deployments' circuit breaker: failures in a row that open it, and for how long.
     pub breaker_failures: Option<u64>,
     pub breaker_cooldown_ms: Option<u64>,
+    /// ... and the error rate over ten seconds that opens it, with the requests needed to judge.
+    pub breaker_error_rate: Option<f64>,
+    pub breaker_min_requests: Option<u64>,
     /// Bedrock: the AWS region, and SigV4 credentials as secret references.
     pub region: Option<String>,
     pub aws_access_key_id: Option<String>,

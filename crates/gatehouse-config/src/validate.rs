@@ -282,6 +282,11 @@ pub struct ProviderConfig {
     pub breaker_failures: u32,
     /// ... for this long, then lets one probe through.
     pub breaker_cooldown: Duration,
+    /// It also opens when this share of the outcomes over the last ten seconds failed (0: off)
+    /// ...
+    pub breaker_error_rate: f64,
+    /// ... once there were at least this many.
+    pub breaker_min_requests: u32,
     /// Where the provider's endpoint runs, as a label tenant routing rules select by (data
     /// residency); for Bedrock also the AWS region requests are signed for.
     pub region: Option<String>,
@@ -895,6 +900,20 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
                     5
                 }),
             breaker_cooldown: ms(p.breaker_cooldown_ms, 30_000, 100, 3_600_000, &at("breaker_cooldown_ms"), issues),
+            breaker_error_rate: match p.breaker_error_rate.unwrap_or(0.5) {
+                r if (0.0..=1.0).contains(&r) => r,
+                _ => {
+                    issue(issues, at("breaker_error_rate"), "must be a share of requests, 0 (off) to 1");
+                    0.5
+                }
+            },
+            breaker_min_requests: u32::try_from(p.breaker_min_requests.unwrap_or(20))
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .unwrap_or_else(|| {
+                    issue(issues, at("breaker_min_requests"), "must be 1-100000");
+                    20
+                }),
             region,
             aws_keys,
             connect_timeout: ms(p.connect_timeout_ms, 3_000, 10, 60_000, &at("connect_timeout_ms"), issues),

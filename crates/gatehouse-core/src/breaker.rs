@@ -1,15 +1,24 @@
-//! A consecutive-failure circuit breaker for one deployment: closed while it answers; open for a
-//! cool-down after `threshold` failures in a row (its requests go to the other deployments
-//! first); then half-open, where one request at a time probes it, and a success closes it
-//! again. Lock-free (three atomics), and every decision takes the time as an argument, so
-//! tests drive it with a clock of their own.
+//! A circuit breaker for one deployment: closed while it answers; open for a cool-down after
+//! `threshold` failures in a row, or once its failures reach an error rate over the last ten
+//! seconds (with enough requests to judge); then half-open, where one request at a time probes
+//! it, and a success closes it again. Lock-free (atomics only), and every decision takes the
+//! time as an argument, so tests drive it with a clock of their own.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// The error-rate window: ten one-second buckets.
+const BUCKETS: usize = 10;
 
 #[derive(Debug)]
 pub struct Breaker {
     threshold: u32,
     cooldown_ms: u64,
+    /// Open when failures / outcomes over the window reach this (per mille; 0: never) ...
+    error_rate_pm: u32,
+    /// ... with at least this many outcomes in the window.
+    min_requests: u32,
+    /// Per second of the window: (the unix second it counts, outcomes << 32 | failures).
+    window: [(AtomicU64, AtomicU64); BUCKETS],
     failures: AtomicU32,
     /// 0 while closed; else when the open period ends (unix ms).
     open_until: AtomicU64,
@@ -42,10 +51,47 @@ impl Breaker {
         Breaker {
             threshold: threshold.max(1),
             cooldown_ms,
+            error_rate_pm: 0,
+            min_requests: u32::MAX,
+            window: Default::default(),
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
             probe_at: AtomicU64::new(0),
         }
+    }
+
+    /// Also opens when at least `min_requests` outcomes over the last ten seconds hold this
+    /// share of failures (0 < `rate` <= 1; 0 turns it off).
+    pub fn with_error_rate(mut self, rate: f64, min_requests: u32) -> Breaker {
+        // per mille of a share in [0, 1]: 0..=1000, so the cast is exact
+        self.error_rate_pm = (rate.clamp(0.0, 1.0) * 1000.0).round() as u32;
+        self.min_requests = min_requests.max(1);
+        self
+    }
+
+    /// Counts one outcome in the current second's bucket; returns the window's (outcomes,
+    /// failures) when `failed` (only a failure can open the breaker).
+    fn count(&self, now_ms: u64, failed: bool) -> (u64, u64) {
+        if self.error_rate_pm == 0 {
+            return (0, 0);
+        }
+        let sec = now_ms / 1000;
+        // the bucket index is below BUCKETS, so the cast is exact
+        let (epoch, counts) = &self.window[(sec % BUCKETS as u64) as usize];
+        let seen = epoch.load(Ordering::Acquire);
+        if seen != sec && epoch.compare_exchange(seen, sec, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            // a new second: the bucket's old counts are ten seconds stale
+            counts.store(0, Ordering::Release);
+        }
+        counts.fetch_add((1 << 32) | u64::from(failed), Ordering::AcqRel);
+        if !failed {
+            return (0, 0);
+        }
+        self.window
+            .iter()
+            .filter(|(e, _)| sec.saturating_sub(e.load(Ordering::Acquire)) < BUCKETS as u64)
+            .map(|(_, c)| c.load(Ordering::Acquire))
+            .fold((0, 0), |(n, f), c| (n + (c >> 32), f + (c & 0xFFFF_FFFF)))
     }
 
     pub fn state(&self, now_ms: u64) -> BreakerState {
@@ -72,7 +118,8 @@ impl Breaker {
 
     /// The deployment answered: closed again, from any state. Returns whether this success
     /// closed it (exactly one caller sees `true` for each opening).
-    pub fn succeeded(&self) -> bool {
+    pub fn succeeded(&self, now_ms: u64) -> bool {
+        self.count(now_ms, false);
         if self.failures.load(Ordering::Relaxed) == 0 && self.open_until.load(Ordering::Relaxed) == 0 {
             return false;
         }
@@ -88,9 +135,14 @@ impl Breaker {
     pub fn failed(&self, now_ms: u64) -> bool {
         let until = self.open_until.load(Ordering::Acquire);
         let n = self.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
-        // a failed probe opens it again at once; a closed one after `threshold` in a row
+        let (outcomes, failures) = self.count(now_ms, true);
+        let rate_reached = outcomes >= u64::from(self.min_requests)
+            && failures * 1000 >= outcomes * u64::from(self.error_rate_pm)
+            && self.error_rate_pm > 0;
+        // a failed probe opens it again at once; a closed one after `threshold` in a row, or
+        // at the error rate
         let opens = match until {
-            0 => n >= self.threshold,
+            0 => n >= self.threshold || rate_reached,
             u => now_ms >= u,
         };
         let reopen = now_ms.saturating_add(self.cooldown_ms).max(1);
@@ -104,6 +156,18 @@ impl Breaker {
     /// Failures in a row so far (for the admin API).
     pub fn failures(&self) -> u32 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Takes another replica's view (shared through Redis): open until `open_until` (unix ms),
+    /// or closed (0).
+    pub fn adopt(&self, open_until: u64) {
+        let was = self.open_until.swap(open_until, Ordering::AcqRel);
+        if was != open_until {
+            self.probe_at.store(0, Ordering::Release);
+            if open_until == 0 {
+                self.failures.store(0, Ordering::Relaxed);
+            }
+        }
     }
 
     /// When the open period ends (unix ms), while open or half-open.
@@ -121,7 +185,7 @@ mod tests {
         let b = Breaker::new(3, 1_000);
         let t = 10_000;
         assert!(!b.failed(t) && !b.failed(t + 1));
-        b.succeeded();
+        b.succeeded(t + 1);
         assert!(!b.failed(t + 2) && !b.failed(t + 3), "a success resets the count");
         assert!(b.failed(t + 4), "the third in a row opens it");
         assert_eq!(b.state(t + 5), BreakerState::Open);
@@ -133,7 +197,7 @@ mod tests {
         assert!(b.failed(t + 2_010), "a failed probe opens it again");
         assert!(!b.admits(t + 3_000));
         assert!(b.admits(t + 3_010));
-        b.succeeded();
+        b.succeeded(t + 3_010);
         assert_eq!(b.state(t + 3_011), BreakerState::Closed);
         assert!(b.admits(t + 3_011) && b.admits(t + 3_011), "closed admits everyone");
     }
@@ -154,9 +218,61 @@ mod tests {
             .sum();
         assert_eq!(opened, 1);
         assert_eq!((b.failures(), b.open_until()), (800, Some(t + 1_000)));
-        let closed = (0..4).filter(|_| b.succeeded()).count();
+        let closed = (0..4).filter(|_| b.succeeded(t)).count();
         assert_eq!(closed, 1, "the first success closes it, the others find it closed");
         assert_eq!((b.failures(), b.open_until()), (0, None));
+    }
+
+    #[test]
+    fn an_error_rate_over_ten_seconds_opens_it_without_failures_in_a_row() {
+        // never five in a row, but half the outcomes fail
+        let b = Breaker::new(5, 1_000).with_error_rate(0.5, 20);
+        let t = 100_000;
+        let mut opened_at = None;
+        for i in 0..40u64 {
+            let now = t + i * 100;
+            if i % 2 == 0 {
+                b.succeeded(now);
+            } else if b.failed(now) {
+                opened_at = Some(i);
+                break;
+            }
+        }
+        assert_eq!(opened_at, Some(19), "the twentieth outcome reaches 20 requests at 50%");
+        assert_eq!(b.state(t + 1_950), BreakerState::Open);
+
+        // too few requests to judge: 9 of 10 failing do not open it by rate
+        let few = Breaker::new(100, 1_000).with_error_rate(0.5, 20);
+        for i in 0..10 {
+            if i == 0 {
+                few.succeeded(t);
+            } else {
+                assert!(!few.failed(t + i));
+            }
+        }
+        // outcomes older than the window no longer count: 15 failures, then 20 s of quiet,
+        // then 10 successes and 10 failures alternating stay under the rate until the
+        // window holds 20 again
+        let old = Breaker::new(100, 1_000).with_error_rate(0.6, 20);
+        for i in 0..15 {
+            assert!(!old.failed(t + i));
+        }
+        let later = t + 20_000;
+        let opened: Vec<bool> =
+            (0..20u64).map(|i| if i % 2 == 0 { old.succeeded(later + i) } else { old.failed(later + i) }).collect();
+        assert!(opened.iter().all(|o| !o), "the old failures left the window; 50% < 60%");
+        let off = Breaker::new(100, 1_000);
+        assert!((0..50).all(|i| !off.failed(t + i)), "no error rate unless asked");
+    }
+
+    #[test]
+    fn another_replicas_view_is_adopted() {
+        let b = Breaker::new(3, 1_000);
+        b.adopt(5_000);
+        assert_eq!(b.state(4_000), BreakerState::Open);
+        assert_eq!(b.state(5_000), BreakerState::HalfOpen);
+        b.adopt(0);
+        assert_eq!((b.state(4_000), b.failures()), (BreakerState::Closed, 0));
     }
 }
 

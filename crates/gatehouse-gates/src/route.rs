@@ -163,7 +163,10 @@ impl RouteTable {
                         provider: d.provider.as_str().into(),
                         target: Target::Upstream(i),
                         provider_model: d.provider_model.as_str().into(),
-                        breaker: Arc::new(Breaker::new(p.breaker_failures, cooldown)),
+                        breaker: Arc::new(
+                            Breaker::new(p.breaker_failures, cooldown)
+                                .with_error_rate(p.breaker_error_rate, p.breaker_min_requests),
+                        ),
                         retries: retries.clone(),
                         first_byte_timeout: d.first_byte_timeout,
                         idle_timeout: d.idle_timeout,
@@ -274,7 +277,7 @@ pub const fn after(f: Failure) -> Next {
 /// An attempt at `route` answered: its breaker closes if it was open or half-open (logged,
 /// counted and audited once per closing).
 pub(crate) fn attempt_answered(route: &Route, audit: &AuditHook) {
-    if route.breaker.succeeded() {
+    if route.breaker.succeeded(now_ms()) {
         metrics::counter!("gatehouse_breaker_closed_total", "provider" => route.provider.to_string()).increment(1);
         tracing::info!(model = %route.model, provider = %route.provider, "circuit breaker closed: the deployment answered");
         breaker_event(route, audit, EventKind::DeploymentBreakerClosed, Outcome::Allowed, 200, "ok");
@@ -489,7 +492,7 @@ priority = 1
         assert_eq!(probe[0], "a", "half-open: this request carries the probe, first");
         let other: Vec<String> = e.attempts_at(now + 1_001).into_iter().map(name).collect();
         assert_eq!(other.last().map(String::as_str), Some("a"), "one probe at a time");
-        a.succeeded();
+        a.succeeded(now);
         let firsts: Vec<String> = (0..4).map(|_| name(e.attempts_at(now + 1_002)[0])).collect();
         assert!(firsts.iter().filter(|p| *p == "a").count() == 3, "closed: its share again: {firsts:?}");
     }
