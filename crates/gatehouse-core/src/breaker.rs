@@ -153,6 +153,11 @@ impl Breaker {
         false
     }
 
+    /// How long it stays open.
+    pub fn cooldown_ms(&self) -> u64 {
+        self.cooldown_ms
+    }
+
     /// Failures in a row so far (for the admin API).
     pub fn failures(&self) -> u32 {
         self.failures.load(Ordering::Relaxed)

@@ -7,6 +7,7 @@
 
 pub mod authenticate;
 pub mod authorize;
+pub mod breaker_sync;
 pub mod cache;
 pub mod chain;
 pub mod control;

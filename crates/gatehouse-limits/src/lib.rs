@@ -181,6 +181,28 @@ pub enum Limits {
 }
 
 impl Limits {
+    /// Whether the store is shared by several replicas (Redis).
+    pub fn shared(&self) -> bool {
+        matches!(self, Limits::Redis(_))
+    }
+
+    /// The shared circuit breakers of these deployments (when open, until when; 0: closed).
+    /// The in-process store shares nothing: every breaker reads closed.
+    pub async fn breakers(&self, deployments: &[String]) -> Result<Vec<u64>, Unavailable> {
+        match self {
+            Limits::Local(_) => Ok(vec![0; deployments.len()]),
+            Limits::Redis(r) => r.breakers(deployments).await,
+        }
+    }
+
+    /// Publishes a deployment's breaker to the other replicas (nothing to do in process).
+    pub async fn set_breaker(&self, deployment: &str, open_until: u64, keep: Duration) -> Result<(), Unavailable> {
+        match self {
+            Limits::Local(_) => Ok(()),
+            Limits::Redis(r) => r.set_breaker(deployment, open_until, keep).await,
+        }
+    }
+
     pub async fn rate(&self, key: &str, rate: Rate, cost: u64) -> Result<RateDecision, Unavailable> {
         match self {
             Limits::Local(l) => Ok(l.rate(key, rate, cost)),

@@ -262,7 +262,12 @@ impl RedisLimits {
 
     async fn run<T: redis::FromRedisValue>(&self, inv: ScriptInvocation<'_>) -> Result<T, Unavailable> {
         let mut con = self.con.clone();
-        match tokio::time::timeout(self.timeout, inv.invoke_async(&mut con)).await {
+        self.bounded(inv.invoke_async(&mut con)).await
+    }
+
+    /// One call, within the timeout; a failure is logged and is `Unavailable`.
+    async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, Unavailable> {
+        match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 tracing::warn!(error = ?e.kind(), "redis limits call failed");
@@ -383,6 +388,30 @@ impl RedisLimits {
             }
         }
         Ok(out)
+    }
+
+    /// Circuit breakers shared by the replicas: `<prefix>:breaker:<deployment>` holds when the
+    /// deployment's open period ends (unix ms); absent, it is closed. One MGET for all.
+    pub async fn breakers(&self, deployments: &[String]) -> Result<Vec<u64>, Unavailable> {
+        if deployments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = deployments.iter().map(|d| self.key("breaker", d)).collect();
+        let mut con = self.con.clone();
+        let got: Vec<Option<u64>> = self.bounded(redis::cmd("MGET").arg(&keys).query_async(&mut con)).await?;
+        Ok(got.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// Publishes one deployment's breaker: open until `open_until` (kept `keep` past it, so a
+    /// half-open state is shared too), or closed (0).
+    pub async fn set_breaker(&self, deployment: &str, open_until: u64, keep: Duration) -> Result<(), Unavailable> {
+        let key = self.key("breaker", deployment);
+        let mut con = self.con.clone();
+        if open_until == 0 {
+            return self.bounded(redis::cmd("DEL").arg(&key).query_async::<()>(&mut con)).await;
+        }
+        let cmd = redis::cmd("SET").arg(&key).arg(open_until).arg("PX").arg(ms(keep)).to_owned();
+        self.bounded(cmd.query_async::<()>(&mut con)).await
     }
 
     pub async fn standing(&self, key: &str) -> Result<Standing, Unavailable> {

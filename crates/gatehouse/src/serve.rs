@@ -14,6 +14,7 @@ use gatehouse_audit::{Actor, Auditor, Event, EventKind, FailurePolicy, Outcome, 
 use gatehouse_config::{AuditFailure, Config, DataPlaneAudit, LogFormat, SecretRef, ServerConfig, StoreUrl};
 use gatehouse_egress::AddressPolicy;
 use gatehouse_gates::authenticate::{Credentials, KeyVerifier};
+use gatehouse_gates::breaker_sync::BreakerSync;
 use gatehouse_gates::control::ControlHandle;
 use gatehouse_gates::federated::FederatedVerifier;
 use gatehouse_gates::guardrails::Policies;
@@ -47,6 +48,9 @@ const GUARDRAIL_POLL: Duration = Duration::from_secs(1);
 /// How often each replica re-reads the limit and routing policies: half a second, so a change
 /// made through another replica applies everywhere within a second even with the read itself.
 const LIMITS_POLL: Duration = Duration::from_millis(500);
+/// How often each replica publishes its circuit breakers' changes and adopts the others'
+/// (with Redis): a change reaches every replica within about two of these.
+const BREAKER_SYNC: Duration = Duration::from_millis(250);
 /// Verified keys kept in memory at most.
 const KEY_CACHE_CAPACITY: usize = 100_000;
 
@@ -375,6 +379,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(guardrails.clone().run_poller(store.clone(), GUARDRAIL_POLL));
     tokio::spawn(limits.policies.clone().run_poller(store.clone(), LIMITS_POLL));
     tokio::spawn(routing.clone().run_poller(store.clone(), LIMITS_POLL));
+    if limits.limits.shared() {
+        // circuit breakers agree across replicas through the shared store
+        let live = app.runtime.clone();
+        let sync =
+            BreakerSync::default().run(move || live.load().gates.table.clone(), limits.limits.clone(), BREAKER_SYNC);
+        tokio::spawn(sync);
+    }
     tokio::spawn(prune_ledger(app.clone()));
     tokio::spawn(webhooks.clone().run_refresh());
     tokio::spawn(webhooks.clone().run_delivery());

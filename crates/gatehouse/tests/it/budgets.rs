@@ -203,10 +203,6 @@ async fn a_stream_is_cut_past_its_reservation_and_a_cancelled_one_settles_what_i
     assert!(ends.contains(&"budget") && ends.contains(&"cancelled"), "{ends:?}");
 }
 
-fn redis_url() -> String {
-    std::env::var("GATEHOUSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
-}
-
 /// Two replicas on one PostgreSQL schema and one Redis key prefix, both forwarding to `fake`.
 /// `None` when either store is unreachable outside CI.
 async fn replicas(fake: &FakeProvider) -> Option<(TestGateway, TestGateway)> {
@@ -228,7 +224,7 @@ async fn replicas(fake: &FakeProvider) -> Option<(TestGateway, TestGateway)> {
             .env("FAKE_UPSTREAM_KEY", PROVIDER_SECRET)
             .env("GATEHOUSE_DATABASE_URL", &url)
             .env("GATEHOUSE_MASTER_KEY", &master)
-            .env("GH_TEST_REDIS", &redis_url())
+            .env("GH_TEST_REDIS", &crate::common::redis_url())
             .try_spawn()
     };
     let a = match spawn().await {

@@ -118,3 +118,8 @@ pub fn openai_stream(body: &str) -> (String, String, String, serde_json::Value) 
     }
     (text, args, finish, usage)
 }
+
+/// The Redis the shared-store tests use.
+pub fn redis_url() -> String {
+    std::env::var("GATEHOUSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}

@@ -6,10 +6,6 @@ use serde_json::{Value, json};
 
 use crate::common::{as_root, call, gateway, json, root};
 
-fn redis_url() -> String {
-    std::env::var("GATEHOUSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
-}
-
 async fn mint(gw: &TestGateway, body: Value) -> String {
     let (st, v) = as_root(gw, reqwest::Method::POST, "/admin/v1/capabilities", Some(body)).await;
     assert_eq!(st, 201, "{v}");
@@ -48,7 +44,7 @@ async fn an_rpm_caveat_limits_its_token_in_process() {
 async fn an_rpm_caveat_limits_its_token_on_redis() {
     let prefix = format!("gh-it-{}", std::process::id());
     let config = format!("[redis]\nurl = \"env:GH_TEST_REDIS\"\nkey_prefix = \"{prefix}\"\ntimeout_ms = 500\n");
-    let gw = gateway().config(&config).env("GH_TEST_REDIS", &redis_url()).try_spawn().await;
+    let gw = gateway().config(&config).env("GH_TEST_REDIS", &crate::common::redis_url()).try_spawn().await;
     match gw {
         Ok(gw) => rpm_caveat_is_enforced(&gw).await,
         Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("Redis is required under CI=true: {e}"),
@@ -220,7 +216,7 @@ async fn several_replicas_without_shared_stores_refuse_to_start() {
     let err = gateway()
         .server("replicas = 2")
         .config("[redis]\nurl = \"env:GH_TEST_REDIS\"\n")
-        .env("GH_TEST_REDIS", &redis_url())
+        .env("GH_TEST_REDIS", &crate::common::redis_url())
         .start_error()
         .await;
     assert!(err.contains("needs PostgreSQL"), "{err}");

@@ -427,3 +427,58 @@ async fn deployment_timeouts_and_the_clients_deadline_bound_every_attempt() {
     // a generous hint changes nothing
     assert_eq!(send("600").await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn two_replicas_agree_on_a_breaker_within_a_second_through_redis() {
+    let (a, b) = (FakeProvider::spawn().await, FakeProvider::spawn().await);
+    let prefix = format!("gh-breaker-{}-{}", std::process::id(), a.addr().port());
+    let cfg = format!(
+        "{}\n[redis]\nurl = \"env:GH_TEST_REDIS\"\nkey_prefix = \"{prefix}\"\ntimeout_ms = 1000\n",
+        config(&a.base_url(), &b.base_url(), 3).replace("breaker_cooldown_ms = 400", "breaker_cooldown_ms = 1500")
+    );
+    let spawn = || {
+        gateway().config(&cfg).env("K", PROVIDER_SECRET).env("GH_TEST_REDIS", &crate::common::redis_url()).try_spawn()
+    };
+    let (one, two) = match (spawn().await, spawn().await) {
+        (Ok(one), Ok(two)) => (one, two),
+        (Err(e), _) | (_, Err(e)) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("Redis is required under CI=true: {e}")
+        }
+        (Err(e), _) | (_, Err(e)) => return eprintln!("\n*** Redis unreachable ({e}): SKIPPED ***\n"),
+    };
+    async fn primary(gw: &TestGateway) -> Value {
+        deployment(gw, "m", "primary").await["breaker"].clone()
+    }
+    // replica one sees the primary fail three times in a row: its breaker opens
+    a.set(Behavior::Status(503));
+    for _ in 0..3 {
+        assert_eq!(chat(&one, "m", false).await.status(), 200, "served by the backup");
+    }
+    let opened = primary(&one).await;
+    assert_eq!(opened["state"], "open", "{opened}");
+    let started = std::time::Instant::now();
+    // replica two, which never saw a failure, agrees within a second: the same open period
+    let agreed = gatehouse_testkit::eventually(Duration::from_secs(1), || async {
+        primary(&two).await["open_until"] == opened["open_until"]
+    })
+    .await;
+    assert!(agreed, "replica two: {} after {:?}", primary(&two).await, started.elapsed());
+    // and acts on it: while open, its requests go straight to the backup
+    let before = a.calls();
+    assert_eq!(chat(&two, "m", false).await.status(), 200);
+    assert_eq!(a.calls(), before, "replica two skips the open deployment");
+
+    // the primary recovers; replica one's probe (after the cool-down) closes its breaker,
+    // and replica two follows within a second
+    a.set(Behavior::Ok);
+    let closed = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
+        chat(&one, "m", false).await.status() == 200 && primary(&one).await["state"] == "closed"
+    })
+    .await;
+    assert!(closed, "replica one: {}", primary(&one).await);
+    let started = std::time::Instant::now();
+    let agreed =
+        gatehouse_testkit::eventually(Duration::from_secs(1), || async { primary(&two).await["state"] == "closed" })
+            .await;
+    assert!(agreed, "replica two: {} after {:?}", primary(&two).await, started.elapsed());
+}
