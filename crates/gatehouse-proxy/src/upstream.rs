@@ -183,8 +183,8 @@ impl Upstream {
         }
         let client = builder
             .connect_timeout(cfg.connect_timeout)
-            // the idle gap between body chunks; first byte and total time are bounded by callers
-            .read_timeout(cfg.idle_timeout)
+            // no read timeout here: it would also bound the wait for the response headers (the
+            // first-byte timeout); the callers bound the first byte, each idle gap and the total
             // a provider that redirects is misconfigured or hostile: never follow
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(cfg.max_idle_connections)

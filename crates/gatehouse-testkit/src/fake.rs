@@ -143,6 +143,8 @@ pub struct Recorded {
 
 pub(crate) struct Shared {
     calls: AtomicUsize,
+    /// Chat requests it began answering with a success (what a provider bills).
+    served: AtomicUsize,
     /// The next this many chat requests fail with `fail_status`, whatever the behaviour.
     fail_next: AtomicUsize,
     fail_status: std::sync::atomic::AtomicU16,
@@ -228,6 +230,7 @@ impl FakeProvider {
     fn app(stream_chunks: usize) -> (Router, Arc<Shared>) {
         let shared = Arc::new(Shared {
             calls: AtomicUsize::new(0),
+            served: AtomicUsize::new(0),
             fail_next: AtomicUsize::new(0),
             fail_status: std::sync::atomic::AtomicU16::new(500),
             behavior: ArcSwap::from_pointee(Behavior::Ok),
@@ -262,6 +265,12 @@ impl FakeProvider {
     /// Requests received so far (of any kind).
     pub fn calls(&self) -> usize {
         self.shared.calls.load(Ordering::SeqCst)
+    }
+
+    /// Chat Completions requests it began answering with a success status (whole or
+    /// streamed, however the stream then ends): what a provider would bill.
+    pub fn served(&self) -> usize {
+        self.shared.served.load(Ordering::SeqCst)
     }
 
     pub fn set(&self, b: Behavior) {
@@ -338,6 +347,7 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         }
         _ => {}
     }
+    s.served.fetch_add(1, Ordering::SeqCst);
     if let Behavior::Reply { text, tool_args, chunk: n } = &behavior {
         if stream {
             let frames = scripted_stream(&model, text, tool_args.as_deref(), *n);

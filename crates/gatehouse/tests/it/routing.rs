@@ -64,6 +64,17 @@ provider = "backup"
 name = "stalls"
 provider = "primary"
 idle_timeout_ms = 300
+
+[[providers]]
+name = "patient"
+base_url = "{primary}"
+api_key = "env:K"
+first_byte_timeout_ms = 2000
+idle_timeout_ms = 300
+
+[[models]]
+name = "patient"
+provider = "patient"
 "#
     )
 }
@@ -402,6 +413,12 @@ async fn deployment_timeouts_and_the_clients_deadline_bound_every_attempt() {
         .await;
         assert!(counted, "{}", deployment(&gw, "stalls", "primary").await);
     }
+
+    // a provider's idle timeout (300 ms) bounds the gaps in an answer, not the wait for its
+    // first byte (2 s here)
+    a.set(Behavior::Latency(Duration::from_millis(800)));
+    let resp = chat(&gw, "patient", false).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
 
     // the client's own deadline (the SDKs' X-Stainless-Timeout) is shorter than the primary's
     // first-byte timeout (1 s): the attempt ends at it, with no time left for the backup, and
