@@ -158,6 +158,9 @@ pub struct RawModel {
     /// Retries after every deployment failed, and the share of requests that may retry.
     pub retries: Option<u64>,
     pub retry_budget: Option<f64>,
+    /// Other models to try, in order, when every deployment of this one failed.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
     /// More deployments of the same model (`[[models.deployments]]`).
     #[serde(default)]
     pub deployments: Vec<RawDeployment>,

@@ -314,7 +314,13 @@ pub struct ModelConfig {
     pub retries: u8,
     /// ... and the average retries per request the model may spend (0-1; default 0.2).
     pub retry_budget: f64,
+    /// Other models (canonical names, of the same kind) whose deployments are tried, in order,
+    /// when every deployment of this one failed; theirs are not followed further.
+    pub fallbacks: Vec<String>,
 }
+
+/// Most models one model may fall back to.
+pub const MAX_MODEL_FALLBACKS: usize = 4;
 
 /// One provider serving a model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1041,7 +1047,25 @@ fn models(
             deployments,
             retries,
             retry_budget,
+            fallbacks: m.fallbacks,
         });
+    }
+    // fallbacks name other models of the same kind, by canonical name (an alias could change
+    // what it names); checked once every model is known
+    for (i, m) in out.iter().enumerate() {
+        if m.fallbacks.len() > MAX_MODEL_FALLBACKS {
+            issue(issues, format!("models[{i}].fallbacks"), format!("at most {MAX_MODEL_FALLBACKS} models"));
+        }
+        for (j, f) in m.fallbacks.iter().enumerate() {
+            let ok = f != &m.name && out.iter().any(|o| &o.name == f && o.kind == m.kind);
+            if !ok {
+                issue(
+                    issues,
+                    format!("models[{i}].fallbacks[{j}]"),
+                    "must name another configured model of the same kind",
+                );
+            }
+        }
     }
     out
 }
@@ -1213,6 +1237,33 @@ mod tests {
         .unwrap_err();
         let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, ["providers[0].api_key", "models[0].provider"]);
+    }
+
+    #[test]
+    fn model_fallbacks_name_other_models_of_the_same_kind() {
+        let base = "[[providers]]\nname = \"a\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\
+             [[models]]\nname = \"e\"\nkind = \"embedding\"\nprovider = \"a\"\n\
+             [[models]]\nname = \"n\"\nprovider = \"a\"\naliases = [\"n-alias\"]\n";
+        let ok = Config::from_toml(&format!("{base}[[models]]\nname = \"m\"\nprovider = \"a\"\nfallbacks = [\"n\"]\n"))
+            .unwrap();
+        assert_eq!(ok.policy.models[2].fallbacks, ["n"]);
+        let err = Config::from_toml(&format!(
+            "{base}[[models]]\nname = \"m\"\nprovider = \"a\"\n\
+             fallbacks = [\"m\", \"e\", \"n-alias\", \"nope\", \"n\"]\n"
+        ))
+        .unwrap_err();
+        let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "models[2].fallbacks",
+                "models[2].fallbacks[0]",
+                "models[2].fallbacks[1]",
+                "models[2].fallbacks[2]",
+                "models[2].fallbacks[3]",
+            ],
+            "too many; itself, another kind, an alias, an unknown name"
+        );
     }
 
     #[test]

@@ -439,7 +439,7 @@ impl Answer {
     /// Another deployment answered (or failed last): the audit names it.
     pub fn served_by(&mut self, route: Arc<Route>) {
         if let Some(h) = self.hold.as_mut() {
-            h.served_by(route.provider.clone());
+            h.served_by(&route.model, route.provider.clone());
         }
         self.cx.route = Some(route);
     }

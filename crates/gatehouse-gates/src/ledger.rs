@@ -96,6 +96,8 @@ struct Pending {
     reservations: Vec<(Reservation, Vec<Arc<BudgetMeta>>)>,
     /// Token rates charged the request's estimate: (rate key, rate, estimate).
     token_charges: Vec<(String, Rate, u64)>,
+    /// Other models that may answer instead (configured fallbacks), with their prices.
+    stand_ins: Vec<(Arc<str>, Option<Price>)>,
 }
 
 /// An admitted request's reservations and identity, settled once when the request ends.
@@ -133,14 +135,26 @@ impl Hold {
             framing_events: 2 * req.choices + 2,
             reservations: Vec::new(),
             token_charges: Vec::new(),
+            stand_ins: Vec::new(),
         };
         Hold { ledger, pending: Some(Box::new(pending)) }
     }
 
-    /// Another deployment than the route gate's first served the request.
-    pub(crate) fn served_by(&mut self, provider: Arc<str>) {
+    /// Other models that may answer the request, with their prices.
+    pub(crate) fn may_be_served_by(&mut self, stand_ins: Vec<(Arc<str>, Option<Price>)>) {
+        if let Some(p) = self.pending.as_mut() {
+            p.stand_ins = stand_ins;
+        }
+    }
+
+    /// Another deployment than the route gate's first served the request (of another model:
+    /// the ledger records that model, at its price).
+    pub(crate) fn served_by(&mut self, model: &Arc<str>, provider: Arc<str>) {
         if let Some(p) = self.pending.as_mut() {
             p.provider = provider;
+            if let Some((m, price)) = p.stand_ins.iter().find(|(m, _)| m == model) {
+                (p.model, p.price) = (m.clone(), *price);
+            }
         }
     }
 

@@ -302,17 +302,38 @@ impl LimitsGate {
             }
         }
         let price = self.prices.get(&*model).copied();
-        let mut hold = Hold::new(self.backend.ledger.clone(), cx, model, price, req, &self.budgets);
         let (usd, tokens): (Vec<_>, Vec<_>) = budgets.into_iter().partition(|(_, m)| m.unit == Unit::Usd);
+        let priced_only = !usd.is_empty() && self.budgets.unpriced != Unpriced::Free;
+        // other models configured to stand in for this one may answer: each has its price, and
+        // one whose cost a USD budget cannot bound is not tried
+        let mut candidates = Vec::new();
+        if cx.fallbacks.iter().any(|r| r.model != model) {
+            if priced_only {
+                cx.fallbacks.retain(|r| r.model == model || self.prices.contains_key(&*r.model));
+            }
+            for r in &cx.fallbacks {
+                if r.model != model && !candidates.iter().any(|(m, _): &(Arc<str>, _)| *m == r.model) {
+                    candidates.push((r.model.clone(), self.prices.get(&*r.model).copied()));
+                }
+            }
+        }
+        let mut hold = Hold::new(self.backend.ledger.clone(), cx, model, price, req, &self.budgets);
         let price = match price {
             Some(p) => p,
-            None if usd.is_empty() || self.budgets.unpriced == Unpriced::Free => Price::default(),
+            None if !priced_only => Price::default(),
             None => {
                 tracing::info!(request_id = %cx.request_id, model = %hold.model(), "refused: a USD budget applies and the model has no price");
                 return Err(Denial::new(DenyCode::PermissionDenied).with_param("model"));
             }
         };
         let (prompt, output) = hold.worst_case();
+        // the reservation is for the costliest model that may answer; the settlement is at the
+        // price of the one that did
+        let price = candidates
+            .iter()
+            .filter_map(|(_, p)| *p)
+            .fold(price, |worst, p| if p.cost(prompt, 0, output) > worst.cost(prompt, 0, output) { p } else { worst });
+        hold.may_be_served_by(candidates);
         let mut asks: Vec<(Vec<Budget>, Vec<Arc<BudgetMeta>>, u64)> =
             [(usd, price.cost(prompt, 0, output)), (tokens, prompt.saturating_add(output))]
                 .into_iter()

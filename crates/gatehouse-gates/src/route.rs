@@ -27,6 +27,8 @@ pub struct RouteEntry {
     tiers: Box<[Tier]>,
     /// Each deployment's priority and weight, by its index.
     placement: Box<[(u8, u16)]>,
+    /// Other models whose deployments follow this one's (canonical names, validated).
+    pub fallback_models: Box<[Box<str>]>,
 }
 
 /// The deployments of one priority: a smooth weighted round-robin schedule of them (weights
@@ -146,7 +148,7 @@ impl RouteTable {
                     max_stream_duration: None,
                     region: None,
                 };
-                t.add(&[], vec![(route, Family::OpenAi, 0, 1)], kind);
+                t.add(&[], vec![(route, Family::OpenAi, 0, 1)], kind, &[]);
             }
         }
         for m in &policy.models {
@@ -177,7 +179,7 @@ impl RouteTable {
                 })
                 .collect();
             if !to.is_empty() {
-                t.add(&m.aliases, to, m.kind);
+                t.add(&m.aliases, to, m.kind, &m.fallbacks);
             }
         }
         t
@@ -185,7 +187,7 @@ impl RouteTable {
 
     /// `to`: each deployment's route, the API it speaks, its priority and weight (validated by
     /// the config crate; at least one, all of one model).
-    fn add(&mut self, aliases: &[String], to: Vec<Deployed>, kind: ModelKind) {
+    fn add(&mut self, aliases: &[String], to: Vec<Deployed>, kind: ModelKind, fallbacks: &[String]) {
         let mut priorities: Vec<u8> = to.iter().map(|d| d.2).collect();
         priorities.sort_unstable();
         priorities.dedup();
@@ -200,7 +202,9 @@ impl RouteTable {
         let placement = to.iter().map(|d| (d.2, d.3)).collect();
         let deployments: Box<[(Arc<Route>, Family)]> = to.into_iter().map(|(r, f, _, _)| (Arc::new(r), f)).collect();
         let name = deployments[0].0.model.clone();
-        let entry = Arc::new(RouteEntry { route: deployments[0].0.clone(), kind, deployments, tiers, placement });
+        let fallback_models = fallbacks.iter().map(|f| f.as_str().into()).collect();
+        let route = deployments[0].0.clone();
+        let entry = Arc::new(RouteEntry { route, kind, deployments, tiers, placement, fallback_models });
         self.by_name.insert(Box::from(&*name), entry.clone());
         for a in aliases {
             self.by_name.insert(a.as_str().into(), entry.clone());
@@ -388,7 +392,8 @@ impl Gate for RouteGate {
                 let mut order = if e.deployments.len() > 1 { e.attempts_at(now_ms()) } else { Vec::new() };
                 // the tenant's routing rules keep only the deployments it may use; a route
                 // that would leave them is refused, never taken elsewhere
-                if let Some(rules) = cx.principal.as_ref().and_then(|p| self.rules.applying(p.org, p.project)) {
+                let rules = cx.principal.as_ref().and_then(|p| self.rules.applying(p.org, p.project));
+                if let Some(rules) = &rules {
                     if order.is_empty() {
                         order.push(0);
                     }
@@ -414,6 +419,17 @@ impl Gate for RouteGate {
                 cx.route = Some(first.clone());
                 // the others, in order, for when this one fails before answering (docs/ROUTING.md)
                 cx.fallbacks = attempts.map(|(r, _)| r.clone()).collect();
+                // then the models configured to stand in for this one: only those the caller may
+                // use, and only their deployments its routing rules allow
+                for name in &e.fallback_models {
+                    let Some(other) = self.table.resolve(name) else { continue };
+                    if !cx.principal.as_ref().is_some_and(|p| p.may_use_model(&other.route.model)) {
+                        continue;
+                    }
+                    let order = if other.deployments.len() > 1 { other.attempts_at(now_ms()) } else { vec![0] };
+                    let allowed = |r: &&Arc<Route>| rules.as_ref().is_none_or(|x| x.allows(r));
+                    cx.fallbacks.extend(order.into_iter().map(|i| &other.deployments[i].0).filter(allowed).cloned());
+                }
                 Verdict::Pass(())
             }
             _ => Verdict::Deny(Denial::new(DenyCode::ModelNotFound).with_param("model")),

@@ -93,7 +93,12 @@ async fn two() -> (FakeProvider, FakeProvider, TestGateway) {
 
 async fn chat(gw: &TestGateway, model: &str, stream: bool) -> reqwest::Response {
     let body = json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hello"}]});
-    gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(gw.key()).json(&body).send().await.unwrap()
+    post(gw, gw.key(), &body).await
+}
+
+/// A chat completion as `key`.
+async fn post(gw: &TestGateway, key: &str, body: &Value) -> reqwest::Response {
+    gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(key).json(body).send().await.unwrap()
 }
 
 #[tokio::test]
@@ -306,16 +311,7 @@ async fn tenant_routing_rules_keep_traffic_in_the_allowed_deployments_or_refuse_
     let (org, project, _, key) = crate::budgets::key_in_new_project(&gw, "residency").await;
     let call = |model: &'static str| {
         let (gw, key) = (&gw, key.clone());
-        async move {
-            let body = json!({"model": model, "messages": [{"role": "user", "content": "hello"}]});
-            gw.http
-                .post(format!("{}/v1/chat/completions", gw.data_url))
-                .bearer_auth(key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { post(gw, &key, &json!({"model": model, "messages": [{"role": "user", "content": "hello"}]})).await }
     };
     let put = |path: String, body: Value| {
         let gw = &gw;
@@ -498,4 +494,70 @@ async fn two_replicas_agree_on_a_breaker_within_a_second_through_redis() {
         gatehouse_testkit::eventually(Duration::from_secs(1), || async { primary(&two).await["state"] == "closed" })
             .await;
     assert!(agreed, "replica two: {} after {:?}", primary(&two).await, started.elapsed());
+}
+
+#[tokio::test]
+async fn a_model_falls_back_to_another_only_where_configured_allowed_and_budgeted_for() {
+    let (a, b) = (FakeProvider::spawn().await, FakeProvider::spawn().await);
+    let cfg = format!(
+        r#"
+[[providers]]
+name = "primary"
+base_url = "{}"
+api_key = "env:K"
+[[providers]]
+name = "backup"
+base_url = "{}"
+api_key = "env:K"
+[[models]]
+name = "cheap"
+provider = "primary"
+fallbacks = ["dear"]
+[[models]]
+name = "dear"
+provider = "backup"
+provider_model = "dear-v1"
+[prices."cheap"]
+input_per_mtok = 1.0
+output_per_mtok = 1.0
+[prices."dear"]
+input_per_mtok = 100.0
+output_per_mtok = 100.0
+"#,
+        a.base_url(),
+        b.base_url()
+    );
+    let gw = gateway().config(&cfg).env("K", PROVIDER_SECRET).spawn().await;
+    let (org, project, _, key) = crate::budgets::key_in_new_project(&gw, "stand-in").await;
+    let ask = |key: String, max_tokens: u32| {
+        let gw = &gw;
+        let body = json!({"model": "cheap", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]});
+        async move { post(gw, &key, &body).await }
+    };
+
+    // the model's own deployment fails: the configured stand-in answers, and the ledger
+    // records the model that answered, at its price
+    a.set(Behavior::Status(503));
+    assert_eq!(ask(key.clone(), 10).await.status(), 200);
+    assert_eq!(b.last_request().unwrap().body["model"], "dear-v1");
+    let dear = crate::budgets::ledger(&gw, &org, &format!("project={project}&model=dear"), 1).await;
+    assert!(dear["cost_micro_usd"].as_i64() > Some(0), "charged at the stand-in's price: {dear}");
+
+    // a key that may not use the stand-in gets the failure, and the stand-in sees nothing
+    let (_, narrow) = gw.create_key(json!({"name": "cheap-only", "project": "stand-in", "models": ["cheap"]})).await;
+    let before = b.calls();
+    assert_eq!(ask(narrow.clone(), 10).await.status(), 502);
+    assert_eq!(b.calls(), before, "only to models the caller may use");
+
+    // a dollar budget room for the cheap model's worst case (about $0.001) but not the
+    // stand-in's ($0.1): the reservation is for the costlier, so the request is refused even
+    // though the cheap model is well; the narrow key reserves for the cheap model alone
+    a.set(Behavior::Ok);
+    let path = format!("/admin/v1/orgs/{org}/projects/{project}/limits");
+    let spec = json!({"budgets": [{"period": "monthly", "usd": 0.01}]});
+    assert_eq!(gw.admin(reqwest::Method::PUT, &path, Some(&spec)).await.status(), 200);
+    let resp = ask(key.clone(), 1000).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "insufficient_quota");
+    assert_eq!(ask(narrow, 1000).await.status(), 200, "reserved for the cheap model only");
 }
