@@ -155,6 +155,9 @@ pub struct RawModel {
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub max_stream_duration_ms: Option<u64>,
+    /// The first deployment's upstream quota.
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
     /// Retries after every deployment failed, and the share of requests that may retry.
     pub retries: Option<u64>,
     pub retry_budget: Option<f64>,
@@ -177,4 +180,7 @@ pub struct RawDeployment {
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub max_stream_duration_ms: Option<u64>,
+    /// The provider's quota for this deployment, which the gateway keeps under.
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
 }

@@ -337,6 +337,10 @@ pub struct DeploymentConfig {
     pub first_byte_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub max_stream_duration: Option<Duration>,
+    /// The upstream quota the gateway keeps the deployment under: requests and tokens per
+    /// minute.
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
 }
 
 /// Most deployments one model may have.
@@ -1021,6 +1025,8 @@ fn models(
             first_byte_timeout_ms: m.first_byte_timeout_ms,
             idle_timeout_ms: m.idle_timeout_ms,
             max_stream_duration_ms: m.max_stream_duration_ms,
+            rpm: m.rpm,
+            tpm: m.tpm,
         };
         if m.deployments.len() + 1 > MAX_DEPLOYMENTS {
             issue(issues, at("deployments"), format!("at most {} deployments per model", MAX_DEPLOYMENTS - 1));
@@ -1112,6 +1118,18 @@ fn deployment(
     let first_byte_timeout = timeout(d.first_byte_timeout_ms, 10, 3_600_000, "first_byte_timeout_ms");
     let idle_timeout = timeout(d.idle_timeout_ms, 10, 3_600_000, "idle_timeout_ms");
     let max_stream_duration = timeout(d.max_stream_duration_ms, 100, 86_400_000, "max_stream_duration_ms");
+    let rpm = d.rpm.map(|v| {
+        u32::try_from(v).ok().filter(|v| (1..=10_000_000).contains(v)).unwrap_or_else(|| {
+            issue(issues, at("rpm"), "must be 1-10000000 requests per minute");
+            1
+        })
+    });
+    let tpm = d.tpm.map(|v| {
+        if !(1..=10_000_000_000).contains(&v) {
+            issue(issues, at("tpm"), "must be 1-10000000000 tokens per minute");
+        }
+        v.max(1)
+    });
     DeploymentConfig {
         provider,
         provider_model,
@@ -1120,6 +1138,8 @@ fn deployment(
         first_byte_timeout,
         idle_timeout,
         max_stream_duration,
+        rpm,
+        tpm,
     }
 }
 

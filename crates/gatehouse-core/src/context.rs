@@ -100,6 +100,18 @@ pub struct Route {
     /// Where the deployment's provider runs (its configured region label), for tenant routing
     /// rules.
     pub region: Option<Arc<str>>,
+    /// The upstream quota the gateway keeps this deployment under, if it has one.
+    pub quota: Option<Quota>,
+}
+
+/// A deployment's upstream quota: requests and tokens per minute, counted in the limits store
+/// (shared by the replicas on Redis) under `deployment:<model>/<provider>`.
+#[derive(Clone, Debug)]
+pub struct Quota {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub requests_key: Box<str>,
+    pub tokens_key: Box<str>,
 }
 
 /// A stable name for each step of the request path: recorded in the trail, logs and metrics.

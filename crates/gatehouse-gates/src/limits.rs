@@ -146,14 +146,14 @@ pub fn store_scope(project: Option<ProjectId>, key: Option<KeyId>) -> LimitScope
 
 /// The burst a per-minute rate admits at once: ten seconds' worth, so no 60-second window sees
 /// more than `rpm + rpm / 6` requests.
-fn rate(rpm: u32) -> Rate {
+pub(crate) fn rate(rpm: u32) -> Rate {
     let per_minute = u64::from(rpm);
     Rate { per_minute, burst: per_minute.div_ceil(6).max(1) }
 }
 
 /// A token rate admits a whole minute's worth at once: one request may use up to the rate
 /// (a burst of a sixth would refuse every prompt larger than that, forever).
-fn token_rate(tpm: u64) -> Rate {
+pub(crate) fn token_rate(tpm: u64) -> Rate {
     Rate { per_minute: tpm, burst: tpm.max(1) }
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use gatehouse_audit::{Actor, Event, EventKind, Outcome};
 use gatehouse_config::{ModelKind, Policy, ProviderKind};
-use gatehouse_core::{Breaker, BreakerState, Denial, DenyCode, GateName, RequestCx, Retries, Route, Target};
+use gatehouse_core::{Breaker, BreakerState, Denial, DenyCode, GateName, Quota, RequestCx, Retries, Route, Target};
 use gatehouse_providers::chat::{Family, request_for};
 use gatehouse_providers::{ApiRequest, Endpoint, mock};
 
@@ -147,6 +147,7 @@ impl RouteTable {
                     idle_timeout: None,
                     max_stream_duration: None,
                     region: None,
+                    quota: None,
                 };
                 t.add(&[], vec![(route, Family::OpenAi, 0, 1)], kind, &[]);
             }
@@ -174,6 +175,12 @@ impl RouteTable {
                         idle_timeout: d.idle_timeout,
                         max_stream_duration: d.max_stream_duration,
                         region: p.region.as_deref().map(Arc::from),
+                        quota: (d.rpm.is_some() || d.tpm.is_some()).then(|| Quota {
+                            rpm: d.rpm,
+                            tpm: d.tpm,
+                            requests_key: format!("deployment:{}/{}", m.name, d.provider).into(),
+                            tokens_key: format!("tpm:deployment:{}/{}", m.name, d.provider).into(),
+                        }),
                     };
                     Some((route, family(p.kind), d.priority, d.weight))
                 })
@@ -249,6 +256,8 @@ pub enum Failure {
     Untranslatable,
     /// The client's deadline (its timeout hint) passed first: no time is left for anyone.
     Deadline,
+    /// The deployment's upstream quota (its `rpm`/`tpm`) is spent for now: not sent.
+    Quota,
 }
 
 /// What follows a failed attempt.
@@ -263,7 +272,7 @@ pub enum Next {
 /// The failure matrix (docs/ROUTING.md, which a test checks against this function).
 pub const fn after(f: Failure) -> Next {
     match f {
-        Failure::Connect | Failure::FirstByteTimeout | Failure::Untranslatable => Next::Fallback,
+        Failure::Connect | Failure::FirstByteTimeout | Failure::Untranslatable | Failure::Quota => Next::Fallback,
         // the provider may have done the work: another deployment would do it again
         Failure::UnreadableAnswer => Next::Return,
         // the client has stopped waiting: nobody else can answer in time
@@ -294,7 +303,8 @@ pub(crate) fn attempt_answered(route: &Route, audit: &AuditHook) {
 /// (the failure matrix).
 pub(crate) fn attempt_failed(route: &Route, kind: Failure, audit: &AuditHook) -> Next {
     let next = after(kind);
-    if next == Next::Fallback && kind != Failure::Untranslatable {
+    // not sent at all (untranslatable, over its quota): nothing learned about the deployment
+    if next == Next::Fallback && !matches!(kind, Failure::Untranslatable | Failure::Quota) {
         deployment_failed(route, audit);
     }
     next
@@ -320,6 +330,40 @@ fn breaker_event(route: &Route, audit: &AuditHook, kind: EventKind, outcome: Out
         e.model = Some(route.model.clone());
         e.provider = Some(route.provider.clone());
         a.submit(e);
+    }
+}
+
+/// Whether `route`'s deployment may take this request under its upstream quota (requests and
+/// estimated tokens per minute, in the shared limits store). `Err(wait)` until it would fit.
+/// A deployment without a quota costs nothing; a store that cannot answer lets the request
+/// through (the provider's own 429 still protects it), counted.
+pub async fn within_quota(
+    limits: &gatehouse_limits::Limits,
+    route: &Route,
+    req: &ApiRequest,
+) -> Result<(), std::time::Duration> {
+    let Some(q) = route.quota.as_ref() else { return Ok(()) };
+    let mut checks = Vec::with_capacity(2);
+    if let Some(rpm) = q.rpm {
+        checks.push((&*q.requests_key, crate::limits::rate(rpm), 1));
+    }
+    if let Some(tpm) = q.tpm {
+        let prompt = crate::tokens::prompt_estimate(req, &route.provider_model);
+        checks.push((
+            &*q.tokens_key,
+            crate::limits::token_rate(tpm),
+            prompt.saturating_add(req.max_output.unwrap_or(0)).max(1),
+        ));
+    }
+    match limits.rates(&checks).await {
+        Ok(decisions) => match decisions.iter().filter(|d| !d.allowed).map(|d| d.retry_after).max() {
+            None => Ok(()),
+            Some(wait) => Err(wait),
+        },
+        Err(_) => {
+            metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "quota", "policy" => "open").increment(1);
+            Ok(())
+        }
     }
 }
 
@@ -560,6 +604,7 @@ priority = 1
                 ("broke off", Failure::UnreadableAnswer),
                 ("cannot be written", Failure::Untranslatable),
                 ("client's deadline", Failure::Deadline),
+                ("upstream quota", Failure::Quota),
             ] {
                 if what.contains(words) {
                     failures.push(f);
@@ -573,6 +618,6 @@ priority = 1
             rows += 1;
         }
         assert!(rows >= 9, "the table is there");
-        assert_eq!(covered.len(), 6, "every kind of failure has a row");
+        assert_eq!(covered.len(), 7, "every kind of failure has a row");
     }
 }

@@ -279,6 +279,12 @@ async fn try_deployment<'a>(
     let internal = || (route::Failure::Connect, Denial::new(DenyCode::Internal));
     let Target::Upstream(i) = route.target else { return Err(internal()) };
     let Some(up) = rt.upstreams.get(i) else { return Err(internal()) };
+    // the deployment's own upstream quota: a request it has no room for is not sent
+    if let Err(wait) = route::within_quota(&rt.gates.limits.backend.limits, route, req).await {
+        tracing::info!(request_id = %id_text, provider = %up.name, "deployment quota spent; not sent");
+        let secs = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
+        return Err((route::Failure::Quota, Denial::new(DenyCode::UpstreamRateLimited).retry_after(secs)));
+    }
     let family = up.family;
     let provider_model = &*route.provider_model;
     let body = if attempt == 0 {

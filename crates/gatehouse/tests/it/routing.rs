@@ -65,6 +65,20 @@ name = "stalls"
 provider = "primary"
 idle_timeout_ms = 300
 
+[[models]]
+name = "metered"
+provider = "primary"
+rpm = 6
+
+[[models.deployments]]
+provider = "backup"
+priority = 1
+
+[[models]]
+name = "metered-alone"
+provider = "primary"
+tpm = 50
+
 [[providers]]
 name = "patient"
 base_url = "{primary}"
@@ -94,6 +108,20 @@ async fn two() -> (FakeProvider, FakeProvider, TestGateway) {
 async fn chat(gw: &TestGateway, model: &str, stream: bool) -> reqwest::Response {
     let body = json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hello"}]});
     post(gw, gw.key(), &body).await
+}
+
+/// Sends `n` requests for `model` (each must succeed): how many attempts each fake saw.
+async fn answered_by(
+    gw: &TestGateway,
+    (a, b): (&FakeProvider, &FakeProvider),
+    model: &str,
+    n: usize,
+) -> (usize, usize) {
+    let before = (a.calls(), b.calls());
+    for _ in 0..n {
+        assert_eq!(chat(gw, model, false).await.status(), 200);
+    }
+    (a.calls() - before.0, b.calls() - before.1)
 }
 
 /// A chat completion as `key`.
@@ -179,11 +207,7 @@ async fn what_would_fail_everywhere_is_returned_and_the_last_failure_is_the_call
 #[tokio::test]
 async fn weights_share_the_traffic_of_a_tier() {
     let (a, b, gw) = two().await;
-    let before = (a.calls(), b.calls());
-    for _ in 0..8 {
-        assert_eq!(chat(&gw, "split", false).await.status(), 200);
-    }
-    assert_eq!((a.calls() - before.0, b.calls() - before.1), (6, 2), "3:1");
+    assert_eq!(answered_by(&gw, (&a, &b), "split", 8).await, (6, 2), "3:1");
     // a lower tier takes nothing while the first answers
     let before = b.calls();
     for _ in 0..4 {
@@ -200,11 +224,7 @@ async fn a_broken_deployment_is_skipped_until_a_probe_finds_it_well() {
         assert_eq!(chat(&gw, "m", false).await.status(), 200, "served by the backup");
     }
     // three failures in a row opened the primary's breaker: it is not even tried now
-    let before = (a.calls(), b.calls());
-    for _ in 0..5 {
-        assert_eq!(chat(&gw, "m", false).await.status(), 200);
-    }
-    assert_eq!((a.calls() - before.0, b.calls() - before.1), (0, 5), "open: straight to the backup");
+    assert_eq!(answered_by(&gw, (&a, &b), "m", 5).await, (0, 5), "open: straight to the backup");
     assert_eq!(gw.metric("gatehouse_breaker_opened_total{provider=\"primary\"}").await, 1.0);
     // the admin API shows it (open, or half-open once the 400 ms cool-down is over)
     let primary = deployment(&gw, "m", "primary").await;
@@ -225,11 +245,7 @@ async fn a_broken_deployment_is_skipped_until_a_probe_finds_it_well() {
     })
     .await;
     assert!(well, "a probe reached the primary");
-    let before = (a.calls(), b.calls());
-    for _ in 0..3 {
-        assert_eq!(chat(&gw, "m", false).await.status(), 200);
-    }
-    assert_eq!((a.calls() - before.0, b.calls() - before.1), (3, 0), "closed again");
+    assert_eq!(answered_by(&gw, (&a, &b), "m", 3).await, (3, 0), "closed again");
     assert_eq!(
         deployment(&gw, "m", "primary").await["breaker"],
         json!({"state": "closed", "failures": 0, "open_until": null})
@@ -560,4 +576,24 @@ output_per_mtok = 100.0
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "insufficient_quota");
     assert_eq!(ask(narrow, 1000).await.status(), 200, "reserved for the cheap model only");
+}
+
+#[tokio::test]
+async fn a_deployments_upstream_quota_is_kept_by_sending_elsewhere_or_refusing() {
+    let (a, b, gw) = two().await;
+    // 6 requests a minute on the primary (a burst of one): the next goes to the backup
+    assert_eq!(answered_by(&gw, (&a, &b), "metered", 3).await, (1, 2), "the quota is kept, not exceeded");
+    assert_eq!(deployment(&gw, "metered", "primary").await["breaker"]["failures"], 0, "not the deployment's fault");
+
+    // 50 tokens a minute and no other deployment: the second request of ~30 tokens is refused
+    // with the time it would fit, and never sent
+    let body = json!({"model": "metered-alone", "max_tokens": 20, "messages": [{"role": "user", "content": "hello"}]});
+    assert_eq!(post(&gw, gw.key(), &body).await.status(), 200);
+    let before = a.calls();
+    let resp = post(&gw, gw.key(), &body).await;
+    assert_eq!(resp.status(), 429);
+    let wait: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "upstream_rate_limited");
+    assert_eq!(a.calls(), before, "not sent");
 }
