@@ -11,6 +11,7 @@
 mod anthropic;
 mod error;
 pub mod exchange;
+mod forward;
 mod handlers;
 mod runtime;
 mod stream;

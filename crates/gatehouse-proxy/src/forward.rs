@@ -1,0 +1,266 @@
+//! To an upstream: the route's deployments in order (fallbacks, retries, hedging, each
+//! attempt's timeouts and quota), then the chosen answer through the response half of the
+//! chain (docs/ROUTING.md). Nothing reaches the client before one attempt's success status
+//! is chosen, so no answer is ever spliced or repeated.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use gatehouse_core::{Denial, DenyCode, Route, Target};
+use gatehouse_gates::{Answer, route};
+use gatehouse_providers::chat::{Family, chunk_decoder, request_for};
+use gatehouse_providers::{ApiRequest, usage_from_body};
+use http::header;
+
+use crate::handlers::{sse_response, unix_now, whole};
+use crate::stream::{Inspected, StreamBounds};
+use crate::upstream::{Call, refusal_for_status, retry_after};
+use crate::{Runtime, Upstream};
+
+/// To the route's deployments in order: the first, then each fallback while the failure is
+/// one another deployment may not have; when every deployment failed, another round after a
+/// full-jitter backoff while the model's retries, its retry budget and the deadline allow
+/// (docs/ROUTING.md), all before the client's deadline when it gave one. Nothing has reached
+/// the client before a response is chosen, so a fallback or retry never splices or repeats an
+/// answer.
+pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: Answer, first: Arc<Route>) -> Response {
+    let fallbacks = answer.take_fallbacks();
+    let id_text = answer.request_id().to_string();
+    let client = answer.deadline();
+    // retries happen within the first deployment's first-byte timeout, counted from the start
+    let first_byte = match first.target {
+        Target::Upstream(i) => {
+            first.first_byte_timeout.or(rt.upstreams.get(i).map(|u| u.first_byte_timeout)).unwrap_or(Duration::ZERO)
+        }
+        Target::Mock => Duration::ZERO,
+    };
+    let retry_deadline = earliest(Instant::now() + first_byte, client);
+    let (mut k, mut round, mut attempt) = (0usize, 0u8, 0u32);
+    let (resp, up, route) = loop {
+        let route = if k == 0 { &first } else { &fallbacks[k - 1] };
+        let (kind, denial) = match try_deployment(&rt, &mut req, route, attempt, &answer, &id_text, client).await {
+            Ok((resp, up)) => {
+                if !req.stream {
+                    answer.attempt_answered(route);
+                }
+                break (resp, up, route.clone());
+            }
+            Err(failure) => failure,
+        };
+        let next = answer.attempt_failed(route, kind);
+        // any failure that ends it releases the hold: the provider answered nothing billable;
+        // the audit names the deployment that failed last
+        if next == route::Next::Return {
+            if attempt > 0 {
+                answer.served_by(route.clone());
+            }
+            return answer.fail(denial).into_response();
+        }
+        attempt += 1;
+        if k < fallbacks.len() {
+            metrics::counter!("gatehouse_upstream_fallbacks_total", "provider" => route.provider.to_string())
+                .increment(1);
+            tracing::info!(request_id = %id_text, from = %route.provider, to = %fallbacks[k].provider, "falling back to the next deployment");
+            k += 1;
+            continue;
+        }
+        // every deployment failed this round
+        let retries = &first.retries;
+        let wait = backoff(round, denial.retry_after_secs);
+        if round >= retries.max || Instant::now() + wait >= retry_deadline || !retries.withdraw() {
+            answer.served_by(route.clone());
+            return answer.fail(denial).into_response();
+        }
+        metrics::counter!("gatehouse_upstream_retries_total", "model" => first.model.to_string()).increment(1);
+        tracing::info!(request_id = %id_text, round = round + 1, wait_ms = wait.as_millis() as u64, "every deployment failed: retrying");
+        tokio::time::sleep(wait).await;
+        (k, round) = (0, round + 1);
+    };
+    if attempt > 0 {
+        answer.served_by(route.clone());
+    }
+    answered(rt.clone(), resp, up, answer, &route, req.stream, &id_text, client).await
+}
+
+/// The earlier of a deadline and the client's, if it gave one.
+fn earliest(at: Instant, client: Option<Instant>) -> Instant {
+    client.map_or(at, |c| c.min(at))
+}
+
+/// Full jitter: uniform in [0, min(2 s, 100 ms x 2^round)], and never sooner than a provider's
+/// `Retry-After`.
+fn backoff(round: u8, retry_after_secs: Option<u32>) -> Duration {
+    let cap = Duration::from_millis(100u64.saturating_mul(1 << round.min(5))).min(Duration::from_secs(2));
+    let jitter = Duration::from_millis(fastrand::u64(0..=u64::try_from(cap.as_millis()).unwrap_or(2000)));
+    jitter.max(Duration::from_secs(u64::from(retry_after_secs.unwrap_or(0))))
+}
+
+/// One attempt at one deployment, up to its response headers. A failure says what kind it
+/// was (for the failure matrix) and what the caller is told if it is the last.
+async fn try_deployment<'a>(
+    rt: &'a Runtime,
+    req: &mut ApiRequest,
+    route: &Route,
+    attempt: u32,
+    answer: &Answer,
+    id_text: &str,
+    client: Option<Instant>,
+) -> Result<(reqwest::Response, &'a Upstream), (route::Failure, Denial)> {
+    let timed_out = || (route::Failure::Deadline, Denial::new(DenyCode::UpstreamTimeout));
+    let now = Instant::now();
+    if client.is_some_and(|c| c <= now) {
+        return Err(timed_out());
+    }
+    let internal = || (route::Failure::Connect, Denial::new(DenyCode::Internal));
+    let Target::Upstream(i) = route.target else { return Err(internal()) };
+    let Some(up) = rt.upstreams.get(i) else { return Err(internal()) };
+    // the deployment's own upstream quota: a request it has no room for is not sent
+    if let Err(wait) = route::within_quota(&rt.gates.limits.backend.limits, route, req).await {
+        tracing::info!(request_id = %id_text, provider = %up.name, "deployment quota spent; not sent");
+        let secs = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
+        return Err((route::Failure::Quota, Denial::new(DenyCode::UpstreamRateLimited).retry_after(secs)));
+    }
+    let family = up.family;
+    let provider_model = &*route.provider_model;
+    let body = if attempt == 0 {
+        // the route gate wrote the body of a provider of another API family; fail closed if it
+        // ever did not
+        if family != Family::OpenAi && req.translated.is_none() {
+            return Err(internal());
+        }
+        req.upstream_body(provider_model)
+    } else if family == Family::OpenAi && req.origin.is_none() {
+        req.openai_body(provider_model)
+    } else {
+        match request_for(req.body(), req.origin.as_deref(), family, provider_model) {
+            Ok(b) => Bytes::from(serde_json::to_vec(&b).unwrap_or_default()),
+            Err(e) => return Err((route::Failure::Untranslatable, e.denial())),
+        }
+    };
+    let started = Instant::now();
+    let call = Call { endpoint: req.endpoint, model: provider_model, stream: req.stream, request_id: id_text };
+    let send = up.request(call, body, answer.principal()).send();
+    // the deployment's first-byte timeout, or the client's deadline if that comes first (then
+    // it is not the deployment's failure)
+    let own = started + route.first_byte_timeout.unwrap_or(up.first_byte_timeout);
+    let wait = earliest(own, client);
+    let resp = match tokio::time::timeout_at(wait.into(), send).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::warn!(request_id = %id_text, provider = %up.name, connect = e.is_connect(), timeout = e.is_timeout(), "provider request failed");
+            return Err(if e.is_timeout() {
+                (route::Failure::FirstByteTimeout, Denial::new(DenyCode::UpstreamTimeout))
+            } else {
+                (route::Failure::Connect, Denial::new(DenyCode::UpstreamError))
+            });
+        }
+        Err(_) if wait < own => {
+            tracing::info!(request_id = %id_text, provider = %up.name, "the client's deadline passed before the provider answered");
+            return Err(timed_out());
+        }
+        Err(_) => {
+            tracing::warn!(request_id = %id_text, provider = %up.name, "provider did not answer before the first-byte timeout");
+            return Err((route::Failure::FirstByteTimeout, Denial::new(DenyCode::UpstreamTimeout)));
+        }
+    };
+    metrics::histogram!("gatehouse_upstream_first_byte_seconds", "provider" => up.name.to_string())
+        .record(started.elapsed().as_secs_f64());
+    let status = resp.status();
+    if !status.is_success() {
+        // The provider's body is not read into anything we return; its status is logged.
+        tracing::warn!(request_id = %id_text, provider = %up.name, status = status.as_u16(), "provider refused the request");
+        let mut d = Denial::new(refusal_for_status(status.as_u16()));
+        if let Some(s) = retry_after(resp.headers()) {
+            d = d.retry_after(s);
+        }
+        return Err((route::Failure::Status(status.as_u16()), d));
+    }
+    Ok((resp, up))
+}
+
+/// A provider's success, whole or streamed, through the response half of the chain: within
+/// the deployment's idle and total timeouts, and the client's deadline.
+#[expect(clippy::too_many_arguments, reason = "one call site; the pieces of one attempt")]
+async fn answered(
+    rt: Arc<Runtime>,
+    resp: reqwest::Response,
+    up: &Upstream,
+    answer: Answer,
+    route: &Route,
+    stream: bool,
+    id_text: &str,
+    client: Option<Instant>,
+) -> Response {
+    let family = up.family;
+    let total = route.max_stream_duration.unwrap_or(up.max_stream_duration);
+    let total = client.map_or(total, |c| total.min(c.saturating_duration_since(Instant::now())));
+    let bounds = StreamBounds { idle: route.idle_timeout.unwrap_or(up.idle_timeout), max_duration: total };
+    let provider_model = &*route.provider_model;
+    let request_id = id_text;
+    if stream {
+        // Bedrock streams AWS event-stream frames; every other family streams SSE
+        let media = if family == Family::Bedrock { "application/vnd.amazon.eventstream" } else { "text/event-stream" };
+        let is_stream = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with(media));
+        if !is_stream {
+            tracing::warn!(request_id = %request_id, provider = %up.name, "provider answered a stream request without an event stream");
+            return answer.fail(Denial::new(DenyCode::UpstreamError)).into_response();
+        }
+        let inner = resp.bytes_stream();
+        if let Some(decoder) = chunk_decoder(family, id_text, provider_model, unix_now()) {
+            let chunks = crate::translate::chat_chunks(inner, decoder);
+            return sse_response(Body::from_stream(Inspected::new(chunks, rt.clone(), answer.stream(), bounds)));
+        }
+        return sse_response(Body::from_stream(Inspected::new(inner, rt.clone(), answer.stream(), bounds)));
+    }
+    let body = match tokio::time::timeout(total, read_limited(resp, up, bounds.idle)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(code)) => {
+            tracing::warn!(request_id = %request_id, provider = %up.name, code = code.as_str(), "provider response unusable");
+            return answer.fail(Denial::new(code)).into_response();
+        }
+        Err(_) => return answer.fail(Denial::new(DenyCode::UpstreamTimeout)).into_response(),
+    };
+    let (body, usage) = match family {
+        Family::OpenAi => {
+            let usage = usage_from_body(&body);
+            (body, usage)
+        }
+        _ => match crate::translate::chat_answer(family, &body, id_text, provider_model, unix_now()) {
+            Ok((body, usage)) => (body, Some(usage)),
+            Err(code) => {
+                tracing::warn!(request_id = %request_id, provider = %up.name, "provider answer not in its API's format");
+                return answer.fail(Denial::new(code)).into_response();
+            }
+        },
+    };
+    whole(answer, body, usage).await
+}
+
+/// The whole upstream body, at most `max_response_bytes`, with no gap longer than `idle`.
+async fn read_limited(mut resp: reqwest::Response, up: &Upstream, idle: Duration) -> Result<Bytes, DenyCode> {
+    if resp.content_length().is_some_and(|n| n > up.max_response_bytes) {
+        return Err(DenyCode::UpstreamError);
+    }
+    let mut buf = Vec::with_capacity(resp.content_length().map_or(8 * 1024, |n| n as usize));
+    loop {
+        let Ok(next) = tokio::time::timeout(idle, resp.chunk()).await else { return Err(DenyCode::UpstreamTimeout) };
+        match next {
+            Ok(Some(c)) => {
+                if (buf.len() + c.len()) as u64 > up.max_response_bytes {
+                    return Err(DenyCode::UpstreamError);
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Err(e) if e.is_timeout() => return Err(DenyCode::UpstreamTimeout),
+            Err(_) => return Err(DenyCode::UpstreamError),
+        }
+    }
+}
