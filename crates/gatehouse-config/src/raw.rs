@@ -161,6 +161,9 @@ pub struct RawModel {
     /// Retries after every deployment failed, and the share of requests that may retry.
     pub retries: Option<u64>,
     pub retry_budget: Option<f64>,
+    /// Ask a second deployment when the first has not answered by this percentile of the
+    /// model's recent first-byte times (whole answers only; off when absent).
+    pub hedge_percentile: Option<u64>,
     /// Other models to try, in order, when every deployment of this one failed.
     #[serde(default)]
     pub fallbacks: Vec<String>,

@@ -314,6 +314,9 @@ pub struct ModelConfig {
     pub retries: u8,
     /// ... and the average retries per request the model may spend (0-1; default 0.2).
     pub retry_budget: f64,
+    /// Hedging: ask a second deployment after this percentile (50-99) of the recent first-byte
+    /// times; `None`: off.
+    pub hedge_percentile: Option<u8>,
     /// Other models (canonical names, of the same kind) whose deployments are tried, in order,
     /// when every deployment of this one failed; theirs are not followed further.
     pub fallbacks: Vec<String>,
@@ -1053,6 +1056,12 @@ fn models(
             deployments,
             retries,
             retry_budget,
+            hedge_percentile: m.hedge_percentile.map(|p| {
+                u8::try_from(p).ok().filter(|p| (50..=99).contains(p)).unwrap_or_else(|| {
+                    issue(issues, at("hedge_percentile"), "must be 50-99");
+                    95
+                })
+            }),
             fallbacks: m.fallbacks,
         });
     }

@@ -343,3 +343,71 @@ mod retry_tests {
         assert!(!off.withdraw());
     }
 }
+
+/// A model's request hedging (off unless configured): the first-byte times of its last answers,
+/// and the percentile of them after which a second deployment is asked too. Lock-free: a ring
+/// of atomics, read whole when a request asks for the delay.
+#[derive(Debug)]
+pub struct Hedge {
+    percentile: u8,
+    /// First-byte times in milliseconds (0: not yet filled).
+    samples: Box<[AtomicU32]>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// How many recent first-byte times a hedge keeps ...
+const HEDGE_SAMPLES: usize = 128;
+/// ... and how many it needs before it hedges at all.
+const HEDGE_MIN_SAMPLES: usize = 20;
+
+impl Hedge {
+    /// Hedges after this percentile (50-99) of the recent first-byte times.
+    pub fn new(percentile: u8) -> Hedge {
+        Hedge {
+            percentile: percentile.clamp(1, 99),
+            samples: (0..HEDGE_SAMPLES).map(|_| AtomicU32::new(0)).collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// One answer's first-byte time.
+    pub fn record(&self, first_byte: std::time::Duration) {
+        let ms = u32::try_from(first_byte.as_millis()).unwrap_or(u32::MAX).max(1);
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % HEDGE_SAMPLES;
+        self.samples[i].store(ms, Ordering::Relaxed);
+    }
+
+    /// When to ask a second deployment: the percentile of the recent first-byte times, or
+    /// `None` while there are too few to know.
+    pub fn delay(&self) -> Option<std::time::Duration> {
+        let mut v: Vec<u32> = self.samples.iter().map(|s| s.load(Ordering::Relaxed)).filter(|s| *s > 0).collect();
+        if v.len() < HEDGE_MIN_SAMPLES {
+            return None;
+        }
+        let k = (v.len() - 1) * usize::from(self.percentile) / 100;
+        let (_, at, _) = v.select_nth_unstable(k);
+        Some(std::time::Duration::from_millis(u64::from(*at)))
+    }
+}
+
+#[cfg(test)]
+mod hedge_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_delay_is_the_percentile_of_recent_first_bytes_once_there_are_enough() {
+        let h = Hedge::new(90);
+        for ms in 1..20 {
+            h.record(Duration::from_millis(ms));
+        }
+        assert_eq!(h.delay(), None, "19 answers are too few to judge");
+        h.record(Duration::from_millis(20));
+        assert_eq!(h.delay(), Some(Duration::from_millis(18)), "the 90th percentile of 1..=20 ms");
+        // the window keeps the last 128: old slow answers age out
+        for _ in 0..128 {
+            h.record(Duration::from_millis(5));
+        }
+        assert_eq!(h.delay(), Some(Duration::from_millis(5)));
+    }
+}

@@ -91,6 +91,8 @@ pub struct Route {
     pub breaker: Arc<crate::Breaker>,
     /// The model's retries, shared by its deployments.
     pub retries: Arc<crate::Retries>,
+    /// The model's hedging, when configured (shared by its deployments).
+    pub hedge: Option<Arc<crate::Hedge>>,
     /// This deployment's first-byte timeout, when not its provider's.
     pub first_byte_timeout: Option<std::time::Duration>,
     /// This deployment's longest gap between stream events, when not its provider's.

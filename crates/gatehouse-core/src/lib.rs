@@ -12,7 +12,7 @@ mod host;
 mod ids;
 pub mod scope;
 
-pub use breaker::{Breaker, BreakerState, Retries};
+pub use breaker::{Breaker, BreakerState, Hedge, Retries};
 pub use context::{
     Credential, GateName, GateOutcome, Grant, GuardrailHit, Presented, Principal, Quota, RateLimitInfo, Rates,
     RequestCx, Route, Target, TrailEntry,

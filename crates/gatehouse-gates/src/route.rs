@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use gatehouse_audit::{Actor, Event, EventKind, Outcome};
 use gatehouse_config::{ModelKind, Policy, ProviderKind};
-use gatehouse_core::{Breaker, BreakerState, Denial, DenyCode, GateName, Quota, RequestCx, Retries, Route, Target};
+use gatehouse_core::{
+    Breaker, BreakerState, Denial, DenyCode, GateName, Hedge, Quota, RequestCx, Retries, Route, Target,
+};
 use gatehouse_providers::chat::{Family, request_for};
 use gatehouse_providers::{ApiRequest, Endpoint, mock};
 
@@ -143,6 +145,7 @@ impl RouteTable {
                     // the mock never fails as a provider does: a breaker that never opens
                     breaker: Arc::new(Breaker::new(u32::MAX, 0)),
                     retries: none.clone(),
+                    hedge: None,
                     first_byte_timeout: None,
                     idle_timeout: None,
                     max_stream_duration: None,
@@ -154,6 +157,7 @@ impl RouteTable {
         }
         for m in &policy.models {
             let retries = Arc::new(Retries::new(m.retries, m.retry_budget));
+            let hedge = m.hedge_percentile.map(|p| Arc::new(Hedge::new(p)));
             let to: Vec<Deployed> = m
                 .deployments
                 .iter()
@@ -171,6 +175,7 @@ impl RouteTable {
                                 .with_error_rate(p.breaker_error_rate, p.breaker_min_requests),
                         ),
                         retries: retries.clone(),
+                        hedge: hedge.clone(),
                         first_byte_timeout: d.first_byte_timeout,
                         idle_timeout: d.idle_timeout,
                         max_stream_duration: d.max_stream_duration,

@@ -38,17 +38,37 @@ pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: A
         Target::Mock => Duration::ZERO,
     };
     let retry_deadline = earliest(Instant::now() + first_byte, client);
+    // hedging: a whole answer, a second deployment to ask, and enough answers to know when
+    let hedge_after = match (&first.hedge, req.stream, fallbacks.first()) {
+        (Some(h), false, Some(_)) => h.delay(),
+        _ => None,
+    };
     let (mut k, mut round, mut attempt) = (0usize, 0u8, 0u32);
     let (resp, up, route) = loop {
         let route = if k == 0 { &first } else { &fallbacks[k - 1] };
-        let (kind, denial) = match try_deployment(&rt, &mut req, route, attempt, &answer, &id_text, client).await {
-            Ok((resp, up)) => {
+        let tried = match hedge_after.filter(|_| k == 0 && round == 0) {
+            Some(after) => hedged(&rt, &mut req, [&first, &fallbacks[0]], after, &answer, &id_text, client).await,
+            None => try_deployment(&rt, &mut req, route, attempt, &answer, &id_text, client)
+                .await
+                .map(|(r, u)| (r, u, 0))
+                .map_err(|(f, d)| (f, d, 0)),
+        };
+        // a hedge that ended on the second deployment tried both: go on from the second
+        let i = match &tried {
+            Ok((_, _, i)) | Err((_, _, i)) => *i,
+        };
+        if i == 1 {
+            (k, attempt) = (1, 1);
+        }
+        let route = if k == 0 { route } else { &fallbacks[k - 1] };
+        let (kind, denial) = match tried {
+            Ok((resp, up, _)) => {
                 if !req.stream {
                     answer.attempt_answered(route);
                 }
                 break (resp, up, route.clone());
             }
-            Err(failure) => failure,
+            Err((f, d, _)) => (f, d),
         };
         let next = answer.attempt_failed(route, kind);
         // any failure that ends it releases the hold: the provider answered nothing billable;
@@ -98,8 +118,50 @@ fn backoff(round: u8, retry_after_secs: Option<u32>) -> Duration {
     jitter.max(Duration::from_secs(u64::from(retry_after_secs.unwrap_or(0))))
 }
 
-/// One attempt at one deployment, up to its response headers. A failure says what kind it
-/// was (for the failure matrix) and what the caller is told if it is the last.
+/// An attempt's outcome: the response (with the deployment and which of the attempted it was),
+/// or the failure (its kind for the failure matrix, what the caller is told if it is the last,
+/// and which it was).
+type Tried<'a> = Result<(reqwest::Response, &'a Upstream, usize), (route::Failure, Denial, usize)>;
+
+fn internal() -> (route::Failure, Denial) {
+    (route::Failure::Connect, Denial::new(DenyCode::Internal))
+}
+
+/// The upstream a deployment is on.
+fn upstream_of<'a>(rt: &'a Runtime, route: &Route) -> Result<&'a Upstream, (route::Failure, Denial)> {
+    match route.target {
+        Target::Upstream(i) => rt.upstreams.get(i).ok_or_else(internal),
+        Target::Mock => Err(internal()),
+    }
+}
+
+/// The body for `route`'s deployment: the first attempt's as the route gate wrote it, a later
+/// one's written for its deployment's API family (or untranslatable).
+fn body_for(
+    req: &mut ApiRequest,
+    family: Family,
+    route: &Route,
+    attempt: u32,
+) -> Result<Bytes, (route::Failure, Denial)> {
+    let provider_model = &*route.provider_model;
+    if attempt == 0 {
+        // the route gate wrote the body of a provider of another API family; fail closed if it
+        // ever did not
+        if family != Family::OpenAi && req.translated.is_none() {
+            return Err(internal());
+        }
+        return Ok(req.upstream_body(provider_model));
+    }
+    if family == Family::OpenAi && req.origin.is_none() {
+        return Ok(req.openai_body(provider_model));
+    }
+    match request_for(req.body(), req.origin.as_deref(), family, provider_model) {
+        Ok(b) => Ok(Bytes::from(serde_json::to_vec(&b).unwrap_or_default())),
+        Err(e) => Err((route::Failure::Untranslatable, e.denial())),
+    }
+}
+
+/// One attempt at one deployment, up to its response headers.
 async fn try_deployment<'a>(
     rt: &'a Runtime,
     req: &mut ApiRequest,
@@ -109,39 +171,37 @@ async fn try_deployment<'a>(
     id_text: &str,
     client: Option<Instant>,
 ) -> Result<(reqwest::Response, &'a Upstream), (route::Failure, Denial)> {
+    let up = upstream_of(rt, route)?;
+    let body = body_for(req, up.family, route, attempt)?;
+    send(rt, up, req, route, body, answer, id_text, client).await
+}
+
+/// Sends `body` to `route`'s deployment and waits for its response headers: within its quota,
+/// its first-byte timeout and the client's deadline. A failure says what kind it was (for the
+/// failure matrix) and what the caller is told if it is the last.
+#[expect(clippy::too_many_arguments, reason = "the pieces of one attempt; two call sites")]
+async fn send<'a>(
+    rt: &Runtime,
+    up: &'a Upstream,
+    req: &ApiRequest,
+    route: &Route,
+    body: Bytes,
+    answer: &Answer,
+    id_text: &str,
+    client: Option<Instant>,
+) -> Result<(reqwest::Response, &'a Upstream), (route::Failure, Denial)> {
     let timed_out = || (route::Failure::Deadline, Denial::new(DenyCode::UpstreamTimeout));
-    let now = Instant::now();
-    if client.is_some_and(|c| c <= now) {
+    if client.is_some_and(|c| c <= Instant::now()) {
         return Err(timed_out());
     }
-    let internal = || (route::Failure::Connect, Denial::new(DenyCode::Internal));
-    let Target::Upstream(i) = route.target else { return Err(internal()) };
-    let Some(up) = rt.upstreams.get(i) else { return Err(internal()) };
     // the deployment's own upstream quota: a request it has no room for is not sent
     if let Err(wait) = route::within_quota(&rt.gates.limits.backend.limits, route, req).await {
         tracing::info!(request_id = %id_text, provider = %up.name, "deployment quota spent; not sent");
         let secs = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
         return Err((route::Failure::Quota, Denial::new(DenyCode::UpstreamRateLimited).retry_after(secs)));
     }
-    let family = up.family;
-    let provider_model = &*route.provider_model;
-    let body = if attempt == 0 {
-        // the route gate wrote the body of a provider of another API family; fail closed if it
-        // ever did not
-        if family != Family::OpenAi && req.translated.is_none() {
-            return Err(internal());
-        }
-        req.upstream_body(provider_model)
-    } else if family == Family::OpenAi && req.origin.is_none() {
-        req.openai_body(provider_model)
-    } else {
-        match request_for(req.body(), req.origin.as_deref(), family, provider_model) {
-            Ok(b) => Bytes::from(serde_json::to_vec(&b).unwrap_or_default()),
-            Err(e) => return Err((route::Failure::Untranslatable, e.denial())),
-        }
-    };
     let started = Instant::now();
-    let call = Call { endpoint: req.endpoint, model: provider_model, stream: req.stream, request_id: id_text };
+    let call = Call { endpoint: req.endpoint, model: &route.provider_model, stream: req.stream, request_id: id_text };
     let send = up.request(call, body, answer.principal()).send();
     // the deployment's first-byte timeout, or the client's deadline if that comes first (then
     // it is not the deployment's failure)
@@ -166,8 +226,9 @@ async fn try_deployment<'a>(
             return Err((route::Failure::FirstByteTimeout, Denial::new(DenyCode::UpstreamTimeout)));
         }
     };
+    let first_byte = started.elapsed();
     metrics::histogram!("gatehouse_upstream_first_byte_seconds", "provider" => up.name.to_string())
-        .record(started.elapsed().as_secs_f64());
+        .record(first_byte.as_secs_f64());
     let status = resp.status();
     if !status.is_success() {
         // The provider's body is not read into anything we return; its status is logged.
@@ -178,7 +239,72 @@ async fn try_deployment<'a>(
         }
         return Err((route::Failure::Status(status.as_u16()), d));
     }
+    if let Some(h) = route.hedge.as_ref() {
+        h.record(first_byte);
+    }
     Ok((resp, up))
+}
+
+/// Hedging (docs/ROUTING.md): the first deployment is asked; if it has not answered (its
+/// headers) after `after`, the second is asked too, and the first success wins: the other
+/// request is dropped, its connection closed, and nothing of it is charged or relayed. A
+/// failure waits for the other; a failure that would fail everywhere ends it. Index 1 in the
+/// outcome means both were tried.
+async fn hedged<'a>(
+    rt: &'a Runtime,
+    req: &mut ApiRequest,
+    pair: [&Route; 2],
+    after: Duration,
+    answer: &Answer,
+    id_text: &str,
+    client: Option<Instant>,
+) -> Tried<'a> {
+    let at = |i: usize| move |(f, d): (route::Failure, Denial)| (f, d, i);
+    let up0 = upstream_of(rt, pair[0]).map_err(at(0))?;
+    let body0 = body_for(req, up0.family, pair[0], 0).map_err(at(0))?;
+    // the second's body is written now: the race cannot wait for it, and `req` is shared below
+    let second = upstream_of(rt, pair[1]).and_then(|up| Ok((up, body_for(req, up.family, pair[1], 1)?)));
+    let req = &*req;
+    let first = send(rt, up0, req, pair[0], body0, answer, id_text, client);
+    tokio::pin!(first);
+    let Ok((up1, body1)) = second else {
+        return first.await.map(|(r, u)| (r, u, 0)).map_err(at(0));
+    };
+    tokio::select! {
+        r = &mut first => return r.map(|(resp, up)| (resp, up, 0)).map_err(at(0)),
+        () = tokio::time::sleep(after) => {}
+    }
+    metrics::counter!("gatehouse_upstream_hedges_total", "model" => pair[0].model.to_string()).increment(1);
+    tracing::info!(request_id = %id_text, first = %pair[0].provider, second = %pair[1].provider, after_ms = after.as_millis() as u64, "hedging: asking a second deployment");
+    let second = send(rt, up1, req, pair[1], body1, answer, id_text, client);
+    tokio::pin!(second);
+    let mut failed: [Option<(route::Failure, Denial)>; 2] = [None, None];
+    loop {
+        let (i, outcome) = tokio::select! {
+            r = &mut first, if failed[0].is_none() => (0, r),
+            r = &mut second, if failed[1].is_none() => (1, r),
+        };
+        match outcome {
+            Ok((resp, up)) => {
+                // the other one, if it failed first, failed as a deployment
+                if let Some((f, _)) = failed[1 - i].take() {
+                    answer.attempt_failed(pair[1 - i], f);
+                }
+                metrics::counter!("gatehouse_upstream_hedge_wins_total", "provider" => pair[i].provider.to_string())
+                    .increment(1);
+                return Ok((resp, up, i));
+            }
+            Err((f, d)) if route::after(f) == route::Next::Return => return Err((f, d, i)),
+            Err(e) => failed[i] = Some(e),
+        }
+        if let [Some(_), Some(_)] = &failed {
+            // both failed: the first is heard here, the second by the caller, who goes on from it
+            if let [Some((f0, _)), Some((f1, d1))] = failed {
+                answer.attempt_failed(pair[0], f0);
+                return Err((f1, d1, 1));
+            }
+        }
+    }
 }
 
 /// A provider's success, whole or streamed, through the response half of the chain: within

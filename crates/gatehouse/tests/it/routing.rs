@@ -79,6 +79,15 @@ name = "metered-alone"
 provider = "primary"
 tpm = 50
 
+[[models]]
+name = "hedged"
+provider = "primary"
+hedge_percentile = 90
+
+[[models.deployments]]
+provider = "backup"
+priority = 1
+
 [[providers]]
 name = "patient"
 base_url = "{primary}"
@@ -596,4 +605,33 @@ async fn a_deployments_upstream_quota_is_kept_by_sending_elsewhere_or_refusing()
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "upstream_rate_limited");
     assert_eq!(a.calls(), before, "not sent");
+}
+
+#[tokio::test]
+async fn a_slow_first_deployment_is_hedged_and_only_the_winner_is_charged() {
+    let (a, b, gw) = two().await;
+    // no hedging until the model has enough answers to know its usual first byte
+    a.set(Behavior::Latency(Duration::from_millis(300)));
+    assert_eq!(answered_by(&gw, (&a, &b), "hedged", 1).await, (1, 0), "too few answers to judge: no hedge");
+    a.set(Behavior::Ok);
+    assert_eq!(answered_by(&gw, (&a, &b), "hedged", 25).await, (25, 0));
+
+    // now the primary is slow (700 ms, inside its 1 s first-byte timeout): past the 90th
+    // percentile of its usual first byte the backup is asked too, answers first, and wins
+    a.set(Behavior::Latency(Duration::from_millis(700)));
+    let started = std::time::Instant::now();
+    assert_eq!(answered_by(&gw, (&a, &b), "hedged", 1).await, (1, 1), "both were asked");
+    assert!(started.elapsed() < Duration::from_millis(650), "the hedge answered first: {:?}", started.elapsed());
+    assert_eq!(gw.metric("gatehouse_upstream_hedges_total{model=\"hedged\"}").await, 1.0);
+    assert_eq!(gw.metric("gatehouse_upstream_hedge_wins_total{provider=\"backup\"}").await, 1.0);
+    // the winner alone is charged: one ledger row, the backup's
+    let org = gw.admin(reqwest::Method::GET, "/admin/v1/orgs", None).await.json::<Value>().await.unwrap();
+    let org = org["data"][0]["id"].as_str().unwrap().to_owned();
+    let total = crate::budgets::ledger(&gw, &org, "model=hedged&provider=backup", 1).await;
+    assert_eq!(total["requests"], 1);
+
+    // a stream is never hedged: it waits for the slow primary
+    let before = b.calls();
+    assert_eq!(chat(&gw, "hedged", true).await.status(), 200);
+    assert_eq!(b.calls(), before, "streams are not hedged");
 }
