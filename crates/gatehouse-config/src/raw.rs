@@ -131,6 +131,9 @@ pub struct RawProvider {
     pub breaker_cooldown_ms: Option<u64>,
     /// ... and the error rate over ten seconds that opens it, with the requests needed to judge.
     pub breaker_error_rate: Option<f64>,
+    /// Active health checks: `GET <base_url><path>` every interval (off without a path).
+    pub health_check_path: Option<String>,
+    pub health_check_interval_ms: Option<u64>,
     pub breaker_min_requests: Option<u64>,
     /// Bedrock: the AWS region, and SigV4 credentials as secret references.
     pub region: Option<String>,

@@ -287,6 +287,10 @@ pub struct ProviderConfig {
     pub breaker_error_rate: f64,
     /// ... once there were at least this many.
     pub breaker_min_requests: u32,
+    /// Active health checks: `GET <base_url><path>` (with the provider's credential) every
+    /// interval; a failure counts toward each of its deployments' breakers, a success closes
+    /// them. `None`: off.
+    pub health_check: Option<(String, Duration)>,
     /// Where the provider's endpoint runs, as a label tenant routing rules select by (data
     /// residency); for Bedrock also the AWS region requests are signed for.
     pub region: Option<String>,
@@ -918,6 +922,28 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
                 _ => {
                     issue(issues, at("breaker_error_rate"), "must be a share of requests, 0 (off) to 1");
                     0.5
+                }
+            },
+            health_check: match (p.health_check_path, p.health_check_interval_ms) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    issue(issues, at("health_check_path"), "is required with health_check_interval_ms");
+                    None
+                }
+                (Some(path), interval) => {
+                    let ok = path.starts_with('/')
+                        && path.len() <= 256
+                        && !path.contains("..")
+                        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+                    if !ok {
+                        issue(
+                            issues,
+                            at("health_check_path"),
+                            "must be a path such as \"/models\" (1-256 of [A-Za-z0-9/-_.], no \"..\")",
+                        );
+                    }
+                    let every = ms(interval, 10_000, 1_000, 3_600_000, &at("health_check_interval_ms"), issues);
+                    Some((path, every))
                 }
             },
             breaker_min_requests: u32::try_from(p.breaker_min_requests.unwrap_or(20))

@@ -294,7 +294,7 @@ pub const fn after(f: Failure) -> Next {
 
 /// An attempt at `route` answered: its breaker closes if it was open or half-open (logged,
 /// counted and audited once per closing).
-pub(crate) fn attempt_answered(route: &Route, audit: &AuditHook) {
+pub fn attempt_answered(route: &Route, audit: &AuditHook) {
     if route.breaker.succeeded(now_ms()) {
         metrics::counter!("gatehouse_breaker_closed_total", "provider" => route.provider.to_string()).increment(1);
         tracing::info!(model = %route.model, provider = %route.provider, "circuit breaker closed: the deployment answered");
@@ -317,7 +317,7 @@ pub(crate) fn attempt_failed(route: &Route, kind: Failure, audit: &AuditHook) ->
 
 /// A failure that says something about the deployment: it counts toward its breaker; an
 /// opening is logged, counted and audited once.
-pub(crate) fn deployment_failed(route: &Route, audit: &AuditHook) {
+pub fn deployment_failed(route: &Route, audit: &AuditHook) {
     if route.breaker.failed(now_ms()) {
         metrics::counter!("gatehouse_breaker_opened_total", "provider" => route.provider.to_string()).increment(1);
         tracing::warn!(model = %route.model, provider = %route.provider, "circuit breaker opened: the deployment goes last until it answers a probe");

@@ -13,6 +13,7 @@ mod error;
 pub mod exchange;
 mod forward;
 mod handlers;
+pub mod health;
 mod runtime;
 mod stream;
 mod tokens;

@@ -28,6 +28,8 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     pub max_stream_duration: Duration,
     pub max_response_bytes: u64,
+    /// Active health checks: where, and how often.
+    pub health: Option<(reqwest::Url, Duration)>,
 }
 
 /// Where requests go. Parsed once where the URL does not depend on the model: handing reqwest
@@ -206,6 +208,12 @@ impl Upstream {
         });
         let bad_url = || crate::Error::Client(cfg.name.clone());
         let base = reqwest::Url::parse(&cfg.base_url).map_err(|_| bad_url())?;
+        let health = match &cfg.health_check {
+            Some((path, every)) => {
+                Some((reqwest::Url::parse(&format!("{}{path}", cfg.base_url)).map_err(|_| bad_url())?, *every))
+            }
+            None => None,
+        };
         let urls = match cfg.kind {
             ProviderKind::AzureOpenAi => Urls::Azure { base, api_version: cfg.api_version.clone().unwrap_or_default() },
             ProviderKind::Gemini => Urls::Gemini { base },
@@ -233,7 +241,24 @@ impl Upstream {
             idle_timeout: cfg.idle_timeout,
             max_stream_duration: cfg.max_stream_duration,
             max_response_bytes: cfg.max_response_bytes.get(),
+            health,
         })
+    }
+
+    /// One active health check: `GET` the configured path with the provider's credential;
+    /// healthy when it answers a success status within the first-byte timeout. `None` when the
+    /// provider has no health check.
+    pub async fn check_health(&self) -> Option<bool> {
+        let (url, _) = self.health.as_ref()?;
+        let mut rb = self.client.get(url.clone());
+        if let Some((name, value)) = &self.auth {
+            rb = rb.header(name, value.clone());
+        }
+        if self.family == Family::Anthropic {
+            rb = rb.header("anthropic-version", ANTHROPIC_VERSION);
+        }
+        let answer = tokio::time::timeout(self.first_byte_timeout, rb.send()).await;
+        Some(matches!(answer, Ok(Ok(r)) if r.status().is_success()))
     }
 
     /// A request carrying only what we choose: our body, our provider credential, the

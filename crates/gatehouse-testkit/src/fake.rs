@@ -457,8 +457,14 @@ async fn embeddings(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         .into_response()
 }
 
+/// The model list (a health check's target): it fails and hangs as the behaviour says.
 async fn models(State(s): State<Arc<Shared>>) -> Response {
     s.calls.fetch_add(1, Ordering::SeqCst);
+    match **s.behavior.load() {
+        Behavior::Status(code) => return error_response(code),
+        Behavior::Hang => std::future::pending::<()>().await,
+        _ => {}
+    }
     axum::Json(
         json!({"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 1, "owned_by": "fake"}]}),
     )

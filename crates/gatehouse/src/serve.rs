@@ -379,6 +379,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(guardrails.clone().run_poller(store.clone(), GUARDRAIL_POLL));
     tokio::spawn(limits.policies.clone().run_poller(store.clone(), LIMITS_POLL));
     tokio::spawn(routing.clone().run_poller(store.clone(), LIMITS_POLL));
+    tokio::spawn(gatehouse_proxy::health::run(app.runtime.clone()));
     if limits.limits.shared() {
         // circuit breakers agree across replicas through the shared store
         let live = app.runtime.clone();

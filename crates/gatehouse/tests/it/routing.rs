@@ -635,3 +635,55 @@ async fn a_slow_first_deployment_is_hedged_and_only_the_winner_is_charged() {
     assert_eq!(chat(&gw, "hedged", true).await.status(), 200);
     assert_eq!(b.calls(), before, "streams are not hedged");
 }
+
+#[tokio::test]
+async fn active_health_checks_open_and_close_breakers_before_requests_find_out() {
+    let (a, b) = (FakeProvider::spawn().await, FakeProvider::spawn().await);
+    let cfg = format!(
+        r#"
+[[providers]]
+name = "watched"
+base_url = "{}"
+api_key = "env:K"
+health_check_path = "/models"
+health_check_interval_ms = 1000
+breaker_failures = 2
+breaker_cooldown_ms = 600000
+[[providers]]
+name = "backup"
+base_url = "{}"
+api_key = "env:K"
+[[models]]
+name = "w"
+provider = "watched"
+[[models.deployments]]
+provider = "backup"
+priority = 1
+"#,
+        a.base_url(),
+        b.base_url()
+    );
+    let gw = gateway().config(&cfg).env("K", PROVIDER_SECRET).spawn().await;
+    // the provider goes down; no request has seen it, but two failed checks open its breaker
+    a.set(Behavior::Status(503));
+    let opened = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
+        deployment(&gw, "w", "watched").await["breaker"]["state"] == "open"
+    })
+    .await;
+    assert!(opened, "{}", deployment(&gw, "w", "watched").await);
+    let (served, before) = (a.served(), b.served());
+    assert_eq!(chat(&gw, "w", false).await.status(), 200);
+    assert_eq!((a.served() - served, b.served() - before), (0, 1), "straight to the backup");
+    assert!(gw.metric("gatehouse_health_checks_total{provider=\"watched\",outcome=\"unhealthy\"}").await >= 2.0);
+
+    // it recovers: a passing check closes the breaker long before its ten-minute cool-down
+    a.set(Behavior::Ok);
+    let closed = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
+        deployment(&gw, "w", "watched").await["breaker"]["state"] == "closed"
+    })
+    .await;
+    assert!(closed, "{}", deployment(&gw, "w", "watched").await);
+    let served = a.served();
+    assert_eq!(chat(&gw, "w", false).await.status(), 200);
+    assert_eq!(a.served() - served, 1, "first again");
+}
