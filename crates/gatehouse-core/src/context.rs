@@ -207,6 +207,9 @@ pub struct RequestCx {
     /// How long the client said it will wait (`X-Stainless-Timeout`, as the official SDKs
     /// send it): the request's deadline, within what the deployment allows.
     pub timeout_hint: Option<std::time::Duration>,
+    /// The caller asked (`x-gatehouse-debug: routing`) to be told which deployment served it;
+    /// honoured only for a credential granted `debug:routing`.
+    pub debug_routing: bool,
 }
 
 /// One rate's standing after this request, in OpenAI's header terms.
@@ -256,6 +259,7 @@ impl RequestCx {
             token_rate_limit: None,
             limits_degraded: false,
             timeout_hint: None,
+            debug_routing: false,
         }
     }
 

@@ -385,6 +385,9 @@ pub fn follows_order(trail: &[TrailEntry]) -> bool {
     }
 }
 
+/// The scope that lets a caller see which deployment served it.
+pub const DEBUG_ROUTING: &str = "debug:routing";
+
 /// The response half of the chain for one admitted request: it owns the request's context,
 /// its guardrail session and its budget hold, and finishes the request exactly once, whichever
 /// way the provider answers: [`Answer::whole`], [`Answer::stream`] or [`Answer::fail`].
@@ -417,6 +420,13 @@ impl Answer {
     /// The model's other deployments, in the order to fall back to (taken once).
     pub fn take_fallbacks(&mut self) -> Vec<Arc<Route>> {
         std::mem::take(&mut self.cx.fallbacks)
+    }
+
+    /// Whether the caller may be told which deployment served it: it asked, and its credential
+    /// is a capability token granted `debug:routing` (API keys never are).
+    pub fn reveals_routing(&self) -> bool {
+        self.cx.debug_routing
+            && self.cx.principal.as_ref().and_then(|p| p.grant.as_ref()).is_some_and(|g| g.scopes.allows(DEBUG_ROUTING))
     }
 
     /// When the client stops waiting (its timeout hint, counted from arrival), if it said.

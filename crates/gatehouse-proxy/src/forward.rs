@@ -102,7 +102,17 @@ pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: A
     if attempt > 0 {
         answer.served_by(route.clone());
     }
-    answered(rt.clone(), resp, up, answer, &route, req.stream, &id_text, client).await
+    let reveal = answer.reveals_routing();
+    let mut resp = answered(rt.clone(), resp, up, answer, &route, req.stream, &id_text, client).await;
+    if reveal {
+        // names only: the caller may see which model and provider answered, never more
+        for (name, value) in [("x-gatehouse-model", &route.model), ("x-gatehouse-provider", &route.provider)] {
+            if let Ok(v) = http::HeaderValue::from_str(value) {
+                resp.headers_mut().insert(http::HeaderName::from_static(name), v);
+            }
+        }
+    }
+    resp
 }
 
 /// The earlier of a deadline and the client's, if it gave one.

@@ -54,6 +54,7 @@ pub(crate) fn request_cx(id: RequestId, parts: &http::request::Parts) -> Request
     let mut cx = RequestCx::new(id, credential(parts));
     cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     cx.timeout_hint = timeout_hint(&parts.headers);
+    cx.debug_routing = parts.headers.get("x-gatehouse-debug").is_some_and(|v| v.as_bytes() == b"routing");
     cx
 }
 

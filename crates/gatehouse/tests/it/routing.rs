@@ -687,3 +687,43 @@ priority = 1
     assert_eq!(chat(&gw, "w", false).await.status(), 200);
     assert_eq!(a.served() - served, 1, "first again");
 }
+
+#[tokio::test]
+async fn only_a_token_granted_debug_routing_is_told_which_deployment_served_it() {
+    let (a, _b, gw) = two().await;
+    a.set(Behavior::Status(503));
+    let mint = |scopes: Value| {
+        let gw = &gw;
+        async move {
+            let body = json!({"name": "dbg", "scopes": scopes, "expires_in_seconds": 600});
+            let (st, v) = crate::common::as_root(gw, reqwest::Method::POST, "/admin/v1/capabilities", Some(body)).await;
+            assert_eq!(st, 201, "{v}");
+            v["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let debug = mint(json!(["chat:*", "debug:routing"])).await;
+    let plain = mint(json!(["chat:*"])).await;
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]});
+    let ask = |key: String, header: &'static str| {
+        let (gw, body) = (&gw, body.clone());
+        async move {
+            let req = gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(key);
+            req.header("x-gatehouse-debug", header).json(&body).send().await.unwrap()
+        }
+    };
+    let told = ask(debug.clone(), "routing").await;
+    assert_eq!(told.status(), 200);
+    assert_eq!(
+        (&told.headers()["x-gatehouse-model"], &told.headers()["x-gatehouse-provider"]),
+        (&"m".parse().unwrap(), &"backup".parse().unwrap())
+    );
+    for (key, header, who) in [
+        (debug, "yes", "another value"),
+        (plain, "routing", "a token without the scope"),
+        (gw.key().to_owned(), "routing", "an API key"),
+    ] {
+        let resp = ask(key, header).await;
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().get("x-gatehouse-provider").is_none(), "{who} is not told");
+    }
+}
