@@ -155,6 +155,7 @@ pub struct RawModel {
     /// and its first-byte timeout when not the provider's.
     pub priority: Option<u64>,
     pub weight: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub max_stream_duration_ms: Option<u64>,
@@ -183,6 +184,7 @@ pub struct RawDeployment {
     pub priority: Option<u64>,
     pub weight: Option<u64>,
     /// Override the provider's timeouts for this deployment.
+    pub connect_timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub max_stream_duration_ms: Option<u64>,

@@ -339,8 +339,9 @@ pub struct DeploymentConfig {
     pub priority: u8,
     /// Share of the requests within its tier.
     pub weight: u16,
-    /// This deployment's timeouts, when not its provider's: before the response headers,
-    /// between stream events, and for the whole answer.
+    /// This deployment's timeouts, when not its provider's: opening a connection, before the
+    /// response headers, between stream events, and for the whole answer.
+    pub connect_timeout: Option<Duration>,
     pub first_byte_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub max_stream_duration: Option<Duration>,
@@ -1051,6 +1052,7 @@ fn models(
             provider_model: m.provider_model,
             priority: m.priority,
             weight: m.weight,
+            connect_timeout_ms: m.connect_timeout_ms,
             first_byte_timeout_ms: m.first_byte_timeout_ms,
             idle_timeout_ms: m.idle_timeout_ms,
             max_stream_duration_ms: m.max_stream_duration_ms,
@@ -1150,6 +1152,7 @@ fn deployment(
     // the same ranges as the provider's own
     let mut timeout =
         |v: Option<u64>, min: u64, max: u64, field: &str| v.map(|v| ms(Some(v), 0, min, max, &at(field), issues));
+    let connect_timeout = timeout(d.connect_timeout_ms, 10, 60_000, "connect_timeout_ms");
     let first_byte_timeout = timeout(d.first_byte_timeout_ms, 10, 3_600_000, "first_byte_timeout_ms");
     let idle_timeout = timeout(d.idle_timeout_ms, 10, 3_600_000, "idle_timeout_ms");
     let max_stream_duration = timeout(d.max_stream_duration_ms, 100, 86_400_000, "max_stream_duration_ms");
@@ -1170,6 +1173,7 @@ fn deployment(
         provider_model,
         priority,
         weight,
+        connect_timeout,
         first_byte_timeout,
         idle_timeout,
         max_stream_duration,

@@ -93,6 +93,8 @@ pub struct Route {
     pub retries: Arc<crate::Retries>,
     /// The model's hedging, when configured (shared by its deployments).
     pub hedge: Option<Arc<crate::Hedge>>,
+    /// This deployment's connect timeout, when not its provider's.
+    pub connect_timeout: Option<std::time::Duration>,
     /// This deployment's first-byte timeout, when not its provider's.
     pub first_byte_timeout: Option<std::time::Duration>,
     /// This deployment's longest gap between stream events, when not its provider's.

@@ -211,7 +211,13 @@ async fn send<'a>(
         return Err((route::Failure::Quota, Denial::new(DenyCode::UpstreamRateLimited).retry_after(secs)));
     }
     let started = Instant::now();
-    let call = Call { endpoint: req.endpoint, model: &route.provider_model, stream: req.stream, request_id: id_text };
+    let call = Call {
+        endpoint: req.endpoint,
+        model: &route.provider_model,
+        stream: req.stream,
+        request_id: id_text,
+        connect_timeout: route.connect_timeout,
+    };
     let send = up.request(call, body, answer.principal()).send();
     // the deployment's first-byte timeout, or the client's deadline if that comes first (then
     // it is not the deployment's failure)

@@ -41,7 +41,15 @@ pub struct Services {
 /// Builds a snapshot; fails (leaving the running one in place) if any provider cannot be
 /// built, e.g. a secret reference that does not resolve.
 pub fn build_runtime(policy: &Policy, services: &Services, env: EnvLookup<'_>) -> Result<Runtime, crate::Error> {
-    let upstreams = policy.providers.iter().map(|p| Upstream::build(p, env)).collect::<Result<Vec<_>, _>>()?;
+    let upstreams = policy
+        .providers
+        .iter()
+        .map(|p| {
+            let deployments = policy.models.iter().flat_map(|m| &m.deployments).filter(|d| d.provider == p.name);
+            let connect: Vec<std::time::Duration> = deployments.filter_map(|d| d.connect_timeout).collect();
+            Upstream::build(p, env, &connect)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let table = Arc::new(RouteTable::build(policy));
     let l = policy.limits;
     let bounds = RequestBounds {

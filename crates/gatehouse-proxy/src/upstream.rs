@@ -24,6 +24,8 @@ pub struct Upstream {
     /// Bedrock: signs every request with AWS SigV4.
     sigv4: Option<SigV4>,
     pub client: reqwest::Client,
+    /// The pools of deployments with a connect timeout of their own, by that timeout.
+    other_clients: Vec<(Duration, reqwest::Client)>,
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_stream_duration: Duration,
@@ -161,7 +163,12 @@ fn ca_bundle(provider: &str, path: &std::path::Path) -> Result<Vec<reqwest::Cert
 impl Upstream {
     /// Builds the client and resolves the provider's secret reference. Errors name the
     /// provider and the reference, never the secret.
-    pub fn build(cfg: &ProviderConfig, env: EnvLookup<'_>) -> Result<Upstream, crate::Error> {
+    /// `connect_timeouts`: those of the provider's deployments that set their own.
+    pub fn build(
+        cfg: &ProviderConfig,
+        env: EnvLookup<'_>,
+        connect_timeouts: &[Duration],
+    ) -> Result<Upstream, crate::Error> {
         let family = gatehouse_gates::route::family(cfg.kind);
         let auth = match cfg.resolve_api_key(env)? {
             None => None,
@@ -179,22 +186,38 @@ impl Upstream {
                 Some((name, v))
             }
         };
-        let mut builder = reqwest::Client::builder();
-        if let Some(path) = &cfg.ca_file {
-            builder = builder.tls_certs_merge(ca_bundle(&cfg.name, path)?);
+        let ca = match &cfg.ca_file {
+            Some(path) => Some(ca_bundle(&cfg.name, path)?),
+            None => None,
+        };
+        let client_with = |connect: Duration| {
+            let mut builder = reqwest::Client::builder();
+            if let Some(certs) = &ca {
+                builder = builder.tls_certs_merge(certs.clone());
+            }
+            builder
+                .connect_timeout(connect)
+                // no read timeout here: it would also bound the wait for the response headers
+                // (the first-byte timeout); the callers bound the first byte, each idle gap and
+                // the total
+                // a provider that redirects is misconfigured or hostile: never follow
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(cfg.max_idle_connections)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+                .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|_| crate::Error::Client(cfg.name.clone()))
+        };
+        let client = client_with(cfg.connect_timeout)?;
+        // deployments with a connect timeout of their own get a pool of their own (the connect
+        // timeout is a pool's setting)
+        let mut other_clients = Vec::new();
+        for t in connect_timeouts {
+            if *t != cfg.connect_timeout && !other_clients.iter().any(|(d, _)| d == t) {
+                other_clients.push((*t, client_with(*t)?));
+            }
         }
-        let client = builder
-            .connect_timeout(cfg.connect_timeout)
-            // no read timeout here: it would also bound the wait for the response headers (the
-            // first-byte timeout); the callers bound the first byte, each idle gap and the total
-            // a provider that redirects is misconfigured or hostile: never follow
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(cfg.max_idle_connections)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|_| crate::Error::Client(cfg.name.clone()))?;
         let identity = cfg.resolve_identity_key(env)?;
         let sigv4 = cfg.resolve_aws_keys(env)?.map(|k| SigV4 {
             credentials: aws_credential_types::Credentials::new(
@@ -237,6 +260,7 @@ impl Upstream {
             urls,
             auth,
             client,
+            other_clients,
             first_byte_timeout: cfg.first_byte_timeout,
             idle_timeout: cfg.idle_timeout,
             max_stream_duration: cfg.max_stream_duration,
@@ -276,8 +300,11 @@ impl Upstream {
         };
         // an unsigned request would only be refused: one that failed to sign goes as it is
         let aws = self.sigv4.as_ref().and_then(|s| s.sign(&url, &body));
-        let mut rb = self
-            .client
+        let client = match call.connect_timeout {
+            Some(t) => self.other_clients.iter().find(|(d, _)| *d == t).map_or(&self.client, |(_, c)| c),
+            None => &self.client,
+        };
+        let mut rb = client
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-request-id", call.request_id)
@@ -304,6 +331,8 @@ pub struct Call<'a> {
     pub model: &'a str,
     pub stream: bool,
     pub request_id: &'a str,
+    /// The deployment's own connect timeout, if it sets one.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// The identity an upstream is told about: tenant ids, the credential by public id, roles.

@@ -727,3 +727,50 @@ async fn only_a_token_granted_debug_routing_is_told_which_deployment_served_it()
         assert!(resp.headers().get("x-gatehouse-provider").is_none(), "{who} is not told");
     }
 }
+
+#[tokio::test]
+async fn a_deployment_can_give_up_connecting_sooner_than_its_provider() {
+    // a listener whose accept queue is full and never drained: new connections hang in the
+    // handshake, as with a host that drops packets
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(1).unwrap();
+    let addr = full.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        fillers.push(tokio::spawn(tokio::net::TcpStream::connect(addr)));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b = FakeProvider::spawn().await;
+    let cfg = format!(
+        r#"
+[[providers]]
+name = "blackhole"
+base_url = "http://{addr}/v1"
+api_key = "env:K"
+connect_timeout_ms = 20000
+[[providers]]
+name = "backup"
+base_url = "{}"
+api_key = "env:K"
+[[models]]
+name = "c"
+provider = "blackhole"
+connect_timeout_ms = 300
+[[models.deployments]]
+provider = "backup"
+priority = 1
+"#,
+        b.base_url()
+    );
+    let gw = gateway().config(&cfg).env("K", PROVIDER_SECRET).spawn().await;
+    let started = std::time::Instant::now();
+    assert_eq!(chat(&gw, "c", false).await.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the deployment's 300 ms, not the provider's 20 s: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(b.served(), 1, "the backup answered");
+    drop(fillers);
+}
