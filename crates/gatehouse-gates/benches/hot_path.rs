@@ -220,7 +220,8 @@ fn benches(c: &mut Criterion) {
 }
 
 /// The route decision at 16 deployments (four tiers of four, mixed weights): resolve the name,
-/// order the deployments, take the first and the fallbacks as the route gate does; beside the
+/// order the deployments by tier, weight and each breaker's state now (a clock read and 16
+/// breaker reads), take the first and the fallbacks as the route gate does; beside the
 /// single-deployment lookup every request paid before deployments existed.
 fn route_decision(c: &mut Criterion) {
     let mut toml = String::new();
@@ -244,7 +245,8 @@ fn route_decision(c: &mut Criterion) {
     g.bench_function("decision_16_deployments", |b| {
         b.iter(|| {
             let e = table.resolve(black_box("many")).expect("model");
-            let mut order = e.attempts().into_iter().map(|i| e.deployments[i].0.clone());
+            let now = gatehouse_gates::route::now_ms();
+            let mut order = e.attempts_at(now).into_iter().map(|i| e.deployments[i].0.clone());
             let first = order.next();
             let fallbacks: Vec<_> = order.collect();
             black_box((first, fallbacks))
