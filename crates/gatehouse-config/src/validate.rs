@@ -931,6 +931,11 @@ fn providers(raw: Vec<RawProvider>, issues: &mut Vec<Issue>) -> Vec<ProviderConf
                     issue(issues, at("health_check_path"), "is required with health_check_interval_ms");
                     None
                 }
+                (Some(_), _) if bedrock => {
+                    // a check would have to be signed for a Bedrock control-plane call
+                    issue(issues, at("health_check_path"), "is not supported for bedrock providers");
+                    None
+                }
                 (Some(path), interval) => {
                     let ok = path.starts_with('/')
                         && path.len() <= 256
@@ -1066,6 +1071,15 @@ fn models(
             .chain(m.deployments.into_iter().enumerate().map(|(j, d)| (format!("deployments[{j}]."), d)))
             .map(|(prefix, d)| deployment(d, &name, kind, providers, &|f: &str| at(&format!("{prefix}{f}")), issues))
             .collect();
+        for (j, d) in deployments.iter().enumerate().skip(1) {
+            if deployments[..j].iter().any(|e| e.provider == d.provider && e.provider_model == d.provider_model) {
+                issue(
+                    issues,
+                    at(&format!("deployments[{}]", j - 1)),
+                    "serves the model by the same provider and provider model as another deployment",
+                );
+            }
+        }
         let (provider, provider_model) = (deployments[0].provider.clone(), deployments[0].provider_model.clone());
         let retries = u8::try_from(m.retries.unwrap_or(0)).ok().filter(|r| *r <= 5).unwrap_or_else(|| {
             issue(issues, at("retries"), "must be 0-5");
@@ -1100,7 +1114,8 @@ fn models(
             issue(issues, format!("models[{i}].fallbacks"), format!("at most {MAX_MODEL_FALLBACKS} models"));
         }
         for (j, f) in m.fallbacks.iter().enumerate() {
-            let ok = f != &m.name && out.iter().any(|o| &o.name == f && o.kind == m.kind);
+            let ok =
+                f != &m.name && out.iter().any(|o| &o.name == f && o.kind == m.kind) && !m.fallbacks[..j].contains(f);
             if !ok {
                 issue(
                     issues,
@@ -1308,20 +1323,24 @@ mod tests {
         assert_eq!(ok.policy.models[2].fallbacks, ["n"]);
         let err = Config::from_toml(&format!(
             "{base}[[models]]\nname = \"m\"\nprovider = \"a\"\n\
-             fallbacks = [\"m\", \"e\", \"n-alias\", \"nope\", \"n\"]\n"
+             fallbacks = [\"m\", \"e\", \"n-alias\", \"nope\", \"n\"]\n\
+             [[models]]\nname = \"d\"\nprovider = \"a\"\nfallbacks = [\"n\", \"n\"]\n\
+             [[models.deployments]]\nprovider = \"a\"\nprovider_model = \"d\"\n"
         ))
         .unwrap_err();
         let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
         assert_eq!(
             paths,
             [
+                "models[3].deployments[0]",
                 "models[2].fallbacks",
                 "models[2].fallbacks[0]",
                 "models[2].fallbacks[1]",
                 "models[2].fallbacks[2]",
                 "models[2].fallbacks[3]",
+                "models[3].fallbacks[1]",
             ],
-            "too many; itself, another kind, an alias, an unknown name"
+            "too many; itself, another kind, an alias, an unknown name; the same deployment twice; a model twice"
         );
     }
 
@@ -1338,7 +1357,8 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!((d[0].provider.as_str(), d[0].weight, d[0].priority), ("a", 3, 0));
         assert_eq!((d[1].provider.as_str(), d[1].provider_model.as_str(), d[1].priority), ("b", "m2", 1));
-        let many: String = (0..16).map(|_| "[[models.deployments]]\nprovider = \"a\"\n").collect();
+        let many: String =
+            (0..16).map(|i| format!("[[models.deployments]]\nprovider = \"a\"\nprovider_model = \"x{i}\"\n")).collect();
         let err = Config::from_toml(&format!(
             "[[providers]]\nname = \"a\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\
              [[providers]]\nname = \"c\"\nkind = \"anthropic\"\napi_key = \"env:K\"\n\

@@ -126,7 +126,21 @@ impl Breaker {
         self.failures.store(0, Ordering::Relaxed);
         let was = self.open_until.swap(0, Ordering::AcqRel);
         self.probe_at.store(0, Ordering::Release);
+        if was != 0 {
+            // the failures that opened it are behind it now: they must not reopen it
+            for (_, counts) in self.window.iter() {
+                counts.store(0, Ordering::Release);
+            }
+        }
         was != 0
+    }
+
+    /// An open breaker's cool-down ends now: it is half-open, and the next request probes it
+    /// (an active health check passed). Returns whether it was open.
+    pub fn end_cooldown(&self, now_ms: u64) -> bool {
+        let until = self.open_until.load(Ordering::Acquire);
+        until > now_ms
+            && self.open_until.compare_exchange(until, now_ms.max(1), Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// The deployment failed in a way that says something about it (not about the request).

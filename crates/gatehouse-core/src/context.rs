@@ -109,7 +109,7 @@ pub struct Route {
 }
 
 /// A deployment's upstream quota: requests and tokens per minute, counted in the limits store
-/// (shared by the replicas on Redis) under `deployment:<model>/<provider>`.
+/// (shared by the replicas on Redis) under `deployment:<model>/<provider>/<provider_model>`.
 #[derive(Clone, Debug)]
 pub struct Quota {
     pub rpm: Option<u32>,

@@ -24,9 +24,10 @@ pub struct BreakerSync {
     seen: HashMap<String, u64>,
 }
 
-/// The name a deployment's breaker is shared under: `model/provider`.
+/// The name a deployment's breaker is shared under: `model/provider/provider_model` (a model
+/// may have two deployments on one provider, under two of its names).
 fn name(r: &Route) -> String {
-    format!("{}/{}", r.model, r.provider)
+    format!("{}/{}/{}", r.model, r.provider, r.provider_model)
 }
 
 impl BreakerSync {

@@ -429,6 +429,11 @@ impl Answer {
             && self.cx.principal.as_ref().and_then(|p| p.grant.as_ref()).is_some_and(|g| g.scopes.allows(DEBUG_ROUTING))
     }
 
+    /// The audit hook breakers report their changes to.
+    pub fn audit(&self) -> &AuditHook {
+        &self.audit
+    }
+
     /// When the client stops waiting (its timeout hint, counted from arrival), if it said.
     pub fn deadline(&self) -> Option<std::time::Instant> {
         self.cx.timeout_hint.map(|t| self.cx.started + t)

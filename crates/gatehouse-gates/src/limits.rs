@@ -311,6 +311,12 @@ impl LimitsGate {
             if priced_only {
                 cx.fallbacks.retain(|r| r.model == model || self.prices.contains_key(&*r.model));
             }
+            // a stand-in with rates of its own for this caller is not tried: they were not
+            // checked (checking them would spend them on every request it does not answer)
+            let own_rates = |m: &str| {
+                [org.as_ref(), project.as_ref(), key.as_ref()].iter().flatten().any(|s| s.models.contains_key(m))
+            };
+            cx.fallbacks.retain(|r| r.model == model || !own_rates(&r.model));
             for r in &cx.fallbacks {
                 if r.model != model && !candidates.iter().any(|(m, _): &(Arc<str>, _)| *m == r.model) {
                     candidates.push((r.model.clone(), self.prices.get(&*r.model).copied()));

@@ -91,13 +91,19 @@ impl RouteEntry {
     /// one whose probe this request carries goes first (so the probe is sent), an open one goes
     /// last (tried only when every other failed: a breaker moves traffic, it never refuses it).
     pub fn attempts_at(&self, now_ms: u64) -> Vec<usize> {
+        self.ranked(now_ms, true)
+    }
+
+    /// The order by breaker state, claiming a half-open deployment's probe only when `claim`
+    /// (a model's stand-ins are rarely tried: ranking them must not use up a probe unsent).
+    fn ranked(&self, now_ms: u64, claim: bool) -> Vec<usize> {
         let mut order = self.attempts();
         if order.len() > 1 {
             let rank = |i: &usize| {
                 let b = &self.deployments[*i].0.breaker;
                 match b.state(now_ms) {
                     BreakerState::Closed => 1,
-                    BreakerState::HalfOpen if b.admits(now_ms) => 0,
+                    BreakerState::HalfOpen if claim && b.admits(now_ms) => 0,
                     _ => 2,
                 }
             };
@@ -185,8 +191,8 @@ impl RouteTable {
                         quota: (d.rpm.is_some() || d.tpm.is_some()).then(|| Quota {
                             rpm: d.rpm,
                             tpm: d.tpm,
-                            requests_key: format!("deployment:{}/{}", m.name, d.provider).into(),
-                            tokens_key: format!("tpm:deployment:{}/{}", m.name, d.provider).into(),
+                            requests_key: format!("deployment:{}/{}/{}", m.name, d.provider, d.provider_model).into(),
+                            tokens_key: format!("tpm:deployment:{}/{}/{}", m.name, d.provider, d.provider_model).into(),
                         }),
                     };
                     Some((route, family(p.kind), d.priority, d.weight))
@@ -477,7 +483,7 @@ impl Gate for RouteGate {
                     if !cx.principal.as_ref().is_some_and(|p| p.may_use_model(&other.route.model)) {
                         continue;
                     }
-                    let order = if other.deployments.len() > 1 { other.attempts_at(now_ms()) } else { vec![0] };
+                    let order = if other.deployments.len() > 1 { other.ranked(now_ms(), false) } else { vec![0] };
                     let allowed = |r: &&Arc<Route>| rules.as_ref().is_none_or(|x| x.allows(r));
                     cx.fallbacks.extend(order.into_iter().map(|i| &other.deployments[i].0).filter(allowed).cloned());
                 }

@@ -77,6 +77,11 @@ impl Rule {
         }
     }
 
+    /// A rule that allows no deployment.
+    fn nothing() -> Rule {
+        Rule { providers: Some(Box::default()), regions: None, pins: HashMap::new() }
+    }
+
     /// Whether a deployment of `model` on `provider` (in `region`) passes this rule.
     fn allows(&self, model: &str, provider: &str, region: Option<&str>) -> bool {
         let listed = |l: &Option<Box<[Box<str>]>>, v: Option<&str>| {
@@ -156,9 +161,11 @@ impl RoutingRules {
         }
     }
 
-    /// Reads every stored rule. One that does not parse (written by a newer version, say) is
-    /// skipped with an error log and the others still apply; a rule naming a provider the
-    /// config no longer has simply matches no deployment of it (it refuses, never widens).
+    /// Reads every stored rule. One whose spec does not parse (written by a newer version, say)
+    /// refuses every deployment to its scope until it is rewritten (an error is logged): a
+    /// restriction this replica cannot read must not become no restriction. A rule naming a
+    /// provider the config no longer has simply matches no deployment of it (it refuses, never
+    /// widens).
     pub async fn load(&self, store: &Store) -> Result<(), gatehouse_store::Error> {
         let _one_at_a_time = self.reload.lock().await;
         let rows = store.all_scoped_policies(PolicyTable::Routing).await?;
@@ -168,8 +175,12 @@ impl RoutingRules {
                 (Some(scope), Ok(spec)) => {
                     table.insert(scope, Arc::new(Rule::new(spec)));
                 }
-                _ => {
-                    tracing::error!(org = %r.org_id, project = %r.project_id, "stored routing policy unreadable; skipped")
+                (Some(scope), Err(_)) => {
+                    tracing::error!(org = %r.org_id, project = %r.project_id, "stored routing policy unreadable; its scope is refused every deployment until it is rewritten");
+                    table.insert(scope, Arc::new(Rule::nothing()));
+                }
+                (None, _) => {
+                    tracing::error!(org = %r.org_id, project = %r.project_id, "stored routing policy names no valid scope; skipped")
                 }
             }
         }
@@ -180,5 +191,59 @@ impl RoutingRules {
     /// Keeps this replica's rules in step with the store.
     pub async fn run_poller(self: Arc<Self>, store: Store, every: Duration) {
         gatehouse_store::poll::reload("routing policies", every, || self.load(&store)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_core::{Breaker, Retries, Target};
+
+    fn deployment(provider: &str, region: Option<&str>) -> Route {
+        Route {
+            model: "m".into(),
+            provider: provider.into(),
+            target: Target::Upstream(0),
+            provider_model: "m".into(),
+            breaker: Arc::new(Breaker::new(5, 1_000)),
+            retries: Arc::new(Retries::new(0, 0.0)),
+            hedge: None,
+            connect_timeout: None,
+            first_byte_timeout: None,
+            idle_timeout: None,
+            max_stream_duration: None,
+            region: region.map(Arc::from),
+            quota: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn rules_combine_and_an_unreadable_one_refuses_instead_of_lifting_the_restriction() {
+        let t = gatehouse_testkit::stores::sqlite().await;
+        let org = t.store.create_org("rules").await.unwrap_or_else(|e| panic!("{e}"));
+        let project = ProjectId::generate();
+        let rules = RoutingRules::default();
+        let (eu, us, nowhere) = (deployment("a", Some("eu")), deployment("b", Some("us")), deployment("c", None));
+        assert!(rules.applying(org, project).is_none(), "no rules: nothing to check");
+
+        let put = |spec: &'static str, project: Option<ProjectId>| {
+            let store = t.store.clone();
+            async move { store.put_scoped_policy(PolicyTable::Routing, org, project, spec, "test").await }
+        };
+        put(r#"{"regions": ["eu"]}"#, None).await.unwrap_or_else(|e| panic!("{e}"));
+        put(r#"{"pins": {"m": "b"}}"#, Some(project)).await.unwrap_or_else(|e| panic!("{e}"));
+        rules.load(&t.store).await.unwrap_or_else(|e| panic!("{e}"));
+        let a = rules.applying(org, project).unwrap_or_else(|| panic!("rules apply"));
+        assert!(!a.allows(&eu), "the project pins m to b");
+        assert!(!a.allows(&us), "the org keeps to the EU");
+        assert!(!a.allows(&nowhere), "a provider with no region is in none");
+        let other_project = rules.applying(org, ProjectId::generate()).unwrap_or_else(|| panic!("the org's rule"));
+        assert!(other_project.allows(&eu) && !other_project.allows(&us));
+
+        // a rule this replica cannot read (a newer version's field) refuses its scope everything
+        put(r#"{"regions": ["eu"], "zones": ["eu-1"]}"#, None).await.unwrap_or_else(|e| panic!("{e}"));
+        rules.load(&t.store).await.unwrap_or_else(|e| panic!("{e}"));
+        let a = rules.applying(org, ProjectId::generate()).unwrap_or_else(|| panic!("still applies"));
+        assert!(!a.allows(&eu) && !a.allows(&us) && !a.allows(&nowhere));
     }
 }

@@ -39,8 +39,9 @@ pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: A
     };
     let retry_deadline = earliest(Instant::now() + first_byte, client);
     // hedging: a whole answer, a second deployment to ask, and enough answers to know when
+    // (the model's own: a stand-in model is tried only when every one of them failed)
     let hedge_after = match (&first.hedge, req.stream, fallbacks.first()) {
-        (Some(h), false, Some(_)) => h.delay(),
+        (Some(h), false, Some(second)) if second.model == first.model => h.delay(),
         _ => None,
     };
     let (mut k, mut round, mut attempt) = (0usize, 0u8, 0u32);
@@ -62,12 +63,8 @@ pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: A
         }
         let route = if k == 0 { route } else { &fallbacks[k - 1] };
         let (kind, denial) = match tried {
-            Ok((resp, up, _)) => {
-                if !req.stream {
-                    answer.attempt_answered(route);
-                }
-                break (resp, up, route.clone());
-            }
+            // its breaker hears how it went once the answer is read (`answered`)
+            Ok((resp, up, _)) => break (resp, up, route.clone()),
             Err((f, d, _)) => (f, d),
         };
         let next = answer.attempt_failed(route, kind);
@@ -352,6 +349,7 @@ async fn answered(
             .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with(media));
         if !is_stream {
             tracing::warn!(request_id = %request_id, provider = %up.name, "provider answered a stream request without an event stream");
+            route::deployment_failed(route, answer.audit());
             return answer.fail(Denial::new(DenyCode::UpstreamError)).into_response();
         }
         let inner = resp.bytes_stream();
@@ -365,9 +363,13 @@ async fn answered(
         Ok(Ok(b)) => b,
         Ok(Err(code)) => {
             tracing::warn!(request_id = %request_id, provider = %up.name, code = code.as_str(), "provider response unusable");
+            route::deployment_failed(route, answer.audit());
             return answer.fail(Denial::new(code)).into_response();
         }
-        Err(_) => return answer.fail(Denial::new(DenyCode::UpstreamTimeout)).into_response(),
+        Err(_) => {
+            route::deployment_failed(route, answer.audit());
+            return answer.fail(Denial::new(DenyCode::UpstreamTimeout)).into_response();
+        }
     };
     let (body, usage) = match family {
         Family::OpenAi => {
@@ -378,10 +380,12 @@ async fn answered(
             Ok((body, usage)) => (body, Some(usage)),
             Err(code) => {
                 tracing::warn!(request_id = %request_id, provider = %up.name, "provider answer not in its API's format");
+                route::deployment_failed(route, answer.audit());
                 return answer.fail(Denial::new(code)).into_response();
             }
         },
     };
+    answer.attempt_answered(route);
     whole(answer, body, usage).await
 }
 

@@ -1,7 +1,8 @@
 //! Active health checks (docs/ROUTING.md): each provider that configures one is asked on its
 //! interval, off the request path; a failed check counts toward the breaker of every
 //! deployment on it (so a provider that is down is skipped before a request finds out), and a
-//! passing one closes them.
+//! passing one ends an open breaker's cool-down, so the next request probes the deployment
+//! (a check says the provider is up, not that every model on it answers).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +33,10 @@ pub async fn run(runtime: Arc<ArcSwap<Runtime>>) {
                 Some((_, at)) => *at = now + *every,
                 None => due.push((up.name.clone(), now + *every)),
             }
-            checks.push(async move { (i, up.check_health().await) });
+            // a check never holds the others up longer than its own interval
+            let bound = up.first_byte_timeout.min(*every);
+            checks
+                .push(async move { (i, tokio::time::timeout(bound, up.check_health()).await.unwrap_or(Some(false))) });
         }
         for (i, healthy) in futures_util::future::join_all(checks).await {
             let Some(healthy) = healthy else { continue };
@@ -45,10 +49,10 @@ pub async fn run(runtime: Arc<ArcSwap<Runtime>>) {
             }
             let on_it = rt.gates.table.models().iter().flat_map(|e| e.deployments.iter().map(|(r, _)| r));
             for r in on_it.filter(|r| r.target == Target::Upstream(i)) {
-                if healthy {
-                    route::attempt_answered(r, &rt.gates.audit);
-                } else {
+                if !healthy {
                     route::deployment_failed(r, &rt.gates.audit);
+                } else if r.breaker.end_cooldown(route::now_ms()) {
+                    tracing::info!(model = %r.model, provider = %r.provider, "health check passed: the deployment is probed by the next request");
                 }
             }
         }

@@ -585,6 +585,16 @@ output_per_mtok = 100.0
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "insufficient_quota");
     assert_eq!(ask(narrow, 1000).await.status(), 200, "reserved for the cheap model only");
+
+    // a stand-in with rates of its own for the caller is not tried (they were not checked)
+    assert_eq!(gw.admin(reqwest::Method::DELETE, &path, None).await.status(), 200);
+    a.set(Behavior::Status(503));
+    assert_eq!(ask(key.clone(), 10).await.status(), 200, "the stand-in answers without limits of its own");
+    let spec = json!({"models": {"dear": {"rpm": 1000}}});
+    assert_eq!(gw.admin(reqwest::Method::PUT, &path, Some(&spec)).await.status(), 200);
+    let before = b.calls();
+    assert_eq!(ask(key, 10).await.status(), 502);
+    assert_eq!(b.calls(), before, "not tried");
 }
 
 #[tokio::test]
@@ -676,16 +686,20 @@ priority = 1
     assert_eq!((a.served() - served, b.served() - before), (0, 1), "straight to the backup");
     assert!(gw.metric("gatehouse_health_checks_total{provider=\"watched\",outcome=\"unhealthy\"}").await >= 2.0);
 
-    // it recovers: a passing check closes the breaker long before its ten-minute cool-down
+    // it recovers: a passing check ends the ten-minute cool-down (half-open), and the next
+    // request probes it and closes the breaker
     a.set(Behavior::Ok);
-    let closed = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
-        deployment(&gw, "w", "watched").await["breaker"]["state"] == "closed"
+    let probing = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
+        deployment(&gw, "w", "watched").await["breaker"]["state"] == "half_open"
     })
     .await;
-    assert!(closed, "{}", deployment(&gw, "w", "watched").await);
+    assert!(probing, "{}", deployment(&gw, "w", "watched").await);
     let served = a.served();
     assert_eq!(chat(&gw, "w", false).await.status(), 200);
-    assert_eq!(a.served() - served, 1, "first again");
+    assert_eq!(a.served() - served, 1, "the probe");
+    assert_eq!(deployment(&gw, "w", "watched").await["breaker"]["state"], "closed");
+    assert_eq!(chat(&gw, "w", false).await.status(), 200);
+    assert_eq!(a.served() - served, 2, "first again");
 }
 
 #[tokio::test]
