@@ -43,6 +43,12 @@ impl Sealer {
         Ok(Sealer { key: RandomizedNonceKey::new(&AES_256_GCM, &k).map_err(|_| SealError::Seal)? })
     }
 
+    /// A sealer under a data key of its own (envelope encryption: the data key is itself
+    /// sealed, see [`Envelope`]).
+    pub fn with_key(key: &[u8; 32]) -> Result<Sealer, SealError> {
+        Ok(Sealer { key: RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| SealError::Seal)? })
+    }
+
     /// `record` is the associated data: what this secret belongs to (e.g. `webhook:<org>:<id>`).
     pub fn seal(&self, record: &str, secret: &SecretString) -> Result<String, SealError> {
         self.seal_bytes(record, secret.expose_secret().as_bytes())
@@ -82,6 +88,41 @@ impl Sealer {
     }
 }
 
+/// Envelope encryption for tenant secrets (provider credentials): each tenant (an org, or the
+/// platform) has data keys, random 32 bytes sealed under a master-derived key with the
+/// tenant and key version as associated data; its secrets are sealed under its data key with
+/// their record as associated data. A master-key rotation re-wraps the data keys only.
+pub struct Envelope {
+    wrap: Sealer,
+}
+
+/// The master-key purpose data keys are wrapped under.
+const DATA_KEY_PURPOSE: &[u8] = b"gatehouse/v1/seal/data-key";
+
+impl Envelope {
+    pub fn new(master: &MasterKey) -> Result<Envelope, SealError> {
+        Ok(Envelope { wrap: Sealer::new(master, DATA_KEY_PURPOSE)? })
+    }
+
+    fn record(tenant: &str, version: u32) -> String {
+        format!("data-key:{tenant}:{version}")
+    }
+
+    /// A new data key for `tenant` at `version`, wrapped for storage.
+    pub fn new_data_key(&self, tenant: &str, version: u32) -> Result<String, SealError> {
+        let k = random_key()?;
+        self.wrap.seal_bytes(&Self::record(tenant, version), &*k)
+    }
+
+    /// The sealer of a stored (wrapped) data key: it opens only for the tenant and version it
+    /// was made for.
+    pub fn open_data_key(&self, tenant: &str, version: u32, wrapped: &str) -> Result<Sealer, SealError> {
+        let raw = self.wrap.open_bytes(&Self::record(tenant, version), wrapped)?;
+        let key: &[u8; 32] = raw.as_slice().try_into().map_err(|_| SealError::Open)?;
+        Sealer::with_key(key)
+    }
+}
+
 /// 32 bytes from the system CSPRNG (aws-lc-rs), for key material such as tenant root keys.
 pub fn random_key() -> Result<Zeroizing<[u8; 32]>, SealError> {
     let mut k = Zeroizing::new([0u8; 32]);
@@ -114,6 +155,24 @@ mod tests {
         let i = flipped.len() - 3;
         flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
         assert!(s.open("webhook:o:1", std::str::from_utf8(&flipped).unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_tenants_secret_opens_only_under_its_data_key_record_and_master() {
+        let master = MasterKey::from_bytes([7; 32]);
+        let env = Envelope::new(&master).unwrap();
+        let wrapped = env.new_data_key("org-a", 1).unwrap();
+        let a = env.open_data_key("org-a", 1, &wrapped).unwrap();
+        assert_eq!(env.open_data_key("org-b", 1, &wrapped).unwrap_err(), SealError::Open, "another tenant's");
+        assert_eq!(env.open_data_key("org-a", 2, &wrapped).unwrap_err(), SealError::Open, "another version's");
+        let other_master = Envelope::new(&MasterKey::from_bytes([8; 32])).unwrap();
+        assert!(other_master.open_data_key("org-a", 1, &wrapped).is_err(), "another master's");
+        let secret = SecretString::from("sk-tenant-key".to_owned());
+        let sealed = a.seal("credential:org-a:c1:1", &secret).unwrap();
+        assert_eq!(a.open("credential:org-a:c1:1", &sealed).unwrap().expose_secret(), "sk-tenant-key");
+        assert!(a.open("credential:org-a:c2:1", &sealed).is_err(), "moved to another row");
+        let b = env.open_data_key("org-b", 1, &env.new_data_key("org-b", 1).unwrap()).unwrap();
+        assert!(b.open("credential:org-a:c1:1", &sealed).is_err(), "under another tenant's data key");
     }
 
     #[test]

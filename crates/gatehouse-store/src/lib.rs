@@ -83,6 +83,7 @@ macro_rules! mark_credentials_changed {
 
 mod audit;
 mod capabilities;
+mod credentials;
 mod error;
 mod limits;
 pub mod poll;
@@ -96,6 +97,7 @@ mod webhooks;
 
 pub use audit::{AnchorRow, AuditFilter, AuditRow, AuditTx, ChainHead, CheckpointRow, NewAuditRecord};
 pub use capabilities::{CapabilityRow, CapabilityStatus, RootKeyRow};
+pub use credentials::CredentialRow;
 pub use error::Error;
 pub use limits::{BudgetSpend, LimitPolicyRow, LimitScope};
 pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, ProjectSettings, Tenant};

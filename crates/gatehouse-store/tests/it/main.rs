@@ -3,6 +3,7 @@
 #![expect(clippy::unwrap_used, reason = "test harness code: a failed setup must fail the test loudly")]
 
 mod audit;
+mod credentials;
 mod keys;
 mod limits;
 mod tenants;
