@@ -75,6 +75,10 @@ id_type!(
     /// Correlates one request across logs, metrics exemplars and the audit trail.
     RequestId
 );
+id_type!(
+    /// A stored provider credential (one version of it).
+    CredentialId
+);
 
 #[cfg(test)]
 mod tests {

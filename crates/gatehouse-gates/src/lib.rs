@@ -11,6 +11,7 @@ pub mod breaker_sync;
 pub mod cache;
 pub mod chain;
 pub mod control;
+pub mod credentials;
 mod error;
 pub mod federated;
 mod gate;

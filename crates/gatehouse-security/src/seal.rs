@@ -123,6 +123,14 @@ impl Envelope {
     }
 }
 
+/// A fingerprint of a secret for people to tell values apart: the first 48 bits of its SHA-256
+/// (never enough to use it, and for a random key nothing to guess from).
+pub fn fingerprint(secret: &SecretString) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.expose_secret().as_bytes());
+    let hex: String = d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// 32 bytes from the system CSPRNG (aws-lc-rs), for key material such as tenant root keys.
 pub fn random_key() -> Result<Zeroizing<[u8; 32]>, SealError> {
     let mut k = Zeroizing::new([0u8; 32]);
