@@ -15,6 +15,7 @@ mod audit;
 mod auth;
 pub mod body;
 pub mod capabilities;
+mod credentials;
 mod deployments;
 mod keys;
 mod limits;

@@ -69,6 +69,14 @@ fn components() -> Value {
                 "url": s("string"), "events": {"type": "array", "items": s("string")},
                 "outcomes": {"type": ["array", "null"], "items": s("string")}, "created_at": s("integer")}},
             "WebhookCreated": {"allOf": [r("Webhook"), {"type": "object", "properties": {"secret": s("string")}}]},
+            "NewCredential": {"type": "object", "additionalProperties": false, "required": ["provider", "secret"], "properties": {
+                "provider": s("string"), "secret": {"type": "string", "minLength": 1, "maxLength": 8192},
+                "org": s("string"), "project": s("string"), "platform": s("boolean"),
+                "overlap_seconds": {"type": "integer", "minimum": 0, "maximum": 604_800}}},
+            "Credential": {"type": "object", "required": ["id", "provider", "org_id", "project_id", "version", "hint", "created_at", "created_by", "retire_at"],
+                "properties": {"id": s("string"), "provider": s("string"), "org_id": nullable("string"), "project_id": nullable("string"),
+                "version": s("integer"), "hint": s("string"), "created_at": s("integer"), "created_by": s("string"),
+                "retire_at": nullable("integer")}},
             "WebhookDeleted": {"type": "object", "required": ["id", "deleted"], "properties": {"id": s("string"), "deleted": s("boolean")}},
             "Delivery": {"type": "object", "required": ["id", "webhook_id", "event_id", "action", "status", "attempts", "next_at", "last_status", "last_error", "created_at", "updated_at"],
                 "properties": {"id": s("string"), "webhook_id": s("string"), "event_id": s("string"), "action": s("string"),
@@ -258,6 +266,9 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         ("POST", "/admin/v1/webhooks") => (Some("CreateWebhook"), 201, r("WebhookCreated")),
         ("GET", "/admin/v1/webhooks") => (None, 200, list_of("Webhook")),
         ("DELETE", "/admin/v1/webhooks/{id}") => (None, 200, r("WebhookDeleted")),
+        ("POST", "/admin/v1/credentials") => (Some("NewCredential"), 201, r("Credential")),
+        ("GET", "/admin/v1/credentials") => (None, 200, list_of("Credential")),
+        ("DELETE", "/admin/v1/credentials/{id}") => (None, 200, r("WebhookDeleted")),
         ("GET", "/admin/v1/webhooks/{id}/deliveries") => (None, 200, list_of("Delivery")),
         ("GET", "/admin/v1/orgs/{org}/guardrails")
         | ("DELETE", "/admin/v1/orgs/{org}/guardrails")
@@ -326,6 +337,9 @@ fn query_params(spec: &RouteSpec) -> Vec<Value> {
         ("GET", "/admin/v1/capabilities") => vec![q("org", json!({"type": "string"})), limit],
         ("POST", "/admin/v1/capabilities/{id}/revoke") | ("GET", "/admin/v1/capability-keys") => {
             vec![q("org", json!({"type": "string"}))]
+        }
+        ("GET", "/admin/v1/credentials") | ("DELETE", "/admin/v1/credentials/{id}") => {
+            vec![q("org", json!({"type": "string"})), q("platform", json!({"type": "boolean"}))]
         }
         ("GET", "/admin/v1/webhooks") | ("DELETE", "/admin/v1/webhooks/{id}") => {
             vec![q("org", json!({"type": "string"}))]

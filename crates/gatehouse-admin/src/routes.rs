@@ -8,7 +8,9 @@ use gatehouse_audit::EventKind as K;
 
 use crate::rbac::Permission;
 use crate::service::{self, Service};
-use crate::{AdminState, capabilities, deployments, keys, limits, members, orgs, policies, tokens, trail, webhooks};
+use crate::{
+    AdminState, capabilities, credentials, deployments, keys, limits, members, orgs, policies, tokens, trail, webhooks,
+};
 
 /// Which org a route acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +109,9 @@ pub const ROUTES: &[RouteSpec] = &[
     r("DELETE", "/admin/v1/webhooks/{id}", P::OrgUpdate, Org, K::WebhookDelete),
     r("GET", "/admin/v1/webhooks/{id}/deliveries", P::AuditRead, Org, K::WebhookDeliveries),
     r("GET", "/admin/v1/deployments", P::OrgCreate, Platform, K::DeploymentList),
+    r("POST", "/admin/v1/credentials", P::OrgUpdate, Org, K::CredentialCreate),
+    r("GET", "/admin/v1/credentials", P::OrgUpdate, Org, K::CredentialList),
+    r("DELETE", "/admin/v1/credentials/{id}", P::OrgUpdate, Org, K::CredentialDelete),
 ];
 
 /// The service of a table entry, wrapped (authenticate, run, audit under the row's action);
@@ -151,6 +156,9 @@ pub(crate) fn handler(spec: &'static RouteSpec) -> Option<MethodRouter<AdminStat
         ("POST", "/admin/v1/capability-keys/rotate") => capabilities::rotate,
         ("GET", "/admin/v1/audit") => trail::list,
         ("GET", "/admin/v1/deployments") => deployments::list,
+        ("POST", "/admin/v1/credentials") => credentials::create,
+        ("GET", "/admin/v1/credentials") => credentials::list,
+        ("DELETE", "/admin/v1/credentials/{id}") => credentials::delete,
         ("POST", "/admin/v1/keys") => keys::create,
         ("GET", "/admin/v1/keys") => keys::list,
         ("GET", "/admin/v1/keys/{id}") => keys::get,

@@ -12,6 +12,7 @@ use gatehouse_security::KeyDigest;
 use gatehouse_store::Store;
 
 use crate::authenticate::KeyVerifier;
+use crate::credentials::{Vault, VaultError};
 use crate::guardrails::Policies;
 use crate::limits::LimitsBackend;
 use crate::route::{DeploymentStatus, RouteTable};
@@ -29,6 +30,7 @@ pub struct ControlHandle {
     limits: Arc<LimitsBackend>,
     routing: Arc<RoutingRules>,
     keys: Arc<KeyVerifier>,
+    vault: Arc<Vault>,
 }
 
 impl ControlHandle {
@@ -39,8 +41,9 @@ impl ControlHandle {
         limits: Arc<LimitsBackend>,
         routing: Arc<RoutingRules>,
         keys: Arc<KeyVerifier>,
+        vault: Arc<Vault>,
     ) -> ControlHandle {
-        ControlHandle { store, routes, guardrails, limits, routing, keys }
+        ControlHandle { store, routes, guardrails, limits, routing, keys, vault }
     }
 
     /// Whether every name is a model the gateway serves now, by canonical name: an allow-list
@@ -67,6 +70,24 @@ impl ControlHandle {
     /// Re-reads the stored routing policies now.
     pub async fn reload_routing_policies(&self) -> Result<(), gatehouse_store::Error> {
         self.routing.load(&self.store).await
+    }
+
+    /// Whether a provider serves some model of the live config (by its configured name).
+    pub fn serves_provider(&self, name: &str) -> bool {
+        (self.routes)().models().iter().any(|e| e.deployments.iter().any(|(r, _)| &*r.provider == name))
+    }
+
+    /// Seals and stores a new version of a provider credential (docs/SECURITY.md).
+    pub async fn store_credential(
+        &self,
+        org: Option<OrgId>,
+        project: Option<ProjectId>,
+        provider: &str,
+        secret: &secrecy::SecretString,
+        actor: &str,
+        overlap_ms: i64,
+    ) -> Result<gatehouse_store::CredentialRow, VaultError> {
+        self.vault.store(org, project, provider, secret, actor, overlap_ms).await
     }
 
     /// Every configured deployment with its breaker's state now.

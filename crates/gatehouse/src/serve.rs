@@ -289,10 +289,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let hasher = Arc::new(KeyHasher::new(&master));
     let checkpoint_signer = gatehouse_audit::signer(&master).map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
     let webhook_sealer = Sealer::new(&master, b"gatehouse/v1/seal/webhook").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let envelope = gatehouse_security::seal::Envelope::new(&master).map_err(|e| anyhow::anyhow!("{e}"))?;
     let token_sealer = Capabilities::sealer(&master).map_err(|e| anyhow::anyhow!("capability tokens: {e}"))?;
     drop(master);
 
     let store = open_store(&server).await?;
+    let vault = Arc::new(gatehouse_gates::credentials::Vault::new(store.clone(), envelope));
     let tenant = store.ensure_default_tenant().await?;
     let metrics = PrometheusBuilder::new()
         .set_buckets(LATENCY_BUCKETS)
@@ -422,6 +424,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits.clone(),
         routing,
         verifier,
+        vault,
     );
     let admin_router = with_transport_layers(
         gatehouse_admin::router(AdminState {

@@ -17,6 +17,7 @@ mod budgets;
 mod capabilities;
 mod common;
 mod config;
+mod credentials;
 mod guardrails;
 mod identity;
 mod lifecycle;

@@ -48,6 +48,11 @@ async fn fresh_token(gw: &TestGateway, t: &Tenant) -> String {
     ok(gw, Method::POST, "/admin/v1/tokens", body).await["id"].as_str().unwrap().to_owned()
 }
 
+async fn fresh_credential(gw: &TestGateway, t: &Tenant) -> String {
+    let body = json!({"provider": "mock", "secret": "sk-matrix-credential", "org": t.id});
+    ok(gw, Method::POST, "/admin/v1/credentials", body).await["id"].as_str().unwrap().to_owned()
+}
+
 async fn fresh_webhook(gw: &TestGateway, t: &Tenant) -> String {
     let body = json!({"name": unique("w"), "kind": "slack", "url": "https://hooks.example.com/x", "events": ["*"],
                       "org": t.id});
@@ -79,6 +84,7 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
     let is_token_route = spec.path.starts_with("/admin/v1/tokens/");
     let is_webhook_route = spec.path.starts_with("/admin/v1/webhooks");
     let is_capability_route = spec.path.starts_with("/admin/v1/capabilit");
+    let is_credential_route = spec.path.starts_with("/admin/v1/credentials");
     let consumes_key =
         !is_token_route && !is_capability_route && (spec.path.ends_with("/revoke") || spec.path.ends_with("/rotate"));
     let key = if is_capability_route && spec.path.contains("{id}") {
@@ -87,6 +93,8 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         fresh_key(gw, t).await
     } else if is_webhook_route && spec.path.contains("{id}") {
         fresh_webhook(gw, t).await
+    } else if is_credential_route && spec.path.contains("{id}") {
+        fresh_credential(gw, t).await
     } else if is_token_route {
         fresh_token(gw, t).await
     } else {
@@ -104,7 +112,7 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
     if is_capability_route && spec.method != "POST" || spec.path == "/admin/v1/capabilities/{id}/revoke" {
         path.push_str(&format!("?org={}", t.name));
     }
-    if is_webhook_route && spec.method != "POST" {
+    if (is_webhook_route || is_credential_route) && spec.method != "POST" {
         path.push_str(&format!("?org={}", t.id));
     }
     let body = match (spec.method, spec.path) {
@@ -134,6 +142,9 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/limits")
         | ("PUT", "/admin/v1/keys/{id}/limits") => {
             Some(json!({"rpm": 100_000, "budgets": [{"period": "monthly", "usd": 1000, "alert_at": [80]}]}))
+        }
+        ("POST", "/admin/v1/credentials") => {
+            Some(json!({"provider": "mock", "secret": "sk-matrix-credential", "org": t.id}))
         }
         ("POST", "/admin/v1/webhooks") => Some(json!({"name": unique("w"), "kind": "discord",
             "url": "https://hooks.example.com/y", "events": ["key.*"], "org": t.id})),

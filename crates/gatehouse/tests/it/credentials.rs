@@ -1,0 +1,93 @@
+//! Stored provider credentials through the admin API (issue #19): write-only, sealed at rest,
+//! rotated with an overlap, kept to their tenant.
+
+use gatehouse_testkit::FakeProvider;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{as_root, call, gateway_with};
+
+const CANARY: &str = "sk-credential-canary-7f3e9a";
+
+#[tokio::test]
+async fn a_credential_goes_in_sealed_and_never_comes_out() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway_with(&fake).await;
+    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
+    let org = orgs["data"][0]["id"].as_str().unwrap().to_owned();
+    let (st, other) = as_root(&gw, Method::POST, "/admin/v1/orgs", Some(json!({"name": "other"}))).await;
+    assert_eq!(st, 201);
+    let other = other["id"].as_str().unwrap().to_owned();
+
+    let (st, v) = as_root(
+        &gw,
+        Method::POST,
+        "/admin/v1/credentials",
+        Some(json!({"provider": "fake", "secret": CANARY, "org": org})),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!((v["version"].clone(), v["provider"].clone()), (json!(1), json!("fake")));
+    assert!(v["hint"].as_str().unwrap().starts_with("sha256:") && !v.to_string().contains("canary"), "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+
+    // a rotation keeps the old version serving for its overlap
+    let (st, v2) = as_root(
+        &gw,
+        Method::POST,
+        "/admin/v1/credentials",
+        Some(json!({"provider": "fake", "secret": format!("{CANARY}-2"), "org": org, "overlap_seconds": 60})),
+    )
+    .await;
+    assert_eq!((st, v2["version"].clone()), (201, json!(2)));
+    let (_, list) = as_root(&gw, Method::GET, &format!("/admin/v1/credentials?org={org}"), None).await;
+    let rows = list["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().any(|r| r["id"] == json!(id) && r["retire_at"].is_i64()), "{list}");
+    assert!(!list.to_string().contains("canary"));
+
+    // refused: a provider the config does not serve, an empty value, a project elsewhere
+    for (body, param) in [
+        (json!({"provider": "nope", "secret": "x", "org": org}), "provider"),
+        (json!({"provider": "fake", "secret": "", "org": org}), "secret"),
+        (json!({"provider": "fake", "secret": "x", "org": org, "overlap_seconds": 10_000_000}), "overlap_seconds"),
+    ] {
+        let (st, v) = as_root(&gw, Method::POST, "/admin/v1/credentials", Some(body)).await;
+        assert_eq!((st, v["error"]["param"].clone()), (400, json!(param)));
+    }
+
+    // another org's admin cannot see, delete or store platform credentials
+    let (_, t) = as_root(
+        &gw,
+        Method::POST,
+        "/admin/v1/tokens",
+        Some(json!({"name": "other-admin", "role": "org_admin", "org": other})),
+    )
+    .await;
+    let other_admin = t["token"].as_str().unwrap().to_owned();
+    let (st, _) =
+        call(&gw, &other_admin, Method::DELETE, &format!("/admin/v1/credentials/{id}?org={other}"), None).await;
+    assert_eq!(st, 404, "another tenant's credential does not exist for it");
+    let (st, _) = call(&gw, &other_admin, Method::GET, &format!("/admin/v1/credentials?org={org}"), None).await;
+    assert_eq!(st, 404);
+    let platform = json!({"provider": "fake", "secret": "x", "platform": true});
+    let (st, _) = call(&gw, &other_admin, Method::POST, "/admin/v1/credentials", Some(platform.clone())).await;
+    assert_eq!(st, 403, "platform credentials are platform admins'");
+    assert_eq!(as_root(&gw, Method::POST, "/admin/v1/credentials", Some(platform)).await.0, 201);
+
+    // the value is nowhere in the clear: not in the audit trail, the logs or the database file
+    let (_, audit) = as_root(&gw, Method::GET, "/admin/v1/audit?action=credential.create", None).await;
+    assert!(audit["data"].as_array().is_some_and(|d| d.len() >= 3) && !audit.to_string().contains("canary"));
+    assert!(!gw.logs().contains("canary"));
+    let dir = gw.dir.as_ref().unwrap().path().join("data");
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        assert!(!bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()), "{:?} holds the value", entry.path());
+    }
+
+    // deleted by its own tenant
+    let (st, v) = as_root(&gw, Method::DELETE, &format!("/admin/v1/credentials/{id}?org={org}"), None).await;
+    assert_eq!((st, v["deleted"].clone()), (200, json!(true)));
+    let (_, list): (u16, Value) = as_root(&gw, Method::GET, &format!("/admin/v1/credentials?org={org}"), None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+}
