@@ -141,3 +141,75 @@ mod tests {
         assert!(other.open(&row).await.is_err());
     }
 }
+
+/// A stored credential opened for the data plane.
+pub struct Opened {
+    pub id: Box<str>,
+    pub version: i64,
+    pub secret: SecretString,
+}
+
+/// Per provider: the newest serving credential of each scope, `(org, project)` (`None`: the
+/// platform's, an org's own).
+type ByScope = std::collections::HashMap<(Option<OrgId>, Option<ProjectId>), Arc<Opened>>;
+
+/// Every serving stored credential, opened, in memory: the request path looks one up (two or
+/// three hash probes when any exist; one atomic load when none do) and never decrypts. Re-read
+/// on a short poll; a credential already opened is kept, not opened again.
+#[derive(Default)]
+pub struct CredentialTable {
+    table: arc_swap::ArcSwap<std::collections::HashMap<Box<str>, ByScope>>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl CredentialTable {
+    /// The credential a request of `org`'s `project` uses for `provider`: the project's own,
+    /// else the org's, else the platform's; `None`: the provider's configured one.
+    pub fn resolve(&self, org: OrgId, project: ProjectId, provider: &str) -> Option<Arc<Opened>> {
+        let table = self.table.load();
+        let by_scope = table.get(provider)?;
+        by_scope
+            .get(&(Some(org), Some(project)))
+            .or_else(|| by_scope.get(&(Some(org), None)))
+            .or_else(|| by_scope.get(&(None, None)))
+            .cloned()
+    }
+
+    /// Reads the serving credentials and opens the new ones. One that does not open (sealed
+    /// under another master key, moved to another row) is left out and logged: its scope falls
+    /// back as if it had none.
+    pub async fn load(&self, vault: &Vault) -> Result<(), gatehouse_store::Error> {
+        let _one_at_a_time = self.reload.lock().await;
+        let rows = vault.store.serving_credentials(gatehouse_store::now_ms()).await?;
+        let old = self.table.load_full();
+        let known: std::collections::HashMap<&str, &Arc<Opened>> =
+            old.values().flat_map(|m| m.values()).map(|o| (&*o.id, o)).collect();
+        let mut table: std::collections::HashMap<Box<str>, ByScope> = std::collections::HashMap::new();
+        // newest version first within each scope: the first one seen serves
+        for r in &rows {
+            let scope = (OrgId::parse(&r.org_id), ProjectId::parse(&r.project_id));
+            let by_scope = table.entry(r.provider.as_str().into()).or_default();
+            if by_scope.contains_key(&scope) {
+                continue;
+            }
+            let opened = match known.get(r.id.as_str()) {
+                Some(o) => Arc::clone(o),
+                None => match vault.open(r).await {
+                    Ok(secret) => Arc::new(Opened { id: r.id.as_str().into(), version: r.version, secret }),
+                    Err(e) => {
+                        tracing::error!(credential = %r.id, error = %e, "stored credential does not open; not used");
+                        continue;
+                    }
+                },
+            };
+            by_scope.insert(scope, opened);
+        }
+        self.table.store(Arc::new(table));
+        Ok(())
+    }
+
+    /// Keeps this replica's table in step with the store.
+    pub async fn run_poller(self: Arc<Self>, vault: Arc<Vault>, every: std::time::Duration) {
+        gatehouse_store::poll::reload("provider credentials", every, || self.load(&vault)).await;
+    }
+}

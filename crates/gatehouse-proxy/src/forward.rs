@@ -215,7 +215,9 @@ async fn send<'a>(
         request_id: id_text,
         connect_timeout: route.connect_timeout,
     };
-    let send = up.request(call, body, answer.principal()).send();
+    // the tenant's own stored credential for this provider, if it has one
+    let stored = answer.principal().and_then(|p| rt.credentials.resolve(p.org, p.project, &route.provider));
+    let send = up.request(call, body, answer.principal(), stored.as_ref().map(|o| &o.secret)).send();
     // the deployment's first-byte timeout, or the client's deadline if that comes first (then
     // it is not the deployment's failure)
     let own = started + route.first_byte_timeout.unwrap_or(up.first_byte_timeout);

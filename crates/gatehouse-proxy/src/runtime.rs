@@ -23,6 +23,8 @@ pub struct Runtime {
     /// Indexed like the policy's provider list (`Target::Upstream(i)`).
     pub upstreams: Vec<Upstream>,
     pub limits: RequestLimits,
+    /// Stored provider credentials (shared by every snapshot).
+    pub credentials: Arc<gatehouse_gates::credentials::CredentialTable>,
 }
 
 /// What every snapshot shares and no reload rebuilds: the credential verifiers and their
@@ -35,6 +37,8 @@ pub struct Services {
     pub limits: Arc<LimitsBackend>,
     /// Tenants' routing rules.
     pub routing: Arc<RoutingRules>,
+    /// Stored provider credentials, opened.
+    pub credentials: Arc<gatehouse_gates::credentials::CredentialTable>,
     pub audit: AuditHook,
 }
 
@@ -67,7 +71,7 @@ pub fn build_runtime(policy: &Policy, services: &Services, env: EnvLookup<'_>) -
     let s = services;
     let gates =
         Gates::new(s.creds.clone(), s.guardrails.clone(), limits, table, s.routing.clone(), bounds, s.audit.clone());
-    Ok(Runtime { gates, upstreams, limits: l })
+    Ok(Runtime { gates, upstreams, limits: l, credentials: s.credentials.clone() })
 }
 
 /// Shared by every handler of the data plane. The router clones it for every request: one

@@ -19,6 +19,8 @@ pub struct Upstream {
     /// `Authorization: Bearer <provider key>` (Anthropic: `x-api-key`, Azure: `api-key`,
     /// Gemini: `x-goog-api-key`), marked sensitive so it never prints.
     auth: Option<(HeaderName, HeaderValue)>,
+    /// The header a key goes in, and whether as `Bearer <key>`: for stored credentials.
+    scheme: (HeaderName, bool),
     /// Signs `x-gatehouse-*` identity headers when configured: key id and secret.
     identity: Option<(String, SecretString)>,
     /// Bedrock: signs every request with AWS SigV4.
@@ -170,15 +172,20 @@ impl Upstream {
         connect_timeouts: &[Duration],
     ) -> Result<Upstream, crate::Error> {
         let family = gatehouse_gates::route::family(cfg.kind);
+        let scheme = match cfg.kind {
+            ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), false),
+            ProviderKind::Gemini => (HeaderName::from_static("x-goog-api-key"), false),
+            ProviderKind::AzureOpenAi if !cfg.bearer => (HeaderName::from_static("api-key"), false),
+            _ => (http::header::AUTHORIZATION, true),
+        };
         let auth = match cfg.resolve_api_key(env)? {
             None => None,
             Some(key) => {
                 let key = key.expose_secret();
-                let (name, text) = match cfg.kind {
-                    ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), key.to_owned()),
-                    ProviderKind::Gemini => (HeaderName::from_static("x-goog-api-key"), key.to_owned()),
-                    ProviderKind::AzureOpenAi if !cfg.bearer => (HeaderName::from_static("api-key"), key.to_owned()),
-                    _ => (http::header::AUTHORIZATION, format!("Bearer {key}")),
+                let (name, text) = if scheme.1 {
+                    (scheme.0.clone(), format!("Bearer {key}"))
+                } else {
+                    (scheme.0.clone(), key.to_owned())
                 };
                 let mut v = HeaderValue::from_str(&text)
                     .map_err(|_| gatehouse_config::SecretError::NotAHeaderValue(cfg.name.clone()))?;
@@ -259,6 +266,7 @@ impl Upstream {
             family,
             urls,
             auth,
+            scheme,
             client,
             other_clients,
             first_byte_timeout: cfg.first_byte_timeout,
@@ -267,6 +275,15 @@ impl Upstream {
             max_response_bytes: cfg.max_response_bytes.get(),
             health,
         })
+    }
+
+    /// The header carrying `key` the way this provider takes keys, marked sensitive.
+    fn auth_for(&self, key: &SecretString) -> Option<(HeaderName, HeaderValue)> {
+        let (name, bearer) = &self.scheme;
+        let text = if *bearer { format!("Bearer {}", key.expose_secret()) } else { key.expose_secret().to_owned() };
+        let mut v = HeaderValue::from_str(&text).ok()?;
+        v.set_sensitive(true);
+        Some((name.clone(), v))
     }
 
     /// One active health check: `GET` the configured path with the provider's credential;
@@ -288,7 +305,15 @@ impl Upstream {
     /// A request carrying only what we choose: our body, our provider credential, the
     /// request id for correlation, and (when configured) signed identity headers. No client
     /// header is copied, so a client's own `x-gatehouse-*` headers never arrive.
-    pub fn request(&self, call: Call<'_>, body: bytes::Bytes, who: Option<&Principal>) -> reqwest::RequestBuilder {
+    /// `stored`: the tenant's own stored credential for this provider, which replaces the
+    /// configured one (not for SigV4-signed providers).
+    pub fn request(
+        &self,
+        call: Call<'_>,
+        body: bytes::Bytes,
+        who: Option<&Principal>,
+        stored: Option<&SecretString>,
+    ) -> reqwest::RequestBuilder {
         let url = self.urls.of(call.endpoint, call.model, call.stream);
         let signed = match (&self.identity, who) {
             (Some((key_id, key)), Some(p)) => {
@@ -309,8 +334,13 @@ impl Upstream {
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-request-id", call.request_id)
             .body(body);
-        if let Some((name, value)) = &self.auth {
-            rb = rb.header(name, value.clone());
+        match stored.filter(|_| self.sigv4.is_none()).and_then(|k| self.auth_for(k)) {
+            Some((name, value)) => rb = rb.header(name, value),
+            None => {
+                if let Some((name, value)) = &self.auth {
+                    rb = rb.header(name, value.clone());
+                }
+            }
         }
         if self.family == Family::Anthropic {
             rb = rb.header("anthropic-version", ANTHROPIC_VERSION);

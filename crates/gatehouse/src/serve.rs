@@ -344,6 +344,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     guardrails.load(&store).await.context("guardrail policies")?;
     let limits = Arc::new(limits_backend(&server, &store, &auditor).await?);
+    let credentials = Arc::new(gatehouse_gates::credentials::CredentialTable::default());
+    credentials.load(&vault).await.context("provider credentials")?;
     let routing = Arc::new(RoutingRules::default());
     routing.load(&store).await.context("routing policies")?;
     let services = Services {
@@ -351,6 +353,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         guardrails: guardrails.clone(),
         limits: limits.clone(),
         routing: routing.clone(),
+        credentials: credentials.clone(),
         audit: hook,
     };
     let runtime = build_runtime(&config.policy, &services, &env)?;
@@ -382,6 +385,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(limits.policies.clone().run_poller(store.clone(), LIMITS_POLL));
     tokio::spawn(routing.clone().run_poller(store.clone(), LIMITS_POLL));
     tokio::spawn(gatehouse_proxy::health::run(app.runtime.clone()));
+    tokio::spawn(credentials.clone().run_poller(vault.clone(), LIMITS_POLL));
     if limits.limits.shared() {
         // circuit breakers agree across replicas through the shared store
         let live = app.runtime.clone();

@@ -91,3 +91,51 @@ async fn a_credential_goes_in_sealed_and_never_comes_out() {
     let (_, list): (u16, Value) = as_root(&gw, Method::GET, &format!("/admin/v1/credentials?org={org}"), None).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_orgs_own_credential_serves_only_its_traffic_project_first() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway_with(&fake).await;
+    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
+    let a = orgs["data"][0]["id"].as_str().unwrap().to_owned();
+    let (_, b) = as_root(&gw, Method::POST, "/admin/v1/orgs", Some(json!({"name": "b"}))).await;
+    let b = b["id"].as_str().unwrap().to_owned();
+    let (_, p) = as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{b}/projects"), Some(json!({"name": "bp"}))).await;
+    let bp = p["id"].as_str().unwrap().to_owned();
+    let (_, key_b) = gw.create_key(json!({"name": "b", "org": "b", "project": "bp"})).await;
+    let presented = |key: String| {
+        let (gw, fake) = (&gw, &fake);
+        async move {
+            assert_eq!(gw.chat(&key, "fake-model").await.status(), 200);
+            let seen = fake.last_request().unwrap().headers;
+            seen.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+        }
+    };
+    let store = |body: Value| {
+        let gw = &gw;
+        async move { assert_eq!(as_root(gw, Method::POST, "/admin/v1/credentials", Some(body)).await.0, 201) }
+    };
+    let config_key = format!("Bearer {}", crate::common::PROVIDER_SECRET);
+    assert_eq!(presented(gw.key().to_owned()).await, config_key, "no stored credential: the configured one");
+
+    // org A brings its own key: A's traffic carries it, B's does not
+    store(json!({"provider": "fake", "secret": "sk-org-a-own", "org": a})).await;
+    let a_own = gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || async {
+        presented(gw.key().to_owned()).await == "Bearer sk-org-a-own"
+    })
+    .await;
+    assert!(a_own, "org A's own key serves org A");
+    assert_eq!(presented(key_b.clone()).await, config_key, "never another org's");
+
+    // B's project key comes before B's org key, which comes before the platform's
+    store(json!({"provider": "fake", "secret": "sk-platform", "platform": true})).await;
+    store(json!({"provider": "fake", "secret": "sk-org-b", "org": b})).await;
+    store(json!({"provider": "fake", "secret": "sk-b-project", "org": b, "project": bp})).await;
+    let project_first = gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || async {
+        presented(key_b.clone()).await == "Bearer sk-b-project"
+    })
+    .await;
+    assert!(project_first);
+    assert_eq!(presented(gw.key().to_owned()).await, "Bearer sk-org-a-own", "A's own before the platform's");
+    assert!(!gw.logs().contains("sk-org-a-own") && !gw.logs().contains("sk-b-project"));
+}
