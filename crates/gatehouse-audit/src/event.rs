@@ -248,6 +248,9 @@ pub struct Event {
     /// The provider of the deployment that answered (or failed last), for a request that
     /// reached one.
     pub provider: Option<Arc<str>>,
+    /// The stored provider credential that was presented, as `<id>:v<version>` (never the
+    /// value); absent when the provider's configured one was.
+    pub provider_credential: Option<Arc<str>>,
     /// For streams: how it ended.
     pub stream_end: Option<&'static str>,
     pub latency: Option<Duration>,
@@ -275,6 +278,7 @@ impl Event {
             gate: None,
             model: None,
             provider: None,
+            provider_credential: None,
             stream_end: None,
             latency: None,
             prompt_tokens: None,
@@ -313,6 +317,7 @@ impl Event {
             gate: self.gate,
             model: self.model.as_deref(),
             provider: self.provider.as_deref(),
+            provider_credential: self.provider_credential.as_deref(),
             stream_end: self.stream_end,
             latency_us: self.latency.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             prompt_tokens: self.prompt_tokens,
@@ -381,6 +386,8 @@ struct Body<'a> {
     model: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     provider: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_credential: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_end: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -212,6 +212,8 @@ pub struct RequestCx {
     /// The caller asked (`x-gatehouse-debug: routing`) to be told which deployment served it;
     /// honoured only for a credential granted `debug:routing`.
     pub debug_routing: bool,
+    /// The stored provider credential presented to the provider that answered (`<id>:v<n>`).
+    pub provider_credential: Option<Arc<str>>,
 }
 
 /// One rate's standing after this request, in OpenAI's header terms.
@@ -262,6 +264,7 @@ impl RequestCx {
             limits_degraded: false,
             timeout_hint: None,
             debug_routing: false,
+            provider_credential: None,
         }
     }
 

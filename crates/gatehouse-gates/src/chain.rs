@@ -451,6 +451,15 @@ impl Answer {
         crate::route::attempt_failed(route, kind, &self.audit)
     }
 
+    /// A stored provider credential was presented (`<id>:v<version>`): the audit and the
+    /// usage ledger name it, never its value.
+    pub fn presented_credential(&mut self, credential: Arc<str>) {
+        if let Some(h) = self.hold.as_mut() {
+            h.presented_credential(credential.clone());
+        }
+        self.cx.provider_credential = Some(credential);
+    }
+
     /// Another deployment answered (or failed last): the audit names it.
     pub fn served_by(&mut self, route: Arc<Route>) {
         if let Some(h) = self.hold.as_mut() {

@@ -87,6 +87,8 @@ struct Pending {
     model: Arc<str>,
     /// The provider of the deployment that served the request (or was tried last).
     provider: Arc<str>,
+    /// The stored provider credential presented (`<id>:v<version>`), if one was.
+    provider_credential: Option<Arc<str>>,
     price: Option<Price>,
     body_bytes: u64,
     output_reserved: u64,
@@ -129,6 +131,7 @@ impl Hold {
             credential: Actor::of(&p.credential).render(),
             model,
             provider: cx.route.as_ref().map_or_else(|| Arc::from(""), |r| r.provider.clone()),
+            provider_credential: None,
             price,
             body_bytes: req.body_bytes as u64,
             output_reserved: req.max_output.unwrap_or(settings.default_max_tokens),
@@ -138,6 +141,13 @@ impl Hold {
             stand_ins: Vec::new(),
         };
         Hold { ledger, pending: Some(Box::new(pending)) }
+    }
+
+    /// The stored provider credential presented.
+    pub(crate) fn presented_credential(&mut self, credential: Arc<str>) {
+        if let Some(p) = self.pending.as_mut() {
+            p.provider_credential = Some(credential);
+        }
     }
 
     /// Other models that may answer the request, with their prices.
@@ -217,6 +227,7 @@ impl Hold {
             credential: p.credential.clone(),
             model: p.model.to_string(),
             provider: p.provider.to_string(),
+            provider_credential: p.provider_credential.as_deref().unwrap_or_default().to_owned(),
             prompt_tokens: i64::try_from(u.prompt_tokens).unwrap_or(i64::MAX),
             completion_tokens: i64::try_from(u.completion_tokens).unwrap_or(i64::MAX),
             cached_tokens: i64::try_from(u.cached_tokens).unwrap_or(i64::MAX),

@@ -247,6 +247,7 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
     if done.reached_provider {
         // the deployment that answered (a fallback updates the route), or the last that failed
         e.provider = cx.route.as_ref().map(|r| r.provider.clone());
+        e.provider_credential = cx.provider_credential.clone();
     }
     e.stream_end = done.stream_end;
     e.latency = Some(elapsed);

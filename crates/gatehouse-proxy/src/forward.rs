@@ -99,6 +99,10 @@ pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: A
     if attempt > 0 {
         answer.served_by(route.clone());
     }
+    // the stored credential presented to the deployment that answered, by id and version
+    if let Some(o) = answer.principal().and_then(|p| rt.credentials.resolve(p.org, p.project, &route.provider)) {
+        answer.presented_credential(format!("{}:v{}", o.id, o.version).into());
+    }
     let reveal = answer.reveals_routing();
     let mut resp = answered(rt.clone(), resp, up, answer, &route, req.stream, &id_text, client).await;
     if reveal {

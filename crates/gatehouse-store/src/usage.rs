@@ -18,6 +18,8 @@ pub struct UsageRecord {
     pub model: String,
     /// The provider of the deployment that served it (empty: recorded before deployments).
     pub provider: String,
+    /// The stored provider credential presented, `<id>:v<version>` (empty: the configured one).
+    pub provider_credential: String,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cached_tokens: i64,
@@ -59,7 +61,7 @@ pub fn utc_day(at_ms: i64) -> String {
     s
 }
 
-/// Rows per usage insert: 12 binds each stays far below SQLite's and PostgreSQL's bind limits.
+/// Rows per usage insert: 13 binds each stays far below SQLite's and PostgreSQL's bind limits.
 const USAGE_ROWS_PER_INSERT: usize = 256;
 
 impl Store {
@@ -69,7 +71,7 @@ impl Store {
     /// even if the write is retried).
     pub async fn record_usage(&self, rows: &[UsageRecord]) -> Result<(), Error> {
         const INSERT: &str = "INSERT INTO usage_ledger (request_id, at, day, org_id, project_id, credential, \
-             model, provider, prompt_tokens, completion_tokens, cached_tokens, cost_micro_usd) ";
+             model, provider, provider_credential, prompt_tokens, completion_tokens, cached_tokens, cost_micro_usd) ";
         macro_rules! write_all {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await?;
@@ -84,6 +86,7 @@ impl Store {
                             .push_bind(&r.credential)
                             .push_bind(&r.model)
                             .push_bind(&r.provider)
+                            .push_bind(&r.provider_credential)
                             .push_bind(r.prompt_tokens)
                             .push_bind(r.completion_tokens)
                             .push_bind(r.cached_tokens)

@@ -13,6 +13,7 @@ fn rec(id: &str, org: &str, at: i64, project: &str, model: &str, prompt: i64, co
         credential: "key:k1".into(),
         model: model.into(),
         provider: "east".into(),
+        provider_credential: String::new(),
         prompt_tokens: prompt,
         completion_tokens: 2 * prompt,
         cached_tokens: 0,

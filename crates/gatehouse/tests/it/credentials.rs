@@ -113,13 +113,17 @@ async fn an_orgs_own_credential_serves_only_its_traffic_project_first() {
     };
     let store = |body: Value| {
         let gw = &gw;
-        async move { assert_eq!(as_root(gw, Method::POST, "/admin/v1/credentials", Some(body)).await.0, 201) }
+        async move {
+            let (st, v) = as_root(gw, Method::POST, "/admin/v1/credentials", Some(body)).await;
+            assert_eq!(st, 201);
+            v["id"].as_str().unwrap().to_owned()
+        }
     };
     let config_key = format!("Bearer {}", crate::common::PROVIDER_SECRET);
     assert_eq!(presented(gw.key().to_owned()).await, config_key, "no stored credential: the configured one");
 
     // org A brings its own key: A's traffic carries it, B's does not
-    store(json!({"provider": "fake", "secret": "sk-org-a-own", "org": a})).await;
+    let a_id = store(json!({"provider": "fake", "secret": "sk-org-a-own", "org": a})).await;
     let a_own = gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || async {
         presented(gw.key().to_owned()).await == "Bearer sk-org-a-own"
     })
@@ -138,4 +142,11 @@ async fn an_orgs_own_credential_serves_only_its_traffic_project_first() {
     assert!(project_first);
     assert_eq!(presented(gw.key().to_owned()).await, "Bearer sk-org-a-own", "A's own before the platform's");
     assert!(!gw.logs().contains("sk-org-a-own") && !gw.logs().contains("sk-b-project"));
+    // the audit names the credential presented, by id and version
+    let named = gatehouse_testkit::eventually(std::time::Duration::from_secs(30), || async {
+        let (_, v) = as_root(&gw, Method::GET, "/admin/v1/audit?action=request.allowed&limit=100", None).await;
+        v.to_string().contains(&format!("\"provider_credential\":\"{a_id}:v1\""))
+    })
+    .await;
+    assert!(named, "the audit event names the stored credential used");
 }
