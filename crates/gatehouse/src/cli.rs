@@ -84,6 +84,14 @@ pub enum Command {
         #[command(flatten)]
         q: UsageArgs,
     },
+    /// Provider credentials stored sealed per tenant (write-only; the value is read from
+    /// standard input).
+    Credentials {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        action: crate::credentials_cmd::CredentialsAction,
+    },
     /// Verify, export and inspect the tamper-evident audit trail.
     Audit {
         #[command(subcommand)]
@@ -360,6 +368,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Limits { conn, action } => admin(&conn, |c, out| async move { c.limits(action, out).await }).await,
         Command::Usage { conn, q } => admin(&conn, |c, out| async move { c.usage(q, out).await }).await,
         Command::Token { conn, action } => crate::token_cmd::run(conn, action).await,
+        Command::Credentials { conn, action } => {
+            admin(&conn, |c, out| async move { c.credentials(action, out).await }).await
+        }
         Command::Audit { action } => audit(action).await,
     }
 }

@@ -4,6 +4,7 @@
 mod audit_cmd;
 mod cli;
 mod client;
+mod credentials_cmd;
 mod otel;
 mod profile;
 mod reload;

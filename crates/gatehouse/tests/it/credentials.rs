@@ -150,3 +150,41 @@ async fn an_orgs_own_credential_serves_only_its_traffic_project_first() {
     .await;
     assert!(named, "the audit event names the stored credential used");
 }
+
+/// The CLI against the gateway, with `input` on standard input.
+fn cli(gw: &gatehouse_testkit::TestGateway, args: &[&str], input: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env_clear()
+        .env("GATEHOUSE_ADMIN_URL", &gw.admin_url)
+        .env("GATEHOUSE_ADMIN_TOKEN", gw.admin_token.as_deref().unwrap())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test]
+async fn the_cli_sets_rotates_lists_and_deletes_reading_the_value_from_stdin() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway_with(&fake).await;
+    let (ok, out) = cli(&gw, &["credentials", "set", "--provider", "fake", "-o", "json"], &format!("{CANARY}\n"));
+    assert!(ok, "{out}");
+    let v1: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v1["version"], 1);
+    let (ok, out) = cli(&gw, &["credentials", "set", "--provider", "fake", "--overlap", "10m"], "sk-next\n");
+    assert!(ok && out.contains("v2") && out.contains("sha256:"), "{out}");
+    let (ok, table) = cli(&gw, &["credentials", "list"], "");
+    assert!(ok && table.lines().count() == 2 && !table.contains("canary"), "{table}");
+    let (ok, out) = cli(&gw, &["credentials", "set", "--provider", "fake"], "");
+    assert!(!ok && out.contains("no credential on standard input"), "{out}");
+    let (ok, out) = cli(&gw, &["credentials", "delete", v1["id"].as_str().unwrap()], "");
+    assert!(ok && out.contains("deleted"), "{out}");
+    let (ok, table) = cli(&gw, &["credentials", "list"], "");
+    assert!(ok && table.lines().count() == 1, "{table}");
+}

@@ -1,0 +1,124 @@
+//! `gatehouse credentials set|list|delete`: stored provider credentials through the admin API
+//! (docs/SECURITY.md). The value is read from standard input, never from the command line
+//! (where other users of the machine could see it in the process list), and never printed.
+
+use std::io::{Read, Write};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::cli::Output;
+use crate::client::AdminClient;
+
+/// Whose credentials: an org (id or name) or the platform.
+#[derive(Args, Debug)]
+pub struct Tenant {
+    /// The org (id or name); the operator's own when absent.
+    #[arg(long, conflicts_with = "platform")]
+    org: Option<String>,
+    /// The platform's credentials (platform admins only).
+    #[arg(long)]
+    platform: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CredentialsAction {
+    /// Store a new version of a provider's credential, read from standard input; a rotation
+    /// when one exists (the old one serves on for `--overlap`).
+    Set {
+        /// The provider, by its configured name.
+        #[arg(long)]
+        provider: String,
+        #[command(flatten)]
+        tenant: Tenant,
+        /// Only for this project (id or name) of the org.
+        #[arg(long)]
+        project: Option<String>,
+        /// How long older versions keep serving (e.g. `10m`, `1h`; at most a week).
+        #[arg(long)]
+        overlap: Option<humantime::Duration>,
+    },
+    /// Metadata of the stored credentials: id, provider, project, version, fingerprint.
+    List {
+        #[command(flatten)]
+        tenant: Tenant,
+    },
+    Delete {
+        id: String,
+        #[command(flatten)]
+        tenant: Tenant,
+    },
+}
+
+fn secret_from_stdin() -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut s)
+        .context("cannot read the credential from standard input")?;
+    let s = s.trim().to_owned();
+    if s.is_empty() {
+        bail!("no credential on standard input");
+    }
+    Ok(s)
+}
+
+fn query(t: &Tenant) -> Vec<(&'static str, String)> {
+    match (&t.org, t.platform) {
+        (_, true) => vec![("platform", "true".to_owned())],
+        (Some(o), false) => vec![("org", o.clone())],
+        (None, false) => Vec::new(),
+    }
+}
+
+fn line(v: &Value) -> String {
+    let s = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
+    format!("{}  {}  project={}  v{}  {}", s("id"), s("provider"), s("project_id"), v["version"], s("hint"))
+}
+
+impl AdminClient {
+    pub async fn credentials(&self, action: CredentialsAction, output: Output) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        let v = match action {
+            CredentialsAction::Set { provider, tenant, project, overlap } => {
+                let mut body = json!({"provider": provider, "secret": secret_from_stdin()?});
+                match (&tenant.org, tenant.platform) {
+                    (_, true) => body["platform"] = json!(true),
+                    (Some(o), false) => body["org"] = json!(o),
+                    (None, false) => {}
+                }
+                if let Some(p) = project {
+                    body["project"] = json!(p);
+                }
+                if let Some(d) = overlap {
+                    body["overlap_seconds"] = json!(std::time::Duration::from(d).as_secs());
+                }
+                self.call(reqwest::Method::POST, "/admin/v1/credentials", Some(body), &[]).await?
+            }
+            CredentialsAction::List { tenant } => {
+                self.call(reqwest::Method::GET, "/admin/v1/credentials", None, &query(&tenant)).await?
+            }
+            CredentialsAction::Delete { id, tenant } => {
+                let path = format!("/admin/v1/credentials/{id}");
+                self.call(reqwest::Method::DELETE, &path, None, &query(&tenant)).await?
+            }
+        };
+        match output {
+            Output::Json => writeln!(out, "{v}")?,
+            Output::Table => match v["data"].as_array() {
+                Some(rows) => {
+                    for r in rows {
+                        writeln!(out, "{}", line(r))?;
+                    }
+                }
+                None => writeln!(
+                    out,
+                    "{}",
+                    if v["deleted"] == json!(true) { format!("deleted {}", v["id"]) } else { line(&v) }
+                )?,
+            },
+        }
+        Ok(())
+    }
+}
