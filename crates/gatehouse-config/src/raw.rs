@@ -168,6 +168,9 @@ pub struct RawModel {
     /// Ask a second deployment when the first has not answered by this percentile of the
     /// model's recent first-byte times (whole answers only; off when absent).
     pub hedge_percentile: Option<u64>,
+    /// `"gateway"` (the default: configured or stored credentials) or `"caller"` (the caller's
+    /// own key in `x-gatehouse-provider-key`, forwarded and never kept).
+    pub provider_key: Option<String>,
     /// Other models to try, in order, when every deployment of this one failed.
     #[serde(default)]
     pub fallbacks: Vec<String>,

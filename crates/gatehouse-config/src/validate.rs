@@ -318,6 +318,9 @@ pub struct ModelConfig {
     pub retries: u8,
     /// ... and the average retries per request the model may spend (0-1; default 0.2).
     pub retry_budget: f64,
+    /// Non-custodial: the caller's own provider key (`x-gatehouse-provider-key`) is required
+    /// and forwarded; the gateway's credentials are never used for this model.
+    pub caller_key: bool,
     /// Hedging: ask a second deployment after this percentile (50-99) of the recent first-byte
     /// times; `None`: off.
     pub hedge_percentile: Option<u8>,
@@ -1098,6 +1101,14 @@ fn models(
             deployments,
             retries,
             retry_budget,
+            caller_key: match m.provider_key.as_deref() {
+                None | Some("gateway") => false,
+                Some("caller") => true,
+                Some(_) => {
+                    issue(issues, at("provider_key"), "must be \"gateway\" or \"caller\"");
+                    false
+                }
+            },
             hedge_percentile: m.hedge_percentile.map(|p| {
                 u8::try_from(p).ok().filter(|p| (50..=99).contains(p)).unwrap_or_else(|| {
                     issue(issues, at("hedge_percentile"), "must be 50-99");
@@ -1110,6 +1121,12 @@ fn models(
     // fallbacks name other models of the same kind, by canonical name (an alias could change
     // what it names); checked once every model is known
     for (i, m) in out.iter().enumerate() {
+        let signed =
+            |d: &DeploymentConfig| providers.iter().any(|p| p.name == d.provider && p.kind == ProviderKind::Bedrock);
+        if m.caller_key && m.deployments.iter().any(signed) {
+            // a SigV4-signed call cannot carry the caller's key: it would go out under ours
+            issue(issues, format!("models[{i}].provider_key"), "\"caller\" is not supported on bedrock providers");
+        }
         if m.fallbacks.len() > MAX_MODEL_FALLBACKS {
             issue(issues, format!("models[{i}].fallbacks"), format!("at most {MAX_MODEL_FALLBACKS} models"));
         }

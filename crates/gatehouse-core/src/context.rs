@@ -93,6 +93,8 @@ pub struct Route {
     pub retries: Arc<crate::Retries>,
     /// The model's hedging, when configured (shared by its deployments).
     pub hedge: Option<Arc<crate::Hedge>>,
+    /// The provider is called with the caller's own key (non-custodial), not the gateway's.
+    pub caller_key: bool,
     /// This deployment's connect timeout, when not its provider's.
     pub connect_timeout: Option<std::time::Duration>,
     /// This deployment's first-byte timeout, when not its provider's.
@@ -214,6 +216,9 @@ pub struct RequestCx {
     pub debug_routing: bool,
     /// The stored provider credential presented to the provider that answered (`<id>:v<n>`).
     pub provider_credential: Option<Arc<str>>,
+    /// The caller's own provider key (`x-gatehouse-provider-key`), for models served with the
+    /// caller's key: forwarded, never stored, logged, cached or audited.
+    pub caller_provider_key: Option<SecretString>,
 }
 
 /// One rate's standing after this request, in OpenAI's header terms.
@@ -265,6 +270,7 @@ impl RequestCx {
             timeout_hint: None,
             debug_routing: false,
             provider_credential: None,
+            caller_provider_key: None,
         }
     }
 

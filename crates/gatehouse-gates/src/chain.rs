@@ -434,6 +434,11 @@ impl Answer {
         &self.audit
     }
 
+    /// The caller's own provider key, for a model served with it.
+    pub fn caller_provider_key(&self) -> Option<&secrecy::SecretString> {
+        self.cx.caller_provider_key.as_ref()
+    }
+
     /// When the client stops waiting (its timeout hint, counted from arrival), if it said.
     pub fn deadline(&self) -> Option<std::time::Instant> {
         self.cx.timeout_hint.map(|t| self.cx.started + t)

@@ -152,6 +152,7 @@ impl RouteTable {
                     breaker: Arc::new(Breaker::new(u32::MAX, 0)),
                     retries: none.clone(),
                     hedge: None,
+                    caller_key: false,
                     connect_timeout: None,
                     first_byte_timeout: None,
                     idle_timeout: None,
@@ -183,6 +184,7 @@ impl RouteTable {
                         ),
                         retries: retries.clone(),
                         hedge: hedge.clone(),
+                        caller_key: m.caller_key,
                         connect_timeout: d.connect_timeout,
                         first_byte_timeout: d.first_byte_timeout,
                         idle_timeout: d.idle_timeout,
@@ -471,6 +473,10 @@ impl Gate for RouteGate {
                         Ok(body) => req.translated = Some(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())),
                         Err(err) => return Verdict::Deny(err.denial()),
                     }
+                }
+                // a model served with the caller's own provider key needs one
+                if first.caller_key && cx.caller_provider_key.is_none() {
+                    return Verdict::Deny(Denial::new(DenyCode::InvalidRequest).with_param("x-gatehouse-provider-key"));
                 }
                 first.retries.deposit();
                 cx.route = Some(first.clone());

@@ -208,6 +208,7 @@ mod tests {
             breaker: Arc::new(Breaker::new(5, 1_000)),
             retries: Arc::new(Retries::new(0, 0.0)),
             hedge: None,
+            caller_key: false,
             connect_timeout: None,
             first_byte_timeout: None,
             idle_timeout: None,

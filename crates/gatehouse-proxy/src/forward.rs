@@ -100,7 +100,12 @@ pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: A
         answer.served_by(route.clone());
     }
     // the stored credential presented to the deployment that answered, by id and version
-    if let Some(o) = answer.principal().and_then(|p| rt.credentials.resolve(p.org, p.project, &route.provider)) {
+    let stored = if route.caller_key {
+        None
+    } else {
+        answer.principal().and_then(|p| rt.credentials.resolve(p.org, p.project, &route.provider))
+    };
+    if let Some(o) = stored {
         answer.presented_credential(format!("{}:v{}", o.id, o.version).into());
     }
     let reveal = answer.reveals_routing();
@@ -219,9 +224,15 @@ async fn send<'a>(
         request_id: id_text,
         connect_timeout: route.connect_timeout,
     };
-    // the tenant's own stored credential for this provider, if it has one
-    let stored = answer.principal().and_then(|p| rt.credentials.resolve(p.org, p.project, &route.provider));
-    let send = up.request(call, body, answer.principal(), stored.as_ref().map(|o| &o.secret)).send();
+    // the caller's own key for a model served with it; else the tenant's own stored
+    // credential for this provider, if it has one
+    let stored = if route.caller_key {
+        None
+    } else {
+        answer.principal().and_then(|p| rt.credentials.resolve(p.org, p.project, &route.provider))
+    };
+    let key = if route.caller_key { answer.caller_provider_key() } else { stored.as_ref().map(|o| &o.secret) };
+    let send = up.request(call, body, answer.principal(), key).send();
     // the deployment's first-byte timeout, or the client's deadline if that comes first (then
     // it is not the deployment's failure)
     let own = started + route.first_byte_timeout.unwrap_or(up.first_byte_timeout);

@@ -55,6 +55,13 @@ pub(crate) fn request_cx(id: RequestId, parts: &http::request::Parts) -> Request
     cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     cx.timeout_hint = timeout_hint(&parts.headers);
     cx.debug_routing = parts.headers.get("x-gatehouse-debug").is_some_and(|v| v.as_bytes() == b"routing");
+    // a caller's own provider key: bounded, printable, held as a secret (never logged)
+    cx.caller_provider_key = parts
+        .headers
+        .get("x-gatehouse-provider-key")
+        .filter(|v| (1..=8192).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| secrecy::SecretString::from(v.to_owned()));
     cx
 }
 

@@ -80,9 +80,9 @@ async fn a_credential_goes_in_sealed_and_never_comes_out() {
     assert!(audit["data"].as_array().is_some_and(|d| d.len() >= 3) && !audit.to_string().contains("canary"));
     assert!(!gw.logs().contains("canary"));
     let dir = gw.dir.as_ref().unwrap().path().join("data");
-    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-        let bytes = std::fs::read(entry.path()).unwrap_or_default();
-        assert!(!bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()), "{:?} holds the value", entry.path());
+    for entry in walk(&dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(!bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()), "{entry:?} holds the value");
     }
 
     // deleted by its own tenant
@@ -187,4 +187,71 @@ async fn the_cli_sets_rotates_lists_and_deletes_reading_the_value_from_stdin() {
     assert!(ok && out.contains("deleted"), "{out}");
     let (ok, table) = cli(&gw, &["credentials", "list"], "");
     assert!(ok && table.lines().count() == 1, "{table}");
+}
+
+#[tokio::test]
+async fn a_callers_own_provider_key_is_forwarded_and_kept_nowhere() {
+    const KEY: &str = "sk-caller-owned-canary-41c9";
+    let fake = FakeProvider::spawn().await;
+    let cfg = format!(
+        "{}\n[[models]]\nname = \"byok\"\nprovider = \"fake\"\nprovider_model = \"upstream-model-v1\"\nprovider_key = \"caller\"\n",
+        crate::common::upstream_config(&fake)
+    );
+    let gw =
+        crate::common::gateway().config(&cfg).env("FAKE_UPSTREAM_KEY", crate::common::PROVIDER_SECRET).spawn().await;
+    let ask = |model: &'static str, key: Option<&'static str>| {
+        let gw = &gw;
+        async move {
+            let body = json!({"model": model, "messages": [{"role": "user", "content": "hello"}]});
+            let mut rb = gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(gw.key()).json(&body);
+            if let Some(k) = key {
+                rb = rb.header("x-gatehouse-provider-key", k);
+            }
+            rb.send().await.unwrap()
+        }
+    };
+    let presented = || fake.last_request().unwrap().headers["authorization"].to_str().unwrap().to_owned();
+
+    // without the caller's key the model is not served, and nothing reaches the provider
+    let before = fake.calls();
+    let resp = ask("byok", None).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["param"], "x-gatehouse-provider-key");
+    assert_eq!(fake.calls(), before);
+    // with it, it is what the provider sees
+    assert_eq!(ask("byok", Some(KEY)).await.status(), 200);
+    assert_eq!(presented(), format!("Bearer {KEY}"));
+    // a model served with the gateway's key never forwards a caller's
+    assert_eq!(ask("fake-model", Some(KEY)).await.status(), 200);
+    assert_eq!(presented(), format!("Bearer {}", crate::common::PROVIDER_SECRET));
+
+    // and the key is kept nowhere: not in logs, metrics, the audit trail and its export, the
+    // usage report, or any file of the data dir
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!gw.logs().contains(KEY), "logs");
+    let metrics = gw.http.get(format!("{}/metrics", gw.admin_url)).send().await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains(KEY), "metrics");
+    for path in ["/admin/v1/audit?limit=200", "/admin/v1/audit/export?format=ndjson"] {
+        let text = gw.admin(Method::GET, path, None).await.text().await.unwrap();
+        assert!(!text.is_empty() && !text.contains(KEY), "{path}");
+    }
+    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
+    let org = orgs["data"][0]["id"].as_str().unwrap().to_owned();
+    let usage = gw.admin(Method::GET, &format!("/admin/v1/orgs/{org}/usage"), None).await.text().await.unwrap();
+    assert!(!usage.contains(KEY), "usage");
+    let dir = gw.dir.as_ref().unwrap().path().join("data");
+    for entry in walk(&dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()), "{entry:?} holds the caller's key");
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
 }
