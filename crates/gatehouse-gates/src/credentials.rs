@@ -175,6 +175,15 @@ impl CredentialTable {
             .cloned()
     }
 
+    /// Whether the tenant has a stored credential of its own (its project's or its org's, not
+    /// the platform's) for `provider`.
+    pub fn has_own(&self, org: OrgId, project: ProjectId, provider: &str) -> bool {
+        let table = self.table.load();
+        table
+            .get(provider)
+            .is_some_and(|s| s.contains_key(&(Some(org), Some(project))) || s.contains_key(&(Some(org), None)))
+    }
+
     /// Reads the serving credentials and opens the new ones. One that does not open (sealed
     /// under another master key, moved to another row) is left out and logged: its scope falls
     /// back as if it had none.

@@ -13,6 +13,7 @@ use gatehouse_core::{OrgId, ProjectId, Route};
 use gatehouse_store::{PolicyTable, ScopedPolicyRow, Store};
 use serde::{Deserialize, Serialize};
 
+use crate::credentials::CredentialTable;
 use crate::route::RouteTable;
 
 /// A scope's routing rule as the admin API takes and shows it.
@@ -29,6 +30,10 @@ pub struct RoutingSpec {
     /// Model (canonical name) -> the one provider that may serve it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pins: BTreeMap<String, String>,
+    /// Only providers the tenant has a stored credential of its own for (its project's or its
+    /// org's): never the platform's credentials or the configured ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_credentials_only: bool,
 }
 
 /// Most entries in each list of a spec.
@@ -65,6 +70,7 @@ struct Rule {
     providers: Option<Box<[Box<str>]>>,
     regions: Option<Box<[Box<str>]>>,
     pins: HashMap<Box<str>, Box<str>>,
+    own_credentials_only: bool,
 }
 
 impl Rule {
@@ -74,12 +80,13 @@ impl Rule {
             providers: boxed(s.providers),
             regions: boxed(s.regions),
             pins: s.pins.into_iter().map(|(m, p)| (m.into_boxed_str(), p.into_boxed_str())).collect(),
+            own_credentials_only: s.own_credentials_only,
         }
     }
 
     /// A rule that allows no deployment.
     fn nothing() -> Rule {
-        Rule { providers: Some(Box::default()), regions: None, pins: HashMap::new() }
+        Rule { providers: Some(Box::default()), regions: None, pins: HashMap::new(), own_credentials_only: false }
     }
 
     /// Whether a deployment of `model` on `provider` (in `region`) passes this rule.
@@ -103,6 +110,8 @@ enum Scope {
 pub struct Applying {
     org: Option<Arc<Rule>>,
     project: Option<Arc<Rule>>,
+    /// Set when a rule admits only providers the tenant has its own credential for.
+    own_credentials: Option<(Arc<CredentialTable>, OrgId, ProjectId)>,
 }
 
 impl Applying {
@@ -111,7 +120,9 @@ impl Applying {
         let ok = |rule: &Option<Arc<Rule>>| {
             rule.as_ref().is_none_or(|x| x.allows(&r.model, &r.provider, r.region.as_deref()))
         };
-        ok(&self.org) && ok(&self.project)
+        let own =
+            || self.own_credentials.as_ref().is_none_or(|(t, org, project)| t.has_own(*org, *project, &r.provider));
+        ok(&self.org) && ok(&self.project) && own()
     }
 }
 
@@ -122,20 +133,26 @@ impl Applying {
 pub struct RoutingRules {
     table: ArcSwap<HashMap<Scope, Arc<Rule>>>,
     reload: tokio::sync::Mutex<()>,
+    /// The tenants' stored provider credentials, for rules that admit only their own.
+    credentials: Arc<CredentialTable>,
 }
 
 impl RoutingRules {
+    /// Rules that can see which provider credentials tenants have stored.
+    pub fn new(credentials: Arc<CredentialTable>) -> RoutingRules {
+        RoutingRules { credentials, ..RoutingRules::default() }
+    }
+
     /// The rules for a request of `org` and `project`, if either has one.
     pub fn applying(&self, org: OrgId, project: ProjectId) -> Option<Applying> {
         let table = self.table.load();
         if table.is_empty() {
             return None;
         }
-        let a = Applying {
-            org: table.get(&Scope::Org(org)).cloned(),
-            project: table.get(&Scope::Project(project)).cloned(),
-        };
-        (a.org.is_some() || a.project.is_some()).then_some(a)
+        let (o, p) = (table.get(&Scope::Org(org)).cloned(), table.get(&Scope::Project(project)).cloned());
+        let own_only = [&o, &p].into_iter().flatten().any(|r| r.own_credentials_only);
+        let own_credentials = own_only.then(|| (self.credentials.clone(), org, project));
+        (o.is_some() || p.is_some()).then_some(Applying { org: o, project: p, own_credentials })
     }
 
     /// Whether a deployment passes the org's rule and, for a project, the project's too (for

@@ -346,7 +346,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let limits = Arc::new(limits_backend(&server, &store, &auditor).await?);
     let credentials = Arc::new(gatehouse_gates::credentials::CredentialTable::default());
     credentials.load(&vault).await.context("provider credentials")?;
-    let routing = Arc::new(RoutingRules::default());
+    let routing = Arc::new(RoutingRules::new(credentials.clone()));
     routing.load(&store).await.context("routing policies")?;
     let services = Services {
         creds: creds.clone(),

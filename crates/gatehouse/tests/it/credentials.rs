@@ -255,3 +255,33 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn an_org_can_refuse_every_credential_but_its_own() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway_with(&fake).await;
+    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
+    let org = orgs["data"][0]["id"].as_str().unwrap().to_owned();
+    let (st, _) = as_root(
+        &gw,
+        Method::PUT,
+        &format!("/admin/v1/orgs/{org}/routing"),
+        Some(json!({"own_credentials_only": true})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    // the platform's (or the configured) key may not serve it: refused, nothing sent
+    let before = fake.calls();
+    let resp = gw.chat(gw.key(), "fake-model").await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(fake.calls(), before);
+    // once it brings its own, its own serves it
+    let body = json!({"provider": "fake", "secret": "sk-only-ours", "org": org});
+    assert_eq!(as_root(&gw, Method::POST, "/admin/v1/credentials", Some(body)).await.0, 201);
+    let served = gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || async {
+        gw.chat(gw.key(), "fake-model").await.status() == 200
+    })
+    .await;
+    assert!(served);
+    assert_eq!(fake.last_request().unwrap().headers["authorization"], "Bearer sk-only-ours");
+}
