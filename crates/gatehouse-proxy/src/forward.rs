@@ -74,6 +74,7 @@ pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: A
             if attempt > 0 {
                 answer.served_by(route.clone());
             }
+            note_credential(&rt, &mut answer, route);
             return answer.fail(denial).into_response();
         }
         attempt += 1;
@@ -89,6 +90,7 @@ pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: A
         let wait = backoff(round, denial.retry_after_secs);
         if round >= retries.max || Instant::now() + wait >= retry_deadline || !retries.withdraw() {
             answer.served_by(route.clone());
+            note_credential(&rt, &mut answer, route);
             return answer.fail(denial).into_response();
         }
         metrics::counter!("gatehouse_upstream_retries_total", "model" => first.model.to_string()).increment(1);
@@ -99,15 +101,7 @@ pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: A
     if attempt > 0 {
         answer.served_by(route.clone());
     }
-    // the stored credential presented to the deployment that answered, by id and version
-    let stored = if route.caller_key {
-        None
-    } else {
-        answer.principal().and_then(|p| rt.credentials.resolve(p.org, p.project, &route.provider))
-    };
-    if let Some(o) = stored {
-        answer.presented_credential(format!("{}:v{}", o.id, o.version).into());
-    }
+    note_credential(&rt, &mut answer, &route);
     let reveal = answer.reveals_routing();
     let mut resp = answered(rt.clone(), resp, up, answer, &route, req.stream, &id_text, client).await;
     if reveal {
@@ -119,6 +113,17 @@ pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: A
         }
     }
     resp
+}
+
+/// The stored credential presented to the deployment that answered (or failed last), by id and
+/// version, for the audit and the usage ledger (never the value).
+fn note_credential(rt: &Runtime, answer: &mut Answer, route: &Route) {
+    if route.caller_key {
+        return;
+    }
+    if let Some(o) = answer.principal().and_then(|p| rt.credentials.resolve(p.org, p.project, &route.provider)) {
+        answer.presented_credential(format!("{}:v{}", o.id, o.version).into());
+    }
 }
 
 /// The earlier of a deadline and the client's, if it gave one.

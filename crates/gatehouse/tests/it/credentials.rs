@@ -149,6 +149,15 @@ async fn an_orgs_own_credential_serves_only_its_traffic_project_first() {
     })
     .await;
     assert!(named, "the audit event names the stored credential used");
+    // and so does a failed request's
+    fake.set(gatehouse_testkit::Behavior::Status(503));
+    assert_eq!(gw.chat(gw.key(), "fake-model").await.status(), 502);
+    let named = gatehouse_testkit::eventually(std::time::Duration::from_secs(30), || async {
+        let (_, v) = as_root(&gw, Method::GET, "/admin/v1/audit?action=provider.failed&limit=20", None).await;
+        v.to_string().contains(&format!("\"provider_credential\":\"{a_id}:v1\""))
+    })
+    .await;
+    assert!(named, "a failed request's audit event names the credential presented");
 }
 
 /// The CLI against the gateway, with `input` on standard input.
