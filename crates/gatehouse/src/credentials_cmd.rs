@@ -32,7 +32,7 @@ pub enum CredentialsAction {
         provider: String,
         #[command(flatten)]
         tenant: Tenant,
-        /// Only for this project (id or name) of the org.
+        /// Only for this project of the org (its id).
         #[arg(long)]
         project: Option<String>,
         /// How long older versions keep serving (e.g. `10m`, `1h`; at most a week).
