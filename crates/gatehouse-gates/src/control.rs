@@ -74,7 +74,7 @@ impl ControlHandle {
 
     /// Whether a provider serves some model of the live config (by its configured name).
     pub fn serves_provider(&self, name: &str) -> bool {
-        (self.routes)().models().iter().any(|e| e.deployments.iter().any(|(r, _)| &*r.provider == name))
+        (self.routes)().has_provider(name)
     }
 
     /// Seals and stores a new version of a provider credential (docs/SECURITY.md).

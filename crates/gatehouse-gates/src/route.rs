@@ -234,6 +234,11 @@ impl RouteTable {
         self.models.push(entry);
     }
 
+    /// Whether a provider (by configured name) serves some deployment here.
+    pub fn has_provider(&self, name: &str) -> bool {
+        self.models.iter().any(|e| e.deployments.iter().any(|(r, _)| &*r.provider == name))
+    }
+
     pub fn resolve(&self, name: &str) -> Option<&Arc<RouteEntry>> {
         self.by_name.get(name)
     }

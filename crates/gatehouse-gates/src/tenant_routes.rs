@@ -47,7 +47,7 @@ impl RoutingSpec {
         let list_ok = |l: &Option<Vec<String>>, known: &dyn Fn(&str) -> bool| {
             l.as_ref().is_none_or(|l| !l.is_empty() && l.len() <= MAX_ENTRIES && l.iter().all(|n| known(n)))
         };
-        if !list_ok(&self.providers, &|n| deployments().any(|r| &*r.provider == n)) {
+        if !list_ok(&self.providers, &|n| table.has_provider(n)) {
             return Err("providers");
         }
         if !list_ok(&self.regions, &|n| deployments().any(|r| r.region.as_deref() == Some(n))) {

@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, Route, Target};
+use gatehouse_gates::credentials::Opened;
 use gatehouse_gates::{Answer, route};
 use gatehouse_providers::chat::{Family, chunk_decoder, request_for};
 use gatehouse_providers::{ApiRequest, usage_from_body};
@@ -118,12 +119,18 @@ pub(crate) async fn forward(rt: Arc<Runtime>, mut req: ApiRequest, mut answer: A
 /// The stored credential presented to the deployment that answered (or failed last), by id and
 /// version, for the audit and the usage ledger (never the value).
 fn note_credential(rt: &Runtime, answer: &mut Answer, route: &Route) {
-    if route.caller_key {
-        return;
-    }
-    if let Some(o) = answer.principal().and_then(|p| rt.credentials.resolve(p.org, p.project, &route.provider)) {
+    if let Some(o) = stored_credential(rt, answer, route) {
         answer.presented_credential(format!("{}:v{}", o.id, o.version).into());
     }
+}
+
+/// The tenant's own stored credential for `route`'s provider, if it has one and the model is
+/// not served with the caller's own key.
+fn stored_credential(rt: &Runtime, answer: &Answer, route: &Route) -> Option<Arc<Opened>> {
+    if route.caller_key {
+        return None;
+    }
+    answer.principal().and_then(|p| rt.credentials.resolve(p.org, p.project, &route.provider))
 }
 
 /// The earlier of a deadline and the client's, if it gave one.
@@ -231,11 +238,7 @@ async fn send<'a>(
     };
     // the caller's own key for a model served with it; else the tenant's own stored
     // credential for this provider, if it has one
-    let stored = if route.caller_key {
-        None
-    } else {
-        answer.principal().and_then(|p| rt.credentials.resolve(p.org, p.project, &route.provider))
-    };
+    let stored = stored_credential(rt, answer, route);
     let key = if route.caller_key { answer.caller_provider_key() } else { stored.as_ref().map(|o| &o.secret) };
     let send = up.request(call, body, answer.principal(), key).send();
     // the deployment's first-byte timeout, or the client's deadline if that comes first (then

@@ -32,8 +32,13 @@ fn scope_columns(org: Option<OrgId>, project: Option<ProjectId>) -> (String, Str
     (org.map(|o| o.to_string()).unwrap_or_default(), project.map(|p| p.to_string()).unwrap_or_default())
 }
 
-const COLUMNS: &str =
-    "id, org_id, project_id, provider, version, key_version, sealed, hint, created_at, created_by, retire_at";
+/// `SELECT <every column> FROM provider_credentials ` as a literal (static SQL only).
+macro_rules! select_credentials {
+    () => {
+        "SELECT id, org_id, project_id, provider, version, key_version, sealed, hint, created_at, created_by, \
+         retire_at FROM provider_credentials "
+    };
+}
 
 impl Store {
     /// The tenant's newest data key: (version, wrapped).
@@ -118,20 +123,18 @@ impl Store {
     /// The credentials of one tenant (`None`: the platform's), newest first, at most 1000.
     pub async fn credentials(&self, org: Option<OrgId>) -> Result<Vec<CredentialRow>, Error> {
         let (o, _) = scope_columns(org, None);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM provider_credentials WHERE org_id = $1 \
-             ORDER BY provider, project_id, version DESC LIMIT 1000"
-        );
-        Ok(fetch!(self, query_as, fetch_all, sqlx::AssertSqlSafe(sql); &o)?)
+        const SQL: &str =
+            concat!(select_credentials!(), "WHERE org_id = $1 ORDER BY provider, project_id, version DESC LIMIT 1000");
+        Ok(fetch!(self, query_as, fetch_all, SQL; &o)?)
     }
 
     /// Every credential still serving at `now_ms` (not retired), for the data plane's table.
     pub async fn serving_credentials(&self, now_ms: i64) -> Result<Vec<CredentialRow>, Error> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM provider_credentials WHERE retire_at IS NULL OR retire_at > $1 \
-             ORDER BY org_id, project_id, provider, version DESC"
+        const SQL: &str = concat!(
+            select_credentials!(),
+            "WHERE retire_at IS NULL OR retire_at > $1 ORDER BY org_id, project_id, provider, version DESC"
         );
-        Ok(fetch!(self, query_as, fetch_all, sqlx::AssertSqlSafe(sql); now_ms)?)
+        Ok(fetch!(self, query_as, fetch_all, SQL; now_ms)?)
     }
 
     /// Deletes one of a tenant's credentials; another tenant's is not found.

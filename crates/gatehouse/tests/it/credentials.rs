@@ -236,7 +236,16 @@ async fn a_callers_own_provider_key_is_forwarded_and_kept_nowhere() {
 
     // and the key is kept nowhere: not in logs, metrics, the audit trail and its export, the
     // usage report, or any file of the data dir
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // (once the requests are in the audit trail and the usage ledger: both are written behind)
+    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
+    let org = orgs["data"][0]["id"].as_str().unwrap().to_owned();
+    crate::budgets::ledger(&gw, &org, "model=byok", 1).await;
+    let audited = gatehouse_testkit::eventually(std::time::Duration::from_secs(30), || async {
+        let text = gw.admin(Method::GET, "/admin/v1/audit?limit=200", None).await.text().await.unwrap_or_default();
+        text.contains("\"model\":\"byok\"")
+    })
+    .await;
+    assert!(audited, "the answer (and the refusal before it) are audited");
     assert!(!gw.logs().contains(KEY), "logs");
     let metrics = gw.http.get(format!("{}/metrics", gw.admin_url)).send().await.unwrap().text().await.unwrap();
     assert!(!metrics.contains(KEY), "metrics");
@@ -244,8 +253,6 @@ async fn a_callers_own_provider_key_is_forwarded_and_kept_nowhere() {
         let text = gw.admin(Method::GET, path, None).await.text().await.unwrap();
         assert!(!text.is_empty() && !text.contains(KEY), "{path}");
     }
-    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
-    let org = orgs["data"][0]["id"].as_str().unwrap().to_owned();
     let usage = gw.admin(Method::GET, &format!("/admin/v1/orgs/{org}/usage"), None).await.text().await.unwrap();
     assert!(!usage.contains(KEY), "usage");
     let dir = gw.dir.as_ref().unwrap().path().join("data");

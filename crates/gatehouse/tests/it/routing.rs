@@ -750,11 +750,17 @@ async fn a_deployment_can_give_up_connecting_sooner_than_its_provider() {
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let full = socket.listen(1).unwrap();
     let addr = full.local_addr().unwrap();
+    // fill it until a connection no longer completes: from then on, none does
     let mut fillers = Vec::new();
-    for _ in 0..4 {
-        fillers.push(tokio::spawn(tokio::net::TcpStream::connect(addr)));
+    for _ in 0..16 {
+        let pending = tokio::spawn(tokio::net::TcpStream::connect(addr));
+        let full = !gatehouse_testkit::eventually(Duration::from_millis(300), || async { pending.is_finished() }).await;
+        fillers.push(pending);
+        if full {
+            break;
+        }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(fillers.last().is_some_and(|f| !f.is_finished()), "the accept queue filled up");
     let b = FakeProvider::spawn().await;
     let cfg = format!(
         r#"
