@@ -22,5 +22,6 @@ pub mod writer;
 
 pub use event::{Actor, Category, Event, EventKind, Outcome, PLATFORM_CHAIN, chain_of};
 pub use writer::{
-    Auditor, Delivery, FailurePolicy, KEY_NAME, Outbox, Unavailable, WriterConfig, origin, signer, start,
+    Auditor, CHECKPOINT_LABEL, Delivery, FailurePolicy, KEY_NAME, Outbox, Unavailable, WriterConfig, origin, signer,
+    start,
 };

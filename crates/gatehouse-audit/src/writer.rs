@@ -100,12 +100,14 @@ pub fn origin(chain: &str) -> String {
 /// The name the checkpoint key signs under.
 pub const KEY_NAME: &str = "gatehouse-audit";
 
-/// The checkpoint signing key: a purpose-bound subkey of the master key, so it exists
-/// wherever the master key does (and only there) and never needs storing.
-pub fn signer(
-    master: &gatehouse_security::MasterKey,
-) -> Result<CheckpointSigner, gatehouse_security::checkpoint::CheckpointError> {
-    CheckpointSigner::from_seed(KEY_NAME, &master.derive(b"gatehouse/v1/audit-checkpoint"))
+/// The label the checkpoint seed is first derived from the master key under.
+pub const CHECKPOINT_LABEL: &[u8] = b"gatehouse/v1/audit-checkpoint";
+
+/// The checkpoint signing key from its seed: first a purpose-bound subkey of the master key
+/// ([`CHECKPOINT_LABEL`]), then pinned sealed in the store so it outlives a master-key rotation
+/// (every checkpoint signed before still verifies).
+pub fn signer(seed: &[u8; 32]) -> Result<CheckpointSigner, gatehouse_security::checkpoint::CheckpointError> {
+    CheckpointSigner::from_seed(KEY_NAME, seed)
 }
 
 /// The event could not be recorded durably (fail-closed, or the spool failed too).

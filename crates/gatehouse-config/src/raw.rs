@@ -44,6 +44,7 @@ pub struct RawServer {
     pub data_dir: Option<String>,
     pub database_url: Option<String>,
     pub master_key: Option<String>,
+    pub previous_master_key: Option<String>,
     pub log_format: Option<String>,
     pub header_read_timeout_ms: Option<u64>,
     pub body_read_timeout_ms: Option<u64>,

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub store: StoreUrl,
     pub master_key: Option<SecretRef>,
+    /// During a master-key rotation: the old master key, accepted for opening stored secrets
+    /// until `gatehouse master-key rotate` has re-sealed them all.
+    pub previous_master_key: Option<SecretRef>,
     pub log_format: LogFormat,
     pub header_read_timeout: Duration,
     /// A request body must have arrived this long after the handler starts reading it.
@@ -155,6 +158,9 @@ impl ServerConfig {
         }
         if self.master_key != o.master_key {
             v.push("server.master_key");
+        }
+        if self.previous_master_key != o.previous_master_key {
+            v.push("server.previous_master_key");
         }
         if self.log_format != o.log_format {
             v.push("server.log_format");
@@ -659,6 +665,9 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
     };
     let master_key =
         raw.master_key.and_then(|s| SecretRef::parse(&s).map_err(|rule| issue(issues, "server.master_key", rule)).ok());
+    let previous_master_key = raw
+        .previous_master_key
+        .and_then(|s| SecretRef::parse(&s).map_err(|rule| issue(issues, "server.previous_master_key", rule)).ok());
     let log_format = match raw.log_format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
@@ -673,6 +682,7 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
         data_dir,
         store,
         master_key,
+        previous_master_key,
         log_format,
         header_read_timeout: ms(
             raw.header_read_timeout_ms,

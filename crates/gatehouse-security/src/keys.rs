@@ -35,7 +35,7 @@ impl KeyKind {
     }
 
     /// Label for the keyed hash: an API key can never verify as an admin token.
-    const fn label(self) -> &'static [u8] {
+    pub const fn label(self) -> &'static [u8] {
         match self {
             KeyKind::Api => b"gatehouse/v1/api-key",
             KeyKind::Admin => b"gatehouse/v1/admin-token",
@@ -124,10 +124,14 @@ pub struct KeyHasher {
 
 impl KeyHasher {
     pub fn new(master: &crate::MasterKey) -> Self {
-        Self {
-            api: hmac::Key::new(hmac::HMAC_SHA256, &master.derive(KeyKind::Api.label())),
-            admin: hmac::Key::new(hmac::HMAC_SHA256, &master.derive(KeyKind::Admin.label())),
-        }
+        Self::from_keys(&master.derive(KeyKind::Api.label()), &master.derive(KeyKind::Admin.label()))
+    }
+
+    /// From stored hashing keys: once pinned (sealed in the store, see `gatehouse master-key`),
+    /// they outlive the master key they were first derived from, so stored digests stay valid
+    /// across a master-key rotation.
+    pub fn from_keys(api: &[u8; 32], admin: &[u8; 32]) -> Self {
+        Self { api: hmac::Key::new(hmac::HMAC_SHA256, api), admin: hmac::Key::new(hmac::HMAC_SHA256, admin) }
     }
 
     pub fn digest(&self, kind: KeyKind, key: &SecretString) -> KeyDigest {

@@ -14,4 +14,6 @@ pub mod seal;
 
 pub use error::Error;
 pub use keys::{KeyDigest, KeyHasher, KeyKind, check_format, generate_key};
-pub use master::{MasterKey, MasterKeySource, load_master_key, load_or_create_master_key};
+pub use master::{
+    MasterKey, MasterKeySource, load_master_key, load_or_create_master_key, read_key_file, write_key_file,
+};

@@ -49,7 +49,8 @@ impl MasterKey {
         out
     }
 
-    fn encode(&self) -> String {
+    /// 64 hex characters (for `gatehouse master-key generate` to print once).
+    pub fn encode(&self) -> String {
         hex::encode(self.0.expose_secret())
     }
 }
@@ -66,12 +67,25 @@ pub fn load_master_key(provided: Option<&SecretString>, dir: &Path) -> Result<Ma
     if let Some(p) = provided {
         return MasterKey::parse(p);
     }
-    let path = dir.join("master.key");
+    read_key_file(&dir.join("master.key"))
+}
+
+/// Reads a master key file (64 hex characters), refusing one readable by others.
+pub fn read_key_file(path: &Path) -> Result<MasterKey, Error> {
     let io = |e: std::io::Error| Error::MasterKeyIo { path: path.display().to_string(), kind: e.kind() };
-    let meta = std::fs::metadata(&path).map_err(io)?;
-    check_mode(&path, &meta)?;
-    let text = std::fs::read_to_string(&path).map_err(io)?;
+    let meta = std::fs::metadata(path).map_err(io)?;
+    check_mode(path, &meta)?;
+    let text = std::fs::read_to_string(path).map_err(io)?;
     MasterKey::parse(&SecretString::from(text))
+}
+
+/// Writes a new master key file (mode 0600, never overwriting one) and syncs it.
+pub fn write_key_file(path: &Path, key: &MasterKey) -> Result<(), Error> {
+    let io = |e: std::io::Error| Error::MasterKeyIo { path: path.display().to_string(), kind: e.kind() };
+    let mut f = create_private(path).map_err(io)?;
+    f.write_all(key.encode().as_bytes()).map_err(io)?;
+    f.write_all(b"\n").map_err(io)?;
+    f.sync_all().map_err(io)
 }
 
 /// Uses `provided` when set; otherwise reads `dir/master.key`, creating it (mode 0600,
@@ -93,10 +107,7 @@ pub fn load_or_create_master_key(
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = MasterKey::generate();
-            let mut f = create_private(&path).map_err(io)?;
-            f.write_all(key.encode().as_bytes()).map_err(io)?;
-            f.write_all(b"\n").map_err(io)?;
-            f.sync_all().map_err(io)?;
+            write_key_file(&path, &key)?;
             Ok((key, MasterKeySource::GeneratedFile))
         }
         Err(e) => Err(io(e)),

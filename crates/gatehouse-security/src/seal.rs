@@ -24,6 +24,9 @@ pub enum SealError {
 
 pub struct Sealer {
     key: RandomizedNonceKey,
+    /// During a master-key rotation: the old key, still accepted for opening (never for
+    /// sealing) until every stored value has been re-sealed.
+    previous: Option<RandomizedNonceKey>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -39,14 +42,23 @@ const MAX_SEALED: usize = 4096;
 impl Sealer {
     /// `purpose` separates keys per use (e.g. `b"gatehouse/v1/seal/webhook"`).
     pub fn new(master: &MasterKey, purpose: &[u8]) -> Result<Sealer, SealError> {
-        let k = master.derive(purpose);
-        Ok(Sealer { key: RandomizedNonceKey::new(&AES_256_GCM, &k).map_err(|_| SealError::Seal)? })
+        Self::with_key(&Zeroizing::new(master.derive(purpose)))
+    }
+
+    /// Like [`Sealer::new`], also opening what `previous` sealed (a master-key rotation's
+    /// overlap).
+    pub fn rotating(master: &MasterKey, previous: Option<&MasterKey>, purpose: &[u8]) -> Result<Sealer, SealError> {
+        let mut s = Self::new(master, purpose)?;
+        if let Some(p) = previous {
+            s.previous = Some(Self::new(p, purpose)?.key);
+        }
+        Ok(s)
     }
 
     /// A sealer under a data key of its own (envelope encryption: the data key is itself
     /// sealed, see [`Envelope`]).
     pub fn with_key(key: &[u8; 32]) -> Result<Sealer, SealError> {
-        Ok(Sealer { key: RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| SealError::Seal)? })
+        Ok(Sealer { key: RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| SealError::Seal)?, previous: None })
     }
 
     /// `record` is the associated data: what this secret belongs to (e.g. `webhook:<org>:<id>`).
@@ -71,21 +83,33 @@ impl Sealer {
     }
 
     pub fn open_bytes(&self, record: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, SealError> {
-        if sealed.len() > MAX_SEALED {
-            return Err(SealError::Open);
+        match (open_under(&self.key, record, sealed), &self.previous) {
+            (Err(SealError::Open), Some(old)) => open_under(old, record, sealed),
+            (r, _) => r,
         }
-        let b64 = sealed.strip_prefix(VERSION).ok_or(SealError::Open)?;
-        let mut raw = STANDARD_NO_PAD.decode(b64).map_err(|_| SealError::Open)?;
-        if raw.len() < NONCE_LEN + 16 {
-            return Err(SealError::Open);
-        }
-        let mut body = Zeroizing::new(raw.split_off(NONCE_LEN));
-        let nonce = Nonce::try_assume_unique_for_key(&raw).map_err(|_| SealError::Open)?;
-        let n =
-            self.key.open_in_place(nonce, Aad::from(record.as_bytes()), &mut body).map_err(|_| SealError::Open)?.len();
-        body.truncate(n);
-        Ok(body)
     }
+
+    /// Whether `sealed` opens under the current key alone (not only under a previous one): a
+    /// master-key rotation has reached it.
+    pub fn is_current(&self, record: &str, sealed: &str) -> bool {
+        open_under(&self.key, record, sealed).is_ok()
+    }
+}
+
+fn open_under(key: &RandomizedNonceKey, record: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    if sealed.len() > MAX_SEALED {
+        return Err(SealError::Open);
+    }
+    let b64 = sealed.strip_prefix(VERSION).ok_or(SealError::Open)?;
+    let mut raw = STANDARD_NO_PAD.decode(b64).map_err(|_| SealError::Open)?;
+    if raw.len() < NONCE_LEN + 16 {
+        return Err(SealError::Open);
+    }
+    let mut body = Zeroizing::new(raw.split_off(NONCE_LEN));
+    let nonce = Nonce::try_assume_unique_for_key(&raw).map_err(|_| SealError::Open)?;
+    let n = key.open_in_place(nonce, Aad::from(record.as_bytes()), &mut body).map_err(|_| SealError::Open)?.len();
+    body.truncate(n);
+    Ok(body)
 }
 
 /// Envelope encryption for tenant secrets (provider credentials): each tenant (an org, or the
@@ -97,14 +121,20 @@ pub struct Envelope {
 }
 
 /// The master-key purpose data keys are wrapped under.
-const DATA_KEY_PURPOSE: &[u8] = b"gatehouse/v1/seal/data-key";
+pub const DATA_KEY_PURPOSE: &[u8] = b"gatehouse/v1/seal/data-key";
 
 impl Envelope {
     pub fn new(master: &MasterKey) -> Result<Envelope, SealError> {
-        Ok(Envelope { wrap: Sealer::new(master, DATA_KEY_PURPOSE)? })
+        Self::rotating(master, None)
     }
 
-    fn record(tenant: &str, version: u32) -> String {
+    /// Also opening data keys wrapped under `previous` (a master-key rotation's overlap).
+    pub fn rotating(master: &MasterKey, previous: Option<&MasterKey>) -> Result<Envelope, SealError> {
+        Ok(Envelope { wrap: Sealer::rotating(master, previous, DATA_KEY_PURPOSE)? })
+    }
+
+    /// The associated data a wrapped data key is bound to.
+    pub fn record(tenant: &str, version: u32) -> String {
         format!("data-key:{tenant}:{version}")
     }
 
@@ -112,6 +142,11 @@ impl Envelope {
     pub fn new_data_key(&self, tenant: &str, version: u32) -> Result<String, SealError> {
         let k = random_key()?;
         self.wrap.seal_bytes(&Self::record(tenant, version), &*k)
+    }
+
+    /// The sealer data keys are wrapped with (a master-key rotation re-wraps through it).
+    pub fn wrapper(&self) -> &Sealer {
+        &self.wrap
     }
 
     /// The sealer of a stored (wrapped) data key: it opens only for the tenant and version it
@@ -181,6 +216,22 @@ mod tests {
         assert!(a.open("credential:org-a:c2:1", &sealed).is_err(), "moved to another row");
         let b = env.open_data_key("org-b", 1, &env.new_data_key("org-b", 1).unwrap()).unwrap();
         assert!(b.open("credential:org-a:c1:1", &sealed).is_err(), "under another tenant's data key");
+    }
+
+    #[test]
+    fn during_a_rotation_both_masters_open_and_only_the_new_one_seals() {
+        let (old, new) = (MasterKey::from_bytes([1; 32]), MasterKey::from_bytes([2; 32]));
+        let before = Sealer::new(&old, b"p").unwrap().seal("r", &SecretString::from("s".to_owned())).unwrap();
+        let both = Sealer::rotating(&new, Some(&old), b"p").unwrap();
+        assert_eq!(both.open("r", &before).unwrap().expose_secret(), "s");
+        assert!(!both.is_current("r", &before), "still under the old master");
+        let after = both.seal("r", &SecretString::from("s".to_owned())).unwrap();
+        assert!(both.is_current("r", &after));
+        assert!(Sealer::new(&new, b"p").unwrap().open("r", &after).is_ok(), "the new master alone opens it");
+        assert!(Sealer::new(&old, b"p").unwrap().open("r", &after).is_err(), "the old master no longer does");
+        assert!(both.open("r2", &before).is_err(), "still bound to its record under either key");
+        let other = Sealer::rotating(&new, Some(&old), b"q").unwrap();
+        assert!(other.open("r", &before).is_err(), "and to its purpose");
     }
 
     #[test]

@@ -85,6 +85,7 @@ mod audit;
 mod capabilities;
 mod credentials;
 mod error;
+mod keyring;
 mod limits;
 pub mod poll;
 mod records;
@@ -99,6 +100,7 @@ pub use audit::{AnchorRow, AuditFilter, AuditRow, AuditTx, ChainHead, Checkpoint
 pub use capabilities::{CapabilityRow, CapabilityStatus, RootKeyRow};
 pub use credentials::CredentialRow;
 pub use error::Error;
+pub use keyring::{SealedColumn, SealedValue};
 pub use limits::{BudgetSpend, LimitPolicyRow, LimitScope};
 pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, ProjectSettings, Tenant};
 pub use scoped::{PolicyTable, ScopedPolicyRow};

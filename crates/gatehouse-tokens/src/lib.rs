@@ -17,7 +17,9 @@ mod service;
 pub use caveat::{Caveat, CaveatError, Folded, Violation, Wider, check_not_wider};
 pub use ident::TokenIdent;
 pub use request::{DelegateBody, MAX_TTL_SECS, narrowing};
-pub use service::{Capabilities, DelegateRequest, Error, KeyVersionView, MintRequest, Minted, Rotation, Verified};
+pub use service::{
+    Capabilities, DelegateRequest, Error, KeyVersionView, MintRequest, Minted, Rotation, Verified, root_key_record,
+};
 
 /// The action a data-plane request needs (checked against the `scope` caveats).
 pub mod actions {

@@ -184,6 +184,12 @@ pub struct Capabilities {
 }
 
 fn record(org: OrgId, version: i64) -> String {
+    root_key_record(&org.to_string(), version)
+}
+
+/// The associated data an org's sealed root key is bound to (a master-key rotation re-seals
+/// under it).
+pub fn root_key_record(org: &str, version: i64) -> String {
     format!("capability-root-key:{org}:{version}")
 }
 
@@ -244,7 +250,13 @@ fn expiry_after(ttl: Duration) -> i64 {
 impl Capabilities {
     /// The sealer for root keys, derived from the master key (which need not outlive it).
     pub fn sealer(master: &MasterKey) -> Result<Sealer, Error> {
-        Sealer::new(master, SEAL_PURPOSE).map_err(|_| Error::Unavailable)
+        Self::rotating_sealer(master, None)
+    }
+
+    /// Like [`Capabilities::sealer`], also opening root keys sealed under `previous` (a
+    /// master-key rotation's overlap).
+    pub fn rotating_sealer(master: &MasterKey, previous: Option<&MasterKey>) -> Result<Sealer, Error> {
+        Sealer::rotating(master, previous, SEAL_PURPOSE).map_err(|_| Error::Unavailable)
     }
 
     pub fn new(store: Store, sealer: Sealer, cache_capacity: usize) -> Capabilities {

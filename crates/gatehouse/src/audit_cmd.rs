@@ -43,7 +43,7 @@ pub struct Local {
 }
 
 impl Local {
-    fn serve_args(&self) -> ServeArgs {
+    pub fn serve_args(&self) -> ServeArgs {
         ServeArgs {
             config: self.config.clone(),
             data_listen: None,
@@ -53,12 +53,15 @@ impl Local {
         }
     }
 
-    fn verifier(&self) -> anyhow::Result<CheckpointVerifier> {
+    /// The checkpoint key pinned in the store, opened with the master key.
+    async fn verifier(&self) -> anyhow::Result<CheckpointVerifier> {
         let cfg = crate::serve::load_config(&self.serve_args())?;
-        let provided = crate::serve::provided_master_key(&cfg.server)?;
-        let master = gatehouse_security::load_master_key(provided.as_ref(), &cfg.server.data_dir)
-            .context("no master key to derive the checkpoint key from; pass --key")?;
-        Ok(gatehouse_audit::signer(&master).map_err(|e| anyhow::anyhow!("{e}"))?.verifier())
+        let keys = crate::keyring::MasterKeys::load(&cfg.server, false)
+            .context("no master key to open the checkpoint key with; pass --key")?;
+        let store = crate::serve::open_store(&cfg.server).await?;
+        let keyring = crate::keyring::Keyring::open(&store, &keys).await;
+        store.close().await;
+        Ok(keyring?.checkpoint.verifier())
     }
 }
 
@@ -110,7 +113,7 @@ pub struct ExportArgs {
 pub async fn verify(a: VerifyArgs) -> anyhow::Result<bool> {
     let key = match &a.key {
         Some(k) => CheckpointVerifier::from_vkey(k).map_err(|_| anyhow::anyhow!("--key is not a verifier key"))?,
-        None => a.local.verifier()?,
+        None => a.local.verifier().await?,
     };
     let witnesses = match &a.witness {
         Some(p) => {
@@ -210,7 +213,8 @@ fn print_report(out: &mut impl Write, r: &Report, output: Output) -> anyhow::Res
     Ok(())
 }
 
-pub fn key(local: &Local) -> anyhow::Result<()> {
-    writeln!(std::io::stdout(), "{}", local.verifier()?.to_vkey())?;
+pub async fn key(local: &Local) -> anyhow::Result<()> {
+    let vkey = local.verifier().await?.to_vkey();
+    writeln!(std::io::stdout(), "{vkey}")?;
     Ok(())
 }

@@ -92,6 +92,12 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::credentials_cmd::CredentialsAction,
     },
+    /// The master key: generate one, stage a new one, rotate every stored secret onto it
+    /// (run beside the store, like `audit verify`).
+    MasterKey {
+        #[command(subcommand)]
+        action: crate::master_key_cmd::MasterKeyAction,
+    },
     /// Verify, export and inspect the tamper-evident audit trail.
     Audit {
         #[command(subcommand)]
@@ -371,6 +377,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Credentials { conn, action } => {
             admin(&conn, |c, out| async move { c.credentials(action, out).await }).await
         }
+        Command::MasterKey { action } => match crate::master_key_cmd::run(action).await {
+            Ok(code) => code,
+            Err(e) => fail(&format!("{e:#}")),
+        },
         Command::Audit { action } => audit(action).await,
     }
 }
@@ -383,7 +393,7 @@ async fn audit(action: crate::audit_cmd::AuditAction) -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => fail(&format!("{e:#}")),
         },
-        AuditAction::Key { local } => match crate::audit_cmd::key(&local) {
+        AuditAction::Key { local } => match crate::audit_cmd::key(&local).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{e:#}")),
         },

@@ -5,6 +5,8 @@ mod audit_cmd;
 mod cli;
 mod client;
 mod credentials_cmd;
+mod keyring;
+mod master_key_cmd;
 mod otel;
 mod profile;
 mod reload;

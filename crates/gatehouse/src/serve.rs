@@ -27,8 +27,7 @@ use gatehouse_limits::{Limits, RedisConfig, RedisLimits};
 use gatehouse_oidc::Federation;
 use gatehouse_proxy::exchange::Exchange;
 use gatehouse_proxy::{AppState, Services, build_runtime};
-use gatehouse_security::seal::Sealer;
-use gatehouse_security::{KeyHasher, KeyKind, MasterKeySource, generate_key, load_or_create_master_key};
+use gatehouse_security::{KeyHasher, KeyKind, MasterKeySource, generate_key};
 use gatehouse_store::{NewKey, Store, Tenant, now_ms};
 use gatehouse_tokens::Capabilities;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -54,7 +53,7 @@ const BREAKER_SYNC: Duration = Duration::from_millis(250);
 /// Verified keys kept in memory at most.
 const KEY_CACHE_CAPACITY: usize = 100_000;
 
-fn env(k: &str) -> Option<String> {
+pub fn env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
@@ -277,23 +276,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     create_private_dir(&server.data_dir)
         .with_context(|| format!("cannot create data dir {}", server.data_dir.display()))?;
-    let provided = provided_master_key(&server)?;
-    let (master, source) = load_or_create_master_key(provided.as_ref(), &server.data_dir)?;
-    if source == MasterKeySource::GeneratedFile {
+    let keys = crate::keyring::MasterKeys::load(&server, true)?;
+    if keys.source == MasterKeySource::GeneratedFile {
         tracing::warn!(
             path = %server.data_dir.join("master.key").display(),
             "GENERATED A MASTER KEY FILE. Every stored secret depends on it: back it up, or set \
              GATEHOUSE_MASTER_KEY from a secret store in production"
         );
     }
-    let hasher = Arc::new(KeyHasher::new(&master));
-    let checkpoint_signer = gatehouse_audit::signer(&master).map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
-    let webhook_sealer = Sealer::new(&master, b"gatehouse/v1/seal/webhook").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let envelope = gatehouse_security::seal::Envelope::new(&master).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let token_sealer = Capabilities::sealer(&master).map_err(|e| anyhow::anyhow!("capability tokens: {e}"))?;
-    drop(master);
-
+    if keys.previous.is_some() {
+        tracing::warn!(
+            "a master-key rotation is under way: stored secrets open under the current or the previous master key              until `gatehouse master-key rotate` completes"
+        );
+    }
     let store = open_store(&server).await?;
+    let keyring = crate::keyring::Keyring::open(&store, &keys).await?;
+    drop(keys);
+    let crate::keyring::Keyring {
+        hasher,
+        checkpoint: checkpoint_signer,
+        webhooks: webhook_sealer,
+        envelope,
+        tokens: token_sealer,
+        ..
+    } = keyring;
+    let hasher = Arc::new(hasher);
     let vault = Arc::new(gatehouse_gates::credentials::Vault::new(store.clone(), envelope));
     let tenant = store.ensure_default_tenant().await?;
     let metrics = PrometheusBuilder::new()

@@ -115,6 +115,15 @@ pub struct NewWebhook {
     pub outcomes: Option<Vec<String>>,
 }
 
+/// The associated data a webhook's sealed secret is bound to (a master-key rotation re-seals
+/// under it).
+pub fn secret_record(org: Option<&str>, id: &str) -> String {
+    record_of(org, id)
+}
+
+/// The master-key purpose webhook secrets are sealed under.
+pub const SEAL_PURPOSE: &[u8] = b"gatehouse/v1/seal/webhook";
+
 fn record_of(org: Option<&str>, id: &str) -> String {
     format!("webhook:{}:{id}", org.unwrap_or("platform"))
 }

@@ -1,7 +1,7 @@
 //! Stored provider credentials and data keys: versions with an overlap window, scoped by
 //! tenant, data keys kept once per version (issue #19).
 
-use gatehouse_store::{CredentialRow, Store, now_ms};
+use gatehouse_store::{CredentialRow, RootKeyRow, SealedColumn, Store, now_ms};
 use gatehouse_testkit::both_backends;
 
 fn row(id: &str, org: &str, provider: &str, version: i64) -> CredentialRow {
@@ -60,3 +60,40 @@ both_backends!(credentials_rotate_with_an_overlap_and_stay_in_their_tenant, |sto
     assert!(store.delete_credential(Some(a), "c4").await.unwrap());
     assert_eq!(store.credentials(Some(a)).await.unwrap().len(), 2);
 });
+
+both_backends!(
+    a_master_key_rotation_lists_every_sealed_value_and_replaces_each_by_compare_and_set,
+    |store: Store| async move {
+        let org = store.create_org("reseal").await.unwrap().to_string();
+        store.insert_data_key(&org, 1, "old-data-key").await.unwrap();
+        let root = RootKeyRow {
+            org_id: org.clone(),
+            version: 1,
+            sealed: "old-root-key".into(),
+            created_at: now_ms(),
+            retire_at: None,
+            superseded_at: None,
+        };
+        store.insert_root_key(&root).await.unwrap();
+        let purpose = format!("test-{org}");
+        store.insert_root_secret(&purpose, "old-pinned").await.unwrap();
+        store.insert_root_secret(&purpose, "another").await.unwrap();
+        assert_eq!(store.root_secret(&purpose).await.unwrap().as_deref(), Some("old-pinned"), "pinned once");
+
+        for (column, owner, old) in [
+            (SealedColumn::DataKeys, org.as_str(), "old-data-key"),
+            (SealedColumn::CapabilityRootKeys, org.as_str(), "old-root-key"),
+            (SealedColumn::RootSecrets, purpose.as_str(), "old-pinned"),
+        ] {
+            let values = store.sealed_values(column).await.unwrap();
+            let mine = values.iter().find(|v| v.owner == owner).unwrap_or_else(|| panic!("{column:?} lists the row"));
+            assert_eq!(mine.sealed, old);
+            assert!(store.reseal(column, mine, "new").await.unwrap(), "{column:?} replaced");
+            assert!(!store.reseal(column, mine, "newer").await.unwrap(), "{column:?}: a stale compare-and-set loses");
+            let after = store.sealed_values(column).await.unwrap();
+            assert_eq!(after.iter().find(|v| v.owner == owner).unwrap().sealed, "new", "{column:?}");
+        }
+        assert_eq!(store.data_key_version(&org, 1).await.unwrap().as_deref(), Some("new"));
+        assert_eq!(store.root_secret(&purpose).await.unwrap().as_deref(), Some("new"));
+    }
+);

@@ -22,6 +22,7 @@ mod guardrails;
 mod identity;
 mod lifecycle;
 mod limits;
+mod master_key;
 mod matrix;
 mod oidc;
 mod postgres;
