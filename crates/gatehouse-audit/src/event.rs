@@ -253,6 +253,8 @@ pub struct Event {
     pub provider_credential: Option<Arc<str>>,
     /// For streams: how it ended.
     pub stream_end: Option<&'static str>,
+    /// `hit` when the response cache answered (no provider was called).
+    pub cache: Option<&'static str>,
     pub latency: Option<Duration>,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
@@ -280,6 +282,7 @@ impl Event {
             provider: None,
             provider_credential: None,
             stream_end: None,
+            cache: None,
             latency: None,
             prompt_tokens: None,
             completion_tokens: None,
@@ -319,6 +322,7 @@ impl Event {
             provider: self.provider.as_deref(),
             provider_credential: self.provider_credential.as_deref(),
             stream_end: self.stream_end,
+            cache: self.cache,
             latency_us: self.latency.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
@@ -390,6 +394,8 @@ struct Body<'a> {
     provider_credential: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_end: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     latency_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]

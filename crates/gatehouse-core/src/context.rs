@@ -219,6 +219,36 @@ pub struct RequestCx {
     /// The caller's own provider key (`x-gatehouse-provider-key`), for models served with the
     /// caller's key: forwarded, never stored, logged, cached or audited.
     pub caller_provider_key: Option<SecretString>,
+    /// The caller's `Cache-Control` directives for the response cache.
+    pub cache_control: CacheControl,
+    /// The answer came from the response cache (no provider was called).
+    pub cache_hit: bool,
+}
+
+/// What the caller's `Cache-Control` asked for (directives that can only make caching do less).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    /// `no-store`: neither served from nor written to the cache.
+    pub no_store: bool,
+    /// `no-cache`: not served from the cache (a fresh answer may be kept).
+    pub no_cache: bool,
+}
+
+impl CacheControl {
+    /// From a `Cache-Control` header value (unknown directives ignored).
+    pub fn parse(v: &[u8]) -> CacheControl {
+        let mut c = CacheControl::default();
+        for d in v.split(|b| *b == b',') {
+            let d = d.trim_ascii();
+            let name = d.split(|b| *b == b'=').next().unwrap_or_default();
+            if name.eq_ignore_ascii_case(b"no-store") {
+                c.no_store = true;
+            } else if name.eq_ignore_ascii_case(b"no-cache") {
+                c.no_cache = true;
+            }
+        }
+        c
+    }
 }
 
 /// One rate's standing after this request, in OpenAI's header terms.
@@ -271,6 +301,8 @@ impl RequestCx {
             debug_routing: false,
             provider_credential: None,
             caller_provider_key: None,
+            cache_control: CacheControl::default(),
+            cache_hit: false,
         }
     }
 

@@ -14,8 +14,8 @@ pub mod scope;
 
 pub use breaker::{Breaker, BreakerState, Hedge, Retries};
 pub use context::{
-    Credential, GateName, GateOutcome, Grant, GuardrailHit, Presented, Principal, Quota, RateLimitInfo, Rates,
-    RequestCx, Route, Target, TrailEntry,
+    CacheControl, Credential, GateName, GateOutcome, Grant, GuardrailHit, Presented, Principal, Quota, RateLimitInfo,
+    Rates, RequestCx, Route, Target, TrailEntry,
 };
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
 pub use host::{MAX_HOST, host_name};

@@ -69,7 +69,7 @@ async fn fixture() -> Fixture {
     let limits =
         gatehouse_gates::limits::LimitsGate::new(Arc::new(gatehouse_gates::limits::LimitsBackend::local()), &policy);
     let audit = gatehouse_gates::meter::AuditHook::off();
-    let gates = Gates::new(creds, policies, limits, table, Arc::default(), bounds, audit);
+    let gates = Gates::new(creds, policies, limits, table, gatehouse_gates::TenantRouting::default(), bounds, audit);
     Fixture { gates, token: SecretString::from(minted.token), jwts, store, hasher, key, _store: keyed.test }
 }
 

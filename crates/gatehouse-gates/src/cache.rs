@@ -1,18 +1,288 @@
-//! Exact-match response cache, keyed per tenant. A named step now (always a miss); last in
-//! the chain so a hit is only served to a request that passed every check before it.
+//! The response cache (docs/ROUTING.md, "Response cache"): exact match on a canonical form of
+//! the request, last in the request half of the chain so a hit is only served to a request that
+//! passed every check before it, and answered through the response half like a provider's
+//! answer (output guardrails of the current policy, meter & audit as a cache hit).
+//!
+//! Off unless a tenant turns it on: an org's or project's routing rule sets
+//! `cache_ttl_seconds`. The key binds the caller's org and project, the guardrail policy in
+//! force, the endpoint and the resolved model, so a hit can never cross tenants, projects or
+//! policies. Entries are what the provider answered (before the output guardrail), whole bodies
+//! or complete streams, kept in memory, bounded by total size.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest;
+use bytes::Bytes;
+#[cfg(test)]
+use gatehouse_core::CacheControl;
 use gatehouse_core::{GateName, RequestCx};
-use gatehouse_providers::ApiRequest;
+use gatehouse_providers::{ApiRequest, Endpoint, Usage};
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+use serde_json::Value;
 
-use crate::{Gate, Verdict};
+use crate::tenant_routes::RoutingRules;
+use crate::{CachedResponse, Gate, Verdict};
 
-pub struct CacheGate;
+/// The most memory cached answers take by default.
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest answer cached by default (bigger ones are served, not kept).
+pub const DEFAULT_MAX_ENTRY_BYTES: usize = 1024 * 1024;
+/// The longest TTL a tenant may set.
+pub const MAX_TTL_SECONDS: u32 = 7 * 24 * 3600;
 
-impl Gate for CacheGate {
-    type Pass = ();
+/// A cache key: SHA-256 of the canonical request and everything that scopes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CacheKey(pub [u8; 32]);
+
+/// A kept answer.
+#[derive(Debug)]
+pub struct Entry {
+    /// The provider's whole answer, or a complete stream's SSE bytes (`data: ...` events and
+    /// the final `[DONE]`).
+    pub body: Bytes,
+    pub stream: bool,
+    /// What the provider reported it used (recorded with the hit, never charged).
+    pub usage: Option<Usage>,
+    expires: Instant,
+}
+
+#[derive(Clone)]
+struct BySize;
+
+impl Weighter<CacheKey, Arc<Entry>> for BySize {
+    fn weight(&self, _: &CacheKey, e: &Arc<Entry>) -> u64 {
+        // the body plus the bookkeeping around it
+        e.body.len() as u64 + 128
+    }
+}
+
+/// The in-process cache: bounded by total size, least recently used out first (CLOCK-Pro).
+pub struct ResponseCache {
+    entries: Cache<CacheKey, Arc<Entry>, BySize>,
+    max_entry: usize,
+}
+
+impl Default for ResponseCache {
+    fn default() -> Self {
+        ResponseCache::new(DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRY_BYTES)
+    }
+}
+
+impl ResponseCache {
+    pub fn new(max_bytes: u64, max_entry: usize) -> ResponseCache {
+        let estimated = usize::try_from(max_bytes / 4096).unwrap_or(usize::MAX).max(16);
+        ResponseCache { entries: Cache::with_weighter(estimated, max_bytes, BySize), max_entry }
+    }
+
+    /// A live entry, if one is kept.
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        let e = self.entries.get(key)?;
+        if e.expires <= Instant::now() {
+            self.entries.remove(key);
+            return None;
+        }
+        Some(e)
+    }
+
+    /// Keeps an answer for `ttl` (an answer over the entry bound is not kept).
+    pub fn put(&self, key: CacheKey, body: Bytes, stream: bool, usage: Option<Usage>, ttl: Duration) {
+        if body.len() > self.max_entry {
+            metrics::counter!("gatehouse_cache_total", "result" => "too_large").increment(1);
+            return;
+        }
+        metrics::counter!("gatehouse_cache_total", "result" => "stored").increment(1);
+        self.entries.insert(key, Arc::new(Entry { body, stream, usage, expires: Instant::now() + ttl }));
+    }
+
+    pub fn max_entry(&self) -> usize {
+        self.max_entry
+    }
+}
+
+/// What the cache step decided for a request.
+#[derive(Debug, Default)]
+pub enum CacheStep {
+    /// Not cached: the tenant has no TTL, the caller said `no-store`, or the request is not
+    /// one the cache takes.
+    #[default]
+    Off,
+    /// Not kept (or `no-cache`): the provider's answer is kept under `key` for `ttl`.
+    Keep { key: CacheKey, ttl: Duration },
+    /// Kept: answered from the cache, through the response half like a provider's answer.
+    Hit(Arc<Entry>),
+}
+
+/// What the cache step looks at: the request as the input guardrail left it, and the
+/// fingerprint of the guardrail policy in force for the caller.
+pub struct CacheLookup<'a> {
+    pub request: &'a ApiRequest,
+    pub policy: u64,
+}
+
+pub struct CacheGate {
+    pub cache: Arc<ResponseCache>,
+    pub rules: Arc<RoutingRules>,
+}
+
+impl Gate<CacheLookup<'_>> for CacheGate {
+    type Pass = CacheStep;
     const NAME: GateName = GateName::Cache;
 
-    async fn check(&self, _cx: &mut RequestCx, _req: &mut ApiRequest) -> Verdict {
-        Verdict::Pass(())
+    async fn check(&self, cx: &mut RequestCx, lookup: &mut CacheLookup<'_>) -> Verdict<CacheStep> {
+        let (Some(p), Some(route)) = (cx.principal.as_ref(), cx.route.as_ref()) else {
+            return Verdict::Pass(CacheStep::Off);
+        };
+        let req = lookup.request;
+        // another API family's ingress carries fields the canonical form does not see
+        if cx.cache_control.no_store || req.origin.is_some() {
+            return Verdict::Pass(CacheStep::Off);
+        }
+        let Some(ttl) = self.rules.cache_ttl(p.org, p.project) else { return Verdict::Pass(CacheStep::Off) };
+        let key = key(p.org.to_string().as_bytes(), p.project.to_string().as_bytes(), lookup.policy, &route.model, req);
+        if !cx.cache_control.no_cache
+            && let Some(hit) = self.cache.get(&key)
+            && hit.stream == req.stream
+        {
+            metrics::counter!("gatehouse_cache_total", "result" => "hit").increment(1);
+            return Verdict::Serve(CachedResponse(hit));
+        }
+        metrics::counter!("gatehouse_cache_total", "result" => "miss").increment(1);
+        Verdict::Pass(CacheStep::Keep { key, ttl })
+    }
+}
+
+/// The key of a request: its scope (org, project, guardrail policy, endpoint, resolved model)
+/// and its body in canonical form (object keys sorted, `model` left out for the resolved one,
+/// `user` left out: it names the end user, not the question).
+pub fn key(org: &[u8], project: &[u8], policy: u64, model: &str, req: &ApiRequest) -> CacheKey {
+    fn field(d: &mut digest::Context, b: &[u8]) {
+        d.update(&(b.len() as u64).to_le_bytes());
+        d.update(b);
+    }
+    let mut d = digest::Context::new(&digest::SHA256);
+    let endpoint: &[u8] = match req.endpoint {
+        Endpoint::ChatCompletions => b"chat",
+        Endpoint::Embeddings => b"embeddings",
+    };
+    for part in [
+        b"gatehouse/cache/v1",
+        org,
+        project,
+        &policy.to_le_bytes(),
+        endpoint,
+        model.as_bytes(),
+        &[u8::from(req.stream)],
+    ] {
+        field(&mut d, part);
+    }
+    let mut keys: Vec<&String> = req.body().keys().filter(|k| *k != "model" && *k != "user").collect();
+    keys.sort_unstable();
+    for k in keys {
+        field(&mut d, k.as_bytes());
+        if let Some(v) = req.body().get(k) {
+            canonical(&mut d, v);
+        }
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.finish().as_ref());
+    CacheKey(out)
+}
+
+/// Feeds a JSON value in a form that is the same for equal values (sorted object keys, a type
+/// tag and a length before each part, so no two values share a feed). Depth is bounded by the
+/// parse gate.
+fn canonical(d: &mut digest::Context, v: &Value) {
+    let mut part = |tag: u8, b: &[u8]| {
+        d.update(&[tag]);
+        d.update(&(b.len() as u64).to_le_bytes());
+        d.update(b);
+    };
+    match v {
+        Value::Null => part(b'n', &[]),
+        Value::Bool(b) => part(b'b', &[u8::from(*b)]),
+        Value::Number(n) => part(b'#', n.to_string().as_bytes()),
+        Value::String(s) => part(b's', s.as_bytes()),
+        Value::Array(a) => {
+            part(b'[', &(a.len() as u64).to_le_bytes());
+            for x in a {
+                canonical(d, x);
+            }
+        }
+        Value::Object(o) => {
+            part(b'{', &(o.len() as u64).to_le_bytes());
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort_unstable();
+            for k in keys {
+                d.update(b"k");
+                d.update(&(k.len() as u64).to_le_bytes());
+                d.update(k.as_bytes());
+                if let Some(x) = o.get(k) {
+                    canonical(d, x);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_providers::RequestBounds;
+
+    fn req(body: &str) -> ApiRequest {
+        ApiRequest::parse(
+            Endpoint::ChatCompletions,
+            body.as_bytes(),
+            RequestBounds { max_depth: 16, max_messages: 8, max_embedding_inputs: 8 },
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn equal_requests_share_a_key_and_anything_that_changes_the_answer_or_scope_does_not() {
+        let a = req(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0}"#);
+        let same = req(r#"{"temperature":0,"user":"ann","messages":[{"content":"hi","role":"user"}],"model":"alias"}"#);
+        let k = |r: &ApiRequest| key(b"org", b"proj", 1, "m", r);
+        assert_eq!(k(&a), k(&same), "key order, the model alias and the end user do not matter");
+        for other in [
+            r#"{"model":"m","messages":[{"role":"user","content":"hi!"}],"temperature":0}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0,"stream":true}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":"0"}"#,
+        ] {
+            assert_ne!(k(&a), k(&req(other)), "{other}");
+        }
+        assert_ne!(k(&a), key(b"org2", b"proj", 1, "m", &a), "another org");
+        assert_ne!(k(&a), key(b"org", b"proj2", 1, "m", &a), "another project");
+        assert_ne!(k(&a), key(b"org", b"proj", 2, "m", &a), "another guardrail policy");
+        assert_ne!(k(&a), key(b"org", b"proj", 1, "m2", &a), "another resolved model");
+        // the length prefixes keep fields from running into each other
+        assert_ne!(key(b"ab", b"c", 1, "m", &a), key(b"a", b"bc", 1, "m", &a));
+    }
+
+    #[test]
+    fn entries_expire_and_the_cache_stays_within_its_size() {
+        let c = ResponseCache::new(10_000, 4_000);
+        let k = |i: u8| CacheKey([i; 32]);
+        c.put(k(1), Bytes::from_static(b"answer"), false, None, Duration::from_secs(60));
+        assert_eq!(c.get(&k(1)).map(|e| e.body.clone()), Some(Bytes::from_static(b"answer")));
+        c.put(k(2), Bytes::from_static(b"gone"), false, None, Duration::ZERO);
+        assert!(c.get(&k(2)).is_none(), "expired");
+        c.put(k(3), Bytes::from(vec![0; 5_000]), false, None, Duration::from_secs(60));
+        assert!(c.get(&k(3)).is_none(), "over the entry bound: not kept");
+        for i in 10..40 {
+            c.put(k(i), Bytes::from(vec![0; 1_000]), false, None, Duration::from_secs(60));
+        }
+        assert!(c.entries.weight() <= 10_000, "{}", c.entries.weight());
+    }
+
+    #[test]
+    fn cache_control_reads_the_directives_that_do_less() {
+        assert_eq!(CacheControl::parse(b"no-store"), CacheControl { no_store: true, no_cache: false });
+        assert_eq!(CacheControl::parse(b"max-age=0, No-Cache"), CacheControl { no_store: false, no_cache: true });
+        assert_eq!(CacheControl::parse(b"private"), CacheControl::default());
     }
 }

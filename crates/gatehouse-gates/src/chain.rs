@@ -21,7 +21,7 @@ use gatehouse_providers::{ApiRequest, Endpoint, RequestBounds, SseEvent, Usage, 
 
 use crate::authenticate::{AuthenticateGate, Credentials};
 use crate::authorize::AuthorizeGate;
-use crate::cache::CacheGate;
+use crate::cache::{CacheGate, CacheLookup, CacheStep, Entry, ResponseCache};
 use crate::guardrails::{GuardrailsInGate, GuardrailsOutGate, Policies, Session, WholeAnswer};
 use crate::ledger::{Hold, Used};
 use crate::limits::LimitsGate;
@@ -68,23 +68,32 @@ impl Gates {
         policies: Arc<Policies>,
         limits: LimitsGate,
         table: Arc<RouteTable>,
-        rules: Arc<RoutingRules>,
+        tenants: TenantRouting,
         bounds: RequestBounds,
         audit: AuditHook,
     ) -> Gates {
+        let TenantRouting { rules, cache } = tenants;
         Gates {
             authenticate: AuthenticateGate { creds },
             parse: ParseGate { bounds },
             authorize: AuthorizeGate { table: table.clone() },
             guardrails_in: GuardrailsInGate { policies },
-            route: RouteGate { table: table.clone(), rules },
+            route: RouteGate { table: table.clone(), rules: rules.clone() },
             limits,
-            cache: CacheGate,
+            cache: CacheGate { cache, rules },
             guardrails_out: GuardrailsOutGate,
             table,
             audit,
         }
     }
+}
+
+/// What tenants set for the route and cache steps (kept across config snapshots): their
+/// routing rules, and the response cache their TTLs fill.
+#[derive(Default)]
+pub struct TenantRouting {
+    pub rules: Arc<RoutingRules>,
+    pub cache: Arc<ResponseCache>,
 }
 
 /// The bounded parse (depth, counts) before any gate walks the body.
@@ -128,11 +137,22 @@ impl Gate<RawBody> for ParseGate {
     }
 }
 
-/// Why admission stopped before a provider.
+/// Why a gate stopped the request half: a refusal, or an answer to serve instead of the
+/// provider's (a cache hit, which goes on to the response half).
 #[derive(Debug)]
 pub enum Stop {
     Deny(Denial),
     Serve(CachedResponse),
+}
+
+impl From<Stop> for Denial {
+    fn from(s: Stop) -> Denial {
+        match s {
+            Stop::Deny(d) => d,
+            // only the cache step serves, and admission takes its answer on
+            Stop::Serve(_) => Denial::new(DenyCode::Internal),
+        }
+    }
 }
 
 impl From<Denial> for Stop {
@@ -141,11 +161,11 @@ impl From<Denial> for Stop {
     }
 }
 
-/// A request that ended in [`admit`], already metered and audited: what to answer, and the
-/// rates that applied (for the `x-ratelimit-*` headers).
+/// A request refused in [`admit`], already metered and audited: the refusal, and the rates
+/// that applied (for the `x-ratelimit-*` headers).
 #[derive(Debug)]
 pub struct Stopped {
-    pub stop: Stop,
+    pub denial: Denial,
     pub rates: Rates,
 }
 
@@ -188,21 +208,14 @@ where
     E: Into<Denial>,
 {
     match admit_steps(g, &mut cx, endpoint, body).await {
-        Ok((request, guard, hold)) => {
-            Ok(Admitted { request, answer: Answer::new(g.audit.clone(), cx, endpoint, guard, hold) })
+        Ok((request, guard, hold, cached)) => {
+            let answer = Answer::new(g.audit.clone(), cx, endpoint, guard, hold, g.cache.cache.clone(), cached);
+            Ok(Admitted { request, answer })
         }
-        Err(stop) => {
-            let done = match &stop {
-                Stop::Deny(d) => Finished::refused(endpoint.as_str(), d.code),
-                // a hit reached no provider: nothing to settle (the hold was dropped)
-                Stop::Serve(hit) => Finished {
-                    reached_provider: false,
-                    ..Finished::served(endpoint.as_str(), 200, gatehouse_providers::usage_from_body(&hit.body))
-                },
-            };
+        Err(d) => {
             let rates = cx.rates();
-            finish(&g.audit, &mut cx, done);
-            Err(Stopped { stop, rates })
+            finish(&g.audit, &mut cx, Finished::refused(endpoint.as_str(), d.code));
+            Err(Stopped { denial: d, rates })
         }
     }
 }
@@ -212,7 +225,7 @@ async fn admit_steps<B, T, E>(
     cx: &mut RequestCx,
     endpoint: Endpoint,
     body: B,
-) -> Result<(ApiRequest, Session, Hold), Stop>
+) -> Result<(ApiRequest, Session, Hold, CacheStep), Denial>
 where
     B: Future<Output = Result<T, E>>,
     T: Into<Incoming>,
@@ -245,10 +258,16 @@ where
     run(&g.route, cx, &mut req).await?;
     // Rates, then the worst case reserved on every budget; the hold settles it later.
     let hold = run(&g.limits, cx, &mut req).await?;
-    // Last, so a hit is only served to a request that passed every check above (a hit drops
-    // the hold: nothing reached a provider).
-    run(&g.cache, cx, &mut req).await?;
-    Ok((req, guard, hold))
+    // Last, so a hit is only served to a request that passed every check above; a hit is
+    // then answered through the response half like a provider's answer (output guardrails of
+    // the current policy, settled as a hit, metered and audited).
+    let lookup = &mut CacheLookup { request: &req, policy: guard.policy.fingerprint };
+    let cached = match run(&g.cache, cx, lookup).await {
+        Ok(step) => step,
+        Err(Stop::Serve(hit)) => CacheStep::Hit(hit.0),
+        Err(Stop::Deny(d)) => return Err(d),
+    };
+    Ok((req, guard, hold, cached))
 }
 
 /// `GET /v1/models` and `GET /v1/models/{model}`: identity and the listing scope only; the
@@ -373,13 +392,22 @@ pub fn follows_order(trail: &[TrailEntry]) -> bool {
         }
         prev = Some(i);
     }
-    let stops: Vec<_> = steps.iter().enumerate().filter(|(_, e)| e.outcome != GateOutcome::Pass).collect();
+    if let Some(i) = steps.iter().position(|e| e.outcome == GateOutcome::Serve) {
+        // a cache hit reaches no provider: only the output guardrail may follow it
+        if steps[i].gate != GateName::Cache || steps[i + 1..].iter().any(|e| e.gate != GateName::GuardrailsOut) {
+            return false;
+        }
+    }
+    let stops: Vec<_> = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !matches!(e.outcome, GateOutcome::Pass | GateOutcome::Serve))
+        .collect();
     match stops.as_slice() {
         [] => matches!(last.outcome, GateOutcome::Pass | GateOutcome::Deny(_)),
         [(i, e)] if *i + 1 == steps.len() => match e.outcome {
             GateOutcome::Deny(c) => last.outcome == GateOutcome::Deny(c),
-            GateOutcome::Serve => e.gate == GateName::Cache && last.outcome == GateOutcome::Pass,
-            GateOutcome::Pass => false,
+            GateOutcome::Pass | GateOutcome::Serve => false,
         },
         _ => false,
     }
@@ -397,11 +425,55 @@ pub struct Answer {
     endpoint: Endpoint,
     guard: Session,
     hold: Option<Hold>,
+    cache: Arc<ResponseCache>,
+    cached: CacheStep,
 }
 
 impl Answer {
-    fn new(audit: AuditHook, cx: RequestCx, endpoint: Endpoint, guard: Session, hold: Hold) -> Answer {
-        Answer { audit, cx, endpoint, guard, hold: Some(hold) }
+    fn new(
+        audit: AuditHook,
+        cx: RequestCx,
+        endpoint: Endpoint,
+        guard: Session,
+        hold: Hold,
+        cache: Arc<ResponseCache>,
+        cached: CacheStep,
+    ) -> Answer {
+        Answer { audit, cx, endpoint, guard, hold: Some(hold), cache, cached }
+    }
+
+    /// The kept answer to serve instead of calling a provider (a cache hit): serve it through
+    /// [`Answer::whole`] or [`Answer::stream`] like a provider's.
+    pub fn cached(&self) -> Option<&Arc<Entry>> {
+        match &self.cached {
+            CacheStep::Hit(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Where the provider's answer is to be kept, if it is: (key, ttl).
+    fn keep(&self) -> Option<(crate::cache::CacheKey, std::time::Duration)> {
+        match &self.cached {
+            CacheStep::Keep { key, ttl } => Some((*key, *ttl)),
+            _ => None,
+        }
+    }
+
+    /// What a provider's answer (or a hit) settles the hold with, and how the trail records
+    /// where the answer came from: a hit reached no provider and is settled as one.
+    fn answered(&mut self, used: Used) {
+        let hit = self.cached().map(|e| e.usage);
+        if let Some(hold) = self.hold.take() {
+            hold.settle(match hit {
+                Some(usage) => Used::CacheHit(usage),
+                None => used,
+            });
+        }
+        if hit.is_some() {
+            self.cx.cache_hit = true;
+        } else {
+            self.cx.record(GateName::Provider, GateOutcome::Pass);
+        }
     }
 
     pub fn request_id(&self) -> RequestId {
@@ -489,21 +561,26 @@ impl Answer {
     /// A whole answer: the provider was paid, so the budgets are settled first, whatever the
     /// output guardrail then decides; it may rewrite the body or refuse it; then meter & audit.
     pub async fn whole(mut self, body: Bytes, usage: Option<Usage>) -> Result<Bytes, Denial> {
+        self.answered(match usage {
+            Some(u) => Used::Reported(u),
+            None => Used::Estimated { completion_tokens: (body.len() as u64).div_ceil(4) },
+        });
+        let keep = self.keep().filter(|_| body.len() <= self.cache.max_entry()).map(|k| (k, body.clone()));
         let cx = &mut self.cx;
-        cx.record(GateName::Provider, GateOutcome::Pass);
-        if let Some(hold) = self.hold.take() {
-            hold.settle(match usage {
-                Some(u) => Used::Reported(u),
-                None => Used::Estimated { completion_tokens: (body.len() as u64).div_ceil(4) },
-            });
-        }
         let mut answer = WholeAnswer { session: &mut self.guard, endpoint: self.endpoint, body };
         let checked = run(&GuardrailsOutGate, cx, &mut answer).await;
         let body = answer.body;
         let endpoint = self.endpoint.as_str();
+        let reached_provider = !cx.cache_hit;
         match checked {
             Ok(()) => {
-                finish(&self.audit, cx, Finished::served(endpoint, 200, usage));
+                // kept as the provider answered: a hit passes the output guardrail again
+                if let Some(((key, ttl), raw)) = keep {
+                    self.cache.put(key, raw, false, usage, ttl);
+                }
+                // a hit's tokens were spent when it was kept: the meters count providers' tokens
+                let usage = usage.filter(|_| reached_provider);
+                finish(&self.audit, cx, Finished { reached_provider, ..Finished::served(endpoint, 200, usage) });
                 Ok(body)
             }
             Err(stop) => {
@@ -511,7 +588,7 @@ impl Answer {
                     Stop::Deny(d) => d,
                     Stop::Serve(_) => Denial::new(DenyCode::Internal),
                 };
-                finish(&self.audit, cx, Finished { reached_provider: true, ..Finished::refused(endpoint, d.code) });
+                finish(&self.audit, cx, Finished { reached_provider, ..Finished::refused(endpoint, d.code) });
                 Err(d)
             }
         }
@@ -523,7 +600,27 @@ impl Answer {
         let hold = self.hold.take();
         let output_cap = hold.as_ref().and_then(Hold::output_cap);
         let rewrite = self.guard.rewrites_stream();
-        StreamAnswer { answer: self, hold, output_cap, rewrite, usage: None, events: 0, saw_done: false, end: None }
+        let recording = self.keep().map(|_| Vec::new());
+        StreamAnswer {
+            answer: self,
+            hold,
+            output_cap,
+            rewrite,
+            usage: None,
+            events: 0,
+            saw_done: false,
+            end: None,
+            recording,
+        }
+    }
+}
+
+/// What the output guardrail decided for a stream that ended so: every event released to the
+/// client went through it.
+fn guardrails_out(end: StreamEnd, code: Option<DenyCode>) -> GateOutcome {
+    match (end, code) {
+        (StreamEnd::Blocked | StreamEnd::GuardrailFailed, Some(c)) => GateOutcome::Deny(c),
+        _ => GateOutcome::Pass,
     }
 }
 
@@ -592,6 +689,9 @@ pub struct StreamAnswer {
     events: u64,
     saw_done: bool,
     end: Option<(StreamEnd, Option<DenyCode>)>,
+    /// The provider's events as they came, to keep once the stream completes (dropped past
+    /// the cache's entry bound).
+    recording: Option<Vec<u8>>,
 }
 
 impl StreamAnswer {
@@ -616,6 +716,15 @@ impl StreamAnswer {
     pub fn event(&mut self, ev: SseEvent<'_>) -> Result<Option<Vec<u8>>, Denial> {
         let out = match ev {
             SseEvent::Data(d) => {
+                if let Some(r) = self.recording.as_mut() {
+                    if r.len() + d.len() + 8 > self.answer.cache.max_entry() {
+                        self.recording = None;
+                    } else {
+                        r.extend_from_slice(b"data: ");
+                        r.extend_from_slice(d);
+                        r.extend_from_slice(b"\n\n");
+                    }
+                }
                 match usage_from_chunk(d) {
                     Some(u) => self.usage = Some(u),
                     None => self.events += 1,
@@ -644,14 +753,39 @@ impl StreamAnswer {
 impl Drop for StreamAnswer {
     fn drop(&mut self) {
         let (end, code) = self.end.unwrap_or((StreamEnd::Cancelled, None));
+        let hit = self.answer.cached().map(|e| e.usage);
         if let Some(hold) = self.hold.take() {
-            hold.settle(match self.usage {
-                Some(u) => Used::Reported(u),
-                None => Used::Estimated { completion_tokens: self.events },
+            hold.settle(match (hit, self.usage) {
+                (Some(kept), _) => Used::CacheHit(kept),
+                (None, Some(u)) => Used::Reported(u),
+                (None, None) => Used::Estimated { completion_tokens: self.events },
             });
+        }
+        if end == StreamEnd::Completed
+            && self.saw_done
+            && let (Some(mut events), Some((key, ttl))) = (self.recording.take(), self.answer.keep())
+        {
+            events.extend_from_slice(b"data: [DONE]\n\n");
+            self.answer.cache.put(key, Bytes::from(events), true, self.usage, ttl);
         }
         let Answer { audit, cx, guard, endpoint, .. } = &mut self.answer;
         guard.report_to(cx);
+        if hit.is_some() {
+            // replayed from the cache: no provider, no breaker; the output guardrail ran on
+            // every event released
+            cx.cache_hit = true;
+            cx.record(GateName::GuardrailsOut, guardrails_out(end, code));
+            let done = Finished {
+                endpoint: endpoint.as_str(),
+                status: 200,
+                code,
+                usage: None,
+                reached_provider: false,
+                stream_end: Some(end.as_str()),
+            };
+            finish(audit, cx, done);
+            return;
+        }
         // a stream tells its deployment's breaker how it ended: whole, or broken off or silent
         // mid-way (a failure of the deployment); a stream cut by policy or abandoned by the
         // client says nothing about it
@@ -669,13 +803,7 @@ impl Drop for StreamAnswer {
             _ => {
                 cx.record(GateName::Provider, GateOutcome::Pass);
                 // every event released to the client went through the output guardrail
-                cx.record(
-                    GateName::GuardrailsOut,
-                    match (end, code) {
-                        (StreamEnd::Blocked | StreamEnd::GuardrailFailed, Some(c)) => GateOutcome::Deny(c),
-                        _ => GateOutcome::Pass,
-                    },
-                );
+                cx.record(GateName::GuardrailsOut, guardrails_out(end, code));
             }
         }
         let done = Finished {
@@ -738,7 +866,7 @@ mod tests {
         let limits = LimitsGate::new(Arc::new(crate::limits::LimitsBackend::local()), &policy);
         let (tx, rx) = mpsc::channel();
         let audit = AuditHook { spans: Some(Arc::new(Trails(tx))), ..AuditHook::off() };
-        let gates = Gates::new(creds, policies, limits, table, Arc::default(), bounds, audit);
+        let gates = Gates::new(creds, policies, limits, table, TenantRouting::default(), bounds, audit);
         Fixture { gates, trails: Ended(rx), key: k.key, _store: k.test }
     }
 
@@ -754,7 +882,7 @@ mod tests {
 
     async fn refused(f: &Fixture, key: Option<&SecretString>, b: &'static [u8]) -> DenyCode {
         match admit(&f.gates, cx(key), Endpoint::ChatCompletions, body(b)).await {
-            Err(Stopped { stop: Stop::Deny(d), .. }) => d.code,
+            Err(Stopped { denial, .. }) => denial.code,
             _ => panic!("admitted"),
         }
     }

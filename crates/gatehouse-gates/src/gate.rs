@@ -1,14 +1,11 @@
 use std::future::Future;
 
-use bytes::Bytes;
 use gatehouse_core::{Denial, GateName, RequestCx};
 use gatehouse_providers::ApiRequest;
 
-/// A response a gate may serve instead of the provider (the cache).
+/// An answer a gate may serve instead of the provider's (the cache).
 #[derive(Clone, Debug)]
-pub struct CachedResponse {
-    pub body: Bytes,
-}
+pub struct CachedResponse(pub std::sync::Arc<crate::cache::Entry>);
 
 /// What a gate decided. A gate never writes a response itself, and never records itself in
 /// the trail: the chain records exactly what each gate returned.

@@ -38,6 +38,18 @@ pub struct ScopedSpec {
     pub spec: PolicySpec,
 }
 
+/// A spec compiled, with the fingerprint of what it says (the same on every replica, so a
+/// shared cache tells policies apart too).
+fn compiled(spec: &PolicySpec) -> Result<Policy, gatehouse_guardrails::SpecError> {
+    let mut p = spec.compile()?;
+    let text = serde_json::to_vec(spec).unwrap_or_default();
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &text);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d.as_ref()[..8]);
+    p.fingerprint = u64::from_le_bytes(first);
+    Ok(p)
+}
+
 /// Every compiled policy of the deployment. Rebuilt whole when the default or any stored
 /// policy changes; readers take a snapshot (one atomic load).
 pub struct Policies {
@@ -124,12 +136,12 @@ impl Policies {
         if default.is_none() && stored == old.stored {
             return Ok(());
         }
-        let base = default_spec.compile()?;
+        let base = compiled(&default_spec)?;
         let org_specs: HashMap<OrgId, PolicySpec> =
             rows.iter().filter(|r| r.project.is_none()).map(|r| (r.org, default_spec.layered(&r.spec))).collect();
         let mut orgs = HashMap::new();
         for (org, spec) in &org_specs {
-            match spec.compile() {
+            match compiled(spec) {
                 Ok(p) => {
                     orgs.insert(*org, Arc::new(p));
                 }
@@ -142,7 +154,7 @@ impl Policies {
         for r in rows.iter() {
             let Some(project) = r.project else { continue };
             let below = org_specs.get(&r.org).unwrap_or(&default_spec);
-            match below.layered(&r.spec).compile() {
+            match compiled(&below.layered(&r.spec)) {
                 Ok(p) => {
                     projects.insert((r.org, project), Arc::new(p));
                 }

@@ -77,7 +77,14 @@ pub enum Used {
     Estimated { completion_tokens: u64 },
     /// Nothing reached a provider (or it failed before answering): release the reservation.
     Nothing,
+    /// Answered from the response cache: nothing is charged (budgets and token rates get
+    /// their reservation back); the ledger records the hit, with the tokens the kept answer
+    /// reported, under provider `cache` at no cost.
+    CacheHit(Option<Usage>),
 }
+
+/// The provider name the usage ledger records cache hits under.
+pub const CACHE_PROVIDER: &str = "cache";
 
 struct Pending {
     request_id: String,
@@ -208,17 +215,20 @@ impl Hold {
     fn finish(&mut self, used: Used) {
         let Some(p) = self.pending.take() else { return };
         let Some(ledger) = self.ledger.take() else { return };
+        let hit = matches!(used, Used::CacheHit(_));
         let usage = match used {
             Used::Reported(u) => Some(u),
             Used::Estimated { completion_tokens } => {
                 Some(Usage { prompt_tokens: p.body_bytes.div_ceil(4), completion_tokens, cached_tokens: 0 })
             }
             Used::Nothing => None,
+            Used::CacheHit(u) => Some(u.unwrap_or_default()),
         };
-        let cost = usage.map_or(0, |u| {
+        let cost = usage.filter(|_| !hit).map_or(0, |u| {
             p.price.map_or(0, |price| price.cost(u.prompt_tokens, u.cached_tokens, u.completion_tokens))
         });
-        let tokens = usage.map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens));
+        // what was spent at a provider: a hit spent nothing
+        let tokens = usage.filter(|_| !hit).map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens));
         let record = usage.map(|u| UsageRecord {
             request_id: p.request_id.clone(),
             at: now_ms(),
@@ -226,8 +236,12 @@ impl Hold {
             project_id: p.project.to_string(),
             credential: p.credential.clone(),
             model: p.model.to_string(),
-            provider: p.provider.to_string(),
-            provider_credential: p.provider_credential.as_deref().unwrap_or_default().to_owned(),
+            provider: if hit { CACHE_PROVIDER.to_owned() } else { p.provider.to_string() },
+            provider_credential: if hit {
+                String::new()
+            } else {
+                p.provider_credential.as_deref().unwrap_or_default().to_owned()
+            },
             prompt_tokens: i64::try_from(u.prompt_tokens).unwrap_or(i64::MAX),
             completion_tokens: i64::try_from(u.completion_tokens).unwrap_or(i64::MAX),
             cached_tokens: i64::try_from(u.cached_tokens).unwrap_or(i64::MAX),

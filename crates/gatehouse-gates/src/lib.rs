@@ -24,8 +24,8 @@ pub mod tenant_routes;
 pub mod tokens;
 
 pub use chain::{
-    Admitted, Answer, Gates, Incoming, Listing, Lookup, ORDER, Stop, Stopped, StreamAnswer, StreamEnd, admit,
-    admit_listing, admit_lookup,
+    Admitted, Answer, Gates, Incoming, Listing, Lookup, ORDER, Stop, Stopped, StreamAnswer, StreamEnd, TenantRouting,
+    admit, admit_listing, admit_lookup,
 };
 pub use error::Error;
 pub use gate::{CachedResponse, Gate, Verdict};

@@ -210,6 +210,7 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
         code,
         gate,
         stream_end = done.stream_end,
+        cache = cx.cache_hit.then_some("hit"),
         prompt_tokens = done.usage.map(|u| u.prompt_tokens),
         completion_tokens = done.usage.map(|u| u.completion_tokens),
         latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
@@ -250,6 +251,7 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
         e.provider_credential = cx.provider_credential.clone();
     }
     e.stream_end = done.stream_end;
+    e.cache = cx.cache_hit.then_some("hit");
     e.latency = Some(elapsed);
     e.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
     e.completion_tokens = done.usage.map(|u| u.completion_tokens);

@@ -34,6 +34,10 @@ pub struct RoutingSpec {
     /// org's): never the platform's credentials or the configured ones.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub own_credentials_only: bool,
+    /// The response cache for this scope: answers kept this many seconds (0: off, also below
+    /// an org that turned it on). A project's setting wins over its org's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl_seconds: Option<u32>,
 }
 
 /// Most entries in each list of a spec.
@@ -60,6 +64,9 @@ impl RoutingSpec {
         if self.pins.len() > MAX_ENTRIES || !self.pins.iter().all(pin_ok) {
             return Err("pins");
         }
+        if self.cache_ttl_seconds.is_some_and(|t| t > crate::cache::MAX_TTL_SECONDS) {
+            return Err("cache_ttl_seconds");
+        }
         Ok(())
     }
 }
@@ -71,6 +78,7 @@ struct Rule {
     regions: Option<Box<[Box<str>]>>,
     pins: HashMap<Box<str>, Box<str>>,
     own_credentials_only: bool,
+    cache_ttl: Option<u32>,
 }
 
 impl Rule {
@@ -81,12 +89,19 @@ impl Rule {
             regions: boxed(s.regions),
             pins: s.pins.into_iter().map(|(m, p)| (m.into_boxed_str(), p.into_boxed_str())).collect(),
             own_credentials_only: s.own_credentials_only,
+            cache_ttl: s.cache_ttl_seconds,
         }
     }
 
     /// A rule that allows no deployment.
     fn nothing() -> Rule {
-        Rule { providers: Some(Box::default()), regions: None, pins: HashMap::new(), own_credentials_only: false }
+        Rule {
+            providers: Some(Box::default()),
+            regions: None,
+            pins: HashMap::new(),
+            own_credentials_only: false,
+            cache_ttl: None,
+        }
     }
 
     /// Whether a deployment of `model` on `provider` (in `region`) passes this rule.
@@ -153,6 +168,20 @@ impl RoutingRules {
         let own_only = [&o, &p].into_iter().flatten().any(|r| r.own_credentials_only);
         let own_credentials = own_only.then(|| (self.credentials.clone(), org, project));
         (o.is_some() || p.is_some()).then_some(Applying { org: o, project: p, own_credentials })
+    }
+
+    /// How long the response cache keeps answers for `org` and `project`: the project's
+    /// setting, else the org's; `None` when off (no setting, or 0).
+    pub fn cache_ttl(&self, org: OrgId, project: ProjectId) -> Option<Duration> {
+        let table = self.table.load();
+        if table.is_empty() {
+            return None;
+        }
+        let of = |s: Scope| table.get(&s).and_then(|r| r.cache_ttl);
+        of(Scope::Project(project))
+            .or_else(|| of(Scope::Org(org)))
+            .filter(|t| *t > 0)
+            .map(|t| Duration::from_secs(u64::from(t)))
     }
 
     /// Whether a deployment passes the org's rule and, for a project, the project's too (for

@@ -235,6 +235,9 @@ pub struct Policy {
     pub(crate) custom: Option<CustomSet>,
     active: [bool; 2],
     rewrites_output: bool,
+    /// Tells policies apart (the response cache keys on it): set by whoever compiled it from
+    /// its spec, 0 for the built-in off policy.
+    pub fingerprint: u64,
 }
 
 impl Policy {
@@ -252,7 +255,16 @@ impl Policy {
             let rewrites = all_out.clone().any(|a| a >= Action::Redact) || restore;
             (active_in, all_out.clone().any(|a| a != Action::Off) || restore, rewrites)
         };
-        Policy { builtin, injection, threshold, restore, custom, active: [active_in, active_out], rewrites_output }
+        Policy {
+            builtin,
+            injection,
+            threshold,
+            restore,
+            custom,
+            active: [active_in, active_out],
+            rewrites_output,
+            fingerprint: 0,
+        }
     }
 
     /// Nothing configured: the gates skip scanning entirely.

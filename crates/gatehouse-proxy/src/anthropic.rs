@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use gatehouse_core::{Denial, DenyCode, RequestId};
-use gatehouse_gates::{Admitted, Incoming, Lookup, Stop, Stopped, admit, admit_lookup};
+use gatehouse_gates::{Admitted, Incoming, Lookup, Stopped, admit, admit_lookup};
 use gatehouse_http::read_body;
 use gatehouse_providers::chat::{Origin, anthropic, openai};
 use gatehouse_providers::{ApiRequest, Endpoint, SseEvent, SseScanner, check_depth};
@@ -43,8 +43,7 @@ pub async fn messages(State(app): State<AppState>, Extension(id): Extension<Requ
             let (id, model) = (answer.request_id().to_string(), request.model.clone());
             with_rate_headers(to_messages(dispatch(rt, request, answer).await, &id, &model).await, rates)
         }
-        Err(Stopped { stop: Stop::Deny(d), rates }) => with_rate_headers(error(&d), rates),
-        Err(Stopped { stop: Stop::Serve(hit), rates }) => with_rate_headers(whole(&hit.body), rates),
+        Err(Stopped { denial, rates }) => with_rate_headers(error(&denial), rates),
     }
 }
 

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, Presented, Rates, RequestCx, RequestId, Target};
-use gatehouse_gates::{Admitted, Answer, Listing, Stop, Stopped, admit, admit_listing};
+use gatehouse_gates::{Admitted, Answer, Listing, Stopped, admit, admit_listing};
 use gatehouse_providers::{ApiRequest, Endpoint, mock};
 use http::{HeaderValue, header};
 
@@ -55,6 +55,9 @@ pub(crate) fn request_cx(id: RequestId, parts: &http::request::Parts) -> Request
     cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     cx.timeout_hint = timeout_hint(&parts.headers);
     cx.debug_routing = parts.headers.get("x-gatehouse-debug").is_some_and(|v| v.as_bytes() == b"routing");
+    if let Some(v) = parts.headers.get(header::CACHE_CONTROL) {
+        cx.cache_control = gatehouse_core::CacheControl::parse(v.as_bytes());
+    }
     // a caller's own provider key: bounded, printable, held as a secret (never logged)
     cx.caller_provider_key = parts
         .headers
@@ -92,13 +95,24 @@ async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) 
             let rates = answer.rates();
             with_rate_headers(dispatch(rt, request, answer).await, rates)
         }
-        Err(Stopped { stop: Stop::Deny(d), rates }) => with_rate_headers(d.into_response(), rates),
-        Err(Stopped { stop: Stop::Serve(hit), rates }) => with_rate_headers(json_response(hit.body), rates),
+        Err(Stopped { denial, rates }) => with_rate_headers(denial.into_response(), rates),
     }
 }
 
-/// To the deployment the route gate chose: the built-in mock, or an upstream.
+/// To the response cache's kept answer, or the deployment the route gate chose: the built-in
+/// mock, or an upstream.
 pub(crate) async fn dispatch(rt: Arc<Runtime>, request: ApiRequest, answer: Answer) -> Response {
+    if let Some(hit) = answer.cached().cloned() {
+        let mut resp = if hit.stream {
+            let inner = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(hit.body.clone())]);
+            let bounds = StreamBounds { idle: Duration::from_secs(60), max_duration: Duration::from_secs(600) };
+            sse_response(Body::from_stream(Inspected::new(inner, rt, answer.stream(), bounds)))
+        } else {
+            whole(answer, hit.body.clone(), hit.usage).await
+        };
+        resp.headers_mut().insert(http::HeaderName::from_static("x-gatehouse-cache"), HeaderValue::from_static("hit"));
+        return resp;
+    }
     let Some(route) = answer.route().cloned() else {
         // admit() sets a route on success; fail closed if that ever breaks
         return answer.fail(Denial::new(DenyCode::Internal)).into_response();

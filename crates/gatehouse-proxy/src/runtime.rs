@@ -39,6 +39,8 @@ pub struct Services {
     pub routing: Arc<RoutingRules>,
     /// Stored provider credentials, opened.
     pub credentials: Arc<gatehouse_gates::credentials::CredentialTable>,
+    /// The response cache (shared across config snapshots).
+    pub cache: Arc<gatehouse_gates::cache::ResponseCache>,
     pub audit: AuditHook,
 }
 
@@ -69,8 +71,15 @@ pub fn build_runtime(policy: &Policy, services: &Services, env: EnvLookup<'_>) -
         .map_err(gatehouse_gates::Error::from)?;
     let limits = gatehouse_gates::limits::LimitsGate::new(services.limits.clone(), policy);
     let s = services;
-    let gates =
-        Gates::new(s.creds.clone(), s.guardrails.clone(), limits, table, s.routing.clone(), bounds, s.audit.clone());
+    let gates = Gates::new(
+        s.creds.clone(),
+        s.guardrails.clone(),
+        limits,
+        table,
+        gatehouse_gates::TenantRouting { rules: s.routing.clone(), cache: s.cache.clone() },
+        bounds,
+        s.audit.clone(),
+    );
     Ok(Runtime { gates, upstreams, limits: l, credentials: s.credentials.clone() })
 }
 

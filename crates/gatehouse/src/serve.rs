@@ -361,6 +361,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits: limits.clone(),
         routing: routing.clone(),
         credentials: credentials.clone(),
+        cache: Arc::default(),
         audit: hook,
     };
     let runtime = build_runtime(&config.policy, &services, &env)?;

@@ -75,7 +75,15 @@ async fn data_plane() -> DataPlane {
     let guardrails = Arc::new(Policies::builtin().unwrap());
     let env = |name: &str| (name == "FAKE_KEY").then(|| "sk-fake".to_owned());
     let limits = Arc::new(LimitsBackend::local());
-    let services = Services { creds, guardrails, limits, routing: Arc::default(), credentials: Arc::default(), audit };
+    let services = Services {
+        creds,
+        guardrails,
+        limits,
+        routing: Arc::default(),
+        credentials: Arc::default(),
+        cache: Arc::default(),
+        audit,
+    };
     let runtime = build_runtime(&config.policy, &services, &env).unwrap();
     let app = with_transport_layers(
         router(AppState::new(runtime, services, store, None)),

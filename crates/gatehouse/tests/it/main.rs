@@ -14,6 +14,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod budgets;
+mod cache;
 mod capabilities;
 mod common;
 mod config;

@@ -1,0 +1,163 @@
+//! The response cache (issue #19): off until a tenant turns it on; a hit never crosses orgs,
+//! projects or guardrail policies, still passes the output guardrail, is metered as a hit at
+//! no cost; streams are kept once complete and replayed as streams; the caller's
+//! `Cache-Control` and the TTL are honoured.
+
+use std::time::Duration;
+
+use gatehouse_testkit::{Behavior, FakeProvider, TestGateway, eventually};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{as_root, gateway_with, openai_stream};
+
+const SECRET: &str = "sk-proj-Zq8XbT3kLm9VwR2yNc5HdJ7pFa4GsE6u";
+
+async fn ask(gw: &TestGateway, key: &str, prompt: &str, headers: &[(&str, &str)]) -> (bool, String) {
+    let body = json!({"model": "fake-model", "messages": [{"role": "user", "content": prompt}]});
+    let mut req = gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(key).json(&body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let hit = resp.headers().get("x-gatehouse-cache").is_some_and(|v| v == "hit");
+    let v: Value = resp.json().await.unwrap();
+    (hit, v["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn put(gw: &TestGateway, path: &str, body: Value) {
+    let (st, v) = as_root(gw, Method::PUT, path, Some(body)).await;
+    assert_eq!(st, 200, "{path}: {v}");
+}
+
+/// A new project of the default org with a key: (org, project, key).
+async fn project(gw: &TestGateway, name: &str) -> (String, String, String) {
+    let (org, project, _, key) = crate::budgets::key_in_new_project(gw, name).await;
+    (org, project, key)
+}
+
+#[tokio::test]
+async fn a_hit_stays_in_its_project_and_policy_passes_the_output_guardrail_and_costs_nothing() {
+    let fake = FakeProvider::spawn().await;
+    fake.set(Behavior::Reply { text: format!("the key is {SECRET}"), tool_args: None, chunk: 8 });
+    let gw = gateway_with(&fake).await;
+    let (org, a, key_a) = project(&gw, "a").await;
+    let (_, b, key_b) = project(&gw, "b").await;
+
+    // off by default: every request reaches the provider
+    let calls = fake.calls();
+    assert!(!ask(&gw, &key_a, "q1", &[]).await.0);
+    assert!(!ask(&gw, &key_a, "q1", &[]).await.0);
+    assert_eq!(fake.calls() - calls, 2, "no cache until a tenant turns it on");
+
+    // on for project a: the second identical request is a hit, and the kept answer still goes
+    // through the output guardrail (the provider's secret is redacted in both)
+    put(&gw, &format!("/admin/v1/orgs/{org}/projects/{a}/routing"), json!({"cache_ttl_seconds": 300})).await;
+    let calls = fake.calls();
+    let (hit, first) = ask(&gw, &key_a, "q1", &[]).await;
+    assert!(!hit && !first.contains(SECRET), "{first}");
+    let (hit, second) = ask(&gw, &key_a, "q1", &[]).await;
+    assert!(hit, "the same request again");
+    assert_eq!(second, first, "the same answer, redacted again");
+    assert_eq!(fake.calls() - calls, 1, "one provider call for two answers");
+    assert!(!ask(&gw, &key_a, "q2", &[]).await.0, "another prompt");
+
+    // project b (same org, same prompt) never sees a's entry, even with the cache on
+    put(&gw, &format!("/admin/v1/orgs/{org}/projects/{b}/routing"), json!({"cache_ttl_seconds": 300})).await;
+    assert!(!ask(&gw, &key_b, "q1", &[]).await.0, "another project's entry is not served");
+    assert!(ask(&gw, &key_b, "q1", &[]).await.0, "its own is");
+
+    // another org, same prompt and the cache on: its own entries only
+    let (st, other) = as_root(&gw, Method::POST, "/admin/v1/orgs", Some(json!({"name": "other"}))).await;
+    assert_eq!(st, 201);
+    let other = other["id"].as_str().unwrap().to_owned();
+    let (_, p) =
+        as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{other}/projects"), Some(json!({"name": "p"}))).await;
+    let (_, key_o) = gw.create_key(json!({"name": "o", "org": "other", "project": "p"})).await;
+    put(&gw, &format!("/admin/v1/orgs/{other}/routing"), json!({"cache_ttl_seconds": 300})).await;
+    assert!(!ask(&gw, &key_o, "q1", &[]).await.0, "another org's entry is not served");
+    assert!(ask(&gw, &key_o, "q1", &[]).await.0, "the org's setting covers its projects");
+    // a project may turn it off below an org that has it on
+    let p = p["id"].as_str().unwrap().to_owned();
+    put(&gw, &format!("/admin/v1/orgs/{other}/projects/{p}/routing"), json!({"cache_ttl_seconds": 0})).await;
+    assert!(!ask(&gw, &key_o, "q1", &[]).await.0);
+
+    // a guardrail policy change in between: the old entry is not served under the new policy
+    put(
+        &gw,
+        &format!("/admin/v1/orgs/{org}/projects/{a}/guardrails"),
+        json!({"detectors": {"pii.email": {"input": "flag"}}}),
+    )
+    .await;
+    assert!(!ask(&gw, &key_a, "q1", &[]).await.0, "a new policy, a new key");
+    assert!(ask(&gw, &key_a, "q1", &[]).await.0);
+
+    // the caller's Cache-Control: no-cache asks the provider (and keeps the fresh answer),
+    // no-store neither reads nor writes
+    let calls = fake.calls();
+    assert!(!ask(&gw, &key_a, "q1", &[("cache-control", "no-cache")]).await.0);
+    assert!(!ask(&gw, &key_a, "q3", &[("cache-control", "no-store")]).await.0);
+    assert!(!ask(&gw, &key_a, "q3", &[]).await.0, "no-store kept nothing");
+    assert!(!ask(&gw, &key_a, "q1", &[("Cache-Control", "max-age=0, no-store")]).await.0);
+    assert_eq!(fake.calls() - calls, 4);
+
+    // hits are in the usage ledger under provider `cache`, at no cost
+    let hits = crate::budgets::ledger(&gw, &org, &format!("project={a}&provider=cache"), 2).await;
+    assert_eq!(hits["cost_micro_usd"], json!(0), "{hits}");
+    assert!(hits["completion_tokens"].as_u64().unwrap() > 0, "the kept answer's tokens are recorded: {hits}");
+    // and audited as hits
+    let (_, trail) = as_root(&gw, Method::GET, &format!("/admin/v1/audit?org={org}&limit=200"), None).await;
+    let audited = trail["data"].as_array().unwrap().iter().filter(|e| e["cache"] == "hit").count();
+    assert!(audited >= 2, "{trail}");
+}
+
+#[tokio::test]
+async fn a_complete_stream_is_kept_and_replayed_as_a_stream_and_entries_expire() {
+    let fake = FakeProvider::spawn().await;
+    fake.set(Behavior::Reply { text: "streamed once, replayed after".into(), tool_args: None, chunk: 6 });
+    let gw = gateway_with(&fake).await;
+    let (org, a, key) = project(&gw, "s").await;
+    put(&gw, &format!("/admin/v1/orgs/{org}/projects/{a}/routing"), json!({"cache_ttl_seconds": 2})).await;
+    let stream = || async {
+        let body = json!({"model": "fake-model", "stream": true, "messages": [{"role": "user", "content": "s"}]});
+        let resp =
+            gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(&key).json(&body).send().await;
+        let resp = resp.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let hit = resp.headers().get("x-gatehouse-cache").is_some();
+        (hit, resp.text().await.unwrap())
+    };
+    let calls = fake.calls();
+    let (hit, first) = stream().await;
+    assert!(!hit);
+    let (hit, second) = stream().await;
+    assert!(hit, "the completed stream was kept");
+    assert_eq!(fake.calls() - calls, 1);
+    let (text, _, _, _) = openai_stream(&second);
+    assert_eq!(text, "streamed once, replayed after");
+    assert_eq!(openai_stream(&first).0, text);
+    assert!(second.trim_end().ends_with("data: [DONE]"));
+    // a whole request for the same prompt is another entry
+    assert!(!ask(&gw, &key, "s", &[]).await.0);
+
+    // a stream cut before its end is not kept
+    fake.set(Behavior::Disconnect);
+    let body = json!({"model": "fake-model", "stream": true, "messages": [{"role": "user", "content": "cut"}]});
+    for _ in 0..2 {
+        let resp = gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(&key).json(&body).send();
+        let resp = resp.await.unwrap();
+        assert!(resp.headers().get("x-gatehouse-cache").is_none());
+        let _ = resp.text().await;
+    }
+
+    // entries live for the TTL only
+    fake.set(Behavior::Ok);
+    assert!(!ask(&gw, &key, "ttl", &[]).await.0);
+    assert!(ask(&gw, &key, "ttl", &[]).await.0);
+    assert!(
+        eventually(Duration::from_secs(10), || async { !ask(&gw, &key, "ttl", &[]).await.0 }).await,
+        "an entry past its TTL is not served"
+    );
+}
