@@ -75,6 +75,11 @@ class Gateway:
     def create_key(self, **body):
         return self.admin_post("/admin/v1/keys", body)
 
+    def admin_get(self, path):
+        req = urllib.request.Request(self.admin_url + path, headers={"Authorization": "Bearer " + self.admin_token})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.load(r)
+
     def admin_post(self, path, body, method="POST"):
         req = urllib.request.Request(
             self.admin_url + path,

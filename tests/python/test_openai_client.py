@@ -148,3 +148,43 @@ def test_token_rate_headers_reach_the_client(gateway, fake):
     assert raw.headers["x-ratelimit-limit-tokens"] == "10000"
     assert 0 < int(raw.headers["x-ratelimit-remaining-tokens"]) < 10000
     assert raw.parse().usage.total_tokens == 12
+
+
+def test_a_cached_stream_replays_through_the_client_as_a_stream(gateway, fake):
+    """A project with the response cache on: the second identical streamed request is
+    answered from the cache, and the official client reads it as the same stream."""
+    org = gateway.admin_get("/admin/v1/orgs")["data"][0]["id"]
+    project = gateway.admin_post(f"/admin/v1/orgs/{org}/projects", {"name": "cached-stream"})["id"]
+    key = gateway.create_key(name="cached-stream", project="cached-stream")["key"]
+    gateway.admin_post(f"/admin/v1/orgs/{org}/projects/{project}/routing", {"cache_ttl_seconds": 300}, method="PUT")
+    fake.behave(kind="reply", text="a cached answer, replayed chunk by chunk", chunk=5)
+
+    def read(raw):
+        assert raw.headers["content-type"].startswith("text/event-stream")
+        text, usage, chunks, finish = "", None, 0, None
+        for chunk in raw.parse():
+            chunks += 1
+            if chunk.choices and chunk.choices[0].delta.content:
+                text += chunk.choices[0].delta.content
+            if chunk.choices and chunk.choices[0].finish_reason:
+                finish = chunk.choices[0].finish_reason
+            if chunk.usage:
+                usage = chunk.usage
+        return raw.headers.get("x-gatehouse-cache"), text, usage, chunks, finish
+
+    def ask():
+        return read(
+            client(gateway, key).chat.completions.with_raw_response.create(
+                model="fake-model", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            )
+        )
+
+    before = fake.calls()
+    first = ask()
+    second = ask()
+    assert fake.calls() - before == 1, "one provider call for two streams"
+    assert first[0] is None and second[0] == "hit"
+    assert second[1:] == first[1:]
+    assert second[1] == "a cached answer, replayed chunk by chunk"
+    assert second[2] is not None and second[2].completion_tokens > 0
+    assert second[3] > 3 and second[4] == "stop"

@@ -7,7 +7,10 @@
 //! `cache_ttl_seconds`. The key binds the caller's org and project, the guardrail policy in
 //! force, the endpoint and the resolved model, so a hit can never cross tenants, projects or
 //! policies. Entries are what the provider answered (before the output guardrail), whole bodies
-//! or complete streams, kept in memory, bounded by total size.
+//! or complete streams: in process (bounded by total size), or, with a shared limits store
+//! (Redis), in Redis for every replica, sealed under the org's data key and bound to their key
+//! (an entry copied under another key or tenant does not open). Redis down: a miss, never an
+//! error and never another entry.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +25,7 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 use serde_json::Value;
 
+use crate::credentials::Vault;
 use crate::tenant_routes::RoutingRules;
 use crate::{CachedResponse, Gate, Verdict};
 
@@ -48,6 +52,13 @@ pub struct Entry {
     expires: Instant,
 }
 
+impl Entry {
+    /// A provider's answer to keep (its TTL is given when it is put).
+    pub fn new(body: Bytes, stream: bool, usage: Option<Usage>) -> Entry {
+        Entry { body, stream, usage, expires: Instant::now() }
+    }
+}
+
 #[derive(Clone)]
 struct BySize;
 
@@ -58,10 +69,115 @@ impl Weighter<CacheKey, Arc<Entry>> for BySize {
     }
 }
 
-/// The in-process cache: bounded by total size, least recently used out first (CLOCK-Pro).
+/// The response cache: in process (bounded by total size, least recently used out first), or
+/// shared through Redis.
 pub struct ResponseCache {
     entries: Cache<CacheKey, Arc<Entry>, BySize>,
     max_entry: usize,
+    shared: Option<Arc<Shared>>,
+}
+
+/// Entries in the shared store, sealed per org.
+struct Shared {
+    limits: Arc<gatehouse_limits::Limits>,
+    vault: Arc<Vault>,
+    /// Orgs' current data keys, opened: (version, sealer). One store read per org and process.
+    keys: Cache<gatehouse_core::OrgId, (i64, Arc<gatehouse_security::seal::Sealer>)>,
+}
+
+/// The associated data a shared entry is sealed with: its org, key and data key version.
+fn record(org: gatehouse_core::OrgId, key: &CacheKey, version: i64) -> String {
+    format!("cache:{org}:{}:{version}", hex(&key.0))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Shared {
+    async fn key(&self, org: gatehouse_core::OrgId) -> Option<(i64, Arc<gatehouse_security::seal::Sealer>)> {
+        if let Some(k) = self.keys.get(&org) {
+            return Some(k);
+        }
+        match self.vault.org_key(org).await {
+            Ok((v, s)) => {
+                let k = (v, Arc::new(s));
+                self.keys.insert(org, k.clone());
+                Some(k)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "response cache: the org's data key is unavailable; not cached");
+                None
+            }
+        }
+    }
+
+    async fn get(&self, org: gatehouse_core::OrgId, key: &CacheKey) -> Option<Arc<Entry>> {
+        let redis = self.limits.redis()?;
+        let raw = match redis.cache_get(&hex(&key.0)).await {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return None,
+            Err(_) => {
+                metrics::counter!("gatehouse_cache_total", "result" => "unavailable").increment(1);
+                return None;
+            }
+        };
+        let (version, sealed) = raw.split_first_chunk::<8>().map(|(v, s)| (i64::from_le_bytes(*v), s))?;
+        let sealer = match self.key(org).await {
+            Some((v, s)) if v == version => s,
+            _ => Arc::new(self.vault.org_key_version(org, version).await.ok()?),
+        };
+        let Ok(plain) = sealer.open_raw(&record(org, key, version), sealed) else {
+            // not this org's, not this key's, or tampered with: never served
+            metrics::counter!("gatehouse_cache_total", "result" => "rejected").increment(1);
+            return None;
+        };
+        decode(&plain)
+    }
+
+    async fn put(&self, org: gatehouse_core::OrgId, key: CacheKey, entry: &Entry, ttl: Duration) {
+        let (Some(redis), Some((version, sealer))) = (self.limits.redis(), self.key(org).await) else { return };
+        let Ok(sealed) = sealer.seal_raw(&record(org, &key, version), &encode(entry)) else { return };
+        let mut value = version.to_le_bytes().to_vec();
+        value.extend_from_slice(&sealed);
+        if redis.cache_put(&hex(&key.0), &value, ttl).await.is_err() {
+            metrics::counter!("gatehouse_cache_total", "result" => "unavailable").increment(1);
+        }
+    }
+}
+
+/// An entry as sealed: stream flag, usage (if any), body.
+fn encode(e: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(26 + e.body.len());
+    out.push(u8::from(e.stream));
+    match e.usage {
+        Some(u) => {
+            out.push(1);
+            for n in [u.prompt_tokens, u.completion_tokens, u.cached_tokens] {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&e.body);
+    out
+}
+
+fn decode(b: &[u8]) -> Option<Arc<Entry>> {
+    let (&[stream, has_usage], rest) = b.split_first_chunk::<2>()?;
+    let (usage, body) = if has_usage == 1 {
+        let (n, body) = rest.split_first_chunk::<24>()?;
+        let at = |i: usize| n.get(i..i + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+        (Some(Usage { prompt_tokens: at(0)?, completion_tokens: at(8)?, cached_tokens: at(16)? }), body)
+    } else {
+        (None, rest)
+    };
+    // the TTL is Redis's: a live entry is all the shared store returns
+    Some(Arc::new(Entry { body: Bytes::copy_from_slice(body), stream: stream == 1, usage, expires: far_future() }))
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(u64::from(MAX_TTL_SECONDS))
 }
 
 impl Default for ResponseCache {
@@ -73,11 +189,24 @@ impl Default for ResponseCache {
 impl ResponseCache {
     pub fn new(max_bytes: u64, max_entry: usize) -> ResponseCache {
         let estimated = usize::try_from(max_bytes / 4096).unwrap_or(usize::MAX).max(16);
-        ResponseCache { entries: Cache::with_weighter(estimated, max_bytes, BySize), max_entry }
+        ResponseCache { entries: Cache::with_weighter(estimated, max_bytes, BySize), max_entry, shared: None }
     }
 
-    /// A live entry, if one is kept.
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+    /// Entries kept in the shared limits store (Redis) for every replica, sealed under each
+    /// org's data key from `vault`. With the in-process store, the in-process cache.
+    pub fn shared(limits: Arc<gatehouse_limits::Limits>, vault: Arc<Vault>) -> ResponseCache {
+        let mut c = ResponseCache::default();
+        if limits.shared() {
+            c.shared = Some(Arc::new(Shared { limits, vault, keys: Cache::new(1024) }));
+        }
+        c
+    }
+
+    /// A live entry of `org`, if one is kept.
+    pub async fn get(&self, org: gatehouse_core::OrgId, key: &CacheKey) -> Option<Arc<Entry>> {
+        if let Some(s) = &self.shared {
+            return s.get(org, key).await;
+        }
         let e = self.entries.get(key)?;
         if e.expires <= Instant::now() {
             self.entries.remove(key);
@@ -86,14 +215,24 @@ impl ResponseCache {
         Some(e)
     }
 
-    /// Keeps an answer for `ttl` (an answer over the entry bound is not kept).
-    pub fn put(&self, key: CacheKey, body: Bytes, stream: bool, usage: Option<Usage>, ttl: Duration) {
-        if body.len() > self.max_entry {
+    /// Keeps an answer of `org` for `ttl` (an answer over the entry bound is not kept); with
+    /// the shared store, in the background.
+    pub fn put(&self, org: gatehouse_core::OrgId, key: CacheKey, entry: Entry, ttl: Duration) {
+        if entry.body.len() > self.max_entry {
             metrics::counter!("gatehouse_cache_total", "result" => "too_large").increment(1);
             return;
         }
         metrics::counter!("gatehouse_cache_total", "result" => "stored").increment(1);
-        self.entries.insert(key, Arc::new(Entry { body, stream, usage, expires: Instant::now() + ttl }));
+        match &self.shared {
+            Some(s) => {
+                let s = s.clone();
+                tokio::spawn(async move { s.put(org, key, &entry, ttl).await });
+            }
+            None => {
+                let entry = Entry { expires: Instant::now() + ttl, ..entry };
+                self.entries.insert(key, Arc::new(entry));
+            }
+        }
     }
 
     pub fn max_entry(&self) -> usize {
@@ -135,14 +274,15 @@ impl Gate<CacheLookup<'_>> for CacheGate {
             return Verdict::Pass(CacheStep::Off);
         };
         let req = lookup.request;
-        // another API family's ingress carries fields the canonical form does not see
-        if cx.cache_control.no_store || req.origin.is_some() {
+        // another API family's ingress carries fields the canonical form does not see; an
+        // answer a caller's own provider key paid for is not another caller's
+        if cx.cache_control.no_store || req.origin.is_some() || route.caller_key {
             return Verdict::Pass(CacheStep::Off);
         }
         let Some(ttl) = self.rules.cache_ttl(p.org, p.project) else { return Verdict::Pass(CacheStep::Off) };
         let key = key(p.org.to_string().as_bytes(), p.project.to_string().as_bytes(), lookup.policy, &route.model, req);
         if !cx.cache_control.no_cache
-            && let Some(hit) = self.cache.get(&key)
+            && let Some(hit) = self.cache.get(p.org, &key).await
             && hit.stream == req.stream
         {
             metrics::counter!("gatehouse_cache_total", "result" => "hit").increment(1);
@@ -263,20 +403,33 @@ mod tests {
         assert_ne!(key(b"ab", b"c", 1, "m", &a), key(b"a", b"bc", 1, "m", &a));
     }
 
-    #[test]
-    fn entries_expire_and_the_cache_stays_within_its_size() {
+    #[tokio::test]
+    async fn entries_expire_and_the_cache_stays_within_its_size() {
         let c = ResponseCache::new(10_000, 4_000);
+        let org = gatehouse_core::OrgId::generate();
         let k = |i: u8| CacheKey([i; 32]);
-        c.put(k(1), Bytes::from_static(b"answer"), false, None, Duration::from_secs(60));
-        assert_eq!(c.get(&k(1)).map(|e| e.body.clone()), Some(Bytes::from_static(b"answer")));
-        c.put(k(2), Bytes::from_static(b"gone"), false, None, Duration::ZERO);
-        assert!(c.get(&k(2)).is_none(), "expired");
-        c.put(k(3), Bytes::from(vec![0; 5_000]), false, None, Duration::from_secs(60));
-        assert!(c.get(&k(3)).is_none(), "over the entry bound: not kept");
+        let entry = |b: Vec<u8>| Entry::new(Bytes::from(b), false, None);
+        c.put(org, k(1), entry(b"answer".to_vec()), Duration::from_secs(60));
+        assert_eq!(c.get(org, &k(1)).await.map(|e| e.body.clone()), Some(Bytes::from_static(b"answer")));
+        c.put(org, k(2), entry(b"gone".to_vec()), Duration::ZERO);
+        assert!(c.get(org, &k(2)).await.is_none(), "expired");
+        c.put(org, k(3), entry(vec![0; 5_000]), Duration::from_secs(60));
+        assert!(c.get(org, &k(3)).await.is_none(), "over the entry bound: not kept");
         for i in 10..40 {
-            c.put(k(i), Bytes::from(vec![0; 1_000]), false, None, Duration::from_secs(60));
+            c.put(org, k(i), entry(vec![0; 1_000]), Duration::from_secs(60));
         }
         assert!(c.entries.weight() <= 10_000, "{}", c.entries.weight());
+    }
+
+    #[test]
+    fn a_shared_entry_decodes_to_what_was_kept() {
+        let usage = Usage { prompt_tokens: 3, completion_tokens: 5, cached_tokens: 1 };
+        for e in [Entry::new(Bytes::from_static(b"data: x"), true, Some(usage)), Entry::new(Bytes::new(), false, None)]
+        {
+            let d = decode(&encode(&e)).unwrap_or_else(|| panic!("decodes"));
+            assert_eq!((d.body.clone(), d.stream, d.usage), (e.body.clone(), e.stream, e.usage));
+        }
+        assert!(decode(&[1]).is_none() && decode(&[0, 1, 2]).is_none(), "truncated");
     }
 
     #[test]

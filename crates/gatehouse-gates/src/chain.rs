@@ -575,8 +575,8 @@ impl Answer {
         match checked {
             Ok(()) => {
                 // kept as the provider answered: a hit passes the output guardrail again
-                if let Some(((key, ttl), raw)) = keep {
-                    self.cache.put(key, raw, false, usage, ttl);
+                if let (Some(((key, ttl), raw)), Some(p)) = (keep, cx.principal.as_ref()) {
+                    self.cache.put(p.org, key, Entry::new(raw, false, usage), ttl);
                 }
                 // a hit's tokens were spent when it was kept: the meters count providers' tokens
                 let usage = usage.filter(|_| reached_provider);
@@ -764,9 +764,10 @@ impl Drop for StreamAnswer {
         if end == StreamEnd::Completed
             && self.saw_done
             && let (Some(mut events), Some((key, ttl))) = (self.recording.take(), self.answer.keep())
+            && let Some(org) = self.answer.cx.principal.as_ref().map(|p| p.org)
         {
             events.extend_from_slice(b"data: [DONE]\n\n");
-            self.answer.cache.put(key, Bytes::from(events), true, self.usage, ttl);
+            self.answer.cache.put(org, key, Entry::new(Bytes::from(events), true, self.usage), ttl);
         }
         let Answer { audit, cx, guard, endpoint, .. } = &mut self.answer;
         guard.report_to(cx);

@@ -40,6 +40,19 @@ impl Vault {
         Vault { store, envelope }
     }
 
+    /// An org's current data key, for sealing its other data (response cache entries):
+    /// (version, sealer).
+    pub async fn org_key(&self, org: OrgId) -> Result<(i64, Sealer), VaultError> {
+        self.data_key(&tenant(Some(org))).await
+    }
+
+    /// One version of an org's data key, for opening what was sealed under it.
+    pub async fn org_key_version(&self, org: OrgId, version: i64) -> Result<Sealer, VaultError> {
+        let t = tenant(Some(org));
+        let wrapped = self.store.data_key_version(&t, version).await?.ok_or(SealError::Open)?;
+        Ok(self.envelope.open_data_key(&t, u32::try_from(version).unwrap_or(0), &wrapped)?)
+    }
+
     /// The tenant's current data key (made on first use; two replicas racing keep the first).
     async fn data_key(&self, tenant: &str) -> Result<(i64, Sealer), VaultError> {
         if let Some((v, wrapped)) = self.store.data_key(tenant).await? {

@@ -195,6 +195,14 @@ impl Limits {
         }
     }
 
+    /// The shared store, when it is Redis.
+    pub fn redis(&self) -> Option<&RedisLimits> {
+        match self {
+            Limits::Local(_) => None,
+            Limits::Redis(r) => Some(r),
+        }
+    }
+
     /// Publishes a deployment's breaker to the other replicas (nothing to do in process).
     pub async fn set_breaker(&self, deployment: &str, open_until: u64, keep: Duration) -> Result<(), Unavailable> {
         match self {

@@ -414,6 +414,19 @@ impl RedisLimits {
         self.bounded(cmd.query_async::<()>(&mut con)).await
     }
 
+    /// A response cache entry (sealed by the caller), if one is kept under `key`.
+    pub async fn cache_get(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
+        let mut con = self.con.clone();
+        self.bounded(redis::cmd("GET").arg(self.key("cache", key)).query_async(&mut con)).await
+    }
+
+    /// Keeps a response cache entry (sealed by the caller) for `ttl`.
+    pub async fn cache_put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Unavailable> {
+        let mut con = self.con.clone();
+        let cmd = redis::cmd("SET").arg(self.key("cache", key)).arg(value).arg("PX").arg(ms(ttl)).to_owned();
+        self.bounded(cmd.query_async::<()>(&mut con)).await
+    }
+
     pub async fn standing(&self, key: &str) -> Result<Standing, Unavailable> {
         let mut inv = self.standing.key(self.key("spent", key));
         inv.key(self.key("live", key));

@@ -361,7 +361,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits: limits.clone(),
         routing: routing.clone(),
         credentials: credentials.clone(),
-        cache: Arc::default(),
+        cache: Arc::new(gatehouse_gates::cache::ResponseCache::shared(limits.limits.clone(), vault.clone())),
         audit: hook,
     };
     let runtime = build_runtime(&config.policy, &services, &env)?;

@@ -161,3 +161,75 @@ async fn a_complete_stream_is_kept_and_replayed_as_a_stream_and_entries_expire()
         "an entry past its TTL is not served"
     );
 }
+
+/// `redis-cli` against the test's own Redis.
+async fn redis_cli(port: u16, args: &[&str]) -> Vec<u8> {
+    let out = tokio::process::Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("redis-cli: {e}"));
+    out.stdout
+}
+
+async fn cache_keys(port: u16) -> Vec<String> {
+    let out = redis_cli(port, &["--scan", "--pattern", "*:cache:*"]).await;
+    String::from_utf8_lossy(&out).lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn with_redis_entries_are_shared_sealed_per_org_and_a_redis_outage_is_a_miss() {
+    let Some(mut redis) = crate::limits::OwnRedis::any().await else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "redis-server is required under CI=true");
+        return;
+    };
+    let fake = FakeProvider::spawn().await;
+    let canary = "a plaintext answer CANARY-7d1e";
+    fake.set(Behavior::Reply { text: canary.into(), tool_args: None, chunk: 8 });
+    let gw = crate::common::gateway()
+        .config(&crate::common::upstream_config(&fake))
+        .config("[redis]\nurl = \"env:GH_TEST_REDIS\"\ntimeout_ms = 200\n")
+        .env("FAKE_UPSTREAM_KEY", crate::common::PROVIDER_SECRET)
+        .env("GH_TEST_REDIS", &format!("redis://127.0.0.1:{}/0", redis.port))
+        .spawn()
+        .await;
+    let (org, a, key_a) = project(&gw, "a").await;
+    put(&gw, &format!("/admin/v1/orgs/{org}/projects/{a}/routing"), json!({"cache_ttl_seconds": 300})).await;
+    let (st, b) = as_root(&gw, Method::POST, "/admin/v1/orgs", Some(json!({"name": "b"}))).await;
+    assert_eq!(st, 201);
+    let b = b["id"].as_str().unwrap().to_owned();
+    as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{b}/projects"), Some(json!({"name": "p"}))).await;
+    let (_, key_b) = gw.create_key(json!({"name": "b", "org": "b", "project": "p"})).await;
+    put(&gw, &format!("/admin/v1/orgs/{b}/routing"), json!({"cache_ttl_seconds": 300})).await;
+
+    // kept in Redis (written behind the answer), sealed: the answer is not in it in the clear
+    assert!(!ask(&gw, &key_a, "q", &[]).await.0);
+    assert!(eventually(Duration::from_secs(10), || async { cache_keys(redis.port).await.len() == 1 }).await);
+    let ka = cache_keys(redis.port).await.remove(0);
+    let stored = redis_cli(redis.port, &["--no-raw", "GET", &ka]).await;
+    assert!(stored.len() > canary.len(), "an entry is stored");
+    assert!(!String::from_utf8_lossy(&stored).contains("CANARY"), "sealed at rest");
+    let (hit, text) = ask(&gw, &key_a, "q", &[]).await;
+    assert!(hit && text == canary, "served from Redis");
+
+    // org b's entry for the same prompt, moved under org a's key, does not open for a
+    assert!(!ask(&gw, &key_b, "q", &[]).await.0);
+    assert!(eventually(Duration::from_secs(10), || async { cache_keys(redis.port).await.len() == 2 }).await);
+    let kb = cache_keys(redis.port).await.into_iter().find(|k| *k != ka).unwrap();
+    redis_cli(redis.port, &["RENAME", &kb, &ka]).await;
+    let calls = fake.calls();
+    let (hit, text) = ask(&gw, &key_a, "q", &[]).await;
+    assert!(!hit && text == canary, "another tenant's entry is never served: the provider answers");
+    assert_eq!(fake.calls() - calls, 1);
+
+    // Redis down: the cache fails open to the provider
+    redis.kill().await;
+    let calls = fake.calls();
+    for _ in 0..2 {
+        let (hit, text) = ask(&gw, &key_a, "q", &[]).await;
+        assert!(!hit && text == canary);
+    }
+    assert_eq!(fake.calls() - calls, 2);
+}

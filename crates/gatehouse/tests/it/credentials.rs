@@ -230,6 +230,19 @@ async fn a_callers_own_provider_key_is_forwarded_and_kept_nowhere() {
     // with it, it is what the provider sees
     assert_eq!(ask("byok", Some(KEY)).await.status(), 200);
     assert_eq!(presented(), format!("Bearer {KEY}"));
+    // the response cache on for the org: a non-custodial answer is still never kept
+    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
+    let org = orgs["data"][0]["id"].as_str().unwrap().to_owned();
+    let (st, _) =
+        as_root(&gw, Method::PUT, &format!("/admin/v1/orgs/{org}/routing"), Some(json!({"cache_ttl_seconds": 300})))
+            .await;
+    assert_eq!(st, 200);
+    let before = fake.calls();
+    for _ in 0..2 {
+        let resp = ask("byok", Some(KEY)).await;
+        assert!(resp.status() == 200 && resp.headers().get("x-gatehouse-cache").is_none());
+    }
+    assert_eq!(fake.calls() - before, 2, "each non-custodial request reaches the provider");
     // a model served with the gateway's key never forwards a caller's
     assert_eq!(ask("fake-model", Some(KEY)).await.status(), 200);
     assert_eq!(presented(), format!("Bearer {}", crate::common::PROVIDER_SECRET));
@@ -237,9 +250,7 @@ async fn a_callers_own_provider_key_is_forwarded_and_kept_nowhere() {
     // and the key is kept nowhere: not in logs, metrics, the audit trail and its export, the
     // usage report, or any file of the data dir
     // (once the requests are in the audit trail and the usage ledger: both are written behind)
-    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
-    let org = orgs["data"][0]["id"].as_str().unwrap().to_owned();
-    crate::budgets::ledger(&gw, &org, "model=byok", 1).await;
+    crate::budgets::ledger(&gw, &org, "model=byok", 3).await;
     let audited = gatehouse_testkit::eventually(std::time::Duration::from_secs(30), || async {
         let text = gw.admin(Method::GET, "/admin/v1/audit?limit=200", None).await.text().await.unwrap_or_default();
         text.contains("\"model\":\"byok\"")
