@@ -151,6 +151,10 @@ pub(crate) struct Shared {
     pub(crate) behavior: ArcSwap<Behavior>,
     last: ArcSwap<Option<Recorded>>,
     pub(crate) stream_chunks: usize,
+    /// When set, chat requests whose `Authorization: Bearer` is not one of these get a 401,
+    /// as a provider answers a revoked or unknown key; each refusal is counted.
+    accepted: ArcSwap<Option<Vec<String>>>,
+    rejected: AtomicUsize,
 }
 
 pub struct FakeProvider {
@@ -236,6 +240,8 @@ impl FakeProvider {
             behavior: ArcSwap::from_pointee(Behavior::Ok),
             last: ArcSwap::from_pointee(None),
             stream_chunks,
+            accepted: ArcSwap::from_pointee(None),
+            rejected: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -284,6 +290,17 @@ impl FakeProvider {
         self.shared.fail_next.store(n, Ordering::SeqCst);
     }
 
+    /// Accept chat requests only with one of these keys (`None`: any), like a provider whose
+    /// keys are rotated and revoked.
+    pub fn accept_keys(&self, keys: Option<&[&str]>) {
+        self.shared.accepted.store(Arc::new(keys.map(|k| k.iter().map(|s| (*s).to_owned()).collect())));
+    }
+
+    /// Chat requests refused for their key ([`FakeProvider::accept_keys`]).
+    pub fn rejected(&self) -> usize {
+        self.shared.rejected.load(Ordering::SeqCst)
+    }
+
     pub fn last_request(&self) -> Option<Recorded> {
         (**self.shared.last.load()).clone()
     }
@@ -322,6 +339,14 @@ fn chunk(model: &str, content: &str) -> Value {
 
 async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let req = record(&s, "/v1/chat/completions", &headers, &body);
+    if let Some(keys) = &**s.accepted.load() {
+        let presented =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if !presented.is_some_and(|p| keys.iter().any(|k| k == p)) {
+            s.rejected.fetch_add(1, Ordering::SeqCst);
+            return error_response(401);
+        }
+    }
     if s.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
         return error_response(s.fail_status.load(Ordering::SeqCst));
     }

@@ -18,6 +18,12 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ProvidersAction {
+    /// Every deployment: provider, model, provider model, region, priority, weight, breaker.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the gateway (data plane and control plane).
     Serve(ServeArgs),
@@ -97,6 +103,13 @@ pub enum Command {
     MasterKey {
         #[command(subcommand)]
         action: crate::master_key_cmd::MasterKeyAction,
+    },
+    /// The configured providers' deployments and their circuit breakers.
+    Providers {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        action: ProvidersAction,
     },
     /// Verify, export and inspect the tamper-evident audit trail.
     Audit {
@@ -376,6 +389,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Token { conn, action } => crate::token_cmd::run(conn, action).await,
         Command::Credentials { conn, action } => {
             admin(&conn, |c, out| async move { c.credentials(action, out).await }).await
+        }
+        Command::Providers { conn, action: ProvidersAction::List } => {
+            admin(&conn, |c, out| async move { c.providers(out).await }).await
         }
         Command::MasterKey { action } => match crate::master_key_cmd::run(action).await {
             Ok(code) => code,

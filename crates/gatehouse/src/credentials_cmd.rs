@@ -1,5 +1,5 @@
-//! `gatehouse credentials set|list|delete`: stored provider credentials through the admin API
-//! (docs/SECURITY.md). The value is read from standard input, never from the command line
+//! `gatehouse credentials set|rotate|list|delete`: stored provider credentials through the
+//! admin API (docs/SECURITY.md); `gatehouse providers list`: the configured deployments. The value is read from standard input, never from the command line
 //! (where other users of the machine could see it in the process list), and never printed.
 
 use std::io::{Read, Write};
@@ -38,6 +38,18 @@ pub enum CredentialsAction {
         /// How long older versions keep serving (e.g. `10m`, `1h`; at most a week).
         #[arg(long)]
         overlap: Option<humantime::Duration>,
+    },
+    /// Store the next version of a provider's stored credential (one must exist at the scope),
+    /// read from standard input; the current one serves on for `--overlap` (default 10m).
+    Rotate {
+        #[arg(long)]
+        provider: String,
+        #[command(flatten)]
+        tenant: Tenant,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, default_value = "10m")]
+        overlap: humantime::Duration,
     },
     /// Metadata of the stored credentials: id, provider, project, version, fingerprint.
     List {
@@ -78,23 +90,72 @@ fn line(v: &Value) -> String {
 }
 
 impl AdminClient {
+    /// A new version from standard input.
+    async fn store_credential(
+        &self,
+        provider: &str,
+        tenant: &Tenant,
+        project: Option<&str>,
+        overlap: Option<humantime::Duration>,
+    ) -> anyhow::Result<Value> {
+        let mut body = json!({"provider": provider, "secret": secret_from_stdin()?});
+        match (&tenant.org, tenant.platform) {
+            (_, true) => body["platform"] = json!(true),
+            (Some(o), false) => body["org"] = json!(o),
+            (None, false) => {}
+        }
+        if let Some(p) = project {
+            body["project"] = json!(p);
+        }
+        if let Some(d) = overlap {
+            body["overlap_seconds"] = json!(std::time::Duration::from(d).as_secs());
+        }
+        self.call(reqwest::Method::POST, "/admin/v1/credentials", Some(body), &[]).await
+    }
+
+    /// `gatehouse providers list`: each configured deployment and its breaker on the replica.
+    pub async fn providers(&self, output: Output) -> anyhow::Result<()> {
+        let v = self.call(reqwest::Method::GET, "/admin/v1/deployments", None, &[]).await?;
+        let mut out = std::io::stdout().lock();
+        if output == Output::Json {
+            writeln!(out, "{v}")?;
+            return Ok(());
+        }
+        for d in v["data"].as_array().into_iter().flatten() {
+            let s = |k: &str| d[k].as_str().unwrap_or("-").to_owned();
+            writeln!(
+                out,
+                "{}  {} -> {}  region={}  priority={} weight={}  breaker={}",
+                s("provider"),
+                s("model"),
+                s("provider_model"),
+                s("region"),
+                d["priority"],
+                d["weight"],
+                d["breaker"]["state"].as_str().unwrap_or("-")
+            )?;
+        }
+        Ok(())
+    }
+
     pub async fn credentials(&self, action: CredentialsAction, output: Output) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         let v = match action {
             CredentialsAction::Set { provider, tenant, project, overlap } => {
-                let mut body = json!({"provider": provider, "secret": secret_from_stdin()?});
-                match (&tenant.org, tenant.platform) {
-                    (_, true) => body["platform"] = json!(true),
-                    (Some(o), false) => body["org"] = json!(o),
-                    (None, false) => {}
+                self.store_credential(&provider, &tenant, project.as_deref(), overlap).await?
+            }
+            CredentialsAction::Rotate { provider, tenant, project, overlap } => {
+                let listed = self.call(reqwest::Method::GET, "/admin/v1/credentials", None, &query(&tenant)).await?;
+                let at_scope = |r: &&Value| {
+                    r["provider"] == json!(provider)
+                        && r["project_id"].as_str().unwrap_or("") == project.as_deref().unwrap_or("")
+                };
+                if !listed["data"].as_array().is_some_and(|rows| rows.iter().any(|r| at_scope(&r))) {
+                    bail!(
+                        "no stored credential of {provider} at this scope to rotate; `gatehouse credentials set` stores a first one"
+                    );
                 }
-                if let Some(p) = project {
-                    body["project"] = json!(p);
-                }
-                if let Some(d) = overlap {
-                    body["overlap_seconds"] = json!(std::time::Duration::from(d).as_secs());
-                }
-                self.call(reqwest::Method::POST, "/admin/v1/credentials", Some(body), &[]).await?
+                self.store_credential(&provider, &tenant, project.as_deref(), Some(overlap)).await?
             }
             CredentialsAction::List { tenant } => {
                 self.call(reqwest::Method::GET, "/admin/v1/credentials", None, &query(&tenant)).await?

@@ -196,6 +196,21 @@ async fn the_cli_sets_rotates_lists_and_deletes_reading_the_value_from_stdin() {
     assert!(ok && out.contains("deleted"), "{out}");
     let (ok, table) = cli(&gw, &["credentials", "list"], "");
     assert!(ok && table.lines().count() == 1, "{table}");
+
+    // rotate: the next version of one that exists (10 minutes of overlap by default)
+    let (ok, out) = cli(&gw, &["credentials", "rotate", "--provider", "fake", "-o", "json"], "sk-third\n");
+    assert!(ok, "{out}");
+    let v3: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v3["version"], 3);
+    let (ok, list) = cli(&gw, &["credentials", "list", "-o", "json"], "");
+    let list: Value = serde_json::from_str(list.trim()).unwrap();
+    assert!(ok && list["data"].as_array().unwrap().iter().any(|r| r["version"] == 2 && r["retire_at"].is_i64()));
+    let (ok, out) = cli(&gw, &["credentials", "rotate", "--provider", "fake", "--project", "nope"], "sk-x\n");
+    assert!(!ok && out.contains("no stored credential"), "{out}");
+
+    // the providers' deployments
+    let (ok, out) = cli(&gw, &["providers", "list"], "");
+    assert!(ok && out.contains("fake  fake-model ->") && out.contains("breaker=closed"), "{out}");
 }
 
 #[tokio::test]
@@ -311,4 +326,79 @@ async fn an_org_can_refuse_every_credential_but_its_own() {
     .await;
     assert!(served);
     assert_eq!(fake.last_request().unwrap().headers["authorization"], "Bearer sk-only-ours");
+}
+
+#[tokio::test]
+async fn a_credential_rotated_with_an_overlap_under_load_fails_no_request() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gateway_with(&fake).await;
+    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
+    let org = orgs["data"][0]["id"].as_str().unwrap().to_owned();
+    let store = |secret: &'static str, overlap: u64| {
+        let (gw, org) = (&gw, org.clone());
+        async move {
+            let body = json!({"provider": "fake", "secret": secret, "org": org, "overlap_seconds": overlap});
+            let (st, v) = as_root(gw, Method::POST, "/admin/v1/credentials", Some(body)).await;
+            assert_eq!(st, 201, "{v}");
+        }
+    };
+    // the provider knows only the org's key; then the new one too, and finally only the new one
+    fake.accept_keys(Some(&["sk-rotate-v1"]));
+    store("sk-rotate-v1", 0).await;
+    let key = gw.key().to_owned();
+    assert!(
+        gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || async {
+            gw.chat(&key, "fake-model").await.status() == 200
+        })
+        .await,
+        "the stored credential serves"
+    );
+    let rejected = fake.rejected();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (http, url, key, stop) = (gw.http.clone(), gw.data_url.clone(), key.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, 0u32);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = json!({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]});
+                    let resp =
+                        http.post(format!("{url}/v1/chat/completions")).bearer_auth(&key).json(&body).send().await;
+                    match resp {
+                        Ok(r) if r.status() == 200 => ok += 1,
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    // rotate: the provider accepts both, v2 is stored with a 2 s overlap for v1
+    fake.accept_keys(Some(&["sk-rotate-v1", "sk-rotate-v2"]));
+    store("sk-rotate-v2", 2).await;
+    let presented = || fake.last_request().and_then(|r| r.headers.get("authorization").cloned());
+    assert!(
+        gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || async {
+            presented().is_some_and(|v| v == "Bearer sk-rotate-v2")
+        })
+        .await,
+        "the new version serves"
+    );
+    // once the overlap is over the provider revokes v1: nothing presents it any more
+    let overlap_over = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    tokio::time::sleep_until(overlap_over).await;
+    fake.accept_keys(Some(&["sk-rotate-v2"]));
+    let calls = fake.calls();
+    assert!(
+        gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || async { fake.calls() > calls + 50 }).await
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for c in clients {
+        let (o, f) = c.await.unwrap();
+        (ok, failed) = (ok + o, failed + f);
+    }
+    assert!(ok > 100, "{ok} requests");
+    assert_eq!((failed, fake.rejected() - rejected), (0, 0), "{ok} answered: no request failed, no key was refused");
 }
