@@ -89,6 +89,10 @@ pub fn create(c: &mut Call) -> Pending<'_> {
         if b.secret.is_empty() || b.secret.len() > MAX_SECRET || b.secret.chars().any(char::is_control) {
             return Err(bad("secret"));
         }
+        // a SigV4 provider's credential is an AWS key pair: a typo is refused here, not by AWS
+        if c.s.control.signs_sigv4(&b.provider) && gatehouse_providers::aws_credential(&b.secret).is_none() {
+            return Err(bad("secret"));
+        }
         let overlap = b.overlap_seconds.unwrap_or(0);
         if overlap > MAX_OVERLAP_SECS {
             return Err(bad("overlap_seconds"));

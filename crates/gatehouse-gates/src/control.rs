@@ -77,6 +77,11 @@ impl ControlHandle {
         (self.routes)().has_provider(name)
     }
 
+    /// Whether a provider signs with AWS SigV4 (its stored credentials are AWS key pairs).
+    pub fn signs_sigv4(&self, name: &str) -> bool {
+        (self.routes)().signs_sigv4(name)
+    }
+
     /// Seals and stores a new version of a provider credential (docs/SECURITY.md).
     pub async fn store_credential(
         &self,

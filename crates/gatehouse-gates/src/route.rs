@@ -134,6 +134,8 @@ type Deployed = (Route, Family, u8, u16);
 pub struct RouteTable {
     by_name: HashMap<Box<str>, Arc<RouteEntry>>,
     models: Vec<Arc<RouteEntry>>,
+    /// Providers that sign with AWS SigV4 (their stored credentials are AWS key pairs).
+    sigv4: Vec<Box<str>>,
 }
 
 impl RouteTable {
@@ -204,6 +206,7 @@ impl RouteTable {
                 t.add(&m.aliases, to, m.kind, &m.fallbacks);
             }
         }
+        t.sigv4 = policy.providers.iter().filter(|p| p.aws_keys.is_some()).map(|p| p.name.as_str().into()).collect();
         t
     }
 
@@ -235,6 +238,11 @@ impl RouteTable {
     }
 
     /// Whether a provider (by configured name) serves some deployment here.
+    /// Whether a provider signs its requests with AWS SigV4.
+    pub fn signs_sigv4(&self, name: &str) -> bool {
+        self.sigv4.iter().any(|p| &**p == name)
+    }
+
     pub fn has_provider(&self, name: &str) -> bool {
         self.models.iter().any(|e| e.deployments.iter().any(|(r, _)| &*r.provider == name))
     }

@@ -306,7 +306,7 @@ impl Upstream {
     /// request id for correlation, and (when configured) signed identity headers. No client
     /// header is copied, so a client's own `x-gatehouse-*` headers never arrive.
     /// `stored`: the tenant's own stored credential for this provider, which replaces the
-    /// configured one (not for SigV4-signed providers).
+    /// configured one (for a SigV4-signed provider, an AWS key pair that signs instead).
     pub fn request(
         &self,
         call: Call<'_>,
@@ -323,8 +323,24 @@ impl Upstream {
             }
             _ => None,
         };
-        // an unsigned request would only be refused: one that failed to sign goes as it is
-        let aws = self.sigv4.as_ref().and_then(|s| s.sign(&url, &body));
+        // an unsigned request would only be refused: one that failed to sign goes as it is; a
+        // tenant's stored AWS key pair signs instead of the configured one
+        let aws = match (self.sigv4.as_ref(), stored) {
+            (Some(s), Some(k)) => {
+                gatehouse_providers::aws_credential(k.expose_secret()).and_then(|(id, secret, token)| {
+                    let own = aws_credential_types::Credentials::new(
+                        id,
+                        secret,
+                        token.map(str::to_owned),
+                        None,
+                        "gatehouse-stored",
+                    );
+                    SigV4 { credentials: own, region: s.region.clone() }.sign(&url, &body)
+                })
+            }
+            (Some(s), None) => s.sign(&url, &body),
+            (None, _) => None,
+        };
         let client = match call.connect_timeout {
             Some(t) => self.other_clients.iter().find(|(d, _)| *d == t).map_or(&self.client, |(_, c)| c),
             None => &self.client,

@@ -22,6 +22,9 @@ use crate::fake::{Shared, plan, record};
 pub const BEDROCK_ACCESS_KEY_ID: &str = "AKIAGATEHOUSEFAKE01";
 /// Its secret access key.
 pub const BEDROCK_SECRET_ACCESS_KEY: &str = "fake/bedrock/secret+key/for/tests/0000";
+/// A second key pair it accepts: a tenant's own AWS credential (stored in the gateway).
+pub const BEDROCK_TENANT_ACCESS_KEY_ID: &str = "AKIAGATEHOUSETENANT1";
+pub const BEDROCK_TENANT_SECRET_ACCESS_KEY: &str = "tenant/bedrock/secret+key/0001";
 
 fn error(status: u16, kind: &str) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -55,16 +58,23 @@ fn verified(uri: &axum::http::Uri, headers: &HeaderMap, body: &[u8]) -> bool {
     if let Some(key) = auth.strip_prefix("Bearer ") {
         return !key.is_empty();
     }
-    let prefix = format!("AWS4-HMAC-SHA256 Credential={BEDROCK_ACCESS_KEY_ID}/");
-    let (Some(scope), Some(time), Some(host)) =
-        (auth.strip_prefix(&prefix), text("x-amz-date").and_then(amz_date), text("host"))
+    let Some(credential) = auth.strip_prefix("AWS4-HMAC-SHA256 Credential=") else { return false };
+    let known = [
+        (BEDROCK_ACCESS_KEY_ID, BEDROCK_SECRET_ACCESS_KEY),
+        (BEDROCK_TENANT_ACCESS_KEY_ID, BEDROCK_TENANT_SECRET_ACCESS_KEY),
+    ];
+    let Some((key_id, secret, scope)) =
+        known.iter().find_map(|(id, secret)| Some((*id, *secret, credential.strip_prefix(id)?.strip_prefix('/')?)))
     else {
+        return false;
+    };
+    let (Some(time), Some(host)) = (text("x-amz-date").and_then(amz_date), text("host")) else {
         return false;
     };
     let Some(region) = scope.split('/').nth(1) else { return false };
     let credentials = aws_credential_types::Credentials::new(
-        BEDROCK_ACCESS_KEY_ID,
-        BEDROCK_SECRET_ACCESS_KEY,
+        key_id,
+        secret,
         text("x-amz-security-token").map(str::to_owned),
         None,
         "fake",

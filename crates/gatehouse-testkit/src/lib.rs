@@ -21,7 +21,9 @@ pub mod stores;
 
 pub use fake::{Behavior, FAKE_REPLY, FakeProvider, REPLY_CANARY, Recorded, UPSTREAM_SECRET_IN_ERRORS};
 pub use fake_anthropic::{ANTHROPIC_REPLY, ANTHROPIC_USAGE, AnthropicBehavior, FakeAnthropic};
-pub use fake_bedrock::{BEDROCK_ACCESS_KEY_ID, BEDROCK_SECRET_ACCESS_KEY};
+pub use fake_bedrock::{
+    BEDROCK_ACCESS_KEY_ID, BEDROCK_SECRET_ACCESS_KEY, BEDROCK_TENANT_ACCESS_KEY_ID, BEDROCK_TENANT_SECRET_ACCESS_KEY,
+};
 pub use gateway::{GatewayBuilder, TestGateway};
 
 /// Polls `f` every 20 ms until it returns true or `within` passes. Tests wait on conditions,

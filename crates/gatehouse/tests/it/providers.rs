@@ -373,6 +373,48 @@ async fn bedrock_signatures_carry_session_tokens_and_a_wrong_key_fails_closed() 
     assert_eq!(chat(&gw2, &ask("claude-bedrock", true)).await.status(), 429);
 }
 
+#[tokio::test]
+async fn an_orgs_stored_aws_key_pair_signs_its_bedrock_requests() {
+    let fake = FakeProvider::spawn().await;
+    let gw = bedrock(&fake, BEDROCK_SECRET_ACCESS_KEY, false).await;
+    let (_, orgs) = crate::common::as_root(&gw, reqwest::Method::GET, "/admin/v1/orgs", None).await;
+    let org = orgs["data"][0]["id"].as_str().unwrap().to_owned();
+    let store = |secret: String| {
+        let (gw, org) = (&gw, org.clone());
+        async move {
+            let body = json!({"provider": "aws", "secret": secret, "org": org});
+            crate::common::as_root(gw, reqwest::Method::POST, "/admin/v1/credentials", Some(body)).await
+        }
+    };
+    // not an AWS key pair: refused when stored, not by AWS later
+    let (st, v) = store("sk-not-an-aws-key".into()).await;
+    assert_eq!((st, v["error"]["param"].clone()), (400, json!("secret")));
+    let pair = format!(
+        "{}:{}",
+        gatehouse_testkit::BEDROCK_TENANT_ACCESS_KEY_ID,
+        gatehouse_testkit::BEDROCK_TENANT_SECRET_ACCESS_KEY
+    );
+    assert_eq!(store(pair).await.0, 201);
+    let signed_by = |id: &'static str| {
+        let (gw, fake) = (&gw, &fake);
+        async move {
+            chat(gw, &ask("claude-bedrock", false)).await.status() == 200
+                && fake.last_request().is_some_and(|r| {
+                    r.headers["authorization"].to_str().unwrap_or_default().contains(&format!("Credential={id}/"))
+                })
+        }
+    };
+    assert!(
+        gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || signed_by(
+            gatehouse_testkit::BEDROCK_TENANT_ACCESS_KEY_ID
+        ))
+        .await,
+        "the org's own key pair signs (and the fake verified the signature)"
+    );
+    let seen = format!("{:?}", fake.last_request().unwrap().headers);
+    assert!(!seen.contains(gatehouse_testkit::BEDROCK_TENANT_SECRET_ACCESS_KEY), "the secret signs, it is never sent");
+}
+
 /// The output guardrail sees every provider's answer after its family's decoder: an email a
 /// provider writes is redacted, whole and streamed, whichever API family wrote it.
 #[tokio::test]
