@@ -184,7 +184,8 @@ fn components() -> Value {
                 "regions": {"type": "array", "minItems": 1, "maxItems": 64, "items": s("string")},
                 "pins": {"type": "object", "maxProperties": 64, "additionalProperties": s("string")},
                 "own_credentials_only": s("boolean"),
-                "cache_ttl_seconds": {"type": "integer", "minimum": 0, "maximum": 604_800}}},
+                "cache_ttl_seconds": {"type": "integer", "minimum": 0, "maximum": 604_800},
+                "cache_honours_callers": s("boolean")}},
             "RoutingPolicyView": {"type": "object",
                 "required": ["org_id", "project_id", "policy", "effective", "updated_at", "updated_by"], "properties": {
                 "org_id": s("string"), "project_id": nullable("string"),

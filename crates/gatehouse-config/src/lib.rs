@@ -20,6 +20,6 @@ pub use error::{ConfigError, Issue, SecretError};
 pub use secret::{EnvLookup, SecretRef};
 pub use validate::{
     AuditFailure, AuditSettings, AwsCredentials, AwsKeys, Config, DataPlaneAudit, DeploymentConfig, LogFormat,
-    MAX_DEPLOYMENTS, MOCK_PROVIDER, ModelConfig, ModelKind, Policy, ProviderConfig, ProviderKind, RequestLimits,
-    ServerConfig, StoreUrl, TelemetrySettings, WebhookSettings,
+    MAX_CACHE_TTL_SECONDS, MAX_DEPLOYMENTS, MOCK_PROVIDER, ModelConfig, ModelKind, Policy, ProviderConfig,
+    ProviderKind, RequestLimits, ServerConfig, StoreUrl, TelemetrySettings, WebhookSettings,
 };

@@ -169,6 +169,7 @@ pub struct RawModel {
     /// Ask a second deployment when the first has not answered by this percentile of the
     /// model's recent first-byte times (whole answers only; off when absent).
     pub hedge_percentile: Option<u64>,
+    pub cache_ttl_seconds: Option<u64>,
     /// `"gateway"` (the default: configured or stored credentials) or `"caller"` (the caller's
     /// own key in `x-gatehouse-provider-key`, forwarded and never kept).
     pub provider_key: Option<String>,

@@ -330,10 +330,16 @@ pub struct ModelConfig {
     /// Hedging: ask a second deployment after this percentile (50-99) of the recent first-byte
     /// times; `None`: off.
     pub hedge_percentile: Option<u8>,
+    /// The response cache for this model: answers kept at most this long (0: never cached),
+    /// whatever a tenant's TTL; `None`: the tenant's TTL.
+    pub cache_ttl: Option<Duration>,
     /// Other models (canonical names, of the same kind) whose deployments are tried, in order,
     /// when every deployment of this one failed; theirs are not followed further.
     pub fallbacks: Vec<String>,
 }
+
+/// The longest a cached answer may be kept.
+pub const MAX_CACHE_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Most models one model may fall back to.
 pub const MAX_MODEL_FALLBACKS: usize = 4;
@@ -1124,6 +1130,12 @@ fn models(
                     issue(issues, at("hedge_percentile"), "must be 50-99");
                     95
                 })
+            }),
+            cache_ttl: m.cache_ttl_seconds.map(|s| {
+                if s > MAX_CACHE_TTL_SECONDS {
+                    issue(issues, at("cache_ttl_seconds"), "at most 604800 (a week)");
+                }
+                Duration::from_secs(s.min(MAX_CACHE_TTL_SECONDS))
             }),
             fallbacks: m.fallbacks,
         });

@@ -108,6 +108,9 @@ pub struct Route {
     pub region: Option<Arc<str>>,
     /// The upstream quota the gateway keeps this deployment under, if it has one.
     pub quota: Option<Quota>,
+    /// The model's cap on how long the response cache keeps its answers (zero: never kept);
+    /// `None`: the tenant's TTL alone.
+    pub cache_ttl: Option<std::time::Duration>,
 }
 
 /// A deployment's upstream quota: requests and tokens per minute, counted in the limits store

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 use bytes::Bytes;
-#[cfg(test)]
-use gatehouse_core::CacheControl;
-use gatehouse_core::{GateName, RequestCx};
+use gatehouse_core::{CacheControl, GateName, RequestCx};
 use gatehouse_providers::{ApiRequest, Endpoint, Usage};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
@@ -33,8 +31,8 @@ use crate::{CachedResponse, Gate, Verdict};
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// The largest answer cached by default (bigger ones are served, not kept).
 pub const DEFAULT_MAX_ENTRY_BYTES: usize = 1024 * 1024;
-/// The longest TTL a tenant may set.
-pub const MAX_TTL_SECONDS: u32 = 7 * 24 * 3600;
+/// The longest TTL a tenant may set (a model's cap has the same bound).
+pub const MAX_TTL_SECONDS: u32 = gatehouse_config::MAX_CACHE_TTL_SECONDS as u32;
 
 /// A cache key: SHA-256 of the canonical request and everything that scopes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -276,12 +274,18 @@ impl Gate<CacheLookup<'_>> for CacheGate {
         let req = lookup.request;
         // another API family's ingress carries fields the canonical form does not see; an
         // answer a caller's own provider key paid for is not another caller's
-        if cx.cache_control.no_store || req.origin.is_some() || route.caller_key {
+        if req.origin.is_some() || route.caller_key {
             return Verdict::Pass(CacheStep::Off);
         }
-        let Some(ttl) = self.rules.cache_ttl(p.org, p.project) else { return Verdict::Pass(CacheStep::Off) };
+        // the tenant turns it on; the model may keep its answers shorter, or never
+        let Some((ttl, honour)) = self.rules.cache(p.org, p.project) else { return Verdict::Pass(CacheStep::Off) };
+        let ttl = route.cache_ttl.map_or(ttl, |cap| ttl.min(cap));
+        let asked = if honour { cx.cache_control } else { CacheControl::default() };
+        if ttl.is_zero() || asked.no_store {
+            return Verdict::Pass(CacheStep::Off);
+        }
         let key = key(p.org.to_string().as_bytes(), p.project.to_string().as_bytes(), lookup.policy, &route.model, req);
-        if !cx.cache_control.no_cache
+        if !asked.no_cache
             && let Some(hit) = self.cache.get(p.org, &key).await
             && hit.stream == req.stream
         {

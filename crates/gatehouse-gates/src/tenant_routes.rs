@@ -38,6 +38,11 @@ pub struct RoutingSpec {
     /// an org that turned it on). A project's setting wins over its org's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl_seconds: Option<u32>,
+    /// Whether callers' `Cache-Control: no-cache` / `no-store` are honoured (default): `false`
+    /// keeps every eligible request on the cache (a cost control). Goes with the TTL it is
+    /// set beside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_honours_callers: Option<bool>,
 }
 
 /// Most entries in each list of a spec.
@@ -79,6 +84,7 @@ struct Rule {
     pins: HashMap<Box<str>, Box<str>>,
     own_credentials_only: bool,
     cache_ttl: Option<u32>,
+    cache_honours_callers: bool,
 }
 
 impl Rule {
@@ -90,6 +96,7 @@ impl Rule {
             pins: s.pins.into_iter().map(|(m, p)| (m.into_boxed_str(), p.into_boxed_str())).collect(),
             own_credentials_only: s.own_credentials_only,
             cache_ttl: s.cache_ttl_seconds,
+            cache_honours_callers: s.cache_honours_callers.unwrap_or(true),
         }
     }
 
@@ -101,6 +108,7 @@ impl Rule {
             pins: HashMap::new(),
             own_credentials_only: false,
             cache_ttl: None,
+            cache_honours_callers: true,
         }
     }
 
@@ -170,18 +178,19 @@ impl RoutingRules {
         (o.is_some() || p.is_some()).then_some(Applying { org: o, project: p, own_credentials })
     }
 
-    /// How long the response cache keeps answers for `org` and `project`: the project's
-    /// setting, else the org's; `None` when off (no setting, or 0).
-    pub fn cache_ttl(&self, org: OrgId, project: ProjectId) -> Option<Duration> {
+    /// The response cache for `org` and `project`: how long answers are kept and whether
+    /// callers' `Cache-Control` is honoured, from the project's rule if it sets a TTL, else the
+    /// org's; `None` when off (no TTL, or 0).
+    pub fn cache(&self, org: OrgId, project: ProjectId) -> Option<(Duration, bool)> {
         let table = self.table.load();
         if table.is_empty() {
             return None;
         }
-        let of = |s: Scope| table.get(&s).and_then(|r| r.cache_ttl);
+        let of = |s: Scope| table.get(&s).and_then(|r| r.cache_ttl.map(|t| (t, r.cache_honours_callers)));
         of(Scope::Project(project))
             .or_else(|| of(Scope::Org(org)))
-            .filter(|t| *t > 0)
-            .map(|t| Duration::from_secs(u64::from(t)))
+            .filter(|(t, _)| *t > 0)
+            .map(|(t, honour)| (Duration::from_secs(u64::from(t)), honour))
     }
 
     /// Whether a deployment passes the org's rule and, for a project, the project's too (for
@@ -255,6 +264,7 @@ mod tests {
             retries: Arc::new(Retries::new(0, 0.0)),
             hedge: None,
             caller_key: false,
+            cache_ttl: None,
             connect_timeout: None,
             first_byte_timeout: None,
             idle_timeout: None,

@@ -101,9 +101,13 @@ async fn a_hit_stays_in_its_project_and_policy_passes_the_output_guardrail_and_c
     assert!(!ask(&gw, &key_a, "q3", &[]).await.0, "no-store kept nothing");
     assert!(!ask(&gw, &key_a, "q1", &[("Cache-Control", "max-age=0, no-store")]).await.0);
     assert_eq!(fake.calls() - calls, 4);
+    // unless the tenant's rule keeps callers on the cache
+    let rule = json!({"cache_ttl_seconds": 300, "cache_honours_callers": false});
+    put(&gw, &format!("/admin/v1/orgs/{org}/projects/{a}/routing"), rule).await;
+    assert!(ask(&gw, &key_a, "q1", &[("cache-control", "no-cache, no-store")]).await.0, "the directives are ignored");
 
     // hits are in the usage ledger under provider `cache`, at no cost
-    let hits = crate::budgets::ledger(&gw, &org, &format!("project={a}&provider=cache"), 2).await;
+    let hits = crate::budgets::ledger(&gw, &org, &format!("project={a}&provider=cache"), 3).await;
     assert_eq!(hits["cost_micro_usd"], json!(0), "{hits}");
     assert!(hits["completion_tokens"].as_u64().unwrap() > 0, "the kept answer's tokens are recorded: {hits}");
     // and audited as hits
@@ -231,5 +235,33 @@ async fn with_redis_entries_are_shared_sealed_per_org_and_a_redis_outage_is_a_mi
         let (hit, text) = ask(&gw, &key_a, "q", &[]).await;
         assert!(!hit && text == canary);
     }
+    assert_eq!(fake.calls() - calls, 2);
+}
+
+#[tokio::test]
+async fn a_model_may_keep_its_answers_shorter_or_never() {
+    let fake = FakeProvider::spawn().await;
+    let models = "[[models]]\nname = \"never-cached\"\nprovider = \"fake\"\ncache_ttl_seconds = 0\n";
+    let gw = crate::common::gateway()
+        .config(&format!("{}\n{models}", crate::common::upstream_config(&fake)))
+        .env("FAKE_UPSTREAM_KEY", crate::common::PROVIDER_SECRET)
+        .spawn()
+        .await;
+    let (org, a, key) = project(&gw, "m").await;
+    put(&gw, &format!("/admin/v1/orgs/{org}/projects/{a}/routing"), json!({"cache_ttl_seconds": 300})).await;
+    let ask_model = |model: &'static str| {
+        let (gw, key) = (&gw, key.clone());
+        async move {
+            let body = json!({"model": model, "messages": [{"role": "user", "content": "same"}]});
+            let resp =
+                gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(&key).json(&body).send();
+            resp.await.unwrap().headers().get("x-gatehouse-cache").is_some()
+        }
+    };
+    assert!(!ask_model("fake-model").await);
+    assert!(ask_model("fake-model").await, "the tenant's TTL");
+    let calls = fake.calls();
+    assert!(!ask_model("never-cached").await);
+    assert!(!ask_model("never-cached").await, "the model's 0 wins over the tenant's TTL");
     assert_eq!(fake.calls() - calls, 2);
 }
