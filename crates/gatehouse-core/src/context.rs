@@ -111,6 +111,9 @@ pub struct Route {
     /// The model's cap on how long the response cache keeps its answers (zero: never kept);
     /// `None`: the tenant's TTL alone.
     pub cache_ttl: Option<std::time::Duration>,
+    /// The provider gets signed identity headers (who is asking): its answers may be the
+    /// caller's own, so they are never cached.
+    pub identity_headers: bool,
 }
 
 /// A deployment's upstream quota: requests and tokens per minute, counted in the limits store

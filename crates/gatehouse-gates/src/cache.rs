@@ -245,8 +245,9 @@ pub enum CacheStep {
     /// one the cache takes.
     #[default]
     Off,
-    /// Not kept (or `no-cache`): the provider's answer is kept under `key` for `ttl`.
-    Keep { key: CacheKey, ttl: Duration },
+    /// Not kept (or `no-cache`): the provider's answer is kept under `key` for `ttl`, if the
+    /// model it was keyed for answers (not a fallback model with settings of its own).
+    Keep { key: CacheKey, ttl: Duration, model: Arc<str> },
     /// Kept: answered from the cache, through the response half like a provider's answer.
     Hit(Arc<Entry>),
 }
@@ -274,7 +275,8 @@ impl Gate<CacheLookup<'_>> for CacheGate {
         let req = lookup.request;
         // another API family's ingress carries fields the canonical form does not see; an
         // answer a caller's own provider key paid for is not another caller's
-        if req.origin.is_some() || route.caller_key {
+        // and an upstream that gets signed identity headers may answer each caller differently
+        if req.origin.is_some() || route.caller_key || route.identity_headers {
             return Verdict::Pass(CacheStep::Off);
         }
         // the tenant turns it on; the model may keep its answers shorter, or never
@@ -293,7 +295,7 @@ impl Gate<CacheLookup<'_>> for CacheGate {
             return Verdict::Serve(CachedResponse(hit));
         }
         metrics::counter!("gatehouse_cache_total", "result" => "miss").increment(1);
-        Verdict::Pass(CacheStep::Keep { key, ttl })
+        Verdict::Pass(CacheStep::Keep { key, ttl, model: route.model.clone() })
     }
 }
 

@@ -451,10 +451,13 @@ impl Answer {
         }
     }
 
-    /// Where the provider's answer is to be kept, if it is: (key, ttl).
+    /// Where the provider's answer is to be kept, if it is: (key, ttl). Only the model the key
+    /// was made for: a fallback model's answer follows that model's settings, not these.
     fn keep(&self) -> Option<(crate::cache::CacheKey, std::time::Duration)> {
         match &self.cached {
-            CacheStep::Keep { key, ttl } => Some((*key, *ttl)),
+            CacheStep::Keep { key, ttl, model } if self.cx.route.as_ref().is_some_and(|r| r.model == *model) => {
+                Some((*key, *ttl))
+            }
             _ => None,
         }
     }
@@ -598,7 +601,8 @@ impl Answer {
     /// when it is dropped (completed, cut, failed or abandoned by the client).
     pub fn stream(mut self) -> StreamAnswer {
         let hold = self.hold.take();
-        let output_cap = hold.as_ref().and_then(Hold::output_cap);
+        // a replay from the cache spends nothing: no budget cap on it
+        let output_cap = hold.as_ref().and_then(Hold::output_cap).filter(|_| self.cached().is_none());
         let rewrite = self.guard.rewrites_stream();
         let recording = self.keep().map(|_| Vec::new());
         StreamAnswer {

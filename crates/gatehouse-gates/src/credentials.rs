@@ -152,6 +152,20 @@ mod tests {
             Envelope::new(&gatehouse_security::MasterKey::from_bytes([4; 32])).unwrap_or_else(|e| panic!("{e}")),
         );
         assert!(other.open(&row).await.is_err());
+
+        // and a table read under that other master keeps the org's credential unopened: it
+        // still stands for its scope (the org's requests fail closed), the platform's does not
+        // take its place
+        vault
+            .store(None, None, "openai", &SecretString::from("sk-platform".to_owned()), "test", 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let table = CredentialTable::default();
+        table.load(&other).await.unwrap_or_else(|e| panic!("{e}"));
+        let resolved = table.resolve(a, ProjectId::generate(), "openai").unwrap_or_else(|| panic!("a's scope"));
+        assert_eq!(&*resolved.id, row.id.as_str());
+        assert!(resolved.secret.is_none(), "not opened, and not replaced by a wider credential");
+        assert!(table.has_own(a, ProjectId::generate(), "openai"));
     }
 }
 
@@ -159,7 +173,10 @@ mod tests {
 pub struct Opened {
     pub id: Box<str>,
     pub version: i64,
-    pub secret: SecretString,
+    /// `None`: stored but it does not open here (sealed under a master key this process does
+    /// not hold, or moved to another row). It still stands for its scope, so the scope's
+    /// requests to the provider fail closed instead of falling back to a wider credential.
+    pub secret: Option<SecretString>,
 }
 
 /// Per provider: the newest serving credential of each scope, `(org, project)` (`None`: the
@@ -198,8 +215,8 @@ impl CredentialTable {
     }
 
     /// Reads the serving credentials and opens the new ones. One that does not open (sealed
-    /// under another master key, moved to another row) is left out and logged: its scope falls
-    /// back as if it had none.
+    /// under another master key, moved to another row) is logged and kept unopened: its scope
+    /// is refused that provider rather than served with the platform's or the configured key.
     pub async fn load(&self, vault: &Vault) -> Result<(), gatehouse_store::Error> {
         let _one_at_a_time = self.reload.lock().await;
         let rows = vault.store.serving_credentials(gatehouse_store::now_ms()).await?;
@@ -217,10 +234,12 @@ impl CredentialTable {
             let opened = match known.get(r.id.as_str()) {
                 Some(o) => Arc::clone(o),
                 None => match vault.open(r).await {
-                    Ok(secret) => Arc::new(Opened { id: r.id.as_str().into(), version: r.version, secret }),
+                    Ok(secret) => {
+                        Arc::new(Opened { id: r.id.as_str().into(), version: r.version, secret: Some(secret) })
+                    }
                     Err(e) => {
-                        tracing::error!(credential = %r.id, error = %e, "stored credential does not open; not used");
-                        continue;
+                        tracing::error!(credential = %r.id, error = %e, "stored credential does not open; its scope's requests to the provider are refused");
+                        Arc::new(Opened { id: r.id.as_str().into(), version: r.version, secret: None })
                     }
                 },
             };

@@ -156,6 +156,7 @@ impl RouteTable {
                     hedge: None,
                     caller_key: false,
                     cache_ttl: None,
+                    identity_headers: false,
                     connect_timeout: None,
                     first_byte_timeout: None,
                     idle_timeout: None,
@@ -189,6 +190,7 @@ impl RouteTable {
                         hedge: hedge.clone(),
                         caller_key: m.caller_key,
                         cache_ttl: m.cache_ttl,
+                        identity_headers: p.identity.is_some(),
                         connect_timeout: d.connect_timeout,
                         first_byte_timeout: d.first_byte_timeout,
                         idle_timeout: d.idle_timeout,
@@ -288,6 +290,8 @@ pub enum Failure {
     Deadline,
     /// The deployment's upstream quota (its `rpm`/`tpm`) is spent for now: not sent.
     Quota,
+    /// The tenant's stored credential for the provider does not open here: not sent.
+    Credential,
 }
 
 /// What follows a failed attempt.
@@ -302,7 +306,11 @@ pub enum Next {
 /// The failure matrix (docs/ROUTING.md, which a test checks against this function).
 pub const fn after(f: Failure) -> Next {
     match f {
-        Failure::Connect | Failure::FirstByteTimeout | Failure::Untranslatable | Failure::Quota => Next::Fallback,
+        Failure::Connect
+        | Failure::FirstByteTimeout
+        | Failure::Untranslatable
+        | Failure::Quota
+        | Failure::Credential => Next::Fallback,
         // the provider may have done the work: another deployment would do it again
         Failure::UnreadableAnswer => Next::Return,
         // the client has stopped waiting: nobody else can answer in time
@@ -333,8 +341,9 @@ pub fn attempt_answered(route: &Route, audit: &AuditHook) {
 /// (the failure matrix).
 pub(crate) fn attempt_failed(route: &Route, kind: Failure, audit: &AuditHook) -> Next {
     let next = after(kind);
-    // not sent at all (untranslatable, over its quota): nothing learned about the deployment
-    if next == Next::Fallback && !matches!(kind, Failure::Untranslatable | Failure::Quota) {
+    // not sent at all (untranslatable, over its quota, no credential): nothing learned about
+    // the deployment
+    if next == Next::Fallback && !matches!(kind, Failure::Untranslatable | Failure::Quota | Failure::Credential) {
         deployment_failed(route, audit);
     }
     next
@@ -639,6 +648,7 @@ priority = 1
                 ("cannot be written", Failure::Untranslatable),
                 ("client's deadline", Failure::Deadline),
                 ("upstream quota", Failure::Quota),
+                ("does not open", Failure::Credential),
             ] {
                 if what.contains(words) {
                     failures.push(f);

@@ -265,6 +265,7 @@ mod tests {
             hedge: None,
             caller_key: false,
             cache_ttl: None,
+            identity_headers: false,
             connect_timeout: None,
             first_byte_timeout: None,
             idle_timeout: None,

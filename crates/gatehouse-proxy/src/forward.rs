@@ -222,6 +222,18 @@ async fn send<'a>(
     if client.is_some_and(|c| c <= Instant::now()) {
         return Err(timed_out());
     }
+    // the caller's own key for a model served with it; else the tenant's own stored
+    // credential for this provider, if it has one (one that does not open here is refused, not
+    // replaced by a wider one)
+    let stored = stored_credential(rt, answer, route);
+    let key = match (route.caller_key, stored.as_ref()) {
+        (true, _) => answer.caller_provider_key(),
+        (false, Some(o)) => match &o.secret {
+            Some(s) => Some(s),
+            None => return Err((route::Failure::Credential, Denial::new(DenyCode::Unavailable))),
+        },
+        (false, None) => None,
+    };
     // the deployment's own upstream quota: a request it has no room for is not sent
     if let Err(wait) = route::within_quota(&rt.gates.limits.backend.limits, route, req).await {
         tracing::info!(request_id = %id_text, provider = %up.name, "deployment quota spent; not sent");
@@ -236,10 +248,6 @@ async fn send<'a>(
         request_id: id_text,
         connect_timeout: route.connect_timeout,
     };
-    // the caller's own key for a model served with it; else the tenant's own stored
-    // credential for this provider, if it has one
-    let stored = stored_credential(rt, answer, route);
-    let key = if route.caller_key { answer.caller_provider_key() } else { stored.as_ref().map(|o| &o.secret) };
     let send = up.request(call, body, answer.principal(), key).send();
     // the deployment's first-byte timeout, or the client's deadline if that comes first (then
     // it is not the deployment's failure)

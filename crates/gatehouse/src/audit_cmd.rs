@@ -53,15 +53,22 @@ impl Local {
         }
     }
 
-    /// The checkpoint key pinned in the store, opened with the master key.
+    /// The checkpoint key pinned in the store (read only; none there: derived from the master
+    /// key as a first start pins it), opened with the master key.
     async fn verifier(&self) -> anyhow::Result<CheckpointVerifier> {
         let cfg = crate::serve::load_config(&self.serve_args())?;
         let keys = crate::keyring::MasterKeys::load(&cfg.server, false)
             .context("no master key to open the checkpoint key with; pass --key")?;
-        let store = crate::serve::open_store(&cfg.server).await?;
-        let keyring = crate::keyring::Keyring::open(&store, &keys).await;
-        store.close().await;
-        Ok(keyring?.checkpoint.verifier())
+        // an embedded store that does not exist is not created just to be read
+        let store = match &cfg.server.store {
+            gatehouse_config::StoreUrl::Embedded if !cfg.server.data_dir.join("gatehouse.db").exists() => None,
+            _ => Some(crate::serve::open_store(&cfg.server).await?),
+        };
+        let seed = crate::keyring::checkpoint_seed(store.as_ref(), &keys).await;
+        if let Some(s) = store {
+            s.close().await;
+        }
+        Ok(gatehouse_audit::signer(&*seed?).map_err(|e| anyhow::anyhow!("{e}"))?.verifier())
     }
 }
 

@@ -7,8 +7,9 @@
 //!
 //! During a rotation two master keys are known: the current one seals, and the previous one
 //! still opens until `gatehouse master-key rotate` has re-sealed every value. With the
-//! generated key file, the new key is staged as `master.key.next` beside `master.key` and
-//! becomes `master.key` once the rotation is complete.
+//! generated key file, the new key is staged as `master.key.next` beside `master.key`; a
+//! complete rotation makes it `master.key` and keeps the old one as `master.key.previous`
+//! (still accepted, for a gateway not yet restarted) until `gatehouse master-key retire`.
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +52,10 @@ pub fn staged_file(dir: &Path) -> PathBuf {
     dir.join("master.key.next")
 }
 
+pub fn previous_file(dir: &Path) -> PathBuf {
+    dir.join("master.key.previous")
+}
+
 impl MasterKeys {
     /// The configured keys. `create`: mint the key file on first start (the gateway does;
     /// tools that must never mint a key do not).
@@ -68,17 +73,28 @@ impl MasterKeys {
             return Ok(MasterKeys { current, previous, source: MasterKeySource::Provided, staged: None });
         }
         let dir = &server.data_dir;
-        let staged = staged_file(dir);
+        let (staged, kept) = (staged_file(dir), previous_file(dir));
         if staged.exists() {
-            // a rotation is under way: the staged key seals, the file's key still opens
+            // a rotation is under way: the staged key seals, the file's key still opens (or,
+            // interrupted between its two renames, the one already kept as previous)
             let current = read_key_file(&staged).context("the staged master key")?;
-            let old = read_key_file(&key_file(dir)).context("the master key a rotation started from")?;
+            let from = if key_file(dir).exists() { key_file(dir) } else { kept };
+            let old = read_key_file(&from).context("the master key a rotation started from")?;
             return Ok(MasterKeys {
                 current,
                 previous: Some(old),
                 source: MasterKeySource::ExistingFile,
                 staged: Some(staged),
             });
+        }
+        let previous = match previous {
+            Some(p) => Some(p),
+            None if kept.exists() => Some(read_key_file(&kept).context("the previous master key file")?),
+            None => None,
+        };
+        if previous.is_some() && !key_file(dir).exists() {
+            // never mint a new key beside a previous one: what it sealed would be lost
+            bail!("{} is missing beside {}: restore it", key_file(dir).display(), kept.display());
         }
         let (current, source) = if create {
             load_or_create_master_key(None, dir)?
@@ -143,6 +159,25 @@ impl Keyring {
             }),
         }
     }
+}
+
+/// The audit checkpoint seed without writing anything: the pinned one if the store has it,
+/// else derived from the master key as a first start would pin it (`store`: `None` when there
+/// is no store to read, e.g. verifying an export elsewhere).
+pub async fn checkpoint_seed(store: Option<&Store>, keys: &MasterKeys) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let (purpose, label) = PINNED[2];
+    let sealed = match store {
+        Some(s) => s.root_secret(purpose).await?,
+        None => None,
+    };
+    let Some(sealed) = sealed else {
+        return Ok(Zeroizing::new(keys.previous.as_ref().unwrap_or(&keys.current).derive(label)));
+    };
+    let raw = keys
+        .sealer(ROOT_SECRET_PURPOSE)?
+        .open_bytes(&root_record(purpose), &sealed)
+        .map_err(|_| anyhow::anyhow!("the stored checkpoint key does not open under the master key"))?;
+    Ok(Zeroizing::new(<[u8; 32]>::try_from(raw.as_slice()).map_err(|_| anyhow::anyhow!("malformed checkpoint key"))?))
 }
 
 /// A pinned root secret: read and opened, or on first start derived from the master key every

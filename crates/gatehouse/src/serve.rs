@@ -286,7 +286,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if keys.previous.is_some() {
         tracing::warn!(
-            "a master-key rotation is under way: stored secrets open under the current or the previous master key              until `gatehouse master-key rotate` completes"
+            "a master-key rotation is under way: stored secrets open under the current or the previous master key \
+             until the rotation completes and the previous key is retired"
         );
     }
     let store = open_store(&server).await?;

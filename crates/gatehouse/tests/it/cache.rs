@@ -265,3 +265,59 @@ async fn a_model_may_keep_its_answers_shorter_or_never() {
     assert!(!ask_model("never-cached").await, "the model's 0 wins over the tenant's TTL");
     assert_eq!(fake.calls() - calls, 2);
 }
+
+#[tokio::test]
+async fn answers_that_may_depend_on_the_caller_or_came_from_a_fallback_model_are_not_kept() {
+    let (plain, signed, backup) =
+        (FakeProvider::spawn().await, FakeProvider::spawn().await, FakeProvider::spawn().await);
+    let provider = |name: &str, fake: &FakeProvider, extra: &str| {
+        format!(
+            "[[providers]]\nname = \"{name}\"\nkind = \"openai_compatible\"\nbase_url = \"{}\"\n\
+             api_key = \"env:FAKE_UPSTREAM_KEY\"\nfirst_byte_timeout_ms = 1500\n{extra}\n",
+            fake.base_url()
+        )
+    };
+    let config = format!(
+        "{}{}{}\
+         [[models]]\nname = \"personal\"\nprovider = \"signed\"\n\n\
+         [[models]]\nname = \"primary\"\nprovider = \"plain\"\nfallbacks = [\"spare\"]\n\n\
+         [[models]]\nname = \"spare\"\nprovider = \"backup\"\ncache_ttl_seconds = 0\n",
+        provider("plain", &plain, ""),
+        provider("signed", &signed, "identity_key_id = \"k1\"\nidentity_key = \"env:IDENTITY_KEY\""),
+        provider("backup", &backup, ""),
+    );
+    let gw = crate::common::gateway()
+        .config(&config)
+        .env("FAKE_UPSTREAM_KEY", crate::common::PROVIDER_SECRET)
+        .env("IDENTITY_KEY", "an-identity-signing-key-of-32-bytes-or-more")
+        .spawn()
+        .await;
+    let (org, a, key) = project(&gw, "p").await;
+    put(&gw, &format!("/admin/v1/orgs/{org}/projects/{a}/routing"), json!({"cache_ttl_seconds": 300})).await;
+    let ask_model = |model: &'static str| {
+        let (gw, key) = (&gw, key.clone());
+        async move {
+            let body = json!({"model": model, "messages": [{"role": "user", "content": "same"}]});
+            let resp =
+                gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(&key).json(&body).send();
+            let resp = resp.await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.headers().get("x-gatehouse-cache").is_some()
+        }
+    };
+    // a provider told who asks may answer each caller its own way: never kept
+    for _ in 0..2 {
+        assert!(!ask_model("personal").await);
+    }
+    assert_eq!(signed.calls(), 2);
+    // the primary fails, its fallback model (which is never cached) answers: not kept under
+    // the primary's key either
+    plain.set(Behavior::Status(503));
+    for _ in 0..2 {
+        assert!(!ask_model("primary").await);
+    }
+    assert_eq!(backup.calls(), 2, "each request reached the fallback model");
+    plain.set(Behavior::Ok);
+    assert!(!ask_model("primary").await);
+    assert!(ask_model("primary").await, "the primary's own answer is kept");
+}

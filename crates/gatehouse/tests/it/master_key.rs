@@ -214,13 +214,20 @@ async fn with_the_generated_key_file_a_staged_key_takes_over_when_the_rotation_c
     assert!(!cli(&["master-key", "rotate", "--check"]).output().await.unwrap().status.success(), "not rotated yet");
     let rotated = cli(&["master-key", "rotate"]).output().await.unwrap();
     assert!(rotated.status.success(), "{rotated:?}");
-    assert!(!data.join("master.key.next").exists(), "the staged key moved over the old one");
+    assert!(!data.join("master.key.next").exists(), "the staged key took the old one's place");
     assert_eq!(std::fs::read_to_string(data.join("master.key")).unwrap(), new_key);
+    assert_eq!(std::fs::read_to_string(data.join("master.key.previous")).unwrap(), old_key, "the old key is kept");
     assert!(presents(&gw, &fake, &key, "sk-platform-stored").await, "the running gateway still serves");
+    assert!(!cli(&["master-key", "stage"]).output().await.unwrap().status.success(), "retire before the next rotation");
 
+    // retired once every gateway runs with the new key: then the new key file alone opens it
     let dir = gw.stop().await;
+    let retired = cli(&["master-key", "retire"]).output().await.unwrap();
+    assert!(retired.status.success(), "{retired:?}");
+    assert!(!data.join("master.key.previous").exists());
     let gw = builder(&fake, &[]).data_dir(dir).spawn().await;
     assert!(!gw.logs().contains("rotation is under way"));
     assert!(presents(&gw, &fake, &key, "sk-platform-stored").await, "the new key file alone opens it");
     assert!(cli(&["master-key", "rotate", "--check"]).output().await.unwrap().status.success());
+    assert!(!cli(&["master-key", "retire"]).output().await.unwrap().status.success(), "nothing left to retire");
 }
