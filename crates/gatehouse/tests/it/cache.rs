@@ -26,6 +26,15 @@ async fn ask(gw: &TestGateway, key: &str, prompt: &str, headers: &[(&str, &str)]
     (hit, v["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_owned())
 }
 
+/// Asks `model` the same question: whether the answer came from the cache (it must be a 200).
+async fn hit_for(gw: &TestGateway, key: &str, model: &str) -> bool {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": "same"}]});
+    let resp = gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(key).json(&body).send();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.headers().get("x-gatehouse-cache").is_some()
+}
+
 async fn put(gw: &TestGateway, path: &str, body: Value) {
     let (st, v) = as_root(gw, Method::PUT, path, Some(body)).await;
     assert_eq!(st, 200, "{path}: {v}");
@@ -249,15 +258,7 @@ async fn a_model_may_keep_its_answers_shorter_or_never() {
         .await;
     let (org, a, key) = project(&gw, "m").await;
     put(&gw, &format!("/admin/v1/orgs/{org}/projects/{a}/routing"), json!({"cache_ttl_seconds": 300})).await;
-    let ask_model = |model: &'static str| {
-        let (gw, key) = (&gw, key.clone());
-        async move {
-            let body = json!({"model": model, "messages": [{"role": "user", "content": "same"}]});
-            let resp =
-                gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(&key).json(&body).send();
-            resp.await.unwrap().headers().get("x-gatehouse-cache").is_some()
-        }
-    };
+    let ask_model = |model: &'static str| hit_for(&gw, &key, model);
     assert!(!ask_model("fake-model").await);
     assert!(ask_model("fake-model").await, "the tenant's TTL");
     let calls = fake.calls();
@@ -294,17 +295,7 @@ async fn answers_that_may_depend_on_the_caller_or_came_from_a_fallback_model_are
         .await;
     let (org, a, key) = project(&gw, "p").await;
     put(&gw, &format!("/admin/v1/orgs/{org}/projects/{a}/routing"), json!({"cache_ttl_seconds": 300})).await;
-    let ask_model = |model: &'static str| {
-        let (gw, key) = (&gw, key.clone());
-        async move {
-            let body = json!({"model": model, "messages": [{"role": "user", "content": "same"}]});
-            let resp =
-                gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(&key).json(&body).send();
-            let resp = resp.await.unwrap();
-            assert_eq!(resp.status(), 200);
-            resp.headers().get("x-gatehouse-cache").is_some()
-        }
-    };
+    let ask_model = |model: &'static str| hit_for(&gw, &key, model);
     // a provider told who asks may answer each caller its own way: never kept
     for _ in 0..2 {
         assert!(!ask_model("personal").await);
