@@ -662,6 +662,6 @@ priority = 1
             rows += 1;
         }
         assert!(rows >= 9, "the table is there");
-        assert_eq!(covered.len(), 7, "every kind of failure has a row");
+        assert_eq!(covered.len(), 8, "every kind of failure has a row");
     }
 }
