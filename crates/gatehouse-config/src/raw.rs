@@ -15,6 +15,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub webhooks: RawWebhooks,
     #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub mock: RawMock,
@@ -71,6 +73,13 @@ pub struct RawAudit {
     pub spool_max_mb: Option<u64>,
     pub queue_capacity: Option<u64>,
     pub batch_linger_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub max_bytes: Option<u64>,
+    pub max_entry_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

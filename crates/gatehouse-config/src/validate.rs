@@ -77,6 +77,8 @@ pub struct ServerConfig {
     pub replicas: NonZeroU32,
     pub audit: AuditSettings,
     pub webhooks: WebhookSettings,
+    /// The response cache's bounds (`[cache]`).
+    pub cache: CacheSettings,
     pub telemetry: TelemetrySettings,
     /// Trusted OIDC issuers (`[[oidc]]`).
     pub oidc: Vec<gatehouse_oidc::settings::OidcIssuer>,
@@ -93,6 +95,40 @@ pub struct TelemetrySettings {
     pub otlp_endpoint: Option<String>,
     pub otlp_timeout: Duration,
     pub otlp_export_interval: Duration,
+}
+
+/// The `[cache]` section: the response cache's bounds. Static. Tenants turn the cache on
+/// (their routing rule's `cache_ttl_seconds`); this only bounds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// In process: the most memory kept answers take together.
+    pub max_bytes: u64,
+    /// The largest answer kept (in process or in Redis); bigger ones are served, not kept.
+    pub max_entry_bytes: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings { max_bytes: 64 << 20, max_entry_bytes: 1 << 20 }
+    }
+}
+
+fn cache(raw: crate::raw::RawCache, issues: &mut Vec<Issue>) -> CacheSettings {
+    let d = CacheSettings::default();
+    let mut bounded = |v: Option<u64>, default: u64, min: u64, max: u64, path: &str| {
+        let v = v.unwrap_or(default);
+        if !(min..=max).contains(&v) {
+            issue(issues, path, format!("must be between {min} and {max} bytes"));
+            return default;
+        }
+        v
+    };
+    let max_bytes = bounded(raw.max_bytes, d.max_bytes, 1 << 20, 64 << 30, "cache.max_bytes");
+    let max_entry_bytes = bounded(raw.max_entry_bytes, d.max_entry_bytes, 1 << 10, 64 << 20, "cache.max_entry_bytes");
+    if max_entry_bytes > max_bytes {
+        issue(issues, "cache.max_entry_bytes", "must not exceed cache.max_bytes");
+    }
+    CacheSettings { max_bytes, max_entry_bytes }
 }
 
 /// The `[webhooks]` section. Static.
@@ -200,6 +236,9 @@ impl ServerConfig {
         }
         if self.webhooks != o.webhooks {
             v.push("webhooks");
+        }
+        if self.cache != o.cache {
+            v.push("cache");
         }
         if self.telemetry != o.telemetry {
             v.push("telemetry");
@@ -447,6 +486,7 @@ impl Config {
         server.oidc = crate::oidc::issuers(raw.oidc, &mut issues);
         server.exchange = crate::oidc::exchange_rules(raw.exchange, &server.oidc, &mut issues);
         server.redis = crate::redis::redis(raw.redis, &mut issues);
+        server.cache = cache(raw.cache, &mut issues);
         if server.replicas.get() > 1 && server.redis.is_none() {
             // A limit that silently becomes per replica is a security bug (docs/SECURITY.md).
             issue(
@@ -726,6 +766,7 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
         replicas: bounded32(raw.replicas, 1, 1000, "server.replicas", issues),
         audit: audit(raw_audit, issues),
         webhooks: webhooks(raw_webhooks, issues),
+        cache: CacheSettings::default(),
         telemetry: telemetry(raw_telemetry, issues),
         oidc: Vec::new(),
         exchange: Vec::new(),
@@ -1303,6 +1344,23 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("data_listn"), "{msg}");
         assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn the_response_cache_bounds_are_checked() {
+        let c = Config::from_toml("[cache]\nmax_bytes = 8388608\nmax_entry_bytes = 65536\n").unwrap();
+        assert_eq!(c.server.cache, CacheSettings { max_bytes: 8 << 20, max_entry_bytes: 64 << 10 });
+        assert_eq!(Config::default().server.cache, CacheSettings::default());
+        for (text, path) in [
+            ("[cache]\nmax_bytes = 10", "cache.max_bytes"),
+            ("[cache]\nmax_entry_bytes = 0", "cache.max_entry_bytes"),
+            ("[cache]\nmax_bytes = 2097152\nmax_entry_bytes = 4194304", "cache.max_entry_bytes"),
+            ("[[models]]\nname = \"m\"\nprovider = \"mock\"\ncache_ttl_seconds = 604801", "models[0].cache_ttl_seconds"),
+        ] {
+            let err = Config::from_toml(text).unwrap_err();
+            assert!(err.issues().iter().any(|i| i.path == path), "{text}: {:?}", err.issues());
+        }
+        assert!(Config::from_toml("[cache]\nttl = 3").is_err(), "unknown fields are errors");
     }
 
     #[test]

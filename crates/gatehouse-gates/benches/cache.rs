@@ -75,7 +75,8 @@ async fn fixture() -> Fixture {
         Ok(r) => {
             let vault =
                 Arc::new(Vault::new(store.clone(), Envelope::new(&MasterKey::from_bytes([5; 32])).expect("env")));
-            let cache = Arc::new(ResponseCache::shared(Arc::new(Limits::Redis(Box::new(r))), vault));
+            let bounds = gatehouse_config::CacheSettings::default();
+            let cache = Arc::new(ResponseCache::shared(Arc::new(Limits::Redis(Box::new(r))), vault, bounds));
             Some(gates(&store, keyed.hasher.clone(), TenantRouting { rules, cache }))
         }
         Err(e) => {

@@ -27,10 +27,6 @@ use crate::credentials::Vault;
 use crate::tenant_routes::RoutingRules;
 use crate::{CachedResponse, Gate, Verdict};
 
-/// The most memory cached answers take by default.
-pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
-/// The largest answer cached by default (bigger ones are served, not kept).
-pub const DEFAULT_MAX_ENTRY_BYTES: usize = 1024 * 1024;
 /// The longest TTL a tenant may set (a model's cap has the same bound).
 pub const MAX_TTL_SECONDS: u32 = gatehouse_config::MAX_CACHE_TTL_SECONDS as u32;
 
@@ -180,7 +176,8 @@ fn far_future() -> Instant {
 
 impl Default for ResponseCache {
     fn default() -> Self {
-        ResponseCache::new(DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRY_BYTES)
+        let d = gatehouse_config::CacheSettings::default();
+        ResponseCache::new(d.max_bytes, usize::try_from(d.max_entry_bytes).unwrap_or(usize::MAX))
     }
 }
 
@@ -191,9 +188,15 @@ impl ResponseCache {
     }
 
     /// Entries kept in the shared limits store (Redis) for every replica, sealed under each
-    /// org's data key from `vault`. With the in-process store, the in-process cache.
-    pub fn shared(limits: Arc<gatehouse_limits::Limits>, vault: Arc<Vault>) -> ResponseCache {
-        let mut c = ResponseCache::default();
+    /// org's data key from `vault`. With the in-process store, the in-process cache. Bounds
+    /// from `[cache]`.
+    pub fn shared(
+        limits: Arc<gatehouse_limits::Limits>,
+        vault: Arc<Vault>,
+        bounds: gatehouse_config::CacheSettings,
+    ) -> ResponseCache {
+        let max_entry = usize::try_from(bounds.max_entry_bytes).unwrap_or(usize::MAX);
+        let mut c = ResponseCache::new(bounds.max_bytes, max_entry);
         if limits.shared() {
             c.shared = Some(Arc::new(Shared { limits, vault, keys: Cache::new(1024) }));
         }

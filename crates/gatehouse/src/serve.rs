@@ -362,7 +362,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits: limits.clone(),
         routing: routing.clone(),
         credentials: credentials.clone(),
-        cache: Arc::new(gatehouse_gates::cache::ResponseCache::shared(limits.limits.clone(), vault.clone())),
+        cache: Arc::new(gatehouse_gates::cache::ResponseCache::shared(
+            limits.limits.clone(),
+            vault.clone(),
+            server.cache,
+        )),
         audit: hook,
     };
     let runtime = build_runtime(&config.policy, &services, &env)?;
