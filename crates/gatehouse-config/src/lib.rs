@@ -19,7 +19,7 @@ mod validate;
 pub use error::{ConfigError, Issue, SecretError};
 pub use secret::{EnvLookup, SecretRef};
 pub use validate::{
-    AuditFailure, AuditSettings, AwsCredentials, AwsKeys, CacheSettings, Config, DataPlaneAudit, DeploymentConfig, LogFormat,
-    MAX_CACHE_TTL_SECONDS, MAX_DEPLOYMENTS, MOCK_PROVIDER, ModelConfig, ModelKind, Policy, ProviderConfig,
+    AuditFailure, AuditSettings, AwsCredentials, AwsKeys, CacheSettings, Config, DataPlaneAudit, DeploymentConfig,
+    LogFormat, MAX_CACHE_TTL_SECONDS, MAX_DEPLOYMENTS, MOCK_PROVIDER, ModelConfig, ModelKind, Policy, ProviderConfig,
     ProviderKind, RequestLimits, ServerConfig, StoreUrl, TelemetrySettings, WebhookSettings,
 };

@@ -1355,7 +1355,10 @@ mod tests {
             ("[cache]\nmax_bytes = 10", "cache.max_bytes"),
             ("[cache]\nmax_entry_bytes = 0", "cache.max_entry_bytes"),
             ("[cache]\nmax_bytes = 2097152\nmax_entry_bytes = 4194304", "cache.max_entry_bytes"),
-            ("[[models]]\nname = \"m\"\nprovider = \"mock\"\ncache_ttl_seconds = 604801", "models[0].cache_ttl_seconds"),
+            (
+                "[[models]]\nname = \"m\"\nprovider = \"mock\"\ncache_ttl_seconds = 604801",
+                "models[0].cache_ttl_seconds",
+            ),
         ] {
             let err = Config::from_toml(text).unwrap_err();
             assert!(err.issues().iter().any(|i| i.path == path), "{text}: {:?}", err.issues());

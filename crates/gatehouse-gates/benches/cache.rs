@@ -2,8 +2,9 @@
 //!   admission_only: the whole request half (cache off for the tenant);
 //!   hit_in_process: the request half finding a kept answer, then serving it through the
 //!                   response half (output guardrail, settled as a hit);
-//!   hit_redis:      the same with the entry in Redis, sealed under the org's data key
-//!                   (needs Redis on 127.0.0.1:6379; skipped without it).
+//!   hit_redis:      the same with the shared store on Redis (needs Redis on 127.0.0.1:6379;
+//!                   skipped without it): after the first, hits are served by the process's
+//!                   in-process front, as on a replica that has opened the entry before.
 //! The added cost of a hit is `hit_* - admission_only`.
 //! Run: cargo bench -p gatehouse-gates --bench cache
 

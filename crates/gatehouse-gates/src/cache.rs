@@ -131,7 +131,8 @@ impl Shared {
 
     async fn put(&self, org: gatehouse_core::OrgId, key: CacheKey, entry: &Entry, ttl: Duration) {
         let (Some(redis), Some((version, sealer))) = (self.limits.redis(), self.key(org).await) else { return };
-        let Ok(sealed) = sealer.seal_raw(&record(org, &key, version), &encode(entry)) else { return };
+        let until = gatehouse_store::now_ms().saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let Ok(sealed) = sealer.seal_raw(&record(org, &key, version), &encode(entry, until)) else { return };
         let mut value = version.to_le_bytes().to_vec();
         value.extend_from_slice(&sealed);
         if redis.cache_put(&hex(&key.0), &value, ttl).await.is_err() {
@@ -140,9 +141,15 @@ impl Shared {
     }
 }
 
-/// An entry as sealed: stream flag, usage (if any), body.
-fn encode(e: &Entry) -> Vec<u8> {
-    let mut out = Vec::with_capacity(26 + e.body.len());
+/// The layout of sealed entries.
+const FORMAT: u8 = 1;
+
+/// An entry as sealed: format, when it expires (unix ms, so every replica's in-process front
+/// keeps it no longer than Redis does), stream flag, usage (if any), body.
+fn encode(e: &Entry, until_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(35 + e.body.len());
+    out.push(FORMAT);
+    out.extend_from_slice(&until_ms.to_le_bytes());
     out.push(u8::from(e.stream));
     match e.usage {
         Some(u) => {
@@ -158,7 +165,13 @@ fn encode(e: &Entry) -> Vec<u8> {
 }
 
 fn decode(b: &[u8]) -> Option<Arc<Entry>> {
+    let (&[format], b) = b.split_first_chunk::<1>()?;
+    let (until, b) = b.split_first_chunk::<8>()?;
+    let left = u64::try_from(i64::from_le_bytes(*until).saturating_sub(gatehouse_store::now_ms())).ok()?;
     let (&[stream, has_usage], rest) = b.split_first_chunk::<2>()?;
+    if format != FORMAT {
+        return None;
+    }
     let (usage, body) = if has_usage == 1 {
         let (n, body) = rest.split_first_chunk::<24>()?;
         let at = |i: usize| n.get(i..i + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
@@ -166,12 +179,8 @@ fn decode(b: &[u8]) -> Option<Arc<Entry>> {
     } else {
         (None, rest)
     };
-    // the TTL is Redis's: a live entry is all the shared store returns
-    Some(Arc::new(Entry { body: Bytes::copy_from_slice(body), stream: stream == 1, usage, expires: far_future() }))
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(u64::from(MAX_TTL_SECONDS))
+    let expires = Instant::now() + Duration::from_millis(left);
+    Some(Arc::new(Entry { body: Bytes::copy_from_slice(body), stream: stream == 1, usage, expires }))
 }
 
 impl Default for ResponseCache {
@@ -203,16 +212,18 @@ impl ResponseCache {
         c
     }
 
-    /// A live entry of `org`, if one is kept.
+    /// A live entry of `org`, if one is kept: in process first (with the shared store, a
+    /// front for entries this process already opened, each kept no longer than in Redis), then
+    /// the shared store.
     pub async fn get(&self, org: gatehouse_core::OrgId, key: &CacheKey) -> Option<Arc<Entry>> {
-        if let Some(s) = &self.shared {
-            return s.get(org, key).await;
-        }
-        let e = self.entries.get(key)?;
-        if e.expires <= Instant::now() {
+        if let Some(e) = self.entries.get(key) {
+            if e.expires > Instant::now() {
+                return Some(e);
+            }
             self.entries.remove(key);
-            return None;
         }
+        let e = self.shared.as_ref()?.get(org, key).await?;
+        self.entries.insert(*key, e.clone());
         Some(e)
     }
 
@@ -224,15 +235,11 @@ impl ResponseCache {
             return;
         }
         metrics::counter!("gatehouse_cache_total", "result" => "stored").increment(1);
-        match &self.shared {
-            Some(s) => {
-                let s = s.clone();
-                tokio::spawn(async move { s.put(org, key, &entry, ttl).await });
-            }
-            None => {
-                let entry = Entry { expires: Instant::now() + ttl, ..entry };
-                self.entries.insert(key, Arc::new(entry));
-            }
+        let entry = Arc::new(Entry { expires: Instant::now() + ttl, ..entry });
+        self.entries.insert(key, entry.clone());
+        if let Some(s) = &self.shared {
+            let s = s.clone();
+            tokio::spawn(async move { s.put(org, key, &entry, ttl).await });
         }
     }
 
@@ -433,12 +440,19 @@ mod tests {
     #[test]
     fn a_shared_entry_decodes_to_what_was_kept() {
         let usage = Usage { prompt_tokens: 3, completion_tokens: 5, cached_tokens: 1 };
+        let until = gatehouse_store::now_ms() + 60_000;
         for e in [Entry::new(Bytes::from_static(b"data: x"), true, Some(usage)), Entry::new(Bytes::new(), false, None)]
         {
-            let d = decode(&encode(&e)).unwrap_or_else(|| panic!("decodes"));
+            let d = decode(&encode(&e, until)).unwrap_or_else(|| panic!("decodes"));
             assert_eq!((d.body.clone(), d.stream, d.usage), (e.body.clone(), e.stream, e.usage));
+            assert!(d.expires > Instant::now() + Duration::from_secs(50), "kept in front as long as in Redis");
         }
-        assert!(decode(&[1]).is_none() && decode(&[0, 1, 2]).is_none(), "truncated");
+        let e = Entry::new(Bytes::from_static(b"x"), false, None);
+        assert!(decode(&encode(&e, gatehouse_store::now_ms() - 1)).is_none(), "past its time");
+        let mut other = encode(&e, until);
+        other[0] = 9;
+        assert!(decode(&other).is_none(), "another layout");
+        assert!(decode(&[1]).is_none() && decode(&[1, 0, 1, 2]).is_none(), "truncated");
     }
 
     #[test]

@@ -201,13 +201,19 @@ async fn with_redis_entries_are_shared_sealed_per_org_and_a_redis_outage_is_a_mi
     let fake = FakeProvider::spawn().await;
     let canary = "a plaintext answer CANARY-7d1e";
     fake.set(Behavior::Reply { text: canary.into(), tool_args: None, chunk: 8 });
-    let gw = crate::common::gateway()
-        .config(&crate::common::upstream_config(&fake))
-        .config("[redis]\nurl = \"env:GH_TEST_REDIS\"\ntimeout_ms = 200\n")
-        .env("FAKE_UPSTREAM_KEY", crate::common::PROVIDER_SECRET)
-        .env("GH_TEST_REDIS", &format!("redis://127.0.0.1:{}/0", redis.port))
-        .spawn()
-        .await;
+    let url = format!("redis://127.0.0.1:{}/0", redis.port);
+    let replica = |dir: Option<tempfile::TempDir>| {
+        let mut b = crate::common::gateway()
+            .config(&crate::common::upstream_config(&fake))
+            .config("[redis]\nurl = \"env:GH_TEST_REDIS\"\ntimeout_ms = 200\n")
+            .env("FAKE_UPSTREAM_KEY", crate::common::PROVIDER_SECRET)
+            .env("GH_TEST_REDIS", &url);
+        if let Some(d) = dir {
+            b = b.data_dir(d);
+        }
+        b.spawn()
+    };
+    let gw = replica(None).await;
     let (org, a, key_a) = project(&gw, "a").await;
     put(&gw, &format!("/admin/v1/orgs/{org}/projects/{a}/routing"), json!({"cache_ttl_seconds": 300})).await;
     let (st, b) = as_root(&gw, Method::POST, "/admin/v1/orgs", Some(json!({"name": "b"}))).await;
@@ -224,24 +230,29 @@ async fn with_redis_entries_are_shared_sealed_per_org_and_a_redis_outage_is_a_mi
     let stored = redis_cli(redis.port, &["--no-raw", "GET", &ka]).await;
     assert!(stored.len() > canary.len(), "an entry is stored");
     assert!(!String::from_utf8_lossy(&stored).contains("CANARY"), "sealed at rest");
-    let (hit, text) = ask(&gw, &key_a, "q", &[]).await;
-    assert!(hit && text == canary, "served from Redis");
-
-    // org b's entry for the same prompt, moved under org a's key, does not open for a
-    assert!(!ask(&gw, &key_b, "q", &[]).await.0);
+    assert!(!ask(&gw, &key_b, "q", &[]).await.0, "org b asks the same: its own entry");
     assert!(eventually(Duration::from_secs(10), || async { cache_keys(redis.port).await.len() == 2 }).await);
     let kb = cache_keys(redis.port).await.into_iter().find(|k| *k != ka).unwrap();
-    redis_cli(redis.port, &["RENAME", &kb, &ka]).await;
+
+    // another process (as another replica would) is served from Redis
+    let gw = replica(Some(gw.stop().await)).await;
     let calls = fake.calls();
     let (hit, text) = ask(&gw, &key_a, "q", &[]).await;
-    assert!(!hit && text == canary, "another tenant's entry is never served: the provider answers");
+    assert!(hit && text == canary && fake.calls() == calls, "served from Redis");
+
+    // org b's entry moved under org a's key does not open for a (a fresh process: nothing
+    // in front): the provider answers
+    redis_cli(redis.port, &["RENAME", &kb, &ka]).await;
+    let gw = replica(Some(gw.stop().await)).await;
+    let (hit, text) = ask(&gw, &key_a, "q", &[]).await;
+    assert!(!hit && text == canary, "another tenant's entry is never served");
     assert_eq!(fake.calls() - calls, 1);
 
     // Redis down: the cache fails open to the provider
     redis.kill().await;
     let calls = fake.calls();
-    for _ in 0..2 {
-        let (hit, text) = ask(&gw, &key_a, "q", &[]).await;
+    for q in ["q2", "q3"] {
+        let (hit, text) = ask(&gw, &key_a, q, &[]).await;
         assert!(!hit && text == canary);
     }
     assert_eq!(fake.calls() - calls, 2);
