@@ -31,8 +31,9 @@ use crate::tenant_routes::RoutingRules;
 use crate::{CachedResponse, Gate, Verdict};
 
 /// The order of the steps of a request that runs the whole chain. A request's trail is always
-/// this list, cut where the request stopped (a refusal, a cache hit, a failed provider), then
-/// `meter`; `provider` and `guardrails_out` appear only if they ran.
+/// this list, cut where the request stopped (a refusal, a failed provider), then `meter`;
+/// `provider` and `guardrails_out` appear only if they ran. A cache hit (`cache` serves) skips
+/// `provider` and goes on to `guardrails_out`.
 pub const ORDER: [GateName; 10] = [
     GateName::Authenticate,
     GateName::Parse,
