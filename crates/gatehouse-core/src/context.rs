@@ -116,6 +116,38 @@ pub struct Route {
     pub identity_headers: bool,
 }
 
+impl Route {
+    /// A deployment with none of the per-deployment options set (no hedging, timeouts,
+    /// region, quota or cache cap; the gateway's own key; no identity headers).
+    pub fn new(
+        model: Arc<str>,
+        provider: Arc<str>,
+        target: Target,
+        provider_model: Arc<str>,
+        breaker: Arc<crate::Breaker>,
+        retries: Arc<crate::Retries>,
+    ) -> Route {
+        Route {
+            model,
+            provider,
+            target,
+            provider_model,
+            breaker,
+            retries,
+            hedge: None,
+            caller_key: false,
+            connect_timeout: None,
+            first_byte_timeout: None,
+            idle_timeout: None,
+            max_stream_duration: None,
+            region: None,
+            quota: None,
+            cache_ttl: None,
+            identity_headers: false,
+        }
+    }
+}
+
 /// A deployment's upstream quota: requests and tokens per minute, counted in the limits store
 /// (shared by the replicas on Redis) under `deployment:<model>/<provider>/<provider_model>`.
 #[derive(Clone, Debug)]

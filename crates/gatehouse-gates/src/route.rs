@@ -145,25 +145,15 @@ impl RouteTable {
         if policy.mock_enabled {
             let none = Arc::new(Retries::new(0, 0.0));
             for (model, kind) in [(mock::CHAT_MODEL, ModelKind::Chat), (mock::EMBEDDING_MODEL, ModelKind::Embedding)] {
-                let route = Route {
-                    model: model.into(),
-                    provider: mock::PROVIDER.into(),
-                    target: Target::Mock,
-                    provider_model: model.into(),
+                let route = Route::new(
+                    model.into(),
+                    mock::PROVIDER.into(),
+                    Target::Mock,
+                    model.into(),
                     // the mock never fails as a provider does: a breaker that never opens
-                    breaker: Arc::new(Breaker::new(u32::MAX, 0)),
-                    retries: none.clone(),
-                    hedge: None,
-                    caller_key: false,
-                    cache_ttl: None,
-                    identity_headers: false,
-                    connect_timeout: None,
-                    first_byte_timeout: None,
-                    idle_timeout: None,
-                    max_stream_duration: None,
-                    region: None,
-                    quota: None,
-                };
+                    Arc::new(Breaker::new(u32::MAX, 0)),
+                    none.clone(),
+                );
                 t.add(&[], vec![(route, Family::OpenAi, 0, 1)], kind, &[]);
             }
         }

@@ -255,24 +255,10 @@ mod tests {
     use gatehouse_core::{Breaker, Retries, Target};
 
     fn deployment(provider: &str, region: Option<&str>) -> Route {
-        Route {
-            model: "m".into(),
-            provider: provider.into(),
-            target: Target::Upstream(0),
-            provider_model: "m".into(),
-            breaker: Arc::new(Breaker::new(5, 1_000)),
-            retries: Arc::new(Retries::new(0, 0.0)),
-            hedge: None,
-            caller_key: false,
-            cache_ttl: None,
-            identity_headers: false,
-            connect_timeout: None,
-            first_byte_timeout: None,
-            idle_timeout: None,
-            max_stream_duration: None,
-            region: region.map(Arc::from),
-            quota: None,
-        }
+        let breaker = Arc::new(Breaker::new(5, 1_000));
+        let retries = Arc::new(Retries::new(0, 0.0));
+        let route = Route::new("m".into(), provider.into(), Target::Upstream(0), "m".into(), breaker, retries);
+        Route { region: region.map(Arc::from), ..route }
     }
 
     #[tokio::test]

@@ -22,19 +22,26 @@ pub struct Tenant {
     platform: bool,
 }
 
+/// Which credential: a provider's, at a scope.
+#[derive(Args, Debug)]
+pub struct Slot {
+    /// The provider, by its configured name.
+    #[arg(long)]
+    provider: String,
+    #[command(flatten)]
+    tenant: Tenant,
+    /// Only for this project of the org (its id).
+    #[arg(long)]
+    project: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum CredentialsAction {
     /// Store a new version of a provider's credential, read from standard input; a rotation
     /// when one exists (the old one serves on for `--overlap`).
     Set {
-        /// The provider, by its configured name.
-        #[arg(long)]
-        provider: String,
         #[command(flatten)]
-        tenant: Tenant,
-        /// Only for this project of the org (its id).
-        #[arg(long)]
-        project: Option<String>,
+        slot: Slot,
         /// How long older versions keep serving (e.g. `10m`, `1h`; at most a week).
         #[arg(long)]
         overlap: Option<humantime::Duration>,
@@ -42,12 +49,9 @@ pub enum CredentialsAction {
     /// Store the next version of a provider's stored credential (one must exist at the scope),
     /// read from standard input; the current one serves on for `--overlap` (default 10m).
     Rotate {
-        #[arg(long)]
-        provider: String,
         #[command(flatten)]
-        tenant: Tenant,
-        #[arg(long)]
-        project: Option<String>,
+        slot: Slot,
+        /// How long the current version keeps serving.
         #[arg(long, default_value = "10m")]
         overlap: humantime::Duration,
     },
@@ -91,20 +95,14 @@ fn line(v: &Value) -> String {
 
 impl AdminClient {
     /// A new version from standard input.
-    async fn store_credential(
-        &self,
-        provider: &str,
-        tenant: &Tenant,
-        project: Option<&str>,
-        overlap: Option<humantime::Duration>,
-    ) -> anyhow::Result<Value> {
-        let mut body = json!({"provider": provider, "secret": secret_from_stdin()?});
-        match (&tenant.org, tenant.platform) {
+    async fn store_credential(&self, slot: &Slot, overlap: Option<humantime::Duration>) -> anyhow::Result<Value> {
+        let mut body = json!({"provider": slot.provider, "secret": secret_from_stdin()?});
+        match (&slot.tenant.org, slot.tenant.platform) {
             (_, true) => body["platform"] = json!(true),
             (Some(o), false) => body["org"] = json!(o),
             (None, false) => {}
         }
-        if let Some(p) = project {
+        if let Some(p) = &slot.project {
             body["project"] = json!(p);
         }
         if let Some(d) = overlap {
@@ -141,21 +139,21 @@ impl AdminClient {
     pub async fn credentials(&self, action: CredentialsAction, output: Output) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         let v = match action {
-            CredentialsAction::Set { provider, tenant, project, overlap } => {
-                self.store_credential(&provider, &tenant, project.as_deref(), overlap).await?
-            }
-            CredentialsAction::Rotate { provider, tenant, project, overlap } => {
-                let listed = self.call(reqwest::Method::GET, "/admin/v1/credentials", None, &query(&tenant)).await?;
+            CredentialsAction::Set { slot, overlap } => self.store_credential(&slot, overlap).await?,
+            CredentialsAction::Rotate { slot, overlap } => {
+                let listed =
+                    self.call(reqwest::Method::GET, "/admin/v1/credentials", None, &query(&slot.tenant)).await?;
                 let at_scope = |r: &&Value| {
-                    r["provider"] == json!(provider)
-                        && r["project_id"].as_str().unwrap_or("") == project.as_deref().unwrap_or("")
+                    r["provider"] == json!(slot.provider)
+                        && r["project_id"].as_str().unwrap_or("") == slot.project.as_deref().unwrap_or("")
                 };
                 if !listed["data"].as_array().is_some_and(|rows| rows.iter().any(|r| at_scope(&r))) {
                     bail!(
-                        "no stored credential of {provider} at this scope to rotate; `gatehouse credentials set` stores a first one"
+                        "no stored credential of {} at this scope to rotate; `gatehouse credentials set` stores a first one",
+                        slot.provider
                     );
                 }
-                self.store_credential(&provider, &tenant, project.as_deref(), Some(overlap)).await?
+                self.store_credential(&slot, Some(overlap)).await?
             }
             CredentialsAction::List { tenant } => {
                 self.call(reqwest::Method::GET, "/admin/v1/credentials", None, &query(&tenant)).await?

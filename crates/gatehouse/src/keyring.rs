@@ -170,35 +170,20 @@ pub async fn checkpoint_seed(store: Option<&Store>, keys: &MasterKeys) -> anyhow
         Some(s) => s.root_secret(purpose).await?,
         None => None,
     };
-    let Some(sealed) = sealed else {
-        return Ok(Zeroizing::new(keys.previous.as_ref().unwrap_or(&keys.current).derive(label)));
-    };
-    let raw = keys
-        .sealer(ROOT_SECRET_PURPOSE)?
-        .open_bytes(&root_record(purpose), &sealed)
-        .map_err(|_| anyhow::anyhow!("the stored checkpoint key does not open under the master key"))?;
-    Ok(Zeroizing::new(<[u8; 32]>::try_from(raw.as_slice()).map_err(|_| anyhow::anyhow!("malformed checkpoint key"))?))
+    match sealed {
+        Some(sealed) => open_root(&keys.sealer(ROOT_SECRET_PURPOSE)?, keys, purpose, &sealed),
+        None => Ok(first_root(keys, label)),
+    }
 }
 
-/// A pinned root secret: read and opened, or on first start derived from the master key every
-/// stored digest was made with (the previous one during a rotation) and pinned.
-async fn pinned_secret(
-    store: &Store,
-    roots: &Sealer,
-    keys: &MasterKeys,
-    purpose: &str,
-    label: &[u8],
-) -> anyhow::Result<Zeroizing<[u8; 32]>> {
-    let record = root_record(purpose);
-    if store.root_secret(purpose).await?.is_none() {
-        let first = Zeroizing::new(keys.previous.as_ref().unwrap_or(&keys.current).derive(label));
-        let sealed = roots.seal_bytes(&record, &*first).map_err(|e| anyhow::anyhow!("{e}"))?;
-        store.insert_root_secret(purpose, &sealed).await?;
-    }
-    let Some(sealed) = store.root_secret(purpose).await? else {
-        bail!("root secret {purpose} vanished while being pinned");
-    };
-    let raw = roots.open_bytes(&record, &sealed).map_err(|_| {
+/// What a root secret is first pinned as: derived from the master key every stored digest was
+/// made with (the previous one during a rotation).
+fn first_root(keys: &MasterKeys, label: &[u8]) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(keys.previous.as_ref().unwrap_or(&keys.current).derive(label))
+}
+
+fn open_root(roots: &Sealer, keys: &MasterKeys, purpose: &str, sealed: &str) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let raw = roots.open_bytes(&root_record(purpose), sealed).map_err(|_| {
         anyhow::anyhow!(
             "the stored {purpose} key does not open under the master key{}: is this the master key this store was \
              set up with?",
@@ -208,4 +193,29 @@ async fn pinned_secret(
     let key =
         <[u8; 32]>::try_from(raw.as_slice()).map_err(|_| anyhow::anyhow!("root secret {purpose} is malformed"))?;
     Ok(Zeroizing::new(key))
+}
+
+/// A pinned root secret: read and opened, or on first start pinned ([`first_root`]).
+async fn pinned_secret(
+    store: &Store,
+    roots: &Sealer,
+    keys: &MasterKeys,
+    purpose: &str,
+    label: &[u8],
+) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let sealed = match store.root_secret(purpose).await? {
+        Some(sealed) => sealed,
+        None => {
+            let sealed = roots
+                .seal_bytes(&root_record(purpose), &*first_root(keys, label))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.insert_root_secret(purpose, &sealed).await?;
+            // another replica starting at the same time may have pinned first: the kept one
+            store
+                .root_secret(purpose)
+                .await?
+                .with_context(|| format!("root secret {purpose} vanished while being pinned"))?
+        }
+    };
+    open_root(roots, keys, purpose, &sealed)
 }
