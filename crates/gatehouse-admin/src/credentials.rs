@@ -48,9 +48,14 @@ fn view(r: &CredentialRow) -> Value {
     })
 }
 
-/// The tenant a request addresses: the platform (platform admins only) or an org the operator
-/// may update.
-async fn tenant(c: &mut Call, org: Option<&str>, platform: bool) -> Result<Option<OrgId>, Denial> {
+/// The tenant a request addresses: the platform (platform admins only) or an org for which the
+/// operator holds `perm` (by id, as the other tenant routes take it, or by name, as keys take it).
+pub(crate) async fn tenant(
+    c: &mut Call,
+    org: Option<&str>,
+    platform: bool,
+    perm: Permission,
+) -> Result<Option<OrgId>, Denial> {
     if platform {
         if org.is_some() {
             return Err(bad("org"));
@@ -58,22 +63,21 @@ async fn tenant(c: &mut Call, org: Option<&str>, platform: bool) -> Result<Optio
         check(&c.op, Permission::OrgCreate, None)?;
         return Ok(None);
     }
-    // an org by id (as the other tenant routes take it) or by name (as keys take it)
     match org.and_then(OrgId::parse) {
         Some(id) => {
-            check(&c.op, Permission::OrgUpdate, Some(id))?;
+            check(&c.op, perm, Some(id))?;
             c.s.store.org(id).await.map_err(store_err)?.ok_or(Denial::new(DenyCode::NotFound))?;
             c.org = Some(id);
             Ok(Some(id))
         }
-        None => Ok(Some(c.target_org(org, Permission::OrgUpdate).await?)),
+        None => Ok(Some(c.target_org(org, perm).await?)),
     }
 }
 
 pub fn create(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         let b: NewCredential = c.body().await?;
-        let org = tenant(c, b.org.as_deref(), b.platform).await?;
+        let org = tenant(c, b.org.as_deref(), b.platform, Permission::OrgUpdate).await?;
         let project = match (&b.project, org) {
             (None, _) => None,
             (Some(_), None) => return Err(bad("project")),
@@ -114,7 +118,7 @@ pub fn create(c: &mut Call) -> Pending<'_> {
 pub fn list(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         let q: Addressed = c.query()?;
-        let org = tenant(c, q.org.as_deref(), q.platform).await?;
+        let org = tenant(c, q.org.as_deref(), q.platform, Permission::OrgUpdate).await?;
         let rows = c.s.store.credentials(org).await.map_err(store_err)?;
         let data: Vec<Value> = rows.iter().map(view).collect();
         Ok((StatusCode::OK, json!({"object": "list", "data": data})))
@@ -125,7 +129,7 @@ pub fn delete(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         c.target_path("id");
         let q: Addressed = c.query()?;
-        let org = tenant(c, q.org.as_deref(), q.platform).await?;
+        let org = tenant(c, q.org.as_deref(), q.platform, Permission::OrgUpdate).await?;
         let id = c.path("id").to_owned();
         if !c.s.store.delete_credential(org, &id).await.map_err(store_err)? {
             return Err(Denial::new(DenyCode::NotFound));

@@ -19,6 +19,7 @@ mod credentials;
 mod deployments;
 mod keys;
 mod limits;
+mod mcp;
 mod members;
 pub mod openapi;
 mod orgs;

@@ -63,7 +63,10 @@ fn components() -> Value {
                 "prompt_tokens": s("integer"), "completion_tokens": s("integer"), "hash": s("string"),
                 "guardrails": {"type": "array", "items": {"type": "object", "required": ["dir", "action", "detector", "count"],
                     "properties": {"dir": {"enum": ["in", "out"]}, "action": {"enum": ["flag", "redact", "block"]},
-                    "detector": s("string"), "count": s("integer")}}}}},
+                    "detector": s("string"), "count": s("integer")}}},
+                "mcp": {"type": "object", "required": ["method", "server", "request_bytes", "response_bytes"], "properties": {
+                    "method": s("string"), "server": s("string"), "name": s("string"),
+                    "request_bytes": s("integer"), "response_bytes": s("integer")}}}},
             "Webhook": {"type": "object", "required": ["id", "org_id", "name", "kind", "url", "events", "outcomes", "created_at"], "properties": {
                 "id": s("string"), "org_id": nullable("string"), "name": s("string"), "kind": {"enum": ["generic", "slack", "discord"]},
                 "url": s("string"), "events": {"type": "array", "items": s("string")},
@@ -77,6 +80,40 @@ fn components() -> Value {
                 "properties": {"id": s("string"), "provider": s("string"), "org_id": nullable("string"), "project_id": nullable("string"),
                 "version": s("integer"), "hint": s("string"), "created_at": s("integer"), "created_by": s("string"),
                 "retire_at": nullable("integer")}},
+            "NewMcpServer": {"type": "object", "additionalProperties": false, "required": ["name", "url"], "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}, "url": {"type": "string", "maxLength": 2048},
+                "org": s("string"), "project": s("string"), "platform": s("boolean"),
+                "credential": {"type": "string", "minLength": 1, "maxLength": 8192}, "credential_header": s("string"),
+                "timeout_ms": {"type": "integer", "minimum": 100}, "max_request_bytes": {"type": "integer", "minimum": 1024},
+                "max_response_bytes": {"type": "integer", "minimum": 1024}}},
+            "McpServer": {"type": "object", "required": ["id", "name", "url", "org_id", "project_id", "credential_header",
+                "credential_hint", "timeout_ms", "max_request_bytes", "max_response_bytes", "created_at", "created_by"],
+                "properties": {"id": s("string"), "name": s("string"), "url": s("string"), "org_id": nullable("string"),
+                "project_id": nullable("string"), "credential_header": nullable("string"), "credential_hint": nullable("string"),
+                "timeout_ms": s("integer"), "max_request_bytes": s("integer"), "max_response_bytes": s("integer"),
+                "created_at": s("integer"), "created_by": s("string")}},
+            "McpServerCreated": {"allOf": [r("McpServer"), {"type": "object", "required": ["identity_key_id", "identity_key"],
+                "properties": {"identity_key_id": s("string"), "identity_key": s("string")}}]},
+            "McpPolicy": {"type": "object", "additionalProperties": false, "properties": {
+                "servers": {"type": "array", "maxItems": 128, "items": s("string")},
+                "tools": r("McpPatterns"), "resources": r("McpPatterns"), "prompts": r("McpPatterns"),
+                "roles": {"type": "array", "maxItems": 128, "items": {"type": "object", "additionalProperties": false,
+                    "required": ["tools", "roles"], "properties": {"tools": s("string"),
+                    "roles": {"type": "array", "minItems": 1, "maxItems": 32, "items": s("string")}}}},
+                "max_argument_bytes": {"type": "integer", "minimum": 1},
+                "timeouts": {"type": "array", "maxItems": 128, "items": {"type": "object", "additionalProperties": false,
+                    "required": ["tools", "timeout_ms"], "properties": {"tools": s("string"),
+                    "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 3_600_000}}}}}},
+            "McpPatterns": {"type": "object", "additionalProperties": false, "properties": {
+                "allow": {"type": "array", "maxItems": 128, "items": s("string")},
+                "deny": {"type": "array", "maxItems": 128, "items": s("string")}}},
+            "McpPolicyView": {"type": "object",
+                "required": ["org_id", "project_id", "policy", "effective", "updated_at", "updated_by"], "properties": {
+                "org_id": s("string"), "project_id": nullable("string"),
+                "policy": {"anyOf": [r("McpPolicy"), {"type": "null"}]},
+                "effective": {"type": "object", "properties": {"org": {"anyOf": [r("McpPolicy"), {"type": "null"}]},
+                    "project": {"anyOf": [r("McpPolicy"), {"type": "null"}]}}},
+                "updated_at": nullable("integer"), "updated_by": nullable("string")}},
             "WebhookDeleted": {"type": "object", "required": ["id", "deleted"], "properties": {"id": s("string"), "deleted": s("boolean")}},
             "Delivery": {"type": "object", "required": ["id", "webhook_id", "event_id", "action", "status", "attempts", "next_at", "last_status", "last_error", "created_at", "updated_at"],
                 "properties": {"id": s("string"), "webhook_id": s("string"), "event_id": s("string"), "action": s("string"),
@@ -272,6 +309,16 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         ("POST", "/admin/v1/credentials") => (Some("NewCredential"), 201, r("Credential")),
         ("GET", "/admin/v1/credentials") => (None, 200, list_of("Credential")),
         ("DELETE", "/admin/v1/credentials/{id}") => (None, 200, r("WebhookDeleted")),
+        ("POST", "/admin/v1/mcp/servers") => (Some("NewMcpServer"), 201, r("McpServerCreated")),
+        ("GET", "/admin/v1/mcp/servers") => (None, 200, list_of("McpServer")),
+        ("DELETE", "/admin/v1/mcp/servers/{id}") => (None, 200, r("WebhookDeleted")),
+        ("GET", "/admin/v1/orgs/{org}/mcp")
+        | ("DELETE", "/admin/v1/orgs/{org}/mcp")
+        | ("GET", "/admin/v1/orgs/{org}/projects/{project}/mcp")
+        | ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/mcp") => (None, 200, r("McpPolicyView")),
+        ("PUT", "/admin/v1/orgs/{org}/mcp") | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/mcp") => {
+            (Some("McpPolicy"), 200, r("McpPolicyView"))
+        }
         ("GET", "/admin/v1/webhooks/{id}/deliveries") => (None, 200, list_of("Delivery")),
         ("GET", "/admin/v1/orgs/{org}/guardrails")
         | ("DELETE", "/admin/v1/orgs/{org}/guardrails")
@@ -341,7 +388,10 @@ fn query_params(spec: &RouteSpec) -> Vec<Value> {
         ("POST", "/admin/v1/capabilities/{id}/revoke") | ("GET", "/admin/v1/capability-keys") => {
             vec![q("org", json!({"type": "string"}))]
         }
-        ("GET", "/admin/v1/credentials") | ("DELETE", "/admin/v1/credentials/{id}") => {
+        ("GET", "/admin/v1/credentials")
+        | ("DELETE", "/admin/v1/credentials/{id}")
+        | ("GET", "/admin/v1/mcp/servers")
+        | ("DELETE", "/admin/v1/mcp/servers/{id}") => {
             vec![q("org", json!({"type": "string"})), q("platform", json!({"type": "boolean"}))]
         }
         ("GET", "/admin/v1/webhooks") | ("DELETE", "/admin/v1/webhooks/{id}") => {

@@ -1,11 +1,13 @@
 //! The policies an org or a project sets for itself, one of each kind per scope:
 //! `/admin/v1/orgs/{org}[/projects/{project}]/guardrails` (the guardrail policy it layers over
 //! the deployment default) and `.../routing` (which providers, regions and pinned deployments
-//! its traffic may use). A spec is checked (a guardrail spec compiled on top of what lies below
+//! its traffic may use) and `.../mcp` (which MCP servers, tools, resources and prompts its callers
+//! may use). A spec is checked (a guardrail spec compiled on top of what lies below
 //! it, a routing spec against the live config) before it is stored, so a stored policy always
 //! works; it applies on this replica at once and on the others within their poll interval.
 
 use gatehouse_core::{Denial, DenyCode, OrgId, ProjectId};
+use gatehouse_gates::mcp::McpSpec;
 use gatehouse_gates::tenant_routes::RoutingSpec;
 use gatehouse_guardrails::PolicySpec;
 use gatehouse_store::PolicyTable;
@@ -55,6 +57,11 @@ async fn view(s: &AdminState, kind: PolicyTable, org: OrgId, project: Option<Pro
             .into_iter()
             .map(|d| json!({"model": d.model, "provider": d.provider, "region": d.region}))
             .collect(),
+        // both scopes apply: the org's, and the project's on top of it
+        PolicyTable::Mcp => {
+            let spec = |p| s.control.mcp_policy(org, p).and_then(|sp| serde_json::to_value(&*sp).ok());
+            json!({"org": spec(None), "project": project.and_then(|p| spec(Some(p)))})
+        }
     };
     Ok((
         StatusCode::OK,
@@ -98,6 +105,7 @@ async fn reload(s: &AdminState, kind: PolicyTable) -> Result<(), Denial> {
     match kind {
         PolicyTable::Guardrails => s.control.reload_guardrail_policies().await,
         PolicyTable::Routing => s.control.reload_routing_policies().await,
+        PolicyTable::Mcp => s.control.reload_mcp_policies().await,
     }
     .map_err(store_err)
 }
@@ -126,6 +134,11 @@ async fn checked(c: &mut Call, kind: PolicyTable, org: OrgId, project: Option<Pr
             }
             serde_json::to_string(&spec)
         }
+        PolicyTable::Mcp => {
+            let spec: McpSpec = c.body().await?;
+            spec.check().map_err(bad)?;
+            serde_json::to_string(&spec)
+        }
     };
     text.map_err(|_| Denial::new(DenyCode::Internal))
 }
@@ -145,7 +158,7 @@ async fn delete(c: &mut Call, (kind, project): (PolicyTable, bool)) -> Reply {
     view(&c.s, kind, org, project).await
 }
 
-use PolicyTable::{Guardrails, Routing};
+use PolicyTable::{Guardrails, Mcp, Routing};
 
 services! {
     get_guardrails_org => get((Guardrails, false));
@@ -160,4 +173,10 @@ services! {
     get_routing_project => get((Routing, true));
     put_routing_project => put((Routing, true));
     delete_routing_project => delete((Routing, true));
+    get_mcp_org => get((Mcp, false));
+    put_mcp_org => put((Mcp, false));
+    delete_mcp_org => delete((Mcp, false));
+    get_mcp_project => get((Mcp, true));
+    put_mcp_project => put((Mcp, true));
+    delete_mcp_project => delete((Mcp, true));
 }

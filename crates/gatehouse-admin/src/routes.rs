@@ -9,7 +9,8 @@ use gatehouse_audit::EventKind as K;
 use crate::rbac::Permission;
 use crate::service::{self, Service};
 use crate::{
-    AdminState, capabilities, credentials, deployments, keys, limits, members, orgs, policies, tokens, trail, webhooks,
+    AdminState, capabilities, credentials, deployments, keys, limits, mcp, members, orgs, policies, tokens, trail,
+    webhooks,
 };
 
 /// Which org a route acts on.
@@ -112,6 +113,15 @@ pub const ROUTES: &[RouteSpec] = &[
     r("POST", "/admin/v1/credentials", P::OrgUpdate, Org, K::CredentialCreate),
     r("GET", "/admin/v1/credentials", P::OrgUpdate, Org, K::CredentialList),
     r("DELETE", "/admin/v1/credentials/{id}", P::OrgUpdate, Org, K::CredentialDelete),
+    r("POST", "/admin/v1/mcp/servers", P::OrgUpdate, Org, K::McpServerCreate),
+    r("GET", "/admin/v1/mcp/servers", P::OrgRead, Org, K::McpServerList),
+    r("DELETE", "/admin/v1/mcp/servers/{id}", P::OrgUpdate, Org, K::McpServerDelete),
+    r("GET", "/admin/v1/orgs/{org}/mcp", P::OrgRead, Org, K::McpOrgPolicyRead),
+    r("PUT", "/admin/v1/orgs/{org}/mcp", P::OrgUpdate, Org, K::McpOrgPolicySet),
+    r("DELETE", "/admin/v1/orgs/{org}/mcp", P::OrgUpdate, Org, K::McpOrgPolicyDelete),
+    r("GET", "/admin/v1/orgs/{org}/projects/{project}/mcp", P::ProjectRead, Org, K::McpProjectPolicyRead),
+    r("PUT", "/admin/v1/orgs/{org}/projects/{project}/mcp", P::ProjectWrite, Org, K::McpProjectPolicySet),
+    r("DELETE", "/admin/v1/orgs/{org}/projects/{project}/mcp", P::ProjectWrite, Org, K::McpProjectPolicyDelete),
 ];
 
 /// The service of a table entry, wrapped (authenticate, run, audit under the row's action);
@@ -159,6 +169,15 @@ pub(crate) fn handler(spec: &'static RouteSpec) -> Option<MethodRouter<AdminStat
         ("POST", "/admin/v1/credentials") => credentials::create,
         ("GET", "/admin/v1/credentials") => credentials::list,
         ("DELETE", "/admin/v1/credentials/{id}") => credentials::delete,
+        ("POST", "/admin/v1/mcp/servers") => mcp::create,
+        ("GET", "/admin/v1/mcp/servers") => mcp::list,
+        ("DELETE", "/admin/v1/mcp/servers/{id}") => mcp::delete,
+        ("GET", "/admin/v1/orgs/{org}/mcp") => policies::get_mcp_org,
+        ("PUT", "/admin/v1/orgs/{org}/mcp") => policies::put_mcp_org,
+        ("DELETE", "/admin/v1/orgs/{org}/mcp") => policies::delete_mcp_org,
+        ("GET", "/admin/v1/orgs/{org}/projects/{project}/mcp") => policies::get_mcp_project,
+        ("PUT", "/admin/v1/orgs/{org}/projects/{project}/mcp") => policies::put_mcp_project,
+        ("DELETE", "/admin/v1/orgs/{org}/projects/{project}/mcp") => policies::delete_mcp_project,
         ("POST", "/admin/v1/keys") => keys::create,
         ("GET", "/admin/v1/keys") => keys::list,
         ("GET", "/admin/v1/keys/{id}") => keys::get,

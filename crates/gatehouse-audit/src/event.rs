@@ -94,6 +94,16 @@ catalogue! {
     RoutingProjectPolicyRead => ("routing.project_policy_read", Providers),
     RoutingProjectPolicySet => ("routing.project_policy_set", Providers),
     RoutingProjectPolicyDelete => ("routing.project_policy_delete", Providers),
+    // MCP servers and tool policies
+    McpServerCreate => ("mcp.server_create", Providers),
+    McpServerList => ("mcp.server_list", Providers),
+    McpServerDelete => ("mcp.server_delete", Providers),
+    McpOrgPolicyRead => ("mcp.org_policy_read", Providers),
+    McpOrgPolicySet => ("mcp.org_policy_set", Providers),
+    McpOrgPolicyDelete => ("mcp.org_policy_delete", Providers),
+    McpProjectPolicyRead => ("mcp.project_policy_read", Providers),
+    McpProjectPolicySet => ("mcp.project_policy_set", Providers),
+    McpProjectPolicyDelete => ("mcp.project_policy_delete", Providers),
     DeploymentBreakerOpened => ("deployment.breaker_opened", Providers),
     DeploymentBreakerClosed => ("deployment.breaker_closed", Providers),
     // guardrails
@@ -260,6 +270,8 @@ pub struct Event {
     pub completion_tokens: Option<u64>,
     /// What the guardrails did: detector names, actions, counts (never the matched text).
     pub guardrails: Vec<gatehouse_core::GuardrailHit>,
+    /// An MCP message: method, server, tool or prompt name, sizes (never arguments or results).
+    pub mcp: Option<Box<gatehouse_core::McpCall>>,
 }
 
 impl Event {
@@ -287,6 +299,7 @@ impl Event {
             prompt_tokens: None,
             completion_tokens: None,
             guardrails: Vec::new(),
+            mcp: None,
         }
     }
 
@@ -331,6 +344,13 @@ impl Event {
                 .iter()
                 .map(|h| HitLine { dir: h.direction, action: h.action, detector: &h.detector, count: h.count })
                 .collect(),
+            mcp: self.mcp.as_deref().map(|m| McpLine {
+                method: &m.method,
+                server: &m.server,
+                name: m.name.as_deref(),
+                request_bytes: m.request_bytes,
+                response_bytes: m.response_bytes,
+            }),
         };
         // Serialising a struct of strings, ids and integers cannot fail.
         let body = serde_json::to_string(&body).unwrap_or_default();
@@ -351,6 +371,16 @@ pub fn chain_of(org: Option<OrgId>) -> String {
 
 /// The chain of events that belong to no org (platform actions, anonymous refusals, system).
 pub const PLATFORM_CHAIN: &str = "platform";
+
+#[derive(Serialize)]
+struct McpLine<'a> {
+    method: &'a str,
+    server: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    request_bytes: u64,
+    response_bytes: u64,
+}
 
 #[derive(Serialize)]
 struct HitLine<'a> {
@@ -404,6 +434,8 @@ struct Body<'a> {
     completion_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     guardrails: Vec<HitLine<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mcp: Option<McpLine<'a>>,
 }
 
 /// An event rendered but not yet placed in its chain: what the queue carries past a

@@ -128,6 +128,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "prompt_tokens",
     "completion_tokens",
     "guardrails",
+    "mcp",
     "hash",
 ];
 

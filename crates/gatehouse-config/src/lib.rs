@@ -10,6 +10,7 @@
 
 pub mod budgets;
 mod error;
+pub mod mcp;
 pub mod oidc;
 mod raw;
 pub mod redis;

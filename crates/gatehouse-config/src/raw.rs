@@ -17,6 +17,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub cache: RawCache,
     #[serde(default)]
+    pub mcp: crate::mcp::RawMcp,
+    #[serde(default)]
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub mock: RawMock,

@@ -79,6 +79,8 @@ pub struct ServerConfig {
     pub webhooks: WebhookSettings,
     /// The response cache's bounds (`[cache]`).
     pub cache: CacheSettings,
+    /// The MCP gateway's bounds (`[mcp]`).
+    pub mcp: crate::mcp::McpSettings,
     pub telemetry: TelemetrySettings,
     /// Trusted OIDC issuers (`[[oidc]]`).
     pub oidc: Vec<gatehouse_oidc::settings::OidcIssuer>,
@@ -239,6 +241,9 @@ impl ServerConfig {
         }
         if self.cache != o.cache {
             v.push("cache");
+        }
+        if self.mcp != o.mcp {
+            v.push("mcp");
         }
         if self.telemetry != o.telemetry {
             v.push("telemetry");
@@ -487,6 +492,7 @@ impl Config {
         server.exchange = crate::oidc::exchange_rules(raw.exchange, &server.oidc, &mut issues);
         server.redis = crate::redis::redis(raw.redis, &mut issues);
         server.cache = cache(raw.cache, &mut issues);
+        server.mcp = crate::mcp::settings(raw.mcp, &mut issues);
         if server.replicas.get() > 1 && server.redis.is_none() {
             // A limit that silently becomes per replica is a security bug (docs/SECURITY.md).
             issue(
@@ -548,7 +554,7 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
     ConfigError::Syntax { line, column, message }
 }
 
-fn issue(issues: &mut Vec<Issue>, path: impl Into<String>, rule: impl Into<String>) {
+pub(crate) fn issue(issues: &mut Vec<Issue>, path: impl Into<String>, rule: impl Into<String>) {
     issues.push(Issue { path: path.into(), rule: rule.into() });
 }
 
@@ -581,7 +587,7 @@ fn allowed_hosts(hosts: Vec<String>, issues: &mut Vec<Issue>) -> Vec<String> {
     }
 }
 
-fn ms(v: Option<u64>, default_ms: u64, min: u64, max: u64, path: &str, issues: &mut Vec<Issue>) -> Duration {
+pub(crate) fn ms(v: Option<u64>, default_ms: u64, min: u64, max: u64, path: &str, issues: &mut Vec<Issue>) -> Duration {
     let v = v.unwrap_or(default_ms);
     if !(min..=max).contains(&v) {
         issue(issues, path, format!("must be between {min} and {max} milliseconds"));
@@ -589,7 +595,7 @@ fn ms(v: Option<u64>, default_ms: u64, min: u64, max: u64, path: &str, issues: &
     Duration::from_millis(v.clamp(min, max))
 }
 
-fn bounded32(v: Option<u64>, default: u32, max: u32, path: &str, issues: &mut Vec<Issue>) -> NonZeroU32 {
+pub(crate) fn bounded32(v: Option<u64>, default: u32, max: u32, path: &str, issues: &mut Vec<Issue>) -> NonZeroU32 {
     let v = v.unwrap_or(u64::from(default));
     if v == 0 || v > u64::from(max) {
         issue(issues, path, format!("must be between 1 and {max}"));
@@ -648,27 +654,32 @@ fn audit(raw: RawAudit, issues: &mut Vec<Issue>) -> AuditSettings {
 }
 
 fn webhooks(raw: RawWebhooks, issues: &mut Vec<Issue>) -> WebhookSettings {
-    let allow = raw.allow_private_targets.unwrap_or_default();
-    if allow.len() > 64 {
-        issue(issues, "webhooks.allow_private_targets", "at most 64 ranges");
-    }
-    let allow_private_targets = allow
-        .iter()
-        .take(64)
-        .filter_map(|c| match c.parse::<ipnet::IpNet>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                issue(issues, "webhooks.allow_private_targets", "each entry must be a CIDR range like 10.0.0.0/8");
-                None
-            }
-        })
-        .collect();
+    let allow_private_targets =
+        private_ranges(raw.allow_private_targets.unwrap_or_default(), "webhooks.allow_private_targets", issues);
     WebhookSettings {
         allow_private_targets,
         max_attempts: bounded32(raw.max_attempts, 8, 50, "webhooks.max_attempts", issues),
         retry_base: ms(raw.retry_base_ms, 2_000, 10, 3_600_000, "webhooks.retry_base_ms", issues),
         timeout: ms(raw.timeout_ms, 10_000, 100, 60_000, "webhooks.timeout_ms", issues),
     }
+}
+
+/// An `allow_private_targets` list: at most 64 CIDR ranges.
+pub(crate) fn private_ranges(allow: Vec<String>, path: &str, issues: &mut Vec<Issue>) -> Vec<ipnet::IpNet> {
+    if allow.len() > 64 {
+        issue(issues, path, "at most 64 ranges");
+    }
+    allow
+        .iter()
+        .take(64)
+        .filter_map(|c| match c.parse::<ipnet::IpNet>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                issue(issues, path, "each entry must be a CIDR range like 10.0.0.0/8");
+                None
+            }
+        })
+        .collect()
 }
 
 fn telemetry(raw: RawTelemetry, issues: &mut Vec<Issue>) -> TelemetrySettings {
@@ -767,6 +778,7 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
         audit: audit(raw_audit, issues),
         webhooks: webhooks(raw_webhooks, issues),
         cache: CacheSettings::default(),
+        mcp: crate::mcp::McpSettings::default(),
         telemetry: telemetry(raw_telemetry, issues),
         oidc: Vec::new(),
         exchange: Vec::new(),

@@ -261,6 +261,20 @@ pub struct RequestCx {
     pub cache_control: CacheControl,
     /// The answer came from the response cache (no provider was called).
     pub cache_hit: bool,
+    /// An MCP message: what it asked of which server (names and sizes only).
+    pub mcp: Option<Box<McpCall>>,
+}
+
+/// What an MCP message asked (docs/MCP.md): the JSON-RPC method, the server's name, the tool or
+/// prompt named (never a resource URI, which can carry data; never arguments or results) and
+/// the sizes each way.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct McpCall {
+    pub method: Box<str>,
+    pub server: Box<str>,
+    pub name: Option<Box<str>>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
 }
 
 /// What the caller's `Cache-Control` asked for (directives that can only make caching do less).
@@ -341,6 +355,7 @@ impl RequestCx {
             caller_provider_key: None,
             cache_control: CacheControl::default(),
             cache_hit: false,
+            mcp: None,
         }
     }
 

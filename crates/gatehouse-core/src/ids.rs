@@ -79,6 +79,10 @@ id_type!(
     /// A stored provider credential (one version of it).
     CredentialId
 );
+id_type!(
+    /// A registered upstream MCP server (also the id of its identity-signing key).
+    McpServerId
+);
 
 #[cfg(test)]
 mod tests {

@@ -14,9 +14,9 @@ pub mod scope;
 
 pub use breaker::{Breaker, BreakerState, Hedge, Retries};
 pub use context::{
-    CacheControl, Credential, GateName, GateOutcome, Grant, GuardrailHit, Presented, Principal, Quota, RateLimitInfo,
-    Rates, RequestCx, Route, Target, TrailEntry,
+    CacheControl, Credential, GateName, GateOutcome, Grant, GuardrailHit, McpCall, Presented, Principal, Quota,
+    RateLimitInfo, Rates, RequestCx, Route, Target, TrailEntry,
 };
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
 pub use host::{MAX_HOST, host_name};
-pub use ids::{CredentialId, KeyId, OrgId, ProjectId, RequestId, TokenId, UserId, is_id};
+pub use ids::{CredentialId, KeyId, McpServerId, OrgId, ProjectId, RequestId, TokenId, UserId, is_id};

@@ -126,6 +126,21 @@ impl ScopeSet {
         self.all_of.iter().all(|alts| alts.iter().any(|p| p.matches(action)))
     }
 
+    /// Whether some action beginning with `prefix`'s segments (and going on past them) could be
+    /// allowed: each entry has a pattern whose leading segments fit (`*` on either side fits
+    /// any one segment). An over-approximation across entries, so it only ever gates access to
+    /// something that is itself narrowed further (e.g. reaching an MCP server, whose every tool
+    /// call is then checked with [`Self::allows`]).
+    pub fn reaches(&self, prefix: &[&str]) -> bool {
+        self.all_of.iter().all(|alts| {
+            alts.iter().any(|p| {
+                let segs: Vec<&str> = segments(&p.0).map(|(s, _)| s).collect();
+                segs.len() > prefix.len()
+                    && segs.iter().zip(prefix).all(|(s, want)| *s == "*" || *want == "*" || s == want)
+            })
+        })
+    }
+
     /// Whether a pattern is wholly inside this set (for "child not wider than parent").
     pub fn covers(&self, p: &ScopePattern) -> bool {
         self.all_of.iter().all(|alts| alts.iter().any(|a| a.covers(p)))
@@ -152,6 +167,20 @@ mod tests {
         assert!(!p("mcp:tool:github/*").matches("mcp:tool:github/a/b"));
         assert!(p("*:*").matches("chat:completions"));
         assert!(!p("*").matches("chat:completions"));
+    }
+
+    #[test]
+    fn reaches_looks_past_a_prefix() {
+        let mut set = ScopeSet::unrestricted();
+        set.restrict(vec![p("mcp:tool:github/*"), p("chat:completions")]);
+        assert!(set.reaches(&["mcp", "*", "github"]));
+        assert!(!set.reaches(&["mcp", "*", "gitlab"]));
+        set.restrict(vec![p("mcp:*:*/*")]);
+        assert!(set.reaches(&["mcp", "*", "github"]));
+        let mut chat_only = ScopeSet::unrestricted();
+        chat_only.restrict(vec![p("chat:*")]);
+        assert!(!chat_only.reaches(&["mcp", "*", "github"]));
+        assert!(ScopeSet::unrestricted().reaches(&["mcp", "*", "x"]));
     }
 
     #[test]

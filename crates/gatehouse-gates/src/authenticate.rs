@@ -202,6 +202,23 @@ impl Gate<()> for AuthenticateGate {
     }
 }
 
+/// Who is calling, as the signed identity headers carry it to a provider or an MCP server.
+pub fn identity_of(p: &gatehouse_core::Principal, request_id: &str) -> gatehouse_identity::Identity {
+    use gatehouse_core::Credential;
+    let subject = match &p.credential {
+        Credential::Key(k) => format!("key:{k}"),
+        Credential::Token(t) => format!("capability:{t}"),
+        Credential::Federated { issuer, subject } => format!("{issuer}:{subject}"),
+    };
+    gatehouse_identity::Identity {
+        org: p.org.to_string(),
+        project: p.project.to_string(),
+        subject,
+        roles: p.grant.as_ref().map(|g| g.roles.iter().map(|r| r.to_string()).collect()).unwrap_or_default(),
+        request_id: request_id.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -178,8 +178,9 @@ pub struct Admitted {
     pub answer: Answer,
 }
 
-/// Runs one gate and records what it decided; the only place the request half writes the trail.
-async fn run<G, In>(gate: &G, cx: &mut RequestCx, input: &mut In) -> Result<G::Pass, Stop>
+/// Runs one gate and records what it decided; the only place the request half writes the trail
+/// (the MCP door, `gatehouse-mcp`, runs its steps through it too).
+pub async fn run<G, In>(gate: &G, cx: &mut RequestCx, input: &mut In) -> Result<G::Pass, Stop>
 where
     G: Gate<In>,
     In: ?Sized + Send,
@@ -368,7 +369,7 @@ fn audit_accepting(g: &Gates) -> Result<(), Stop> {
 }
 
 /// Meter & audit: the last step of every request, exactly once.
-fn finish(audit: &AuditHook, cx: &mut RequestCx, done: Finished) {
+pub fn finish(audit: &AuditHook, cx: &mut RequestCx, done: Finished) {
     cx.record(GateName::Meter, done.code.map_or(GateOutcome::Pass, GateOutcome::Deny));
     // every request of every test (unit and end-to-end, which run debug builds) checks this
     debug_assert!(follows_order(&cx.trail), "trail out of order: {:?}", cx.trail);

@@ -15,6 +15,7 @@ use crate::authenticate::KeyVerifier;
 use crate::credentials::{Vault, VaultError};
 use crate::guardrails::Policies;
 use crate::limits::LimitsBackend;
+use crate::mcp::{McpPolicies, McpServers, Registration};
 use crate::route::{DeploymentStatus, RouteTable};
 use crate::tenant_routes::{RoutingRules, RoutingSpec};
 
@@ -31,6 +32,26 @@ pub struct ControlHandle {
     routing: Arc<RoutingRules>,
     keys: Arc<KeyVerifier>,
     vault: Arc<Vault>,
+    mcp: Arc<McpControl>,
+}
+
+/// What the control plane needs of the MCP gateway: its tables (to apply a change here at once)
+/// and the bounds and outbound-address policy a registration is checked against.
+#[derive(Default)]
+pub struct McpControl {
+    pub servers: Arc<McpServers>,
+    pub policies: Arc<McpPolicies>,
+    pub egress: gatehouse_egress::AddressPolicy,
+    pub settings: gatehouse_config::mcp::McpSettings,
+}
+
+/// Why a server could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("url refused: {0}")]
+    Url(#[from] gatehouse_egress::TargetError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
 }
 
 impl ControlHandle {
@@ -43,7 +64,45 @@ impl ControlHandle {
         keys: Arc<KeyVerifier>,
         vault: Arc<Vault>,
     ) -> ControlHandle {
-        ControlHandle { store, routes, guardrails, limits, routing, keys, vault }
+        ControlHandle { store, routes, guardrails, limits, routing, keys, vault, mcp: Arc::default() }
+    }
+
+    /// The MCP gateway's tables and bounds (without them, no server can be registered).
+    pub fn with_mcp(mut self, mcp: Arc<McpControl>) -> ControlHandle {
+        self.mcp = mcp;
+        self
+    }
+
+    /// The MCP gateway's bounds.
+    pub fn mcp_settings(&self) -> &gatehouse_config::mcp::McpSettings {
+        &self.mcp.settings
+    }
+
+    /// Checks the URL (outbound-address policy), seals the credential and a new identity key,
+    /// stores the server and applies it here; returns the row and the identity key (shown once).
+    pub async fn register_mcp_server(
+        &self,
+        reg: Registration,
+    ) -> Result<(gatehouse_store::McpServerRow, secrecy::SecretString), RegisterError> {
+        self.mcp.egress.check_at_save(&reg.row.url).await?;
+        let out = McpServers::register(&self.vault, &self.store, reg).await?;
+        self.reload_mcp_servers().await.map_err(VaultError::from)?;
+        Ok(out)
+    }
+
+    /// Re-reads the registered MCP servers now.
+    pub async fn reload_mcp_servers(&self) -> Result<(), gatehouse_store::Error> {
+        self.mcp.servers.load(&self.vault, &self.store).await
+    }
+
+    /// An org's or a project's own MCP policy.
+    pub fn mcp_policy(&self, org: OrgId, project: Option<ProjectId>) -> Option<Arc<crate::mcp::McpSpec>> {
+        self.mcp.policies.spec(org, project)
+    }
+
+    /// Re-reads the stored MCP policies now.
+    pub async fn reload_mcp_policies(&self) -> Result<(), gatehouse_store::Error> {
+        self.mcp.policies.load(&self.store).await
     }
 
     /// Whether every name is a model the gateway serves now, by canonical name: an allow-list

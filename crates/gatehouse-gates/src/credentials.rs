@@ -46,11 +46,22 @@ impl Vault {
         self.data_key(&tenant(Some(org))).await
     }
 
-    /// One version of an org's data key, for opening what was sealed under it.
-    pub async fn org_key_version(&self, org: OrgId, version: i64) -> Result<Sealer, VaultError> {
-        let t = tenant(Some(org));
+    /// A tenant's current data key (`None`: the platform's), for sealing what it owns beside
+    /// provider credentials (MCP servers' credentials): (version, sealer).
+    pub async fn tenant_key(&self, org: Option<OrgId>) -> Result<(i64, Sealer), VaultError> {
+        self.data_key(&tenant(org)).await
+    }
+
+    /// One version of a tenant's data key (`None`: the platform's).
+    pub async fn tenant_key_version(&self, org: Option<OrgId>, version: i64) -> Result<Sealer, VaultError> {
+        let t = tenant(org);
         let wrapped = self.store.data_key_version(&t, version).await?.ok_or(SealError::Open)?;
         Ok(self.envelope.open_data_key(&t, u32::try_from(version).unwrap_or(0), &wrapped)?)
+    }
+
+    /// One version of an org's data key, for opening what was sealed under it.
+    pub async fn org_key_version(&self, org: OrgId, version: i64) -> Result<Sealer, VaultError> {
+        self.tenant_key_version(Some(org), version).await
     }
 
     /// The tenant's current data key (made on first use; two replicas racing keep the first).

@@ -18,11 +18,13 @@ mod gate;
 pub mod guardrails;
 pub mod ledger;
 pub mod limits;
+pub mod mcp;
 pub mod meter;
 pub mod route;
 pub mod tenant_routes;
 pub mod tokens;
 
+pub use authenticate::identity_of;
 pub use chain::{
     Admitted, Answer, Gates, Incoming, Listing, Lookup, ORDER, Stop, Stopped, StreamAnswer, StreamEnd, TenantRouting,
     admit, admit_listing, admit_lookup,

@@ -256,6 +256,7 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
     e.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
     e.completion_tokens = done.usage.map(|u| u.completion_tokens);
     e.guardrails = cx.guardrails.clone();
+    e.mcp = cx.mcp.clone();
     if let Some(s) = &hook.spans {
         s.request(&e, &cx.trail);
     }

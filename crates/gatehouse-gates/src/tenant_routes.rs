@@ -123,10 +123,22 @@ impl Rule {
     }
 }
 
+/// Whose stored policy a row is: an org's own, or one of its projects'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Scope {
+pub(crate) enum Scope {
     Org(OrgId),
     Project(ProjectId),
+}
+
+impl Scope {
+    /// The scope of a stored policy row (`None`: ids that do not parse).
+    pub(crate) fn of(r: &ScopedPolicyRow) -> Option<Scope> {
+        if r.project_id.is_empty() {
+            OrgId::parse(&r.org_id).map(Scope::Org)
+        } else {
+            ProjectId::parse(&r.project_id).map(Scope::Project)
+        }
+    }
 }
 
 /// The rules that apply to one request: its org's and its project's (either may be absent).
@@ -208,14 +220,6 @@ impl RoutingRules {
         ok(Scope::Org(org)) && project.is_none_or(|p| ok(Scope::Project(p)))
     }
 
-    fn scope(r: &ScopedPolicyRow) -> Option<Scope> {
-        if r.project_id.is_empty() {
-            OrgId::parse(&r.org_id).map(Scope::Org)
-        } else {
-            ProjectId::parse(&r.project_id).map(Scope::Project)
-        }
-    }
-
     /// Reads every stored rule. One whose spec does not parse (written by a newer version, say)
     /// refuses every deployment to its scope until it is rewritten (an error is logged): a
     /// restriction this replica cannot read must not become no restriction. A rule naming a
@@ -226,7 +230,7 @@ impl RoutingRules {
         let rows = store.all_scoped_policies(PolicyTable::Routing).await?;
         let mut table = HashMap::with_capacity(rows.len());
         for r in rows {
-            match (Self::scope(&r), serde_json::from_str::<RoutingSpec>(&r.spec)) {
+            match (Scope::of(&r), serde_json::from_str::<RoutingSpec>(&r.spec)) {
                 (Some(scope), Ok(spec)) => {
                     table.insert(scope, Arc::new(Rule::new(spec)));
                 }

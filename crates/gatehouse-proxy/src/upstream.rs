@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_config::{EnvLookup, ProviderConfig, ProviderKind};
-use gatehouse_core::{Credential, DenyCode, Principal};
+use gatehouse_core::{DenyCode, Principal};
 use gatehouse_providers::Endpoint;
 use gatehouse_providers::chat::Family;
 use http::{HeaderName, HeaderValue};
@@ -317,7 +317,7 @@ impl Upstream {
         let url = self.urls.of(call.endpoint, call.model, call.stream);
         let signed = match (&self.identity, who) {
             (Some((key_id, key)), Some(p)) => {
-                let id = identity_of(p, call.request_id);
+                let id = gatehouse_gates::identity_of(p, call.request_id);
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 gatehouse_identity::sign(key_id, key.expose_secret().as_bytes(), "POST", url.path(), &body, &id, now)
             }
@@ -382,21 +382,6 @@ pub struct Call<'a> {
 }
 
 /// The identity an upstream is told about: tenant ids, the credential by public id, roles.
-fn identity_of(p: &Principal, request_id: &str) -> gatehouse_identity::Identity {
-    let subject = match &p.credential {
-        Credential::Key(k) => format!("key:{k}"),
-        Credential::Token(t) => format!("capability:{t}"),
-        Credential::Federated { issuer, subject } => format!("{issuer}:{subject}"),
-    };
-    gatehouse_identity::Identity {
-        org: p.org.to_string(),
-        project: p.project.to_string(),
-        subject,
-        roles: p.grant.as_ref().map(|g| g.roles.iter().map(|r| r.to_string()).collect()).unwrap_or_default(),
-        request_id: request_id.to_owned(),
-    }
-}
-
 /// What a provider's non-success status means for our caller. The provider's body is never
 /// copied: it may echo key fragments or internal details.
 pub fn refusal_for_status(status: u16) -> DenyCode {

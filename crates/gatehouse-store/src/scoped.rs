@@ -1,5 +1,5 @@
 //! Stored per-tenant policies of one shape: at most one per org (`project_id = ''`) and one per
-//! project, as the JSON spec the admin API validated. Guardrail and routing policies each have
+//! project, as the JSON spec the admin API validated. Guardrail, routing and MCP policies each have
 //! a table of this shape. Every replica keeps all of them compiled in memory and re-reads the
 //! table on a short poll, so the request path never reads it.
 
@@ -15,6 +15,9 @@ pub enum PolicyTable {
     /// gatehouse-gates `RoutingSpec`: which providers, regions and pins a tenant's traffic may
     /// use.
     Routing,
+    /// gatehouse-mcp `McpSpec`: which tools, resources and prompts of MCP servers a tenant's
+    /// callers may use.
+    Mcp,
 }
 
 /// The statements of one table, written out at compile time (the table name is never a
@@ -53,12 +56,14 @@ macro_rules! statements {
 
 const GUARDRAILS: Statements = statements!("guardrail_policies");
 const ROUTING: Statements = statements!("routing_policies");
+const MCP: Statements = statements!("mcp_policies");
 
 impl PolicyTable {
     const fn sql(self) -> &'static Statements {
         match self {
             PolicyTable::Guardrails => &GUARDRAILS,
             PolicyTable::Routing => &ROUTING,
+            PolicyTable::Mcp => &MCP,
         }
     }
 }

@@ -98,6 +98,13 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::credentials_cmd::CredentialsAction,
     },
+    /// The MCP gateway: upstream MCP servers callers reach at `/mcp/{name}`.
+    Mcp {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        action: crate::mcp_cmd::McpAction,
+    },
     /// The master key: generate one, stage a new one, rotate every stored secret onto it
     /// (run beside the store, like `audit verify`).
     MasterKey {
@@ -390,6 +397,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Credentials { conn, action } => {
             admin(&conn, |c, out| async move { c.credentials(action, out).await }).await
         }
+        Command::Mcp { conn, action } => admin(&conn, |c, out| async move { c.mcp(action, out).await }).await,
         Command::Providers { conn, action: ProvidersAction::List } => {
             admin(&conn, |c, out| async move { c.providers(out).await }).await
         }

@@ -11,15 +11,15 @@ use serde_json::{Value, json};
 use crate::cli::Output;
 use crate::client::AdminClient;
 
-/// Whose credentials: an org (id or name) or the platform.
+/// Whose: an org (id or name) or the platform.
 #[derive(Args, Debug)]
 pub struct Tenant {
     /// The org (id or name); the operator's own when absent.
     #[arg(long, conflicts_with = "platform")]
-    org: Option<String>,
-    /// The platform's credentials (platform admins only).
+    pub org: Option<String>,
+    /// The platform's (platform admins only).
     #[arg(long)]
-    platform: bool,
+    pub platform: bool,
 }
 
 /// Which credential: a provider's, at a scope.
@@ -67,7 +67,7 @@ pub enum CredentialsAction {
     },
 }
 
-fn secret_from_stdin() -> anyhow::Result<String> {
+pub(crate) fn secret_from_stdin() -> anyhow::Result<String> {
     let mut s = String::new();
     std::io::stdin()
         .take(64 * 1024)
@@ -80,7 +80,7 @@ fn secret_from_stdin() -> anyhow::Result<String> {
     Ok(s)
 }
 
-fn query(t: &Tenant) -> Vec<(&'static str, String)> {
+pub(crate) fn query(t: &Tenant) -> Vec<(&'static str, String)> {
     match (&t.org, t.platform) {
         (_, true) => vec![("platform", "true".to_owned())],
         (Some(o), false) => vec![("org", o.clone())],
@@ -163,21 +163,25 @@ impl AdminClient {
                 self.call(reqwest::Method::DELETE, &path, None, &query(&tenant)).await?
             }
         };
-        match output {
-            Output::Json => writeln!(out, "{v}")?,
-            Output::Table => match v["data"].as_array() {
-                Some(rows) => {
-                    for r in rows {
-                        writeln!(out, "{}", line(r))?;
-                    }
-                }
-                None => writeln!(
-                    out,
-                    "{}",
-                    if v["deleted"] == json!(true) { format!("deleted {}", v["id"]) } else { line(&v) }
-                )?,
-            },
-        }
+        print(&mut out, output, &v, line)?;
         Ok(())
     }
+}
+
+/// An admin answer on standard output: as JSON, or one line per row (a listing), per deleted
+/// object, or for the one object answered.
+pub(crate) fn print(out: &mut impl Write, output: Output, v: &Value, line: fn(&Value) -> String) -> anyhow::Result<()> {
+    match output {
+        Output::Json => writeln!(out, "{v}")?,
+        Output::Table => match v["data"].as_array() {
+            Some(rows) => {
+                for r in rows {
+                    writeln!(out, "{}", line(r))?;
+                }
+            }
+            None if v["deleted"] == json!(true) => writeln!(out, "deleted {}", v["id"])?,
+            None => writeln!(out, "{}", line(v))?,
+        },
+    }
+    Ok(())
 }

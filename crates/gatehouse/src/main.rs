@@ -7,6 +7,7 @@ mod client;
 mod credentials_cmd;
 mod keyring;
 mod master_key_cmd;
+mod mcp_cmd;
 mod otel;
 mod profile;
 mod reload;

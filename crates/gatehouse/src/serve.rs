@@ -370,6 +370,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         audit: hook,
     };
     let runtime = build_runtime(&config.policy, &services, &env)?;
+    // the MCP gateway: registered servers (opened) and tool policies, kept fresh like the others
+    let mcp_control = Arc::new(gatehouse_gates::control::McpControl {
+        egress: AddressPolicy { allow: server.mcp.allow_private_targets.clone() },
+        settings: server.mcp.clone(),
+        ..Default::default()
+    });
+    mcp_control.servers.load(&vault, &store).await.context("MCP servers")?;
+    mcp_control.policies.load(&store).await.context("MCP policies")?;
+    let mcp = gatehouse_mcp::McpState::new(gatehouse_mcp::Parts {
+        authenticate: gatehouse_gates::authenticate::AuthenticateGate { creds: creds.clone() },
+        audit: services.audit.clone(),
+        servers: mcp_control.servers.clone(),
+        policies: mcp_control.policies.clone(),
+        settings: server.mcp.clone(),
+    })
+    .context("cannot build the MCP client")?;
     let exchange = match &federated {
         Some(f) if !server.exchange.is_empty() => {
             Some(Arc::new(Exchange::new(server.exchange.clone(), f.clone(), tokens.clone())))
@@ -399,6 +415,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(routing.clone().run_poller(store.clone(), LIMITS_POLL));
     tokio::spawn(gatehouse_proxy::health::run(app.runtime.clone()));
     tokio::spawn(credentials.clone().run_poller(vault.clone(), LIMITS_POLL));
+    tokio::spawn(mcp_control.servers.clone().run_poller(vault.clone(), store.clone(), LIMITS_POLL));
+    tokio::spawn(mcp_control.policies.clone().run_poller(store.clone(), LIMITS_POLL));
+    tokio::spawn(gatehouse_mcp::run_sweeper(mcp.clone()));
     if limits.limits.shared() {
         // circuit breakers agree across replicas through the shared store
         let live = app.runtime.clone();
@@ -430,7 +449,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let allowed_hosts = gatehouse_http::AllowedHosts::new(admin_addr, &server.admin_allowed_hosts)
         .context("server.admin_allowed_hosts")?;
-    let data_router = with_transport_layers(gatehouse_proxy::router(app.clone()), pace);
+    let data_router =
+        with_transport_layers(gatehouse_proxy::router(app.clone()).merge(gatehouse_mcp::router(mcp)), pace);
     // the control plane's narrow handle on the data plane: the served models are read from
     // whichever snapshot is live, the shared services are the ones every snapshot uses
     let live = app.runtime.clone();
@@ -442,7 +462,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         routing,
         verifier,
         vault,
-    );
+    )
+    .with_mcp(mcp_control);
     let admin_router = with_transport_layers(
         gatehouse_admin::router(AdminState {
             store: store.clone(),

@@ -53,6 +53,11 @@ async fn fresh_credential(gw: &TestGateway, t: &Tenant) -> String {
     ok(gw, Method::POST, "/admin/v1/credentials", body).await["id"].as_str().unwrap().to_owned()
 }
 
+async fn fresh_mcp_server(gw: &TestGateway, t: &Tenant) -> String {
+    let body = json!({"name": unique("s"), "url": "https://mcp.example.com/mcp", "org": t.id});
+    ok(gw, Method::POST, "/admin/v1/mcp/servers", body).await["id"].as_str().unwrap().to_owned()
+}
+
 async fn fresh_webhook(gw: &TestGateway, t: &Tenant) -> String {
     let body = json!({"name": unique("w"), "kind": "slack", "url": "https://hooks.example.com/x", "events": ["*"],
                       "org": t.id});
@@ -85,6 +90,7 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
     let is_webhook_route = spec.path.starts_with("/admin/v1/webhooks");
     let is_capability_route = spec.path.starts_with("/admin/v1/capabilit");
     let is_credential_route = spec.path.starts_with("/admin/v1/credentials");
+    let is_mcp_server_route = spec.path.starts_with("/admin/v1/mcp/servers");
     let consumes_key =
         !is_token_route && !is_capability_route && (spec.path.ends_with("/revoke") || spec.path.ends_with("/rotate"));
     let key = if is_capability_route && spec.path.contains("{id}") {
@@ -95,6 +101,8 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         fresh_webhook(gw, t).await
     } else if is_credential_route && spec.path.contains("{id}") {
         fresh_credential(gw, t).await
+    } else if is_mcp_server_route && spec.path.contains("{id}") {
+        fresh_mcp_server(gw, t).await
     } else if is_token_route {
         fresh_token(gw, t).await
     } else {
@@ -112,7 +120,7 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
     if is_capability_route && spec.method != "POST" || spec.path == "/admin/v1/capabilities/{id}/revoke" {
         path.push_str(&format!("?org={}", t.name));
     }
-    if (is_webhook_route || is_credential_route) && spec.method != "POST" {
+    if (is_webhook_route || is_credential_route || is_mcp_server_route) && spec.method != "POST" {
         path.push_str(&format!("?org={}", t.id));
     }
     let body = match (spec.method, spec.path) {
@@ -145,6 +153,12 @@ async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Opt
         }
         ("POST", "/admin/v1/credentials") => {
             Some(json!({"provider": "mock", "secret": "sk-matrix-credential", "org": t.id}))
+        }
+        ("POST", "/admin/v1/mcp/servers") => Some(
+            json!({"name": unique("s"), "url": "https://mcp.example.com/mcp", "org": t.id, "credential": "Bearer x"}),
+        ),
+        ("PUT", "/admin/v1/orgs/{org}/mcp") | ("PUT", "/admin/v1/orgs/{org}/projects/{project}/mcp") => {
+            Some(json!({"tools": {"deny": ["*/delete_*"]}, "timeouts": [{"tools": "*", "timeout_ms": 5000}]}))
         }
         ("POST", "/admin/v1/webhooks") => Some(json!({"name": unique("w"), "kind": "discord",
             "url": "https://hooks.example.com/y", "events": ["key.*"], "org": t.id})),
