@@ -66,6 +66,12 @@ class Mcp:
             },
             method="PUT",
         )
+        # the default org blocks prompt injection in what enters a model's context (tool results)
+        gw.admin_post(
+            f"/admin/v1/orgs/{self.org}/guardrails",
+            {"detectors": {"prompt_injection": {"input": "block"}}},
+            method="PUT",
+        )
         # a second org with a server of the same name, on another upstream
         self.org_b = gw.admin_post("/admin/v1/orgs", {"name": "mcp-org-b"})["id"]
         gw.admin_post(f"/admin/v1/orgs/{self.org_b}/projects", {"name": "b-main"})
@@ -111,7 +117,7 @@ def test_list_and_call_through_the_gateway(mcp, mode):
         async with http, client:
             tools = {t.name for t in (await client.list_tools()).tools}
             # the policy's denied tool is not listed; the rest is
-            assert tools == {"echo", "sleep"}
+            assert tools == {"echo", "sleep", "fetch_page", "read_config"}
             r = await client.call_tool("echo", {"text": "hi"})
             assert not r.is_error and r.content[0].text == "echo[a]: hi"
             resources = {str(r.uri) for r in (await client.list_resources()).resources}
@@ -279,7 +285,7 @@ def test_tenants_with_servers_of_the_same_name_see_only_their_own(mcp):
 
     assert "b_only" not in run(lambda: tools_of(mcp.gw.api_key))
     # org B has no policy: its own server's every tool, including the one only it has
-    assert run(lambda: tools_of(mcp.key_b)) == {"echo", "sleep", "forbidden", "b_only"}
+    assert run(lambda: tools_of(mcp.key_b)) == {"echo", "sleep", "forbidden", "fetch_page", "read_config", "b_only"}
 
     async def echo_b():
         http, client = session(mcp.url(), mcp.key_b, "auto")
@@ -333,3 +339,45 @@ def test_bad_frames_are_refused_before_any_server_sees_them(mcp):
     # GET (a server-to-client stream) is not offered
     r = httpx2.get(mcp.url(), headers={"Authorization": "Bearer " + mcp.gw.api_key}, timeout=10)
     assert r.status_code == 405
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_tool_result_carrying_an_injection_is_blocked(mcp, mode):
+    """Indirect prompt injection: the server's answer would enter the agent's model context."""
+
+    async def go():
+        http, client = session(mcp.url(), mcp.gw.api_key, mode)
+        async with http, client:
+            with pytest.raises(MCPError) as e:
+                await client.call_tool("fetch_page", {"url": "https://shop.example"})
+            assert e.value.code == -32004 and e.value.data == {"gatehouse": "content_blocked"}
+            assert "ignore" not in e.value.message.lower()
+            # a private key in a result is blocked by the default policy (secrets in: block)
+            with pytest.raises(MCPError) as e:
+                await client.call_tool("read_config", {})
+            assert e.value.data == {"gatehouse": "content_blocked"}
+            assert (await client.call_tool("echo", {"text": "still fine"})).content[0].text == "echo[a]: still fine"
+
+    run(go)
+    for _ in range(50):
+        events = mcp.gw.admin_get("/admin/v1/audit?action=guardrail.blocked&limit=100")["data"]
+        blocked = [e for e in events if (e.get("mcp") or {}).get("name") == "fetch_page"]
+        if blocked:
+            break
+        time.sleep(0.1)
+    assert blocked and blocked[0]["gate"] == "guardrails_out"
+    assert any(h["detector"].startswith("prompt_injection") for h in blocked[0]["guardrails"])
+    assert "IMPORTANT" not in json.dumps(events)
+
+
+def test_secrets_in_tool_arguments_are_redacted_before_the_server_sees_them(mcp):
+    """A model's arguments leave for a tool: the output rules apply (secrets redacted)."""
+
+    async def go():
+        http, client = session(mcp.url(), mcp.gw.api_key, "auto")
+        async with http, client:
+            r = await client.call_tool("echo", {"text": "my key is " + mcp.gw.api_key})
+            return r.content[0].text
+
+    text = run(go)
+    assert text.startswith("echo[a]: my key is ") and mcp.gw.api_key not in text

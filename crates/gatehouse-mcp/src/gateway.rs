@@ -263,6 +263,38 @@ pub(crate) async fn post(State(s): State<McpState>, Path(server): Path<String>, 
         }
     }
     call.cx.record(GateName::Authorize, GateOutcome::Pass);
+    // what the later steps need of the decision, owned: the guardrail may rewrite the message
+    let carries_arguments = matches!(what, Use::Tool(_) | Use::Prompt(_));
+    let timeout = match what {
+        Use::Tool(t) => {
+            call.s.policies.timeout(&principal, &server, t).map_or(target.timeout, |t| t.min(target.timeout))
+        }
+        _ => target.timeout,
+    };
+
+    // Guardrails (in): tool and prompt arguments are a model's words leaving for a tool, so the
+    // policy's output rules apply (secrets redacted by default); redacted in place.
+    let mut msg = msg;
+    let mut guard = call.s.guardrails.session(principal.org, principal.project);
+    let mut bytes = bytes;
+    let mut rewritten = false;
+    if carries_arguments && let Some(args) = msg.params.as_mut().and_then(|p| p.get_mut("arguments")) {
+        let scanned = guard.scan_outgoing(args).await;
+        guard.report_to(&mut call.cx);
+        match scanned {
+            Ok(changed) => {
+                call.cx.record(GateName::GuardrailsIn, GateOutcome::Pass);
+                if changed {
+                    bytes = Bytes::from(msg.to_bytes());
+                    rewritten = true;
+                }
+            }
+            Err(d) => {
+                call.cx.record(GateName::GuardrailsIn, GateOutcome::Deny(d.code));
+                return call.refuse_message(&msg, d.code);
+            }
+        }
+    }
 
     // Route: the server answers only if its sealed values opened here, and takes this size.
     if !target.usable() {
@@ -275,14 +307,10 @@ pub(crate) async fn post(State(s): State<McpState>, Path(server): Path<String>, 
     }
     call.cx.record(GateName::Route, GateOutcome::Pass);
 
-    // Provider: the upstream server, within the tool's deadline.
-    let timeout = match what {
-        Use::Tool(t) => {
-            call.s.policies.timeout(&principal, &server, t).map_or(target.timeout, |t| t.min(target.timeout))
-        }
-        _ => target.timeout,
-    };
+    // Provider: the upstream server, within the tool's deadline; its answer to a call, a read
+    // or a prompt passes the guardrail's input rules on the way back (guardrails out).
     let filter = Filter::for_method(&msg.method, principal.clone(), server.as_str().into());
+    let scans_answer = matches!(&*msg.method, "tools/call" | "resources/read" | "prompts/get");
     let exchange = Exchange {
         target: target.clone(),
         principal,
@@ -291,6 +319,8 @@ pub(crate) async fn post(State(s): State<McpState>, Path(server): Path<String>, 
         initialize: &*msg.method == "initialize" && matches!(msg.kind, Kind::Request(_)),
         request_id: msg.id().cloned(),
         filter,
+        guard: scans_answer.then_some(guard),
+        rewritten,
         deadline: Instant::now() + timeout,
     };
     crate::upstream::forward(call, exchange, &parts.headers, bytes).await

@@ -180,6 +180,18 @@ impl Message {
         self.params.as_ref()?.get(key)?.as_str().filter(|s| !s.is_empty() && s.len() <= MAX_NAME)
     }
 
+    /// The message as JSON again (after a guardrail rewrote its arguments).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = json!({"jsonrpc": "2.0", "method": &*self.method});
+        if let Some(id) = self.id() {
+            v["id"] = id.to_value();
+        }
+        if let Some(p) = &self.params {
+            v["params"] = Value::Object(p.clone());
+        }
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+
     /// The size of `arguments` as JSON (0 when absent).
     pub fn arguments_bytes(&self) -> usize {
         self.params

@@ -21,6 +21,7 @@ use axum::routing::post;
 use gatehouse_config::mcp::McpSettings;
 use gatehouse_egress::AddressPolicy;
 use gatehouse_gates::authenticate::AuthenticateGate;
+use gatehouse_gates::guardrails::Policies;
 use gatehouse_gates::mcp::{McpPolicies, McpServers};
 use gatehouse_gates::meter::AuditHook;
 
@@ -35,6 +36,8 @@ pub struct Inner {
     pub audit: AuditHook,
     pub servers: Arc<McpServers>,
     pub policies: Arc<McpPolicies>,
+    /// The guardrail policies of every scope (the same as the model path's).
+    pub guardrails: Arc<Policies>,
     pub sessions: sessions::Sessions,
     /// Connects only where the outbound-address policy allows (no redirects, no proxy).
     pub client: reqwest::Client,
@@ -56,6 +59,7 @@ pub struct Parts {
     pub audit: AuditHook,
     pub servers: Arc<McpServers>,
     pub policies: Arc<McpPolicies>,
+    pub guardrails: Arc<Policies>,
     pub settings: McpSettings,
 }
 
@@ -72,6 +76,7 @@ impl McpState {
             audit: p.audit,
             servers: p.servers,
             policies: p.policies,
+            guardrails: p.guardrails,
             sessions: sessions::Sessions::new(p.settings.clone()),
             client,
             egress,

@@ -83,6 +83,10 @@ pub(crate) struct Exchange {
     pub initialize: bool,
     pub request_id: Option<Id>,
     pub filter: Filter,
+    /// The guardrail session that checks the answer (a call's result, a resource, a prompt).
+    pub guard: Option<gatehouse_gates::guardrails::Session>,
+    /// The guardrail rewrote the arguments: the `Mcp-Param-*` copies of them are not sent.
+    pub rewritten: bool,
     pub deadline: Instant,
 }
 
@@ -93,7 +97,7 @@ const PASSED: [&str; 4] = ["mcp-protocol-version", "mcp-method", "mcp-name", "ac
 const MAX_PARAM_HEADERS: usize = 32;
 const MAX_HEADER_VALUE: usize = 4096;
 
-fn upstream_headers(client: &HeaderMap) -> HeaderMap {
+fn upstream_headers(client: &HeaderMap, params: bool) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
@@ -102,9 +106,11 @@ fn upstream_headers(client: &HeaderMap) -> HeaderMap {
             h.insert(http::HeaderName::from_static(name), v.clone());
         }
     }
+    // copies of arguments: only as the caller sent them, never beside rewritten ones (a server
+    // that needs them then refuses the call; nothing redacted leaks through a header)
     let params = client
         .iter()
-        .filter(|(n, v)| n.as_str().starts_with("mcp-param-") && v.len() <= MAX_HEADER_VALUE)
+        .filter(|(n, v)| params && n.as_str().starts_with("mcp-param-") && v.len() <= MAX_HEADER_VALUE)
         .take(MAX_PARAM_HEADERS);
     for (n, v) in params {
         h.append(n.clone(), v.clone());
@@ -112,7 +118,7 @@ fn upstream_headers(client: &HeaderMap) -> HeaderMap {
     h
 }
 
-pub(crate) async fn forward(mut call: Call, ex: Exchange, client: &HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn forward(mut call: Call, mut ex: Exchange, client: &HeaderMap, body: Bytes) -> Response {
     let s = call.s.clone();
     let t = &ex.target;
     // IP-literal URLs skip the client's checking resolver: checked here, every time
@@ -120,7 +126,7 @@ pub(crate) async fn forward(mut call: Call, ex: Exchange, client: &HeaderMap, bo
         call.cx.record(GateName::Provider, GateOutcome::Deny(DenyCode::UpstreamError));
         return fail(call, ex.request_id.as_ref(), DenyCode::UpstreamError);
     }
-    let mut rb = s.client.post(&*t.url).headers(upstream_headers(client));
+    let mut rb = s.client.post(&*t.url).headers(upstream_headers(client, !ex.rewritten));
     if let Some(up) = ex.session.as_ref().and_then(|(_, x)| x.upstream.clone()) {
         rb = rb.header(SESSION, up);
     }
@@ -192,8 +198,9 @@ pub(crate) async fn forward(mut call: Call, ex: Exchange, client: &HeaderMap, bo
         Ok(Err(code)) => return fail_after(call, ex.request_id.as_ref(), code),
         Ok(Ok(b)) => b,
     };
-    let Some(answer) = answer_of(&s, &ex, &bytes) else {
-        return fail_after(call, ex.request_id.as_ref(), DenyCode::UpstreamError);
+    let answer = match answer_of(&s, &mut ex, &mut call, &bytes).await {
+        Ok(a) => a,
+        Err(code) => return fail_after(call, ex.request_id.as_ref(), code),
     };
     if let Some(m) = call.cx.mcp.as_mut() {
         m.response_bytes = answer.len() as u64;
@@ -208,22 +215,35 @@ pub(crate) async fn forward(mut call: Call, ex: Exchange, client: &HeaderMap, bo
     json_response(status, answer, session_header)
 }
 
-/// A whole answer as the server sent it, re-serialized after filtering: a JSON-RPC message, or
-/// `None` (not one: never passed on as it is, it may be anything).
-fn answer_of(s: &McpState, ex: &Exchange, bytes: &[u8]) -> Option<Bytes> {
-    let mut v: Value = serde_json::from_slice(bytes).ok()?;
+/// A whole answer as the server sent it, re-serialized after filtering and the guardrail: a
+/// JSON-RPC message, or a refusal (not one: never passed on as it is, it may be anything).
+async fn answer_of(s: &McpState, ex: &mut Exchange, call: &mut Call, bytes: &[u8]) -> Result<Bytes, DenyCode> {
+    let mut v: Value = serde_json::from_slice(bytes).map_err(|_| DenyCode::UpstreamError)?;
     if v.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return None;
+        return Err(DenyCode::UpstreamError);
     }
-    answer_message(s, ex, &mut v);
-    serde_json::to_vec(&v).ok().map(Bytes::from)
+    answer_message(s, ex, call, &mut v).await?;
+    serde_json::to_vec(&v).map(Bytes::from).map_err(|_| DenyCode::Internal)
 }
 
-/// Applies the filter to the answer of this message (matched by id); other messages pass.
-fn answer_message(s: &McpState, ex: &Exchange, v: &mut Value) {
+/// The answer to this message (matched by id) narrowed by the filter and checked by the
+/// guardrail (recorded as `guardrails_out`); other messages pass as they are.
+async fn answer_message(s: &McpState, ex: &mut Exchange, call: &mut Call, v: &mut Value) -> Result<(), DenyCode> {
     let ours = ex.request_id.as_ref().is_some_and(|id| v.get("id") == Some(&id.to_value()));
-    if ours && let Some(result) = v.get_mut("result") {
-        ex.filter.apply(s, result);
+    let Some(result) = v.get_mut("result").filter(|_| ours) else { return Ok(()) };
+    ex.filter.apply(s, result);
+    let Some(guard) = ex.guard.as_mut() else { return Ok(()) };
+    let checked = guard.scan_incoming(result).await;
+    guard.report_to(&mut call.cx);
+    match checked {
+        Ok(_) => {
+            call.cx.record(GateName::GuardrailsOut, GateOutcome::Pass);
+            Ok(())
+        }
+        Err(d) => {
+            call.cx.record(GateName::GuardrailsOut, GateOutcome::Deny(d.code));
+            Err(d.code)
+        }
     }
 }
 
@@ -250,9 +270,10 @@ fn fail(mut call: Call, id: Option<&Id>, code: DenyCode) -> Response {
 }
 
 /// The message failed after the server began answering: the provider step passed, the answer
-/// did not arrive whole.
+/// did not arrive whole, or a guardrail refused it.
 fn fail_after(mut call: Call, id: Option<&Id>, code: DenyCode) -> Response {
-    call.finish(Finished { reached_provider: true, ..Finished::refused(ENDPOINT, code) });
+    let reached_provider = code != DenyCode::ContentBlocked;
+    call.finish(Finished { reached_provider, ..Finished::refused(ENDPOINT, code) });
     error_answer(id, code)
 }
 
@@ -345,7 +366,11 @@ impl SseState {
         loop {
             if let Some(end) = event_end(&self.buf) {
                 let event = self.buf.split_to(end).freeze();
-                let out = self.rewrite(&event);
+                let out = match self.rewrite(&event).await {
+                    Ok(out) => out,
+                    // the answer was refused (a guardrail blocked it): an error in its place
+                    Err(code) => return Some(self.end(Some(code))),
+                };
                 self.sent += out.len();
                 if self.sent > self.cap {
                     return Some(self.end(Some(DenyCode::UpstreamError)));
@@ -376,22 +401,23 @@ impl SseState {
     }
 
     /// One event as it goes to the client: the answer to this message re-serialized after the
-    /// filter, any other event as the server sent it.
-    fn rewrite(&mut self, event: &Bytes) -> Bytes {
+    /// filter and the guardrail, any other event as the server sent it.
+    async fn rewrite(&mut self, event: &Bytes) -> Result<Bytes, DenyCode> {
         let text = String::from_utf8_lossy(event);
         let data: Vec<&str> =
             text.lines().filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d))).collect();
         if data.is_empty() {
-            return event.clone();
+            return Ok(event.clone());
         }
-        let Ok(mut v) = serde_json::from_str::<Value>(&data.join("\n")) else { return event.clone() };
+        let Ok(mut v) = serde_json::from_str::<Value>(&data.join("\n")) else { return Ok(event.clone()) };
         let ours = self.ex.request_id.as_ref().is_some_and(|id| v.get("id") == Some(&id.to_value()))
             && (v.get("result").is_some() || v.get("error").is_some());
         if !ours {
-            return event.clone();
+            return Ok(event.clone());
         }
-        if let Some(call) = self.call.as_ref() {
-            answer_message(&call.s, &self.ex, &mut v);
+        if let Some(call) = self.call.as_mut() {
+            let s = call.s.clone();
+            answer_message(&s, &mut self.ex, call, &mut v).await?;
         }
         self.answered = true;
         let mut out = String::new();
@@ -402,7 +428,7 @@ impl SseState {
         out.push_str("event: message\ndata: ");
         out.push_str(&v.to_string());
         out.push_str("\n\n");
-        Bytes::from(out)
+        Ok(Bytes::from(out))
     }
 
     /// Ends the stream: meters it and, when it ends without the answer, sends a JSON-RPC error
@@ -420,7 +446,7 @@ impl SseState {
             Some(code) => {
                 call.finish(Finished {
                     stream_end: Some("upstream_failed"),
-                    reached_provider: true,
+                    reached_provider: code != DenyCode::ContentBlocked,
                     ..Finished::refused(ENDPOINT, code)
                 });
                 match &self.ex.request_id {

@@ -253,6 +253,7 @@ impl FakeProvider {
             .route("/model/{model}/converse-stream", post(crate::fake_bedrock::converse))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
+            .route("/mcp", post(crate::fake_mcp::on_message))
             .route("/__fake/behavior", post(script))
             .route("/__fake/calls", get(calls))
             .with_state(shared.clone());

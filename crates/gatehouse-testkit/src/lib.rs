@@ -15,6 +15,7 @@ mod fake;
 mod fake_anthropic;
 mod fake_bedrock;
 mod fake_gemini;
+mod fake_mcp;
 mod gateway;
 pub mod oidc;
 pub mod stores;

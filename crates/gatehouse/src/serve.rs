@@ -383,6 +383,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         audit: services.audit.clone(),
         servers: mcp_control.servers.clone(),
         policies: mcp_control.policies.clone(),
+        guardrails: guardrails.clone(),
         settings: server.mcp.clone(),
     })
     .context("cannot build the MCP client")?;
