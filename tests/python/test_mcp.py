@@ -36,11 +36,17 @@ def _upstream(*args):
 @pytest.fixture(scope="module")
 def upstreams():
     a, url_a = _upstream("--variant", "a")
-    b, url_b = _upstream("--variant", "b")
-    yield {"a": url_a, "b": url_b}
-    for p in (a, b):
-        p.terminate()
-        p.wait(timeout=10)
+    try:
+        b, url_b = _upstream("--variant", "b")
+    except BaseException:
+        a.terminate()
+        raise
+    try:
+        yield {"a": url_a, "b": url_b}
+    finally:
+        for p in (a, b):
+            p.terminate()
+            p.wait(timeout=10)
 
 
 class Mcp:
@@ -90,9 +96,11 @@ class Mcp:
 @pytest.fixture(scope="module")
 def mcp(fake, upstreams):
     proc, gw = start_gateway(fake, extra='\n[mcp]\nallow_private_targets = ["127.0.0.1/32"]\n')
-    yield Mcp(gw, upstreams)
-    proc.terminate()
-    proc.wait(timeout=15)
+    try:
+        yield Mcp(gw, upstreams)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
 
 
 def session(url, key, mode):
@@ -381,3 +389,55 @@ def test_secrets_in_tool_arguments_are_redacted_before_the_server_sees_them(mcp)
 
     text = run(go)
     assert text.startswith("echo[a]: my key is ") and mcp.gw.api_key not in text
+
+
+def test_tool_calls_are_rate_limited_priced_charged_to_budgets_and_in_the_ledger(mcp):
+    """A project with an MCP rate on one tool and a price on another, and a daily USD budget."""
+    gw = mcp.gw
+    project = gw.admin_post(f"/admin/v1/orgs/{mcp.org}/projects", {"name": "mcp-metered"})["id"]
+    key = gw.create_key(name="mcp-metered", project="mcp-metered")["key"]
+    gw.admin_post(
+        f"/admin/v1/orgs/{mcp.org}/projects/{project}/mcp",
+        {
+            "rates": [{"tools": "tools/sleep", "rpm": 1}],
+            "prices": [{"tools": "tools/echo", "micro_usd": 250000}],
+        },
+        method="PUT",
+    )
+    gw.admin_post(
+        f"/admin/v1/orgs/{mcp.org}/projects/{project}/limits",
+        {"budgets": [{"period": "daily", "usd": 0.6}]},
+        method="PUT",
+    )
+
+    async def go():
+        http, client = session(mcp.url(), key, "auto")
+        async with http, client:
+            await client.call_tool("sleep", {"seconds": 0})
+            with pytest.raises(MCPError) as e:
+                await client.call_tool("sleep", {"seconds": 0})
+            assert e.value.code == -32029 and e.value.data == {"gatehouse": "rate_limit_exceeded"}
+            # 0.25 USD a call on a 0.60 USD day: two calls, then the budget refuses the third
+            for _ in range(2):
+                assert (await client.call_tool("echo", {"text": "paid"})).content[0].text == "echo[a]: paid"
+            with pytest.raises(MCPError) as e:
+                await client.call_tool("echo", {"text": "one too many"})
+            assert e.value.data == {"gatehouse": "insufficient_quota"}
+
+    run(go)
+    # the ledger: one row per answered tool call, at its price
+    for _ in range(50):
+        rows = gw.admin_get(f"/admin/v1/orgs/{mcp.org}/usage?project={project}")["data"]
+        echo = [r for r in rows if r["model"] == "tools/echo"]
+        if echo and echo[0]["requests"] == 2:
+            break
+        time.sleep(0.1)
+    assert echo and echo[0]["requests"] == 2 and echo[0]["cost_micro_usd"] == 500000, rows
+    assert echo[0]["provider"] == "mcp:tools"
+    # counted by server, method and tool, never by arguments
+    req = urllib.request.Request(gw.admin_url + "/metrics", headers={"Authorization": "Bearer " + gw.admin_token})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        text = r.read().decode()
+    lines = [l for l in text.splitlines() if l.startswith("gatehouse_mcp_messages_total")]
+    assert any('tool="echo"' in l and 'server="tools"' in l and 'method="tools/call"' in l for l in lines), lines
+    assert not any("paid" in l for l in lines)

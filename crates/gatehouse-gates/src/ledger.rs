@@ -81,6 +81,9 @@ pub enum Used {
     /// their reservation back); the ledger records the hit, with the tokens the kept answer
     /// reported, under provider `cache` at no cost.
     CacheHit(Option<Usage>),
+    /// A priced call (an MCP tool call) the server answered: charged its flat price, recorded
+    /// in the ledger with no tokens.
+    Call,
 }
 
 /// The provider name the usage ledger records cache hits under.
@@ -97,6 +100,8 @@ struct Pending {
     /// The stored provider credential presented (`<id>:v<version>`), if one was.
     provider_credential: Option<Arc<str>>,
     price: Option<Price>,
+    /// A call's flat price in micro-USD (an MCP tool call), instead of a per-token price.
+    flat: Option<u64>,
     body_bytes: u64,
     output_reserved: u64,
     /// Events of a stream that carry no tokens: each choice's first (the role) and last (the
@@ -107,6 +112,30 @@ struct Pending {
     token_charges: Vec<(String, Rate, u64)>,
     /// Other models that may answer instead (configured fallbacks), with their prices.
     stand_ins: Vec<(Arc<str>, Option<Price>)>,
+}
+
+impl Pending {
+    /// The request's identity with nothing reserved or priced yet (`None`: no principal).
+    fn of(cx: &RequestCx, model: Arc<str>, provider: Arc<str>) -> Option<Pending> {
+        let p = cx.principal.as_ref()?;
+        Some(Pending {
+            request_id: cx.request_id.to_string(),
+            org: p.org,
+            project: p.project,
+            credential: Actor::of(&p.credential).render(),
+            model,
+            provider,
+            provider_credential: None,
+            price: None,
+            flat: None,
+            body_bytes: 0,
+            output_reserved: 0,
+            framing_events: 0,
+            reservations: Vec::new(),
+            token_charges: Vec::new(),
+            stand_ins: Vec::new(),
+        })
+    }
 }
 
 /// An admitted request's reservations and identity, settled once when the request ends.
@@ -130,23 +159,26 @@ impl Hold {
         req: &ApiRequest,
         settings: &BudgetSettings,
     ) -> Hold {
-        let Some(p) = cx.principal.as_ref() else { return Hold::none() };
-        let pending = Pending {
-            request_id: cx.request_id.to_string(),
-            org: p.org,
-            project: p.project,
-            credential: Actor::of(&p.credential).render(),
-            model,
-            provider: cx.route.as_ref().map_or_else(|| Arc::from(""), |r| r.provider.clone()),
-            provider_credential: None,
-            price,
-            body_bytes: req.body_bytes as u64,
-            output_reserved: req.max_output.unwrap_or(settings.default_max_tokens),
-            framing_events: 2 * req.choices + 2,
-            reservations: Vec::new(),
-            token_charges: Vec::new(),
-            stand_ins: Vec::new(),
-        };
+        let provider = cx.route.as_ref().map_or_else(|| Arc::from(""), |r| r.provider.clone());
+        let Some(mut pending) = Pending::of(cx, model, provider) else { return Hold::none() };
+        pending.price = price;
+        pending.body_bytes = req.body_bytes as u64;
+        pending.output_reserved = req.max_output.unwrap_or(settings.default_max_tokens);
+        pending.framing_events = 2 * req.choices + 2;
+        Hold { ledger, pending: Some(Box::new(pending)) }
+    }
+
+    /// A call at a flat price (an MCP message, `name` = `server/tool` or `server/method`,
+    /// recorded under provider `provider`), settled with [`Used::Call`] when the server answered.
+    pub(crate) fn for_call(
+        ledger: Option<Ledger>,
+        cx: &RequestCx,
+        name: Arc<str>,
+        provider: Arc<str>,
+        micro_usd: u64,
+    ) -> Hold {
+        let Some(mut pending) = Pending::of(cx, name, provider) else { return Hold::none() };
+        pending.flat = Some(micro_usd);
         Hold { ledger, pending: Some(Box::new(pending)) }
     }
 
@@ -216,7 +248,9 @@ impl Hold {
         let Some(p) = self.pending.take() else { return };
         let Some(ledger) = self.ledger.take() else { return };
         let hit = matches!(used, Used::CacheHit(_));
+        let call = matches!(used, Used::Call);
         let usage = match used {
+            Used::Call => Some(Usage::default()),
             Used::Reported(u) => Some(u),
             Used::Estimated { completion_tokens } => {
                 Some(Usage { prompt_tokens: p.body_bytes.div_ceil(4), completion_tokens, cached_tokens: 0 })
@@ -224,9 +258,12 @@ impl Hold {
             Used::Nothing => None,
             Used::CacheHit(u) => Some(u.unwrap_or_default()),
         };
-        let cost = usage.filter(|_| !hit).map_or(0, |u| {
-            p.price.map_or(0, |price| price.cost(u.prompt_tokens, u.cached_tokens, u.completion_tokens))
-        });
+        let cost = match (call, p.flat) {
+            (true, flat) => flat.unwrap_or(0),
+            (false, _) => usage.filter(|_| !hit).map_or(0, |u| {
+                p.price.map_or(0, |price| price.cost(u.prompt_tokens, u.cached_tokens, u.completion_tokens))
+            }),
+        };
         // what was spent at a provider: a hit spent nothing
         let tokens = usage.filter(|_| !hit).map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens));
         let record = usage.map(|u| UsageRecord {

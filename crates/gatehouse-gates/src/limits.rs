@@ -279,28 +279,9 @@ impl LimitsGate {
                     budgets.push((period_key(&s.name, b, &day), meta.clone()));
                 }
             }
-            if let Some(grant) = &p.grant {
-                for &(node, micro) in grant.budgets_micro_usd.iter() {
-                    if let Some(token) = grant.chain.get(node) {
-                        let scope = format!("token:{token}");
-                        let b = CompiledBudget {
-                            period: Period::Lifetime,
-                            unit: Unit::Usd,
-                            limit: micro,
-                            alert_at: vec![],
-                        };
-                        budgets.push((period_key(&scope, &b, &day), Arc::new(BudgetMeta::new(&scope, &b))));
-                    }
-                }
-            }
+            token_budgets(p, &day, &mut budgets);
         }
-        if let Some(grant) = &p.grant {
-            for &(node, rpm) in grant.rpm.iter() {
-                if let Some(token) = grant.chain.get(node) {
-                    rates.push(RateCheck::requests(format!("token:{token}").into(), rpm));
-                }
-            }
-        }
+        token_rates(p, &mut rates);
         let price = self.prices.get(&*model).copied();
         let (usd, tokens): (Vec<_>, Vec<_>) = budgets.into_iter().partition(|(_, m)| m.unit == Unit::Usd);
         let priced_only = !usd.is_empty() && self.budgets.unpriced != Unpriced::Free;
@@ -368,16 +349,30 @@ impl LimitsGate {
             0
         };
 
+        self.backend.admit_all(cx, &mut hold, rates, asks, estimate, self.budgets.hold).await.map(|()| hold)
+    }
+}
+
+impl LimitsBackend {
+    /// Every rate and every ask in one call to the limits store (one script, one round trip on
+    /// Redis); granted reservations join the hold, so any refusal releases them.
+    async fn admit_all(
+        &self,
+        cx: &mut RequestCx,
+        hold: &mut Hold,
+        rates: Vec<RateCheck>,
+        asks: Vec<(Vec<Budget>, Vec<Arc<BudgetMeta>>, u64)>,
+        estimate: u64,
+        ttl: Duration,
+    ) -> Result<(), Denial> {
         let checks: Vec<(&str, Rate, u64)> =
             rates.iter().map(|r| (&*r.name, r.rate, if r.tokens { estimate.max(1) } else { 1 })).collect();
         let ask: Vec<Ask<'_>> = asks.iter().map(|(budgets, _, amount)| Ask { budgets, amount: *amount }).collect();
-        // one call (one round trip on Redis); the store failing fails every rate and every ask
-        let (rated, reserved): (Vec<_>, Vec<_>) =
-            match self.backend.limits.admit(&checks, &ask, self.budgets.hold).await {
-                Ok(a) => (a.rates.into_iter().map(Ok).collect(), a.reserved.into_iter().map(Ok).collect()),
-                Err(e) => (rates.iter().map(|_| Err(e)).collect(), asks.iter().map(|_| Err(e)).collect()),
-            };
-        // granted reservations join the hold first, so any refusal below releases them
+        // the store failing fails every rate and every ask
+        let (rated, reserved): (Vec<_>, Vec<_>) = match self.limits.admit(&checks, &ask, ttl).await {
+            Ok(a) => (a.rates.into_iter().map(Ok).collect(), a.reserved.into_iter().map(Ok).collect()),
+            Err(e) => (rates.iter().map(|_| Err(e)).collect(), asks.iter().map(|_| Err(e)).collect()),
+        };
         let mut refusal = None;
         for ((_, meta, _), outcome) in asks.into_iter().zip(reserved) {
             match outcome {
@@ -408,10 +403,7 @@ impl LimitsGate {
                 refusal = Some(d);
             }
         }
-        match refusal {
-            Some(d) => Err(d),
-            None => Ok(hold),
-        }
+        refusal.map_or(Ok(()), Err)
     }
 
     /// One rate's decision: reported in the headers (the tightest), and a refusal if over.
@@ -435,7 +427,7 @@ impl LimitsGate {
                 let secs = u32::try_from(d.retry_after.as_millis().div_ceil(1000)).unwrap_or(u32::MAX).max(1);
                 Err(Denial::new(DenyCode::RateLimitExceeded).retry_after(secs))
             }
-            Err(_) if self.backend.rates_fail_open => {
+            Err(_) if self.rates_fail_open => {
                 metrics::counter!("gatehouse_limits_unavailable_total", "kind" => "rate", "policy" => "open")
                     .increment(1);
                 tracing::warn!(request_id = %cx.request_id, "limits store unavailable; rate check passed (fail open)");
@@ -449,6 +441,82 @@ impl LimitsGate {
             }
         }
     }
+
+    /// An MCP message's limits (docs/MCP.md): the MCP policies' rates that match it (`rates`:
+    /// name, requests per minute), the token's `rpm` caveats, and a tool call's flat price
+    /// reserved on every USD budget of the org, the project, the key and the token's chain, all
+    /// at once or none. The hold settles with [`crate::ledger::Used::Call`] when the server
+    /// answered (charged, one ledger row), and releases otherwise.
+    pub async fn reserve_call(&self, cx: &mut RequestCx, call: CallLimits, ttl: Duration) -> Result<Hold, Denial> {
+        let Some(p) = cx.principal.as_ref() else { return Ok(Hold::none()) };
+        let mut rates: Vec<RateCheck> =
+            call.rates.into_iter().map(|(name, rpm)| RateCheck::requests(name.into(), rpm)).collect();
+        token_rates(p, &mut rates);
+        let mut budgets: Vec<(Budget, Arc<BudgetMeta>)> = Vec::new();
+        if call.micro_usd > 0 {
+            let table = self.policies.table.load();
+            let key = match &p.credential {
+                Credential::Key(id) => table.get(&Scope::Key(*id)).cloned(),
+                _ => None,
+            };
+            let scoped = [table.get(&Scope::Org(p.org)).cloned(), table.get(&Scope::Project(p.project)).cloned(), key];
+            drop(table);
+            let day = utc_day(SystemTime::now());
+            for s in scoped.iter().flatten() {
+                for (b, meta) in s.budgets.iter().zip(&s.budget_meta).filter(|(b, _)| b.unit == Unit::Usd) {
+                    budgets.push((period_key(&s.name, b, &day), meta.clone()));
+                }
+            }
+            token_budgets(p, &day, &mut budgets);
+        }
+        // a ledger row for tool calls only (listings and pings are not usage)
+        let ledger = if call.record { self.ledger.clone() } else { None };
+        let mut hold = Hold::for_call(ledger, cx, call.name, call.provider, call.micro_usd);
+        let asks: Vec<(Vec<Budget>, Vec<Arc<BudgetMeta>>, u64)> = if budgets.is_empty() {
+            Vec::new()
+        } else {
+            let (keys, meta): (Vec<Budget>, Vec<Arc<BudgetMeta>>) = budgets.into_iter().unzip();
+            vec![(keys, meta, call.micro_usd)]
+        };
+        if rates.is_empty() && asks.is_empty() {
+            return Ok(hold);
+        }
+        self.admit_all(cx, &mut hold, rates, asks, 0, ttl).await.map(|()| hold)
+    }
+}
+
+/// The `budget_usd` caveats of every node of a token's delegation chain (lifetime, USD).
+fn token_budgets(p: &gatehouse_core::Principal, day: &str, out: &mut Vec<(Budget, Arc<BudgetMeta>)>) {
+    let Some(grant) = &p.grant else { return };
+    for &(node, micro) in grant.budgets_micro_usd.iter() {
+        if let Some(token) = grant.chain.get(node) {
+            let scope = format!("token:{token}");
+            let b = CompiledBudget { period: Period::Lifetime, unit: Unit::Usd, limit: micro, alert_at: vec![] };
+            out.push((period_key(&scope, &b, day), Arc::new(BudgetMeta::new(&scope, &b))));
+        }
+    }
+}
+
+/// The `rpm` caveats of every node of a token's delegation chain (a parent's rate is shared by
+/// all of its descendants).
+fn token_rates(p: &gatehouse_core::Principal, out: &mut Vec<RateCheck>) {
+    let Some(grant) = &p.grant else { return };
+    for &(node, rpm) in grant.rpm.iter() {
+        if let Some(token) = grant.chain.get(node) {
+            out.push(RateCheck::requests(format!("token:{token}").into(), rpm));
+        }
+    }
+}
+
+/// What an MCP message asks of the limits: what it is (`server/tool`), where it goes (the usage
+/// ledger's provider), the rates that apply (name, per minute) and its flat price.
+pub struct CallLimits {
+    pub name: Arc<str>,
+    pub provider: Arc<str>,
+    pub rates: Vec<(String, u32)>,
+    pub micro_usd: u64,
+    /// Whether the call gets a usage-ledger row (tool calls do; other messages do not).
+    pub record: bool,
 }
 
 impl Gate for LimitsGate {

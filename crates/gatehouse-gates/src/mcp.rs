@@ -51,6 +51,39 @@ pub struct ToolTimeout {
     pub timeout_ms: u64,
 }
 
+/// Whose requests one rate counts together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Per {
+    /// Each API key or token on its own.
+    #[default]
+    Key,
+    /// All of a project's callers together.
+    Project,
+    /// All of an org's callers together.
+    Org,
+}
+
+/// Requests per minute for the messages matching `tools`: `server/tool` for a tool call,
+/// `server/<method>` for any other message (`github/tools/list`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolRate {
+    pub tools: String,
+    pub rpm: u32,
+    #[serde(default)]
+    pub per: Per,
+}
+
+/// What a call of a matching tool costs, charged to the USD budgets (docs/LIMITS.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolPrice {
+    pub tools: String,
+    /// Micro-USD per call (1 USD = 1 000 000).
+    pub micro_usd: u64,
+}
+
 /// An org's or a project's MCP policy as the admin API takes and shows it. Both scopes' apply:
 /// a call must pass each (a project narrows its org, never widens it).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +105,10 @@ pub struct McpSpec {
     pub max_argument_bytes: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeouts: Vec<ToolTimeout>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rates: Vec<ToolRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prices: Vec<ToolPrice>,
 }
 
 /// Whether `pattern` (with `*` for any run of characters) matches `text` whole. Linear in the
@@ -163,6 +200,15 @@ impl McpSpec {
         if self.timeouts.len() > MAX_ENTRIES || !self.timeouts.iter().all(timeout_ok) {
             return Err("timeouts");
         }
+        let rate_ok = |r: &ToolRate| pattern_ok(&r.tools) && (1..=10_000_000).contains(&r.rpm);
+        if self.rates.len() > MAX_ENTRIES || !self.rates.iter().all(rate_ok) {
+            return Err("rates");
+        }
+        // at most 1000 USD a call
+        let price_ok = |p: &ToolPrice| pattern_ok(&p.tools) && p.micro_usd <= 1_000_000_000;
+        if self.prices.len() > MAX_ENTRIES || !self.prices.iter().all(price_ok) {
+            return Err("prices");
+        }
         Ok(())
     }
 
@@ -227,6 +273,39 @@ impl McpPolicies {
     /// The shortest timeout the policies set for a tool, if any does.
     pub fn timeout(&self, p: &Principal, server: &str, tool: &str) -> Option<Duration> {
         self.specs(p.org, p.project).iter().flatten().filter_map(|s| s.timeout(server, tool)).min()
+    }
+
+    /// The rates that count a message (`subject`: `server/tool` or `server/<method>`): each
+    /// matching rule of the org's and the project's policy, by a name that is the rule's and
+    /// the counted caller's (key, project or org).
+    pub fn rates(&self, p: &Principal, subject: &str) -> Vec<(String, u32)> {
+        let t = self.table.load();
+        let mut out = Vec::new();
+        for (scope, name) in [
+            (Scope::Org(p.org), format!("org:{}", p.org)),
+            (Scope::Project(p.project), format!("project:{}", p.project)),
+        ] {
+            let Some(spec) = t.get(&scope) else { continue };
+            for (i, r) in spec.rates.iter().enumerate().filter(|(_, r)| glob(&r.tools, subject)) {
+                let who = match r.per {
+                    Per::Key => gatehouse_audit::Actor::of(&p.credential).render(),
+                    Per::Project => format!("project:{}", p.project),
+                    Per::Org => format!("org:{}", p.org),
+                };
+                out.push((format!("mcp:{name}:{i}:{who}"), r.rpm));
+            }
+        }
+        out
+    }
+
+    /// What a call of `server/tool` costs, in micro-USD: the project's matching price, else the
+    /// org's (first matching rule of each), else nothing.
+    pub fn price(&self, p: &Principal, subject: &str) -> u64 {
+        let [org, project] = self.specs(p.org, p.project);
+        let first = |s: &Option<Arc<McpSpec>>| {
+            s.as_ref().and_then(|s| s.prices.iter().find(|x| glob(&x.tools, subject)).map(|x| x.micro_usd))
+        };
+        first(&project).or_else(|| first(&org)).unwrap_or(0)
     }
 
     /// The smallest argument cap the policies set, if any does.
@@ -430,6 +509,42 @@ mod tests {
         let t = std::time::Instant::now();
         assert!(!glob(&pattern, &text));
         assert!(t.elapsed() < Duration::from_millis(500));
+    }
+
+    #[test]
+    fn rates_name_their_rule_and_caller_and_the_project_price_wins() {
+        let p = Principal {
+            org: OrgId::generate(),
+            project: ProjectId::generate(),
+            credential: gatehouse_core::Credential::Key(gatehouse_core::KeyId::generate()),
+            allowed_models: None,
+            grant: None,
+            rpm: None,
+            tpm: None,
+        };
+        let spec = |v: serde_json::Value| Arc::new(serde_json::from_value::<McpSpec>(v).unwrap());
+        let policies = McpPolicies::default();
+        policies.table.store(Arc::new(HashMap::from([
+            (
+                Scope::Org(p.org),
+                spec(serde_json::json!({
+                    "rates": [{"tools": "gh/*", "rpm": 10}, {"tools": "*", "rpm": 100, "per": "org"}],
+                    "prices": [{"tools": "gh/*", "micro_usd": 500}],
+                })),
+            ),
+            (
+                Scope::Project(p.project),
+                spec(serde_json::json!({"prices": [{"tools": "gh/search", "micro_usd": 2000}]})),
+            ),
+        ])));
+        let rates = policies.rates(&p, "gh/search");
+        assert_eq!(rates.len(), 2);
+        assert!(rates[0].0.starts_with(&format!("mcp:org:{}:0:key:", p.org)) && rates[0].1 == 10);
+        assert_eq!(rates[1], (format!("mcp:org:{}:1:org:{}", p.org, p.org), 100));
+        assert_eq!(policies.rates(&p, "other/tools/list").len(), 1);
+        assert_eq!(policies.price(&p, "gh/search"), 2000, "the project's price wins");
+        assert_eq!(policies.price(&p, "gh/create_issue"), 500);
+        assert_eq!(policies.price(&p, "other/x"), 0, "unpriced tools are free");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use gatehouse_core::{DenyCode, GateName, GateOutcome, McpCall, Presented, Principal, RequestCx, RequestId};
 use gatehouse_gates::chain::{finish, run};
+use gatehouse_gates::limits::CallLimits;
 use gatehouse_gates::mcp::{McpServer, Use};
 use gatehouse_gates::meter::Finished;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -94,6 +95,13 @@ impl Call {
     pub(crate) fn finish(&mut self, done: Finished) {
         if !self.done {
             self.done = true;
+            if let Some(m) = self.cx.mcp.as_deref() {
+                let outcome = done.code.map_or("ok", DenyCode::as_str);
+                // labels from a caller's words only once the server resolved (bounded values)
+                let routed = self.cx.trail.iter().any(|e| e.gate == GateName::Route && e.outcome == GateOutcome::Pass);
+                let tool = m.name.as_deref().filter(|_| &*m.method == "tools/call");
+                crate::counters::message(routed.then_some(&*m.server), &m.method, tool, outcome);
+            }
             finish(&self.s.audit, &mut self.cx, done);
         }
     }
@@ -265,6 +273,10 @@ pub(crate) async fn post(State(s): State<McpState>, Path(server): Path<String>, 
     call.cx.record(GateName::Authorize, GateOutcome::Pass);
     // what the later steps need of the decision, owned: the guardrail may rewrite the message
     let carries_arguments = matches!(what, Use::Tool(_) | Use::Prompt(_));
+    let tool: Option<Box<str>> = match what {
+        Use::Tool(t) => Some(t.into()),
+        _ => None,
+    };
     let timeout = match what {
         Use::Tool(t) => {
             call.s.policies.timeout(&principal, &server, t).map_or(target.timeout, |t| t.min(target.timeout))
@@ -307,6 +319,28 @@ pub(crate) async fn post(State(s): State<McpState>, Path(server): Path<String>, 
     }
     call.cx.record(GateName::Route, GateOutcome::Pass);
 
+    // Limits: the MCP policies' rates for this message (`server/tool`, or `server/<method>`),
+    // the token's rate caveats, and a tool call's price reserved on every USD budget.
+    let subject = format!("{server}/{}", tool.as_deref().unwrap_or(&*msg.method));
+    let limits = CallLimits {
+        rates: call.s.policies.rates(&principal, &subject),
+        micro_usd: if tool.is_some() { call.s.policies.price(&principal, &subject) } else { 0 },
+        record: tool.is_some(),
+        name: subject.into(),
+        provider: format!("mcp:{server}").into(),
+    };
+    // the reservation outlives the call's deadline by a margin (a replica dying mid-call)
+    let hold = match call.s.limits.reserve_call(&mut call.cx, limits, timeout + Duration::from_secs(60)).await {
+        Ok(h) => {
+            call.cx.record(GateName::Limits, GateOutcome::Pass);
+            h
+        }
+        Err(d) => {
+            call.cx.record(GateName::Limits, GateOutcome::Deny(d.code));
+            return call.refuse_message(&msg, d.code);
+        }
+    };
+
     // Provider: the upstream server, within the tool's deadline; its answer to a call, a read
     // or a prompt passes the guardrail's input rules on the way back (guardrails out).
     let filter = Filter::for_method(&msg.method, principal.clone(), server.as_str().into());
@@ -320,6 +354,7 @@ pub(crate) async fn post(State(s): State<McpState>, Path(server): Path<String>, 
         request_id: msg.id().cloned(),
         filter,
         guard: scans_answer.then_some(guard),
+        hold: Some(hold),
         rewritten,
         deadline: Instant::now() + timeout,
     };

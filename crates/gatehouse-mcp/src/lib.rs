@@ -9,6 +9,7 @@
 //! need, and never passes a server's answer on unread: what a caller may not use is removed from
 //! listings.
 
+mod counters;
 mod gateway;
 pub mod jsonrpc;
 pub mod sessions;
@@ -22,6 +23,7 @@ use gatehouse_config::mcp::McpSettings;
 use gatehouse_egress::AddressPolicy;
 use gatehouse_gates::authenticate::AuthenticateGate;
 use gatehouse_gates::guardrails::Policies;
+use gatehouse_gates::limits::LimitsBackend;
 use gatehouse_gates::mcp::{McpPolicies, McpServers};
 use gatehouse_gates::meter::AuditHook;
 
@@ -38,6 +40,8 @@ pub struct Inner {
     pub policies: Arc<McpPolicies>,
     /// The guardrail policies of every scope (the same as the model path's).
     pub guardrails: Arc<Policies>,
+    /// Rates and budgets (the same store as the model path's).
+    pub limits: Arc<LimitsBackend>,
     pub sessions: sessions::Sessions,
     /// Connects only where the outbound-address policy allows (no redirects, no proxy).
     pub client: reqwest::Client,
@@ -60,6 +64,7 @@ pub struct Parts {
     pub servers: Arc<McpServers>,
     pub policies: Arc<McpPolicies>,
     pub guardrails: Arc<Policies>,
+    pub limits: Arc<LimitsBackend>,
     pub settings: McpSettings,
 }
 
@@ -77,6 +82,7 @@ impl McpState {
             servers: p.servers,
             policies: p.policies,
             guardrails: p.guardrails,
+            limits: p.limits,
             sessions: sessions::Sessions::new(p.settings.clone()),
             client,
             egress,

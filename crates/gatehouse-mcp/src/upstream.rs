@@ -85,6 +85,9 @@ pub(crate) struct Exchange {
     pub filter: Filter,
     /// The guardrail session that checks the answer (a call's result, a resource, a prompt).
     pub guard: Option<gatehouse_gates::guardrails::Session>,
+    /// The message's reservation (a tool's price) and ledger row: settled when the server
+    /// answered the message with a result, released otherwise (dropped).
+    pub hold: Option<gatehouse_gates::ledger::Hold>,
     /// The guardrail rewrote the arguments: the `Mcp-Param-*` copies of them are not sent.
     pub rewritten: bool,
     pub deadline: Instant,
@@ -231,6 +234,10 @@ async fn answer_of(s: &McpState, ex: &mut Exchange, call: &mut Call, bytes: &[u8
 async fn answer_message(s: &McpState, ex: &mut Exchange, call: &mut Call, v: &mut Value) -> Result<(), DenyCode> {
     let ours = ex.request_id.as_ref().is_some_and(|id| v.get("id") == Some(&id.to_value()));
     let Some(result) = v.get_mut("result").filter(|_| ours) else { return Ok(()) };
+    // the server did the work: the call is charged, whatever the guardrail then says of it
+    if let Some(hold) = ex.hold.take() {
+        hold.settle(gatehouse_gates::ledger::Used::Call);
+    }
     ex.filter.apply(s, result);
     let Some(guard) = ex.guard.as_mut() else { return Ok(()) };
     let checked = guard.scan_incoming(result).await;

@@ -384,6 +384,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         servers: mcp_control.servers.clone(),
         policies: mcp_control.policies.clone(),
         guardrails: guardrails.clone(),
+        limits: limits.clone(),
         settings: server.mcp.clone(),
     })
     .context("cannot build the MCP client")?;

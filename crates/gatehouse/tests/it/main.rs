@@ -25,6 +25,7 @@ mod lifecycle;
 mod limits;
 mod master_key;
 mod matrix;
+mod mcp;
 mod oidc;
 mod postgres;
 mod providers;
