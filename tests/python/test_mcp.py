@@ -441,3 +441,32 @@ def test_tool_calls_are_rate_limited_priced_charged_to_budgets_and_in_the_ledger
     lines = [l for l in text.splitlines() if l.startswith("gatehouse_mcp_messages_total")]
     assert any('tool="echo"' in l and 'server="tools"' in l and 'method="tools/call"' in l for l in lines), lines
     assert not any("paid" in l for l in lines)
+
+
+def test_a_capability_token_narrows_tools_by_scope(mcp):
+    """Scopes `mcp:tool:<server>/<tool>` narrow what a token may call, within the policies."""
+    minted = mcp.gw.admin_post(
+        "/admin/v1/capabilities",
+        {"name": "mcp-agent", "scopes": ["mcp:tool:tools/echo"], "expires_in_seconds": 600},
+    )
+    token = minted["token"]
+
+    async def go():
+        http, client = session(mcp.url(), token, "auto")
+        async with http, client:
+            assert {t.name for t in (await client.list_tools()).tools} == {"echo"}
+            assert (await client.call_tool("echo", {"text": "scoped"})).content[0].text == "echo[a]: scoped"
+            with pytest.raises(MCPError) as e:
+                await client.call_tool("sleep", {"seconds": 0})
+            assert e.value.data == {"gatehouse": "permission_denied"}
+            # no resource scope: nothing to read
+            with pytest.raises(MCPError):
+                await client.read_resource("demo://greeting")
+
+    run(go)
+    # a token with no MCP scope cannot reach the server at all
+    chat_only = mcp.gw.admin_post(
+        "/admin/v1/capabilities", {"name": "chat-only", "scopes": ["chat:*"], "expires_in_seconds": 600}
+    )["token"]
+    r = _raw(mcp.url(), chat_only, LIST, version="2026-07-28")
+    assert r.status_code == 200 and r.json()["error"]["data"] == {"gatehouse": "permission_denied"}
