@@ -2,9 +2,11 @@
 //!
 //!   [audit trail accepting] -> authenticate -> parse (one JSON-RPC message, bounded)
 //!     -> authorize (session binding, routing headers, method, tool/resource/prompt policy and
-//!        token scopes, argument size) -> route (the caller's server of that name)
-//!     -> provider (the upstream server, identity signed, deadline) -> answer filtered to what
-//!        the caller may see -> meter & audit
+//!        token scopes, argument size) -> guardrails in (arguments, by the output rules)
+//!     -> route (the caller's server of that name) -> limits (MCP rates, a tool's price on the
+//!        budgets) -> provider (the upstream server, identity signed, deadline)
+//!     -> guardrails out (the answer filtered to what the caller may see; a result checked by
+//!        the input rules) -> meter & audit
 //!
 //! Each step is recorded in the request's trail with the same names as the model path
 //! (`gatehouse_gates::ORDER`); a step that did not run is absent. A refusal after parsing is a
