@@ -42,13 +42,17 @@ pub fn pem_end(text: &str, header_end: usize) -> usize {
     let window = &text[header_end..limit];
     if let Some(i) = window.find("-----END ") {
         let after = &window[i + 9..];
-        if let Some(j) = after.find("PRIVATE KEY-----") {
-            return header_end + i + 9 + j + "PRIVATE KEY-----".len();
+        for footer in ["PRIVATE KEY BLOCK-----", "PRIVATE KEY-----"] {
+            if let Some(j) = after.find(footer) {
+                return header_end + i + 9 + j + footer.len();
+            }
         }
     }
     let body = window
         .bytes()
-        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r' | b' '))
+        .take_while(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r' | b' ' | b':' | b'-')
+        })
         .count();
     header_end + body
 }
@@ -126,8 +130,10 @@ fn ipv4(s: &str) -> bool {
     s.parse::<Ipv4Addr>().is_ok()
 }
 
+/// An IPv6 address with at least one hex digit: a bare `::` (Rust's `Type::<T>::new`) is not one
+/// anybody writes for an address.
 fn ipv6(s: &str) -> bool {
-    s.matches(':').count() >= 2 && s.parse::<Ipv6Addr>().is_ok()
+    s.matches(':').count() >= 2 && s.bytes().any(|b| b.is_ascii_hexdigit()) && s.parse::<Ipv6Addr>().is_ok()
 }
 
 fn phone(s: &str) -> bool {
@@ -190,8 +196,66 @@ pub fn entropy(s: &str) -> f64 {
         .sum()
 }
 
+/// A documented placeholder or example, not a secret: `...EXAMPLE` (AWS's documentation keys),
+/// `your-api-key`, `<token>`, `${TOKEN}`, `{{ secret }}`, a run of one repeated character
+/// (`xxxxxxxx`, `00000000`) or a word people put where a secret goes.
+pub fn placeholder(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    const WORDS: &[&str] =
+        &["example", "your_", "your-", "yourkey", "placeholder", "redacted", "changeme", "dummy", "insert_"];
+    let run = s.as_bytes().windows(6).any(|w| w.iter().all(|&b| b == w[0]));
+    WORDS.iter().any(|w| lower.contains(w)) || s.contains(['<', '>', '{', '}', '$']) || run
+}
+
+/// A secret of a documented shape that is not a placeholder.
+fn real(s: &str) -> bool {
+    !placeholder(s)
+}
+
+/// Words people write where a password goes in examples and docs.
+const NOT_PASSWORDS: &[&str] = &["password", "passwd", "pass", "secret", "changeme", "admin", "root", "user", "test"];
+
+/// A password-like value: 8+ characters of at least three kinds (lower, upper, digit, symbol),
+/// not a placeholder or a stock word.
+fn password(s: &str) -> bool {
+    let kinds = [
+        s.bytes().any(|b| b.is_ascii_lowercase()),
+        s.bytes().any(|b| b.is_ascii_uppercase()),
+        s.bytes().any(|b| b.is_ascii_digit()),
+        s.bytes().any(|b| b.is_ascii_punctuation()),
+    ];
+    s.len() >= 8
+        && kinds.iter().filter(|k| **k).count() >= 3
+        && !placeholder(s)
+        && !NOT_PASSWORDS.iter().any(|w| s.eq_ignore_ascii_case(w))
+}
+
+/// A password in a URL's userinfo (`scheme://user:PASSWORD@host`): anything but a placeholder or
+/// a stock word.
+fn url_password(s: &str) -> bool {
+    !s.is_empty()
+        && !placeholder(s)
+        && !s.bytes().all(|b| b == b'*')
+        && !NOT_PASSWORDS.iter().any(|w| s.eq_ignore_ascii_case(w))
+}
+
+/// HTTP basic credentials: base64 of `user:password` (printable, both parts present).
+fn basic_credentials(s: &str) -> bool {
+    use base64::Engine as _;
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(s) else { return false };
+    let Ok(text) = std::str::from_utf8(&raw) else { return false };
+    matches!(text.split_once(':'), Some((u, p)) if !u.is_empty() && url_password(p))
+        && text.chars().all(|c| !c.is_control())
+}
+
+/// A token after `Bearer` that no specific detector named: long and random enough.
+fn bearer(s: &str) -> bool {
+    s.len() >= 20 && entropy(s) >= 3.5 && !placeholder(s)
+}
+
 fn high_entropy(s: &str) -> bool {
     s.len() >= 16
+        && !placeholder(s)
         && entropy(s) >= 3.5
         && s.bytes().any(|b| b.is_ascii_digit())
         && s.bytes().any(|b| b.is_ascii_alphabetic())
@@ -204,7 +268,7 @@ pub const DETECTORS: &[Detector] = &[
         category: Category::Secret,
         label: "PRIVATE_KEY",
         // The header; the span extends to the matching footer (see `extend`).
-        pattern: r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----",
+        pattern: r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
         group: 0,
         validate: any,
     },
@@ -214,7 +278,7 @@ pub const DETECTORS: &[Detector] = &[
         label: "SECRET",
         pattern: r"(?-u:\b)sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_-]{20,}",
         group: 0,
-        validate: any,
+        validate: real,
     },
     Detector {
         id: "secret.openai",
@@ -222,7 +286,7 @@ pub const DETECTORS: &[Detector] = &[
         label: "SECRET",
         pattern: r"(?-u:\b)sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9]{20,}[A-Za-z0-9_-]*",
         group: 0,
-        validate: any,
+        validate: real,
     },
     Detector {
         id: "secret.aws_access_key",
@@ -230,7 +294,7 @@ pub const DETECTORS: &[Detector] = &[
         label: "SECRET",
         pattern: r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?-u:\b)",
         group: 0,
-        validate: any,
+        validate: real,
     },
     Detector {
         id: "secret.github",
@@ -238,7 +302,7 @@ pub const DETECTORS: &[Detector] = &[
         label: "SECRET",
         pattern: r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?-u:\b)",
         group: 0,
-        validate: any,
+        validate: real,
     },
     Detector {
         id: "secret.slack",
@@ -246,7 +310,7 @@ pub const DETECTORS: &[Detector] = &[
         label: "SECRET",
         pattern: r"(?-u:\b)xox[abposr]-[A-Za-z0-9-]{10,}",
         group: 0,
-        validate: any,
+        validate: real,
     },
     Detector {
         id: "secret.stripe",
@@ -254,7 +318,7 @@ pub const DETECTORS: &[Detector] = &[
         label: "SECRET",
         pattern: r"(?-u:\b)(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}(?-u:\b)",
         group: 0,
-        validate: any,
+        validate: real,
     },
     Detector {
         id: "secret.google",
@@ -262,7 +326,7 @@ pub const DETECTORS: &[Detector] = &[
         label: "SECRET",
         pattern: r"(?-u:\b)AIza[0-9A-Za-z_-]{35}",
         group: 0,
-        validate: any,
+        validate: real,
     },
     Detector {
         id: "secret.gatehouse",
@@ -270,7 +334,97 @@ pub const DETECTORS: &[Detector] = &[
         label: "SECRET",
         pattern: r"(?-u:\b)gtha?_[A-Za-z0-9]{49}(?-u:\b)",
         group: 0,
-        validate: any,
+        validate: real,
+    },
+    Detector {
+        id: "secret.huggingface",
+        category: Category::Secret,
+        label: "SECRET",
+        pattern: r"(?-u:\b)hf_[A-Za-z]{34}(?-u:\b)",
+        group: 0,
+        validate: real,
+    },
+    Detector {
+        id: "secret.gitlab",
+        category: Category::Secret,
+        label: "SECRET",
+        pattern: r"(?-u:\b)gl(?:pat|dt|rt|ptt|cbt|imt|oas|soat|ffct|agent)-[A-Za-z0-9_-]{20,}",
+        group: 0,
+        validate: real,
+    },
+    Detector {
+        id: "secret.slack_webhook",
+        category: Category::Secret,
+        label: "SECRET",
+        pattern: r"https://hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Z0-9]{8,12}/[A-Z0-9]{8,12}/[A-Za-z0-9]{20,32}",
+        group: 0,
+        validate: real,
+    },
+    Detector {
+        id: "secret.discord",
+        category: Category::Secret,
+        label: "SECRET",
+        // a webhook URL, or a bot token (user id in base64, timestamp, HMAC)
+        pattern: r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_-]{60,68}|(?-u:\b)[MNO][A-Za-z0-9]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}",
+        group: 0,
+        validate: real,
+    },
+    Detector {
+        id: "secret.telegram",
+        category: Category::Secret,
+        label: "SECRET",
+        pattern: r"(?-u:\b)[0-9]{8,10}:AA[A-Za-z0-9_-]{33}(?-u:\b)",
+        group: 0,
+        validate: real,
+    },
+    Detector {
+        id: "secret.digitalocean",
+        category: Category::Secret,
+        label: "SECRET",
+        pattern: r"(?-u:\b)do[opr]_v1_[a-f0-9]{64}(?-u:\b)",
+        group: 0,
+        validate: real,
+    },
+    Detector {
+        id: "secret.mailgun",
+        category: Category::Secret,
+        label: "SECRET",
+        pattern: r"(?-u:\b)key-[0-9a-f]{32}(?-u:\b)",
+        group: 0,
+        validate: real,
+    },
+    Detector {
+        id: "secret.notion",
+        category: Category::Secret,
+        label: "SECRET",
+        pattern: r"(?-u:\b)(?:secret_[A-Za-z0-9]{43}|ntn_[0-9]{11}[A-Za-z0-9]{35})(?-u:\b)",
+        group: 0,
+        validate: real,
+    },
+    Detector {
+        id: "secret.azure_storage",
+        category: Category::Secret,
+        label: "SECRET",
+        pattern: r"AccountKey=([A-Za-z0-9+/]{86}==)",
+        group: 1,
+        validate: real,
+    },
+    Detector {
+        id: "secret.url_credentials",
+        category: Category::Secret,
+        label: "SECRET",
+        // the password of `scheme://user:password@host`
+        pattern: r"(?i)(?-u:\b)[a-z][a-z0-9+.-]{1,15}://[^\s:/@]{0,64}:([^\s:/@]{1,128})@[a-z0-9.\[-]",
+        group: 1,
+        validate: url_password,
+    },
+    Detector {
+        id: "secret.basic_auth",
+        category: Category::Secret,
+        label: "SECRET",
+        pattern: r"(?i)(?-u:\b)basic\s+([A-Za-z0-9+/]{6,512}={0,2})",
+        group: 1,
+        validate: basic_credentials,
     },
     Detector {
         id: "secret.jwt",
@@ -278,15 +432,33 @@ pub const DETECTORS: &[Detector] = &[
         label: "SECRET",
         pattern: r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
         group: 0,
-        validate: any,
+        validate: real,
     },
     Detector {
         id: "secret.assigned",
         category: Category::Secret,
         label: "SECRET",
-        pattern: r#"(?i)(?:api[_-]?key|secret|token|passw(?:or)?d|pwd|access[_-]?key|client[_-]?secret|auth[_-]?key)[a-z0-9_-]{0,20}["']?\s{0,3}[:=]\s{0,3}["']?([A-Za-z0-9+/=_.-]{16,256})"#,
+        pattern: r#"(?i)(?:api[_-]?key|secret|token|passw(?:or)?d|pwd|access[_-]?key|client[_-]?secret|auth[_-]?key)[a-z0-9_-]{0,20}["']?\s{0,3}[:=]\s{0,3}["']?([A-Za-z0-9+/=_.!@#%^&*()~-]{16,256})"#,
         group: 1,
         validate: high_entropy,
+    },
+    Detector {
+        id: "secret.password",
+        category: Category::Secret,
+        label: "SECRET",
+        // shorter than `secret.assigned` takes, or of other characters: a password by its name
+        pattern: r#"(?i)(?:passw(?:or)?d|pwd|passphrase)[a-z0-9_-]{0,20}["']?\s{0,3}[:=]\s{0,3}["']?([^\s"',;]{8,128})"#,
+        group: 1,
+        validate: password,
+    },
+    Detector {
+        id: "secret.bearer",
+        category: Category::Secret,
+        label: "SECRET",
+        // a token no specific detector named, after `Bearer` (headers, logs, curl lines)
+        pattern: r"(?i)(?-u:\b)bearer\s+([A-Za-z0-9._~+/-]{20,512}=*)",
+        group: 1,
+        validate: bearer,
     },
     // PII
     Detector {
@@ -309,8 +481,9 @@ pub const DETECTORS: &[Detector] = &[
         id: "pii.ssn",
         category: Category::Pii,
         label: "SSN",
-        pattern: r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)",
-        group: 0,
+        // dashed; or, next to its name, without dashes or with spaces
+        pattern: r"(?i)(?:ssn|social security(?: number| no\.?| #)?)[\s#:.-]{0,4}(?:is\s+)?([0-9]{3}[ -]?[0-9]{2}[ -]?[0-9]{4})(?-u:\b)|(?-u:\b)([0-9]{3}-[0-9]{2}-[0-9]{4})(?-u:\b)",
+        group: 1,
         validate: ssn,
     },
     Detector {
@@ -326,8 +499,10 @@ pub const DETECTORS: &[Detector] = &[
         category: Category::Pii,
         label: "PHONE",
         // E.164 compact; international with a + and groups; North American (NANP) shapes.
-        pattern: r"\+[1-9][0-9]{7,14}(?-u:\b)|\+[1-9][0-9]{0,2}(?:[ .-]?\([0-9]{1,4}\))?(?:[ .-][0-9]{1,7}){1,6}(?-u:\b)|(?:\([2-9][0-9]{2}\) ?|(?-u:\b)[2-9][0-9]{2}[ .-]?)[2-9][0-9]{2}[ .-][0-9]{4}(?-u:\b)",
-        group: 0,
+        // `00`-prefixed international and national (leading 0) forms count only where they do not
+        // continue a longer run of digit groups (a card or an order number)
+        pattern: r"\+[1-9][0-9]{7,14}(?-u:\b)|\+[1-9][0-9]{0,2}(?:[ .-]?\([0-9]{1,4}\))?(?:[ .-][0-9]{1,7}){1,6}(?-u:\b)|(?:(?-u:\b)1[ .-]?)?(?:\([2-9][0-9]{2}\) ?|(?-u:\b)[2-9][0-9]{2}[ .-]?)[2-9][0-9]{2}[ .-][0-9]{4}(?-u:\b)|(?:^|[^0-9\s.-])\s?(00[1-9][0-9]{0,3}(?:[ .-]?\([0-9]{1,4}\))?(?:[ .-][0-9]{1,7}){1,6}|0[1-9][0-9]{1,3}[ -][0-9]{3,4}[ -][0-9]{3,4}|0[1-9](?:[ .][0-9]{2}){4})(?-u:\b)",
+        group: 1,
         validate: phone,
     },
     Detector {
@@ -342,8 +517,8 @@ pub const DETECTORS: &[Detector] = &[
         id: "pii.ipv6",
         category: Category::Pii,
         label: "IP",
-        pattern: r"(?i)(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}",
-        group: 0,
+        pattern: r"(?i)(?:^|[^0-9a-z_:.])((?:[0-9a-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9a-f]{0,4}))",
+        group: 1,
         validate: ipv6,
     },
 ];
@@ -363,5 +538,12 @@ mod tests {
         assert!(!iban("DE89 3704 0044 0532 0130 01") && !iban("DE89 3704 0044 0532 0130"));
         assert!(ipv6("2001:db8::1") && !ipv6("10:30:00") && ipv4("192.168.1.1") && !ipv4("999.1.1.1"));
         assert!(high_entropy("a8F3kq9ZxP2mV7tLw4Rb") && !high_entropy("aaaaaaaaaaaaaaaaaaaa"));
+        assert!(!ipv6("::") && ipv6("::1") && ipv6("::ffff:192.0.2.1"));
+        for p in ["AKIAIOSFODNN7EXAMPLE", "your-api-key", "<token>", "${TOKEN}", "xxxxxxxxxxxx", "ghp_000000000000"] {
+            assert!(placeholder(p), "{p}");
+        }
+        assert!(!placeholder("sk_test_4eC39HqLyjWDarjtT1zdp7dc"), "a test-mode key is still a key");
+        assert!(password("Summer2024!") && !password("changeme") && !password("password") && !password("abcdefgh"));
+        assert!(basic_credentials("YWRtaW46U3VtbWVyMjAyNCE=") && !basic_credentials("dXNlcjpwYXNzd29yZA=="));
     }
 }

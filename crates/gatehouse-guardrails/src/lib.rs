@@ -177,9 +177,16 @@ impl Engine {
                 found.push((i, Finding { detector: f.id, category: f.category, label: f.label, span: s..e }));
             }
         }
-        // earlier first, then longer, then the detector listed first
+        // earlier first; at one start a secret before PII (a URL's password before the address
+        // its `@` makes it look like), then longer, then the detector listed first
+        let secret_first = |f: &Finding| u8::from(f.category != Category::Secret);
         found.sort_by(|(ia, a), (ib, b)| {
-            a.span.start.cmp(&b.span.start).then(b.span.end.cmp(&a.span.end)).then(ia.cmp(ib))
+            a.span
+                .start
+                .cmp(&b.span.start)
+                .then(secret_first(a).cmp(&secret_first(b)))
+                .then(b.span.end.cmp(&a.span.end))
+                .then(ia.cmp(ib))
         });
         let mut out: Vec<Finding> = Vec::with_capacity(found.len());
         for (_, f) in found {
@@ -202,7 +209,15 @@ impl Engine {
         for i in selected {
             let d = &DETECTORS[i];
             for caps in self.regexes[i].captures_iter(text) {
-                let Some(m) = caps.get(d.group) else { continue };
+                // a pattern of several branches names its value in each: the one that matched (a
+                // branch without a group is its whole match)
+                let Some(m) = caps
+                    .get(d.group)
+                    .or_else(|| caps.iter().skip(d.group + 1).flatten().next())
+                    .or_else(|| caps.get(0))
+                else {
+                    continue;
+                };
                 if !(d.validate)(m.as_str()) {
                     continue;
                 }

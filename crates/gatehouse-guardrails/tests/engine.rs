@@ -34,7 +34,12 @@ fn positives_are_found_with_exact_spans() {
             "secret.anthropic",
             "sk-ant-api03-abcdefghijklmnopqrstuvwxyz_0123",
         ),
-        ("aws AKIAIOSFODNN7EXAMPLE", "secret.aws_access_key", "AKIAIOSFODNN7EXAMPLE"),
+        ("aws AKIAQ3ZT7VXWJ2KD5MNB", "secret.aws_access_key", "AKIAQ3ZT7VXWJ2KD5MNB"),
+        ("hf 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 x", "secret.huggingface", "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"),
+        ("db postgres://app:Velvet627%ir@db.internal/prod", "secret.url_credentials", "Velvet627%ir"),
+        ("SSN 123 45 6789 on file", "pii.ssn", "123 45 6789"),
+        ("call 1-415-555-2671 today", "pii.phone", "1-415-555-2671"),
+        ("from ::ffff:192.0.2.17 at noon", "pii.ipv6", "::ffff:192.0.2.17"),
         ("gh ghp_abcdefghijklmnopqrstuvwxyz0123456789", "secret.github", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
         ("slack xoxb-123456789012-abcdefABCDEF", "secret.slack", "xoxb-123456789012-abcdefABCDEF"),
         ("stripe sk_live_abcdefghijklmnop1234", "secret.stripe", "sk_live_abcdefghijklmnop1234"),
@@ -54,6 +59,15 @@ fn positives_are_found_with_exact_spans() {
     let key =
         ["-----BEGIN ", "PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END ", "PRIVATE KEY-----"].concat();
     assert_eq!(found(&format!("x {key} y")), [("secret.private_key", key)]);
+    // documented example values and code are not findings (issue #21's false-positive classes)
+    for text in [
+        "aws AKIAIOSFODNN7EXAMPLE",
+        "GITHUB_TOKEN=ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "Vec::<u8>::new()",
+        "use std::io::Result;",
+    ] {
+        assert_eq!(found(text), [], "{text}");
+    }
     let gh = format!("gth_{}", "A1b2C3d4E5".repeat(5).chars().take(49).collect::<String>());
     assert_eq!(found(&format!("k={gh}")).first().map(|f| f.0), Some("secret.gatehouse"));
 }
