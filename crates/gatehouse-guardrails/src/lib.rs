@@ -13,6 +13,7 @@
 //! does per direction; [`guard`] applies a policy to whole texts and to streamed pieces.
 
 pub mod detectors;
+pub mod eval;
 pub mod guard;
 pub mod injection;
 pub mod normalize;

@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 
 use gatehouse_guardrails::injection::InjectionDetector;
-use gatehouse_guardrails::{Engine, normalize};
+use gatehouse_guardrails::normalize;
 use serde_json::Value;
 
-/// The floors (docs/GUARDRAILS.md): every PII and secret detector, and all of them together.
+/// The floors (docs/GUARDRAILS.md): every PII and secret detector, and all of them together;
+/// each fires on at most `BENIGN_FPR` of the negative texts.
 const PII_SECRET_RECALL: f64 = 0.98;
 const PII_SECRET_PRECISION: f64 = 0.95;
 /// Prompt injection at the default threshold.
@@ -18,81 +19,31 @@ const INJECTION_RECALL: f64 = 0.85;
 const BENIGN_FPR: f64 = 0.02;
 const THRESHOLD: f32 = gatehouse_guardrails::policy::DEFAULT_THRESHOLD;
 
-fn rows(name: &str) -> Vec<Value> {
+fn read(name: &str) -> String {
     let path = format!("{}/../../tests/data/guardrails/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap();
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(&path).unwrap()
 }
 
-#[derive(Default)]
-struct Count {
-    tp: u64,
-    fp: u64,
-    fn_: u64,
-}
-
-impl Count {
-    fn precision(&self) -> f64 {
-        if self.tp + self.fp == 0 { 1.0 } else { self.tp as f64 / (self.tp + self.fp) as f64 }
-    }
-    fn recall(&self) -> f64 {
-        if self.tp + self.fn_ == 0 { 1.0 } else { self.tp as f64 / (self.tp + self.fn_) as f64 }
-    }
+fn rows(name: &str) -> Vec<Value> {
+    read(name).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 #[test]
 fn pii_and_secret_detectors_meet_their_floors() {
-    let engine = Engine::new().unwrap();
-    let mut by: BTreeMap<String, Count> = BTreeMap::new();
-    let mut misses = Vec::new();
-    // the first corpus, and the classes issue #21 named (scripts/guardrails-corpus-classes.py)
-    for row in rows("pii_secrets.jsonl").into_iter().chain(rows("pii_secrets_classes.jsonl")) {
-        let text = row["text"].as_str().unwrap();
-        let labelled: Vec<(usize, usize, String)> = row["spans"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["start"].as_u64().unwrap() as usize,
-                    s["end"].as_u64().unwrap() as usize,
-                    s["detector"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
-        let found = engine.scan(text).unwrap();
-        for f in &found {
-            let hit = labelled.iter().any(|(s, e, d)| *s == f.span.start && *e == f.span.end && d == f.detector);
-            let c = by.entry(f.detector.to_owned()).or_default();
-            if hit {
-                c.tp += 1;
-            } else {
-                c.fp += 1;
-                misses.push(format!("FP {}: {:?}", f.detector, &text[f.span.clone()]));
-            }
-        }
-        for (s, e, d) in &labelled {
-            if !found.iter().any(|f| f.span.start == *s && f.span.end == *e && f.detector == d) {
-                by.entry(d.clone()).or_default().fn_ += 1;
-                misses.push(format!("FN {d}: {:?} in {text:?}", &text[*s..*e]));
-            }
-        }
-    }
-    let mut all = Count::default();
-    println!("{:<24} {:>6} {:>6} {:>6} {:>9} {:>7}", "detector", "tp", "fp", "fn", "precision", "recall");
-    let mut failed = Vec::new();
-    for (d, c) in &by {
-        println!("{d:<24} {:>6} {:>6} {:>6} {:>9.4} {:>7.4}", c.tp, c.fp, c.fn_, c.precision(), c.recall());
-        all.tp += c.tp;
-        all.fp += c.fp;
-        all.fn_ += c.fn_;
-        if c.precision() < PII_SECRET_PRECISION || c.recall() < PII_SECRET_RECALL {
-            failed.push(d.clone());
-        }
-    }
-    println!("{:<24} {:>6} {:>6} {:>6} {:>9.4} {:>7.4}", "ALL", all.tp, all.fp, all.fn_, all.precision(), all.recall());
-    for m in misses.iter().take(40) {
-        println!("{m}");
+    // the first corpus, and the classes issue #21 named (scripts/guardrails-corpus-classes.py),
+    // scored as `gatehouse guardrails eval` scores an operator's file
+    let text = ["pii_secrets.jsonl", "pii_secrets_classes.jsonl"].map(read).join("\n");
+    let report = gatehouse_guardrails::eval::evaluate(text.lines(), THRESHOLD).unwrap();
+    assert!(report.unreadable.is_empty(), "{:?}", report.unreadable);
+    print!("{}", report.table());
+    let failed: Vec<&String> = report
+        .detectors
+        .iter()
+        .filter(|(_, c)| c.precision() < PII_SECRET_PRECISION || c.recall() < PII_SECRET_RECALL || c.fpr() > BENIGN_FPR)
+        .map(|(d, _)| d)
+        .collect();
+    for (line, kind, d, span) in &report.misses {
+        println!("{kind} {d} (line {line}): {span:?}");
     }
     assert!(failed.is_empty(), "below the floors: {failed:?}");
 }

@@ -118,6 +118,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ProvidersAction,
     },
+    /// Measure the guardrails on your own labelled data.
+    Guardrails {
+        #[command(subcommand)]
+        action: crate::guardrails_cmd::GuardrailsAction,
+    },
     /// Verify, export and inspect the tamper-evident audit trail.
     Audit {
         #[command(subcommand)]
@@ -406,6 +411,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(e) => fail(&format!("{e:#}")),
         },
         Command::Audit { action } => audit(action).await,
+        Command::Guardrails { action } => match crate::guardrails_cmd::run(action) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("{e:#}")),
+        },
     }
 }
 
