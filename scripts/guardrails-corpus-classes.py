@@ -161,6 +161,10 @@ HARD_NEGATIVES = [
     "Basic auth is configured in the proxy, not here.",
     "See https://docs.example.com:8443/guide for the port.",
     "Pass settings as key=value pairs, e.g. retries=3.",
+    "We upgraded to version 10.2.0.1 last night.",
+    "release 1.4.2.7 fixes the crash",
+    "Firmware 2.0.1.15 is required for the new sensor.",
+    "Running build 4.18.0.240 on the canary hosts.",
 ]
 
 

@@ -509,8 +509,10 @@ pub const DETECTORS: &[Detector] = &[
         id: "pii.ipv4",
         category: Category::Pii,
         label: "IP",
-        pattern: r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)",
-        group: 0,
+        // a version number (`version 10.2.0.1`, `release 1.4.2.7`) is taken whole by the first
+        // branch, which never validates as an address, so its digits are not one either
+        pattern: r"(?i)((?-u:\b)(?:version|ver\.|release|build|firmware|v)\s?(?:[0-9]{1,3}\.){3}[0-9]{1,3})(?-u:\b)|(?-u:\b)((?:[0-9]{1,3}\.){3}[0-9]{1,3})(?-u:\b)",
+        group: 1,
         validate: ipv4,
     },
     Detector {

@@ -27,6 +27,7 @@ fn positives_are_found_with_exact_spans() {
         ("call (415) 555-2671 today", "pii.phone", "(415) 555-2671"),
         ("call 415-555-2671 today", "pii.phone", "415-555-2671"),
         ("host 192.168.10.20 down", "pii.ipv4", "192.168.10.20"),
+        ("the dev 10.0.0.5 box", "pii.ipv4", "10.0.0.5"),
         ("v6 2001:db8:85a3::8a2e:370:7334 up", "pii.ipv6", "2001:db8:85a3::8a2e:370:7334"),
         ("key sk-proj-abcdefghijklmnopqrstuvwxyz012345 x", "secret.openai", "sk-proj-abcdefghijklmnopqrstuvwxyz012345"),
         (
