@@ -177,9 +177,13 @@ pub(crate) async fn forward(mut call: Call, mut ex: Exchange, client: &HeaderMap
     }
     let mut session_header = None;
     if ex.initialize && status.is_success() {
-        match open_session(&s, ex.bind, t, upstream_session) {
+        match open_session(&s, ex.bind, t, upstream_session.clone()) {
             Ok(h) => session_header = Some(h),
             Err(_) => {
+                // the server opened one the caller will never use: end it there too
+                if let Some(up) = upstream_session {
+                    end_upstream_session(&s, t.id.clone(), up);
+                }
                 call.cx.record(GateName::Provider, GateOutcome::Deny(DenyCode::RateLimitExceeded));
                 return fail(call, ex.request_id.as_ref(), DenyCode::RateLimitExceeded);
             }
@@ -297,9 +301,14 @@ fn error_answer(id: Option<&Id>, code: DenyCode) -> Response {
 
 /// Tells a server a session it issued is over (best effort, in the background).
 pub(crate) fn close_upstream(s: &McpState, closed: &Session) {
-    let Some(up) = closed.upstream.clone() else { return };
+    if let Some(up) = closed.upstream.clone() {
+        end_upstream_session(s, closed.server.clone(), up);
+    }
+}
+
+/// DELETE of a server's session id on the server registered under `server` (by id).
+fn end_upstream_session(s: &McpState, server: Box<str>, up: HeaderValue) {
     let s = s.clone();
-    let server = closed.server.clone();
     tokio::spawn(async move {
         let Some(t) = s.servers.by_id(&server) else { return };
         if s.egress.validate_url(&t.url).is_err() {
