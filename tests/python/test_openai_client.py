@@ -37,7 +37,9 @@ def test_streamed_chat_completion(gateway, model):
             text += chunk.choices[0].delta.content
         if chunk.usage:
             usage = chunk.usage
-    assert chunks > 2
+    # output guardrails are on by default (secrets redacted): a short answer is held back whole
+    # and arrives in its last chunk, and held-back chunks are not sent as empty deltas
+    assert chunks >= 2
     assert text
     assert usage is not None and usage.completion_tokens > 0
 
@@ -187,4 +189,6 @@ def test_a_cached_stream_replays_through_the_client_as_a_stream(gateway, fake):
     assert second[1:] == first[1:]
     assert second[1] == "a cached answer, replayed chunk by chunk"
     assert second[2] is not None and second[2].completion_tokens > 0
-    assert second[3] > 3 and second[4] == "stop"
+    # the same chunks as the first time (held back whole by the default output guardrail: this
+    # answer is shorter than the hold-back, so it arrives in the final chunk, without empty deltas)
+    assert second[3] >= 2 and second[4] == "stop"

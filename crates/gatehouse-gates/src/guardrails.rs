@@ -445,6 +445,10 @@ impl Session {
         envelope.remove("choices");
         envelope.remove("usage");
         self.envelope = Some(envelope);
+        if content_free(&chunk) {
+            // everything this chunk carried is held back: nothing to send (an empty payload)
+            return Ok(Some(Vec::new()));
+        }
         Ok(Some(serde_json::to_vec(&chunk).unwrap_or_default()))
     }
 
@@ -521,6 +525,26 @@ impl Session {
         chunk.insert("choices".into(), Value::Array(choices));
         Ok(Some(serde_json::to_vec(&chunk).unwrap_or_default()))
     }
+}
+
+/// A chunk whose every choice's delta is an empty `content` (or nothing) and that carries no
+/// finish reason, role, tool call or usage: what a held-back piece leaves of a chunk.
+fn content_free(chunk: &Map<String, Value>) -> bool {
+    let quiet_choice = |c: &Value| {
+        c.get("finish_reason").is_none_or(Value::is_null)
+            && c.get("delta")
+                .and_then(Value::as_object)
+                .is_some_and(|d| d.iter().all(|(k, v)| k == "content" && v.as_str().is_some_and(str::is_empty)))
+            && c.as_object().is_some_and(|o| {
+                o.keys().all(|k| matches!(k.as_str(), "index" | "delta" | "finish_reason" | "logprobs"))
+            })
+            && c.get("logprobs").is_none_or(Value::is_null)
+    };
+    chunk.get("usage").is_none_or(Value::is_null)
+        && chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| !cs.is_empty() && cs.iter().all(quiet_choice))
 }
 
 fn scan_failed() -> Denial {
@@ -846,6 +870,7 @@ mod tests {
             Session::new(p.guard.clone(), p.policy(OrgId::generate(), ProjectId::generate()), Duration::from_secs(1));
         let pieces = ["Write to jo", "hn.smith@exam", "ple.com today, ", "thanks."];
         let mut text = String::new();
+        let mut sent_empty = 0;
         for (i, piece) in pieces.iter().enumerate() {
             let finish = if i + 1 == pieces.len() { "\"stop\"" } else { "null" };
             let chunk = format!(
@@ -853,11 +878,17 @@ mod tests {
                 serde_json::to_string(piece).unwrap()
             );
             let out = s.stream_event(chunk.as_bytes()).unwrap().unwrap();
+            if out.is_empty() {
+                // all of it held back: the chunk is not sent at all
+                sent_empty += 1;
+                continue;
+            }
             let v: Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(v["id"], "c1");
             text.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap());
         }
         assert_eq!(text, "Write to [EMAIL_1] today, thanks.");
+        assert!(sent_empty > 0, "held-back pieces leave no content-free chunk behind");
         assert!(s.stream_end().unwrap().is_none());
     }
 }

@@ -147,6 +147,8 @@ where
                 Err(d) => failed = Some(d),
                 Ok(new) if rewrite => {
                     match (ev, new) {
+                        // a chunk the guardrail held back whole is not sent (no empty deltas)
+                        (_, Some(new)) if new.is_empty() => {}
                         (_, Some(new)) => frame(&mut out, &new),
                         (SseEvent::Data(d), None) => frame(&mut out, d),
                         (SseEvent::Done, None) => {}
