@@ -345,7 +345,7 @@ pub(crate) async fn post(State(s): State<McpState>, Path(server): Path<String>, 
 
     // Provider: the upstream server, within the tool's deadline; its answer to a call, a read
     // or a prompt passes the guardrail's input rules on the way back (guardrails out).
-    let filter = Filter::for_method(&msg.method, principal.clone(), server.as_str().into());
+    let filter = Filter::for_method(&msg.method);
     let scans_answer = matches!(&*msg.method, "tools/call" | "resources/read" | "prompts/get");
     let exchange = Exchange {
         target: target.clone(),
@@ -489,11 +489,6 @@ pub(crate) fn open_session(
 ) -> Result<HeaderValue, Full> {
     let id = s.sessions.open(bind, &server.id, upstream)?;
     HeaderValue::from_str(&id).map_err(|_| Full::All)
-}
-
-/// What the principal's request carried, for the identity headers.
-pub(crate) fn signed_identity(p: &Principal, request_id: RequestId) -> gatehouse_identity::Identity {
-    gatehouse_gates::identity_of(p, &request_id.to_string())
 }
 
 /// A JSON-RPC answer as an HTTP response.

@@ -19,7 +19,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::McpState;
-use crate::gateway::{Call, ENDPOINT, SESSION, json_response, open_session, rpc_code, signed_identity};
+use crate::gateway::{Call, ENDPOINT, SESSION, json_response, open_session, rpc_code};
 use crate::jsonrpc::{self, Id};
 use crate::sessions::{Binding, Session};
 
@@ -29,8 +29,6 @@ pub(crate) enum Filter {
     /// `tools/list`, `prompts/list`, `resources/list`, `resources/templates/list`: only what the
     /// caller may use.
     List {
-        principal: Principal,
-        server: Box<str>,
         field: &'static str,
         key: &'static str,
         kind: ListKind,
@@ -45,7 +43,7 @@ pub(crate) enum ListKind {
 }
 
 impl Filter {
-    pub(crate) fn for_method(method: &str, principal: Principal, server: Box<str>) -> Filter {
+    pub(crate) fn for_method(method: &str) -> Filter {
         let (field, key, kind) = match method {
             "tools/list" => ("tools", "name", ListKind::Tools),
             "prompts/list" => ("prompts", "name", ListKind::Prompts),
@@ -53,12 +51,13 @@ impl Filter {
             "resources/templates/list" => ("resourceTemplates", "uriTemplate", ListKind::Resources),
             _ => return Filter::None,
         };
-        Filter::List { principal, server, field, key, kind }
+        Filter::List { field, key, kind }
     }
 
-    /// Narrows a result in place; `true` when anything was removed.
-    fn apply(&self, s: &McpState, result: &mut Value) -> bool {
-        let Filter::List { principal, server, field, key, kind } = self else { return false };
+    /// Narrows a result to what `principal` may use on `server`; `true` when anything was
+    /// removed.
+    fn apply(&self, s: &McpState, principal: &Principal, server: &str, result: &mut Value) -> bool {
+        let Filter::List { field, key, kind } = self else { return false };
         let Some(items) = result.get_mut(*field).and_then(Value::as_array_mut) else { return false };
         let before = items.len();
         items.retain(|item| {
@@ -124,29 +123,26 @@ fn upstream_headers(client: &HeaderMap, params: bool) -> HeaderMap {
 pub(crate) async fn forward(mut call: Call, mut ex: Exchange, client: &HeaderMap, body: Bytes) -> Response {
     let s = call.s.clone();
     let t = &ex.target;
-    // IP-literal URLs skip the client's checking resolver: checked here, every time
-    if s.egress.validate_url(&t.url).is_err() {
+    // IP-literal URLs skip the client's checking resolver: checked here, every time (the one
+    // parse of the URL per message: the request and the signature use it)
+    let Ok(url) = s.egress.validate_url(&t.url) else {
         call.cx.record(GateName::Provider, GateOutcome::Deny(DenyCode::UpstreamError));
         return fail(call, ex.request_id.as_ref(), DenyCode::UpstreamError);
-    }
-    let mut rb = s.client.post(&*t.url).headers(upstream_headers(client, !ex.rewritten));
+    };
+    let signed = t.identity_key.as_ref().and_then(|key| {
+        let id = gatehouse_gates::identity_of(&ex.principal, &call.cx.request_id.to_string());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        gatehouse_identity::sign(&t.id, key.expose_secret().as_bytes(), "POST", url.path(), &body, &id, now)
+    });
+    let mut rb = s.client.post(url).headers(upstream_headers(client, !ex.rewritten));
     if let Some(up) = ex.session.as_ref().and_then(|(_, x)| x.upstream.clone()) {
         rb = rb.header(SESSION, up);
     }
     if let Some((name, value)) = &t.auth {
         rb = rb.header(&**name, value.expose_secret());
     }
-    if let Some(key) = &t.identity_key {
-        let path = reqwest::Url::parse(&t.url).map(|u| u.path().to_owned()).unwrap_or_default();
-        let id = signed_identity(&ex.principal, call.cx.request_id);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if let Some(headers) =
-            gatehouse_identity::sign(&t.id, key.expose_secret().as_bytes(), "POST", &path, &body, &id, now)
-        {
-            for (n, v) in headers {
-                rb = rb.header(n, v);
-            }
-        }
+    for (n, v) in signed.into_iter().flatten() {
+        rb = rb.header(n, v);
     }
     let sent = tokio::time::timeout_at(ex.deadline.into(), rb.body(body).send()).await;
     let resp = match sent {
@@ -201,13 +197,13 @@ pub(crate) async fn forward(mut call: Call, mut ex: Exchange, client: &HeaderMap
     // a whole JSON answer (or an error status), read within the cap and the deadline
     let read = tokio::time::timeout_at(ex.deadline.into(), read_capped(resp, cap)).await;
     let bytes = match read {
-        Err(_) => return fail_after(call, ex.request_id.as_ref(), DenyCode::UpstreamTimeout),
-        Ok(Err(code)) => return fail_after(call, ex.request_id.as_ref(), code),
+        Err(_) => return fail(call, ex.request_id.as_ref(), DenyCode::UpstreamTimeout),
+        Ok(Err(code)) => return fail(call, ex.request_id.as_ref(), code),
         Ok(Ok(b)) => b,
     };
     let answer = match answer_of(&s, &mut ex, &mut call, &bytes).await {
         Ok(a) => a,
-        Err(code) => return fail_after(call, ex.request_id.as_ref(), code),
+        Err(code) => return fail(call, ex.request_id.as_ref(), code),
     };
     if let Some(m) = call.cx.mcp.as_mut() {
         m.response_bytes = answer.len() as u64;
@@ -242,7 +238,7 @@ async fn answer_message(s: &McpState, ex: &mut Exchange, call: &mut Call, v: &mu
     if let Some(hold) = ex.hold.take() {
         hold.settle(gatehouse_gates::ledger::Used::Call);
     }
-    ex.filter.apply(s, result);
+    ex.filter.apply(s, &ex.principal, &ex.target.name, result);
     let Some(guard) = ex.guard.as_mut() else { return Ok(()) };
     let checked = guard.scan_incoming(result).await;
     guard.report_to(&mut call.cx);
@@ -274,15 +270,9 @@ async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<Bytes, DenyC
     Ok(out.freeze())
 }
 
-/// The message failed before the server answered it (provider step already recorded).
+/// The message failed at or after the provider step (recorded): the server could not be
+/// reached or answered in time, its answer did not arrive whole, or a guardrail refused it.
 fn fail(mut call: Call, id: Option<&Id>, code: DenyCode) -> Response {
-    call.finish(Finished { reached_provider: true, ..Finished::refused(ENDPOINT, code) });
-    error_answer(id, code)
-}
-
-/// The message failed after the server began answering: the provider step passed, the answer
-/// did not arrive whole, or a guardrail refused it.
-fn fail_after(mut call: Call, id: Option<&Id>, code: DenyCode) -> Response {
     let reached_provider = code != DenyCode::ContentBlocked;
     call.finish(Finished { reached_provider, ..Finished::refused(ENDPOINT, code) });
     error_answer(id, code)
@@ -311,10 +301,8 @@ fn end_upstream_session(s: &McpState, server: Box<str>, up: HeaderValue) {
     let s = s.clone();
     tokio::spawn(async move {
         let Some(t) = s.servers.by_id(&server) else { return };
-        if s.egress.validate_url(&t.url).is_err() {
-            return;
-        }
-        let mut rb = s.client.delete(&*t.url).header(SESSION, up);
+        let Ok(url) = s.egress.validate_url(&t.url) else { return };
+        let mut rb = s.client.delete(url).header(SESSION, up);
         if let Some((name, value)) = &t.auth {
             rb = rb.header(&**name, value.expose_secret());
         }
