@@ -7,7 +7,13 @@
 #
 #   bash bench/guardrails-load.sh                  # 10 s per cell, 3 rounds, c = 1 and 16
 #   DURATION=5 ROUNDS=2 CONCURRENCY=1 bash bench/guardrails-load.sh
-#   STREAM=1 bash bench/guardrails-load.sh         # streamed answers (held back and re-framed)
+#   STREAM=1 bash bench/guardrails-load.sh         # streamed answers (held back and re-framed),
+#                                                  # then time to first token (below)
+#
+# With STREAM=1 it also measures time to first token (bench/ttft.py: sequential requests, the
+# first event with answer text) against a fake that streams 10 tokens TOKEN_MS (default 20)
+# apart: direct, guardrails off, output guardrails on with the default buffered release, and
+# on with `stream_release = "early"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -61,3 +67,32 @@ print(f"{c:>4} | {d:>7.0f}us | {fr:>10.0f} {fp:>7.0f}us | {nr:>10.0f} {np:>7.0f}
 PY
 done
 printf "\nguardrails-on gateway RSS peak %.1f MiB\n" "$(awk '/VmHWM/ {print $2 / 1024}' /proc/$on_pid/status)"
+
+if [ "${STREAM:-0}" = 1 ]; then
+  token_ms=${TOKEN_MS:-20}
+  "$target/release/fake-provider" 127.0.0.1:0 10 "$token_ms" > "$out/slow.txt" &
+  for _ in $(seq 1 100); do grep -q "listening on" "$out/slow.txt" && break; sleep 0.1; done
+  fake=$(sed -n 's/^listening on //p' "$out/slow.txt")
+  all_on='detectors = { "*" = { input = "redact", output = "redact" }, prompt_injection = { input = "flag", output = "flag" } }'
+  start_gateway ttft_off "[guardrails]
+detectors = { \"*\" = { input = \"off\", output = \"off\" }, prompt_injection = { input = \"off\", output = \"off\" } }"
+  t_off=("$gw_url" "$gw_key")
+  start_gateway ttft_buffered "[guardrails]
+$all_on"
+  t_buf=("$gw_url" "$gw_key")
+  start_gateway ttft_early "[guardrails]
+stream_release = \"early\"
+$all_on"
+  t_early=("$gw_url" "$gw_key")
+  sleep 1
+  printf "\nTime to first token: %s sequential requests each, medians; the fake streams 10 tokens %s ms apart\n\n" "${TTFT_REQUESTS:-30}" "$token_ms"
+  printf "%-34s | %9s | %9s\n" "" "ttft" "whole"
+  ttft() { # $1 label, $2 url, $3 key
+    read -r first whole < <(python3 bench/ttft.py "$2/chat/completions" "$3" "${TTFT_REQUESTS:-30}")
+    printf "%-34s | %7.2fms | %7.2fms\n" "$1" "$first" "$whole"
+  }
+  ttft "direct" "$fake" ""
+  ttft "gateway, guardrails off" "${t_off[0]}/v1" "${t_off[1]}"
+  ttft "output guardrails, buffered" "${t_buf[0]}/v1" "${t_buf[1]}"
+  ttft "output guardrails, early release" "${t_early[0]}/v1" "${t_early[1]}"
+fi

@@ -258,11 +258,13 @@ fn guardrail_policy() -> Value {
         "prompt_injection.role_confusion",
         "prompt_injection.context_smuggling",
         "prompt_injection.delimiter_injection",
+        "prompt_injection.classifier",
     ]);
     json!({"type": "object", "additionalProperties": false, "properties": {
         "detectors": {"type": "object", "propertyNames": {"enum": keys}, "additionalProperties": rule},
         "injection_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "restore_placeholders": {"type": "boolean"},
+        "stream_release": {"type": "string", "enum": ["buffered", "early"]},
         "custom": {"type": "array", "maxItems": gatehouse_guardrails::policy::MAX_CUSTOM_RULES, "items": {
             "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
                 "name": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"},

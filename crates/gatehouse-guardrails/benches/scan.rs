@@ -1,5 +1,6 @@
 //! Scan throughput on typical text (prose with a little PII and one secret per KiB), all PII
-//! and secret detectors on; then the same plus prompt-injection scoring. Run: cargo bench -p gatehouse-guardrails --bench scan
+//! and secret detectors on; then the same plus prompt-injection scoring (signals and the
+//! learned scorer); then the learned scorer by itself. Run: cargo bench -p gatehouse-guardrails --bench scan
 
 #![expect(clippy::expect_used, reason = "benchmark setup: a failure must stop the run")]
 
@@ -44,17 +45,29 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let detector = gatehouse_guardrails::injection::InjectionDetector::new().expect("detector");
-    let mut g = c.benchmark_group("scan_all_with_injection");
+    // then with the learned scorer off too (a policy with `prompt_injection.classifier` off)
+    for (name, learned) in [("scan_all_with_injection", true), ("scan_all_signals_only", false)] {
+        let mut g = c.benchmark_group(name);
+        for kib in [1usize, 16, 256] {
+            let t = text(kib * 1024);
+            g.throughput(Throughput::Bytes(t.len() as u64));
+            g.bench_function(format!("{kib}KiB"), |b| {
+                b.iter(|| {
+                    let n = gatehouse_guardrails::normalize(black_box(&t));
+                    let findings = engine.scan_normalized(&t, &n).expect("scan").len();
+                    black_box((findings, detector.assess_with(&t, &n.text, learned).score))
+                })
+            });
+        }
+        g.finish();
+    }
+
+    let classifier = gatehouse_guardrails::classifier::Classifier::shipped().expect("model");
+    let mut g = c.benchmark_group("injection_classifier_alone");
     for kib in [1usize, 16, 256] {
-        let t = text(kib * 1024);
+        let t = gatehouse_guardrails::normalize(&text(kib * 1024)).text;
         g.throughput(Throughput::Bytes(t.len() as u64));
-        g.bench_function(format!("{kib}KiB"), |b| {
-            b.iter(|| {
-                let n = gatehouse_guardrails::normalize(black_box(&t));
-                let findings = engine.scan_normalized(&t, &n).expect("scan").len();
-                black_box((findings, detector.assess(&t, &n.text).score))
-            })
-        });
+        g.bench_function(format!("{kib}KiB"), |b| b.iter(|| black_box(classifier.score(black_box(&t)))));
     }
     g.finish();
 }

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use crate::detectors::{Category, DETECTORS};
 use crate::injection::{InjectionCategory, InjectionDetector};
 use crate::normalize::{Normalized, normalize};
+use crate::policy::StreamRelease;
 use crate::policy::{Action, Direction, Policy};
 use crate::{Engine, Error, Finding, MAX_SCAN_BYTES, Placeholders, restore};
 
@@ -53,6 +54,7 @@ pub const fn injection_name(c: InjectionCategory) -> &'static str {
         InjectionCategory::RoleConfusion => "prompt_injection.role_confusion",
         InjectionCategory::ContextSmuggling => "prompt_injection.context_smuggling",
         InjectionCategory::DelimiterInjection => "prompt_injection.delimiter_injection",
+        InjectionCategory::Classifier => "prompt_injection.classifier",
     }
 }
 
@@ -66,10 +68,13 @@ pub const MAX_RUN: usize = 1024;
 pub const MAX_HOLD: usize = 16 * 1024;
 
 /// The part of one stream's text (one choice's content, or one tool call's arguments) not
-/// yet released.
+/// yet released, and, when the policy releases early, the last bytes released (context).
 #[derive(Debug, Default)]
 pub struct Held {
     buf: String,
+    /// Early release only: up to [`HOLD_BACK`] bytes already released, scanned again with
+    /// what follows so a value after its context word ("password: ", "SSN ") is recognised.
+    context: String,
 }
 
 impl Held {
@@ -136,25 +141,34 @@ impl Guard {
         if !policy.active(dir) {
             return Ok(std::mem::take(&mut held.buf));
         }
+        let early = policy.stream_release == StreamRelease::Early;
         let buf = held.buf.as_str();
         let len = buf.len();
         let forced = len > MAX_HOLD;
-        let mut cut = if last || forced { len } else { floor_boundary(buf, len.saturating_sub(HOLD_BACK)) };
-        if !last && !forced && cut > 0 && cut < len {
-            let b = buf.as_bytes();
-            if !b[cut - 1].is_ascii_whitespace() && !b[cut].is_ascii_whitespace() {
-                let start = buf.as_bytes()[..cut].iter().rposition(u8::is_ascii_whitespace).map_or(0, |i| i + 1);
-                if cut - start <= MAX_RUN {
-                    cut = start;
-                }
-            }
-        }
-        let n = normalize(buf);
-        let found = self.find(policy, dir, buf, &n)?;
+        let mut cut = if last || forced {
+            len
+        } else if early {
+            early_cut(buf)
+        } else {
+            buffered_cut(buf)
+        };
+        // the detectors read the released context and the held text as one; spans are then
+        // taken back to the held text (what lies wholly in the context was acted on already)
+        let skip = if early { held.context.len() } else { 0 };
+        let scan: Cow<'_, str> =
+            if skip > 0 { Cow::Owned(format!("{}{buf}", held.context)) } else { Cow::Borrowed(buf) };
+        let n = normalize(&scan);
+        let found: Vec<Found> = self
+            .find(policy, dir, &scan, &n)?
+            .into_iter()
+            .filter(|f| f.span.end > skip)
+            .map(|f| Found { span: f.span.start.saturating_sub(skip)..f.span.end - skip, ..f })
+            .collect();
         // a blocking value stops the stream as soon as it is seen, released or not
         if let Some(f) = found.iter().find(|f| f.action == Action::Block) {
             report.add(dir, Action::Block, f.name.clone(), false);
             held.buf.clear();
+            held.context.clear();
             return Ok(String::new());
         }
         if !last && !forced {
@@ -170,11 +184,16 @@ impl Guard {
                 cut = i;
             }
         }
-        self.score(policy, dir, buf, &n, report, true);
+        self.score(policy, dir, &scan, &n, report, true);
         let released: Vec<Found> = found.into_iter().filter(|f| f.span.start < cut).collect();
         let out = apply(&released, buf, cut, dir, placeholders, report);
         let head = &buf[..cut];
         let out = self.finish_out(policy, dir, out, head, placeholders).unwrap_or_else(|| head.to_owned());
+        if early {
+            held.context.push_str(head);
+            let keep = floor_boundary(&held.context, held.context.len().saturating_sub(HOLD_BACK));
+            held.context.drain(..keep);
+        }
         held.buf.drain(..cut);
         Ok(out)
     }
@@ -201,11 +220,17 @@ impl Guard {
         if !policy.any_injection(dir) {
             return;
         }
-        let v = self.injection.assess(text, &n.text);
+        let learned = policy.injection(InjectionCategory::Classifier, dir) != Action::Off;
+        let v = self.injection.assess_with(text, &n.text, learned);
         if v.score < policy.threshold {
             return;
         }
         for c in &v.categories {
+            // the signals' categories act on the signals' score, the classifier on its own
+            let score = if *c == InjectionCategory::Classifier { v.classifier } else { v.heuristic };
+            if score < policy.threshold {
+                continue;
+            }
             let a = policy.injection(*c, dir);
             if a != Action::Off {
                 report.add(dir, a, Cow::Borrowed(injection_name(*c)), once);
@@ -285,6 +310,46 @@ fn apply(
         return None;
     }
     Some(crate::redact_spans(&text[..end], &redact, placeholders))
+}
+
+/// Buffered release: all but the last [`HOLD_BACK`] bytes, moved back to the start of the
+/// unbroken run the cut falls in (up to [`MAX_RUN`] bytes).
+fn buffered_cut(buf: &str) -> usize {
+    let len = buf.len();
+    let mut cut = floor_boundary(buf, len.saturating_sub(HOLD_BACK));
+    let b = buf.as_bytes();
+    if cut > 0 && cut < len && !b[cut - 1].is_ascii_whitespace() && !b[cut].is_ascii_whitespace() {
+        let start = b[..cut].iter().rposition(u8::is_ascii_whitespace).map_or(0, |i| i + 1);
+        if cut - start <= MAX_RUN {
+            cut = start;
+        }
+    }
+    cut
+}
+
+/// Early release: all but the word in progress (an e-mail, key or URL may still grow from it)
+/// and the short digit groups just before it (a card, phone or IBAN written in groups), at
+/// most [`HOLD_BACK`] bytes of groups. A word longer than [`MAX_RUN`] goes out as in
+/// buffered release.
+fn early_cut(buf: &str) -> usize {
+    let b = buf.as_bytes();
+    let len = b.len();
+    let mut cut = b.iter().rposition(u8::is_ascii_whitespace).map_or(0, |i| i + 1);
+    if len - cut > MAX_RUN {
+        return buffered_cut(buf);
+    }
+    while cut >= 2 && b[cut - 1].is_ascii_whitespace() {
+        let end = cut - 1;
+        let start = b[..end].iter().rposition(u8::is_ascii_whitespace).map_or(0, |i| i + 1);
+        let group = &b[start..end];
+        let digits = group.iter().any(u8::is_ascii_digit)
+            && group.iter().all(|c| c.is_ascii_alphanumeric() || b"()+-./".contains(c));
+        if group.is_empty() || group.len() > 6 || !digits || len - start > HOLD_BACK {
+            break;
+        }
+        cut = start;
+    }
+    cut
 }
 
 fn floor_boundary(s: &str, mut i: usize) -> usize {
@@ -424,5 +489,77 @@ mod tests {
             assert!(held.buf.len() <= MAX_HOLD + run.len());
         }
         assert!(total > 20_000);
+    }
+
+    const REDACT_ALL_EARLY: &str =
+        r#"{"detectors":{"*":{"input":"redact","output":"redact"}},"stream_release":"early"}"#;
+
+    /// Splits `text` into word-sized pieces the way a model streams it (leading spaces).
+    fn tokens(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for (i, c) in text.char_indices().skip(1) {
+            if c == ' ' {
+                out.push(&text[start..i]);
+                start = i;
+            }
+        }
+        out.push(&text[start..]);
+        out
+    }
+
+    #[test]
+    fn early_release_sends_finished_words_at_once_and_buffered_waits() {
+        let g = guard();
+        for (spec, first) in [(REDACT_ALL_EARLY, "Sure, "), (REDACT_ALL, "")] {
+            let p = policy(spec);
+            let mut ph = Placeholders::default();
+            let mut r = Report::default();
+            let out = stream_all(&g, &p, &tokens("Sure, here is the summary of the meeting notes."), &mut ph, &mut r);
+            assert_eq!(out[1], first, "{spec}");
+            assert_eq!(out.concat(), "Sure, here is the summary of the meeting notes.");
+        }
+    }
+
+    #[test]
+    fn early_release_still_redacts_whole_values_and_sees_context_already_sent() {
+        let g = guard();
+        let p = policy(REDACT_ALL_EARLY);
+        let text = "Write to jane.doe@example.com or call 415 555 0132, card 4111 1111 1111 1111, \
+                    my password: Tr0ub4dor&3x! and ssn 078 05 1120 then key sk-proj-abcdefghijklmnopqrstuvwxyz0123 ok";
+        let by_word = tokens(text);
+        let by_bytes: Vec<&str> = text.as_bytes().chunks(3).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        for pieces in [by_word, by_bytes] {
+            let mut ph = Placeholders::default();
+            let mut r = Report::default();
+            let out = stream_all(&g, &p, &pieces, &mut ph, &mut r);
+            let joined = out.concat();
+            for value in ["jane.doe", "555 0132", "4111", "Tr0ub4dor", "078 05", "abcdefghij"] {
+                assert!(!joined.contains(value), "{value} leaked: {joined}");
+            }
+            assert!(joined.starts_with("Write to [EMAIL_1] or call [PHONE_1], card [CARD_1]"), "{joined}");
+            assert!(joined.ends_with(" ok"), "{joined}");
+            // and text went out before the end
+            assert!(out[..out.len() - 1].iter().map(String::len).sum::<usize>() > joined.len() / 2);
+        }
+    }
+
+    #[test]
+    fn early_release_blocks_before_a_value_goes_out() {
+        let g = guard();
+        let p = policy(r#"{"detectors":{"secret":{"output":"block"}},"stream_release":"early"}"#);
+        let mut held = Held::default();
+        let mut ph = Placeholders::default();
+        let mut r = Report::default();
+        let mut released = String::new();
+        for piece in tokens("the key is sk-proj-abcdefghijklmnopqrstuvwxyz0123 and more text after it") {
+            released.push_str(&g.stream(&p, Direction::Out, &mut held, piece, false, &mut ph, &mut r).unwrap());
+            if r.blocked.is_some() {
+                break;
+            }
+        }
+        assert_eq!(r.blocked.as_deref(), Some("secret.openai"));
+        // "is" waited for the next piece, which showed the key
+        assert_eq!(released, "the key ");
     }
 }

@@ -12,6 +12,7 @@
 //! Prompt injection is scored separately ([`injection`]). [`policy`] says what each detector
 //! does per direction; [`guard`] applies a policy to whole texts and to streamed pieces.
 
+pub mod classifier;
 pub mod detectors;
 pub mod eval;
 pub mod guard;

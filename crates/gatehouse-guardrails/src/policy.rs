@@ -106,8 +106,24 @@ pub struct PolicySpec {
     /// Put redacted values back into the response of the same request (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_placeholders: Option<bool>,
+    /// How a guarded stream releases text (default `buffered`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_release: Option<StreamRelease>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custom: Vec<CustomRule>,
+}
+
+/// How a stream whose output is guarded releases text to the client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamRelease {
+    /// Hold back the last [`crate::guard::HOLD_BACK`] bytes (and the run they end in): a
+    /// context word that follows a value ("... is my SSN") is still seen before it goes out.
+    #[default]
+    Buffered,
+    /// Release everything but the word in progress and the short digit groups before it (a
+    /// value may still grow from them): the first words reach the client as soon as they end.
+    Early,
 }
 
 /// Bounds on what an operator can make the data plane run.
@@ -120,11 +136,12 @@ pub const MAX_REGEX_SIZE: usize = 256 * 1024;
 pub const DEFAULT_THRESHOLD: f32 = 0.3;
 
 pub const INJECTION_KEY: &str = "prompt_injection";
-const INJECTION_CATEGORIES: [InjectionCategory; 4] = [
+const INJECTION_CATEGORIES: [InjectionCategory; 5] = [
     InjectionCategory::InstructionHijacking,
     InjectionCategory::RoleConfusion,
     InjectionCategory::ContextSmuggling,
     InjectionCategory::DelimiterInjection,
+    InjectionCategory::Classifier,
 ];
 
 /// A spec that cannot be compiled. `field` names where; the message never repeats a pattern
@@ -158,6 +175,7 @@ impl PolicySpec {
         }
         out.injection_threshold = over.injection_threshold.or(out.injection_threshold);
         out.restore_placeholders = over.restore_placeholders.or(out.restore_placeholders);
+        out.stream_release = over.stream_release.or(out.stream_release);
         for c in &over.custom {
             match out.custom.iter_mut().find(|o| o.name == c.name) {
                 Some(o) => *o = c.clone(),
@@ -206,12 +224,15 @@ impl PolicySpec {
         for d in DETECTORS {
             builtin.push(resolve(d.id, d.category.as_str(), true));
         }
-        let mut injection = [(Action::Off, Action::Off); 4];
+        let mut injection = [(Action::Off, Action::Off); 5];
         for (slot, c) in injection.iter_mut().zip(INJECTION_CATEGORIES) {
             *slot = resolve(&format!("{INJECTION_KEY}.{}", c.as_str()), INJECTION_KEY, false);
         }
         let custom = CustomSet::compile(&self.custom)?;
-        Ok(Policy::assemble(builtin, injection, threshold, self.restore_placeholders.unwrap_or(false), custom))
+        let mut policy =
+            Policy::assemble(builtin, injection, threshold, self.restore_placeholders.unwrap_or(false), custom);
+        policy.stream_release = self.stream_release.unwrap_or_default();
+        Ok(policy)
     }
 }
 
@@ -229,9 +250,10 @@ pub struct Policy {
     /// (input, output) per built-in detector, in `DETECTORS` order.
     builtin: Vec<(Action, Action)>,
     /// (input, output) per injection category.
-    injection: [(Action, Action); 4],
+    injection: [(Action, Action); 5],
     pub threshold: f32,
     pub restore: bool,
+    pub stream_release: StreamRelease,
     pub(crate) custom: Option<CustomSet>,
     active: [bool; 2],
     rewrites_output: bool,
@@ -243,7 +265,7 @@ pub struct Policy {
 impl Policy {
     fn assemble(
         builtin: Vec<(Action, Action)>,
-        injection: [(Action, Action); 4],
+        injection: [(Action, Action); 5],
         threshold: f32,
         restore: bool,
         custom: Option<CustomSet>,
@@ -260,6 +282,7 @@ impl Policy {
             injection,
             threshold,
             restore,
+            stream_release: StreamRelease::Buffered,
             custom,
             active: [active_in, active_out],
             rewrites_output,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::policy::{CustomRule, PolicySpec, Rule, SpecError, default_spec};
+use crate::policy::{CustomRule, PolicySpec, Rule, SpecError, StreamRelease, default_spec};
 
 /// `[guardrails]`: the deployment's default policy, layered over the built-in default
 /// (docs/GUARDRAILS.md); orgs and projects layer theirs on top through the admin API.
@@ -18,6 +18,7 @@ pub struct Section {
     pub detectors: BTreeMap<String, Rule>,
     pub injection_threshold: Option<f32>,
     pub restore_placeholders: Option<bool>,
+    pub stream_release: Option<StreamRelease>,
     #[serde(default)]
     pub custom: Vec<CustomRule>,
     pub scan_timeout_ms: Option<u64>,
@@ -47,6 +48,7 @@ impl Settings {
             detectors: s.detectors,
             injection_threshold: s.injection_threshold,
             restore_placeholders: s.restore_placeholders,
+            stream_release: s.stream_release,
             custom: s.custom,
         };
         let spec = default_spec().layered(&over);

@@ -14,8 +14,12 @@ use serde_json::Value;
 /// each fires on at most `BENIGN_FPR` of the negative texts.
 const PII_SECRET_RECALL: f64 = 0.98;
 const PII_SECRET_PRECISION: f64 = 0.95;
-/// Prompt injection at the default threshold.
-const INJECTION_RECALL: f64 = 0.85;
+/// Prompt injection at the default threshold, signals and learned scorer together, on the
+/// held-out split (`"split": "test"`, never trained on), English and other languages each.
+const INJECTION_RECALL: f64 = 0.90;
+/// The phrase and pattern signals alone, on English text (a regression check: they were
+/// written for English phrasing; the corpus grew harder with #21's sources).
+const HEURISTIC_RECALL: f64 = 0.80;
 const BENIGN_FPR: f64 = 0.02;
 const THRESHOLD: f32 = gatehouse_guardrails::policy::DEFAULT_THRESHOLD;
 
@@ -48,92 +52,127 @@ fn pii_and_secret_detectors_meet_their_floors() {
     assert!(failed.is_empty(), "below the floors: {failed:?}");
 }
 
+/// Counts of flagged rows among rows.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    flagged: u64,
+    rows: u64,
+}
+
+impl Tally {
+    fn add(&mut self, flagged: bool) {
+        self.rows += 1;
+        self.flagged += u64::from(flagged);
+    }
+
+    fn rate(self) -> f64 {
+        self.flagged as f64 / self.rows.max(1) as f64
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.4} ({}/{})", self.rate(), self.flagged, self.rows)
+    }
+}
+
+struct Scored {
+    score: f32,
+    heuristic: f32,
+    injection: bool,
+    test: bool,
+    english: bool,
+    lang: String,
+    source: String,
+    text: String,
+    signals: Vec<&'static str>,
+}
+
 #[test]
 fn injection_detection_meets_its_floors() {
     let d = InjectionDetector::new().unwrap();
-    let mut by_source: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
-    // the floor is on English text (the classifier matches English phrasing); the rest is
-    // reported, not asserted
-    let (mut tp, mut pos, mut fp, mut neg) = (0u64, 0u64, 0u64, 0u64);
-    let (mut other_tp, mut other_pos, mut other_fp, mut other_neg) = (0u64, 0u64, 0u64, 0u64);
-    let mut false_positives = Vec::new();
-    let mut missed = Vec::new();
-    // (score, is injection, row index) of English rows, for the threshold sweep
-    let mut scored: Vec<(f32, bool, usize)> = Vec::new();
-    for (index, row) in rows("injection.jsonl").into_iter().enumerate() {
-        let text = row["text"].as_str().unwrap();
-        let v = d.assess(text, &normalize(text).text);
-        let flagged = v.score >= THRESHOLD;
-        let label = row["label"].as_str().unwrap();
-        let english = row["lang"].as_str() == Some("en");
-        let source = row["source"].as_str().unwrap().split(':').next().unwrap().to_owned();
-        let tag = if english { label.to_owned() } else { format!("{label}*") };
-        let e = by_source.entry((tag, source)).or_default();
-        e.1 += 1;
-        if flagged {
-            e.0 += 1;
-        }
-        if !english {
-            if label == "injection" {
-                other_pos += 1;
-                other_tp += u64::from(flagged);
-            } else {
-                other_neg += 1;
-                other_fp += u64::from(flagged);
+    let scored: Vec<Scored> = rows("injection.jsonl")
+        .into_iter()
+        .map(|row| {
+            let text = row["text"].as_str().unwrap().to_owned();
+            let v = d.assess(&text, &normalize(&text).text);
+            let lang = row["lang"].as_str().unwrap().to_owned();
+            Scored {
+                score: v.score,
+                heuristic: v.heuristic,
+                injection: row["label"] == "injection",
+                test: row["split"] == "test",
+                english: lang == "en",
+                lang,
+                source: row["source"].as_str().unwrap().split(':').next().unwrap().to_owned(),
+                text,
+                signals: v.signals,
             }
-            continue;
-        }
-        scored.push((v.score, label == "injection", index));
-        if label == "injection" {
-            pos += 1;
-            tp += u64::from(flagged);
-            if !flagged {
-                let head: String = text.chars().take(160).collect();
-                missed.push(format!("{:.2} {:?}: {head:?}", v.score, v.signals));
-            }
-        } else {
-            neg += 1;
-            if flagged {
-                fp += 1;
-                let head: String = text.chars().take(120).collect();
-                false_positives.push(format!("{:?}: {head}", v.signals));
-            }
-        }
+        })
+        .collect();
+    let flagged = |r: &Scored| r.score >= THRESHOLD;
+
+    // per source, the held-out split
+    let mut by_source: BTreeMap<(String, String), Tally> = BTreeMap::new();
+    let mut by_lang: BTreeMap<(String, bool), Tally> = BTreeMap::new();
+    for r in scored.iter().filter(|r| r.test) {
+        let label = if r.injection { "injection" } else { "benign" };
+        let tag = if r.english { label.to_owned() } else { format!("{label}*") };
+        by_source.entry((tag, r.source.clone())).or_default().add(flagged(r));
+        by_lang.entry((r.lang.clone(), r.injection)).or_default().add(flagged(r));
     }
-    println!("{:<10} {:<10} {:>6} {:>6} {:>7}", "label", "source", "texts", "flagged", "rate");
-    for ((label, source), (hit, n)) in &by_source {
-        println!("{label:<10} {source:<10} {n:>6} {hit:>6} {:>7.4}", *hit as f64 / *n as f64);
+    println!("held-out split (* = not English):\n{:<10} {:<26} {:>22}", "label", "source", "flagged");
+    for ((label, source), t) in &by_source {
+        println!("{label:<10} {source:<26} {:>22}", t.to_string());
     }
-    // the trade-off an operator tunes with `injection_threshold`; "held out" = odd rows, which
-    // were not looked at while choosing the phrase list (docs/GUARDRAILS.md)
-    println!("{:>9} {:>7} {:>7} {:>16}", "threshold", "recall", "fpr", "held-out recall");
-    for t in [0.3f32, 0.4, 0.5, 0.6, 0.7, 0.8] {
-        let rate = |f: &dyn Fn(&(f32, bool, usize)) -> bool, want: bool| {
-            let sel: Vec<_> = scored.iter().filter(|r| r.1 == want && f(r)).collect();
-            sel.iter().filter(|r| r.0 >= t).count() as f64 / sel.len().max(1) as f64
-        };
-        println!(
-            "{t:>9.2} {:>7.4} {:>7.4} {:>16.4}",
-            rate(&|_| true, true),
-            rate(&|_| true, false),
-            rate(&|r| r.2 % 2 == 1, true)
-        );
+    println!("{:<6} {:>22} {:>22}", "lang", "injection recall", "benign flagged");
+    let langs: std::collections::BTreeSet<&String> = by_lang.keys().map(|k| &k.0).collect();
+    for l in langs {
+        let cell = |inj: bool| by_lang.get(&(l.clone(), inj)).map_or("-".to_owned(), ToString::to_string);
+        println!("{l:<6} {:>22} {:>22}", cell(true), cell(false));
     }
-    let recall = tp as f64 / pos as f64;
-    let fpr = fp as f64 / neg as f64;
-    println!("English: injection recall {recall:.4} ({tp}/{pos}); benign false-positive rate {fpr:.4} ({fp}/{neg})");
-    println!(
-        "not English (*, reported only): injection recall {:.4} ({other_tp}/{other_pos}); benign flagged {other_fp}/{other_neg}",
-        other_tp as f64 / other_pos.max(1) as f64
-    );
-    for f in false_positives.iter().take(20) {
-        println!("FP {f}");
+
+    let tally = |f: &dyn Fn(&Scored) -> bool, hit: &dyn Fn(&Scored) -> bool| {
+        scored.iter().filter(|r| f(r)).fold(Tally::default(), |mut t, r| {
+            t.add(hit(r));
+            t
+        })
+    };
+    // the trade-off an operator tunes with `injection_threshold`, on the held-out split
+    println!("{:>9} {:>8} {:>8}", "threshold", "recall", "fpr");
+    for t in [0.2f32, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] {
+        let recall = tally(&|r| r.test && r.injection, &|r| r.score >= t).rate();
+        let fpr = tally(&|r| r.test && !r.injection, &|r| r.score >= t).rate();
+        println!("{t:>9.2} {recall:>8.4} {fpr:>8.4}");
+    }
+    let recall = tally(&|r| r.test && r.injection, &flagged);
+    let recall_other = tally(&|r| r.test && r.injection && !r.english, &flagged);
+    let fpr = tally(&|r| r.test && !r.injection, &flagged);
+    let fpr_other = tally(&|r| r.test && !r.injection && !r.english, &flagged);
+    let fpr_all = tally(&|r| !r.injection, &flagged);
+    // the phrase and pattern signals by themselves, on English text (what they were written for)
+    let heuristic = tally(&|r| r.injection && r.english, &|r| r.heuristic >= THRESHOLD);
+    let heuristic_fpr = tally(&|r| !r.injection && r.english, &|r| r.heuristic >= THRESHOLD);
+    println!("held out: injection recall {recall}, not English {recall_other}");
+    println!("held out: benign flagged {fpr}, not English {fpr_other}; every benign row {fpr_all}");
+    println!("signals alone, English, every row: recall {heuristic}, benign flagged {heuristic_fpr}");
+    for r in scored.iter().filter(|r| r.test && !r.injection && flagged(r)).take(30) {
+        let head: String = r.text.chars().take(120).collect();
+        println!("FP {:.2} {} {:?}: {head:?}", r.score, r.lang, r.signals);
     }
     if std::env::var_os("CORPUS_MISSES").is_some() {
-        for m in &missed {
-            println!("MISS {m}");
+        for r in scored.iter().filter(|r| r.test && r.injection && !flagged(r)) {
+            let head: String = r.text.chars().take(160).collect();
+            println!("MISS {:.2} {} {:?}: {head:?}", r.score, r.lang, r.signals);
         }
     }
-    assert!(recall >= INJECTION_RECALL, "recall {recall:.4} < {INJECTION_RECALL}");
-    assert!(fpr <= BENIGN_FPR, "false-positive rate {fpr:.4} > {BENIGN_FPR}");
+    assert!(recall.rate() >= INJECTION_RECALL, "held-out recall {recall} < {INJECTION_RECALL}");
+    assert!(
+        recall_other.rate() >= INJECTION_RECALL,
+        "held-out recall, not English, {recall_other} < {INJECTION_RECALL}"
+    );
+    assert!(fpr.rate() <= BENIGN_FPR, "held-out false-positive rate {fpr} > {BENIGN_FPR}");
+    assert!(fpr_other.rate() <= BENIGN_FPR, "held-out false-positive rate, not English, {fpr_other} > {BENIGN_FPR}");
+    assert!(heuristic.rate() >= HEURISTIC_RECALL, "signals alone: recall {heuristic} < {HEURISTIC_RECALL}");
+    assert!(heuristic_fpr.rate() <= BENIGN_FPR, "signals alone: false-positive rate {heuristic_fpr} > {BENIGN_FPR}");
 }
