@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The data-plane cost of the guardrails: two gateways on the same fake provider, one with every
-# detector off, one with every detector on in both directions (PII and secrets redact, prompt
+# detector off (`secret` and `pii` by name: a category key is more specific than `*`, so `*`
+# alone leaves the built-in defaults on), one with every detector on in both directions (PII and secrets redact, prompt
 # injection flags, so nothing in the prompt changes and the work is pure scanning), plus the
 # direct baseline, in alternating rounds of the same run. The prompt is ~1 KiB of ordinary text.
 # Prints medians and the added p50 of the guardrails.
@@ -28,12 +29,12 @@ start_fake
 start_gateway off '[audit]
 data_plane = "denials"
 [guardrails]
-detectors = { "*" = { input = "off", output = "off" }, prompt_injection = { input = "off", output = "off" } }'
+detectors = { "*" = { input = "off", output = "off" }, secret = { input = "off", output = "off" }, pii = { input = "off", output = "off" }, prompt_injection = { input = "off", output = "off" } }'
 off_url=$gw_url; off_key=$gw_key
 start_gateway on '[audit]
 data_plane = "denials"
 [guardrails]
-detectors = { "*" = { input = "redact", output = "redact" }, prompt_injection = { input = "flag", output = "flag" } }'
+detectors = { "*" = { input = "redact", output = "redact" }, secret = { input = "redact", output = "redact" }, pii = { input = "redact", output = "redact" }, prompt_injection = { input = "flag", output = "flag" } }'
 on_url=$gw_url; on_key=$gw_key; on_pid=$gw_pid
 sleep 1
 
@@ -73,9 +74,9 @@ if [ "${STREAM:-0}" = 1 ]; then
   "$target/release/fake-provider" 127.0.0.1:0 10 "$token_ms" > "$out/slow.txt" &
   for _ in $(seq 1 100); do grep -q "listening on" "$out/slow.txt" && break; sleep 0.1; done
   fake=$(sed -n 's/^listening on //p' "$out/slow.txt")
-  all_on='detectors = { "*" = { input = "redact", output = "redact" }, prompt_injection = { input = "flag", output = "flag" } }'
+  all_on='detectors = { "*" = { input = "redact", output = "redact" }, secret = { input = "redact", output = "redact" }, pii = { input = "redact", output = "redact" }, prompt_injection = { input = "flag", output = "flag" } }'
   start_gateway ttft_off "[guardrails]
-detectors = { \"*\" = { input = \"off\", output = \"off\" }, prompt_injection = { input = \"off\", output = \"off\" } }"
+detectors = { \"*\" = { input = \"off\", output = \"off\" }, secret = { input = \"off\", output = \"off\" }, pii = { input = \"off\", output = \"off\" }, prompt_injection = { input = \"off\", output = \"off\" } }"
   t_off=("$gw_url" "$gw_key")
   start_gateway ttft_buffered "[guardrails]
 $all_on"

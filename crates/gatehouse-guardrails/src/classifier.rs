@@ -53,7 +53,7 @@ static SHIPPED: &[u8] = include_bytes!("../model/injection.bin");
 /// The weights, read in place from the shipped bytes (decoding them into a table of `i16`
 /// measured no faster and would cost 512 KiB of heap per process).
 pub struct Classifier {
-    weights: &'static [u8],
+    weights: &'static [[u8; 2]],
     bias: f32,
     scale: f32,
     cutoff: f32,
@@ -73,16 +73,13 @@ impl Classifier {
         if &head[..8] != MAGIC || bits != BITS || weights.len() != 2 << BITS {
             return None;
         }
+        let (weights, []) = weights.as_chunks::<2>() else { return None };
         let c = Classifier { weights, bias: f32_at(12)?, scale: f32_at(16)?, cutoff: f32_at(20)? };
         (c.bias.is_finite() && c.scale.is_finite() && c.cutoff.is_finite()).then_some(c)
     }
 
     fn weight(&self, feature: u32) -> i16 {
-        let i = feature as usize * 2;
-        match self.weights.get(i..i + 2) {
-            Some(&[a, b]) => i16::from_le_bytes([a, b]),
-            _ => 0,
-        }
+        self.weights.get(feature as usize).map_or(0, |w| i16::from_le_bytes(*w))
     }
 
     /// The highest logit of the whole text and of its windows; `None` for a text without a
