@@ -104,18 +104,19 @@ impl Classifier {
 /// scorer and the trainer (on its quantised weights) both score through here. Integer sums:
 /// exact, and cheaper than floating point per feature.
 pub fn logit(normalized: &str, bias: f32, scale: f32, weight: impl Fn(u32) -> i16) -> Option<f32> {
-    let mut ring = [0i16; WINDOW];
-    let (mut total, mut window, mut n) = (0i64, 0i64, 0usize);
+    // a window is two blocks of half a window: the block before and the one just ended
+    let (mut total, mut block, mut before, mut n) = (0i64, 0i64, 0i64, 0usize);
     let mut best = i64::MIN;
     features(normalized, |f| {
-        let w = weight(f);
-        let slot = &mut ring[n % WINDOW];
-        window += i64::from(w) - i64::from(*slot);
-        *slot = w;
-        total += i64::from(w);
+        let w = i64::from(weight(f));
+        block += w;
+        total += w;
         n += 1;
-        if n >= WINDOW && n % (WINDOW / 2) == 0 {
-            best = best.max(window);
+        if n % (WINDOW / 2) == 0 {
+            if n >= WINDOW {
+                best = best.max(before + block);
+            }
+            before = std::mem::take(&mut block);
         }
     });
     if n == 0 {
