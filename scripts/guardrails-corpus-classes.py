@@ -165,6 +165,11 @@ HARD_NEGATIVES = [
     "release 1.4.2.7 fixes the crash",
     "Firmware 2.0.1.15 is required for the new sensor.",
     "Running build 4.18.0.240 on the canary hosts.",
+    "Pin it with pip install widget==1.2.3.4 until the fix lands.",
+    "requirements: requests>=2.31.0.1, urllib3~=2.0.7.1",
+    "The 4.2.0.1-beta and 4.2.0.1-rc2 builds are on the mirror.",
+    "Tagged 7.1.0.3+git20261201 for the release branch.",
+    "Windows reports 10.0.19045.3803, the old box 6.1.7601.2.",
 ]
 
 

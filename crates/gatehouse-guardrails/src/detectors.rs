@@ -509,9 +509,11 @@ pub const DETECTORS: &[Detector] = &[
         id: "pii.ipv4",
         category: Category::Pii,
         label: "IP",
-        // a version number (`version 10.2.0.1`, `release 1.4.2.7`) is taken whole by the first
-        // branch, which never validates as an address, so its digits are not one either
-        pattern: r"(?i)((?-u:\b)(?:version|ver\.|release|build|firmware|v)\s?(?:[0-9]{1,3}\.){3}[0-9]{1,3})(?-u:\b)|(?-u:\b)((?:[0-9]{1,3}\.){3}[0-9]{1,3})(?-u:\b)",
+        // a version number is taken whole by the first branch, which never validates as an
+        // address, so its digits are not one either: after a version word (`version 10.2.0.1`,
+        // `release 1.4.2.7`) or a package pin (`==1.2.3.4`, `>=`, `~=`), with a pre-release or
+        // build suffix (`1.2.3.4-beta`, `1.2.3.4+git`) or a fifth part (`1.2.3.4.5`)
+        pattern: r"(?i)((?:(?-u:\b)(?:version|ver\.|release|build|firmware|v)\s?|[=~<>!]=\s?)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)|(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?:-[a-z]|\+[a-z0-9]|\.[0-9]))|(?-u:\b)((?:[0-9]{1,3}\.){3}[0-9]{1,3})(?-u:\b)",
         group: 1,
         validate: ipv4,
     },
