@@ -7,20 +7,21 @@
 //! [`MAX_WORD`] characters), its first [`PREFIX`] characters when it is longer (inflected
 //! forms share them), each pair of neighbouring words, and each word's character trigrams
 //! (with start and end marks: inflections, compounds and misspellings share them); in scripts
-//! written without spaces every character is a word. Each feature is hashed into one of 2^[`BITS`] weights. A text's
-//! logit is `bias + Σ weights / √features`; long documents are also scored window by window
-//! ([`WINDOW`] features, half-overlapping) and the highest wins, so one paragraph of
-//! instructions inside a long e-mail is not averaged away.
+//! written without spaces every character is a word. Each feature is hashed into one of
+//! 2^[`BITS`] weights. A text's logit is `bias + Σ weights / √features` (at least
+//! [`MIN_FEATURES`] counted); long documents are also scored window by window ([`WINDOW`]
+//! features, half-overlapping) and the highest wins, so one paragraph of instructions inside a
+//! long e-mail is not averaged away.
 //!
 //! The weights are trained offline (`scripts/train-injection-model.sh`, which runs
 //! `examples/train_injection.rs` on tests/data/guardrails/injection.jsonl) and shipped in
-//! `model/injection.bin`; the same [`features`] function serves training and scoring, so the
-//! two cannot drift. The file carries the calibrated cut-off: the logit at which the score
-//! equals [`crate::policy::DEFAULT_THRESHOLD`], chosen for a false-positive rate of at most
-//! 2% on benign text the model was not trained on.
+//! `model/injection.bin`; the same [`features`] and [`logit`] functions serve training and
+//! scoring, so the two cannot drift. The file carries the calibrated cut-off: the logit at
+//! which the score equals [`crate::policy::DEFAULT_THRESHOLD`], chosen for a false-positive
+//! rate of 1.5% on benign training text scored out of fold.
 //!
-//! Cost: one pass over the text, a hash per byte, three weight look-ups per word; no
-//! allocation.
+//! Cost: one pass over the text, a hash step per byte, a weight look-up per character
+//! (trigrams) and three more per word; integer sums; no allocation.
 
 use unicode_normalization::char::is_combining_mark;
 
@@ -56,7 +57,8 @@ pub struct Classifier {
     weights: &'static [[u8; 2]],
     bias: f32,
     scale: f32,
-    cutoff: f32,
+    /// Added to a logit so that the calibrated cut-off lands on the default threshold's logit.
+    shift: f32,
 }
 
 impl Classifier {
@@ -74,8 +76,11 @@ impl Classifier {
             return None;
         }
         let (weights, []) = weights.as_chunks::<2>() else { return None };
-        let c = Classifier { weights, bias: f32_at(12)?, scale: f32_at(16)?, cutoff: f32_at(20)? };
-        (c.bias.is_finite() && c.scale.is_finite() && c.cutoff.is_finite()).then_some(c)
+        let (bias, scale, cutoff) = (f32_at(12)?, f32_at(16)?, f32_at(20)?);
+        let t = crate::policy::DEFAULT_THRESHOLD;
+        let shift = (t / (1.0 - t)).ln() - cutoff;
+        let c = Classifier { weights, bias, scale, shift };
+        (bias.is_finite() && scale.is_finite() && shift.is_finite()).then_some(c)
     }
 
     fn weight(&self, feature: u32) -> i16 {
@@ -93,14 +98,12 @@ impl Classifier {
     /// threshold asks for more.
     pub fn score(&self, normalized: &str) -> f32 {
         let Some(z) = self.logit(normalized) else { return 0.0 };
-        let t = crate::policy::DEFAULT_THRESHOLD;
-        let at_default = (t / (1.0 - t)).ln();
-        1.0 / (1.0 + (-(z - self.cutoff + at_default)).exp())
+        1.0 / (1.0 + (-(z + self.shift)).exp())
     }
 }
 
-/// `bias + scale · Σ weight / √max(features, MIN_FEATURES)` of the whole text and of each window of [`WINDOW`]
-/// features (every half window), the highest; `None` for a text without a single word. The
+/// `bias + scale · Σ weight / √max(features, MIN_FEATURES)` of the whole text and of each
+/// window of [`WINDOW`] features (every half window), the highest; `None` for a text without a single word. The
 /// scorer and the trainer (on its quantised weights) both score through here. Integer sums:
 /// exact, and cheaper than floating point per feature.
 pub fn logit(normalized: &str, bias: f32, scale: f32, weight: impl Fn(u32) -> i16) -> Option<f32> {
