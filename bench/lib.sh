@@ -76,6 +76,9 @@ body() { # $1 short|long, $2 plain|stream
   local m=$short_messages stream=""
   [ "$1" = long ] && m=$long_messages
   [ "$2" = stream ] && stream='"stream":true,'
+  # UNIQUE=1: every request's user message is new (a number in front; see lua), as in
+  # production, where only the system prompt repeats
+  [ "${UNIQUE:-0}" = 1 ] && m=${m//\"role\":\"user\",\"content\":\"/\"role\":\"user\",\"content\":\"@N@ }
   printf '{"model":"fake-model",%s"messages":%s,"max_tokens":64}' "$stream" "$m"
 }
 
@@ -91,6 +94,22 @@ wrk.body = '$1'
 wrk.headers["Content-Type"] = "application/json"
 $auth
 LUA
+  # a body with @N@ gets a number of its own per request (each wrk thread counts in its own range)
+  case $1 in
+    *@N@*) cat <<'LUA'
+local threads = 0
+function setup(thread)
+  thread:set("base", threads * 100000000)
+  threads = threads + 1
+end
+local n = nil
+request = function()
+  n = (n or base or 0) + 1
+  return wrk.format(nil, nil, nil, (wrk.body:gsub("@N@", string.format("%d", n), 1)))
+end
+LUA
+    ;;
+  esac
 }
 
 # wrk -> "rps p50_us p99_us non2xx"

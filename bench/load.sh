@@ -16,6 +16,7 @@
 #   bash bench/load.sh            # 10 s per cell, 3 rounds (~35 min with Redis)
 #   bash bench/load.sh --quick    # realistic chain, long prompt, c = 1 and 16, 3 s, 1 round
 #   DURATION=5 ROUNDS=3 CONCURRENCY="1 16" GATEWAYS="realistic" PROMPTS=long bash bench/load.sh
+#   UNIQUE=1 bash bench/load.sh --quick   # every user message new (only the system prompt repeats)
 #   bash bench/load.sh --providers # the provider dimension: bench/providers-load.sh
 #
 # --quick exits non-zero when a headline figure is worse than half its target (an RPS ratio
@@ -70,8 +71,8 @@ for p in $PROMPTS; do
   done
 done
 
-printf "\nGatehouse load benchmark, %s: %s s per cell, %s round(s), medians; wrk, gateway and fake provider share %s cores\n\n" \
-  "$(date -u +%Y-%m-%d)" "$DURATION" "$ROUNDS" "$(nproc)"
+printf "\nGatehouse load benchmark, %s: %s s per cell, %s round(s), medians; wrk, gateway and fake provider share %s cores%s\n\n" \
+  "$(date -u +%Y-%m-%d)" "$DURATION" "$ROUNDS" "$(nproc)" "$([ "${UNIQUE:-0}" = 1 ] && echo "; every user message unique")"
 printf "%-9s %-5s %-6s %4s | %9s %7s %7s | %9s %6s %7s %7s | %9s %6s %7s %6s\n" \
   gateway prompt mode conc "direct" p50us p99us "gw rps" "±" p50us p99us "added p50" ratio p99/p50 non2xx
 results="$out/results.txt"

@@ -196,7 +196,7 @@ impl Policies {
     /// A guardrail session for one message of a scope that is not a model request (an MCP
     /// message: tool arguments and results).
     pub fn session(&self, org: OrgId, project: ProjectId) -> Session {
-        Session::new(self.guard.clone(), self.policy(org, project), **self.scan_timeout.load())
+        Session::new(self.guard.clone(), self.policy(org, project), **self.scan_timeout.load()).in_org(org)
     }
 
     /// The policy for a scope: the project's, else the org's, else the default.
@@ -263,6 +263,8 @@ pub struct Session {
     timeout: Duration,
     /// Hits already copied to the request context.
     reported: usize,
+    /// The tenant whose texts' analyses may be remembered ([`Guard::inspect_in`]).
+    scope: Option<u128>,
 }
 
 impl Session {
@@ -281,7 +283,14 @@ impl Session {
             envelope: None,
             timeout,
             reported: 0,
+            scope: None,
         }
+    }
+
+    /// Remembers analyses of this org's repeated texts (system prompts, history), within it.
+    fn in_org(mut self, org: OrgId) -> Session {
+        self.scope = Some(org.as_uuid().as_u128());
+        self
     }
 
     /// Whether a stream must be re-framed (held back and rewritten) rather than passed through.
@@ -377,7 +386,12 @@ impl Session {
         if size <= INLINE_BYTES {
             let mut out = Vec::with_capacity(texts.len());
             for t in texts {
-                let r = self.guard.inspect(&self.policy, dir, t, &mut self.placeholders, &mut self.report);
+                let r = match self.scope {
+                    Some(scope) => {
+                        self.guard.inspect_in(scope, &self.policy, dir, t, &mut self.placeholders, &mut self.report)
+                    }
+                    None => self.guard.inspect(&self.policy, dir, t, &mut self.placeholders, &mut self.report),
+                };
                 out.push(r.map_err(|_| scan_failed())?);
             }
             return Ok(out);
@@ -385,12 +399,16 @@ impl Session {
         let owned: Vec<String> = texts.into_iter().map(str::to_owned).collect();
         let guard = self.guard.clone();
         let policy = self.policy.clone();
+        let scope = self.scope;
         let mut placeholders = std::mem::take(&mut self.placeholders);
         let mut report = std::mem::take(&mut self.report);
         let task = tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(owned.len());
             for t in &owned {
-                out.push(guard.inspect(&policy, dir, t, &mut placeholders, &mut report)?);
+                out.push(match scope {
+                    Some(scope) => guard.inspect_in(scope, &policy, dir, t, &mut placeholders, &mut report)?,
+                    None => guard.inspect(&policy, dir, t, &mut placeholders, &mut report)?,
+                });
             }
             Ok::<_, gatehouse_guardrails::Error>((out, placeholders, report))
         });
@@ -648,7 +666,7 @@ impl Gate for GuardrailsInGate {
         };
         let policy = self.policies.policy(p.org, p.project);
         let timeout = **self.policies.scan_timeout.load();
-        let mut session = Session::new(self.policies.guard.clone(), policy, timeout);
+        let mut session = Session::new(self.policies.guard.clone(), policy, timeout).in_org(p.org);
         if !session.policy.active(Direction::In) {
             return Verdict::Pass(session);
         }
