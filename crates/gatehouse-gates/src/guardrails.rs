@@ -386,12 +386,8 @@ impl Session {
         if size <= INLINE_BYTES {
             let mut out = Vec::with_capacity(texts.len());
             for t in texts {
-                let r = match self.scope {
-                    Some(scope) => {
-                        self.guard.inspect_in(scope, &self.policy, dir, t, &mut self.placeholders, &mut self.report)
-                    }
-                    None => self.guard.inspect(&self.policy, dir, t, &mut self.placeholders, &mut self.report),
-                };
+                let r =
+                    self.guard.inspect_in(self.scope, &self.policy, dir, t, &mut self.placeholders, &mut self.report);
                 out.push(r.map_err(|_| scan_failed())?);
             }
             return Ok(out);
@@ -405,10 +401,7 @@ impl Session {
         let task = tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(owned.len());
             for t in &owned {
-                out.push(match scope {
-                    Some(scope) => guard.inspect_in(scope, &policy, dir, t, &mut placeholders, &mut report)?,
-                    None => guard.inspect(&policy, dir, t, &mut placeholders, &mut report)?,
-                });
+                out.push(guard.inspect_in(scope, &policy, dir, t, &mut placeholders, &mut report)?);
             }
             Ok::<_, gatehouse_guardrails::Error>((out, placeholders, report))
         });

@@ -112,44 +112,41 @@ impl Guard {
         placeholders: &mut Placeholders,
         report: &mut Report,
     ) -> Result<Option<String>, Error> {
-        if !policy.active(dir) || text.is_empty() {
-            return Ok(None);
-        }
-        if text.len() > MAX_SCAN_BYTES {
-            return Err(Error::TooLarge);
-        }
-        let n = normalize(text);
-        let analysis = self.analyse(Needs::of(policy, dir), text, &n)?;
-        Ok(self.conclude(policy, dir, text, Some(&n), &analysis, placeholders, report))
+        self.inspect_in(None, policy, dir, text, placeholders, report)
     }
 
-    /// [`Guard::inspect`], remembering what a text of [`MEMO_MIN`] to [`MEMO_MAX`] bytes
-    /// holds within `scope` (a tenant): the system prompt, tool definitions and conversation
-    /// history an application sends again with every request are analysed once. What is
-    /// remembered is the policy-free analysis (the built-in detectors' findings and the
+    /// [`Guard::inspect`] for a tenant (`scope`), remembering what a prompt text of
+    /// [`MEMO_MIN`] to [`MEMO_MAX`] bytes holds: the system prompt, tool definitions and
+    /// conversation history an application sends again with every request are analysed once.
+    /// What is remembered is the policy-free analysis (the built-in detectors' findings and the
     /// injection verdict) under the exact text, never a hash of it; the policy, custom rules
     /// and redaction are applied afresh each time. Scoped so that one tenant cannot learn from
-    /// the timing whether another sent a text.
+    /// the timing whether another sent a text; answers (`Out`) are not remembered.
     pub fn inspect_in(
         &self,
-        scope: u128,
+        scope: Option<u128>,
         policy: &Policy,
         dir: Direction,
         text: &str,
         placeholders: &mut Placeholders,
         report: &mut Report,
     ) -> Result<Option<String>, Error> {
-        if dir != Direction::In || !(MEMO_MIN..=MEMO_MAX).contains(&text.len()) || !policy.active(dir) {
-            return self.inspect(policy, dir, text, placeholders, report);
+        if !policy.active(dir) || text.is_empty() {
+            return Ok(None);
+        }
+        if text.len() > MAX_SCAN_BYTES {
+            return Err(Error::TooLarge);
         }
         let needs = Needs::of(policy, dir);
-        let key = MemoRef { scope, needs, text };
-        let (analysis, n) = match self.memo.cache.get(&key) {
+        let scope = scope.filter(|_| dir == Direction::In && (MEMO_MIN..=MEMO_MAX).contains(&text.len()));
+        let (analysis, n) = match scope.and_then(|scope| self.memo.cache.get(&MemoRef { scope, needs, text })) {
             Some(a) => (a, None),
             None => {
                 let n = normalize(text);
                 let a = Arc::new(self.analyse(needs, text, &n)?);
-                self.memo.cache.insert(MemoKey { scope, needs, text: text.into() }, a.clone());
+                if let Some(scope) = scope {
+                    self.memo.cache.insert(MemoKey { scope, needs, text: text.into() }, a.clone());
+                }
                 (a, Some(n))
             }
         };
@@ -753,7 +750,7 @@ mod tests {
                 let fresh = g.inspect(p, Direction::In, t, &mut ph, &mut r).unwrap();
                 for round in 0..2 {
                     let (mut ph2, mut r2) = (Placeholders::default(), Report::default());
-                    let memo = g.inspect_in(7, p, Direction::In, t, &mut ph2, &mut r2).unwrap();
+                    let memo = g.inspect_in(Some(7), p, Direction::In, t, &mut ph2, &mut r2).unwrap();
                     assert_eq!(memo, fresh, "round {round}: {t}");
                     assert_eq!(r2.hits, r.hits, "round {round}: {t}");
                     assert_eq!(r2.blocked, r.blocked, "round {round}: {t}");
@@ -772,7 +769,7 @@ mod tests {
         let all_flagged = policy(r#"{"detectors":{"pii":{"input":"flag"},"prompt_injection":{"input":"block"}}}"#);
         let seen = |scope: u128, p: &Policy, dir: Direction, text: &str| {
             let (mut ph, mut r) = (Placeholders::default(), Report::default());
-            g.inspect_in(scope, p, dir, text, &mut ph, &mut r).unwrap();
+            g.inspect_in(Some(scope), p, dir, text, &mut ph, &mut r).unwrap();
             g.memo.cache.len()
         };
         assert_eq!(seen(1, &all, Direction::In, &text), 1);
