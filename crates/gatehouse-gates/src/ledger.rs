@@ -325,19 +325,37 @@ struct Settlement {
 }
 
 enum Msg {
+    /// To settle (Redis).
     Settle(Box<Settlement>),
+    /// Settled where the request ended (in-process store): what is left to write.
+    Settled {
+        record: Option<Box<UsageRecord>>,
+        spends: Spends,
+    },
     Flush(oneshot::Sender<()>),
 }
 
 /// The process's settlement queue. Cheap to clone.
+///
+/// On the in-process limits store a request is settled where it ends (a few map updates, no
+/// waiting) and only its ledger row and spend are queued; the task takes them every
+/// [`LOCAL_TICK`] instead of being woken per request (on a 2-core machine each wake-up of
+/// another task is a hand-off between threads the request pays for). On Redis the task
+/// settles what is queued at once, one round trip for all of it.
 #[derive(Clone)]
 pub struct Ledger {
     tx: mpsc::UnboundedSender<Msg>,
+    limits: Arc<Limits>,
+    auditor: Option<Auditor>,
+    /// Wakes the task for a flush (it is not woken per message on the in-process store).
+    urgent: Arc<tokio::sync::Notify>,
 }
 
 /// Batches of ledger rows are written at this size or this often, whichever comes first.
 const BATCH: usize = 256;
 const LINGER: Duration = Duration::from_millis(200);
+/// How often the task takes what the in-process store's requests queued.
+const LOCAL_TICK: Duration = Duration::from_millis(50);
 /// Settlements taken off the queue at once. The task does not linger for more: a request's
 /// in-flight reservation is released by its settlement, so a delay here would refuse the next
 /// request of a client with a concurrency limit.
@@ -354,12 +372,22 @@ impl Ledger {
     /// (`budget_spend`), so a restart keeps the budgets' periods' spend.
     pub fn start(store: Store, limits: Arc<Limits>, auditor: Option<Auditor>) -> Ledger {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(rx, store, limits, auditor));
-        Ledger { tx }
+        let urgent = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(run(rx, store, limits.clone(), auditor.clone(), urgent.clone()));
+        Ledger { tx, limits, auditor, urgent }
     }
 
     fn submit(&self, s: Box<Settlement>) {
-        if self.tx.send(Msg::Settle(s)).is_err() {
+        let msg = match &*self.limits {
+            Limits::Local(local) => {
+                let Settlement { org, project, reservations, corrections, record } = *s;
+                let mut batch = Batch::default();
+                batch.add(org, project, reservations, corrections);
+                Msg::Settled { record: record.map(Box::new), spends: batch.settle_local(local, self.auditor.as_ref()) }
+            }
+            Limits::Redis(_) => Msg::Settle(s),
+        };
+        if self.tx.send(msg).is_err() {
             metrics::counter!("gatehouse_ledger_dropped_total").increment(1);
             tracing::error!("settlement queue closed; a request's settlement was dropped");
         }
@@ -370,6 +398,7 @@ impl Ledger {
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Msg::Flush(done)).is_ok() {
+            self.urgent.notify_one();
             let _ = wait.await;
         }
     }
@@ -438,7 +467,21 @@ impl Batch {
             limits.settle_batch(&settles, &adjusts).await
         };
         let Ok(after) = answer else { return Err(self) };
-        let persist = matches!(limits, Limits::Local(_));
+        Ok(self.settled(after, matches!(limits, Limits::Local(_)), auditor))
+    }
+
+    /// Settles on the in-process store, which never waits and is never unavailable.
+    fn settle_local(self, local: &gatehouse_limits::Local, auditor: Option<&Auditor>) -> Spends {
+        let after = self.owed.iter().map(|o| local.settle(&o.reservation, o.actual)).collect();
+        for (key, rate, delta) in &self.corrections {
+            local.adjust(key, *rate, *delta);
+        }
+        self.settled(after, true, auditor)
+    }
+
+    /// What the store answered for each settlement: the spend to persist (`persist`: the
+    /// in-process store's), thresholds crossed reported.
+    fn settled(self, after: Vec<Option<Vec<u64>>>, persist: bool, auditor: Option<&Auditor>) -> Spends {
         let now = now_ms();
         let mut spends = Vec::new();
         for (o, after) in self.owed.into_iter().zip(after) {
@@ -457,7 +500,7 @@ impl Batch {
                 }
             }
         }
-        Ok(spends)
+        spends
     }
 }
 
@@ -510,54 +553,95 @@ async fn retry(mut batch: Batch, limits: Arc<Limits>, auditor: Option<Auditor>) 
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, store: Store, limits: Arc<Limits>, auditor: Option<Auditor>) {
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    store: Store,
+    limits: Arc<Limits>,
+    auditor: Option<Auditor>,
+    urgent: Arc<tokio::sync::Notify>,
+) {
     let mut rows: Vec<UsageRecord> = Vec::new();
     let mut spends: Spends = Vec::new();
     let mut retrying: JoinSet<Spends> = JoinSet::new();
-    let mut tick = tokio::time::interval(LINGER);
+    // on the in-process store the queue is taken on a tick (or a flush), never woken per message
+    let local = matches!(*limits, Limits::Local(_));
+    let mut tick = tokio::time::interval(if local { LOCAL_TICK } else { LINGER });
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut written = tokio::time::Instant::now();
     let mut queued: Vec<Msg> = Vec::with_capacity(QUEUE_TAKE);
     let mut batch = Batch::default();
     loop {
-        tokio::select! {
-            taken = rx.recv_many(&mut queued, QUEUE_TAKE) => {
-                if taken == 0 {
-                    while let Some(done) = retrying.join_next().await {
-                        spends.extend(done.unwrap_or_default());
-                    }
-                    write(&store, &mut rows, &mut spends).await;
-                    return;
-                }
-                for msg in queued.drain(..) {
-                    match msg {
-                        Msg::Settle(s) => {
-                            let Settlement { org, project, reservations, corrections, record } = *s;
-                            rows.extend(record);
-                            batch.add(org, project, reservations, corrections);
-                        }
-                        Msg::Flush(done) => {
-                            settle_now(&mut batch, &limits, auditor.as_ref(), &mut spends, &mut retrying).await;
-                            while let Some(s) = retrying.join_next().await {
-                                spends.extend(s.unwrap_or_default());
-                            }
-                            write(&store, &mut rows, &mut spends).await;
-                            let _ = done.send(());
-                        }
-                    }
-                }
-                settle_now(&mut batch, &limits, auditor.as_ref(), &mut spends, &mut retrying).await;
-                if rows.len() >= BATCH {
-                    write(&store, &mut rows, &mut spends).await;
-                }
+        let taken = tokio::select! {
+            taken = rx.recv_many(&mut queued, QUEUE_TAKE), if !local => taken,
+            () = urgent.notified(), if local => take_queued(&mut rx, &mut queued),
+            Some(done) = retrying.join_next(), if !retrying.is_empty() => {
+                spends.extend(done.unwrap_or_default());
+                continue;
             }
-            Some(done) = retrying.join_next(), if !retrying.is_empty() => spends.extend(done.unwrap_or_default()),
             _ = tick.tick() => {
-                if !rows.is_empty() || !spends.is_empty() {
+                let taken = if local { take_queued(&mut rx, &mut queued) } else { 0 };
+                if taken == 0 {
+                    if due(written, &rows, &spends) {
+                        write(&store, &mut rows, &mut spends).await;
+                        written = tokio::time::Instant::now();
+                    }
+                    if !rx.is_closed() {
+                        continue;
+                    }
+                }
+                taken
+            }
+        };
+        if taken == 0 && (rx.is_closed() || !local) {
+            while let Some(done) = retrying.join_next().await {
+                spends.extend(done.unwrap_or_default());
+            }
+            write(&store, &mut rows, &mut spends).await;
+            return;
+        }
+        for msg in queued.drain(..) {
+            match msg {
+                Msg::Settle(s) => {
+                    let Settlement { org, project, reservations, corrections, record } = *s;
+                    rows.extend(record);
+                    batch.add(org, project, reservations, corrections);
+                }
+                Msg::Settled { record, spends: s } => {
+                    rows.extend(record.map(|r| *r));
+                    spends.extend(s);
+                }
+                Msg::Flush(done) => {
+                    settle_now(&mut batch, &limits, auditor.as_ref(), &mut spends, &mut retrying).await;
+                    while let Some(s) = retrying.join_next().await {
+                        spends.extend(s.unwrap_or_default());
+                    }
                     write(&store, &mut rows, &mut spends).await;
+                    let _ = done.send(());
                 }
             }
         }
+        settle_now(&mut batch, &limits, auditor.as_ref(), &mut spends, &mut retrying).await;
+        if rows.len() >= BATCH || due(written, &rows, &spends) {
+            write(&store, &mut rows, &mut spends).await;
+            written = tokio::time::Instant::now();
+        }
     }
+}
+
+/// Whether pending rows or spend have waited [`LINGER`] since the last write.
+fn due(written: tokio::time::Instant, rows: &[UsageRecord], spends: &Spends) -> bool {
+    written.elapsed() >= LINGER && (!rows.is_empty() || !spends.is_empty())
+}
+
+/// Takes what is queued without waiting (the in-process store's tick).
+fn take_queued(rx: &mut mpsc::UnboundedReceiver<Msg>, queued: &mut Vec<Msg>) -> usize {
+    while queued.len() < QUEUE_TAKE {
+        match rx.try_recv() {
+            Ok(m) => queued.push(m),
+            Err(_) => break,
+        }
+    }
+    queued.len()
 }
 
 /// Writes the pending rows; on failure keeps them (bounded) for the next attempt.
