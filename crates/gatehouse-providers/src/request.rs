@@ -172,7 +172,12 @@ impl ApiRequest {
             opts.insert("include_usage".to_owned(), Value::Bool(true));
             body.insert("stream_options".to_owned(), Value::Object(opts));
         }
-        Bytes::from(serde_json::to_vec(&*body).unwrap_or_default())
+        // about the size it arrived at: no re-growing the buffer while writing
+        let mut out = Vec::with_capacity(self.body_bytes + provider_model.len() + 64);
+        match serde_json::to_writer(&mut out, &*body) {
+            Ok(()) => Bytes::from(out),
+            Err(_) => Bytes::new(),
+        }
     }
 
     /// Read-only access for gates that inspect content (guardrails).
