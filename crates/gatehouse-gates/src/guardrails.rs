@@ -196,7 +196,7 @@ impl Policies {
     /// A guardrail session for one message of a scope that is not a model request (an MCP
     /// message: tool arguments and results).
     pub fn session(&self, org: OrgId, project: ProjectId) -> Session {
-        Session::new(self.guard.clone(), self.policy(org, project), **self.scan_timeout.load()).in_org(org)
+        Session::new(self.guard.clone(), self.policy(org, project), **self.scan_timeout.load()).in_project(project)
     }
 
     /// The policy for a scope: the project's, else the org's, else the default.
@@ -263,7 +263,7 @@ pub struct Session {
     timeout: Duration,
     /// Hits already copied to the request context.
     reported: usize,
-    /// The tenant whose texts' analyses may be remembered ([`Guard::inspect_in`]).
+    /// The project whose texts' analyses may be remembered ([`Guard::inspect_in`]).
     scope: Option<u128>,
 }
 
@@ -287,9 +287,11 @@ impl Session {
         }
     }
 
-    /// Remembers analyses of this org's repeated texts (system prompts, history), within it.
-    fn in_org(mut self, org: OrgId) -> Session {
-        self.scope = Some(org.as_uuid().as_u128());
+    /// Remembers analyses of this project's repeated texts (system prompts, history), for it
+    /// alone: another tenant, or another project of the org, cannot tell from the timing
+    /// whether a text was sent here.
+    fn in_project(mut self, project: ProjectId) -> Session {
+        self.scope = Some(project.as_uuid().as_u128());
         self
     }
 
@@ -659,7 +661,7 @@ impl Gate for GuardrailsInGate {
         };
         let policy = self.policies.policy(p.org, p.project);
         let timeout = **self.policies.scan_timeout.load();
-        let mut session = Session::new(self.policies.guard.clone(), policy, timeout).in_org(p.org);
+        let mut session = Session::new(self.policies.guard.clone(), policy, timeout).in_project(p.project);
         if !session.policy.active(Direction::In) {
             return Verdict::Pass(session);
         }
