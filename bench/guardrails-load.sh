@@ -3,8 +3,10 @@
 # detector off (`secret` and `pii` by name: a category key is more specific than `*`, so `*`
 # alone leaves the built-in defaults on), one with every detector on in both directions (PII and secrets redact, prompt
 # injection flags, so nothing in the prompt changes and the work is pure scanning), plus the
-# direct baseline, in alternating rounds of the same run. The prompt is ~1 KiB of ordinary text.
-# Prints medians and the added p50 of the guardrails.
+# direct baseline, in alternating rounds of the same run. The prompt is ~1 KiB of ordinary text,
+# new in every request (a number in front), so each is scanned: the gateway remembers the
+# analysis of a text it has seen (docs/GUARDRAILS.md, "Performance"); UNIQUE=0 sends the same
+# text every time and measures that instead. Prints medians and the added p50 of the guardrails.
 #
 #   bash bench/guardrails-load.sh                  # 10 s per cell, 3 rounds, c = 1 and 16
 #   DURATION=5 ROUNDS=2 CONCURRENCY=1 bash bench/guardrails-load.sh
@@ -44,6 +46,7 @@ s = ("The quarterly review covered the migration of the billing service to the n
      "the rollout plan for the search feature, and the budget for the next two sprints. "
      "Please summarise the main risks, list the open questions, and suggest an order for the work. ")
 print((s * 5)[:1024])')
+[ "${UNIQUE:-1}" = 1 ] && text="@N@ $text"
 stream=false
 [ "${STREAM:-0}" = 1 ] && stream=true
 body="{\"model\":\"fake-model\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"$text\"}],\"max_tokens\":64}"

@@ -62,6 +62,7 @@ fi
 read -r rps p50 p99 errs < <(measure "$url/v1/chat/completions" "$out/req.lua" "$CONC")
 threads > "$out/after.txt"
 [ "$PERF" = 1 ] && wait "$perf_pid" || true
+echo "gateway RSS: $(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' /proc/$pid/status) MiB now, peak $(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' /proc/$pid/status) MiB"
 
 python3 - "$out/before.txt" "$out/after.txt" "$rps" "$DURATION" "$p50" "$p99" "$errs" "$(getconf CLK_TCK)" <<'PY'
 import sys, collections

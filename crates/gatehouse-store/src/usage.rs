@@ -61,12 +61,25 @@ pub fn utc_day(at_ms: i64) -> String {
     s
 }
 
-/// Rows per usage insert: 13 binds each stays far below SQLite's and PostgreSQL's bind limits.
-const USAGE_ROWS_PER_INSERT: usize = 256;
+/// Rows per usage insert, largest first: a batch is cut into pieces of these sizes only, so a
+/// connection prepares (and keeps in its statement cache) at most five distinct statements
+/// however the batches vary. Cut at any size, every remainder would be a statement of its own,
+/// and a 200-row insert prepared once per size held megabytes per connection. 13 binds a row:
+/// 256 rows stay far below SQLite's and PostgreSQL's bind limits.
+const USAGE_ROWS_PER_INSERT: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// The statement sizes `n` rows are written with (see [`USAGE_ROWS_PER_INSERT`]).
+fn insert_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let size = USAGE_ROWS_PER_INSERT.into_iter().find(|s| *s <= n)?;
+        n -= size;
+        Some(size)
+    })
+}
 
 impl Store {
-    /// Writes settled requests in one transaction, as multi-row inserts (one statement per
-    /// [`USAGE_ROWS_PER_INSERT`] rows: a batch is a few database round trips, not one per
+    /// Writes settled requests in one transaction, as multi-row inserts (up to 256 rows a
+    /// statement, [`USAGE_ROWS_PER_INSERT`]: a batch is a few database round trips, not one per
     /// request); a request already in the ledger is left as it is (settlement is exactly once
     /// even if the write is retried).
     pub async fn record_usage(&self, rows: &[UsageRecord]) -> Result<(), Error> {
@@ -75,7 +88,10 @@ impl Store {
         macro_rules! write_all {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await?;
-                for chunk in rows.chunks(USAGE_ROWS_PER_INSERT) {
+                let mut rest = rows;
+                for size in insert_sizes(rows.len()) {
+                    let (chunk, after) = rest.split_at(size);
+                    rest = after;
                     let mut q = sqlx::QueryBuilder::new(INSERT);
                     q.push_values(chunk, |mut b, r| {
                         b.push_bind(&r.request_id)
@@ -133,7 +149,20 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::utc_day;
+    use super::{insert_sizes, utc_day};
+
+    #[test]
+    fn batches_are_written_with_five_statement_sizes_at_most() {
+        let mut used = std::collections::BTreeSet::new();
+        for n in 0..=2000 {
+            let sizes: Vec<usize> = insert_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "largest first: {sizes:?}");
+            assert!(sizes.len() <= n / 256 + 12, "{n} rows in {} statements", sizes.len());
+            used.extend(sizes);
+        }
+        assert_eq!(used.into_iter().collect::<Vec<_>>(), vec![1, 4, 16, 64, 256]);
+    }
 
     #[test]
     fn utc_days_match_the_calendar() {
