@@ -570,28 +570,35 @@ async fn run(
     let mut written = tokio::time::Instant::now();
     let mut queued: Vec<Msg> = Vec::with_capacity(QUEUE_TAKE);
     let mut batch = Batch::default();
+    // a full take on the in-process store: take again at once, so the queue never outgrows a tick
+    let mut more = false;
     loop {
-        let taken = tokio::select! {
-            taken = rx.recv_many(&mut queued, QUEUE_TAKE), if !local => taken,
-            () = urgent.notified(), if local => take_queued(&mut rx, &mut queued),
-            Some(done) = retrying.join_next(), if !retrying.is_empty() => {
-                spends.extend(done.unwrap_or_default());
-                continue;
-            }
-            _ = tick.tick() => {
-                let taken = if local { take_queued(&mut rx, &mut queued) } else { 0 };
-                if taken == 0 {
-                    if due(written, &rows, &spends) {
-                        write(&store, &mut rows, &mut spends).await;
-                        written = tokio::time::Instant::now();
-                    }
-                    if !rx.is_closed() {
-                        continue;
-                    }
+        let taken = if more {
+            take_queued(&mut rx, &mut queued)
+        } else {
+            tokio::select! {
+                taken = rx.recv_many(&mut queued, QUEUE_TAKE), if !local => taken,
+                () = urgent.notified(), if local => take_queued(&mut rx, &mut queued),
+                Some(done) = retrying.join_next(), if !retrying.is_empty() => {
+                    spends.extend(done.unwrap_or_default());
+                    continue;
                 }
-                taken
+                _ = tick.tick() => {
+                    let taken = if local { take_queued(&mut rx, &mut queued) } else { 0 };
+                    if taken == 0 {
+                        if due(written, &rows, &spends) {
+                            write(&store, &mut rows, &mut spends).await;
+                            written = tokio::time::Instant::now();
+                        }
+                        if !rx.is_closed() {
+                            continue;
+                        }
+                    }
+                    taken
+                }
             }
         };
+        more = local && taken == QUEUE_TAKE;
         if taken == 0 && (rx.is_closed() || !local) {
             while let Some(done) = retrying.join_next().await {
                 spends.extend(done.unwrap_or_default());
