@@ -32,10 +32,10 @@ $3
 TOML
 }
 
-start_gateway() { # $1 name, $2 extra config; sets gw_url, gw_key, gw_pid
+start_gateway() { # $1 name, $2 extra config; sets gw_url, gw_key, gw_pid ($bin: another build)
   local name=$1
   write_config "$out/$name.toml" "$out/$name-data" "$2"
-  GATEHOUSE_LOG=${GATEHOUSE_LOG:-warn} "$target/release/gatehouse" serve --config "$out/$name.toml" > "$out/$name.txt" 2> "$out/$name.log" &
+  GATEHOUSE_LOG=${GATEHOUSE_LOG:-warn} "${bin:-$target/release/gatehouse}" serve --config "$out/$name.toml" > "$out/$name.txt" 2> "$out/$name.log" &
   gw_pid=$!
   for _ in $(seq 1 100); do grep -q "gatehouse: ready" "$out/$name.txt" && break; sleep 0.1; done
   gw_url=$(sed -n 's/^gatehouse: data plane *//p' "$out/$name.txt")

@@ -27,14 +27,9 @@ bin=${GATEHOUSE_BIN:-$target/release/gatehouse}
 start_fake
 extra=""
 [ "$GATEWAY" = realistic ] && extra=$realistic_config
-write_config "$out/g.toml" "$out/data" "$extra"
-GATEHOUSE_LOG=warn "$bin" serve --config "$out/g.toml" > "$out/gw.txt" 2> "$out/gw.log" &
-pid=$!
-for _ in $(seq 1 100); do grep -q "gatehouse: ready" "$out/gw.txt" && break; sleep 0.1; done
-url=$(sed -n 's/^gatehouse: data plane *//p' "$out/gw.txt")
-key=$(sed -n 's/^ *api key: *//p' "$out/gw.txt")
-[ "$GATEWAY" = realistic ] && configure_limits "$(sed -n 's/^gatehouse: control plane *//p' "$out/gw.txt")" \
-  "$(sed -n 's/^ *admin token: *//p' "$out/gw.txt")"
+start_gateway gw "$extra"
+url=$gw_url; key=$gw_key; pid=$gw_pid
+[ "$GATEWAY" = realistic ] && configure_limits $(admin_of gw)
 lua "$(body "$PROMPT" "$MODE")" "$key" > "$out/req.lua"
 DURATION=2 measure "$url/v1/chat/completions" "$out/req.lua" "$CONC" > /dev/null # warm-up
 
