@@ -1,9 +1,9 @@
 //! The guardrail detection engine. Pure: text in, findings out, no I/O, no allocation per
 //! detector beyond the findings.
 //!
-//! One scan: normalise ([`normalize`]: NFKC, invisible and bidi controls removed), ask a
-//! `RegexSet` which detectors can match at all (one pass over the text), run only those,
-//! validate candidates (checksums, ranges, parsing, entropy), map spans back to the original
+//! One scan: normalise ([`normalize`]: NFKC, invisible and bidi controls removed), find where
+//! any detector's matches end (one pass of a lazy DFA of every pattern over the text), run
+//! each detector that matched only over the windows those ends bound, validate candidates (checksums, ranges, parsing, entropy), map spans back to the original
 //! text and resolve overlaps (earlier, then longer, then the detector listed first wins).
 //! [`Engine::redact`] replaces findings with typed placeholders (`[EMAIL_1]`); the same value
 //! gets the same placeholder, so a conversation stays coherent, and [`restore`] can put
@@ -24,7 +24,11 @@ pub mod settings;
 use std::collections::HashMap;
 use std::ops::Range;
 
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use std::sync::Arc;
+
+use regex_automata::hybrid::dfa::{Cache, DFA, OverlappingState};
+use regex_automata::util::pool::Pool;
+use regex_automata::{Input, MatchKind, meta, nfa::thompson};
 
 pub use detectors::{Category, DETECTORS, Detector};
 pub use guard::{Guard, Held, Hit, Report};
@@ -64,10 +68,17 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+type CachePool = Pool<Cache, Box<dyn Fn() -> Cache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>>;
+
 pub struct Engine {
-    /// Every detector's pattern: one pass says which detectors can match at all.
-    set: RegexSet,
-    regexes: Vec<Regex>,
+    /// Every detector's pattern in one lazy DFA with all-matches semantics: one pass reports
+    /// each (detector, end of a match) pair.
+    ends: Arc<DFA>,
+    /// Its per-thread search state.
+    caches: CachePool,
+    regexes: Vec<meta::Regex>,
+    /// The longest text each detector can match, in bytes (`None`: unbounded).
+    max_len: Vec<Option<usize>>,
 }
 
 /// Encoded blobs are decoded and scanned too (a base64'd key is still a key): at most this
@@ -131,17 +142,31 @@ impl Engine {
     pub fn new() -> Result<Engine, Error> {
         const LIMIT: usize = 64 * 1024 * 1024;
         let patterns: Vec<&str> = DETECTORS.iter().map(|d| d.pattern).collect();
+        let ends = DFA::builder()
+            .configure(DFA::config().match_kind(MatchKind::All).cache_capacity(LIMIT).unicode_word_boundary(true))
+            .thompson(thompson::Config::new().nfa_size_limit(Some(LIMIT)).which_captures(thompson::WhichCaptures::None))
+            .build_many(&patterns)
+            .map_err(|_| Error::Build("detector set"))?;
+        let ends = Arc::new(ends);
+        let for_pool = ends.clone();
+        // what `regex::RegexBuilder`'s `size_limit` and `dfa_size_limit` set
+        let config = meta::Config::new()
+            .nfa_size_limit(Some(LIMIT))
+            .onepass_size_limit(Some(LIMIT))
+            .hybrid_cache_capacity(LIMIT);
         Ok(Engine {
-            set: RegexSetBuilder::new(&patterns)
-                .size_limit(LIMIT)
-                .dfa_size_limit(LIMIT)
-                .build()
-                .map_err(|_| Error::Build("detector set"))?,
+            caches: Pool::new(Box::new(move || for_pool.create_cache())),
+            ends,
             regexes: patterns
                 .iter()
-                .map(|p| RegexBuilder::new(p).size_limit(LIMIT).dfa_size_limit(LIMIT).build())
-                .collect::<Result<_, _>>()
-                .map_err(|_| Error::Build("detector pattern"))?,
+                .map(|p| meta::Regex::builder().configure(config.clone()).build(p).ok())
+                .collect::<Option<_>>()
+                .ok_or(Error::Build("detector pattern"))?,
+            max_len: patterns
+                .iter()
+                .map(|p| regex_syntax::parse(p).ok().map(|h| h.properties().maximum_len()))
+                .collect::<Option<_>>()
+                .ok_or(Error::Build("detector pattern"))?,
         })
     }
 
@@ -159,7 +184,7 @@ impl Engine {
             return Err(Error::TooLarge);
         }
         let mut found = Vec::new();
-        self.find_in(&n.text, self.set.matches(&n.text).iter(), &mut |i, f, s, e| {
+        self.find_in(&n.text, &self.windows(&n.text), &mut |i, f, s, e| {
             let (s, e) = if n.is_identity() { (s, e) } else { n.original_span(s, e, text) };
             found.push((i, Finding { detector: f.id, category: f.category, label: f.label, span: s..e }));
         });
@@ -167,7 +192,7 @@ impl Engine {
         for (range, bytes) in blobs(&n.text) {
             let Ok(inner) = std::str::from_utf8(&bytes) else { continue };
             let mut first = None;
-            self.find_in(inner, self.set.matches(inner).iter(), &mut |i, f, _, _| {
+            self.find_in(inner, &self.windows(inner), &mut |i, f, _, _| {
                 first.get_or_insert((i, f));
             });
             if let Some((i, f)) = first {
@@ -200,31 +225,87 @@ impl Engine {
         Ok(out)
     }
 
-    /// Runs the selected detectors over `text`, validates candidates and reports each with its
-    /// (normalised-text) span.
+    /// Where each detector must look: (detector, window) pairs. Every match of a detector ends
+    /// where the all-matches pass reported one of its ends, and starts at most its longest match
+    /// before that end; so overlapping windows `end - longest .. end`, merged, hold every match
+    /// of the detector, each whole, and searching only them finds what a pass over the whole
+    /// text would (look-around still sees the text around a window). An unbounded detector
+    /// looks from the start of the text to its last end.
+    fn windows(&self, text: &str) -> Vec<(usize, Range<usize>)> {
+        let mut open: Vec<Option<Range<usize>>> = vec![None; self.regexes.len()];
+        let mut out = Vec::new();
+        let mut cache = self.caches.get();
+        let input = Input::new(text);
+        let mut state = OverlappingState::start();
+        loop {
+            if self.ends.try_search_overlapping_fwd(&mut cache, &input, &mut state).is_err() {
+                // the lazy DFA gave up (e.g. on its cache): every detector over the whole text
+                return (0..self.regexes.len()).map(|i| (i, 0..text.len())).collect();
+            }
+            let Some(m) = state.get_match() else { break };
+            let (i, end) = (m.pattern().as_usize(), m.offset());
+            let mut start = self.max_len[i].map_or(0, |l| end.saturating_sub(l));
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            match &mut open[i] {
+                Some(w) if start <= w.end => w.end = end,
+                slot => {
+                    if let Some(w) = slot.replace(start..end) {
+                        out.push((i, w));
+                    }
+                }
+            }
+        }
+        out.extend(open.into_iter().enumerate().filter_map(|(i, w)| Some((i, w?))));
+        out
+    }
+
+    /// Every detector over the whole text, without the windows: what the windows must equal
+    /// (tests) and what a scan falls back to.
+    #[doc(hidden)]
+    pub fn scan_exhaustive(&self, text: &str) -> Vec<(&'static str, Range<usize>)> {
+        let windows: Vec<_> = (0..self.regexes.len()).map(|i| (i, 0..text.len())).collect();
+        let mut out = Vec::new();
+        self.find_in(text, &windows, &mut |_, d, s, e| out.push((d.id, s..e)));
+        out.sort_by_key(|(id, r)| (r.start, r.end, *id));
+        out
+    }
+
+    /// [`Engine::scan_exhaustive`]'s result through the windows.
+    #[doc(hidden)]
+    pub fn scan_windowed(&self, text: &str) -> Vec<(&'static str, Range<usize>)> {
+        let mut out = Vec::new();
+        self.find_in(text, &self.windows(text), &mut |_, d, s, e| out.push((d.id, s..e)));
+        out.sort_by_key(|(id, r)| (r.start, r.end, *id));
+        out
+    }
+
+    /// Runs each detector over its windows of `text`, validates candidates and reports each
+    /// with its (normalised-text) span.
     fn find_in(
         &self,
         text: &str,
-        selected: impl Iterator<Item = usize>,
+        windows: &[(usize, Range<usize>)],
         found: &mut impl FnMut(usize, &'static Detector, usize, usize),
     ) {
-        for i in selected {
-            let d = &DETECTORS[i];
-            for caps in self.regexes[i].captures_iter(text) {
+        for (i, window) in windows {
+            let d = &DETECTORS[*i];
+            for caps in self.regexes[*i].captures_iter(Input::new(text).range(window.clone())) {
                 // a pattern of several branches names its value in each: the one that matched (a
                 // branch without a group is its whole match)
                 let Some(m) = caps
-                    .get(d.group)
-                    .or_else(|| caps.iter().skip(d.group + 1).flatten().next())
-                    .or_else(|| caps.get(0))
+                    .get_group(d.group)
+                    .or_else(|| (d.group + 1..caps.group_len()).find_map(|g| caps.get_group(g)))
+                    .or_else(|| caps.get_match().map(|m| m.span()))
                 else {
                     continue;
                 };
-                if !(d.validate)(m.as_str()) {
+                if !(d.validate)(&text[m.range()]) {
                     continue;
                 }
-                let end = if d.id == "secret.private_key" { detectors::pem_end(text, m.end()) } else { m.end() };
-                found(i, d, m.start(), end);
+                let end = if d.id == "secret.private_key" { detectors::pem_end(text, m.end) } else { m.end };
+                found(*i, d, m.start, end);
             }
         }
     }

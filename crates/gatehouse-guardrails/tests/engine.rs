@@ -149,7 +149,78 @@ fn a_length_preserving_normalisation_still_maps_spans() {
     }
 }
 
+/// Pieces that match (or nearly match) the detectors, for texts that put many matches close
+/// together, overlapping and touching.
+const PIECES: &[&str] = &[
+    "ann.lee+x@mail.example.co.uk",
+    "4111 1111 1111 1111",
+    "123-45-6789",
+    "ssn is 123 45 6789",
+    "DE89 3704 0044 0532 0130 00",
+    "+14155552671",
+    "(415) 555-2671",
+    "1 415-555-2671",
+    "00 44 20 7946 0958",
+    "192.168.10.20",
+    "version 10.1.2.3",
+    "==1.2.3.4",
+    "2001:db8:85a3::8a2e:370:7334",
+    "::ffff:10.0.0.1",
+    "sk-proj-abcdefghijklmnopqrstuvwxyz012345",
+    "AKIAIOSFODNN7EXAMPLA",
+    "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB",
+    "xoxb-1234567890-abcdefghij",
+    "https://user:hunter2hunter2@db.example.com",
+    "password = \"correct-horse-battery\"",
+    "api_key: AbCdEfGhIjKlMnOpQrStUv012345",
+    "Authorization: Bearer abcdefghijklmnopqrstuvwxyz.0123456789",
+    "Basic dXNlcjpwYXNzd29yZA==",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghijklmnop",
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----",
+    "c2stcHJvai1hYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NQ==",
+    "0123456789",
+    "1.2.3",
+    "@",
+    ":",
+    ".",
+    "-",
+    " ",
+    "\n",
+];
+
+#[test]
+fn windowed_detectors_agree_on_every_piece_back_to_back() {
+    let e = engine();
+    for sep in ["", " ", "\n", "-", ".", "0", "a"] {
+        let text = PIECES.join(sep);
+        let windowed = e.scan_windowed(&text);
+        assert_eq!(windowed, e.scan_exhaustive(&text), "separator {sep:?}");
+        let detectors: std::collections::BTreeSet<_> = windowed.iter().map(|(d, _)| *d).collect();
+        // run together, pieces swallow each other; apart, most detectors fire
+        let want = if sep.trim().is_empty() && !sep.is_empty() { 15 } else { 5 };
+        assert!(detectors.len() >= want, "separator {sep:?}: only {detectors:?}");
+    }
+}
+
 proptest! {
+    /// The windows the all-matches pass bounds find exactly what every detector finds over the
+    /// whole text, on texts dense with matches, near-matches and arbitrary text between them.
+    #[test]
+    fn windowed_detectors_find_what_whole_text_passes_find(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                3 => proptest::sample::select(PIECES).prop_map(str::to_owned),
+                1 => "\\PC{0,12}",
+                1 => "[0-9 .:()+-]{1,16}",
+            ],
+            0..24,
+        )
+    ) {
+        let text = parts.concat();
+        let e = engine();
+        prop_assert_eq!(e.scan_windowed(&text), e.scan_exhaustive(&text), "{:?}", text);
+    }
+
     #[test]
     fn any_text_scans_within_bounds_and_redacts_idempotently(s in "\\PC{0,300}") {
         let e = engine();
