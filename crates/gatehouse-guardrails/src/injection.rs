@@ -380,11 +380,13 @@ const BLOB_RUN: usize = 40;
 
 impl InjectionDetector {
     pub fn new() -> Result<InjectionDetector, crate::Error> {
+        // both automata search a copy of the text with ASCII letters in lower case: the same
+        // matches as an ASCII-case-insensitive search, and the triggers' automaton can then
+        // skip ahead with a SIMD prefilter (case variants of 15 words defeat it)
         let phrases = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .kind(Some(AhoCorasickKind::DFA))
-            .build(PHRASES.iter().map(|(p, _)| *p))
+            .build(PHRASES.iter().map(|(p, _)| p.to_ascii_lowercase()))
             .map_err(|_| crate::Error::Build("injection phrases"))?;
         let skeletons = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
@@ -413,10 +415,9 @@ impl InjectionDetector {
                 .map(|p| re(p))
                 .collect::<Result<_, _>>()?,
             triggers: AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
                 .kind(Some(AhoCorasickKind::DFA))
-                .build(TRIGGERS.iter().map(|(t, _)| *t))
+                .build(TRIGGERS.iter().map(|(t, _)| t.to_ascii_lowercase()))
                 .map_err(|_| crate::Error::Build("injection triggers"))?,
             blob_set: set(&[base64_blob, hex_blob])?,
         })
@@ -539,13 +540,14 @@ impl InjectionDetector {
         // each distinct phrase adds its weight once: several independent jailbreak tells add
         // up, one phrase repeated does not
         let mut seen = [false; PHRASES.len()];
-        for m in self.phrases.find_iter(text) {
+        let lower = text.to_ascii_lowercase();
+        for m in self.phrases.find_iter(&lower) {
             let i = m.pattern().as_usize();
             if !std::mem::replace(&mut seen[i], true) {
                 v.add_evidence(PHRASES[i].1);
             }
         }
-        let hits = self.pattern_signals(text);
+        let hits = self.pattern_signals(text, &lower);
         if hits[0] {
             v.add(sig("hijack.ignore_instructions", InstructionHijacking, 0.6));
         }
@@ -568,7 +570,8 @@ impl InjectionDetector {
     /// Which pattern signals match `text`. In ASCII text only the patterns whose trigger
     /// literals occur are run; in other text a case-insensitive pattern may match a non-ASCII
     /// case variant of a trigger (the Kelvin sign for `k`), so all of them run, in one pass.
-    fn pattern_signals(&self, text: &str) -> [bool; SIGNALS] {
+    /// `lower` is `text` with ASCII letters in lower case.
+    fn pattern_signals(&self, text: &str, lower: &str) -> [bool; SIGNALS] {
         let mut hits = [false; SIGNALS];
         if !text.is_ascii() {
             let set = self.signal_set.matches(text);
@@ -581,7 +584,7 @@ impl InjectionDetector {
         // every occurrence: resuming one byte after each match's start misses none, because no
         // trigger contains another (a test says so); cheaper than an overlapping search
         let mut at = 0;
-        while let Some(m) = self.triggers.find(aho_corasick::Input::new(text).span(at..text.len())) {
+        while let Some(m) = self.triggers.find(aho_corasick::Input::new(lower).span(at..lower.len())) {
             maybe[TRIGGERS[m.pattern().as_usize()].1] = true;
             at = m.start() + 1;
         }
@@ -668,7 +671,7 @@ mod tests {
                 text.push_str([" ", "\n", "", "  : "][usize::from(sep)]);
             }
             let set = d.signal_set.matches(&text);
-            let hits = d.pattern_signals(&text);
+            let hits = d.pattern_signals(&text, &text.to_ascii_lowercase());
             for (i, hit) in hits.iter().enumerate() {
                 proptest::prop_assert_eq!(*hit, set.matched(i), "pattern {} on {:?}", i, text);
             }
