@@ -3,8 +3,9 @@
 //!
 //! One scan: normalise ([`normalize`]: NFKC, invisible and bidi controls removed), find where
 //! any detector's matches end (one pass of a lazy DFA of every pattern over the text), run
-//! each detector that matched only over the windows those ends bound, validate candidates (checksums, ranges, parsing, entropy), map spans back to the original
-//! text and resolve overlaps (earlier, then longer, then the detector listed first wins).
+//! each detector that matched only over the windows those ends bound, validate candidates
+//! (checksums, ranges, parsing, entropy), map spans back to the original text and resolve
+//! overlaps (earlier, then longer, then the detector listed first wins).
 //! [`Engine::redact`] replaces findings with typed placeholders (`[EMAIL_1]`); the same value
 //! gets the same placeholder, so a conversation stays coherent, and [`restore`] can put
 //! values back into a response for the caller who owned them.
@@ -23,7 +24,6 @@ pub mod settings;
 
 use std::collections::HashMap;
 use std::ops::Range;
-
 use std::sync::Arc;
 
 use regex_automata::hybrid::dfa::{Cache, DFA, OverlappingState};
