@@ -240,7 +240,7 @@ impl Engine {
         loop {
             if self.ends.try_search_overlapping_fwd(&mut cache, &input, &mut state).is_err() {
                 // the lazy DFA gave up (e.g. on its cache): every detector over the whole text
-                return (0..self.regexes.len()).map(|i| (i, 0..text.len())).collect();
+                return self.everywhere(text);
             }
             let Some(m) = state.get_match() else { break };
             let (i, end) = (m.pattern().as_usize(), m.offset());
@@ -261,22 +261,28 @@ impl Engine {
         out
     }
 
+    /// Every detector over the whole of `text`: what a scan falls back to.
+    fn everywhere(&self, text: &str) -> Vec<(usize, Range<usize>)> {
+        (0..self.regexes.len()).map(|i| (i, 0..text.len())).collect()
+    }
+
     /// Every detector over the whole text, without the windows: what the windows must equal
-    /// (tests) and what a scan falls back to.
+    /// (tests).
     #[doc(hidden)]
     pub fn scan_exhaustive(&self, text: &str) -> Vec<(&'static str, Range<usize>)> {
-        let windows: Vec<_> = (0..self.regexes.len()).map(|i| (i, 0..text.len())).collect();
-        let mut out = Vec::new();
-        self.find_in(text, &windows, &mut |_, d, s, e| out.push((d.id, s..e)));
-        out.sort_by_key(|(id, r)| (r.start, r.end, *id));
-        out
+        self.spans(text, &self.everywhere(text))
     }
 
     /// [`Engine::scan_exhaustive`]'s result through the windows.
     #[doc(hidden)]
     pub fn scan_windowed(&self, text: &str) -> Vec<(&'static str, Range<usize>)> {
+        self.spans(text, &self.windows(text))
+    }
+
+    /// Each validated candidate in `windows` as (detector, span), in text order.
+    fn spans(&self, text: &str, windows: &[(usize, Range<usize>)]) -> Vec<(&'static str, Range<usize>)> {
         let mut out = Vec::new();
-        self.find_in(text, &self.windows(text), &mut |_, d, s, e| out.push((d.id, s..e)));
+        self.find_in(text, windows, &mut |_, d, s, e| out.push((d.id, s..e)));
         out.sort_by_key(|(id, r)| (r.start, r.end, *id));
         out
     }
