@@ -104,6 +104,85 @@ CONTEXT_SECRETS = [
      lambda: mixed(ALNUM, 32) + "." + mixed(ALNUM, 16)),
 ]
 
+HEX = "0123456789abcdef"
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+# More providers with documented token shapes (added after the first file; generated after
+# everything above so the earlier rows stay as they were).
+MORE_SECRETS = {
+    "secret.openrouter": lambda: "sk-or-v1-" + pick(HEX, 64),
+    "secret.groq": lambda: "gsk_" + mixed(ALNUM, 52),
+    "secret.replicate": lambda: "r8_" + mixed(ALNUM, 37),
+    "secret.perplexity": lambda: "pplx-" + mixed(ALNUM, 48),
+    "secret.xai": lambda: "xai-" + mixed(ALNUM, 80),
+    "secret.pinecone": lambda: "pcsk_" + mixed(ALNUM, 6) + "_" + mixed(ALNUM, 64),
+    "secret.langsmith": lambda: "lsv2_" + rnd.choice(["pt", "sk"]) + "_" + pick(HEX, 32) + "_" + pick(HEX, 10),
+    "secret.tavily": lambda: "tvly-" + rnd.choice(["", "dev-"]) + mixed(ALNUM, 32),
+    "secret.sendgrid": lambda: "SG." + mixed(URLSAFE, 22) + "." + mixed(URLSAFE, 43),
+    "secret.npm": lambda: "npm_" + mixed(ALNUM, 36),
+    "secret.pypi": lambda: "pypi-AgEIcHlwaS5vcmc" + mixed(URLSAFE, 70),
+    "secret.rubygems": lambda: "rubygems_" + pick(HEX, 48),
+    "secret.shopify": lambda: rnd.choice(["shpat_", "shpss_", "shpca_", "shppa_"]) + pick(HEX, 32),
+    "secret.twilio": lambda: "SK" + pick(HEX, 32),
+    "secret.databricks": lambda: "dapi" + pick(HEX, 32),
+    "secret.vault": lambda: rnd.choice(["hvs.", "hvb."]) + mixed(URLSAFE, 90),
+    "secret.age": lambda: "AGE-SECRET-KEY-1" + pick(BECH32.upper(), 58),
+    "secret.docker": lambda: "dckr_pat_" + mixed(URLSAFE, 27),
+    "secret.atlassian": lambda: "ATATT3" + mixed(URLSAFE, 186) if rnd.random() < 0.5 else "ATBB" + mixed(ALNUM, 32),
+    "secret.linear": lambda: "lin_api_" + mixed(ALNUM, 40),
+    "secret.postman": lambda: "PMAK-" + pick(HEX, 24) + "-" + pick(HEX, 34),
+    "secret.doppler": lambda: "dp." + rnd.choice(["pt", "st", "sa"]) + "." + mixed(ALNUM, 43),
+    "secret.pulumi": lambda: "pul-" + pick(HEX, 40),
+    "secret.grafana": lambda: "glsa_" + mixed(ALNUM, 32) + "_" + pick(HEX, 8) if rnd.random() < 0.5 else "glc_" + mixed(ALNUM, 120),
+    "secret.newrelic": lambda: "NRAK-" + mixed(string.ascii_uppercase + DIGITS_, 27),
+    "secret.sentry": lambda: "sntrys_" + mixed(ALNUM, 120),
+    "secret.figma": lambda: "figd_" + mixed(URLSAFE, 40),
+    "secret.onepassword": lambda: "ops_eyJ" + mixed(ALNUM, 300),
+    "secret.terraform": lambda: mixed(ALNUM, 14) + ".atlasv1." + mixed(ALNUM, 67),
+    "secret.supabase": lambda: "sbp_" + pick(HEX, 40),
+    "secret.netlify": lambda: "nfp_" + mixed(ALNUM, 36),
+    "secret.flyio": lambda: "fo1_" + mixed(URLSAFE, 43),
+    "secret.heroku": lambda: "HRKU-AA" + mixed(URLSAFE, 58),
+    "secret.mapbox": lambda: "sk.eyJ" + mixed(ALNUM, 60) + "." + mixed(URLSAFE, 22),
+    "secret.azure_ad": lambda: mixed(ALNUM, 3) + str(rnd.randint(0, 9)) + "Q~" + mixed(ALNUM + "_~.-", 34),
+    "secret.alibaba": lambda: "LTAI" + mixed(ALNUM, 20),
+    "secret.square": lambda: "sq0atp-" + mixed(URLSAFE, 22) if rnd.random() < 0.5 else "EAAA" + mixed(URLSAFE, 60),
+    "secret.airtable": lambda: "pat" + mixed(ALNUM, 14) + "." + pick(HEX, 64),
+    "secret.planetscale": lambda: "pscale_tkn_" + mixed(ALNUM, 43),
+    "secret.dropbox": lambda: "sl." + mixed(URLSAFE, 140),
+    "secret.resend": lambda: "re_" + mixed(ALNUM, 8) + "_" + mixed(ALNUM, 24),
+    "secret.stripe": lambda: "whsec_" + mixed(ALNUM, 32),
+    "secret.google": lambda: "GOCSPX-" + mixed(URLSAFE, 28) if rnd.random() < 0.5 else "ya29." + mixed(URLSAFE, 120),
+    "secret.slack": lambda: "xapp-1-A" + pick(string.ascii_uppercase + DIGITS_, 10) + "-" + pick(DIGITS_, 13) + "-" + pick(HEX, 64),
+}
+
+MORE_CONTEXT = [
+    ("GET /api/v2/export?api_key={v}&page=2&limit=50 200 31ms", "secret.assigned", lambda: mixed(ALNUM, 32)),
+    ("https://files.example.net/report.pdf?token={v}&download=1", "secret.assigned", lambda: mixed(ALNUM, 40)),
+    ("The wifi password is {v} for guests.", "secret.password", password),
+    ("my password was {v}, please reset it", "secret.password", password),
+    ("Set password={v}.", "secret.password", password),
+    ("Tel. {v} (mobil)", "pii.phone", lambda: f"01{rnd.randint(50, 79)} {rnd.randint(1000000, 9999999)}"),
+    ("UK mobile: {v}", "pii.phone", lambda: f"07{rnd.randint(100, 999)} {rnd.randint(100000, 999999)}"),
+    ("Büro: {v}", "pii.phone", lambda: f"030 {rnd.randint(10000000, 99999999)}"),
+]
+
+MORE_NEGATIVES = [
+    "export OPENROUTER_API_KEY=sk-or-v1-your-key-here",
+    "GROQ_API_KEY=gsk_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "NPM_TOKEN=npm_<token>",
+    "Our tokens start with npm_ and are 40 characters long.",
+    "Shopify admin tokens look like shpat_ followed by 32 hex characters.",
+    "The SK prefix marks a Twilio API key; the AC prefix an account SID.",
+    "Vault tokens begin with hvs. since 1.10.",
+    "age keys start with AGE-SECRET-KEY-1; never share them.",
+    "See /search?q=api+key+rotation&page=2 for the guide.",
+    "The password is incorrect.",
+    "Your password was reset.",
+    "Call the helpdesk on extension 4411.",
+]
+
+DIGITS_ = string.digits
 DIGITS = string.digits
 
 
@@ -195,6 +274,14 @@ def rows():
         for _ in range(16):
             out.append(fill(template, det, gen()))
     for text in HARD_NEGATIVES:
+        out.append({"text": text, "spans": []})
+    for det, gen in MORE_SECRETS.items():
+        for _ in range(12):
+            out.append(fill(rnd.choice(SECRET_TEMPLATES), det, gen()))
+    for template, det, gen in MORE_CONTEXT:
+        for _ in range(12):
+            out.append(fill(template, det, gen()))
+    for text in MORE_NEGATIVES:
         out.append({"text": text, "spans": []})
     seen, unique = set(), []
     for r in out:

@@ -25,7 +25,7 @@ const L2: f64 = 1e-6;
 const FOLDS: usize = 5;
 /// Out-of-fold false-positive rate the cut-off aims at on benign training rows; below the 2%
 /// ceiling, for the phrase signals' own false positives and for what calibration cannot see.
-const TARGET_FPR: f64 = 0.015;
+const TARGET_FPR: f64 = 0.01;
 
 /// A setting, from the environment when given there (for experiments; the shipped model is
 /// trained with the defaults, and the report prints what was used).
@@ -145,14 +145,9 @@ fn cutoff(mut benign: Vec<f32>) -> f32 {
     benign.get(allowed).map_or(0.0, |z| z.next_up())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [corpus, out_dir] = args.as_slice() else {
-        return Err("usage: train_injection CORPUS.jsonl MODEL_DIR".into());
-    };
-    let raw = std::fs::read(corpus)?;
-    let mut rows = Vec::new();
-    for line in std::str::from_utf8(&raw)?.lines().filter(|l| !l.trim().is_empty()) {
+/// The labelled rows of one JSONL corpus, appended to `rows`.
+fn read_rows(corpus: &str, rows: &mut Vec<Row>) -> Result<(), Box<dyn std::error::Error>> {
+    for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line)?;
         let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
         let text = normalize(&field("text")).text;
@@ -167,7 +162,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             source: field("source").split(':').next().unwrap_or_default().to_owned(),
         });
     }
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [corpora @ .., out_dir] = args.as_slice() else {
+        return Err("usage: train_injection CORPUS.jsonl [MORE.jsonl ...] MODEL_DIR".into());
+    };
+    if corpora.is_empty() {
+        return Err("usage: train_injection CORPUS.jsonl [MORE.jsonl ...] MODEL_DIR".into());
+    }
+    let mut rows = Vec::new();
+    let mut digests = Vec::new();
+    for corpus in corpora {
+        let raw = std::fs::read(corpus)?;
+        digests.push(format!("`{corpus}`, SHA-256 `{:x}`", Sha256::digest(&raw)));
+        read_rows(std::str::from_utf8(&raw)?, &mut rows)?;
+    }
     let mut rng = Rng(SEED);
+
     let mut train_rows: Vec<&Row> = rows.iter().filter(|r| !r.test).collect();
     rng.shuffle(&mut train_rows);
 
@@ -203,11 +217,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut report = String::new();
     writeln!(report, "# The learned prompt-injection scorer\n")?;
     writeln!(report, "Written by `scripts/train-injection-model.sh`; do not edit by hand.\n")?;
-    writeln!(
-        report,
-        "- corpus: `tests/data/guardrails/injection.jsonl`, SHA-256 `{:x}` (sources and licences: tests/data/guardrails/SOURCES.md)",
-        Sha256::digest(&raw)
-    )?;
+    writeln!(report, "- corpus: {} (sources and licences: tests/data/guardrails/SOURCES.md)", digests.join("; "))?;
     writeln!(
         report,
         "- model: `injection.bin`, SHA-256 `{:x}`, 2^{BITS} weights (i16), {} non-zero",

@@ -57,6 +57,44 @@ pub fn pem_end(text: &str, header_end: usize) -> usize {
     header_end + body
 }
 
+/// A provider token found by its documented prefix and shape, not a placeholder.
+const fn vendor(id: &'static str, pattern: &'static str) -> Detector {
+    Detector { id, category: Category::Secret, label: "SECRET", pattern, group: 0, validate: real }
+}
+
+/// Where a candidate's span really ends: a PEM block runs to its footer; a value assigned in a
+/// URL's query (`?token=...&page=2`) ends before the next parameter; an assigned value or a
+/// password does not take the full stop that ends its sentence.
+pub fn span_end(id: &str, text: &str, start: usize, end: usize) -> usize {
+    match id {
+        "secret.private_key" => pem_end(text, end),
+        "secret.assigned" | "secret.password" => {
+            let value = &text[start..end];
+            let mut cut = value.len();
+            // in a query string (`?token=...&page=2`, the name after `?` or `&`), an `&name=` is
+            // the next parameter; elsewhere `&` is one more character of the value
+            let before =
+                text[..start].rsplit(|c: char| c.is_whitespace() || c == '"' || c == '\'').next().unwrap_or("");
+            let query = before.contains(['?', '&']);
+            if let Some(amp) = value.find('&').filter(|&i| query && query_parameter(&value[i + 1..])) {
+                cut = amp;
+            }
+            let sentence_end = text[end..].chars().next().is_none_or(char::is_whitespace);
+            if cut == value.len() && sentence_end && value.ends_with('.') {
+                cut -= 1;
+            }
+            start + cut
+        }
+        _ => end,
+    }
+}
+
+/// `name=` at the start of `s`: what follows an `&` in a query string.
+fn query_parameter(s: &str) -> bool {
+    let name = s.bytes().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')).count();
+    name > 0 && s.as_bytes().get(name) == Some(&b'=')
+}
+
 fn any(_: &str) -> bool {
     true
 }
@@ -308,7 +346,7 @@ pub const DETECTORS: &[Detector] = &[
         id: "secret.slack",
         category: Category::Secret,
         label: "SECRET",
-        pattern: r"(?-u:\b)xox[abposr]-[A-Za-z0-9-]{10,}",
+        pattern: r"(?-u:\b)(?:xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[0-9]-[A-Z0-9]{9,12}-[0-9]{10,16}-[a-f0-9]{32,80})",
         group: 0,
         validate: real,
     },
@@ -316,7 +354,7 @@ pub const DETECTORS: &[Detector] = &[
         id: "secret.stripe",
         category: Category::Secret,
         label: "SECRET",
-        pattern: r"(?-u:\b)(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}(?-u:\b)",
+        pattern: r"(?-u:\b)(?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9]{24,64})(?-u:\b)",
         group: 0,
         validate: real,
     },
@@ -324,7 +362,7 @@ pub const DETECTORS: &[Detector] = &[
         id: "secret.google",
         category: Category::Secret,
         label: "SECRET",
-        pattern: r"(?-u:\b)AIza[0-9A-Za-z_-]{35}",
+        pattern: r"(?-u:\b)(?:AIza[0-9A-Za-z_-]{35}|GOCSPX-[A-Za-z0-9_-]{28}|ya29\.[A-Za-z0-9_-]{30,})",
         group: 0,
         validate: real,
     },
@@ -401,6 +439,48 @@ pub const DETECTORS: &[Detector] = &[
         group: 0,
         validate: real,
     },
+    // More providers by their documented token prefixes and lengths (one named rule each)
+    vendor("secret.openrouter", r"(?-u:\b)sk-or-v1-[a-f0-9]{64}(?-u:\b)"),
+    vendor("secret.groq", r"(?-u:\b)gsk_[A-Za-z0-9]{52}(?-u:\b)"),
+    vendor("secret.replicate", r"(?-u:\b)r8_[A-Za-z0-9]{37}(?-u:\b)"),
+    vendor("secret.perplexity", r"(?-u:\b)pplx-[A-Za-z0-9]{40,64}(?-u:\b)"),
+    vendor("secret.xai", r"(?-u:\b)xai-[A-Za-z0-9]{60,100}(?-u:\b)"),
+    vendor("secret.pinecone", r"(?-u:\b)pcsk_[A-Za-z0-9]{4,8}_[A-Za-z0-9]{40,80}(?-u:\b)"),
+    vendor("secret.langsmith", r"(?-u:\b)lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}(?-u:\b)"),
+    vendor("secret.tavily", r"(?-u:\b)tvly-(?:dev-|prod-)?[A-Za-z0-9]{32}(?-u:\b)"),
+    vendor("secret.sendgrid", r"(?-u:\b)SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}"),
+    vendor("secret.npm", r"(?-u:\b)npm_[A-Za-z0-9]{36}(?-u:\b)"),
+    vendor("secret.pypi", r"(?-u:\b)pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}"),
+    vendor("secret.rubygems", r"(?-u:\b)rubygems_[a-f0-9]{48}(?-u:\b)"),
+    vendor("secret.shopify", r"(?-u:\b)shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}(?-u:\b)"),
+    vendor("secret.twilio", r"(?-u:\b)SK[0-9a-f]{32}(?-u:\b)"),
+    vendor("secret.databricks", r"(?-u:\b)dapi[a-f0-9]{32}(?:-[0-9])?(?-u:\b)"),
+    vendor("secret.vault", r"(?-u:\b)hv[sbr]\.[A-Za-z0-9_-]{24,}"),
+    vendor("secret.age", r"(?-u:\b)AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}(?-u:\b)"),
+    vendor("secret.docker", r"(?-u:\b)dckr_pat_[A-Za-z0-9_-]{27}"),
+    vendor("secret.atlassian", r"(?-u:\b)(?:ATATT3[A-Za-z0-9_=-]{150,}|ATBB[A-Za-z0-9]{32})(?-u:\b)"),
+    vendor("secret.linear", r"(?-u:\b)lin_(?:api|oauth)_[A-Za-z0-9]{40}(?-u:\b)"),
+    vendor("secret.postman", r"(?-u:\b)PMAK-[a-f0-9]{24}-[a-f0-9]{34}(?-u:\b)"),
+    vendor("secret.doppler", r"(?-u:\b)dp\.(?:pt|st|ct|sa|scim|audit)\.[A-Za-z0-9]{40,44}(?-u:\b)"),
+    vendor("secret.pulumi", r"(?-u:\b)pul-[a-f0-9]{40}(?-u:\b)"),
+    vendor("secret.grafana", r"(?-u:\b)(?:glc_[A-Za-z0-9+/]{32,400}={0,2}|glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8})"),
+    vendor("secret.newrelic", r"(?-u:\b)NRAK-[A-Z0-9]{27}(?-u:\b)"),
+    vendor("secret.sentry", r"(?-u:\b)sntry[su]_[A-Za-z0-9+/=_-]{40,}"),
+    vendor("secret.figma", r"(?-u:\b)figd_[A-Za-z0-9_-]{40}"),
+    vendor("secret.onepassword", r"(?-u:\b)ops_eyJ[A-Za-z0-9+/=_-]{100,}"),
+    vendor("secret.terraform", r"(?-u:\b)[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}"),
+    vendor("secret.supabase", r"(?-u:\b)sbp_[a-f0-9]{40}(?-u:\b)"),
+    vendor("secret.netlify", r"(?-u:\b)nfp_[A-Za-z0-9]{36}(?-u:\b)"),
+    vendor("secret.flyio", r"(?-u:\b)fo1_[A-Za-z0-9_-]{43}"),
+    vendor("secret.heroku", r"(?-u:\b)HRKU-[A-Za-z0-9_-]{58,64}"),
+    vendor("secret.mapbox", r"(?-u:\b)sk\.eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}"),
+    vendor("secret.azure_ad", r"(?-u:\b)[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}"),
+    vendor("secret.alibaba", r"(?-u:\b)LTAI[A-Za-z0-9]{12,20}(?-u:\b)"),
+    vendor("secret.square", r"(?-u:\b)(?:sq0(?:atp|csp)-[A-Za-z0-9_-]{22,43}|EAAA[A-Za-z0-9_-]{60})"),
+    vendor("secret.airtable", r"(?-u:\b)pat[A-Za-z0-9]{14}\.[a-f0-9]{64}(?-u:\b)"),
+    vendor("secret.planetscale", r"(?-u:\b)pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_.-]{32,64}"),
+    vendor("secret.dropbox", r"(?-u:\b)sl\.[A-Za-z0-9_-]{130,}"),
+    vendor("secret.resend", r"(?-u:\b)re_[A-Za-z0-9]{8}_[A-Za-z0-9]{24}(?-u:\b)"),
     Detector {
         id: "secret.azure_storage",
         category: Category::Secret,
@@ -447,7 +527,7 @@ pub const DETECTORS: &[Detector] = &[
         category: Category::Secret,
         label: "SECRET",
         // shorter than `secret.assigned` takes, or of other characters: a password by its name
-        pattern: r#"(?i)(?:passw(?:or)?d|pwd|passphrase)[a-z0-9_-]{0,20}["']?\s{0,3}[:=]\s{0,3}["']?([^\s"',;]{8,128})"#,
+        pattern: r#"(?i)(?:passw(?:or)?d|pwd|passphrase)[a-z0-9_-]{0,20}(?:["']?\s{0,3}[:=]\s{0,3}|\s{1,3}(?:is|was)\s{1,3})["']?([^\s"',;]{8,128})"#,
         group: 1,
         validate: password,
     },
@@ -501,7 +581,7 @@ pub const DETECTORS: &[Detector] = &[
         // E.164 compact; international with a + and groups; North American (NANP) shapes.
         // `00`-prefixed international and national (leading 0) forms count only where they do not
         // continue a longer run of digit groups (a card or an order number)
-        pattern: r"\+[1-9][0-9]{7,14}(?-u:\b)|\+[1-9][0-9]{0,2}(?:[ .-]?\([0-9]{1,4}\))?(?:[ .-][0-9]{1,7}){1,6}(?-u:\b)|(?:(?-u:\b)1[ .-]?)?(?:\([2-9][0-9]{2}\) ?|(?-u:\b)[2-9][0-9]{2}[ .-]?)[2-9][0-9]{2}[ .-][0-9]{4}(?-u:\b)|(?:^|[^0-9\s.-])\s?(00[1-9][0-9]{0,3}(?:[ .-]?\([0-9]{1,4}\))?(?:[ .-][0-9]{1,7}){1,6}|0[1-9][0-9]{1,3}[ -][0-9]{3,4}[ -][0-9]{3,4}|0[1-9](?:[ .][0-9]{2}){4})(?-u:\b)",
+        pattern: r"\+[1-9][0-9]{7,14}(?-u:\b)|\+[1-9][0-9]{0,2}(?:[ .-]?\([0-9]{1,4}\))?(?:[ .-][0-9]{1,7}){1,6}(?-u:\b)|(?:(?-u:\b)1[ .-]?)?(?:\([2-9][0-9]{2}\) ?|(?-u:\b)[2-9][0-9]{2}[ .-]?)[2-9][0-9]{2}[ .-][0-9]{4}(?-u:\b)|(?:^|[^0-9\s.-]|[^0-9\s][.-])\s?(00[1-9][0-9]{0,3}(?:[ .-]?\([0-9]{1,4}\))?(?:[ .-][0-9]{1,7}){1,6}|0[1-9][0-9]{1,3}[ -][0-9]{3,4}[ -][0-9]{3,4}|0[1-9][0-9]{1,3}[ /-][0-9]{5,8}|0[1-9](?:[ .][0-9]{2}){4})(?-u:\b)",
         group: 1,
         validate: phone,
     },

@@ -95,6 +95,9 @@ pub struct Report {
     pub unreadable: Vec<(usize, String)>,
     /// The first [`MAX_MISSES`] misses: (line number, `FP`/`FN`, detector, the span's text).
     pub misses: Vec<(usize, &'static str, String, String)>,
+    /// Injection rows judged wrong: line, `FP` (benign flagged) or `FN` (injection missed), and
+    /// the score, so an operator can read those lines and see how far off the threshold they were.
+    pub injection_misses: Vec<(usize, &'static str, f32)>,
 }
 
 /// How many misses a report keeps (for looking at, not counting).
@@ -164,18 +167,29 @@ pub fn evaluate<'a>(lines: impl Iterator<Item = &'a str>, threshold: f32) -> Res
         };
         if let Some(label) = &row.label {
             let norm = normalize(&row.text);
-            let flagged = injection.assess(&row.text, &norm.text).score >= threshold;
-            match label.as_str() {
+            let score = injection.assess(&row.text, &norm.text).score;
+            let flagged = score >= threshold;
+            let wrong = match label.as_str() {
                 "injection" => {
                     let e = r.injection.by_category.entry(row.category.clone().unwrap_or_default()).or_default();
                     e.0 += u64::from(flagged);
                     e.1 += 1;
+                    (!flagged).then_some("FN")
                 }
                 "benign" => {
                     r.injection.benign += 1;
                     r.injection.flagged_benign += u64::from(flagged);
+                    flagged.then_some("FP")
                 }
-                _ => r.unreadable.push((n + 1, "label must be \"injection\" or \"benign\"".into())),
+                _ => {
+                    r.unreadable.push((n + 1, "label must be \"injection\" or \"benign\"".into()));
+                    None
+                }
+            };
+            if let Some(kind) = wrong
+                && r.injection_misses.len() < MAX_MISSES
+            {
+                r.injection_misses.push((n + 1, kind, score));
             }
             continue;
         }
@@ -253,5 +267,9 @@ mod tests {
         assert_eq!(r.injection.by_category["hijack"], (1, 1));
         assert_eq!((r.injection.flagged_benign, r.injection.benign), (0, 1));
         assert_eq!(r.unreadable.iter().map(|u| u.0).collect::<Vec<_>>(), [6, 7]);
+        assert_eq!(r.misses.iter().map(|m| (m.0, m.1)).collect::<Vec<_>>(), [(2, "FN"), (3, "FP")]);
+        assert!(r.injection_misses.is_empty());
+        let r = evaluate([lines[4].replace("benign", "injection").as_str()].into_iter(), 0.3).unwrap();
+        assert!(matches!(r.injection_misses[..], [(1, "FN", score)] if score < 0.3));
     }
 }

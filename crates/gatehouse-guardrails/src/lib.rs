@@ -307,10 +307,11 @@ impl Engine {
                 else {
                     continue;
                 };
-                if !(d.validate)(&text[m.range()]) {
+                // a PEM block is validated by its header, a trimmed value without what was cut
+                let end = detectors::span_end(d.id, text, m.start, m.end);
+                if !(d.validate)(&text[m.start..end.min(m.end)]) {
                     continue;
                 }
-                let end = if d.id == "secret.private_key" { detectors::pem_end(text, m.end) } else { m.end };
                 found(*i, d, m.start, end);
             }
         }

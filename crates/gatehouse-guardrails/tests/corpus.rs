@@ -91,8 +91,11 @@ struct Scored {
 #[test]
 fn injection_detection_meets_its_floors() {
     let d = InjectionDetector::new().unwrap();
-    let scored: Vec<Scored> = rows("injection.jsonl")
+    // the collected and generated corpus, and the benign look-alikes of issue #21's
+    // false-positive classes (scripts/guardrails-corpus-lookalikes.py)
+    let scored: Vec<Scored> = ["injection.jsonl", "injection_lookalikes.jsonl"]
         .into_iter()
+        .flat_map(rows)
         .map(|row| {
             let text = row["text"].as_str().unwrap().to_owned();
             let v = d.assess(&text, &normalize(&text).text);
@@ -149,12 +152,15 @@ fn injection_detection_meets_its_floors() {
     let recall_other = tally(&|r| r.test && r.injection && !r.english, &flagged);
     let fpr = tally(&|r| r.test && !r.injection, &flagged);
     let fpr_other = tally(&|r| r.test && !r.injection && !r.english, &flagged);
+    let fpr_english = tally(&|r| r.test && !r.injection && r.english, &flagged);
     let fpr_all = tally(&|r| !r.injection, &flagged);
     // the phrase and pattern signals by themselves, on English text (what they were written for)
     let heuristic = tally(&|r| r.injection && r.english, &|r| r.heuristic >= THRESHOLD);
     let heuristic_fpr = tally(&|r| !r.injection && r.english, &|r| r.heuristic >= THRESHOLD);
     println!("held out: injection recall {recall}, not English {recall_other}");
-    println!("held out: benign flagged {fpr}, not English {fpr_other}; every benign row {fpr_all}");
+    println!(
+        "held out: benign flagged {fpr}, English {fpr_english}, not English {fpr_other}; every benign row {fpr_all}"
+    );
     println!("signals alone, English, every row: recall {heuristic}, benign flagged {heuristic_fpr}");
     for r in scored.iter().filter(|r| r.test && !r.injection && flagged(r)).take(30) {
         let head: String = r.text.chars().take(120).collect();
@@ -172,6 +178,7 @@ fn injection_detection_meets_its_floors() {
         "held-out recall, not English, {recall_other} < {INJECTION_RECALL}"
     );
     assert!(fpr.rate() <= BENIGN_FPR, "held-out false-positive rate {fpr} > {BENIGN_FPR}");
+    assert!(fpr_english.rate() <= BENIGN_FPR, "held-out false-positive rate, English, {fpr_english} > {BENIGN_FPR}");
     assert!(fpr_other.rate() <= BENIGN_FPR, "held-out false-positive rate, not English, {fpr_other} > {BENIGN_FPR}");
     assert!(heuristic.rate() >= HEURISTIC_RECALL, "signals alone: recall {heuristic} < {HEURISTIC_RECALL}");
     assert!(heuristic_fpr.rate() <= BENIGN_FPR, "signals alone: false-positive rate {heuristic_fpr} > {BENIGN_FPR}");

@@ -54,6 +54,30 @@ fn positives_are_found_with_exact_spans() {
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
         ),
         ("DB_PASSWORD=\"p4Ss9w0rdXq7LmZr2Tk\"", "secret.assigned", "p4Ss9w0rdXq7LmZr2Tk"),
+        // a query-string value ends before the next parameter; elsewhere `&` is part of it
+        ("GET /export?token=kA8fRCztUjAwyuh1vauWv1zh&page=2 200", "secret.assigned", "kA8fRCztUjAwyuh1vauWv1zh"),
+        ("SECRET_KEY = 'q7x=&cq=)9tq7zv_prg5_ia#8i30'", "secret.assigned", "q7x=&cq=)9tq7zv_prg5_ia#8i30"),
+        ("the wifi password is Tr0ub4dor&3x.", "secret.password", "Tr0ub4dor&3x"),
+        ("Tel. 0171 2345678 (mobil)", "pii.phone", "0171 2345678"),
+        ("UK mobile 07700 900123", "pii.phone", "07700 900123"),
+        // providers by documented prefix (one named rule each)
+        (
+            "or sk-or-v1-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "secret.openrouter",
+            "sk-or-v1-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ),
+        (
+            "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",
+            "secret.sendgrid",
+            "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",
+        ),
+        ("whsec_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI", "secret.stripe", "whsec_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI"),
+        ("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", "secret.google", "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"),
+        (
+            "sntrys_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5oQ7sU9w",
+            "secret.sentry",
+            "sntrys_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5oQ7sU9w",
+        ),
     ];
     for (text, det, want) in cases {
         let got = found(text);
@@ -69,6 +93,10 @@ fn positives_are_found_with_exact_spans() {
         "GITHUB_TOKEN=ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         "Vec::<u8>::new()",
         "use std::io::Result;",
+        "export OPENROUTER_API_KEY=sk-or-v1-your-key-here",
+        "GROQ_API_KEY=gsk_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "The password is incorrect.",
+        "See /search?q=api+key+rotation&page=2 for the guide.",
     ] {
         assert_eq!(found(text), [], "{text}");
     }

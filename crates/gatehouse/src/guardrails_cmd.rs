@@ -27,11 +27,15 @@ pub enum GuardrailsAction {
         threshold: Option<f32>,
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
+        /// Also list the rows judged wrong (the first 50 of each kind): line number, false
+        /// positive or miss, detector and the text of the span, or the injection score.
+        #[arg(long)]
+        misses: bool,
     },
 }
 
 pub fn run(action: GuardrailsAction) -> anyhow::Result<()> {
-    let GuardrailsAction::Eval { file, config, threshold, output } = action;
+    let GuardrailsAction::Eval { file, config, threshold, output, misses } = action;
     let configured = match config {
         Some(path) => {
             gatehouse_config::Config::load(&path)
@@ -71,9 +75,19 @@ pub fn run(action: GuardrailsAction) -> anyhow::Result<()> {
         let i = &report.injection;
         let categories: serde_json::Map<String, serde_json::Value> =
             i.by_category.iter().map(|(c, (hit, n))| (c.clone(), json!({"flagged": hit, "total": n}))).collect();
-        let v = json!({"threshold": threshold, "detectors": detectors,
+        let mut v = json!({"threshold": threshold, "detectors": detectors,
             "injection": {"recall": i.recall(), "fpr": i.fpr(), "benign": i.benign, "categories": categories},
             "unreadable": report.unreadable.iter().map(|(n, why)| json!({"line": n, "error": why})).collect::<Vec<_>>()});
+        if misses {
+            v["misses"] = report
+                .misses
+                .iter()
+                .map(|(n, kind, d, span)| json!({"line": n, "kind": kind, "detector": d, "text": span}))
+                .chain(report.injection_misses.iter().map(
+                    |(n, kind, score)| json!({"line": n, "kind": kind, "detector": "prompt_injection", "score": score}),
+                ))
+                .collect();
+        }
         writeln!(out, "{v}")?;
         return Ok(());
     }
@@ -91,6 +105,14 @@ pub fn run(action: GuardrailsAction) -> anyhow::Result<()> {
         for (c, (hit, n)) in &i.by_category {
             let name = if c.is_empty() { "(no category)" } else { c };
             writeln!(out, "  {name:<32} {hit:>6} / {n:<6} flagged")?;
+        }
+    }
+    if misses {
+        for (n, kind, d, span) in &report.misses {
+            writeln!(out, "line {n}: {kind} {d} {span:?}")?;
+        }
+        for (n, kind, score) in &report.injection_misses {
+            writeln!(out, "line {n}: {kind} prompt_injection score {score:.3}")?;
         }
     }
     for (n, why) in report.unreadable.iter().take(20) {
