@@ -420,13 +420,15 @@ impl InjectionDetector {
         let fake_turn = r"(?im)^\s*(?:\[|<)?(?:system|assistant|developer|admin)(?:\]|>)?\s*:\s*\S";
         let persona_name = r"(?-u:\b)(?:[A-Z][A-Za-z]*GPT|DAN)(?-u:\b)";
         // a markdown image whose URL carries a query: rendering it sends data to that host
-        let active_markup = r"(?i)!\[[^\]\n]{0,100}\]\(\s*https?://[^)\s]{1,300}\?[^)\s]{0,300}=";
+        // (unbounded repetitions: a bounded repetition of a Unicode class is a copy of its
+        // automaton per count, and `{0,300}` here once took 1.3 MiB per compiled copy)
+        let active_markup = r"(?i)!\[[^\]\n]*\]\(\s*https?://[^)\s]+\?[^)\s]*=";
         // script in markup: pasted web pages carry it too, so it only adds to other signals
         let script_markup = r"(?i)<script|javascript:|\son(?:error|load)\s*=";
         // text that speaks to the model reading it (an instruction planted in a document, a
         // page or a tool result): "note to the AI", "if you are an AI", "assistant reading this",
         // an HTML comment with "assistant:"
-        let addressed_to_model = r"(?i)(?-u:\b)(?:note|instructions?|reminder)s?\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|assistant|model|llm|agent|summari[sz]er)s?(?-u:\b)|(?-u:\b)if you are an?\s+(?:ai|llm|language\s+model|assistant|agent)(?-u:\b)|(?-u:\b)(?:ai|assistant|llm|model|agent)s?\s+(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing) th(?:is|ese)(?-u:\b)|<!--[^>]{0,300}?(?-u:\b)(?:assistant|ai|llm|model|agent)\s*:";
+        let addressed_to_model = r"(?i)(?-u:\b)(?:note|instructions?|reminder)s?\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|assistant|model|llm|agent|summari[sz]er)s?(?-u:\b)|(?-u:\b)if you are an?\s+(?:ai|llm|language\s+model|assistant|agent)(?-u:\b)|(?-u:\b)(?:ai|assistant|llm|model|agent)s?\s+(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing) th(?:is|ese)(?-u:\b)|<!--[^>]*?(?-u:\b)(?:assistant|ai|llm|model|agent)\s*:";
         // asking for the model's own set-up in other words than the stock phrases: "copy your
         // setup instructions", "the instructions you were given", "what were you told"
         let setup_exfiltration = r"(?i)(?-u:\b)(?:copy|append|quote|output|print|repeat|show|paste|include|reveal|share|dump|tell\s+me|give\s+me|write\s+out)(?:\s+\S+){0,4}?\s+(?:your|the)\s+(?:full\s+|exact\s+|entire\s+|complete\s+)?(?:setup|set-up|initial|original|hidden|confidential|secret|system|configuration)\s+(?:instructions|prompt|message|configuration|rules|text|directives|guidelines)(?-u:\b)|(?-u:\b)(?:instructions|rules|prompt|configuration|guidelines)\s+(?:that\s+)?you were\s+(?:given|told|set\s+up\s+with|initiali[sz]ed\s+with|configured\s+with|loaded\s+with)(?-u:\b)|(?-u:\b)what were you\s+(?:told|instructed|given)(?-u:\b)";

@@ -149,11 +149,10 @@ impl Engine {
             .map_err(|_| Error::Build("detector set"))?;
         let ends = Arc::new(ends);
         let for_pool = ends.clone();
-        // what `regex::RegexBuilder`'s `size_limit` and `dfa_size_limit` set
-        let config = meta::Config::new()
-            .nfa_size_limit(Some(LIMIT))
-            .onepass_size_limit(Some(LIMIT))
-            .hybrid_cache_capacity(LIMIT);
+        // what `regex::RegexBuilder`'s `size_limit` and `dfa_size_limit` set; the one-pass DFA
+        // keeps its default limit (1 MiB): raised, the URL-credentials pattern alone built a
+        // 1.4 MiB one, for resolving the value's span of a match (the backtracker does that)
+        let config = meta::Config::new().nfa_size_limit(Some(LIMIT)).hybrid_cache_capacity(LIMIT);
         Ok(Engine {
             caches: Pool::new(Box::new(move || for_pool.create_cache())),
             ends,
