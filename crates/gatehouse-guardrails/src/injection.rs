@@ -711,24 +711,33 @@ fn discusses_attacks(text: &str) -> bool {
 fn unquoted(text: &str) -> Option<String> {
     const MAX_LINE_QUOTE: usize = 400;
     const MAX_FENCE: usize = 4096;
+    // bytes looked ahead for closers in all: the text is the attacker's, and a run of quote
+    // characters that never close must not cost a look-ahead each
+    let mut budget: usize = 64 * 1024;
     let b = text.as_bytes();
     let mut out = String::new();
     let (mut copied, mut i, mut any) = (0, 0, false);
-    while i < b.len() {
+    while i < b.len() && budget > 0 {
         let close = match b[i] {
             b'`' if b[i..].starts_with(b"```") => {
                 let rest = &text[i + 3..];
-                rest[..rest.floor_char_boundary(MAX_FENCE)].find("```").map(|j| i + 3 + j + 3)
+                let window = &rest[..rest.floor_char_boundary(MAX_FENCE)];
+                budget = budget.saturating_sub(window.len());
+                window.find("```").map(|j| i + 3 + j + 3)
             }
-            q @ (b'"' | b'`' | b'\'') => {
-                let opens = q != b'\'' || i == 0 || b[i - 1].is_ascii_whitespace() || b"([{:=".contains(&b[i - 1]);
-                let line = text[i + 1..].split('\n').next().unwrap_or("");
-                let line = &line[..line.floor_char_boundary(MAX_LINE_QUOTE)];
-                let closer = line.char_indices().find(|&(j, c)| {
-                    c == char::from(q)
-                        && (q != b'\'' || !line[j + 1..].chars().next().is_some_and(char::is_alphanumeric))
-                });
-                closer.filter(|_| opens).map(|(j, _)| i + 1 + j + 1)
+            q @ (b'"' | b'`' | b'\'')
+                if q != b'\'' || i == 0 || b[i - 1].is_ascii_whitespace() || b"([{:=".contains(&b[i - 1]) =>
+            {
+                let rest = &text[i + 1..];
+                let window = &rest[..rest.floor_char_boundary(MAX_LINE_QUOTE)];
+                let line = window.split('\n').next().unwrap_or("");
+                budget = budget.saturating_sub(line.len());
+                line.char_indices()
+                    .find(|&(j, c)| {
+                        c == char::from(q)
+                            && (q != b'\'' || !line[j + 1..].chars().next().is_some_and(char::is_alphanumeric))
+                    })
+                    .map(|(j, _)| i + 1 + j + 1)
             }
             _ => None,
         };
@@ -831,6 +840,12 @@ mod tests {
         assert_eq!(unquoted("don't 'x' it's"), Some("don't   it's".to_owned()));
         assert_eq!(unquoted("say \"hi\nthere\""), None);
         assert_eq!(unquoted("no quotes"), None);
+        // bounded work on quotes that never close: linear, not a look-ahead per quote
+        let many = "\"'`".repeat(200_000);
+        let started = std::time::Instant::now();
+        let _ = unquoted(&many);
+        let _ = unquoted(&"```".repeat(100_000));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
     }
 
     proptest::proptest! {
