@@ -317,8 +317,9 @@ pub struct InjectionDetector {
     /// A named persona model (`DevGPT`, `AntiGPT`; not `ChatGPT` itself) or `DAN`.
     persona_name: Regex,
     /// One pass that says which pattern signals fire: "ignore ... previous ... instructions",
-    /// fake turns, persona names, markup that acts when rendered (a markdown image whose URL
-    /// carries data out, a script, an event handler), a forced affirmative prefix.
+    /// fake turns, persona names, a markdown image whose URL carries data out, a forced
+    /// affirmative prefix, script in markup, text addressed to the model reading it, and asking
+    /// for the model's set-up in other words.
     signal_set: RegexSet,
     /// The same patterns one by one, for the few an ASCII text's [`TRIGGERS`] leave in play.
     signals: Vec<Regex>,
