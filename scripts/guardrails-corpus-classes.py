@@ -134,7 +134,7 @@ MORE_SECRETS = {
     "secret.doppler": lambda: "dp." + rnd.choice(["pt", "st", "sa"]) + "." + mixed(ALNUM, 43),
     "secret.pulumi": lambda: "pul-" + pick(HEX, 40),
     "secret.grafana": lambda: "glsa_" + mixed(ALNUM, 32) + "_" + pick(HEX, 8) if rnd.random() < 0.5 else "glc_" + mixed(ALNUM, 120),
-    "secret.newrelic": lambda: "NRAK-" + mixed(string.ascii_uppercase + DIGITS_, 27),
+    "secret.newrelic": lambda: "NRAK-" + mixed(string.ascii_uppercase + DIGITS, 27),
     "secret.sentry": lambda: "sntrys_" + mixed(ALNUM, 120),
     "secret.figma": lambda: "figd_" + mixed(URLSAFE, 40),
     "secret.onepassword": lambda: "ops_eyJ" + mixed(ALNUM, 300),
@@ -153,7 +153,7 @@ MORE_SECRETS = {
     "secret.resend": lambda: "re_" + mixed(ALNUM, 8) + "_" + mixed(ALNUM, 24),
     "secret.stripe": lambda: "whsec_" + mixed(ALNUM, 32),
     "secret.google": lambda: "GOCSPX-" + mixed(URLSAFE, 28) if rnd.random() < 0.5 else "ya29." + mixed(URLSAFE, 120),
-    "secret.slack": lambda: "xapp-1-A" + pick(string.ascii_uppercase + DIGITS_, 10) + "-" + pick(DIGITS_, 13) + "-" + pick(HEX, 64),
+    "secret.slack": lambda: "xapp-1-A" + pick(string.ascii_uppercase + DIGITS, 10) + "-" + pick(DIGITS, 13) + "-" + pick(HEX, 64),
 }
 
 MORE_CONTEXT = [
@@ -182,7 +182,6 @@ MORE_NEGATIVES = [
     "Call the helpdesk on extension 4411.",
 ]
 
-DIGITS_ = string.digits
 DIGITS = string.digits
 
 

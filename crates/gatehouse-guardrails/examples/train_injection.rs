@@ -167,12 +167,9 @@ fn read_rows(corpus: &str, rows: &mut Vec<Row>) -> Result<(), Box<dyn std::error
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [corpora @ .., out_dir] = args.as_slice() else {
+    let Some((out_dir, corpora)) = args.split_last().filter(|(_, corpora)| !corpora.is_empty()) else {
         return Err("usage: train_injection CORPUS.jsonl [MORE.jsonl ...] MODEL_DIR".into());
     };
-    if corpora.is_empty() {
-        return Err("usage: train_injection CORPUS.jsonl [MORE.jsonl ...] MODEL_DIR".into());
-    }
     let mut rows = Vec::new();
     let mut digests = Vec::new();
     for corpus in corpora {
