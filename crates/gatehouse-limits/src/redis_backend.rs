@@ -37,23 +37,29 @@ pub struct RedisLimits {
 /// A budget's keys: its spend; its live holds (a sorted set, member `<id>:<amount>`, score =
 /// expiry in ms of server time); holds that expired unsettled (`lapsed`, score = when they were
 /// swept: each kept an hour, so a late settle still finds its receipt and counts the spend);
-/// and `held`, the running sum of the live holds' amounts. The sum makes a reservation O(1)
-/// in the number of requests in flight (summing the set was ~1 µs of Redis time per hold per
-/// budget per request: the largest cost at concurrency 16).
-const BUDGET_KEYS: [&str; 4] = ["spent", "live", "lapsed", "held"];
+/// `held`, the running sum of the live holds' amounts; and `tended`, until when (server ms) the
+/// live set and the sum are known to be kept. The sum makes a reservation O(1) in the number of
+/// requests in flight (summing the set was ~1 µs of Redis time per hold per budget per
+/// request: the largest cost at concurrency 16); `tended` is read with the sums, so keeping
+/// the keys alive costs no call per request. Settlements use the first four.
+const BUDGET_KEYS: [&str; 5] = ["spent", "live", "lapsed", "held", "tended"];
+const SETTLE_KEYS: usize = 4;
 
 /// A request's admission: every rate and every reservation in one script, one round trip.
-/// KEYS = one TAT per rate, then per ask each budget's four keys ([`BUDGET_KEYS`], in order).
+/// KEYS = one TAT per rate, then per ask each budget's five keys ([`BUDGET_KEYS`], in order).
 /// ARGV = number of rates, number of asks, hold ms; per rate: interval µs, tolerance µs, cost;
 /// per ask: reservation id, amount, number of budgets, each budget's limit.
 ///
 /// Rates: GCRA, each deciding on its own, the same arithmetic as `crate::gcra`. Asks: each all
-/// or nothing over its budgets: first the budget's expired live holds move to `lapsed` and
-/// leave the sum, then `spent + held + amount <= limit`. Every call made inside a script costs
-/// the server about as much as a small command, so reads are one `MGET` for all TATs and one
-/// for all spends and sums, and a budget's keys get their expiry pushed out at most once a
-/// minute. Returns, flat: per rate {allowed, remaining, reset µs, retry µs}; per ask {1, 0}
-/// granted or {0, i} exhausted at its budget i (1-based).
+/// or nothing over its budgets: `spent + held + amount <= limit`. Every call made inside a
+/// script costs the server about as much as a small command, so the common path makes as few
+/// as it can: reads are one `MGET` for all TATs and one for every budget's spend, sum and
+/// `tended`; a grant is a `ZADD` and an `INCRBY` per budget. Expired holds only ever make the
+/// sum larger, so they are swept (moved to `lapsed`, out of the sum) when a budget looks short,
+/// before it is refused, and otherwise once a minute per budget, when the keys' expiry is
+/// pushed out; the answer is the same as sweeping on every call. Returns, flat: per rate
+/// {allowed, remaining, reset µs, retry µs}; per ask {1, 0} granted or {0, i} exhausted at its
+/// budget i (1-based).
 const ADMIT: &str = r#"
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -82,10 +88,10 @@ if nrates > 0 then
     end
   end
 end
--- every budget's spend and sum in one read; `num` follows them as this script changes them
+-- every budget's spend, sum and tended in one read; `num` follows them as this script changes them
 local reads = {}
-for i = nrates + 1, #KEYS, 4 do
-  table.insert(reads, KEYS[i]); table.insert(reads, KEYS[i + 3])
+for i = nrates + 1, #KEYS, 5 do
+  table.insert(reads, KEYS[i]); table.insert(reads, KEYS[i + 3]); table.insert(reads, KEYS[i + 4])
 end
 local num = {}
 if #reads > 0 then
@@ -93,6 +99,26 @@ if #reads > 0 then
   for i = 1, #reads do num[reads[i]] = tonumber(got[i] or 0) end
 end
 local swept = {}
+-- the budget at KEYS[b + 1..5]: its expired holds to `lapsed` and out of the sum, once per call
+local function sweep(b)
+  local live, held = KEYS[b + 2], KEYS[b + 4]
+  if swept[live] then return end
+  swept[live] = true
+  local expired = redis.call('ZRANGEBYSCORE', live, '-inf', now)
+  if #expired > 0 then
+    local gone = 0
+    for _, m in ipairs(expired) do
+      gone = gone + tonumber(string.match(m, ':(%d+)$'))
+      redis.call('ZADD', KEYS[b + 3], now, m)
+    end
+    redis.call('PEXPIRE', KEYS[b + 3], grace + 60000)
+    redis.call('ZREMRANGEBYSCORE', live, '-inf', now)
+    num[held] = redis.call('DECRBY', held, gone)
+  end
+end
+local function fits(b, amount, limit)
+  return num[KEYS[b + 1]] + math.max(num[KEYS[b + 4]], 0) + amount <= limit
+end
 local k = nrates
 for _ = 1, nasks do
   local member = ARGV[a] .. ':' .. ARGV[a + 1]
@@ -101,100 +127,135 @@ for _ = 1, nasks do
   a = limits + n
   local short = 0
   for i = 1, n do
-    local b = k + 4 * (i - 1)
-    local live, held = KEYS[b + 2], KEYS[b + 4]
-    if not swept[live] then
-      swept[live] = true
-      local expired = redis.call('ZRANGEBYSCORE', live, '-inf', now)
-      if #expired > 0 then
-        local gone = 0
-        for _, m in ipairs(expired) do
-          gone = gone + tonumber(string.match(m, ':(%d+)$'))
-          redis.call('ZADD', KEYS[b + 3], now, m)
-        end
-        redis.call('PEXPIRE', KEYS[b + 3], grace + 60000)
-        redis.call('ZREMRANGEBYSCORE', live, '-inf', now)
-        num[held] = redis.call('DECRBY', held, gone)
+    local b = k + 5 * (i - 1)
+    local limit = tonumber(ARGV[limits + i - 1])
+    if not fits(b, amount, limit) then
+      sweep(b)
+      if not fits(b, amount, limit) then
+        short = i
+        break
       end
-    end
-    if num[KEYS[b + 1]] + math.max(num[held], 0) + amount > tonumber(ARGV[limits + i - 1]) then
-      short = i
-      break
     end
   end
   if short == 0 then
     for i = 1, n do
-      local b = k + 4 * (i - 1)
-      local live, held = KEYS[b + 2], KEYS[b + 4]
+      local b = k + 5 * (i - 1)
+      local live, held, tended = KEYS[b + 2], KEYS[b + 4], KEYS[b + 5]
       redis.call('ZADD', live, now + hold, member)
       num[held] = redis.call('INCRBY', held, amount)
-      if redis.call('PTTL', live) < keep then
+      -- this hold and its hour of grace must end before the keys do
+      if num[tended] < now + keep then
+        sweep(b)
+        local until_ms = now + keep + 60000
         redis.call('PEXPIRE', live, keep + 60000)
         redis.call('PEXPIRE', held, keep + 60000)
+        redis.call('SET', tended, until_ms, 'PX', keep + 60000)
+        num[tended] = until_ms
+      elseif num[held] <= amount then
+        -- no other hold: Redis deleted the emptied set, and this grant made it anew
+        redis.call('PEXPIRE', live, num[tended] - now)
       end
     end
     table.insert(out, 1); table.insert(out, 0)
   else
     table.insert(out, 0); table.insert(out, short)
   end
-  k = k + 4 * n
+  k = k + 5 * n
 end
 return out
 "#;
 
 /// Many requests' ends: settlements, then token-rate corrections, in one script.
-/// KEYS = per settlement each budget's four keys ([`BUDGET_KEYS`]), then one TAT per
+/// KEYS = per settlement each budget's first four keys ([`BUDGET_KEYS`]), then one TAT per
 /// correction. ARGV = number of settlements, number of corrections; per settlement:
 /// reservation id, amount, actual, number of budgets, each budget's retain ms (0 = forever);
 /// per correction: interval µs, delta (signed; the arithmetic of `crate::gcra_adjust`).
 ///
 /// A settlement's hold on its first budget is its receipt: live or lapsed means not yet
 /// settled (a lapsed one's amount already left the sum; the spend still counts); absent means
-/// settled before, and nothing changes. A spend key gets its retention when the first settle
-/// creates it; lapsed receipts older than the grace hour are dropped. Returns, flat, per
-/// settlement: {0, 0...} already settled, or {1, each budget's spend after}; one number per
-/// budget either way.
+/// settled before, and nothing changes. The receipts are taken one by one; the sums and
+/// spends change once per budget for the whole batch (one `DECRBY` and one `INCRBY` however
+/// many requests ended on it), and each settlement is answered with the spend as it stood after
+/// it, in order. A spend key gets its retention when this batch creates it; lapsed receipts
+/// older than the grace hour are dropped. Returns, flat, per settlement: {0, 0...} already
+/// settled, or {1, each budget's spend after}; one number per budget either way.
 const SETTLE: &str = r#"
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local nsettles, nadjusts = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
-local touched = {}
 local a, k = 3, 0
+-- per key, in first-seen order: lapsed sets touched, sums to lower, spends to raise
+local lapsed, lapsed_seen = {}, {}
+local held, lower = {}, {}
+local spent, raise, retain = {}, {}, {}
+local function add(list, totals, key, amount)
+  if totals[key] == nil then
+    totals[key] = 0
+    table.insert(list, key)
+  end
+  totals[key] = totals[key] + amount
+end
 -- takes the member's hold off one budget: true if it was there (live or lapsed)
 local function release(b, member, amount)
-  touched[KEYS[b + 3]] = true
+  if not lapsed_seen[KEYS[b + 3]] then
+    lapsed_seen[KEYS[b + 3]] = true
+    table.insert(lapsed, KEYS[b + 3])
+  end
   if redis.call('ZREM', KEYS[b + 2], member) == 1 then
-    redis.call('DECRBY', KEYS[b + 4], amount)
+    add(held, lower, KEYS[b + 4], amount)
     return true
   end
   return redis.call('ZREM', KEYS[b + 3], member) == 1
 end
-for _ = 1, nsettles do
-  local member, amount, actual, n = ARGV[a] .. ':' .. ARGV[a + 1], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+local done = {}
+for s = 1, nsettles do
+  local amount, actual, n = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local member = ARGV[a] .. ':' .. ARGV[a + 1]
   local keeps = a + 4
   a = keeps + n
-  if not release(k, member, amount) then
-    table.insert(out, 0)
-    for _ = 1, n do table.insert(out, 0) end
-  else
-    table.insert(out, 1)
+  if release(k, member, amount) then
     for i = 1, n do
       local b = k + 4 * (i - 1)
       if i > 1 then release(b, member, amount) end
-      local after = redis.call('INCRBY', KEYS[b + 1], actual)
-      table.insert(out, after)
-      local keep = tonumber(ARGV[keeps + i - 1])
-      if keep > 0 and after == tonumber(actual) then
-        redis.call('PEXPIRE', KEYS[b + 1], keep)
-      end
+      if retain[KEYS[b + 1]] == nil then retain[KEYS[b + 1]] = tonumber(ARGV[keeps + i - 1]) end
+      add(spent, raise, KEYS[b + 1], actual)
     end
+    done[s] = {k, n, actual}
+  else
+    done[s] = {false, n}
   end
   k = k + 4 * n
 end
+for _, key in ipairs(held) do
+  redis.call('DECRBY', key, lower[key])
+end
+-- each spend as it stood before this batch, then walked forward settlement by settlement
+local running = {}
+for _, key in ipairs(spent) do
+  local after = redis.call('INCRBY', key, raise[key])
+  running[key] = after - raise[key]
+  if retain[key] > 0 and running[key] == 0 then
+    redis.call('PEXPIRE', key, retain[key])
+  end
+end
+for s = 1, nsettles do
+  local d = done[s]
+  if d[1] then
+    table.insert(out, 1)
+    for i = 1, d[2] do
+      local key = KEYS[d[1] + 4 * (i - 1) + 1]
+      running[key] = running[key] + d[3]
+      table.insert(out, running[key])
+    end
+  else
+    table.insert(out, 0)
+    for _ = 1, d[2] do table.insert(out, 0) end
+  end
+end
 local grace_ago = math.floor(now_us / 1000) - 3600000
-for lapsed in pairs(touched) do
-  redis.call('ZREMRANGEBYSCORE', lapsed, '-inf', grace_ago)
+for _, key in ipairs(lapsed) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', grace_ago)
 end
 for j = 1, nadjusts do
   local stored = redis.call('GET', KEYS[k + j])
@@ -254,8 +315,9 @@ impl RedisLimits {
         format!("{}:{kind}:{name}", self.prefix)
     }
 
-    fn budget_keys(&self, inv: &mut ScriptInvocation<'_>, budget: &str) {
-        for kind in BUDGET_KEYS {
+    /// A budget's first `n` keys ([`BUDGET_KEYS`]): all five to admit, four to settle.
+    fn budget_keys(&self, inv: &mut ScriptInvocation<'_>, budget: &str, n: usize) {
+        for kind in &BUDGET_KEYS[..n] {
             inv.key(self.key(kind, budget));
         }
     }
@@ -310,7 +372,7 @@ impl RedisLimits {
         for (ask, id) in asks.iter().zip(&ids) {
             inv.arg(id).arg(ask.amount).arg(ask.budgets.len());
             for b in ask.budgets {
-                self.budget_keys(&mut inv, &b.key);
+                self.budget_keys(&mut inv, &b.key, BUDGET_KEYS.len());
                 inv.arg(b.limit);
             }
         }
@@ -370,7 +432,7 @@ impl RedisLimits {
                 let (r, actual) = settles[i];
                 inv.arg(&r.id).arg(r.amount).arg(actual).arg(r.budgets.len());
                 for b in &r.budgets {
-                    self.budget_keys(&mut inv, &b.key);
+                    self.budget_keys(&mut inv, &b.key, SETTLE_KEYS);
                     inv.arg(b.retain.map_or(0, ms));
                 }
             }

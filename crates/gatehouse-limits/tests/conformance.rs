@@ -267,6 +267,63 @@ async fn one_admission_decides_rates_and_asks_each_on_its_own() {
 }
 
 #[tokio::test]
+async fn a_batch_on_one_budget_answers_each_settlement_with_the_spend_after_it() {
+    for (name, l) in backends().await {
+        let (shared, other) = ([budget("walk-a", 1_000), budget("walk-b", 1_000)], [budget("walk-b", 1_000)]);
+        let first = granted(&l.reserve(&shared, 10, Duration::from_secs(60)).await.unwrap());
+        let second = granted(&l.reserve(&other, 10, Duration::from_secs(60)).await.unwrap());
+        let third = granted(&l.reserve(&shared, 10, Duration::from_secs(60)).await.unwrap());
+        let batch = [(&first, 3), (&second, 4), (&first, 9), (&third, 5)];
+        let after = l.settle_batch(&batch, &[]).await.unwrap();
+        // the repeated receipt counts nothing; every later answer includes every earlier spend
+        assert_eq!(after, vec![Some(vec![3, 3]), Some(vec![7]), None, Some(vec![8, 12])], "{name}");
+        assert_eq!(l.standing("walk-a").await.unwrap(), Standing { spent: 8, reserved: 0 }, "{name}");
+        assert_eq!(l.standing("walk-b").await.unwrap(), Standing { spent: 12, reserved: 0 }, "{name}");
+        // the holds left the sums: the whole of each budget is free again
+        assert!(matches!(l.reserve(&shared, 988, Duration::from_secs(60)).await.unwrap(), Reserved::Granted(_)));
+    }
+}
+
+async fn pttl(con: &mut redis::aio::MultiplexedConnection, prefix: &str, kind: &str) -> i64 {
+    redis::cmd("PTTL").arg(format!("{prefix}:{kind}:life")).query_async(con).await.unwrap()
+}
+
+/// Redis only: the keys a grant relies on outlive its hold and the hour of grace after it,
+/// although the script pushes their expiry out once a minute rather than checking it per call.
+#[tokio::test]
+async fn redis_keys_outlive_the_holds_they_carry() {
+    let prefix = format!("gh-test-{}", uuid_like());
+    let cfg = RedisConfig { url: redis_url(), prefix: prefix.clone(), timeout: Duration::from_millis(500) };
+    let l = match RedisLimits::connect(cfg).await {
+        Ok(r) => Limits::Redis(Box::new(r)),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("Redis is required under CI=true: {e}"),
+        Err(e) => return eprintln!("\n*** Redis unreachable ({e}): SKIPPED ***\n"),
+    };
+    let mut con = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let hold = Duration::from_secs(120);
+    let grace_ms: i64 = 3_600_000;
+    let b = [budget("life", 100)];
+    let r = granted(&l.reserve(&b, 10, hold).await.unwrap());
+    for kind in ["live", "held", "tended"] {
+        let ttl = pttl(&mut con, &prefix, kind).await;
+        assert!(ttl > 120_000 + grace_ms, "{kind}: {ttl} ms");
+    }
+    // every hold settled: Redis deletes the emptied set; the next grant makes it anew, with an expiry
+    l.settle(&r, 1).await.unwrap();
+    assert_eq!(pttl(&mut con, &prefix, "live").await, -2, "the empty set is gone");
+    granted(&l.reserve(&b, 10, hold).await.unwrap());
+    let ttl = pttl(&mut con, &prefix, "live").await;
+    assert!(ttl > 120_000 + grace_ms, "a set made anew keeps the tended expiry: {ttl} ms");
+    // a longer hold than the keys were tended for pushes them out at once
+    let long = Duration::from_secs(7_200);
+    granted(&l.reserve(&b, 10, long).await.unwrap());
+    for kind in ["live", "held", "tended"] {
+        let ttl = pttl(&mut con, &prefix, kind).await;
+        assert!(ttl > 7_200_000 + grace_ms, "{kind}: {ttl} ms");
+    }
+}
+
+#[tokio::test]
 async fn a_settlement_batch_corrects_token_rates_after_settling() {
     for (name, l) in backends().await {
         let rate = Rate { per_minute: 60, burst: 60 };
