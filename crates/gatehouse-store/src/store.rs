@@ -31,6 +31,9 @@ pub struct Store {
 /// Bounds every wait for the database so a dead store surfaces as `Unavailable`, not a hang.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// `PRAGMA cache_size` of each SQLite connection: negative is KiB, so 512 KiB.
+const SQLITE_CACHE_KIB: &str = "-512";
+
 impl Store {
     /// Opens (creating if needed) the embedded SQLite database: WAL so readers never block
     /// the writer, a busy timeout so concurrent writers wait instead of failing.
@@ -41,7 +44,11 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // SQLite's own page cache, per connection (its default is 2 MB): the writers only
+            // append and the reads are served from the kernel's page cache anyway; at the
+            // default the four connections held ~7 MiB more after a minute of load
+            .pragma("cache_size", SQLITE_CACHE_KIB);
         let pool =
             SqlitePoolOptions::new().max_connections(4).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(opts).await?;
         Ok(Store { pool: Pool::Sqlite(pool) })
@@ -293,3 +300,21 @@ const KEYS_OF_ORG: &str = concat!(
     select_keys!(),
     " WHERE k.org_id = $1 AND ($2 IS NULL OR k.project_id = $2) AND ($3 IS NULL OR k.id < $3) ORDER BY k.id DESC LIMIT $4"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::{Pool, SQLITE_CACHE_KIB, Store};
+
+    #[tokio::test]
+    async fn every_sqlite_connection_keeps_a_small_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("g.db")).await.unwrap();
+        let Pool::Sqlite(pool) = &store.pool else { panic!("sqlite") };
+        // more connections than one, so the option is shown to reach each of them
+        let (mut a, mut b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+        for con in [&mut *a, &mut *b] {
+            let (kib,): (i64,) = sqlx::query_as("PRAGMA cache_size").fetch_one(con).await.unwrap();
+            assert_eq!(kib.to_string(), SQLITE_CACHE_KIB);
+        }
+    }
+}

@@ -433,7 +433,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     {
         let h = metrics.clone();
         tokio::spawn(async move {
-            let mut t = tokio::time::interval(Duration::from_secs(5));
+            // histograms keep every sample until upkeep folds them into buckets (~8 bytes each,
+            // two per request): at 25 000 requests a second, ~0.4 MiB a second
+            let mut t = tokio::time::interval(Duration::from_secs(1));
             loop {
                 t.tick().await;
                 h.run_upkeep();
