@@ -8,6 +8,8 @@
 #   CONC=1 MODE=stream bash bench/profile.sh
 #   PERF=0 bash bench/profile.sh               # only the /proc accounting (no perf)
 #   GATEWAY=default bash bench/profile.sh      # the default chain (no rates, budgets, prices)
+#   GATEWAY=redis bash bench/profile.sh        # the realistic chain with its limits on Redis
+#                                              # (REDIS_URL, default redis://127.0.0.1:6379/0)
 #   GATEHOUSE_BIN=/path/to/gatehouse bash bench/profile.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,10 +28,17 @@ build_bins
 bin=${GATEHOUSE_BIN:-$target/release/gatehouse}
 start_fake
 extra=""
-[ "$GATEWAY" = realistic ] && extra=$realistic_config
+[ "$GATEWAY" != default ] && extra=$realistic_config
+if [ "$GATEWAY" = redis ]; then
+  export BENCH_REDIS=${REDIS_URL:-redis://127.0.0.1:6379/0}
+  extra="$extra
+[redis]
+url = \"env:BENCH_REDIS\"
+key_prefix = \"profile-$$\""
+fi
 start_gateway gw "$extra"
 url=$gw_url; key=$gw_key; pid=$gw_pid
-[ "$GATEWAY" = realistic ] && configure_limits $(admin_of gw)
+[ "$GATEWAY" != default ] && configure_limits $(admin_of gw)
 lua "$(body "$PROMPT" "$MODE")" "$key" > "$out/req.lua"
 DURATION=2 measure "$url/v1/chat/completions" "$out/req.lua" "$CONC" > /dev/null # warm-up
 
