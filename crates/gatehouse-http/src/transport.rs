@@ -56,14 +56,48 @@ fn panicked(_: Box<dyn Any + Send + 'static>) -> Response {
     Denial::new(DenyCode::Internal).into_response()
 }
 
+/// Which plane a router serves: the response headers differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plane {
+    /// OpenAI-, Anthropic- and MCP-compatible APIs, called by programs.
+    Data,
+    /// The admin API and metrics, which a browser on an operator's machine may also reach.
+    Control,
+}
+
+/// Every answer of both planes: its body is what its media type says, and no shared cache may
+/// keep it (prompts, completions, keys shown once). A handler's own `cache-control` stands.
+const BOTH_PLANES: [(HeaderName, HeaderValue); 2] = [
+    (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+];
+
+/// The control plane's answers also may not be framed, load anything, or leak their address in
+/// a referrer: it serves JSON and text, never a page (the console, when it comes, sets its own
+/// policy for its pages).
+const CONTROL_PLANE: [(HeaderName, HeaderValue); 3] = [
+    (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'")),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+];
+
 /// Every request gets a fresh id of ours; a client-sent `x-request-id` is not trusted for
-/// audit correlation and is replaced.
-async fn request_id(mut req: Request, next: Next) -> Response {
+/// audit correlation and is replaced. The answer gets its plane's headers here too, rather
+/// than in a layer of their own (this runs for every request anyway).
+async fn request_id(plane: Plane, mut req: Request, next: Next) -> Response {
     let id = RequestId::generate();
     req.extensions_mut().insert(id);
     let mut resp = next.run(req).await;
+    let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-        resp.headers_mut().insert(REQUEST_ID, v);
+        headers.insert(REQUEST_ID, v);
+    }
+    let extra: &[(HeaderName, HeaderValue)] = match plane {
+        Plane::Data => &[],
+        Plane::Control => &CONTROL_PLANE,
+    };
+    for (name, value) in BOTH_PLANES.iter().chain(extra) {
+        headers.entry(name).or_insert_with(|| value.clone());
     }
     resp
 }
@@ -76,14 +110,14 @@ fn span(req: &Request) -> tracing::Span {
 }
 
 /// Wraps a router in the shared stack; every request body is held to `pace` (a too-slow body
-/// answers 408). There is no in-flight limit here: HTTP/1 serves one request at a time per
+/// answers 408); every answer carries `plane`'s headers. There is no in-flight limit here: HTTP/1 serves one request at a time per
 /// connection, so the accept loop's connection bound (`serve`) already bounds requests in
 /// flight, without a shared semaphore on every request.
-pub fn with_transport_layers(router: Router, pace: BodyPace) -> Router {
+pub fn with_transport_layers(router: Router, plane: Plane, pace: BodyPace) -> Router {
     router.layer(
         ServiceBuilder::new()
             // outermost, so even a 500 from a panic carries the id the logs know it by
-            .layer(middleware::from_fn(request_id))
+            .layer(middleware::from_fn(move |req, next| request_id(plane, req, next)))
             // a bug must answer 500, not kill the connection task
             .layer(CatchPanicLayer::custom(panicked))
             // credentials are redacted in any header debug output from here inward
@@ -116,7 +150,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_handler_answers_500_without_its_message() {
-        let app = with_transport_layers(Router::new().route("/boom", get(boom)), crate::BodyPace::default());
+        let app =
+            with_transport_layers(Router::new().route("/boom", get(boom)), Plane::Data, crate::BodyPace::default());
         let resp = app.oneshot(Request::get("/boom").body(axum::body::Body::empty()).unwrap()).await.unwrap();
         assert_eq!(resp.status(), 500);
         assert!(resp.headers().contains_key(REQUEST_ID), "the answer still carries its request id");
@@ -124,6 +159,34 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["code"], "internal_error");
         assert!(!String::from_utf8_lossy(&body).contains("secret-in-panic-payload"));
+    }
+
+    async fn cached() -> Response {
+        ([(header::CACHE_CONTROL, "no-cache")], "event stream").into_response()
+    }
+
+    #[tokio::test]
+    async fn each_plane_answers_with_its_headers_and_a_handler_keeps_its_own_cache_control() {
+        let routes = || Router::new().route("/h", get(|| async { "ok" })).route("/c", get(cached));
+        for plane in [Plane::Data, Plane::Control] {
+            let app = with_transport_layers(routes(), plane, crate::BodyPace::default());
+            for (path, cache) in [("/h", "no-store"), ("/c", "no-cache"), ("/missing", "no-store")] {
+                let resp =
+                    app.clone().oneshot(Request::get(path).body(axum::body::Body::empty()).unwrap()).await.unwrap();
+                let h = resp.headers();
+                let get = |name: HeaderName| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                assert_eq!(get(header::X_CONTENT_TYPE_OPTIONS), "nosniff", "{plane:?} {path}");
+                assert_eq!(get(header::CACHE_CONTROL), cache, "{plane:?} {path}");
+                let control = [header::CONTENT_SECURITY_POLICY, header::X_FRAME_OPTIONS, header::REFERRER_POLICY];
+                if plane == Plane::Control {
+                    assert_eq!(get(header::CONTENT_SECURITY_POLICY), "default-src 'none'; frame-ancestors 'none'");
+                    assert_eq!(get(header::X_FRAME_OPTIONS), "DENY");
+                    assert_eq!(get(header::REFERRER_POLICY), "no-referrer");
+                } else {
+                    assert!(control.iter().all(|n| !h.contains_key(n)), "the data plane stays lean: {h:?}");
+                }
+            }
+        }
     }
 
     /// What a handler (and anything it logs with `{:?}`) sees of the credential headers.
@@ -137,7 +200,11 @@ mod tests {
 
     #[tokio::test]
     async fn credential_headers_are_marked_sensitive_before_any_handler_sees_them() {
-        let app = with_transport_layers(Router::new().route("/h", get(headers_debug)), crate::BodyPace::default());
+        let app = with_transport_layers(
+            Router::new().route("/h", get(headers_debug)),
+            Plane::Data,
+            crate::BodyPace::default(),
+        );
         let secret = "sensitive-canary-51f0";
         let req = Request::get("/h")
             .header(header::AUTHORIZATION, format!("Bearer {secret}"))

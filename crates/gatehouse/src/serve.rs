@@ -22,7 +22,7 @@ use gatehouse_gates::ledger::Ledger;
 use gatehouse_gates::limits::{LimitPolicies, LimitsBackend};
 use gatehouse_gates::meter::{AuditHook, LATENCY_BUCKETS};
 use gatehouse_gates::tenant_routes::RoutingRules;
-use gatehouse_http::with_transport_layers;
+use gatehouse_http::{Plane, with_transport_layers};
 use gatehouse_limits::{Limits, RedisConfig, RedisLimits};
 use gatehouse_oidc::Federation;
 use gatehouse_proxy::exchange::Exchange;
@@ -453,8 +453,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let allowed_hosts = gatehouse_http::AllowedHosts::new(admin_addr, &server.admin_allowed_hosts)
         .context("server.admin_allowed_hosts")?;
-    let data_router =
-        with_transport_layers(gatehouse_proxy::router(app.clone()).merge(gatehouse_mcp::router(mcp)), pace);
+    let data_router = with_transport_layers(
+        gatehouse_proxy::router(app.clone()).merge(gatehouse_mcp::router(mcp)),
+        Plane::Data,
+        pace,
+    );
     // the control plane's narrow handle on the data plane: the served models are read from
     // whichever snapshot is live, the shared services are the ones every snapshot uses
     let live = app.runtime.clone();
@@ -484,6 +487,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             webhooks,
             allowed_hosts: Arc::new(allowed_hosts),
         }),
+        Plane::Control,
         pace,
     );
 

@@ -87,6 +87,7 @@ async fn data_plane() -> DataPlane {
     let runtime = build_runtime(&config.policy, &services, &env).unwrap();
     let app = with_transport_layers(
         router(AppState::new(runtime, services, store, None)),
+        gatehouse_http::Plane::Data,
         gatehouse_http::BodyPace::default(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -561,3 +561,66 @@ async fn control_plane_requests_are_rate_limited_per_source_address() {
         "probes are not limited"
     );
 }
+
+/// A browser on an operator's machine must not be able to read either plane from another
+/// origin (no CORS is configured, so none is granted), frame the control plane, or cache what
+/// either answered (a key is shown once).
+#[tokio::test]
+async fn both_planes_answer_hardened_and_grant_no_cross_origin_reads() {
+    let gw = gateway().spawn().await;
+    let key = gw.key();
+    let evil = "https://evil.example";
+    let chat = json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]});
+    let answers = [
+        gw.http.get(format!("{}/admin/v1/orgs", gw.admin_url)).bearer_auth(root(&gw)).header("origin", evil),
+        gw.http
+            .post(format!("{}/admin/v1/keys", gw.admin_url))
+            .bearer_auth(root(&gw))
+            .header("origin", evil)
+            .json(&json!({"name": "shown-once", "org": "default", "project": "default"})),
+        gw.http.get(format!("{}/admin/v1/orgs", gw.admin_url)).header("origin", evil),
+        gw.http
+            .post(format!("{}/v1/chat/completions", gw.data_url))
+            .bearer_auth(key)
+            .header("origin", evil)
+            .json(&chat),
+        gw.http.post(format!("{}/v1/chat/completions", gw.data_url)).header("origin", evil).json(&chat),
+    ];
+    for (i, (req, expected)) in answers.into_iter().zip([200, 201, 401, 200, 401]).enumerate() {
+        let resp = req.send().await.unwrap();
+        let control = i < 3;
+        let (status, h) = (resp.status().as_u16(), resp.headers().clone());
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert_eq!(status, expected, "{i}");
+        assert_eq!(get("x-content-type-options"), "nosniff", "{i}");
+        assert_eq!(get("cache-control"), "no-store", "{i}");
+        assert_eq!(get("x-frame-options"), if control { "DENY" } else { "" }, "{i}");
+        assert_eq!(
+            get("content-security-policy"),
+            if control { "default-src 'none'; frame-ancestors 'none'" } else { "" },
+            "{i}"
+        );
+        assert!(!h.contains_key("access-control-allow-origin"), "{i}: {h:?}");
+        assert!(!h.contains_key("access-control-allow-credentials"), "{i}: {h:?}");
+    }
+    // a preflight is not granted either: no allow-origin, no allowed methods or headers
+    for url in [format!("{}/admin/v1/keys", gw.admin_url), format!("{}/v1/chat/completions", gw.data_url)] {
+        let resp = gw
+            .http
+            .request(Method::OPTIONS, &url)
+            .header("origin", evil)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+            .await
+            .unwrap();
+        let h = resp.headers();
+        assert!(
+            ["access-control-allow-origin", "access-control-allow-methods", "access-control-allow-headers"]
+                .iter()
+                .all(|n| !h.contains_key(*n)),
+            "{url}: {} {h:?}",
+            resp.status()
+        );
+    }
+}
