@@ -54,6 +54,7 @@ pub struct RawServer {
     pub body_read_timeout_ms: Option<u64>,
     pub body_min_bytes_per_second: Option<u64>,
     pub admin_allowed_hosts: Option<Vec<String>>,
+    pub admin_cors_origins: Option<Vec<String>>,
     pub shutdown_grace_ms: Option<u64>,
     pub max_connections: Option<u64>,
     pub admin_mutations_per_minute: Option<u64>,

@@ -66,6 +66,9 @@ pub struct ServerConfig {
     pub body_min_bytes_per_second: u32,
     /// Host names the control plane answers beside loopback and its listen address.
     pub admin_allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call the control plane cross-origin (CORS), in the form a
+    /// browser sends them (`https://ops.example.com`); none by default.
+    pub admin_cors_origins: Vec<String>,
     pub shutdown_grace: Duration,
     pub max_connections: NonZeroU32,
     /// Control-plane mutations one admin token may make per minute (burst: a quarter of it).
@@ -214,6 +217,9 @@ impl ServerConfig {
         }
         if self.admin_allowed_hosts != o.admin_allowed_hosts {
             v.push("server.admin_allowed_hosts");
+        }
+        if self.admin_cors_origins != o.admin_cors_origins {
+            v.push("server.admin_cors_origins");
         }
         if self.shutdown_grace != o.shutdown_grace {
             v.push("server.shutdown_grace_ms");
@@ -587,6 +593,47 @@ fn allowed_hosts(hosts: Vec<String>, issues: &mut Vec<Issue>) -> Vec<String> {
     }
 }
 
+/// The entries as a browser sends its `Origin` (`scheme://host[:port]`, lower case, the
+/// scheme's default port left out): an exact list, never a wildcard or `null`.
+fn cors_origins(origins: Vec<String>, issues: &mut Vec<Issue>) -> Vec<String> {
+    const PATH: &str = "server.admin_cors_origins";
+    if origins.len() > 64 {
+        issue(issues, PATH, "at most 64 entries");
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(origins.len());
+    for o in &origins {
+        let parsed = url::Url::parse(o).ok().filter(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && match u.host() {
+                    Some(url::Host::Domain(d)) => d.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
+                    Some(_) => true,
+                    None => false,
+                }
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && !o.trim_end_matches('/').ends_with(':')
+        });
+        match parsed {
+            Some(u) => out.push(u.origin().ascii_serialization()),
+            None => {
+                issue(
+                    issues,
+                    PATH,
+                    "each entry must be an origin like https://ops.example.com (no wildcard, path or credentials)",
+                );
+                return Vec::new();
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 pub(crate) fn ms(v: Option<u64>, default_ms: u64, min: u64, max: u64, path: &str, issues: &mut Vec<Issue>) -> Duration {
     let v = v.unwrap_or(default_ms);
     if !(min..=max).contains(&v) {
@@ -758,6 +805,7 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
             }),
         },
         admin_allowed_hosts: allowed_hosts(raw.admin_allowed_hosts.unwrap_or_default(), issues),
+        admin_cors_origins: cors_origins(raw.admin_cors_origins.unwrap_or_default(), issues),
         shutdown_grace: ms(raw.shutdown_grace_ms, 30_000, 0, 3_600_000, "server.shutdown_grace_ms", issues),
         max_connections: bounded32(raw.max_connections, 10_000, 1_000_000, "server.max_connections", issues),
         admin_mutations_per_minute: bounded32(
@@ -1348,6 +1396,31 @@ mod tests {
         assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:8081");
         assert!(matches!(c.server.store, StoreUrl::Embedded));
         assert!(c.policy.mock_enabled);
+    }
+
+    #[test]
+    fn cors_origins_are_exact_origins_in_the_form_browsers_send() {
+        let c = Config::from_toml(
+            "[server]\nadmin_cors_origins = [\"HTTPS://Ops.Example.com\", \"https://ops.example.com:443/\", \"http://localhost:3000\"]",
+        )
+        .unwrap();
+        assert_eq!(c.server.admin_cors_origins, vec!["http://localhost:3000", "https://ops.example.com"]);
+        assert!(Config::default().server.admin_cors_origins.is_empty(), "none by default");
+        for bad in [
+            "*",
+            "null",
+            "https://*.example.com",
+            "ops.example.com",
+            "https://ops.example.com/console",
+            "https://ops.example.com?x=1",
+            "https://admin:pw@ops.example.com",
+            "ftp://ops.example.com",
+            "file:///etc/passwd",
+            "https://ops.example.com:",
+        ] {
+            let err = Config::from_toml(&format!("[server]\nadmin_cors_origins = [\"{bad}\"]")).unwrap_err();
+            assert!(err.issues().iter().any(|i| i.path == "server.admin_cors_origins"), "{bad}: {:?}", err.issues());
+        }
     }
 
     #[test]

@@ -16,4 +16,4 @@ pub use health::{healthz, ready};
 pub use host::{AllowedHosts, BadHost, require_allowed_host};
 pub use pace::{BodyPace, BodyTooSlow, RATE_GRACE, paced};
 pub use serve::serve;
-pub use transport::{Plane, REQUEST_ID, read_body, with_transport_layers};
+pub use transport::{Plane, REQUEST_ID, control_plane_cors, read_body, with_transport_layers};

@@ -1,6 +1,7 @@
 //! The generic transport stack both planes share, outermost first. Policy never lives here.
 
 use std::any::Any;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -8,13 +9,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, RequestId};
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use http_body_util::BodyExt;
 
 use crate::pace::{BodyPace, BodyTooSlow, paced};
 use tower::ServiceBuilder;
 use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
@@ -80,6 +82,25 @@ const CONTROL_PLANE: [(HeaderName, HeaderValue); 3] = [
     (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
     (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
 ];
+
+/// The control plane's CORS for the origins `server.admin_cors_origins` lists (exact, as
+/// browsers send them), or `None` when it lists none: then no cross-origin read is granted.
+/// Admin calls carry a bearer token, so credentials (cookies) are never allowed cross-origin;
+/// a browser may read the request id and `Retry-After` of an answer.
+pub fn control_plane_cors(origins: &[String]) -> Option<CorsLayer> {
+    let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([REQUEST_ID, header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
+}
 
 /// Every request gets a fresh id of ours; a client-sent `x-request-id` is not trusted for
 /// audit correlation and is replaced. The answer gets its plane's headers here too, rather

@@ -471,25 +471,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         vault,
     )
     .with_mcp(mcp_control);
-    let admin_router = with_transport_layers(
-        gatehouse_admin::router(AdminState {
-            store: store.clone(),
-            control,
-            tokens,
-            federation: server.oidc.iter().any(|i| i.control_plane).then(|| federation.clone()),
-            hasher,
-            metrics: Some(metrics),
-            limits: Arc::new(gatehouse_admin::ratelimit::AdminLimits::new(
-                server.admin_mutations_per_minute.get(),
-                server.admin_requests_per_minute_per_source.get(),
-            )),
-            audit: auditor.clone(),
-            webhooks,
-            allowed_hosts: Arc::new(allowed_hosts),
-        }),
-        Plane::Control,
-        pace,
-    );
+    let admin = gatehouse_admin::router(AdminState {
+        store: store.clone(),
+        control,
+        tokens,
+        federation: server.oidc.iter().any(|i| i.control_plane).then(|| federation.clone()),
+        hasher,
+        metrics: Some(metrics),
+        limits: Arc::new(gatehouse_admin::ratelimit::AdminLimits::new(
+            server.admin_mutations_per_minute.get(),
+            server.admin_requests_per_minute_per_source.get(),
+        )),
+        audit: auditor.clone(),
+        webhooks,
+        allowed_hosts: Arc::new(allowed_hosts),
+    });
+    // outside the Host check: a preflight is answered from the allow-list alone
+    let admin = match gatehouse_http::control_plane_cors(&server.admin_cors_origins) {
+        Some(cors) => admin.layer(cors),
+        None => admin,
+    };
+    let admin_router = with_transport_layers(admin, Plane::Control, pace);
 
     let (tx, rx) = watch::channel(false);
     let stop = |mut rx: watch::Receiver<bool>| async move {

@@ -624,3 +624,53 @@ async fn both_planes_answer_hardened_and_grant_no_cross_origin_reads() {
         );
     }
 }
+
+/// With `server.admin_cors_origins`, exactly those origins may call the control plane from a
+/// browser: the preflight and the answer name the origin (never `*`), never allow credentials,
+/// and any other origin still gets nothing. The data plane is unaffected.
+#[tokio::test]
+async fn listed_origins_and_only_they_may_call_the_control_plane_cross_origin() {
+    let gw = gateway().server("admin_cors_origins = [\"https://Ops.Example.com\"]").spawn().await;
+    let ops = "https://ops.example.com";
+    let preflight = |url: String, origin: &'static str| {
+        gw.http
+            .request(Method::OPTIONS, url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let resp = preflight(format!("{}/admin/v1/keys", gw.admin_url), ops).await.unwrap();
+    let h = resp.headers();
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(get("access-control-allow-origin"), ops);
+    assert!(get("access-control-allow-methods").contains("post"), "{h:?}");
+    assert!(get("access-control-allow-headers").contains("authorization"), "{h:?}");
+    assert!(!h.contains_key("access-control-allow-credentials"), "{h:?}");
+    assert!(get("vary").contains("origin"), "{h:?}");
+
+    let resp = gw
+        .http
+        .get(format!("{}/admin/v1/orgs", gw.admin_url))
+        .bearer_auth(root(&gw))
+        .header("origin", ops)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    assert_eq!(h.get("access-control-allow-origin").unwrap(), ops);
+    assert!(h.get("access-control-expose-headers").unwrap().to_str().unwrap().contains("x-request-id"));
+    assert_eq!(h.get("x-frame-options").unwrap(), "DENY", "the plane's own headers stay");
+
+    for (url, origin) in [
+        (format!("{}/admin/v1/keys", gw.admin_url), "https://evil.example"),
+        (format!("{}/admin/v1/keys", gw.admin_url), "https://ops.example.com.evil.example"),
+        (format!("{}/admin/v1/keys", gw.admin_url), "null"),
+        (format!("{}/v1/chat/completions", gw.data_url), "https://ops.example.com"),
+    ] {
+        let resp = preflight(url.clone(), origin).await.unwrap();
+        assert!(!resp.headers().contains_key("access-control-allow-origin"), "{url} {origin}: {:?}", resp.headers());
+    }
+}
