@@ -47,7 +47,7 @@ impl Store {
             .foreign_keys(true)
             // SQLite's own page cache, per connection (its default is 2 MB): the writers only
             // append and the reads are served from the kernel's page cache anyway; at the
-            // default the four connections held ~7 MiB more after a minute of load
+            // default the four connections held 4-5 MiB more after a load (bench/memory.sh)
             .pragma("cache_size", SQLITE_CACHE_KIB);
         let pool =
             SqlitePoolOptions::new().max_connections(4).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(opts).await?;
