@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Where the gateway's resident memory is: the realistic chain (bench/lib.sh), read from
 # /proc/PID/smaps at idle and again after a load at concurrency CONC, split into the binary's
-# code, its other pages, shared libraries, thread stacks, the allocator's mappings and the
-# rest; then the allocator's own view (jemalloc's statistics, printed when the gateway exits).
+# code, its other pages, shared libraries, thread stacks, glibc's thread arenas (SQLite) and
+# the rest of the anonymous memory (jemalloc: the Rust heap).
 # Not a speed: read it beside the RSS figures of `bench/load.sh`.
 #
 #   bash bench/memory.sh                       # c = 64, plain, long prompt, 8 s
@@ -22,9 +22,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
 build_bins
 bin=${GATEHOUSE_BIN:-$target/release/gatehouse}
 start_fake
-# jemalloc (the release binary's allocator) prints its statistics when the process exits;
-# the `_RJEM_` prefix is tikv-jemallocator's
-export _RJEM_MALLOC_CONF=stats_print:true,stats_print_opts:mdablxe${JEMALLOC:+,$JEMALLOC}
+# jemalloc settings to try (the release binary's allocator; `_RJEM_` is tikv-jemallocator's
+# prefix; its statistics are not compiled in, so /proc is the view here)
+[ -n "${JEMALLOC:-}" ] && export _RJEM_MALLOC_CONF=$JEMALLOC
 start_gateway gw "$realistic_config"
 unset _RJEM_MALLOC_CONF
 url=$gw_url; key=$gw_key; pid=$gw_pid
@@ -94,9 +94,3 @@ breakdown "right after the load"
 echo "  peak (VmHWM): $(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' /proc/$pid/status) MiB"
 sleep 12
 breakdown "12 s later (past jemalloc's 10 s decay)"
-kill -TERM "$pid"
-for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-echo
-echo "jemalloc at exit (Rust heap only; SQLite allocates with glibc malloc):"
-cp "$out/gw.log" /tmp/gw-jemalloc.log
-grep -E "^(Allocated|Background threads|Arenas):|^ *(tcache_max|narenas):" "$out/gw.log" | sed 's/^/  /' || true
