@@ -50,6 +50,25 @@ realistic_config='[prices."fake-model"]
 input_per_mtok = 2.5
 output_per_mtok = 10'
 
+# Starts gateway $1 as one of the chains the benchmarks compare ($2): default (the embedded
+# default plus the fake provider), realistic (above) or redis (the realistic chain with its
+# rates and budgets on Redis at $REDIS_URL, default redis://127.0.0.1:6379/0). Sets gw_url,
+# gw_key, gw_pid.
+start_chain() {
+  case $2 in
+    default) start_gateway "$1" "" ;;
+    realistic) start_gateway "$1" "$realistic_config" ;;
+    redis)
+      export BENCH_REDIS=${BENCH_REDIS:-${REDIS_URL:-redis://127.0.0.1:6379/0}}
+      start_gateway "$1" "$realistic_config
+[redis]
+url = \"env:BENCH_REDIS\"
+key_prefix = \"bench-$$-$1\"" ;;
+    *) echo "unknown chain $2 (default, realistic or redis)" >&2; exit 2 ;;
+  esac
+  if [ "$2" != default ]; then configure_limits $(admin_of "$1"); fi
+}
+
 configure_limits() { # $1 admin url, $2 admin token
   local org project key
   org=$(curl -sf -H "Authorization: Bearer $2" "$1/admin/v1/orgs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')

@@ -43,23 +43,15 @@ build_bins
 start_fake
 declare -A url key pid
 for g in $GATEWAYS; do
-  case $g in
-    default) start_gateway default "" ;;
-    realistic) start_gateway realistic "$realistic_config" ;;
-    redis)
-      host=${BENCH_REDIS#redis://}; host=${host%%/*}
-      if ! (exec 3<>"/dev/tcp/${host%:*}/${host#*:}") 2>/dev/null; then
-        echo "Redis not reachable at $BENCH_REDIS: the redis gateway is left out" >&2
-        continue
-      fi
-      start_gateway redis "$realistic_config
-[redis]
-url = \"env:BENCH_REDIS\"
-key_prefix = \"bench-$$\"" ;;
-    *) echo "unknown gateway $g" >&2; exit 2 ;;
-  esac
+  if [ "$g" = redis ]; then
+    host=${BENCH_REDIS#redis://}; host=${host%%/*}
+    if ! (exec 3<>"/dev/tcp/${host%:*}/${host#*:}") 2>/dev/null; then
+      echo "Redis not reachable at $BENCH_REDIS: the redis gateway is left out" >&2
+      continue
+    fi
+  fi
+  start_chain "$g" "$g"
   url[$g]=$gw_url; key[$g]=$gw_key; pid[$g]=$gw_pid
-  [ "$g" != default ] && configure_limits $(admin_of "$g")
 done
 sleep 1
 declare -A idle

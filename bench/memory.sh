@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Where the gateway's resident memory is: the realistic chain (bench/lib.sh), read from
-# /proc/PID/smaps at idle and again after a load at concurrency CONC, split into the binary's
-# code, its other pages, shared libraries, thread stacks, glibc's thread arenas (SQLite) and
-# the rest of the anonymous memory (jemalloc: the Rust heap).
+# Where the gateway's resident memory is: a chain of bench/lib.sh (realistic by default),
+# read from /proc/PID/smaps at idle and again after a load at concurrency CONC, split into the
+# binary's code, its other pages, shared libraries, thread stacks, glibc's thread arenas
+# (SQLite) and the rest of the anonymous memory (jemalloc: the Rust heap).
 # Not a speed: read it beside the RSS figures of `bench/load.sh`.
 #
 #   bash bench/memory.sh                       # c = 64, plain, long prompt, 8 s
 #   CONC=16 MODE=stream bash bench/memory.sh
 #   GATEHOUSE_BIN=/path/to/gatehouse bash bench/memory.sh
+#   GATEWAY=default bash bench/memory.sh       # or redis; the realistic chain by default
 #   JEMALLOC=narenas:2,dirty_decay_ms:1000 bash bench/memory.sh   # jemalloc settings to try
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ CONC=${CONC:-64}
 MODE=${MODE:-plain}
 PROMPT=${PROMPT:-long}
 DURATION=${DURATION:-8}
+GATEWAY=${GATEWAY:-realistic}
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
 
@@ -25,10 +27,9 @@ start_fake
 # jemalloc settings to try (the release binary's allocator; `_RJEM_` is tikv-jemallocator's
 # prefix; its statistics are not compiled in, so /proc is the view here)
 [ -n "${JEMALLOC:-}" ] && export _RJEM_MALLOC_CONF=$JEMALLOC
-start_gateway gw "$realistic_config"
+start_chain gw "$GATEWAY"
 unset _RJEM_MALLOC_CONF
 url=$gw_url; key=$gw_key; pid=$gw_pid
-configure_limits $(admin_of gw)
 lua "$(body "$PROMPT" "$MODE")" "$key" > "$out/req.lua"
 
 # The resident KiB of each kind of mapping. A thread's stack is an anonymous mapping right

@@ -27,18 +27,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
 build_bins
 bin=${GATEHOUSE_BIN:-$target/release/gatehouse}
 start_fake
-extra=""
-[ "$GATEWAY" != default ] && extra=$realistic_config
-if [ "$GATEWAY" = redis ]; then
-  export BENCH_REDIS=${REDIS_URL:-redis://127.0.0.1:6379/0}
-  extra="$extra
-[redis]
-url = \"env:BENCH_REDIS\"
-key_prefix = \"profile-$$\""
-fi
-start_gateway gw "$extra"
+start_chain gw "$GATEWAY"
 url=$gw_url; key=$gw_key; pid=$gw_pid
-[ "$GATEWAY" != default ] && configure_limits $(admin_of gw)
 lua "$(body "$PROMPT" "$MODE")" "$key" > "$out/req.lua"
 DURATION=2 measure "$url/v1/chat/completions" "$out/req.lua" "$CONC" > /dev/null # warm-up
 
