@@ -75,6 +75,33 @@ pub async fn record(
     })
 }
 
+/// Audits the result of a service: an allowed result whose event cannot be recorded becomes
+/// 503 (the change may have happened, but unaudited success is not reported as success).
+pub async fn audited(
+    s: &AdminState,
+    cx: &AuditCx,
+    op: &Operator,
+    kind: EventKind,
+    org: Option<OrgId>,
+    target: Option<String>,
+    result: Result<(StatusCode, serde_json::Value), Denial>,
+) -> Result<(StatusCode, serde_json::Value), Denial> {
+    let actor = op.actor();
+    // A scoped operator's decisions belong to its own org's chain, also when it addressed
+    // another org (that org does not learn about the probe; the operator's org does).
+    let org = if op.org.is_some() { op.org } else { org };
+    match result {
+        Ok((status, body)) => match record(s, cx, actor, kind, org, target, Outcome::Allowed(status)).await {
+            Ok(()) => Ok((status, body)),
+            Err(_) => Err(Denial::new(DenyCode::Unavailable)),
+        },
+        Err(d) => {
+            let _ = record(s, cx, actor, kind, org, target, Outcome::Denied(d.code)).await;
+            Err(d)
+        }
+    }
+}
+
 /// Audits the result of a handler and turns it into the response.
 pub async fn respond(
     s: &AdminState,
@@ -85,19 +112,8 @@ pub async fn respond(
     target: Option<String>,
     result: Result<(StatusCode, serde_json::Value), Denial>,
 ) -> Response {
-    let actor = op.actor();
-    // A scoped operator's decisions belong to its own org's chain, also when it addressed
-    // another org (that org does not learn about the probe; the operator's org does).
-    let org = if op.org.is_some() { op.org } else { org };
-    match result {
-        Ok((status, body)) => match record(s, cx, actor, kind, org, target, Outcome::Allowed(status)).await {
-            Ok(()) => (status, axum::Json(body)).into_response(),
-            // the change may have happened, but unaudited success is not reported as success
-            Err(_) => Denial::new(DenyCode::Unavailable).into_response(),
-        },
-        Err(d) => {
-            let _ = record(s, cx, actor, kind, org, target, Outcome::Denied(d.code)).await;
-            d.into_response()
-        }
+    match audited(s, cx, op, kind, org, target, result).await {
+        Ok((status, body)) => (status, axum::Json(body)).into_response(),
+        Err(d) => d.into_response(),
     }
 }

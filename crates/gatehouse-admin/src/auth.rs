@@ -7,7 +7,7 @@ use gatehouse_core::{Denial, DenyCode, HasDenyCode, Presented};
 use gatehouse_http::Accept;
 use gatehouse_security::{KeyKind, check_format};
 use http::request::Parts;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::AdminState;
 use crate::audit::{AuditCx, Outcome, record};
@@ -36,23 +36,33 @@ impl FromRequestParts<AdminState> for Operator {
                 Err(code) => denied(code).await,
             };
         }
-        if check_format(token.expose_secret()) != Some(KeyKind::Admin) {
-            return denied(DenyCode::InvalidToken).await;
+        match admin_token_operator(s, &token).await {
+            Ok(op) => Ok(op),
+            Err(DenyCode::Unavailable) => Err(Denial::new(DenyCode::Unavailable)),
+            Err(code) => denied(code).await,
         }
-        let digest = s.hasher.digest(KeyKind::Admin, &token);
-        match s.store.admin_token_by_digest(&digest.0).await {
-            Ok(Some(row)) if row.revoked_at.is_none() => match Role::parse(&row.role) {
-                // a scoped role without an org, or an unknown role, is refused, never widened
-                Some(role) if role == Role::PlatformAdmin || row.org.is_some() => {
-                    Ok(Operator { token_id: row.id, role, org: row.org, user: row.user })
-                }
-                _ => denied(DenyCode::InvalidToken).await,
-            },
-            Ok(_) => denied(DenyCode::InvalidToken).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin token lookup failed");
-                Err(Denial::new(DenyCode::Unavailable))
+    }
+}
+
+/// The operator an admin token stands for: `invalid_token` unless it is well formed, known,
+/// unrevoked and of a role it can hold; `unavailable` if the store cannot say.
+pub async fn admin_token_operator(s: &AdminState, token: &SecretString) -> Result<Operator, DenyCode> {
+    if check_format(token.expose_secret()) != Some(KeyKind::Admin) {
+        return Err(DenyCode::InvalidToken);
+    }
+    let digest = s.hasher.digest(KeyKind::Admin, token);
+    match s.store.admin_token_by_digest(&digest.0).await {
+        Ok(Some(row)) if row.revoked_at.is_none() => match Role::parse(&row.role) {
+            // a scoped role without an org, or an unknown role, is refused, never widened
+            Some(role) if role == Role::PlatformAdmin || row.org.is_some() => {
+                Ok(Operator { token_id: row.id, role, org: row.org, user: row.user })
             }
+            _ => Err(DenyCode::InvalidToken),
+        },
+        Ok(_) => Err(DenyCode::InvalidToken),
+        Err(e) => {
+            tracing::warn!(error = %e, "admin token lookup failed");
+            Err(DenyCode::Unavailable)
         }
     }
 }

@@ -11,8 +11,8 @@
 // The OpenAPI component table is one large `json!` literal.
 #![recursion_limit = "256"]
 
-mod audit;
-mod auth;
+pub mod audit;
+pub mod auth;
 pub mod body;
 pub mod capabilities;
 mod credentials;
@@ -29,6 +29,7 @@ pub mod rbac;
 mod reply;
 pub mod routes;
 pub mod service;
+pub mod sessions;
 mod tokens;
 mod trail;
 mod webhooks;
@@ -61,7 +62,9 @@ pub struct AdminState {
     pub allowed_hosts: Arc<gatehouse_http::AllowedHosts>,
 }
 
-pub fn router(state: AdminState) -> Router {
+/// The control plane's router. `console`, when given, answers every path the API does not
+/// (the web console at `/`), behind the same Host check.
+pub fn router(state: AdminState, console: Option<Router>) -> Router {
     // Built from the route table only: a route cannot exist without its permission entry.
     let mut api = Router::new();
     for spec in routes::ROUTES {
@@ -76,8 +79,12 @@ pub fn router(state: AdminState) -> Router {
     let guarded = api
         .route("/admin/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .route("/metrics", get(metrics))
-        .fallback(|| async { Denial::new(DenyCode::NotFound) })
-        .method_not_allowed_fallback(|| async { Denial::new(DenyCode::MethodNotAllowed) })
+        .method_not_allowed_fallback(|| async { Denial::new(DenyCode::MethodNotAllowed) });
+    let guarded = match console {
+        Some(console) => guarded.fallback_service(console),
+        None => guarded.fallback(|| async { Denial::new(DenyCode::NotFound) }),
+    };
+    let guarded = guarded
         .layer(axum::middleware::from_fn_with_state(state.allowed_hosts.clone(), gatehouse_http::require_allowed_host));
     Router::new()
         .route("/healthz", get(gatehouse_http::healthz))

@@ -52,6 +52,11 @@ fn components() -> Value {
             "TokenInfo": {"type": "object", "required": ["id", "name", "role", "org_id", "user_id", "created_at", "revoked_at"], "properties": {
                 "id": s("string"), "name": s("string"), "role": s("string"), "org_id": nullable("string"),
                 "user_id": nullable("string"), "created_at": s("integer"), "revoked_at": nullable("integer")}},
+            "SessionInfo": {"type": "object",
+                "required": ["id", "method", "token_id", "role", "org_id", "user_id", "source", "created_at", "last_seen_at", "expires_at"],
+                "properties": {"id": s("string"), "method": s("string"), "token_id": nullable("string"), "role": s("string"),
+                "org_id": nullable("string"), "user_id": nullable("string"), "source": nullable("string"),
+                "created_at": s("integer"), "last_seen_at": s("integer"), "expires_at": s("integer")}},
             "AuditEvent": {"type": "object",
                 "required": ["v", "seq", "chain", "id", "at", "action", "category", "outcome", "status", "code", "actor", "hash"],
                 "properties": {"v": s("integer"), "seq": s("integer"), "chain": s("string"), "id": s("string"),
@@ -299,6 +304,13 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         ("POST", "/admin/v1/tokens") => (Some("CreateToken"), 201, r("Token")),
         ("GET", "/admin/v1/tokens") => (None, 200, list_of("TokenInfo")),
         ("POST", "/admin/v1/tokens/{id}/revoke") => (None, 200, r("TokenInfo")),
+        ("GET", "/admin/v1/sessions") => (None, 200, list_of("SessionInfo")),
+        ("POST", "/admin/v1/sessions/{id}/revoke") => (
+            None,
+            200,
+            json!({"type": "object", "required": ["id", "revoked"], "properties": {
+                "id": {"type": "string"}, "revoked": {"const": true}}}),
+        ),
         ("POST", "/admin/v1/keys") => (Some("CreateKey"), 201, r("KeyCreated")),
         ("GET", "/admin/v1/keys") => (None, 200, list_of("Key")),
         ("GET", "/admin/v1/keys/{id}") => (None, 200, r("Key")),
@@ -366,6 +378,7 @@ fn query_params(spec: &RouteSpec) -> Vec<Value> {
             vec![q("after", json!({"type": "string"})), limit]
         }
         ("GET", "/admin/v1/orgs/{org}/members") => vec![limit],
+        ("GET", "/admin/v1/sessions") => vec![q("after", json!({"type": "string", "format": "uuid"})), limit],
         ("GET", "/admin/v1/orgs/{org}/usage") => vec![
             q("project", json!({"type": "string"})),
             q("key", json!({"type": "string"})),

@@ -99,8 +99,13 @@ pub async fn limit(State(s): State<AdminState>, req: Request, next: Next) -> Res
     let mutation = !matches!(*req.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
     let verdict = s.limits.per_source.check(source).and_then(|()| {
         if mutation {
-            // keyed by the presented credential (hashed), so one token cannot flood writes
-            let credential = req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+            // keyed by the presented credential (hashed), so one token cannot flood writes; the
+            // console's are its session cookie
+            let h = req.headers();
+            let credential = h
+                .get(http::header::AUTHORIZATION)
+                .or_else(|| h.get(http::header::COOKIE))
+                .map(|v| v.as_bytes().to_vec());
             s.limits.mutations.check(credential)
         } else {
             Ok(())

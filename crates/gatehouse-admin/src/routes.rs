@@ -9,8 +9,8 @@ use gatehouse_audit::EventKind as K;
 use crate::rbac::Permission;
 use crate::service::{self, Service};
 use crate::{
-    AdminState, capabilities, credentials, deployments, keys, limits, mcp, members, orgs, policies, tokens, trail,
-    webhooks,
+    AdminState, capabilities, credentials, deployments, keys, limits, mcp, members, orgs, policies, sessions, tokens,
+    trail, webhooks,
 };
 
 /// Which org a route acts on.
@@ -109,6 +109,8 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/admin/v1/webhooks", P::AuditRead, Org, K::WebhookList),
     r("DELETE", "/admin/v1/webhooks/{id}", P::OrgUpdate, Org, K::WebhookDelete),
     r("GET", "/admin/v1/webhooks/{id}/deliveries", P::AuditRead, Org, K::WebhookDeliveries),
+    r("GET", "/admin/v1/sessions", P::OrgRead, Own, K::SessionList),
+    r("POST", "/admin/v1/sessions/{id}/revoke", P::OrgRead, Own, K::SessionRevoke),
     r("GET", "/admin/v1/deployments", P::OrgCreate, Platform, K::DeploymentList),
     r("POST", "/admin/v1/credentials", P::OrgUpdate, Org, K::CredentialCreate),
     r("GET", "/admin/v1/credentials", P::OrgUpdate, Org, K::CredentialList),
@@ -127,7 +129,15 @@ pub const ROUTES: &[RouteSpec] = &[
 /// The service of a table entry, wrapped (authenticate, run, audit under the row's action);
 /// `None` would be a table row without code (a test forbids it).
 pub(crate) fn handler(spec: &'static RouteSpec) -> Option<MethodRouter<AdminState>> {
-    let service: Service = match (spec.method, spec.path) {
+    match service_of(spec) {
+        Some(service) => service::route(spec, service),
+        None => legacy_handler(spec),
+    }
+}
+
+/// The service function of a table entry (`None` for the one streamed route).
+pub(crate) fn service_of(spec: &RouteSpec) -> Option<Service> {
+    Some(match (spec.method, spec.path) {
         ("POST", "/admin/v1/orgs") => orgs::create_org,
         ("GET", "/admin/v1/orgs") => orgs::list_orgs,
         ("GET", "/admin/v1/orgs/{org}") => orgs::get_org,
@@ -200,9 +210,10 @@ pub(crate) fn handler(spec: &'static RouteSpec) -> Option<MethodRouter<AdminStat
         ("PUT", "/admin/v1/keys/{id}/limits") => limits::put_key,
         ("DELETE", "/admin/v1/keys/{id}/limits") => limits::delete_key,
         ("GET", "/admin/v1/audit/key") => trail::key,
-        _ => return legacy_handler(spec),
-    };
-    service::route(spec, service)
+        ("GET", "/admin/v1/sessions") => sessions::list,
+        ("POST", "/admin/v1/sessions/{id}/revoke") => sessions::revoke,
+        _ => return None,
+    })
 }
 
 /// The one route whose answer is not a JSON value but a stream (the audit export): its handler

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::AdminState;
-use crate::audit::{AuditCx, respond};
+use crate::audit::{AuditCx, audited, respond};
 use crate::body::StrictJson;
 use crate::rbac::{Operator, Permission};
 use crate::reply::bad;
@@ -93,6 +93,48 @@ impl Call {
         let req = Request::from_parts(self.parts.clone(), body);
         StrictJson::<T>::read(req).await.map(|StrictJson(t)| t)
     }
+}
+
+/// Runs one route-table row's service for an operator the caller has authenticated (the
+/// console's session), exactly as the HTTP wrapper does: the same service, the same rights
+/// checks, the same audit action. `params` fill the row's path; `query` and `body` are what an
+/// API client would send.
+pub async fn invoke(
+    s: &AdminState,
+    op: &Operator,
+    acx: &AuditCx,
+    route: (&str, &str),
+    params: &[(&str, &str)],
+    query: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
+    let spec =
+        crate::routes::ROUTES.iter().find(|r| (r.method, r.path) == route).ok_or(Denial::new(DenyCode::NotFound))?;
+    let service = crate::routes::service_of(spec).ok_or(Denial::new(DenyCode::NotFound))?;
+    if !params.iter().all(|(_, v)| gatehouse_core::is_id(v)) {
+        return audited(s, acx, op, spec.action, None, None, Err(Denial::new(DenyCode::NotFound))).await;
+    }
+    let mut path = spec.path.to_owned();
+    for (name, value) in params {
+        path = path.replace(&format!("{{{name}}}"), value);
+    }
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        path.push('?');
+        path.push_str(q);
+    }
+    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap_or_default()).unwrap_or_default();
+    let req = http::Request::builder()
+        .method(spec.method)
+        .uri(path)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(bytes))
+        .map_err(|_| Denial::new(DenyCode::InvalidRequest))?;
+    let (parts, body) = req.into_parts();
+    let params = params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let mut call = Call { s: s.clone(), op: op.clone(), params, parts, body: Some(body), org: None, target: None };
+    let reply = service(&mut call).await;
+    let Call { org, target, .. } = call;
+    audited(s, acx, op, spec.action, org, target, reply).await
 }
 
 /// The method router of one table row: its service, wrapped.

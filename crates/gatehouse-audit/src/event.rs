@@ -40,6 +40,12 @@ catalogue! {
     // authentication
     AuthApiKey => ("auth.api_key", Authentication),
     AuthAdminToken => ("auth.admin_token", Authentication),
+    // console sign-in and sessions
+    ConsoleSignIn => ("console.sign_in", Authentication),
+    ConsoleSignOut => ("console.sign_out", Authentication),
+    ConsoleLockout => ("console.lockout", Authentication),
+    SessionList => ("session.list", Authentication),
+    SessionRevoke => ("session.revoke", Authentication),
     // authorization of data-plane requests
     RequestAllowed => ("request.allowed", Authorization),
     RequestDenied => ("request.denied", Authorization),

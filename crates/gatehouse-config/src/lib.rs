@@ -9,6 +9,7 @@
 //! except reading a config file or a `file:` secret reference when asked to.
 
 pub mod budgets;
+pub mod console;
 mod error;
 pub mod mcp;
 pub mod oidc;

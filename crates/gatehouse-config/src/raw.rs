@@ -19,6 +19,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub mcp: crate::mcp::RawMcp,
     #[serde(default)]
+    pub console: crate::console::RawConsole,
+    #[serde(default)]
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub mock: RawMock,

@@ -84,6 +84,8 @@ pub struct ServerConfig {
     pub cache: CacheSettings,
     /// The MCP gateway's bounds (`[mcp]`).
     pub mcp: crate::mcp::McpSettings,
+    /// The web console's sessions and sign-in (`[console]`).
+    pub console: crate::console::ConsoleSettings,
     pub telemetry: TelemetrySettings,
     /// Trusted OIDC issuers (`[[oidc]]`).
     pub oidc: Vec<gatehouse_oidc::settings::OidcIssuer>,
@@ -250,6 +252,9 @@ impl ServerConfig {
         }
         if self.mcp != o.mcp {
             v.push("mcp");
+        }
+        if self.console != o.console {
+            v.push("console");
         }
         if self.telemetry != o.telemetry {
             v.push("telemetry");
@@ -499,6 +504,7 @@ impl Config {
         server.redis = crate::redis::redis(raw.redis, &mut issues);
         server.cache = cache(raw.cache, &mut issues);
         server.mcp = crate::mcp::settings(raw.mcp, &mut issues);
+        server.console = crate::console::settings(raw.console, &mut issues);
         if server.replicas.get() > 1 && server.redis.is_none() {
             // A limit that silently becomes per replica is a security bug (docs/SECURITY.md).
             issue(
@@ -827,6 +833,7 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
         webhooks: webhooks(raw_webhooks, issues),
         cache: CacheSettings::default(),
         mcp: crate::mcp::McpSettings::default(),
+        console: crate::console::ConsoleSettings::default(),
         telemetry: telemetry(raw_telemetry, issues),
         oidc: Vec::new(),
         exchange: Vec::new(),

@@ -83,6 +83,10 @@ id_type!(
     /// A registered upstream MCP server (also the id of its identity-signing key).
     McpServerId
 );
+id_type!(
+    /// A console session, by its public id (its secret is the cookie's alone).
+    SessionId
+);
 
 #[cfg(test)]
 mod tests {

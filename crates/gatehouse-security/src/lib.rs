@@ -10,6 +10,7 @@ pub mod checkpoint;
 mod error;
 mod keys;
 mod master;
+mod opaque;
 pub mod seal;
 
 pub use error::Error;
@@ -17,3 +18,4 @@ pub use keys::{KeyDigest, KeyHasher, KeyKind, check_format, generate_key};
 pub use master::{
     MasterKey, MasterKeySource, load_master_key, load_or_create_master_key, read_key_file, write_key_file,
 };
+pub use opaque::{OPAQUE_LEN, generate_opaque, is_opaque, opaque_digest, opaque_eq};

@@ -471,7 +471,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         vault,
     )
     .with_mcp(mcp_control);
-    let admin = gatehouse_admin::router(AdminState {
+    let admin_state = AdminState {
         store: store.clone(),
         control,
         tokens,
@@ -485,7 +485,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         audit: auditor.clone(),
         webhooks,
         allowed_hosts: Arc::new(allowed_hosts),
+    };
+    let console = server.console.enabled.then(|| {
+        tokio::spawn(prune_sessions(store.clone()));
+        gatehouse_console::router(admin_state.clone(), server.console.clone())
     });
+    let admin = gatehouse_admin::router(admin_state, console);
     // outside the Host check: a preflight is answered from the allow-list alone
     let admin = match gatehouse_http::control_plane_cors(&server.admin_cors_origins) {
         Some(cors) => admin.layer(cors),
@@ -559,6 +564,19 @@ async fn limits_backend(server: &ServerConfig, store: &Store, auditor: &Auditor)
     policies.load(store).await.context("limit policies")?;
     let ledger = Ledger::start(store.clone(), limits.clone(), Some(auditor.clone()));
     Ok(LimitsBackend { limits, rates_fail_open, policies, ledger: Some(ledger) })
+}
+
+/// Deletes console sessions that have ended (expired or revoked), hourly.
+async fn prune_sessions(store: Store) {
+    let mut t = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        t.tick().await;
+        match store.prune_console_sessions(gatehouse_store::now_ms()).await {
+            Ok(n) if n > 0 => tracing::info!(sessions = n, "ended console sessions pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "console session prune failed; will retry"),
+        }
+    }
 }
 
 /// Deletes usage ledger rows past the retention (`[budgets] ledger_retention_days`), hourly.

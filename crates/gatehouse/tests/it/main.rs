@@ -18,6 +18,7 @@ mod cache;
 mod capabilities;
 mod common;
 mod config;
+mod console;
 mod credentials;
 mod guardrails;
 mod identity;

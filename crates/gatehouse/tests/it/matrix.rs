@@ -82,8 +82,13 @@ async fn tenant(gw: &TestGateway, name: &str) -> Tenant {
     t
 }
 
-/// The request for one route against one tenant: path, body.
-async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant) -> (String, Option<Value>) {
+/// The request for one route against one tenant, made by `caller`: path, body.
+async fn request(gw: &TestGateway, spec: &RouteSpec, t: &Tenant, caller: &str) -> (String, Option<Value>) {
+    // a session route acts on one of the caller's own console sessions
+    if spec.path == "/admin/v1/sessions/{id}/revoke" {
+        let id = crate::console::signed_in(gw, caller).await.session_id().await;
+        return (spec.path.replace("{id}", &id), None);
+    }
     // routes that consume their object get a fresh one each time
     let user = if spec.method == "DELETE" { fresh_member(gw, &t.id).await } else { t.user.clone() };
     let is_token_route = spec.path.starts_with("/admin/v1/tokens/");
@@ -202,7 +207,7 @@ async fn run_matrix(gw: TestGateway) {
     for spec in ROUTES {
         for role in Role::ALL {
             for (target, own) in [(&acme, true), (&globex, false)] {
-                let (path, body) = request(&gw, spec, target).await;
+                let (path, body) = request(&gw, spec, target, &tokens[&role]).await;
                 let method = Method::from_bytes(spec.method.as_bytes()).unwrap();
                 let (status, v) = call(&gw, &tokens[&role], method, &path, body).await;
                 let want = expected(spec, role, own);
@@ -239,8 +244,11 @@ async fn run_matrix(gw: TestGateway) {
 
 #[tokio::test]
 async fn every_route_role_and_tenant_on_sqlite() {
-    run_matrix(gateway().server(UNTHROTTLED).spawn().await).await;
+    run_matrix(gateway().server(UNTHROTTLED).config(CONSOLE).spawn().await).await;
 }
+
+/// Session routes need a console session per call: each role's one token signs in many times.
+const CONSOLE: &str = "[console]\ntoken_sign_in = \"always\"";
 
 /// The matrix makes far more admin writes a minute than the default rate allows.
 const UNTHROTTLED: &str = "admin_mutations_per_minute = 100000\nadmin_requests_per_minute_per_source = 1000000";
@@ -248,5 +256,5 @@ const UNTHROTTLED: &str = "admin_mutations_per_minute = 100000\nadmin_requests_p
 #[tokio::test]
 async fn every_route_role_and_tenant_on_postgres() {
     let Some(url) = crate::postgres::fresh_schema_url() else { return };
-    run_matrix(gateway().server(UNTHROTTLED).env("GATEHOUSE_DATABASE_URL", &url).spawn().await).await;
+    run_matrix(gateway().server(UNTHROTTLED).config(CONSOLE).env("GATEHOUSE_DATABASE_URL", &url).spawn().await).await;
 }

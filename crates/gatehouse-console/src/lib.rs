@@ -1,0 +1,55 @@
+//! The web console at `/` on the control plane (docs/CONSOLE.md): sign-in, sessions and
+//! server-rendered pages. It has no permission table and no store queries of its own for
+//! tenant objects: every page runs the admin API's service functions for the session's
+//! operator (`gatehouse_admin::service::invoke`), so the console and the API cannot disagree
+//! on who may do what, and every action is audited under the same action names.
+//!
+//! Security model, in order of a request:
+//! 1. The control plane's Host check and per-source rate limit (shared with the API).
+//! 2. [`session`]: the `__Host-` cookie's secret, looked up by digest; unrevoked, within its
+//!    idle and absolute deadlines, and its admin token (if any) still valid.
+//! 3. [`forms`]: every state-changing request is same-origin (`Origin`/`Sec-Fetch-Site`) and
+//!    carries the session's synchronizer token.
+//! 4. [`page`]: a strict CSP (no inline script or style), no framing, no caching.
+
+mod forms;
+mod page;
+mod pages;
+mod session;
+mod throttle;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use gatehouse_admin::AdminState;
+use gatehouse_config::console::ConsoleSettings;
+
+pub use session::COOKIE;
+
+#[derive(Clone)]
+pub struct ConsoleState {
+    pub admin: AdminState,
+    pub settings: Arc<ConsoleSettings>,
+    failures: Arc<throttle::Failures>,
+}
+
+/// The console's router (state applied): mount it as the control plane's fallback so the API
+/// keeps its own paths.
+pub fn router(admin: AdminState, settings: ConsoleSettings) -> Router {
+    let failures = Arc::new(throttle::Failures::new(settings.sign_in_failures_per_source, settings.lockout));
+    let state = ConsoleState { admin: admin.clone(), settings: Arc::new(settings), failures };
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/sign-in", get(session::sign_in_page).post(session::sign_in))
+        .route("/sign-out", post(session::sign_out))
+        .route("/keys", get(pages::keys).post(pages::create_key))
+        .route("/keys/{id}/revoke", post(pages::revoke_key))
+        .route("/sessions", get(pages::sessions))
+        .route("/sessions/{id}/revoke", post(pages::revoke_session))
+        .route("/audit", get(pages::audit))
+        .route("/assets/{name}", get(page::asset))
+        .route_layer(axum::middleware::from_fn_with_state(admin, gatehouse_admin::ratelimit::limit))
+        .fallback(page::not_found)
+        .with_state(state)
+}

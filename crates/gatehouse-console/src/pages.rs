@@ -1,0 +1,354 @@
+//! The pages. Each one runs admin API services for the signed-in operator through
+//! `gatehouse_admin::service::invoke` and renders what they answer: the same rights checks,
+//! the same refusals, the same audit actions as the API.
+
+use axum::extract::{Path, Query, Request, State};
+use axum::response::Response;
+use gatehouse_admin::rbac::{Permission, Role, allows};
+use gatehouse_admin::service::invoke;
+use gatehouse_audit::EventKind as K;
+use gatehouse_core::{Denial, DenyCode};
+use http::{StatusCode, Uri};
+use maud::{Markup, html};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::ConsoleState;
+use crate::forms::accept;
+use crate::page::{refusal, render, see_other, when};
+use crate::session::{CsrfOnly, Signed, end};
+
+/// Rows per page of every list.
+const PAGE: u32 = 50;
+
+async fn run(
+    s: &ConsoleState,
+    w: &Signed,
+    route: (&str, &str),
+    params: &[(&str, &str)],
+    query: Option<&str>,
+    body: Option<Value>,
+) -> Result<Value, Denial> {
+    invoke(&s.admin, &w.op, &w.acx, route, params, query, body).await.map(|(_, v)| v)
+}
+
+fn rows(v: &Value) -> &[Value] {
+    v["data"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn text<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or("")
+}
+
+fn time(v: &Value, field: &str) -> String {
+    v[field].as_i64().map(when).unwrap_or_default()
+}
+
+pub async fn home(w: Signed) -> Response {
+    let main = html! {
+        dl.facts {
+            dt { "Role" } dd { (w.op.role.as_str()) }
+            dt { "Organization" } dd { @match w.op.org { Some(o) => code { (o) }, None => "all (platform)" } }
+            dt { "Acting as admin token" } dd { code { (w.op.token_id) } }
+            dt { "This session" } dd { code id="session-id" { (w.session_id) } }
+        }
+        p { "Everything you do here is checked and audited exactly as the admin API does it." }
+        ul.cards {
+            li { a href="/keys" { "API keys" } ": create, revoke, see when they expire." }
+            li { a href="/sessions" { "Sessions" } ": where you are signed in; end any of them." }
+            @if w.may_read_audit() { li { a href="/audit" { "Audit" } ": the tamper-evident trail of every decision." } }
+        }
+    };
+    render(StatusCode::OK, "Overview", Some(&w), main)
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<String>,
+}
+
+/// An empty form field means "not given".
+fn given(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// The API query for one page of a list filtered by `q`.
+fn paged(q: &impl Serialize) -> String {
+    let filters = serde_urlencoded::to_string(q).unwrap_or_default();
+    if filters.is_empty() { format!("limit={PAGE}") } else { format!("{filters}&limit={PAGE}") }
+}
+
+/// A page's query as `T`: unknown fields refused, like the API's.
+fn page_query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, Denial> {
+    Query::<T>::try_from_uri(uri)
+        .map(|Query(q)| q)
+        .map_err(|_| Denial::new(DenyCode::InvalidRequest).with_param("query"))
+}
+
+pub async fn keys(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Response {
+    let q: KeysQuery = match page_query(&uri) {
+        Ok(q) => q,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let q = KeysQuery { org: given(q.org), project: given(q.project), before: given(q.before) };
+    let api_query = paged(&q);
+    let listed = match run(&s, &w, ("GET", "/admin/v1/keys"), &[], Some(&api_query), None).await {
+        Ok(v) => v,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let keys = rows(&listed);
+    let may_write = allows(w.op.role, Permission::KeyWriteAny) || allows(w.op.role, Permission::KeyWriteOwn);
+    let next = (keys.len() == PAGE as usize).then(|| keys.last().map(|k| text(k, "id").to_owned())).flatten();
+    let org = q.org.clone().unwrap_or_default();
+    let main = html! {
+        @if w.op.role == Role::PlatformAdmin {
+            form.filters method="get" action="/keys" {
+                label for="org" { "Organization (name)" }
+                input id="org" name="org" value=(org) placeholder="default";
+                label for="project" { "Project (name)" }
+                input id="project" name="project" value=(q.project.as_deref().unwrap_or(""));
+                button type="submit" { "Show" }
+            }
+        }
+        @if keys.is_empty() {
+            p { "No keys here yet." }
+        } @else {
+            table {
+                caption { "API keys, newest first" }
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Key" } th scope="col" { "Project" }
+                    th scope="col" { "Created" } th scope="col" { "Expires" } th scope="col" { "State" }
+                    @if may_write { th scope="col" { span.sr-only { "Actions" } } } } }
+                tbody {
+                    @for k in keys {
+                        tr {
+                            td { (text(k, "name")) }
+                            td { code { (text(k, "hint")) } }
+                            td { code.short { (text(k, "project_id")) } }
+                            td { (time(k, "created_at")) }
+                            td { @if k["expires_at"].is_null() { "never" } @else { (time(k, "expires_at")) } }
+                            td { @if k["revoked_at"].is_null() { "active" } @else { "revoked " (time(k, "revoked_at")) } }
+                            @if may_write {
+                                td {
+                                    @if k["revoked_at"].is_null() {
+                                        form method="post" action={ "/keys/" (text(k, "id")) "/revoke" } {
+                                            input type="hidden" name="csrf" value=(w.csrf);
+                                            input type="hidden" name="org" value=(org);
+                                            button.danger type="submit" aria-label={ "Revoke key " (text(k, "name")) } { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(after) = next {
+            @let more = KeysQuery { org: q.org.clone(), project: q.project.clone(), before: Some(after) };
+            p { a rel="next" href={ "/keys?" (serde_urlencoded::to_string(&more).unwrap_or_default()) } { "Older keys" } }
+        }
+        @if may_write { (create_key_form(&w, &org)) }
+    };
+    render(StatusCode::OK, "API keys", Some(&w), main)
+}
+
+fn create_key_form(w: &Signed, org: &str) -> Markup {
+    html! {
+        section aria-labelledby="new-key" {
+            h2 id="new-key" { "New key" }
+            form method="post" action="/keys" {
+                input type="hidden" name="csrf" value=(w.csrf);
+                input type="hidden" name="org" value=(org);
+                label for="name" { "Name" }
+                input id="name" name="name" required maxlength="64" pattern="[A-Za-z0-9 ._-]+"
+                    aria-describedby="name-help";
+                p id="name-help" .help { "Letters, digits, spaces, dots, dashes and underscores." }
+                label for="key-project" { "Project (name)" }
+                input id="key-project" name="project" placeholder="default";
+                label for="expires" { "Expires after (days, empty for never)" }
+                input id="expires" name="expires_in_days" type="number" min="1" max="3650";
+                button type="submit" { "Create key" }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyForm {
+    csrf: String,
+    name: String,
+    org: Option<String>,
+    project: Option<String>,
+    expires_in_days: Option<String>,
+}
+
+pub async fn create_key(State(s): State<ConsoleState>, w: Signed, req: Request) -> Response {
+    let f: NewKeyForm = match accept(&w, req, |f: &NewKeyForm| &f.csrf).await {
+        Ok(f) => f,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let mut body = json!({"name": f.name.trim()});
+    if let Some(org) = given(f.org) {
+        body["org"] = json!(org);
+    }
+    if let Some(project) = given(f.project) {
+        body["project"] = json!(project);
+    }
+    if let Some(days) = given(f.expires_in_days) {
+        match days.parse::<u64>() {
+            Ok(d) => body["expires_in_seconds"] = json!(d.saturating_mul(86_400)),
+            Err(_) => return refusal(&Denial::new(DenyCode::InvalidRequest).with_param("expires_in_days"), Some(&w)),
+        }
+    }
+    let created = match run(&s, &w, ("POST", "/admin/v1/keys"), &[], None, Some(body)).await {
+        Ok(v) => v,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let main = html! {
+        div.created role="status" {
+            p { "Key " strong { (text(&created, "name")) } " was created. Copy its secret now: it is shown this once and "
+                "cannot be shown again." }
+            p.secret {
+                code id="secret" { (text(&created, "key")) }
+                button type="button" data-copy="secret" { "Copy" }
+            }
+        }
+        p { a href="/keys" { "Back to keys" } }
+    };
+    render(StatusCode::CREATED, "Key created", Some(&w), main)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKeyForm {
+    csrf: String,
+    org: Option<String>,
+}
+
+pub async fn revoke_key(State(s): State<ConsoleState>, w: Signed, Path(id): Path<String>, req: Request) -> Response {
+    let f: RevokeKeyForm = match accept(&w, req, |f: &RevokeKeyForm| &f.csrf).await {
+        Ok(f) => f,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let org = given(f.org);
+    let query = org.as_ref().map(|o| serde_urlencoded::to_string([("org", o)]).unwrap_or_default());
+    match run(&s, &w, ("POST", "/admin/v1/keys/{id}/revoke"), &[("id", &id)], query.as_deref(), Some(json!({}))).await {
+        Ok(_) => see_other(&format!("/keys{}", query.map(|q| format!("?{q}")).unwrap_or_default())),
+        Err(d) => refusal(&d, Some(&w)),
+    }
+}
+
+pub async fn sessions(State(s): State<ConsoleState>, w: Signed) -> Response {
+    let listed = match run(&s, &w, ("GET", "/admin/v1/sessions"), &[], Some("limit=1000"), None).await {
+        Ok(v) => v,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let main = html! {
+        table {
+            caption { "Console sessions you can see" }
+            thead { tr { th scope="col" { "Started" } th scope="col" { "Last used" } th scope="col" { "Ends" }
+                th scope="col" { "Role" } th scope="col" { "From" } th scope="col" { "Admin token" }
+                th scope="col" { span.sr-only { "Actions" } } } }
+            tbody {
+                @for x in rows(&listed) {
+                    @let current = text(x, "id") == w.session_id;
+                    tr {
+                        td { (time(x, "created_at")) @if current { " " strong { "(this one)" } } }
+                        td { (time(x, "last_seen_at")) }
+                        td { (time(x, "expires_at")) }
+                        td { (text(x, "role")) }
+                        td { (text(x, "source")) }
+                        td { code.short { (text(x, "token_id")) } }
+                        td {
+                            form method="post" action={ "/sessions/" (text(x, "id")) "/revoke" } {
+                                input type="hidden" name="csrf" value=(w.csrf);
+                                button.danger type="submit" { @if current { "Sign out" } @else { "End" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    render(StatusCode::OK, "Sessions", Some(&w), main)
+}
+
+pub async fn revoke_session(
+    State(s): State<ConsoleState>,
+    w: Signed,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    if let Err(d) = accept(&w, req, |f: &CsrfOnly| &f.csrf).await {
+        return refusal(&d, Some(&w));
+    }
+    if id == w.session_id {
+        return end(&s, &w, K::SessionRevoke).await;
+    }
+    match run(&s, &w, ("POST", "/admin/v1/sessions/{id}/revoke"), &[("id", &id)], None, None).await {
+        Ok(_) => see_other("/sessions"),
+        Err(d) => refusal(&d, Some(&w)),
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<String>,
+}
+
+pub async fn audit(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Response {
+    let q: AuditQuery = match page_query(&uri) {
+        Ok(q) => q,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let q = AuditQuery { org: given(q.org), action: given(q.action), actor: given(q.actor) };
+    let api_query = paged(&q);
+    let listed = match run(&s, &w, ("GET", "/admin/v1/audit"), &[], Some(&api_query), None).await {
+        Ok(v) => v,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let main = html! {
+        form.filters method="get" action="/audit" {
+            @if w.op.role == Role::PlatformAdmin {
+                label for="org" { "Organization (id)" }
+                input id="org" name="org" value=(q.org.as_deref().unwrap_or(""));
+            }
+            label for="action" { "Action" }
+            input id="action" name="action" value=(q.action.as_deref().unwrap_or("")) placeholder="key.create";
+            label for="actor" { "Actor" }
+            input id="actor" name="actor" value=(q.actor.as_deref().unwrap_or("")) placeholder="token:…";
+            button type="submit" { "Filter" }
+        }
+        table {
+            caption { "Latest events, newest first" }
+            thead { tr { th scope="col" { "At" } th scope="col" { "Action" } th scope="col" { "Outcome" }
+                th scope="col" { "Code" } th scope="col" { "Actor" } th scope="col" { "Target" } } }
+            tbody {
+                @for e in rows(&listed) {
+                    tr {
+                        td { (text(e, "at")) }
+                        td { code { (text(e, "action")) } }
+                        td { (text(e, "outcome")) }
+                        td { code { (text(e, "code")) } }
+                        td { code.short { (text(e, "actor")) } }
+                        td { code.short { (text(e, "target")) } }
+                    }
+                }
+            }
+        }
+    };
+    render(StatusCode::OK, "Audit", Some(&w), main)
+}

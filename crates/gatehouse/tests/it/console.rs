@@ -1,0 +1,369 @@
+//! The web console through the real binary, as a browser would drive it: cookies, redirects,
+//! `Origin`, forms. (Rendering in a real Chromium is tests/python/test_console_browser.py.)
+
+use std::time::Duration;
+
+use gatehouse_testkit::TestGateway;
+use reqwest::Method;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::Value;
+
+use crate::common::{as_root, call, gateway, mint, new_org, root};
+
+const COOKIE: &str = "__Host-gatehouse-session";
+
+/// A browser: no redirects followed, one cookie jar slot, `Origin` sent on every POST.
+pub struct Browser {
+    http: reqwest::Client,
+    base: String,
+    pub cookie: Option<String>,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> &str {
+        self.headers.get(LOCATION).map_or("", |v| v.to_str().unwrap())
+    }
+
+    /// The value of the first hidden `csrf` field.
+    pub fn csrf(&self) -> String {
+        between(&self.body, r#"name="csrf" value=""#, "\"").unwrap().to_owned()
+    }
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = s.find(start)? + start.len();
+    let len = s[from..].find(end)?;
+    Some(&s[from..from + len])
+}
+
+impl Browser {
+    pub fn new(gw: &TestGateway) -> Browser {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Browser { http, base: gw.admin_url.clone(), cookie: None }
+    }
+
+    async fn send(&mut self, rb: reqwest::RequestBuilder) -> Page {
+        let rb = match &self.cookie {
+            Some(c) => rb.header("cookie", format!("{COOKIE}={c}")),
+            None => rb,
+        };
+        let resp = rb.send().await.unwrap();
+        let headers = resp.headers().clone();
+        for v in headers.get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            if let Some(rest) = v.strip_prefix(&format!("{COOKIE}=")) {
+                let value = rest.split(';').next().unwrap();
+                self.cookie = (!value.is_empty()).then(|| value.to_owned());
+            }
+        }
+        Page { status: resp.status().as_u16(), headers, body: resp.text().await.unwrap() }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let rb = self.http.get(format!("{}{path}", self.base));
+        self.send(rb).await
+    }
+
+    /// A form post from a page of this origin.
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let origin = self.base.clone();
+        self.post_from(path, form, Some(&origin)).await
+    }
+
+    pub async fn post_from(&mut self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> Page {
+        let mut rb = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap());
+        if let Some(o) = origin {
+            rb = rb.header("origin", o);
+        }
+        self.send(rb).await
+    }
+
+    pub async fn sign_in(&mut self, token: &str) -> Page {
+        self.post("/sign-in", &[("token", token), ("next", "/")]).await
+    }
+
+    /// This session's id, as the overview shows it.
+    pub async fn session_id(&mut self) -> String {
+        let page = self.get("/").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        between(&page.body, r#"id="session-id">"#, "<").unwrap().to_owned()
+    }
+}
+
+/// A browser signed in with `token`.
+pub async fn signed_in(gw: &TestGateway, token: &str) -> Browser {
+    let mut b = Browser::new(gw);
+    let page = b.sign_in(token).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(b.cookie.is_some());
+    b
+}
+
+async fn audit_actions(gw: &TestGateway) -> Vec<(String, String, String)> {
+    let (_, v) = as_root(gw, Method::GET, "/admin/v1/audit?limit=1000", None).await;
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |f: &str| e[f].as_str().unwrap_or("").to_owned();
+            (s("action"), s("outcome"), s("code"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_hardened_cookie_and_pages_carry_a_strict_policy() {
+    let gw = gateway().spawn().await;
+    let mut b = Browser::new(&gw);
+
+    // no session: to the sign-in page, remembering where the browser was going
+    let page = b.get("/keys?org=default").await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location(), "/sign-in?next=%2Fkeys%3Forg%3Ddefault");
+
+    let page = b.get("/sign-in").await;
+    assert_eq!(page.status, 200);
+    let h = &page.headers;
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("form-action 'self'") && csp.contains("base-uri 'none'"), "{csp}");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(!page.body.contains("<script>"), "no inline script");
+
+    let page = b.post("/sign-in", &[("token", &root(&gw)), ("next", "/keys?org=default")]).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location(), "/keys?org=default");
+    let set = page.headers[SET_COOKIE].to_str().unwrap();
+    let attrs: Vec<&str> = set.split("; ").collect();
+    assert!(attrs[0].starts_with(&format!("{COOKIE}=")), "{set}");
+    for a in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(attrs.contains(&a), "{set} lacks {a}");
+    }
+    assert!(!set.contains("Domain") && !set.contains("Max-Age") && !set.contains("Expires"), "{set}");
+    // the secret is never the stored form: the session list shows ids only
+    let (_, sessions) = as_root(&gw, Method::GET, "/admin/v1/sessions", None).await;
+    let listed = sessions.to_string();
+    assert!(!listed.contains(b.cookie.as_deref().unwrap()), "{listed}");
+    assert!(!listed.contains("csrf"), "{listed}");
+
+    let page = b.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("platform_admin"));
+    let page = b.get("/keys?org=default").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("quickstart"), "the bootstrap key is listed");
+    // the stylesheet and script come from this origin
+    let css = b.get("/assets/console.css").await;
+    assert_eq!((css.status, css.headers["content-type"].to_str().unwrap()), (200, "text/css; charset=utf-8"));
+    assert_eq!(b.get("/assets/../Cargo.toml").await.status, 404);
+
+    let actions = audit_actions(&gw).await;
+    assert!(actions.contains(&("console.sign_in".into(), "allowed".into(), "ok".into())), "{actions:?}");
+    // the console's pages ran the API's services, audited under the API's actions
+    assert!(actions.iter().any(|(a, o, _)| a == "key.list" && o == "allowed"), "{actions:?}");
+
+    // signing out ends the session on the server, not only in the browser
+    let csrf = b.get("/").await.csrf();
+    let old = b.cookie.clone().unwrap();
+    let page = b.post("/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!((page.status, page.location()), (303, "/sign-in"));
+    assert!(b.cookie.is_none(), "the cookie is cleared");
+    b.cookie = Some(old);
+    assert_eq!(b.get("/").await.status, 303, "a signed-out session is over");
+    assert!(audit_actions(&gw).await.iter().any(|(a, _, _)| a == "console.sign_out"));
+}
+
+#[tokio::test]
+async fn a_token_signs_in_once_by_default_and_failures_lock_the_source_out() {
+    let gw = gateway().config("[console]\nsign_in_failures_per_source = 3\nlockout_ms = 60000").spawn().await;
+    signed_in(&gw, &root(&gw)).await;
+    let mut b = Browser::new(&gw);
+    let page = b.sign_in(&root(&gw)).await;
+    assert_eq!(page.status, 403, "each admin token signs in once");
+    assert!(page.body.contains("already been used"), "{}", page.body);
+    assert!(b.cookie.is_none());
+
+    // three wrong tokens from one source, then even a good one is turned away for a while
+    let (_, fresh) = mint(&gw, &root(&gw), "platform_admin", None).await;
+    let fresh = fresh["token"].as_str().unwrap().to_owned();
+    for wrong in ["gtha_nope", &format!("{}x", &fresh[..fresh.len() - 1]), "eyJhbGciOiJub25lIn0.e30."] {
+        let page = b.sign_in(wrong).await;
+        assert_eq!(page.status, 401, "{}", page.body);
+        assert!(!page.body.contains(wrong), "a refused credential is never echoed");
+    }
+    let page = b.sign_in(&fresh).await;
+    assert_eq!(page.status, 429, "{}", page.body);
+    let wait: u64 = page.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((50..=60).contains(&wait), "{wait}");
+    assert!(b.cookie.is_none());
+
+    let actions = audit_actions(&gw).await;
+    let lockouts = actions.iter().filter(|(a, _, _)| a == "console.lockout").count();
+    assert_eq!(lockouts, 1, "{actions:?}");
+    let denied = actions.iter().filter(|(a, o, _)| a == "console.sign_in" && o == "denied").count();
+    assert_eq!(denied, 5, "the reused token, three wrong ones, the locked-out try: {actions:?}");
+
+    // `always` lets a token start sessions again and again; `off` lets none start
+    let gw = gateway().config("[console]\ntoken_sign_in = \"always\"").spawn().await;
+    signed_in(&gw, &root(&gw)).await;
+    signed_in(&gw, &root(&gw)).await;
+    let gw = gateway().config("[console]\ntoken_sign_in = \"off\"").spawn().await;
+    assert_eq!(Browser::new(&gw).sign_in(&root(&gw)).await.status, 403);
+}
+
+#[tokio::test]
+async fn forms_are_taken_only_from_this_origin_with_the_session_token() {
+    let gw = gateway().spawn().await;
+    let mut b = signed_in(&gw, &root(&gw)).await;
+    let csrf = b.get("/keys").await.csrf();
+
+    // a cross-site form post, with or without the token, is refused and changes nothing
+    let forged = |csrf: &str| vec![("csrf", csrf.to_owned()), ("name", "forged".to_owned())];
+    for (origin, token) in [(Some("http://evil.example"), csrf.as_str()), (None, "wrong"), (None, "")] {
+        let f = forged(token);
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = match origin {
+            Some(o) => b.post_from("/keys", &f, Some(o)).await,
+            None => b.post("/keys", &f).await,
+        };
+        assert_eq!(page.status, 403, "{origin:?} {token:?}: {}", page.body);
+        assert!(page.body.contains("permission_denied"));
+    }
+    let resp = gw
+        .http
+        .post(format!("{}/keys", gw.admin_url))
+        .header("cookie", format!("{COOKIE}={}", b.cookie.as_deref().unwrap()))
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("csrf", csrf.as_str()), ("name", "forged")]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let (_, keys) = as_root(&gw, Method::GET, "/admin/v1/keys", None).await;
+    assert!(!keys.to_string().contains("forged"), "{keys}");
+    // a sign-in posted from another site is refused too (login CSRF)
+    let page = Browser::new(&gw).post_from("/sign-in", &[("token", "x")], Some("https://evil.example")).await;
+    assert_eq!(page.status, 403);
+
+    // from this origin with the token: created, the secret shown once, and it works
+    let page = b.post("/keys", &[("csrf", &csrf), ("name", "from-console"), ("org", ""), ("project", "")]).await;
+    assert_eq!(page.status, 201, "{}", page.body);
+    let secret = between(&page.body, r#"id="secret">"#, "<").unwrap().to_owned();
+    assert!(secret.starts_with("gth_"), "{secret}");
+    assert!(page.body.contains("data-copy=\"secret\""));
+    let models = |key: String| {
+        let http = gw.http.clone();
+        let url = format!("{}/v1/models", gw.data_url);
+        async move { http.get(url).bearer_auth(key).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(models(secret.clone()).await, 200);
+
+    // revoked from the key list: the key stops working
+    let list = b.get("/keys").await;
+    let id = between(&list.body, r#"action="/keys/"#, "/revoke").unwrap().to_owned();
+    let (_, k) = as_root(&gw, Method::GET, &format!("/admin/v1/keys/{id}"), None).await;
+    assert_eq!(k["name"], "from-console", "the newest key is listed first");
+    let page = b.post(&format!("/keys/{id}/revoke"), &[("csrf", &csrf), ("org", "")]).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(models(secret).await, 401);
+    // a path parameter that is not an id names nothing
+    assert_eq!(b.post("/keys/not-an-id/revoke", &[("csrf", &csrf), ("org", "")]).await.status, 404);
+}
+
+#[tokio::test]
+async fn a_planted_session_never_becomes_signed_in_and_next_stays_on_this_origin() {
+    let gw = gateway().config("[console]\ntoken_sign_in = \"always\"").spawn().await;
+    // fixation: an id chosen before sign-in is replaced, and never works
+    let mut b = Browser::new(&gw);
+    let planted = "A".repeat(43);
+    b.cookie = Some(planted.clone());
+    assert_eq!(b.sign_in(&root(&gw)).await.status, 303);
+    let issued = b.cookie.clone().unwrap();
+    assert_ne!(issued, planted);
+    let mut attacker = Browser::new(&gw);
+    attacker.cookie = Some(planted);
+    assert_eq!(attacker.get("/").await.status, 303);
+
+    // signing in again rotates: the old session ends
+    assert_eq!(b.sign_in(&root(&gw)).await.status, 303);
+    assert_ne!(b.cookie.as_deref(), Some(issued.as_str()));
+    let mut old = Browser::new(&gw);
+    old.cookie = Some(issued);
+    assert_eq!(old.get("/").await.status, 303);
+
+    for next in ["//evil.example/", "/\\evil.example", "https://evil.example/", "/%0d%0aSet-Cookie:x=1", "javascript:x"]
+    {
+        let page = Browser::new(&gw).post("/sign-in", &[("token", &root(&gw)), ("next", next)]).await;
+        assert_eq!(page.status, 303);
+        assert_eq!(page.location(), "/", "{next}");
+    }
+}
+
+#[tokio::test]
+async fn sessions_end_on_revocation_expiry_and_when_their_token_is_revoked() {
+    let gw =
+        gateway().config("[console]\nsession_max_lifetime_ms = 3000\nsession_idle_timeout_ms = 3000").spawn().await;
+    let acme = new_org(&gw, "acme").await;
+    let (_, admin) = mint(&gw, &root(&gw), "org_admin", Some(&acme)).await;
+    let (_, viewer) = mint(&gw, &root(&gw), "viewer", Some(&acme)).await;
+    let (_, member) = mint(&gw, &root(&gw), "member", Some(&acme)).await;
+    let token = |v: &Value| v["token"].as_str().unwrap().to_owned();
+
+    // the viewer sees keys but may not act on them; the member may not read the audit trail
+    let mut v = signed_in(&gw, &token(&viewer)).await;
+    let page = v.get("/keys").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("/revoke\"") && !page.body.contains("Create key"), "{}", page.body);
+    assert!(page.body.contains("href=\"/audit\""), "viewers read the audit trail");
+    let mut m = signed_in(&gw, &token(&member)).await;
+    let page = m.get("/audit").await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("permission_denied") && !page.body.contains("href=\"/audit\""));
+
+    // an org admin sees its org's sessions and ends the viewer's; the member cannot end anyone's
+    let viewer_session = v.session_id().await;
+    let mut a = signed_in(&gw, &token(&admin)).await;
+    let (st, listed) = call(&gw, &token(&member), Method::GET, "/admin/v1/sessions", None).await;
+    assert_eq!(st, 200);
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "a member sees only its own: {listed}");
+    let path = format!("/admin/v1/sessions/{viewer_session}/revoke");
+    assert_eq!(call(&gw, &token(&member), Method::POST, &path, None).await.0, 404);
+    let csrf = a.get("/sessions").await.csrf();
+    let page = a.post(&format!("/sessions/{viewer_session}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(v.get("/").await.status, 303, "revoked at once");
+
+    // revoking the admin token a session came from ends the session
+    let (st, _) =
+        as_root(&gw, Method::POST, &format!("/admin/v1/tokens/{}/revoke", member["id"].as_str().unwrap()), None).await;
+    assert_eq!(st, 200);
+    assert_eq!(m.get("/").await.status, 303);
+
+    // and every session ends at its absolute deadline, used or not
+    assert_eq!(a.get("/").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert_eq!(a.get("/").await.status, 303);
+    let actions = audit_actions(&gw).await;
+    assert!(actions.iter().any(|(a, o, _)| a == "session.revoke" && o == "allowed"), "{actions:?}");
+}
