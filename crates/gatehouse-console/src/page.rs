@@ -13,9 +13,13 @@ use crate::session::Signed;
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-const PAGE_HEADERS: [(HeaderName, &str); 4] = [
+/// `Referrer-Policy: same-origin`, not the control plane's `no-referrer`: under `no-referrer`
+/// a browser sends `Origin: null` with the page's own form posts, and the same-origin check of
+/// every form (docs/CONSOLE.md) needs the real origin. Other sites still get no referrer.
+const PAGE_HEADERS: [(HeaderName, &str); 5] = [
     (header::CONTENT_TYPE, "text/html; charset=utf-8"),
     (header::CONTENT_SECURITY_POLICY, CSP),
+    (header::REFERRER_POLICY, "same-origin"),
     (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
     (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
 ];
@@ -28,8 +32,8 @@ pub fn render(status: StatusCode, title: &str, who: Option<&Signed>, main: Marku
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
                 title { (title) " · Gatehouse" }
+                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/assets/console.css";
                 script src="/assets/console.js" defer {}
             }
@@ -109,11 +113,13 @@ pub async fn not_found() -> Response {
 
 const CSS: &str = include_str!("../assets/console.css");
 const JS: &str = include_str!("../assets/console.js");
+const ICON: &str = include_str!("../assets/favicon.svg");
 
 pub async fn asset(Path(name): Path<String>) -> Response {
     let (body, media) = match name.as_str() {
         "console.css" => (CSS, "text/css; charset=utf-8"),
         "console.js" => (JS, "text/javascript; charset=utf-8"),
+        "favicon.svg" => (ICON, "image/svg+xml"),
         _ => return not_found().await,
     };
     ([(header::CONTENT_TYPE, media), (header::CACHE_CONTROL, "max-age=3600")], body).into_response()

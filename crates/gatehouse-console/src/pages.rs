@@ -166,7 +166,7 @@ fn create_key_form(w: &Signed, org: &str) -> Markup {
                 input type="hidden" name="csrf" value=(w.csrf);
                 input type="hidden" name="org" value=(org);
                 label for="name" { "Name" }
-                input id="name" name="name" required maxlength="64" pattern="[A-Za-z0-9 ._-]+"
+                input id="name" name="name" required maxlength="64" pattern="[A-Za-z0-9 ._\\-]+"
                     aria-describedby="name-help";
                 p id="name-help" .help { "Letters, digits, spaces, dots, dashes and underscores." }
                 label for="key-project" { "Project (name)" }
