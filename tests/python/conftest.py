@@ -125,7 +125,7 @@ detectors = { pii = { input = "redact", output = "redact" }, secret = { input = 
     proc.wait(timeout=15)
 
 
-def start_gateway(fake, server_extra="", extra="", env_extra=None):
+def start_gateway(fake, server_extra="", extra="", env_extra=None, admin_port=0):
     tmp = tempfile.mkdtemp(prefix="gatehouse-py-")
     config = os.path.join(tmp, "gatehouse.toml")
     with open(config, "w") as f:
@@ -133,7 +133,7 @@ def start_gateway(fake, server_extra="", extra="", env_extra=None):
             f"""
 [server]
 data_listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:{admin_port}"
 data_dir = "{tmp}/data"
 {server_extra}
 

@@ -9,6 +9,8 @@ writes the clipboard. Screenshots of each page land in tests/python/.screenshots
 import json
 import os
 import shutil
+import socket
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -219,3 +221,126 @@ def test_a_page_from_another_site_cannot_act_for_the_session(chromium, console, 
     assert json.dumps(console.admin_get("/admin/v1/keys")) == before
     tab.errors.clear()
     tab.context.close()
+
+
+# ---- sign-in with an OpenID Provider (node oidc-provider, tests/oidc/provider.mjs) ----
+
+OIDC_DIR = os.path.join(os.path.dirname(__file__), "..", "oidc")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory):
+    if not os.path.isdir(os.path.join(OIDC_DIR, "node_modules")):
+        if os.environ.get("CI") == "true":
+            pytest.fail("tests/oidc/node_modules is missing (scripts/test.sh runs npm ci)")
+        pytest.skip("npm ci --prefix tests/oidc has not run")
+    out = tmp_path_factory.mktemp("op")
+    proc = subprocess.Popen(
+        ["node", os.path.join(OIDC_DIR, "provider.mjs"), "0", "g1", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    issuer = json.loads(proc.stdout.readline())["issuer"]
+    yield issuer
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def sso(fake, idp):
+    port = free_port()
+    extra = f"""
+[[oidc]]
+name = "corp"
+issuer = "{idp}"
+planes = ["console"]
+claims = {{ org = "/org", roles = "/roles" }}
+admin_roles = {{ "console-admins" = "org_admin", "console-viewers" = "viewer", "console-root" = "platform_admin" }}
+client_id = "console"
+client_secret = "env:CONSOLE_CLIENT_SECRET"
+redirect_uri = "http://127.0.0.1:{port}/sign-in/oidc/callback"
+scopes = ["openid", "email", "profile", "gatehouse"]
+jit_membership = true
+"""
+    proc, gw = start_gateway(fake, extra=extra, admin_port=port, env_extra={"CONSOLE_CLIENT_SECRET": "console-secret"})
+    gw.org = gw.admin_post("/admin/v1/orgs", {"name": "acme"})["id"]
+    yield gw
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+def sso_sign_in(tab, login, callbacks=None, signed_in=True):
+    """Signs in at the provider as `login` (its development pages: any password)."""
+    if callbacks is not None:
+        tab.page.on("request", lambda r: callbacks.append(r.url) if "/sign-in/oidc/callback" in r.url else None)
+    tab.page.get_by_role("link", name="Sign in with corp").click()
+    tab.page.locator("input[name=login]").fill(login)
+    tab.page.locator("input[name=password]").fill("any")
+    tab.page.locator("button[type=submit]").click()
+    tab.page.locator("button[type=submit]", has_text="Continue").click()
+    tab.page.wait_for_url(lambda url: url.startswith(tab.gw.admin_url))
+    if signed_in:
+        # the callback page moves on by itself (Refresh), carrying the new session cookie
+        tab.page.wait_for_url(lambda url: "/sign-in/oidc/callback" not in url)
+    # the provider's own pages are not ours to hold to our CSP
+    tab.errors = [e for e in tab.errors if "favicon" not in e and "Failed to load resource" not in e]
+
+
+def test_single_sign_on_with_pkce_maps_roles_and_makes_members(chromium, sso):
+    tab = Tab(chromium, sso)
+    tab.go("/keys")
+    tab.shot("sign-in-with-sso")
+    callbacks = []
+    sso_sign_in(tab, "ann", callbacks)
+    assert tab.heading() == "API keys", "back where the browser was going"
+    tab.go("/")
+    main = tab.page.locator("main").inner_text()
+    assert "org_admin" in main and "oidc:corp:ann" in main, main
+    tab.shot("overview-sso")
+
+    # the authorization request used PKCE (S256), a state and a nonce, and our exact callback
+    members = sso.admin_get(f"/admin/v1/orgs/{sso.org}/members")["data"]
+    assert [(m["email"], m["role"]) for m in members] == [("ann@example.com", "org_admin")], "just-in-time member"
+    sessions = sso.admin_get("/admin/v1/sessions")["data"]
+    assert [(x["method"], x["actor"]) for x in sessions] == [("oidc", "oidc:corp:ann")]
+    events = sso.admin_get("/admin/v1/audit?action=console.sign_in")["data"]
+    assert events[0]["outcome"] == "allowed" and events[0]["actor"] == "oidc:corp:ann", events[0]
+
+    # the callback cannot be replayed: not in this browser, not in another
+    assert len(callbacks) == 1
+    replay = tab.page.goto(callbacks[0])
+    assert replay.status == 401 and tab.heading() == "Sign in"
+    other = Tab(chromium, sso)
+    assert other.page.goto(callbacks[0]).status == 401
+    other.go("/")
+    assert other.heading() == "Sign in", "a stolen callback signs nobody in"
+    other.errors.clear()
+    other.close()
+    tab.errors.clear()
+    tab.close()
+
+
+def test_a_person_whose_roles_are_not_mapped_is_not_signed_in(chromium, sso):
+    tab = Tab(chromium, sso)
+    tab.go("/")
+    sso_sign_in(tab, "eve", signed_in=False)
+    assert tab.heading() == "Sign in"
+    assert "no role in this gateway" in tab.page.locator("main").inner_text()
+    assert not [c for c in tab.context.cookies() if c["name"] == "__Host-gatehouse-session"]
+    tab.errors.clear()
+    tab.close()
+
+    # a new browser: the provider remembers who signed in at it in the last one
+    tab = Tab(chromium, sso)
+    tab.go("/")
+    sso_sign_in(tab, "vic")
+    tab.go("/keys")
+    assert tab.page.get_by_role("button", name="Create key").count() == 0, "a viewer creates nothing"
+    tab.close()

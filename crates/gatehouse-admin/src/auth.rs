@@ -67,12 +67,21 @@ pub async fn admin_token_operator(s: &AdminState, token: &SecretString) -> Resul
     }
 }
 
-/// A federated operator: a JWT from an issuer trusted for the control plane. Every role it
-/// carries must be mapped (`admin_roles`); the operator acts with the highest one, in the org
-/// its claim names (platform admins in none).
+/// A federated operator: a JWT from an issuer trusted for the control plane.
 async fn federated(s: &AdminState, f: &gatehouse_oidc::Federation, jwt: &str) -> Result<Operator, DenyCode> {
     let id = f.verify(jwt, gatehouse_oidc::Plane::Control).await.map_err(|e| e.deny_code())?;
     let cfg = f.issuer(&id.issuer).ok_or(DenyCode::InvalidToken)?;
+    federated_operator(s, cfg, &id).await
+}
+
+/// The operator a federated identity stands for. Every role it carries must be mapped
+/// (`admin_roles`); the operator acts with the highest one, in the org its claim names
+/// (platform admins in none).
+pub async fn federated_operator(
+    s: &AdminState,
+    cfg: &gatehouse_oidc::settings::OidcIssuer,
+    id: &gatehouse_oidc::Identity,
+) -> Result<Operator, DenyCode> {
     let mut role = None;
     for r in &id.roles {
         let mapped = cfg.admin_roles.get(r).and_then(|n| Role::parse(n)).ok_or(DenyCode::PermissionDenied)?;

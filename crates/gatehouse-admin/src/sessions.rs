@@ -1,5 +1,5 @@
 //! `/admin/v1/sessions`: console sessions, listed and revoked. Everyone sees and ends their
-//! own (those of their admin token, or of their member in their org); org admins every
+//! own (those they act in, by admin token or federated identity, or of their member in their org); org admins every
 //! session in their org; platform admins every session. Another's session outside that reach
 //! answers 404, like a missing one.
 
@@ -17,7 +17,7 @@ pub fn reach(op: &Operator) -> SessionScope<'_> {
     match (op.role, op.org) {
         (Role::PlatformAdmin, _) => SessionScope::All,
         (role, Some(org)) if allows(role, Permission::MembershipWrite) => SessionScope::Org(org),
-        (_, org) => SessionScope::Own { token_id: &op.token_id, org, user: op.user },
+        (_, org) => SessionScope::Own { actor: &op.token_id, org, user: op.user },
     }
 }
 
@@ -26,6 +26,7 @@ pub fn view(s: &SessionRow) -> Value {
     json!({
         "id": s.id,
         "method": s.method,
+        "actor": s.actor,
         "token_id": s.token_id,
         "role": s.role,
         "org_id": s.org.map(|o| o.to_string()),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use gatehouse_oidc::settings::{ClaimMap, JwtAlg, OidcIssuer, trusted_url};
+use gatehouse_oidc::settings::{ClaimMap, ConsoleClient, JwtAlg, OidcIssuer, trusted_url};
 
 use crate::Issue;
 
@@ -38,7 +38,7 @@ pub struct RawOidc {
     pub name: String,
     pub issuer: String,
     pub jwks_uri: Option<String>,
-    pub audiences: Vec<String>,
+    pub audiences: Option<Vec<String>>,
     pub algorithms: Option<Vec<String>>,
     pub planes: Option<Vec<String>>,
     pub claims: Option<RawClaims>,
@@ -51,6 +51,12 @@ pub struct RawOidc {
     pub jwks_refresh_secs: Option<u64>,
     pub unknown_kid_cooldown_secs: Option<u64>,
     pub fetch_timeout_ms: Option<u64>,
+    // console sign-in (`planes` includes "console")
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub jit_membership: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,10 +121,6 @@ pub fn issuers(raw: Vec<RawOidc>, issues: &mut Vec<Issue>) -> Vec<OidcIssuer> {
         if r.jwks_uri.as_deref().is_some_and(|u| !trusted_url(u)) {
             issue(issues, at("jwks_uri"), "must be an https URL (http only for loopback)");
         }
-        if r.audiences.is_empty() || r.audiences.len() > 16 || r.audiences.iter().any(|a| a.is_empty() || a.len() > 512)
-        {
-            issue(issues, at("audiences"), "1 to 16 non-empty audiences");
-        }
         let algorithms = match r.algorithms {
             None => vec![JwtAlg::Rs256, JwtAlg::Es256, JwtAlg::EdDsa],
             Some(list) => list
@@ -136,8 +138,18 @@ pub fn issuers(raw: Vec<RawOidc>, issues: &mut Vec<Issue>) -> Vec<OidcIssuer> {
             issue(issues, at("algorithms"), "at least one algorithm");
         }
         let planes = r.planes.unwrap_or_else(|| vec!["data".into()]);
-        if planes.is_empty() || planes.iter().any(|p| p != "data" && p != "control") {
-            issue(issues, at("planes"), "a list of \"data\" and/or \"control\"");
+        if planes.is_empty() || planes.iter().any(|p| !["data", "control", "console"].contains(&p.as_str())) {
+            issue(issues, at("planes"), "a list of \"data\", \"control\" and/or \"console\"");
+        }
+        // access tokens name us as their audience; console sign-in reads ID tokens, whose
+        // audience is the client id
+        let audiences = r.audiences.unwrap_or_default();
+        let needs_audience = planes.iter().any(|p| p == "data" || p == "control");
+        if (needs_audience && audiences.is_empty())
+            || audiences.len() > 16
+            || audiences.iter().any(|a| a.is_empty() || a.len() > 512)
+        {
+            issue(issues, at("audiences"), "1 to 16 non-empty audiences (for the data and control planes)");
         }
         let c = r.claims.unwrap_or_default();
         let claims = ClaimMap {
@@ -165,14 +177,29 @@ pub fn issuers(raw: Vec<RawOidc>, issues: &mut Vec<Issue>) -> Vec<OidcIssuer> {
         if admin_roles.values().any(|v| !ADMIN_ROLES.contains(&v.as_str())) {
             issue(issues, at("admin_roles"), "values are platform_admin, org_admin, member or viewer");
         }
-        if planes.iter().any(|p| p == "control") && claims.roles.is_none() {
-            issue(issues, at("claims.roles"), "the control plane needs a roles claim");
+        if planes.iter().any(|p| p == "control" || p == "console") && claims.roles.is_none() {
+            issue(issues, at("claims.roles"), "the control plane and the console need a roles claim");
+        }
+        let console = console_client(
+            planes.iter().any(|p| p == "console"),
+            ConsoleFields {
+                client_id: r.client_id,
+                client_secret: r.client_secret,
+                redirect_uri: r.redirect_uri,
+                scopes: r.scopes,
+                jit_membership: r.jit_membership,
+            },
+            &at,
+            issues,
+        );
+        if console.is_some() && admin_roles.is_empty() {
+            issue(issues, at("admin_roles"), "console sign-in needs admin_roles: which roles may sign in, as what");
         }
         out.push(OidcIssuer {
             name: r.name,
             issuer: r.issuer,
             jwks_uri: r.jwks_uri,
-            audiences: r.audiences,
+            audiences,
             algorithms,
             data_plane: planes.iter().any(|p| p == "data"),
             control_plane: planes.iter().any(|p| p == "control"),
@@ -182,6 +209,7 @@ pub fn issuers(raw: Vec<RawOidc>, issues: &mut Vec<Issue>) -> Vec<OidcIssuer> {
             roles,
             admin_roles,
             require_access_token_type: r.require_access_token_type.unwrap_or(true),
+            console,
             clock_skew: secs(r.clock_skew_secs, 60, 0, 300, at("clock_skew_secs"), issues),
             jwks_refresh: secs(r.jwks_refresh_secs, 300, 10, 86_400, at("jwks_refresh_secs"), issues),
             unknown_kid_cooldown: secs(
@@ -203,6 +231,78 @@ pub fn issuers(raw: Vec<RawOidc>, issues: &mut Vec<Issue>) -> Vec<OidcIssuer> {
         });
     }
     out
+}
+
+struct ConsoleFields {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    redirect_uri: Option<String>,
+    scopes: Option<Vec<String>>,
+    jit_membership: Option<bool>,
+}
+
+/// The path every console redirect URI ends in (the console's callback route).
+pub const CONSOLE_CALLBACK: &str = "/sign-in/oidc/callback";
+
+/// The console client of an issuer whose planes include `console`; its fields anywhere else
+/// are a mistake.
+fn console_client(
+    on: bool,
+    f: ConsoleFields,
+    at: &dyn Fn(&str) -> String,
+    issues: &mut Vec<Issue>,
+) -> Option<ConsoleClient> {
+    if !on {
+        let stray = f.client_id.is_some()
+            || f.client_secret.is_some()
+            || f.redirect_uri.is_some()
+            || f.scopes.is_some()
+            || f.jit_membership.is_some();
+        if stray {
+            issue(
+                issues,
+                at("planes"),
+                "client_id, client_secret, redirect_uri, scopes and jit_membership need \"console\" in planes",
+            );
+        }
+        return None;
+    }
+    let client_id = f.client_id.unwrap_or_default();
+    if client_id.is_empty() || client_id.len() > 256 {
+        issue(
+            issues,
+            at("client_id"),
+            "the console needs the client id registered with the issuer (1 to 256 characters)",
+        );
+    }
+    if let Some(secret) = &f.client_secret
+        && let Err(rule) = crate::SecretRef::parse(secret)
+    {
+        issue(issues, at("client_secret"), rule);
+    }
+    let redirect_uri = f.redirect_uri.unwrap_or_default();
+    let path_ok = url::Url::parse(&redirect_uri).is_ok_and(|u| u.path() == CONSOLE_CALLBACK && u.query().is_none());
+    if !trusted_url(&redirect_uri) || !path_ok {
+        issue(
+            issues,
+            at("redirect_uri"),
+            "the console's callback as registered with the issuer: https (http only on loopback), path /sign-in/oidc/callback",
+        );
+    }
+    let scopes = f.scopes.unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid")
+        || scopes.len() > 32
+        || scopes.iter().any(|s| s.is_empty() || s.len() > 128 || s.contains(' '))
+    {
+        issue(issues, at("scopes"), "up to 32 scopes, \"openid\" among them");
+    }
+    Some(ConsoleClient {
+        client_id,
+        client_secret: f.client_secret,
+        redirect_uri,
+        scopes,
+        jit_membership: f.jit_membership.unwrap_or(false),
+    })
 }
 
 pub fn exchange_rules(raw: Vec<RawExchange>, issuers: &[OidcIssuer], issues: &mut Vec<Issue>) -> Vec<ExchangeRule> {

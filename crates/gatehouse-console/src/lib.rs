@@ -13,6 +13,7 @@
 //! 4. [`page`]: a strict CSP (no inline script or style), no framing, no caching.
 
 mod forms;
+mod oidc;
 mod page;
 mod pages;
 mod session;
@@ -31,17 +32,25 @@ pub use session::COOKIE;
 pub struct ConsoleState {
     pub admin: AdminState,
     pub settings: Arc<ConsoleSettings>,
+    /// OIDC issuers, of which those with a console client offer sign-in.
+    pub federation: Option<Arc<gatehouse_oidc::Federation>>,
     failures: Arc<throttle::Failures>,
 }
 
 /// The console's router (state applied): mount it as the control plane's fallback so the API
 /// keeps its own paths.
-pub fn router(admin: AdminState, settings: ConsoleSettings) -> Router {
+pub fn router(
+    admin: AdminState,
+    settings: ConsoleSettings,
+    federation: Option<Arc<gatehouse_oidc::Federation>>,
+) -> Router {
     let failures = Arc::new(throttle::Failures::new(settings.sign_in_failures_per_source, settings.lockout));
-    let state = ConsoleState { admin: admin.clone(), settings: Arc::new(settings), failures };
+    let state = ConsoleState { admin: admin.clone(), settings: Arc::new(settings), federation, failures };
     Router::new()
         .route("/", get(pages::home))
         .route("/sign-in", get(session::sign_in_page).post(session::sign_in))
+        .route("/sign-in/oidc/callback", get(oidc::callback))
+        .route("/sign-in/oidc/{issuer}", get(oidc::start))
         .route("/sign-out", post(session::sign_out))
         .route("/keys", get(pages::keys).post(pages::create_key))
         .route("/keys/{id}/revoke", post(pages::revoke_key))

@@ -9,7 +9,7 @@
 //! sign-in (fixation) never becomes signed in.
 
 use axum::extract::{FromRequestParts, Query, Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gatehouse_admin::audit::{AuditCx, Outcome, record};
 use gatehouse_admin::rbac::{Operator, Permission, Role, allows};
 use gatehouse_audit::{Actor, EventKind as K};
@@ -66,7 +66,7 @@ fn presented(headers: &HeaderMap) -> Option<SecretString> {
     found
 }
 
-fn set_cookie(secret: &SecretString) -> HeaderValue {
+pub(crate) fn set_cookie(secret: &SecretString) -> HeaderValue {
     HeaderValue::from_str(&format!("{COOKIE}={}; {ATTRIBUTES}", secret.expose_secret()))
         .unwrap_or(HeaderValue::from_static(""))
 }
@@ -98,7 +98,7 @@ fn to_sign_in(parts: &Parts) -> Response {
 }
 
 /// The live session the browser presented, marked used when due; `Ok(None)` when there is none.
-async fn live(
+pub(crate) async fn live(
     s: &ConsoleState,
     headers: &HeaderMap,
 ) -> Result<Option<(gatehouse_store::SessionRow, Operator)>, Denial> {
@@ -120,12 +120,7 @@ async fn live(
     if now - row.last_seen_at >= TOUCH_EVERY_MS {
         let _ = s.admin.store.touch_console_session(&row.id, now).await;
     }
-    let op = Operator {
-        token_id: row.token_id.clone().unwrap_or_else(|| format!("session:{}", row.id)),
-        role,
-        org: row.org,
-        user: row.user,
-    };
+    let op = Operator { token_id: row.actor.clone(), role, org: row.org, user: row.user };
     Ok(Some((row, op)))
 }
 
@@ -149,11 +144,19 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-fn sign_in_form(s: &ConsoleState, next: &str, problem: Option<&str>) -> Markup {
+pub(crate) fn sign_in_form(s: &ConsoleState, next: &str, problem: Option<&str>) -> Markup {
+    let issuers: Vec<&str> = s.federation.iter().flat_map(|f| f.console_issuers()).map(|i| i.name.as_str()).collect();
     html! {
         @if let Some(p) = problem { div.refusal role="alert" { p { (p) } } }
+        @for name in &issuers {
+            @let q = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+            p { a.button href={ "/sign-in/oidc/" (name) "?" (q) } { "Sign in with " (name) } }
+        }
+        @if !issuers.is_empty() && s.settings.token_sign_in != TokenSignIn::Off { h2 { "Or with an admin token" } }
         @if s.settings.token_sign_in == TokenSignIn::Off {
-            p { "Signing in with an admin token is turned off (" code { "console.token_sign_in" } ")." }
+            @if issuers.is_empty() {
+                p { "Signing in with an admin token is turned off (" code { "console.token_sign_in" } ")." }
+            }
         } @else {
             form method="post" action="/sign-in" {
                 input type="hidden" name="next" value=(next);
@@ -205,10 +208,8 @@ pub async fn sign_in(State(s): State<ConsoleState>, req: Request) -> Response {
         audit_denied(DenyCode::PermissionDenied).await;
         return refusal(&Denial::new(DenyCode::PermissionDenied), None);
     }
-    if let Some(wait) = s.failures.locked(acx.source) {
-        audit_denied(DenyCode::RateLimitExceeded).await;
-        let secs = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
-        return refusal(&Denial::new(DenyCode::RateLimitExceeded).retry_after(secs), None);
+    if let Some(refused) = locked_out(&s, &acx).await {
+        return refused;
     }
     let form: SignInForm = match read_form(&parts.headers, body).await {
         Ok(f) => f,
@@ -228,19 +229,7 @@ pub async fn sign_in(State(s): State<ConsoleState>, req: Request) -> Response {
         Ok(op) => op,
         Err(DenyCode::Unavailable) => return refusal(&Denial::new(DenyCode::Unavailable), None),
         Err(code) => {
-            audit_denied(code).await;
-            if s.failures.fail(acx.source) == Counted::LockedOut {
-                let _ = record(
-                    &s.admin,
-                    &acx,
-                    Actor::Anonymous,
-                    K::ConsoleLockout,
-                    None,
-                    None,
-                    Outcome::Denied(DenyCode::RateLimitExceeded),
-                )
-                .await;
-            }
+            failed(&s, &acx, code).await;
             let problem = "That token was not accepted.";
             return render(StatusCode::UNAUTHORIZED, "Sign in", None, sign_in_form(&s, &next, Some(problem)));
         }
@@ -267,26 +256,69 @@ pub async fn sign_in(State(s): State<ConsoleState>, req: Request) -> Response {
             Err(_) => return refusal(&Denial::new(DenyCode::Unavailable), None),
         }
     }
-    match start_session(&s, &parts.headers, &op, &acx, now).await {
-        Ok(resp) => {
-            let mut resp = resp;
-            resp.headers_mut()
-                .insert(header::LOCATION, HeaderValue::from_str(&next).unwrap_or(HeaderValue::from_static("/")));
+    match start_session(&s, &parts.headers, &op, How::AdminToken, &acx, now).await {
+        Ok(cookie) => {
+            let mut resp = see_other(&next);
+            resp.headers_mut().insert(header::SET_COOKIE, cookie);
             resp
         }
         Err(d) => refusal(&d, None),
     }
 }
 
-/// Ends the session the browser presented (if any), starts a new one for `op`, audits it, and
-/// answers 303 with the new cookie.
-async fn start_session(
+/// A failed sign-in: audited, and counted against its source (the lockout, once reached, is
+/// audited once).
+pub(crate) async fn failed(s: &ConsoleState, acx: &AuditCx, code: DenyCode) {
+    let _ = record(&s.admin, acx, Actor::Anonymous, K::ConsoleSignIn, None, None, Outcome::Denied(code)).await;
+    if s.failures.fail(acx.source) == Counted::LockedOut {
+        let _ = record(
+            &s.admin,
+            acx,
+            Actor::Anonymous,
+            K::ConsoleLockout,
+            None,
+            None,
+            Outcome::Denied(DenyCode::RateLimitExceeded),
+        )
+        .await;
+    }
+}
+
+/// The refusal for a source that is locked out, audited; `None` if it is not.
+pub(crate) async fn locked_out(s: &ConsoleState, acx: &AuditCx) -> Option<Response> {
+    let wait = s.failures.locked(acx.source)?;
+    let _ = record(
+        &s.admin,
+        acx,
+        Actor::Anonymous,
+        K::ConsoleSignIn,
+        None,
+        None,
+        Outcome::Denied(DenyCode::RateLimitExceeded),
+    )
+    .await;
+    let secs = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
+    Some(refusal(&Denial::new(DenyCode::RateLimitExceeded).retry_after(secs), None))
+}
+
+/// How an operator signed in.
+#[derive(Clone, Copy, Debug)]
+pub enum How {
+    /// With the admin token the operator's `token_id` names: the session ends with it.
+    AdminToken,
+    Oidc,
+}
+
+/// Ends the session the browser presented (if any), starts a new one for `op`, audits the
+/// sign-in, and gives the new session's cookie.
+pub async fn start_session(
     s: &ConsoleState,
     headers: &HeaderMap,
     op: &Operator,
+    how: How,
     acx: &AuditCx,
     now: i64,
-) -> Result<Response, Denial> {
+) -> Result<HeaderValue, Denial> {
     let store = &s.admin.store;
     if let Ok(Some((old, _))) = live(s, headers).await {
         let _ = store.revoke_console_session(SessionScope::All, &old.id, now).await;
@@ -296,12 +328,17 @@ async fn start_session(
     };
     let id = SessionId::generate().to_string();
     let lifetime = i64::try_from(s.settings.session_max_lifetime.as_millis()).unwrap_or(i64::MAX);
+    let (method, token_id) = match how {
+        How::AdminToken => ("admin_token", Some(op.token_id.as_str())),
+        How::Oidc => ("oidc", None),
+    };
     let new = NewSession {
         id: &id,
         digest: &opaque_digest(&secret),
         csrf: csrf.expose_secret(),
-        method: "admin_token",
-        token_id: Some(&op.token_id),
+        method,
+        actor: &op.token_id,
+        token_id,
         role: op.role.as_str(),
         org: op.org,
         user: op.user,
@@ -313,9 +350,7 @@ async fn start_session(
     record(&s.admin, acx, op.actor(), K::ConsoleSignIn, op.org, Some(id), Outcome::Allowed(StatusCode::SEE_OTHER))
         .await
         .map_err(|_| Denial::new(DenyCode::Unavailable))?;
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, set_cookie(&secret));
-    Ok(resp)
+    Ok(set_cookie(&secret))
 }
 
 #[derive(Deserialize)]

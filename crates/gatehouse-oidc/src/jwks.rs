@@ -54,8 +54,21 @@ struct KeySet {
     anonymous: Vec<(JwtAlg, DecodingKey)>,
 }
 
+/// The endpoints discovery names, for console sign-in.
+#[derive(Clone, Debug)]
+pub(crate) struct Discovery {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    /// RFC 9207: the issuer sends `iss` with every authorization response.
+    pub iss_parameter: bool,
+    at: std::time::Instant,
+}
+
 pub struct Issuer {
     cfg: OidcIssuer,
+    /// The last discovery document's endpoints (console sign-in only), refetched when older
+    /// than `jwks_refresh`.
+    discovered: arc_swap::ArcSwapOption<Discovery>,
     http: reqwest::Client,
     keys: ArcSwap<KeySet>,
     refetch: tokio::sync::Mutex<()>,
@@ -101,6 +114,7 @@ impl Issuer {
             .map_err(|_| Error::Unavailable)?;
         Ok(Issuer {
             cfg,
+            discovered: arc_swap::ArcSwapOption::empty(),
             http,
             keys: ArcSwap::from_pointee(KeySet::default()),
             refetch: tokio::sync::Mutex::new(()),
@@ -108,6 +122,12 @@ impl Issuer {
             fetches: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         })
+    }
+
+    /// Installs a key set as if fetched (unit tests sign with keys they made).
+    #[cfg(test)]
+    pub(crate) fn install_keys(&self, doc: &Value) {
+        self.keys.store(Arc::new(key_set(doc)));
     }
 
     pub fn config(&self) -> &OidcIssuer {
@@ -212,6 +232,20 @@ impl Issuer {
             return Err(Error::Invalid("untrusted key location"));
         }
         let resp = self.http.get(url).send().await.map_err(|_| Error::Unavailable)?;
+        self.read_json(resp, false).await
+    }
+
+    /// The client every request to this issuer uses: its timeouts, no redirects.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A JSON answer, at most `max_document_bytes`. A 4xx is the issuer refusing what we sent
+    /// when `refusal` is set (a code exchange), else the issuer being unavailable.
+    pub(crate) async fn read_json(&self, resp: reqwest::Response, refusal: bool) -> Result<Value, Error> {
+        if refusal && resp.status().is_client_error() {
+            return Err(Error::Invalid("refused by the issuer"));
+        }
         if !resp.status().is_success() {
             return Err(Error::Unavailable);
         }
@@ -231,6 +265,39 @@ impl Issuer {
         serde_json::from_slice(&body).map_err(|_| Error::Unavailable)
     }
 
+    /// The discovery document, checked to speak for this issuer (OpenID Connect Discovery 4.3).
+    async fn discovery_document(&self) -> Result<Value, Error> {
+        let base = self.cfg.issuer.trim_end_matches('/');
+        let doc = self.get_json(&format!("{base}/.well-known/openid-configuration")).await?;
+        if doc.get("issuer").and_then(Value::as_str) != Some(self.cfg.issuer.as_str()) {
+            return Err(Error::Invalid("discovery document names another issuer"));
+        }
+        Ok(doc)
+    }
+
+    /// The authorization and token endpoints (https, or http on loopback), from a discovery
+    /// document at most `jwks_refresh` old.
+    pub(crate) async fn discovery(&self) -> Result<Arc<Discovery>, Error> {
+        if let Some(d) = self.discovered.load_full()
+            && d.at.elapsed() < self.cfg.jwks_refresh
+        {
+            return Ok(d);
+        }
+        let doc = self.discovery_document().await?;
+        let endpoint = |k: &str| {
+            doc.get(k).and_then(Value::as_str).filter(|u| trusted_url(u)).map(str::to_owned).ok_or(Error::Unavailable)
+        };
+        let d = Arc::new(Discovery {
+            authorization_endpoint: endpoint("authorization_endpoint")?,
+            token_endpoint: endpoint("token_endpoint")?,
+            iss_parameter: doc.get("authorization_response_iss_parameter_supported").and_then(Value::as_bool)
+                == Some(true),
+            at: std::time::Instant::now(),
+        });
+        self.discovered.store(Some(d.clone()));
+        Ok(d)
+    }
+
     async fn fetch(&self) -> Result<KeySet, Error> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("gatehouse_oidc_jwks_fetches_total", "issuer" => self.cfg.name.clone()).increment(1);
@@ -238,12 +305,7 @@ impl Issuer {
             let uri = match &self.cfg.jwks_uri {
                 Some(u) => u.clone(),
                 None => {
-                    let base = self.cfg.issuer.trim_end_matches('/');
-                    let doc = self.get_json(&format!("{base}/.well-known/openid-configuration")).await?;
-                    // The document must speak for this issuer (OpenID Connect Discovery, 4.3).
-                    if doc.get("issuer").and_then(Value::as_str) != Some(self.cfg.issuer.as_str()) {
-                        return Err(Error::Invalid("discovery document names another issuer"));
-                    }
+                    let doc = self.discovery_document().await?;
                     doc.get("jwks_uri").and_then(Value::as_str).ok_or(Error::Unavailable)?.to_owned()
                 }
             };

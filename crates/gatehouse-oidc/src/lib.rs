@@ -13,6 +13,7 @@
 //! expired or not-yet-valid tokens and tokens issued in the future (bounded skew).
 
 mod jwks;
+mod login;
 pub mod settings;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use serde_json::Value;
 use crate::settings::{JwtAlg, OidcIssuer};
 
 pub use jwks::{Issuer, usable_keys};
+pub use login::{AuthRequest, Callback, ClientSecrets, SignedIn, challenge};
 
 /// Longest token considered (matches the data plane's credential bound).
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -74,6 +76,8 @@ pub struct Identity {
 
 pub struct Federation {
     issuers: Vec<Arc<Issuer>>,
+    /// Console issuers' client secrets, by issuer name.
+    client_secrets: ClientSecrets,
     /// Tokens already verified, by SHA-256 of the whole token (signature included), so a
     /// caller presenting the same JWT again costs a hash and a probe, not a signature check.
     verified: quick_cache::sync::Cache<[u8; 32], Verified>,
@@ -172,7 +176,11 @@ fn pointer_roles(claims: &Value, p: &str) -> Result<Vec<String>, Error> {
 impl Federation {
     pub fn new(issuers: &[OidcIssuer]) -> Result<Federation, Error> {
         let issuers = issuers.iter().map(|c| Issuer::new(c.clone()).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Federation { issuers, verified: quick_cache::sync::Cache::new(16_384) })
+        Ok(Federation {
+            issuers,
+            client_secrets: ClientSecrets::default(),
+            verified: quick_cache::sync::Cache::new(16_384),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -280,33 +288,27 @@ impl Federation {
         if claims.get("iat").and_then(Value::as_i64).is_some_and(|iat| iat > now + skew) {
             return Err(Error::Invalid("issued in the future"));
         }
-        let expires_at = claims.get("exp").and_then(Value::as_i64).ok_or(Error::Invalid("exp"))?;
-        let subject = pointer_str(&claims, &cfg.claims.subject).ok_or(Error::Invalid("subject"))?;
-        let org = match &cfg.claims.org {
-            Some(p) => pointer_str(&claims, p),
-            None => None,
-        }
-        .or_else(|| cfg.default_org.clone())
-        .ok_or(Error::Invalid("org"))?;
-        let project =
-            cfg.claims.project.as_deref().and_then(|p| pointer_str(&claims, p)).or_else(|| cfg.default_project.clone());
-        let roles = match &cfg.claims.roles {
-            Some(p) => pointer_roles(&claims, p)?,
-            None => Vec::new(),
-        };
-        Ok((
-            index,
-            Identity {
-                issuer: cfg.name.as_str().into(),
-                subject: subject.into(),
-                org,
-                project,
-                roles,
-                expires_at,
-                claims,
-            },
-        ))
+        Ok((index, identity_of(cfg, claims)?))
     }
+}
+
+/// The identity a verified token's claims give, read through the issuer's claim map.
+fn identity_of(cfg: &OidcIssuer, claims: Value) -> Result<Identity, Error> {
+    let expires_at = claims.get("exp").and_then(Value::as_i64).ok_or(Error::Invalid("exp"))?;
+    let subject = pointer_str(&claims, &cfg.claims.subject).ok_or(Error::Invalid("subject"))?;
+    let org = match &cfg.claims.org {
+        Some(p) => pointer_str(&claims, p),
+        None => None,
+    }
+    .or_else(|| cfg.default_org.clone())
+    .ok_or(Error::Invalid("org"))?;
+    let project =
+        cfg.claims.project.as_deref().and_then(|p| pointer_str(&claims, p)).or_else(|| cfg.default_project.clone());
+    let roles = match &cfg.claims.roles {
+        Some(p) => pointer_roles(&claims, p)?,
+        None => Vec::new(),
+    };
+    Ok(Identity { issuer: cfg.name.as_str().into(), subject: subject.into(), org, project, roles, expires_at, claims })
 }
 
 /// How long a fetch may take in total: the configured timeout.

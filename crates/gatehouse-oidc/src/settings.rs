@@ -55,11 +55,29 @@ pub struct OidcIssuer {
     pub admin_roles: BTreeMap<String, String>,
     /// Refuse tokens whose `typ` is not `at+jwt` (RFC 9068): an ID token is not an access token.
     pub require_access_token_type: bool,
+    /// Console sign-in with this issuer (`planes` includes `console`).
+    pub console: Option<ConsoleClient>,
     pub clock_skew: Duration,
     pub jwks_refresh: Duration,
     pub unknown_kid_cooldown: Duration,
     pub fetch_timeout: Duration,
     pub max_document_bytes: usize,
+}
+
+/// This deployment as an OpenID relying party of an issuer, for console sign-in
+/// (authorization code with PKCE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleClient {
+    pub client_id: String,
+    /// Where the client secret lives (`env:NAME` or `file:/path`), for a confidential client
+    /// (`client_secret_basic`); none for a public one. The binary resolves it.
+    pub client_secret: Option<String>,
+    /// Exactly the redirect URI registered with the issuer, ending in `/sign-in/oidc/callback`.
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    /// Make the person a member of the org at sign-in (by the `email` claim), with the mapped
+    /// role; otherwise the session acts without a member.
+    pub jit_membership: bool,
 }
 
 /// https, or http to a loopback host (tests and sidecars): keys fetched in clear text from

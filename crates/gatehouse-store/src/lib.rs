@@ -107,7 +107,7 @@ pub use limits::{BudgetSpend, LimitPolicyRow, LimitScope};
 pub use mcp::McpServerRow;
 pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, ProjectSettings, Tenant};
 pub use scoped::{PolicyTable, ScopedPolicyRow};
-pub use sessions::{NewSession, SessionRow, SessionScope};
+pub use sessions::{LoginRow, NewSession, SessionRow, SessionScope};
 pub use store::{Backend, Store};
 pub use usage::{UsageFilter, UsageRecord, UsageTotal, utc_day};
 pub use users::MemberRow;

@@ -13,8 +13,11 @@ pub struct NewSession<'a> {
     pub id: &'a str,
     pub digest: &'a [u8; 32],
     pub csrf: &'a str,
-    /// How the operator signed in: `admin_token` (later `oidc`, `passkey`).
+    /// How the operator signed in: `admin_token` or `oidc` (later `passkey`).
     pub method: &'a str,
+    /// Who acts: the admin token's id, or `oidc:<issuer>:<subject>`.
+    pub actor: &'a str,
+    /// The admin token the session stands for, if it came from one.
     pub token_id: Option<&'a str>,
     pub role: &'a str,
     pub org: Option<OrgId>,
@@ -30,6 +33,7 @@ pub struct SessionRow {
     pub id: String,
     pub csrf: String,
     pub method: String,
+    pub actor: String,
     pub token_id: Option<String>,
     pub role: String,
     pub org: Option<OrgId>,
@@ -46,6 +50,7 @@ struct RawSessionRow {
     id: String,
     csrf: String,
     method: String,
+    actor: String,
     token_id: Option<String>,
     role: String,
     org_id: Option<String>,
@@ -68,6 +73,7 @@ impl TryFrom<RawSessionRow> for SessionRow {
             id: r.id,
             csrf: r.csrf,
             method: r.method,
+            actor: r.actor,
             token_id: r.token_id,
             role: r.role,
             org,
@@ -81,6 +87,21 @@ impl TryFrom<RawSessionRow> for SessionRow {
     }
 }
 
+/// An OIDC sign-in under way (its key, the digest of the browser's cookie, is apart).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct LoginRow {
+    /// Our name for the issuer.
+    pub issuer: String,
+    pub state: String,
+    pub nonce: String,
+    /// The PKCE code verifier.
+    pub verifier: String,
+    /// Where the browser goes once signed in (already checked to be a path of ours).
+    pub next: String,
+    pub source: Option<String>,
+    pub created_at: i64,
+}
+
 /// Which sessions a listing or a revocation may reach.
 #[derive(Clone, Copy, Debug)]
 pub enum SessionScope<'a> {
@@ -88,18 +109,19 @@ pub enum SessionScope<'a> {
     All,
     /// The sessions of one org.
     Org(OrgId),
-    /// One operator's own: those of this admin token, or of this user in this org.
-    Own { token_id: &'a str, org: Option<OrgId>, user: Option<UserId> },
+    /// One operator's own: those it acts in (by admin token or federated identity), or of
+    /// its user in its org.
+    Own { actor: &'a str, org: Option<OrgId>, user: Option<UserId> },
 }
 
 impl SessionScope<'_> {
-    /// Binds `$N..$N+3` of the scoped statements: all?, org, token, user.
+    /// Binds `$1..$4` of the scoped statements: all?, org, actor, user.
     fn binds(self) -> (bool, Option<String>, Option<String>, Option<String>) {
         match self {
             SessionScope::All => (true, None, None, None),
             SessionScope::Org(o) => (false, Some(o.to_string()), None, None),
-            SessionScope::Own { token_id, org, user } => {
-                (false, org.map(|o| o.to_string()), Some(token_id.to_owned()), user.map(|u| u.to_string()))
+            SessionScope::Own { actor, org, user } => {
+                (false, org.map(|o| o.to_string()), Some(actor.to_owned()), user.map(|u| u.to_string()))
             }
         }
     }
@@ -107,7 +129,7 @@ impl SessionScope<'_> {
 
 macro_rules! select_sessions {
     () => {
-        "SELECT s.id, s.csrf, s.method, s.token_id, s.role, s.org_id, s.user_id, s.source, s.created_at, \
+        "SELECT s.id, s.csrf, s.method, s.actor, s.token_id, s.role, s.org_id, s.user_id, s.source, s.created_at, \
          s.last_seen_at, s.expires_at, s.revoked_at FROM console_sessions s"
     };
 }
@@ -120,12 +142,12 @@ const LIVE_BY_DIGEST: &str = concat!(
      AND (s.token_id IS NULL OR t.revoked_at IS NULL)"
 );
 
-/// The scope binds are `$1` all, `$2` org, `$3` token, `$4` user: an own scope matches the
-/// token's sessions, or the user's in the org.
+/// The scope binds are `$1` all, `$2` org, `$3` actor, `$4` user: an own scope matches the
+/// actor's sessions, or the user's in the org.
 macro_rules! in_scope {
     () => {
         "($1 OR ($3 IS NULL AND s.org_id = $2) \
-         OR ($3 IS NOT NULL AND (s.token_id = $3 OR ($4 IS NOT NULL AND s.user_id = $4 AND s.org_id = $2))))"
+         OR ($3 IS NOT NULL AND (s.actor = $3 OR ($4 IS NOT NULL AND s.user_id = $4 AND s.org_id = $2))))"
     };
 }
 
@@ -146,9 +168,9 @@ const REVOKE_SCOPED: &str = concat!(
 impl Store {
     pub async fn create_console_session(&self, s: &NewSession<'_>) -> Result<(), Error> {
         execute!(self,
-            "INSERT INTO console_sessions (id, digest, csrf, method, token_id, role, org_id, user_id, source, \
-             created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)";
-            s.id, &s.digest[..], s.csrf, s.method, s.token_id, s.role, s.org.map(|o| o.to_string()),
+            "INSERT INTO console_sessions (id, digest, csrf, method, actor, token_id, role, org_id, user_id, source, \
+             created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)";
+            s.id, &s.digest[..], s.csrf, s.method, s.actor, s.token_id, s.role, s.org.map(|o| o.to_string()),
             s.user.map(|u| u.to_string()), s.source.as_deref(), s.now, s.expires_at
         )?;
         Ok(())
@@ -203,10 +225,31 @@ impl Store {
             > 0)
     }
 
-    /// Deletes sessions that ended (expired or revoked) before `before`.
-    pub async fn prune_console_sessions(&self, before: i64) -> Result<u64, Error> {
-        Ok(execute!(self,
+    /// Deletes sessions that ended (expired or revoked) before `before`, and sign-ins begun
+    /// before `logins_before` that never came back.
+    pub async fn prune_console_sessions(&self, before: i64, logins_before: i64) -> Result<u64, Error> {
+        let sessions = execute!(self,
             "DELETE FROM console_sessions WHERE expires_at < $1 OR (revoked_at IS NOT NULL AND revoked_at < $1)";
-            before)?)
+            before)?;
+        let logins = execute!(self, "DELETE FROM console_logins WHERE created_at < $1"; logins_before)?;
+        Ok(sessions + logins)
+    }
+
+    pub async fn create_console_login(&self, l: &LoginRow, digest: &[u8; 32]) -> Result<(), Error> {
+        execute!(self,
+            "INSERT INTO console_logins (digest, issuer, state, nonce, verifier, next, source, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+            &digest[..], &l.issuer, &l.state, &l.nonce, &l.verifier, &l.next, l.source.as_deref(), l.created_at)?;
+        Ok(())
+    }
+
+    /// Takes the sign-in under way with this digest, if it began after `not_before`: it is
+    /// deleted whether or not it is still fresh, so each one is used at most once.
+    pub async fn take_console_login(&self, digest: &[u8; 32], not_before: i64) -> Result<Option<LoginRow>, Error> {
+        let row: Option<LoginRow> = fetch!(self, query_as, fetch_optional,
+            "DELETE FROM console_logins WHERE digest = $1 \
+             RETURNING issuer, state, nonce, verifier, next, source, created_at";
+            &digest[..])?;
+        Ok(row.filter(|r| r.created_at >= not_before))
     }
 }

@@ -341,7 +341,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), KEY_CACHE_CAPACITY));
     let tokens = Arc::new(Capabilities::new(store.clone(), token_sealer, KEY_CACHE_CAPACITY));
-    let federation = Arc::new(Federation::new(&server.oidc).map_err(|e| anyhow::anyhow!("oidc: {e}"))?);
+    let federation = Arc::new(
+        Federation::new(&server.oidc)
+            .map_err(|e| anyhow::anyhow!("oidc: {e}"))?
+            .with_client_secrets(console_client_secrets(&server)?),
+    );
     federation.spawn_refresh();
     let federated =
         (!federation.is_empty()).then(|| Arc::new(FederatedVerifier::new(federation.clone(), store.clone())));
@@ -488,7 +492,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let console = server.console.enabled.then(|| {
         tokio::spawn(prune_sessions(store.clone()));
-        gatehouse_console::router(admin_state.clone(), server.console.clone())
+        let console_idp = federation.console_issuers().next().is_some().then(|| federation.clone());
+        gatehouse_console::router(admin_state.clone(), server.console.clone(), console_idp)
     });
     let admin = gatehouse_admin::router(admin_state, console);
     // outside the Host check: a preflight is answered from the allow-list alone
@@ -566,12 +571,27 @@ async fn limits_backend(server: &ServerConfig, store: &Store, auditor: &Auditor)
     Ok(LimitsBackend { limits, rates_fail_open, policies, ledger: Some(ledger) })
 }
 
+/// The client secrets of the issuers people sign in to the console with, by issuer name.
+fn console_client_secrets(server: &ServerConfig) -> anyhow::Result<gatehouse_oidc::ClientSecrets> {
+    let mut out = gatehouse_oidc::ClientSecrets::default();
+    for i in &server.oidc {
+        if let Some(r) = i.console.as_ref().and_then(|c| c.client_secret.as_deref()) {
+            let r = SecretRef::parse(r).map_err(anyhow::Error::msg)?;
+            let secret = r.resolve(&env).map_err(|e| anyhow::anyhow!("oidc {}: client_secret: {e}", i.name))?;
+            out.insert(i.name.clone(), secret);
+        }
+    }
+    Ok(out)
+}
+
 /// Deletes console sessions that have ended (expired or revoked), hourly.
 async fn prune_sessions(store: Store) {
     let mut t = tokio::time::interval(Duration::from_secs(3600));
     loop {
         t.tick().await;
-        match store.prune_console_sessions(gatehouse_store::now_ms()).await {
+        let now = gatehouse_store::now_ms();
+        // a sign-in at an identity provider has ten minutes to come back
+        match store.prune_console_sessions(now, now - 10 * 60_000).await {
             Ok(n) if n > 0 => tracing::info!(sessions = n, "ended console sessions pruned"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "console session prune failed; will retry"),

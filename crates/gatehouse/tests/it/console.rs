@@ -367,3 +367,147 @@ async fn sessions_end_on_revocation_expiry_and_when_their_token_is_revoked() {
     let actions = audit_actions(&gw).await;
     assert!(actions.iter().any(|(a, o, _)| a == "session.revoke" && o == "allowed"), "{actions:?}");
 }
+
+fn sso_config(op: &gatehouse_testkit::oidc::OpenIdProvider) -> String {
+    format!(
+        r#"
+[[oidc]]
+name = "corp"
+issuer = "{}"
+planes = ["console"]
+claims = {{ org = "/org", roles = "/roles" }}
+admin_roles = {{ "console-admins" = "org_admin" }}
+client_id = "console"
+client_secret = "env:CONSOLE_CLIENT_SECRET"
+redirect_uri = "http://127.0.0.1:1/sign-in/oidc/callback"
+
+[console]
+sign_in_failures_per_source = 100
+"#,
+        op.issuer
+    )
+}
+
+/// Starts a sign-in at the provider: the login cookie's value and the authorization request's
+/// query, as the browser would follow it.
+async fn start_sso(b: &mut Browser) -> (String, Vec<(String, String)>) {
+    let page = b.get("/sign-in/oidc/corp?next=%2Fkeys").await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let set = page.headers[SET_COOKIE].to_str().unwrap();
+    let attrs: Vec<&str> = set.split("; ").collect();
+    for a in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax", "Max-Age=600"] {
+        assert!(attrs.contains(&a), "{set} lacks {a}");
+    }
+    let login = attrs[0].strip_prefix("__Host-gatehouse-login=").unwrap().to_owned();
+    let to = url::Url::parse(page.location()).unwrap();
+    (login, to.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+}
+
+#[tokio::test]
+async fn single_sign_on_requests_use_pkce_and_a_callback_is_taken_once_by_its_own_browser() {
+    let Some(op) = gatehouse_testkit::oidc::OpenIdProvider::start(0, "g1").await else { return };
+    let gw = gateway().config(&sso_config(&op)).env("CONSOLE_CLIENT_SECRET", "console-secret").spawn().await;
+    let mut b = Browser::new(&gw);
+    let page = b.get("/sign-in").await;
+    assert!(page.body.contains(r#"href="/sign-in/oidc/corp?next=%2F""#), "{}", page.body);
+
+    let (login, q) = start_sso(&mut b).await;
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    assert_eq!(get("response_type"), "code");
+    assert_eq!(get("client_id"), "console");
+    assert_eq!(get("redirect_uri"), "http://127.0.0.1:1/sign-in/oidc/callback");
+    assert_eq!(get("code_challenge_method"), "S256");
+    assert_eq!(get("code_challenge").len(), 43);
+    assert!(get("state").len() == 43 && get("nonce").len() == 43 && get("state") != get("nonce"));
+    assert!(get("scope").split(' ').any(|s| s == "openid"));
+    // the verifier never leaves the gateway
+    assert!(!q.iter().any(|(k, _)| k == "code_verifier"));
+
+    let http = b.http.clone();
+    let callback = |login: Option<&str>, query: String| {
+        let http = http.clone();
+        let url = format!("{}/sign-in/oidc/callback?{query}", gw.admin_url);
+        let cookie = login.map(|l| format!("__Host-gatehouse-login={l}"));
+        async move {
+            let mut rb = http.get(url);
+            if let Some(c) = cookie {
+                rb = rb.header("cookie", c);
+            }
+            let resp = rb.send().await.unwrap();
+            let cleared = resp.headers().get_all(SET_COOKIE).iter().any(|v| {
+                let v = v.to_str().unwrap();
+                v.starts_with("__Host-gatehouse-login=;") && v.contains("Max-Age=0")
+            });
+            let signed_in = resp.headers().get_all(SET_COOKIE).iter().any(|v| v.to_str().unwrap().starts_with(COOKIE));
+            (resp.status().as_u16(), cleared, signed_in)
+        }
+    };
+    let state = get("state");
+    let iss = url::form_urlencoded::byte_serialize(op.issuer.as_bytes()).collect::<String>();
+
+    // from another browser (no login cookie): nothing to take
+    assert_eq!(callback(None, format!("code=x&state={state}&iss={iss}")).await, (401, true, false));
+    // a forged state: refused, and the sign-in is used up, so the right state fails after it
+    assert_eq!(callback(Some(&login), format!("code=x&state=forged&iss={iss}")).await, (401, true, false));
+    assert_eq!(callback(Some(&login), format!("code=x&state={state}&iss={iss}")).await, (401, true, false));
+    // an answer naming another issuer (RFC 9207 mix-up defence)
+    let (login, q) = start_sso(&mut b).await;
+    let state = q.iter().find(|(k, _)| k == "state").unwrap().1.clone();
+    let other = "http%3A%2F%2F127.0.0.1%3A9";
+    assert_eq!(callback(Some(&login), format!("code=x&state={state}&iss={other}")).await, (401, true, false));
+    // the provider's refusal, and a made-up code the provider does not know
+    let (login, q) = start_sso(&mut b).await;
+    let state = q.iter().find(|(k, _)| k == "state").unwrap().1.clone();
+    assert_eq!(
+        callback(Some(&login), format!("error=access_denied&state={state}&iss={iss}")).await,
+        (401, true, false)
+    );
+    let (login, q) = start_sso(&mut b).await;
+    let state = q.iter().find(|(k, _)| k == "state").unwrap().1.clone();
+    assert_eq!(callback(Some(&login), format!("code=made-up&state={state}&iss={iss}")).await, (401, true, false));
+
+    // an issuer that is not configured for the console
+    assert_eq!(b.get("/sign-in/oidc/other").await.status, 404);
+    let actions = audit_actions(&gw).await;
+    let refused = actions.iter().filter(|(a, o, _)| a == "console.sign_in" && o == "denied").count();
+    assert_eq!(refused, 6, "{actions:?}");
+}
+
+#[tokio::test]
+async fn console_issuers_are_checked_at_start() {
+    let bad = [
+        ("redirect_uri = \"http://127.0.0.1:1/elsewhere\"", "redirect_uri"),
+        ("redirect_uri = \"http://console.example.com/sign-in/oidc/callback\"", "redirect_uri"),
+        ("client_id = \"\"", "client_id"),
+        ("client_secret = \"console-secret\"", "client_secret"),
+        ("scopes = [\"email\"]", "scopes"),
+    ];
+    for (line, field) in bad {
+        let key = line.split(" = ").next().unwrap();
+        let base = "[[oidc]]\nname = \"corp\"\nissuer = \"http://127.0.0.1:9\"\nplanes = [\"console\"]\n\
+                    claims = { org = \"/org\", roles = \"/roles\" }\nadmin_roles = { a = \"viewer\" }\n";
+        let defaults = [
+            ("client_id", "client_id = \"console\""),
+            ("redirect_uri", "redirect_uri = \"http://127.0.0.1:1/sign-in/oidc/callback\""),
+        ];
+        let mut toml = base.to_owned();
+        for (k, l) in defaults {
+            if k != key {
+                toml.push_str(l);
+                toml.push('\n');
+            }
+        }
+        toml.push_str(line);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        std::fs::write(&path, toml).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["validate", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{line}: {text}");
+        assert!(text.contains(&format!("oidc[0].{field}")), "{line}: {text}");
+        assert!(!text.contains("console-secret"), "a literal secret is never echoed: {text}");
+    }
+}
