@@ -96,6 +96,17 @@ def models_status(gw, key):
         return e.code
 
 
+def chat(gw, key):
+    body = json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": "hello"}]}).encode()
+    req = urllib.request.Request(
+        gw.data_url + "/v1/chat/completions",
+        data=body,
+        headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+
+
 def test_sign_in_create_copy_use_and_revoke_a_key(chromium, console):
     tab = Tab(chromium, console)
     tab.go("/keys")
@@ -134,6 +145,20 @@ def test_sign_in_create_copy_use_and_revoke_a_key(chromium, console):
     assert "revoked" in tab.page.locator("tr", has_text="browser-made").inner_text()
     tab.page.wait_for_timeout(1200)
     assert models_status(console, secret) == 401
+
+    # traffic reaches the usage ledger (written behind), and the usage page charts it
+    for _ in range(3):
+        chat(console, console.api_key)
+    org = console.admin_get("/admin/v1/orgs")["data"][0]["id"]
+    for _ in range(100):
+        if console.admin_get(f"/admin/v1/orgs/{org}/usage")["total"]["requests"] >= 3:
+            break
+        tab.page.wait_for_timeout(100)
+    tab.nav("Usage").click()
+    assert tab.heading() == "Usage"
+    assert tab.page.locator("svg.chart rect").count() >= 1
+    assert "fake-model" in tab.page.locator("table", has_text="Per model").inner_text()
+    tab.shot("usage")
 
     # the decisions are in the audit trail, and the audit page shows them
     tab.nav("Audit").click()
@@ -195,7 +220,7 @@ def test_the_pages_are_usable_from_the_keyboard_and_at_200_percent(chromium, con
     # 200% zoom of a 1280-pixel window is a 640-pixel CSS viewport: nothing may be wider than
     # it (tables scroll inside their own box), so nobody scrolls sideways to read a page
     tab.page.set_viewport_size({"width": 640, "height": 800})
-    for path in ["/", "/keys", "/sessions", "/audit"]:
+    for path in ["/", "/keys", "/usage", "/sessions", "/audit"]:
         tab.go(path)
         fits = tab.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         assert fits, f"{path} is wider than a 640-pixel viewport"

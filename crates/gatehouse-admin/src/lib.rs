@@ -31,7 +31,7 @@ pub mod routes;
 pub mod service;
 pub mod sessions;
 mod tokens;
-mod trail;
+pub mod trail;
 mod webhooks;
 
 use std::sync::Arc;

@@ -118,16 +118,28 @@ pub async fn export(
     acx: AuditCx,
     q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    export_for(&s, &op, &acx, q.map(|Query(q)| q).map_err(|_| bad("query"))).await.unwrap_or_else(|d| d.into_response())
+}
+
+/// The export for an operator authenticated elsewhere (the console's session): the same
+/// checks, audit row and stream as `GET /admin/v1/audit/export`. A refusal is audited before it
+/// is returned.
+pub async fn export_for(
+    s: &AdminState,
+    op: &Operator,
+    acx: &AuditCx,
+    q: Result<ExportQuery, Denial>,
+) -> Result<Response, Denial> {
     let actor_id = op.actor();
     let mut scoped = op.org;
     let plan = async {
-        let Query(q) = q.map_err(|_| bad("query"))?;
+        let q = q?;
         let format = match q.format.as_deref() {
             None | Some("ndjson") => Format::Ndjson,
             Some("csv") => Format::Csv,
             Some(_) => return Err(bad("format")),
         };
-        let org = scope(&op, q.org.as_deref())?;
+        let org = scope(op, q.org.as_deref())?;
         scoped = org;
         let (from_ms, to_ms) = (millis(q.from.as_deref(), "from")?, millis(q.to.as_deref(), "to")?);
         let filter = AuditFilter {
@@ -151,13 +163,13 @@ pub async fn export(
     let req = match plan {
         Ok(req) => req,
         Err(d) => {
-            let _ = record(&s, &acx, actor_id, K::AuditExport, scoped, None, Outcome::Denied(d.code)).await;
-            return d.into_response();
+            let _ = record(s, acx, actor_id, K::AuditExport, scoped, None, Outcome::Denied(d.code)).await;
+            return Err(d);
         }
     };
     let target = Some(if req.format == Format::Csv { "csv" } else { "ndjson" }.to_owned());
-    if record(&s, &acx, actor_id, K::AuditExport, scoped, target, Outcome::Allowed(StatusCode::OK)).await.is_err() {
-        return Denial::new(gatehouse_core::DenyCode::Unavailable).into_response();
+    if record(s, acx, actor_id, K::AuditExport, scoped, target, Outcome::Allowed(StatusCode::OK)).await.is_err() {
+        return Err(Denial::new(gatehouse_core::DenyCode::Unavailable));
     }
     let (content_type, name) = match req.format {
         Format::Ndjson => ("application/x-ndjson", "gatehouse-audit.ndjson"),
@@ -169,7 +181,7 @@ pub async fn export(
         // transfer, never a short export that looks complete
         rx.recv().await.map(|chunk| (chunk.map_err(std::io::Error::other), rx))
     });
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, content_type.to_owned()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
@@ -177,7 +189,7 @@ pub async fn export(
         ],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }
 
 /// `GET /admin/v1/audit/key`: the signed-note verifier key checkpoints are signed under.

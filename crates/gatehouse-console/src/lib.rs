@@ -18,6 +18,7 @@ mod page;
 mod pages;
 mod session;
 mod throttle;
+mod usage;
 
 use std::sync::Arc;
 
@@ -57,6 +58,9 @@ pub fn router(
         .route("/sessions", get(pages::sessions))
         .route("/sessions/{id}/revoke", post(pages::revoke_session))
         .route("/audit", get(pages::audit))
+        .route("/audit/export", get(pages::audit_export))
+        .route("/usage", get(usage::page))
+        .route("/usage.csv", get(usage::csv))
         .route("/assets/{name}", get(page::asset))
         .route_layer(axum::middleware::from_fn_with_state(admin, gatehouse_admin::ratelimit::limit))
         .fallback(page::not_found)

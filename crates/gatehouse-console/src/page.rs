@@ -46,6 +46,7 @@ pub fn render(status: StatusCode, title: &str, who: Option<&Signed>, main: Marku
                             ul {
                                 li { a href="/" { "Overview" } }
                                 li { a href="/keys" { "API keys" } }
+                                li { a href="/usage" { "Usage" } }
                                 li { a href="/sessions" { "Sessions" } }
                                 @if w.may_read_audit() { li { a href="/audit" { "Audit" } } }
                             }

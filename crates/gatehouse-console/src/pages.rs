@@ -21,7 +21,7 @@ use crate::session::{CsrfOnly, Signed, end};
 /// Rows per page of every list.
 const PAGE: u32 = 50;
 
-async fn run(
+pub(crate) async fn run(
     s: &ConsoleState,
     w: &Signed,
     route: (&str, &str),
@@ -32,11 +32,11 @@ async fn run(
     invoke(&s.admin, &w.op, &w.acx, route, params, query, body).await.map(|(_, v)| v)
 }
 
-fn rows(v: &Value) -> &[Value] {
+pub(crate) fn rows(v: &Value) -> &[Value] {
     v["data"].as_array().map_or(&[], Vec::as_slice)
 }
 
-fn text<'a>(v: &'a Value, field: &str) -> &'a str {
+pub(crate) fn text<'a>(v: &'a Value, field: &str) -> &'a str {
     v[field].as_str().unwrap_or("")
 }
 
@@ -55,6 +55,7 @@ pub async fn home(w: Signed) -> Response {
         p { "Everything you do here is checked and audited exactly as the admin API does it." }
         ul.cards {
             li { a href="/keys" { "API keys" } ": create, revoke, see when they expire." }
+            li { a href="/usage" { "Usage" } ": requests and spend per day, model and project; CSV." }
             li { a href="/sessions" { "Sessions" } ": where you are signed in; end any of them." }
             @if w.may_read_audit() { li { a href="/audit" { "Audit" } ": the tamper-evident trail of every decision." } }
         }
@@ -85,7 +86,7 @@ fn paged(q: &impl Serialize) -> String {
 }
 
 /// A page's query as `T`: unknown fields refused, like the API's.
-fn page_query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, Denial> {
+pub(crate) fn page_query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, Denial> {
     Query::<T>::try_from_uri(uri)
         .map(|Query(q)| q)
         .map_err(|_| Denial::new(DenyCode::InvalidRequest).with_param("query"))
@@ -309,6 +310,17 @@ pub struct AuditQuery {
     actor: Option<String>,
 }
 
+/// The audit export (streamed), with the API's checks and audit row; a refusal is a page.
+pub async fn audit_export(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Response {
+    let q = Query::<gatehouse_admin::trail::ExportQuery>::try_from_uri(&uri)
+        .map(|Query(q)| q)
+        .map_err(|_| Denial::new(DenyCode::InvalidRequest).with_param("query"));
+    match gatehouse_admin::trail::export_for(&s.admin, &w.op, &w.acx, q).await {
+        Ok(stream) => stream,
+        Err(d) => refusal(&d, Some(&w)),
+    }
+}
+
 pub async fn audit(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Response {
     let q: AuditQuery = match page_query(&uri) {
         Ok(q) => q,
@@ -331,6 +343,14 @@ pub async fn audit(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Respon
             label for="actor" { "Actor" }
             input id="actor" name="actor" value=(q.actor.as_deref().unwrap_or("")) placeholder="token:…";
             button type="submit" { "Filter" }
+        }
+        @let export = serde_urlencoded::to_string([("org", q.org.as_deref().unwrap_or("")), ("action", q.action.as_deref().unwrap_or("")), ("actor", q.actor.as_deref().unwrap_or(""))]
+            .into_iter().filter(|(_, v)| !v.is_empty()).collect::<Vec<_>>()).unwrap_or_default();
+        p {
+            "Export these events, signed and verifiable offline with "
+            code { "gatehouse audit verify" } ": "
+            a href={ "/audit/export?" (export) } download { "NDJSON" } " · "
+            a href={ "/audit/export?format=csv" @if !export.is_empty() { "&" (export) } } download { "CSV" }
         }
         table {
             caption { "Latest events, newest first" }

@@ -511,3 +511,74 @@ async fn console_issuers_are_checked_at_start() {
         assert!(!text.contains("console-secret"), "a literal secret is never echoed: {text}");
     }
 }
+
+#[tokio::test]
+async fn the_usage_page_charts_the_ledger_and_downloads_it_as_csv() {
+    let gw = gateway().spawn().await;
+    let key = gw.api_key.clone().unwrap();
+    for _ in 0..3 {
+        assert_eq!(gw.chat(&key, "mock").await.status(), 200);
+    }
+    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
+    let org = orgs["data"][0]["id"].as_str().unwrap().to_owned();
+    crate::budgets::ledger(&gw, &org, "", 3).await;
+
+    let mut b = signed_in(&gw, &root(&gw)).await;
+    let page = b.get("/usage").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<strong>3</strong> requests"), "{}", page.body);
+    assert!(page.body.contains(r#"<svg class="chart" role="img""#), "a chart, described for screen readers");
+    assert!(page.body.contains("<caption>Per model</caption>") && page.body.contains("mock"));
+
+    let csv = b.get(&format!("/usage.csv?org={org}")).await;
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.headers["content-type"], "text/csv; charset=utf-8");
+    assert!(csv.headers["content-disposition"].to_str().unwrap().starts_with("attachment; filename=\"usage-"));
+    let mut lines = csv.body.lines();
+    assert!(lines.next().unwrap().starts_with("day,project_id,credential,model,provider,requests"));
+    let requests: i64 = lines.map(|l| l.split(',').nth(5).unwrap().parse::<i64>().unwrap()).sum();
+    assert_eq!(requests, 3);
+
+    // an org admin of another org sees its own (empty) usage, whatever it asks for
+    let acme = new_org(&gw, "acme").await;
+    let (_, admin) = mint(&gw, &root(&gw), "org_admin", Some(&acme)).await;
+    let mut a = signed_in(&gw, admin["token"].as_str().unwrap()).await;
+    let page = a.get(&format!("/usage?org={org}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("No usage in this range") && page.body.contains("<strong>acme</strong>"),
+        "{}",
+        page.body
+    );
+    let csv = a.get(&format!("/usage.csv?org={org}")).await;
+    assert_eq!(csv.body.lines().count(), 1, "only the header: {}", csv.body);
+    // a bad date is the API's refusal, explained
+    let page = b.get("/usage?from=yesterday").await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("invalid_request"));
+    assert_eq!(b.get("/usage?org=nowhere").await.status, 404);
+}
+
+#[tokio::test]
+async fn the_audit_trail_exports_from_the_console_as_the_api_exports_it() {
+    let gw = gateway().spawn().await;
+    let mut b = signed_in(&gw, &root(&gw)).await;
+    let page = b.get("/audit?action=console.sign_in").await;
+    assert!(page.body.contains(r#"href="/audit/export?action=console.sign_in""#), "{}", page.body);
+    let nd = b.get("/audit/export?action=console.sign_in").await;
+    assert_eq!(nd.status, 200);
+    assert_eq!(nd.headers["content-type"], "application/x-ndjson");
+    assert!(nd.headers["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+    assert!(nd.body.contains("\"action\":\"console.sign_in\""), "{}", nd.body);
+    let csv = b.get("/audit/export?format=csv").await;
+    assert_eq!((csv.status, csv.headers["content-type"].to_str().unwrap()), (200, "text/csv; charset=utf-8"));
+    // the export is itself audited, and a bad parameter is a page, audited too
+    assert_eq!(b.get("/audit/export?format=xml").await.status, 400);
+    let actions = audit_actions(&gw).await;
+    assert!(actions.iter().any(|(a, o, _)| a == "audit.export" && o == "allowed"));
+    assert!(actions.iter().any(|(a, o, _)| a == "audit.export" && o == "denied"));
+    // a member may not export
+    let (_, member) = mint(&gw, &root(&gw), "member", Some(&new_org(&gw, "acme").await)).await;
+    let mut m = signed_in(&gw, member["token"].as_str().unwrap()).await;
+    assert_eq!(m.get("/audit/export").await.status, 403);
+}
