@@ -390,6 +390,7 @@ fn query_params(spec: &RouteSpec) -> Vec<Value> {
         ],
         ("GET", "/admin/v1/audit") => vec![
             limit,
+            q("after", json!({"type": "string", "maxLength": 128})),
             q("org", json!({"type": "string"})),
             q("action", json!({"type": "string"})),
             q("actor", json!({"type": "string", "maxLength": 128})),

@@ -299,7 +299,7 @@ pub async fn revoke_session(
     }
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -308,6 +308,9 @@ pub struct AuditQuery {
     action: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     actor: Option<String>,
+    /// Where the previous page stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
 }
 
 /// The audit export (streamed), with the API's checks and audit row; a refusal is a page.
@@ -326,7 +329,7 @@ pub async fn audit(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Respon
         Ok(q) => q,
         Err(d) => return refusal(&d, Some(&w)),
     };
-    let q = AuditQuery { org: given(q.org), action: given(q.action), actor: given(q.actor) };
+    let q = AuditQuery { org: given(q.org), action: given(q.action), actor: given(q.actor), after: given(q.after) };
     let api_query = paged(&q);
     let listed = match run(&s, &w, ("GET", "/admin/v1/audit"), &[], Some(&api_query), None).await {
         Ok(v) => v,
@@ -352,12 +355,16 @@ pub async fn audit(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Respon
             a href={ "/audit/export?" (export) } download { "NDJSON" } " · "
             a href={ "/audit/export?format=csv" @if !export.is_empty() { "&" (export) } } download { "CSV" }
         }
+        @let events = rows(&listed);
+        @if events.is_empty() {
+            p { "No matching events " @if q.after.is_some() { "in this stretch of the trail." } @else { "among the latest." } }
+        }
         table {
-            caption { "Latest events, newest first" }
+            caption { "Events, newest first" }
             thead { tr { th scope="col" { "At" } th scope="col" { "Action" } th scope="col" { "Outcome" }
                 th scope="col" { "Code" } th scope="col" { "Actor" } th scope="col" { "Target" } } }
             tbody {
-                @for e in rows(&listed) {
+                @for e in events {
                     tr {
                         td { (text(e, "at")) }
                         td { code { (text(e, "action")) } }
@@ -368,6 +375,11 @@ pub async fn audit(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Respon
                     }
                 }
             }
+        }
+        @if let Some(after) = listed["next_after"].as_str() {
+            @let more = AuditQuery { after: Some(after.to_owned()), ..q.clone() };
+            p { a rel="next" href={ "/audit?" (serde_urlencoded::to_string(&more).unwrap_or_default()) } { "Older events" }
+                " (each page looks at up to 10,000 events)" }
         }
     };
     render(StatusCode::OK, "Audit", Some(&w), main)

@@ -62,6 +62,33 @@ pub struct AnchorRow {
     pub at: i64,
 }
 
+/// Where a page of the audit listing stopped: inside the segment `(last_at, chain, first_seq)`,
+/// before `below_seq`. Rendered as an opaque string for clients ([`AuditCursor::encode`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditCursor {
+    pub last_at: i64,
+    pub chain: String,
+    pub first_seq: i64,
+    pub below_seq: i64,
+}
+
+impl AuditCursor {
+    pub fn encode(&self) -> String {
+        format!("{}.{}.{}.{}", self.last_at, self.first_seq, self.below_seq, self.chain)
+    }
+
+    /// The cursor a page gave out; anything else is `None` (a chain is `platform` or
+    /// `org/<uuid>`).
+    pub fn decode(s: &str) -> Option<AuditCursor> {
+        let mut parts = s.splitn(4, '.');
+        let n = |p: Option<&str>| p.and_then(|v| v.parse::<i64>().ok()).filter(|v| *v >= 0);
+        let (last_at, first_seq, below_seq) = (n(parts.next())?, n(parts.next())?, n(parts.next())?);
+        let chain = parts.next()?;
+        let ok = chain == "platform" || chain.strip_prefix("org/").is_some_and(gatehouse_core::is_id);
+        ok.then(|| AuditCursor { last_at, chain: chain.to_owned(), first_seq, below_seq })
+    }
+}
+
 /// What an export or a listing selects. Every field narrows; `chains = None` is every chain.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
@@ -338,30 +365,76 @@ impl Store {
 
     /// Newest first (by time), narrowed by `f`: the listing of `GET /admin/v1/audit`.
     pub async fn audit_latest(&self, f: &AuditFilter, limit: u32) -> Result<Vec<AuditRow>, Error> {
+        Ok(self.audit_latest_page(f, limit, None, usize::MAX).await?.0)
+    }
+
+    /// One page of the listing: at most `limit` events newest first, from `after` on (where
+    /// the last page stopped), looking at no more than `max_scan` events, so a filter that
+    /// matches little costs one bounded page at a time rather than a walk of the whole trail.
+    /// The cursor says where the next page starts; `None` when the trail is exhausted.
+    pub async fn audit_latest_page(
+        &self,
+        f: &AuditFilter,
+        limit: u32,
+        after: Option<&AuditCursor>,
+        max_scan: usize,
+    ) -> Result<(Vec<AuditRow>, Option<AuditCursor>), Error> {
         let limit = limit as usize;
         let mut out = Vec::new();
-        let mut offset = 0i64;
+        let mut scanned = 0usize;
+        let mut pos = after.cloned();
+        // segments per query: a page usually fills from the first few; a filter that matches
+        // little reads on in growing strides (a segment holds one event when traffic is slow)
+        let mut batch = 16i64;
         loop {
-            let segs: Vec<Segment> = fetch!(self, query_as, fetch_all,
-                "SELECT chain, first_seq, last_seq, prev_hash, hashes, lines FROM audit_log \
-                 WHERE ($1 IS NULL OR chain = $1) ORDER BY last_at DESC, chain DESC, first_seq DESC LIMIT 16 OFFSET $2";
-                &f.chain, offset
-            )?;
+            // keyset paging over segments, newest first: the cursor's own segment comes again,
+            // and its rows at or past the cursor are skipped. One statement per case, each a
+            // range seek on its index (plans.rs checks them), never `$n IS NULL OR ...`
+            let segs: Vec<Segment> = match (&f.chain, &pos) {
+                (None, None) => fetch!(self, query_as, fetch_all, LATEST; batch)?,
+                (None, Some(c)) => {
+                    fetch!(self, query_as, fetch_all, LATEST_AFTER; c.last_at, &c.chain, c.first_seq, batch)?
+                }
+                (Some(only), None) => fetch!(self, query_as, fetch_all, LATEST_OF_CHAIN; only, batch)?,
+                (Some(only), Some(c)) => {
+                    // the position within this chain: at the cursor's instant, a chain that
+                    // sorts after the cursor's came before it (all read), one before it after
+                    let (at, first) = match only.as_str().cmp(c.chain.as_str()) {
+                        std::cmp::Ordering::Equal => (c.last_at, c.first_seq),
+                        std::cmp::Ordering::Less => (c.last_at, i64::MAX),
+                        std::cmp::Ordering::Greater => (c.last_at.saturating_sub(1), i64::MAX),
+                    };
+                    fetch!(self, query_as, fetch_all, LATEST_OF_CHAIN_AFTER; only, at, first, batch)?
+                }
+            };
             let n = segs.len();
-            offset += 16;
             for seg in segs {
-                for row in seg.explode().into_iter().rev() {
-                    if f.admits(&row) {
+                let key = (seg.last_at, seg.chain.clone(), seg.first_seq);
+                let below = pos
+                    .as_ref()
+                    .filter(|c| (c.last_at, &c.chain, c.first_seq) == (key.0, &key.1, key.2))
+                    .map_or(i64::MAX, |c| c.below_seq);
+                let here =
+                    |below_seq: i64| AuditCursor { last_at: key.0, chain: key.1.clone(), first_seq: key.2, below_seq };
+                for (seq, row) in seg.newest_first(f).filter(|(seq, _)| *seq < below) {
+                    scanned += 1;
+                    if let Some(row) = row.filter(|r| f.admits(r)) {
                         out.push(row);
                         if out.len() == limit {
-                            return Ok(out);
+                            return Ok((out, Some(here(seq))));
                         }
                     }
+                    if scanned >= max_scan {
+                        return Ok((out, Some(here(seq))));
+                    }
                 }
+                // the whole segment is read: the next query starts at it and skips it
+                pos = Some(here(key.2));
             }
-            if n < 16 {
-                return Ok(out);
+            if i64::try_from(n).unwrap_or(0) < batch {
+                return Ok((out, None));
             }
+            batch = (batch * 4).min(1024);
         }
     }
 
@@ -397,6 +470,28 @@ impl Store {
     }
 }
 
+/// `$where`, newest first, at most `$limit` (the last bind) segments.
+macro_rules! latest_segments {
+    ($where:literal, $limit:literal) => {
+        concat!(
+            "SELECT chain, first_seq, last_seq, prev_hash, hashes, lines, last_at FROM audit_log ",
+            $where,
+            " ORDER BY last_at DESC, chain DESC, first_seq DESC LIMIT ",
+            $limit
+        )
+    };
+}
+
+/// The newest segments of every chain (the audit listing's first page)...
+pub(crate) const LATEST: &str = latest_segments!("", "$1");
+/// ...and those at or before the position `($1, $2, $3)` = `(last_at, chain, first_seq)`.
+pub(crate) const LATEST_AFTER: &str = latest_segments!("WHERE (last_at, chain, first_seq) <= ($1, $2, $3)", "$4");
+/// The newest segments of the chain `$1`...
+pub(crate) const LATEST_OF_CHAIN: &str = latest_segments!("WHERE chain = $1", "$2");
+/// ...and those at or before `($2, $3)` = `(last_at, first_seq)`.
+pub(crate) const LATEST_OF_CHAIN_AFTER: &str =
+    latest_segments!("WHERE chain = $1 AND (last_at, first_seq) <= ($2, $3)", "$4");
+
 /// A stored segment, as read.
 #[derive(sqlx::FromRow)]
 struct Segment {
@@ -406,6 +501,8 @@ struct Segment {
     prev_hash: Vec<u8>,
     hashes: Vec<u8>,
     lines: String,
+    #[sqlx(default)]
+    last_at: i64,
 }
 
 /// The fields of a line that reads filter on.
@@ -418,26 +515,59 @@ struct LineFields<'a> {
 }
 
 impl Segment {
+    /// Its records newest first, each with its seq; a record is built (parsed, copied) only if
+    /// its line could match `f`. The writer's lines are canonical (compact JSON, fixed field
+    /// order), so a line without `"action":"<a>"` cannot be an `a` event; `admits` decides on
+    /// the rows that pass.
+    fn newest_first<'a>(&'a self, f: &'a AuditFilter) -> impl Iterator<Item = (i64, Option<AuditRow>)> + 'a {
+        let needles: Vec<String> = [("action", &f.action), ("actor", &f.actor)]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("\"{k}\":{}", serde_json::Value::String(v.clone()))))
+            .collect();
+        let lines: Vec<&str> = self.lines.split_terminator('\n').collect();
+        (0..lines.len()).rev().map(move |i| {
+            let seq = self.first_seq + i64::try_from(i).unwrap_or(i64::MAX);
+            let line = lines[i];
+            if !needles.iter().all(|n| line.contains(n.as_str())) {
+                return (seq, None);
+            }
+            let prev_hash = if i == 0 { self.prev_hash.clone() } else { self.hash_at(i - 1) };
+            let row = self.row(i, line, prev_hash);
+            (seq, Some(row))
+        })
+    }
+
+    /// The stored hash of the `i`th record (empty if the segment was cut short).
+    fn hash_at(&self, i: usize) -> Vec<u8> {
+        self.hashes.get(32 * i..32 * i + 32).map_or_else(Vec::new, <[u8]>::to_vec)
+    }
+
+    /// The `i`th record, from its line.
+    fn row(&self, i: usize, line: &str, prev_hash: Vec<u8>) -> AuditRow {
+        let fields: Option<LineFields<'_>> = serde_json::from_str(line).ok();
+        let f = fields.as_ref();
+        AuditRow {
+            chain: self.chain.clone(),
+            seq: self.first_seq + i64::try_from(i).unwrap_or(i64::MAX),
+            prev_hash,
+            hash: self.hash_at(i),
+            line: line.to_owned(),
+            event_id: f.and_then(|f| f.id).unwrap_or("").to_owned(),
+            at: f.and_then(|f| f.at).and_then(rfc3339_ms).unwrap_or(0),
+            actor: f.and_then(|f| f.actor).unwrap_or("").to_owned(),
+            action: f.and_then(|f| f.action).unwrap_or("").to_owned(),
+        }
+    }
+
     /// Its lines as records. Leniently: a segment that was tampered with still yields rows
     /// (with whatever hashes it holds), so verification can name the broken seq.
     fn explode(self) -> Vec<AuditRow> {
-        let mut prev = self.prev_hash;
+        let mut prev = self.prev_hash.clone();
         let mut out = Vec::new();
         for (i, line) in self.lines.split_terminator('\n').enumerate() {
-            let hash = self.hashes.get(32 * i..32 * i + 32).map_or_else(Vec::new, <[u8]>::to_vec);
-            let fields: Option<LineFields<'_>> = serde_json::from_str(line).ok();
-            let f = fields.as_ref();
-            out.push(AuditRow {
-                chain: self.chain.clone(),
-                seq: self.first_seq + i64::try_from(i).unwrap_or(i64::MAX),
-                prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                hash,
-                line: line.to_owned(),
-                event_id: f.and_then(|f| f.id).unwrap_or("").to_owned(),
-                at: f.and_then(|f| f.at).and_then(rfc3339_ms).unwrap_or(0),
-                actor: f.and_then(|f| f.actor).unwrap_or("").to_owned(),
-                action: f.and_then(|f| f.action).unwrap_or("").to_owned(),
-            });
+            let row = self.row(i, line, std::mem::take(&mut prev));
+            prev.clone_from(&row.hash);
+            out.push(row);
         }
         out
     }

@@ -88,6 +88,8 @@ mod error;
 mod keyring;
 mod limits;
 mod mcp;
+#[cfg(test)]
+mod plans;
 pub mod poll;
 mod records;
 mod scoped;
@@ -98,7 +100,7 @@ mod usage;
 mod users;
 mod webhooks;
 
-pub use audit::{AnchorRow, AuditFilter, AuditRow, AuditTx, ChainHead, CheckpointRow, NewAuditRecord};
+pub use audit::{AnchorRow, AuditCursor, AuditFilter, AuditRow, AuditTx, ChainHead, CheckpointRow, NewAuditRecord};
 pub use capabilities::{CapabilityRow, CapabilityStatus, RootKeyRow};
 pub use credentials::CredentialRow;
 pub use error::Error;

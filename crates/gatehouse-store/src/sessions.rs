@@ -135,7 +135,7 @@ macro_rules! select_sessions {
 }
 
 /// `$1` digest, `$2` now, `$3` the idle cut-off (sessions last seen before it are over).
-const LIVE_BY_DIGEST: &str = concat!(
+pub(crate) const LIVE_BY_DIGEST: &str = concat!(
     select_sessions!(),
     " LEFT JOIN admin_tokens t ON t.id = s.token_id \
      WHERE s.digest = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND s.last_seen_at > $3 \
@@ -151,7 +151,7 @@ macro_rules! in_scope {
     };
 }
 
-const LIST_SCOPED: &str = concat!(
+pub(crate) const LIST_SCOPED: &str = concat!(
     select_sessions!(),
     " WHERE ",
     in_scope!(),

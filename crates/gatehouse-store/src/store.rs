@@ -296,7 +296,7 @@ macro_rules! select_keys {
 }
 const KEY_BY_DIGEST: &str = concat!(select_keys!(), " WHERE k.digest = $1");
 const KEY_BY_ID: &str = concat!(select_keys!(), " WHERE k.org_id = $1 AND k.id = $2");
-const KEYS_OF_ORG: &str = concat!(
+pub(crate) const KEYS_OF_ORG: &str = concat!(
     select_keys!(),
     " WHERE k.org_id = $1 AND ($2 IS NULL OR k.project_id = $2) AND ($3 IS NULL OR k.id < $3) ORDER BY k.id DESC LIMIT $4"
 );

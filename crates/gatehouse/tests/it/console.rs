@@ -577,6 +577,18 @@ async fn the_audit_trail_exports_from_the_console_as_the_api_exports_it() {
     let actions = audit_actions(&gw).await;
     assert!(actions.iter().any(|(a, o, _)| a == "audit.export" && o == "allowed"));
     assert!(actions.iter().any(|(a, o, _)| a == "audit.export" && o == "denied"));
+    // the page pages: 50 events each, "Older events" goes on where it stopped
+    for _ in 0..60 {
+        assert_eq!(b.get("/keys").await.status, 200);
+    }
+    let first = b.get("/audit?action=key.list").await;
+    assert_eq!(first.body.matches("<code>key.list</code>").count(), 50);
+    let next = between(&first.body, r#"<a rel="next" href=""#, "\"").unwrap().replace("&amp;", "&");
+    let second = b.get(&next).await;
+    assert_eq!(second.status, 200, "{next}: {}", second.body);
+    assert_eq!(second.body.matches("<code>key.list</code>").count(), 10, "{}", second.body);
+    assert_eq!(b.get("/audit?after=not-a-cursor").await.status, 400);
+
     // a member may not export
     let (_, member) = mint(&gw, &root(&gw), "member", Some(&new_org(&gw, "acme").await)).await;
     let mut m = signed_in(&gw, member["token"].as_str().unwrap()).await;
