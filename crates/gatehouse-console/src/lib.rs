@@ -14,6 +14,7 @@
 
 mod forms;
 mod oidc;
+mod orgs;
 mod page;
 mod pages;
 mod session;
@@ -53,6 +54,11 @@ pub fn router(
         .route("/sign-in/oidc/callback", get(oidc::callback))
         .route("/sign-in/oidc/{issuer}", get(oidc::start))
         .route("/sign-out", post(session::sign_out))
+        .route("/orgs", get(orgs::list).post(orgs::create))
+        .route("/orgs/{org}", get(orgs::show))
+        .route("/orgs/{org}/projects", post(orgs::create_project))
+        .route("/orgs/{org}/members", post(orgs::add_member))
+        .route("/orgs/{org}/members/{user}/remove", post(orgs::remove_member))
         .route("/keys", get(pages::keys).post(pages::create_key))
         .route("/keys/{id}/revoke", post(pages::revoke_key))
         .route("/sessions", get(pages::sessions))

@@ -45,6 +45,7 @@ pub fn render(status: StatusCode, title: &str, who: Option<&Signed>, main: Marku
                         nav aria-label="Main" {
                             ul {
                                 li { a href="/" { "Overview" } }
+                                li { a href="/orgs" { "Organizations" } }
                                 li { a href="/keys" { "API keys" } }
                                 li { a href="/usage" { "Usage" } }
                                 li { a href="/sessions" { "Sessions" } }

@@ -54,6 +54,7 @@ pub async fn home(w: Signed) -> Response {
         }
         p { "Everything you do here is checked and audited exactly as the admin API does it." }
         ul.cards {
+            li { a href="/orgs" { "Organizations" } ": projects and members, and who holds which role." }
             li { a href="/keys" { "API keys" } ": create, revoke, see when they expire." }
             li { a href="/usage" { "Usage" } ": requests and spend per day, model and project; CSV." }
             li { a href="/sessions" { "Sessions" } ": where you are signed in; end any of them." }

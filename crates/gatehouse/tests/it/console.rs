@@ -594,3 +594,63 @@ async fn the_audit_trail_exports_from_the_console_as_the_api_exports_it() {
     let mut m = signed_in(&gw, member["token"].as_str().unwrap()).await;
     assert_eq!(m.get("/audit/export").await.status, 403);
 }
+
+#[tokio::test]
+async fn organizations_projects_and_members_are_managed_with_the_apis_rights() {
+    let gw = gateway().spawn().await;
+    let mut b = signed_in(&gw, &root(&gw)).await;
+    let csrf = b.get("/orgs").await.csrf();
+    let page = b.post("/orgs", &[("csrf", &csrf), ("name", "initech")]).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let org_page = page.location().to_owned();
+    let org = org_page.strip_prefix("/orgs/").unwrap().to_owned();
+    assert_eq!(b.post(&format!("{org_page}/projects"), &[("csrf", &csrf), ("name", "web")]).await.status, 303);
+    let added = b
+        .post(
+            &format!("{org_page}/members"),
+            &[("csrf", &csrf), ("email", "ann@example.com"), ("name", "Ann"), ("role", "org_admin")],
+        )
+        .await;
+    assert_eq!(added.status, 303, "{}", added.body);
+    let page = b.get(&org_page).await;
+    assert!(page.body.contains("<td>web</td>") && page.body.contains("ann@example.com"), "{}", page.body);
+    // the API's own checks: a name it refuses is a page naming the field
+    let bad = b.post(&format!("{org_page}/projects"), &[("csrf", &csrf), ("name", "no spaces")]).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("<code>name</code>"), "{}", bad.body);
+
+    // an org admin of another org: the list shows its own, this org is not found
+    let (_, other) = mint(&gw, &root(&gw), "org_admin", Some(&new_org(&gw, "acme").await)).await;
+    let mut a = signed_in(&gw, other["token"].as_str().unwrap()).await;
+    let listed = a.get("/orgs").await;
+    assert!(listed.body.contains(">acme<") && !listed.body.contains("initech"), "{}", listed.body);
+    assert!(!listed.body.contains("Create organization"));
+    assert_eq!(a.get(&org_page).await.status, 404);
+    let a_csrf = a.get("/orgs").await.csrf();
+    let forged = a
+        .post(
+            &format!("{org_page}/members"),
+            &[("csrf", &a_csrf), ("email", "x@example.com"), ("name", "X"), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(forged.status, 404);
+
+    // a viewer of the org sees it without the forms
+    let (_, viewer) = mint(&gw, &root(&gw), "viewer", Some(&org)).await;
+    let mut v = signed_in(&gw, viewer["token"].as_str().unwrap()).await;
+    let page = v.get(&org_page).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("Add a member") && !page.body.contains("Create project"), "{}", page.body);
+
+    // removing the member
+    let (_, members) = as_root(&gw, Method::GET, &format!("/admin/v1/orgs/{org}/members"), None).await;
+    let user = members["data"][0]["user_id"].as_str().unwrap().to_owned();
+    let removed = b.post(&format!("{org_page}/members/{user}/remove"), &[("csrf", &csrf)]).await;
+    assert_eq!(removed.status, 303, "{}", removed.body);
+    let (_, members) = as_root(&gw, Method::GET, &format!("/admin/v1/orgs/{org}/members"), None).await;
+    assert_eq!(members["data"].as_array().unwrap().len(), 0);
+    let actions = audit_actions(&gw).await;
+    for a in ["org.create", "project.create", "member.set", "member.remove"] {
+        assert!(actions.iter().any(|(x, o, _)| x == a && o == "allowed"), "{a}: {actions:?}");
+    }
+}
