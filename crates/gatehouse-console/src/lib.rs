@@ -61,6 +61,7 @@ pub fn router(
         .route("/orgs/{org}/members/{user}/remove", post(orgs::remove_member))
         .route("/keys", get(pages::keys).post(pages::create_key))
         .route("/keys/{id}/revoke", post(pages::revoke_key))
+        .route("/keys/{id}/rotate", post(pages::rotate_key))
         .route("/sessions", get(pages::sessions))
         .route("/sessions/{id}/revoke", post(pages::revoke_session))
         .route("/audit", get(pages::audit))

@@ -138,6 +138,18 @@ pub async fn keys(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Respons
                             @if may_write {
                                 td {
                                     @if k["revoked_at"].is_null() {
+                                        form.filters method="post" action={ "/keys/" (text(k, "id")) "/rotate" } {
+                                            input type="hidden" name="csrf" value=(w.csrf);
+                                            input type="hidden" name="org" value=(org);
+                                            label.sr-only for={ "grace-" (text(k, "id")) } { "Old secret works for" }
+                                            select id={ "grace-" (text(k, "id")) } name="grace_seconds" {
+                                                option value="0" { "stop now" }
+                                                option value="600" { "10 more minutes" }
+                                                option value="3600" { "1 more hour" }
+                                                option value="86400" { "1 more day" }
+                                            }
+                                            button type="submit" aria-label={ "Rotate key " (text(k, "name")) } { "Rotate" }
+                                        }
                                         form method="post" action={ "/keys/" (text(k, "id")) "/revoke" } {
                                             input type="hidden" name="csrf" value=(w.csrf);
                                             input type="hidden" name="org" value=(org);
@@ -213,18 +225,52 @@ pub async fn create_key(State(s): State<ConsoleState>, w: Signed, req: Request) 
         Ok(v) => v,
         Err(d) => return refusal(&d, Some(&w)),
     };
+    shown_once(&w, "Key created", text(&created, "name"), text(&created, "key"), None)
+}
+
+/// A key's secret, shown this once, with the copy button.
+fn shown_once(w: &Signed, title: &str, name: &str, secret: &str, note: Option<&str>) -> Response {
     let main = html! {
         div.created role="status" {
-            p { "Key " strong { (text(&created, "name")) } " was created. Copy its secret now: it is shown this once and "
-                "cannot be shown again." }
+            p { "Key " strong { (name) } ": copy its secret now. It is shown this once and cannot be shown again." }
             p.secret {
-                code id="secret" { (text(&created, "key")) }
+                code id="secret" { (secret) }
                 button type="button" data-copy="secret" { "Copy" }
             }
+            @if let Some(n) = note { p { (n) } }
         }
         p { a href="/keys" { "Back to keys" } }
     };
-    render(StatusCode::CREATED, "Key created", Some(&w), main)
+    render(StatusCode::CREATED, title, Some(w), main)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeyForm {
+    csrf: String,
+    org: Option<String>,
+    grace_seconds: u64,
+}
+
+pub async fn rotate_key(State(s): State<ConsoleState>, w: Signed, Path(id): Path<String>, req: Request) -> Response {
+    let f: RotateKeyForm = match accept(&w, req, |f: &RotateKeyForm| &f.csrf).await {
+        Ok(f) => f,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let query = given(f.org).map(|o| serde_urlencoded::to_string([("org", o)]).unwrap_or_default());
+    let body = json!({"grace_seconds": f.grace_seconds});
+    let route = ("POST", "/admin/v1/keys/{id}/rotate");
+    let rotated = match run(&s, &w, route, &[("id", &id)], query.as_deref(), Some(body)).await {
+        Ok(v) => v,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let note = if f.grace_seconds == 0 {
+        "The old secret stopped working now.".to_owned()
+    } else {
+        format!("The old secret keeps working for {} more minutes, then stops.", f.grace_seconds / 60)
+    };
+    let key = &rotated["key"];
+    shown_once(&w, "Key rotated", text(key, "name"), text(key, "key"), Some(&note))
 }
 
 #[derive(Deserialize)]

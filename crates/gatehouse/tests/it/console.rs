@@ -280,7 +280,7 @@ async fn forms_are_taken_only_from_this_origin_with_the_session_token() {
 
     // revoked from the key list: the key stops working
     let list = b.get("/keys").await;
-    let id = between(&list.body, r#"action="/keys/"#, "/revoke").unwrap().to_owned();
+    let id = between(&list.body, r#"action="/keys/"#, "/rotate").unwrap().to_owned();
     let (_, k) = as_root(&gw, Method::GET, &format!("/admin/v1/keys/{id}"), None).await;
     assert_eq!(k["name"], "from-console", "the newest key is listed first");
     let page = b.post(&format!("/keys/{id}/revoke"), &[("csrf", &csrf), ("org", "")]).await;
@@ -653,4 +653,33 @@ async fn organizations_projects_and_members_are_managed_with_the_apis_rights() {
     for a in ["org.create", "project.create", "member.set", "member.remove"] {
         assert!(actions.iter().any(|(x, o, _)| x == a && o == "allowed"), "{a}: {actions:?}");
     }
+}
+
+#[tokio::test]
+async fn a_key_rotated_from_the_console_shows_its_new_secret_once_and_the_old_one_stops() {
+    let gw = gateway().spawn().await;
+    let old = gw.api_key.clone().unwrap();
+    let mut b = signed_in(&gw, &root(&gw)).await;
+    let list = b.get("/keys").await;
+    let csrf = list.csrf();
+    let id = between(&list.body, r#"action="/keys/"#, "/rotate").unwrap().to_owned();
+    let page = b.post(&format!("/keys/{id}/rotate"), &[("csrf", &csrf), ("org", ""), ("grace_seconds", "0")]).await;
+    assert_eq!(page.status, 201, "{}", page.body);
+    let new = between(&page.body, r#"id="secret">"#, "<").unwrap().to_owned();
+    assert!(new.starts_with("gth_") && new != old);
+    assert!(page.body.contains("stopped working now"));
+    let models = |key: String| {
+        let (http, url) = (gw.http.clone(), format!("{}/v1/models", gw.data_url));
+        async move { http.get(url).bearer_auth(key).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(models(new).await, 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(models(old).await, 401);
+    // a grace the API refuses is its refusal, explained
+    let list = b.get("/keys").await;
+    let id = between(&list.body, r#"action="/keys/"#, "/rotate").unwrap().to_owned();
+    let page =
+        b.post(&format!("/keys/{id}/rotate"), &[("csrf", &csrf), ("org", ""), ("grace_seconds", "999999")]).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("<code>grace_seconds</code>"));
 }
