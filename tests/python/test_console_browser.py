@@ -353,6 +353,13 @@ def test_single_sign_on_with_pkce_maps_roles_and_makes_members(chromium, sso):
     assert other.heading() == "Sign in", "a stolen callback signs nobody in"
     other.errors.clear()
     other.close()
+
+    # a new role takes a new sign-in: changing Ann's role ends her session
+    ann = members[0]["user_id"]
+    sso.admin_post(f"/admin/v1/orgs/{sso.org}/members/{ann}", {"role": "viewer"}, method="PATCH")
+    assert sso.admin_get("/admin/v1/sessions")["data"] == []
+    tab.go("/")
+    assert tab.heading() == "Sign in", "the session with the old role ended"
     tab.errors.clear()
     tab.close()
 

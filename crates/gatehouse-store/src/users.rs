@@ -55,13 +55,35 @@ impl Store {
         UserId::parse(&id).ok_or(Error::Corrupt("users.id"))
     }
 
-    /// Grants (or changes) a user's role in an org.
+    /// Grants (or changes) a user's role in an org. Their console sessions in the org that
+    /// hold another role end with it: a new role takes a new sign-in.
     pub async fn set_membership(&self, org: OrgId, user: UserId, role: &str) -> Result<(), Error> {
-        execute!(self,
-            "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role";
-            org.to_string(), user.to_string(), role, now_ms()
-        )?;
+        let now = now_ms();
+        on_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query(
+                "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
+            )
+            .bind(org.to_string())
+            .bind(user.to_string())
+            .bind(role)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE console_sessions SET revoked_at = $1 \
+                 WHERE org_id = $2 AND user_id = $3 AND role <> $4 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(org.to_string())
+            .bind(user.to_string())
+            .bind(role)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(())
+        })?;
         Ok(())
     }
 
@@ -84,8 +106,8 @@ impl Store {
         rows.into_iter().map(MemberRow::try_from).collect()
     }
 
-    /// Removes a user from an org (and its projects) and revokes the admin tokens that acted
-    /// for them there.
+    /// Removes a user from an org (and its projects) and revokes the admin tokens and console
+    /// sessions that acted for them there.
     pub async fn remove_membership(&self, org: OrgId, user: UserId) -> Result<bool, Error> {
         let now = now_ms();
         let n = on_pool!(self, |p| {
@@ -96,14 +118,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            sqlx::query(
+            for sql in [
                 "UPDATE admin_tokens SET revoked_at = $1 WHERE org_id = $2 AND user_id = $3 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(org.to_string())
-            .bind(user.to_string())
-            .execute(&mut *tx)
-            .await?;
+                "UPDATE console_sessions SET revoked_at = $1 WHERE org_id = $2 AND user_id = $3 AND revoked_at IS NULL",
+            ] {
+                sqlx::query(sql).bind(now).bind(org.to_string()).bind(user.to_string()).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(n)
         })?;

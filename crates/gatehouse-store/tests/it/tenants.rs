@@ -69,3 +69,41 @@ both_backends!(members_have_one_role_per_org, |store: Store| async move {
     let token = store.admin_token_by_digest(&[42; 32]).await.unwrap().unwrap();
     assert!(token.revoked_at.is_some(), "leaving an org revokes the tokens that acted there");
 });
+
+both_backends!(a_members_console_sessions_end_with_their_membership_or_their_role, |store: Store| async move {
+    let org = store.create_org("sessions-org").await.unwrap();
+    let user = store.ensure_user("ann@example.com", "Ann", "human").await.unwrap();
+    store.set_membership(org, user, "org_admin").await.unwrap();
+    let now = gatehouse_store::now_ms();
+    let st = &store;
+    let session = |id: &'static str, digest: [u8; 32], role: &'static str| async move {
+        let id = format!("0190f4b8-0000-7000-8000-00000000000{id}");
+        let s = gatehouse_store::NewSession {
+            id: &id,
+            digest: &digest,
+            csrf: "c",
+            method: "oidc",
+            actor: "oidc:corp:ann",
+            token_id: None,
+            role,
+            org: Some(org),
+            user: Some(user),
+            source: None,
+            now,
+            expires_at: now + 60_000,
+        };
+        st.create_console_session(&s).await.unwrap();
+    };
+    let live = |digest: [u8; 32]| async move { st.live_console_session(&digest, now, now - 60_000).await.unwrap() };
+    session("1", [1; 32], "org_admin").await;
+    // the same role again (a sign-in refreshing it) leaves the session be; another ends it
+    store.set_membership(org, user, "org_admin").await.unwrap();
+    assert!(live([1; 32]).await.is_some());
+    store.set_membership(org, user, "viewer").await.unwrap();
+    assert!(live([1; 32]).await.is_none());
+    // removal ends every session the person has in the org
+    session("2", [2; 32], "viewer").await;
+    assert!(live([2; 32]).await.is_some());
+    assert!(store.remove_membership(org, user).await.unwrap());
+    assert!(live([2; 32]).await.is_none());
+});

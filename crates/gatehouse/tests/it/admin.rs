@@ -294,6 +294,7 @@ fn redact(v: &mut Value) {
                     }
                     ("actor", Value::String(_)) => *val = json!("[actor]"),
                     ("hash", Value::String(_)) => *val = json!("[hash]"),
+                    ("next_after", Value::String(_)) => *val = json!("[cursor]"),
                     ("chain", Value::String(s)) if s.starts_with("org/") => *val = json!("org/[id]"),
                     (k, Value::Number(_)) if k.ends_with("_at") || k == "at" => *val = json!("[time]"),
                     ("at", Value::String(_)) => *val = json!("[time]"),
