@@ -77,13 +77,14 @@ pub async fn create(State(s): State<ConsoleState>, w: Signed, req: Request) -> R
 
 pub async fn show(State(s): State<ConsoleState>, w: Signed, Path(org): Path<String>) -> Response {
     let p = [("org", org.as_str())];
-    let (o, projects, members) = match (
+    let (o, projects, members, limits) = match (
         run(&s, &w, ("GET", "/admin/v1/orgs/{org}"), &p, None, None).await,
         run(&s, &w, ("GET", "/admin/v1/orgs/{org}/projects"), &p, Some("limit=1000"), None).await,
         run(&s, &w, ("GET", "/admin/v1/orgs/{org}/members"), &p, Some("limit=1000"), None).await,
+        run(&s, &w, ("GET", "/admin/v1/orgs/{org}/limits"), &p, None, None).await,
     ) {
-        (Ok(o), Ok(pr), members) => (o, pr, members.ok()),
-        (Err(d), _, _) | (_, Err(d), _) => return refusal(&d, Some(&w)),
+        (Ok(o), Ok(pr), members, limits) => (o, pr, members.ok(), limits.ok()),
+        (Err(d), ..) | (_, Err(d), ..) => return refusal(&d, Some(&w)),
     };
     let may_projects = allows(w.op.role, Permission::ProjectWrite);
     let may_members = allows(w.op.role, Permission::MembershipWrite);
@@ -107,6 +108,7 @@ pub async fn show(State(s): State<ConsoleState>, w: Signed, Path(org): Path<Stri
                 }
             }
         }
+        @if let Some(l) = &limits { (standing(l)) }
         @if may_projects {
             form.filters method="post" action={ "/orgs/" (org) "/projects" } {
                 input type="hidden" name="csrf" value=(w.csrf);
@@ -204,6 +206,50 @@ pub async fn remove_member(
     }
     let p = [("org", org.as_str()), ("user", user.as_str())];
     answer(&w, &org, run(&s, &w, ("DELETE", "/admin/v1/orgs/{org}/members/{user}"), &p, None, None).await)
+}
+
+/// The org's own rates and each budget's standing this period (docs/LIMITS.md), as the limits
+/// service reports them; set them with `PUT /admin/v1/orgs/{org}/limits` or `gatehouse limits`.
+fn standing(l: &serde_json::Value) -> maud::Markup {
+    let spec = &l["limits"];
+    let rate = |k: &str| spec[k].as_u64().map_or_else(|| "none".to_owned(), |v| v.to_string());
+    let budgets = l["standing"].as_array().map_or(&[][..], Vec::as_slice);
+    let figure = |v: &serde_json::Value, unit: &str| match (unit, v.as_f64()) {
+        ("usd", Some(x)) => format!("${x:.2}"),
+        (_, Some(x)) => format!("{x:.0} tokens"),
+        _ => String::new(),
+    };
+    html! {
+        section aria-labelledby="limits" {
+            h2 id="limits" { "Limits and budgets" }
+            @if spec.is_null() {
+                p { "No limits of its own: the deployment's and its projects' apply." }
+            } @else {
+                p { "Requests per minute: " (rate("rpm")) ". Tokens per minute: " (rate("tpm")) "." }
+                @if !budgets.is_empty() {
+                    table {
+                        caption { "Budgets this period" }
+                        thead { tr { th scope="col" { "Period" } th scope="col" { "Limit" } th scope="col" { "Spent" }
+                            th scope="col" { "Held for requests in flight" } th scope="col" { "Used" } } }
+                        tbody {
+                            @for b in budgets {
+                                @let unit = text(b, "unit");
+                                @let (limit, spent) = (b["limit"].as_f64().unwrap_or(0.0), b["spent"].as_f64().unwrap_or(0.0));
+                                @let used = if limit > 0.0 { (spent / limit * 100.0).clamp(0.0, 100.0) } else { 0.0 };
+                                tr {
+                                    td { (text(b, "period")) }
+                                    td { (figure(&b["limit"], unit)) }
+                                    td { (figure(&b["spent"], unit)) }
+                                    td { (figure(&b["reserved"], unit)) }
+                                    td { meter min="0" max="100" value=(format!("{used:.0}")) { (format!("{used:.0}%")) } " " (format!("{used:.0}%")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Back to the org's page after a change, or the refusal.

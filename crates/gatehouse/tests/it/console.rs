@@ -6,7 +6,7 @@ use std::time::Duration;
 use gatehouse_testkit::TestGateway;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::{as_root, call, gateway, mint, new_org, root};
 
@@ -682,4 +682,24 @@ async fn a_key_rotated_from_the_console_shows_its_new_secret_once_and_the_old_on
         b.post(&format!("/keys/{id}/rotate"), &[("csrf", &csrf), ("org", ""), ("grace_seconds", "999999")]).await;
     assert_eq!(page.status, 400);
     assert!(page.body.contains("<code>grace_seconds</code>"));
+}
+
+#[tokio::test]
+async fn an_organizations_page_shows_its_budgets_standing() {
+    let gw = gateway().config("[prices.mock]\ninput_per_mtok = 2.5\noutput_per_mtok = 10").spawn().await;
+    let acme = new_org(&gw, "acme").await;
+    let spec = json!({"rpm": 600, "budgets": [{"period": "monthly", "usd": 50, "alert_at": [80]}]});
+    let (st, v) = as_root(&gw, Method::PUT, &format!("/admin/v1/orgs/{acme}/limits"), Some(spec)).await;
+    assert_eq!(st, 200, "{v}");
+    let mut b = signed_in(&gw, &root(&gw)).await;
+    let page = b.get(&format!("/orgs/{acme}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Requests per minute: 600"), "{}", page.body);
+    assert!(page.body.contains("<td>monthly</td><td>$50.00</td><td>$0.00</td>"), "{}", page.body);
+    assert!(page.body.contains(r#"<meter min="0" max="100" value="0">"#));
+    // an org without limits of its own says so
+    let (_, orgs) = as_root(&gw, Method::GET, "/admin/v1/orgs", None).await;
+    let default = orgs["data"].as_array().unwrap().iter().find(|o| o["name"] == "default").unwrap()["id"].clone();
+    let page = b.get(&format!("/orgs/{}", default.as_str().unwrap())).await;
+    assert!(page.body.contains("No limits of its own"), "{}", page.body);
 }
