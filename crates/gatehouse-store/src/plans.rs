@@ -34,7 +34,7 @@ fn cases() -> Vec<Case> {
             name: "keys of an org, newest first, after a key",
             sql: crate::store::KEYS_OF_ORG,
             binds: vec![Text(org), Text(None), Text(Some("0190f4b8-0000-7000-8000-0000000000ff")), Int(Some(51))],
-            index: "api_keys",
+            index: "api_keys_org_id",
         },
         Case {
             name: "the latest audit segments of one chain",
