@@ -197,15 +197,9 @@ pub struct SignInForm {
 pub async fn sign_in(State(s): State<ConsoleState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let acx = AuditCx::from_parts(&parts);
-    let audit_denied = |code: DenyCode| {
-        let (s, acx) = (&s, &acx);
-        async move {
-            let _ = record(&s.admin, acx, Actor::Anonymous, K::ConsoleSignIn, None, None, Outcome::Denied(code)).await;
-        }
-    };
     // A cross-site form cannot sign a browser in to the sender's account (login CSRF).
     if !same_origin(&parts.headers) {
-        audit_denied(DenyCode::PermissionDenied).await;
+        refused(&s, &acx, DenyCode::PermissionDenied).await;
         return refusal(&Denial::new(DenyCode::PermissionDenied), None);
     }
     if let Some(refused) = locked_out(&s, &acx).await {
@@ -214,14 +208,14 @@ pub async fn sign_in(State(s): State<ConsoleState>, req: Request) -> Response {
     let form: SignInForm = match read_form(&parts.headers, body).await {
         Ok(f) => f,
         Err(d) => {
-            audit_denied(d.code).await;
+            refused(&s, &acx, d.code).await;
             return refusal(&d, None);
         }
     };
     let next = safe_next(form.next.as_deref()).to_owned();
 
     if s.settings.token_sign_in == TokenSignIn::Off {
-        audit_denied(DenyCode::PermissionDenied).await;
+        refused(&s, &acx, DenyCode::PermissionDenied).await;
         return render(StatusCode::FORBIDDEN, "Sign in", None, sign_in_form(&s, &next, None));
     }
     let token = SecretString::from(form.token);
@@ -266,10 +260,15 @@ pub async fn sign_in(State(s): State<ConsoleState>, req: Request) -> Response {
     }
 }
 
+/// A refused sign-in, audited (by nobody: the caller is not signed in).
+async fn refused(s: &ConsoleState, acx: &AuditCx, code: DenyCode) {
+    let _ = record(&s.admin, acx, Actor::Anonymous, K::ConsoleSignIn, None, None, Outcome::Denied(code)).await;
+}
+
 /// A failed sign-in: audited, and counted against its source (the lockout, once reached, is
 /// audited once).
 pub(crate) async fn failed(s: &ConsoleState, acx: &AuditCx, code: DenyCode) {
-    let _ = record(&s.admin, acx, Actor::Anonymous, K::ConsoleSignIn, None, None, Outcome::Denied(code)).await;
+    refused(s, acx, code).await;
     if s.failures.fail(acx.source) == Counted::LockedOut {
         let _ = record(
             &s.admin,
@@ -287,16 +286,7 @@ pub(crate) async fn failed(s: &ConsoleState, acx: &AuditCx, code: DenyCode) {
 /// The refusal for a source that is locked out, audited; `None` if it is not.
 pub(crate) async fn locked_out(s: &ConsoleState, acx: &AuditCx) -> Option<Response> {
     let wait = s.failures.locked(acx.source)?;
-    let _ = record(
-        &s.admin,
-        acx,
-        Actor::Anonymous,
-        K::ConsoleSignIn,
-        None,
-        None,
-        Outcome::Denied(DenyCode::RateLimitExceeded),
-    )
-    .await;
+    refused(s, acx, DenyCode::RateLimitExceeded).await;
     let secs = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
     Some(refusal(&Denial::new(DenyCode::RateLimitExceeded).retry_after(secs), None))
 }
