@@ -63,7 +63,7 @@ class Tab:
     def sign_in(self, token):
         self.go("/sign-in")
         self.page.get_by_label("Admin token").fill(token)
-        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("button", name="Sign in", exact=True).click()
         self.page.wait_for_load_state()
 
     def shot(self, name):
@@ -223,7 +223,7 @@ def test_the_pages_are_usable_from_the_keyboard_and_at_200_percent(chromium, con
     # 200% zoom of a 1280-pixel window is a 640-pixel CSS viewport: nothing may be wider than
     # it (tables scroll inside their own box), so nobody scrolls sideways to read a page
     tab.page.set_viewport_size({"width": 640, "height": 800})
-    for path in ["/", "/orgs", "/keys", "/usage", "/sessions", "/audit"]:
+    for path in ["/", "/orgs", "/keys", "/usage", "/sessions", "/audit", "/account", "/tokens", "/capabilities"]:
         tab.go(path)
         fits = tab.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         assert fits, f"{path} is wider than a 640-pixel viewport"
@@ -383,4 +383,126 @@ def test_a_person_whose_roles_are_not_mapped_is_not_signed_in(chromium, sso):
     sso_sign_in(tab, "vic")
     tab.go("/keys")
     assert tab.page.get_by_role("button", name="Create key").count() == 0, "a viewer creates nothing"
+    tab.close()
+
+
+# ---- passkeys, with Chromium's virtual authenticator (DevTools `WebAuthn` domain) ----
+
+
+@pytest.fixture(scope="module")
+def passkey_console(fake):
+    # a short confirmation window, so a test can see a session grow stale
+    proc, gw = start_gateway(fake, extra="[console]\nreauth_window_ms = 1500\n")
+    # WebAuthn refuses IP addresses as relying party ids: the loopback name is what works
+    gw.console_url = gw.admin_url.replace("127.0.0.1", "localhost")
+    yield gw
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+class PasskeyTab(Tab):
+    """A tab on http://localhost with a virtual authenticator that verifies its user."""
+
+    def __init__(self, browser, gw, credential=None):
+        super().__init__(browser, gw)
+        self.cdp = self.context.new_cdp_session(self.page)
+        self.cdp.send("WebAuthn.enable")
+        options = {
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": True,
+            "hasUserVerification": True,
+            "isUserVerified": True,
+            "automaticPresenceSimulation": True,
+        }
+        self.authenticator = self.cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"]
+        if credential:
+            self.cdp.send("WebAuthn.addCredential", {"authenticatorId": self.authenticator, "credential": credential})
+
+    def go(self, path):
+        return self.page.goto(self.gw.console_url + path)
+
+    def credentials(self):
+        return self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": self.authenticator})["credentials"]
+
+    def passkey(self, name, lands_on):
+        self.page.get_by_role("button", name=name).click()
+        self.page.wait_for_url(lambda url: url.split("?")[0].endswith(lands_on))
+        self.page.wait_for_load_state()
+
+
+def audit_actions(gw, action):
+    return [e["outcome"] for e in gw.admin_get(f"/admin/v1/audit?action={action}&limit=100")["data"]]
+
+
+def test_passkeys_register_sign_in_confirm_and_refuse_a_cloned_counter(chromium, passkey_console):
+    gw = passkey_console
+    tab = PasskeyTab(chromium, gw)
+    tab.sign_in(mint(gw, "platform_admin")["token"])
+    assert tab.heading() == "Overview"
+
+    # registration, right after the first sign-in
+    tab.go("/account")
+    tab.page.get_by_label("Name").fill("Laptop")
+    tab.page.get_by_role("button", name="Add a passkey").click()
+    tab.page.locator("tbody tr", has_text="Laptop").wait_for()
+    assert "allowed" in audit_actions(gw, "passkey.register")
+    [cred] = tab.credentials()
+    assert cred["isResidentCredential"], "a discoverable credential: sign-in needs no user name"
+    assert cred["rpId"] == "localhost"
+    tab.shot("account-passkeys")
+
+    # passkey-only sign-in: no token, no name
+    tab.page.get_by_role("button", name="Sign out").click()
+    tab.page.wait_for_load_state()
+    assert tab.heading() == "Sign in"
+    tab.shot("sign-in-passkey")
+    tab.passkey("Sign in with a passkey", "/")
+    assert tab.heading() == "Overview"
+    assert tab.page.locator("tbody tr", has_text="Laptop").count() == 0
+    tab.go("/account")
+    row = tab.page.locator("tbody tr", has_text="Laptop").inner_text()
+    assert "never" not in row, "the sign-in was recorded as the passkey's last use"
+
+    # a sensitive action after the confirmation window asks for the passkey again
+    tab.page.wait_for_timeout(1600)
+    tab.go("/audit/export?format=jsonl")
+    assert tab.heading() == "Confirm it is you"
+    tab.shot("confirm")
+    tab.errors.clear()  # the confirmation page answers 403
+    tab.go("/account")
+    assert tab.page.get_by_role("button", name="Add a passkey").count() == 0, "stale: no adding passkeys"
+    tab.page.get_by_role("link", name="Confirm it is you").click()
+    tab.passkey("Confirm with a passkey", "/account")
+    assert tab.page.get_by_role("button", name="Add a passkey").is_visible(), "confirmed: fresh again"
+    assert "allowed" in audit_actions(gw, "console.confirm")
+
+    # a copy of the key in another browser whose counter went back (a cloned authenticator)
+    # is refused, audited, and leaves no session
+    [cred] = tab.credentials()
+    assert cred["signCount"] >= 2
+    clone = PasskeyTab(chromium, gw, credential={**cred, "signCount": 0})
+    clone.go("/sign-in")
+    denied_before = audit_actions(gw, "console.sign_in").count("denied")
+    clone.page.get_by_role("button", name="Sign in with a passkey").click()
+    clone.page.get_by_text("That passkey was not accepted.").wait_for()
+    assert clone.heading() == "Sign in"
+    assert not [c for c in clone.context.cookies() if c["name"] == "__Host-gatehouse-session"]
+    assert audit_actions(gw, "console.sign_in").count("denied") == denied_before + 1
+    clone.errors.clear()  # the refused ceremony answers 401
+    clone.close()
+
+    # removal needs a fresh proof too
+    tab.page.wait_for_timeout(1600)
+    tab.go("/account")
+    tab.page.get_by_role("button", name="Remove passkey Laptop").click()
+    tab.page.wait_for_load_state()
+    assert tab.heading() == "Confirm it is you"
+    tab.errors.clear()
+    tab.passkey("Confirm with a passkey", "/account")
+    tab.page.get_by_role("button", name="Remove passkey Laptop").click()
+    tab.page.wait_for_load_state()
+    assert tab.heading() == "Your account"
+    assert tab.page.locator("tbody tr", has_text="Laptop").count() == 0
+    assert "allowed" in audit_actions(gw, "passkey.remove")
     tab.close()

@@ -44,6 +44,9 @@ catalogue! {
     ConsoleSignIn => ("console.sign_in", Authentication),
     ConsoleSignOut => ("console.sign_out", Authentication),
     ConsoleLockout => ("console.lockout", Authentication),
+    ConsoleConfirm => ("console.confirm", Authentication),
+    PasskeyRegister => ("passkey.register", Authentication),
+    PasskeyRemove => ("passkey.remove", Authentication),
     SessionList => ("session.list", Authentication),
     SessionRevoke => ("session.revoke", Authentication),
     // authorization of data-plane requests

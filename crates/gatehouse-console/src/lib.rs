@@ -17,9 +17,12 @@ mod oidc;
 mod orgs;
 mod page;
 mod pages;
+mod passkeys;
 mod session;
 mod throttle;
+mod tokens;
 mod usage;
+mod webauthn;
 
 use std::sync::Arc;
 
@@ -36,7 +39,9 @@ pub struct ConsoleState {
     pub settings: Arc<ConsoleSettings>,
     /// OIDC issuers, of which those with a console client offer sign-in.
     pub federation: Option<Arc<gatehouse_oidc::Federation>>,
-    failures: Arc<throttle::Failures>,
+    failures: Arc<throttle::Failures<Option<std::net::IpAddr>>>,
+    /// Failed passkey proofs per account (the passkey's actor).
+    account_failures: Arc<throttle::Failures<String>>,
 }
 
 /// The console's router (state applied): mount it as the control plane's fallback so the API
@@ -47,13 +52,23 @@ pub fn router(
     federation: Option<Arc<gatehouse_oidc::Federation>>,
 ) -> Router {
     let failures = Arc::new(throttle::Failures::new(settings.sign_in_failures_per_source, settings.lockout));
-    let state = ConsoleState { admin: admin.clone(), settings: Arc::new(settings), federation, failures };
+    let account_failures = Arc::new(throttle::Failures::new(settings.sign_in_failures_per_account, settings.lockout));
+    let state =
+        ConsoleState { admin: admin.clone(), settings: Arc::new(settings), federation, failures, account_failures };
     Router::new()
         .route("/", get(pages::home))
         .route("/sign-in", get(session::sign_in_page).post(session::sign_in))
         .route("/sign-in/oidc/callback", get(oidc::callback))
         .route("/sign-in/oidc/{issuer}", get(oidc::start))
+        .route("/sign-in/passkey/options", post(passkeys::sign_in_options))
+        .route("/sign-in/passkey", post(passkeys::sign_in))
         .route("/sign-out", post(session::sign_out))
+        .route("/account", get(passkeys::account_page))
+        .route("/account/passkeys/options", post(passkeys::register_options))
+        .route("/account/passkeys", post(passkeys::register))
+        .route("/account/passkeys/{id}/remove", post(passkeys::remove))
+        .route("/confirm", get(passkeys::confirm_page).post(passkeys::confirm))
+        .route("/confirm/options", post(passkeys::confirm_options))
         .route("/orgs", get(orgs::list).post(orgs::create))
         .route("/orgs/{org}", get(orgs::show))
         .route("/orgs/{org}/projects", post(orgs::create_project))
@@ -62,6 +77,10 @@ pub fn router(
         .route("/keys", get(pages::keys).post(pages::create_key))
         .route("/keys/{id}/revoke", post(pages::revoke_key))
         .route("/keys/{id}/rotate", post(pages::rotate_key))
+        .route("/tokens", get(tokens::admin_tokens).post(tokens::create_admin_token))
+        .route("/tokens/{id}/revoke", post(tokens::revoke_admin_token))
+        .route("/capabilities", get(tokens::capabilities))
+        .route("/capabilities/{id}/revoke", post(tokens::revoke_capability))
         .route("/sessions", get(pages::sessions))
         .route("/sessions/{id}/revoke", post(pages::revoke_session))
         .route("/audit", get(pages::audit))

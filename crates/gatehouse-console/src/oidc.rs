@@ -177,7 +177,7 @@ async fn finish(s: &ConsoleState, parts: &http::request::Parts, acx: &AuditCx) -
 /// A refused callback: audited and counted, and the sign-in page again.
 async fn again(s: &ConsoleState, acx: &AuditCx, problem: &str) -> Response {
     failed(s, acx, DenyCode::InvalidToken).await;
-    render(StatusCode::UNAUTHORIZED, "Sign in", None, sign_in_form(s, "/", Some(problem)))
+    render(StatusCode::UNAUTHORIZED, "Sign in", None, sign_in_form(s, "/", Some(problem), s.settings.origin.is_some()))
 }
 
 /// The answer that completes a sign-in. The browser arrived here on the provider's

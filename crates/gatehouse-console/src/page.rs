@@ -10,7 +10,7 @@ use maud::{DOCTYPE, Markup, html};
 
 use crate::session::Signed;
 
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// `Referrer-Policy: same-origin`, not the control plane's `no-referrer`: under `no-referrer`
@@ -49,6 +49,9 @@ pub fn render(status: StatusCode, title: &str, who: Option<&Signed>, main: Marku
                                 li { a href="/keys" { "API keys" } }
                                 li { a href="/usage" { "Usage" } }
                                 li { a href="/sessions" { "Sessions" } }
+                                @if w.may_manage_tokens() { li { a href="/tokens" { "Admin tokens" } } }
+                                li { a href="/capabilities" { "Capabilities" } }
+                                li { a href="/account" { "Account" } }
                                 @if w.may_read_audit() { li { a href="/audit" { "Audit" } } }
                             }
                         }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::ConsoleState;
 use crate::forms::accept;
 use crate::page::{refusal, render, see_other, when};
+use crate::passkeys::require_fresh;
 use crate::session::{CsrfOnly, Signed, end};
 
 /// Rows per page of every list.
@@ -40,7 +41,7 @@ pub(crate) fn text<'a>(v: &'a Value, field: &str) -> &'a str {
     v[field].as_str().unwrap_or("")
 }
 
-fn time(v: &Value, field: &str) -> String {
+pub(crate) fn time(v: &Value, field: &str) -> String {
     v[field].as_i64().map(when).unwrap_or_default()
 }
 
@@ -58,6 +59,9 @@ pub async fn home(w: Signed) -> Response {
             li { a href="/keys" { "API keys" } ": create, revoke, see when they expire." }
             li { a href="/usage" { "Usage" } ": requests and spend per day, model and project; CSV." }
             li { a href="/sessions" { "Sessions" } ": where you are signed in; end any of them." }
+            li { a href="/account" { "Account" } ": your passkeys." }
+            @if w.may_manage_tokens() { li { a href="/tokens" { "Admin tokens" } ": mint and revoke the control plane's credentials." } }
+            li { a href="/capabilities" { "Capability tokens" } ": delegable, self-limiting data-plane tokens." }
             @if w.may_read_audit() { li { a href="/audit" { "Audit" } ": the tamper-evident trail of every decision." } }
         }
     };
@@ -76,7 +80,7 @@ pub struct KeysQuery {
 }
 
 /// An empty form field means "not given".
-fn given(v: Option<String>) -> Option<String> {
+pub(crate) fn given(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
@@ -225,21 +229,28 @@ pub async fn create_key(State(s): State<ConsoleState>, w: Signed, req: Request) 
         Ok(v) => v,
         Err(d) => return refusal(&d, Some(&w)),
     };
-    shown_once(&w, "Key created", text(&created, "name"), text(&created, "key"), None)
+    shown_once(&w, "Key created", text(&created, "name"), text(&created, "key"), None, "/keys")
 }
 
-/// A key's secret, shown this once, with the copy button.
-fn shown_once(w: &Signed, title: &str, name: &str, secret: &str, note: Option<&str>) -> Response {
+/// A new secret (a key's, a token's), shown this once, with the copy button.
+pub(crate) fn shown_once(
+    w: &Signed,
+    title: &str,
+    name: &str,
+    secret: &str,
+    note: Option<&str>,
+    back: &str,
+) -> Response {
     let main = html! {
         div.created role="status" {
-            p { "Key " strong { (name) } ": copy its secret now. It is shown this once and cannot be shown again." }
+            p { strong { (name) } ": copy its secret now. It is shown this once and cannot be shown again." }
             p.secret {
                 code id="secret" { (secret) }
                 button type="button" data-copy="secret" { "Copy" }
             }
             @if let Some(n) = note { p { (n) } }
         }
-        p { a href="/keys" { "Back to keys" } }
+        p { a href=(back) { "Back" } }
     };
     render(StatusCode::CREATED, title, Some(w), main)
 }
@@ -257,6 +268,9 @@ pub async fn rotate_key(State(s): State<ConsoleState>, w: Signed, Path(id): Path
         Ok(f) => f,
         Err(d) => return refusal(&d, Some(&w)),
     };
+    if let Some(confirm) = require_fresh(&s, &w, "/keys") {
+        return confirm;
+    }
     let query = given(f.org).map(|o| serde_urlencoded::to_string([("org", o)]).unwrap_or_default());
     let body = json!({"grace_seconds": f.grace_seconds});
     let route = ("POST", "/admin/v1/keys/{id}/rotate");
@@ -270,7 +284,7 @@ pub async fn rotate_key(State(s): State<ConsoleState>, w: Signed, Path(id): Path
         format!("The old secret keeps working for {} more minutes, then stops.", f.grace_seconds / 60)
     };
     let key = &rotated["key"];
-    shown_once(&w, "Key rotated", text(key, "name"), text(key, "key"), Some(&note))
+    shown_once(&w, "Key rotated", text(key, "name"), text(key, "key"), Some(&note), "/keys")
 }
 
 #[derive(Deserialize)]
@@ -362,6 +376,10 @@ pub struct AuditQuery {
 
 /// The audit export (streamed), with the API's checks and audit row; a refusal is a page.
 pub async fn audit_export(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Response {
+    let here = uri.path_and_query().map_or("/audit", |p| p.as_str());
+    if let Some(confirm) = require_fresh(&s, &w, here) {
+        return confirm;
+    }
     let q = Query::<gatehouse_admin::trail::ExportQuery>::try_from_uri(&uri)
         .map(|Query(q)| q)
         .map_err(|_| Denial::new(DenyCode::InvalidRequest).with_param("query"));

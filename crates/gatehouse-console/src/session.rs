@@ -26,6 +26,7 @@ use serde::Deserialize;
 use crate::ConsoleState;
 use crate::forms::{read_form, same_origin};
 use crate::page::{refusal, render, see_other};
+use crate::passkeys::relying_party;
 use crate::throttle::Counted;
 
 /// The session cookie's name.
@@ -41,11 +42,18 @@ pub struct Signed {
     /// The session's synchronizer token: every form of this session carries it.
     pub csrf: String,
     pub acx: AuditCx,
+    /// When the operator last proved who they are: the sign-in, or a later passkey
+    /// confirmation (milliseconds since the epoch).
+    pub authenticated_at: i64,
 }
 
 impl Signed {
     pub fn may_read_audit(&self) -> bool {
         allows(self.op.role, Permission::AuditRead)
+    }
+
+    pub fn may_manage_tokens(&self) -> bool {
+        allows(self.op.role, Permission::MembershipWrite)
     }
 }
 
@@ -129,9 +137,13 @@ impl FromRequestParts<ConsoleState> for Signed {
 
     async fn from_request_parts(parts: &mut Parts, s: &ConsoleState) -> Result<Self, Response> {
         match live(s, &parts.headers).await {
-            Ok(Some((row, op))) => {
-                Ok(Signed { op, session_id: row.id, csrf: row.csrf, acx: AuditCx::from_parts(parts) })
-            }
+            Ok(Some((row, op))) => Ok(Signed {
+                op,
+                authenticated_at: row.verified_at.map_or(row.created_at, |v| v.max(row.created_at)),
+                session_id: row.id,
+                csrf: row.csrf,
+                acx: AuditCx::from_parts(parts),
+            }),
             Ok(None) => Err(to_sign_in(parts)),
             Err(d) => Err(refusal(&d, None)),
         }
@@ -144,10 +156,19 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-pub(crate) fn sign_in_form(s: &ConsoleState, next: &str, problem: Option<&str>) -> Markup {
+/// The sign-in choices; `passkeys` when this request has a relying party to scope them to.
+pub(crate) fn sign_in_form(s: &ConsoleState, next: &str, problem: Option<&str>, passkeys: bool) -> Markup {
     let issuers: Vec<&str> = s.federation.iter().flat_map(|f| f.console_issuers()).map(|i| i.name.as_str()).collect();
     html! {
         @if let Some(p) = problem { div.refusal role="alert" { p { (p) } } }
+        @if passkeys {
+            p {
+                button type="button" data-passkey="sign-in" data-next=(next) data-status="passkey-status" hidden {
+                    "Sign in with a passkey"
+                }
+            }
+            p id="passkey-status" role="status" {}
+        }
         @for name in &issuers {
             @let q = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
             p { a.button href={ "/sign-in/oidc/" (name) "?" (q) } { "Sign in with " (name) } }
@@ -183,7 +204,8 @@ pub async fn sign_in_page(State(s): State<ConsoleState>, parts: Parts) -> Respon
     if let Ok(Some(_)) = live(&s, &parts.headers).await {
         return see_other(next);
     }
-    render(StatusCode::OK, "Sign in", None, sign_in_form(&s, next, None))
+    let passkeys = relying_party(&s, &parts.headers).is_some();
+    render(StatusCode::OK, "Sign in", None, sign_in_form(&s, next, None, passkeys))
 }
 
 #[derive(Deserialize)]
@@ -213,10 +235,11 @@ pub async fn sign_in(State(s): State<ConsoleState>, req: Request) -> Response {
         }
     };
     let next = safe_next(form.next.as_deref()).to_owned();
+    let passkeys = relying_party(&s, &parts.headers).is_some();
 
     if s.settings.token_sign_in == TokenSignIn::Off {
         refused(&s, &acx, DenyCode::PermissionDenied).await;
-        return render(StatusCode::FORBIDDEN, "Sign in", None, sign_in_form(&s, &next, None));
+        return render(StatusCode::FORBIDDEN, "Sign in", None, sign_in_form(&s, &next, None, passkeys));
     }
     let token = SecretString::from(form.token);
     let op = match gatehouse_admin::auth::admin_token_operator(&s.admin, &token).await {
@@ -225,7 +248,7 @@ pub async fn sign_in(State(s): State<ConsoleState>, req: Request) -> Response {
         Err(code) => {
             failed(&s, &acx, code).await;
             let problem = "That token was not accepted.";
-            return render(StatusCode::UNAUTHORIZED, "Sign in", None, sign_in_form(&s, &next, Some(problem)));
+            return render(StatusCode::UNAUTHORIZED, "Sign in", None, sign_in_form(&s, &next, Some(problem), passkeys));
         }
     };
     let now = now_ms();
@@ -245,7 +268,12 @@ pub async fn sign_in(State(s): State<ConsoleState>, req: Request) -> Response {
                 .await;
                 let problem = "This admin token has already been used to sign in. Mint a new one to start another \
                                session.";
-                return render(StatusCode::FORBIDDEN, "Sign in", None, sign_in_form(&s, &next, Some(problem)));
+                return render(
+                    StatusCode::FORBIDDEN,
+                    "Sign in",
+                    None,
+                    sign_in_form(&s, &next, Some(problem), passkeys),
+                );
             }
             Err(_) => return refusal(&Denial::new(DenyCode::Unavailable), None),
         }
@@ -269,7 +297,7 @@ async fn refused(s: &ConsoleState, acx: &AuditCx, code: DenyCode) {
 /// audited once).
 pub(crate) async fn failed(s: &ConsoleState, acx: &AuditCx, code: DenyCode) {
     refused(s, acx, code).await;
-    if s.failures.fail(acx.source) == Counted::LockedOut {
+    if s.failures.fail(&acx.source) == Counted::LockedOut {
         let _ = record(
             &s.admin,
             acx,
@@ -285,7 +313,7 @@ pub(crate) async fn failed(s: &ConsoleState, acx: &AuditCx, code: DenyCode) {
 
 /// The refusal for a source that is locked out, audited; `None` if it is not.
 pub(crate) async fn locked_out(s: &ConsoleState, acx: &AuditCx) -> Option<Response> {
-    let wait = s.failures.locked(acx.source)?;
+    let wait = s.failures.locked(&acx.source)?;
     refused(s, acx, DenyCode::RateLimitExceeded).await;
     let secs = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
     Some(refusal(&Denial::new(DenyCode::RateLimitExceeded).retry_after(secs), None))
@@ -297,6 +325,8 @@ pub enum How {
     /// With the admin token the operator's `token_id` names: the session ends with it.
     AdminToken,
     Oidc,
+    /// With a passkey, for the admin token or member account it stands for.
+    Passkey,
 }
 
 /// Ends the session the browser presented (if any), starts a new one for `op`, audits the
@@ -321,6 +351,7 @@ pub async fn start_session(
     let (method, token_id) = match how {
         How::AdminToken => ("admin_token", Some(op.token_id.as_str())),
         How::Oidc => ("oidc", None),
+        How::Passkey => ("passkey", (!op.token_id.starts_with("oidc:")).then_some(op.token_id.as_str())),
     };
     let new = NewSession {
         id: &id,

@@ -1,9 +1,9 @@
-//! Failed sign-ins per source address. After `limit` failures, each less than `lockout` after
+//! Failed sign-ins per key: per source address, and per account (a passkey's). After `limit` failures, each less than `lockout` after
 //! the one before, the source is locked out until `lockout` has passed since its last failure;
 //! a success does not clear the count (a guesser who once holds a valid token gains nothing).
 //! The table is bounded: when it is full, the least recently used sources are forgotten.
 
-use std::net::IpAddr;
+use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -18,11 +18,11 @@ struct Record {
     last: AtomicU64,
 }
 
-pub struct Failures {
+pub struct Failures<K> {
     epoch: Instant,
     limit: u32,
     lockout_ms: u64,
-    by_source: Cache<Option<IpAddr>, Arc<Record>>,
+    by_key: Cache<K, Arc<Record>>,
 }
 
 /// What one more failure did.
@@ -33,13 +33,13 @@ pub enum Counted {
     LockedOut,
 }
 
-impl Failures {
-    pub fn new(limit: NonZeroU32, lockout: Duration) -> Failures {
+impl<K: Eq + Hash + Clone> Failures<K> {
+    pub fn new(limit: NonZeroU32, lockout: Duration) -> Failures<K> {
         Failures {
             epoch: Instant::now(),
             limit: limit.get(),
             lockout_ms: u64::try_from(lockout.as_millis()).unwrap_or(u64::MAX),
-            by_source: Cache::new(10_000),
+            by_key: Cache::new(10_000),
         }
     }
 
@@ -47,16 +47,16 @@ impl Failures {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// How long `source` must still wait, if it is locked out.
-    pub fn locked(&self, source: Option<IpAddr>) -> Option<Duration> {
-        let r = self.by_source.get(&source)?;
+    /// How long `key` must still wait, if it is locked out.
+    pub fn locked(&self, key: &K) -> Option<Duration> {
+        let r = self.by_key.get(key)?;
         let since = self.now().saturating_sub(r.last.load(Ordering::Acquire));
         (r.count.load(Ordering::Acquire) >= self.limit && since < self.lockout_ms)
             .then(|| Duration::from_millis(self.lockout_ms - since))
     }
 
-    pub fn fail(&self, source: Option<IpAddr>) -> Counted {
-        let r = self.by_source.get_or_insert_with(&source, || Ok::<_, ()>(Arc::default())).unwrap_or_default();
+    pub fn fail(&self, key: &K) -> Counted {
+        let r = self.by_key.get_or_insert_with(key, || Ok::<_, ()>(Arc::default())).unwrap_or_default();
         let now = self.now();
         let last = r.last.swap(now, Ordering::AcqRel);
         // failures spread further apart than the lockout never add up
@@ -70,36 +70,38 @@ impl Failures {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     #[test]
     fn a_source_is_locked_out_at_the_limit_and_others_are_not() {
-        let f = Failures::new(NonZeroU32::new(3).unwrap(), Duration::from_secs(60));
+        let f = Failures::<Option<IpAddr>>::new(NonZeroU32::new(3).unwrap(), Duration::from_secs(60));
         let a = Some(IpAddr::from([10, 0, 0, 1]));
         let b = Some(IpAddr::from([10, 0, 0, 2]));
-        assert_eq!(f.fail(a), Counted::Below);
-        assert_eq!(f.fail(a), Counted::Below);
-        assert!(f.locked(a).is_none());
-        assert_eq!(f.fail(a), Counted::LockedOut);
-        let wait = f.locked(a).unwrap();
+        assert_eq!(f.fail(&a), Counted::Below);
+        assert_eq!(f.fail(&a), Counted::Below);
+        assert!(f.locked(&a).is_none());
+        assert_eq!(f.fail(&a), Counted::LockedOut);
+        let wait = f.locked(&a).unwrap();
         assert!(wait > Duration::from_secs(59) && wait <= Duration::from_secs(60), "{wait:?}");
         // the lockout is announced once; later failures only keep it going
-        assert_eq!(f.fail(a), Counted::Below);
-        assert!(f.locked(a).is_some());
-        assert!(f.locked(b).is_none());
+        assert_eq!(f.fail(&a), Counted::Below);
+        assert!(f.locked(&a).is_some());
+        assert!(f.locked(&b).is_none());
     }
 
     #[test]
     fn failures_further_apart_than_the_lockout_do_not_add_up() {
-        let f = Failures::new(NonZeroU32::new(2).unwrap(), Duration::from_millis(1));
+        let f = Failures::<Option<IpAddr>>::new(NonZeroU32::new(2).unwrap(), Duration::from_millis(1));
         let a = Some(IpAddr::from([10, 0, 0, 1]));
         for _ in 0..3 {
-            assert_eq!(f.fail(a), Counted::Below);
+            assert_eq!(f.fail(&a), Counted::Below);
             let t = Instant::now();
             while t.elapsed() < Duration::from_millis(3) {
                 std::hint::spin_loop();
             }
         }
-        assert!(f.locked(a).is_none());
+        assert!(f.locked(&a).is_none());
     }
 }

@@ -88,6 +88,11 @@ id_type!(
     SessionId
 );
 
+id_type!(
+    /// A console passkey (the credential's own id is the authenticator's).
+    PasskeyId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

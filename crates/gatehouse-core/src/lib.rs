@@ -19,4 +19,6 @@ pub use context::{
 };
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
 pub use host::{MAX_HOST, host_name};
-pub use ids::{CredentialId, KeyId, McpServerId, OrgId, ProjectId, RequestId, SessionId, TokenId, UserId, is_id};
+pub use ids::{
+    CredentialId, KeyId, McpServerId, OrgId, PasskeyId, ProjectId, RequestId, SessionId, TokenId, UserId, is_id,
+};

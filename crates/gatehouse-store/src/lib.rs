@@ -88,6 +88,7 @@ mod error;
 mod keyring;
 mod limits;
 mod mcp;
+mod passkeys;
 #[cfg(test)]
 mod plans;
 pub mod poll;
@@ -107,6 +108,7 @@ pub use error::Error;
 pub use keyring::{SealedColumn, SealedValue};
 pub use limits::{BudgetSpend, LimitPolicyRow, LimitScope};
 pub use mcp::McpServerRow;
+pub use passkeys::{ChallengeRow, MAX_PASSKEYS_PER_ACTOR, NewPasskey, PasskeyRow};
 pub use records::{AdminTokenRow, KeyRow, NewKey, OrgRow, ProjectRow, ProjectSettings, Tenant};
 pub use scoped::{PolicyTable, ScopedPolicyRow};
 pub use sessions::{LoginRow, NewSession, SessionRow, SessionScope};

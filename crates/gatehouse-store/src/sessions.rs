@@ -43,6 +43,8 @@ pub struct SessionRow {
     pub last_seen_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// When the operator last proved themselves again with a passkey.
+    pub verified_at: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -60,6 +62,7 @@ struct RawSessionRow {
     last_seen_at: i64,
     expires_at: i64,
     revoked_at: Option<i64>,
+    verified_at: Option<i64>,
 }
 
 impl TryFrom<RawSessionRow> for SessionRow {
@@ -83,6 +86,7 @@ impl TryFrom<RawSessionRow> for SessionRow {
             last_seen_at: r.last_seen_at,
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
+            verified_at: r.verified_at,
         })
     }
 }
@@ -130,7 +134,7 @@ impl SessionScope<'_> {
 macro_rules! select_sessions {
     () => {
         "SELECT s.id, s.csrf, s.method, s.actor, s.token_id, s.role, s.org_id, s.user_id, s.source, s.created_at, \
-         s.last_seen_at, s.expires_at, s.revoked_at FROM console_sessions s"
+         s.last_seen_at, s.expires_at, s.revoked_at, s.verified_at FROM console_sessions s"
     };
 }
 
@@ -209,6 +213,14 @@ impl Store {
         rows.into_iter().map(SessionRow::try_from).collect()
     }
 
+    /// Records that the session's operator proved themselves again (re-authentication).
+    pub async fn confirm_console_session(&self, id: &str, now: i64) -> Result<bool, Error> {
+        Ok(
+            execute!(self, "UPDATE console_sessions SET verified_at = $1 WHERE id = $2 AND revoked_at IS NULL"; now, id)?
+                > 0,
+        )
+    }
+
     /// Revokes one session within `scope`; false if there is none (or it is outside the scope,
     /// which looks the same).
     pub async fn revoke_console_session(&self, scope: SessionScope<'_>, id: &str, now: i64) -> Result<bool, Error> {
@@ -232,7 +244,8 @@ impl Store {
             "DELETE FROM console_sessions WHERE expires_at < $1 OR (revoked_at IS NOT NULL AND revoked_at < $1)";
             before)?;
         let logins = execute!(self, "DELETE FROM console_logins WHERE created_at < $1"; logins_before)?;
-        Ok(sessions + logins)
+        let challenges = execute!(self, "DELETE FROM console_challenges WHERE created_at < $1"; logins_before)?;
+        Ok(sessions + logins + challenges)
     }
 
     pub async fn create_console_login(&self, l: &LoginRow, digest: &[u8; 32]) -> Result<(), Error> {

@@ -19,6 +19,11 @@ mod fake_mcp;
 mod gateway;
 pub mod oidc;
 pub mod stores;
+#[expect(
+    clippy::expect_used,
+    reason = "a test authenticator: a key it cannot make or a value it cannot encode is a broken test"
+)]
+pub mod webauthn;
 
 pub use fake::{Behavior, FAKE_REPLY, FakeProvider, REPLY_CANARY, Recorded, UPSTREAM_SECRET_IN_ERRORS};
 pub use fake_anthropic::{ANTHROPIC_REPLY, ANTHROPIC_USAGE, AnthropicBehavior, FakeAnthropic};

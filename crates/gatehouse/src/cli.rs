@@ -123,6 +123,16 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::guardrails_cmd::GuardrailsAction,
     },
+    /// Mint a platform-admin token directly in the store, without any token: the way back in
+    /// when every admin token and console passkey is lost (run beside the store, like
+    /// `audit verify`; needs the master key).
+    RecoverAdmin {
+        #[command(flatten)]
+        local: crate::audit_cmd::Local,
+        /// The new token's name, as token lists show it.
+        #[arg(long, default_value = "recovery")]
+        name: String,
+    },
     /// Verify, export and inspect the tamper-evident audit trail.
     Audit {
         #[command(subcommand)]
@@ -411,6 +421,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(e) => fail(&format!("{e:#}")),
         },
         Command::Audit { action } => audit(action).await,
+        Command::RecoverAdmin { local, name } => match crate::recover_cmd::run(&local, &name).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("{e:#}")),
+        },
         Command::Guardrails { action } => match crate::guardrails_cmd::run(action) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{e:#}")),

@@ -11,6 +11,7 @@ mod master_key_cmd;
 mod mcp_cmd;
 mod otel;
 mod profile;
+mod recover_cmd;
 mod reload;
 mod serve;
 mod token_cmd;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use gatehouse_testkit::TestGateway;
+use gatehouse_testkit::webauthn::Authenticator;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
@@ -90,6 +91,13 @@ impl Browser {
             rb = rb.header("origin", o);
         }
         self.send(rb).await
+    }
+
+    /// A ceremony call from the console's script: JSON, from this origin.
+    pub async fn post_json(&mut self, path: &str, body: &Value) -> (u16, Value) {
+        let rb = self.http.post(format!("{}{path}", self.base)).header("origin", self.base.clone()).json(body);
+        let page = self.send(rb).await;
+        (page.status, serde_json::from_str(&page.body).unwrap_or(Value::Null))
     }
 
     pub async fn sign_in(&mut self, token: &str) -> Page {
@@ -708,4 +716,242 @@ async fn an_organizations_page_shows_its_budgets_standing() {
     let default = orgs["data"].as_array().unwrap().iter().find(|o| o["name"] == "default").unwrap()["id"].clone();
     let page = b.get(&format!("/orgs/{}", default.as_str().unwrap())).await;
     assert!(page.body.contains("No limits of its own"), "{}", page.body);
+}
+
+// ---- passkeys, with a software authenticator (Chromium's virtual one is in the browser suite) ----
+
+const ORIGIN: &str = "https://gate.example";
+const RP_ID: &str = "gate.example";
+
+fn challenge(options: &Value) -> Vec<u8> {
+    use base64::Engine;
+    let c = options["publicKey"]["challenge"].as_str().unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).unwrap()
+}
+
+/// Registers a new passkey for the signed-in browser; gives it and the account's user handle.
+async fn register_passkey(b: &mut Browser) -> (Authenticator, Vec<u8>) {
+    use base64::Engine;
+    let csrf = b.get("/account").await.csrf();
+    let (st, options) = b.post_json("/account/passkeys/options", &json!({"csrf": csrf})).await;
+    assert_eq!(st, 200, "{options}");
+    assert_eq!(options["publicKey"]["authenticatorSelection"]["userVerification"], "required");
+    assert_eq!(options["publicKey"]["attestation"], "none");
+    let handle = options["publicKey"]["user"]["id"].as_str().unwrap();
+    let handle = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(handle).unwrap();
+    let auth = Authenticator::p256();
+    let credential = auth.registration_json(&challenge(&options), ORIGIN, RP_ID);
+    let body = json!({"csrf": csrf, "name": "test key", "credential": credential});
+    let (st, v) = b.post_json("/account/passkeys", &body).await;
+    assert_eq!(st, 200, "{v}");
+    // the same answer again: its challenge was taken
+    assert_eq!(b.post_json("/account/passkeys", &body).await.0, 400);
+    (auth, handle)
+}
+
+/// A passkey sign-in in a fresh browser: the status and the browser.
+async fn passkey_sign_in(gw: &TestGateway, auth: &mut Authenticator, handle: &[u8]) -> (u16, Value, Browser) {
+    let mut b = Browser::new(gw);
+    let (st, options) = b.post_json("/sign-in/passkey/options", &json!({})).await;
+    assert_eq!(st, 200, "{options}");
+    assert_eq!(options["publicKey"]["allowCredentials"], json!([]), "discoverable: no names asked or given");
+    let credential = auth.assertion_json(&challenge(&options), ORIGIN, RP_ID, handle);
+    let (st, v) = b.post_json("/sign-in/passkey", &json!({"credential": credential, "next": "/keys"})).await;
+    (st, v, b)
+}
+
+#[tokio::test]
+async fn a_passkey_signs_in_once_per_challenge_and_stops_with_its_token() {
+    let gw = gateway().config(&format!("[console]\norigin = \"{ORIGIN}\"")).spawn().await;
+    let acme = new_org(&gw, "acme").await;
+    let (_, admin) = mint(&gw, &root(&gw), "org_admin", Some(&acme)).await;
+    let mut b = signed_in(&gw, admin["token"].as_str().unwrap()).await;
+    let (mut auth, handle) = register_passkey(&mut b).await;
+    assert!(b.get("/account").await.body.contains("test key"));
+
+    let (st, v, mut signed) = passkey_sign_in(&gw, &mut auth, &handle).await;
+    assert_eq!((st, v["next"].as_str()), (200, Some("/keys")), "{v}");
+    let page = signed.get("/keys").await;
+    assert_eq!(page.status, 200, "signed in as the token's org admin");
+    assert!(page.body.contains("org_admin"));
+
+    // one challenge, one sign-in: the same answer sent again finds nothing
+    let mut replay = Browser::new(&gw);
+    let (_, options) = replay.post_json("/sign-in/passkey/options", &json!({})).await;
+    let credential = auth.assertion_json(&challenge(&options), ORIGIN, RP_ID, &handle);
+    let body = json!({"credential": credential});
+    assert_eq!(replay.post_json("/sign-in/passkey", &body).await.0, 200);
+    let (st, v) = Browser::new(&gw).post_json("/sign-in/passkey", &body).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (401, Some("invalid_token")), "{v}");
+    // a page of another site cannot run the ceremony
+    let evil = Browser::new(&gw)
+        .http
+        .post(format!("{}/sign-in/passkey/options", gw.admin_url))
+        .header("origin", "https://evil.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.status().as_u16(), 403);
+    // a wrong user handle or another origin is refused
+    let (_, options) = replay.post_json("/sign-in/passkey/options", &json!({})).await;
+    let credential = auth.assertion_json(&challenge(&options), ORIGIN, RP_ID, b"someone else");
+    assert_eq!(replay.post_json("/sign-in/passkey", &json!({"credential": credential})).await.0, 401);
+    let (_, options) = replay.post_json("/sign-in/passkey/options", &json!({})).await;
+    let credential = auth.assertion_json(&challenge(&options), "https://evil.example", RP_ID, &handle);
+    assert_eq!(replay.post_json("/sign-in/passkey", &json!({"credential": credential})).await.0, 401);
+
+    // a signed-in operator confirms with their passkey (re-authentication)
+    let csrf = signed.get("/account").await.csrf();
+    let (_, options) = signed.post_json("/confirm/options", &json!({"csrf": csrf})).await;
+    let credential = auth.assertion_json(&challenge(&options), ORIGIN, RP_ID, &handle);
+    let (st, v) = signed.post_json("/confirm", &json!({"csrf": csrf, "credential": credential, "next": "/keys"})).await;
+    assert_eq!((st, v["next"].as_str()), (200, Some("/keys")), "{v}");
+
+    // the passkey stands for the admin token: revoked, its sessions end and it signs in no more
+    let revoke = format!("/admin/v1/tokens/{}/revoke", admin["id"].as_str().unwrap());
+    assert_eq!(as_root(&gw, Method::POST, &revoke, None).await.0, 200);
+    assert_eq!(signed.get("/keys").await.status, 303);
+    let (st, _, _) = passkey_sign_in(&gw, &mut auth, &handle).await;
+    assert_eq!(st, 401);
+    let actions = audit_actions(&gw).await;
+    assert!(actions.iter().any(|(a, o, _)| a == "passkey.register" && o == "allowed"), "{actions:?}");
+    assert!(actions.iter().any(|(a, o, _)| a == "console.confirm" && o == "allowed"));
+    assert!(actions.iter().any(|(a, o, c)| a == "console.sign_in" && o == "denied" && c == "invalid_token"));
+}
+
+#[tokio::test]
+async fn failed_passkey_proofs_lock_the_account_out_and_stale_sessions_confirm_first() {
+    let config = format!(
+        "[console]\norigin = \"{ORIGIN}\"\nsign_in_failures_per_account = 2\nsign_in_failures_per_source = 100\n\
+         reauth_window_ms = 1000"
+    );
+    let gw = gateway().config(&config).spawn().await;
+    let mut b = signed_in(&gw, &root(&gw)).await;
+    let (mut auth, handle) = register_passkey(&mut b).await;
+
+    // a different key claiming the same credential id fails, twice: the account is locked out,
+    // and then even the real passkey waits (from any source)
+    let mut forger = Authenticator::p256();
+    forger.id = auth.id.clone();
+    for _ in 0..2 {
+        assert_eq!(passkey_sign_in(&gw, &mut forger, &handle).await.0, 401);
+    }
+    let (st, v, _) = passkey_sign_in(&gw, &mut auth, &handle).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (429, Some("rate_limit_exceeded")), "{v}");
+    let actions = audit_actions(&gw).await;
+    assert!(actions.iter().any(|(a, o, _)| a == "console.lockout" && o == "denied"), "{actions:?}");
+
+    // once the confirmation window has passed, sensitive actions ask for a proof first
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let export = b.get("/audit/export?format=csv").await;
+    assert_eq!((export.status, export.location()), (303, "/confirm?next=%2Faudit%2Fexport%3Fformat%3Dcsv"));
+    let keys = b.get("/keys").await;
+    let id = between(&keys.body, r#"action="/keys/"#, "/rotate").unwrap().to_owned();
+    let csrf = keys.csrf();
+    let rotate = b.post(&format!("/keys/{id}/rotate"), &[("csrf", &csrf), ("org", ""), ("grace_seconds", "0")]).await;
+    assert_eq!(rotate.location(), "/confirm?next=%2Fkeys", "not rotated while stale");
+    let (st, _) = b.post_json("/account/passkeys/options", &json!({"csrf": csrf})).await;
+    assert_eq!(st, 403, "no new passkeys on a stale session");
+    let page = b.get("/confirm?next=/keys").await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("data-passkey=\"confirm\""), "{}", page.body);
+
+    // a confirmation is bound to its session and the session's own account's passkeys
+    let (st, options) = b.post_json("/confirm/options", &json!({"csrf": csrf})).await;
+    assert_eq!(st, 200, "{options}");
+    assert_eq!(options["publicKey"]["allowCredentials"].as_array().unwrap().len(), 1);
+    let credential = auth.assertion_json(&challenge(&options), ORIGIN, RP_ID, &handle);
+    let (_, second) = mint(&gw, &root(&gw), "platform_admin", None).await;
+    let mut other = signed_in(&gw, second["token"].as_str().unwrap()).await;
+    let other_csrf = other.get("/account").await.csrf();
+    let stolen = json!({"csrf": other_csrf, "credential": credential});
+    assert_eq!(other.post_json("/confirm", &stolen).await.0, 401, "another session's challenge");
+    assert_eq!(b.get("/audit/export?format=csv").await.status, 303, "still unconfirmed");
+}
+
+#[tokio::test]
+async fn the_recovery_command_mints_a_platform_admin_token_beside_the_store() {
+    let gw = gateway().spawn().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["recover-admin", "--name", "lost-everything", "--config"])
+        .arg(&gw.config_path)
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let token = stdout.lines().map(str::trim).find(|l| l.starts_with("gth")).unwrap().to_owned();
+    // the running gateway takes it at once: a console session as a platform admin
+    let mut b = signed_in(&gw, &token).await;
+    assert!(b.get("/").await.body.contains("platform_admin"));
+    let (_, tokens) = as_root(&gw, Method::GET, "/admin/v1/tokens", None).await;
+    assert!(tokens.to_string().contains("lost-everything"), "{tokens}");
+
+    // no store where the config points: nothing is created, and it says why
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["recover-admin", "--data-dir"])
+        .arg(dir.path())
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no store at"));
+    assert!(!dir.path().join("gatehouse.db").exists());
+}
+
+#[tokio::test]
+async fn admin_tokens_are_minted_when_freshly_proved_and_capabilities_revoke_from_the_console() {
+    let gw = gateway().config("[console]\nreauth_window_ms = 1000").spawn().await;
+    let mut b = signed_in(&gw, &root(&gw)).await;
+    let page = b.get("/tokens").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("bootstrap") && page.body.contains(r#"href="/tokens""#), "{}", page.body);
+    let csrf = page.csrf();
+    let ops = new_org(&gw, "ops").await;
+    let made = b.post("/tokens", &[("csrf", &csrf), ("name", "ops-viewer"), ("role", "viewer"), ("org", &ops)]).await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let secret = between(&made.body, r#"id="secret">"#, "<").unwrap().to_owned();
+    assert!(secret.starts_with("gtha_"));
+    assert_eq!(call(&gw, &secret, Method::GET, "/admin/v1/orgs", None).await.0, 200, "the token works at once");
+    // the API's rules hold: nobody mints above their own role
+    let (_, admin) = mint(&gw, &root(&gw), "org_admin", Some(&new_org(&gw, "acme").await)).await;
+    let mut a = signed_in(&gw, admin["token"].as_str().unwrap()).await;
+    let acsrf = a.get("/tokens").await.csrf();
+    let over = a.post("/tokens", &[("csrf", &acsrf), ("name", "up"), ("role", "platform_admin")]).await;
+    assert_eq!(over.status, 403, "{}", over.body);
+    // revoked from the console: it stops
+    let list = b.get("/tokens").await;
+    let row = &list.body[list.body.find("ops-viewer").unwrap()..];
+    let id = between(row, r#"action="/tokens/"#, "/revoke").unwrap().to_owned();
+    assert_eq!(b.post(&format!("/tokens/{id}/revoke"), &[("csrf", &csrf)]).await.status, 303);
+    assert_eq!(call(&gw, &secret, Method::GET, "/admin/v1/orgs", None).await.0, 401);
+    // a member has no token page
+    let (_, member) = mint(&gw, &root(&gw), "member", Some(&new_org(&gw, "beta").await)).await;
+    let mut m = signed_in(&gw, member["token"].as_str().unwrap()).await;
+    assert!(!m.get("/").await.body.contains(r#"href="/tokens""#));
+    assert_eq!(m.get("/tokens").await.status, 403);
+
+    // capability tokens: listed with their caveats, revoked with their delegations
+    let body = json!({"name": "ci-agent", "scopes": ["chat:*"], "expires_in_seconds": 600});
+    let (st, cap) = as_root(&gw, Method::POST, "/admin/v1/capabilities", Some(body)).await;
+    assert_eq!(st, 201, "{cap}");
+    let page = b.get("/capabilities").await;
+    assert!(page.body.contains("ci-agent") && page.body.contains("chat:*"), "{}", page.body);
+    let cap_id = cap["id"].as_str().unwrap();
+    let revoked = b.post(&format!("/capabilities/{cap_id}/revoke"), &[("csrf", &csrf), ("org", "")]).await;
+    assert_eq!(revoked.status, 303, "{}", revoked.body);
+    let (_, listed) = as_root(&gw, Method::GET, "/admin/v1/capabilities", None).await;
+    assert!(!listed["data"][0]["revoked_at"].is_null(), "{listed}");
+
+    // minting an admin token is sensitive: a stale session confirms first
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = b.post("/tokens", &[("csrf", &csrf), ("name", "late"), ("role", "viewer")]).await;
+    assert_eq!((stale.status, stale.location()), (303, "/confirm?next=%2Ftokens"));
+    let actions = audit_actions(&gw).await;
+    assert!(actions.iter().any(|(a, o, _)| a == "token.create" && o == "allowed"));
+    assert!(actions.iter().any(|(a, o, _)| a == "capability.revoke" && o == "allowed"));
 }
