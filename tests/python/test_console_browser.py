@@ -223,7 +223,7 @@ def test_the_pages_are_usable_from_the_keyboard_and_at_200_percent(chromium, con
     # 200% zoom of a 1280-pixel window is a 640-pixel CSS viewport: nothing may be wider than
     # it (tables scroll inside their own box), so nobody scrolls sideways to read a page
     tab.page.set_viewport_size({"width": 640, "height": 800})
-    for path in ["/", "/orgs", "/keys", "/usage", "/sessions", "/audit", "/account", "/tokens", "/capabilities"]:
+    for path in ["/", "/orgs", "/keys", "/usage", "/sessions", "/audit", "/account", "/tokens", "/capabilities", "/providers", "/webhooks"]:
         tab.go(path)
         fits = tab.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         assert fits, f"{path} is wider than a 640-pixel viewport"

@@ -13,6 +13,7 @@
 //! 4. [`page`]: a strict CSP (no inline script or style), no framing, no caching.
 
 mod forms;
+mod integrations;
 mod oidc;
 mod orgs;
 mod page;
@@ -81,6 +82,12 @@ pub fn router(
         .route("/tokens/{id}/revoke", post(tokens::revoke_admin_token))
         .route("/capabilities", get(tokens::capabilities))
         .route("/capabilities/{id}/revoke", post(tokens::revoke_capability))
+        .route("/providers", get(integrations::providers))
+        .route("/providers/credentials", post(integrations::create_credential))
+        .route("/providers/credentials/{id}/delete", post(integrations::delete_credential))
+        .route("/webhooks", get(integrations::webhooks).post(integrations::create_webhook))
+        .route("/webhooks/{id}", get(integrations::deliveries))
+        .route("/webhooks/{id}/delete", post(integrations::delete_webhook))
         .route("/sessions", get(pages::sessions))
         .route("/sessions/{id}/revoke", post(pages::revoke_session))
         .route("/audit", get(pages::audit))

@@ -51,6 +51,8 @@ pub fn render(status: StatusCode, title: &str, who: Option<&Signed>, main: Marku
                                 li { a href="/sessions" { "Sessions" } }
                                 @if w.may_manage_tokens() { li { a href="/tokens" { "Admin tokens" } } }
                                 li { a href="/capabilities" { "Capabilities" } }
+                                @if w.may_manage_providers() { li { a href="/providers" { "Providers" } } }
+                                @if w.may_read_audit() { li { a href="/webhooks" { "Webhooks" } } }
                                 li { a href="/account" { "Account" } }
                                 @if w.may_read_audit() { li { a href="/audit" { "Audit" } } }
                             }

@@ -62,6 +62,8 @@ pub async fn home(w: Signed) -> Response {
             li { a href="/account" { "Account" } ": your passkeys." }
             @if w.may_manage_tokens() { li { a href="/tokens" { "Admin tokens" } ": mint and revoke the control plane's credentials." } }
             li { a href="/capabilities" { "Capability tokens" } ": delegable, self-limiting data-plane tokens." }
+            @if w.may_manage_providers() { li { a href="/providers" { "Providers" } ": deployments, breakers, stored credentials." } }
+            @if w.may_read_audit() { li { a href="/webhooks" { "Webhooks" } ": where audit events are delivered, and how it went." } }
             @if w.may_read_audit() { li { a href="/audit" { "Audit" } ": the tamper-evident trail of every decision." } }
         }
     };

@@ -55,6 +55,11 @@ impl Signed {
     pub fn may_manage_tokens(&self) -> bool {
         allows(self.op.role, Permission::MembershipWrite)
     }
+
+    /// Stored provider credentials need `org.update`.
+    pub fn may_manage_providers(&self) -> bool {
+        allows(self.op.role, Permission::OrgUpdate)
+    }
 }
 
 /// The session secret the browser presented: exactly one cookie of our name, of our shape.

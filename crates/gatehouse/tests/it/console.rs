@@ -955,3 +955,67 @@ async fn admin_tokens_are_minted_when_freshly_proved_and_capabilities_revoke_fro
     assert!(actions.iter().any(|(a, o, _)| a == "token.create" && o == "allowed"));
     assert!(actions.iter().any(|(a, o, _)| a == "capability.revoke" && o == "allowed"));
 }
+
+#[tokio::test]
+async fn provider_credentials_and_webhooks_are_managed_from_the_console_and_secrets_never_shown_back() {
+    let fake = gatehouse_testkit::FakeProvider::spawn().await;
+    let config = format!(
+        "{}\n[webhooks]\nallow_private_targets = [\"127.0.0.1/32\"]\nretry_base_ms = 50\nmax_attempts = 2\n",
+        crate::common::upstream_config(&fake)
+    );
+    let gw = gateway().config(&config).env("FAKE_UPSTREAM_KEY", crate::common::PROVIDER_SECRET).spawn().await;
+    let acme = new_org(&gw, "acme").await;
+    let mut b = signed_in(&gw, &root(&gw)).await;
+    let page = b.get("/providers").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("fake-model") && page.body.contains("closed"), "deployments and breakers");
+    let csrf = page.csrf();
+
+    // a credential goes in and never comes back out: only its hint is shown
+    const CANARY: &str = "sk-console-canary-0123456789abcdef";
+    let form = [("csrf", csrf.as_str()), ("org", &acme), ("provider", "fake"), ("project", ""), ("secret", CANARY)];
+    let stored = b.post("/providers/credentials", &form).await;
+    assert_eq!((stored.status, stored.location()), (303, format!("/providers?org={acme}").as_str()), "{}", stored.body);
+    let page = b.get(&format!("/providers?org={acme}")).await;
+    assert!(page.body.contains("sha256:") && !page.body.contains(CANARY), "{}", page.body);
+    let id = between(&page.body, r#"action="/providers/credentials/"#, "/delete").unwrap().to_owned();
+    let deleted = b.post(&format!("/providers/credentials/{id}/delete"), &[("csrf", &csrf), ("org", &acme)]).await;
+    assert_eq!(deleted.status, 303);
+    assert!(!b.get(&format!("/providers?org={acme}")).await.body.contains("sha256:"));
+
+    // a generic webhook's signing secret is shown once; its deliveries are on its own page
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("org", &acme),
+        ("name", "siem"),
+        ("kind", "generic"),
+        ("url", "http://127.0.0.1:9/hook"),
+        ("events", "project.*"),
+    ];
+    let made = b.post("/webhooks", &form).await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let secret = between(&made.body, r#"id="secret">"#, "<").unwrap().to_owned();
+    let list = b.get(&format!("/webhooks?org={acme}")).await;
+    assert!(list.body.contains("siem") && !list.body.contains(&secret), "{}", list.body);
+    let hook = between(&list.body, r#"action="/webhooks/"#, "/delete").unwrap().to_owned();
+    let project = json!({"name": "web"});
+    assert_eq!(as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{acme}/projects"), Some(project)).await.0, 201);
+    let delivered = gatehouse_testkit::eventually(Duration::from_secs(5), || {
+        let mut b = Browser { http: b.http.clone(), base: b.base.clone(), cookie: b.cookie.clone() };
+        let path = format!("/webhooks/{hook}?org={acme}");
+        async move { b.get(&path).await.body.contains("project.create") }
+    });
+    assert!(delivered.await, "the project event was queued for the webhook");
+    assert_eq!(b.post(&format!("/webhooks/{hook}/delete"), &[("csrf", &csrf), ("org", &acme)]).await.status, 303);
+    assert!(!b.get(&format!("/webhooks?org={acme}")).await.body.contains("siem"));
+
+    // a viewer sees neither page in the navigation, and the API's refusals hold
+    let (_, viewer) = mint(&gw, &root(&gw), "viewer", Some(&acme)).await;
+    let mut v = signed_in(&gw, viewer["token"].as_str().unwrap()).await;
+    assert!(!v.get("/").await.body.contains(r#"href="/providers""#));
+    assert_eq!(v.get("/providers").await.status, 403);
+    let actions = audit_actions(&gw).await;
+    for action in ["credential.create", "credential.delete", "webhook.create", "webhook.delete"] {
+        assert!(actions.iter().any(|(a, o, _)| a == action && o == "allowed"), "{action}: {actions:?}");
+    }
+}
