@@ -6,11 +6,14 @@ error here), it sends its own `Origin` and `Sec-Fetch-*` headers, and the copy b
 writes the clipboard. Screenshots of each page land in tests/python/.screenshots/.
 """
 
+import http.server
 import json
 import os
 import shutil
 import socket
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -506,3 +509,68 @@ def test_passkeys_register_sign_in_confirm_and_refuse_a_cloned_counter(chromium,
     assert tab.page.locator("tbody tr", has_text="Laptop").count() == 0
     assert "allowed" in audit_actions(gw, "passkey.remove")
     tab.close()
+
+
+# ---- a browser app calling the data plane (data-plane CORS per project) ----
+
+
+FETCH_CHAT = """async ([url, key]) => {
+  try {
+    const r = await fetch(url + '/v1/chat/completions', {
+      method: 'POST',
+      headers: {'Authorization': 'Bearer ' + key, 'Content-Type': 'application/json'},
+      body: JSON.stringify({model: 'mock', messages: [{role: 'user', content: 'hi'}]}),
+    });
+    return {status: r.status, object: (await r.json()).object, requestId: r.headers.get('x-request-id')};
+  } catch (e) {
+    return {error: String(e)};
+  }
+}"""
+
+
+@pytest.fixture
+def app_origin():
+    """A browser app's page, served from loopback like the gateway (so the browser's local
+    network checks treat both alike and only CORS decides)."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<!doctype html><title>app</title><p>app</p>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://localhost:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_browser_app_reads_answers_only_for_its_projects_keys(chromium, console, app_origin):
+    org = [o for o in console.admin_get("/admin/v1/orgs")["data"] if o["name"] == "default"][0]["id"]
+    console.admin_post(f"/admin/v1/orgs/{org}/projects", {"name": "spa", "cors_origins": [app_origin]})
+    console.admin_post(f"/admin/v1/orgs/{org}/projects", {"name": "backend"})
+    allowed = console.admin_post("/admin/v1/keys", {"name": "spa-key", "org": "default", "project": "spa"})["key"]
+    other = console.admin_post("/admin/v1/keys", {"name": "backend-key", "org": "default", "project": "backend"})["key"]
+
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(app_origin + "/")
+    # the project's origins reach the preflight answer within its reload interval
+    deadline = time.time() + 10
+    while True:
+        got = page.evaluate(FETCH_CHAT, [console.data_url, allowed])
+        if "error" not in got or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert got.get("status") == 200 and got.get("object") == "chat.completion", got
+    assert got["requestId"], "exposed to the page"
+    # another project's key: the browser itself withholds the answer
+    refused = page.evaluate(FETCH_CHAT, [console.data_url, other])
+    assert "error" in refused and "Failed to fetch" in refused["error"], refused
+    context.close()

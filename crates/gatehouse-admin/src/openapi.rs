@@ -31,10 +31,11 @@ fn components() -> Value {
                 "properties": {"message": s("string"), "type": s("string"), "param": nullable("string"), "code": s("string")}}}},
             "Org": {"type": "object", "required": ["id", "name", "created_at", "disabled_at"], "properties": {
                 "id": s("string"), "name": s("string"), "created_at": s("integer"), "disabled_at": nullable("integer")}},
-            "Project": {"type": "object", "required": ["id", "org_id", "name", "models", "default_limits", "created_at", "disabled_at"], "properties": {
+            "Project": {"type": "object", "required": ["id", "org_id", "name", "models", "default_limits", "cors_origins", "created_at", "disabled_at"], "properties": {
                 "id": s("string"), "org_id": s("string"), "name": s("string"),
                 "models": {"type": ["array", "null"], "items": s("string")},
                 "default_limits": {"type": ["object", "null"]},
+                "cors_origins": {"type": ["array", "null"], "items": s("string")},
                 "created_at": s("integer"), "disabled_at": nullable("integer")}},
             "Member": {"type": "object", "required": ["user_id", "email", "name", "kind", "role", "created_at"], "properties": {
                 "user_id": s("string"), "email": s("string"), "name": s("string"), "kind": s("string"),
@@ -148,7 +149,8 @@ fn components() -> Value {
                 "name": {"type": "string", "pattern": NAME}, "models": {"type": "array", "items": s("string")},
                 "default_limits": {"type": "object", "additionalProperties": false, "properties": {
                     "rpm": {"type": "integer", "minimum": 1, "maximum": 100_000_000},
-                    "tpm": {"type": "integer", "minimum": 1, "maximum": 100_000_000}}}}},
+                    "tpm": {"type": "integer", "minimum": 1, "maximum": 100_000_000}}},
+                "cors_origins": {"type": "array", "minItems": 1, "maxItems": 16, "items": {"type": "string", "maxLength": 256}}}},
             "AddMember": {"type": "object", "additionalProperties": false, "required": ["email", "name", "role"], "properties": {
                 "email": {"type": "string", "format": "email"}, "name": {"type": "string", "minLength": 1, "maxLength": 128},
                 "role": {"enum": ["viewer", "member", "org_admin"]}, "kind": {"enum": ["human", "service"]}}},

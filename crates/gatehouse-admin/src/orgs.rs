@@ -25,7 +25,7 @@ fn org_json(o: &OrgRow) -> Value {
 
 fn project_json(p: &ProjectRow) -> Value {
     json!({"id": p.id.to_string(), "org_id": p.org.to_string(), "name": p.name, "models": p.allowed_models,
-           "default_limits": p.default_limits,
+           "default_limits": p.default_limits, "cors_origins": p.cors_origins,
            "created_at": p.created_at, "disabled_at": p.disabled_at})
 }
 
@@ -135,6 +135,9 @@ pub struct ProjectBody {
     name: String,
     models: Option<Vec<String>>,
     default_limits: Option<DefaultLimits>,
+    /// Browser origins whose pages may read the data plane's answers to this project's
+    /// credentials (exact `scheme://host[:port]`; never a wildcard).
+    cors_origins: Option<Vec<String>>,
 }
 
 /// Default limits for each of a project's keys, enforced by the limits gate.
@@ -148,6 +151,8 @@ pub struct DefaultLimits {
 }
 
 const MAX_LIMIT: u32 = 100_000_000;
+/// Origins one project may allow on the data plane.
+const MAX_CORS_ORIGINS: usize = 16;
 
 /// Validates a project body into the settings the store keeps.
 fn settings(s: &AdminState, b: ProjectBody) -> Result<gatehouse_store::ProjectSettings, Denial> {
@@ -160,10 +165,25 @@ fn settings(s: &AdminState, b: ProjectBody) -> Result<gatehouse_store::ProjectSe
     {
         return Err(bad("default_limits"));
     }
+    let cors_origins = match b.cors_origins {
+        None => None,
+        Some(list) if list.is_empty() || list.len() > MAX_CORS_ORIGINS => return Err(bad("cors_origins")),
+        Some(list) => {
+            let mut out = list
+                .iter()
+                .map(|o| gatehouse_config::origin(o))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(bad("cors_origins"))?;
+            out.sort();
+            out.dedup();
+            Some(out)
+        }
+    };
     Ok(gatehouse_store::ProjectSettings {
         name: b.name,
         allowed_models: b.models,
         default_limits: b.default_limits.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)),
+        cors_origins,
     })
 }
 

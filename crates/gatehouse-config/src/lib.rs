@@ -23,5 +23,5 @@ pub use secret::{EnvLookup, SecretRef};
 pub use validate::{
     AuditFailure, AuditSettings, AwsCredentials, AwsKeys, CacheSettings, Config, DataPlaneAudit, DeploymentConfig,
     LogFormat, MAX_CACHE_TTL_SECONDS, MAX_DEPLOYMENTS, MOCK_PROVIDER, ModelConfig, ModelKind, Policy, ProviderConfig,
-    ProviderKind, RequestLimits, ServerConfig, StoreUrl, TelemetrySettings, WebhookSettings,
+    ProviderKind, RequestLimits, ServerConfig, StoreUrl, TelemetrySettings, WebhookSettings, origin,
 };

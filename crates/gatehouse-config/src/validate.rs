@@ -599,8 +599,31 @@ fn allowed_hosts(hosts: Vec<String>, issues: &mut Vec<Issue>) -> Vec<String> {
     }
 }
 
-/// The entries as a browser sends its `Origin` (`scheme://host[:port]`, lower case, the
-/// scheme's default port left out): an exact list, never a wildcard or `null`.
+/// `o` as a browser sends it in `Origin` (`scheme://host[:port]`, lower case, the scheme's
+/// default port left out), if it is an exact http(s) origin: no wildcard, `null`, path, query
+/// or credentials. CORS allow-lists (the control plane's, and projects' on the data plane)
+/// hold only these.
+pub fn origin(o: &str) -> Option<String> {
+    if o.len() > 256 {
+        return None;
+    }
+    let u = url::Url::parse(o).ok()?;
+    let ok = matches!(u.scheme(), "http" | "https")
+        && match u.host() {
+            Some(url::Host::Domain(d)) => d.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
+            Some(_) => true,
+            None => false,
+        }
+        && u.username().is_empty()
+        && u.password().is_none()
+        && u.path() == "/"
+        && u.query().is_none()
+        && u.fragment().is_none()
+        && !o.trim_end_matches('/').ends_with(':');
+    ok.then(|| u.origin().ascii_serialization())
+}
+
+/// The entries as a browser sends its `Origin`: an exact list, never a wildcard or `null`.
 fn cors_origins(origins: Vec<String>, issues: &mut Vec<Issue>) -> Vec<String> {
     const PATH: &str = "server.admin_cors_origins";
     if origins.len() > 64 {
@@ -609,22 +632,8 @@ fn cors_origins(origins: Vec<String>, issues: &mut Vec<Issue>) -> Vec<String> {
     }
     let mut out = Vec::with_capacity(origins.len());
     for o in &origins {
-        let parsed = url::Url::parse(o).ok().filter(|u| {
-            matches!(u.scheme(), "http" | "https")
-                && match u.host() {
-                    Some(url::Host::Domain(d)) => d.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
-                    Some(_) => true,
-                    None => false,
-                }
-                && u.username().is_empty()
-                && u.password().is_none()
-                && u.path() == "/"
-                && u.query().is_none()
-                && u.fragment().is_none()
-                && !o.trim_end_matches('/').ends_with(':')
-        });
-        match parsed {
-            Some(u) => out.push(u.origin().ascii_serialization()),
+        match origin(o) {
+            Some(u) => out.push(u),
             None => {
                 issue(
                     issues,

@@ -52,6 +52,9 @@ pub struct Principal {
     pub rpm: Option<u32>,
     /// Tokens per minute for this credential itself (an API key: `default_limits.tpm`).
     pub tpm: Option<u64>,
+    /// Browser origins that may read the data plane's answers to this credential: its
+    /// project's CORS allow-list (`None`: none, the default).
+    pub cors_origins: Option<Arc<[Box<str>]>>,
 }
 
 impl Principal {
@@ -61,6 +64,11 @@ impl Principal {
             None => true,
             Some(list) => list.iter().any(|m| &**m == canonical),
         }
+    }
+
+    /// Whether a page of `origin` may read the answers to this principal's requests.
+    pub fn allows_origin(&self, origin: &[u8]) -> bool {
+        self.cors_origins.as_ref().is_some_and(|list| list.iter().any(|o| o.as_bytes() == origin))
     }
 
     /// Whether this principal may perform an action (`chat:completions`, ...).

@@ -125,6 +125,7 @@ fn entry_for(row: Option<KeyRow>, at: Instant) -> Entry {
                 grant: None,
                 rpm: k.project_rpm,
                 tpm: k.project_tpm,
+                cors_origins: k.project_cors.map(|o| o.into_iter().map(String::into_boxed_str).collect()),
             },
             expires_at: k.expires_at,
             at,

@@ -168,6 +168,15 @@ impl From<Denial> for Stop {
 pub struct Stopped {
     pub denial: Denial,
     pub rates: Rates,
+    /// The caller's project's CORS origins, when the refusal came after it was known.
+    pub cors: Option<Arc<[Box<str>]>>,
+}
+
+impl Stopped {
+    /// Whether a page of `origin` may read this refusal (docs/SECURITY.md, "Browser apps").
+    pub fn allows_origin(&self, origin: &[u8]) -> bool {
+        self.cors.as_ref().is_some_and(|list| list.iter().any(|o| o.as_bytes() == origin))
+    }
 }
 
 /// A request that passed every gate and may go to its provider.
@@ -216,8 +225,9 @@ where
         }
         Err(d) => {
             let rates = cx.rates();
+            let cors = cx.principal.as_ref().and_then(|p| p.cors_origins.clone());
             finish(&g.audit, &mut cx, Finished::refused(endpoint.as_str(), d.code));
-            Err(Stopped { denial: d, rates })
+            Err(Stopped { denial: d, rates, cors })
         }
     }
 }
@@ -338,6 +348,11 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// Whether a page of `origin` may read the answer: the caller's project lists it.
+    pub fn allows_origin(&self, origin: &[u8]) -> bool {
+        self.cx.principal.as_ref().is_some_and(|p| p.allows_origin(origin))
+    }
+
     /// Whether the caller may see a model, by canonical name.
     pub fn may_use(&self, canonical: &str) -> bool {
         AuthorizeGate::may_use(&self.cx, canonical)
@@ -552,6 +567,11 @@ impl Answer {
 
     pub fn rates(&self) -> Rates {
         self.cx.rates()
+    }
+
+    /// Whether a page of `origin` may read this answer: the caller's project lists it.
+    pub fn allows_origin(&self, origin: &[u8]) -> bool {
+        self.cx.principal.as_ref().is_some_and(|p| p.allows_origin(origin))
     }
 
     /// The provider could not be reached, timed out, refused or sent something unusable:

@@ -15,7 +15,8 @@ use quick_cache::sync::Cache;
 const TENANT_TTL: Duration = Duration::from_secs(1);
 
 /// An enabled org and project, with the project's model allow-list.
-pub type Tenant = (OrgId, ProjectId, Option<Arc<[Box<str>]>>);
+/// An org and project by name, with the project's model allow-list and CORS origins.
+pub type Tenant = (OrgId, ProjectId, Option<Arc<[Box<str>]>>, Option<Arc<[Box<str>]>>);
 
 #[derive(Clone)]
 struct TenantEntry {
@@ -60,6 +61,7 @@ impl FederatedVerifier {
                                         o,
                                         p,
                                         pr.allowed_models.map(|m| m.into_iter().map(String::into_boxed_str).collect()),
+                                        pr.cors_origins.map(|m| m.into_iter().map(String::into_boxed_str).collect()),
                                     )),
                                     _ => None,
                                 },
@@ -100,7 +102,8 @@ impl FederatedVerifier {
             return Err(Denial::new(DenyCode::PermissionDenied));
         }
         let project = id.project.as_deref().unwrap_or("default");
-        let (org, project, models) = self.tenant(&id.org, project).await?.ok_or(Denial::new(DenyCode::InvalidToken))?;
+        let (org, project, models, cors) =
+            self.tenant(&id.org, project).await?.ok_or(Denial::new(DenyCode::InvalidToken))?;
         let mut scopes = ScopeSet::unrestricted();
         scopes.restrict(patterns);
         Ok(Principal {
@@ -110,6 +113,7 @@ impl FederatedVerifier {
             project,
             credential: Credential::Federated { issuer: id.issuer.clone(), subject: id.subject.clone() },
             allowed_models: models,
+            cors_origins: cors,
             grant: Some(Arc::new(Grant {
                 scopes,
                 roles: id.roles.iter().map(|r| r.as_str().into()).collect(),

@@ -521,6 +521,7 @@ mod tests {
             grant: None,
             rpm: None,
             tpm: None,
+            cors_origins: None,
         };
         let spec = |v: serde_json::Value| Arc::new(serde_json::from_value::<McpSpec>(v).unwrap());
         let policies = McpPolicies::default();

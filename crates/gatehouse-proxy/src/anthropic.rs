@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use gatehouse_core::{Denial, DenyCode, RequestId};
-use gatehouse_gates::{Admitted, Incoming, Lookup, Stopped, admit, admit_lookup};
+use gatehouse_gates::{Admitted, Incoming, Lookup, admit, admit_lookup};
 use gatehouse_http::read_body;
 use gatehouse_providers::chat::{Origin, anthropic, openai};
 use gatehouse_providers::{ApiRequest, Endpoint, SseEvent, SseScanner, check_depth};
@@ -22,7 +22,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::handlers::{dispatch, request_cx, with_rate_headers};
+use crate::handlers::{dispatch, request_cx, with_caller_headers};
 
 /// Our own answers and refusals are small; a provider's whole answer is bounded upstream.
 const MAX_TRANSLATED_BYTES: usize = 64 * 1024 * 1024;
@@ -31,6 +31,7 @@ pub async fn messages(State(app): State<AppState>, Extension(id): Extension<Requ
     let (parts, body) = req.into_parts();
     let rt = app.runtime.load_full();
     let cx = request_cx(id, &parts);
+    let origin = crate::cors::origin_of(&parts.headers);
     let limit = rt.limits.max_body_bytes.get() as usize;
     let depth = rt.limits.max_json_depth.get();
     let body = async move {
@@ -39,11 +40,16 @@ pub async fn messages(State(app): State<AppState>, Extension(id): Extension<Requ
     };
     match admit(&rt.gates, cx, Endpoint::ChatCompletions, body).await {
         Ok(Admitted { request, answer }) => {
-            let rates = answer.rates();
+            let (rates, allowed) =
+                (answer.rates(), origin.as_ref().is_some_and(|o| answer.allows_origin(o.as_bytes())));
             let (id, model) = (answer.request_id().to_string(), request.model.clone());
-            with_rate_headers(to_messages(dispatch(rt, request, answer).await, &id, &model).await, rates)
+            let resp = to_messages(dispatch(rt, request, answer).await, &id, &model).await;
+            with_caller_headers(resp, rates, origin, allowed)
         }
-        Err(Stopped { denial, rates }) => with_rate_headers(error(&denial), rates),
+        Err(stopped) => {
+            let allowed = origin.as_ref().is_some_and(|o| stopped.allows_origin(o.as_bytes()));
+            with_caller_headers(error(&stopped.denial), stopped.rates, origin, allowed)
+        }
     }
 }
 

@@ -274,7 +274,7 @@ async fn exchange(x: &Exchange, body: &[u8], facts: &mut Facts) -> Result<Value,
         description: "too many exchanges for this subject",
         retry_after: Some(wait),
     })?;
-    let (org, project, _) = x
+    let (org, project, _, _) = x
         .federated
         .tenant(&rule.org, &rule.project)
         .await

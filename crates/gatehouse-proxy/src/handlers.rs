@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, Presented, Rates, RequestCx, RequestId, Target};
-use gatehouse_gates::{Admitted, Answer, Listing, Stopped, admit, admit_listing};
+use gatehouse_gates::{Admitted, Answer, Listing, admit, admit_listing};
 use gatehouse_providers::{ApiRequest, Endpoint, mock};
 use http::{HeaderValue, header};
 
@@ -26,13 +26,14 @@ use gatehouse_http::read_body;
 
 /// The data-plane router (without transport layers).
 pub fn router(state: AppState) -> Router {
+    use crate::cors::preflight;
     Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/embeddings", post(embeddings))
-        .route("/v1/messages", post(crate::anthropic::messages))
-        .route("/v1/messages/count_tokens", post(crate::anthropic::count_tokens))
-        .route("/v1/models", get(list_models))
-        .route("/v1/models/{model}", get(get_model))
+        .route("/v1/chat/completions", post(chat_completions).options(preflight))
+        .route("/v1/embeddings", post(embeddings).options(preflight))
+        .route("/v1/messages", post(crate::anthropic::messages).options(preflight))
+        .route("/v1/messages/count_tokens", post(crate::anthropic::count_tokens).options(preflight))
+        .route("/v1/models", get(list_models).options(preflight))
+        .route("/v1/models/{model}", get(get_model).options(preflight))
         .route("/v1/tokens/delegate", post(crate::tokens::delegate))
         .route("/v1/token", post(crate::exchange::token))
         .route("/healthz", get(gatehouse_http::healthz))
@@ -90,12 +91,17 @@ async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) 
     let rt = app.runtime.load_full();
     let cx = request_cx(id, &parts);
     let limit = rt.limits.max_body_bytes.get() as usize;
+    let origin = crate::cors::origin_of(&parts.headers);
     match admit(&rt.gates, cx, endpoint, read_body(&parts.headers, body, "application/json", limit)).await {
         Ok(Admitted { request, answer }) => {
-            let rates = answer.rates();
-            with_rate_headers(dispatch(rt, request, answer).await, rates)
+            let (rates, allowed) =
+                (answer.rates(), origin.as_ref().is_some_and(|o| answer.allows_origin(o.as_bytes())));
+            with_caller_headers(dispatch(rt, request, answer).await, rates, origin, allowed)
         }
-        Err(Stopped { denial, rates }) => with_rate_headers(denial.into_response(), rates),
+        Err(stopped) => {
+            let allowed = origin.as_ref().is_some_and(|o| stopped.allows_origin(o.as_bytes()));
+            with_caller_headers(stopped.denial.into_response(), stopped.rates, origin, allowed)
+        }
     }
 }
 
@@ -131,6 +137,19 @@ fn reset_text(d: Duration) -> String {
     }
     let secs = format!("{}.{:03}", ms / 1000, ms % 1000);
     format!("{}s", secs.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// The caller-facing headers of an answer from the chain: its rate limits, and CORS for a
+/// browser page of an origin the caller's project allows.
+pub(crate) fn with_caller_headers(
+    resp: Response,
+    rates: Rates,
+    origin: Option<HeaderValue>,
+    allowed: bool,
+) -> Response {
+    let mut resp = with_rate_headers(resp, rates);
+    crate::cors::answer(&mut resp, origin, allowed);
+    resp
 }
 
 /// OpenAI's `x-ratelimit-*-requests` and `x-ratelimit-*-tokens` headers, for the tightest
@@ -210,6 +229,9 @@ fn model_json(name: &str, owner: &str) -> serde_json::Value {
 struct Listed {
     rt: Arc<Runtime>,
     listing: Listing,
+    /// The request's browser origin, and whether the caller's project lets it read the answer.
+    origin: Option<HeaderValue>,
+    allowed: bool,
 }
 
 impl FromRequestParts<AppState> for Listed {
@@ -219,15 +241,19 @@ impl FromRequestParts<AppState> for Listed {
         let id = parts.extensions.get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
         let cx = request_cx(id, parts);
         let rt = app.runtime.load_full();
+        let origin = crate::cors::origin_of(&parts.headers);
         match admit_listing(&rt.gates, cx).await {
-            Ok(listing) => Ok(Listed { rt, listing }),
+            Ok(listing) => {
+                let allowed = origin.as_ref().is_some_and(|o| listing.allows_origin(o.as_bytes()));
+                Ok(Listed { rt, listing, origin, allowed })
+            }
             Err(d) => Err(d.into_response()),
         }
     }
 }
 
 /// Only the models this credential may use; others do not exist for it.
-async fn list_models(Listed { rt, listing }: Listed) -> Response {
+async fn list_models(Listed { rt, listing, origin, allowed }: Listed) -> Response {
     let data: Vec<_> = rt
         .gates
         .table
@@ -236,16 +262,20 @@ async fn list_models(Listed { rt, listing }: Listed) -> Response {
         .filter(|e| listing.may_use(&e.route.model))
         .map(|e| model_json(&e.route.model, &e.route.provider))
         .collect();
-    Json(json!({"object": "list", "data": data})).into_response()
+    let mut resp = Json(json!({"object": "list", "data": data})).into_response();
+    crate::cors::answer(&mut resp, origin, allowed);
+    resp
 }
 
-async fn get_model(Path(model): Path<String>, Listed { rt, listing }: Listed) -> Response {
-    match rt.gates.table.resolve(&model) {
+async fn get_model(Path(model): Path<String>, Listed { rt, listing, origin, allowed }: Listed) -> Response {
+    let mut resp = match rt.gates.table.resolve(&model) {
         Some(e) if e.route.model.as_ref() == model && listing.may_use(&e.route.model) => {
             Json(model_json(&e.route.model, &e.route.provider)).into_response()
         }
         _ => listing.not_found().into_response(),
-    }
+    };
+    crate::cors::answer(&mut resp, origin, allowed);
+    resp
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {

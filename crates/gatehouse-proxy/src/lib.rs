@@ -9,6 +9,7 @@
 //! upstream.
 
 mod anthropic;
+pub mod cors;
 mod error;
 pub mod exchange;
 mod forward;

@@ -42,6 +42,8 @@ pub struct Services {
     /// The response cache (shared across config snapshots).
     pub cache: Arc<gatehouse_gates::cache::ResponseCache>,
     pub audit: AuditHook,
+    /// Every origin some project lets read its answers (for preflights; crate::cors).
+    pub cors: Arc<crate::cors::CorsOrigins>,
 }
 
 /// Builds a snapshot; fails (leaving the running one in place) if any provider cannot be

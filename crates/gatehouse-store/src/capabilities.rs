@@ -42,6 +42,8 @@ pub struct CapabilityStatus {
     pub usable: bool,
     /// The project's model allow-list (a token never reaches past it).
     pub project_models: Option<Vec<String>>,
+    /// The project's CORS origins on the data plane.
+    pub project_cors: Option<Vec<String>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -54,6 +56,7 @@ struct RawStatus {
     org_disabled: Option<i64>,
     project_disabled: Option<i64>,
     project_models: Option<String>,
+    project_cors: Option<String>,
 }
 
 impl Store {
@@ -169,7 +172,8 @@ impl Store {
     pub async fn capability_status(&self, id: TokenId) -> Result<Option<CapabilityStatus>, Error> {
         let raw: Option<RawStatus> = fetch!(self, query_as, fetch_optional,
             "SELECT t.org_id, t.project_id, t.parent_id, t.expires_at, t.revoked_at, \
-             o.disabled_at AS org_disabled, pr.disabled_at AS project_disabled, pr.allowed_models AS project_models FROM capability_tokens t \
+             o.disabled_at AS org_disabled, pr.disabled_at AS project_disabled, pr.allowed_models AS project_models, \
+             pr.cors_origins AS project_cors FROM capability_tokens t \
              JOIN organizations o ON o.id = t.org_id JOIN projects pr ON pr.id = t.project_id WHERE t.id = $1";
             id.to_string()
         )?;
@@ -184,6 +188,7 @@ impl Store {
                 expires_at: r.expires_at,
                 usable: r.revoked_at.is_none() && r.org_disabled.is_none() && r.project_disabled.is_none(),
                 project_models: crate::records::json_column(r.project_models, "projects.allowed_models")?,
+                project_cors: crate::records::json_column(r.project_cors, "projects.cors_origins")?,
             })
         })
         .transpose()

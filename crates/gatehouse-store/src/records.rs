@@ -47,6 +47,8 @@ pub struct KeyRow {
     pub project_rpm: Option<u32>,
     /// Tokens per minute for each key of the project (`default_limits.tpm`).
     pub project_tpm: Option<u64>,
+    /// Browser origins the project's data-plane answers may be read from (CORS).
+    pub project_cors: Option<Vec<String>>,
 }
 
 impl KeyRow {
@@ -96,6 +98,7 @@ pub(crate) struct RawKeyRow {
     project_models: Option<String>,
     user_id: Option<String>,
     project_limits: Option<String>,
+    project_cors: Option<String>,
 }
 
 impl TryFrom<RawKeyRow> for KeyRow {
@@ -126,6 +129,7 @@ impl TryFrom<RawKeyRow> for KeyRow {
                 .and_then(serde_json::Value::as_u64)
                 .and_then(|n| u32::try_from(n).ok()),
             project_tpm: limits.as_ref().and_then(|v| v.get("tpm")).and_then(serde_json::Value::as_u64),
+            project_cors: json_column(r.project_cors, "projects.cors_origins")?,
         })
     }
 }
@@ -200,6 +204,9 @@ pub struct ProjectSettings {
     /// Default limits for each of the project's keys, as validated by the control plane;
     /// enforced by the limits gate.
     pub default_limits: Option<serde_json::Value>,
+    /// Browser origins allowed to read the data plane's answers to this project's credentials
+    /// (`None`: none).
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// A project, with its model allow-list (`None`: every model).
@@ -212,6 +219,7 @@ pub struct ProjectRow {
     pub created_at: i64,
     pub disabled_at: Option<i64>,
     pub default_limits: Option<serde_json::Value>,
+    pub cors_origins: Option<Vec<String>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -223,6 +231,7 @@ pub(crate) struct RawProjectRow {
     created_at: i64,
     disabled_at: Option<i64>,
     default_limits: Option<String>,
+    cors_origins: Option<String>,
 }
 
 impl TryFrom<RawProjectRow> for ProjectRow {
@@ -238,6 +247,7 @@ impl TryFrom<RawProjectRow> for ProjectRow {
             created_at: r.created_at,
             disabled_at: r.disabled_at,
             default_limits: json_column(r.default_limits, "projects.default_limits")?,
+            cors_origins: json_column(r.cors_origins, "projects.cors_origins")?,
         })
     }
 }

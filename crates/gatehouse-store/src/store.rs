@@ -290,7 +290,7 @@ macro_rules! select_keys {
     () => {
         "SELECT k.id, k.org_id, k.project_id, k.name, k.hint, k.allowed_models, k.created_at, k.expires_at, k.revoked_at, \
          o.disabled_at AS org_disabled_at, p.disabled_at AS project_disabled_at, p.allowed_models AS project_models, \
-         k.user_id, p.default_limits AS project_limits \
+         k.user_id, p.default_limits AS project_limits, p.cors_origins AS project_cors \
          FROM api_keys k JOIN organizations o ON o.id = k.org_id JOIN projects p ON p.id = k.project_id"
     };
 }

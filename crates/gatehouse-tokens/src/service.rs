@@ -480,6 +480,7 @@ impl Capabilities {
         let chain: Vec<TokenId> = std::iter::once(ident.token).chain(folded.delegations.iter().copied()).collect();
         let mut project = None;
         let mut project_models = None;
+        let mut project_cors = None;
         let mut expires_at = folded.expires_at.unwrap_or(0);
         for (i, id) in chain.iter().enumerate() {
             let s = self.standing(*id).await?.ok_or(Error::Invalid)?;
@@ -498,6 +499,7 @@ impl Capabilities {
             expires_at = expires_at.min(s.expires_at);
             project = Some(s.project);
             project_models = s.project_models;
+            project_cors = s.project_cors;
         }
         let project = project.ok_or(Error::Invalid)?;
         folded.check(now, source, ident.org, project).map_err(|v| match v {
@@ -526,6 +528,7 @@ impl Capabilities {
             project,
             credential: Credential::Token(node),
             allowed_models: allowed_models.map(Into::into),
+            cors_origins: project_cors.map(|o| o.into_iter().map(String::into_boxed_str).collect()),
             grant: Some(Arc::new(grant)),
         };
         Ok(Verified { principal, folded, ident, node, expires_at, root: root.clone() })

@@ -360,6 +360,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     credentials.load(&vault).await.context("provider credentials")?;
     let routing = Arc::new(RoutingRules::new(credentials.clone()));
     routing.load(&store).await.context("routing policies")?;
+    // projects' browser origins, for CORS preflights on the data plane
+    let cors = Arc::new(gatehouse_proxy::cors::CorsOrigins::default());
+    cors.reload(&store).await.context("projects' CORS origins")?;
+    tokio::spawn(cors.clone().run_reloader(store.clone()));
     let services = Services {
         creds: creds.clone(),
         guardrails: guardrails.clone(),
@@ -372,6 +376,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             server.cache,
         )),
         audit: hook,
+        cors: cors.clone(),
     };
     let runtime = build_runtime(&config.policy, &services, &env)?;
     // the MCP gateway: registered servers (opened) and tool policies, kept fresh like the others

@@ -83,6 +83,7 @@ async fn data_plane() -> DataPlane {
         credentials: Arc::default(),
         cache: Arc::default(),
         audit,
+        cors: Arc::default(),
     };
     let runtime = build_runtime(&config.policy, &services, &env).unwrap();
     let app = with_transport_layers(

@@ -38,12 +38,26 @@ both_backends!(orgs_and_projects_list_get_and_update, |store: Store| async move 
         name: "web2".into(),
         allowed_models: Some(models.clone()),
         default_limits: Some(serde_json::json!({"rpm": 60})),
+        cors_origins: Some(vec!["https://app.example".to_owned()]),
     };
     assert!(store.update_project(a, p, &settings).await.unwrap());
     let row = store.project(a, p).await.unwrap().unwrap();
     assert_eq!(row.name, "web2");
     assert_eq!(row.allowed_models, Some(models));
     assert_eq!(row.default_limits, Some(serde_json::json!({"rpm": 60})));
+    assert_eq!(row.cors_origins, Some(vec!["https://app.example".to_owned()]));
+    // the union preflights answer for: enabled projects of enabled orgs only
+    let c = store.create_org("gamma").await.unwrap();
+    let q = store.create_project(c, "site").await.unwrap();
+    let site = gatehouse_store::ProjectSettings {
+        name: "site".into(),
+        cors_origins: Some(vec!["https://app.example".to_owned(), "https://b.example".to_owned()]),
+        ..Default::default()
+    };
+    assert!(store.update_project(c, q, &site).await.unwrap());
+    assert_eq!(store.project_cors_origins().await.unwrap(), ["https://app.example", "https://b.example"]);
+    assert!(store.set_org_disabled(c, true).await.unwrap());
+    assert_eq!(store.project_cors_origins().await.unwrap(), ["https://app.example"]);
     assert_eq!(store.project(b, p).await.unwrap(), None, "another org's project is not found");
     let x = gatehouse_store::ProjectSettings { name: "x".into(), ..Default::default() };
     assert!(!store.update_project(b, p, &x).await.unwrap());

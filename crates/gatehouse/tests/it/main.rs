@@ -13,6 +13,7 @@ mod anthropic;
 mod audit;
 mod auth;
 mod bad_input;
+mod browser_apps;
 mod budgets;
 mod cache;
 mod capabilities;
