@@ -236,6 +236,12 @@ def test_the_pages_are_usable_from_the_keyboard_and_at_200_percent(chromium, con
     tab.page.get_by_role("link", name="default").click()
     assert tab.page.locator("caption", has_text="Members").count() == 1
     tab.shot("organization")
+    tab.page.locator("tbody").first.get_by_role("link", name="default").click()
+    assert tab.page.get_by_label("Browser origins (one per line, e.g. https://app.example.com)").count() == 1
+    tab.shot("project")
+    tab.page.get_by_role("link", name="Guardrail policy").click()
+    assert tab.heading() == "Guardrail policy"
+    tab.shot("guardrails")
     tab.close()
 
 

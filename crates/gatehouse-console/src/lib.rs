@@ -13,12 +13,14 @@
 //! 4. [`page`]: a strict CSP (no inline script or style), no framing, no caching.
 
 mod forms;
+mod guardrails;
 mod integrations;
 mod oidc;
 mod orgs;
 mod page;
 mod pages;
 mod passkeys;
+mod projects;
 mod session;
 mod throttle;
 mod tokens;
@@ -73,6 +75,13 @@ pub fn router(
         .route("/orgs", get(orgs::list).post(orgs::create))
         .route("/orgs/{org}", get(orgs::show))
         .route("/orgs/{org}/projects", post(orgs::create_project))
+        .route("/orgs/{org}/guardrails", get(guardrails::org_page).post(guardrails::save_org))
+        .route("/orgs/{org}/projects/{project}", get(projects::show).post(projects::update))
+        .route(
+            "/orgs/{org}/projects/{project}/guardrails",
+            get(guardrails::project_page).post(guardrails::save_project),
+        )
+        .route("/orgs/{org}/projects/{project}/{action}", post(projects::set_state))
         .route("/orgs/{org}/members", post(orgs::add_member))
         .route("/orgs/{org}/members/{user}/remove", post(orgs::remove_member))
         .route("/keys", get(pages::keys).post(pages::create_key))

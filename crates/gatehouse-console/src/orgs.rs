@@ -89,7 +89,8 @@ pub async fn show(State(s): State<ConsoleState>, w: Signed, Path(org): Path<Stri
     let may_projects = allows(w.op.role, Permission::ProjectWrite);
     let may_members = allows(w.op.role, Permission::MembershipWrite);
     let main = html! {
-        p { "Organization " strong { (text(&o, "name")) } " " code.short { (org) } }
+        p { "Organization " strong { (text(&o, "name")) } " " code.short { (org) } " · "
+            a href={ "/orgs/" (org) "/guardrails" } { "Guardrail policy" } }
         table {
             caption { "Projects" }
             thead { tr { th scope="col" { "Name" } th scope="col" { "Id" } th scope="col" { "Models" }
@@ -97,7 +98,7 @@ pub async fn show(State(s): State<ConsoleState>, w: Signed, Path(org): Path<Stri
             tbody {
                 @for p in rows(&projects) {
                     tr {
-                        td { (text(p, "name")) }
+                        td { a href={ "/orgs/" (org) "/projects/" (text(p, "id")) } { (text(p, "name")) } }
                         td { code.short { (text(p, "id")) } }
                         td { @match p["models"].as_array() {
                             Some(m) => { (m.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")) },

@@ -624,7 +624,7 @@ async fn organizations_projects_and_members_are_managed_with_the_apis_rights() {
         .await;
     assert_eq!(added.status, 303, "{}", added.body);
     let page = b.get(&org_page).await;
-    assert!(page.body.contains("<td>web</td>") && page.body.contains("ann@example.com"), "{}", page.body);
+    assert!(page.body.contains(">web</a></td>") && page.body.contains("ann@example.com"), "{}", page.body);
     // the API's own checks: a name it refuses is a page naming the field
     let bad = b.post(&format!("{org_page}/projects"), &[("csrf", &csrf), ("name", "no spaces")]).await;
     assert_eq!(bad.status, 400);
@@ -1018,4 +1018,101 @@ async fn provider_credentials_and_webhooks_are_managed_from_the_console_and_secr
     for action in ["credential.create", "credential.delete", "webhook.create", "webhook.delete"] {
         assert!(actions.iter().any(|(a, o, _)| a == action && o == "allowed"), "{action}: {actions:?}");
     }
+}
+
+#[tokio::test]
+async fn a_projects_settings_and_state_are_managed_from_its_page() {
+    let gw = gateway().spawn().await;
+    let acme = new_org(&gw, "acme").await;
+    let (st, pr) =
+        as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{acme}/projects"), Some(json!({"name": "web"}))).await;
+    assert_eq!(st, 201, "{pr}");
+    let id = pr["id"].as_str().unwrap();
+    let (_, admin) = mint(&gw, &root(&gw), "org_admin", Some(&acme)).await;
+    let mut b = signed_in(&gw, admin["token"].as_str().unwrap()).await;
+    let org_page = b.get(&format!("/orgs/{acme}")).await;
+    let here = format!("/orgs/{acme}/projects/{id}");
+    assert!(org_page.body.contains(&format!(r#"href="{here}""#)), "{}", org_page.body);
+    let page = b.get(&here).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page.csrf();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "web"),
+        ("models", "mock"),
+        ("rpm", "60"),
+        ("tpm", ""),
+        ("cors_origins", "https://app.example\r\nHTTPS://Other.Example:443"),
+    ];
+    let saved = b.post(&here, &form).await;
+    assert_eq!((saved.status, saved.location()), (303, here.as_str()), "{}", saved.body);
+    let (_, v) = as_root(&gw, Method::GET, &format!("/admin/v1/orgs/{acme}/projects/{id}"), None).await;
+    assert_eq!(v["models"], json!(["mock"]));
+    assert_eq!(v["default_limits"], json!({"rpm": 60}));
+    assert_eq!(v["cors_origins"], json!(["https://app.example", "https://other.example"]));
+    let page = b.get(&here).await;
+    assert!(page.body.contains("https://app.example\nhttps://other.example"), "{}", page.body);
+    // the API's validation, explained on the page
+    let bad =
+        [("csrf", csrf.as_str()), ("name", "web"), ("models", ""), ("rpm", ""), ("tpm", ""), ("cors_origins", "*")];
+    let refused = b.post(&here, &bad).await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("<code>cors_origins</code>"), "{}", refused.body);
+    // disable and enable
+    assert_eq!(b.post(&format!("{here}/disable"), &[("csrf", &csrf)]).await.status, 303);
+    assert!(b.get(&here).await.body.contains("disabled: its keys and tokens do not work"));
+    assert_eq!(b.post(&format!("{here}/enable"), &[("csrf", &csrf)]).await.status, 303);
+    assert_eq!(b.post(&format!("{here}/explode"), &[("csrf", &csrf)]).await.status, 404);
+    // a viewer reads the settings and gets no form; another org's project is not found
+    let (_, viewer) = mint(&gw, &root(&gw), "viewer", Some(&acme)).await;
+    let mut v = signed_in(&gw, viewer["token"].as_str().unwrap()).await;
+    let page = v.get(&here).await;
+    assert!(page.status == 200 && !page.body.contains("Save settings"), "{}", page.body);
+    let beta = new_org(&gw, "beta").await;
+    let (_, other) = mint(&gw, &root(&gw), "org_admin", Some(&beta)).await;
+    let mut o = signed_in(&gw, other["token"].as_str().unwrap()).await;
+    assert_eq!(o.get(&here).await.status, 404);
+}
+
+#[tokio::test]
+async fn guardrail_policies_are_read_and_set_per_org_and_project() {
+    let gw = gateway().spawn().await;
+    let acme = new_org(&gw, "acme").await;
+    let (_, pr) =
+        as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{acme}/projects"), Some(json!({"name": "web"}))).await;
+    let id = pr["id"].as_str().unwrap();
+    let (_, admin) = mint(&gw, &root(&gw), "org_admin", Some(&acme)).await;
+    let mut b = signed_in(&gw, admin["token"].as_str().unwrap()).await;
+    let org_page = format!("/orgs/{acme}/guardrails");
+    let page = b.get(&org_page).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("In effect") && page.body.contains("prompt_injection"), "{}", page.body);
+    let csrf = page.csrf();
+    let policy = r#"{"detectors": {"pii": {"input": "block", "output": "redact"}}}"#;
+    let saved = b.post(&org_page, &[("csrf", &csrf), ("policy", policy)]).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let (_, v) = as_root(&gw, Method::GET, &format!("/admin/v1/orgs/{acme}/guardrails"), None).await;
+    assert_eq!(v["policy"]["detectors"]["pii"]["input"], "block", "{v}");
+    // a policy the API cannot compile, or that is not JSON, is refused with its reason
+    let bad = b.post(&org_page, &[("csrf", &csrf), ("policy", r#"{"detectors": {"nope": "x"}}"#)]).await;
+    assert_eq!(bad.status, 400);
+    let not_json = b.post(&org_page, &[("csrf", &csrf), ("policy", "{")]).await;
+    assert_eq!(not_json.status, 400);
+    assert!(not_json.body.contains("<code>policy</code>"), "{}", not_json.body);
+    // the project's page layers over the org's; empty goes back to the layers above
+    let project_page = format!("/orgs/{acme}/projects/{id}/guardrails");
+    let page = b.get(&project_page).await;
+    assert!(page.body.contains("&quot;block&quot;") || page.body.contains("\"block\""), "{}", page.body);
+    let reset = b.post(&org_page, &[("csrf", &csrf), ("policy", "")]).await;
+    assert_eq!(reset.status, 303);
+    let (_, v) = as_root(&gw, Method::GET, &format!("/admin/v1/orgs/{acme}/guardrails"), None).await;
+    assert!(v["policy"].is_null(), "{v}");
+    // a viewer reads, and gets no form
+    let (_, viewer) = mint(&gw, &root(&gw), "viewer", Some(&acme)).await;
+    let mut v = signed_in(&gw, viewer["token"].as_str().unwrap()).await;
+    let page = v.get(&org_page).await;
+    assert!(page.status == 200 && !page.body.contains("Save policy"), "{}", page.body);
+    let actions = audit_actions(&gw).await;
+    assert!(actions.iter().any(|(a, o, _)| a == "guardrail.org_policy_set" && o == "allowed"));
+    assert!(actions.iter().any(|(a, o, _)| a == "guardrail.org_policy_delete" && o == "allowed"));
 }
