@@ -310,6 +310,7 @@ client_secret = "env:CONSOLE_CLIENT_SECRET"
 redirect_uri = "http://127.0.0.1:{port}/sign-in/oidc/callback"
 scopes = ["openid", "email", "profile", "gatehouse"]
 jit_membership = true
+sign_out_at_provider = true
 """
     proc, gw = start_gateway(fake, extra=extra, admin_port=port, env_extra={"CONSOLE_CLIENT_SECRET": "console-secret"})
     gw.org = gw.admin_post("/admin/v1/orgs", {"name": "acme"})["id"]
@@ -393,6 +394,37 @@ def test_a_person_whose_roles_are_not_mapped_is_not_signed_in(chromium, sso):
     tab.go("/keys")
     assert tab.page.get_by_role("button", name="Create key").count() == 0, "a viewer creates nothing"
     tab.close()
+
+
+
+def test_signing_out_ends_the_session_at_the_provider_too(chromium, sso):
+    tab = Tab(chromium, sso)
+    tab.go("/")
+    sso_sign_in(tab, "root")
+    assert tab.heading() == "Overview"
+    # control: with only our cookie gone, the provider still knows the person and signs them
+    # back in without asking who they are
+    tab.context.clear_cookies(name="__Host-gatehouse-session")
+    tab.go("/sign-in")
+    tab.page.get_by_role("link", name="Sign in with corp").click()
+    # the provider only asks to confirm the earlier authorization: no login form
+    tab.page.locator("button[type=submit]", has_text="Continue").click()
+    tab.page.wait_for_url(lambda url: url.startswith(tab.gw.admin_url) and "/sign-in/oidc/callback" not in url)
+    assert tab.heading() == "Overview", "the provider's session signed the person back in"
+
+    # signing out here sends the browser to the provider's end-session page (RP-initiated logout)
+    tab.page.get_by_role("button", name="Sign out").click()
+    tab.page.wait_for_url(lambda url: not url.startswith(tab.gw.admin_url))
+    assert "client_id=console" in tab.page.url, tab.page.url
+    tab.page.locator("button[autofocus], button[type=submit]").first.click()
+    tab.page.wait_for_load_state()
+    assert not [c for c in tab.context.cookies() if c["name"] == "__Host-gatehouse-session"]
+    # and now the provider asks who it is again
+    tab.go("/sign-in")
+    tab.page.get_by_role("link", name="Sign in with corp").click()
+    tab.page.locator("input[name=login]").wait_for()
+    tab.errors = []  # the provider's own pages are not ours to hold to our CSP
+    tab.context.close()
 
 
 # ---- passkeys, with Chromium's virtual authenticator (DevTools `WebAuthn` domain) ----

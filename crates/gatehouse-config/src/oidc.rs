@@ -57,6 +57,8 @@ pub struct RawOidc {
     pub redirect_uri: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub jit_membership: Option<bool>,
+    pub sign_out_at_provider: Option<bool>,
+    pub post_logout_redirect_uri: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +190,8 @@ pub fn issuers(raw: Vec<RawOidc>, issues: &mut Vec<Issue>) -> Vec<OidcIssuer> {
                 redirect_uri: r.redirect_uri,
                 scopes: r.scopes,
                 jit_membership: r.jit_membership,
+                sign_out_at_provider: r.sign_out_at_provider,
+                post_logout_redirect_uri: r.post_logout_redirect_uri,
             },
             &at,
             issues,
@@ -239,6 +243,8 @@ struct ConsoleFields {
     redirect_uri: Option<String>,
     scopes: Option<Vec<String>>,
     jit_membership: Option<bool>,
+    sign_out_at_provider: Option<bool>,
+    post_logout_redirect_uri: Option<String>,
 }
 
 /// The path every console redirect URI ends in (the console's callback route).
@@ -257,12 +263,15 @@ fn console_client(
             || f.client_secret.is_some()
             || f.redirect_uri.is_some()
             || f.scopes.is_some()
-            || f.jit_membership.is_some();
+            || f.jit_membership.is_some()
+            || f.sign_out_at_provider.is_some()
+            || f.post_logout_redirect_uri.is_some();
         if stray {
             issue(
                 issues,
                 at("planes"),
-                "client_id, client_secret, redirect_uri, scopes and jit_membership need \"console\" in planes",
+                "client_id, client_secret, redirect_uri, scopes, jit_membership, sign_out_at_provider and \
+                 post_logout_redirect_uri need \"console\" in planes",
             );
         }
         return None;
@@ -296,12 +305,27 @@ fn console_client(
     {
         issue(issues, at("scopes"), "up to 32 scopes, \"openid\" among them");
     }
+    if let Some(u) = &f.post_logout_redirect_uri {
+        let path_ok = url::Url::parse(u).is_ok_and(|u| u.path() == "/sign-in" && u.query().is_none());
+        if !trusted_url(u) || !path_ok {
+            issue(
+                issues,
+                at("post_logout_redirect_uri"),
+                "the console's sign-in page as registered with the issuer: https (http only on loopback), path /sign-in",
+            );
+        }
+        if f.sign_out_at_provider != Some(true) {
+            issue(issues, at("post_logout_redirect_uri"), "needs sign_out_at_provider = true");
+        }
+    }
     Some(ConsoleClient {
         client_id,
         client_secret: f.client_secret,
         redirect_uri,
         scopes,
         jit_membership: f.jit_membership.unwrap_or(false),
+        sign_out_at_provider: f.sign_out_at_provider.unwrap_or(false),
+        post_logout_redirect_uri: f.post_logout_redirect_uri,
     })
 }
 

@@ -18,7 +18,7 @@ use gatehouse_core::{Denial, DenyCode, SessionId};
 use gatehouse_security::{generate_opaque, is_opaque, opaque_digest};
 use gatehouse_store::{NewSession, SessionScope, now_ms};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use maud::{Markup, html};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -45,6 +45,8 @@ pub struct Signed {
     /// When the operator last proved who they are: the sign-in, or a later passkey
     /// confirmation (milliseconds since the epoch).
     pub authenticated_at: i64,
+    /// How the session began: `admin_token`, `oidc` or `passkey`.
+    pub method: String,
 }
 
 impl Signed {
@@ -145,6 +147,7 @@ impl FromRequestParts<ConsoleState> for Signed {
             Ok(Some((row, op))) => Ok(Signed {
                 op,
                 authenticated_at: row.verified_at.map_or(row.created_at, |v| v.max(row.created_at)),
+                method: row.method,
                 session_id: row.id,
                 csrf: row.csrf,
                 acx: AuditCx::from_parts(parts),
@@ -389,7 +392,38 @@ pub async fn sign_out(State(s): State<ConsoleState>, w: Signed, req: Request) ->
     if let Err(d) = crate::forms::accept::<CsrfOnly>(&w, req, |f| &f.csrf).await {
         return refusal(&d, Some(&w));
     }
-    end(&s, &w, K::ConsoleSignOut).await
+    let at_provider = provider_sign_out(&s, &w).await;
+    let ended = end(&s, &w, K::ConsoleSignOut).await;
+    let Some(url) = at_provider else { return ended };
+    // A page that moves on by itself, not a redirect: the page's `form-action 'self'` would
+    // stop a form post redirected to another origin.
+    let main = html! {
+        p { "You are signed out here. Signing you out at your identity provider too… " a href=(url) { "Continue" } }
+    };
+    let mut resp = render(StatusCode::OK, "Signed out", None, main);
+    if let Some(cookie) = ended.headers().get(header::SET_COOKIE) {
+        resp.headers_mut().insert(header::SET_COOKIE, cookie.clone());
+    }
+    if let Ok(refresh) = HeaderValue::from_str(&format!("0; url={url}")) {
+        resp.headers_mut().insert(HeaderName::from_static("refresh"), refresh);
+    }
+    resp
+}
+
+/// Where to sign a session that came from an identity provider out there too, if its issuer
+/// asks for it (`sign_out_at_provider`) and offers it. Our own session ends either way.
+async fn provider_sign_out(s: &ConsoleState, w: &Signed) -> Option<String> {
+    if w.method != "oidc" {
+        return None;
+    }
+    let (issuer, _) = w.op.token_id.strip_prefix("oidc:")?.split_once(':')?;
+    match s.federation.as_ref()?.end_session_url(issuer).await {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::info!(issuer, reason = %e, "cannot sign out at the identity provider; signed out here");
+            None
+        }
+    }
 }
 
 /// Ends the signed-in session (signing out, or revoking one's own), audits it under `kind`,

@@ -61,6 +61,8 @@ pub(crate) struct Discovery {
     pub token_endpoint: String,
     /// RFC 9207: the issuer sends `iss` with every authorization response.
     pub iss_parameter: bool,
+    /// OpenID Connect RP-Initiated Logout, when the provider offers it.
+    pub end_session_endpoint: Option<String>,
     at: std::time::Instant,
 }
 
@@ -292,6 +294,7 @@ impl Issuer {
             token_endpoint: endpoint("token_endpoint")?,
             iss_parameter: doc.get("authorization_response_iss_parameter_supported").and_then(Value::as_bool)
                 == Some(true),
+            end_session_endpoint: endpoint("end_session_endpoint").ok(),
             at: std::time::Instant::now(),
         });
         self.discovered.store(Some(d.clone()));

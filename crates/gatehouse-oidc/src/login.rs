@@ -86,6 +86,27 @@ impl Federation {
             .ok_or(Error::Invalid("unknown issuer"))
     }
 
+    /// Where to send a browser signing out of a session that came from the issuer named
+    /// `name`, so it is signed out there too: its `end_session_endpoint` with our client id (and
+    /// where to come back), if the issuer's console client asks for it and the provider offers
+    /// it; `None` otherwise.
+    pub async fn end_session_url(&self, name: &str) -> Result<Option<String>, Error> {
+        let (issuer, client) = self.console_issuer(name)?;
+        if !client.sign_out_at_provider {
+            return Ok(None);
+        }
+        let Some(endpoint) = issuer.discovery().await?.end_session_endpoint.clone() else { return Ok(None) };
+        let mut url = url::Url::parse(&endpoint).map_err(|_| Error::Unavailable)?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", &client.client_id);
+            if let Some(back) = &client.post_logout_redirect_uri {
+                q.append_pair("post_logout_redirect_uri", back);
+            }
+        }
+        Ok(Some(url.into()))
+    }
+
     /// A fresh authorization request to the issuer named `name`.
     pub async fn authorization_request(&self, name: &str) -> Result<AuthRequest, Error> {
         let (issuer, client) = self.console_issuer(name)?;
@@ -262,6 +283,8 @@ mod tests {
                 redirect_uri: "https://gw.example.com/sign-in/oidc/callback".into(),
                 scopes: vec!["openid".into()],
                 jit_membership: false,
+                sign_out_at_provider: false,
+                post_logout_redirect_uri: None,
             }),
             clock_skew: Duration::from_secs(5),
             jwks_refresh: Duration::from_secs(300),

@@ -78,6 +78,11 @@ pub struct ConsoleClient {
     /// Make the person a member of the org at sign-in (by the `email` claim), with the mapped
     /// role; otherwise the session acts without a member.
     pub jit_membership: bool,
+    /// Signing out of the console also ends the session at the provider (OpenID Connect
+    /// RP-Initiated Logout), when its discovery document names an `end_session_endpoint`.
+    pub sign_out_at_provider: bool,
+    /// Where the provider sends the browser after that (registered with it).
+    pub post_logout_redirect_uri: Option<String>,
 }
 
 /// https, or http to a loopback host (tests and sidecars): keys fetched in clear text from

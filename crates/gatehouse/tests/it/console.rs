@@ -492,6 +492,11 @@ async fn console_issuers_are_checked_at_start() {
         ("client_id = \"\"", "client_id"),
         ("client_secret = \"console-secret\"", "client_secret"),
         ("scopes = [\"email\"]", "scopes"),
+        ("post_logout_redirect_uri = \"http://127.0.0.1:1/sign-in\"", "post_logout_redirect_uri"),
+        (
+            "sign_out_at_provider = true\npost_logout_redirect_uri = \"http://evil.example/sign-in\"",
+            "post_logout_redirect_uri",
+        ),
     ];
     for (line, field) in bad {
         let key = line.split(" = ").next().unwrap();
