@@ -127,10 +127,15 @@ pub struct Operator {
 /// The audit actor for an operator.
 impl Operator {
     pub fn actor(&self) -> gatehouse_audit::Actor {
-        match self.token_id.strip_prefix("oidc:") {
-            Some(who) => gatehouse_audit::Actor::Federated(who.to_owned()),
-            None => gatehouse_audit::Actor::AdminToken(self.token_id.clone()),
-        }
+        actor_of(&self.token_id)
+    }
+}
+
+/// The audit actor for an operator's id: an admin token's id, or `oidc:<issuer>:<subject>`.
+pub fn actor_of(id: &str) -> gatehouse_audit::Actor {
+    match id.strip_prefix("oidc:") {
+        Some(who) => gatehouse_audit::Actor::Federated(who.to_owned()),
+        None => gatehouse_audit::Actor::AdminToken(id.to_owned()),
     }
 }
 

@@ -15,7 +15,7 @@ use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use gatehouse_admin::audit::{AuditCx, Outcome, record};
 use gatehouse_admin::rbac::{Operator, Role};
-use gatehouse_audit::{Actor, EventKind as K};
+use gatehouse_audit::EventKind as K;
 use gatehouse_core::{DenyCode, PasskeyId};
 use gatehouse_security::opaque_eq;
 use gatehouse_store::{MAX_PASSKEYS_PER_ACTOR, NewPasskey, PasskeyRow, now_ms};
@@ -390,7 +390,7 @@ async fn refused_proof(s: &ConsoleState, acx: &AuditCx, reason: &str, actor: Opt
     if let Some(actor) = actor
         && s.account_failures.fail(&actor) == Counted::LockedOut
     {
-        let who = Actor::AdminToken(actor);
+        let who = gatehouse_admin::rbac::actor_of(&actor);
         let locked = Outcome::Denied(DenyCode::RateLimitExceeded);
         let _ = record(&s.admin, acx, who, K::ConsoleLockout, None, None, locked).await;
     }
