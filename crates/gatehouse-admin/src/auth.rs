@@ -97,5 +97,5 @@ pub async fn federated_operator(
             Err(_) => return Err(DenyCode::Unavailable),
         }
     };
-    Ok(Operator { token_id: format!("oidc:{}:{}", id.issuer, id.subject), role, org, user: None })
+    Ok(Operator { token_id: crate::rbac::federated_id(&id.issuer, &id.subject), role, org, user: None })
 }

@@ -131,9 +131,28 @@ impl Operator {
     }
 }
 
-/// The audit actor for an operator's id: an admin token's id, or `oidc:<issuer>:<subject>`.
+/// The prefix of a federated operator's id, `oidc:<issuer>:<subject>` (an admin token's id is
+/// the token's own).
+const FEDERATED: &str = "oidc:";
+
+/// The id of an operator that a federated identity stands for.
+pub fn federated_id(issuer: &str, subject: &str) -> String {
+    format!("{FEDERATED}{issuer}:{subject}")
+}
+
+/// The admin token an operator's id names, if it is not a federated identity.
+pub fn admin_token_of(id: &str) -> Option<&str> {
+    (!id.starts_with(FEDERATED)).then_some(id)
+}
+
+/// The issuer (by our name for it) of a federated operator's id.
+pub fn federated_issuer(id: &str) -> Option<&str> {
+    Some(id.strip_prefix(FEDERATED)?.split_once(':')?.0)
+}
+
+/// The audit actor for an operator's id.
 pub fn actor_of(id: &str) -> gatehouse_audit::Actor {
-    match id.strip_prefix("oidc:") {
+    match id.strip_prefix(FEDERATED) {
         Some(who) => gatehouse_audit::Actor::Federated(who.to_owned()),
         None => gatehouse_audit::Actor::AdminToken(id.to_owned()),
     }

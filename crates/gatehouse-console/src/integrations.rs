@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::ConsoleState;
 use crate::forms::accept;
 use crate::page::{refusal, render, see_other};
-use crate::pages::{given, page_query, rows, run, shown_once, text, time};
+use crate::pages::{back, given, org_query, page_query, rows, run, shown_once, text, time};
 use crate::session::Signed;
 
 #[derive(Deserialize)]
@@ -26,16 +26,9 @@ pub struct TenantQuery {
 /// else the operator's own org.
 fn tenant_query(w: &Signed, org: Option<&str>) -> Option<String> {
     match org {
-        Some(o) => Some(serde_urlencoded::to_string([("org", o)]).unwrap_or_default()),
+        Some(_) => org_query(org),
         None if w.op.role == Role::PlatformAdmin => Some("platform=true".to_owned()),
         None => None,
-    }
-}
-
-fn back(path: &str, org: Option<&str>) -> String {
-    match org {
-        Some(o) => format!("{path}?{}", serde_urlencoded::to_string([("org", o)]).unwrap_or_default()),
-        None => path.to_owned(),
     }
 }
 
@@ -190,27 +183,36 @@ pub struct TenantForm {
     org: Option<String>,
 }
 
+/// Deletes one tenant-scoped object through `route` (`{id}` in its path), addressed by the
+/// form's org as `query` makes it, and goes back to the list at `list`.
+async fn delete_in(
+    s: &ConsoleState,
+    w: &Signed,
+    req: Request,
+    route: &str,
+    id: &str,
+    query: fn(&Signed, Option<&str>) -> Option<String>,
+    list: &str,
+) -> Response {
+    let f: TenantForm = match accept(w, req, |f: &TenantForm| &f.csrf).await {
+        Ok(f) => f,
+        Err(d) => return refusal(&d, Some(w)),
+    };
+    let org = given(f.org);
+    let q = query(w, org.as_deref());
+    match run(s, w, ("DELETE", route), &[("id", id)], q.as_deref(), None).await {
+        Ok(_) => see_other(&back(list, org.as_deref())),
+        Err(d) => refusal(&d, Some(w)),
+    }
+}
+
 pub async fn delete_credential(
     State(s): State<ConsoleState>,
     w: Signed,
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let f: TenantForm = match accept(&w, req, |f: &TenantForm| &f.csrf).await {
-        Ok(f) => f,
-        Err(d) => return refusal(&d, Some(&w)),
-    };
-    let org = given(f.org);
-    let query = tenant_query(&w, org.as_deref());
-    match run(&s, &w, ("DELETE", "/admin/v1/credentials/{id}"), &[("id", &id)], query.as_deref(), None).await {
-        Ok(_) => see_other(&back("/providers", org.as_deref())),
-        Err(d) => refusal(&d, Some(&w)),
-    }
-}
-
-/// Webhooks are addressed by an org (or, for platform admins without one, the platform chain).
-fn webhook_query(org: Option<&str>) -> Option<String> {
-    org.map(|o| serde_urlencoded::to_string([("org", o)]).unwrap_or_default())
+    delete_in(&s, &w, req, "/admin/v1/credentials/{id}", &id, tenant_query, "/providers").await
 }
 
 pub async fn webhooks(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Response {
@@ -219,7 +221,8 @@ pub async fn webhooks(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Res
         Err(d) => return refusal(&d, Some(&w)),
     };
     let org = given(q.org);
-    let query = webhook_query(org.as_deref());
+    // an org's webhooks; without one, platform admins see the platform chain's
+    let query = org_query(org.as_deref());
     let listed = match run(&s, &w, ("GET", "/admin/v1/webhooks"), &[], query.as_deref(), None).await {
         Ok(v) => v,
         Err(d) => return refusal(&d, Some(&w)),
@@ -320,16 +323,7 @@ pub async fn delete_webhook(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let f: TenantForm = match accept(&w, req, |f: &TenantForm| &f.csrf).await {
-        Ok(f) => f,
-        Err(d) => return refusal(&d, Some(&w)),
-    };
-    let org = given(f.org);
-    let query = webhook_query(org.as_deref());
-    match run(&s, &w, ("DELETE", "/admin/v1/webhooks/{id}"), &[("id", &id)], query.as_deref(), None).await {
-        Ok(_) => see_other(&back("/webhooks", org.as_deref())),
-        Err(d) => refusal(&d, Some(&w)),
-    }
+    delete_in(&s, &w, req, "/admin/v1/webhooks/{id}", &id, |_, org| org_query(org), "/webhooks").await
 }
 
 pub async fn deliveries(State(s): State<ConsoleState>, w: Signed, Path(id): Path<String>, uri: Uri) -> Response {
@@ -338,7 +332,7 @@ pub async fn deliveries(State(s): State<ConsoleState>, w: Signed, Path(id): Path
         Err(d) => return refusal(&d, Some(&w)),
     };
     let org = given(q.org);
-    let query = webhook_query(org.as_deref()).map_or_else(|| "limit=100".to_owned(), |q| format!("{q}&limit=100"));
+    let query = org_query(org.as_deref()).map_or_else(|| "limit=100".to_owned(), |q| format!("{q}&limit=100"));
     let route = ("GET", "/admin/v1/webhooks/{id}/deliveries");
     let listed = match run(&s, &w, route, &[("id", &id)], Some(&query), None).await {
         Ok(v) => v,

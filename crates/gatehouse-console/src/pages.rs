@@ -81,6 +81,19 @@ pub struct KeysQuery {
     before: Option<String>,
 }
 
+/// `org=<org>` for an admin API query or a page link, if an org is given.
+pub(crate) fn org_query(org: Option<&str>) -> Option<String> {
+    org.map(|o| serde_urlencoded::to_string([("org", o)]).unwrap_or_default())
+}
+
+/// A page's path, with `?org=<org>` if an org is given.
+pub(crate) fn back(path: &str, org: Option<&str>) -> String {
+    match org_query(org) {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    }
+}
+
 /// An empty form field means "not given".
 pub(crate) fn given(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
@@ -273,7 +286,7 @@ pub async fn rotate_key(State(s): State<ConsoleState>, w: Signed, Path(id): Path
     if let Some(confirm) = require_fresh(&s, &w, "/keys") {
         return confirm;
     }
-    let query = given(f.org).map(|o| serde_urlencoded::to_string([("org", o)]).unwrap_or_default());
+    let query = org_query(given(f.org).as_deref());
     let body = json!({"grace_seconds": f.grace_seconds});
     let route = ("POST", "/admin/v1/keys/{id}/rotate");
     let rotated = match run(&s, &w, route, &[("id", &id)], query.as_deref(), Some(body)).await {
@@ -302,9 +315,9 @@ pub async fn revoke_key(State(s): State<ConsoleState>, w: Signed, Path(id): Path
         Err(d) => return refusal(&d, Some(&w)),
     };
     let org = given(f.org);
-    let query = org.as_ref().map(|o| serde_urlencoded::to_string([("org", o)]).unwrap_or_default());
+    let query = org_query(org.as_deref());
     match run(&s, &w, ("POST", "/admin/v1/keys/{id}/revoke"), &[("id", &id)], query.as_deref(), Some(json!({}))).await {
-        Ok(_) => see_other(&format!("/keys{}", query.map(|q| format!("?{q}")).unwrap_or_default())),
+        Ok(_) => see_other(&back("/keys", org.as_deref())),
         Err(d) => refusal(&d, Some(&w)),
     }
 }

@@ -14,7 +14,7 @@
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use gatehouse_admin::audit::{AuditCx, Outcome, record};
-use gatehouse_admin::rbac::{Operator, Role};
+use gatehouse_admin::rbac::{Operator, Role, admin_token_of};
 use gatehouse_audit::EventKind as K;
 use gatehouse_core::{DenyCode, PasskeyId};
 use gatehouse_security::opaque_eq;
@@ -72,8 +72,8 @@ pub(crate) fn require_fresh(s: &ConsoleState, w: &Signed, back: &str) -> Option<
 
 /// The account a session's passkeys stand for, if it has one in the store.
 fn account(op: &Operator) -> Option<&str> {
-    let federated = op.token_id.starts_with("oidc:");
-    (!federated || (op.user.is_some() && op.org.is_some())).then_some(op.token_id.as_str())
+    let token = admin_token_of(&op.token_id).is_some();
+    (token || (op.user.is_some() && op.org.is_some())).then_some(op.token_id.as_str())
 }
 
 /// The WebAuthn user handle for an account: stable, and no identifier in the clear.
@@ -113,13 +113,18 @@ async fn read_json<T: DeserializeOwned>(req: Request) -> Result<(Parts, T), Resp
     Ok((parts, v))
 }
 
-/// A signed-in ceremony call: also the session's synchronizer token.
-async fn read_signed<T: DeserializeOwned>(w: &Signed, req: Request, csrf: impl Fn(&T) -> &str) -> Result<T, Response> {
-    let (_, body) = read_json::<T>(req).await?;
+/// A signed-in ceremony call: also the session's synchronizer token. Gives the request's
+/// headers (for its relying party) with the body.
+async fn read_signed<T: DeserializeOwned>(
+    w: &Signed,
+    req: Request,
+    csrf: impl Fn(&T) -> &str,
+) -> Result<(HeaderMap, T), Response> {
+    let (parts, body) = read_json::<T>(req).await?;
     if !opaque_eq(csrf(&body), &w.csrf) {
         return Err(no(StatusCode::FORBIDDEN, DenyCode::PermissionDenied, "This page is out of date; reload it."));
     }
-    Ok(body)
+    Ok((parts.headers, body))
 }
 
 async fn new_challenge(s: &ConsoleState, purpose: &str, session: Option<&str>) -> Result<Vec<u8>, Response> {
@@ -170,10 +175,10 @@ fn malformed() -> Response {
 // ---- registration ---------------------------------------------------------------------------
 
 pub async fn register_options(State(s): State<ConsoleState>, w: Signed, req: Request) -> Response {
-    let headers = req.headers().clone();
-    if let Err(r) = read_signed::<CsrfOnly>(&w, req, |b| &b.csrf).await {
-        return r;
-    }
+    let headers = match read_signed::<CsrfOnly>(&w, req, |b| &b.csrf).await {
+        Ok((headers, _)) => headers,
+        Err(r) => return r,
+    };
     if !fresh(&s, &w) {
         return no(StatusCode::FORBIDDEN, DenyCode::PermissionDenied, "Confirm it is you first, then add the passkey.");
     }
@@ -219,8 +224,7 @@ struct RegisterBody {
 }
 
 pub async fn register(State(s): State<ConsoleState>, w: Signed, req: Request) -> Response {
-    let headers = req.headers().clone();
-    let body: RegisterBody = match read_signed(&w, req, |b: &RegisterBody| &b.csrf).await {
+    let (headers, body) = match read_signed(&w, req, |b: &RegisterBody| &b.csrf).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -256,7 +260,7 @@ pub async fn register(State(s): State<ConsoleState>, w: Signed, req: Request) ->
     };
     let id = PasskeyId::generate().to_string();
     let handle = user_handle(actor);
-    let token_id = (!actor.starts_with("oidc:")).then_some(actor);
+    let token_id = admin_token_of(actor);
     let new = NewPasskey {
         id: &id,
         credential_id: &cred.id,
@@ -487,10 +491,10 @@ pub async fn sign_in(State(s): State<ConsoleState>, req: Request) -> Response {
 }
 
 pub async fn confirm_options(State(s): State<ConsoleState>, w: Signed, req: Request) -> Response {
-    let headers = req.headers().clone();
-    if let Err(r) = read_signed::<CsrfOnly>(&w, req, |b| &b.csrf).await {
-        return r;
-    }
+    let headers = match read_signed::<CsrfOnly>(&w, req, |b| &b.csrf).await {
+        Ok((headers, _)) => headers,
+        Err(r) => return r,
+    };
     let Some(rp) = relying_party(&s, &headers) else {
         return no(StatusCode::BAD_REQUEST, DenyCode::InvalidRequest, NO_ORIGIN);
     };
@@ -519,8 +523,7 @@ struct ConfirmBody {
 }
 
 pub async fn confirm(State(s): State<ConsoleState>, w: Signed, req: Request) -> Response {
-    let headers = req.headers().clone();
-    let body: ConfirmBody = match read_signed(&w, req, |b: &ConfirmBody| &b.csrf).await {
+    let (headers, body) = match read_signed(&w, req, |b: &ConfirmBody| &b.csrf).await {
         Ok(b) => b,
         Err(r) => return r,
     };

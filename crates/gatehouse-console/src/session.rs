@@ -359,7 +359,7 @@ pub async fn start_session(
     let (method, token_id) = match how {
         How::AdminToken => ("admin_token", Some(op.token_id.as_str())),
         How::Oidc => ("oidc", None),
-        How::Passkey => ("passkey", (!op.token_id.starts_with("oidc:")).then_some(op.token_id.as_str())),
+        How::Passkey => ("passkey", gatehouse_admin::rbac::admin_token_of(&op.token_id)),
     };
     let new = NewSession {
         id: &id,
@@ -416,7 +416,7 @@ async fn provider_sign_out(s: &ConsoleState, w: &Signed) -> Option<String> {
     if w.method != "oidc" {
         return None;
     }
-    let (issuer, _) = w.op.token_id.strip_prefix("oidc:")?.split_once(':')?;
+    let issuer = gatehouse_admin::rbac::federated_issuer(&w.op.token_id)?;
     match s.federation.as_ref()?.end_session_url(issuer).await {
         Ok(url) => url,
         Err(e) => {

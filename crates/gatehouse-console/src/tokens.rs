@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::ConsoleState;
 use crate::forms::accept;
 use crate::page::{refusal, render, see_other};
-use crate::pages::{given, page_query, rows, run, shown_once, text, time};
+use crate::pages::{back, given, org_query, page_query, rows, run, shown_once, text, time};
 use crate::passkeys::require_fresh;
 use crate::session::Signed;
 
@@ -128,10 +128,6 @@ pub struct OrgQuery {
     org: Option<String>,
 }
 
-fn org_query(org: Option<&String>) -> Option<String> {
-    org.map(|o| serde_urlencoded::to_string([("org", o)]).unwrap_or_default())
-}
-
 /// Capability tokens: minted by the API or `gatehouse token mint` (the secret is shown where it
 /// is minted, and never stored), listed here with their caveats and delegation, and revoked
 /// with their whole subtree.
@@ -141,7 +137,7 @@ pub async fn capabilities(State(s): State<ConsoleState>, w: Signed, uri: Uri) ->
         Err(d) => return refusal(&d, Some(&w)),
     };
     let org = given(q.org);
-    let query = org_query(org.as_ref()).map_or_else(|| "limit=500".to_owned(), |q| format!("{q}&limit=500"));
+    let query = org_query(org.as_deref()).map_or_else(|| "limit=500".to_owned(), |q| format!("{q}&limit=500"));
     let listed = match run(&s, &w, ("GET", "/admin/v1/capabilities"), &[], Some(&query), None).await {
         Ok(v) => v,
         Err(d) => return refusal(&d, Some(&w)),
@@ -214,10 +210,10 @@ pub async fn revoke_capability(
         Ok(f) => f,
         Err(d) => return refusal(&d, Some(&w)),
     };
-    let query = org_query(given(f.org).as_ref());
+    let org = given(f.org);
     let route = ("POST", "/admin/v1/capabilities/{id}/revoke");
-    match run(&s, &w, route, &[("id", &id)], query.as_deref(), None).await {
-        Ok(_) => see_other(&format!("/capabilities{}", query.map(|q| format!("?{q}")).unwrap_or_default())),
+    match run(&s, &w, route, &[("id", &id)], org_query(org.as_deref()).as_deref(), None).await {
+        Ok(_) => see_other(&back("/capabilities", org.as_deref())),
         Err(d) => refusal(&d, Some(&w)),
     }
 }

@@ -122,11 +122,7 @@ pub fn b64url_encode(bytes: &[u8]) -> String {
 /// The challenge a client data JSON carries, to find the ceremony it answers (everything else
 /// is checked by [`register`] or [`authenticate`]).
 pub fn challenge_of(client_data_json: &[u8]) -> Result<Vec<u8>, Refused> {
-    if client_data_json.len() > MAX_CLIENT_DATA {
-        return Err(Refused::Malformed("client data too long"));
-    }
-    let cd: ClientData = serde_json::from_slice(client_data_json).map_err(|_| Refused::Malformed("client data"))?;
-    b64url_decode(&cd.challenge, 64)
+    b64url_decode(&ClientData::parse(client_data_json)?.challenge, 64)
 }
 
 #[derive(Deserialize)]
@@ -141,13 +137,20 @@ struct ClientData {
     top_origin: Option<String>,
 }
 
+impl ClientData {
+    /// The client data JSON, bounded before it is parsed.
+    fn parse(json: &[u8]) -> Result<ClientData, Refused> {
+        if json.len() > MAX_CLIENT_DATA {
+            return Err(Refused::Malformed("client data too long"));
+        }
+        serde_json::from_slice(json).map_err(|_| Refused::Malformed("client data"))
+    }
+}
+
 /// §7.1 steps 5–12 / §7.2 steps 10–15: the client data names this ceremony, our challenge and
 /// our origin, and was not produced inside a frame of another site.
 fn check_client_data(rp: &RelyingParty, json: &[u8], kind: &str, challenge: &[u8]) -> Result<(), Refused> {
-    if json.len() > MAX_CLIENT_DATA {
-        return Err(Refused::Malformed("client data too long"));
-    }
-    let cd: ClientData = serde_json::from_slice(json).map_err(|_| Refused::Malformed("client data"))?;
+    let cd = ClientData::parse(json)?;
     if cd.kind != kind {
         return Err(Refused::Type);
     }
@@ -180,6 +183,16 @@ fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], Refused> {
 /// Decodes one CBOR item from the front of `bytes`, advancing past it.
 fn cbor_item(bytes: &mut &[u8]) -> Result<Value, Refused> {
     coset::cbor::de::from_reader_with_recursion_limit(&mut *bytes, CBOR_DEPTH).map_err(|_| Refused::Malformed("CBOR"))
+}
+
+/// `bytes` as exactly one CBOR item; anything after it is refused as `trailing`.
+fn cbor_whole(bytes: &[u8], trailing: &'static str) -> Result<Value, Refused> {
+    let mut rest = bytes;
+    let value = cbor_item(&mut rest)?;
+    if !rest.is_empty() {
+        return Err(Refused::Malformed(trailing));
+    }
+    Ok(value)
 }
 
 /// §6.1: rpIdHash ‖ flags ‖ signCount ‖ [attested credential data] ‖ [extensions].
@@ -257,11 +270,7 @@ fn int_param(key: &CoseKey, label: i64) -> Option<i128> {
 
 /// The key a COSE_Key holds, if its algorithm is one we offered and its shape matches it.
 fn public_key(cose: &[u8]) -> Result<(i64, PublicKey), Refused> {
-    let mut rest = cose;
-    let value = cbor_item(&mut rest)?;
-    if !rest.is_empty() {
-        return Err(Refused::Malformed("trailing bytes after the COSE key"));
-    }
+    let value = cbor_whole(cose, "trailing bytes after the COSE key")?;
     let key = CoseKey::from_cbor_value(value).map_err(|_| Refused::Malformed("COSE key"))?;
     let alg = match key.alg {
         Some(coset::Algorithm::Assigned(a)) => a as i64,
@@ -314,11 +323,9 @@ pub fn register(
     if attestation_object.len() > MAX_ATTESTATION {
         return Err(Refused::Malformed("attestation object too long"));
     }
-    let mut rest = attestation_object;
-    let Value::Map(entries) = cbor_item(&mut rest)? else { return Err(Refused::Malformed("attestation object")) };
-    if !rest.is_empty() {
-        return Err(Refused::Malformed("trailing bytes after the attestation object"));
-    }
+    let Value::Map(entries) = cbor_whole(attestation_object, "trailing bytes after the attestation object")? else {
+        return Err(Refused::Malformed("attestation object"));
+    };
     let (mut fmt, mut stmt, mut auth) = (None, None, None);
     for (k, v) in entries {
         match (k, v) {

@@ -57,6 +57,11 @@ pub struct Principal {
     pub cors_origins: Option<Arc<[Box<str>]>>,
 }
 
+/// Whether a CORS allow-list (exact origins, as browsers send `Origin`) holds `origin`.
+pub fn lists_origin(list: &[Box<str>], origin: &[u8]) -> bool {
+    list.iter().any(|o| o.as_bytes() == origin)
+}
+
 impl Principal {
     /// Whether this principal may use a model, by canonical name.
     pub fn may_use_model(&self, canonical: &str) -> bool {
@@ -68,7 +73,7 @@ impl Principal {
 
     /// Whether a page of `origin` may read the answers to this principal's requests.
     pub fn allows_origin(&self, origin: &[u8]) -> bool {
-        self.cors_origins.as_ref().is_some_and(|list| list.iter().any(|o| o.as_bytes() == origin))
+        self.cors_origins.as_deref().is_some_and(|list| lists_origin(list, origin))
     }
 
     /// Whether this principal may perform an action (`chat:completions`, ...).

@@ -15,7 +15,7 @@ pub mod scope;
 pub use breaker::{Breaker, BreakerState, Hedge, Retries};
 pub use context::{
     CacheControl, Credential, GateName, GateOutcome, Grant, GuardrailHit, McpCall, Presented, Principal, Quota,
-    RateLimitInfo, Rates, RequestCx, Route, Target, TrailEntry,
+    RateLimitInfo, Rates, RequestCx, Route, Target, TrailEntry, lists_origin,
 };
 pub use deny::{Denial, DenyCode, ErrorBody, HasDenyCode};
 pub use host::{MAX_HOST, host_name};

@@ -175,7 +175,7 @@ pub struct Stopped {
 impl Stopped {
     /// Whether a page of `origin` may read this refusal (docs/SECURITY.md, "Browser apps").
     pub fn allows_origin(&self, origin: &[u8]) -> bool {
-        self.cors.as_ref().is_some_and(|list| list.iter().any(|o| o.as_bytes() == origin))
+        self.cors.as_deref().is_some_and(|list| gatehouse_core::lists_origin(list, origin))
     }
 }
 

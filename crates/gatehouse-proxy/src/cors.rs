@@ -52,7 +52,7 @@ impl CorsOrigins {
     }
 
     fn lists(&self, origin: &[u8]) -> bool {
-        self.origins.load().iter().any(|o| o.as_bytes() == origin)
+        gatehouse_core::lists_origin(&self.origins.load(), origin)
     }
 }
 
