@@ -311,6 +311,10 @@ redirect_uri = "http://127.0.0.1:{port}/sign-in/oidc/callback"
 scopes = ["openid", "email", "profile", "gatehouse"]
 jit_membership = true
 sign_out_at_provider = true
+
+[console]
+# a short confirmation window, so a test can see a session grow stale
+reauth_window_ms = 1500
 """
     proc, gw = start_gateway(fake, extra=extra, admin_port=port, env_extra={"CONSOLE_CLIENT_SECRET": "console-secret"})
     gw.org = gw.admin_post("/admin/v1/orgs", {"name": "acme"})["id"]
@@ -425,6 +429,65 @@ def test_signing_out_ends_the_session_at_the_provider_too(chromium, sso):
     tab.page.locator("input[name=login]").wait_for()
     tab.errors = []  # the provider's own pages are not ours to hold to our CSP
     tab.context.close()
+
+
+def test_a_single_sign_on_session_confirms_at_its_provider_before_a_sensitive_action(chromium, sso):
+    tab = Tab(chromium, sso)
+    tab.go("/")
+    sso_sign_in(tab, "ann")
+    assert tab.heading() == "Overview"
+
+    def mint_admin_token(name):
+        tab.go("/tokens")
+        tab.page.get_by_label("Name").fill(name)
+        tab.page.get_by_role("button", name="Mint token").click()
+        tab.page.wait_for_load_state()
+
+    def confirm_at_provider(login):
+        # the provider asks who it is although its own session is alive (prompt=login, max_age=0)
+        tab.page.get_by_role("link", name="Confirm with corp").click()
+        tab.page.locator("input[name=login]").fill(login)
+        tab.page.locator("input[name=password]").fill("any")
+        tab.page.locator("button[type=submit]").click()
+        # the provider may ask to confirm the authorization again, or come straight back
+        for _ in range(200):
+            if tab.page.url.startswith(tab.gw.admin_url):
+                break
+            consent = tab.page.locator("button[type=submit]", has_text="Continue")
+            if consent.count():
+                consent.click()
+            tab.page.wait_for_timeout(50)
+        tab.page.wait_for_url(lambda url: url.startswith(tab.gw.admin_url))
+        tab.errors = [e for e in tab.errors if "favicon" not in e and "Failed to load resource" not in e]
+
+    # past the confirmation window, minting an admin token asks for a fresh proof
+    tab.page.wait_for_timeout(1600)
+    mint_admin_token("after-stale")
+    assert tab.heading() == "Confirm it is you"
+    tab.shot("confirm-at-provider")
+    tab.errors.clear()  # the confirmation page answers 403
+    confirm_at_provider("ann")
+    tab.page.wait_for_url(lambda url: url.endswith("/tokens"))
+    assert tab.heading() == "Admin tokens"
+    mint_admin_token("fresh")
+    assert "shown this once" in tab.page.locator("main").inner_text(), "confirmed: the token is minted"
+    events = sso.admin_get("/admin/v1/audit?action=console.confirm")["data"]
+    assert events[0]["outcome"] == "allowed" and events[0]["actor"] == "oidc:corp:ann", events[0]
+
+    # someone else signing in at the provider does not confirm Ann's session
+    tab.page.wait_for_timeout(1600)
+    mint_admin_token("not-vic")
+    assert tab.heading() == "Confirm it is you"
+    tab.errors.clear()
+    confirm_at_provider("vic")
+    assert "not the person this session belongs to" in tab.page.locator("main").inner_text()
+    tab.errors.clear()  # the refusal answers 401
+    mint_admin_token("still-stale")
+    assert tab.heading() == "Confirm it is you", "the session was not confirmed"
+    tab.errors.clear()
+    events = sso.admin_get("/admin/v1/audit?action=console.sign_in")["data"]
+    assert events[0]["outcome"] == "denied", events[0]
+    tab.close()
 
 
 # ---- passkeys, with Chromium's virtual authenticator (DevTools `WebAuthn` domain) ----

@@ -115,6 +115,8 @@ pub fn create(c: &mut Call) -> Pending<'_> {
 pub struct ListQuery {
     org: Option<String>,
     limit: Option<u32>,
+    /// The last id of the previous page.
+    before: Option<String>,
 }
 
 pub fn list(c: &mut Call) -> Pending<'_> {
@@ -122,7 +124,8 @@ pub fn list(c: &mut Call) -> Pending<'_> {
         let q: ListQuery = c.query()?;
         let limit = page_limit(q.limit)?;
         let org = c.target_org(q.org.as_deref(), Permission::KeyRead).await?;
-        let rows = c.s.store.list_capabilities(org, limit).await.map_err(store_err)?;
+        let before = q.before.as_deref().map(|b| TokenId::parse(b).ok_or(bad("before"))).transpose()?;
+        let rows = c.s.store.list_capabilities(org, before, limit).await.map_err(store_err)?;
         let data: Vec<Value> = rows.iter().map(row_json).collect();
         Ok((StatusCode::OK, json!({"object": "list", "data": data})))
     })

@@ -40,6 +40,8 @@ pub struct KeyView {
     created_at: i64,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
+    /// When the key last authenticated a request (written behind: up to a few seconds late).
+    last_used_at: Option<i64>,
 }
 
 impl From<KeyRow> for KeyView {
@@ -54,6 +56,7 @@ impl From<KeyRow> for KeyView {
             created_at: k.created_at,
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
         }
     }
 }
@@ -171,6 +174,7 @@ async fn create_inner(
         created_at: new.created_at,
         expires_at,
         revoked_at: None,
+        last_used_at: None,
     };
     let body = serde_json::to_value(Created { view, key: secret.expose_secret().to_owned() }).unwrap_or(Value::Null);
     Ok((org, new.id, (StatusCode::CREATED, body)))

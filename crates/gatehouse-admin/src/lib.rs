@@ -60,6 +60,8 @@ pub struct AdminState {
     pub webhooks: Arc<gatehouse_audit::webhooks::Webhooks>,
     /// The Host values this plane answers (DNS rebinding); health probes are exempt.
     pub allowed_hosts: Arc<gatehouse_http::AllowedHosts>,
+    /// The last verification of each audit chain here, and the one-at-a-time lock.
+    pub verifications: Arc<trail::Verifications>,
 }
 
 /// The control plane's router. `console`, when given, answers every path the API does not

@@ -40,10 +40,10 @@ fn components() -> Value {
             "Member": {"type": "object", "required": ["user_id", "email", "name", "kind", "role", "created_at"], "properties": {
                 "user_id": s("string"), "email": s("string"), "name": s("string"), "kind": s("string"),
                 "role": s("string"), "created_at": s("integer")}},
-            "Key": {"type": "object", "required": ["id", "name", "org_id", "project_id", "hint", "models", "created_at", "expires_at", "revoked_at"],
+            "Key": {"type": "object", "required": ["id", "name", "org_id", "project_id", "hint", "models", "created_at", "expires_at", "revoked_at", "last_used_at"],
                 "properties": {"id": s("string"), "name": s("string"), "org_id": s("string"), "project_id": s("string"),
                 "hint": s("string"), "models": {"type": ["array", "null"], "items": s("string")}, "created_at": s("integer"),
-                "expires_at": nullable("integer"), "revoked_at": nullable("integer")}},
+                "expires_at": nullable("integer"), "revoked_at": nullable("integer"), "last_used_at": nullable("integer")}},
             "KeyCreated": {"allOf": [r("Key"), {"type": "object", "required": ["key"], "properties": {"key": s("string")}}]},
             "KeyRotated": {"type": "object", "required": ["rotated_from", "grace_seconds", "key"], "properties": {
                 "rotated_from": s("string"), "grace_seconds": s("integer"), "key": r("KeyCreated")}},
@@ -143,6 +143,14 @@ fn components() -> Value {
                     "state": {"enum": ["closed", "open", "half_open"]}, "failures": s("integer"), "open_until": nullable("integer")}}}},
             "AuditKey": {"type": "object", "required": ["key", "name", "origin_prefix", "algorithm"], "properties": {
                 "key": s("string"), "name": s("string"), "origin_prefix": s("string"), "algorithm": s("string")}},
+            "AuditVerification": {"type": "object", "required": ["object", "ok", "chains"], "properties": {
+                "object": {"const": "audit.verification"}, "ok": s("boolean"), "chains": {"type": "array", "items": {
+                "type": "object", "required": ["chain", "org_id", "checked_at", "ok", "records", "anchored_at", "last_seq",
+                    "signed_through", "unsigned", "broken_at", "problem"],
+                "properties": {"chain": s("string"), "org_id": nullable("string"), "checked_at": s("integer"), "ok": s("boolean"),
+                    "records": s("integer"), "anchored_at": s("integer"), "last_seq": s("integer"),
+                    "signed_through": s("integer"), "unsigned": s("integer"), "broken_at": nullable("integer"),
+                    "problem": nullable("string")}}}}},
             "NameBody": {"type": "object", "additionalProperties": false, "required": ["name"],
                 "properties": {"name": {"type": "string", "pattern": NAME}}},
             "ProjectBody": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
@@ -326,6 +334,7 @@ fn shape(spec: &RouteSpec) -> Option<(Option<&'static str>, u16, Value)> {
         ("GET", "/admin/v1/audit") => (None, 200, list_of("AuditEvent")),
         ("GET", "/admin/v1/audit/export") => (None, 200, json!({"type": "string"})),
         ("GET", "/admin/v1/audit/key") => (None, 200, r("AuditKey")),
+        ("POST", "/admin/v1/audit/verify") => (None, 200, r("AuditVerification")),
         ("POST", "/admin/v1/webhooks") => (Some("CreateWebhook"), 201, r("WebhookCreated")),
         ("GET", "/admin/v1/webhooks") => (None, 200, list_of("Webhook")),
         ("DELETE", "/admin/v1/webhooks/{id}") => (None, 200, r("WebhookDeleted")),

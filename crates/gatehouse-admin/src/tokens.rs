@@ -85,6 +85,8 @@ fn token_json(t: &gatehouse_store::AdminTokenRow) -> serde_json::Value {
 #[serde(deny_unknown_fields)]
 pub struct ListTokens {
     limit: Option<u32>,
+    /// The last id of the previous page.
+    before: Option<String>,
 }
 
 /// `GET /admin/v1/tokens`: the tokens of the operator's org (platform admins: all), never
@@ -95,7 +97,10 @@ pub fn list(c: &mut Call) -> Pending<'_> {
         let q: ListTokens = c.query()?;
         let limit = page_limit(q.limit)?;
         check(&c.op, Permission::MembershipWrite, c.op.org)?;
-        let rows = c.s.store.list_admin_tokens(c.op.org, limit).await.map_err(store_err)?;
+        if q.before.as_deref().is_some_and(|b| !gatehouse_core::is_id(b)) {
+            return Err(bad("before"));
+        }
+        let rows = c.s.store.list_admin_tokens(c.op.org, q.before.as_deref(), limit).await.map_err(store_err)?;
         Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(token_json).collect::<Vec<_>>()})))
     })
 }

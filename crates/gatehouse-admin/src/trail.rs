@@ -1,7 +1,9 @@
-//! `/admin/v1/audit`: the newest events, the streamed export, and the checkpoint key.
+//! `/admin/v1/audit`: the newest events, the streamed export, the checkpoint key, and
+//! verification of the chains in the store.
 //! Scoped like everything else: an org's operators see their org's chain only; platform
 //! admins see every chain or pick one with `?org=`.
 
+use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
 use axum::body::Body;
@@ -9,10 +11,11 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use gatehouse_audit::EventKind as K;
 use gatehouse_audit::export::{ExportRequest, Format, Selection};
-use gatehouse_core::{Denial, OrgId};
+use gatehouse_audit::verify::{ChainReport, Failure};
+use gatehouse_core::{Denial, DenyCode, OrgId};
 use gatehouse_store::AuditFilter;
 use http::{StatusCode, header};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AdminState;
@@ -217,4 +220,182 @@ pub fn key(c: &mut Call) -> Pending<'_> {
                    "algorithm": "Ed25519"}),
         ))
     })
+}
+
+/// The last verification of each chain on this replica, behind the lock that lets only one
+/// run at a time (a verification reads a whole chain: it must not be something a caller can
+/// start a hundred of).
+#[derive(Default)]
+pub struct Verifications(tokio::sync::Mutex<BTreeMap<String, ChainStatus>>);
+
+/// What the last verification of one chain found.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainStatus {
+    pub chain: String,
+    /// The org the chain belongs to (`None`: the platform chain).
+    pub org_id: Option<String>,
+    pub checked_at: i64,
+    /// Every record from the anchor (or genesis) to the head links, hashes and matches every
+    /// signed checkpoint.
+    pub ok: bool,
+    pub records: u64,
+    /// The seq the verified range starts after (the retention anchor).
+    pub anchored_at: u64,
+    pub last_seq: u64,
+    /// The newest seq a valid signed checkpoint covers.
+    pub signed_through: u64,
+    /// Records newer than the last checkpoint: linked, not yet signed.
+    pub unsigned: u64,
+    /// Where it broke, and how (`modified`, `unlinked`, `seq_gap`, `rewritten`, ...).
+    pub broken_at: Option<u64>,
+    pub problem: Option<&'static str>,
+}
+
+impl ChainStatus {
+    fn of(chain: &str, result: Result<ChainReport, Failure>) -> ChainStatus {
+        let org_id = chain.strip_prefix("org/").map(str::to_owned);
+        let checked_at = gatehouse_store::now_ms();
+        match result {
+            Ok(r) => ChainStatus {
+                chain: chain.to_owned(),
+                org_id,
+                checked_at,
+                ok: true,
+                records: r.records,
+                anchored_at: r.anchored_at,
+                last_seq: r.last_seq,
+                signed_through: r.signed_through,
+                unsigned: r.last_seq.saturating_sub(r.signed_through.max(r.anchored_at)),
+                broken_at: None,
+                problem: None,
+            },
+            Err(f) => ChainStatus {
+                chain: chain.to_owned(),
+                org_id,
+                checked_at,
+                ok: false,
+                records: 0,
+                anchored_at: 0,
+                last_seq: 0,
+                signed_through: 0,
+                unsigned: 0,
+                broken_at: Some(f.seq),
+                problem: Some(f.problem.as_str()),
+            },
+        }
+    }
+}
+
+/// The chains an operator may see: their org's, or (platform admins) every chain or one org's.
+async fn chains_in_scope(s: &AdminState, org: Option<OrgId>, platform: bool) -> Result<Vec<String>, Denial> {
+    if let Some(o) = org {
+        return Ok(vec![gatehouse_audit::chain_of(Some(o))]);
+    }
+    if !platform {
+        return Ok(Vec::new());
+    }
+    s.store.audit_chains().await.map_err(store_err)
+}
+
+/// Verifies the given chains now, records what was found, and audits each broken chain
+/// (`audit.broken`, in that chain, so its webhooks and operators hear of it). `None`: another
+/// verification is running.
+pub async fn verify_chains(s: &AdminState, chains: &[String]) -> Result<Option<Vec<ChainStatus>>, Denial> {
+    let Ok(mut last) = s.verifications.0.try_lock() else { return Ok(None) };
+    let key = s.audit.verifier();
+    let mut out = Vec::with_capacity(chains.len());
+    for chain in chains {
+        let status = match gatehouse_audit::verify::verify_chain(&s.store, key, chain, None).await {
+            Ok(r) => ChainStatus::of(chain, Ok(r)),
+            Err(gatehouse_audit::verify::VerifyError::Broken(f)) => ChainStatus::of(chain, Err(f)),
+            Err(e) => {
+                tracing::warn!(error = %e, chain, "audit chain verification could not read the store");
+                return Err(Denial::new(DenyCode::Unavailable));
+            }
+        };
+        if let (Some(seq), Some(problem)) = (status.broken_at, status.problem) {
+            tracing::error!(target: "gatehouse::audit", chain, seq, problem, "audit chain verification failed");
+            let mut e = gatehouse_audit::Event::new(
+                K::AuditBroken,
+                gatehouse_audit::Outcome::Failed,
+                500,
+                problem,
+                gatehouse_audit::Actor::System,
+            );
+            e.org = status.org_id.as_deref().and_then(OrgId::parse);
+            e.target = Some(format!("{chain}@{seq}"));
+            if s.audit.record(e).await.is_err() {
+                tracing::error!(target: "gatehouse::audit", "audit.broken not recorded");
+            }
+        }
+        last.insert(chain.clone(), status.clone());
+        out.push(status);
+    }
+    Ok(Some(out))
+}
+
+/// The last verification of each chain in the operator's scope on this replica (chains
+/// never verified here are absent); `None` while a verification is running.
+pub async fn last_verifications(
+    s: &AdminState,
+    op: &Operator,
+    org: Option<&str>,
+) -> Result<Option<Vec<ChainStatus>>, Denial> {
+    let target = scope(op, org)?;
+    let Ok(last) = s.verifications.0.try_lock() else { return Ok(None) };
+    Ok(Some(match target {
+        Some(o) => last.get(&gatehouse_audit::chain_of(Some(o))).cloned().into_iter().collect(),
+        None if op.role == Role::PlatformAdmin => last.values().cloned().collect(),
+        None => Vec::new(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyQuery {
+    org: Option<String>,
+}
+
+/// `POST /admin/v1/audit/verify`: re-verifies the caller's chains from the store now (an
+/// org's operators: their org's chain; platform admins: every chain, or one org's with
+/// `?org=`). One verification runs at a time per replica; another answers 429.
+pub fn verify(c: &mut Call) -> Pending<'_> {
+    Box::pin(async move {
+        c.org = c.op.org;
+        let q: VerifyQuery = c.query()?;
+        let org = scope(&c.op, q.org.as_deref())?;
+        c.org = org.or(c.op.org);
+        let chains = chains_in_scope(&c.s, org, c.op.role == Role::PlatformAdmin).await?;
+        let Some(chains) = verify_chains(&c.s, &chains).await? else {
+            return Err(Denial::new(DenyCode::RateLimitExceeded).with_param("verification_running"));
+        };
+        let ok = chains.iter().all(|c| c.ok);
+        Ok((StatusCode::OK, json!({"object": "audit.verification", "ok": ok, "chains": chains})))
+    })
+}
+
+/// Re-verifies every chain in the store every `every` (the first time one interval after
+/// start), so a chain altered in the database is found without anyone asking.
+pub async fn run_verifier(s: AdminState, every: std::time::Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let chains = match s.store.audit_chains().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled audit verification could not list chains; next time");
+                continue;
+            }
+        };
+        match verify_chains(&s, &chains).await {
+            Ok(Some(found)) => {
+                let broken = found.iter().filter(|c| !c.ok).count();
+                tracing::info!(chains = found.len(), broken, "scheduled audit verification done");
+            }
+            // someone asked for one just now: that one stands for this
+            Ok(None) => {}
+            Err(_) => tracing::warn!("scheduled audit verification could not read the store; next time"),
+        }
+    }
 }

@@ -149,12 +149,14 @@ catalogue! {
     AuditRead => ("audit.read", Exports),
     AuditExport => ("audit.export", Exports),
     AuditKey => ("audit.key", Exports),
+    AuditVerify => ("audit.verify", Exports),
     // the gateway itself
     SystemStart => ("system.start", System),
     SystemStop => ("system.stop", System),
     AuditReplayed => ("audit.replayed", System),
     AuditRecovered => ("audit.recovered", System),
     AuditPruned => ("audit.pruned", System),
+    AuditBroken => ("audit.broken", System),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

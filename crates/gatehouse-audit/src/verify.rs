@@ -248,55 +248,62 @@ impl From<Failure> for VerifyError {
     }
 }
 
-/// Verifies every chain in the store (or one), streaming records page by page.
-/// `witnesses` are checkpoint notes saved earlier, per chain.
+/// Verifies every chain in the store (or one), streaming records page by page; stops at the
+/// first broken chain. `witnesses` are checkpoint notes saved earlier, per chain.
 pub async fn verify_store(
     store: &Store,
     key: &CheckpointVerifier,
     only: Option<&str>,
     witnesses: &HashMap<String, Vec<(u64, String)>>,
 ) -> Result<Report, VerifyError> {
-    const PAGE: u32 = 1_000;
     let mut report = Report::default();
     for chain in store.audit_chains().await? {
         if only.is_some_and(|c| c != chain) {
             continue;
         }
-        // checkpoints before records: a checkpoint signed meanwhile cannot name a record we
-        // did not read
-        let anchor = store.audit_anchor(&chain).await?;
-        let cps = store.audit_checkpoints(&chain).await?;
-        let mut notes: Vec<(u64, &str)> = Vec::with_capacity(cps.len());
-        for c in &cps {
-            notes.push((u64::try_from(c.seq).map_err(|_| fail(&chain, 0, Problem::Malformed))?, &c.note));
-        }
-        if let Some(w) = witnesses.get(&chain) {
-            notes.extend(w.iter().map(|(s, n)| (*s, n.as_str())));
-        }
-        let anchor_ref = match &anchor {
-            Some(a) => {
-                Some((u64::try_from(a.seq).map_err(|_| fail(&chain, 0, Problem::Malformed))?, &a.hash[..], &*a.note))
-            }
-            None => None,
-        };
-        let mut check = ChainCheck::new(&chain, key, anchor_ref, notes, false)?;
-        let filter = AuditFilter { chain: Some(chain.clone()), ..AuditFilter::default() };
-        let mut after: Option<i64> = None;
-        loop {
-            let rows = store.audit_page(&filter, after.map(|s| (chain.as_str(), s)), PAGE).await?;
-            let Some(last) = rows.last() else { break };
-            after = Some(last.seq);
-            for r in &rows {
-                let seq = u64::try_from(r.seq).map_err(|_| fail(&chain, 0, Problem::SeqGap))?;
-                check.push(seq, &r.prev_hash, &r.hash, r.line.as_bytes())?;
-            }
-            if rows.len() < PAGE as usize {
-                break;
-            }
-        }
-        report.chains.push(check.finish()?);
+        report.chains.push(verify_chain(store, key, &chain, witnesses.get(&chain).map(Vec::as_slice)).await?);
     }
     Ok(report)
+}
+
+/// Verifies one chain of the store from its retention anchor (or genesis) to its head, page by
+/// page, so memory stays bounded by the page and the checkpoints.
+pub async fn verify_chain(
+    store: &Store,
+    key: &CheckpointVerifier,
+    chain: &str,
+    witnesses: Option<&[(u64, String)]>,
+) -> Result<ChainReport, VerifyError> {
+    const PAGE: u32 = 1_000;
+    // checkpoints before records: a checkpoint signed meanwhile cannot name a record we did
+    // not read
+    let anchor = store.audit_anchor(chain).await?;
+    let cps = store.audit_checkpoints(chain).await?;
+    let mut notes: Vec<(u64, &str)> = Vec::with_capacity(cps.len());
+    for c in &cps {
+        notes.push((u64::try_from(c.seq).map_err(|_| fail(chain, 0, Problem::Malformed))?, &c.note));
+    }
+    notes.extend(witnesses.unwrap_or_default().iter().map(|(s, n)| (*s, n.as_str())));
+    let anchor_ref = match &anchor {
+        Some(a) => Some((u64::try_from(a.seq).map_err(|_| fail(chain, 0, Problem::Malformed))?, &a.hash[..], &*a.note)),
+        None => None,
+    };
+    let mut check = ChainCheck::new(chain, key, anchor_ref, notes, false)?;
+    let filter = AuditFilter { chain: Some(chain.to_owned()), ..AuditFilter::default() };
+    let mut after: Option<i64> = None;
+    loop {
+        let rows = store.audit_page(&filter, after.map(|s| (chain, s)), PAGE).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.seq);
+        for r in &rows {
+            let seq = u64::try_from(r.seq).map_err(|_| fail(chain, 0, Problem::SeqGap))?;
+            check.push(seq, &r.prev_hash, &r.hash, r.line.as_bytes())?;
+        }
+        if rows.len() < PAGE as usize {
+            break;
+        }
+    }
+    Ok(check.finish()?)
 }
 
 fn fail(chain: &str, seq: u64, problem: Problem) -> Failure {

@@ -12,6 +12,7 @@ pub mod budgets;
 pub mod console;
 mod error;
 pub mod mcp;
+pub mod oauth;
 pub mod oidc;
 mod raw;
 pub mod redis;

@@ -33,6 +33,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub exchange: Vec<crate::oidc::RawExchange>,
     #[serde(default)]
+    pub oauth: Vec<crate::oauth::RawOAuth>,
+    #[serde(default)]
     pub guardrails: gatehouse_guardrails::settings::Section,
     #[serde(default)]
     pub redis: crate::redis::RawRedis,
@@ -78,6 +80,7 @@ pub struct RawAudit {
     pub spool_max_mb: Option<u64>,
     pub queue_capacity: Option<u64>,
     pub batch_linger_ms: Option<u64>,
+    pub verify_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

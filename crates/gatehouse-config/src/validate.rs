@@ -91,6 +91,8 @@ pub struct ServerConfig {
     pub oidc: Vec<gatehouse_oidc::settings::OidcIssuer>,
     /// Token-exchange mint policy (`[[exchange]]`).
     pub exchange: Vec<crate::oidc::ExchangeRule>,
+    /// Plain OAuth 2.0 providers for console sign-in (`[[oauth]]`).
+    pub oauth: Vec<gatehouse_oidc::settings::OAuthProvider>,
     /// The shared limits store (`[redis]`); `None`: limits live in the process.
     pub redis: Option<crate::redis::RedisSettings>,
 }
@@ -179,6 +181,8 @@ pub struct AuditSettings {
     pub queue_capacity: NonZeroU32,
     /// How long the writer waits to fill a small batch.
     pub batch_linger: Duration,
+    /// How often each replica re-verifies every chain in the store (`None`: never on its own).
+    pub verify_interval: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -258,6 +262,15 @@ impl ServerConfig {
         }
         if self.telemetry != o.telemetry {
             v.push("telemetry");
+        }
+        if self.oidc != o.oidc {
+            v.push("oidc");
+        }
+        if self.exchange != o.exchange {
+            v.push("exchange");
+        }
+        if self.oauth != o.oauth {
+            v.push("oauth");
         }
         v
     }
@@ -501,6 +514,7 @@ impl Config {
         let mut server = server(raw.server, (raw.audit, raw.webhooks, raw.telemetry), &mut issues);
         server.oidc = crate::oidc::issuers(raw.oidc, &mut issues);
         server.exchange = crate::oidc::exchange_rules(raw.exchange, &server.oidc, &mut issues);
+        server.oauth = crate::oauth::providers(raw.oauth, &server.oidc, &mut issues);
         server.redis = crate::redis::redis(raw.redis, &mut issues);
         server.cache = cache(raw.cache, &mut issues);
         server.mcp = crate::mcp::settings(raw.mcp, &mut issues);
@@ -712,6 +726,10 @@ fn audit(raw: RawAudit, issues: &mut Vec<Issue>) -> AuditSettings {
         spool_max_bytes: u64::from(spool_mb.get()) * 1024 * 1024,
         queue_capacity: bounded32(raw.queue_capacity, 16_384, 1_048_576, "audit.queue_capacity", issues),
         batch_linger: ms(raw.batch_linger_ms, 50, 0, 1_000, "audit.batch_linger_ms", issues),
+        verify_interval: match raw.verify_interval_ms {
+            Some(0) => None,
+            v => Some(ms(v, 86_400_000, 1_000, 604_800_000, "audit.verify_interval_ms", issues)),
+        },
     }
 }
 
@@ -846,6 +864,7 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
         telemetry: telemetry(raw_telemetry, issues),
         oidc: Vec::new(),
         exchange: Vec::new(),
+        oauth: Vec::new(),
         redis: None,
     }
 }

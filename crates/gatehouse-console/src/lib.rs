@@ -13,17 +13,19 @@
 //! 4. [`page`]: a strict CSP (no inline script or style), no framing, no caching.
 
 mod forms;
-mod guardrails;
 mod integrations;
+mod oauth;
 mod oidc;
 mod orgs;
 mod page;
 mod pages;
 mod passkeys;
+mod policies;
 mod projects;
 mod session;
 mod throttle;
 mod tokens;
+mod trail;
 mod usage;
 mod webauthn;
 
@@ -33,6 +35,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use gatehouse_admin::AdminState;
 use gatehouse_config::console::ConsoleSettings;
+use policies::Kind;
 
 pub use session::COOKIE;
 
@@ -63,6 +66,8 @@ pub fn router(
         .route("/sign-in", get(session::sign_in_page).post(session::sign_in))
         .route("/sign-in/oidc/callback", get(oidc::callback))
         .route("/sign-in/oidc/{issuer}", get(oidc::start))
+        .route("/sign-in/oauth/callback", get(oauth::callback))
+        .route("/sign-in/oauth/{name}", get(oauth::start))
         .route("/sign-in/passkey/options", post(passkeys::sign_in_options))
         .route("/sign-in/passkey", post(passkeys::sign_in))
         .route("/sign-out", post(session::sign_out))
@@ -72,15 +77,15 @@ pub fn router(
         .route("/account/passkeys/{id}/remove", post(passkeys::remove))
         .route("/confirm", get(passkeys::confirm_page).post(passkeys::confirm))
         .route("/confirm/options", post(passkeys::confirm_options))
+        .route("/confirm/oidc", get(oidc::confirm_start))
         .route("/orgs", get(orgs::list).post(orgs::create))
         .route("/orgs/{org}", get(orgs::show))
         .route("/orgs/{org}/projects", post(orgs::create_project))
-        .route("/orgs/{org}/guardrails", get(guardrails::org_page).post(guardrails::save_org))
+        .route("/orgs/{org}/guardrails", policies::org_routes(Kind::Guardrails))
+        .route("/orgs/{org}/limits", policies::org_routes(Kind::Limits))
         .route("/orgs/{org}/projects/{project}", get(projects::show).post(projects::update))
-        .route(
-            "/orgs/{org}/projects/{project}/guardrails",
-            get(guardrails::project_page).post(guardrails::save_project),
-        )
+        .route("/orgs/{org}/projects/{project}/guardrails", policies::project_routes(Kind::Guardrails))
+        .route("/orgs/{org}/projects/{project}/limits", policies::project_routes(Kind::Limits))
         .route("/orgs/{org}/projects/{project}/{action}", post(projects::set_state))
         .route("/orgs/{org}/members", post(orgs::add_member))
         .route("/orgs/{org}/members/{user}/remove", post(orgs::remove_member))
@@ -99,8 +104,9 @@ pub fn router(
         .route("/webhooks/{id}/delete", post(integrations::delete_webhook))
         .route("/sessions", get(pages::sessions))
         .route("/sessions/{id}/revoke", post(pages::revoke_session))
-        .route("/audit", get(pages::audit))
-        .route("/audit/export", get(pages::audit_export))
+        .route("/audit", get(trail::audit))
+        .route("/audit/export", get(trail::audit_export))
+        .route("/audit/verify", post(trail::verify))
         .route("/usage", get(usage::page))
         .route("/usage.csv", get(usage::csv))
         .route("/assets/{name}", get(page::asset))

@@ -5,7 +5,7 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use gatehouse_admin::rbac::{Permission, Role, allows};
 use gatehouse_core::Denial;
-use http::StatusCode;
+use http::{StatusCode, Uri};
 use maud::html;
 use serde::Deserialize;
 use serde_json::json;
@@ -13,14 +13,19 @@ use serde_json::json;
 use crate::ConsoleState;
 use crate::forms::accept;
 use crate::page::{refusal, render, see_other, when};
-use crate::pages::{rows, run, text};
+use crate::pages::{AfterQuery, more_link, next_after, page_after, page_query, rows, run, text};
 use crate::session::{CsrfOnly, Signed};
 
 /// Roles a member may be given here, lowest first.
 const ROLES: [Role; 3] = [Role::Viewer, Role::Member, Role::OrgAdmin];
 
-pub async fn list(State(s): State<ConsoleState>, w: Signed) -> Response {
-    let listed = match run(&s, &w, ("GET", "/admin/v1/orgs"), &[], Some("limit=1000"), None).await {
+pub async fn list(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Response {
+    let q: AfterQuery = match page_query(&uri) {
+        Ok(q) => q,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let query = page_after(q.after.as_deref());
+    let listed = match run(&s, &w, ("GET", "/admin/v1/orgs"), &[], Some(&query), None).await {
         Ok(v) => v,
         Err(d) => return refusal(&d, Some(&w)),
     };
@@ -40,6 +45,7 @@ pub async fn list(State(s): State<ConsoleState>, w: Signed) -> Response {
                 }
             }
         }
+        (more_link("/orgs", "after", next_after(&listed, "id"), &[], "More organizations"))
         @if w.op.role == Role::PlatformAdmin {
             section aria-labelledby="new-org" {
                 h2 id="new-org" { "New organization" }
@@ -75,12 +81,25 @@ pub async fn create(State(s): State<ConsoleState>, w: Signed, req: Request) -> R
     }
 }
 
-pub async fn show(State(s): State<ConsoleState>, w: Signed, Path(org): Path<String>) -> Response {
+/// Where the org page's two lists go on from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowQuery {
+    projects: Option<String>,
+    members: Option<String>,
+}
+
+pub async fn show(State(s): State<ConsoleState>, w: Signed, Path(org): Path<String>, uri: Uri) -> Response {
+    let q: ShowQuery = match page_query(&uri) {
+        Ok(q) => q,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
     let p = [("org", org.as_str())];
+    let (projects_page, members_page) = (page_after(q.projects.as_deref()), page_after(q.members.as_deref()));
     let (o, projects, members, limits) = match (
         run(&s, &w, ("GET", "/admin/v1/orgs/{org}"), &p, None, None).await,
-        run(&s, &w, ("GET", "/admin/v1/orgs/{org}/projects"), &p, Some("limit=1000"), None).await,
-        run(&s, &w, ("GET", "/admin/v1/orgs/{org}/members"), &p, Some("limit=1000"), None).await,
+        run(&s, &w, ("GET", "/admin/v1/orgs/{org}/projects"), &p, Some(&projects_page), None).await,
+        run(&s, &w, ("GET", "/admin/v1/orgs/{org}/members"), &p, Some(&members_page), None).await,
         run(&s, &w, ("GET", "/admin/v1/orgs/{org}/limits"), &p, None, None).await,
     ) {
         (Ok(o), Ok(pr), members, limits) => (o, pr, members.ok(), limits.ok()),
@@ -90,7 +109,8 @@ pub async fn show(State(s): State<ConsoleState>, w: Signed, Path(org): Path<Stri
     let may_members = allows(w.op.role, Permission::MembershipWrite);
     let main = html! {
         p { "Organization " strong { (text(&o, "name")) } " " code.short { (org) } " · "
-            a href={ "/orgs/" (org) "/guardrails" } { "Guardrail policy" } }
+            a href={ "/orgs/" (org) "/guardrails" } { "Guardrail policy" } " · "
+            a href={ "/orgs/" (org) "/limits" } { "Limits and budgets" } }
         table {
             caption { "Projects" }
             thead { tr { th scope="col" { "Name" } th scope="col" { "Id" } th scope="col" { "Models" }
@@ -109,7 +129,10 @@ pub async fn show(State(s): State<ConsoleState>, w: Signed, Path(org): Path<Stri
                 }
             }
         }
-        @if let Some(l) = &limits { (standing(l)) }
+        @let here = format!("/orgs/{org}");
+        @let members_at = q.members.as_deref().unwrap_or("");
+        (more_link(&here, "projects", next_after(&projects, "id"), &[("members", members_at)], "More projects"))
+        @if let Some(l) = &limits { (crate::policies::standing(l)) }
         @if may_projects {
             form.filters method="post" action={ "/orgs/" (org) "/projects" } {
                 input type="hidden" name="csrf" value=(w.csrf);
@@ -142,6 +165,8 @@ pub async fn show(State(s): State<ConsoleState>, w: Signed, Path(org): Path<Stri
                     }
                 }
             }
+            @let projects_at = q.projects.as_deref().unwrap_or("");
+            (more_link(&here, "members", next_after(members, "user_id"), &[("projects", projects_at)], "More members"))
         }
         @if may_members {
             section aria-labelledby="new-member" {
@@ -207,50 +232,6 @@ pub async fn remove_member(
     }
     let p = [("org", org.as_str()), ("user", user.as_str())];
     answer(&w, &org, run(&s, &w, ("DELETE", "/admin/v1/orgs/{org}/members/{user}"), &p, None, None).await)
-}
-
-/// The org's own rates and each budget's standing this period (docs/LIMITS.md), as the limits
-/// service reports them; set them with `PUT /admin/v1/orgs/{org}/limits` or `gatehouse limits`.
-fn standing(l: &serde_json::Value) -> maud::Markup {
-    let spec = &l["limits"];
-    let rate = |k: &str| spec[k].as_u64().map_or_else(|| "none".to_owned(), |v| v.to_string());
-    let budgets = l["standing"].as_array().map_or(&[][..], Vec::as_slice);
-    let figure = |v: &serde_json::Value, unit: &str| match (unit, v.as_f64()) {
-        ("usd", Some(x)) => format!("${x:.2}"),
-        (_, Some(x)) => format!("{x:.0} tokens"),
-        _ => String::new(),
-    };
-    html! {
-        section aria-labelledby="limits" {
-            h2 id="limits" { "Limits and budgets" }
-            @if spec.is_null() {
-                p { "No limits of its own: the deployment's and its projects' apply." }
-            } @else {
-                p { "Requests per minute: " (rate("rpm")) ". Tokens per minute: " (rate("tpm")) "." }
-                @if !budgets.is_empty() {
-                    table {
-                        caption { "Budgets this period" }
-                        thead { tr { th scope="col" { "Period" } th scope="col" { "Limit" } th scope="col" { "Spent" }
-                            th scope="col" { "Held for requests in flight" } th scope="col" { "Used" } } }
-                        tbody {
-                            @for b in budgets {
-                                @let unit = text(b, "unit");
-                                @let (limit, spent) = (b["limit"].as_f64().unwrap_or(0.0), b["spent"].as_f64().unwrap_or(0.0));
-                                @let used = if limit > 0.0 { (spent / limit * 100.0).clamp(0.0, 100.0) } else { 0.0 };
-                                tr {
-                                    td { (text(b, "period")) }
-                                    td { (figure(&b["limit"], unit)) }
-                                    td { (figure(&b["spent"], unit)) }
-                                    td { (figure(&b["reserved"], unit)) }
-                                    td { meter min="0" max="100" value=(format!("{used:.0}")) { (format!("{used:.0}%")) } " " (format!("{used:.0}%")) }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Back to the org's page after a change, or the refusal.

@@ -94,13 +94,51 @@ pub(crate) fn back(path: &str, org: Option<&str>) -> String {
     }
 }
 
+/// The API query for one page of a list ordered by id, after the cursor `after` (the last id of
+/// the page before).
+pub(crate) fn page_after(after: Option<&str>) -> String {
+    page_before(&[("after", after.unwrap_or(""))])
+}
+
+/// The API query for one page of a list, with `params` (the filters and the cursor; empty
+/// values left out).
+pub(crate) fn page_before(params: &[(&str, &str)]) -> String {
+    let given: Vec<(&str, &str)> = params.iter().copied().filter(|(_, v)| !v.is_empty()).collect();
+    match serde_urlencoded::to_string(&given).unwrap_or_default() {
+        q if q.is_empty() => format!("limit={PAGE}"),
+        q => format!("{q}&limit={PAGE}"),
+    }
+}
+
+/// The cursor of the page after `listed` when it was a full page: its last row's `id_field`.
+pub(crate) fn next_after<'a>(listed: &'a Value, id_field: &str) -> Option<&'a str> {
+    let list = rows(listed);
+    (list.len() == PAGE as usize).then(|| list.last().and_then(|r| r[id_field].as_str())).flatten()
+}
+
+/// A link to the next page: `href` with `param` set to the cursor, keeping `keep` (other lists'
+/// cursors on the same page).
+pub(crate) fn more_link(href: &str, param: &str, cursor: Option<&str>, keep: &[(&str, &str)], label: &str) -> Markup {
+    let Some(cursor) = cursor else { return html! {} };
+    let mut q: Vec<(&str, &str)> = keep.iter().copied().filter(|(k, v)| *k != param && !v.is_empty()).collect();
+    q.push((param, cursor));
+    html! { p { a rel="next" href={ (href) "?" (serde_urlencoded::to_string(&q).unwrap_or_default()) } { (label) } } }
+}
+
+/// A page's `?after=` (and nothing else).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfterQuery {
+    pub after: Option<String>,
+}
+
 /// An empty form field means "not given".
 pub(crate) fn given(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
 /// The API query for one page of a list filtered by `q`.
-fn paged(q: &impl Serialize) -> String {
+pub(crate) fn paged(q: &impl Serialize) -> String {
     let filters = serde_urlencoded::to_string(q).unwrap_or_default();
     if filters.is_empty() { format!("limit={PAGE}") } else { format!("{filters}&limit={PAGE}") }
 }
@@ -143,7 +181,8 @@ pub async fn keys(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Respons
             table {
                 caption { "API keys, newest first" }
                 thead { tr { th scope="col" { "Name" } th scope="col" { "Key" } th scope="col" { "Project" }
-                    th scope="col" { "Created" } th scope="col" { "Expires" } th scope="col" { "State" }
+                    th scope="col" { "Created" } th scope="col" { "Last used" } th scope="col" { "Expires" }
+                    th scope="col" { "State" }
                     @if may_write { th scope="col" { span.sr-only { "Actions" } } } } }
                 tbody {
                     @for k in keys {
@@ -152,6 +191,7 @@ pub async fn keys(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Respons
                             td { code { (text(k, "hint")) } }
                             td { code.short { (text(k, "project_id")) } }
                             td { (time(k, "created_at")) }
+                            td { @if k["last_used_at"].is_null() { "never" } @else { (time(k, "last_used_at")) } }
                             td { @if k["expires_at"].is_null() { "never" } @else { (time(k, "expires_at")) } }
                             td { @if k["revoked_at"].is_null() { "active" } @else { "revoked " (time(k, "revoked_at")) } }
                             @if may_write {
@@ -322,8 +362,13 @@ pub async fn revoke_key(State(s): State<ConsoleState>, w: Signed, Path(id): Path
     }
 }
 
-pub async fn sessions(State(s): State<ConsoleState>, w: Signed) -> Response {
-    let listed = match run(&s, &w, ("GET", "/admin/v1/sessions"), &[], Some("limit=1000"), None).await {
+pub async fn sessions(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Response {
+    let q: AfterQuery = match page_query(&uri) {
+        Ok(q) => q,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let query = page_after(q.after.as_deref());
+    let listed = match run(&s, &w, ("GET", "/admin/v1/sessions"), &[], Some(&query), None).await {
         Ok(v) => v,
         Err(d) => return refusal(&d, Some(&w)),
     };
@@ -353,6 +398,7 @@ pub async fn sessions(State(s): State<ConsoleState>, w: Signed) -> Response {
                 }
             }
         }
+        (more_link("/sessions", "after", listed["next_after"].as_str(), &[], "More sessions"))
     };
     render(StatusCode::OK, "Sessions", Some(&w), main)
 }
@@ -373,94 +419,4 @@ pub async fn revoke_session(
         Ok(_) => see_other("/sessions"),
         Err(d) => refusal(&d, Some(&w)),
     }
-}
-
-#[derive(Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    org: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    action: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    actor: Option<String>,
-    /// Where the previous page stopped.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    after: Option<String>,
-}
-
-/// The audit export (streamed), with the API's checks and audit row; a refusal is a page.
-pub async fn audit_export(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Response {
-    let here = uri.path_and_query().map_or("/audit", |p| p.as_str());
-    if let Some(confirm) = require_fresh(&s, &w, here) {
-        return confirm;
-    }
-    let q = Query::<gatehouse_admin::trail::ExportQuery>::try_from_uri(&uri)
-        .map(|Query(q)| q)
-        .map_err(|_| Denial::new(DenyCode::InvalidRequest).with_param("query"));
-    match gatehouse_admin::trail::export_for(&s.admin, &w.op, &w.acx, q).await {
-        Ok(stream) => stream,
-        Err(d) => refusal(&d, Some(&w)),
-    }
-}
-
-pub async fn audit(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Response {
-    let q: AuditQuery = match page_query(&uri) {
-        Ok(q) => q,
-        Err(d) => return refusal(&d, Some(&w)),
-    };
-    let q = AuditQuery { org: given(q.org), action: given(q.action), actor: given(q.actor), after: given(q.after) };
-    let api_query = paged(&q);
-    let listed = match run(&s, &w, ("GET", "/admin/v1/audit"), &[], Some(&api_query), None).await {
-        Ok(v) => v,
-        Err(d) => return refusal(&d, Some(&w)),
-    };
-    let main = html! {
-        form.filters method="get" action="/audit" {
-            @if w.op.role == Role::PlatformAdmin {
-                label for="org" { "Organization (id)" }
-                input id="org" name="org" value=(q.org.as_deref().unwrap_or(""));
-            }
-            label for="action" { "Action" }
-            input id="action" name="action" value=(q.action.as_deref().unwrap_or("")) placeholder="key.create";
-            label for="actor" { "Actor" }
-            input id="actor" name="actor" value=(q.actor.as_deref().unwrap_or("")) placeholder="token:…";
-            button type="submit" { "Filter" }
-        }
-        @let export = serde_urlencoded::to_string([("org", q.org.as_deref().unwrap_or("")), ("action", q.action.as_deref().unwrap_or("")), ("actor", q.actor.as_deref().unwrap_or(""))]
-            .into_iter().filter(|(_, v)| !v.is_empty()).collect::<Vec<_>>()).unwrap_or_default();
-        p {
-            "Export these events, signed and verifiable offline with "
-            code { "gatehouse audit verify" } ": "
-            a href={ "/audit/export?" (export) } download { "NDJSON" } " · "
-            a href={ "/audit/export?format=csv" @if !export.is_empty() { "&" (export) } } download { "CSV" }
-        }
-        @let events = rows(&listed);
-        @if events.is_empty() {
-            p { "No matching events " @if q.after.is_some() { "in this stretch of the trail." } @else { "among the latest." } }
-        }
-        table {
-            caption { "Events, newest first" }
-            thead { tr { th scope="col" { "At" } th scope="col" { "Action" } th scope="col" { "Outcome" }
-                th scope="col" { "Code" } th scope="col" { "Actor" } th scope="col" { "Target" } } }
-            tbody {
-                @for e in events {
-                    tr {
-                        td { (text(e, "at")) }
-                        td { code { (text(e, "action")) } }
-                        td { (text(e, "outcome")) }
-                        td { code { (text(e, "code")) } }
-                        td { code.short { (text(e, "actor")) } }
-                        td { code.short { (text(e, "target")) } }
-                    }
-                }
-            }
-        }
-        @if let Some(after) = listed["next_after"].as_str() {
-            @let more = AuditQuery { after: Some(after.to_owned()), ..q.clone() };
-            p { a rel="next" href={ "/audit?" (serde_urlencoded::to_string(&more).unwrap_or_default()) } { "Older events" }
-                " (each page looks at up to 10,000 events)" }
-        }
-    };
-    render(StatusCode::OK, "Audit", Some(&w), main)
 }

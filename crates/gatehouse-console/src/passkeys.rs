@@ -539,8 +539,10 @@ pub async fn confirm(State(s): State<ConsoleState>, w: Signed, req: Request) -> 
     if Some(row.actor.as_str()) != account(&w.op) {
         return refused_proof(&s, &w.acx, "passkey of another account", Some(row.actor)).await;
     }
-    if s.admin.store.confirm_console_session(&w.session_id, now_ms()).await.is_err() {
-        return unavailable();
+    match s.admin.store.confirm_console_session(&w.session_id, &w.op.token_id, now_ms()).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return no(StatusCode::UNAUTHORIZED, DenyCode::InvalidToken, "This session has ended."),
+        Err(_) => return unavailable(),
     }
     let confirmed = Outcome::Allowed(StatusCode::OK);
     let _ = record(&s.admin, &w.acx, w.op.actor(), K::ConsoleConfirm, w.op.org, Some(w.session_id.clone()), confirmed)
@@ -573,8 +575,16 @@ pub async fn confirm_page(State(s): State<ConsoleState>, w: Signed, parts: Parts
     };
     let usable = !passkeys.is_empty() && relying_party(&s, &parts.headers).is_some();
     let minutes = s.settings.reauth_window.as_secs().div_ceil(60);
+    // a session from an OpenID Provider may also confirm there, by signing in again
+    let provider = gatehouse_admin::rbac::federated_issuer(&w.op.token_id)
+        .filter(|i| w.method == "oidc" && s.federation.as_ref().is_some_and(|f| f.issuer(i).is_some()));
     let main = html! {
         p { "This action needs you to have proved who you are in the last " (minutes) " minutes." }
+        @if let Some(issuer) = provider {
+            @let q = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+            p { a.button href={ "/confirm/oidc?" (q) } { "Confirm with " (issuer) } }
+            p.help { "Your identity provider asks you to sign in again, then brings you back here." }
+        }
         @if usable {
             p {
                 button type="button" data-passkey="confirm" data-csrf=(w.csrf) data-next=(next) data-status="passkey-status" hidden {
@@ -583,7 +593,7 @@ pub async fn confirm_page(State(s): State<ConsoleState>, w: Signed, parts: Parts
             }
             p id="passkey-status" role="status" {}
             noscript { p { "Confirming with a passkey needs JavaScript." } }
-        } @else {
+        } @else if provider.is_none() {
             p { "This account has no passkey. Sign out and sign in again, then repeat the action; or add a passkey on "
                 a href="/account" { "your account" } " right after signing in." }
             form method="post" action="/sign-out" {

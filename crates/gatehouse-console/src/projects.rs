@@ -38,6 +38,7 @@ pub async fn show(State(s): State<ConsoleState>, w: Signed, Path((org, project))
             dt { "Created" } dd { (pr["created_at"].as_i64().map(when).unwrap_or_default()) }
             dt { "State" } dd { @if disabled { "disabled: its keys and tokens do not work" } @else { "active" } }
             dt { "Guardrails" } dd { a href={ (here) "/guardrails" } { "Guardrail policy" } }
+            dt { "Limits" } dd { a href={ (here) "/limits" } { "Limits and budgets" } }
         }
         @if may_write {
             form method="post" action=(here) {

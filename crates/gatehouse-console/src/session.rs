@@ -166,7 +166,15 @@ pub struct NextQuery {
 
 /// The sign-in choices; `passkeys` when this request has a relying party to scope them to.
 pub(crate) fn sign_in_form(s: &ConsoleState, next: &str, problem: Option<&str>, passkeys: bool) -> Markup {
-    let issuers: Vec<&str> = s.federation.iter().flat_map(|f| f.console_issuers()).map(|i| i.name.as_str()).collect();
+    // (path, name) of every provider people may sign in with: OpenID first, then plain OAuth
+    let issuers: Vec<(&str, &str)> = s
+        .federation
+        .iter()
+        .flat_map(|f| {
+            let oidc = f.console_issuers().map(|i| ("/sign-in/oidc/", i.name.as_str()));
+            oidc.chain(f.oauth_providers().map(|p| ("/sign-in/oauth/", p.name.as_str())))
+        })
+        .collect();
     html! {
         @if let Some(p) = problem { div.refusal role="alert" { p { (p) } } }
         @if passkeys {
@@ -177,9 +185,9 @@ pub(crate) fn sign_in_form(s: &ConsoleState, next: &str, problem: Option<&str>, 
             }
             p id="passkey-status" role="status" {}
         }
-        @for name in &issuers {
+        @for (path, name) in &issuers {
             @let q = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
-            p { a.button href={ "/sign-in/oidc/" (name) "?" (q) } { "Sign in with " (name) } }
+            p { a.button href={ (path) (name) "?" (q) } { "Sign in with " (name) } }
         }
         @if !issuers.is_empty() && s.settings.token_sign_in != TokenSignIn::Off { h2 { "Or with an admin token" } }
         @if s.settings.token_sign_in == TokenSignIn::Off {
@@ -333,6 +341,8 @@ pub enum How {
     /// With the admin token the operator's `token_id` names: the session ends with it.
     AdminToken,
     Oidc,
+    /// With a plain OAuth 2.0 provider, as the org member its verified email belongs to.
+    OAuth,
     /// With a passkey, for the admin token or member account it stands for.
     Passkey,
 }
@@ -359,6 +369,7 @@ pub async fn start_session(
     let (method, token_id) = match how {
         How::AdminToken => ("admin_token", Some(op.token_id.as_str())),
         How::Oidc => ("oidc", None),
+        How::OAuth => ("oauth", None),
         How::Passkey => ("passkey", gatehouse_admin::rbac::admin_token_of(&op.token_id)),
     };
     let new = NewSession {

@@ -13,15 +13,25 @@ use serde_json::json;
 use crate::ConsoleState;
 use crate::forms::accept;
 use crate::page::{refusal, render, see_other};
-use crate::pages::{back, given, org_query, page_query, rows, run, shown_once, text, time};
+use crate::pages::{
+    back, given, more_link, next_after, org_query, page_before, page_query, rows, run, shown_once, text, time,
+};
 use crate::passkeys::require_fresh;
 use crate::session::Signed;
 
-/// Admin tokens listed on one page (the API's own cap).
-const TOKENS: u32 = 1000;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeforeQuery {
+    before: Option<String>,
+}
 
-pub async fn admin_tokens(State(s): State<ConsoleState>, w: Signed) -> Response {
-    let listed = match run(&s, &w, ("GET", "/admin/v1/tokens"), &[], Some(&format!("limit={TOKENS}")), None).await {
+pub async fn admin_tokens(State(s): State<ConsoleState>, w: Signed, uri: Uri) -> Response {
+    let q: BeforeQuery = match page_query(&uri) {
+        Ok(q) => q,
+        Err(d) => return refusal(&d, Some(&w)),
+    };
+    let query = page_before(&[("before", q.before.as_deref().unwrap_or(""))]);
+    let listed = match run(&s, &w, ("GET", "/admin/v1/tokens"), &[], Some(&query), None).await {
         Ok(v) => v,
         Err(d) => return refusal(&d, Some(&w)),
     };
@@ -53,6 +63,7 @@ pub async fn admin_tokens(State(s): State<ConsoleState>, w: Signed) -> Response 
                 }
             }
         }
+        (more_link("/tokens", "before", next_after(&listed, "id"), &[], "Older tokens"))
         section aria-labelledby="new-token" {
             h2 id="new-token" { "New admin token" }
             form method="post" action="/tokens" {
@@ -126,6 +137,7 @@ pub async fn revoke_admin_token(
 #[serde(deny_unknown_fields)]
 pub struct OrgQuery {
     org: Option<String>,
+    before: Option<String>,
 }
 
 /// Capability tokens: minted by the API or `gatehouse token mint` (the secret is shown where it
@@ -137,7 +149,7 @@ pub async fn capabilities(State(s): State<ConsoleState>, w: Signed, uri: Uri) ->
         Err(d) => return refusal(&d, Some(&w)),
     };
     let org = given(q.org);
-    let query = org_query(org.as_deref()).map_or_else(|| "limit=500".to_owned(), |q| format!("{q}&limit=500"));
+    let query = page_before(&[("org", org.as_deref().unwrap_or("")), ("before", q.before.as_deref().unwrap_or(""))]);
     let listed = match run(&s, &w, ("GET", "/admin/v1/capabilities"), &[], Some(&query), None).await {
         Ok(v) => v,
         Err(d) => return refusal(&d, Some(&w)),
@@ -189,6 +201,7 @@ pub async fn capabilities(State(s): State<ConsoleState>, w: Signed, uri: Uri) ->
                 }
             }
         }
+        (more_link("/capabilities", "before", next_after(&listed, "id"), &[("org", org.as_deref().unwrap_or(""))], "Older tokens"))
     };
     render(StatusCode::OK, "Capability tokens", Some(&w), main)
 }

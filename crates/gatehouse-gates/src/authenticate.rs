@@ -5,12 +5,17 @@
 //! store, so a key that was already verified costs one HMAC and one map lookup, never a
 //! database round trip. Misses are cached too (briefly), and concurrent misses for the same
 //! key share one store lookup.
+//!
+//! When a key was last used is kept beside its cache entry (one relaxed atomic store per
+//! request) and written to the store behind the requests, in one batch per flush
+//! ([`KeyVerifier::run_last_used_flusher`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use gatehouse_core::{Credential, Denial, DenyCode, GateName, Presented, Principal, RequestCx};
+use gatehouse_core::{Credential, Denial, DenyCode, GateName, KeyId, Presented, Principal, RequestCx};
 use gatehouse_security::{KeyDigest, KeyHasher, KeyKind, check_format};
 use gatehouse_store::{KeyRow, Store, now_ms};
 use gatehouse_tokens::Capabilities;
@@ -28,8 +33,23 @@ pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 enum Entry {
-    Valid { principal: Principal, expires_at: Option<i64>, at: Instant },
+    Valid { principal: Principal, expires_at: Option<i64>, at: Instant, seen: Arc<Seen> },
     Invalid { at: Instant },
+}
+
+/// When one key was last used here, and what of that the store already has. Lives as long as
+/// the key stays cached: a refreshed entry takes over its predecessor's.
+#[derive(Debug)]
+struct Seen {
+    key: KeyId,
+    at_ms: AtomicI64,
+    flushed_ms: AtomicI64,
+}
+
+impl Seen {
+    fn new(key: KeyId) -> Arc<Seen> {
+        Arc::new(Seen { key, at_ms: AtomicI64::new(0), flushed_ms: AtomicI64::new(0) })
+    }
 }
 
 impl Entry {
@@ -46,11 +66,15 @@ pub struct KeyVerifier {
     store: Store,
     hasher: Arc<KeyHasher>,
     cache: Cache<KeyDigest, Entry>,
+    /// Use records of keys evicted before their last use was flushed (a revocation, or the
+    /// change feed's overlap re-reading a key changed moments ago): flushed with the rest, or
+    /// taken back when the key is loaded again.
+    retired: Cache<KeyDigest, Arc<Seen>>,
 }
 
 impl KeyVerifier {
     pub fn new(store: Store, hasher: Arc<KeyHasher>, capacity: usize) -> Self {
-        Self { store, hasher, cache: Cache::new(capacity) }
+        Self { store, hasher, cache: Cache::new(capacity), retired: Cache::new(capacity.clamp(16, 4096)) }
     }
 
     pub fn hasher(&self) -> &KeyHasher {
@@ -67,14 +91,19 @@ impl KeyVerifier {
         let now = Instant::now();
         let entry = match self.cache.get(&digest) {
             Some(e) if e.fresh(now) => e,
-            _ => {
-                // Drop a stale entry so the single-flight load below runs.
+            stale => {
+                // Drop a stale entry so the single-flight load below runs; its use record
+                // carries over, so no use is lost between flushes.
+                let prior = match stale {
+                    Some(Entry::Valid { seen, .. }) => Some(seen),
+                    _ => self.retired.remove(&digest).map(|(_, seen)| seen),
+                };
                 self.cache.remove(&digest);
                 let store = &self.store;
                 self.cache
                     .get_or_insert_async(&digest, async move {
                         let row = store.key_by_digest(&digest.0).await?;
-                        Ok::<_, gatehouse_store::Error>(entry_for(row, Instant::now()))
+                        Ok::<_, gatehouse_store::Error>(entry_for(row, Instant::now(), prior))
                     })
                     .await
                     .map_err(|e| {
@@ -85,16 +114,27 @@ impl KeyVerifier {
         };
         match entry {
             Entry::Invalid { .. } => Err(Denial::new(DenyCode::InvalidApiKey)),
-            Entry::Valid { principal, expires_at, .. } => match expires_at {
-                Some(t) if t <= now_ms() => Err(Denial::new(DenyCode::ExpiredCredential)),
-                _ => Ok(principal),
-            },
+            Entry::Valid { principal, expires_at, seen, .. } => {
+                let now = now_ms();
+                match expires_at {
+                    Some(t) if t <= now => Err(Denial::new(DenyCode::ExpiredCredential)),
+                    _ => {
+                        seen.at_ms.store(now, Ordering::Relaxed);
+                        Ok(principal)
+                    }
+                }
+            }
         }
     }
 
-    /// Forgets a key at once (on revoke, here or on another replica).
+    /// Forgets a key at once (on revoke, here or on another replica); a use not yet flushed
+    /// is kept for the next flush.
     pub fn evict(&self, digest: &KeyDigest) {
-        self.cache.remove(digest);
+        if let Some((_, Entry::Valid { seen, .. })) = self.cache.remove(digest)
+            && seen.at_ms.load(Ordering::Relaxed) > seen.flushed_ms.load(Ordering::Relaxed)
+        {
+            self.retired.insert(*digest, seen);
+        }
     }
 
     /// Evicts every key whose standing changed at or after `since_ms` (revoked, or its org or
@@ -107,6 +147,48 @@ impl KeyVerifier {
         Ok(changed.len())
     }
 
+    /// Writes when cached keys were last used to the store, every `every`: one batch of the
+    /// keys used since the last flush, evicted ones included. Only a key pushed out of a full
+    /// cache between flushes loses that interval's last use.
+    pub async fn run_last_used_flusher(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.flush_last_used().await {
+                tracing::warn!(error = %e, "cannot record when keys were last used; retrying next flush");
+            }
+        }
+    }
+
+    /// One flush; returns how many keys it wrote.
+    pub async fn flush_last_used(&self) -> Result<usize, gatehouse_store::Error> {
+        let mut due: Vec<(Arc<Seen>, i64)> = Vec::new();
+        let cached = self.cache.iter().filter_map(|(_, e)| match e {
+            Entry::Valid { seen, .. } => Some(seen),
+            Entry::Invalid { .. } => None,
+        });
+        let retired: Vec<(KeyDigest, Arc<Seen>)> = self.retired.iter().collect();
+        for seen in cached.chain(retired.iter().map(|(_, s)| s.clone())) {
+            let at = seen.at_ms.load(Ordering::Relaxed);
+            if at > seen.flushed_ms.load(Ordering::Relaxed) {
+                due.push((seen, at));
+            }
+        }
+        if !due.is_empty() {
+            let batch: Vec<(KeyId, i64)> = due.iter().map(|(s, at)| (s.key, *at)).collect();
+            self.store.touch_keys(&batch).await?;
+            for (seen, at) in &due {
+                seen.flushed_ms.fetch_max(*at, Ordering::Relaxed);
+            }
+        }
+        // written (or nothing to write): what was retired is done with
+        for (digest, _) in &retired {
+            self.retired.remove(digest);
+        }
+        Ok(due.len())
+    }
+
     /// Keeps every replica's cache honest: polls the store's key change feed, so a revoke or a
     /// disabled org/project anywhere takes effect here within `every` (plus one round trip).
     pub async fn run_revocation_poller(self: Arc<Self>, every: Duration) {
@@ -114,9 +196,10 @@ impl KeyVerifier {
     }
 }
 
-fn entry_for(row: Option<KeyRow>, at: Instant) -> Entry {
+fn entry_for(row: Option<KeyRow>, at: Instant, prior: Option<Arc<Seen>>) -> Entry {
     match row {
         Some(k) if k.is_usable() => Entry::Valid {
+            seen: prior.filter(|s| s.key == k.id).unwrap_or_else(|| Seen::new(k.id)),
             principal: Principal {
                 org: k.org,
                 project: k.project,
@@ -232,5 +315,35 @@ mod tests {
         assert_eq!(shape("AgEJZ2F0ZWhvdXNl"), Shape::Macaroon);
         assert_eq!(shape("{\"v\":2}"), Shape::Macaroon);
         assert_eq!(shape("not-a-key"), Shape::ApiKey);
+    }
+
+    #[tokio::test]
+    async fn a_keys_last_use_is_flushed_once_even_after_its_eviction() {
+        let k = gatehouse_testkit::stores::keyed(None).await;
+        let store = k.test.store.clone();
+        let v = KeyVerifier::new(store.clone(), k.hasher.clone(), 16);
+        let row = |store: Store| async move { store.list_keys(k.tenant.org, None, None, 10).await.unwrap().remove(0) };
+        assert_eq!(v.flush_last_used().await.unwrap(), 0, "nothing used, nothing written");
+        let before = now_ms();
+        v.verify(&k.key).await.unwrap();
+        assert_eq!(v.flush_last_used().await.unwrap(), 1);
+        let first = row(store.clone()).await.last_used_at.unwrap();
+        assert!(first >= before);
+        assert_eq!(v.flush_last_used().await.unwrap(), 0, "a use is written once");
+
+        // used again, then evicted (a revocation elsewhere, or the change feed's overlap)
+        // before the next flush: the use is still written
+        while now_ms() == first {
+            tokio::task::yield_now().await;
+        }
+        v.verify(&k.key).await.unwrap();
+        v.evict(&v.hasher.digest(KeyKind::Api, &k.key));
+        assert_eq!(v.flush_last_used().await.unwrap(), 1);
+        assert!(row(store.clone()).await.last_used_at.unwrap() > first);
+        assert_eq!(v.flush_last_used().await.unwrap(), 0);
+        // an unknown key is never recorded
+        let stranger = gatehouse_security::generate_key(KeyKind::Api);
+        assert!(v.verify(&stranger).await.is_err());
+        assert_eq!(v.flush_last_used().await.unwrap(), 0);
     }
 }

@@ -245,26 +245,7 @@ impl Issuer {
     /// A JSON answer, at most `max_document_bytes`. A 4xx is the issuer refusing what we sent
     /// when `refusal` is set (a code exchange), else the issuer being unavailable.
     pub(crate) async fn read_json(&self, resp: reqwest::Response, refusal: bool) -> Result<Value, Error> {
-        if refusal && resp.status().is_client_error() {
-            return Err(Error::Invalid("refused by the issuer"));
-        }
-        if !resp.status().is_success() {
-            return Err(Error::Unavailable);
-        }
-        let max = self.cfg.max_document_bytes;
-        if resp.content_length().is_some_and(|n| n > max as u64) {
-            return Err(Error::Unavailable);
-        }
-        let mut body = Vec::new();
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| Error::Unavailable)?;
-            if body.len() + chunk.len() > max {
-                return Err(Error::Unavailable);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body).map_err(|_| Error::Unavailable)
+        read_json(resp, self.cfg.max_document_bytes, refusal).await
     }
 
     /// The discovery document, checked to speak for this issuer (OpenID Connect Discovery 4.3).
@@ -320,4 +301,28 @@ impl Issuer {
             .await
             .map_err(|_| Error::Unavailable)?
     }
+}
+
+/// A JSON answer of at most `max` bytes. A 4xx is the provider refusing what we sent when
+/// `refusal` is set (a code exchange), else the provider being unavailable.
+pub(crate) async fn read_json(resp: reqwest::Response, max: usize, refusal: bool) -> Result<Value, Error> {
+    if refusal && resp.status().is_client_error() {
+        return Err(Error::Invalid("refused by the provider"));
+    }
+    if !resp.status().is_success() {
+        return Err(Error::Unavailable);
+    }
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(Error::Unavailable);
+    }
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| Error::Unavailable)?;
+        if body.len() + chunk.len() > max {
+            return Err(Error::Unavailable);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|_| Error::Unavailable)
 }

@@ -14,6 +14,7 @@
 
 mod jwks;
 mod login;
+mod oauth;
 pub mod settings;
 
 use std::sync::Arc;
@@ -25,10 +26,11 @@ use gatehouse_core::{DenyCode, HasDenyCode};
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
-use crate::settings::{JwtAlg, OidcIssuer};
+use crate::settings::{JwtAlg, OAuthProvider, OidcIssuer};
 
 pub use jwks::{Issuer, usable_keys};
 pub use login::{AuthRequest, Callback, ClientSecrets, SignedIn, challenge};
+pub use oauth::{OAuthClient, OAuthRequest, OAuthSignIn};
 
 /// Longest token considered (matches the data plane's credential bound).
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -81,6 +83,8 @@ pub struct Federation {
     /// Tokens already verified, by SHA-256 of the whole token (signature included), so a
     /// caller presenting the same JWT again costs a hash and a probe, not a signature check.
     verified: quick_cache::sync::Cache<[u8; 32], Verified>,
+    /// Plain OAuth 2.0 providers people may sign in to the console with (`[[oauth]]`).
+    oauth: Vec<Arc<OAuthClient>>,
 }
 
 /// How long a verified token is trusted without checking its signature again. Expiry is
@@ -180,7 +184,30 @@ impl Federation {
             issuers,
             client_secrets: ClientSecrets::default(),
             verified: quick_cache::sync::Cache::new(16_384),
+            oauth: Vec::new(),
         })
+    }
+
+    /// Adds plain OAuth 2.0 providers for console sign-in, each with its resolved secret.
+    pub fn with_oauth(
+        mut self,
+        providers: Vec<(OAuthProvider, Option<secrecy::SecretString>)>,
+    ) -> Result<Federation, Error> {
+        self.oauth = providers
+            .into_iter()
+            .map(|(cfg, secret)| OAuthClient::new(cfg, secret).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self)
+    }
+
+    /// Plain OAuth 2.0 providers people may sign in to the console with.
+    pub fn oauth_providers(&self) -> impl Iterator<Item = &OAuthProvider> {
+        self.oauth.iter().map(|c| c.config())
+    }
+
+    /// The OAuth provider named `name`.
+    pub fn oauth(&self, name: &str) -> Option<&OAuthClient> {
+        self.oauth.iter().find(|c| c.config().name == name).map(|c| &**c)
     }
 
     pub fn is_empty(&self) -> bool {

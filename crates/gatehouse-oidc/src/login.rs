@@ -38,6 +38,9 @@ pub struct SignedIn {
     /// The `email` claim, when the issuer says it is verified (or does not say).
     pub email: Option<String>,
     pub name: Option<String>,
+    /// When the person last authenticated at the provider (`auth_time`, Unix seconds), if it
+    /// says.
+    pub auth_time: Option<i64>,
 }
 
 /// What the callback brought back, besides the code.
@@ -49,7 +52,7 @@ pub struct Callback<'a> {
 }
 
 /// 256 random bits, base64url.
-fn random() -> Result<String, Error> {
+pub(crate) fn random() -> Result<String, Error> {
     let mut b = [0u8; 32];
     rand::fill(&mut b).map_err(|_| Error::Unavailable)?;
     Ok(URL_SAFE_NO_PAD.encode(b))
@@ -107,8 +110,10 @@ impl Federation {
         Ok(Some(url.into()))
     }
 
-    /// A fresh authorization request to the issuer named `name`.
-    pub async fn authorization_request(&self, name: &str) -> Result<AuthRequest, Error> {
+    /// A fresh authorization request to the issuer named `name`. `reauth` asks the provider to
+    /// authenticate the person again whatever session it holds (`prompt=login`, `max_age=0`):
+    /// the ID token's `auth_time` then says whether it did.
+    pub async fn authorization_request(&self, name: &str, reauth: bool) -> Result<AuthRequest, Error> {
         let (issuer, client) = self.console_issuer(name)?;
         let endpoints = issuer.discovery().await?;
         let (state, nonce, verifier) = (random()?, random()?, random()?);
@@ -122,6 +127,9 @@ impl Federation {
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", &challenge(&verifier))
             .append_pair("code_challenge_method", "S256");
+        if reauth {
+            url.query_pairs_mut().append_pair("prompt", "login").append_pair("max_age", "0");
+        }
         Ok(AuthRequest { url: url.into(), state, nonce, verifier })
     }
 
@@ -228,8 +236,9 @@ impl Federation {
         let text = |k: &str| claims.get(k).and_then(Value::as_str).filter(|s| !s.is_empty() && s.len() <= 256);
         let email = text("email").filter(|_| verified).map(str::to_owned);
         let name = text("name").map(str::to_owned);
+        let auth_time = claims.get("auth_time").and_then(Value::as_i64);
         let identity = identity_of(cfg, claims)?;
-        Ok(SignedIn { identity, email, name })
+        Ok(SignedIn { identity, email, name, auth_time })
     }
 }
 
@@ -308,6 +317,7 @@ mod tests {
             issuers: vec![Arc::new(issuer)],
             client_secrets: ClientSecrets::default(),
             verified: quick_cache::sync::Cache::new(16),
+            oauth: Vec::new(),
         };
         (fed, EncodingKey::from_ec_der(pkcs8.as_ref()))
     }

@@ -100,3 +100,42 @@ pub fn trusted_url(u: &str) -> bool {
         _ => false,
     }
 }
+
+/// How the console authenticates to a plain OAuth 2.0 provider's token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenAuth {
+    /// HTTP Basic with the form-encoded id and secret (RFC 6749 2.3.1).
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form (what GitHub documents).
+    ClientSecretPost,
+}
+
+/// A plain OAuth 2.0 provider for console sign-in (GitHub and its like): no ID token, so the
+/// person is whoever the provider's user endpoint says the access token belongs to, and their
+/// role is the one their verified email holds as a member of `org` here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthProvider {
+    /// Our name for it (the button, the audit actor `oidc:<name>:<id>`); unique among
+    /// `[[oidc]]` and `[[oauth]]` names.
+    pub name: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    /// Who the access token belongs to: a JSON object.
+    pub user_endpoint: String,
+    /// The person's addresses (GitHub's `/user/emails`: `[{email, verified, primary}]`); without
+    /// it, the user object's `email` counts only if its `email_verified` is `true`.
+    pub emails_endpoint: Option<String>,
+    /// JSON pointer to the person's stable id in the user object (GitHub: `/id`).
+    pub subject: String,
+    pub client_id: String,
+    /// Where the client secret lives (`env:NAME` or `file:/path`); the binary resolves it.
+    pub client_secret: Option<String>,
+    pub token_auth: TokenAuth,
+    /// Exactly the redirect URI registered with the provider, ending in `/sign-in/oauth/callback`.
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    /// The org (by name) whose members may sign in with this provider.
+    pub org: String,
+    pub fetch_timeout: Duration,
+    pub max_document_bytes: usize,
+}

@@ -145,10 +145,18 @@ impl Store {
         Ok(fetch!(self, query_as, fetch_optional, q; org.to_string(), id.to_string())?)
     }
 
-    pub async fn list_capabilities(&self, org: OrgId, limit: u32) -> Result<Vec<CapabilityRow>, Error> {
+    /// Capability tokens of an org, newest first (ids are time-ordered), older than `before`
+    /// when given, at most `limit`.
+    pub async fn list_capabilities(
+        &self,
+        org: OrgId,
+        before: Option<TokenId>,
+        limit: u32,
+    ) -> Result<Vec<CapabilityRow>, Error> {
         let q = "SELECT id, org_id, project_id, parent_id, key_version, name, caveats, minted_by, created_at, \
-                 expires_at, revoked_at FROM capability_tokens WHERE org_id = $1 ORDER BY created_at DESC, id LIMIT $2";
-        Ok(fetch!(self, query_as, fetch_all, q; org.to_string(), i64::from(limit))?)
+                 expires_at, revoked_at FROM capability_tokens WHERE org_id = $1 AND ($2 IS NULL OR id < $2) \
+                 ORDER BY id DESC LIMIT $3";
+        Ok(fetch!(self, query_as, fetch_all, q; org.to_string(), before.map(|b| b.to_string()), i64::from(limit))?)
     }
 
     /// Revokes a token and its whole delegation subtree in one statement; returns how many

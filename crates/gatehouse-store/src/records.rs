@@ -49,6 +49,9 @@ pub struct KeyRow {
     pub project_tpm: Option<u64>,
     /// Browser origins the project's data-plane answers may be read from (CORS).
     pub project_cors: Option<Vec<String>>,
+    /// When the key last authenticated a request, as last flushed (each replica writes
+    /// behind, every few seconds), in ms since the epoch.
+    pub last_used_at: Option<i64>,
 }
 
 impl KeyRow {
@@ -99,6 +102,7 @@ pub(crate) struct RawKeyRow {
     user_id: Option<String>,
     project_limits: Option<String>,
     project_cors: Option<String>,
+    last_used_at: Option<i64>,
 }
 
 impl TryFrom<RawKeyRow> for KeyRow {
@@ -130,6 +134,7 @@ impl TryFrom<RawKeyRow> for KeyRow {
                 .and_then(|n| u32::try_from(n).ok()),
             project_tpm: limits.as_ref().and_then(|v| v.get("tpm")).and_then(serde_json::Value::as_u64),
             project_cors: json_column(r.project_cors, "projects.cors_origins")?,
+            last_used_at: r.last_used_at,
         })
     }
 }

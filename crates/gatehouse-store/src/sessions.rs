@@ -104,6 +104,8 @@ pub struct LoginRow {
     pub next: String,
     pub source: Option<String>,
     pub created_at: i64,
+    /// For a confirmation at the provider: the session it confirms (`None`: a sign-in).
+    pub session_id: Option<String>,
 }
 
 /// Which sessions a listing or a revocation may reach.
@@ -214,11 +216,20 @@ impl Store {
     }
 
     /// Records that the session's operator proved themselves again (re-authentication).
-    pub async fn confirm_console_session(&self, id: &str, now: i64) -> Result<bool, Error> {
-        Ok(
-            execute!(self, "UPDATE console_sessions SET verified_at = $1 WHERE id = $2 AND revoked_at IS NULL"; now, id)?
-                > 0,
-        )
+    /// `Some(org)`, the org the session acts in, when it did; `None` if the session is over or
+    /// acts as someone other than `actor`.
+    pub async fn confirm_console_session(
+        &self,
+        id: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Option<Option<OrgId>>, Error> {
+        let row: Option<Option<String>> = fetch!(self, query_scalar, fetch_optional,
+            "UPDATE console_sessions SET verified_at = $1 \
+             WHERE id = $2 AND actor = $3 AND revoked_at IS NULL AND expires_at > $1 RETURNING org_id";
+            now, id, actor)?;
+        row.map(|org| org.map(|o| OrgId::parse(&o).ok_or(Error::Corrupt("console_sessions.org_id"))).transpose())
+            .transpose()
     }
 
     /// Revokes one session within `scope`; false if there is none (or it is outside the scope,
@@ -250,9 +261,10 @@ impl Store {
 
     pub async fn create_console_login(&self, l: &LoginRow, digest: &[u8; 32]) -> Result<(), Error> {
         execute!(self,
-            "INSERT INTO console_logins (digest, issuer, state, nonce, verifier, next, source, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-            &digest[..], &l.issuer, &l.state, &l.nonce, &l.verifier, &l.next, l.source.as_deref(), l.created_at)?;
+            "INSERT INTO console_logins (digest, issuer, state, nonce, verifier, next, source, created_at, session_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+            &digest[..], &l.issuer, &l.state, &l.nonce, &l.verifier, &l.next, l.source.as_deref(), l.created_at,
+            l.session_id.as_deref())?;
         Ok(())
     }
 
@@ -261,7 +273,7 @@ impl Store {
     pub async fn take_console_login(&self, digest: &[u8; 32], not_before: i64) -> Result<Option<LoginRow>, Error> {
         let row: Option<LoginRow> = fetch!(self, query_as, fetch_optional,
             "DELETE FROM console_logins WHERE digest = $1 \
-             RETURNING issuer, state, nonce, verifier, next, source, created_at";
+             RETURNING issuer, state, nonce, verifier, next, source, created_at, session_id";
             &digest[..])?;
         Ok(row.filter(|r| r.created_at >= not_before))
     }

@@ -203,6 +203,29 @@ impl Store {
     /// Digests of keys whose standing changed at or after `since_ms` (revoked, or their org or
     /// project disabled or enabled), so every replica can evict them from its cache without a
     /// per-request round trip.
+    /// Records when keys were last used: `(key, at_ms)` pairs, each applied only if it is later
+    /// than what is stored (replicas flush independently, in any order). One statement per
+    /// key inside one transaction; returns how many rows moved forward.
+    pub async fn touch_keys(&self, used: &[(KeyId, i64)]) -> Result<u64, Error> {
+        const TOUCH: &str =
+            "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)";
+        let mut moved = 0;
+        macro_rules! all_in_tx {
+            ($pool:expr) => {{
+                let mut tx = $pool.begin().await?;
+                for (id, at) in used {
+                    moved += sqlx::query(TOUCH).bind(*at).bind(id.to_string()).execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+            }};
+        }
+        match &self.pool {
+            Pool::Sqlite(p) => all_in_tx!(p),
+            Pool::Postgres(p) => all_in_tx!(p),
+        }
+        Ok(moved)
+    }
+
     pub async fn keys_changed_since(&self, since_ms: i64) -> Result<Vec<[u8; 32]>, Error> {
         let rows: Vec<Vec<u8>> = fetch!(self, query_scalar, fetch_all,
             "SELECT digest FROM api_keys WHERE updated_at >= $1";
@@ -290,7 +313,7 @@ macro_rules! select_keys {
     () => {
         "SELECT k.id, k.org_id, k.project_id, k.name, k.hint, k.allowed_models, k.created_at, k.expires_at, k.revoked_at, \
          o.disabled_at AS org_disabled_at, p.disabled_at AS project_disabled_at, p.allowed_models AS project_models, \
-         k.user_id, p.default_limits AS project_limits, p.cors_origins AS project_cors \
+         k.user_id, p.default_limits AS project_limits, p.cors_origins AS project_cors, k.last_used_at \
          FROM api_keys k JOIN organizations o ON o.id = k.org_id JOIN projects p ON p.id = k.project_id"
     };
 }

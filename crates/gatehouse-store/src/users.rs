@@ -96,6 +96,17 @@ impl Store {
         row.map(MemberRow::try_from).transpose()
     }
 
+    /// The member of `org` with this email address, compared without regard to ASCII case
+    /// (providers differ in how they spell an address; emails are unique across the gateway).
+    pub async fn member_by_email(&self, org: OrgId, email: &str) -> Result<Option<MemberRow>, Error> {
+        let row: Option<RawMemberRow> = fetch!(self, query_as, fetch_optional,
+            "SELECT u.id, u.email, u.name, u.kind, m.role, m.created_at FROM memberships m \
+             JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND lower(u.email) = lower($2) ORDER BY u.id LIMIT 1";
+            org.to_string(), email
+        )?;
+        row.map(MemberRow::try_from).transpose()
+    }
+
     /// Members by user id, after `after` when given, at most `limit`.
     pub async fn list_members(&self, org: OrgId, after: Option<UserId>, limit: u32) -> Result<Vec<MemberRow>, Error> {
         let rows: Vec<RawMemberRow> = fetch!(self, query_as, fetch_all,
@@ -166,11 +177,18 @@ impl Store {
 
 impl Store {
     /// Admin tokens (never their digests), newest first; `org = None` lists every token.
-    pub async fn list_admin_tokens(&self, org: Option<OrgId>, limit: u32) -> Result<Vec<crate::AdminTokenRow>, Error> {
+    /// Admin tokens of an org (all: `None`), newest first (ids are time-ordered), older than
+    /// `before` when given, at most `limit`.
+    pub async fn list_admin_tokens(
+        &self,
+        org: Option<OrgId>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<crate::AdminTokenRow>, Error> {
         let rows: Vec<crate::records::RawAdminTokenRow> = fetch!(self, query_as, fetch_all,
             "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens \
-             WHERE ($1 IS NULL OR org_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2";
-            org.map(|o| o.to_string()), i64::from(limit)
+             WHERE ($1 IS NULL OR org_id = $1) AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3";
+            org.map(|o| o.to_string()), before, i64::from(limit)
         )?;
         rows.into_iter().map(crate::AdminTokenRow::try_from).collect()
     }

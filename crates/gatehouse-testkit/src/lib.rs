@@ -17,6 +17,7 @@ mod fake_bedrock;
 mod fake_gemini;
 mod fake_mcp;
 mod gateway;
+pub mod oauth;
 pub mod oidc;
 pub mod stores;
 #[expect(

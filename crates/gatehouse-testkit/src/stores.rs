@@ -30,13 +30,7 @@ impl TestStore {
     #[expect(clippy::unwrap_used, reason = "test setup")]
     pub async fn exec(&self, sql: &str) -> u64 {
         match &self.place {
-            Place::Sqlite(p) => {
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", p.display())).await.unwrap();
-                let n =
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.unwrap().rows_affected();
-                pool.close().await;
-                n
-            }
+            Place::Sqlite(p) => exec_sqlite(p, sql).await,
             Place::Postgres { url, schema } => {
                 let opts: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
                 let pool = sqlx::PgPool::connect_with(opts.options([("search_path", schema.as_str())])).await.unwrap();
@@ -47,6 +41,15 @@ impl TestStore {
             }
         }
     }
+}
+
+/// Runs raw SQL against a SQLite file, e.g. a running gateway's store (tamper tests).
+#[expect(clippy::unwrap_used, reason = "test setup")]
+pub async fn exec_sqlite(path: &std::path::Path, sql: &str) -> u64 {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let n = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.unwrap().rows_affected();
+    pool.close().await;
+    n
 }
 
 #[expect(clippy::unwrap_used, reason = "test setup")]

@@ -42,6 +42,8 @@ const DATABASE_URL_ENV: &str = "GATEHOUSE_DATABASE_URL";
 const MASTER_KEY_ENV: &str = "GATEHOUSE_MASTER_KEY";
 /// How often every replica asks the store for revocations.
 const REVOCATION_POLL: Duration = Duration::from_millis(250);
+/// How often each replica writes when keys were last used (behind the requests, one batch).
+const LAST_USED_FLUSH: Duration = Duration::from_secs(5);
 /// How soon a guardrail policy changed through another replica applies here.
 const GUARDRAIL_POLL: Duration = Duration::from_secs(1);
 /// How often each replica re-reads the limit and routing policies: half a second, so a change
@@ -344,7 +346,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let federation = Arc::new(
         Federation::new(&server.oidc)
             .map_err(|e| anyhow::anyhow!("oidc: {e}"))?
-            .with_client_secrets(console_client_secrets(&server)?),
+            .with_client_secrets(console_client_secrets(&server)?)
+            .with_oauth(oauth_providers(&server)?)
+            .map_err(|e| anyhow::anyhow!("oauth: {e}"))?,
     );
     federation.spawn_refresh();
     let federated =
@@ -421,6 +425,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     tokio::spawn(verifier.clone().run_revocation_poller(REVOCATION_POLL));
     tokio::spawn(tokens.clone().run_revocation_poller(REVOCATION_POLL));
+    tokio::spawn(verifier.clone().run_last_used_flusher(LAST_USED_FLUSH));
     tokio::spawn(guardrails.clone().run_poller(store.clone(), GUARDRAIL_POLL));
     tokio::spawn(limits.policies.clone().run_poller(store.clone(), LIMITS_POLL));
     tokio::spawn(routing.clone().run_poller(store.clone(), LIMITS_POLL));
@@ -476,11 +481,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         guardrails.clone(),
         limits.clone(),
         routing,
-        verifier,
+        verifier.clone(),
         vault,
     )
     .with_mcp(mcp_control);
     let admin_state = AdminState {
+        verifications: Arc::default(),
         store: store.clone(),
         control,
         tokens,
@@ -495,9 +501,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         webhooks,
         allowed_hosts: Arc::new(allowed_hosts),
     };
+    if let Some(every) = server.audit.verify_interval {
+        tokio::spawn(gatehouse_admin::trail::run_verifier(admin_state.clone(), every));
+    }
     let console = server.console.enabled.then(|| {
         tokio::spawn(prune_sessions(store.clone()));
-        let console_idp = federation.console_issuers().next().is_some().then(|| federation.clone());
+        let signs_in = federation.console_issuers().next().is_some() || federation.oauth_providers().next().is_some();
+        let console_idp = signs_in.then(|| federation.clone());
         gatehouse_console::router(admin_state.clone(), server.console.clone(), console_idp)
     });
     let admin = gatehouse_admin::router(admin_state, console);
@@ -540,6 +550,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         && tokio::time::timeout(server.shutdown_grace, ledger.flush()).await.is_err()
     {
         tracing::error!("shutdown: some settlements were still pending (limits store unavailable?)");
+    }
+    if let Err(e) = verifier.flush_last_used().await {
+        tracing::warn!(error = %e, "shutdown: cannot record when keys were last used");
     }
     system_event(&auditor, EventKind::SystemStop).await;
     auditor.shutdown().await;
@@ -585,6 +598,24 @@ fn console_client_secrets(server: &ServerConfig) -> anyhow::Result<gatehouse_oid
             let secret = r.resolve(&env).map_err(|e| anyhow::anyhow!("oidc {}: client_secret: {e}", i.name))?;
             out.insert(i.name.clone(), secret);
         }
+    }
+    Ok(out)
+}
+
+/// The `[[oauth]]` providers with their client secrets resolved.
+fn oauth_providers(
+    server: &ServerConfig,
+) -> anyhow::Result<Vec<(gatehouse_oidc::settings::OAuthProvider, Option<secrecy::SecretString>)>> {
+    let mut out = Vec::new();
+    for p in &server.oauth {
+        let secret = match p.client_secret.as_deref() {
+            Some(r) => {
+                let r = SecretRef::parse(r).map_err(anyhow::Error::msg)?;
+                Some(r.resolve(&env).map_err(|e| anyhow::anyhow!("oauth {}: client_secret: {e}", p.name))?)
+            }
+            None => None,
+        };
+        out.push((p.clone(), secret));
     }
     Ok(out)
 }

@@ -123,3 +123,21 @@ both_backends!(disabling_an_org_or_project_disables_its_keys, |store: Store| asy
     assert!(!store.set_project_disabled(stranger, other, true).await.unwrap(), "scoped by org");
     assert!(usable(11).await);
 });
+
+both_backends!(last_use_only_moves_forward_and_is_not_a_change, |store: Store| async move {
+    let t = store.ensure_default_tenant().await.unwrap();
+    let k = new_key(&t, 40, None);
+    store.insert_key(&k).await.unwrap();
+    assert_eq!(store.key(t.org, k.id).await.unwrap().unwrap().last_used_at, None);
+    let feed_from = now_ms() + 1;
+
+    assert_eq!(store.touch_keys(&[(k.id, 2_000)]).await.unwrap(), 1);
+    // a replica that flushes late with an older use does not move it back
+    assert_eq!(store.touch_keys(&[(k.id, 1_000)]).await.unwrap(), 0);
+    assert_eq!(store.key(t.org, k.id).await.unwrap().unwrap().last_used_at, Some(2_000));
+    // an unknown key is no error: it may have been deleted meanwhile
+    assert_eq!(store.touch_keys(&[(KeyId::generate(), 3_000), (k.id, 3_000)]).await.unwrap(), 1);
+    assert_eq!(store.key_by_digest(&[40; 32]).await.unwrap().unwrap().last_used_at, Some(3_000));
+    // recording use is not a change in standing: no replica evicts the key for it
+    assert!(!store.keys_changed_since(feed_from).await.unwrap().contains(&[40; 32]));
+});

@@ -74,6 +74,10 @@ both_backends!(members_have_one_role_per_org, |store: Store| async move {
     store.set_membership(a, ann, "org_admin").await.unwrap();
     assert_eq!(store.member(a, ann).await.unwrap().unwrap().role, "org_admin");
     assert_eq!(store.member(b, ann).await.unwrap(), None, "membership is per org");
+    let by_email = store.member_by_email(a, "Ann@Example.COM").await.unwrap().unwrap();
+    assert_eq!((by_email.user, by_email.role.as_str()), (ann, "org_admin"), "an address is found whatever its case");
+    assert_eq!(store.member_by_email(b, "ann@example.com").await.unwrap(), None, "and only in an org it belongs to");
+    assert_eq!(store.member_by_email(a, "ann@example.co").await.unwrap(), None);
     assert_eq!(store.list_members(a, None, 10).await.unwrap().len(), 1);
     assert!(store.list_members(b, None, 10).await.unwrap().is_empty());
 

@@ -40,6 +40,40 @@ async fn disabling_a_project_or_org_stops_its_keys_within_a_second() {
 }
 
 #[tokio::test]
+async fn a_keys_last_use_is_recorded_behind_the_requests() {
+    let gw = gateway().spawn().await;
+    let (used, secret) = gw.create_key(json!({"name": "used"})).await;
+    let (idle, _) = gw.create_key(json!({"name": "idle"})).await;
+    let last_used = |id: String| {
+        let gw = &gw;
+        async move {
+            let (st, v) = as_root(gw, Method::GET, &format!("/admin/v1/keys/{id}"), None).await;
+            assert_eq!(st, 200, "{v}");
+            v["last_used_at"].as_i64()
+        }
+    };
+    assert_eq!(last_used(used.clone()).await, None, "a new key was never used");
+    let before = gatehouse_store::now_ms();
+    assert_eq!(gw.chat(&secret, "mock").await.status(), 200);
+    assert!(
+        eventually(Duration::from_secs(10), || async { last_used(used.clone()).await.is_some_and(|t| t >= before) })
+            .await,
+        "the use reaches the store within a flush: {}",
+        gw.logs()
+    );
+    let first = last_used(used.clone()).await.unwrap();
+    assert!(first <= gatehouse_store::now_ms());
+    assert_eq!(last_used(idle.clone()).await, None, "a key nobody used stays unused");
+    // a refused request (unknown model) still authenticated the key: it counts as a use
+    assert_eq!(gw.chat(&secret, "no-such-model").await.status(), 404);
+    assert!(
+        eventually(Duration::from_secs(10), || async { last_used(used.clone()).await.is_some_and(|t| t > first) })
+            .await,
+        "each later use moves it forward"
+    );
+}
+
+#[tokio::test]
 async fn tenants_are_isolated_and_nobody_escalates() {
     let gw = gateway().spawn().await;
     let acme = new_org(&gw, "acme").await;

@@ -541,3 +541,87 @@ async fn credentials_pasted_into_any_path_or_query_parameter_are_never_recorded(
         }
     }
 }
+
+#[tokio::test]
+async fn chains_are_verified_on_demand_and_on_schedule_and_a_broken_one_is_raised() {
+    let gw = gateway()
+        .config("[audit]\ncheckpoint_every_events = 5\ncheckpoint_interval_ms = 200\nverify_interval_ms = 1000\n")
+        .spawn()
+        .await;
+    let org = new_org(&gw, "acme").await;
+    let chain = format!("org/{org}");
+    let (st, _) =
+        as_root(&gw, Method::POST, &format!("/admin/v1/orgs/{org}/projects"), Some(json!({"name": "web"}))).await;
+    assert_eq!(st, 201);
+    let (_, key) = gw.create_key(json!({"name": "k", "org": "acme", "project": "web"})).await;
+    for _ in 0..3 {
+        assert_eq!(gw.chat(&key, "mock").await.status(), 200);
+    }
+    let verify = |token: String, query: &'static str| {
+        let gw = &gw;
+        async move { call(gw, &token, Method::POST, &format!("/admin/v1/audit/verify{query}"), None).await }
+    };
+    let by_chain = |v: &Value| -> std::collections::HashMap<String, Value> {
+        v["chains"].as_array().unwrap().iter().map(|c| (c["chain"].as_str().unwrap().to_owned(), c.clone())).collect()
+    };
+
+    // intact: every chain for the platform, only its own for an org's operator
+    let (st, v) = verify(root(&gw), "").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    let all = by_chain(&v);
+    assert!(all["platform"]["ok"].as_bool().unwrap());
+    let mine = &all[&chain];
+    assert!(mine["ok"].as_bool().unwrap() && mine["records"].as_u64().unwrap() >= 4, "{mine}");
+    assert_eq!(mine["org_id"], org.as_str());
+    let (st, admin) = mint(&gw, &root(&gw), "org_admin", Some(&org)).await;
+    assert_eq!(st, 201, "{admin}");
+    let admin = admin["token"].as_str().unwrap().to_owned();
+    let (st, v) = verify(admin.clone(), "").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(by_chain(&v).keys().collect::<Vec<_>>(), vec![&chain], "an org's operator verifies its chain only");
+    let other = new_org(&gw, "globex").await;
+    let (st, _) = call(&gw, &admin, Method::POST, &format!("/admin/v1/audit/verify?org={other}"), None).await;
+    assert_eq!(st, 404, "another org's chain is not there for them");
+
+    // someone with database access rewrites one event of acme's chain
+    let db = gw.data_path().join("data").join("gatehouse.db");
+    let changed = gatehouse_testkit::stores::exec_sqlite(
+        &db,
+        &format!(
+            "UPDATE audit_log SET lines = replace(lines, '\"action\":\"key.create\"', '\"action\":\"key.list\"') \
+             WHERE chain = '{chain}' AND lines LIKE '%\"action\":\"key.create\"%'"
+        ),
+    )
+    .await;
+    assert_eq!(changed, 1);
+
+    // the schedule finds it on its own and raises it in that chain (where webhooks hear it)
+    let raised = || {
+        let (gw, org) = (&gw, &org);
+        async move {
+            let (_, v) =
+                as_root(gw, Method::GET, &format!("/admin/v1/audit?org={org}&action=audit.broken"), None).await;
+            v["data"].as_array().and_then(|d| d.first().cloned())
+        }
+    };
+    assert!(
+        gatehouse_testkit::eventually(Duration::from_secs(10), || async { raised().await.is_some() }).await,
+        "a scheduled verification raised audit.broken"
+    );
+    let e = raised().await.unwrap();
+    assert_eq!(
+        (e["outcome"].as_str(), e["code"].as_str(), e["actor"].as_str()),
+        (Some("failed"), Some("modified"), Some("system"))
+    );
+    assert!(e["target"].as_str().unwrap().starts_with(&format!("{chain}@")), "{e}");
+
+    // and on demand: the broken chain says where, the others still verify
+    let (st, v) = verify(root(&gw), "").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["ok"], false);
+    let all = by_chain(&v);
+    assert_eq!((all[&chain]["ok"].as_bool(), all[&chain]["problem"].as_str()), (Some(false), Some("modified")));
+    assert!(all[&chain]["broken_at"].as_u64().unwrap() >= 1);
+    assert!(all["platform"]["ok"].as_bool().unwrap(), "the platform chain is untouched");
+}

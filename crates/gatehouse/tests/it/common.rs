@@ -123,3 +123,15 @@ pub fn openai_stream(body: &str) -> (String, String, String, serde_json::Value) 
 pub fn redis_url() -> String {
     std::env::var("GATEHOUSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
 }
+
+/// `gatehouse validate` on a config text: whether it passed, and everything it printed.
+pub fn validate(toml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["validate", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}

@@ -20,6 +20,7 @@ mod capabilities;
 mod common;
 mod config;
 mod console;
+mod console_oauth;
 mod credentials;
 mod guardrails;
 mod identity;
