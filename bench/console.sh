@@ -72,7 +72,11 @@ print(f"{p(0.5):8.1f} {p(0.9):8.1f}" + (f"  (non-200: {bad[0]})" if bad else "")
 printf '\nconsole pages on %s, %s keys, %s audit events, %s runs each (ms to first byte)\n' "$STORE" "$KEYS" "$EVENTS" "$RUNS"
 printf '%-44s %8s %8s\n' page p50 p90
 for path in "/" "/keys" "/keys?before=$mid" "/sessions" "/usage" "/audit" "/audit?org=$org" \
-            "/audit?action=key.create" "/audit?org=$org&action=token.revoke"; do
+            "/audit?action=key.create" "/audit?org=$org&action=token.revoke" "/orgs/$org" "/orgs/$org/limits" \
+            "/tokens" "/capabilities"; do
   printf '%-44s %s\n' "$path" "$(time_page "$path")"
 done
+# not a page: re-verifying every chain from the store (what "Verify now" and the daily run do)
+verify_s=$(curl -s -o /dev/null -w '%{time_total}' -X POST -H "Authorization: Bearer $token" "$admin/admin/v1/audit/verify")
+printf '\nPOST /admin/v1/audit/verify over %s events: %.1f s\n' "$EVENTS" "$verify_s"
 if [ "$STORE" = postgres ]; then psql "$PG" -qc "DROP SCHEMA $schema CASCADE" 2>/dev/null; fi

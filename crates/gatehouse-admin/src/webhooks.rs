@@ -84,6 +84,8 @@ pub fn create(c: &mut Call) -> Pending<'_> {
 pub struct OrgQuery {
     org: Option<String>,
     limit: Option<u32>,
+    /// Deliveries: the previous page's `next_before`.
+    before: Option<String>,
 }
 
 /// The query's org, checked for `p`; named in the audit row (with the path's `{id}`, if any).
@@ -128,7 +130,22 @@ pub fn deliveries(c: &mut Call) -> Pending<'_> {
         if c.s.store.webhook(org, &id).await.map_err(store_err)?.is_none() {
             return Err(Denial::new(DenyCode::NotFound));
         }
-        let rows = c.s.store.list_deliveries(org, &id, limit).await.map_err(store_err)?;
-        Ok((StatusCode::OK, json!({"object": "list", "data": rows.iter().map(delivery_view).collect::<Vec<_>>()})))
+        // the cursor is `<created_at>_<id>` of the last delivery shown
+        let before = match q.before.as_deref() {
+            None => None,
+            Some(b) => {
+                let (at, did) = b.split_once('_').ok_or(bad("before"))?;
+                let at: i64 = at.parse().map_err(|_| bad("before"))?;
+                if !gatehouse_core::is_id(did) {
+                    return Err(bad("before"));
+                }
+                Some((at, did))
+            }
+        };
+        let rows = c.s.store.list_deliveries(org, &id, before, limit).await.map_err(store_err)?;
+        let next =
+            (rows.len() == limit as usize).then(|| rows.last().map(|d| format!("{}_{}", d.created_at, d.id))).flatten();
+        let data: Vec<Value> = rows.iter().map(delivery_view).collect();
+        Ok((StatusCode::OK, json!({"object": "list", "data": data, "next_before": next})))
     })
 }

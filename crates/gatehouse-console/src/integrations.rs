@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::ConsoleState;
 use crate::forms::accept;
 use crate::page::{refusal, render, see_other};
-use crate::pages::{back, given, org_query, page_query, rows, run, shown_once, text, time};
+use crate::pages::{back, given, more_link, org_query, page_before, page_query, rows, run, shown_once, text, time};
 use crate::session::Signed;
 
 #[derive(Deserialize)]
@@ -326,13 +326,20 @@ pub async fn delete_webhook(
     delete_in(&s, &w, req, "/admin/v1/webhooks/{id}", &id, |_, org| org_query(org), "/webhooks").await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    org: Option<String>,
+    before: Option<String>,
+}
+
 pub async fn deliveries(State(s): State<ConsoleState>, w: Signed, Path(id): Path<String>, uri: Uri) -> Response {
-    let q: TenantQuery = match page_query(&uri) {
+    let q: DeliveriesQuery = match page_query(&uri) {
         Ok(q) => q,
         Err(d) => return refusal(&d, Some(&w)),
     };
     let org = given(q.org);
-    let query = org_query(org.as_deref()).map_or_else(|| "limit=100".to_owned(), |q| format!("{q}&limit=100"));
+    let query = page_before(&[("org", org.as_deref().unwrap_or("")), ("before", q.before.as_deref().unwrap_or(""))]);
     let route = ("GET", "/admin/v1/webhooks/{id}/deliveries");
     let listed = match run(&s, &w, route, &[("id", &id)], Some(&query), None).await {
         Ok(v) => v,
@@ -360,6 +367,8 @@ pub async fn deliveries(State(s): State<ConsoleState>, w: Signed, Path(id): Path
                 }
             }
         }
+        @let here = format!("/webhooks/{id}");
+        (more_link(&here, "before", listed["next_before"].as_str(), &[("org", org.as_deref().unwrap_or(""))], "Older deliveries"))
         p { a href=(back("/webhooks", org.as_deref())) { "Back to webhooks" } }
     };
     render(StatusCode::OK, "Webhook deliveries", Some(&w), main)

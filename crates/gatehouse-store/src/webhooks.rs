@@ -184,17 +184,24 @@ impl Store {
     }
 
     /// A webhook's delivery log, newest first. Scoped by org.
+    /// A webhook's deliveries, newest first, older than `before` (the `(created_at, id)` of the
+    /// last row of the previous page) when given, at most `limit` (the `(webhook_id,
+    /// created_at)` index serves every page).
     pub async fn list_deliveries(
         &self,
         org: Option<OrgId>,
         webhook_id: &str,
+        before: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<DeliveryRow>, Error> {
+        let (at, id) = (before.map(|b| b.0), before.map(|b| b.1));
         Ok(fetch!(self, query_as, fetch_all,
             "SELECT id, webhook_id, org_id, event_id, action, payload, status, attempts, next_at, \
              last_status, last_error, created_at, updated_at FROM webhook_deliveries WHERE webhook_id = $1 \
-             AND (org_id = $2 OR ($2 IS NULL AND org_id IS NULL)) ORDER BY created_at DESC LIMIT $3";
-            webhook_id, org.map(|o| o.to_string()), i64::from(limit)
+             AND (org_id = $2 OR ($2 IS NULL AND org_id IS NULL)) \
+             AND ($4 IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
+             ORDER BY created_at DESC, id DESC LIMIT $3";
+            webhook_id, org.map(|o| o.to_string()), i64::from(limit), at, id
         )?)
     }
 }

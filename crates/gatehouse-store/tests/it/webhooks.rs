@@ -49,9 +49,15 @@ both_backends!(webhooks_are_scoped_and_deliveries_leased, |store: Store| async m
         Attempt { status: "delivered", attempts: 1, next_at: now_ms(), last_status: Some(200), last_error: None };
     store.record_attempt(&first[1].id, &done).await.unwrap();
     assert!(store.claim_deliveries(10, 60_000).await.unwrap().is_empty(), "not due yet, or done");
-    let log = store.list_deliveries(Some(a), "w1", 10).await.unwrap();
+    let log = store.list_deliveries(Some(a), "w1", None, 10).await.unwrap();
     assert_eq!(log.len(), 2);
-    assert!(store.list_deliveries(Some(b), "w1", 10).await.unwrap().is_empty());
+    // pages of one: newest first, the second page goes on from the first's last row
+    let first_page = store.list_deliveries(Some(a), "w1", None, 1).await.unwrap();
+    let cursor = (first_page[0].created_at, first_page[0].id.as_str());
+    let second_page = store.list_deliveries(Some(a), "w1", Some(cursor), 1).await.unwrap();
+    assert_eq!(vec![first_page[0].id.clone(), second_page[0].id.clone()], vec![log[0].id.clone(), log[1].id.clone()]);
+    assert!(store.list_deliveries(Some(a), "w1", Some((log[1].created_at, &log[1].id)), 1).await.unwrap().is_empty());
+    assert!(store.list_deliveries(Some(b), "w1", None, 10).await.unwrap().is_empty());
     assert!(store.delete_webhook(Some(a), "w1").await.unwrap());
     assert!(store.all_webhooks().await.unwrap().iter().all(|w| w.id != "w1"));
 });

@@ -169,6 +169,27 @@ async fn signed_deliveries_carry_the_chain_line_and_retry() {
     // only key.* events reached the generic webhook
     assert!(hits.iter().filter(|h| h.0 == "/generic").all(|h| h.2.contains("\"type\":\"key.")));
 
+    // the delivery log pages: one a page, each going on from the last, the same rows as whole
+    let generic_id = generic["id"].as_str().unwrap();
+    let whole: Vec<Value> = deliveries(&gw, &admin, &acme, generic_id).await.iter().map(|d| d["id"].clone()).collect();
+    assert!(whole.len() >= 2, "{whole:?}");
+    let (mut paged, mut before) = (Vec::new(), String::new());
+    loop {
+        let path = format!("/admin/v1/webhooks/{generic_id}/deliveries?org={acme}&limit=1{before}");
+        let (st, v) = call(&gw, &admin, Method::GET, &path, None).await;
+        assert_eq!(st, 200, "{v}");
+        paged.extend(v["data"].as_array().unwrap().iter().map(|d| d["id"].clone()));
+        match v["next_before"].as_str() {
+            Some(next) => before = format!("&before={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, whole);
+    for bad in ["junk", "12_not-an-id", "x_01a25146-246a-71fc-88e6-dd425deeaae0"] {
+        let path = format!("/admin/v1/webhooks/{generic_id}/deliveries?org={acme}&before={bad}");
+        assert_eq!(call(&gw, &admin, Method::GET, &path, None).await.0, 400, "{bad}");
+    }
+
     // slack: denied events only, as text
     let chat: Vec<Value> =
         hits.iter().filter(|h| h.0 == "/chat").map(|h| serde_json::from_str(&h.2).unwrap()).collect();
