@@ -242,6 +242,18 @@ def test_the_pages_are_usable_from_the_keyboard_and_at_200_percent(chromium, con
     tab.page.get_by_role("link", name="Guardrail policy").click()
     assert tab.heading() == "Guardrail policy"
     tab.shot("guardrails")
+    tab.page.go_back()
+    tab.page.get_by_role("link", name="Limits and budgets").click()
+    assert tab.heading() == "Limits and budgets"
+    assert tab.page.get_by_label("Policy (JSON; empty for none)").count() == 1
+    fits = tab.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert fits, "the limits page is wider than the window"
+    tab.shot("limits")
+    # every other page, as it renders, for the record
+    for path, name in [("/orgs", "organizations"), ("/tokens", "admin-tokens"), ("/capabilities", "capabilities"),
+                       ("/providers", "providers"), ("/webhooks", "webhooks"), ("/account", "account")]:
+        tab.go(path)
+        tab.shot(name)
     tab.close()
 
 

@@ -132,7 +132,7 @@ pub async fn show(State(s): State<ConsoleState>, w: Signed, Path(org): Path<Stri
         @let here = format!("/orgs/{org}");
         @let members_at = q.members.as_deref().unwrap_or("");
         (more_link(&here, "projects", next_after(&projects, "id"), &[("members", members_at)], "More projects"))
-        @if let Some(l) = &limits { (crate::policies::standing(l)) }
+        @if let Some(l) = &limits { (crate::policies::standing(l, "Limits and budgets")) }
         @if may_projects {
             form.filters method="post" action={ "/orgs/" (org) "/projects" } {
                 input type="hidden" name="csrf" value=(w.csrf);

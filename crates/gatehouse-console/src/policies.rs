@@ -106,7 +106,7 @@ async fn show(s: ConsoleState, w: Signed, scope: Scope) -> Response {
                     "project's and the key's. Rates are per minute; budgets are in US dollars or tokens per day, month "
                     "or lifetime, with alerts at the percentages listed. See docs/LIMITS.md for the fields, e.g. "
                     code { r#"{"rpm": 600, "budgets": [{"period": "monthly", "usd": 500, "alert_at": [80]}]}"# } "." }
-                (standing(&v))
+                (standing(&v, "In effect here, and where its budgets stand"))
             }
         }
         h2 { "This " (layer) "'s own layer" }
@@ -130,8 +130,9 @@ async fn show(s: ConsoleState, w: Signed, scope: Scope) -> Response {
     render(StatusCode::OK, title, Some(&w), main)
 }
 
-/// Each budget's standing this period and the rates, as the limits service reports them.
-pub(crate) fn standing(l: &Value) -> Markup {
+/// Each budget's standing this period and the rates, as the limits service reports them, under
+/// `heading`.
+pub(crate) fn standing(l: &Value, heading: &str) -> Markup {
     let spec = &l["limits"];
     let rate = |k: &str| spec[k].as_u64().map_or_else(|| "none".to_owned(), |v| v.to_string());
     let budgets = l["standing"].as_array().map_or(&[][..], Vec::as_slice);
@@ -142,7 +143,7 @@ pub(crate) fn standing(l: &Value) -> Markup {
     };
     html! {
         section aria-labelledby="limits" {
-            h2 id="limits" { "Limits and budgets" }
+            h2 id="limits" { (heading) }
             @if spec.is_null() {
                 p { "None of its own: the deployment's and the other scopes' apply." }
             } @else {
