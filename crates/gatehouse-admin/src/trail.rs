@@ -224,7 +224,7 @@ pub fn key(c: &mut Call) -> Pending<'_> {
 
 /// The last verification of each chain on this replica, behind the lock that lets only one
 /// run at a time (a verification reads a whole chain: it must not be something a caller can
-/// start a hundred of).
+/// start a hundred of side by side).
 #[derive(Default)]
 pub struct Verifications(tokio::sync::Mutex<BTreeMap<String, ChainStatus>>);
 
@@ -297,11 +297,30 @@ async fn chains_in_scope(s: &AdminState, org: Option<OrgId>, platform: bool) -> 
     s.store.audit_chains().await.map_err(store_err)
 }
 
+/// How long an operator's verification waits for the one running before it (the schedule's,
+/// or another operator's) before it gives up with 429.
+pub const VERIFY_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Verifies the given chains now, records what was found, and audits each broken chain
-/// (`audit.broken`, in that chain, so its webhooks and operators hear of it). `None`: another
-/// verification is running.
-pub async fn verify_chains(s: &AdminState, chains: &[String]) -> Result<Option<Vec<ChainStatus>>, Denial> {
-    let Ok(mut last) = s.verifications.0.try_lock() else { return Ok(None) };
+/// (`audit.broken`, in that chain, so its webhooks and operators hear of it). With `wait`, it
+/// waits that long for a verification already running to finish; `None`: one was still
+/// running (or, without `wait`, was running at all).
+pub async fn verify_chains(
+    s: &AdminState,
+    chains: &[String],
+    wait: Option<std::time::Duration>,
+) -> Result<Option<Vec<ChainStatus>>, Denial> {
+    let lock = &s.verifications.0;
+    let mut last = match wait {
+        None => match lock.try_lock() {
+            Ok(g) => g,
+            Err(_) => return Ok(None),
+        },
+        Some(w) => match tokio::time::timeout(w, lock.lock()).await {
+            Ok(g) => g,
+            Err(_) => return Ok(None),
+        },
+    };
     let key = s.audit.verifier();
     let mut out = Vec::with_capacity(chains.len());
     for chain in chains {
@@ -356,17 +375,21 @@ pub struct VerifyQuery {
     org: Option<String>,
 }
 
-/// `POST /admin/v1/audit/verify`: re-verifies the caller's chains from the store now (an
+/// `POST /admin/v1/audit/verify`: re-verifies the caller's chains from the store now, every
+/// event recorded before the call included (an
 /// org's operators: their org's chain; platform admins: every chain, or one org's with
-/// `?org=`). One verification runs at a time per replica; another answers 429.
+/// `?org=`). One verification runs at a time per replica: another waits its turn, up to
+/// [`VERIFY_QUEUE_WAIT`], then answers 429.
 pub fn verify(c: &mut Call) -> Pending<'_> {
     Box::pin(async move {
         c.org = c.op.org;
         let q: VerifyQuery = c.query()?;
         let org = scope(&c.op, q.org.as_deref())?;
         c.org = org.or(c.op.org);
+        // what the data plane queued before this call is written first, so "now" covers it
+        c.s.audit.flush().await;
         let chains = chains_in_scope(&c.s, org, c.op.role == Role::PlatformAdmin).await?;
-        let Some(chains) = verify_chains(&c.s, &chains).await? else {
+        let Some(chains) = verify_chains(&c.s, &chains, Some(VERIFY_QUEUE_WAIT)).await? else {
             return Err(Denial::new(DenyCode::RateLimitExceeded).with_param("verification_running"));
         };
         let ok = chains.iter().all(|c| c.ok);
@@ -388,12 +411,12 @@ pub async fn run_verifier(s: AdminState, every: std::time::Duration) {
                 continue;
             }
         };
-        match verify_chains(&s, &chains).await {
+        // an operator's verification running now stands for this one
+        match verify_chains(&s, &chains, None).await {
             Ok(Some(found)) => {
                 let broken = found.iter().filter(|c| !c.ok).count();
                 tracing::info!(chains = found.len(), broken, "scheduled audit verification done");
             }
-            // someone asked for one just now: that one stands for this
             Ok(None) => {}
             Err(_) => tracing::warn!("scheduled audit verification could not read the store; next time"),
         }

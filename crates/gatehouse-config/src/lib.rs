@@ -17,6 +17,7 @@ pub mod oidc;
 mod raw;
 pub mod redis;
 mod secret;
+pub mod tls;
 mod validate;
 
 pub use error::{ConfigError, Issue, SecretError};

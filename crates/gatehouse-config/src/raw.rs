@@ -39,6 +39,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub redis: crate::redis::RawRedis,
     #[serde(default)]
+    pub tls: crate::tls::RawTls,
+    #[serde(default)]
     pub prices: std::collections::BTreeMap<String, crate::budgets::RawPrice>,
     #[serde(default)]
     pub budgets: crate::budgets::RawBudgets,

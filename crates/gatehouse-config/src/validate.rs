@@ -95,6 +95,8 @@ pub struct ServerConfig {
     pub oauth: Vec<gatehouse_oidc::settings::OAuthProvider>,
     /// The shared limits store (`[redis]`); `None`: limits live in the process.
     pub redis: Option<crate::redis::RedisSettings>,
+    /// TLS on the listeners (`[tls.data]`, `[tls.control]`).
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// The `[telemetry]` section. Static. Traces are off unless an endpoint is set.
@@ -247,6 +249,9 @@ impl ServerConfig {
         }
         if self.redis != o.redis {
             v.push("redis");
+        }
+        if self.tls != o.tls {
+            v.push("tls");
         }
         if self.webhooks != o.webhooks {
             v.push("webhooks");
@@ -516,6 +521,7 @@ impl Config {
         server.exchange = crate::oidc::exchange_rules(raw.exchange, &server.oidc, &mut issues);
         server.oauth = crate::oauth::providers(raw.oauth, &server.oidc, &mut issues);
         server.redis = crate::redis::redis(raw.redis, &mut issues);
+        server.tls = crate::tls::settings(raw.tls, &mut issues);
         server.cache = cache(raw.cache, &mut issues);
         server.mcp = crate::mcp::settings(raw.mcp, &mut issues);
         server.console = crate::console::settings(raw.console, &mut issues);
@@ -866,6 +872,7 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
         exchange: Vec::new(),
         oauth: Vec::new(),
         redis: None,
+        tls: crate::tls::TlsSettings::default(),
     }
 }
 

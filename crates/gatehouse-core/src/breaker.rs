@@ -373,6 +373,9 @@ pub struct Hedge {
 const HEDGE_SAMPLES: usize = 128;
 /// ... and how many it needs before it hedges at all.
 const HEDGE_MIN_SAMPLES: usize = 20;
+/// A hedge never starts sooner: below this, a slower first byte is scheduling jitter, not a
+/// slow deployment, and a hedge would double the provider's load for nothing.
+pub const HEDGE_MIN_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Hedge {
     /// Hedges after this percentile (50-99) of the recent first-byte times.
@@ -391,8 +394,8 @@ impl Hedge {
         self.samples[i].store(ms, Ordering::Relaxed);
     }
 
-    /// When to ask a second deployment: the percentile of the recent first-byte times, or
-    /// `None` while there are too few to know.
+    /// When to ask a second deployment: the percentile of the recent first-byte times (at
+    /// least [`HEDGE_MIN_DELAY`]), or `None` while there are too few to know.
     pub fn delay(&self) -> Option<std::time::Duration> {
         let mut v: Vec<u32> = self.samples.iter().map(|s| s.load(Ordering::Relaxed)).filter(|s| *s > 0).collect();
         if v.len() < HEDGE_MIN_SAMPLES {
@@ -400,7 +403,7 @@ impl Hedge {
         }
         let k = (v.len() - 1) * usize::from(self.percentile) / 100;
         let (_, at, _) = v.select_nth_unstable(k);
-        Some(std::time::Duration::from_millis(u64::from(*at)))
+        Some(std::time::Duration::from_millis(u64::from(*at)).max(HEDGE_MIN_DELAY))
     }
 }
 
@@ -413,15 +416,20 @@ mod hedge_tests {
     fn the_delay_is_the_percentile_of_recent_first_bytes_once_there_are_enough() {
         let h = Hedge::new(90);
         for ms in 1..20 {
-            h.record(Duration::from_millis(ms));
+            h.record(Duration::from_millis(ms * 100));
         }
         assert_eq!(h.delay(), None, "19 answers are too few to judge");
-        h.record(Duration::from_millis(20));
-        assert_eq!(h.delay(), Some(Duration::from_millis(18)), "the 90th percentile of 1..=20 ms");
+        h.record(Duration::from_millis(2000));
+        assert_eq!(h.delay(), Some(Duration::from_millis(1800)), "the 90th percentile of 100..=2000 ms");
         // the window keeps the last 128: old slow answers age out
         for _ in 0..128 {
-            h.record(Duration::from_millis(5));
+            h.record(Duration::from_millis(120));
         }
-        assert_eq!(h.delay(), Some(Duration::from_millis(5)));
+        assert_eq!(h.delay(), Some(Duration::from_millis(120)));
+        // first bytes faster than jitter: the floor
+        for _ in 0..128 {
+            h.record(Duration::from_millis(2));
+        }
+        assert_eq!(h.delay(), Some(HEDGE_MIN_DELAY));
     }
 }

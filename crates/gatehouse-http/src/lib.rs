@@ -9,11 +9,13 @@ mod health;
 mod host;
 mod pace;
 mod serve;
+mod tls;
 mod transport;
 
 pub use credential::{Accept, MAX_CREDENTIAL_BYTES, presented};
 pub use health::{healthz, ready};
 pub use host::{AllowedHosts, BadHost, require_allowed_host};
 pub use pace::{BodyPace, BodyTooSlow, RATE_GRACE, paced};
-pub use serve::serve;
-pub use transport::{Plane, REQUEST_ID, control_plane_cors, read_body, with_transport_layers};
+pub use serve::{ServeOptions, serve};
+pub use tls::{MAX_PEM_BYTES, TlsError, TlsFiles, TlsListener};
+pub use transport::{Plane, REQUEST_ID, control_plane_cors, read_body, with_hsts, with_transport_layers};

@@ -1,5 +1,5 @@
 //! The accept loop. Not `axum::serve`: it sets no header-read timeout (slowloris), and we
-//! want a bound on open connections and a drain on shutdown.
+//! want a bound on open connections, a bounded TLS handshake and a drain on shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,21 +14,28 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use crate::tls::TlsListener;
+
+/// How a listener serves.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// A client gets this long to send its request headers, on every request of a connection
+    /// (and, on TLS, to finish its handshake).
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    /// How long in-flight requests may finish after shutdown begins.
+    pub grace: Duration,
+    /// TLS on this listener; `None`: plain HTTP.
+    pub tls: Option<Arc<TlsListener>>,
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests (including streams) finish for up to `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    header_read_timeout: Duration,
-    max_connections: usize,
-    grace: Duration,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, app: Router, opts: ServeOptions, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    // A client gets this long to send its request headers, on every request of a connection.
-    http.timer(TokioTimer::new()).header_read_timeout(header_read_timeout).keep_alive(true);
-    let permits = Arc::new(Semaphore::new(max_connections));
+    http.timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).keep_alive(true);
+    let permits = Arc::new(Semaphore::new(opts.max_connections));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -55,16 +62,43 @@ pub async fn serve(
             req.extensions_mut().insert(ConnectInfo(peer));
             req
         });
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
+        let svc = TowerToHyperService::new(svc);
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        let Some(tls) = &opts.tls else {
+            let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), svc));
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                drop(permit);
+            });
+            continue;
+        };
+        let (acceptor, plane, deadline) = (tls.acceptor(), tls.plane(), opts.header_read_timeout);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // the handshake is bounded like the headers are: a silent client holds no slot
+            let stream = match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    metrics::counter!("gatehouse_tls_handshake_failures_total", "plane" => plane).increment(1);
+                    tracing::debug!(plane, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics::counter!("gatehouse_tls_handshake_failures_total", "plane" => plane).increment(1);
+                    tracing::debug!(plane, "TLS handshake timed out");
+                    return;
+                }
+            };
+            if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(stream), svc)).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);
         });
     }
     drop(listener);
+    let grace = opts.grace;
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining connections"),

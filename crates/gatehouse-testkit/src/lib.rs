@@ -19,6 +19,7 @@ mod fake_mcp;
 mod gateway;
 pub mod oauth;
 pub mod oidc;
+pub mod pki;
 pub mod stores;
 #[expect(
     clippy::expect_used,

@@ -388,7 +388,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{e:#}")),
         },
-        Command::Validate { file } => match Config::load(&file) {
+        // the TLS files too: an expired certificate is found before the deploy, not at it
+        Command::Validate { file } => match Config::load(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|c| crate::serve::listener_tls(&c.server.tls).map_err(|e| format!("{e:#}")))
+        {
             Ok(_) => {
                 let _ = writeln!(std::io::stdout(), "{}: ok", file.display());
                 ExitCode::SUCCESS

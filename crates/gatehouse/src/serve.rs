@@ -184,10 +184,17 @@ async fn bootstrap(store: &Store, hasher: &KeyHasher, tenant: Tenant) -> anyhow:
     Ok(Some(Bootstrap { admin_token, api_key }))
 }
 
-fn banner(data: SocketAddr, admin: SocketAddr, boot: Option<&Bootstrap>) {
+/// The planes' addresses as URLs, `https` where the plane has TLS.
+struct Urls {
+    data: String,
+    admin: String,
+}
+
+fn banner(urls: &Urls, boot: Option<&Bootstrap>) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "gatehouse: data plane    http://{data}");
-    let _ = writeln!(out, "gatehouse: control plane http://{admin}");
+    let (data, admin) = (&urls.data, &urls.admin);
+    let _ = writeln!(out, "gatehouse: data plane    {data}");
+    let _ = writeln!(out, "gatehouse: control plane {admin}");
     if let Some(b) = boot {
         let key = b.api_key.expose_secret();
         let _ = writeln!(
@@ -195,8 +202,8 @@ fn banner(data: SocketAddr, admin: SocketAddr, boot: Option<&Bootstrap>) {
             "\nFirst start. These secrets are shown once and stored only as keyed hashes:\n\
              \n  admin token:  {admin_token}\n  api key:      {key}\n\
              \nTry it:\n\
-             \n  curl http://{data}/v1/chat/completions \\\n    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"mock\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'\n\
-             \n  python -c 'from openai import OpenAI; c = OpenAI(base_url=\"http://{data}/v1\", api_key=\"{key}\"); print(c.chat.completions.create(model=\"mock\", messages=[{{\"role\":\"user\",\"content\":\"hello\"}}]).choices[0].message.content)'\n\
+             \n  curl {data}/v1/chat/completions \\\n    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"mock\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'\n\
+             \n  python -c 'from openai import OpenAI; c = OpenAI(base_url=\"{data}/v1\", api_key=\"{key}\"); print(c.chat.completions.create(model=\"mock\", messages=[{{\"role\":\"user\",\"content\":\"hello\"}}]).choices[0].message.content)'\n\
              \nManage keys:  GATEHOUSE_ADMIN_TOKEN={admin_token} gatehouse keys list\n",
             admin_token = b.admin_token.expose_secret(),
         );
@@ -417,8 +424,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind control plane {}", server.admin_listen))?;
     let data_addr = data_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    if !admin_addr.ip().is_loopback() {
-        tracing::warn!(addr = %admin_addr, "control plane is bound to a non-loopback address without TLS; put it behind a TLS-terminating proxy or firewall it");
+    let (data_tls, admin_tls) = listener_tls(&server.tls)?;
+    if !admin_addr.ip().is_loopback() && admin_tls.is_none() {
+        tracing::warn!(addr = %admin_addr, "control plane is bound to a non-loopback address without TLS; configure [tls.control], or put it behind a TLS-terminating proxy or firewall it");
+    }
+    for tls in [&data_tls, &admin_tls].into_iter().flatten() {
+        tokio::spawn(tls.clone().run_reloader(server.tls.reload_interval));
     }
 
     let boot = bootstrap(&store, &hasher, tenant).await?;
@@ -472,6 +483,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Plane::Data,
         pace,
     );
+    let data_router = if data_tls.is_some() { gatehouse_http::with_hsts(data_router) } else { data_router };
     // the control plane's narrow handle on the data plane: the served models are read from
     // whichever snapshot is live, the shared services are the ones every snapshot uses
     let live = app.runtime.clone();
@@ -517,6 +529,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => admin,
     };
     let admin_router = with_transport_layers(admin, Plane::Control, pace);
+    let admin_router = if admin_tls.is_some() { gatehouse_http::with_hsts(admin_router) } else { admin_router };
 
     let (tx, rx) = watch::channel(false);
     let stop = |mut rx: watch::Receiver<bool>| async move {
@@ -524,24 +537,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     tokio::spawn(shutdown_signal(tx));
     tracing::info!(data = %data_addr, admin = %admin_addr, store = ?store.backend(), "gatehouse started");
-    banner(data_addr, admin_addr, boot.as_ref());
+    let url = |tls: bool, addr: SocketAddr| format!("{}://{addr}", if tls { "https" } else { "http" });
+    let urls = Urls { data: url(data_tls.is_some(), data_addr), admin: url(admin_tls.is_some(), admin_addr) };
+    banner(&urls, boot.as_ref());
 
-    let data = gatehouse_http::serve(
-        data_listener,
-        data_router,
-        server.header_read_timeout,
-        max_conn,
-        server.shutdown_grace,
-        stop(rx.clone()),
-    );
-    let admin = gatehouse_http::serve(
-        admin_listener,
-        admin_router,
-        server.header_read_timeout,
-        1024,
-        server.shutdown_grace,
-        stop(rx),
-    );
+    let options = |max_connections, tls| gatehouse_http::ServeOptions {
+        header_read_timeout: server.header_read_timeout,
+        max_connections,
+        grace: server.shutdown_grace,
+        tls,
+    };
+    let data = gatehouse_http::serve(data_listener, data_router, options(max_conn, data_tls), stop(rx.clone()));
+    let admin = gatehouse_http::serve(admin_listener, admin_router, options(1024, admin_tls), stop(rx));
     tokio::join!(data, admin);
     // every request has finished: settle and write what is queued (bounded: a limits store that
     // is down would hold settlements back for up to an hour), record the stop, write what is
@@ -648,4 +655,21 @@ async fn prune_ledger(app: AppState) {
             Err(e) => tracing::warn!(error = %e, "usage ledger prune failed; will retry"),
         }
     }
+}
+
+/// Each plane's TLS from `[tls]`, its files read and checked now: a plane configured for TLS
+/// never starts in plain HTTP.
+type PlaneTls = Option<Arc<gatehouse_http::TlsListener>>;
+pub(crate) fn listener_tls(tls: &gatehouse_config::tls::TlsSettings) -> anyhow::Result<(PlaneTls, PlaneTls)> {
+    let load = |plane: &'static str, l: &Option<gatehouse_config::tls::ListenerTls>| -> anyhow::Result<PlaneTls> {
+        let Some(l) = l else { return Ok(None) };
+        let files = gatehouse_http::TlsFiles {
+            cert: l.cert_file.clone(),
+            key: l.key_file.clone(),
+            client_ca: l.client_ca_file.clone(),
+        };
+        let t = gatehouse_http::TlsListener::load(plane, files).with_context(|| format!("tls.{plane}"))?;
+        Ok(Some(t))
+    };
+    Ok((load("data", &tls.data)?, load("control", &tls.control)?))
 }

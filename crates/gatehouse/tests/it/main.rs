@@ -34,5 +34,6 @@ mod postgres;
 mod providers;
 mod quickstart;
 mod routing;
+mod tls;
 mod upstream;
 mod webhooks;

@@ -1,0 +1,180 @@
+//! TLS on both planes (`[tls.data]`, `[tls.control]`), with certificates made in the test:
+//! what a client that trusts the CA gets, what one that does not gets, client certificates on
+//! the control plane, certificates swapped on disk while the gateway runs, and files that
+//! stop the start.
+
+use std::path::Path;
+use std::time::Duration;
+
+use gatehouse_testkit::TestGateway;
+use gatehouse_testkit::pki::{Ca, Issued, Validity};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::gateway;
+
+/// A client that trusts only `ca` (and presents `identity`, if any), on fresh connections.
+fn client(ca: &str, identity: Option<&Issued>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca.as_bytes()).unwrap())
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(30));
+    if let Some(id) = identity {
+        b = b.identity(reqwest::Identity::from_pem(id.identity_pem().as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn tls_section(plane: &str, dir: &Path, stem: &str, client_ca: Option<&Path>) -> String {
+    let ca = client_ca.map(|p| format!("client_ca_file = \"{}\"\n", p.display())).unwrap_or_default();
+    format!(
+        "[tls.{plane}]\ncert_file = \"{}\"\nkey_file = \"{}\"\n{ca}",
+        dir.join(format!("{stem}.crt")).display(),
+        dir.join(format!("{stem}.key")).display()
+    )
+}
+
+async fn chat_status(http: &reqwest::Client, gw: &TestGateway) -> Result<u16, reqwest::Error> {
+    let body = json!({"model": "mock", "messages": [{"role": "user", "content": "hello"}]});
+    let resp =
+        http.post(format!("{}/v1/chat/completions", gw.data_url)).bearer_auth(gw.key()).json(&body).send().await?;
+    Ok(resp.status().as_u16())
+}
+
+#[tokio::test]
+async fn both_planes_speak_tls_and_the_control_plane_wants_a_client_certificate() {
+    let files = tempfile::tempdir().unwrap();
+    let (ca, clients, rogue) = (Ca::new("ops"), Ca::new("operators"), Ca::new("rogue"));
+    ca.server(&["127.0.0.1", "localhost"], Validity::Current).write(files.path(), "server");
+    std::fs::write(files.path().join("clients.pem"), &clients.pem).unwrap();
+    let config = format!(
+        "{}{}",
+        tls_section("data", files.path(), "server", None),
+        tls_section("control", files.path(), "server", Some(&files.path().join("clients.pem")))
+    );
+    let mut gw = gateway().config(&config).spawn().await;
+    assert!(gw.data_url.starts_with("https://") && gw.admin_url.starts_with("https://"), "{}", gw.data_url);
+
+    // the data plane: a client that trusts the CA is served, with HSTS
+    let trusting = client(&ca.pem, None);
+    let body = json!({"model": "mock", "messages": [{"role": "user", "content": "hello"}]});
+    let resp = trusting
+        .post(format!("{}/v1/chat/completions", gw.data_url))
+        .bearer_auth(gw.key())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["strict-transport-security"], "max-age=31536000");
+    // one that trusts another CA, or speaks plain HTTP to the port, gets nothing
+    let e = chat_status(&client(&rogue.pem, None), &gw).await.unwrap_err();
+    assert!(e.is_connect(), "{e:?}");
+    let plain = gw.data_url.replacen("https://", "http://", 1);
+    let e = gw.http.get(format!("{plain}/healthz")).send().await;
+    assert!(e.is_err() || e.is_ok_and(|r| r.status() == 400), "plain HTTP is not served on a TLS port");
+
+    // the control plane: no client certificate, or one from another CA, fails the handshake
+    for id in [None, Some(rogue.client("mallory"))] {
+        let e = client(&ca.pem, id.as_ref()).get(format!("{}/healthz", gw.admin_url)).send().await;
+        assert!(e.is_err(), "{e:?}");
+    }
+    // an operator's certificate opens the connection; the admin token is still required
+    let operator = client(&ca.pem, Some(&clients.client("alice")));
+    let resp = operator.get(format!("{}/admin/v1/orgs", gw.admin_url)).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["strict-transport-security"], "max-age=31536000");
+    gw.http = operator;
+    let resp = gw.admin(Method::GET, "/admin/v1/orgs", None).await;
+    assert_eq!(resp.status(), 200);
+    assert!(gw.metric("gatehouse_tls_handshake_failures_total{plane=\"control\"}").await >= 2.0);
+    let not_after = gw.metric("gatehouse_tls_certificate_not_after_timestamp_seconds{plane=\"data\"}").await;
+    assert!(not_after > 1.7e9, "{not_after}");
+}
+
+#[tokio::test]
+async fn a_certificate_changed_on_disk_is_served_and_a_bad_one_leaves_the_last_good_in_service() {
+    let files = tempfile::tempdir().unwrap();
+    let (first, second) = (Ca::new("first"), Ca::new("second"));
+    first.server(&["127.0.0.1"], Validity::Current).write(files.path(), "server");
+    let config = format!("[tls]\nreload_interval_ms = 100\n{}", tls_section("data", files.path(), "server", None));
+    let gw = gateway().config(&config).spawn().await;
+    assert_eq!(chat_status(&client(&first.pem, None), &gw).await.unwrap(), 200);
+
+    // the operator's certificate manager writes a new certificate from another CA
+    second.server(&["127.0.0.1"], Validity::Current).write(files.path(), "server");
+    let renewed = client(&second.pem, None);
+    let switched =
+        gatehouse_testkit::eventually(Duration::from_secs(10), || async { chat_status(&renewed, &gw).await.is_ok() })
+            .await;
+    assert!(switched, "new connections get the new certificate");
+    assert!(chat_status(&client(&first.pem, None), &gw).await.is_err());
+
+    // then one that is expired, one for another host name, and a key that does not fit: each
+    // is refused and the one in service stays
+    let mismatched = second.server(&["127.0.0.1"], Validity::Current);
+    let bad = [
+        second.server(&["127.0.0.1"], Validity::Expired),
+        second.server(&["gateway.example.com"], Validity::Current),
+        Issued { cert_pem: mismatched.cert_pem.clone(), key_pem: first.client("x").key_pem },
+    ];
+    let mut failures = 0.0;
+    for (i, b) in bad.iter().enumerate() {
+        b.write(files.path(), "server");
+        if i == 1 {
+            // a certificate for another name is a valid certificate: the gateway serves it,
+            // and a client that checks the name refuses it
+            let served = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
+                chat_status(&renewed, &gw).await.is_err_and(|e| format!("{e:?}").contains("NotValidForName"))
+            })
+            .await;
+            assert!(served, "a hostname mismatch is the client's to refuse");
+            continue;
+        }
+        failures += 1.0;
+        let counted = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
+            gw.metric("gatehouse_tls_reloads_total{plane=\"data\",result=\"failed\"}").await >= failures
+        })
+        .await;
+        assert!(counted, "bad file {i} refused");
+    }
+    // the certificate for the wrong name stayed in service through the two bad ones
+    let e = chat_status(&renewed, &gw).await.unwrap_err();
+    assert!(format!("{e:?}").contains("NotValidForName"), "{e:?}");
+    let logs = gw.logs();
+    assert!(logs.contains("the certificate in service stays"), "{logs}");
+    assert!(!logs.contains("PRIVATE KEY"), "key material is never logged");
+    assert!(logs.contains("expired at"), "{logs}");
+    assert!(logs.contains("does not fit the certificate"), "{logs}");
+}
+
+#[tokio::test]
+async fn certificate_files_that_cannot_serve_stop_the_start() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = Ca::new("ops");
+    let cases = [
+        ("expired", ca.server(&["127.0.0.1"], Validity::Expired), "expired at"),
+        ("early", ca.server(&["127.0.0.1"], Validity::NotYet), "not valid before"),
+        (
+            "mismatch",
+            Issued { cert_pem: ca.server(&["127.0.0.1"], Validity::Current).cert_pem, key_pem: ca.client("x").key_pem },
+            "does not fit the certificate",
+        ),
+        ("nokey", Issued { cert_pem: ca.pem.clone(), key_pem: String::new() }, "holds no private key"),
+    ];
+    for (stem, issued, expected) in cases {
+        issued.write(files.path(), stem);
+        let section = tls_section("data", files.path(), stem, None);
+        let e = gateway().config(&section).start_error().await;
+        assert!(e.contains("tls.data") && e.contains(expected), "{stem}: {e}");
+        assert!(!e.contains("BEGIN"), "{stem}: PEM never echoed: {e}");
+        // `gatehouse validate` finds it before a deploy does
+        let (ok, out) = crate::common::validate(&section);
+        assert!(!ok && out.contains(expected), "{stem}: {out}");
+    }
+    ca.server(&["127.0.0.1"], Validity::Current).write(files.path(), "good");
+    let (ok, out) = crate::common::validate(&tls_section("data", files.path(), "good", None));
+    assert!(ok, "{out}");
+    let e = gateway().config(&tls_section("control", files.path(), "absent", None)).start_error().await;
+    assert!(e.contains("tls.control") && e.contains("absent.crt") && e.contains("not found"), "{e}");
+}
