@@ -17,6 +17,9 @@ pub struct RawRedis {
     /// What a rate check does while Redis cannot answer: `open` (pass, counted and logged) or
     /// `closed` (503).
     pub rates_on_failure: Option<String>,
+    /// With a `rediss://` URL: the CA certificates (PEM) Redis's certificate must chain to,
+    /// instead of the system's roots.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,12 +28,17 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub timeout: Duration,
     pub rates_fail_open: bool,
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn redis(raw: RawRedis, issues: &mut Vec<Issue>) -> Option<RedisSettings> {
     let mut bad = |path: &str, rule: &str| issues.push(Issue { path: path.to_owned(), rule: rule.to_owned() });
     let Some(url) = raw.url else {
-        if raw.key_prefix.is_some() || raw.timeout_ms.is_some() || raw.rates_on_failure.is_some() {
+        if raw.key_prefix.is_some()
+            || raw.timeout_ms.is_some()
+            || raw.rates_on_failure.is_some()
+            || raw.ca_file.is_some()
+        {
             bad("redis.url", "is required when [redis] is configured");
         }
         return None;
@@ -61,5 +69,12 @@ pub(crate) fn redis(raw: RawRedis, issues: &mut Vec<Issue>) -> Option<RedisSetti
             true
         }
     };
-    url.map(|url| RedisSettings { url, key_prefix, timeout: Duration::from_millis(ms), rates_fail_open })
+    let ca_file = match raw.ca_file {
+        Some(p) if p.is_empty() || p.len() > 4096 || p.contains('\0') => {
+            bad("redis.ca_file", "must be a file path (1-4096 bytes)");
+            None
+        }
+        p => p.map(std::path::PathBuf::from),
+    };
+    url.map(|url| RedisSettings { url, key_prefix, timeout: Duration::from_millis(ms), rates_fail_open, ca_file })
 }

@@ -70,6 +70,7 @@ async fn fixture() -> Fixture {
         url: "redis://127.0.0.1:6379/0".into(),
         prefix: format!("bench-cache-{}", std::process::id()),
         timeout: Duration::from_secs(1),
+        ca_pem: None,
     })
     .await
     {

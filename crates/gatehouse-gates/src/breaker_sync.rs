@@ -114,7 +114,7 @@ provider = "b"
     async fn redis() -> Option<Limits> {
         let url = std::env::var("GATEHOUSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
         let prefix = format!("gh-breaker-sync-{}-{}", std::process::id(), now_ms());
-        let cfg = RedisConfig { url, prefix, timeout: Duration::from_secs(1) };
+        let cfg = RedisConfig { url, prefix, timeout: Duration::from_secs(1), ca_pem: None };
         match RedisLimits::connect(cfg).await {
             Ok(r) => Some(Limits::Redis(Box::new(r))),
             Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("Redis is required under CI=true: {e}"),

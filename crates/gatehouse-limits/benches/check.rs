@@ -20,7 +20,7 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut backends = vec![("local", Limits::Local(Local::new()))];
     let url = std::env::var("GATEHOUSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
-    let cfg = RedisConfig { url, prefix: "gh-bench".into(), timeout: Duration::from_secs(1) };
+    let cfg = RedisConfig { url, prefix: "gh-bench".into(), timeout: Duration::from_secs(1), ca_pem: None };
     match rt.block_on(RedisLimits::connect(cfg)) {
         Ok(r) => backends.push(("redis", Limits::Redis(Box::new(r)))),
         Err(e) => eprintln!("redis unreachable ({e}); only the in-process backend is measured"),

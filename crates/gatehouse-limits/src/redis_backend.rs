@@ -23,6 +23,9 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Per call, including a reconnect.
     pub timeout: Duration,
+    /// With a `rediss://` URL: the CA certificates (PEM) the server's certificate must chain
+    /// to, instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 pub struct RedisLimits {
@@ -292,7 +295,14 @@ fn ms(d: Duration) -> u64 {
 impl RedisLimits {
     /// Connects (bounded by the timeout). The connection manager reconnects by itself later.
     pub async fn connect(cfg: RedisConfig) -> Result<RedisLimits, crate::Error> {
-        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| crate::Error::Url(e.kind()))?;
+        let client = match cfg.ca_pem.clone() {
+            Some(root) => redis::Client::build_with_tls(
+                cfg.url.as_str(),
+                redis::TlsCertificates { client_tls: None, root_cert: Some(root) },
+            ),
+            None => redis::Client::open(cfg.url.as_str()),
+        }
+        .map_err(|e| crate::Error::Url(e.kind()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.timeout))
             .set_response_timeout(Some(cfg.timeout))

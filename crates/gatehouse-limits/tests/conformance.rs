@@ -26,6 +26,7 @@ async fn backends() -> Vec<(&'static str, Arc<Limits>)> {
         url: redis_url(),
         prefix: format!("gh-test-{}", uuid_like()),
         timeout: Duration::from_millis(500),
+        ca_pem: None,
     };
     match RedisLimits::connect(cfg).await {
         Ok(r) => out.push(("redis", Arc::new(Limits::Redis(Box::new(r))))),
@@ -293,7 +294,8 @@ async fn pttl(con: &mut redis::aio::MultiplexedConnection, prefix: &str, kind: &
 #[tokio::test]
 async fn redis_keys_outlive_the_holds_they_carry() {
     let prefix = format!("gh-test-{}", uuid_like());
-    let cfg = RedisConfig { url: redis_url(), prefix: prefix.clone(), timeout: Duration::from_millis(500) };
+    let cfg =
+        RedisConfig { url: redis_url(), prefix: prefix.clone(), timeout: Duration::from_millis(500), ca_pem: None };
     let l = match RedisLimits::connect(cfg).await {
         Ok(r) => Limits::Redis(Box::new(r)),
         Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("Redis is required under CI=true: {e}"),
@@ -348,8 +350,12 @@ async fn a_settlement_batch_corrects_token_rates_after_settling() {
 
 #[tokio::test]
 async fn an_unreachable_redis_is_unavailable_within_the_timeout() {
-    let cfg =
-        RedisConfig { url: "redis://127.0.0.1:1/0".into(), prefix: "x".into(), timeout: Duration::from_millis(300) };
+    let cfg = RedisConfig {
+        url: "redis://127.0.0.1:1/0".into(),
+        prefix: "x".into(),
+        timeout: Duration::from_millis(300),
+        ca_pem: None,
+    };
     let started = std::time::Instant::now();
     assert!(RedisLimits::connect(cfg).await.is_err());
     assert!(started.elapsed() < Duration::from_secs(2));

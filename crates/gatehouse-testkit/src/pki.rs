@@ -93,3 +93,72 @@ impl Issued {
         format!("{}{}", self.cert_pem, self.key_pem)
     }
 }
+
+/// What a [`TlsProxy`] speaks before its TLS handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Front {
+    /// TLS from the first byte (Redis's `rediss://`).
+    Direct,
+    /// PostgreSQL's: the client asks with an `SSLRequest`, the proxy answers `S`, then TLS.
+    Postgres,
+}
+
+/// A TLS-terminating proxy in front of a real plain-TCP server (PostgreSQL, Redis), so a test
+/// can put that server behind a certificate of its own making.
+pub struct TlsProxy {
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// PostgreSQL's `SSLRequest`: length 8, code 80877103.
+const PG_SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+impl TlsProxy {
+    /// Listens on 127.0.0.1:0 with `cert`, forwarding each connection's plaintext to `upstream`.
+    #[expect(clippy::unwrap_used, reason = "test setup")]
+    pub async fn spawn(cert: &Issued, front: Front, upstream: std::net::SocketAddr) -> TlsProxy {
+        use rustls::pki_types::pem::PemObject;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+        let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if front == Front::Postgres {
+                        let mut first = [0u8; 8];
+                        if tcp.read_exact(&mut first).await.is_err() || first != PG_SSL_REQUEST {
+                            return; // this server speaks TLS only
+                        }
+                        if tcp.write_all(b"S").await.is_err() {
+                            return;
+                        }
+                    }
+                    let Ok(mut client) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        TlsProxy { addr, task }
+    }
+}

@@ -579,8 +579,16 @@ async fn limits_backend(server: &ServerConfig, store: &Store, auditor: &Auditor)
         None => (Limits::Local(gatehouse_limits::Local::new()), true),
         Some(r) => {
             let url = r.url.resolve(&env).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
-            let cfg =
-                RedisConfig { url: url.expose_secret().to_owned(), prefix: r.key_prefix.clone(), timeout: r.timeout };
+            let ca_pem = match &r.ca_file {
+                Some(p) => Some(read_pem(p).await.context("redis.ca_file")?),
+                None => None,
+            };
+            let cfg = RedisConfig {
+                url: url.expose_secret().to_owned(),
+                prefix: r.key_prefix.clone(),
+                timeout: r.timeout,
+                ca_pem,
+            };
             let limits = RedisLimits::connect(cfg).await.map_err(|e| anyhow::anyhow!("limits store: {e}"))?;
             (Limits::Redis(Box::new(limits)), r.rates_fail_open)
         }
@@ -672,4 +680,13 @@ pub(crate) fn listener_tls(tls: &gatehouse_config::tls::TlsSettings) -> anyhow::
         Ok(Some(t))
     };
     Ok((load("data", &tls.data)?, load("control", &tls.control)?))
+}
+
+/// A CA bundle named in the config (bounded like the listeners' PEM files).
+async fn read_pem(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let meta = tokio::fs::metadata(path).await.with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.len() > gatehouse_http::MAX_PEM_BYTES {
+        bail!("{} is larger than {} bytes", path.display(), gatehouse_http::MAX_PEM_BYTES);
+    }
+    tokio::fs::read(path).await.with_context(|| format!("cannot read {}", path.display()))
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use gatehouse_testkit::TestGateway;
-use gatehouse_testkit::pki::{Ca, Issued, Validity};
+use gatehouse_testkit::pki::{Ca, Front, Issued, TlsProxy, Validity};
 use reqwest::Method;
 use serde_json::json;
 
@@ -177,4 +177,107 @@ async fn certificate_files_that_cannot_serve_stop_the_start() {
     assert!(ok, "{out}");
     let e = gateway().config(&tls_section("control", files.path(), "absent", None)).start_error().await;
     assert!(e.contains("tls.control") && e.contains("absent.crt") && e.contains("not found"), "{e}");
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_is_cut_off() {
+    let files = tempfile::tempdir().unwrap();
+    Ca::new("ops").server(&["127.0.0.1"], Validity::Current).write(files.path(), "server");
+    let gw = gateway()
+        .server("header_read_timeout_ms = 300")
+        .config(&tls_section("data", files.path(), "server", None))
+        .spawn()
+        .await;
+    let addr = gw.data_url.trim_start_matches("https://").to_owned();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read(&mut silent, &mut buf))
+        .await
+        .expect("the gateway closes the connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(gw.metric("gatehouse_tls_handshake_failures_total{plane=\"data\"}").await >= 1.0);
+}
+
+/// The configured PostgreSQL's address, for a proxy to forward to.
+fn postgres_upstream(url: &str) -> std::net::SocketAddr {
+    let u = url::Url::parse(url).unwrap();
+    let host = u.host_str().unwrap();
+    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    format!("{host}:{}", u.port().unwrap_or(5432)).parse().unwrap()
+}
+
+#[tokio::test]
+async fn postgres_is_reached_over_tls_that_verifies_the_server_with_the_configured_ca() {
+    let Some(url) = crate::postgres::fresh_schema_url() else { return };
+    let upstream = postgres_upstream(&url);
+    let files = tempfile::tempdir().unwrap();
+    let (ca, other) = (Ca::new("database"), Ca::new("other"));
+    std::fs::write(files.path().join("db-ca.pem"), &ca.pem).unwrap();
+    std::fs::write(files.path().join("other-ca.pem"), &other.pem).unwrap();
+    // PostgreSQL behind a certificate for "localhost" (and one that has expired)
+    let good = TlsProxy::spawn(&ca.server(&["localhost"], Validity::Current), Front::Postgres, upstream).await;
+    let expired = TlsProxy::spawn(&ca.server(&["localhost"], Validity::Expired), Front::Postgres, upstream).await;
+    let mut u = url::Url::parse(&url).unwrap();
+    let mut through = |proxy: &TlsProxy, host: &str, ca_file: &str| {
+        u.set_host(Some(host)).unwrap();
+        u.set_port(Some(proxy.addr.port())).unwrap();
+        let root = files.path().join(ca_file);
+        format!("{u}&sslmode=verify-full&sslrootcert={}", root.display())
+    };
+
+    let ok = through(&good, "localhost", "db-ca.pem");
+    let gw = gateway().env("GATEHOUSE_DATABASE_URL", &ok).spawn().await;
+    assert_eq!(gw.chat(gw.key(), "mock").await.status(), 200);
+    let (_, key) = gw.create_key(json!({"name": "over-tls"})).await;
+    assert_eq!(gw.chat(&key, "mock").await.status(), 200);
+    drop(gw);
+
+    // another CA, a name the certificate does not carry, an expired certificate: no start,
+    // and the error does not carry the URL
+    for bad in [
+        through(&good, "localhost", "other-ca.pem"),
+        through(&good, "127.0.0.1", "db-ca.pem"),
+        through(&expired, "localhost", "db-ca.pem"),
+    ] {
+        let e = gateway().env("GATEHOUSE_DATABASE_URL", &bad).start_error().await;
+        assert!(e.contains("cannot connect to PostgreSQL"), "{bad}: {e}");
+        assert!(!e.contains("sslrootcert"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn redis_is_reached_over_rediss_with_the_configured_ca_only() {
+    let upstream: std::net::SocketAddr = "127.0.0.1:6379".parse().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (ca, other) = (Ca::new("cache"), Ca::new("other"));
+    std::fs::write(files.path().join("redis-ca.pem"), &ca.pem).unwrap();
+    std::fs::write(files.path().join("other-ca.pem"), &other.pem).unwrap();
+    let proxy = TlsProxy::spawn(&ca.server(&["localhost"], Validity::Current), Front::Direct, upstream).await;
+    let config = |ca_file: &str| {
+        format!(
+            "[redis]\nurl = \"env:REDIS_URL\"\nkey_prefix = \"tls{}\"\nca_file = \"{}\"\n",
+            std::process::id(),
+            files.path().join(ca_file).display()
+        )
+    };
+    let url = format!("rediss://localhost:{}/0", proxy.addr.port());
+    let gw = gateway().config(&config("redis-ca.pem")).env("REDIS_URL", &url).spawn().await;
+    let (id, key) = gw.create_key(json!({"name": "limited"})).await;
+    let resp = gw.admin(Method::PUT, &format!("/admin/v1/keys/{id}/limits"), Some(&json!({"rpm": 1}))).await;
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    // the limit lives in Redis, reached through the TLS proxy: one request, then 429
+    let limited = gatehouse_testkit::eventually(Duration::from_secs(10), || async {
+        gw.chat(&key, "mock").await.status() == 429
+    })
+    .await;
+    assert!(limited, "the key's rate is counted in Redis");
+    drop(gw);
+
+    let e = gateway().config(&config("other-ca.pem")).env("REDIS_URL", &url).start_error().await;
+    assert!(e.contains("limits store"), "{e}");
+    let plain = format!("redis://localhost:{}/0", proxy.addr.port());
+    let e = gateway().config(&config("redis-ca.pem")).env("REDIS_URL", &plain).start_error().await;
+    assert!(e.contains("limits store"), "a TLS-only Redis is not reached in plain text: {e}");
 }
