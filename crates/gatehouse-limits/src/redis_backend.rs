@@ -321,6 +321,26 @@ impl RedisLimits {
         })
     }
 
+    /// Whether Redis keeps its data across its own restart (an append-only file, or RDB
+    /// snapshots): without either, a restart hands every budget its money back. `None`: the
+    /// server does not allow `CONFIG GET` (managed services often do not).
+    pub async fn persists(&self) -> Result<Option<bool>, crate::Error> {
+        let ask = |param: &'static str| {
+            let mut con = self.con.clone();
+            async move { redis::cmd("CONFIG").arg("GET").arg(param).query_async::<Vec<String>>(&mut con).await }
+        };
+        let answers = tokio::time::timeout(self.timeout, async { (ask("appendonly").await, ask("save").await) })
+            .await
+            .map_err(|_| crate::Error::Timeout)?;
+        Ok(match answers {
+            (Ok(aof), Ok(save)) => {
+                let value = |v: &[String]| v.get(1).cloned().unwrap_or_default();
+                Some(value(&aof) == "yes" || !value(&save).trim().is_empty())
+            }
+            _ => None,
+        })
+    }
+
     fn key(&self, kind: &str, name: &str) -> String {
         format!("{}:{kind}:{name}", self.prefix)
     }

@@ -162,6 +162,17 @@ impl Store {
         row.map(KeyRow::try_from).transpose()
     }
 
+    /// Keys that work now and never expire, in every org (`gatehouse doctor`).
+    pub async fn keys_without_expiry(&self) -> Result<u64, Error> {
+        let n: i64 = fetch!(
+            self,
+            query_scalar,
+            fetch_one,
+            "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND expires_at IS NULL"
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Keys of one org (optionally one project), newest first, older than `before` when given,
     /// at most `limit`.
     pub async fn list_keys(

@@ -27,6 +27,16 @@ pub enum ProvidersAction {
 pub enum Command {
     /// Run the gateway (data plane and control plane).
     Serve(ServeArgs),
+    /// Scan the posture of the config `serve` would run with, its host and its store:
+    /// findings with ids, severity, evidence and the fix. Exit code: the worst severity
+    /// (0 none or info, 2 low, 3 medium, 4 high, 5 critical; 1 the scan failed).
+    Doctor {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// `table` for people, `json` for programs.
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::doctor::Format,
+    },
     /// Check a config file and report every problem with its path.
     Validate {
         /// The config file (TOML).
@@ -386,6 +396,10 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => match crate::serve::run(args).await {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("{e:#}")),
+        },
+        Command::Doctor { serve, format } => match crate::doctor::run(&serve, format).await {
+            Ok(code) => ExitCode::from(code),
             Err(e) => fail(&format!("{e:#}")),
         },
         // the TLS files too: an expired certificate is found before the deploy, not at it

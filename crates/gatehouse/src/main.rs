@@ -5,6 +5,7 @@ mod audit_cmd;
 mod cli;
 mod client;
 mod credentials_cmd;
+mod doctor;
 mod guardrails_cmd;
 mod keyring;
 mod master_key_cmd;

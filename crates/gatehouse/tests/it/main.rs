@@ -22,6 +22,7 @@ mod config;
 mod console;
 mod console_oauth;
 mod credentials;
+mod doctor;
 mod guardrails;
 mod identity;
 mod lifecycle;

@@ -1,0 +1,122 @@
+//! `gatehouse doctor` beside a real gateway's data directory and store, as an operator runs it.
+
+use std::path::Path;
+
+use gatehouse_testkit::TestGateway;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{as_root, call, gateway, new_org, root};
+
+/// Runs the doctor on `config` with only `env` set; its exit code and what it printed.
+fn doctor(config: &Path, env: &[(&str, &str)], format: &str) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["doctor", "--config", config.to_str().unwrap(), "--format", format])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn ids(report: &Value) -> Vec<&str> {
+    report["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect()
+}
+
+fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["findings"].as_array().unwrap().iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("{id}: {report}"))
+}
+
+#[tokio::test]
+async fn the_doctor_scans_config_host_and_store_and_exits_with_the_worst_severity() {
+    let redis = "redis://127.0.0.1:6379/0";
+    let prefix = format!("doctor{}", std::process::id());
+    let gw: TestGateway = gateway()
+        .config(&format!("[redis]\nurl = \"env:REDIS_URL\"\nkey_prefix = \"{prefix}\"\n"))
+        .env("REDIS_URL", redis)
+        .spawn()
+        .await;
+    // an org with a budget, one without; a webhook receiver reached in plain text
+    let funded = new_org(&gw, "funded").await;
+    let (st, v) = as_root(
+        &gw,
+        Method::PUT,
+        &format!("/admin/v1/orgs/{funded}/limits"),
+        Some(json!({"budgets": [{"period": "monthly", "usd": 100}]})),
+    )
+    .await;
+    assert!(st < 300, "{v}");
+    new_org(&gw, "acme").await;
+    let hook = json!({"name": "siem", "kind": "generic", "url": "http://hooks.example.com/in", "events": ["key.*"]});
+    let (st, v) = call(&gw, &root(&gw), Method::POST, "/admin/v1/webhooks", Some(hook)).await;
+    assert_eq!(st, 201, "{v}");
+
+    let env = [("REDIS_URL", redis)];
+    let (code, out) = doctor(&gw.config_path, &env, "json");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((code, report["worst"].as_str()), (4, Some("high")), "{out}");
+    let found = ids(&report);
+    for id in [
+        "redis.no_persistence",
+        "master_key.beside_store",
+        "admin_tokens.never_expire",
+        "webhooks.plaintext",
+        "keys.no_expiry",
+        "orgs.no_budget",
+        "mock.enabled",
+    ] {
+        assert!(found.contains(&id), "{id} in {found:?}");
+    }
+    assert!(!found.contains(&"master_key.file_readable_by_others"), "the generated key is 0600");
+    let orgs = finding(&report, "orgs.no_budget")["evidence"].as_str().unwrap();
+    assert!(orgs.contains("acme") && !orgs.contains("funded"), "{orgs}");
+    assert!(finding(&report, "webhooks.plaintext")["evidence"].as_str().unwrap().contains("hooks.example.com"));
+    assert_eq!(finding(&report, "redis.no_persistence")["severity"], "high");
+    // sorted worst first, and nothing secret in the report
+    assert_eq!(report["findings"][0]["severity"], "high");
+    for secret in [gw.key(), &root(&gw)] {
+        assert!(!out.contains(secret), "the report carries no credential");
+    }
+
+    // the master key file opened to other users: critical, in the table too
+    let key = gw.data_path().join("data").join("master.key");
+    set_mode(&key, 0o644);
+    let (code, table) = doctor(&gw.config_path, &env, "table");
+    set_mode(&key, 0o600);
+    assert_eq!(code, 5, "{table}");
+    assert!(table.starts_with("critical  master_key.file_readable_by_others"), "{table}");
+    assert!(table.contains("evidence: ") && table.contains("fix: chmod 600") && table.contains("worst: critical"));
+}
+
+#[tokio::test]
+async fn before_a_first_start_the_doctor_scans_the_config_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = \"{}\"\ndata_listen = \"0.0.0.0:8080\"\n[mock]\nenabled = false\n\
+             [redis]\nurl = \"env:REDIS_URL\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let (code, out) = doctor(&config, &[("REDIS_URL", "redis://127.0.0.1:1/0")], "json");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(ids(&report), ["data_plane.plaintext_off_loopback", "redis.unreachable", "store.absent"], "{out}");
+    assert_eq!(code, 4);
+    assert!(!data.exists(), "no store or key was created");
+    // a config that does not load is a failed scan: exit 1
+    std::fs::write(&config, "[server]\nnope = 1\n").unwrap();
+    let (code, out) = doctor(&config, &[], "table");
+    assert_eq!(code, 1, "{out}");
+}
+
+#[cfg(unix)]
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
