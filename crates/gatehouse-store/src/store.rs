@@ -84,6 +84,30 @@ impl Store {
         on_pool!(self, |p| sqlx::query("SELECT 1").execute(p).await.map(|_| ()).map_err(Error::from))
     }
 
+    /// A transactionally consistent copy of the embedded database at `dest` (SQLite's
+    /// `VACUUM INTO`: online, readers and the writer go on; `dest` must not exist). `None` on
+    /// PostgreSQL, whose backups are `pg_dump`'s.
+    pub async fn snapshot_sqlite(&self, dest: &str) -> Result<Option<()>, Error> {
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                sqlx::query("VACUUM INTO $1").bind(dest).execute(p).await?;
+                Ok(Some(()))
+            }
+            Pool::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// SQLite's own check of the file's structure: `true` when it answers `ok`.
+    pub async fn sqlite_intact(&self) -> Result<bool, Error> {
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                let answer: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(p).await?;
+                Ok(answer == "ok")
+            }
+            Pool::Postgres(_) => Ok(true),
+        }
+    }
+
     pub async fn close(&self) {
         on_pool!(self, |p| p.close().await)
     }

@@ -37,6 +37,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: crate::doctor::Format,
     },
+    /// Back up the embedded store into a sealed archive, online (`backup verify`: check one).
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(subcommand)]
+        action: Option<crate::backup_cmd::BackupAction>,
+        #[command(flatten)]
+        create: crate::backup_cmd::CreateArgs,
+    },
+    /// Restore the embedded store from a backup archive, into an empty data directory, after
+    /// checking the whole archive and its audit chains.
+    Restore {
+        /// The archive.
+        file: PathBuf,
+        #[command(flatten)]
+        local: crate::audit_cmd::Local,
+    },
     /// Check a config file and report every problem with its path.
     Validate {
         /// The config file (TOML).
@@ -395,6 +411,22 @@ where
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => match crate::serve::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("{e:#}")),
+        },
+        Command::Backup { action, create } => {
+            let done = match action {
+                None => crate::backup_cmd::create(create).await,
+                Some(crate::backup_cmd::BackupAction::Verify { file, local }) => {
+                    crate::backup_cmd::verify(&file, &local).await
+                }
+            };
+            match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&format!("{e:#}")),
+            }
+        }
+        Command::Restore { file, local } => match crate::backup_cmd::restore(&file, &local).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{e:#}")),
         },

@@ -2,6 +2,7 @@
 //! no policy of its own.
 
 mod audit_cmd;
+mod backup_cmd;
 mod cli;
 mod client;
 mod credentials_cmd;

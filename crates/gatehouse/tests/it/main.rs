@@ -12,6 +12,7 @@ mod admin;
 mod anthropic;
 mod audit;
 mod auth;
+mod backup;
 mod bad_input;
 mod browser_apps;
 mod budgets;
