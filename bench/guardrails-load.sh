@@ -74,7 +74,7 @@ printf "\nguardrails-on gateway RSS peak %.1f MiB\n" "$(awk '/VmHWM/ {print $2 /
 
 if [ "${STREAM:-0}" = 1 ]; then
   token_ms=${TOKEN_MS:-20}
-  "$target/release/fake-provider" 127.0.0.1:0 10 "$token_ms" > "$out/slow.txt" &
+  "$target/$profile/fake-provider" 127.0.0.1:0 10 "$token_ms" > "$out/slow.txt" &
   for _ in $(seq 1 100); do grep -q "listening on" "$out/slow.txt" && break; sleep 0.1; done
   fake=$(sed -n 's/^listening on //p' "$out/slow.txt")
   all_on='detectors = { "*" = { input = "redact", output = "redact" }, secret = { input = "redact", output = "redact" }, pii = { input = "redact", output = "redact" }, prompt_injection = { input = "flag", output = "flag" } }'

@@ -17,13 +17,14 @@ TOP=${TOP:-25}
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
 
+PROFILE=${PROFILE:-profiling} # symbols and line tables for the profiler
 . bench/lib.sh
 if ! command -v valgrind >/dev/null; then
   echo "installing valgrind (Debian package)" >&2
   (apt-get update -qq && apt-get install -y -qq valgrind) >/dev/null
 fi
 build_bins
-bin=${GATEHOUSE_BIN:-$target/release/gatehouse}
+bin=${GATEHOUSE_BIN:-$target/$profile/gatehouse}
 start_fake
 write_config "$out/g.toml" "$out/data" "$realistic_config"
 GATEHOUSE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" \

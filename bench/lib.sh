@@ -1,17 +1,19 @@
 # Shared by the load benchmarks: build, start the fake provider and gateways, drive wrk.
-# Sourced, not run. Expects $out (a temp dir) to be set.
+# Sourced, not run. Expects $out (a temp dir) to be set. $PROFILE picks the cargo profile:
+# `release` (what users run, stripped) unless a profiler needs `profiling` (line tables).
+profile=${PROFILE:-release}
 
 build_bins() {
   if ! command -v wrk >/dev/null; then
     echo "installing wrk (Debian package)" >&2
     (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
   fi
-  cargo build --release -q -p gatehouse -p gatehouse-testkit --bins
+  cargo build --profile "$profile" -q -p gatehouse -p gatehouse-testkit --bins
   target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 }
 
 start_fake() { # sets $fake
-  "$target/release/fake-provider" 127.0.0.1:0 8 > "$out/fake.txt" &
+  "$target/$profile/fake-provider" 127.0.0.1:0 8 > "$out/fake.txt" &
   for _ in $(seq 1 100); do grep -q "listening on" "$out/fake.txt" && break; sleep 0.1; done
   fake=$(sed -n 's/^listening on //p' "$out/fake.txt")
 }
@@ -35,7 +37,7 @@ TOML
 start_gateway() { # $1 name, $2 extra config; sets gw_url, gw_key, gw_pid ($bin: another build)
   local name=$1
   write_config "$out/$name.toml" "$out/$name-data" "$2"
-  GATEHOUSE_LOG=${GATEHOUSE_LOG:-warn} "${bin:-$target/release/gatehouse}" serve --config "$out/$name.toml" > "$out/$name.txt" 2> "$out/$name.log" &
+  GATEHOUSE_LOG=${GATEHOUSE_LOG:-warn} "${bin:-$target/$profile/gatehouse}" serve --config "$out/$name.toml" > "$out/$name.txt" 2> "$out/$name.log" &
   gw_pid=$!
   for _ in $(seq 1 100); do grep -q "gatehouse: ready" "$out/$name.txt" && break; sleep 0.1; done
   gw_url=$(sed -n 's/^gatehouse: data plane *//p' "$out/$name.txt")

@@ -22,7 +22,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
 
 . bench/lib.sh
 build_bins
-bin=${GATEHOUSE_BIN:-$target/release/gatehouse}
+bin=${GATEHOUSE_BIN:-$target/$profile/gatehouse}
 start_fake
 # jemalloc settings to try (the release binary's allocator; `_RJEM_` is tikv-jemallocator's
 # prefix; its statistics are not compiled in, so /proc is the view here)

@@ -23,9 +23,10 @@ GATEWAY=${GATEWAY:-realistic}
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
 
+PROFILE=${PROFILE:-profiling} # symbols and line tables for the profiler
 . bench/lib.sh
 build_bins
-bin=${GATEHOUSE_BIN:-$target/release/gatehouse}
+bin=${GATEHOUSE_BIN:-$target/$profile/gatehouse}
 start_fake
 start_chain gw "$GATEWAY"
 url=$gw_url; key=$gw_key; pid=$gw_pid

@@ -10,8 +10,11 @@ use gatehouse_config::Config;
 
 use crate::client::AdminClient;
 
+/// The release and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GATEHOUSE_COMMIT"), ")");
+
 #[derive(Parser, Debug)]
-#[command(name = "gatehouse", version, about = "A self-hosted, security-first AI gateway")]
+#[command(name = "gatehouse", version = VERSION, about = "A self-hosted, security-first AI gateway")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
