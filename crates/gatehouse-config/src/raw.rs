@@ -65,6 +65,7 @@ pub struct RawServer {
     pub max_connections: Option<u64>,
     pub admin_mutations_per_minute: Option<u64>,
     pub admin_requests_per_minute_per_source: Option<u64>,
+    pub key_stale_if_error_ms: Option<u64>,
     /// How many replicas serve this deployment together (declared, so start-up can refuse a
     /// setup whose limits would silently become per replica).
     pub replicas: Option<u64>,

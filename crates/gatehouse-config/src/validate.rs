@@ -76,6 +76,9 @@ pub struct ServerConfig {
     /// Control-plane requests one source address may make per minute, authenticated or not
     /// (bounds token guessing).
     pub admin_requests_per_minute_per_source: NonZeroU32,
+    /// How long a known API key is still served, after the store last confirmed it, while the
+    /// store does not answer (zero: never past the cache's 30 s).
+    pub key_stale_if_error: Duration,
     /// Replicas serving together (declared); more than one needs PostgreSQL and `[redis]`.
     pub replicas: NonZeroU32,
     pub audit: AuditSettings,
@@ -243,6 +246,9 @@ impl ServerConfig {
         }
         if self.replicas != o.replicas {
             v.push("server.replicas");
+        }
+        if self.key_stale_if_error != o.key_stale_if_error {
+            v.push("server.key_stale_if_error_ms");
         }
         if self.audit != o.audit {
             v.push("audit");
@@ -862,6 +868,14 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
             issues,
         ),
         replicas: bounded32(raw.replicas, 1, 1000, "server.replicas", issues),
+        key_stale_if_error: ms(
+            raw.key_stale_if_error_ms,
+            120_000,
+            0,
+            3_600_000,
+            "server.key_stale_if_error_ms",
+            issues,
+        ),
         audit: audit(raw_audit, issues),
         webhooks: webhooks(raw_webhooks, issues),
         cache: CacheSettings::default(),

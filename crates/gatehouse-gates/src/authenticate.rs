@@ -9,10 +9,17 @@
 //! When a key was last used is kept beside its cache entry (one relaxed atomic store per
 //! request) and written to the store behind the requests, in one batch per flush
 //! ([`KeyVerifier::run_last_used_flusher`]).
+//!
+//! An entry older than [`POSITIVE_TTL`] is still served while one background task asks the
+//! store again, for as long as the store last confirmed it less than the stale bound ago
+//! (`server.key_stale_if_error_ms`, 120 s): no request waits for the store for a key it knows,
+//! and a store outage or failover shorter than the bound does not refuse known keys.
+//! Revocations still evict at once; what the bound costs is how long a replica cut off from
+//! the store keeps a key another replica revoked.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use gatehouse_core::{Credential, Denial, DenyCode, GateName, KeyId, Presented, Principal, RequestCx};
@@ -30,6 +37,9 @@ use crate::{Gate, Verdict};
 pub const POSITIVE_TTL: Duration = Duration::from_secs(30);
 /// How long an unknown digest is remembered, so a flood of bad keys does not hit the store.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
+/// The default bound on serving a known key the store has not confirmed again (the store
+/// unreachable): after it, the key waits for the store and is refused (503) while it is down.
+pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Debug)]
 enum Entry {
@@ -44,18 +54,30 @@ struct Seen {
     key: KeyId,
     at_ms: AtomicI64,
     flushed_ms: AtomicI64,
+    /// A background refresh of this key is running (one at a time).
+    refreshing: AtomicBool,
 }
 
 impl Seen {
     fn new(key: KeyId) -> Arc<Seen> {
-        Arc::new(Seen { key, at_ms: AtomicI64::new(0), flushed_ms: AtomicI64::new(0) })
+        Arc::new(Seen {
+            key,
+            at_ms: AtomicI64::new(0),
+            flushed_ms: AtomicI64::new(0),
+            refreshing: AtomicBool::new(false),
+        })
     }
 }
 
 impl Entry {
-    fn fresh(&self, now: Instant) -> bool {
+    /// A valid key the store confirmed less than `bound` ago.
+    fn known_within(&self, now: Instant, bound: Duration) -> bool {
+        matches!(self, Entry::Valid { at, .. } if now.duration_since(*at) < bound)
+    }
+
+    fn fresh(&self, now: Instant, ttl: Duration) -> bool {
         match self {
-            Entry::Valid { at, .. } => now.duration_since(*at) < POSITIVE_TTL,
+            Entry::Valid { at, .. } => now.duration_since(*at) < ttl,
             Entry::Invalid { at } => now.duration_since(*at) < NEGATIVE_TTL,
         }
     }
@@ -65,7 +87,13 @@ impl Entry {
 pub struct KeyVerifier {
     store: Store,
     hasher: Arc<KeyHasher>,
-    cache: Cache<KeyDigest, Entry>,
+    /// Shared with the background refreshes.
+    cache: Arc<Cache<KeyDigest, Entry>>,
+    /// How long after the store last confirmed a key it may still be served while the store
+    /// does not answer.
+    stale_if_error: Duration,
+    /// [`POSITIVE_TTL`], shorter in tests.
+    ttl: Duration,
     /// Use records of keys evicted before their last use was flushed (a revocation, or the
     /// change feed's overlap re-reading a key changed moments ago): flushed with the rest, or
     /// taken back when the key is loaded again.
@@ -74,7 +102,51 @@ pub struct KeyVerifier {
 
 impl KeyVerifier {
     pub fn new(store: Store, hasher: Arc<KeyHasher>, capacity: usize) -> Self {
-        Self { store, hasher, cache: Cache::new(capacity), retired: Cache::new(capacity.clamp(16, 4096)) }
+        Self {
+            store,
+            hasher,
+            cache: Arc::new(Cache::new(capacity)),
+            stale_if_error: DEFAULT_STALE_IF_ERROR,
+            ttl: POSITIVE_TTL,
+            retired: Cache::new(capacity.clamp(16, 4096)),
+        }
+    }
+
+    /// Sets the stale bound (zero: a key older than [`POSITIVE_TTL`] always waits for the
+    /// store).
+    pub fn with_stale_if_error(mut self, bound: Duration) -> Self {
+        self.stale_if_error = bound;
+        self
+    }
+
+    #[cfg(test)]
+    fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Asks the store about a key again without holding up the request that found it stale;
+    /// at most one such refresh per key at a time. A failure leaves the stale entry in place.
+    fn refresh_behind(&self, digest: KeyDigest, seen: &Arc<Seen>) {
+        if seen.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (store, cache, seen) = (self.store.clone(), self.cache.clone(), seen.clone());
+        tokio::spawn(async move {
+            match store.key_by_digest(&digest.0).await {
+                Ok(row) => {
+                    // evicted meanwhile (revoked): the next request loads it, not this
+                    if cache.get(&digest).is_some() {
+                        cache.insert(digest, entry_for(row, Instant::now(), Some(seen.clone())));
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("gatehouse_key_cache_refresh_failures_total").increment(1);
+                    tracing::warn!(gate = "authenticate", error = %e, "key store unavailable; serving a known key from the cache");
+                }
+            }
+            seen.refreshing.store(false, Ordering::Release);
+        });
     }
 
     pub fn hasher(&self) -> &KeyHasher {
@@ -90,7 +162,13 @@ impl KeyVerifier {
         let digest = self.hasher.digest(KeyKind::Api, presented);
         let now = Instant::now();
         let entry = match self.cache.get(&digest) {
-            Some(e) if e.fresh(now) => e,
+            Some(e) if e.fresh(now, self.ttl) => e,
+            Some(e) if e.known_within(now, self.stale_if_error) => {
+                if let Entry::Valid { seen, .. } = &e {
+                    self.refresh_behind(digest, seen);
+                }
+                e
+            }
             stale => {
                 // Drop a stale entry so the single-flight load below runs; its use record
                 // carries over, so no use is lost between flushes.
@@ -345,5 +423,31 @@ mod tests {
         let stranger = gatehouse_security::generate_key(KeyKind::Api);
         assert!(v.verify(&stranger).await.is_err());
         assert_eq!(v.flush_last_used().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_known_key_is_served_past_its_entry_while_the_store_is_away_within_the_bound() {
+        let k = gatehouse_testkit::stores::keyed(None).await;
+        let store = k.test.store.clone();
+        let verifier = |bound: Duration| {
+            KeyVerifier::new(store.clone(), k.hasher.clone(), 16)
+                .with_ttl(Duration::from_millis(1))
+                .with_stale_if_error(bound)
+        };
+        let (lenient, strict, short) =
+            (verifier(Duration::from_secs(60)), verifier(Duration::ZERO), verifier(Duration::from_millis(2)));
+        for v in [&lenient, &strict, &short] {
+            v.verify(&k.key).await.unwrap();
+        }
+        // every entry is past its TTL (and past the short bound); then the store goes away
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        store.close().await;
+        assert!(lenient.verify(&k.key).await.is_ok(), "served from the cache within the bound");
+        assert!(lenient.verify(&k.key).await.is_ok(), "and again while the refresh keeps failing");
+        for v in [&strict, &short] {
+            assert_eq!(v.verify(&k.key).await.unwrap_err().code, DenyCode::Unavailable, "past the bound: unavailable");
+        }
+        let stranger = gatehouse_security::generate_key(KeyKind::Api);
+        assert_eq!(lenient.verify(&stranger).await.unwrap_err().code, DenyCode::Unavailable, "never invalid");
     }
 }

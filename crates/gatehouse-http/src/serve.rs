@@ -64,7 +64,6 @@ pub async fn serve(listener: TcpListener, app: Router, opts: ServeOptions, shutd
         });
         let svc = TowerToHyperService::new(svc);
         let watcher = graceful.watcher();
-        let http = http.clone();
         let Some(tls) = &opts.tls else {
             let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), svc));
             tokio::spawn(async move {
@@ -76,6 +75,8 @@ pub async fn serve(listener: TcpListener, app: Router, opts: ServeOptions, shutd
             continue;
         };
         let (acceptor, plane, deadline) = (tls.acceptor(), tls.plane(), opts.header_read_timeout);
+        // the connection is built after the handshake, in its task: it takes the settings along
+        let http = http.clone();
         tokio::spawn(async move {
             // the handshake is bounded like the headers are: a silent client holds no slot
             let stream = match tokio::time::timeout(deadline, acceptor.accept(stream)).await {

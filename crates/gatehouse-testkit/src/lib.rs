@@ -20,6 +20,7 @@ mod gateway;
 pub mod oauth;
 pub mod oidc;
 pub mod pki;
+pub mod proxy;
 pub mod stores;
 #[expect(
     clippy::expect_used,

@@ -348,7 +348,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     system_event(&auditor, EventKind::SystemStart).await;
 
-    let verifier = Arc::new(KeyVerifier::new(store.clone(), hasher.clone(), KEY_CACHE_CAPACITY));
+    let verifier = Arc::new(
+        KeyVerifier::new(store.clone(), hasher.clone(), KEY_CACHE_CAPACITY)
+            .with_stale_if_error(server.key_stale_if_error),
+    );
     let tokens = Arc::new(Capabilities::new(store.clone(), token_sealer, KEY_CACHE_CAPACITY));
     let federation = Arc::new(
         Federation::new(&server.oidc)
