@@ -56,10 +56,22 @@ async fn the_doctor_scans_config_host_and_store_and_exits_with_the_worst_severit
     let env = [("REDIS_URL", redis)];
     let (code, out) = doctor(&gw.config_path, &env, "json");
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!((code, report["worst"].as_str()), (4, Some("high")), "{out}");
     let found = ids(&report);
+    // this machine's Redis, asked directly: does it keep anything across a restart?
+    let config = |param: &str| {
+        let out = std::process::Command::new("redis-cli").args(["CONFIG", "GET", param]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap_or("").trim().to_owned()
+    };
+    let persists = config("appendonly") == "yes" || !config("save").is_empty();
+    assert_eq!(found.contains(&"redis.no_persistence"), !persists, "{out}");
+    if !persists {
+        assert_eq!((code, report["worst"].as_str()), (4, Some("high")), "{out}");
+        assert_eq!(finding(&report, "redis.no_persistence")["severity"], "high");
+        assert_eq!(report["findings"][0]["severity"], "high", "sorted worst first");
+    } else {
+        assert_eq!((code, report["worst"].as_str()), (3, Some("medium")), "{out}");
+    }
     for id in [
-        "redis.no_persistence",
         "master_key.beside_store",
         "admin_tokens.never_expire",
         "webhooks.plaintext",
@@ -73,9 +85,7 @@ async fn the_doctor_scans_config_host_and_store_and_exits_with_the_worst_severit
     let orgs = finding(&report, "orgs.no_budget")["evidence"].as_str().unwrap();
     assert!(orgs.contains("acme") && !orgs.contains("funded"), "{orgs}");
     assert!(finding(&report, "webhooks.plaintext")["evidence"].as_str().unwrap().contains("hooks.example.com"));
-    assert_eq!(finding(&report, "redis.no_persistence")["severity"], "high");
-    // sorted worst first, and nothing secret in the report
-    assert_eq!(report["findings"][0]["severity"], "high");
+    // nothing secret in the report
     for secret in [gw.key(), &root(&gw)] {
         assert!(!out.contains(secret), "the report carries no credential");
     }
