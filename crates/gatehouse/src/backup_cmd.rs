@@ -105,6 +105,9 @@ pub async fn create(a: CreateArgs) -> anyhow::Result<()> {
     }
     let keys = MasterKeys::load(&cfg.server, false).context("no master key: the archive is sealed with it")?;
     let out = a.out.unwrap_or_else(|| PathBuf::from(format!("gatehouse-{}.backup", humantime_now())));
+    if out.exists() {
+        bail!("{} exists; not overwritten", out.display());
+    }
     let work = tempfile::Builder::new().prefix(".gatehouse-backup").tempdir_in(parent_of(&out))?;
     let snapshot = work.path().join("snapshot.db");
     let store = Store::open_sqlite(&db).await?;
