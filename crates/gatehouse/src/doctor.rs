@@ -399,6 +399,53 @@ async fn redis_findings(cfg: &Config, url: &str) -> Vec<Finding> {
     }
 }
 
+fn now_s() -> i64 {
+    i64::try_from(gatehouse_store::now_ms() / 1000).unwrap_or(i64::MAX)
+}
+
+/// Each listener's certificate as `serve` would load it: unusable (the gateway would not
+/// start), or expiring within 30 days (high within 7).
+fn certificate_findings(tls: &gatehouse_config::tls::TlsSettings, now: i64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (plane, l) in [("data", &tls.data), ("control", &tls.control)] {
+        let Some(l) = l else { continue };
+        let files = gatehouse_http::TlsFiles {
+            cert: l.cert_file.clone(),
+            key: l.key_file.clone(),
+            client_ca: l.client_ca_file.clone(),
+        };
+        match gatehouse_http::TlsListener::load(plane, files) {
+            Err(e) => out.push(Finding {
+                id: "tls.unusable",
+                severity: Severity::Critical,
+                title: "A listener's TLS files cannot be used: the gateway would not start",
+                evidence: format!("tls.{plane}: {e}"),
+                fix: "replace the certificate and key (gatehouse validate checks them)",
+            }),
+            Ok(t) => {
+                let days = (t.not_after() - now) / 86_400;
+                if days < 30 {
+                    out.push(Finding {
+                        id: "tls.certificate_expires_soon",
+                        severity: if days < 7 { Severity::High } else { Severity::Medium },
+                        title: "A listener's certificate expires soon",
+                        evidence: format!(
+                            "tls.{plane}: {} expires {} (in {days} day(s))",
+                            l.cert_file.display(),
+                            humantime::format_rfc3339_seconds(
+                                std::time::UNIX_EPOCH
+                                    + std::time::Duration::from_secs(u64::try_from(t.not_after()).unwrap_or(0))
+                            )
+                        ),
+                        fix: "renew it; the gateway picks up the new files by itself (tls.reload_interval_ms)",
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Bytes available to this user on the file system holding `dir` (or its nearest existing
 /// parent).
 fn free_bytes(dir: &Path) -> Option<u64> {
@@ -446,6 +493,7 @@ pub async fn run(args: &ServeArgs, format: Format) -> anyhow::Result<u8> {
     }
 
     let mut findings = config_findings(&cfg, &facts);
+    findings.extend(certificate_findings(&cfg.server.tls, now_s()));
     if let Some(url) = &facts.redis_url {
         findings.extend(redis_findings(&cfg, url).await);
     }

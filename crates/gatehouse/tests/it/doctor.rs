@@ -130,3 +130,42 @@ fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+#[tokio::test]
+async fn listener_certificates_that_expire_soon_or_cannot_serve_are_found() {
+    use gatehouse_testkit::pki::{Ca, Validity};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("ops");
+    // valid for a day: high; expired: the gateway would not start
+    ca.server(&["127.0.0.1"], Validity::Current).write(dir.path(), "day");
+    ca.server(&["127.0.0.1"], Validity::Expired).write(dir.path(), "old");
+    let section = |plane: &str, stem: &str| {
+        let p = dir.path();
+        format!(
+            "[tls.{plane}]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            p.join(format!("{stem}.crt")).display(),
+            p.join(format!("{stem}.key")).display()
+        )
+    };
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = \"{}\"\n[mock]\nenabled = false\n{}{}",
+            dir.path().join("data").display(),
+            section("data", "day"),
+            section("control", "old")
+        ),
+    )
+    .unwrap();
+    let (code, out) = doctor(&config, &[], "json");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, 5, "{out}");
+    let unusable = finding(&report, "tls.unusable");
+    assert_eq!(unusable["severity"], "critical");
+    assert!(unusable["evidence"].as_str().unwrap().starts_with("tls.control") && !out.contains("BEGIN"), "{out}");
+    let soon = finding(&report, "tls.certificate_expires_soon");
+    assert_eq!(soon["severity"], "high");
+    let evidence = soon["evidence"].as_str().unwrap();
+    assert!(evidence.starts_with("tls.data") && evidence.contains("day.crt expires 20"), "{soon}");
+}
