@@ -60,11 +60,26 @@ fn reload(path: &Path, running: &ServerConfig, app: &AppState) {
     }
 }
 
-pub async fn watch(path: PathBuf, _server: ServerConfig, app: AppState) {
-    // The static part as the file states it, before CLI/env overrides.
-    let Ok(initial) = Config::load(&path) else { return };
-    let file_server = initial.server;
-    let mut last = fingerprint(&path);
+/// The file as the gateway started with it: read before serving begins, so a change made
+/// right after start is a change (a task that read it only when first scheduled could take
+/// the changed file for the original and never reload it).
+pub struct Watch {
+    path: PathBuf,
+    /// The static part as the file states it, before CLI/env overrides.
+    file_server: ServerConfig,
+    last: Option<u64>,
+}
+
+impl Watch {
+    pub fn new(path: PathBuf) -> Option<Watch> {
+        let last = fingerprint(&path);
+        let file_server = Config::load(&path).ok()?.server;
+        Some(Watch { path, file_server, last })
+    }
+}
+
+pub async fn watch(w: Watch, app: AppState) {
+    let Watch { path, file_server, mut last } = w;
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {

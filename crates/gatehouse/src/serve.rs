@@ -470,8 +470,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    if let Some(path) = args.config.clone() {
-        tokio::spawn(crate::reload::watch(path, server.clone(), app.clone()));
+    if let Some(w) = args.config.clone().and_then(crate::reload::Watch::new) {
+        tokio::spawn(crate::reload::watch(w, app.clone()));
     }
 
     let max_conn = server.max_connections.get() as usize;
