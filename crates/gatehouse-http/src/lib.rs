@@ -17,5 +17,5 @@ pub use health::{healthz, ready};
 pub use host::{AllowedHosts, BadHost, require_allowed_host};
 pub use pace::{BodyPace, BodyTooSlow, RATE_GRACE, paced};
 pub use serve::{ServeOptions, serve};
-pub use tls::{MAX_PEM_BYTES, TlsError, TlsFiles, TlsListener};
+pub use tls::{MAX_PEM_BYTES, TlsError, TlsFiles, TlsListener, read_pem_file};
 pub use transport::{Plane, REQUEST_ID, control_plane_cors, read_body, with_hsts, with_transport_layers};

@@ -70,18 +70,9 @@ impl std::fmt::Debug for TlsListener {
 }
 
 impl TlsListener {
-    /// Reads and checks the files (at start, before the runtime serves anything).
-    pub fn load(plane: &'static str, files: TlsFiles) -> Result<Arc<TlsListener>, TlsError> {
-        let read = |p: &Path| -> Result<Vec<u8>, TlsError> {
-            let meta = std::fs::metadata(p).map_err(|e| read_err(p, &e))?;
-            if meta.len() > MAX_PEM_BYTES {
-                return Err(TlsError::TooLarge { path: p.display().to_string() });
-            }
-            std::fs::read(p).map_err(|e| read_err(p, &e))
-        };
-        let cert = read(&files.cert)?;
-        let key = read(&files.key)?;
-        let ca = files.client_ca.as_deref().map(read).transpose()?;
+    /// Reads and checks the files (at start, before the listener serves anything).
+    pub async fn load(plane: &'static str, files: TlsFiles) -> Result<Arc<TlsListener>, TlsError> {
+        let (cert, key, ca) = read_files(&files).await?;
         let loaded = build(&files, &cert, &key, ca.as_deref(), now())?;
         let l = TlsListener {
             plane,
@@ -108,27 +99,10 @@ impl TlsListener {
         self.plane
     }
 
-    /// Whether clients must present a certificate.
-    pub fn requires_client_certificates(&self) -> bool {
-        self.files.client_ca.is_some()
-    }
-
     /// Re-reads the files; if they changed and are good, the next connection gets them.
     /// `Ok(false)`: nothing changed.
     pub async fn reload(&self) -> Result<bool, TlsError> {
-        let read = |p: PathBuf| async move {
-            let meta = tokio::fs::metadata(&p).await.map_err(|e| read_err(&p, &e))?;
-            if meta.len() > MAX_PEM_BYTES {
-                return Err(TlsError::TooLarge { path: p.display().to_string() });
-            }
-            tokio::fs::read(&p).await.map_err(|e| read_err(&p, &e))
-        };
-        let cert = read(self.files.cert.clone()).await?;
-        let key = read(self.files.key.clone()).await?;
-        let ca = match &self.files.client_ca {
-            Some(p) => Some(read(p.clone()).await?),
-            None => None,
-        };
+        let (cert, key, ca) = read_files(&self.files).await?;
         if fingerprint(&cert, &key, ca.as_deref()) == self.fingerprint.load(Ordering::Relaxed) {
             return Ok(false);
         }
@@ -171,6 +145,27 @@ impl TlsListener {
 
 fn read_err(p: &Path, e: &std::io::Error) -> TlsError {
     TlsError::Read { path: p.display().to_string(), kind: e.kind() }
+}
+
+/// A PEM file named in the config (a certificate chain, a key, a CA bundle), refused unread
+/// when it is larger than [`MAX_PEM_BYTES`].
+pub async fn read_pem_file(p: &Path) -> Result<Vec<u8>, TlsError> {
+    let meta = tokio::fs::metadata(p).await.map_err(|e| read_err(p, &e))?;
+    if meta.len() > MAX_PEM_BYTES {
+        return Err(TlsError::TooLarge { path: p.display().to_string() });
+    }
+    tokio::fs::read(p).await.map_err(|e| read_err(p, &e))
+}
+
+/// The certificate chain, the key and the client CA bundle (if any) of one listener.
+async fn read_files(files: &TlsFiles) -> Result<(Vec<u8>, Vec<u8>, Option<Vec<u8>>), TlsError> {
+    let cert = read_pem_file(&files.cert).await?;
+    let key = read_pem_file(&files.key).await?;
+    let ca = match &files.client_ca {
+        Some(p) => Some(read_pem_file(p).await?),
+        None => None,
+    };
+    Ok((cert, key, ca))
 }
 
 fn now() -> i64 {

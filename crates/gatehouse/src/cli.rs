@@ -438,16 +438,19 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(e) => fail(&format!("{e:#}")),
         },
         // the TLS files too: an expired certificate is found before the deploy, not at it
-        Command::Validate { file } => match Config::load(&file)
-            .map_err(|e| e.to_string())
-            .and_then(|c| crate::serve::listener_tls(&c.server.tls).map_err(|e| format!("{e:#}")))
-        {
-            Ok(_) => {
-                let _ = writeln!(std::io::stdout(), "{}: ok", file.display());
-                ExitCode::SUCCESS
+        Command::Validate { file } => {
+            let checked = match Config::load(&file) {
+                Ok(c) => crate::serve::listener_tls(&c.server.tls).await.map(drop).map_err(|e| format!("{e:#}")),
+                Err(e) => Err(e.to_string()),
+            };
+            match checked {
+                Ok(()) => {
+                    let _ = writeln!(std::io::stdout(), "{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("{}: {e}", file.display())),
             }
-            Err(e) => fail(&format!("{}: {e}", file.display())),
-        },
+        }
         Command::Login { admin_url } => match crate::profile::login(&admin_url).await {
             Ok(path) => {
                 let _ = writeln!(std::io::stdout(), "logged in; profile written to {}", path.display());

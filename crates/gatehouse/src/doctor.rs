@@ -361,18 +361,13 @@ fn sample(names: &[String]) -> String {
 /// Whether the configured Redis keeps budgets across its own restart.
 async fn redis_findings(cfg: &Config, url: &str) -> Vec<Finding> {
     let Some(r) = &cfg.server.redis else { return Vec::new() };
-    let ca_pem = match &r.ca_file {
-        Some(p) => std::fs::read(p).ok(),
-        None => None,
-    };
-    let rc =
-        gatehouse_limits::RedisConfig { url: url.to_owned(), prefix: r.key_prefix.clone(), timeout: r.timeout, ca_pem };
     let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     let finding = |id, severity, title, evidence: String, fix| vec![Finding { id, severity, title, evidence, fix }];
-    let persists = match gatehouse_limits::RedisLimits::connect(rc).await {
-        Ok(redis) => redis.persists().await,
-        Err(e) => Err(e),
-    };
+    let persists = async {
+        let redis = gatehouse_limits::RedisLimits::connect(crate::serve::redis_config(r, url).await?).await?;
+        Ok::<_, anyhow::Error>(redis.persists().await?)
+    }
+    .await;
     match persists {
         Ok(Some(true)) => Vec::new(),
         Ok(Some(false)) => finding(
@@ -393,7 +388,7 @@ async fn redis_findings(cfg: &Config, url: &str) -> Vec<Finding> {
             "redis.unreachable",
             Severity::High,
             "Redis does not answer: the gateway would not start",
-            format!("{host}: {e}"),
+            format!("{host}: {e:#}"),
             "start Redis, or fix [redis] url",
         ),
     }
@@ -405,16 +400,11 @@ fn now_s() -> i64 {
 
 /// Each listener's certificate as `serve` would load it: unusable (the gateway would not
 /// start), or expiring within 30 days (high within 7).
-fn certificate_findings(tls: &gatehouse_config::tls::TlsSettings, now: i64) -> Vec<Finding> {
+async fn certificate_findings(tls: &gatehouse_config::tls::TlsSettings, now: i64) -> Vec<Finding> {
     let mut out = Vec::new();
     for (plane, l) in [("data", &tls.data), ("control", &tls.control)] {
         let Some(l) = l else { continue };
-        let files = gatehouse_http::TlsFiles {
-            cert: l.cert_file.clone(),
-            key: l.key_file.clone(),
-            client_ca: l.client_ca_file.clone(),
-        };
-        match gatehouse_http::TlsListener::load(plane, files) {
+        match crate::serve::plane_tls(plane, Some(l)).await {
             Err(e) => out.push(Finding {
                 id: "tls.unusable",
                 severity: Severity::Critical,
@@ -422,7 +412,8 @@ fn certificate_findings(tls: &gatehouse_config::tls::TlsSettings, now: i64) -> V
                 evidence: format!("tls.{plane}: {e}"),
                 fix: "replace the certificate and key (gatehouse validate checks them)",
             }),
-            Ok(t) => {
+            Ok(None) => {}
+            Ok(Some(t)) => {
                 let days = (t.not_after() - now) / 86_400;
                 if days < 30 {
                     out.push(Finding {
@@ -493,7 +484,7 @@ pub async fn run(args: &ServeArgs, format: Format) -> anyhow::Result<u8> {
     }
 
     let mut findings = config_findings(&cfg, &facts);
-    findings.extend(certificate_findings(&cfg.server.tls, now_s()));
+    findings.extend(certificate_findings(&cfg.server.tls, now_s()).await);
     if let Some(url) = &facts.redis_url {
         findings.extend(redis_findings(&cfg, url).await);
     }

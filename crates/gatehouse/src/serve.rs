@@ -427,7 +427,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind control plane {}", server.admin_listen))?;
     let data_addr = data_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    let (data_tls, admin_tls) = listener_tls(&server.tls)?;
+    let (data_tls, admin_tls) = listener_tls(&server.tls).await?;
     if !admin_addr.ip().is_loopback() && admin_tls.is_none() {
         tracing::warn!(addr = %admin_addr, "control plane is bound to a non-loopback address without TLS; configure [tls.control], or put it behind a TLS-terminating proxy or firewall it");
     }
@@ -582,16 +582,7 @@ async fn limits_backend(server: &ServerConfig, store: &Store, auditor: &Auditor)
         None => (Limits::Local(gatehouse_limits::Local::new()), true),
         Some(r) => {
             let url = r.url.resolve(&env).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
-            let ca_pem = match &r.ca_file {
-                Some(p) => Some(read_pem(p).await.context("redis.ca_file")?),
-                None => None,
-            };
-            let cfg = RedisConfig {
-                url: url.expose_secret().to_owned(),
-                prefix: r.key_prefix.clone(),
-                timeout: r.timeout,
-                ca_pem,
-            };
+            let cfg = redis_config(r, url.expose_secret()).await?;
             let limits = RedisLimits::connect(cfg).await.map_err(|e| anyhow::anyhow!("limits store: {e}"))?;
             (Limits::Redis(Box::new(limits)), r.rates_fail_open)
         }
@@ -668,28 +659,34 @@ async fn prune_ledger(app: AppState) {
     }
 }
 
-/// Each plane's TLS from `[tls]`, its files read and checked now: a plane configured for TLS
-/// never starts in plain HTTP.
-type PlaneTls = Option<Arc<gatehouse_http::TlsListener>>;
-pub(crate) fn listener_tls(tls: &gatehouse_config::tls::TlsSettings) -> anyhow::Result<(PlaneTls, PlaneTls)> {
-    let load = |plane: &'static str, l: &Option<gatehouse_config::tls::ListenerTls>| -> anyhow::Result<PlaneTls> {
-        let Some(l) = l else { return Ok(None) };
-        let files = gatehouse_http::TlsFiles {
-            cert: l.cert_file.clone(),
-            key: l.key_file.clone(),
-            client_ca: l.client_ca_file.clone(),
-        };
-        let t = gatehouse_http::TlsListener::load(plane, files).with_context(|| format!("tls.{plane}"))?;
-        Ok(Some(t))
+/// One plane's TLS from `[tls.<plane>]`, its files read and checked now.
+pub(crate) async fn plane_tls(
+    plane: &'static str,
+    l: Option<&gatehouse_config::tls::ListenerTls>,
+) -> Result<PlaneTls, gatehouse_http::TlsError> {
+    let Some(l) = l else { return Ok(None) };
+    let files = gatehouse_http::TlsFiles {
+        cert: l.cert_file.clone(),
+        key: l.key_file.clone(),
+        client_ca: l.client_ca_file.clone(),
     };
-    Ok((load("data", &tls.data)?, load("control", &tls.control)?))
+    gatehouse_http::TlsListener::load(plane, files).await.map(Some)
 }
 
-/// A CA bundle named in the config (bounded like the listeners' PEM files).
-async fn read_pem(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let meta = tokio::fs::metadata(path).await.with_context(|| format!("cannot read {}", path.display()))?;
-    if meta.len() > gatehouse_http::MAX_PEM_BYTES {
-        bail!("{} is larger than {} bytes", path.display(), gatehouse_http::MAX_PEM_BYTES);
-    }
-    tokio::fs::read(path).await.with_context(|| format!("cannot read {}", path.display()))
+/// Each plane's TLS from `[tls]`: a plane configured for TLS never starts in plain HTTP.
+type PlaneTls = Option<Arc<gatehouse_http::TlsListener>>;
+pub(crate) async fn listener_tls(tls: &gatehouse_config::tls::TlsSettings) -> anyhow::Result<(PlaneTls, PlaneTls)> {
+    let data = plane_tls("data", tls.data.as_ref()).await.context("tls.data")?;
+    let control = plane_tls("control", tls.control.as_ref()).await.context("tls.control")?;
+    Ok((data, control))
+}
+
+/// The limits store's connection settings from `[redis]` and its resolved URL (the CA bundle
+/// read here, bounded like the listeners' PEM files).
+pub(crate) async fn redis_config(r: &gatehouse_config::redis::RedisSettings, url: &str) -> anyhow::Result<RedisConfig> {
+    let ca_pem = match &r.ca_file {
+        Some(p) => Some(gatehouse_http::read_pem_file(p).await.context("redis.ca_file")?),
+        None => None,
+    };
+    Ok(RedisConfig { url: url.to_owned(), prefix: r.key_prefix.clone(), timeout: r.timeout, ca_pem })
 }

@@ -9,21 +9,13 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{as_root, gateway, new_org};
+use crate::common::{as_root, cli, gateway, new_org};
 
 const MASTER: &str = "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c";
 
 /// `gatehouse <args>` with only PATH and `master` set: exit code and output.
 fn run(args: &[&str], master: &str) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GATEHOUSE_MASTER_KEY", master)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
+    cli(args, &[("GATEHOUSE_MASTER_KEY", master)])
 }
 
 fn s(p: &Path) -> &str {

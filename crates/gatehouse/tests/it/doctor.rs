@@ -6,19 +6,11 @@ use gatehouse_testkit::TestGateway;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{as_root, call, gateway, new_org, root};
+use crate::common::{as_root, call, cli, gateway, new_org, root};
 
 /// Runs the doctor on `config` with only `env` set; its exit code and what it printed.
 fn doctor(config: &Path, env: &[(&str, &str)], format: &str) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["doctor", "--config", config.to_str().unwrap(), "--format", format])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
+    cli(&["doctor", "--config", config.to_str().unwrap(), "--format", format], env)
 }
 
 fn ids(report: &Value) -> Vec<&str> {

@@ -92,7 +92,8 @@ fn through(url: &str, proxy: &gatehouse_testkit::proxy::CutProxy) -> String {
     u.to_string()
 }
 
-fn server_of(url: &str) -> std::net::SocketAddr {
+/// The address of the PostgreSQL server a URL names (for a proxy to forward to).
+pub fn server_of(url: &str) -> std::net::SocketAddr {
     let u = url::Url::parse(url).unwrap();
     let host = match u.host_str().unwrap() {
         "localhost" => "127.0.0.1",

@@ -200,18 +200,10 @@ async fn a_client_that_never_finishes_its_handshake_is_cut_off() {
     assert!(gw.metric("gatehouse_tls_handshake_failures_total{plane=\"data\"}").await >= 1.0);
 }
 
-/// The configured PostgreSQL's address, for a proxy to forward to.
-fn postgres_upstream(url: &str) -> std::net::SocketAddr {
-    let u = url::Url::parse(url).unwrap();
-    let host = u.host_str().unwrap();
-    let host = if host == "localhost" { "127.0.0.1" } else { host };
-    format!("{host}:{}", u.port().unwrap_or(5432)).parse().unwrap()
-}
-
 #[tokio::test]
 async fn postgres_is_reached_over_tls_that_verifies_the_server_with_the_configured_ca() {
     let Some(url) = crate::postgres::fresh_schema_url() else { return };
-    let upstream = postgres_upstream(&url);
+    let upstream = crate::postgres::server_of(&url);
     let files = tempfile::tempdir().unwrap();
     let (ca, other) = (Ca::new("database"), Ca::new("other"));
     std::fs::write(files.path().join("db-ca.pem"), &ca.pem).unwrap();
