@@ -55,6 +55,7 @@ pub struct RawServer {
     pub database_url: Option<String>,
     pub master_key: Option<String>,
     pub previous_master_key: Option<String>,
+    pub bootstrap_admin_token: Option<String>,
     pub log_format: Option<String>,
     pub header_read_timeout_ms: Option<u64>,
     pub body_read_timeout_ms: Option<u64>,
@@ -108,6 +109,7 @@ pub struct RawTelemetry {
     pub otlp_endpoint: Option<String>,
     pub otlp_timeout_ms: Option<u64>,
     pub otlp_export_interval_ms: Option<u64>,
+    pub propagate_trace_context: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -58,6 +58,9 @@ pub struct ServerConfig {
     /// During a master-key rotation: the old master key, accepted for opening stored secrets
     /// until `gatehouse master-key rotate` has re-sealed them all.
     pub previous_master_key: Option<SecretRef>,
+    /// The first platform admin token, given instead of generated and printed on the first
+    /// start (so no credential reaches a log); ignored once any admin token exists.
+    pub bootstrap_admin_token: Option<SecretRef>,
     pub log_format: LogFormat,
     pub header_read_timeout: Duration,
     /// A request body must have arrived this long after the handler starts reading it.
@@ -109,6 +112,9 @@ pub struct TelemetrySettings {
     pub otlp_endpoint: Option<String>,
     pub otlp_timeout: Duration,
     pub otlp_export_interval: Duration,
+    /// Send providers each request's W3C `traceparent` (the gateway's `provider` step as the
+    /// parent), so their traces join ours. Off by default: it tells a provider our trace ids.
+    pub propagate_trace_context: bool,
 }
 
 /// The `[cache]` section: the response cache's bounds. Static. Tenants turn the cache on
@@ -213,6 +219,9 @@ impl ServerConfig {
         }
         if self.previous_master_key != o.previous_master_key {
             v.push("server.previous_master_key");
+        }
+        if self.bootstrap_admin_token != o.bootstrap_admin_token {
+            v.push("server.bootstrap_admin_token");
         }
         if self.log_format != o.log_format {
             v.push("server.log_format");
@@ -793,6 +802,7 @@ fn telemetry(raw: RawTelemetry, issues: &mut Vec<Issue>) -> TelemetrySettings {
             "telemetry.otlp_export_interval_ms",
             issues,
         ),
+        propagate_trace_context: raw.propagate_trace_context.unwrap_or(false),
     }
 }
 
@@ -817,6 +827,9 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
     let previous_master_key = raw
         .previous_master_key
         .and_then(|s| SecretRef::parse(&s).map_err(|rule| issue(issues, "server.previous_master_key", rule)).ok());
+    let bootstrap_admin_token = raw
+        .bootstrap_admin_token
+        .and_then(|s| SecretRef::parse(&s).map_err(|rule| issue(issues, "server.bootstrap_admin_token", rule)).ok());
     let log_format = match raw.log_format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
@@ -832,6 +845,7 @@ fn server(raw: RawServer, sections: (RawAudit, RawWebhooks, RawTelemetry), issue
         store,
         master_key,
         previous_master_key,
+        bootstrap_admin_token,
         log_format,
         header_read_timeout: ms(
             raw.header_read_timeout_ms,

@@ -214,6 +214,9 @@ pub enum GateOutcome {
 pub struct TrailEntry {
     pub gate: GateName,
     pub outcome: GateOutcome,
+    /// When the step finished, from the request's start (a step starts where the one before
+    /// it finished): per-gate spans are drawn from this.
+    pub at: std::time::Duration,
 }
 
 /// The credential a request presents: none, exactly one, or more than one place holding one
@@ -248,6 +251,8 @@ pub struct RequestCx {
     /// Set by the route gate: the model's other deployments, in the order to fall back to.
     pub fallbacks: Vec<Arc<Route>>,
     pub trail: Vec<TrailEntry>,
+    /// The W3C trace context, only while tracing is on (`[telemetry]`).
+    pub trace: Option<crate::TraceContext>,
     /// The peer address, for the audit trail.
     pub source: Option<std::net::IpAddr>,
     /// What the guardrails did, in and out: detector names and actions, never content.
@@ -357,6 +362,7 @@ impl RequestCx {
             route: None,
             fallbacks: Vec::new(),
             trail: Vec::with_capacity(10),
+            trace: None,
             source: None,
             guardrails: Vec::new(),
             rate_limit: None,
@@ -373,7 +379,7 @@ impl RequestCx {
     }
 
     pub fn record(&mut self, gate: GateName, outcome: GateOutcome) {
-        self.trail.push(TrailEntry { gate, outcome });
+        self.trail.push(TrailEntry { gate, outcome, at: self.started.elapsed() });
     }
 
     pub fn rates(&self) -> Rates {

@@ -11,6 +11,7 @@ mod deny;
 mod host;
 mod ids;
 pub mod scope;
+pub mod trace;
 
 pub use breaker::{Breaker, BreakerState, Hedge, Retries};
 pub use context::{
@@ -22,3 +23,4 @@ pub use host::{MAX_HOST, host_name};
 pub use ids::{
     CredentialId, KeyId, McpServerId, OrgId, PasskeyId, ProjectId, RequestId, SessionId, TokenId, UserId, is_id,
 };
+pub use trace::TraceContext;

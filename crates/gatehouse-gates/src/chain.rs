@@ -500,6 +500,11 @@ impl Answer {
         self.cx.request_id
     }
 
+    /// The `traceparent` to send the provider, when propagation is on.
+    pub fn traceparent(&self) -> Option<String> {
+        self.cx.trace.as_ref().and_then(gatehouse_core::TraceContext::for_provider)
+    }
+
     pub fn principal(&self) -> Option<&Principal> {
         self.cx.principal.as_ref()
     }
@@ -858,7 +863,7 @@ mod tests {
     struct Trails(mpsc::Sender<Vec<TrailEntry>>);
 
     impl SpanSink for Trails {
-        fn request(&self, _: &gatehouse_audit::Event, trail: &[TrailEntry]) {
+        fn request(&self, _: &gatehouse_audit::Event, trail: &[TrailEntry], _: Option<&gatehouse_core::TraceContext>) {
             self.0.send(trail.to_vec()).unwrap();
         }
     }
@@ -1018,7 +1023,7 @@ mod tests {
         use GateName as G;
         use GateOutcome::{Deny, Pass};
         let t = |steps: &[(GateName, GateOutcome)]| -> Vec<TrailEntry> {
-            steps.iter().map(|&(gate, outcome)| TrailEntry { gate, outcome }).collect()
+            steps.iter().map(|&(gate, outcome)| TrailEntry { gate, outcome, at: std::time::Duration::ZERO }).collect()
         };
         let no = DenyCode::PermissionDenied;
         assert!(follows_order(&t(&[(G::Authenticate, Pass), (G::Meter, Pass)])));

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use gatehouse_audit::{Actor, Auditor, Event, EventKind, Outcome};
-use gatehouse_core::{DenyCode, GateName, GateOutcome, OrgId, ProjectId, RequestCx, TrailEntry};
+use gatehouse_core::{DenyCode, GateName, GateOutcome, OrgId, ProjectId, RequestCx, TraceContext, TrailEntry};
 use gatehouse_providers::Usage;
 use metrics::{Counter, Histogram};
 
@@ -18,6 +18,8 @@ pub struct AuditHook {
     /// Trace export (OTLP), off by default. It receives the audit event — the same
     /// allow-listed fields — and nothing else.
     pub spans: Option<std::sync::Arc<dyn SpanSink>>,
+    /// Tell providers each request's W3C trace context (`traceparent`).
+    pub propagate: bool,
     /// Metric handles by label set: building a request's labels (seven, three of them owned
     /// strings) and hashing them into the registry cost more than the rest of the meter, and a
     /// deployment sees few label sets. Made after the process's recorder is installed.
@@ -74,9 +76,9 @@ impl Meters {
 }
 
 /// Receives one finished request as its (content-free) audit event, with the trail of the
-/// steps it went through (gate names and outcomes only).
+/// steps it went through (gate names, outcomes, when each finished) and its trace context.
 pub trait SpanSink: Send + Sync {
-    fn request(&self, e: &Event, trail: &[TrailEntry]);
+    fn request(&self, e: &Event, trail: &[TrailEntry], trace: Option<&TraceContext>);
 }
 
 impl std::fmt::Debug for AuditHook {
@@ -87,7 +89,13 @@ impl std::fmt::Debug for AuditHook {
 
 impl AuditHook {
     pub fn off() -> AuditHook {
-        AuditHook { auditor: None, allowed_too: false, spans: None, meters: Arc::default() }
+        AuditHook { auditor: None, allowed_too: false, spans: None, propagate: false, meters: Arc::default() }
+    }
+
+    /// A request's trace context (`incoming`: its `traceparent` header), made only when spans
+    /// are exported or providers are told it: otherwise tracing costs a request nothing.
+    pub fn trace(&self, incoming: Option<&[u8]>) -> Option<TraceContext> {
+        (self.spans.is_some() || self.propagate).then(|| TraceContext::start(incoming, self.propagate))
     }
 
     /// False when the trail is fail-closed and cannot record: requests are then refused.
@@ -258,7 +266,7 @@ pub fn record(hook: &AuditHook, cx: &RequestCx, done: &Finished) {
     e.guardrails = cx.guardrails.clone();
     e.mcp = cx.mcp.clone();
     if let Some(s) = &hook.spans {
-        s.request(&e, &cx.trail);
+        s.request(&e, &cx.trail, cx.trace.as_ref());
     }
     if let Some(a) = audit {
         a.submit(e);

@@ -30,7 +30,7 @@ const MAX_TRANSLATED_BYTES: usize = 64 * 1024 * 1024;
 pub async fn messages(State(app): State<AppState>, Extension(id): Extension<RequestId>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let rt = app.runtime.load_full();
-    let cx = request_cx(id, &parts);
+    let cx = request_cx(id, &parts, &rt.gates.audit);
     let origin = crate::cors::origin_of(&parts.headers);
     let limit = rt.limits.max_body_bytes.get() as usize;
     let depth = rt.limits.max_json_depth.get();
@@ -60,7 +60,7 @@ pub async fn messages(State(app): State<AppState>, Extension(id): Extension<Requ
 pub async fn count_tokens(State(app): State<AppState>, Extension(id): Extension<RequestId>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let rt = app.runtime.load_full();
-    let cx = request_cx(id, &parts);
+    let cx = request_cx(id, &parts, &rt.gates.audit);
     let lookup = match admit_lookup(&rt.gates, cx, Lookup::CountTokens).await {
         Ok(l) => l,
         Err(d) => return error(&d),

@@ -241,11 +241,13 @@ async fn send<'a>(
         return Err((route::Failure::Quota, Denial::new(DenyCode::UpstreamRateLimited).retry_after(secs)));
     }
     let started = Instant::now();
+    let traceparent = answer.traceparent();
     let call = Call {
         endpoint: req.endpoint,
         model: &route.provider_model,
         stream: req.stream,
         request_id: id_text,
+        traceparent: traceparent.as_deref(),
         connect_timeout: route.connect_timeout,
     };
     let send = up.request(call, body, answer.principal(), key).send();

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use gatehouse_core::{Denial, DenyCode, Presented, Rates, RequestCx, RequestId, Target};
+use gatehouse_gates::meter::AuditHook;
 use gatehouse_gates::{Admitted, Answer, Listing, admit, admit_listing};
 use gatehouse_providers::{ApiRequest, Endpoint, mock};
 use http::{HeaderValue, header};
@@ -49,10 +50,11 @@ pub(crate) fn credential(parts: &http::request::Parts) -> Presented {
     gatehouse_http::presented(&parts.headers, parts.uri.query(), gatehouse_http::Accept::BearerOrApiKey)
 }
 
-/// A request's context from its head: the presented credential, the peer and the client's
-/// timeout hint.
-pub(crate) fn request_cx(id: RequestId, parts: &http::request::Parts) -> RequestCx {
+/// A request's context from its head: the presented credential, the peer, the client's
+/// timeout hint and (while tracing is on) its trace context.
+pub(crate) fn request_cx(id: RequestId, parts: &http::request::Parts, audit: &AuditHook) -> RequestCx {
     let mut cx = RequestCx::new(id, credential(parts));
+    cx.trace = audit.trace(parts.headers.get("traceparent").map(HeaderValue::as_bytes));
     cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     cx.timeout_hint = timeout_hint(&parts.headers);
     cx.debug_routing = parts.headers.get("x-gatehouse-debug").is_some_and(|v| v.as_bytes() == b"routing");
@@ -89,7 +91,7 @@ async fn embeddings(State(app): State<AppState>, Extension(id): Extension<Reques
 async fn handle(app: AppState, id: RequestId, endpoint: Endpoint, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let rt = app.runtime.load_full();
-    let cx = request_cx(id, &parts);
+    let cx = request_cx(id, &parts, &rt.gates.audit);
     let limit = rt.limits.max_body_bytes.get() as usize;
     let origin = crate::cors::origin_of(&parts.headers);
     match admit(&rt.gates, cx, endpoint, read_body(&parts.headers, body, "application/json", limit)).await {
@@ -239,8 +241,8 @@ impl FromRequestParts<AppState> for Listed {
 
     async fn from_request_parts(parts: &mut http::request::Parts, app: &AppState) -> Result<Listed, Response> {
         let id = parts.extensions.get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
-        let cx = request_cx(id, parts);
         let rt = app.runtime.load_full();
+        let cx = request_cx(id, parts, &rt.gates.audit);
         let origin = crate::cors::origin_of(&parts.headers);
         match admit_listing(&rt.gates, cx).await {
             Ok(listing) => {

@@ -303,7 +303,7 @@ impl Upstream {
     }
 
     /// A request carrying only what we choose: our body, our provider credential, the
-    /// request id for correlation, and (when configured) signed identity headers. No client
+    /// request id for correlation, and (when configured) our trace context and signed identity headers. No client
     /// header is copied, so a client's own `x-gatehouse-*` headers never arrive.
     /// `stored`: the tenant's own stored credential for this provider, which replaces the
     /// configured one (for a SigV4-signed provider, an AWS key pair that signs instead).
@@ -361,6 +361,9 @@ impl Upstream {
         if self.family == Family::Anthropic {
             rb = rb.header("anthropic-version", ANTHROPIC_VERSION);
         }
+        if let Some(t) = call.traceparent {
+            rb = rb.header("traceparent", t);
+        }
         for (name, value) in aws.into_iter().flatten() {
             rb = rb.header(name, value);
         }
@@ -377,6 +380,8 @@ pub struct Call<'a> {
     pub model: &'a str,
     pub stream: bool,
     pub request_id: &'a str,
+    /// W3C `traceparent`, when propagation is on (the gateway's own, never the caller's).
+    pub traceparent: Option<&'a str>,
     /// The deployment's own connect timeout, if it sets one.
     pub connect_timeout: Option<Duration>,
 }

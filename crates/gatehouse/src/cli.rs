@@ -39,6 +39,10 @@ pub enum Command {
         /// `table` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t)]
         format: crate::doctor::Format,
+        /// A RustSec advisory database checkout (offline) to check this binary's dependencies
+        /// against; without one they are not checked.
+        #[arg(long, env = "GATEHOUSE_ADVISORY_DB")]
+        advisory_db: Option<PathBuf>,
     },
     /// Back up the embedded store into a sealed archive, online (`backup verify`: check one).
     #[command(args_conflicts_with_subcommands = true)]
@@ -134,6 +138,10 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::mcp_cmd::McpAction,
     },
+    /// Print a fresh admin token for `server.bootstrap_admin_token`: put it in your secret
+    /// store, and an empty store takes it as its first platform admin token instead of
+    /// generating one and printing it in the log. Nothing is stored here.
+    BootstrapToken,
     /// The master key: generate one, stage a new one, rotate every stored secret onto it
     /// (run beside the store, like `audit verify`).
     MasterKey {
@@ -433,10 +441,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{e:#}")),
         },
-        Command::Doctor { serve, format } => match crate::doctor::run(&serve, format).await {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => fail(&format!("{e:#}")),
-        },
+        Command::Doctor { serve, format, advisory_db } => {
+            match crate::doctor::run(&serve, format, advisory_db.as_deref()).await {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => fail(&format!("{e:#}")),
+            }
+        }
         // the TLS files too: an expired certificate is found before the deploy, not at it
         Command::Validate { file } => {
             let checked = match Config::load(&file) {
@@ -471,6 +481,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Mcp { conn, action } => admin(&conn, |c, out| async move { c.mcp(action, out).await }).await,
         Command::Providers { conn, action: ProvidersAction::List } => {
             admin(&conn, |c, out| async move { c.providers(out).await }).await
+        }
+        Command::BootstrapToken => {
+            use secrecy::ExposeSecret;
+            let token = gatehouse_security::generate_key(gatehouse_security::KeyKind::Admin);
+            match writeln!(std::io::stdout(), "{}", token.expose_secret()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&format!("cannot write the token: {e}")),
+            }
         }
         Command::MasterKey { action } => match crate::master_key_cmd::run(action).await {
             Ok(code) => code,

@@ -349,6 +349,65 @@ pub async fn store_findings(store: &gatehouse_store::Store) -> anyhow::Result<Ve
     Ok(out)
 }
 
+/// Advisories against the packages this binary was built with, from the RustSec database the
+/// operator points at (none given: said so, as information).
+fn dependency_findings(db: Option<&Path>) -> anyhow::Result<Vec<Finding>> {
+    let Some(db) = db else {
+        return Ok(vec![Finding {
+            id: "dependencies.not_checked",
+            severity: Severity::Info,
+            title: "This binary's dependencies were not checked against security advisories",
+            evidence: format!("{} packages from the build's Cargo.lock", crate::advisories::dependencies().count()),
+            fix: "pass --advisory-db <a checkout of github.com/rustsec/advisory-db> (GATEHOUSE_ADVISORY_DB)",
+        }]);
+    };
+    let report = crate::advisories::scan(db, crate::advisories::dependencies())
+        .with_context(|| format!("cannot read the advisory database {}", db.display()))?;
+    let mut out = Vec::new();
+    let (notices, vulnerable): (Vec<_>, Vec<_>) = report.hits.iter().partition(|h| h.informational.is_some());
+    let listed = |hits: &[&crate::advisories::Hit]| {
+        let names: Vec<String> = hits
+            .iter()
+            .map(|h| match &h.informational {
+                Some(kind) => format!("{} ({} {}, {kind})", h.id, h.package, h.version),
+                None => format!("{} ({} {})", h.id, h.package, h.version),
+            })
+            .collect();
+        sample(&names)
+    };
+    let kinds = [
+        (
+            vulnerable,
+            "dependencies.vulnerable",
+            Severity::High,
+            "This binary was built with dependency versions that have security advisories",
+            "upgrade to a Gatehouse release built with the patched versions (each advisory names them)",
+        ),
+        (
+            notices,
+            "dependencies.advisory_notice",
+            Severity::Low,
+            "Dependencies with informational advisories (unmaintained, unsound)",
+            "track the advisories; upgrade when a release replaces the dependency",
+        ),
+    ];
+    for (hits, id, severity, title, fix) in kinds {
+        if !hits.is_empty() {
+            out.push(Finding { id, severity, title, evidence: listed(&hits), fix });
+        }
+    }
+    if report.unreadable > 0 {
+        out.push(Finding {
+            id: "dependencies.advisories_unreadable",
+            severity: Severity::Info,
+            title: "Advisory files for our dependencies that could not be read were skipped",
+            evidence: format!("{} file(s) under {}", report.unreadable, db.join("crates").display()),
+            fix: "update the advisory database checkout",
+        });
+    }
+    Ok(out)
+}
+
 /// Up to five names, and how many more.
 fn sample(names: &[String]) -> String {
     let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
@@ -460,7 +519,7 @@ fn mode(_: &Path) -> Option<u32> {
 }
 
 /// Runs the scan and prints it; the exit code is the worst severity's.
-pub async fn run(args: &ServeArgs, format: Format) -> anyhow::Result<u8> {
+pub async fn run(args: &ServeArgs, format: Format, advisory_db: Option<&Path>) -> anyhow::Result<u8> {
     let cfg = crate::serve::load_config(args)?;
     let server = &cfg.server;
     let mut facts = Facts { spool_free: free_bytes(&server.data_dir), ..Facts::default() };
@@ -484,6 +543,7 @@ pub async fn run(args: &ServeArgs, format: Format) -> anyhow::Result<u8> {
     }
 
     let mut findings = config_findings(&cfg, &facts);
+    findings.extend(dependency_findings(advisory_db)?);
     findings.extend(certificate_findings(&cfg.server.tls, now_s()).await);
     if let Some(url) = &facts.redis_url {
         findings.extend(redis_findings(&cfg, url).await);

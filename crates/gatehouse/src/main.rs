@@ -1,6 +1,7 @@
 //! `gatehouse`: the binary. Parses the command line and wires the crates together; it holds
 //! no policy of its own.
 
+mod advisories;
 mod audit_cmd;
 mod backup_cmd;
 mod cli;

@@ -143,28 +143,52 @@ pub async fn open_store(server: &ServerConfig) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Secrets minted on first start, printed once.
-struct Bootstrap {
-    admin_token: SecretString,
-    api_key: SecretString,
+/// What the first start of an empty store did.
+enum Bootstrap {
+    /// Secrets minted here, printed once.
+    Generated { admin_token: SecretString, api_key: SecretString },
+    /// The operator's `server.bootstrap_admin_token` became the first admin token; nothing to show.
+    Given,
 }
 
-async fn bootstrap(store: &Store, hasher: &KeyHasher, tenant: Tenant) -> anyhow::Result<Option<Bootstrap>> {
+/// The bootstrap admin token's id, the same on every replica: replicas starting together on
+/// an empty store race to insert it, and exactly one wins (the others see a conflict).
+const BOOTSTRAP_TOKEN_ID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// `server.bootstrap_admin_token`, resolved and checked at every start, so a bad reference
+/// fails on the first deploy rather than the day the store is empty. Never echoes the value.
+fn given_bootstrap_token(server: &ServerConfig) -> anyhow::Result<Option<SecretString>> {
+    let Some(reference) = &server.bootstrap_admin_token else { return Ok(None) };
+    let token = reference.resolve(&env).map_err(anyhow::Error::msg).context("server.bootstrap_admin_token")?;
+    if gatehouse_security::check_format(token.expose_secret()) != Some(KeyKind::Admin) {
+        bail!("server.bootstrap_admin_token is not an admin token (`gatehouse bootstrap-token` prints a fresh one)");
+    }
+    Ok(Some(token))
+}
+
+async fn bootstrap(
+    store: &Store,
+    hasher: &KeyHasher,
+    tenant: Tenant,
+    given: Option<SecretString>,
+) -> anyhow::Result<Option<Bootstrap>> {
     if store.admin_token_count().await? > 0 {
         return Ok(None);
     }
-    let admin_token = generate_key(KeyKind::Admin);
-    let id = gatehouse_core::KeyId::generate().to_string();
-    store
-        .insert_admin_token(
-            &id,
-            "bootstrap",
-            &hasher.digest(KeyKind::Admin, &admin_token).0,
-            "platform_admin",
-            None,
-            None,
-        )
-        .await?;
+    let provided = given.is_some();
+    let admin_token = given.unwrap_or_else(|| generate_key(KeyKind::Admin));
+    let digest = hasher.digest(KeyKind::Admin, &admin_token).0;
+    match store.insert_admin_token(BOOTSTRAP_TOKEN_ID, "bootstrap", &digest, "platform_admin", None, None).await {
+        Ok(()) => {}
+        // another replica bootstrapped this store a moment ago: its token stands, ours is dropped
+        Err(gatehouse_store::Error::Conflict) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    if provided {
+        // no quickstart key: nobody would ever see it
+        tracing::info!(target: "gatehouse::audit", action = "system.bootstrap", "bootstrap admin token taken from server.bootstrap_admin_token");
+        return Ok(Some(Bootstrap::Given));
+    }
     let api_key = generate_key(KeyKind::Api);
     store
         .insert_key(&NewKey {
@@ -181,7 +205,7 @@ async fn bootstrap(store: &Store, hasher: &KeyHasher, tenant: Tenant) -> anyhow:
         })
         .await?;
     tracing::info!(target: "gatehouse::audit", action = "system.bootstrap", "bootstrap admin token and quickstart key created");
-    Ok(Some(Bootstrap { admin_token, api_key }))
+    Ok(Some(Bootstrap::Generated { admin_token, api_key }))
 }
 
 /// The planes' addresses as URLs, `https` where the plane has TLS.
@@ -195,8 +219,12 @@ fn banner(urls: &Urls, boot: Option<&Bootstrap>) {
     let (data, admin) = (&urls.data, &urls.admin);
     let _ = writeln!(out, "gatehouse: data plane    {data}");
     let _ = writeln!(out, "gatehouse: control plane {admin}");
-    if let Some(b) = boot {
-        let key = b.api_key.expose_secret();
+    if let Some(Bootstrap::Given) = boot {
+        let _ =
+            writeln!(out, "\nFirst start: the platform admin token is the one server.bootstrap_admin_token names.\n");
+    }
+    if let Some(Bootstrap::Generated { admin_token, api_key }) = boot {
+        let key = api_key.expose_secret();
         let _ = writeln!(
             out,
             "\nFirst start. These secrets are shown once and stored only as keyed hashes:\n\
@@ -205,7 +233,7 @@ fn banner(urls: &Urls, boot: Option<&Bootstrap>) {
              \n  curl {data}/v1/chat/completions \\\n    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"mock\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'\n\
              \n  python -c 'from openai import OpenAI; c = OpenAI(base_url=\"{data}/v1\", api_key=\"{key}\"); print(c.chat.completions.create(model=\"mock\", messages=[{{\"role\":\"user\",\"content\":\"hello\"}}]).choices[0].message.content)'\n\
              \nManage keys:  GATEHOUSE_ADMIN_TOKEN={admin_token} gatehouse keys list\n",
-            admin_token = b.admin_token.expose_secret(),
+            admin_token = admin_token.expose_secret(),
         );
     }
     let _ = writeln!(out, "gatehouse: ready");
@@ -286,6 +314,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     create_private_dir(&server.data_dir)
         .with_context(|| format!("cannot create data dir {}", server.data_dir.display()))?;
     let keys = crate::keyring::MasterKeys::load(&server, true)?;
+    let given_admin_token = given_bootstrap_token(&server)?;
     if keys.source == MasterKeySource::GeneratedFile {
         tracing::warn!(
             path = %server.data_dir.join("master.key").display(),
@@ -344,6 +373,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         auditor: Some(auditor.clone()),
         allowed_too: server.audit.data_plane == DataPlaneAudit::All,
         spans: spans.clone().map(|s| s as Arc<dyn gatehouse_gates::meter::SpanSink>),
+        propagate: server.telemetry.propagate_trace_context,
         meters: Arc::default(),
     };
     system_event(&auditor, EventKind::SystemStart).await;
@@ -435,7 +465,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(tls.clone().run_reloader(server.tls.reload_interval));
     }
 
-    let boot = bootstrap(&store, &hasher, tenant).await?;
+    let boot = bootstrap(&store, &hasher, tenant, given_admin_token).await?;
 
     tokio::spawn(verifier.clone().run_revocation_poller(REVOCATION_POLL));
     tokio::spawn(tokens.clone().run_revocation_poller(REVOCATION_POLL));

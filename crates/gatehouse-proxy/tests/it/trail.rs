@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 struct Sink(mpsc::UnboundedSender<Vec<TrailEntry>>);
 
 impl SpanSink for Sink {
-    fn request(&self, _: &gatehouse_audit::Event, trail: &[TrailEntry]) {
+    fn request(&self, _: &gatehouse_audit::Event, trail: &[TrailEntry], _: Option<&gatehouse_core::TraceContext>) {
         let _ = self.0.send(trail.to_vec());
     }
 }

@@ -108,7 +108,11 @@ async fn before_a_first_start_the_doctor_scans_the_config_and_creates_nothing() 
     .unwrap();
     let (code, out) = doctor(&config, &[("REDIS_URL", "redis://127.0.0.1:1/0")], "json");
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(ids(&report), ["data_plane.plaintext_off_loopback", "redis.unreachable", "store.absent"], "{out}");
+    assert_eq!(
+        ids(&report),
+        ["data_plane.plaintext_off_loopback", "redis.unreachable", "dependencies.not_checked", "store.absent"],
+        "{out}"
+    );
     assert_eq!(code, 4);
     assert!(!data.exists(), "no store or key was created");
     // a config that does not load is a failed scan: exit 1
@@ -160,4 +164,54 @@ async fn listener_certificates_that_expire_soon_or_cannot_serve_are_found() {
     assert_eq!(soon["severity"], "high");
     let evidence = soon["evidence"].as_str().unwrap();
     assert!(evidence.starts_with("tls.data") && evidence.contains("day.crt expires 20"), "{soon}");
+}
+
+/// `--advisory-db`: the binary's own dependencies against a RustSec database (here a small
+/// one written by the test in RustSec's format): a vulnerable version is high, an
+/// informational advisory low, a patched one nothing, an unreadable file said so.
+#[tokio::test]
+async fn the_doctor_checks_the_binarys_dependencies_against_an_advisory_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\ndata_dir = \"{}\"\n[mock]\nenabled = false\n", dir.path().join("d").display()),
+    )
+    .unwrap();
+    let db = dir.path().join("advisory-db");
+    let write = |package: &str, id: &str, extra: &str, patched: &str| {
+        let d = db.join("crates").join(package);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join(format!("{id}.md")),
+            format!("```toml\n[advisory]\nid = \"{id}\"\npackage = \"{package}\"\n{extra}\n[versions]\npatched = [{patched}]\n```\n\n# Title\n"),
+        )
+        .unwrap();
+    };
+    write("tokio", "RUSTSEC-2099-0001", "", "\">= 999.0.0\"");
+    write("tokio", "RUSTSEC-2099-0002", "", "\">= 0.0.1\"");
+    write("rustls", "RUSTSEC-2099-0003", "informational = \"unsound\"", "");
+    std::fs::write(db.join("crates/tokio/broken.md"), "not an advisory").unwrap();
+    let db_arg = db.to_str().unwrap();
+    let (code, out) =
+        cli(&["doctor", "--config", config.to_str().unwrap(), "--format", "json", "--advisory-db", db_arg], &[]);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, 4, "{out}");
+    let vulnerable = finding(&report, "dependencies.vulnerable");
+    assert_eq!(vulnerable["severity"], "high");
+    let evidence = vulnerable["evidence"].as_str().unwrap();
+    assert!(evidence.starts_with("RUSTSEC-2099-0001 (tokio 1.") && !evidence.contains("0002"), "{evidence}");
+    let notice = finding(&report, "dependencies.advisory_notice");
+    assert!(
+        notice["evidence"].as_str().unwrap().contains("RUSTSEC-2099-0003 (rustls 0.") && notice["severity"] == "low"
+    );
+    assert_eq!(
+        finding(&report, "dependencies.advisories_unreadable")["evidence"].as_str().unwrap().split(' ').next(),
+        Some("1")
+    );
+    assert!(!ids(&report).contains(&"dependencies.not_checked"));
+    // a path that is not a database fails the scan (exit 1), naming it
+    let (code, out) = cli(&["doctor", "--config", config.to_str().unwrap(), "--advisory-db", "/nonexistent"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("/nonexistent"), "{out}");
 }

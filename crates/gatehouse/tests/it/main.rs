@@ -36,6 +36,7 @@ mod postgres;
 mod providers;
 mod quickstart;
 mod routing;
+mod telemetry;
 mod tls;
 mod upstream;
 mod webhooks;

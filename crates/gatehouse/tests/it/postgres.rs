@@ -218,3 +218,22 @@ async fn postgres_gone_with_a_fail_closed_audit_refuses_then_recovers() {
     .await;
     assert!(open, "served again once the store is back");
 }
+
+/// Three replicas start together on an empty store: exactly one bootstraps it (one admin token
+/// printed, one in the store), and every replica accepts that token.
+#[tokio::test]
+async fn replicas_starting_together_on_an_empty_store_bootstrap_it_once() {
+    let Some(url) = fresh_schema_url() else { return };
+    let master = "5a".repeat(32);
+    let replica = || gateway().env("GATEHOUSE_DATABASE_URL", &url).env("GATEHOUSE_MASTER_KEY", &master).spawn();
+    let (a, b, c) = tokio::join!(replica(), replica(), replica());
+    let printed: Vec<String> = [&a, &b, &c].iter().filter_map(|g| g.admin_token.clone()).collect();
+    assert_eq!(printed.len(), 1, "one replica prints the bootstrap secrets, the others none");
+    assert_eq!([&a, &b, &c].iter().filter(|g| g.api_key.is_some()).count(), 1);
+    for g in [&a, &b, &c] {
+        let (status, tokens) =
+            crate::common::call(g, &printed[0], reqwest::Method::GET, "/admin/v1/tokens", None).await;
+        assert_eq!(status, 200, "{tokens}");
+        assert_eq!(tokens["data"].as_array().unwrap().len(), 1, "one admin token in the store: {tokens}");
+    }
+}

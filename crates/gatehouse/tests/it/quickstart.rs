@@ -71,3 +71,51 @@ async fn metrics_count_outcomes_by_code_without_content() {
     assert!(!metrics.contains("hello"), "no prompt content in metrics");
     assert!(!metrics.contains(gw.key()), "no credential in metrics");
 }
+
+/// `server.bootstrap_admin_token`: the operator's token (from `gatehouse bootstrap-token`)
+/// becomes the first admin token and no secret is printed; a value that is not an admin token
+/// refuses the start without echoing it.
+#[tokio::test]
+async fn a_given_bootstrap_token_is_the_first_admin_token_and_nothing_is_printed() {
+    let (code, out) = crate::common::cli(&["bootstrap-token"], &[]);
+    assert_eq!(code, 0, "{out}");
+    let token = out.trim().to_owned();
+    assert!(token.starts_with("gtha_"));
+    let (_, again) = crate::common::cli(&["bootstrap-token"], &[]);
+    assert_ne!(again.trim(), token, "fresh each time");
+
+    let gw =
+        gateway().server(r#"bootstrap_admin_token = "env:GH_BOOTSTRAP""#).env("GH_BOOTSTRAP", &token).spawn().await;
+    assert!(gw.admin_token.is_none() && gw.api_key.is_none(), "no secret in the log");
+    assert!(!gw.logs().contains(&token));
+    let (status, orgs) = crate::common::call(&gw, &token, reqwest::Method::GET, "/admin/v1/orgs", None).await;
+    assert_eq!(status, 200, "{orgs}");
+    let (_, tokens) = crate::common::call(&gw, &token, reqwest::Method::GET, "/admin/v1/tokens", None).await;
+    assert_eq!(tokens["data"].as_array().unwrap().len(), 1, "{tokens}");
+    // later starts take no new bootstrap even with another token configured
+    let dir = gw.stop().await;
+    let (_, other) = crate::common::cli(&["bootstrap-token"], &[]);
+    let gw = gateway()
+        .data_dir(dir)
+        .server(r#"bootstrap_admin_token = "env:GH_BOOTSTRAP""#)
+        .env("GH_BOOTSTRAP", other.trim())
+        .spawn()
+        .await;
+    assert_eq!(crate::common::call(&gw, other.trim(), reqwest::Method::GET, "/admin/v1/orgs", None).await.0, 401);
+    assert_eq!(crate::common::call(&gw, &token, reqwest::Method::GET, "/admin/v1/orgs", None).await.0, 200);
+
+    // not an admin token (an API key, a typo): refused, named, never echoed
+    let last = if token.ends_with('x') { 'y' } else { 'x' };
+    let bad = format!("{}{last}", &token[..token.len() - 1]);
+    for wrong in [bad.as_str(), "gth_notanadmintoken"] {
+        let err = gateway()
+            .server(r#"bootstrap_admin_token = "env:GH_BOOTSTRAP""#)
+            .env("GH_BOOTSTRAP", wrong)
+            .start_error()
+            .await;
+        assert!(err.contains("server.bootstrap_admin_token is not an admin token"), "{err}");
+        assert!(!err.contains(wrong));
+    }
+    let err = gateway().server(r#"bootstrap_admin_token = "env:GH_UNSET""#).start_error().await;
+    assert!(err.contains("server.bootstrap_admin_token") && err.contains("GH_UNSET"), "{err}");
+}
