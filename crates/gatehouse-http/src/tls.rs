@@ -28,6 +28,8 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+    /// Offer HTTP/2 (ALPN `h2`) besides HTTP/1.1.
+    pub http2: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +239,8 @@ fn build(files: &TlsFiles, cert: &[u8], key: &[u8], ca: Option<&[u8]>, now: i64)
         path: key_path(),
         what: format!("does not fit the certificate in {} ({e})", cert_path()),
     })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols =
+        if files.http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     // stateless resumption: a returning client skips the key exchange
     if let Ok(t) = rustls::crypto::aws_lc_rs::Ticketer::new() {
         config.ticketer = t;
@@ -272,7 +275,7 @@ mod tests {
     }
 
     fn files() -> TlsFiles {
-        TlsFiles { cert: "c.pem".into(), key: "k.pem".into(), client_ca: Some("ca.pem".into()) }
+        TlsFiles { cert: "c.pem".into(), key: "k.pem".into(), client_ca: Some("ca.pem".into()), http2: false }
     }
 
     #[test]

@@ -699,6 +699,9 @@ pub(crate) async fn plane_tls(
         cert: l.cert_file.clone(),
         key: l.key_file.clone(),
         client_ca: l.client_ca_file.clone(),
+        // the data plane's clients are programs: HTTP/2 lets one connection carry many
+        // requests; the control plane stays HTTP/1.1
+        http2: plane == "data",
     };
     gatehouse_http::TlsListener::load(plane, files).await.map(Some)
 }

@@ -273,3 +273,103 @@ async fn redis_is_reached_over_rediss_with_the_configured_ca_only() {
     let e = gateway().config(&config("redis-ca.pem")).env("REDIS_URL", &plain).start_error().await;
     assert!(e.contains("limits store"), "a TLS-only Redis is not reached in plain text: {e}");
 }
+
+/// A TLS client offering `alpn`, trusting only `ca`.
+fn alpn_client(ca: &str, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+}
+
+async fn tls_open(
+    url: &str,
+    connector: &tokio_rustls::TlsConnector,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(url.trim_start_matches("https://")).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    connector.connect(name, tcp).await
+}
+
+/// One request over an HTTP/2 connection: its status and whole body.
+async fn h2_call(
+    h2: &h2::client::SendRequest<bytes::Bytes>,
+    url: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> (u16, String) {
+    let mut h2 = h2.clone().ready().await.unwrap();
+    let req = http::Request::post(url)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let (resp, mut send) = h2.send_request(req, false).unwrap();
+    send.send_data(bytes::Bytes::from(body.to_string()), true).unwrap();
+    let resp = resp.await.unwrap();
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        text.extend_from_slice(&chunk);
+    }
+    (status, String::from_utf8(text).unwrap())
+}
+
+/// ALPN `h2` on the TLS data plane: requests and a stream share one connection; a connection
+/// on which no request starts for the header-read timeout is closed (GOAWAY) like an idle
+/// HTTP/1 one; the control plane offers HTTP/1.1 only.
+#[tokio::test]
+async fn the_tls_data_plane_speaks_http2_and_closes_idle_connections() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = Ca::new("ops");
+    ca.server(&["127.0.0.1", "localhost"], Validity::Current).write(files.path(), "server");
+    let config = format!(
+        "{}{}",
+        tls_section("data", files.path(), "server", None),
+        tls_section("control", files.path(), "server", None)
+    );
+    let gw = gateway().server("header_read_timeout_ms = 1000").config(&config).spawn().await;
+
+    let tls = tls_open(&gw.data_url, &alpn_client(&ca.pem, &[b"h2", b"http/1.1"])).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (h2, conn) = h2::client::handshake(tls).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let url = format!("{}/v1/chat/completions", gw.data_url);
+    let plain = json!({"model": "mock", "messages": [{"role": "user", "content": "hello"}]});
+    let streamed = json!({"model": "mock", "stream": true, "messages": [{"role": "user", "content": "hello"}]});
+    let (a, b, c) = tokio::join!(
+        h2_call(&h2, &url, gw.key(), plain.clone()),
+        h2_call(&h2, &url, gw.key(), streamed),
+        h2_call(&h2, &url, "gth_wrong", plain),
+    );
+    assert_eq!(a.0, 200, "{}", a.1);
+    assert!(a.1.contains("mock provider"), "{}", a.1);
+    assert_eq!(b.0, 200);
+    assert!(b.1.trim_end().ends_with("data: [DONE]"), "{}", b.1);
+    assert_eq!(c.0, 401, "the chain runs the same on HTTP/2");
+    assert!(!c.1.contains("gth_wrong"));
+
+    // idle (the client still holds the connection open): the gateway closes it within a few
+    // header-read timeouts, and it takes no more requests
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection is closed");
+    assert!(h2.clone().ready().await.is_err());
+
+    // the control plane: HTTP/1.1 only (a client that wants only h2 is refused at the handshake)
+    let tls = tls_open(&gw.admin_url, &alpn_client(&ca.pem, &[b"h2", b"http/1.1"])).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert!(tls_open(&gw.admin_url, &alpn_client(&ca.pem, &[b"h2"])).await.is_err());
+}
