@@ -55,6 +55,14 @@ pub async fn admin_token_operator(s: &AdminState, token: &SecretString) -> Resul
         Ok(Some(row)) if row.revoked_at.is_none() => match Role::parse(&row.role) {
             // a scoped role without an org, or an unknown role, is refused, never widened
             Some(role) if role == Role::PlatformAdmin || row.org.is_some() => {
+                // its last use, to the minute (the doctor's unused tokens): at most one write a
+                // minute per token, and a failed write costs the call nothing
+                let now = gatehouse_store::now_ms();
+                if row.last_used_at.is_none_or(|t| t < now - 60_000)
+                    && let Err(e) = s.store.touch_admin_token(&row.id, now).await
+                {
+                    tracing::debug!(error = %e, "cannot record an admin token's use");
+                }
                 Ok(Operator { token_id: row.id, role, org: row.org, user: row.user })
             }
             _ => Err(DenyCode::InvalidToken),

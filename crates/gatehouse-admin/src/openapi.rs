@@ -50,9 +50,10 @@ fn components() -> Value {
             "Token": {"type": "object", "required": ["id", "name", "role", "org_id", "user_id", "token"], "properties": {
                 "id": s("string"), "name": s("string"), "role": s("string"), "org_id": nullable("string"),
                 "user_id": nullable("string"), "token": s("string")}},
-            "TokenInfo": {"type": "object", "required": ["id", "name", "role", "org_id", "user_id", "created_at", "revoked_at"], "properties": {
+            "TokenInfo": {"type": "object", "required": ["id", "name", "role", "org_id", "user_id", "created_at", "revoked_at", "last_used_at"], "properties": {
                 "id": s("string"), "name": s("string"), "role": s("string"), "org_id": nullable("string"),
-                "user_id": nullable("string"), "created_at": s("integer"), "revoked_at": nullable("integer")}},
+                "user_id": nullable("string"), "created_at": s("integer"), "revoked_at": nullable("integer"),
+                "last_used_at": nullable("integer")}},
             "SessionInfo": {"type": "object",
                 "required": ["id", "method", "actor", "token_id", "role", "org_id", "user_id", "source", "created_at", "last_seen_at", "expires_at"],
                 "properties": {"id": s("string"), "method": s("string"), "actor": s("string"), "token_id": nullable("string"), "role": s("string"),

@@ -78,7 +78,8 @@ pub fn create(c: &mut Call) -> Pending<'_> {
 
 fn token_json(t: &gatehouse_store::AdminTokenRow) -> serde_json::Value {
     json!({"id": t.id, "name": t.name, "role": t.role, "org_id": t.org.map(|o| o.to_string()),
-           "user_id": t.user.map(|u| u.to_string()), "created_at": t.created_at, "revoked_at": t.revoked_at})
+           "user_id": t.user.map(|u| u.to_string()), "created_at": t.created_at, "revoked_at": t.revoked_at,
+           "last_used_at": t.last_used_at})
 }
 
 #[derive(Debug, Deserialize)]

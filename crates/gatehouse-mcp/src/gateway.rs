@@ -132,11 +132,12 @@ fn next_step(cx: &RequestCx) -> GateName {
     }
 }
 
-fn request_cx(id: RequestId, parts: &http::request::Parts) -> RequestCx {
+fn request_cx(id: RequestId, parts: &http::request::Parts, s: &McpState) -> RequestCx {
     let presented =
         gatehouse_http::presented(&parts.headers, parts.uri.query(), gatehouse_http::Accept::BearerOrApiKey);
     let mut cx = RequestCx::new(id, presented);
     cx.source = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    cx.trace = s.audit.trace(parts.headers.get("traceparent").map(http::HeaderValue::as_bytes));
     cx
 }
 
@@ -152,7 +153,7 @@ fn presented_binding(cx: &RequestCx) -> Option<Binding> {
 /// it presents: only its holder can present it.
 async fn begin(s: McpState, parts: &http::request::Parts) -> Result<(Call, Principal, Binding), Response> {
     let id = parts.extensions.get::<RequestId>().copied().unwrap_or_else(RequestId::generate);
-    let cx = request_cx(id, parts);
+    let cx = request_cx(id, parts, &s);
     let bind = presented_binding(&cx);
     let mut call = Call { s, cx, done: false };
     // A deployment that requires an audit trail serves nothing it cannot record.

@@ -82,6 +82,8 @@ pub struct AdminTokenRow {
     pub org: Option<OrgId>,
     /// The member the token acts for, if any.
     pub user: Option<gatehouse_core::UserId>,
+    /// When it last authenticated a call (to the minute); `None`: never since tracked.
+    pub last_used_at: Option<i64>,
 }
 
 /// The raw row as both backends return it.
@@ -148,6 +150,7 @@ pub(crate) struct RawAdminTokenRow {
     role: String,
     org_id: Option<String>,
     user_id: Option<String>,
+    last_used_at: Option<i64>,
 }
 
 impl TryFrom<RawAdminTokenRow> for AdminTokenRow {
@@ -166,6 +169,7 @@ impl TryFrom<RawAdminTokenRow> for AdminTokenRow {
                 .user_id
                 .map(|u| gatehouse_core::UserId::parse(&u).ok_or(Error::Corrupt("admin_tokens.user_id")))
                 .transpose()?,
+            last_used_at: r.last_used_at,
         })
     }
 }

@@ -333,9 +333,20 @@ impl Store {
         Ok(())
     }
 
+    /// Records that an admin token authenticated a call at `now` (ms), unless a use within the
+    /// last minute is already recorded: the control plane calls this only when its row says
+    /// so, and the condition keeps replicas from writing over a later time.
+    pub async fn touch_admin_token(&self, id: &str, now: i64) -> Result<(), Error> {
+        execute!(self,
+            "UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)";
+            now, id, now - 60_000
+        )?;
+        Ok(())
+    }
+
     pub async fn admin_token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AdminTokenRow>, Error> {
         let row: Option<RawAdminTokenRow> = fetch!(self, query_as, fetch_optional,
-            "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens WHERE digest = $1";
+            "SELECT id, name, created_at, revoked_at, role, org_id, user_id, last_used_at FROM admin_tokens WHERE digest = $1";
             &digest[..]
         )?;
         row.map(AdminTokenRow::try_from).transpose()

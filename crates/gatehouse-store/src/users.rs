@@ -186,7 +186,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<crate::AdminTokenRow>, Error> {
         let rows: Vec<crate::records::RawAdminTokenRow> = fetch!(self, query_as, fetch_all,
-            "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens \
+            "SELECT id, name, created_at, revoked_at, role, org_id, user_id, last_used_at FROM admin_tokens \
              WHERE ($1 IS NULL OR org_id = $1) AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3";
             org.map(|o| o.to_string()), before, i64::from(limit)
         )?;
@@ -195,7 +195,7 @@ impl Store {
 
     pub async fn admin_token(&self, id: &str) -> Result<Option<crate::AdminTokenRow>, Error> {
         let row: Option<crate::records::RawAdminTokenRow> = fetch!(self, query_as, fetch_optional,
-            "SELECT id, name, created_at, revoked_at, role, org_id, user_id FROM admin_tokens WHERE id = $1";
+            "SELECT id, name, created_at, revoked_at, role, org_id, user_id, last_used_at FROM admin_tokens WHERE id = $1";
             id
         )?;
         row.map(crate::AdminTokenRow::try_from).transpose()

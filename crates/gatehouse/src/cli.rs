@@ -43,6 +43,9 @@ pub enum Command {
         /// against; without one they are not checked.
         #[arg(long, env = "GATEHOUSE_ADVISORY_DB")]
         advisory_db: Option<PathBuf>,
+        /// An active admin token not used for this long is reported (`admin_tokens.unused`).
+        #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
+        unused_after: std::time::Duration,
     },
     /// Back up the embedded store into a sealed archive, online (`backup verify`: check one).
     #[command(args_conflicts_with_subcommands = true)]
@@ -441,8 +444,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{e:#}")),
         },
-        Command::Doctor { serve, format, advisory_db } => {
-            match crate::doctor::run(&serve, format, advisory_db.as_deref()).await {
+        Command::Doctor { serve, format, advisory_db, unused_after } => {
+            match crate::doctor::run(&serve, format, advisory_db.as_deref(), unused_after).await {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => fail(&format!("{e:#}")),
             }

@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::ValueEnum;
@@ -262,18 +263,39 @@ pub fn config_findings(cfg: &Config, facts: &Facts) -> Vec<Finding> {
 
 /// The findings the store gives: credentials that never expire, orgs with no budget,
 /// webhook receivers reached in plain text.
-pub async fn store_findings(store: &gatehouse_store::Store) -> anyhow::Result<Vec<Finding>> {
+pub async fn store_findings(store: &gatehouse_store::Store, unused_after: Duration) -> anyhow::Result<Vec<Finding>> {
     let mut out = Vec::new();
-    let mut tokens = Vec::new();
+    let (mut tokens, mut unused) = (Vec::new(), Vec::new());
+    let cutoff = gatehouse_store::now_ms().saturating_sub(i64::try_from(unused_after.as_millis()).unwrap_or(i64::MAX));
     let mut before: Option<String> = None;
     loop {
         let page = store.list_admin_tokens(None, before.as_deref(), 500).await?;
         let done = page.len() < 500;
         before = page.last().map(|t| t.id.clone());
-        tokens.extend(page.into_iter().filter(|t| t.revoked_at.is_none()).map(|t| t.name));
+        for t in page.into_iter().filter(|t| t.revoked_at.is_none()) {
+            // never used: as old as the token
+            if t.last_used_at.unwrap_or(t.created_at) < cutoff {
+                unused.push(t.name.clone());
+            }
+            tokens.push(t.name);
+        }
         if done {
             break;
         }
+    }
+    if !unused.is_empty() {
+        out.push(Finding {
+            id: "admin_tokens.unused",
+            severity: Severity::Medium,
+            title: "Active admin tokens nobody used lately: a forgotten credential that still works",
+            evidence: format!(
+                "{} not used in {}: {}",
+                unused.len(),
+                humantime::format_duration(unused_after),
+                sample(&unused)
+            ),
+            fix: "revoke them (POST /admin/v1/tokens/{id}/revoke); GET /admin/v1/tokens shows each one's last_used_at",
+        });
     }
     if !tokens.is_empty() {
         out.push(Finding {
@@ -281,7 +303,7 @@ pub async fn store_findings(store: &gatehouse_store::Store) -> anyhow::Result<Ve
             severity: Severity::Medium,
             title: "Admin tokens are valid until revoked",
             evidence: format!("{} active: {}", tokens.len(), sample(&tokens)),
-            fix: "revoke the tokens nobody uses (DELETE /admin/v1/tokens/{id}); let people sign in to the console with single sign-on or a passkey instead of holding tokens",
+            fix: "revoke the tokens nobody uses (POST /admin/v1/tokens/{id}/revoke); let people sign in to the console with single sign-on or a passkey instead of holding tokens",
         });
     }
     let keys = store.keys_without_expiry().await?;
@@ -519,7 +541,12 @@ fn mode(_: &Path) -> Option<u32> {
 }
 
 /// Runs the scan and prints it; the exit code is the worst severity's.
-pub async fn run(args: &ServeArgs, format: Format, advisory_db: Option<&Path>) -> anyhow::Result<u8> {
+pub async fn run(
+    args: &ServeArgs,
+    format: Format,
+    advisory_db: Option<&Path>,
+    unused_after: Duration,
+) -> anyhow::Result<u8> {
     let cfg = crate::serve::load_config(args)?;
     let server = &cfg.server;
     let mut facts = Facts { spool_free: free_bytes(&server.data_dir), ..Facts::default() };
@@ -560,7 +587,7 @@ pub async fn run(args: &ServeArgs, format: Format, advisory_db: Option<&Path>) -
         });
     } else {
         let store = crate::serve::open_store(server).await?;
-        findings.extend(store_findings(&store).await.context("cannot read the store")?);
+        findings.extend(store_findings(&store, unused_after).await.context("cannot read the store")?);
     }
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
     let worst = findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Info);

@@ -180,8 +180,15 @@ async fn bootstrap(
     let digest = hasher.digest(KeyKind::Admin, &admin_token).0;
     match store.insert_admin_token(BOOTSTRAP_TOKEN_ID, "bootstrap", &digest, "platform_admin", None, None).await {
         Ok(()) => {}
-        // another replica bootstrapped this store a moment ago: its token stands, ours is dropped
-        Err(gatehouse_store::Error::Conflict) => return Ok(None),
+        // another replica bootstrapped this store a moment ago (its token stands, ours is
+        // dropped), or this store was bootstrapped long ago and every admin token since revoked:
+        // that is no first start, and no token is minted behind the operator's back
+        Err(gatehouse_store::Error::Conflict) => {
+            if store.admin_token_count().await? == 0 {
+                tracing::warn!("every admin token is revoked; `gatehouse recover-admin` mints one beside the store");
+            }
+            return Ok(None);
+        }
         Err(e) => return Err(e.into()),
     }
     if provided {

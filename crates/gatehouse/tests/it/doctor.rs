@@ -215,3 +215,46 @@ async fn the_doctor_checks_the_binarys_dependencies_against_an_advisory_database
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("/nonexistent"), "{out}");
 }
+
+/// `admin_tokens.unused`: an active admin token whose last use (or, never used, its creation)
+/// is older than `--unused-after` (90 days by default) is reported; each call moves the
+/// token's `last_used_at`, which the token list shows.
+#[tokio::test]
+async fn admin_tokens_nobody_used_lately_are_reported() {
+    let gw = gateway().spawn().await;
+    let root = root(&gw);
+    let mint = |name: &'static str| {
+        let body = json!({"name": name, "role": "platform_admin"});
+        call(&gw, &root, Method::POST, "/admin/v1/tokens", Some(body))
+    };
+    let (st, used) = mint("in-use").await;
+    assert_eq!(st, 201, "{used}");
+    let (st, _) = mint("forgotten").await;
+    assert_eq!(st, 201);
+    // the clock has to pass the threshold the scan is given (3 s here)
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let token = used["token"].as_str().unwrap();
+    let (st, tokens) = call(&gw, token, Method::GET, "/admin/v1/tokens", None).await;
+    assert_eq!(st, 200);
+    let last_used = |name: &str| {
+        tokens["data"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap()["last_used_at"].clone()
+    };
+    assert!(last_used("in-use").as_i64().is_some_and(|t| t > 0), "{tokens}");
+    assert!(last_used("forgotten").is_null(), "{tokens}");
+
+    let config = gw.config_path.to_str().unwrap();
+    let (_, out) = cli(&["doctor", "--config", config, "--format", "json", "--unused-after", "3s"], &[]);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let unused = finding(&report, "admin_tokens.unused");
+    assert_eq!(unused["severity"], "medium");
+    let evidence = unused["evidence"].as_str().unwrap();
+    // the bootstrap token was last used to mint the others, before the wait
+    assert!(
+        evidence.starts_with("2 not used in 3s: ") && evidence.contains("forgotten") && evidence.contains("bootstrap")
+    );
+    assert!(!evidence.contains("in-use"), "{evidence}");
+    assert!(!out.contains(token), "the report carries no credential");
+    // the default threshold: nothing is 90 days old here
+    let (_, out) = cli(&["doctor", "--config", config, "--format", "json"], &[]);
+    assert!(!out.contains("admin_tokens.unused"), "{out}");
+}

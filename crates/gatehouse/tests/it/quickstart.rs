@@ -119,3 +119,19 @@ async fn a_given_bootstrap_token_is_the_first_admin_token_and_nothing_is_printed
     let err = gateway().server(r#"bootstrap_admin_token = "env:GH_UNSET""#).start_error().await;
     assert!(err.contains("server.bootstrap_admin_token") && err.contains("GH_UNSET"), "{err}");
 }
+
+/// A store whose admin tokens were all revoked is not at its first start: a restart mints and
+/// prints nothing (`gatehouse recover-admin` is the way back in) and says so.
+#[tokio::test]
+async fn a_store_whose_admin_tokens_are_all_revoked_is_not_bootstrapped_again() {
+    let gw = gateway().spawn().await;
+    let root = gw.admin_token.clone().unwrap();
+    let path = "/admin/v1/tokens/00000000-0000-0000-0000-000000000000/revoke";
+    let (status, v) = crate::common::call(&gw, &root, reqwest::Method::POST, path, None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(crate::common::call(&gw, &root, reqwest::Method::GET, "/admin/v1/orgs", None).await.0, 401);
+    let dir = gw.stop().await;
+    let again = gateway().data_dir(dir).spawn().await;
+    assert!(again.admin_token.is_none() && again.api_key.is_none());
+    assert!(again.logs().contains("every admin token is revoked"), "{}", again.logs());
+}
