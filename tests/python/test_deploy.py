@@ -370,3 +370,45 @@ def test_the_evaluator_is_not_vacuous():
     assert allowed([], NEIGHBOUR, PROVIDER, 443) and allowed([], APP, GATEWAY, 8081)
     off = render(*REQUIRED, "--set", "networkPolicy.enabled=false")
     assert not by_kind(off, "NetworkPolicy")
+
+
+def _context_files():
+    """The files `docker build .` sends, from a clean checkout's tracked files and .dockerignore
+    (its patterns here: a path from the root, or `**/name` at any depth)."""
+    patterns = [p for p in (ROOT / ".dockerignore").read_text().split() if not p.startswith("#")]
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    kept = []
+    for f in tracked.splitlines():
+        parts = pathlib.PurePosixPath(f).parts
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        ignored = any(
+            (p.startswith("**/") and any(part == p[3:] for part in parts)) or p in prefixes for p in patterns
+        )
+        if not ignored:
+            kept.append(f)
+    return kept
+
+
+def test_the_image_context_holds_everything_the_build_reads(tmp_path):
+    """What the image's build stage compiles is checked here, from exactly the context Docker
+    would send (no engine on CI machines to run the build itself)."""
+    binary = os.environ.get("GATEHOUSE_BIN")
+    if not binary:
+        if os.environ.get("CI") == "true":
+            pytest.fail("GATEHOUSE_BIN is not set")
+        pytest.skip("GATEHOUSE_BIN is not set")
+    files = _context_files()
+    assert "Cargo.lock" in files and "rust-toolchain.toml" in files
+    assert not [f for f in files if f.startswith(("tests/", "deploy/", ".git/"))]
+    for f in files:
+        dst = tmp_path / f
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes((ROOT / f).read_bytes())
+    # the build's own target directory keeps the dependencies' check results between runs
+    target = pathlib.Path(binary).resolve().parents[1]
+    env = dict(os.environ, CARGO_TARGET_DIR=str(target), GATEHOUSE_COMMIT="0123456789ab")
+    out = subprocess.run(
+        ["cargo", "check", "--locked", "--offline", "--quiet", "-j2", "--bin", "gatehouse"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
