@@ -92,10 +92,11 @@ impl AuditHook {
         AuditHook { auditor: None, allowed_too: false, spans: None, propagate: false, meters: Arc::default() }
     }
 
-    /// A request's trace context (`incoming`: its `traceparent` header), made only when spans
-    /// are exported or providers are told it: otherwise tracing costs a request nothing.
-    pub fn trace(&self, incoming: Option<&[u8]>) -> Option<TraceContext> {
-        (self.spans.is_some() || self.propagate).then(|| TraceContext::start(incoming, self.propagate))
+    /// A request's trace context (`incoming`: reads its `traceparent` header), made only when
+    /// spans are exported or providers are told it: otherwise tracing costs a request nothing,
+    /// not even the header lookup.
+    pub fn trace<'a>(&self, incoming: impl FnOnce() -> Option<&'a [u8]>) -> Option<TraceContext> {
+        (self.spans.is_some() || self.propagate).then(|| TraceContext::start(incoming(), self.propagate))
     }
 
     /// False when the trail is fail-closed and cannot record: requests are then refused.

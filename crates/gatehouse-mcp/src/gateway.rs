@@ -137,7 +137,7 @@ fn request_cx(id: RequestId, parts: &http::request::Parts, s: &McpState) -> Requ
         gatehouse_http::presented(&parts.headers, parts.uri.query(), gatehouse_http::Accept::BearerOrApiKey);
     let mut cx = RequestCx::new(id, presented);
     cx.source = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-    cx.trace = s.audit.trace(parts.headers.get("traceparent").map(http::HeaderValue::as_bytes));
+    cx.trace = s.audit.trace(|| parts.headers.get("traceparent").map(http::HeaderValue::as_bytes));
     cx
 }
 

@@ -54,7 +54,7 @@ pub(crate) fn credential(parts: &http::request::Parts) -> Presented {
 /// timeout hint and (while tracing is on) its trace context.
 pub(crate) fn request_cx(id: RequestId, parts: &http::request::Parts, audit: &AuditHook) -> RequestCx {
     let mut cx = RequestCx::new(id, credential(parts));
-    cx.trace = audit.trace(parts.headers.get("traceparent").map(HeaderValue::as_bytes));
+    cx.trace = audit.trace(|| parts.headers.get("traceparent").map(HeaderValue::as_bytes));
     cx.source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     cx.timeout_hint = timeout_hint(&parts.headers);
     cx.debug_routing = parts.headers.get("x-gatehouse-debug").is_some_and(|v| v.as_bytes() == b"routing");

@@ -258,3 +258,41 @@ async fn admin_tokens_nobody_used_lately_are_reported() {
     let (_, out) = cli(&["doctor", "--config", config, "--format", "json"], &[]);
     assert!(!out.contains("admin_tokens.unused"), "{out}");
 }
+
+/// A Redis that does not let the gateway ask about its persistence (a managed service that
+/// renames `CONFIG`): said as information, never guessed. A Redis server of our own, started
+/// for the test, with `CONFIG` renamed away.
+#[tokio::test]
+async fn a_redis_that_refuses_config_is_reported_as_unknown_persistence() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port_text = port.to_string();
+    let _redis = tokio::process::Command::new("redis-server")
+        .args(["--port", &port_text, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--rename-command", "CONFIG", ""])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("redis-server (the machine's Redis package): {e}"));
+    let up = gatehouse_testkit::eventually(std::time::Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await;
+    assert!(up, "the test's Redis did not start");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = \"{}\"\n[mock]\nenabled = false\n[redis]\nurl = \"env:REDIS_URL\"\n",
+            dir.path().join("d").display()
+        ),
+    )
+    .unwrap();
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let (code, out) = doctor(&config, &[("REDIS_URL", &url)], "json");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let unknown = finding(&report, "redis.persistence_unknown");
+    assert_eq!(unknown["severity"], "info");
+    assert!(!ids(&report).contains(&"redis.no_persistence") && !ids(&report).contains(&"redis.unreachable"), "{out}");
+    assert_eq!(code, 0, "information only: {out}");
+}
