@@ -125,6 +125,7 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawMock {
     pub enabled: Option<bool>,
+    pub stream_delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -462,6 +462,8 @@ pub const MAX_DEPLOYMENTS: usize = 16;
 pub struct Policy {
     pub limits: RequestLimits,
     pub mock_enabled: bool,
+    /// The mock's pause between the words of a streamed answer, so streaming shows.
+    pub mock_stream_delay: Duration,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
     pub guardrails: GuardrailSettings,
@@ -492,6 +494,7 @@ impl Default for Config {
             policy: Policy {
                 limits,
                 mock_enabled: true,
+                mock_stream_delay: Duration::from_millis(MOCK_STREAM_DELAY_MS),
                 providers: vec![],
                 models: vec![],
                 guardrails,
@@ -550,6 +553,8 @@ impl Config {
         }
         let limits = limits(&raw.limits, &mut issues);
         let mock_enabled = raw.mock.enabled.unwrap_or(true);
+        let mock_stream_delay =
+            ms(raw.mock.stream_delay_ms, MOCK_STREAM_DELAY_MS, 0, 1000, "mock.stream_delay_ms", &mut issues);
         let providers = providers(raw.providers, &mut issues);
         let models = models(raw.models, &providers, mock_enabled, &mut issues);
         let guardrails = guardrails(raw.guardrails, &mut issues);
@@ -568,7 +573,16 @@ impl Config {
         if issues.is_empty() {
             Ok(Config {
                 server,
-                policy: Policy { limits, mock_enabled, providers, models, guardrails, prices, budgets },
+                policy: Policy {
+                    limits,
+                    mock_enabled,
+                    mock_stream_delay,
+                    providers,
+                    models,
+                    guardrails,
+                    prices,
+                    budgets,
+                },
             })
         } else {
             Err(ConfigError::Invalid(issues))
@@ -683,6 +697,10 @@ fn cors_origins(origins: Vec<String>, issues: &mut Vec<Issue>) -> Vec<String> {
     out.dedup();
     out
 }
+
+/// The mock's default pause between streamed words: ten words take a quarter of a second,
+/// enough to see streaming in the quick start.
+const MOCK_STREAM_DELAY_MS: u64 = 25;
 
 pub(crate) fn ms(v: Option<u64>, default_ms: u64, min: u64, max: u64, path: &str, issues: &mut Vec<Issue>) -> Duration {
     let v = v.unwrap_or(default_ms);
@@ -1458,6 +1476,16 @@ impl ProviderConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mocks_stream_delay_defaults_to_a_visible_pause_and_is_bounded() {
+        assert_eq!(Config::from_toml("").unwrap().policy.mock_stream_delay, Duration::from_millis(25));
+        assert_eq!(Config::default().policy.mock_stream_delay, Duration::from_millis(25));
+        let off = Config::from_toml("[mock]\nstream_delay_ms = 0\n").unwrap();
+        assert_eq!(off.policy.mock_stream_delay, Duration::ZERO);
+        let err = Config::from_toml("[mock]\nstream_delay_ms = 5000\n").unwrap_err();
+        assert_eq!(err.issues()[0].path, "mock.stream_delay_ms");
+    }
 
     #[test]
     fn empty_config_is_the_embedded_default() {

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use gatehouse_core::{Denial, DenyCode, Presented, Rates, RequestCx, RequestId, Target};
 use gatehouse_gates::meter::AuditHook;
 use gatehouse_gates::{Admitted, Answer, Listing, admit, admit_listing};
@@ -203,7 +204,15 @@ async fn serve_mock(rt: Arc<Runtime>, req: &ApiRequest, answer: Answer) -> Respo
         }
         Endpoint::ChatCompletions if req.stream => {
             let (frames, _) = mock::chat_stream(req, &id, unix_now());
-            let inner = futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::convert::Infallible>));
+            // word by word, a pause between words (`[mock] stream_delay_ms`): what a model's
+            // stream looks like to someone trying the quick start
+            let delay = rt.mock_stream_delay;
+            let inner = futures_util::stream::iter(frames.into_iter().enumerate()).then(move |(i, frame)| async move {
+                if i > 0 && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Ok::<_, std::convert::Infallible>(frame)
+            });
             let bounds = StreamBounds { idle: Duration::from_secs(60), max_duration: Duration::from_secs(600) };
             sse_response(Body::from_stream(Inspected::new(inner, rt, answer.stream(), bounds)))
         }

@@ -25,6 +25,8 @@ pub struct Runtime {
     pub limits: RequestLimits,
     /// Stored provider credentials (shared by every snapshot).
     pub credentials: Arc<gatehouse_gates::credentials::CredentialTable>,
+    /// The mock's pause between streamed words.
+    pub mock_stream_delay: std::time::Duration,
 }
 
 /// What every snapshot shares and no reload rebuilds: the credential verifiers and their
@@ -82,7 +84,13 @@ pub fn build_runtime(policy: &Policy, services: &Services, env: EnvLookup<'_>) -
         bounds,
         s.audit.clone(),
     );
-    Ok(Runtime { gates, upstreams, limits: l, credentials: s.credentials.clone() })
+    Ok(Runtime {
+        gates,
+        upstreams,
+        limits: l,
+        credentials: s.credentials.clone(),
+        mock_stream_delay: policy.mock_stream_delay,
+    })
 }
 
 /// Shared by every handler of the data plane. The router clones it for every request: one

@@ -47,11 +47,16 @@ async fn mock_streams_chunk_by_chunk_with_usage() {
     let mut chunks = 0;
     let mut text = String::new();
     let mut stream = resp.bytes_stream();
+    let mut first = None;
     while let Some(c) = stream.next().await {
+        first.get_or_insert_with(std::time::Instant::now);
         chunks += 1;
         text.push_str(std::str::from_utf8(&c.unwrap()).unwrap());
     }
     assert!(chunks > 1, "the stream arrives in pieces");
+    // ten words, a 25 ms pause between two (`[mock] stream_delay_ms`): seen as a stream
+    let spread = first.unwrap().elapsed();
+    assert!(spread >= std::time::Duration::from_millis(225), "{spread:?}");
     assert!(text.contains("\"usage\""));
     assert!(text.trim_end().ends_with("data: [DONE]"));
 }
