@@ -666,10 +666,8 @@ impl Gate for GuardrailsInGate {
             return Verdict::Pass(session);
         }
         let size = req.text_len();
+        let key = content_key(req.endpoint);
         let body = req.body_mut();
-        let Some(key) = req_endpoint(body) else {
-            return Verdict::Pass(session);
-        };
         let result = {
             let mut texts = Vec::new();
             request_texts(body.get(key), key, &mut texts);
@@ -736,14 +734,13 @@ fn replace_json_strings(
     }
 }
 
-/// Which field holds the content: `messages` (chat) or `input` (embeddings).
-fn req_endpoint(body: &Map<String, Value>) -> Option<&'static str> {
-    if body.contains_key("messages") {
-        Some("messages")
-    } else if body.contains_key("input") {
-        Some("input")
-    } else {
-        None
+/// The field the endpoint's provider reads the content from: `messages` (chat) or `input`
+/// (embeddings). By the endpoint, never by the body's keys: a stray `messages` on an
+/// embeddings request (which servers ignore) must not choose what is scanned.
+fn content_key(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::ChatCompletions => "messages",
+        Endpoint::Embeddings => "input",
     }
 }
 

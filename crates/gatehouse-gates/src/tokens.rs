@@ -4,7 +4,7 @@
 //! the body's byte size instead, which is a bound).
 
 use bpe_openai::Tokenizer;
-use gatehouse_providers::ApiRequest;
+use gatehouse_providers::{ApiRequest, Endpoint};
 use serde_json::Value;
 
 /// Texts above this size are estimated at four bytes per token instead of tokenized (a 1 KiB
@@ -54,16 +54,19 @@ fn texts<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
-/// Estimated prompt tokens of a request for the model its provider serves.
+/// Estimated prompt tokens of a request for the model its provider serves. Read from the
+/// field the endpoint's provider reads (never chosen by the body's keys: a stray `messages`
+/// on an embeddings request must not shrink the estimate token rates are checked with).
 pub fn prompt_estimate(req: &ApiRequest, provider_model: &str) -> u64 {
     let body = req.body();
     let mut parts = Vec::new();
-    let framing = match body.get("messages") {
-        Some(Value::Array(m)) => {
+    let framing = match (req.endpoint, body.get("messages")) {
+        (Endpoint::ChatCompletions, Some(Value::Array(m))) => {
             m.iter().for_each(|x| texts(x, &mut parts));
             PER_MESSAGE * m.len() as u64 + 3
         }
-        _ => {
+        (Endpoint::ChatCompletions, _) => 3,
+        (Endpoint::Embeddings, _) => {
             if let Some(i) = body.get("input") {
                 texts(i, &mut parts);
             }
@@ -87,7 +90,7 @@ fn by_size(bytes: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use gatehouse_providers::{Endpoint, RequestBounds};
+    use gatehouse_providers::RequestBounds;
 
     use super::*;
 
@@ -107,5 +110,11 @@ mod tests {
         let e =
             ApiRequest::parse(Endpoint::Embeddings, br#"{"model":"e","input":["hello world","hello"]}"#, B).unwrap();
         assert_eq!(prompt_estimate(&e, "text-embedding-3-small"), 3);
+        // a stray field the provider ignores does not change what is counted
+        let stray = br#"{"model":"e","input":["hello world","hello"],"messages":[]}"#;
+        let e = ApiRequest::parse(Endpoint::Embeddings, stray, B).unwrap();
+        assert_eq!(prompt_estimate(&e, "text-embedding-3-small"), 3);
+        let r = chat(r#"{"model":"x","messages":[{"role":"user","content":"hello world"}],"input":"x"}"#);
+        assert_eq!(prompt_estimate(&r, "gpt-4o-mini"), 2 + 4 + 3);
     }
 }

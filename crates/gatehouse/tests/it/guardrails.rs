@@ -333,3 +333,20 @@ async fn guardrails_eval_scores_an_operators_labelled_file() {
     assert_eq!((misses[1]["line"].as_u64(), misses[1]["detector"].as_str()), (Some(2), Some("prompt_injection")));
     assert!(misses[1]["score"].as_f64().unwrap() >= 0.3);
 }
+
+/// The guardrail reads the field the endpoint's provider reads, whatever else a body carries:
+/// a stray `messages` on an embeddings request (which OpenAI-compatible servers ignore) must
+/// not make it scan that instead of `input`.
+#[tokio::test]
+async fn a_stray_field_does_not_choose_what_the_guardrail_reads() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gw_with(&fake, "").await;
+    for decoy in [json!([]), json!([{"role": "user", "content": "hello"}]), json!("hello")] {
+        let body = json!({"model": "fake-embed", "input": ["fine", format!("also {SECRET}")], "messages": decoy});
+        let resp = gw.post("/v1/embeddings", Some(gw.key()), &body).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains(SECRET), "{text}");
+    }
+    assert_eq!(fake.calls(), 0, "nothing reached the provider");
+}
