@@ -3,8 +3,8 @@
 //! org, project, key id, model, endpoint, outcome, code, deciding gate, HTTP status, token
 //! counts, timing — and under it one span per step of the gate chain (name, outcome, code).
 //! The trace is the caller's when it sent a W3C `traceparent`; the provider step's span is
-//! the parent providers are told about when propagation is on. No prompt, response, header or error text can reach a span because the
-//! event cannot hold one. Export runs on the SDK's own thread with a bounded queue (spans are
+//! the parent providers are told about when propagation is on. No prompt, response, header or
+//! error text can reach a span because neither the event nor the trail can hold one. Export runs on the SDK's own thread with a bounded queue (spans are
 //! dropped, and counted by the SDK, if the collector cannot keep up: telemetry must never
 //! slow or block requests — the audit trail is the record, traces are not).
 
