@@ -665,17 +665,29 @@ impl Gate for GuardrailsInGate {
         if !session.policy.active(Direction::In) {
             return Verdict::Pass(session);
         }
-        let size = req.text_len();
         let key = content_key(req.endpoint);
+        let extra: &[&str] = if req.endpoint == Endpoint::ChatCompletions { CHAT_EXTRA } else { &[] };
         let body = req.body_mut();
         let result = {
             let mut texts = Vec::new();
             request_texts(body.get(key), key, &mut texts);
+            for f in extra {
+                if let Some(v) = body.get(*f) {
+                    json_strings(v, 0, &mut texts);
+                }
+            }
+            let size = texts.iter().map(|t| t.len()).sum();
             let r = session.run(Direction::In, texts, size).await;
             r.map(|out| {
                 let mut out = out.into_iter();
                 if let Some(v) = body.get_mut(key) {
                     replace_request(v, key, &mut out);
+                }
+                let mut changed = false;
+                for f in extra {
+                    if let Some(v) = body.get_mut(*f) {
+                        replace_json_strings(v, 0, &mut out, &mut changed);
+                    }
                 }
             })
         };
@@ -733,6 +745,12 @@ fn replace_json_strings(
         _ => {}
     }
 }
+
+/// A chat request's fields besides `messages` whose strings reach the provider, most of them
+/// the model: tool and function definitions (descriptions, schemas), the predicted output, the
+/// response schema, metadata. Scanned like the messages (their `type` labels are not text), so
+/// nothing leaves in a field the guardrail does not look at.
+const CHAT_EXTRA: &[&str] = &["tools", "functions", "prediction", "response_format", "metadata"];
 
 /// The field the endpoint's provider reads the content from: `messages` (chat) or `input`
 /// (embeddings). By the endpoint, never by the body's keys: a stray `messages` on an

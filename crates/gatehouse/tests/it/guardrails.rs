@@ -350,3 +350,42 @@ async fn a_stray_field_does_not_choose_what_the_guardrail_reads() {
     }
     assert_eq!(fake.calls(), 0, "nothing reached the provider");
 }
+
+/// Text that reaches the provider outside `messages` is scanned too: tool and function
+/// definitions, the predicted output, the response schema, metadata. A clean request with
+/// tools still passes.
+#[tokio::test]
+async fn secrets_outside_the_messages_are_blocked_too() {
+    let fake = FakeProvider::spawn().await;
+    let gw = gw_with(&fake, "").await;
+    let hello = json!([{"role": "user", "content": "what is the weather?"}]);
+    let tool = |description: String| {
+        json!([{"type": "function", "function": {"name": "weather", "description": description,
+            "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "a city"}}}}}])
+    };
+    for (field, value) in [
+        ("tools", tool(format!("call it with key {SECRET}"))),
+        (
+            "functions",
+            json!([{"name": "f", "description": "x", "parameters": {"type": "object", "properties": {"k": {"type": "string", "default": SECRET}}}}]),
+        ),
+        ("prediction", json!({"type": "content", "content": format!("the key is {SECRET}")})),
+        (
+            "response_format",
+            json!({"type": "json_schema", "json_schema": {"name": "r", "description": format!("use {SECRET}"), "schema": {"type": "object"}}}),
+        ),
+        ("metadata", json!({"note": format!("key {SECRET}")})),
+    ] {
+        let mut body = json!({"model": "fake-model", "messages": hello});
+        body[field] = value;
+        let resp = gw.post("/v1/chat/completions", Some(gw.key()), &body).await;
+        assert_eq!(resp.status(), 400, "{field}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("content_blocked") && !text.contains(SECRET), "{field}: {text}");
+    }
+    assert_eq!(fake.calls(), 0, "nothing reached the provider");
+    let mut body = json!({"model": "fake-model", "messages": hello});
+    body["tools"] = tool("the current weather for a city".to_owned());
+    assert_eq!(gw.post("/v1/chat/completions", Some(gw.key()), &body).await.status(), 200);
+    assert_eq!(fake.calls(), 1);
+}
