@@ -175,20 +175,21 @@ async fn bootstrap(
     if store.admin_token_count().await? > 0 {
         return Ok(None);
     }
+    // admin tokens exist, all revoked: that is no first start, and no token is minted behind
+    // the operator's back (an active one here: another replica bootstrapped a moment ago)
+    if let Some(newest) = store.list_admin_tokens(None, None, 1).await?.first() {
+        if newest.revoked_at.is_some() {
+            tracing::warn!("every admin token is revoked; `gatehouse recover-admin` mints one beside the store");
+        }
+        return Ok(None);
+    }
     let provided = given.is_some();
     let admin_token = given.unwrap_or_else(|| generate_key(KeyKind::Admin));
     let digest = hasher.digest(KeyKind::Admin, &admin_token).0;
     match store.insert_admin_token(BOOTSTRAP_TOKEN_ID, "bootstrap", &digest, "platform_admin", None, None).await {
         Ok(()) => {}
-        // another replica bootstrapped this store a moment ago (its token stands, ours is
-        // dropped), or this store was bootstrapped long ago and every admin token since revoked:
-        // that is no first start, and no token is minted behind the operator's back
-        Err(gatehouse_store::Error::Conflict) => {
-            if store.admin_token_count().await? == 0 {
-                tracing::warn!("every admin token is revoked; `gatehouse recover-admin` mints one beside the store");
-            }
-            return Ok(None);
-        }
+        // another replica bootstrapped this store a moment ago: its token stands, ours is dropped
+        Err(gatehouse_store::Error::Conflict) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
     if provided {
