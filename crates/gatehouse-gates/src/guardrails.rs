@@ -441,6 +441,15 @@ impl Session {
                 *s = self.step(index, None, s, last)?;
             }
             let mut seen = Vec::new();
+            // the model's words outside `content`: a refusal, a legacy function call's arguments
+            if let Some(Value::String(s)) = delta.get_mut("refusal") {
+                seen.push(REFUSAL);
+                *s = self.step(index, Some(REFUSAL), s, last)?;
+            }
+            if let Some(Value::String(a)) = delta.get_mut("function_call").and_then(|f| f.get_mut("arguments")) {
+                seen.push(FUNCTION_CALL);
+                *a = self.step(index, Some(FUNCTION_CALL), a, last)?;
+            }
             if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
                 for (j, call) in calls.iter_mut().enumerate() {
                     let k = call.get("index").and_then(Value::as_u64).unwrap_or(j as u64);
@@ -465,6 +474,8 @@ impl Session {
         Ok(Some(serde_json::to_vec(&chunk).unwrap_or_default()))
     }
 
+    /// One piece of a streamed text, held back per choice and per stream of text in it:
+    /// `tool` is `None` for `content`, a tool call's index, [`REFUSAL`] or [`FUNCTION_CALL`].
     fn step(&mut self, choice: u64, tool: Option<u64>, piece: &str, last: bool) -> Result<String, Denial> {
         let held = self.held.entry((choice, tool)).or_default();
         let out = self
@@ -491,6 +502,18 @@ impl Session {
                     Some(Value::String(s)) => s.push_str(&rest),
                     _ => {
                         delta.insert("content".into(), Value::String(rest));
+                    }
+                },
+                Some(REFUSAL) => match delta.get_mut("refusal") {
+                    Some(Value::String(s)) => s.push_str(&rest),
+                    _ => {
+                        delta.insert("refusal".into(), Value::String(rest));
+                    }
+                },
+                Some(FUNCTION_CALL) => match delta.get_mut("function_call").and_then(|f| f.get_mut("arguments")) {
+                    Some(Value::String(a)) => a.push_str(&rest),
+                    _ => {
+                        delta.insert("function_call".into(), serde_json::json!({"arguments": rest}));
                     }
                 },
                 Some(k) if !seen.contains(&k) => {
@@ -540,14 +563,15 @@ impl Session {
     }
 }
 
-/// A chunk whose every choice's delta is an empty `content` (or nothing) and that carries no
+/// A chunk whose every choice's delta is an empty `content` or `refusal` (or nothing) and that carries no
 /// finish reason, role, tool call or usage: what a held-back piece leaves of a chunk.
 fn content_free(chunk: &Map<String, Value>) -> bool {
     let quiet_choice = |c: &Value| {
         c.get("finish_reason").is_none_or(Value::is_null)
-            && c.get("delta")
-                .and_then(Value::as_object)
-                .is_some_and(|d| d.iter().all(|(k, v)| k == "content" && v.as_str().is_some_and(str::is_empty)))
+            && c.get("delta").and_then(Value::as_object).is_some_and(|d| {
+                d.iter()
+                    .all(|(k, v)| matches!(k.as_str(), "content" | "refusal") && v.as_str().is_some_and(str::is_empty))
+            })
             && c.as_object().is_some_and(|o| {
                 o.keys().all(|k| matches!(k.as_str(), "index" | "delta" | "finish_reason" | "logprobs"))
             })
@@ -746,6 +770,11 @@ fn replace_json_strings(
     }
 }
 
+/// Held-back streams of a choice besides `content` and its tool calls (whose indexes never
+/// come near these): its refusal, and a legacy `function_call`'s arguments.
+const REFUSAL: u64 = u64::MAX;
+const FUNCTION_CALL: u64 = u64::MAX - 1;
+
 /// A chat request's fields besides `messages` whose strings reach the provider, most of them
 /// the model: tool and function definitions (descriptions, schemas), the predicted output, the
 /// response schema, metadata. Scanned like the messages (their `type` labels are not text), so
@@ -917,6 +946,40 @@ mod tests {
         }
         assert_eq!(text, "Write to [EMAIL_1] today, thanks.");
         assert!(sent_empty > 0, "held-back pieces leave no content-free chunk behind");
+        assert!(s.stream_end().unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_streamed_refusal_and_legacy_function_call_arguments_are_guarded_too() {
+        let p = Policies::new(&spec(r#"{"detectors":{"pii":{"output":"redact"}}}"#), Duration::from_secs(1)).unwrap();
+        let mut s =
+            Session::new(p.guard.clone(), p.policy(OrgId::generate(), ProjectId::generate()), Duration::from_secs(1));
+        let chunk = |delta: Value, finish: Option<&str>| {
+            serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "model": "m",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            .to_string()
+        };
+        let (mut refusal, mut args) = (String::new(), String::new());
+        let events = [
+            chunk(serde_json::json!({"refusal": "I will not write to jo"}), None),
+            chunk(serde_json::json!({"refusal": "hn.smith@exam"}), None),
+            chunk(serde_json::json!({"refusal": "ple.com."}), None),
+            chunk(serde_json::json!({"function_call": {"name": "send", "arguments": "{\"to\":\"ann@exa"}}), None),
+            chunk(serde_json::json!({"function_call": {"arguments": "mple.org\"}"}}), None),
+            chunk(serde_json::json!({}), Some("stop")),
+        ];
+        for e in &events {
+            let out = s.stream_event(e.as_bytes()).unwrap().unwrap();
+            if out.is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            let d = &v["choices"][0]["delta"];
+            refusal.push_str(d["refusal"].as_str().unwrap_or(""));
+            args.push_str(d.pointer("/function_call/arguments").and_then(Value::as_str).unwrap_or(""));
+        }
+        assert_eq!(refusal, "I will not write to [EMAIL_1].");
+        assert!(args.starts_with("{\"to\":\"[EMAIL_") && !args.contains('@'), "{args}");
         assert!(s.stream_end().unwrap().is_none());
     }
 }
