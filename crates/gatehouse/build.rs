@@ -34,7 +34,10 @@ fn main() {
 /// `gatehouse doctor` to check against an advisory database. The lock file's whole list: it
 /// may name a package this binary does not link (another platform's, a test's), never miss one.
 fn dependencies() {
-    let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock");
+    // read when the script runs, not baked in when it is compiled: one compiled script may run
+    // for a copy of the workspace elsewhere (the image-context check shares the target dir)
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let lock = std::path::Path::new(&manifest).join("../../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
     let text = std::fs::read_to_string(&lock).unwrap_or_default();
     let mut out = String::new();

@@ -490,7 +490,10 @@ impl Session {
 
     /// Releases what a finished choice still holds into its final delta.
     fn flush_choice(&mut self, choice: u64, delta: &mut Map<String, Value>, seen: &[u64]) -> Result<(), Denial> {
-        let keys: Vec<_> = self.held.keys().filter(|(c, _)| *c == choice).copied().collect();
+        // in a fixed order (content, tool calls by index, then the other streams), so the
+        // placeholders numbered as they are released do not depend on the map's order
+        let mut keys: Vec<_> = self.held.keys().filter(|(c, _)| *c == choice).copied().collect();
+        keys.sort_unstable();
         for (c, tool) in keys {
             let rest = self.step(c, tool, "", true)?;
             self.held.remove(&(c, tool));
@@ -689,7 +692,7 @@ impl Gate for GuardrailsInGate {
         if !session.policy.active(Direction::In) {
             return Verdict::Pass(session);
         }
-        let key = content_key(req.endpoint);
+        let key = req.endpoint.content_field();
         let extra: &[&str] = if req.endpoint == Endpoint::ChatCompletions { CHAT_EXTRA } else { &[] };
         let body = req.body_mut();
         let result = {
@@ -780,16 +783,6 @@ const FUNCTION_CALL: u64 = u64::MAX - 1;
 /// response schema, metadata. Scanned like the messages (their `type` labels are not text), so
 /// nothing leaves in a field the guardrail does not look at.
 const CHAT_EXTRA: &[&str] = &["tools", "functions", "prediction", "response_format", "metadata"];
-
-/// The field the endpoint's provider reads the content from: `messages` (chat) or `input`
-/// (embeddings). By the endpoint, never by the body's keys: a stray `messages` on an
-/// embeddings request (which servers ignore) must not choose what is scanned.
-fn content_key(endpoint: Endpoint) -> &'static str {
-    match endpoint {
-        Endpoint::ChatCompletions => "messages",
-        Endpoint::Embeddings => "input",
-    }
-}
 
 fn request_texts<'a>(v: Option<&'a Value>, key: &str, out: &mut Vec<&'a str>) {
     match (key, v) {
@@ -978,8 +971,10 @@ mod tests {
             refusal.push_str(d["refusal"].as_str().unwrap_or(""));
             args.push_str(d.pointer("/function_call/arguments").and_then(Value::as_str).unwrap_or(""));
         }
-        assert_eq!(refusal, "I will not write to [EMAIL_1].");
-        assert!(args.starts_with("{\"to\":\"[EMAIL_") && !args.contains('@'), "{args}");
+        // both are still held at the finish; released in a fixed order (the function call's
+        // arguments, then the refusal), they are numbered the same way every time
+        assert_eq!(args, "{\"to\":\"[EMAIL_1]\"}");
+        assert_eq!(refusal, "I will not write to [EMAIL_2].");
         assert!(s.stream_end().unwrap().is_none());
     }
 }

@@ -21,6 +21,16 @@ impl Endpoint {
         }
     }
 
+    /// The body's field the provider reads the content from: what the input guardrail scans
+    /// and sizes are measured on. By the endpoint, never by the body's keys: a stray
+    /// `messages` on an embeddings request (servers ignore it) must not choose it.
+    pub const fn content_field(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "messages",
+            Endpoint::Embeddings => "input",
+        }
+    }
+
     /// Path below the provider's base URL.
     pub const fn upstream_path(self) -> &'static str {
         match self {
@@ -202,10 +212,7 @@ impl ApiRequest {
                 _ => 0,
             }
         }
-        match self.endpoint {
-            Endpoint::ChatCompletions => self.body.get("messages").map_or(0, walk),
-            Endpoint::Embeddings => self.body.get("input").map_or(0, walk),
-        }
+        self.body.get(self.endpoint.content_field()).map_or(0, walk)
     }
 }
 

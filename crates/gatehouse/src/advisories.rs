@@ -93,18 +93,16 @@ pub fn scan<'a>(db: &Path, packages: impl IntoIterator<Item = (&'a str, semver::
                 continue;
             }
             match read(&path) {
-                Some(f) if f.advisory.package == name => {
-                    if f.advisory.withdrawn.is_none() && affects(&f.versions, &version) == Some(true) {
-                        report.hits.push(Hit {
-                            id: f.advisory.id,
-                            package: name.to_owned(),
-                            version: version.to_string(),
-                            informational: f.advisory.informational,
-                        });
-                    } else if affects(&f.versions, &version).is_none() {
-                        report.unreadable += 1;
-                    }
-                }
+                Some(f) if f.advisory.package == name => match affects(&f.versions, &version) {
+                    None => report.unreadable += 1,
+                    Some(true) if f.advisory.withdrawn.is_none() => report.hits.push(Hit {
+                        id: f.advisory.id,
+                        package: name.to_owned(),
+                        version: version.to_string(),
+                        informational: f.advisory.informational,
+                    }),
+                    Some(_) => {}
+                },
                 Some(_) => {}
                 None => report.unreadable += 1,
             }

@@ -121,7 +121,7 @@ impl gatehouse_gates::meter::SpanSink for OtlpSpans {
             .with_kind(SpanKind::Server)
             .with_start_time(start)
             .with_attributes(attrs);
-        let ids = trace.map(|t| (TraceId::from_bytes(t.trace_id), SpanId::from_bytes(t.span)));
+        let ids = (trace.map(|t| TraceId::from_bytes(t.trace_id)), trace.map(|t| SpanId::from_bytes(t.span)));
         let server = planned(ids, || builder.start_with_context(&self.tracer, &parent));
         let request = TraceCx::new().with_span(server);
         let mut from = start;
@@ -151,7 +151,7 @@ impl gatehouse_gates::meter::SpanSink for OtlpSpans {
                 .with_attributes(attrs);
             // the provider step's span is the parent the provider was told about
             let id = trace.filter(|_| step.gate == GateName::Provider).map(|t| SpanId::from_bytes(t.provider_span));
-            let mut span = planned_span(id, || builder.start_with_context(&self.tracer, &request));
+            let mut span = planned((None, id), || builder.start_with_context(&self.tracer, &request));
             if let Some(code) = denied {
                 span.set_status(Status::error(code.as_str()));
             }
@@ -170,17 +170,10 @@ thread_local! {
     static PLANNED: Cell<(Option<TraceId>, Option<SpanId>)> = const { Cell::new((None, None)) };
 }
 
-/// Starts a span (synchronously, on this thread) with the given trace and span ids.
-fn planned<T>(ids: Option<(TraceId, SpanId)>, start: impl FnOnce() -> T) -> T {
-    PLANNED.set(ids.map_or((None, None), |(t, s)| (Some(t), Some(s))));
-    let span = start();
-    PLANNED.set((None, None));
-    span
-}
-
-/// Starts a span with the given span id (its trace is its parent's).
-fn planned_span<T>(id: Option<SpanId>, start: impl FnOnce() -> T) -> T {
-    PLANNED.set((None, id));
+/// Starts a span (synchronously, on this thread) with the given trace and span ids; `None`
+/// takes the parent's trace, or a random id.
+fn planned<T>(ids: (Option<TraceId>, Option<SpanId>), start: impl FnOnce() -> T) -> T {
+    PLANNED.set(ids);
     let span = start();
     PLANNED.set((None, None));
     span
